@@ -1,0 +1,1 @@
+//! haifu policies: the hardened Rhai facade

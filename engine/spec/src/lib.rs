@@ -1,0 +1,1 @@
+//! haifu workflow specs: YAML to validated plan

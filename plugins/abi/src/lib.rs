@@ -1,0 +1,1 @@
+//! the C ABI between haifu and its transport plugins

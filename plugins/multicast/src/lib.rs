@@ -1,0 +1,1 @@
+//! haifu transport plugin: UDP multicast datagram groups

@@ -1,0 +1,1 @@
+//! haifu transport plugin: QUIC peer streams with mutual TLS
