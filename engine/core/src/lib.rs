@@ -1,1 +1,21 @@
-//! placeholder
+//! haifu's core: the domain model shared by every other crate.
+//!
+//! What it does: validates artifact names and versions, defines the
+//! [`Digest`] of an artifact (sha3-256 of its uncompressed bytes), and the
+//! signed [`Manifest`] a master issues for every registered version, with the
+//! signing and verification functions a client calls before it installs
+//! anything.
+//!
+//! What it does not do: any I/O. No files, sockets, clocks or databases: the
+//! caller passes bytes, digests and timestamps in, and gets values back.
+#![forbid(unsafe_code)]
+
+mod digest;
+mod key;
+mod manifest;
+mod name;
+
+pub use digest::{Digest, DigestError};
+pub use key::{KeyError, PublicKey, SigningKey};
+pub use manifest::{Compression, MANIFEST_FORMAT, Manifest, ManifestBody, ManifestError};
+pub use name::{ArtifactName, NameError, Version, VersionError};

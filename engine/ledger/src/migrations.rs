@@ -1,0 +1,77 @@
+//! The schema, as an ordered list of migrations.
+//!
+//! `PRAGMA user_version` records how many have been applied. Each migration
+//! runs in its own transaction together with the bump of `user_version`, so a
+//! crash leaves the file at one version or the next, never between. Never
+//! edit a migration that has shipped: append a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::LedgerError;
+
+/// Every migration, in order. Index `i` takes the schema from version `i` to
+/// `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: artifacts, their versions with signed manifests, and the event log.
+    "CREATE TABLE artifacts (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE versions (
+        id           INTEGER PRIMARY KEY,
+        artifact_id  INTEGER NOT NULL REFERENCES artifacts(id),
+        version      TEXT NOT NULL,
+        sha3_256     TEXT NOT NULL CHECK (length(sha3_256) = 64),
+        size         INTEGER NOT NULL CHECK (size >= 0),
+        stored_size  INTEGER NOT NULL CHECK (stored_size >= 0),
+        created_at   TEXT NOT NULL,
+        manifest     TEXT NOT NULL,
+        UNIQUE (artifact_id, version)
+    );
+    CREATE INDEX versions_by_digest ON versions (sha3_256);
+    CREATE TABLE events (
+        id       INTEGER PRIMARY KEY,
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        subject  TEXT NOT NULL,
+        detail   TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_by_subject ON events (subject, id);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
+    let wrap = LedgerError::sqlite(path);
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        // Read inside the write lock: two processes opening a new file at
+        // once apply each migration exactly once.
+        let current = user_version(&tx).map_err(&wrap)?;
+        if current > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path: path.to_owned(),
+                found: current,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let Some(sql) = MIGRATIONS.get(current as usize) else {
+            return Ok(());
+        };
+        tx.execute_batch(sql).map_err(&wrap)?;
+        tx.pragma_update(None, "user_version", current + 1)
+            .map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        tracing::info!(path = %path.display(), version = current + 1, "ledger schema migrated");
+    }
+}
