@@ -1,1 +1,38 @@
-//! haifu transport plugin loader
+//! The haifu transport plugin loader: the engine's side of the C ABI in
+//! `haifu-transport-abi`, and the fleet PKI the QUIC plugin uses.
+//!
+//! What it does:
+//! - finds plugin libraries in a folder ([`plugin_dir`], [`load_dir`]), loads
+//!   them with libloading, checks the ABI version and table size, records
+//!   their shapes and keeps each library mapped for the life of the process;
+//! - never crashes on a bad file: each failure is a [`LoadError`] naming the
+//!   file, and the other plugins still load;
+//! - wraps both shapes in safe, synchronous types: [`DatagramGroup`] and
+//!   [`Endpoint`] / [`Connection`] (call them from threads or
+//!   `spawn_blocking`, never hold a host runtime worker on a long timeout);
+//! - lists the plugins for `haifu plugins [--json]` ([`list_plugins`]);
+//! - creates the fleet CA and issues certificates ([`pki`]).
+//!
+//! What it does not do: framing of the engine's own protocol, FEC, or any
+//! policy; a plugin only moves bytes. This is the only engine crate with
+//! `unsafe`, all of it in `loader.rs`, `datagram.rs` and `stream.rs`.
+//!
+//! Call order: [`load_dir`] (or [`load`]) once at start; then
+//! [`Plugin::open_group`] / [`Plugin::open_endpoint`]; then
+//! send/recv/accept/connect on the objects; drop them to close.
+
+mod datagram;
+mod error;
+mod listing;
+mod loader;
+pub mod pki;
+mod stream;
+
+pub use datagram::DatagramGroup;
+pub use error::{DirError, ErrorKind, LoadError, TransportError, error_chain};
+pub use haifu_transport_abi::ABI_VERSION;
+pub use listing::{PluginEntry, PluginListing, list_plugins};
+pub use loader::{
+    PLUGINS_ENV, Plugin, PluginInfo, PluginSet, Shapes, candidates, load, load_dir, plugin_dir,
+};
+pub use stream::{Connection, Endpoint};

@@ -1,0 +1,202 @@
+//! Errors of the loader and of calls into a plugin.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use haifu_transport_abi::{Status, status};
+
+/// Why one plugin file did not load. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `dlopen` failed: not a library, wrong architecture, missing
+    /// dependency, unreadable. The detail is in `source()`.
+    #[error("{}: cannot load as a library", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// libloading's error; its own `source()` holds the `dlerror` text.
+        #[source]
+        source: libloading::Error,
+    },
+    /// The library does not export the entry symbol.
+    #[error("{}: does not export {symbol}", path.display())]
+    Symbol {
+        /// The file.
+        path: PathBuf,
+        /// The symbol looked for.
+        symbol: &'static str,
+        /// libloading's error.
+        #[source]
+        source: libloading::Error,
+    },
+    /// The entry function returned a null or misaligned table.
+    #[error("{}: entry symbol returned {what} table pointer", path.display())]
+    BadPointer {
+        /// The file.
+        path: PathBuf,
+        /// "a null" or "a misaligned".
+        what: &'static str,
+    },
+    /// The table's ABI version is not the host's.
+    #[error("{}: plugin ABI {plugin}, host ABI {host}", path.display())]
+    AbiMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's `abi_version`.
+        plugin: u32,
+        /// The host's [`haifu_transport_abi::ABI_VERSION`].
+        host: u32,
+    },
+    /// The table is smaller than this ABI version's table.
+    #[error("{}: function table is {plugin} bytes, host ABI needs at least {host}", path.display())]
+    TableTooSmall {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's `struct_size`.
+        plugin: usize,
+        /// `size_of::<PluginVTable>()` in the host.
+        host: usize,
+    },
+    /// The table breaks a rule of the spec (bad name, missing function).
+    #[error("{}: invalid function table: {reason}", path.display())]
+    BadTable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `init` returned an error or panicked.
+    #[error("{}: plugin {name:?} failed to initialise: {message}", path.display())]
+    Init {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's declared name.
+        name: String,
+        /// The status code `init` returned.
+        status: Status,
+        /// The plugin's message.
+        message: String,
+    },
+    /// Another file already provides a plugin of this name.
+    #[error("{}: plugin name {name:?} is already taken by {}", path.display(), first.display())]
+    Duplicate {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        name: String,
+        /// The file loaded first.
+        first: PathBuf,
+    },
+}
+
+impl LoadError {
+    /// The file this error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Open { path, .. }
+            | Self::Symbol { path, .. }
+            | Self::BadPointer { path, .. }
+            | Self::AbiMismatch { path, .. }
+            | Self::TableTooSmall { path, .. }
+            | Self::BadTable { path, .. }
+            | Self::Init { path, .. }
+            | Self::Duplicate { path, .. } => path,
+        }
+    }
+}
+
+/// The message of `e` followed by every `source()` in its chain, joined by
+/// `": "`, e.g. `x.so: cannot load as a library: dlopen failed: x.so: invalid
+/// ELF header`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        // libloading repeats nothing, but avoid printing a level twice.
+        if !out.ends_with(&text) {
+            let _ = write!(out, ": {text}");
+        }
+        next = s.source();
+    }
+    out
+}
+
+/// The plugins folder could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read plugins folder {}", path.display())]
+pub struct DirError {
+    /// The folder.
+    pub path: PathBuf,
+    /// The I/O error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The class of a failed plugin call, from the ABI status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// [`status::INTERNAL`].
+    Internal,
+    /// [`status::INVALID_ARGUMENT`].
+    InvalidArgument,
+    /// [`status::IO`].
+    Io,
+    /// [`status::TIMEOUT`].
+    Timeout,
+    /// [`status::CLOSED`].
+    Closed,
+    /// [`status::DENIED`].
+    Denied,
+    /// [`status::TOO_LARGE`].
+    TooLarge,
+    /// [`status::BUFFER_TOO_SMALL`].
+    BufferTooSmall,
+    /// [`status::UNSUPPORTED`].
+    Unsupported,
+    /// [`status::PANIC`]: the plugin panicked; the panic was caught.
+    Panic,
+    /// A status this host does not know.
+    Unknown(i32),
+}
+
+impl ErrorKind {
+    /// The kind for a non-zero status code.
+    pub fn from_status(st: Status) -> Self {
+        match st {
+            status::INTERNAL => Self::Internal,
+            status::INVALID_ARGUMENT => Self::InvalidArgument,
+            status::IO => Self::Io,
+            status::TIMEOUT => Self::Timeout,
+            status::CLOSED => Self::Closed,
+            status::DENIED => Self::Denied,
+            status::TOO_LARGE => Self::TooLarge,
+            status::BUFFER_TOO_SMALL => Self::BufferTooSmall,
+            status::UNSUPPORTED => Self::Unsupported,
+            status::PANIC => Self::Panic,
+            other => Self::Unknown(other),
+        }
+    }
+}
+
+/// A call into a plugin failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {plugin:?}: {op}: {message}")]
+pub struct TransportError {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The ABI function, e.g. `group_send`.
+    pub op: &'static str,
+    /// The class of error.
+    pub kind: ErrorKind,
+    /// The plugin's message (or the host's, for host-side checks).
+    pub message: String,
+}
+
+impl TransportError {
+    /// True for [`ErrorKind::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::Timeout
+    }
+}

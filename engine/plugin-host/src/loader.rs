@@ -1,0 +1,476 @@
+//! Finding, loading and checking plugin libraries. Together with the call
+//! wrappers in `datagram.rs` and `stream.rs`, this is the only `unsafe` in
+//! the engine.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use haifu_transport_abi::{
+    ABI_VERSION, ENTRY_SYMBOL, ENTRY_SYMBOL_NAME, EntryFn, ErrorBuf, Handle, PluginVTable,
+    SHAPE_DATAGRAM, SHAPE_STREAM, SHAPES_KNOWN, Status, status,
+};
+use libloading::Library;
+
+use crate::error::{DirError, ErrorKind, LoadError, TransportError};
+
+/// The environment variable naming the plugins folder.
+pub const PLUGINS_ENV: &str = "HAIFU_PLUGINS";
+
+/// Libraries are never unloaded: a plugin's threads may outlive its last
+/// object by a moment, and code from an unmapped library must never run.
+/// Keeping them here for the life of the process makes that structural.
+fn registry() -> &'static Mutex<Vec<Arc<Library>>> {
+    static LIBS: OnceLock<Mutex<Vec<Arc<Library>>>> = OnceLock::new();
+    LIBS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// The shapes a plugin offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shapes {
+    /// Datagram groups.
+    pub datagram: bool,
+    /// Peer streams.
+    pub stream: bool,
+}
+
+impl Shapes {
+    fn from_bits(bits: u32) -> Self {
+        Self {
+            datagram: bits & SHAPE_DATAGRAM != 0,
+            stream: bits & SHAPE_STREAM != 0,
+        }
+    }
+
+    /// The shape names: `datagram`, `stream`.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.datagram {
+            v.push("datagram");
+        }
+        if self.stream {
+            v.push("stream");
+        }
+        v
+    }
+}
+
+/// What the loader learnt about a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// Declared name, e.g. `quic`.
+    pub name: String,
+    /// Declared version.
+    pub version: String,
+    /// The table's ABI version (equal to the host's once loaded).
+    pub abi_version: u32,
+    /// Offered shapes.
+    pub shapes: Shapes,
+    /// The library file.
+    pub path: PathBuf,
+}
+
+pub(crate) struct PluginInner {
+    pub(crate) vt: &'static PluginVTable,
+    pub(crate) instance: Handle,
+    pub(crate) info: PluginInfo,
+    _lib: Arc<Library>,
+}
+
+// SAFETY: the spec requires a plugin instance handle to be usable from any
+// thread; the table is immutable static data.
+unsafe impl Send for PluginInner {}
+// SAFETY: as above.
+unsafe impl Sync for PluginInner {}
+
+impl Drop for PluginInner {
+    fn drop(&mut self) {
+        // Every group, endpoint and connection holds a `Plugin`, so this runs
+        // after all of them are closed, as the spec requires.
+        if let Some(shutdown) = self.vt.shutdown {
+            // SAFETY: the instance is live and all its objects are closed.
+            unsafe { shutdown(self.instance) };
+        }
+    }
+}
+
+impl std::fmt::Debug for PluginInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("info", &self.info).finish()
+    }
+}
+
+/// A loaded, initialised plugin. Cheap to clone; the instance is shut down
+/// when the last clone and the last object opened through it are dropped.
+/// The library itself stays mapped for the life of the process.
+///
+/// Method families: [`info`](Self::info) for identity;
+/// [`open_group`](Self::open_group) for the datagram shape;
+/// [`open_endpoint`](Self::open_endpoint) for the stream shape.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub(crate) inner: Arc<PluginInner>,
+}
+
+impl Plugin {
+    /// Name, version, ABI version, shapes and path.
+    pub fn info(&self) -> &PluginInfo {
+        &self.inner.info
+    }
+
+    /// The declared name.
+    pub fn name(&self) -> &str {
+        &self.inner.info.name
+    }
+
+    /// Calls into the plugin with a fresh error buffer and converts the
+    /// status.
+    pub(crate) fn call(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(*mut ErrorBuf) -> Status,
+    ) -> Result<(), TransportError> {
+        let mut storage = [0u8; 512];
+        let mut eb = ErrorBuf {
+            ptr: storage.as_mut_ptr(),
+            cap: storage.len(),
+            len: 0,
+        };
+        let st = f(&mut eb);
+        if st == status::OK {
+            return Ok(());
+        }
+        let len = eb.len.min(storage.len());
+        let mut message = String::from_utf8_lossy(storage.get(..len).unwrap_or(&[])).into_owned();
+        if message.is_empty() {
+            message = status::name(st).to_owned();
+        }
+        Err(self.error(op, ErrorKind::from_status(st), message))
+    }
+
+    pub(crate) fn error(
+        &self,
+        op: &'static str,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> TransportError {
+        TransportError {
+            plugin: self.inner.info.name.clone(),
+            op,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The function pointer of `op`, or an "unsupported" error when the
+    /// plugin does not offer the shape.
+    pub(crate) fn func<F: Copy>(
+        &self,
+        op: &'static str,
+        f: Option<F>,
+    ) -> Result<F, TransportError> {
+        f.ok_or_else(|| {
+            self.error(
+                op,
+                ErrorKind::Unsupported,
+                "the plugin does not offer this shape",
+            )
+        })
+    }
+}
+
+/// Reads a `Bytes` field of a table as UTF-8.
+///
+/// # Safety
+/// `b.ptr` is valid for `b.len` bytes (a plugin's static string).
+unsafe fn table_str(b: haifu_transport_abi::Bytes, what: &str) -> Result<String, String> {
+    if b.len == 0 {
+        return Ok(String::new());
+    }
+    if b.ptr.is_null() {
+        return Err(format!("{what} is a null pointer"));
+    }
+    if b.len > 256 {
+        return Err(format!("{what} is {} bytes long (limit 256)", b.len));
+    }
+    // SAFETY: by the caller's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(b.ptr, b.len) };
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not utf-8"))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
+/// Checks everything in the table except the version and size, which the
+/// caller checked before the table could be read as a whole.
+fn check_table(vt: &PluginVTable) -> Result<(String, String, Shapes), String> {
+    // SAFETY: name and version point at the plugin's static strings.
+    let name = unsafe { table_str(vt.name, "name") }?;
+    // SAFETY: as above.
+    let version = unsafe { table_str(vt.version, "version") }?;
+    if !valid_name(&name) {
+        return Err(format!(
+            "name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"
+        ));
+    }
+    if vt.shapes & !SHAPES_KNOWN != 0 {
+        return Err(format!(
+            "unknown shape bits {:#x}",
+            vt.shapes & !SHAPES_KNOWN
+        ));
+    }
+    if vt.shapes == 0 {
+        return Err("declares no shape".to_owned());
+    }
+    let mut missing = Vec::new();
+    let mut need = |present: bool, f: &'static str| {
+        if !present {
+            missing.push(f);
+        }
+    };
+    need(vt.init.is_some(), "init");
+    need(vt.shutdown.is_some(), "shutdown");
+    if vt.shapes & SHAPE_DATAGRAM != 0 {
+        need(vt.group_open.is_some(), "group_open");
+        need(vt.group_send.is_some(), "group_send");
+        need(vt.group_recv.is_some(), "group_recv");
+        need(vt.group_close.is_some(), "group_close");
+    }
+    if vt.shapes & SHAPE_STREAM != 0 {
+        need(vt.endpoint_open.is_some(), "endpoint_open");
+        need(vt.endpoint_local_addr.is_some(), "endpoint_local_addr");
+        need(vt.endpoint_accept.is_some(), "endpoint_accept");
+        need(vt.endpoint_connect.is_some(), "endpoint_connect");
+        need(vt.endpoint_set_denied.is_some(), "endpoint_set_denied");
+        need(vt.endpoint_close.is_some(), "endpoint_close");
+        need(vt.conn_peer_identity.is_some(), "conn_peer_identity");
+        need(vt.conn_send.is_some(), "conn_send");
+        need(vt.conn_recv.is_some(), "conn_recv");
+        need(vt.conn_close.is_some(), "conn_close");
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "declared shapes need functions that are null: {}",
+            missing.join(", ")
+        ));
+    }
+    Ok((name, version, Shapes::from_bits(vt.shapes)))
+}
+
+/// Loads one plugin file, checks its table and initialises it with an
+/// empty configuration.
+///
+/// Never panics and never crashes on a bad file that follows the C calling
+/// convention: every failure is a [`LoadError`] naming the file. (A library
+/// whose load-time constructors crash, or whose entry function is not what
+/// the symbol claims, cannot be defended against in-process.)
+pub fn load(path: &Path) -> Result<Plugin, LoadError> {
+    let path = path.to_path_buf();
+    // SAFETY: loading a library runs its initialisers; that is the point of
+    // a plugin folder, whose contents the operator vouches for.
+    let lib = unsafe { Library::new(&path) }.map_err(|source| LoadError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    // SAFETY: the symbol's type is fixed by the ABI.
+    let entry: EntryFn = unsafe { lib.get::<EntryFn>(ENTRY_SYMBOL) }
+        .map(|s| *s)
+        .map_err(|source| LoadError::Symbol {
+            path: path.clone(),
+            symbol: ENTRY_SYMBOL_NAME,
+            source,
+        })?;
+    let lib = Arc::new(lib);
+    if let Ok(mut libs) = registry().lock() {
+        libs.push(Arc::clone(&lib));
+    }
+
+    let ptr = entry();
+    if ptr.is_null() {
+        return Err(LoadError::BadPointer {
+            path,
+            what: "a null",
+        });
+    }
+    if ptr
+        .cast::<u8>()
+        .align_offset(std::mem::align_of::<PluginVTable>())
+        != 0
+    {
+        return Err(LoadError::BadPointer {
+            path,
+            what: "a misaligned",
+        });
+    }
+    // Every ABI version begins with `abi_version: u32` then `struct_size:
+    // usize`, so these two reads are valid whatever version the plugin has.
+    // SAFETY: non-null, aligned, and the plugin promises a static table.
+    let abi_version = unsafe { ptr.cast::<u32>().read() };
+    if abi_version != ABI_VERSION {
+        return Err(LoadError::AbiMismatch {
+            path,
+            plugin: abi_version,
+            host: ABI_VERSION,
+        });
+    }
+    // SAFETY: as above; `struct_size` sits at offset `size_of::<usize>()`.
+    let struct_size = unsafe {
+        ptr.cast::<u8>()
+            .add(std::mem::size_of::<usize>())
+            .cast::<usize>()
+            .read()
+    };
+    let need = std::mem::size_of::<PluginVTable>();
+    if struct_size < need {
+        return Err(LoadError::TableTooSmall {
+            path,
+            plugin: struct_size,
+            host: need,
+        });
+    }
+    // SAFETY: the version matches and the table is at least as large as ours.
+    let vt: &'static PluginVTable = unsafe { &*ptr };
+    let (name, version, shapes) = check_table(vt).map_err(|reason| LoadError::BadTable {
+        path: path.clone(),
+        reason,
+    })?;
+
+    let mut storage = [0u8; 1024];
+    let mut eb = ErrorBuf {
+        ptr: storage.as_mut_ptr(),
+        cap: storage.len(),
+        len: 0,
+    };
+    let mut instance: Handle = std::ptr::null_mut::<c_void>();
+    let st = match vt.init {
+        // SAFETY: empty configuration; out pointers valid for the call.
+        Some(init) => unsafe { init(std::ptr::null(), 0, &mut instance, &mut eb) },
+        None => status::INTERNAL,
+    };
+    if st != status::OK || instance.is_null() {
+        let len = eb.len.min(storage.len());
+        let mut message = String::from_utf8_lossy(storage.get(..len).unwrap_or(&[])).into_owned();
+        if message.is_empty() {
+            message = if st == status::OK {
+                "init returned success but no instance".to_owned()
+            } else {
+                format!("init returned status {st} ({})", status::name(st))
+            };
+        }
+        return Err(LoadError::Init {
+            path,
+            name,
+            status: st,
+            message,
+        });
+    }
+    tracing::debug!(plugin = %name, version = %version, path = %path.display(), "transport plugin loaded");
+    Ok(Plugin {
+        inner: Arc::new(PluginInner {
+            vt,
+            instance,
+            info: PluginInfo {
+                name,
+                version,
+                abi_version,
+                shapes,
+                path,
+            },
+            _lib: lib,
+        }),
+    })
+}
+
+/// The plugins of one folder: those that loaded, and the files that did not.
+#[derive(Debug, Default)]
+pub struct PluginSet {
+    /// The folder that was scanned.
+    pub dir: PathBuf,
+    /// Loaded plugins, in file-name order.
+    pub loaded: Vec<Plugin>,
+    /// Files that failed, in file-name order.
+    pub failed: Vec<LoadError>,
+}
+
+impl PluginSet {
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        self.loaded.iter().find(|p| p.name() == name)
+    }
+}
+
+/// The candidate plugin files of a folder: regular files (or links to them)
+/// ending in the platform's library suffix (`.so`, `.dylib`, `.dll`), sorted.
+pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
+    let err = |source| DirError {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let path = entry.path();
+        let is_lib = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(std::env::consts::DLL_SUFFIX));
+        if is_lib && path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads every candidate file of `dir`. A bad file never stops the others;
+/// the result lists both. Errors only if the folder cannot be read.
+pub fn load_dir(dir: &Path) -> Result<PluginSet, DirError> {
+    let mut set = PluginSet {
+        dir: dir.to_path_buf(),
+        ..PluginSet::default()
+    };
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for path in candidates(dir)? {
+        match load(&path) {
+            Ok(p) => {
+                if let Some(first) = seen.get(p.name()) {
+                    set.failed.push(LoadError::Duplicate {
+                        path,
+                        name: p.name().to_owned(),
+                        first: first.clone(),
+                    });
+                } else {
+                    seen.insert(p.name().to_owned(), path);
+                    set.loaded.push(p);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "transport plugin not loaded");
+                set.failed.push(e);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// The plugins folder: `cli` if given, else `$HAIFU_PLUGINS` if set and
+/// non-empty, else the folder the running binary is in (where `cargo build`
+/// puts the plugin libraries beside `haifu`).
+pub fn plugin_dir(cli: Option<&Path>) -> PathBuf {
+    if let Some(dir) = cli {
+        return dir.to_path_buf();
+    }
+    if let Some(dir) = std::env::var_os(PLUGINS_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}

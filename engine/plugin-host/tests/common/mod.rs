@@ -1,0 +1,52 @@
+//! Helpers shared by the integration tests: find the plugin libraries that
+//! cargo built as dev-dependencies, next to the test executable.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// The built library of crate `crate_name` (dashes or underscores).
+pub fn plugin_path(crate_name: &str) -> PathBuf {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!(
+        "{file} not found near {}; is it a dev-dependency?",
+        dir.display()
+    );
+}
+
+/// Copies a built plugin into `dir`.
+pub fn install(crate_name: &str, dir: &Path) -> PathBuf {
+    let src = plugin_path(crate_name);
+    let dst = dir.join(src.file_name().unwrap());
+    std::fs::copy(&src, &dst).unwrap();
+    dst
+}
+
+/// A port no other test in this run uses: tests run in parallel threads and
+/// multicast groups on one host see each other's traffic.
+pub fn unique_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 2000) as u16 * 10;
+    base + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Loads a plugin by crate name.
+pub fn load(crate_name: &str) -> haifu_plugin_host::Plugin {
+    haifu_plugin_host::load(&plugin_path(crate_name)).unwrap()
+}

@@ -1,0 +1,152 @@
+//! The loader against a folder of good and bad plugin files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use haifu_plugin_host::{LoadError, error_chain, list_plugins, load_dir};
+
+/// A system library that exists and does not export the entry symbol.
+fn some_foreign_library() -> Option<std::path::PathBuf> {
+    [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib/aarch64-linux-gnu/libm.so.6",
+        "/usr/lib/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists())
+}
+
+#[test]
+fn bad_plugins_are_reported_and_good_ones_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    common::install("haifu-transport-multicast", dir.path());
+    common::install("haifu-transport-quic", dir.path());
+    common::install("haifu-testkit-bad-version", dir.path());
+    common::install("haifu-testkit-init-fails", dir.path());
+    common::install("haifu-testkit-init-panics", dir.path());
+    std::fs::write(
+        dir.path().join("notalib.so"),
+        b"#!/bin/sh\necho not a library\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("README.txt"),
+        b"ignored: not a library name",
+    )
+    .unwrap();
+    let foreign = some_foreign_library();
+    if let Some(f) = &foreign {
+        std::fs::copy(f, dir.path().join("libforeign.so")).unwrap();
+    }
+
+    let set = load_dir(dir.path()).unwrap();
+    let mut names: Vec<&str> = set.loaded.iter().map(|p| p.name()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["multicast", "quic"]);
+    assert!(set.get("multicast").unwrap().info().shapes.datagram);
+    assert!(set.get("quic").unwrap().info().shapes.stream);
+
+    let msg = |file: &str| -> String {
+        let e = set
+            .failed
+            .iter()
+            .find(|e| e.path().file_name().unwrap() == file)
+            .unwrap_or_else(|| panic!("no error for {file}"));
+        error_chain(e)
+    };
+    let m = msg("notalib.so");
+    assert!(m.contains("notalib.so: cannot load as a library"), "{m}");
+    assert!(
+        m.contains("invalid ELF header") || m.contains("too short"),
+        "{m}"
+    );
+
+    let m = msg("libhaifu_testkit_bad_version.so");
+    assert!(
+        m.ends_with("libhaifu_testkit_bad_version.so: plugin ABI 2, host ABI 1"),
+        "{m}"
+    );
+
+    let m = msg("libhaifu_testkit_init_fails.so");
+    assert!(
+        m.contains(
+            "plugin \"init-fails\" failed to initialise: no usable network interface (test fixture)"
+        ),
+        "{m}"
+    );
+
+    let m = msg("libhaifu_testkit_init_panics.so");
+    assert!(
+        m.contains("failed to initialise: plugin panicked: init blew up (test fixture)"),
+        "{m}"
+    );
+
+    if foreign.is_some() {
+        let m = msg("libforeign.so");
+        assert!(m.contains("does not export haifu_transport_entry"), "{m}");
+        assert!(m.contains("undefined symbol"), "{m}");
+    }
+    let expected_failures = if foreign.is_some() { 5 } else { 4 };
+    assert_eq!(set.failed.len(), expected_failures);
+}
+
+#[test]
+fn listing_is_json_and_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    common::install("haifu-transport-multicast", dir.path());
+    common::install("haifu-testkit-bad-version", dir.path());
+    let listing = list_plugins(dir.path()).unwrap();
+    assert!(listing.has_errors());
+    let json = serde_json::to_value(&listing).unwrap();
+    let plugins = json["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 2);
+    let bad = plugins.iter().find(|p| p["status"] == "error").unwrap();
+    assert_eq!(bad["abi_version"], 2);
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("plugin ABI 2, host ABI 1")
+    );
+    let good = plugins.iter().find(|p| p["status"] == "ok").unwrap();
+    assert_eq!(good["name"], "multicast");
+    assert_eq!(good["shapes"], serde_json::json!(["datagram"]));
+    let table = listing.to_table();
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("multicast"), "{table}");
+    assert!(table.contains("plugin ABI 2, host ABI 1"), "{table}");
+}
+
+#[test]
+fn missing_folder_is_an_error_naming_it() {
+    let e = load_dir(std::path::Path::new("/nonexistent/haifu-plugins")).unwrap_err();
+    assert!(
+        error_chain(&e).contains("/nonexistent/haifu-plugins"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_file_is_an_open_error() {
+    let e = haifu_plugin_host::load(std::path::Path::new("/nonexistent/libx.so")).unwrap_err();
+    assert!(matches!(e, LoadError::Open { .. }));
+    assert!(
+        error_chain(&e).contains("No such file"),
+        "{}",
+        error_chain(&e)
+    );
+}
+
+#[test]
+fn duplicate_names_keep_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::install("haifu-transport-multicast", dir.path());
+    std::fs::copy(&a, dir.path().join("libzz_copy.so")).unwrap();
+    let set = load_dir(dir.path()).unwrap();
+    assert_eq!(set.loaded.len(), 1);
+    assert!(matches!(set.failed[0], LoadError::Duplicate { .. }));
+}

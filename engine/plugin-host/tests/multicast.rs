@@ -1,0 +1,163 @@
+//! The multicast plugin through the real loader, on loopback (127.0.0.1).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use haifu_plugin_host::{DatagramGroup, ErrorKind, Plugin};
+
+fn plugin() -> Plugin {
+    common::load("haifu-transport-multicast")
+}
+
+fn group(p: &Plugin, port: u16, extra: &str) -> DatagramGroup {
+    p.open_group(&format!(
+        "group=239.255.77.1:{port}\ninterface=127.0.0.1\nloopback=true\n{extra}"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn round_trip_to_two_receivers() {
+    let p = plugin();
+    let port = common::unique_port();
+    let a = group(&p, port, "");
+    let b = group(&p, port, "");
+    let tx = group(&p, port, "join=false");
+    tx.send(b"hello group").unwrap();
+    let mut buf = [0u8; 2048];
+    for r in [&a, &b] {
+        let n = r.recv(&mut buf, Some(Duration::from_secs(2))).unwrap();
+        assert_eq!(&buf[..n], b"hello group");
+    }
+}
+
+#[test]
+fn many_receivers_get_every_datagram() {
+    let p = plugin();
+    let port = common::unique_port();
+    let receivers: Vec<DatagramGroup> = (0..8).map(|_| group(&p, port, "")).collect();
+    let tx = group(&p, port, "join=false\nrate=20M");
+    let count = 200u32;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = receivers
+            .iter()
+            .map(|r| {
+                s.spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    let mut seen = vec![false; count as usize];
+                    while let Ok(n) = r.recv(&mut buf, Some(Duration::from_millis(500))) {
+                        let i = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                        assert_eq!(n, 1400);
+                        seen[i as usize] = true;
+                    }
+                    seen.iter().filter(|s| **s).count()
+                })
+            })
+            .collect();
+        let mut datagram = vec![0xA5u8; 1400];
+        for i in 0..count {
+            datagram[..4].copy_from_slice(&i.to_be_bytes());
+            tx.send(&datagram).unwrap();
+        }
+        for h in handles {
+            assert_eq!(h.join().unwrap(), count as usize);
+        }
+    });
+}
+
+#[test]
+fn receive_times_out() {
+    let p = plugin();
+    let g = group(&p, common::unique_port(), "");
+    let mut buf = [0u8; 64];
+    let t = Instant::now();
+    let e = g
+        .recv(&mut buf, Some(Duration::from_millis(100)))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(t.elapsed() >= Duration::from_millis(90));
+    let e = g.recv(&mut buf, Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+}
+
+#[test]
+fn sending_is_paced_to_the_configured_rate() {
+    let p = plugin();
+    let port = common::unique_port();
+    // 8 Mbit/s = 1 MB/s: 100 datagrams of 1000 B take about 100 ms.
+    let tx = group(&p, port, "join=false\nrate=8M");
+    let t = Instant::now();
+    for _ in 0..100 {
+        tx.send(&[0u8; 1000]).unwrap();
+    }
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(90), "{took:?}");
+    assert!(took < Duration::from_millis(400), "{took:?}");
+}
+
+#[test]
+fn oversize_and_undersize_are_errors_not_crashes() {
+    let p = plugin();
+    let port = common::unique_port();
+    let rx = group(&p, port, "");
+    let tx = group(&p, port, "join=false\nmax_datagram=1500");
+    let e = tx.send(&[0u8; 1501]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge, "{e}");
+    tx.send(&[7u8; 100]).unwrap();
+    let mut small = [0u8; 10];
+    let e = rx
+        .recv(&mut small, Some(Duration::from_secs(2)))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BufferTooSmall, "{e}");
+    assert!(e.message.contains("100 bytes"), "{e}");
+    let e = tx.recv(&mut small, Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let p = plugin();
+    for (config, needle) in [
+        ("", "missing required key \"group\""),
+        ("group=10.1.2.3:5000", "not a multicast address"),
+        ("group=239.1.1.1:5000\ninterface=nosuchif0", "nosuchif0"),
+        ("group=239.1.1.1:5000\nrate=fast", "bad rate"),
+        ("group=239.1.1.1:5000\nttl=300", "ttl"),
+        (
+            "group=239.1.1.1:5000\ncolour=blue",
+            "unknown key \"colour\"",
+        ),
+        ("nonsense", "expected key=value"),
+    ] {
+        let e = p.open_group(config).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{config}: {e}");
+        assert!(e.to_string().contains(needle), "{config}: {e}");
+    }
+}
+
+#[test]
+fn interface_by_name() {
+    let p = plugin();
+    let port = common::unique_port();
+    let rx = p
+        .open_group(&format!("group=239.255.77.2:{port}\ninterface=lo"))
+        .unwrap();
+    let tx = p
+        .open_group(&format!(
+            "group=239.255.77.2:{port}\ninterface=lo\njoin=false"
+        ))
+        .unwrap();
+    tx.send(b"by name").unwrap();
+    let mut buf = [0u8; 64];
+    let n = rx.recv(&mut buf, Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(&buf[..n], b"by name");
+}
+
+#[test]
+fn the_stream_shape_is_unsupported_here() {
+    let e = plugin().open_endpoint("").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+}

@@ -1,0 +1,216 @@
+//! The socket code of the multicast plugin, free of the ABI so that the
+//! benchmark can link the very same code directly and measure what the
+//! plugin boundary costs.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::MsgFlags;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Where the group's traffic goes in and out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// Let the kernel choose (the route to the group).
+    Any,
+    /// An IPv4 interface address.
+    V4(Ipv4Addr),
+    /// An interface index (IPv6, or IPv4 by index).
+    Index(u32),
+}
+
+/// Everything needed to open a group socket pair.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Group address and port.
+    pub group: SocketAddr,
+    /// Interface for joining and sending.
+    pub interface: Interface,
+    /// Multicast TTL (IPv4) or hop limit (IPv6).
+    pub ttl: u32,
+    /// Whether this host's own datagrams are looped back to its members.
+    pub loopback: bool,
+    /// Pacing rate in bits per second; 0 sends as fast as the socket takes.
+    pub rate_bps: u64,
+    /// Whether to join the group and receive (false: send-only).
+    pub join: bool,
+    /// Requested SO_RCVBUF in bytes (the kernel may cap it).
+    pub recv_buffer: usize,
+    /// Requested SO_SNDBUF in bytes.
+    pub send_buffer: usize,
+}
+
+/// Token-bucket-like pacing: each datagram books `len * 8 / rate` seconds;
+/// a sender that fell behind may catch up by at most `MAX_BURST`.
+#[derive(Debug)]
+struct Pacer {
+    rate_bps: u64,
+    next: Instant,
+}
+
+const MAX_BURST: Duration = Duration::from_millis(2);
+
+impl Pacer {
+    /// Books a datagram and returns when it may leave.
+    fn book(&mut self, len: usize) -> Instant {
+        let now = Instant::now();
+        if self.next + MAX_BURST < now {
+            self.next = now - MAX_BURST;
+        }
+        let at = self.next;
+        let bits = (len as u128) * 8;
+        let nanos = bits * 1_000_000_000 / u128::from(self.rate_bps.max(1));
+        self.next += Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        at
+    }
+}
+
+fn wait_until(at: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return;
+        }
+        let left = at - now;
+        if left > Duration::from_micros(1500) {
+            std::thread::sleep(left - Duration::from_millis(1));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A joined group: a receiving socket bound to the group (when `join`) and
+/// a sending socket connected to it.
+#[derive(Debug)]
+pub struct McastSocket {
+    recv: Option<UdpSocket>,
+    send: UdpSocket,
+    pacer: Option<Mutex<Pacer>>,
+    /// The receive timeout last set, in µs + 1 (0: never set), to skip the
+    /// setsockopt when it does not change.
+    timeout_us: AtomicU64,
+}
+
+impl McastSocket {
+    /// Opens the sockets and joins the group.
+    pub fn open(o: &Options) -> io::Result<Self> {
+        let domain = Domain::for_address(o.group);
+        let recv = if o.join {
+            let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_reuse_address(true)?;
+            // Best effort: the kernel caps at rmem_max unless privileged.
+            let _ = s.set_recv_buffer_size(o.recv_buffer);
+            // Bound to the group address, so only the group's traffic on
+            // this port arrives (Linux; elsewhere bind the wildcard).
+            let bind_ip = if cfg!(target_os = "linux") {
+                o.group.ip()
+            } else if o.group.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            };
+            s.bind(&SockAddr::from(SocketAddr::new(bind_ip, o.group.port())))?;
+            match (o.group.ip(), o.interface) {
+                (IpAddr::V4(g), Interface::Any) => {
+                    s.join_multicast_v4(&g, &Ipv4Addr::UNSPECIFIED)?
+                }
+                (IpAddr::V4(g), Interface::V4(a)) => s.join_multicast_v4(&g, &a)?,
+                (IpAddr::V4(g), Interface::Index(i)) => {
+                    s.join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(i))?
+                }
+                (IpAddr::V6(g), Interface::Index(i)) => s.join_multicast_v6(&g, i)?,
+                (IpAddr::V6(g), Interface::Any) => s.join_multicast_v6(&g, 0)?,
+                (IpAddr::V6(_), Interface::V4(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "an IPv6 group needs an interface name or index",
+                    ));
+                }
+            }
+            if o.group.is_ipv4() {
+                let _ = s.set_multicast_all_v4(false);
+            } else {
+                let _ = s.set_multicast_all_v6(false);
+            }
+            Some(UdpSocket::from(s))
+        } else {
+            None
+        };
+
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        let _ = s.set_send_buffer_size(o.send_buffer);
+        let local = match (o.group.ip(), o.interface) {
+            (IpAddr::V4(_), Interface::V4(a)) => {
+                s.set_multicast_if_v4(&a)?;
+                IpAddr::V4(a)
+            }
+            (IpAddr::V4(_), _) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (IpAddr::V6(_), Interface::Index(i)) => {
+                s.set_multicast_if_v6(i)?;
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            }
+            (IpAddr::V6(_), _) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        if o.group.is_ipv4() {
+            s.set_multicast_ttl_v4(o.ttl)?;
+            s.set_multicast_loop_v4(o.loopback)?;
+        } else {
+            s.set_multicast_hops_v6(o.ttl)?;
+            s.set_multicast_loop_v6(o.loopback)?;
+        }
+        s.bind(&SockAddr::from(SocketAddr::new(local, 0)))?;
+        s.connect(&SockAddr::from(o.group))?;
+        let pacer = (o.rate_bps > 0).then(|| {
+            Mutex::new(Pacer {
+                rate_bps: o.rate_bps,
+                next: Instant::now(),
+            })
+        });
+        Ok(Self {
+            recv,
+            send: UdpSocket::from(s),
+            pacer,
+            timeout_us: AtomicU64::new(0),
+        })
+    }
+
+    /// Sends one datagram, after the pacing delay.
+    pub fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        if let Some(p) = &self.pacer {
+            let at = p
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .book(datagram.len());
+            wait_until(at);
+        }
+        self.send.send(datagram)?;
+        Ok(())
+    }
+
+    /// Receives one datagram into `buf`, returning the datagram's full
+    /// length, which exceeds `buf.len()` when it was truncated. A timeout is
+    /// an error of kind `WouldBlock` or `TimedOut`.
+    pub fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
+        let Some(sock) = &self.recv else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the group was opened with join=false (send only)",
+            ));
+        };
+        // SO_RCVTIMEO treats zero as "no limit"; a zero timeout polls.
+        let t = timeout.map(|t| t.max(Duration::from_micros(1)));
+        let code = t.map_or(u64::MAX, |t| {
+            u64::try_from(t.as_micros()).unwrap_or(u64::MAX - 1) + 1
+        });
+        if self.timeout_us.swap(code, Ordering::Relaxed) != code {
+            sock.set_read_timeout(t)?;
+        }
+        // MSG_TRUNC makes Linux return the datagram's real length.
+        nix::sys::socket::recv(sock.as_raw_fd(), buf, MsgFlags::MSG_TRUNC).map_err(io::Error::from)
+    }
+}

@@ -1,0 +1,18 @@
+//! Test fixture: a plugin built for a future ABI version. The table is
+//! written by hand, as a C plugin would, to exercise the raw ABI.
+
+#![deny(unsafe_code)]
+
+use haifu_transport_abi::{ABI_VERSION, PluginVTable};
+
+static VTABLE: PluginVTable = PluginVTable {
+    abi_version: ABI_VERSION + 1,
+    ..PluginVTable::empty("bad-version", "0.0.0")
+};
+
+/// The entry symbol.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "C" fn haifu_transport_entry() -> *const PluginVTable {
+    &VTABLE
+}
