@@ -1,1 +1,95 @@
-fn main() {}
+//! `haifu`: the command-line tool.
+//!
+//! Arguments are parsed with clap; each subcommand lives in `cmd/` and
+//! returns `anyhow::Result`. `main` prints an error as one line on stderr
+//! (`haifu: error: …`) and exits 1; clap's own usage errors exit 2.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod home;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::home::Home;
+
+/// haifu distributes software to fleets of machines that are not always on:
+/// it registers a version, broadcasts it over multicast in rounds, audits who
+/// finished, sends stragglers a binary delta when they boot, and cuts off
+/// those that never update.
+#[derive(Debug, Parser)]
+#[command(
+    name = "haifu",
+    version,
+    propagate_version = false,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Folder holding all of haifu's state: the ledger, the artifact store
+    /// and the keys.
+    #[arg(
+        long,
+        global = true,
+        env = "HAIFU_HOME",
+        default_value = ".haifu",
+        value_name = "DIR"
+    )]
+    home: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register a version of an artifact: store it, sign its manifest and
+    /// record it in the ledger.
+    Register(cmd::register::Args),
+    /// List registered versions, newest first.
+    Versions(cmd::versions::Args),
+    /// Print a registered artifact's signed manifest.
+    Manifest(cmd::manifest::Args),
+    /// Write a registered artifact to a file, verified against its digest.
+    Export(cmd::export::Args),
+    /// Check the ledger, the store and every signature against each other.
+    Fsck(cmd::fsck::Args),
+    /// Manage the master's signing key.
+    #[command(subcommand)]
+    Keys(cmd::keys::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let home = Home::new(cli.home);
+    let result = match cli.command {
+        Command::Register(a) => cmd::register::run(&home, a),
+        Command::Versions(a) => cmd::versions::run(&home, a),
+        Command::Manifest(a) => cmd::manifest::run(&home, a),
+        Command::Export(a) => cmd::export::run(&home, a),
+        Command::Fsck(a) => cmd::fsck::run(&home, a),
+        Command::Keys(c) => cmd::keys::run(&home, c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("haifu: error: {}", output::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr through `tracing`; `RUST_LOG` sets the filter
+/// (default: warnings and errors only).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

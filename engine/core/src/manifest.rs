@@ -72,10 +72,10 @@ pub enum ManifestError {
     /// Signed by a key other than the pinned one.
     #[error("manifest is signed by key {found}, not by the pinned master key {pinned}")]
     WrongKey {
-        /// The key named in the manifest.
-        found: PublicKey,
-        /// The key the verifier trusts.
-        pinned: PublicKey,
+        /// The key named in the manifest (hex).
+        found: String,
+        /// The key the verifier trusts (hex).
+        pinned: String,
     },
     /// The signature does not match the fields.
     #[error("manifest signature is invalid: {0}")]
@@ -140,8 +140,8 @@ impl Manifest {
         self.body.check_fields()?;
         if &self.public_key != pinned {
             return Err(ManifestError::WrongKey {
-                found: self.public_key,
-                pinned: *pinned,
+                found: self.public_key.to_string(),
+                pinned: pinned.to_string(),
             });
         }
         pinned.verify_hex(&self.body.signing_bytes(), &self.signature)?;
