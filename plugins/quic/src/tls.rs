@@ -1,0 +1,204 @@
+//! TLS for the QUIC plugin: mutual authentication against the fleet CA,
+//! identity from the certificate, and a client verifier that refuses
+//! deny-listed identities during the handshake.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use haifu_transport_abi::Error;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+};
+
+/// The identities refused at the handshake, shared with the verifier so an
+/// update takes effect for the next handshake.
+pub type DenyList = Arc<RwLock<HashSet<String>>>;
+
+/// Whether any of `names` is denied.
+pub fn is_denied(deny: &DenyList, names: &[String]) -> bool {
+    let set = deny.read().unwrap_or_else(|p| p.into_inner());
+    names.iter().any(|n| set.contains(n))
+}
+
+/// The names a certificate claims: its common name first, then its DNS
+/// subject alternative names. The first is the peer's identity.
+pub fn cert_names(der: &[u8]) -> Result<Vec<String>, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("cannot parse certificate: {e}"))?;
+    let mut names = Vec::new();
+    for cn in cert.subject().iter_common_name() {
+        if let Ok(s) = cn.as_str() {
+            names.push(s.to_owned());
+        }
+    }
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n
+                && !names.iter().any(|x| x == d)
+            {
+                names.push((*d).to_owned());
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err("certificate has neither a common name nor a DNS name".into());
+    }
+    Ok(names)
+}
+
+/// Wraps the WebPKI client verifier: a chain that verifies is still refused
+/// when one of its names is on the deny list.
+#[derive(Debug)]
+pub struct DenyingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    deny: DenyList,
+}
+
+impl ClientCertVerifier for DenyingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let names = cert_names(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if is_denied(&self.deny, &names) {
+            // Sent to the client as the `access_denied` alert.
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The fleet CA, this node's certificate chain and key, read from PEM files.
+#[derive(Debug)]
+pub struct Identity {
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// Reads `ca`, `cert` and `key` (PEM).
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, Error> {
+        let read_certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, Error> {
+            let certs = CertificateDer::pem_file_iter(p)
+                .map_err(|e| Error::invalid(format!("{}: {e}", p.display())))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::invalid(format!("{}: {e}", p.display())))?;
+            if certs.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}: no certificate in file",
+                    p.display()
+                )));
+            }
+            Ok(certs)
+        };
+        let mut roots = RootCertStore::empty();
+        for c in read_certs(ca)? {
+            roots
+                .add(c)
+                .map_err(|e| Error::invalid(format!("{}: not a usable CA: {e}", ca.display())))?;
+        }
+        let chain = read_certs(cert)?;
+        if let Some(leaf) = chain.first() {
+            cert_names(leaf).map_err(|e| Error::invalid(format!("{}: {e}", cert.display())))?;
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| Error::invalid(format!("{}: {e}", key.display())))?;
+        Ok(Self {
+            roots: Arc::new(roots),
+            chain,
+            key,
+        })
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// Server side: requires a client certificate from the fleet CA whose
+    /// names are not denied.
+    pub fn server_config(
+        &self,
+        deny: DenyList,
+        alpn: &[u8],
+    ) -> Result<rustls::ServerConfig, Error> {
+        let provider = Self::provider();
+        let inner = WebPkiClientVerifier::builder_with_provider(
+            Arc::clone(&self.roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .map_err(|e| Error::invalid(format!("client verifier: {e}")))?;
+        let verifier = Arc::new(DenyingVerifier { inner, deny });
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::internal(format!("tls versions: {e}")))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| Error::invalid(format!("certificate and key do not fit: {e}")))?;
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        Ok(tls)
+    }
+
+    /// Client side: trusts only the fleet CA and presents this node's
+    /// certificate.
+    pub fn client_config(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, Error> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(Self::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::internal(format!("tls versions: {e}")))?
+            .with_root_certificates(Arc::clone(&self.roots))
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| Error::invalid(format!("certificate and key do not fit: {e}")))?;
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        Ok(tls)
+    }
+}
