@@ -1,0 +1,295 @@
+//! `delta: { until: deadline, budget: 50MiB }`: when a straggler boots and
+//! reports its version, send it only the difference over unicast (patent
+//! steps 107-109), until `until`. `budget` caps the bytes one client may be
+//! sent; a client whose delta would exceed it is reported, never silently
+//! sent the full artifact.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::error::ErrorKind;
+use crate::fields::{Cx, MapReader, string};
+use crate::pos::{Pos, Spanned};
+use crate::quantity::parse_bytes;
+use crate::timing::{parse_datetime, parse_duration};
+use crate::yaml::Node;
+
+/// Until when deltas are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Until `schedule.deadline` (the default).
+    Deadline,
+    /// Until this instant.
+    At(Timestamp),
+    /// For this long after `schedule.start`.
+    After(Duration),
+}
+
+impl Until {
+    /// The instant deltas stop, given the schedule.
+    pub fn resolve(&self, start: Timestamp, deadline: Timestamp) -> Timestamp {
+        match *self {
+            Until::Deadline => deadline,
+            Until::At(t) => t,
+            Until::After(d) => {
+                let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+                start.saturating_add(d).unwrap_or(Timestamp::MAX)
+            }
+        }
+    }
+}
+
+/// The `delta` step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// Where the step is written.
+    pub pos: Pos,
+    /// Until when deltas are served.
+    pub until: Spanned<Until>,
+    /// Most bytes one client may be sent, if capped.
+    pub budget: Option<Spanned<u64>>,
+}
+
+/// Option keys.
+pub(crate) const KEYS: &[&str] = &["until", "budget"];
+
+pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -> Option<Delta> {
+    let mut delta = Delta {
+        pos,
+        until: Spanned::new(Until::Deadline, pos),
+        budget: None,
+    };
+    let Some(args) = args else {
+        return Some(delta);
+    };
+    let mut map = MapReader::new(args, section, cx)?;
+    let mut ok = true;
+    if let Some(node) = map.take("until") {
+        let key = map.key("until");
+        match string(node, &key, cx) {
+            Some(text) => match parse_until(&text.value) {
+                Ok(u) => delta.until = Spanned::new(u, text.pos),
+                Err(kind) => {
+                    cx.error(text.pos, kind(key));
+                    ok = false;
+                }
+            },
+            None => ok = false,
+        }
+    }
+    if let Some(node) = map.take("budget") {
+        let key = map.key("budget");
+        match string(node, &key, cx) {
+            Some(text) => match parse_bytes(&text.value) {
+                Some(b) => delta.budget = Some(Spanned::new(b, text.pos)),
+                None => {
+                    cx.invalid(
+                        text.pos,
+                        &key,
+                        format!(
+                            "invalid size {:?} (expected e.g. 50MiB, 200MB, 1GiB)",
+                            text.value
+                        ),
+                    );
+                    ok = false;
+                }
+            },
+            None => ok = false,
+        }
+    }
+    map.finish(KEYS, cx);
+    ok.then_some(delta)
+}
+
+type KindFor = Box<dyn FnOnce(String) -> ErrorKind>;
+
+fn parse_until(text: &str) -> Result<Until, KindFor> {
+    let text = text.trim();
+    if text == "deadline" {
+        return Ok(Until::Deadline);
+    }
+    if text.starts_with(|c: char| c.is_ascii_digit()) && text.contains('-') {
+        return parse_datetime(text)
+            .map(|(t, _)| Until::At(t))
+            .map_err(|reason| {
+                let text = text.to_string();
+                Box::new(move |key| ErrorKind::BadDateTime { key, text, reason }) as KindFor
+            });
+    }
+    parse_duration(text).map(Until::After).ok_or_else(|| {
+        let text = text.to_string();
+        Box::new(move |key| ErrorKind::Invalid {
+            key,
+            message: format!(
+                "expected \"deadline\", a date-time or a duration after the start, found {text:?}"
+            ),
+        }) as KindFor
+    })
+}
+
+impl Delta {
+    /// Pure checks against the schedule: deltas end after the start and no
+    /// later than the deadline (cut-offs happen at the deadline).
+    pub(crate) fn validate(
+        &self,
+        section: &str,
+        schedule: Option<(Timestamp, Timestamp)>,
+        cx: &mut Cx,
+    ) {
+        let Some((start, deadline)) = schedule else {
+            return;
+        };
+        let end = self.until.value.resolve(start, deadline);
+        let key = format!("{section}.until");
+        if end <= start {
+            cx.invalid(
+                self.until.pos,
+                &key,
+                format!("ends at {end}, not after the start {start}"),
+            );
+        } else if end > deadline {
+            cx.invalid(
+                self.until.pos,
+                &key,
+                format!("ends at {end}, after the deadline {deadline}"),
+            );
+        }
+    }
+}
+
+/// What the driver must do for this step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaCommand {
+    /// Stop accepting delta requests: the window is over.
+    Close,
+}
+
+/// Progress of `delta`: open until its end, then closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaProgress {
+    /// Serving deltas to clients that boot.
+    Open {
+        /// When it closes.
+        until: Timestamp,
+        /// Clients served so far.
+        served: u64,
+    },
+    /// Over.
+    Closed {
+        /// Clients served.
+        served: u64,
+    },
+}
+
+impl DeltaProgress {
+    /// Open until `until`.
+    pub fn new(until: Timestamp) -> Self {
+        DeltaProgress::Open { until, served: 0 }
+    }
+
+    /// Whether a client that boots at `now` is still served.
+    pub fn accepts(&self, now: Timestamp) -> bool {
+        matches!(self, DeltaProgress::Open { until, .. } if now < *until)
+    }
+
+    /// Count one client served.
+    pub fn served_one(&mut self) {
+        if let DeltaProgress::Open { served, .. } = self {
+            *served += 1;
+        }
+    }
+
+    /// When the driver should call [`DeltaProgress::poll`] next.
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        match self {
+            DeltaProgress::Open { until, .. } => Some(*until),
+            DeltaProgress::Closed { .. } => None,
+        }
+    }
+
+    /// Closes the step once `until` has passed.
+    pub fn poll(&mut self, now: Timestamp) -> Option<DeltaCommand> {
+        match *self {
+            DeltaProgress::Open { until, served } if now >= until => {
+                *self = DeltaProgress::Closed { served };
+                Some(DeltaCommand::Close)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> (Option<Delta>, Vec<String>) {
+        let mut cx = Cx::new("w.yaml".into());
+        let node = crate::yaml::parse(text).unwrap().unwrap();
+        let d = parse(Pos::default(), Some(&node), "steps[3].delta", &mut cx);
+        (d, cx.errors.iter().map(|e| e.kind.to_string()).collect())
+    }
+
+    #[test]
+    fn until_accepts_deadline_datetime_and_duration() {
+        assert_eq!(
+            parsed("{ until: deadline }").0.unwrap().until.value,
+            Until::Deadline
+        );
+        assert_eq!(
+            parsed("{ until: 48h }").0.unwrap().until.value,
+            Until::After(Duration::from_secs(48 * 3600))
+        );
+        assert!(matches!(
+            parsed("{ until: 2026-12-03T00:00:00+09:00 }")
+                .0
+                .unwrap()
+                .until
+                .value,
+            Until::At(_)
+        ));
+        assert_eq!(
+            parsed("{ budget: 50MiB }").0.unwrap().budget.unwrap().value,
+            50 << 20
+        );
+    }
+
+    #[test]
+    fn bad_until_and_budget_are_named() {
+        let (d, errors) = parsed("{ until: forever, budget: lots }");
+        assert!(d.is_none());
+        assert_eq!(
+            errors,
+            vec![
+                "steps[3].delta.until: expected \"deadline\", a date-time or a duration after the start, found \"forever\"",
+                "steps[3].delta.budget: invalid size \"lots\" (expected e.g. 50MiB, 200MB, 1GiB)",
+            ]
+        );
+    }
+
+    #[test]
+    fn until_must_fall_between_start_and_deadline() {
+        let start = Timestamp::from_second(0).unwrap();
+        let deadline = Timestamp::from_second(3600).unwrap();
+        let mut cx = Cx::new("w.yaml".into());
+        let mut d = parsed("{ until: 2h }").0.unwrap();
+        d.validate("steps[3].delta", Some((start, deadline)), &mut cx);
+        assert_eq!(cx.errors.len(), 1);
+        d.until.value = Until::Deadline;
+        d.validate("steps[3].delta", Some((start, deadline)), &mut cx);
+        assert_eq!(cx.errors.len(), 1);
+    }
+
+    #[test]
+    fn delta_serves_until_its_end() {
+        let end = Timestamp::from_second(100).unwrap();
+        let mut p = DeltaProgress::new(end);
+        assert!(p.accepts(Timestamp::from_second(99).unwrap()));
+        p.served_one();
+        assert_eq!(p.poll(Timestamp::from_second(99).unwrap()), None);
+        assert_eq!(p.poll(end), Some(DeltaCommand::Close));
+        assert_eq!(p, DeltaProgress::Closed { served: 1 });
+        assert!(!p.accepts(end));
+    }
+}
