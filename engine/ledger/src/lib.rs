@@ -13,6 +13,7 @@
 
 mod error;
 mod migrations;
+mod runs;
 mod versions;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,10 @@ use rusqlite::Connection;
 
 pub use error::LedgerError;
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
+pub use runs::{
+    ClientRow, ClientState, ClientUpdate, NewRun, RelayAudit, RunAudit, RunClient, RunRow,
+    RunStatus, Transition,
+};
 pub use versions::{Recorded, VersionRow};
 
 /// An open ledger. One per process is the intended use; SQLite's locking

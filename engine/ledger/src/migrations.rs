@@ -40,6 +40,46 @@ pub const MIGRATIONS: &[&str] = &[
         detail   TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX events_by_subject ON events (subject, id);",
+    // 2: runs and their clients, the fleet, and the services the gate knows.
+    "CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        workflow    TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        artifact    TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        fleet       TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+        next_wake   TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE run_clients (
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        client        TEXT NOT NULL,
+        relay         TEXT NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN
+                        ('pending', 'delivered', 'delta', 'undelivered', 'disconnected')),
+        round         INTEGER,
+        completed_at  TEXT,
+        reason        TEXT,
+        PRIMARY KEY (run_id, client)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_clients_by_state ON run_clients (run_id, state);
+    CREATE TABLE clients (
+        id             TEXT PRIMARY KEY,
+        relay          TEXT,
+        artifact       TEXT,
+        version        TEXT,
+        last_contact   TEXT,
+        denied_reason  TEXT,
+        denied_at      TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE services (
+        name      TEXT PRIMARY KEY,
+        artifact  TEXT NOT NULL,
+        since     TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
