@@ -58,6 +58,29 @@ fn bench(c: &mut Criterion) {
     c.bench_function("disconnect (policies/disconnect.rhai)", |b| {
         b.iter(|| set.disconnect(black_box(&client), now));
     });
+    // The floor: building the facts map and one Rhai call of a one-line
+    // script, to tell the host's overhead from the scripts' own cost.
+    let dir = std::env::temp_dir().join(format!("haifu-policy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trivial = dir.join("trivial.rhai");
+    std::fs::write(
+        &trivial,
+        "fn next_round(ctx) { 60 }\nfn allow(client, service) { true }\n",
+    )
+    .unwrap();
+    let floor = PolicySet::load(&PolicyPaths {
+        retry: Some(trivial.clone()),
+        restrict: Some(trivial),
+        disconnect: None,
+    })
+    .unwrap();
+    c.bench_function("next_round (one-line script)", |b| {
+        b.iter(|| floor.next_round(black_box(&facts)));
+    });
+    c.bench_function("allow (one-line script)", |b| {
+        b.iter(|| floor.allow(black_box(&client), black_box(&service), now));
+    });
+    let _ = std::fs::remove_dir_all(&dir);
     let defaults = PolicySet::defaults();
     c.bench_function("allow (safe default, no script)", |b| {
         b.iter(|| defaults.allow(black_box(&client), black_box(&service), now));

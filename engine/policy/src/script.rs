@@ -14,9 +14,12 @@ use crate::hardening::{Limits, WallClockGuard};
 pub struct Script {
     path: PathBuf,
     ast: AST,
-    /// `(name, arity)` of every function the script defines, looked up before
-    /// each call so a missing entry point costs no Rhai call.
+    /// `(name, arity)` of every function the script defines.
     functions: HashSet<(String, usize)>,
+    /// Whether each role's entry point exists, by [`Role::ALL`] index:
+    /// checked once at compile time, so a call costs no lookup and a missing
+    /// entry point costs no Rhai call.
+    entry_points: [bool; 3],
 }
 
 impl Script {
@@ -66,14 +69,19 @@ impl Script {
             }
         })?;
         ast.set_source(path.display().to_string());
-        let functions = ast
+        let functions: HashSet<(String, usize)> = ast
             .iter_functions()
             .map(|f| (f.name.to_string(), f.params.len()))
             .collect();
+        let entry_points = Role::ALL.map(|role| {
+            let (name, params) = role.entry_point();
+            functions.contains(&(name.to_string(), params.len()))
+        });
         Ok(Script {
             path: path.to_path_buf(),
             ast,
             functions,
+            entry_points,
         })
     }
 
@@ -84,8 +92,12 @@ impl Script {
 
     /// Whether the script defines `role`'s entry point with the right arity.
     pub fn has_entry_point(&self, role: Role) -> bool {
-        let (name, params) = role.entry_point();
-        self.functions.contains(&(name.to_string(), params.len()))
+        let index = match role {
+            Role::Retry => 0,
+            Role::Restrict => 1,
+            Role::Disconnect => 2,
+        };
+        self.entry_points[index]
     }
 
     /// A warning when the script lacks `role`'s entry point.
