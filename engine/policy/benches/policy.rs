@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         now: "2026-12-01T02:30:00+09:00[Asia/Tokyo]".parse().unwrap(),
         start: "2026-12-01T02:00:00+09:00".parse().unwrap(),
         deadline: "2026-12-04T02:00:00+09:00".parse().unwrap(),
+        window: Some((120, 300)),
     };
     let client = ClientFacts {
         id: "pos-0042".into(),

@@ -24,6 +24,9 @@ pub struct RoundFacts {
     pub start: Timestamp,
     /// When the run's deadline falls.
     pub deadline: Timestamp,
+    /// The workflow's daily window (`schedule.window`), as minutes after
+    /// local midnight `(open, close)`; `close < open` wraps midnight.
+    pub window: Option<(u16, u16)>,
 }
 
 /// Facts about one client, for `allow` and `disconnect`.
@@ -94,6 +97,12 @@ impl RoundFacts {
             "to_deadline".into(),
             int(self.deadline.as_second().saturating_sub(now)),
         );
+        let (open, close) = match self.window {
+            Some((open, close)) => (int(open), int(close)),
+            None => (Dynamic::UNIT, Dynamic::UNIT),
+        };
+        m.insert("window_open".into(), open);
+        m.insert("window_close".into(), close);
         m
     }
 }
@@ -154,6 +163,7 @@ mod tests {
             now,
             start,
             deadline,
+            window: Some((120, 300)),
         };
         let m = facts.to_map();
         assert_eq!(m["hour"].as_int().unwrap(), 3);
@@ -162,6 +172,7 @@ mod tests {
         assert_eq!(m["remaining"].as_int().unwrap(), 10);
         assert_eq!(m["since_start"].as_int().unwrap(), 5400);
         assert_eq!(m["to_deadline"].as_int().unwrap(), 72 * 3600 - 5400);
+        assert_eq!(m["window_close"].as_int().unwrap(), 300);
         assert_eq!(m["time_zone"].clone().into_string().unwrap(), "Asia/Tokyo");
     }
 

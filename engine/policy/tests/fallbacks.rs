@@ -36,6 +36,7 @@ fn facts(delivered: u64) -> RoundFacts {
         now: "2026-12-01T02:30:00+09:00[Asia/Tokyo]".parse().unwrap(),
         start: "2026-12-01T02:00:00+09:00".parse().unwrap(),
         deadline: "2026-12-04T02:00:00+09:00".parse().unwrap(),
+        window: Some((120, 300)),
     }
 }
 

@@ -115,6 +115,7 @@ fn malformed_scripts_never_panic_and_always_answer() {
         now: "2026-12-01T03:00:00+09:00[Asia/Tokyo]".parse().unwrap(),
         start: "2026-12-01T02:00:00+09:00".parse().unwrap(),
         deadline: "2026-12-04T02:00:00+09:00".parse().unwrap(),
+        window: Some((120, 300)),
     };
     let client = ClientFacts {
         id: "c".into(),

@@ -35,6 +35,7 @@ fn round(round: u32, delivered: u64, now: &str) -> RoundFacts {
         now: now.parse::<ZonedDateTime>().unwrap(),
         start: "2026-12-01T02:00:00+09:00".parse().unwrap(),
         deadline: "2026-12-04T02:00:00+09:00".parse().unwrap(),
+        window: Some((120, 300)),
     }
 }
 
@@ -207,4 +208,21 @@ fn every_shipped_script_compiles_with_its_entry_point() {
         let warning = haifu_policy::check_script(role, &policy(file)).unwrap();
         assert_eq!(warning, None, "{file}");
     }
+}
+
+#[test]
+fn nightly_retry_follows_the_workflow_window() {
+    // 01:00-04:00 instead of the script's 02:00-05:00 default.
+    let mut facts = round(1, 10, TOKYO_0230);
+    facts.window = Some((60, 240));
+    assert_eq!(
+        nightly().next_round(&facts).value,
+        NextRound::Wait(Duration::from_secs(20 * 60))
+    );
+    let mut facts = round(1, 10, "2026-12-01T03:50:00+09:00[Asia/Tokyo]");
+    facts.window = Some((60, 240));
+    assert_eq!(
+        nightly().next_round(&facts).value,
+        NextRound::Wait(Duration::from_secs(21 * 3600 + 10 * 60))
+    );
 }

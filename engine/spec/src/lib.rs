@@ -5,7 +5,8 @@
 //!
 //! 1. [`parse`]: text → [`RawSpec`], the shape (known keys, YAML types,
 //!    required keys), every value with its line and column;
-//! 2. [`validate`]: [`RawSpec`] → [`Plan`], pure: dates, durations,
+//! 2. [`validate`]: [`RawSpec`] → [`Plan`], pure (bar jiff's read-only
+//!    time-zone database): dates, durations,
 //!    versions, names, rounds, the step order, cross-checks;
 //! 3. file checks, read-only: the artifact and policy files exist, and the
 //!    policies compile (through `haifu-policy`).
@@ -47,7 +48,8 @@ pub use steps::{Step, StepKind};
 pub use timing::Window;
 pub use validate::validate;
 
-/// Stages 1 and 2 on `text` (the contents of `file`): no I/O at all.
+/// Stages 1 and 2 on `text` (the contents of `file`): no I/O beyond jiff's
+/// read-only time-zone database (for `schedule.time_zone`).
 ///
 /// # Errors
 /// Every error found, in file order.

@@ -1,5 +1,6 @@
-//! Stage 2: the raw spec → a plan. Pure: no file is opened (time-zone names
-//! are looked up in jiff's database, which is read-only and cached).
+//! Stage 2: the raw spec → a plan. Pure but for one read-only lookup:
+//! `schedule.time_zone` is resolved in jiff's time-zone database (the
+//! system's, or the copy bundled in the binary).
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
