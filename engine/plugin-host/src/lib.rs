@@ -11,7 +11,8 @@
 //!   [`Endpoint`] / [`Connection`] (call them from threads or
 //!   `spawn_blocking`, never hold a host runtime worker on a long timeout);
 //! - lists the plugins for `haifu plugins [--json]` ([`list_plugins`]);
-//! - creates the fleet CA and issues certificates ([`pki`]).
+//! - creates the fleet CA and issues certificates ([`pki`]);
+//! - checks any plugin against the transport spec ([`conformance`]).
 //!
 //! What it does not do: framing of the engine's own protocol, FEC, or any
 //! policy; a plugin only moves bytes. This is the only engine crate with
@@ -21,6 +22,7 @@
 //! [`Plugin::open_group`] / [`Plugin::open_endpoint`]; then
 //! send/recv/accept/connect on the objects; drop them to close.
 
+pub mod conformance;
 mod datagram;
 mod error;
 mod listing;

@@ -180,6 +180,16 @@ impl Plugin {
     }
 }
 
+/// An error raised by the host itself rather than a plugin.
+pub(crate) fn host_error(message: &str) -> TransportError {
+    TransportError {
+        plugin: String::new(),
+        op: "host",
+        kind: ErrorKind::Internal,
+        message: message.to_owned(),
+    }
+}
+
 /// Reads a `Bytes` field of a table as UTF-8.
 ///
 /// # Safety

@@ -150,3 +150,30 @@ fn duplicate_names_keep_the_first() {
     assert_eq!(set.loaded.len(), 1);
     assert!(matches!(set.failed[0], LoadError::Duplicate { .. }));
 }
+
+/// The raw ABI from C: the header and the example in the ABI crate build
+/// into a plugin the loader accepts. Skipped when no C compiler exists.
+#[test]
+fn a_plugin_written_in_c_loads() {
+    let abi = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/abi");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("libcdemo.so");
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
+        .arg(abi.join("include"))
+        .arg("-o")
+        .arg(&out)
+        .arg(abi.join("examples/cdemo.c"))
+        .status();
+    let Ok(status) = status else {
+        eprintln!("no C compiler: skipped");
+        return;
+    };
+    assert!(status.success());
+    let p = haifu_plugin_host::load(&out).unwrap();
+    assert_eq!(p.name(), "cdemo");
+    assert!(p.info().shapes.datagram && !p.info().shapes.stream);
+    let e = p.open_group("").unwrap_err();
+    assert_eq!(e.kind, haifu_plugin_host::ErrorKind::Io);
+    assert_eq!(e.message, "no groups here");
+}

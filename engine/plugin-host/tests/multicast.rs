@@ -161,3 +161,15 @@ fn the_stream_shape_is_unsupported_here() {
     let e = plugin().open_endpoint("").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unsupported);
 }
+
+#[test]
+fn conforms_to_the_transport_spec() {
+    let port = common::unique_port();
+    let report = haifu_plugin_host::conformance::check_datagram(
+        &plugin(),
+        &format!("group=239.255.77.3:{port}\ninterface=127.0.0.1"),
+    );
+    let failed: Vec<_> = report.iter().filter(|c| !c.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(report.len() >= 6);
+}

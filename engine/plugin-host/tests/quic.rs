@@ -265,3 +265,18 @@ fn bad_configuration_is_a_clear_error() {
     let e = cli.connect("not an address", "server", T).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
 }
+
+#[test]
+fn conforms_to_the_transport_spec() {
+    let fleet = Fleet::new(&["server", "client-a"]);
+    let report = haifu_plugin_host::conformance::check_stream(
+        &plugin(),
+        &fleet.config("server", "listen=127.0.0.1:0"),
+        &fleet.config("client-a", ""),
+        "server",
+        "client-a",
+    );
+    let failed: Vec<_> = report.iter().filter(|c| !c.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(report.len() >= 7);
+}
