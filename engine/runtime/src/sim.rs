@@ -1,0 +1,229 @@
+//! A modelled fleet for `haifu simulate` and for tests of the run engine.
+//!
+//! The model follows how the real broadcast recovers. A round is a carousel
+//! of fountain-code symbols: the relay sends `K × (1 + overhead)` symbols,
+//! where `K` is the artifact's size in symbols. A client online in a round
+//! keeps each symbol with probability `1 − loss`; symbols from every round
+//! add up, and the client completes once it holds `K × 1.005 + 1` (RaptorQ
+//! with blocks of about 1,000 symbols needs a fraction of a percent over K;
+//! see `shared/notes/spikes.md`, section A). A client is offline in a round
+//! with probability `offline`. A client that finished no round boots again at
+//! a time drawn uniformly from `[audit, audit + 1.5 × (deadline − audit)]`:
+//! about two thirds boot before the deadline and take a delta, the rest are
+//! left to the disconnect policy.
+//!
+//! Every draw is a pure function of `(seed, client, round)`, never of the
+//! order of calls, so a run interrupted and resumed draws exactly what an
+//! uninterrupted one does.
+
+use jiff::{SignedDuration, Timestamp};
+
+/// Payload bytes per symbol, as the real carousel sends them.
+pub const SYMBOL_SIZE: u64 = 1400;
+/// Repair symbols sent per round beyond the source symbols, as a fraction of
+/// `K`.
+pub const REPAIR_OVERHEAD: f64 = 0.08;
+
+/// The fleet's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimParams {
+    /// Number of clients.
+    pub clients: u32,
+    /// Number of relays; clients are spread evenly.
+    pub relays: u32,
+    /// Probability that a datagram is lost, per client, in `[0, 1]`.
+    pub loss: f64,
+    /// Probability that a client is offline in a round, in `[0, 1]`.
+    pub offline: f64,
+    /// Seed for every draw.
+    pub seed: u64,
+    /// Artifact size in bytes.
+    pub artifact_size: u64,
+}
+
+/// The modelled fleet. Stateless: see the module documentation.
+#[derive(Debug, Clone)]
+pub struct SimFleet {
+    params: SimParams,
+    k: u64,
+    per_round: u64,
+    needed: u64,
+}
+
+impl SimFleet {
+    /// A fleet with these parameters (probabilities are clamped to `[0, 1]`,
+    /// counts to at least 1 relay).
+    pub fn new(mut params: SimParams) -> Self {
+        params.loss = params.loss.clamp(0.0, 1.0);
+        params.offline = params.offline.clamp(0.0, 1.0);
+        params.relays = params.relays.max(1);
+        let k = params.artifact_size.div_ceil(SYMBOL_SIZE).max(1);
+        let per_round = (k as f64 * (1.0 + REPAIR_OVERHEAD)).ceil() as u64;
+        let needed = (k as f64 * 1.005).ceil() as u64 + 1;
+        Self {
+            params,
+            k,
+            per_round,
+            needed,
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &SimParams {
+        &self.params
+    }
+
+    /// Source symbols in the artifact.
+    pub fn source_symbols(&self) -> u64 {
+        self.k
+    }
+
+    /// Symbols the relay sends per round.
+    pub fn symbols_per_round(&self) -> u64 {
+        self.per_round
+    }
+
+    /// The client's id.
+    pub fn client_id(&self, client: u32) -> String {
+        format!("client-{client:06}")
+    }
+
+    /// The relay that serves `client`.
+    pub fn relay_of(&self, client: u32) -> String {
+        format!("relay-{}", client % self.params.relays + 1)
+    }
+
+    /// Every client and its relay.
+    pub fn targets(&self) -> Vec<(String, String)> {
+        (0..self.params.clients)
+            .map(|c| (self.client_id(c), self.relay_of(c)))
+            .collect()
+    }
+
+    /// The client index of an id made by [`SimFleet::client_id`].
+    pub fn index_of(&self, id: &str) -> Option<u32> {
+        id.strip_prefix("client-")?.parse().ok()
+    }
+
+    /// Whether the client is online during `round`.
+    pub fn online(&self, client: u32, round: u32) -> bool {
+        self.uniform(client, round, 1) >= self.params.offline
+    }
+
+    /// Symbols the client gathers in `round` (0 when offline).
+    pub fn received(&self, client: u32, round: u32) -> u64 {
+        if !self.online(client, round) {
+            return 0;
+        }
+        // Binomial(per_round, 1 - loss), by its normal approximation: exact
+        // enough at thousands of symbols, and O(1) per client.
+        let n = self.per_round as f64;
+        let p = 1.0 - self.params.loss;
+        let mean = n * p;
+        let sd = (n * p * (1.0 - p)).sqrt();
+        let z = self.normal(client, round);
+        (mean + sd * z).round().clamp(0.0, n) as u64
+    }
+
+    /// The round in which the client completes, among rounds `1..=rounds`.
+    pub fn completes_in(&self, client: u32, rounds: u32) -> Option<u32> {
+        let mut gathered = 0;
+        for round in 1..=rounds {
+            gathered += self.received(client, round);
+            if gathered >= self.needed {
+                return Some(round);
+            }
+        }
+        None
+    }
+
+    /// When a straggler boots again after the audit at `audit`.
+    pub fn boot_at(&self, client: u32, audit: Timestamp, deadline: Timestamp) -> Timestamp {
+        let span = deadline.duration_since(audit).as_secs_f64().max(0.0) * 1.5;
+        let offset = self.uniform(client, 0, 2) * span;
+        audit
+            .saturating_add(SignedDuration::from_secs_f64(offset))
+            .unwrap_or(deadline)
+    }
+
+    /// A uniform draw in `[0, 1)` keyed by `(seed, client, round, salt)`.
+    fn uniform(&self, client: u32, round: u32, salt: u64) -> f64 {
+        let key = self.params.seed
+            ^ (u64::from(client) << 20)
+            ^ (u64::from(round) << 52)
+            ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (splitmix64(key) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard normal draw (Box–Muller) keyed like [`Self::uniform`].
+    fn normal(&self, client: u32, round: u32) -> f64 {
+        let u1 = self.uniform(client, round, 3).max(f64::MIN_POSITIVE);
+        let u2 = self.uniform(client, round, 4);
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(loss: f64, offline: f64) -> SimFleet {
+        SimFleet::new(SimParams {
+            clients: 10_000,
+            relays: 4,
+            loss,
+            offline,
+            seed: 7,
+            artifact_size: 64 << 20,
+        })
+    }
+
+    #[test]
+    fn no_loss_everyone_online_completes_in_round_one() {
+        let f = fleet(0.0, 0.0);
+        assert!((0..10_000).all(|c| f.completes_in(c, 3) == Some(1)));
+    }
+
+    #[test]
+    fn symbols_from_several_rounds_add_up() {
+        // 30% loss: one round (1.08 K × 0.7) is never enough, two always are.
+        let f = fleet(0.30, 0.0);
+        assert!((0..1000).all(|c| f.completes_in(c, 1).is_none()));
+        assert!((0..1000).all(|c| f.completes_in(c, 2) == Some(2)));
+    }
+
+    #[test]
+    fn offline_share_matches_the_parameter() {
+        let f = fleet(0.0, 0.3);
+        let off = (0..10_000).filter(|&c| !f.online(c, 1)).count();
+        assert!((2_700..3_300).contains(&off), "{off}");
+        // Offline in all three rounds: about 0.3^3 = 2.7%.
+        let never = (0..10_000).filter(|&c| f.completes_in(c, 3).is_none()).count();
+        assert!((180..380).contains(&never), "{never}");
+    }
+
+    #[test]
+    fn draws_do_not_depend_on_call_order() {
+        let f = fleet(0.05, 0.2);
+        let forward: Vec<_> = (0..500).map(|c| f.completes_in(c, 3)).collect();
+        let backward: Vec<_> = (0..500).rev().map(|c| f.completes_in(c, 3)).collect();
+        assert_eq!(forward, backward.into_iter().rev().collect::<Vec<_>>());
+        assert_eq!(f.index_of(&f.client_id(42)), Some(42));
+    }
+
+    #[test]
+    fn boots_fall_in_the_documented_span() {
+        let f = fleet(0.0, 0.0);
+        let audit: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let deadline: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
+        let before = (0..3000).filter(|&c| f.boot_at(c, audit, deadline) < deadline).count();
+        assert!((1800..2200).contains(&before), "{before}");
+    }
+}
