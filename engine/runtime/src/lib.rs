@@ -13,4 +13,5 @@
 
 pub mod clock;
 pub mod machine;
+pub mod register;
 pub mod sim;
