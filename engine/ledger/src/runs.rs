@@ -270,8 +270,18 @@ impl Ledger {
                     "INSERT INTO run_clients (run_id, client, relay, state) VALUES (?1, ?2, ?3, 'pending')",
                 )
                 .map_err(&wrap)?;
+            // Targeted clients join the fleet table too, so the gate knows
+            // them (their version stays unknown until they report or
+            // complete).
+            let mut fleet = tx
+                .prepare(
+                    "INSERT INTO clients (id, relay, artifact) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET relay = excluded.relay, artifact = excluded.artifact",
+                )
+                .map_err(&wrap)?;
             for (client, relay) in run.clients {
                 ins.execute(params![id, client, relay]).map_err(&wrap)?;
+                fleet.execute(params![client, relay, run.artifact]).map_err(&wrap)?;
             }
         }
         insert_event(&tx, &now, "run-created", &format!("run:{id}"), "{}").map_err(&wrap)?;
@@ -523,6 +533,15 @@ fn apply_updates(
                     params![run_id, client, state, round, at],
                 )?;
                 counted += n as u64;
+                if n > 0 {
+                    // The client now runs the run's version: the gate sees it.
+                    tx.execute(
+                        "UPDATE clients SET artifact = r.artifact, version = r.version, last_contact = ?3
+                         FROM (SELECT artifact, version FROM runs WHERE id = ?1) AS r
+                         WHERE clients.id = ?2",
+                        params![run_id, client, at],
+                    )?;
+                }
             }
             ClientUpdate::AuditPending => {
                 tx.execute(

@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod driver;
 pub mod machine;
 pub mod register;
+pub mod report;
 pub mod sim;

@@ -18,6 +18,9 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::clock::Clock;
+use crate::driver::Fleet;
+
 /// Payload bytes per symbol, as the real carousel sends them.
 pub const SYMBOL_SIZE: u64 = 1400;
 /// Repair symbols sent per round beyond the source symbols, as a fraction of
@@ -137,13 +140,21 @@ impl SimFleet {
         None
     }
 
-    /// When a straggler boots again after the audit at `audit`.
-    pub fn boot_at(&self, client: u32, audit: Timestamp, deadline: Timestamp) -> Timestamp {
-        let span = deadline.duration_since(audit).as_secs_f64().max(0.0) * 1.5;
+    /// When a straggler boots again, for a run from `start` to `deadline`.
+    pub fn boot_at(&self, client: u32, start: Timestamp, deadline: Timestamp) -> Timestamp {
+        let span = deadline.duration_since(start).as_secs_f64().max(0.0) * 1.5;
         let offset = self.uniform(client, 0, 2) * span;
-        audit
+        start
             .saturating_add(SignedDuration::from_secs_f64(offset))
             .unwrap_or(deadline)
+    }
+
+    /// The client's last contact before the run started at `start`.
+    pub fn contact_before(&self, client: u32, start: Timestamp) -> Timestamp {
+        let back = self.uniform(client, 0, 5) * 60.0 * 86_400.0;
+        start
+            .saturating_sub(SignedDuration::from_secs_f64(back))
+            .unwrap_or(start)
     }
 
     /// A uniform draw in `[0, 1)` keyed by `(seed, client, round, salt)`.
@@ -221,9 +232,125 @@ mod tests {
     #[test]
     fn boots_fall_in_the_documented_span() {
         let f = fleet(0.0, 0.0);
-        let audit: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let start: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let deadline: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
-        let before = (0..3000).filter(|&c| f.boot_at(c, audit, deadline) < deadline).count();
+        let before = (0..3000).filter(|&c| f.boot_at(c, start, deadline) < deadline).count();
         assert!((1800..2200).contains(&before), "{before}");
+    }
+}
+
+/// A [`SimFleet`] bound to a run's schedule, as the driver's [`Fleet`].
+#[derive(Debug, Clone)]
+pub struct SimRun {
+    fleet: SimFleet,
+    start: Timestamp,
+    deadline: Timestamp,
+}
+
+/// The stored description of a simulated fleet.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Description {
+    kind: String,
+    clients: u32,
+    relays: u32,
+    loss: f64,
+    offline: f64,
+    seed: u64,
+    artifact_size: u64,
+}
+
+impl SimRun {
+    /// The fleet `params` for a run from `start` to `deadline`.
+    pub fn new(params: SimParams, start: Timestamp, deadline: Timestamp) -> Self {
+        Self {
+            fleet: SimFleet::new(params),
+            start,
+            deadline,
+        }
+    }
+
+    /// Rebuilds the fleet a run stored with [`Fleet::describe`]; `None` if
+    /// the description is not a simulated fleet's.
+    pub fn from_description(text: &str, start: Timestamp, deadline: Timestamp) -> Option<Self> {
+        let d: Description = serde_json::from_str(text).ok()?;
+        (d.kind == "sim").then(|| {
+            Self::new(
+                SimParams {
+                    clients: d.clients,
+                    relays: d.relays,
+                    loss: d.loss,
+                    offline: d.offline,
+                    seed: d.seed,
+                    artifact_size: d.artifact_size,
+                },
+                start,
+                deadline,
+            )
+        })
+    }
+
+    /// The model.
+    pub fn fleet(&self) -> &SimFleet {
+        &self.fleet
+    }
+}
+
+impl Fleet for SimRun {
+    fn describe(&self) -> String {
+        let p = self.fleet.params();
+        serde_json::to_string(&Description {
+            kind: "sim".into(),
+            clients: p.clients,
+            relays: p.relays,
+            loss: p.loss,
+            offline: p.offline,
+            seed: p.seed,
+            artifact_size: p.artifact_size,
+        })
+        .unwrap_or_default()
+    }
+
+    fn targets(&self) -> Vec<(String, String)> {
+        self.fleet.targets()
+    }
+
+    fn broadcast_round(&mut self, round: u32, pending: &[String], _clock: &dyn Clock) -> Vec<String> {
+        pending
+            .iter()
+            .filter(|id| {
+                self.fleet
+                    .index_of(id)
+                    .is_some_and(|c| self.fleet.completes_in(c, round).is_some())
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn delta_boots(&mut self, stragglers: &[String], not_before: Timestamp, until: Timestamp) -> Vec<(String, Timestamp)> {
+        let mut boots: Vec<(String, Timestamp)> = stragglers
+            .iter()
+            .filter_map(|id| {
+                let c = self.fleet.index_of(id)?;
+                let at = self.fleet.boot_at(c, self.start, self.deadline).max(not_before);
+                (at < until).then(|| (id.clone(), at))
+            })
+            .collect();
+        boots.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        boots
+    }
+
+    fn last_contact(&self, client: &str, rounds_started: &[Timestamp], now: Timestamp) -> Option<Timestamp> {
+        let c = self.fleet.index_of(client)?;
+        let mut last = self.fleet.contact_before(c, self.start);
+        for (i, at) in rounds_started.iter().enumerate() {
+            if self.fleet.online(c, i as u32 + 1) && *at <= now {
+                last = last.max(*at);
+            }
+        }
+        let boot = self.fleet.boot_at(c, self.start, self.deadline);
+        if boot <= now {
+            last = last.max(boot);
+        }
+        Some(last)
     }
 }

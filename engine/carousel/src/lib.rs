@@ -1,0 +1,1 @@
+//! haifu carousel (skeleton)

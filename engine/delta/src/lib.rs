@@ -1,0 +1,1 @@
+//! haifu delta (skeleton)

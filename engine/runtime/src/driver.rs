@@ -1,0 +1,349 @@
+//! The driver: carries the run machine's commands out through the ledger,
+//! the policies, the clock and a fleet.
+//!
+//! Every transition is one ledger transaction holding the machine's new
+//! snapshot, the client changes and the events, and every event is also a
+//! `tracing` line ([`Emitter`]), so the logs and the audit never disagree.
+//! The driver holds nothing the ledger does not: kill it at any point and
+//! [`resume`] carries on from the last committed transition.
+
+use std::collections::BTreeMap;
+
+use haifu_core::{ArtifactName, SigningKey, Version};
+use haifu_ledger::{ClientState, ClientUpdate, Ledger, LedgerError, NewRun, RunStatus, Transition};
+use haifu_policy::{ClientFacts, NextRound, Outcome, PolicySet, RoundFacts};
+use haifu_spec::Plan;
+use haifu_store::Store;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::machine::{Command, RunConfig, RunMachine, RunState};
+use crate::register::{RegisterError, register_file};
+
+/// A fleet the driver can broadcast to: simulated, or real once the daemons
+/// exist. Completions it reports are recorded by the driver.
+pub trait Fleet {
+    /// How to rebuild this fleet on resume (stored with the run).
+    fn describe(&self) -> String;
+    /// Every targeted client and its relay.
+    fn targets(&self) -> Vec<(String, String)>;
+    /// Runs broadcast round `round` for the `pending` clients; returns the
+    /// ones that completed in it.
+    fn broadcast_round(&mut self, round: u32, pending: &[String], clock: &dyn Clock) -> Vec<String>;
+    /// Of the `stragglers`, those that boot and take a delta before `until`,
+    /// with when, in time order.
+    fn delta_boots(&mut self, stragglers: &[String], not_before: Timestamp, until: Timestamp) -> Vec<(String, Timestamp)>;
+    /// When the client was last heard from, given the rounds so far.
+    fn last_contact(&self, client: &str, rounds_started: &[Timestamp], now: Timestamp) -> Option<Timestamp>;
+}
+
+/// What a run needs from its surroundings.
+pub struct Env<'a> {
+    /// The ledger.
+    pub ledger: &'a mut Ledger,
+    /// The artifact store (for the register step).
+    pub store: &'a Store,
+    /// The master key (for the register step).
+    pub key: &'a SigningKey,
+    /// The workflow's policies.
+    pub policies: &'a PolicySet,
+    /// Time.
+    pub clock: &'a dyn Clock,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("ledger", &self.ledger.path())
+            .field("store", &self.store.root())
+            .field("now", &self.clock.now())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The register step failed.
+    #[error("register step: {0}")]
+    Register(#[from] RegisterError),
+    /// The run's stored state cannot be read.
+    #[error("run {id}: stored state is not readable: {detail}")]
+    State {
+        /// The run.
+        id: i64,
+        /// Why.
+        detail: String,
+    },
+    /// No such run.
+    #[error("run {0} does not exist")]
+    NoSuchRun(i64),
+}
+
+/// Collects one transition's events, logging each as it is added.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    run: i64,
+    events: Vec<(String, String)>,
+}
+
+impl Emitter {
+    fn new(run: i64) -> Self {
+        Self { run, events: Vec::new() }
+    }
+
+    /// Records `kind` with `detail`: a `tracing` line now, a ledger row with
+    /// the transition.
+    fn emit(&mut self, kind: &str, detail: serde_json::Value) {
+        tracing::info!(run = self.run, event = kind, %detail);
+        self.events.push((kind.to_owned(), detail.to_string()));
+    }
+}
+
+/// Creates a run of `plan` for `fleet` in the ledger; returns its id.
+pub fn create(ledger: &mut Ledger, plan: &Plan, fleet: &dyn Fleet) -> Result<i64, RunError> {
+    let state = RunState::new();
+    let state_json = serde_json::to_string(&state).unwrap_or_default();
+    let targets = fleet.targets();
+    let id = ledger.create_run(&NewRun {
+        workflow: &plan.file.display().to_string(),
+        name: &plan.name.value,
+        artifact: &plan.artifact.name,
+        version: &plan.artifact.version.to_string(),
+        fleet: &fleet.describe(),
+        state: &state_json,
+        next_wake: None,
+        clients: &targets,
+    })?;
+    tracing::info!(run = id, clients = targets.len(), workflow = %plan.file.display(), "run created");
+    Ok(id)
+}
+
+/// Drives run `id` until it finishes (or fails), resuming from whatever the
+/// ledger holds.
+pub fn resume(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Result<(), RunError> {
+    let row = env.ledger.run(id)?.ok_or(RunError::NoSuchRun(id))?;
+    let state: RunState = serde_json::from_str(&row.state).map_err(|e| RunError::State {
+        id,
+        detail: e.to_string(),
+    })?;
+    let mut machine = RunMachine::new(RunConfig::from_plan(plan), state);
+    let total = row.counts.values().sum::<u64>();
+    loop {
+        let now = env.clock.now();
+        let before = machine.state().clone();
+        let cmd = machine.poll(now);
+        let mut ev = Emitter::new(id);
+        let mut updates = Vec::new();
+        match cmd {
+            Command::Register => {
+                let name: Result<ArtifactName, _> = plan.artifact.name.parse();
+                let version: Result<Version, _> = plan.artifact.version.to_string().parse();
+                let (Ok(name), Ok(version)) = (name, version) else {
+                    return Err(RunError::State {
+                        id,
+                        detail: "the plan's artifact name or version is not valid".into(),
+                    });
+                };
+                let done = register_file(
+                    env.ledger,
+                    env.store,
+                    env.key,
+                    &name,
+                    &version,
+                    &plan.artifact.path.value,
+                    &mut |_, _, _| {},
+                )?;
+                ev.emit(
+                    "registered",
+                    json!({ "artifact": name.as_str(), "version": version.to_string(),
+                            "sha3_256": done.manifest.body.sha3_256, "new": done.new }),
+                );
+                machine.registered();
+            }
+            Command::SleepUntil(at) => {
+                if &before != machine.state() {
+                    save(env, id, &machine, Vec::new(), ev)?;
+                }
+                tracing::debug!(run = id, until = %at, "waiting");
+                env.clock.sleep_until(at);
+                continue;
+            }
+            Command::StartRound(round) => {
+                if &before != machine.state() {
+                    // The round's start is durable before any symbol goes out.
+                    let mut start = Emitter::new(id);
+                    start.emit("round-started", json!({ "round": round }));
+                    save(env, id, &machine, Vec::new(), start)?;
+                }
+                let pending = clients_in(env.ledger, id, ClientState::Pending)?;
+                let done = fleet.broadcast_round(round, &pending, env.clock);
+                let at = env.clock.now().to_string();
+                ev.emit("round-finished", json!({ "round": round, "completed": done.len(), "pending_before": pending.len() }));
+                updates = done
+                    .into_iter()
+                    .map(|client| ClientUpdate::Completed {
+                        client,
+                        round: Some(round),
+                        at: at.clone(),
+                    })
+                    .collect();
+                machine.round_finished();
+            }
+            Command::AskNextRound(round) => {
+                let delivered = delivered(env.ledger, id)?;
+                let c = machine.config();
+                let facts = RoundFacts {
+                    round,
+                    rounds: c.rounds(),
+                    delivered,
+                    total,
+                    now: now.to_zoned_datetime(c.time_zone.clone()),
+                    start: c.start,
+                    deadline: c.deadline,
+                    window: c.window.map(|w| (w.open, w.close)),
+                };
+                let outcome: Outcome<NextRound> = env.policies.next_round(&facts);
+                note_fallback(&mut ev, &outcome);
+                let detail = match &outcome.value {
+                    NextRound::Wait(gap) => json!({ "round": round, "wait_secs": gap.as_secs(), "delivered": delivered, "total": total }),
+                    NextRound::Stop { reason } => json!({ "round": round, "stop": reason, "delivered": delivered, "total": total }),
+                };
+                ev.emit("next-round", detail);
+                machine.next_round_decided(&outcome.value, now);
+            }
+            Command::Audit => {
+                let pending = clients_in(env.ledger, id, ClientState::Pending)?;
+                ev.emit("stragglers-listed", json!({ "count": pending.len() }));
+                updates.push(ClientUpdate::AuditPending);
+                machine.audited(now);
+            }
+            Command::ServeDeltas { until } => {
+                let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
+                let not_before = machine.state().audited_at.unwrap_or(now).max(now);
+                let boots = fleet.delta_boots(&stragglers, not_before, until);
+                // Record delta completions as they happen, an hour of
+                // (possibly virtual) time per transaction.
+                let mut batch: Vec<ClientUpdate> = Vec::new();
+                let mut batch_end = None;
+                for (client, at) in boots {
+                    if batch_end.is_some_and(|end| at >= end) {
+                        flush_deltas(env, id, &machine, &mut batch)?;
+                    }
+                    if batch.is_empty() {
+                        batch_end = at.checked_add(SignedDuration::from_hours(1)).ok();
+                        env.clock.sleep_until(at);
+                    }
+                    batch.push(ClientUpdate::Completed {
+                        client,
+                        round: None,
+                        at: at.to_string(),
+                    });
+                }
+                flush_deltas(env, id, &machine, &mut batch)?;
+                env.clock.sleep_until(until);
+                continue;
+            }
+            Command::CutOff => {
+                let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
+                let newest = plan.artifact.version.clone();
+                let mut cut = 0usize;
+                for client in stragglers {
+                    let facts = ClientFacts {
+                        id: client.clone(),
+                        version: None,
+                        newest: newest.clone(),
+                        behind: 1,
+                        last_contact: fleet.last_contact(&client, &machine.state().rounds_started, now),
+                        state: "undelivered".into(),
+                    };
+                    let outcome = env.policies.disconnect(&facts, now);
+                    note_fallback(&mut ev, &outcome);
+                    if outcome.value.cut {
+                        cut += 1;
+                        updates.push(ClientUpdate::Disconnected {
+                            client,
+                            reason: outcome.value.reason,
+                            at: now.to_string(),
+                        });
+                    } else {
+                        updates.push(ClientUpdate::Kept {
+                            client,
+                            reason: outcome.value.reason,
+                        });
+                    }
+                }
+                ev.emit("cut-off", json!({ "disconnected": cut, "kept": updates.len() - cut }));
+                machine.cut_off_done();
+            }
+            Command::Finished => {
+                if before.finished_at.is_none() || before.phase != machine.state().phase {
+                    ev.emit("run-finished", json!({}));
+                    save_with(env, id, &machine, Vec::new(), ev, RunStatus::Done)?;
+                }
+                return Ok(());
+            }
+        }
+        save(env, id, &machine, updates, ev)?;
+    }
+}
+
+fn note_fallback<T>(ev: &mut Emitter, outcome: &Outcome<T>) {
+    if let Some(f) = &outcome.fallback {
+        tracing::warn!(run = ev.run, "{f}");
+        ev.emit("policy-fallback", json!({ "detail": f.to_string() }));
+    }
+}
+
+fn flush_deltas(env: &mut Env<'_>, id: i64, machine: &RunMachine, batch: &mut Vec<ClientUpdate>) -> Result<(), RunError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut ev = Emitter::new(id);
+    ev.emit("delta-delivered", json!({ "clients": batch.len() }));
+    save(env, id, machine, std::mem::take(batch), ev)
+}
+
+fn save(env: &mut Env<'_>, id: i64, m: &RunMachine, updates: Vec<ClientUpdate>, ev: Emitter) -> Result<(), RunError> {
+    save_with(env, id, m, updates, ev, RunStatus::Running)
+}
+
+fn save_with(
+    env: &mut Env<'_>,
+    id: i64,
+    m: &RunMachine,
+    updates: Vec<ClientUpdate>,
+    ev: Emitter,
+    status: RunStatus,
+) -> Result<(), RunError> {
+    let now = env.clock.now();
+    env.ledger.transition(
+        id,
+        &Transition {
+            state: serde_json::to_string(m.state()).unwrap_or_default(),
+            status,
+            next_wake: m.next_wake(now).map(|t| t.to_string()),
+            updates,
+            events: ev.events,
+        },
+    )?;
+    Ok(())
+}
+
+fn clients_in(ledger: &Ledger, id: i64, state: ClientState) -> Result<Vec<String>, RunError> {
+    Ok(ledger
+        .run_clients(id)?
+        .into_iter()
+        .filter(|c| c.state == state)
+        .map(|c| c.client)
+        .collect())
+}
+
+fn delivered(ledger: &Ledger, id: i64) -> Result<u64, RunError> {
+    let counts: BTreeMap<String, u64> = ledger.run(id)?.map(|r| r.counts).unwrap_or_default();
+    Ok(counts.get("delivered").copied().unwrap_or(0) + counts.get("delta").copied().unwrap_or(0))
+}
