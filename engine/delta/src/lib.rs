@@ -1,1 +1,42 @@
-//! haifu delta (skeleton)
+//! haifu deltas: the difference between two versions of an artifact, made
+//! by the master and applied by a straggler when it boots.
+//!
+//! What it does:
+//! - [`make`] a delta with zstd "patch-from" (the client's installed
+//!   version as reference prefix, a window sized to the files, long-distance
+//!   matching), in a small container ([`container`]) that names the base and
+//!   the target by sha3-256; artifacts past one zstd window (~2 GiB) become
+//!   chunked deltas;
+//! - [`apply`] one on the client: streamed, with the base checked, the
+//!   output bounded by the declared size and verified against the target
+//!   digest before `Ok`; every refusal is a typed [`DeltaError`];
+//! - decide what to send ([`DeliveryRule::choose`]: the "not smaller → full"
+//!   rule, with the reason recorded) and whether it fits a client's
+//!   [`DataBudget`];
+//! - name cached deltas ([`cache_key`]) so each pair is built once.
+//!
+//! What it does not: no networking, no files, no store or ledger access, no
+//! background scheduling and no signature checks. Callers hand in bytes and
+//! readers/writers; the master's runtime decides when to build and where to
+//! cache, the client's installer writes to a temporary file and renames it.
+//!
+//! Call order, master: `cache_key` → (cache miss) `make` → store the bytes →
+//! `DeliveryRule::choose` with the delta's and the full artifact's sizes →
+//! `DataBudget::check`. Client: `PatchReader::new` → `check_target` against
+//! the signed manifest → `apply_to` into a temporary file → rename on `Ok`.
+
+#![forbid(unsafe_code)]
+
+mod apply;
+mod cache;
+pub mod container;
+mod delivery;
+mod error;
+mod make;
+
+pub use apply::{Applied, PatchReader, apply, apply_reading_base, apply_to_vec};
+pub use cache::{CacheKey, cache_key};
+pub use container::{DeltaHeader, digest_of, window_log_for};
+pub use delivery::{BudgetCheck, DataBudget, Delivery, DeliveryRule, DeltaOffer, FullReason};
+pub use error::DeltaError;
+pub use make::{DEFAULT_MAX_FRAME, Delta, MakeOptions, make};

@@ -1,0 +1,294 @@
+//! Applying a delta on the client: header first, then each chunk's frame
+//! streamed through zstd into the output, hashed on the way; the result is
+//! trusted only once its sha3-256 equals the header's target.
+//!
+//! The base is hashed on a second thread while the first decodes, so the
+//! check of the base costs no time when it holds (clients are the slow side).
+
+use std::io::{self, Read, Write};
+use std::thread;
+
+use haifu_core::Digest;
+use sha3::{Digest as _, Sha3_256};
+use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
+
+use crate::DeltaError;
+use crate::container::{CHUNK_RECORD_LEN, ChunkRecord, DeltaHeader, HEADER_LEN, digest_of};
+
+/// Bytes of output handed to the writer (and the hasher) at a time.
+const OUT_BUF: usize = 1 << 20;
+
+/// What an apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The delta's header: the base and the target it verified.
+    pub header: DeltaHeader,
+    /// Bytes written to the output (the target's size).
+    pub bytes_written: u64,
+}
+
+/// A delta whose header has been read and checked; apply it with
+/// [`PatchReader::apply_to`].
+///
+/// Call order: [`PatchReader::new`] (reads the header), optionally
+/// [`PatchReader::header`] / [`PatchReader::check_target`] to compare with the
+/// signed manifest, then [`PatchReader::apply_to`].
+#[derive(Debug)]
+pub struct PatchReader<R> {
+    reader: R,
+    header: DeltaHeader,
+}
+
+impl<R: Read> PatchReader<R> {
+    /// Reads and checks the header (magic, version, header check, fields).
+    pub fn new(mut reader: R) -> Result<Self, DeltaError> {
+        let mut b = [0u8; HEADER_LEN];
+        read_exact(&mut reader, &mut b, "header")?;
+        let header = DeltaHeader::decode(&b)?;
+        Ok(Self { reader, header })
+    }
+
+    /// What the delta applies to and makes.
+    pub fn header(&self) -> &DeltaHeader {
+        &self.header
+    }
+
+    /// Refuses a delta that does not make the version the client was told
+    /// to install (`to` and `to_size` from the signed manifest).
+    pub fn check_target(&self, to: &Digest, to_size: u64) -> Result<(), DeltaError> {
+        if self.header.to != *to || self.header.to_size != to_size {
+            return Err(DeltaError::WrongTarget {
+                expected: *to,
+                expected_size: to_size,
+                found: self.header.to,
+                found_size: self.header.to_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies the delta to `base`, streaming the result into `out`.
+    ///
+    /// `out` receives bytes before they are verified: treat them as
+    /// untrusted until this returns `Ok` (write to a temporary file and
+    /// rename it on success, as the installer does). On `Err` discard them.
+    ///
+    /// The reader must end where the delta ends: trailing bytes are refused.
+    pub fn apply_to<W: Write>(self, base: &[u8], out: W) -> Result<Applied, DeltaError> {
+        let header = self.header;
+        if base.len() as u64 != header.from_size {
+            return Err(wrong_base(&header, digest_of(base), base.len()));
+        }
+        let (base_digest, decoded) = thread::scope(|s| {
+            let hashing = s.spawn(|| digest_of(base));
+            let decoded = decode(self.reader, &header, base, out);
+            let digest = hashing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (digest, decoded)
+        });
+        // A different base explains any decoding failure: say so first.
+        if base_digest != header.from {
+            return Err(wrong_base(&header, base_digest, base.len()));
+        }
+        let bytes_written = decoded?;
+        tracing::debug!(from = %header.from, to = %header.to, bytes = bytes_written, "delta applied");
+        Ok(Applied {
+            header,
+            bytes_written,
+        })
+    }
+}
+
+/// Applies `patch` to `base`, streaming the result into `out`; see
+/// [`PatchReader::apply_to`] for when the written bytes may be trusted.
+pub fn apply<R: Read, W: Write>(base: &[u8], patch: R, out: W) -> Result<Applied, DeltaError> {
+    PatchReader::new(patch)?.apply_to(base, out)
+}
+
+/// Applies `patch` to `base` in memory; returns the result only once it is
+/// verified.
+pub fn apply_to_vec(base: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
+    let reader = PatchReader::new(patch)?;
+    // The declared size is only a hint for the allocation: cap it, so a
+    // hostile header cannot reserve memory the output never fills.
+    let hint = usize::try_from(reader.header.to_size).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(hint.min(patch.len().saturating_mul(64)).max(4096));
+    reader.apply_to(base, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`apply`], with the base read from `base` (at most the size the
+/// header declares, so a wrong base cannot exhaust memory).
+pub fn apply_reading_base<B: Read, R: Read, W: Write>(
+    base: B,
+    patch: R,
+    out: W,
+) -> Result<Applied, DeltaError> {
+    let reader = PatchReader::new(patch)?;
+    let limit = reader.header.from_size;
+    let mut bytes = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
+    base.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| DeltaError::Read {
+            what: "base",
+            source,
+        })?;
+    reader.apply_to(&bytes, out)
+}
+
+/// Decodes every chunk into `out`; returns the bytes written once their
+/// digest matches the header.
+fn decode<R: Read, W: Write>(
+    mut reader: R,
+    header: &DeltaHeader,
+    base: &[u8],
+    mut out: W,
+) -> Result<u64, DeltaError> {
+    let mut dctx = DCtx::try_create().ok_or_else(|| DeltaError::Zstd {
+        op: "create context",
+        detail: "out of memory".into(),
+    })?;
+    let mut input = vec![0u8; DCtx::in_size()];
+    let mut output = vec![0u8; OUT_BUF];
+    let mut hasher = Sha3_256::new();
+    let mut done = 0u64;
+    for index in 0..header.chunks {
+        let mut rb = [0u8; CHUNK_RECORD_LEN];
+        read_exact(&mut reader, &mut rb, "chunk record")?;
+        let record = ChunkRecord::decode(&rb, header, done)?;
+        // Offsets were checked against from_size == base.len().
+        let reference = base
+            .get(record.ref_offset as usize..(record.ref_offset + record.ref_len) as usize)
+            .unwrap_or_default();
+        dctx.reset(ResetDirective::SessionAndParameters)
+            .map_err(DeltaError::zstd("reset"))?;
+        // Required past 128 MiB; and a frame asking for more than its chunk
+        // needs is refused by zstd instead of allocating it.
+        dctx.set_parameter(DParameter::WindowLogMax(u32::from(record.window_log())))
+            .map_err(DeltaError::zstd("set window log"))?;
+        dctx.ref_prefix(reference)
+            .map_err(DeltaError::zstd("reference prefix"))?;
+        let mut produced = 0u64;
+        let mut left = record.frame_len;
+        let (mut pos, mut len) = (0usize, 0usize);
+        loop {
+            if pos == len && left > 0 {
+                let want = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = read_some(&mut reader, &mut input[..want])?;
+                if n == 0 {
+                    return Err(truncated(format!("chunk {index}: frame ends early")));
+                }
+                left -= n as u64;
+                (pos, len) = (0, n);
+            }
+            let mut inb = InBuffer::around(&input[pos..len]);
+            let mut outb = OutBuffer::around(&mut output[..]);
+            let hint = dctx
+                .decompress_stream(&mut outb, &mut inb)
+                .map_err(|code| corrupt(index, zstd::zstd_safe::get_error_name(code)))?;
+            pos += inb.pos();
+            let n = outb.pos();
+            if n > 0 {
+                produced += n as u64;
+                if produced > record.out_len {
+                    return Err(DeltaError::OutputTooLarge {
+                        limit: header.to_size,
+                    });
+                }
+                let bytes = &output[..n];
+                hasher.update(bytes);
+                out.write_all(bytes)
+                    .map_err(|source| DeltaError::Write { source })?;
+            }
+            if hint == 0 {
+                if pos != len || left != 0 {
+                    return Err(corrupt(index, "bytes after the end of its frame"));
+                }
+                if produced != record.out_len {
+                    return Err(corrupt(
+                        index,
+                        &format!(
+                            "frame made {produced} bytes, its record says {}",
+                            record.out_len
+                        ),
+                    ));
+                }
+                break;
+            }
+            if pos == len && left == 0 && n < output.len() {
+                return Err(truncated(format!("chunk {index}: frame is incomplete")));
+            }
+        }
+        done += produced;
+    }
+    if done != header.to_size {
+        return Err(DeltaError::Corrupt {
+            detail: format!(
+                "chunks made {done} bytes, the header says {}",
+                header.to_size
+            ),
+        });
+    }
+    let mut extra = [0u8; 1];
+    if read_some(&mut reader, &mut extra)? != 0 {
+        return Err(DeltaError::Corrupt {
+            detail: "bytes after the last chunk".into(),
+        });
+    }
+    out.flush().map_err(|source| DeltaError::Write { source })?;
+    let found = Digest::from_bytes(hasher.finalize().into());
+    if found != header.to {
+        return Err(DeltaError::ResultMismatch {
+            expected: header.to,
+            found,
+        });
+    }
+    Ok(done)
+}
+
+fn read_exact<R: Read>(reader: &mut R, buf: &mut [u8], what: &str) -> Result<(), DeltaError> {
+    reader.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            truncated(format!("{what} ends early"))
+        } else {
+            DeltaError::Read {
+                what: "delta",
+                source: e,
+            }
+        }
+    })
+}
+
+fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, DeltaError> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => {
+                return r.map_err(|source| DeltaError::Read {
+                    what: "delta",
+                    source,
+                });
+            }
+        }
+    }
+}
+
+fn wrong_base(header: &DeltaHeader, found: Digest, found_size: usize) -> DeltaError {
+    DeltaError::WrongBase {
+        expected: header.from,
+        expected_size: header.from_size,
+        found,
+        found_size: found_size as u64,
+    }
+}
+
+fn truncated(detail: String) -> DeltaError {
+    DeltaError::Truncated { detail }
+}
+
+fn corrupt(index: u32, what: &str) -> DeltaError {
+    DeltaError::Corrupt {
+        detail: format!("chunk {index}: {what}"),
+    }
+}
