@@ -1,1 +1,41 @@
-//! haifu carousel (skeleton)
+//! The no-I/O heart of haifu's broadcast: a RaptorQ (RFC 6330) carousel.
+//!
+//! What it does:
+//! - lays an artifact out as fixed-size objects of RaptorQ source blocks of
+//!   about 1,000 symbols ([`layout`]);
+//! - turns each object into the authenticated datagrams of any round, with
+//!   fresh repair symbols every round so that rounds add up ([`Sender`]);
+//! - defines the versioned datagram format and its keyed SHA3 tag, and
+//!   rejects anything forged, foreign or malformed with a typed reason
+//!   ([`parse_datagram`], [`DatagramError`]);
+//! - gathers symbols in any order from any round and hands out decoded blocks
+//!   with their byte offsets ([`Receiver`]), and hashes them in order if asked
+//!   ([`ArtifactHasher`]);
+//! - computes when the next datagram may be sent at a bit rate ([`Pacer`]);
+//! - gives a loss simulator the carousel's numbers ([`loss`]).
+//!
+//! What it does not do: sockets, threads, files, clocks, key generation or
+//! manifest checks. Time is an argument, bytes come in and go out as slices
+//! and vectors; the relay and client daemons own all I/O.
+
+#![forbid(unsafe_code)]
+
+pub mod datagram;
+pub mod hasher;
+pub mod layout;
+pub mod loss;
+pub mod pacing;
+pub mod receiver;
+pub mod sender;
+
+pub use datagram::{
+    DatagramError, HEADER_LEN, KEY_LEN, MAX_DATAGRAM_LEN, OVERHEAD_LEN, SessionKey, Symbol,
+    SymbolHeader, TAG_LEN, parse_datagram,
+};
+pub use hasher::ArtifactHasher;
+pub use layout::{
+    CarouselConfig, DEFAULT_REPAIR_OVERHEAD, LayoutError, ObjectLayout, SYMBOL_SIZE, SessionShape,
+};
+pub use pacing::{Pacer, PacingError};
+pub use receiver::{Accepted, DecodedBlock, ObjectProgress, Progress, ReceiveError, Receiver};
+pub use sender::{EncodeError, ObjectEncoder, RoundDatagrams, Sender};
