@@ -1,0 +1,162 @@
+//! Random loss across rounds: symbols of different rounds add up.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Rng, key, small_config};
+use haifu_carousel::loss::{round_ratio, symbols_needed};
+use haifu_carousel::{Accepted, CarouselConfig, Receiver, Sender, parse_datagram};
+
+/// Runs rounds `1..=rounds` through a lossy channel; returns the round after
+/// which the receiver was complete, and checks the bytes.
+fn rounds_until_complete(
+    len: usize,
+    config: CarouselConfig,
+    loss: f64,
+    rounds: u32,
+    seed: u64,
+) -> Option<u32> {
+    let artifact = Rng(seed).bytes(len);
+    let sender = Sender::new(key(), len as u64, config).unwrap();
+    let mut rng = Rng(seed ^ 0xdead_beef);
+    let mut rx = Receiver::new(key());
+    let mut out = vec![0u8; len];
+    let mut done_after = None;
+    for round in 1..=rounds {
+        for d in sender.encode_round(&artifact, round).unwrap() {
+            if rng.chance(loss) {
+                continue;
+            }
+            rx.handle_datagram(&d).unwrap();
+            while let Some(b) = rx.poll_block() {
+                let s = b.offset as usize;
+                out[s..s + b.data.len()].copy_from_slice(&b.data);
+            }
+        }
+        if rx.is_complete() && done_after.is_none() {
+            done_after = Some(round);
+        }
+    }
+    if done_after.is_some() {
+        assert!(out == artifact, "decoded bytes differ");
+    }
+    done_after
+}
+
+fn k250() -> CarouselConfig {
+    CarouselConfig {
+        block_symbols: 250,
+        ..CarouselConfig::default()
+    }
+}
+
+#[test]
+fn ten_percent_loss_completes_within_two_rounds() {
+    for seed in 1..=3 {
+        let done = rounds_until_complete(1_000_000, k250(), 0.10, 3, seed);
+        assert!(matches!(done, Some(1..=2)), "seed {seed}: {done:?}");
+    }
+    // Several objects, small blocks.
+    let done = rounds_until_complete(900_000, small_config(), 0.10, 3, 9);
+    assert!(matches!(done, Some(1..=2)), "{done:?}");
+}
+
+#[test]
+fn thirty_percent_loss_fails_round_one_and_completes_with_round_two() {
+    for seed in 1..=3 {
+        let done = rounds_until_complete(1_000_000, k250(), 0.30, 3, seed);
+        assert_eq!(done, Some(2), "seed {seed}");
+    }
+    let done = rounds_until_complete(900_000, small_config(), 0.30, 3, 10);
+    assert_eq!(done, Some(2));
+}
+
+#[test]
+fn joining_mid_round_completes_from_the_next_rounds() {
+    let len = 800_000;
+    let artifact = Rng(11).bytes(len);
+    let sender = Sender::new(key(), len as u64, small_config()).unwrap();
+    let mut rx = Receiver::new(key());
+    let mut out = vec![0u8; len];
+    let round1 = sender.encode_round(&artifact, 1).unwrap();
+    let later: Vec<Vec<u8>> = (2..=3)
+        .flat_map(|r| sender.encode_round(&artifact, r).unwrap())
+        .collect();
+    // Joins two thirds into round 1, with 20% loss throughout.
+    let mut rng = Rng(12);
+    for d in round1[round1.len() * 2 / 3..].iter().chain(&later) {
+        if rng.chance(0.2) {
+            continue;
+        }
+        rx.handle_datagram(d).unwrap();
+        while let Some(b) = rx.poll_block() {
+            let s = b.offset as usize;
+            out[s..s + b.data.len()].copy_from_slice(&b.data);
+        }
+    }
+    assert!(rx.is_complete(), "{:?}", rx.progress());
+    assert!(out == artifact);
+}
+
+#[test]
+fn round_one_without_loss_stays_within_1_1_of_the_artifact() {
+    let config = CarouselConfig::default();
+    for len in [3 << 20, 10 << 20, 100 << 20] {
+        let sender = Sender::new(key(), len, config).unwrap();
+        let ratio = sender.round_bytes().unwrap() as f64 / len as f64;
+        assert!(ratio <= 1.1, "{len}: {ratio}");
+        assert_eq!(ratio, round_ratio(len, &config).unwrap());
+    }
+    // And what is actually emitted matches the count, byte for byte.
+    let len = 2 << 20;
+    let artifact = Rng(1).bytes(len);
+    let sender = Sender::new(key(), len as u64, k250()).unwrap();
+    let sent: usize = sender
+        .encode_round(&artifact, 1)
+        .unwrap()
+        .iter()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(sent as u64, sender.round_bytes().unwrap());
+    assert!(
+        sent as f64 / len as f64 <= 1.1,
+        "{}",
+        sent as f64 / len as f64
+    );
+}
+
+#[test]
+fn decode_overhead_is_small() {
+    // Feed each block a random mix of source and repair symbols (as loss
+    // leaves them) and count the symbols held when it decodes.
+    let len = 1_500_000;
+    let artifact = Rng(21).bytes(len);
+    let sender = Sender::new(key(), len as u64, k250()).unwrap();
+    let mut datagrams: Vec<Vec<u8>> = (1..=2)
+        .flat_map(|r| sender.encode_round(&artifact, r).unwrap())
+        .collect();
+    Rng(22).shuffle(&mut datagrams);
+    let mut rx = Receiver::new(key());
+    let mut held = std::collections::HashMap::new();
+    let mut worst = 0i64;
+    for d in &datagrams {
+        let sym = parse_datagram(d, &key()).unwrap();
+        let id = (sym.header.object, sym.header.sbn);
+        let layout = sender.object_layout(id.0).unwrap();
+        let k = layout.blocks[usize::from(id.1)].symbols;
+        match rx.handle_symbol(sym).unwrap() {
+            Accepted::Held => *held.entry(id).or_insert(0u32) += 1,
+            Accepted::BlockDecoded => {
+                let n = held.get(&id).copied().unwrap_or(0) + 1;
+                assert!(
+                    n <= symbols_needed(k),
+                    "block {id:?}: {n} symbols for K = {k}"
+                );
+                worst = worst.max(i64::from(n) - i64::from(k));
+            }
+            _ => {}
+        }
+    }
+    assert!(rx.is_complete());
+    assert!(worst <= 2, "worst block needed K + {worst}");
+}
