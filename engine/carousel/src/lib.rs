@@ -5,7 +5,7 @@
 //!   about 1,000 symbols ([`layout`]);
 //! - turns each object into the authenticated datagrams of any round, with
 //!   fresh repair symbols every round so that rounds add up ([`Sender`]);
-//! - defines the versioned datagram format and its keyed SHA3 tag, and
+//! - defines the versioned datagram format and its HMAC-SHA256 tag, and
 //!   rejects anything forged, foreign or malformed with a typed reason
 //!   ([`parse_datagram`], [`DatagramError`]);
 //! - gathers symbols in any order from any round and hands out decoded blocks

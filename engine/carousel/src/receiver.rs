@@ -55,6 +55,9 @@ pub enum Accepted {
     AlreadyDecoded,
     /// It completed its block: [`Receiver::poll_block`] has the bytes.
     BlockDecoded,
+    /// Dropped because the in-flight object limit was reached; a later
+    /// round sends the object again.
+    Deferred,
 }
 
 /// A decoded source block, to be written at `offset` in the artifact.
@@ -135,12 +138,27 @@ pub struct Receiver {
     bytes_done: u64,
     held: u64,
     needed: u64,
+    in_flight: u32,
+    max_in_flight: u32,
 }
 
 impl Receiver {
-    /// A receiver for the session `key` names.
+    /// A receiver for the session `key` names, with no limit on objects in
+    /// flight.
     pub fn new(key: SessionKey) -> Self {
+        Self::with_object_limit(key, u32::MAX)
+    }
+
+    /// A receiver that decodes at most `max_objects` objects at a time and
+    /// defers symbols of any other object to a later round. This bounds its
+    /// memory to about `max_objects` × object size × 1.1 whatever the loss,
+    /// at the cost of extra rounds when the loss exceeds the round's repair
+    /// overhead. Without it a client that loses more than the overhead holds
+    /// symbols for every object until round 2.
+    pub fn with_object_limit(key: SessionKey, max_objects: u32) -> Self {
         Self {
+            in_flight: 0,
+            max_in_flight: max_objects.max(1),
             key,
             shape: None,
             objects: Vec::new(),
@@ -188,6 +206,9 @@ impl Receiver {
             .get_mut(h.object as usize)
             .ok_or(DatagramError::Malformed("object index"))?;
         if let ObjectSlot::Waiting = slot {
+            if self.in_flight >= self.max_in_flight {
+                return Ok(Accepted::Deferred);
+            }
             let layout = object_layout(&h)?;
             let oti = layout.oti();
             let t = u64::from(layout.symbol_size);
@@ -205,6 +226,7 @@ impl Receiver {
                     esis: HashSet::new(),
                 })
                 .collect();
+            self.in_flight += 1;
             *slot = ObjectSlot::Receiving(Box::new(ObjectRx {
                 layout,
                 blocks,
@@ -256,6 +278,7 @@ impl Receiver {
         if object.blocks_done == blocks {
             *slot = ObjectSlot::Done { blocks };
             self.objects_done += 1;
+            self.in_flight -= 1;
         }
         Ok(Accepted::BlockDecoded)
     }

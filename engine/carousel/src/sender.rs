@@ -351,6 +351,21 @@ mod tests {
     }
 
     #[test]
+    fn default_datagrams_are_1440_bytes_within_the_mtu() {
+        let data = vec![1u8; 5000];
+        let s = Sender::new(
+            SessionKey::new(1, [0; KEY_LEN]),
+            5000,
+            CarouselConfig::default(),
+        )
+        .unwrap();
+        for d in s.encode_round(&data, 1).unwrap() {
+            assert_eq!(d.len(), 1440);
+            assert!(d.len() <= crate::MAX_DATAGRAM_LEN);
+        }
+    }
+
+    #[test]
     fn round_zero_and_wrong_object_length_are_errors() {
         let data = vec![0u8; 1000];
         let s = sender(1000);

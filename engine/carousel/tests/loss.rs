@@ -160,3 +160,44 @@ fn decode_overhead_is_small() {
     assert!(rx.is_complete());
     assert!(worst <= 2, "worst block needed K + {worst}");
 }
+
+#[test]
+fn object_limit_bounds_objects_in_flight_and_still_completes() {
+    let len = 1_200_000; // 5 objects of 256 KiB
+    let artifact = Rng(61).bytes(len);
+    let sender = Sender::new(key(), len as u64, small_config()).unwrap();
+    let mut rx = Receiver::with_object_limit(key(), 2);
+    let mut rng = Rng(62);
+    let mut out = vec![0u8; len];
+    let mut deferred = 0;
+    let mut rounds = 0;
+    for round in 1..=6 {
+        rounds = round;
+        for d in sender.encode_round(&artifact, round).unwrap() {
+            if rng.chance(0.3) {
+                continue;
+            }
+            if rx.handle_datagram(&d).unwrap() == Accepted::Deferred {
+                deferred += 1;
+            }
+            let started = (0..sender.object_count())
+                .filter(|&i| {
+                    let p = rx.object_progress(i).unwrap();
+                    p.blocks > 0 && p.blocks_done < p.blocks
+                })
+                .count();
+            assert!(started <= 2, "{started} objects in flight");
+            while let Some(b) = rx.poll_block() {
+                let s = b.offset as usize;
+                out[s..s + b.data.len()].copy_from_slice(&b.data);
+            }
+        }
+        if rx.is_complete() {
+            break;
+        }
+    }
+    assert!(rx.is_complete(), "{:?}", rx.progress());
+    assert!(deferred > 0);
+    assert!(rounds > 2, "the limit costs rounds at 30% loss: {rounds}");
+    assert!(out == artifact);
+}

@@ -71,6 +71,7 @@ fn any_order_and_duplicates_round_trip() {
             Accepted::Duplicate | Accepted::AlreadyDecoded => duplicates += 1,
             Accepted::BlockDecoded => decoded += 1,
             Accepted::Held => {}
+            Accepted::Deferred => panic!("no object limit set"),
         }
         while let Some(block) = rx.poll_block() {
             let s = block.offset as usize;
