@@ -7,7 +7,7 @@
 //! ```
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use haifu_core::SigningKey;
@@ -29,6 +29,12 @@ impl Home {
     fn ensure(&self) -> Result<()> {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create home {}", self.root.display()))
+    }
+
+    /// The home folder, created if needed.
+    pub fn ensure_root(&self) -> Result<&Path> {
+        self.ensure()?;
+        Ok(&self.root)
     }
 
     pub fn ledger(&self) -> Result<Ledger> {

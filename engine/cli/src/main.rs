@@ -60,6 +60,26 @@ enum Command {
     /// Manage the master's signing key.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
+    /// Validate workflows and their policies without side effects.
+    Check(cmd::check::Args),
+    /// Dry-run a workflow against a modelled fleet in virtual time.
+    Simulate(cmd::simulate::Args),
+    /// Start or resume a durable run of a workflow.
+    Run(cmd::run::Args),
+    /// Show where each run is.
+    Status(cmd::status::Args),
+    /// Per relay: who was delivered in which round, by delta, who was not.
+    Audit(cmd::audit::Args),
+    /// Ask the service gate whether a client may use a service.
+    Gate(cmd::gate::Args),
+    /// Declare the services the gate knows.
+    #[command(subcommand)]
+    Service(cmd::service::Command),
+    /// List the transport plugins and any that failed to load.
+    Plugins(cmd::plugins::Args),
+    /// Manage the fleet's certificate authority.
+    #[command(subcommand)]
+    Ca(cmd::ca::Command),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +93,15 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(&home, a),
         Command::Fsck(a) => cmd::fsck::run(&home, a),
         Command::Keys(c) => cmd::keys::run(&home, c),
+        Command::Check(a) => cmd::check::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Run(a) => cmd::run::run(&home, a),
+        Command::Status(a) => cmd::status::run(&home, a),
+        Command::Audit(a) => cmd::audit::run(&home, a),
+        Command::Gate(a) => cmd::gate::run(&home, a),
+        Command::Service(c) => cmd::service::run(&home, c),
+        Command::Plugins(a) => cmd::plugins::run(a),
+        Command::Ca(c) => cmd::ca::run(&home, c),
     };
     match result {
         Ok(code) => code,

@@ -281,7 +281,9 @@ impl Ledger {
                 .map_err(&wrap)?;
             for (client, relay) in run.clients {
                 ins.execute(params![id, client, relay]).map_err(&wrap)?;
-                fleet.execute(params![client, relay, run.artifact]).map_err(&wrap)?;
+                fleet
+                    .execute(params![client, relay, run.artifact])
+                    .map_err(&wrap)?;
             }
         }
         insert_event(&tx, &now, "run-created", &format!("run:{id}"), "{}").map_err(&wrap)?;

@@ -30,12 +30,23 @@ pub trait Fleet {
     fn targets(&self) -> Vec<(String, String)>;
     /// Runs broadcast round `round` for the `pending` clients; returns the
     /// ones that completed in it.
-    fn broadcast_round(&mut self, round: u32, pending: &[String], clock: &dyn Clock) -> Vec<String>;
+    fn broadcast_round(&mut self, round: u32, pending: &[String], clock: &dyn Clock)
+    -> Vec<String>;
     /// Of the `stragglers`, those that boot and take a delta before `until`,
     /// with when, in time order.
-    fn delta_boots(&mut self, stragglers: &[String], not_before: Timestamp, until: Timestamp) -> Vec<(String, Timestamp)>;
+    fn delta_boots(
+        &mut self,
+        stragglers: &[String],
+        not_before: Timestamp,
+        until: Timestamp,
+    ) -> Vec<(String, Timestamp)>;
     /// When the client was last heard from, given the rounds so far.
-    fn last_contact(&self, client: &str, rounds_started: &[Timestamp], now: Timestamp) -> Option<Timestamp>;
+    fn last_contact(
+        &self,
+        client: &str,
+        rounds_started: &[Timestamp],
+        now: Timestamp,
+    ) -> Option<Timestamp>;
 }
 
 /// What a run needs from its surroundings.
@@ -93,7 +104,10 @@ pub struct Emitter {
 
 impl Emitter {
     fn new(run: i64) -> Self {
-        Self { run, events: Vec::new() }
+        Self {
+            run,
+            events: Vec::new(),
+        }
     }
 
     /// Records `kind` with `detail`: a `tracing` line now, a ledger row with
@@ -125,7 +139,12 @@ pub fn create(ledger: &mut Ledger, plan: &Plan, fleet: &dyn Fleet) -> Result<i64
 
 /// Drives run `id` until it finishes (or fails), resuming from whatever the
 /// ledger holds.
-pub fn resume(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Result<(), RunError> {
+pub fn resume(
+    env: &mut Env<'_>,
+    id: i64,
+    plan: &Plan,
+    fleet: &mut dyn Fleet,
+) -> Result<(), RunError> {
     let row = env.ledger.run(id)?.ok_or(RunError::NoSuchRun(id))?;
     let state: RunState = serde_json::from_str(&row.state).map_err(|e| RunError::State {
         id,
@@ -210,8 +229,12 @@ pub fn resume(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) ->
                 let outcome: Outcome<NextRound> = env.policies.next_round(&facts);
                 note_fallback(&mut ev, &outcome);
                 let detail = match &outcome.value {
-                    NextRound::Wait(gap) => json!({ "round": round, "wait_secs": gap.as_secs(), "delivered": delivered, "total": total }),
-                    NextRound::Stop { reason } => json!({ "round": round, "stop": reason, "delivered": delivered, "total": total }),
+                    NextRound::Wait(gap) => {
+                        json!({ "round": round, "wait_secs": gap.as_secs(), "delivered": delivered, "total": total })
+                    }
+                    NextRound::Stop { reason } => {
+                        json!({ "round": round, "stop": reason, "delivered": delivered, "total": total })
+                    }
                 };
                 ev.emit("next-round", detail);
                 machine.next_round_decided(&outcome.value, now);
@@ -258,7 +281,11 @@ pub fn resume(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) ->
                         version: None,
                         newest: newest.clone(),
                         behind: 1,
-                        last_contact: fleet.last_contact(&client, &machine.state().rounds_started, now),
+                        last_contact: fleet.last_contact(
+                            &client,
+                            &machine.state().rounds_started,
+                            now,
+                        ),
                         state: "undelivered".into(),
                     };
                     let outcome = env.policies.disconnect(&facts, now);
@@ -277,7 +304,10 @@ pub fn resume(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) ->
                         });
                     }
                 }
-                ev.emit("cut-off", json!({ "disconnected": cut, "kept": updates.len() - cut }));
+                ev.emit(
+                    "cut-off",
+                    json!({ "disconnected": cut, "kept": updates.len() - cut }),
+                );
                 machine.cut_off_done();
             }
             Command::Finished => {
@@ -299,7 +329,12 @@ fn note_fallback<T>(ev: &mut Emitter, outcome: &Outcome<T>) {
     }
 }
 
-fn flush_deltas(env: &mut Env<'_>, id: i64, machine: &RunMachine, batch: &mut Vec<ClientUpdate>) -> Result<(), RunError> {
+fn flush_deltas(
+    env: &mut Env<'_>,
+    id: i64,
+    machine: &RunMachine,
+    batch: &mut Vec<ClientUpdate>,
+) -> Result<(), RunError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -308,7 +343,13 @@ fn flush_deltas(env: &mut Env<'_>, id: i64, machine: &RunMachine, batch: &mut Ve
     save(env, id, machine, std::mem::take(batch), ev)
 }
 
-fn save(env: &mut Env<'_>, id: i64, m: &RunMachine, updates: Vec<ClientUpdate>, ev: Emitter) -> Result<(), RunError> {
+fn save(
+    env: &mut Env<'_>,
+    id: i64,
+    m: &RunMachine,
+    updates: Vec<ClientUpdate>,
+    ev: Emitter,
+) -> Result<(), RunError> {
     save_with(env, id, m, updates, ev, RunStatus::Running)
 }
 

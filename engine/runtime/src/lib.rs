@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod driver;
+pub mod gate;
 pub mod machine;
 pub mod register;
 pub mod report;

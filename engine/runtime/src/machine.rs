@@ -421,7 +421,12 @@ mod tests {
                 "registered" => m.registered(),
                 "round" => m.round_finished(),
                 "wait1h" => m.next_round_decided(&NextRound::Wait(Duration::from_secs(3600)), now),
-                "stop" => m.next_round_decided(&NextRound::Stop { reason: "all delivered".into() }, now),
+                "stop" => m.next_round_decided(
+                    &NextRound::Stop {
+                        reason: "all delivered".into(),
+                    },
+                    now,
+                ),
                 "audited" => m.audited(now),
                 "cut" => m.cut_off_done(),
                 _ => {}
@@ -462,7 +467,9 @@ mod tests {
                 AskNextRound(2),
                 StartRound(3),
                 Audit,
-                ServeDeltas { until: ts("2026-12-04T00:00:00Z") },
+                ServeDeltas {
+                    until: ts("2026-12-04T00:00:00Z")
+                },
                 CutOff,
                 Finished,
             ]
@@ -497,8 +504,15 @@ mod tests {
         assert_eq!(m.poll(ts("2026-12-01T00:00:00Z")), Command::StartRound(1));
         let saved = m.state().clone();
         let mut resumed = RunMachine::new(config(None), saved);
-        assert_eq!(resumed.poll(ts("2026-12-01T00:05:00Z")), Command::StartRound(1));
-        assert_eq!(resumed.state().rounds_started.len(), 1, "the round is not counted twice");
+        assert_eq!(
+            resumed.poll(ts("2026-12-01T00:05:00Z")),
+            Command::StartRound(1)
+        );
+        assert_eq!(
+            resumed.state().rounds_started.len(),
+            1,
+            "the round is not counted twice"
+        );
     }
 
     #[test]
@@ -508,24 +522,41 @@ mod tests {
         assert_eq!(m.poll(ts("2026-12-01T00:00:00Z")), Command::StartRound(1));
         m.round_finished();
         assert_eq!(m.poll(ts("2026-12-01T00:01:00Z")), Command::AskNextRound(1));
-        m.next_round_decided(&NextRound::Stop { reason: "everyone has it".into() }, ts("2026-12-01T00:01:00Z"));
+        m.next_round_decided(
+            &NextRound::Stop {
+                reason: "everyone has it".into(),
+            },
+            ts("2026-12-01T00:01:00Z"),
+        );
         assert_eq!(m.poll(ts("2026-12-01T00:01:00Z")), Command::Audit);
         assert_eq!(m.state().stopped_early.as_deref(), Some("everyone has it"));
     }
 
     #[test]
     fn rounds_wait_for_the_nightly_window() {
-        let window = Window { open: 2 * 60, close: 5 * 60 };
+        let window = Window {
+            open: 2 * 60,
+            close: 5 * 60,
+        };
         let mut m = RunMachine::new(config(Some(window)), RunState::new());
         m.registered();
         // Start is midnight: the first round waits for 02:00.
-        assert_eq!(m.poll(ts("2026-12-01T00:00:00Z")), Command::SleepUntil(ts("2026-12-01T02:00:00Z")));
+        assert_eq!(
+            m.poll(ts("2026-12-01T00:00:00Z")),
+            Command::SleepUntil(ts("2026-12-01T02:00:00Z"))
+        );
         assert_eq!(m.poll(ts("2026-12-01T02:00:00Z")), Command::StartRound(1));
         m.round_finished();
         m.poll(ts("2026-12-01T02:30:00Z"));
         // A 6 h gap lands at 08:30, outside: the next window is tomorrow 02:00.
-        m.next_round_decided(&NextRound::Wait(Duration::from_secs(6 * 3600)), ts("2026-12-01T02:30:00Z"));
-        assert_eq!(m.poll(ts("2026-12-01T02:30:00Z")), Command::SleepUntil(ts("2026-12-02T02:00:00Z")));
+        m.next_round_decided(
+            &NextRound::Wait(Duration::from_secs(6 * 3600)),
+            ts("2026-12-01T02:30:00Z"),
+        );
+        assert_eq!(
+            m.poll(ts("2026-12-01T02:30:00Z")),
+            Command::SleepUntil(ts("2026-12-02T02:00:00Z"))
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 use std::fs;
 use std::path::Path;
 
-use haifu_core::{ArtifactName, Compression, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey, Version};
+use haifu_core::{
+    ArtifactName, Compression, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey, Version,
+};
 use haifu_ledger::{Ledger, LedgerError, Recorded};
 use haifu_store::{Store, StoreError};
 
@@ -103,7 +105,10 @@ pub fn register_file(
     Ok(match ledger.record_version(&manifest)? {
         Recorded::New => {
             tracing::info!(%name, %version, digest = %put.digest, size = put.size, "registered");
-            Registered { manifest, new: true }
+            Registered {
+                manifest,
+                new: true,
+            }
         }
         // Another registration of the same content won the race.
         Recorded::Existing(m) => Registered {

@@ -101,7 +101,11 @@ impl Report {
             disconnected: cut,
             undelivered,
             pending,
-            rounds_started: state.rounds_started.iter().map(ToString::to_string).collect(),
+            rounds_started: state
+                .rounds_started
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             stopped_early: state.stopped_early,
             audited_at: state.audited_at.map(|t| t.to_string()),
             finished_at: state.finished_at.map(|t| t.to_string()),
@@ -119,9 +123,16 @@ impl Report {
                 n as f64 * 100.0 / self.clients as f64
             }
         };
-        out.push_str(&format!("run {} ({}): {} clients\n", self.run, self.status, self.clients));
+        out.push_str(&format!(
+            "run {} ({}): {} clients\n",
+            self.run, self.status, self.clients
+        ));
         for (i, n) in self.delivered_by_round.iter().enumerate() {
-            let at = self.rounds_started.get(i).map(String::as_str).unwrap_or("-");
+            let at = self
+                .rounds_started
+                .get(i)
+                .map(String::as_str)
+                .unwrap_or("-");
             out.push_str(&format!(
                 "  round {:<2} at {:<28} delivered {:>8} ({:5.1}%)\n",
                 i + 1,

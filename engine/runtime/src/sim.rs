@@ -216,7 +216,9 @@ mod tests {
         let off = (0..10_000).filter(|&c| !f.online(c, 1)).count();
         assert!((2_700..3_300).contains(&off), "{off}");
         // Offline in all three rounds: about 0.3^3 = 2.7%.
-        let never = (0..10_000).filter(|&c| f.completes_in(c, 3).is_none()).count();
+        let never = (0..10_000)
+            .filter(|&c| f.completes_in(c, 3).is_none())
+            .count();
         assert!((180..380).contains(&never), "{never}");
     }
 
@@ -234,7 +236,9 @@ mod tests {
         let f = fleet(0.0, 0.0);
         let start: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let deadline: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
-        let before = (0..3000).filter(|&c| f.boot_at(c, start, deadline) < deadline).count();
+        let before = (0..3000)
+            .filter(|&c| f.boot_at(c, start, deadline) < deadline)
+            .count();
         assert!((1800..2200).contains(&before), "{before}");
     }
 }
@@ -314,7 +318,12 @@ impl Fleet for SimRun {
         self.fleet.targets()
     }
 
-    fn broadcast_round(&mut self, round: u32, pending: &[String], _clock: &dyn Clock) -> Vec<String> {
+    fn broadcast_round(
+        &mut self,
+        round: u32,
+        pending: &[String],
+        _clock: &dyn Clock,
+    ) -> Vec<String> {
         pending
             .iter()
             .filter(|id| {
@@ -326,12 +335,20 @@ impl Fleet for SimRun {
             .collect()
     }
 
-    fn delta_boots(&mut self, stragglers: &[String], not_before: Timestamp, until: Timestamp) -> Vec<(String, Timestamp)> {
+    fn delta_boots(
+        &mut self,
+        stragglers: &[String],
+        not_before: Timestamp,
+        until: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
         let mut boots: Vec<(String, Timestamp)> = stragglers
             .iter()
             .filter_map(|id| {
                 let c = self.fleet.index_of(id)?;
-                let at = self.fleet.boot_at(c, self.start, self.deadline).max(not_before);
+                let at = self
+                    .fleet
+                    .boot_at(c, self.start, self.deadline)
+                    .max(not_before);
                 (at < until).then(|| (id.clone(), at))
             })
             .collect();
@@ -339,7 +356,12 @@ impl Fleet for SimRun {
         boots
     }
 
-    fn last_contact(&self, client: &str, rounds_started: &[Timestamp], now: Timestamp) -> Option<Timestamp> {
+    fn last_contact(
+        &self,
+        client: &str,
+        rounds_started: &[Timestamp],
+        now: Timestamp,
+    ) -> Option<Timestamp> {
         let c = self.fleet.index_of(client)?;
         let mut last = self.fleet.contact_before(c, self.start);
         for (i, at) in rounds_started.iter().enumerate() {

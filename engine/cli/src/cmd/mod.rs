@@ -1,8 +1,18 @@
 //! One module per subcommand: its arguments and its `run`.
 
+pub mod audit;
+pub mod ca;
+pub mod check;
 pub mod export;
+pub mod fleet_args;
 pub mod fsck;
+pub mod gate;
 pub mod keys;
 pub mod manifest;
+pub mod plugins;
 pub mod register;
+pub mod run;
+pub mod service;
+pub mod simulate;
+pub mod status;
 pub mod versions;

@@ -45,10 +45,18 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let store = home.store()?;
     let key = home.master_key()?;
     let bar = progress::bytes_bar(meta.len(), "storing");
-    let done = register_file(&mut ledger, &store, &key, &name, &version, &args.file, &mut |phase, n, _| {
-        bar.set_message(phase.to_owned());
-        bar.set_position(n);
-    });
+    let done = register_file(
+        &mut ledger,
+        &store,
+        &key,
+        &name,
+        &version,
+        &args.file,
+        &mut |phase, n, _| {
+            bar.set_message(phase.to_owned());
+            bar.set_position(n);
+        },
+    );
     bar.finish_and_clear();
     let done = done?;
     report(&done.manifest, args.json, done.new)

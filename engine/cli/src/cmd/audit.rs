@@ -1,0 +1,75 @@
+//! `haifu audit`: per relay, who has what (step 106).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::home::Home;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run.
+    run: i64,
+    /// Print JSON: per relay, the clients delivered in each round, by delta,
+    /// undelivered, pending and disconnected (with reasons).
+    #[arg(long)]
+    json: bool,
+    /// List every client by name (the default shows counts and the first few).
+    #[arg(long)]
+    full: bool,
+}
+
+pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+    let ledger = home.ledger()?;
+    let audit = ledger
+        .audit(args.run)?
+        .with_context(|| format!("run {} does not exist", args.run))?;
+    if args.json {
+        output::json(&audit)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let names = |v: &[String]| -> String {
+        let shown: Vec<&str> = v
+            .iter()
+            .take(if args.full { usize::MAX } else { 5 })
+            .map(String::as_str)
+            .collect();
+        let more = v.len().saturating_sub(shown.len());
+        let mut s = shown.join(", ");
+        if more > 0 {
+            s.push_str(&format!(", … {more} more"));
+        }
+        s
+    };
+    println!(
+        "audit of run {} ({} {} {})",
+        audit.run.id, audit.run.name, audit.run.artifact, audit.run.version
+    );
+    for r in &audit.relays {
+        println!("relay {}", r.relay);
+        for (i, c) in r.delivered_by_round.iter().enumerate() {
+            println!("  round {:<2}      {:>6}  {}", i + 1, c.len(), names(c));
+        }
+        println!("  by delta      {:>6}  {}", r.delta.len(), names(&r.delta));
+        println!(
+            "  undelivered   {:>6}  {}",
+            r.undelivered.len(),
+            names(&r.undelivered)
+        );
+        if !r.pending.is_empty() {
+            println!(
+                "  pending       {:>6}  {}",
+                r.pending.len(),
+                names(&r.pending)
+            );
+        }
+        let cut: Vec<String> = r
+            .disconnected
+            .iter()
+            .map(|(c, why)| format!("{c} ({why})"))
+            .collect();
+        println!("  disconnected  {:>6}  {}", cut.len(), names(&cut));
+    }
+    Ok(ExitCode::SUCCESS)
+}

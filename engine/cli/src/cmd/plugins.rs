@@ -1,0 +1,36 @@
+//! `haifu plugins`: the transport plugins haifu finds, and what failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A plugin that fails to load (not a library, no entry symbol, another ABI \
+version, an init that fails or panics) is listed with its error; the others still load. Exit \
+status 1 when any failed."
+)]
+pub struct Args {
+    /// Plugins folder [default: the folder of the haifu binary].
+    #[arg(long, env = "HAIFU_PLUGINS", value_name = "DIR")]
+    plugins: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let dir = haifu_plugin_host::plugin_dir(args.plugins.as_deref());
+    let listing = haifu_plugin_host::list_plugins(&dir)?;
+    if args.json {
+        crate::output::json(&listing)?;
+    } else {
+        print!("{}", listing.to_table());
+    }
+    Ok(if listing.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

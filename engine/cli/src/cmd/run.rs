@@ -1,0 +1,119 @@
+//! `haifu run`: start (or resume) a durable run of a workflow.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use haifu_runtime::clock::{Clock, SystemClock, VirtualClock};
+use haifu_runtime::driver::{self, Env};
+use haifu_runtime::report::Report;
+use haifu_runtime::sim::SimRun;
+
+use super::check;
+use super::fleet_args::FleetArgs;
+use crate::home::Home;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A run is durable: every transition is written to the ledger before the \
+next begins. Kill the process at any moment and `haifu run --resume RUN` carries on where it \
+stopped, with no completion lost or counted twice.
+
+Until the fleet daemons land, a run drives a simulated fleet (see `haifu simulate --help` for the \
+model) in real time, waiting for schedule.start and the retry policy's gaps; --virtual-time runs \
+the schedule at once.
+
+Examples:
+  haifu run workflows/urgent-security-fix.yaml --clients 500
+  haifu run --resume 3"
+)]
+pub struct Args {
+    /// The workflow (not with --resume).
+    #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+    workflow: Option<PathBuf>,
+    /// Resume this unfinished run.
+    #[arg(long, value_name = "RUN")]
+    resume: Option<i64>,
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// Run the schedule in virtual time instead of waiting for it.
+    #[arg(long)]
+    virtual_time: bool,
+    /// Print the final report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+    let mut ledger = home.ledger()?;
+    let (plan, id, mut fleet) = match (args.resume, &args.workflow) {
+        (Some(id), _) => {
+            let row = ledger
+                .run(id)?
+                .with_context(|| format!("run {id} does not exist"))?;
+            if row.status != haifu_ledger::RunStatus::Running {
+                bail!(
+                    "run {id} is already {}; nothing to resume",
+                    serde_json::to_string(&row.status)?.trim_matches('"')
+                );
+            }
+            let plan = check::load(std::path::Path::new(&row.workflow))?;
+            let s = &plan.schedule;
+            let fleet =
+                SimRun::from_description(&row.fleet, s.start, s.deadline).with_context(|| {
+                    format!("run {id}: its fleet {:?} cannot be rebuilt", row.fleet)
+                })?;
+            eprintln!("resuming run {id} ({})", row.workflow);
+            (plan, id, fleet)
+        }
+        (None, Some(wf)) => {
+            let plan = check::load(wf)?;
+            let unfinished = ledger.runs()?.into_iter().find(|r| {
+                r.status == haifu_ledger::RunStatus::Running
+                    && std::path::Path::new(&r.workflow) == plan.file
+            });
+            if let Some(r) = unfinished {
+                bail!(
+                    "run {} of {} is unfinished; resume it with: haifu run --resume {}",
+                    r.id,
+                    plan.file.display(),
+                    r.id
+                );
+            }
+            let size = std::fs::metadata(&plan.artifact.path.value)
+                .with_context(|| format!("cannot read {}", plan.artifact.path.value.display()))?
+                .len();
+            let s = &plan.schedule;
+            let fleet = SimRun::new(args.fleet.params(size)?, s.start, s.deadline);
+            let id = driver::create(&mut ledger, &plan, &fleet)?;
+            eprintln!("started run {id} ({})", plan.file.display());
+            (plan, id, fleet)
+        }
+        (None, None) => bail!("name a workflow, or --resume RUN"),
+    };
+    let policies = check::policies(&plan)?;
+    let store = home.store()?;
+    let key = home.master_key()?;
+    let virtual_clock;
+    let clock: &dyn Clock = if args.virtual_time {
+        virtual_clock = VirtualClock::new(jiff::Timestamp::now());
+        &virtual_clock
+    } else {
+        &SystemClock
+    };
+    let mut env = Env {
+        ledger: &mut ledger,
+        store: &store,
+        key: &key,
+        policies: &policies,
+        clock,
+    };
+    driver::resume(&mut env, id, &plan, &mut fleet)?;
+    let report = Report::from_ledger(&ledger, id)?.context("the run vanished from the ledger")?;
+    if args.json {
+        crate::output::json(&report)?;
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
