@@ -18,8 +18,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::machine::{Command, RunConfig, RunMachine, RunState};
+use crate::machine::{RunMachine, RunState};
 use crate::register::{RegisterError, register_file};
+use haifu_spec::steps::machine::{Command, Input};
 
 /// A fleet the driver can broadcast to: simulated, or real once the daemons
 /// exist. Completions it reports are recorded by the driver.
@@ -120,7 +121,7 @@ impl Emitter {
 
 /// Creates a run of `plan` for `fleet` in the ledger; returns its id.
 pub fn create(ledger: &mut Ledger, plan: &Plan, fleet: &dyn Fleet) -> Result<i64, RunError> {
-    let state = RunState::new();
+    let state = RunState::default();
     let state_json = serde_json::to_string(&state).unwrap_or_default();
     let targets = fleet.targets();
     let id = ledger.create_run(&NewRun {
@@ -150,7 +151,7 @@ pub fn resume(
         id,
         detail: e.to_string(),
     })?;
-    let mut machine = RunMachine::new(RunConfig::from_plan(plan), state);
+    let mut machine = RunMachine::new(plan, state);
     let total = row.counts.values().sum::<u64>();
     loop {
         let now = env.clock.now();
@@ -158,6 +159,13 @@ pub fn resume(
         let cmd = machine.poll(now);
         let mut ev = Emitter::new(id);
         let mut updates = Vec::new();
+        let Some(cmd) = cmd else {
+            if before.finished_at.is_none() {
+                ev.emit("run-finished", json!({}));
+                save_with(env, id, &machine, Vec::new(), ev, RunStatus::Done)?;
+            }
+            return Ok(());
+        };
         match cmd {
             Command::Register => {
                 let name: Result<ArtifactName, _> = plan.artifact.name.parse();
@@ -182,7 +190,7 @@ pub fn resume(
                     json!({ "artifact": name.as_str(), "version": version.to_string(),
                             "sha3_256": done.manifest.body.sha3_256, "new": done.new }),
                 );
-                machine.registered();
+                machine.handle(&Input::Registered, now);
             }
             Command::SleepUntil(at) => {
                 if &before != machine.state() {
@@ -211,14 +219,14 @@ pub fn resume(
                         at: at.clone(),
                     })
                     .collect();
-                machine.round_finished();
+                machine.handle(&Input::RoundFinished, now);
             }
             Command::AskNextRound(round) => {
                 let delivered = delivered(env.ledger, id)?;
-                let c = machine.config();
+                let c = machine.cx();
                 let facts = RoundFacts {
                     round,
-                    rounds: c.rounds(),
+                    rounds: machine.planned_rounds(),
                     delivered,
                     total,
                     now: now.to_zoned_datetime(c.time_zone.clone()),
@@ -237,17 +245,17 @@ pub fn resume(
                     }
                 };
                 ev.emit("next-round", detail);
-                machine.next_round_decided(&outcome.value, now);
+                machine.handle(&Input::NextRound(outcome.value), now);
             }
             Command::Audit => {
                 let pending = clients_in(env.ledger, id, ClientState::Pending)?;
                 ev.emit("stragglers-listed", json!({ "count": pending.len() }));
                 updates.push(ClientUpdate::AuditPending);
-                machine.audited(now);
+                machine.handle(&Input::Audited, now);
             }
             Command::ServeDeltas { until } => {
                 let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
-                let not_before = machine.state().audited_at.unwrap_or(now).max(now);
+                let not_before = machine.state().audited_at().unwrap_or(now).max(now);
                 let boots = fleet.delta_boots(&stragglers, not_before, until);
                 // Record delta completions as they happen, an hour of
                 // (possibly virtual) time per transaction.
@@ -283,7 +291,7 @@ pub fn resume(
                         behind: 1,
                         last_contact: fleet.last_contact(
                             &client,
-                            &machine.state().rounds_started,
+                            &machine.state().rounds_started(),
                             now,
                         ),
                         state: "undelivered".into(),
@@ -308,14 +316,7 @@ pub fn resume(
                     "cut-off",
                     json!({ "disconnected": cut, "kept": updates.len() - cut }),
                 );
-                machine.cut_off_done();
-            }
-            Command::Finished => {
-                if before.finished_at.is_none() || before.phase != machine.state().phase {
-                    ev.emit("run-finished", json!({}));
-                    save_with(env, id, &machine, Vec::new(), ev, RunStatus::Done)?;
-                }
-                return Ok(());
+                machine.handle(&Input::CutOffDone, now);
             }
         }
         save(env, id, &machine, updates, ev)?;

@@ -62,7 +62,8 @@ impl Report {
     /// The report of an audit.
     pub fn from_audit(audit: &RunAudit) -> Self {
         let state: RunState = serde_json::from_str(&audit.run.state).unwrap_or_default();
-        let rounds = state.rounds_started.len();
+        let rounds_started = state.rounds_started();
+        let rounds = rounds_started.len();
         let mut relays = Vec::new();
         let mut by_round = vec![0u64; rounds];
         let (mut delta, mut cut, mut undelivered, mut pending) = (0, 0, 0, 0);
@@ -101,13 +102,9 @@ impl Report {
             disconnected: cut,
             undelivered,
             pending,
-            rounds_started: state
-                .rounds_started
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            stopped_early: state.stopped_early,
-            audited_at: state.audited_at.map(|t| t.to_string()),
+            rounds_started: rounds_started.iter().map(ToString::to_string).collect(),
+            stopped_early: state.stopped_early(),
+            audited_at: state.audited_at().map(|t| t.to_string()),
             finished_at: state.finished_at.map(|t| t.to_string()),
             relays,
         }

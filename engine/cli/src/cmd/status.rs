@@ -39,7 +39,18 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
                 "run {id}: {} ({}) {} {}",
                 row.name, row.workflow, row.artifact, row.version
             );
-            println!("  step {} {:?}", state.step, state.phase);
+            match &state.current {
+                Some(step) => println!(
+                    "  step {} ({}): {}",
+                    state.step + 1,
+                    step.kind().name(),
+                    serde_json::to_string(step)?
+                ),
+                None if state.finished_at.is_some() => {
+                    println!("  all {} steps done", state.finished.len())
+                }
+                None => println!("  step {} not begun", state.step + 1),
+            }
             if let Some(w) = &row.next_wake {
                 println!("  next wake-up {w}");
             }

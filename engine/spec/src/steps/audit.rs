@@ -3,6 +3,10 @@
 
 use jiff::Timestamp;
 
+use serde::{Deserialize, Serialize};
+
+use super::machine::{Command, Input, Poll};
+
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
 use crate::yaml::Node;
@@ -24,77 +28,32 @@ pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -
     Some(Audit { pos })
 }
 
-/// What the driver must do for this step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditCommand {
-    /// Ask each relay for its delivered / undelivered lists.
-    ListStragglers,
+/// Run state of `audit`: the driver lists the stragglers once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// When the stragglers were listed.
+    pub at: Option<Timestamp>,
 }
 
-/// Progress of `audit`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditProgress {
-    /// Not started.
-    Pending,
-    /// Waiting for the relays' lists.
-    Collecting {
-        /// When it started.
-        since: Timestamp,
-    },
-    /// Every relay answered.
-    Done {
-        /// Stragglers found.
-        stragglers: u64,
-        /// When.
-        at: Timestamp,
-    },
-}
-
-impl AuditProgress {
-    /// The next command, if any is due at `now`.
-    pub fn poll(&mut self, now: Timestamp) -> Option<AuditCommand> {
-        match self {
-            AuditProgress::Pending => {
-                *self = AuditProgress::Collecting { since: now };
-                Some(AuditCommand::ListStragglers)
-            }
-            _ => None,
+impl State {
+    pub(crate) fn poll(&mut self) -> Poll {
+        if self.at.is_some() {
+            Poll::Done
+        } else {
+            Poll::Do(Command::Audit)
         }
     }
 
-    /// The relays' lists are in.
-    pub fn collected(&mut self, stragglers: u64, now: Timestamp) {
-        *self = AuditProgress::Done {
-            stragglers,
-            at: now,
-        };
-    }
-
-    /// Whether the step is over.
-    pub fn is_done(&self) -> bool {
-        matches!(self, AuditProgress::Done { .. })
+    pub(crate) fn handle(&mut self, input: &Input, now: Timestamp) {
+        if matches!(input, Input::Audited) {
+            self.at = Some(now);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn audit_collects_once() {
-        let t0 = Timestamp::UNIX_EPOCH;
-        let mut p = AuditProgress::Pending;
-        assert_eq!(p.poll(t0), Some(AuditCommand::ListStragglers));
-        assert_eq!(p.poll(t0), None);
-        p.collected(7, t0);
-        assert_eq!(
-            p,
-            AuditProgress::Done {
-                stragglers: 7,
-                at: t0
-            }
-        );
-    }
 
     #[test]
     fn audit_accepts_an_empty_mapping() {

@@ -7,6 +7,10 @@ use std::time::Duration;
 use haifu_policy::NextRound;
 use jiff::{SignedDuration, Timestamp};
 
+use serde::{Deserialize, Serialize};
+
+use super::machine::{Command, Input, Poll, RunCx};
+
 use crate::error::ErrorKind;
 use crate::fields::{Cx, MapReader, uint};
 use crate::pos::{Pos, Spanned};
@@ -71,90 +75,95 @@ impl Broadcast {
     }
 }
 
-/// What the driver must do for this step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BroadcastCommand {
-    /// Start sending round `n` (from 1).
-    StartRound(u32),
-}
-
-/// Progress of `broadcast`. Time is an argument: `poll(now)` says what is due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BroadcastProgress {
-    /// Round `round` starts at `at`.
+/// Where a broadcast stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Not begun.
+    #[default]
+    Ready,
+    /// Waiting to start the next round.
     Waiting {
-        /// The round to start next, from 1.
-        round: u32,
         /// When.
         at: Timestamp,
     },
-    /// Round `round` is on the air.
-    Sending {
-        /// The round being sent.
+    /// A round is being sent.
+    RoundOpen {
+        /// Which, from 1.
         round: u32,
-        /// When it started.
-        since: Timestamp,
+    },
+    /// A round finished; the retry policy decides what follows.
+    Deciding {
+        /// The round that finished.
+        round: u32,
     },
     /// No more rounds.
-    Done {
-        /// Rounds actually sent.
-        sent: u32,
-        /// Why it ended.
-        reason: String,
-    },
+    Done,
 }
 
-impl BroadcastProgress {
-    /// Round 1 waits for `start`.
-    pub fn new(start: Timestamp) -> Self {
-        BroadcastProgress::Waiting {
-            round: 1,
-            at: start,
+/// Run state of `broadcast`.
+///
+/// | phase            | `poll(now)`                         | input that moves it           |
+/// |------------------|-------------------------------------|-------------------------------|
+/// | ready            | waits for `schedule.start`          | —                             |
+/// | waiting `at`     | `SleepUntil(at)`, then opens a round | —                            |
+/// | round `n` open   | `StartRound(n)` (again after a crash) | `RoundFinished`             |
+/// | deciding after n | `AskNextRound(n)`                   | `NextRound(wait or stop)`     |
+/// | done             | step over                           | —                             |
+///
+/// Rounds start only inside the schedule's daily window, and never more
+/// than planned, whatever the policy says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Where it stands.
+    #[serde(flatten)]
+    pub phase: Phase,
+    /// When each round started.
+    pub started: Vec<Timestamp>,
+    /// Why rounds stopped before the planned count, if they did.
+    pub stopped_early: Option<String>,
+}
+
+impl State {
+    pub(crate) fn poll(&mut self, spec: &Broadcast, cx: &RunCx, now: Timestamp) -> Poll {
+        loop {
+            match self.phase.clone() {
+                Phase::Ready => {
+                    self.phase = Phase::Waiting {
+                        at: cx.round_time(cx.start.max(now)),
+                    };
+                }
+                Phase::Waiting { at } if now < at => return Poll::Do(Command::SleepUntil(at)),
+                Phase::Waiting { .. } => {
+                    self.started.push(now);
+                    self.phase = Phase::RoundOpen {
+                        round: self.started.len() as u32,
+                    };
+                }
+                Phase::RoundOpen { round } => return Poll::Do(Command::StartRound(round)),
+                Phase::Deciding { round } if round >= spec.rounds.value => self.phase = Phase::Done,
+                Phase::Deciding { round } => return Poll::Do(Command::AskNextRound(round)),
+                Phase::Done => return Poll::Done,
+            }
         }
     }
 
-    /// When the driver should call [`BroadcastProgress::poll`] next.
-    pub fn next_wake(&self) -> Option<Timestamp> {
-        match self {
-            BroadcastProgress::Waiting { at, .. } => Some(*at),
-            _ => None,
+    pub(crate) fn handle(&mut self, input: &Input, cx: &RunCx, now: Timestamp) {
+        match (self.phase.clone(), input) {
+            (Phase::RoundOpen { round }, Input::RoundFinished) => {
+                self.phase = Phase::Deciding { round };
+            }
+            (Phase::Deciding { .. }, Input::NextRound(NextRound::Wait(gap))) => {
+                self.phase = Phase::Waiting {
+                    at: cx.round_time(after(now, *gap)),
+                };
+            }
+            (Phase::Deciding { .. }, Input::NextRound(NextRound::Stop { reason })) => {
+                self.stopped_early = Some(reason.clone());
+                self.phase = Phase::Done;
+            }
+            _ => {}
         }
-    }
-
-    /// Starts the waiting round once its time has come.
-    pub fn poll(&mut self, now: Timestamp) -> Option<BroadcastCommand> {
-        match *self {
-            BroadcastProgress::Waiting { round, at } if now >= at => {
-                *self = BroadcastProgress::Sending { round, since: now };
-                Some(BroadcastCommand::StartRound(round))
-            }
-            _ => None,
-        }
-    }
-
-    /// The round on the air finished at `now`; `next` is the retry policy's
-    /// answer. Never more than `spec.rounds` rounds, whatever the policy says.
-    pub fn round_finished(&mut self, spec: &Broadcast, now: Timestamp, next: &NextRound) {
-        let BroadcastProgress::Sending { round, .. } = *self else {
-            return;
-        };
-        *self = if round >= spec.rounds.value {
-            BroadcastProgress::Done {
-                sent: round,
-                reason: format!("all {} rounds sent", spec.rounds.value),
-            }
-        } else {
-            match next {
-                NextRound::Stop { reason } => BroadcastProgress::Done {
-                    sent: round,
-                    reason: reason.clone(),
-                },
-                NextRound::Wait(gap) => BroadcastProgress::Waiting {
-                    round: round + 1,
-                    at: after(now, *gap),
-                },
-            }
-        };
     }
 }
 
@@ -172,44 +181,6 @@ mod tests {
             pos: Pos::default(),
             rounds: Spanned::new(rounds, Pos::default()),
         }
-    }
-
-    #[test]
-    fn rounds_follow_the_policy_gaps_and_stop_at_the_planned_count() {
-        let t0 = Timestamp::from_second(1_000_000).unwrap();
-        let s = spec(2);
-        let mut p = BroadcastProgress::new(t0);
-        assert_eq!(p.poll(Timestamp::from_second(999_999).unwrap()), None);
-        assert_eq!(p.poll(t0), Some(BroadcastCommand::StartRound(1)));
-        p.round_finished(&s, t0, &NextRound::Wait(Duration::from_secs(60)));
-        let wake = p.next_wake().unwrap();
-        assert_eq!(wake.as_second(), 1_000_060);
-        assert_eq!(p.poll(wake), Some(BroadcastCommand::StartRound(2)));
-        // The policy asks for more, but 2 rounds were planned.
-        p.round_finished(&s, wake, &NextRound::Wait(Duration::from_secs(60)));
-        assert!(matches!(p, BroadcastProgress::Done { sent: 2, .. }));
-    }
-
-    #[test]
-    fn the_policy_may_stop_early() {
-        let t0 = Timestamp::UNIX_EPOCH;
-        let mut p = BroadcastProgress::new(t0);
-        p.poll(t0);
-        p.round_finished(
-            &spec(3),
-            t0,
-            &NextRound::Stop {
-                reason: "all in".into(),
-            },
-        );
-        assert_eq!(
-            p,
-            BroadcastProgress::Done {
-                sent: 1,
-                reason: "all in".into()
-            }
-        );
-        assert_eq!(p.next_wake(), None);
     }
 
     #[test]

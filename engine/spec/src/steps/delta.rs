@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use serde::{Deserialize, Serialize};
+
+use super::machine::{Command, Poll, RunCx};
+
 use crate::error::ErrorKind;
 use crate::fields::{Cx, MapReader, string};
 use crate::pos::{Pos, Spanned};
@@ -158,64 +162,22 @@ impl Delta {
     }
 }
 
-/// What the driver must do for this step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeltaCommand {
-    /// Stop accepting delta requests: the window is over.
-    Close,
+/// Run state of `delta`: deltas are served until the step's end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// When the step ends (fixed when it begins).
+    pub until: Option<Timestamp>,
 }
 
-/// Progress of `delta`: open until its end, then closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeltaProgress {
-    /// Serving deltas to clients that boot.
-    Open {
-        /// When it closes.
-        until: Timestamp,
-        /// Clients served so far.
-        served: u64,
-    },
-    /// Over.
-    Closed {
-        /// Clients served.
-        served: u64,
-    },
-}
-
-impl DeltaProgress {
-    /// Open until `until`.
-    pub fn new(until: Timestamp) -> Self {
-        DeltaProgress::Open { until, served: 0 }
-    }
-
-    /// Whether a client that boots at `now` is still served.
-    pub fn accepts(&self, now: Timestamp) -> bool {
-        matches!(self, DeltaProgress::Open { until, .. } if now < *until)
-    }
-
-    /// Count one client served.
-    pub fn served_one(&mut self) {
-        if let DeltaProgress::Open { served, .. } = self {
-            *served += 1;
-        }
-    }
-
-    /// When the driver should call [`DeltaProgress::poll`] next.
-    pub fn next_wake(&self) -> Option<Timestamp> {
-        match self {
-            DeltaProgress::Open { until, .. } => Some(*until),
-            DeltaProgress::Closed { .. } => None,
-        }
-    }
-
-    /// Closes the step once `until` has passed.
-    pub fn poll(&mut self, now: Timestamp) -> Option<DeltaCommand> {
-        match *self {
-            DeltaProgress::Open { until, served } if now >= until => {
-                *self = DeltaProgress::Closed { served };
-                Some(DeltaCommand::Close)
-            }
-            _ => None,
+impl State {
+    pub(crate) fn poll(&mut self, spec: &Delta, cx: &RunCx, now: Timestamp) -> Poll {
+        let until = *self
+            .until
+            .get_or_insert_with(|| spec.until.value.resolve(cx.start, cx.deadline));
+        if now < until {
+            Poll::Do(Command::ServeDeltas { until })
+        } else {
+            Poll::Done
         }
     }
 }
@@ -279,17 +241,5 @@ mod tests {
         d.until.value = Until::Deadline;
         d.validate("steps[3].delta", Some((start, deadline)), &mut cx);
         assert_eq!(cx.errors.len(), 1);
-    }
-
-    #[test]
-    fn delta_serves_until_its_end() {
-        let end = Timestamp::from_second(100).unwrap();
-        let mut p = DeltaProgress::new(end);
-        assert!(p.accepts(Timestamp::from_second(99).unwrap()));
-        p.served_one();
-        assert_eq!(p.poll(Timestamp::from_second(99).unwrap()), None);
-        assert_eq!(p.poll(end), Some(DeltaCommand::Close));
-        assert_eq!(p, DeltaProgress::Closed { served: 1 });
-        assert!(!p.accepts(end));
     }
 }

@@ -4,6 +4,10 @@
 
 use jiff::Timestamp;
 
+use serde::{Deserialize, Serialize};
+
+use super::machine::{Command, Input, Poll, RunCx};
+
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
 use crate::yaml::Node;
@@ -30,71 +34,27 @@ pub(crate) fn parse(
     Some(Disconnect { pos })
 }
 
-/// What the driver must do for this step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectCommand {
-    /// Ask the disconnect policy about every straggler and deny-list the
-    /// ones it cuts off.
-    CutOffStragglers,
+/// Run state of `disconnect`: waits for the deadline, then cuts off once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Whether every straggler has been offered to the policy.
+    pub done: bool,
 }
 
-/// Progress of `disconnect`: waits for the deadline, then acts once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DisconnectProgress {
-    /// Waiting for the deadline.
-    Waiting {
-        /// The deadline.
-        at: Timestamp,
-    },
-    /// Cut-offs decided and recorded.
-    Done {
-        /// Clients cut off.
-        cut: u64,
-    },
-}
-
-impl DisconnectProgress {
-    /// Waits for `deadline`.
-    pub fn new(deadline: Timestamp) -> Self {
-        DisconnectProgress::Waiting { at: deadline }
-    }
-
-    /// When the driver should call [`DisconnectProgress::poll`] next.
-    pub fn next_wake(&self) -> Option<Timestamp> {
-        match self {
-            DisconnectProgress::Waiting { at } => Some(*at),
-            DisconnectProgress::Done { .. } => None,
+impl State {
+    pub(crate) fn poll(&mut self, cx: &RunCx, now: Timestamp) -> Poll {
+        if self.done {
+            Poll::Done
+        } else if now < cx.deadline {
+            Poll::Do(Command::SleepUntil(cx.deadline))
+        } else {
+            Poll::Do(Command::CutOff)
         }
     }
 
-    /// Due once the deadline has passed.
-    pub fn poll(&mut self, now: Timestamp) -> Option<DisconnectCommand> {
-        match self {
-            DisconnectProgress::Waiting { at } if now >= *at => {
-                Some(DisconnectCommand::CutOffStragglers)
-            }
-            _ => None,
+    pub(crate) fn handle(&mut self, input: &Input) {
+        if matches!(input, Input::CutOffDone) {
+            self.done = true;
         }
-    }
-
-    /// The driver cut off `cut` clients.
-    pub fn finished(&mut self, cut: u64) {
-        *self = DisconnectProgress::Done { cut };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disconnect_waits_for_the_deadline() {
-        let deadline = Timestamp::from_second(100).unwrap();
-        let mut p = DisconnectProgress::new(deadline);
-        assert_eq!(p.poll(Timestamp::from_second(99).unwrap()), None);
-        assert_eq!(p.poll(deadline), Some(DisconnectCommand::CutOffStragglers));
-        p.finished(3);
-        assert_eq!(p.next_wake(), None);
-        assert_eq!(p.poll(deadline), None);
     }
 }

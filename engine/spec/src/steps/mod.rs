@@ -6,6 +6,7 @@ pub mod audit;
 pub mod broadcast;
 pub mod delta;
 pub mod disconnect;
+pub mod machine;
 pub mod register;
 
 use jiff::Timestamp;

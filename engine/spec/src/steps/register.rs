@@ -1,7 +1,9 @@
 //! `register`: put the artifact in the content-addressed store and the ledger
 //! (patent steps 100-101). Takes no options; must come first.
 
-use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::machine::{Command, Input, Poll};
 
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
@@ -24,67 +26,32 @@ pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -
     Some(Register { pos })
 }
 
-/// What the driver must do for this step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegisterCommand {
-    /// Store the artifact and record it in the ledger.
-    Register,
+/// Run state of `register`: the driver is asked once, then the step is done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Whether the driver reported the artifact registered.
+    pub done: bool,
 }
 
-/// Progress of `register`: asked once, done when the driver reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegisterProgress {
-    /// Not asked yet.
-    Pending,
-    /// Asked; waiting for the driver.
-    Registering {
-        /// When it was asked.
-        since: Timestamp,
-    },
-    /// Stored and recorded.
-    Done {
-        /// When.
-        at: Timestamp,
-    },
-}
-
-impl RegisterProgress {
-    /// The next command, if any is due at `now`.
-    pub fn poll(&mut self, now: Timestamp) -> Option<RegisterCommand> {
-        match self {
-            RegisterProgress::Pending => {
-                *self = RegisterProgress::Registering { since: now };
-                Some(RegisterCommand::Register)
-            }
-            _ => None,
+impl State {
+    pub(crate) fn poll(&mut self) -> Poll {
+        if self.done {
+            Poll::Done
+        } else {
+            Poll::Do(Command::Register)
         }
     }
 
-    /// The driver stored the artifact.
-    pub fn registered(&mut self, now: Timestamp) {
-        *self = RegisterProgress::Done { at: now };
-    }
-
-    /// Whether the step is over.
-    pub fn is_done(&self) -> bool {
-        matches!(self, RegisterProgress::Done { .. })
+    pub(crate) fn handle(&mut self, input: &Input) {
+        if matches!(input, Input::Registered) {
+            self.done = true;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn register_asks_once_then_waits_for_the_driver() {
-        let t0 = Timestamp::UNIX_EPOCH;
-        let mut p = RegisterProgress::Pending;
-        assert_eq!(p.poll(t0), Some(RegisterCommand::Register));
-        assert_eq!(p.poll(t0), None);
-        assert!(!p.is_done());
-        p.registered(t0);
-        assert!(p.is_done());
-    }
 
     #[test]
     fn register_takes_no_options() {
