@@ -226,8 +226,13 @@ fn decode<R: Read, W: Write>(
             let hint = dctx
                 .decompress_stream(&mut outb, &mut inb)
                 .map_err(|code| corrupt(index, zstd::zstd_safe::get_error_name(code)))?;
-            pos += inb.pos();
+            let consumed = inb.pos();
+            pos += consumed;
             let n = outb.pos();
+            if consumed == 0 && n == 0 && hint != 0 && pos < len {
+                // zstd always progresses on valid input; never spin.
+                return Err(corrupt(index, "decoder made no progress"));
+            }
             if n > 0 {
                 produced += n as u64;
                 if produced > record.out_len {

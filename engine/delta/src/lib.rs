@@ -24,6 +24,26 @@
 //! `DeliveryRule::choose` with the delta's and the full artifact's sizes →
 //! `DataBudget::check`. Client: `PatchReader::new` → `check_target` against
 //! the signed manifest → `apply_to` into a temporary file → rename on `Ok`.
+//!
+//! ```
+//! use haifu_delta::{DeltaOffer, DeliveryRule, MakeOptions, apply_to_vec, cache_key, digest_of, make};
+//!
+//! let table = |v: u64| -> Vec<u8> {
+//!     (0..5000u64).flat_map(|i| format!("item {i} price {}\n", (i * 7919 + v * (i % 97 / 96)) % 10007).into_bytes()).collect()
+//! };
+//! let (old, new) = (table(1), table(2));
+//! // Master: name, make (once per pair, cached), decide.
+//! let options = MakeOptions::background();
+//! let key = cache_key(&digest_of(&old), &digest_of(&new), &options);
+//! assert!(key.file_name().ends_with(".f1-l19.hdelta"));
+//! let delta = make(&old, &new, &options)?;
+//! let full = zstd::bulk::compress(&new, 3)?.len() as u64;
+//! let decision = DeliveryRule::default().choose(DeltaOffer::Delta { bytes: delta.len() }, full);
+//! assert!(!decision.is_full(), "{decision}");
+//! // Client: apply and verify.
+//! assert_eq!(apply_to_vec(&old, &delta.bytes)?, new);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 
