@@ -108,7 +108,7 @@ fn simulate_accounts_for_every_client_and_is_reproducible() {
     assert_eq!(total, 3000, "{a}");
     // 30% offline per round: the first round cannot reach everyone, later
     // rounds pick up clients from earlier partial reception.
-    assert!(rounds[0] < 2400 && rounds[0] > 1500, "{rounds:?}");
+    assert!(rounds[0] < 2400 && rounds[0] > 900, "{rounds:?}");
     assert!(rounds.len() >= 2 && rounds[1] > 0, "{rounds:?}");
     assert!(
         !t.path().join(".haifu").exists(),

@@ -402,6 +402,24 @@ impl Ledger {
         .map_err(&wrap)
     }
 
+    /// The ids of a run's clients in `state`, by id.
+    pub fn run_clients_in(
+        &self,
+        run_id: i64,
+        state: ClientState,
+    ) -> Result<Vec<String>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT client FROM run_clients WHERE run_id = ?1 AND state = ?2 ORDER BY client",
+            )
+            .map_err(&wrap)?;
+        stmt.query_map(params![run_id, state.as_str()], |r| r.get(0))
+            .and_then(|r| r.collect())
+            .map_err(&wrap)
+    }
+
     /// The audit of a run: per relay, who completed in which round, by
     /// delta, who never did, and who was cut off.
     pub fn audit(&self, run_id: i64) -> Result<Option<RunAudit>, LedgerError> {
@@ -519,6 +537,23 @@ fn apply_updates(
     updates: &[ClientUpdate],
 ) -> rusqlite::Result<u64> {
     let mut counted = 0u64;
+    if updates.is_empty() {
+        return Ok(0);
+    }
+    // A round can carry tens of thousands of completions: prepare each
+    // statement once per transaction, not once per row.
+    let (artifact, version): (String, String) = tx.query_row(
+        "SELECT artifact, version FROM runs WHERE id = ?1",
+        params![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut complete = tx.prepare_cached(
+        "UPDATE run_clients SET state = ?3, round = ?4, completed_at = ?5
+         WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
+    )?;
+    let mut now_runs = tx.prepare_cached(
+        "UPDATE clients SET artifact = ?2, version = ?3, last_contact = ?4 WHERE id = ?1",
+    )?;
     for u in updates {
         match u {
             ClientUpdate::Completed { client, round, at } => {
@@ -529,20 +564,11 @@ fn apply_updates(
                 };
                 // Only a client that has not completed or been cut off
                 // changes: repeats are no-ops, so nothing counts twice.
-                let n = tx.execute(
-                    "UPDATE run_clients SET state = ?3, round = ?4, completed_at = ?5
-                     WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
-                    params![run_id, client, state, round, at],
-                )?;
+                let n = complete.execute(params![run_id, client, state, round, at])?;
                 counted += n as u64;
                 if n > 0 {
                     // The client now runs the run's version: the gate sees it.
-                    tx.execute(
-                        "UPDATE clients SET artifact = r.artifact, version = r.version, last_contact = ?3
-                         FROM (SELECT artifact, version FROM runs WHERE id = ?1) AS r
-                         WHERE clients.id = ?2",
-                        params![run_id, client, at],
-                    )?;
+                    now_runs.execute(params![client, artifact, version, at])?;
                 }
             }
             ClientUpdate::AuditPending => {
@@ -552,23 +578,23 @@ fn apply_updates(
                 )?;
             }
             ClientUpdate::Disconnected { client, reason, at } => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE run_clients SET state = 'disconnected', reason = ?3, completed_at = ?4
                      WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
-                    params![run_id, client, reason, at],
-                )?;
-                tx.execute(
+                )?
+                .execute(params![run_id, client, reason, at])?;
+                tx.prepare_cached(
                     "INSERT INTO clients (id, denied_reason, denied_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (id) DO UPDATE SET denied_reason = excluded.denied_reason,
                                                     denied_at = excluded.denied_at",
-                    params![client, reason, at],
-                )?;
+                )?
+                .execute(params![client, reason, at])?;
             }
             ClientUpdate::Kept { client, reason } => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE run_clients SET reason = ?3 WHERE run_id = ?1 AND client = ?2",
-                    params![run_id, client, reason],
-                )?;
+                )?
+                .execute(params![run_id, client, reason])?;
             }
         }
     }

@@ -377,12 +377,7 @@ fn save_with(
 }
 
 fn clients_in(ledger: &Ledger, id: i64, state: ClientState) -> Result<Vec<String>, RunError> {
-    Ok(ledger
-        .run_clients(id)?
-        .into_iter()
-        .filter(|c| c.state == state)
-        .map(|c| c.client)
-        .collect())
+    Ok(ledger.run_clients_in(id, state)?)
 }
 
 fn delivered(ledger: &Ledger, id: i64) -> Result<u64, RunError> {

@@ -1,12 +1,13 @@
 //! A modelled fleet for `haifu simulate` and for tests of the run engine.
 //!
-//! The model follows how the real broadcast recovers. A round is a carousel
-//! of fountain-code symbols: the relay sends `K × (1 + overhead)` symbols,
-//! where `K` is the artifact's size in symbols. A client online in a round
-//! keeps each symbol with probability `1 − loss`; symbols from every round
-//! add up, and the client completes once it holds `K × 1.005 + 1` (RaptorQ
-//! with blocks of about 1,000 symbols needs a fraction of a percent over K;
-//! see `shared/notes/spikes.md`, section A). A client is offline in a round
+//! The model follows how the real broadcast recovers, with the carousel's
+//! own layout and constants (`haifu_carousel`): the artifact is cut into
+//! RaptorQ blocks of about 1,000 source symbols; in a round the relay sends
+//! each block's source symbols plus the configured repair overhead. A client
+//! online in a round keeps each symbol with probability `1 − loss`; symbols
+//! from every round add up per block, and a block decodes once it holds
+//! `haifu_carousel::loss::symbols_needed(K)`. The client completes when every
+//! block has decoded. A client is offline in a round
 //! with probability `offline`. A client that finished no round boots again at
 //! a time drawn uniformly from `[audit, audit + 1.5 × (deadline − audit)]`:
 //! about two thirds boot before the deadline and take a delta, the rest are
@@ -18,14 +19,10 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use haifu_carousel::{CarouselConfig, loss};
+
 use crate::clock::Clock;
 use crate::driver::Fleet;
-
-/// Payload bytes per symbol, as the real carousel sends them.
-pub const SYMBOL_SIZE: u64 = 1400;
-/// Repair symbols sent per round beyond the source symbols, as a fraction of
-/// `K`.
-pub const REPAIR_OVERHEAD: f64 = 0.08;
 
 /// The fleet's parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,9 +45,8 @@ pub struct SimParams {
 #[derive(Debug, Clone)]
 pub struct SimFleet {
     params: SimParams,
-    k: u64,
-    per_round: u64,
-    needed: u64,
+    /// Per block: symbols sent per round, symbols needed to decode.
+    blocks: Vec<(u64, u64)>,
 }
 
 impl SimFleet {
@@ -60,15 +56,21 @@ impl SimFleet {
         params.loss = params.loss.clamp(0.0, 1.0);
         params.offline = params.offline.clamp(0.0, 1.0);
         params.relays = params.relays.max(1);
-        let k = params.artifact_size.div_ceil(SYMBOL_SIZE).max(1);
-        let per_round = (k as f64 * (1.0 + REPAIR_OVERHEAD)).ceil() as u64;
-        let needed = (k as f64 * 1.005).ceil() as u64 + 1;
-        Self {
-            params,
-            k,
-            per_round,
-            needed,
-        }
+        let config = CarouselConfig::default();
+        let ks = loss::block_symbols(params.artifact_size, &config)
+            .ok()
+            .filter(|ks| !ks.is_empty())
+            .unwrap_or_else(|| vec![1]);
+        let blocks = ks
+            .into_iter()
+            .map(|k| {
+                (
+                    u64::from(loss::symbols_per_round(k, &config)),
+                    u64::from(loss::symbols_needed(k)),
+                )
+            })
+            .collect();
+        Self { params, blocks }
     }
 
     /// The parameters.
@@ -76,14 +78,14 @@ impl SimFleet {
         &self.params
     }
 
-    /// Source symbols in the artifact.
-    pub fn source_symbols(&self) -> u64 {
-        self.k
+    /// RaptorQ blocks in the artifact.
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
     }
 
-    /// Symbols the relay sends per round.
+    /// Symbols the relay sends per round, all blocks together.
     pub fn symbols_per_round(&self) -> u64 {
-        self.per_round
+        self.blocks.iter().map(|b| b.0).sum()
     }
 
     /// The client's id.
@@ -113,27 +115,33 @@ impl SimFleet {
         self.uniform(client, round, 1) >= self.params.offline
     }
 
-    /// Symbols the client gathers in `round` (0 when offline).
-    pub fn received(&self, client: u32, round: u32) -> u64 {
-        if !self.online(client, round) {
-            return 0;
-        }
-        // Binomial(per_round, 1 - loss), by its normal approximation: exact
-        // enough at thousands of symbols, and O(1) per client.
-        let n = self.per_round as f64;
+    /// Symbols of `block` the client gathers in `round` (0 when offline).
+    fn received(&self, client: u32, round: u32, block: usize) -> u64 {
+        // Binomial(sent, 1 - loss), by its normal approximation: close
+        // enough at a thousand symbols a block, and O(1) per draw.
+        let n = self.blocks[block].0 as f64;
         let p = 1.0 - self.params.loss;
-        let mean = n * p;
         let sd = (n * p * (1.0 - p)).sqrt();
-        let z = self.normal(client, round);
-        (mean + sd * z).round().clamp(0.0, n) as u64
+        let z = self.normal(client, round, block as u64);
+        (n * p + sd * z).round().clamp(0.0, n) as u64
     }
 
-    /// The round in which the client completes, among rounds `1..=rounds`.
+    /// The round in which the client completes (every block decoded), among
+    /// rounds `1..=rounds`.
     pub fn completes_in(&self, client: u32, rounds: u32) -> Option<u32> {
-        let mut gathered = 0;
+        let mut gathered = vec![0u64; self.blocks.len()];
         for round in 1..=rounds {
-            gathered += self.received(client, round);
-            if gathered >= self.needed {
+            if !self.online(client, round) {
+                continue;
+            }
+            let mut all = true;
+            for (b, held) in gathered.iter_mut().enumerate() {
+                if *held < self.blocks[b].1 {
+                    *held += self.received(client, round, b);
+                    all &= *held >= self.blocks[b].1;
+                }
+            }
+            if all {
                 return Some(round);
             }
         }
@@ -166,10 +174,13 @@ impl SimFleet {
         (splitmix64(key) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// A standard normal draw (Box–Muller) keyed like [`Self::uniform`].
-    fn normal(&self, client: u32, round: u32) -> f64 {
-        let u1 = self.uniform(client, round, 3).max(f64::MIN_POSITIVE);
-        let u2 = self.uniform(client, round, 4);
+    /// A standard normal draw (Box–Muller) keyed like [`Self::uniform`],
+    /// one per block.
+    fn normal(&self, client: u32, round: u32, block: u64) -> f64 {
+        let u1 = self
+            .uniform(client, round, 16 + 2 * block)
+            .max(f64::MIN_POSITIVE);
+        let u2 = self.uniform(client, round, 17 + 2 * block);
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
@@ -204,7 +215,8 @@ mod tests {
 
     #[test]
     fn symbols_from_several_rounds_add_up() {
-        // 30% loss: one round (1.08 K × 0.7) is never enough, two always are.
+        // 30% loss: one round (about 1.07 K × 0.7) is never enough, two
+        // always are.
         let f = fleet(0.30, 0.0);
         assert!((0..1000).all(|c| f.completes_in(c, 1).is_none()));
         assert!((0..1000).all(|c| f.completes_in(c, 2) == Some(2)));

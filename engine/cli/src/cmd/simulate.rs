@@ -76,10 +76,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 "symbols_per_round".into(),
                 fleet.fleet().symbols_per_round().into(),
             );
-            o.insert(
-                "source_symbols".into(),
-                fleet.fleet().source_symbols().into(),
-            );
+            o.insert("blocks".into(), fleet.fleet().blocks().into());
         }
         output::json(&v)?;
     } else {
