@@ -166,7 +166,10 @@ pub fn apply_reading_base<B: Read, R: Read, W: Write>(
 ) -> Result<Applied, DeltaError> {
     let reader = PatchReader::new(patch)?;
     let limit = reader.header.from_size;
-    let mut bytes = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
+    // The header is not trusted yet: reserve at most 256 MiB up front and
+    // let the read grow the rest, so a declared size cannot abort us.
+    let reserve = usize::try_from(limit.min(256 << 20)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(reserve);
     base.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|source| DeltaError::Read {

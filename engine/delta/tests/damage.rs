@@ -191,3 +191,22 @@ fn a_failing_writer_is_an_error_not_a_panic() {
     let e = apply(&old, &delta[..], Full).unwrap_err();
     assert_eq!(e.to_string(), "cannot write delta output: disk full");
 }
+
+#[test]
+fn a_hostile_declared_base_size_does_not_reserve_memory() {
+    use haifu_delta::{DeltaHeader, apply_reading_base, digest_of};
+    let header = DeltaHeader {
+        from: digest_of(b"a"),
+        to: digest_of(b"b"),
+        from_size: u64::MAX / 2,
+        to_size: u64::MAX / 2,
+        window_log: 31,
+        level: 19,
+        chunks: 1,
+    };
+    let e = apply_reading_base(&b"small base"[..], &header.encode()[..], Vec::new()).unwrap_err();
+    assert!(
+        matches!(e, DeltaError::WrongBase { found_size: 10, .. }),
+        "{e}"
+    );
+}
