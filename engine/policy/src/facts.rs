@@ -5,7 +5,7 @@
 //! The keys are documented in `policies/README.md`; keep the two in step.
 
 use jiff::{Timestamp, ZonedDateTime};
-use rhai::{Dynamic, INT, Map};
+use rhai::{Dynamic, Engine, INT, ImmutableString};
 
 /// Facts for `next_round(ctx)`, asked after a broadcast round has finished.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,90 +65,141 @@ fn text(s: impl Into<rhai::ImmutableString>) -> Dynamic {
     Dynamic::from(s.into())
 }
 
-impl RoundFacts {
-    pub(crate) fn to_map(&self) -> Map {
-        let now = self.now.timestamp().as_second();
-        let mut m = Map::new();
-        m.insert("round".into(), int(self.round));
-        m.insert("rounds".into(), int(self.rounds));
-        m.insert("delivered".into(), int(self.delivered));
-        m.insert("total".into(), int(self.total));
-        m.insert(
-            "remaining".into(),
-            int(self.total.saturating_sub(self.delivered)),
-        );
-        m.insert("hour".into(), int(self.now.hour()));
-        m.insert("minute".into(), int(self.now.minute()));
-        m.insert("second".into(), int(self.now.second()));
-        m.insert(
-            "weekday".into(),
-            int(self.now.weekday().to_monday_one_offset()),
-        );
-        m.insert("now".into(), text(self.now.to_string()));
-        m.insert(
-            "time_zone".into(),
-            text(self.now.time_zone().iana_name().unwrap_or("UTC")),
-        );
-        m.insert(
-            "since_start".into(),
-            int(now.saturating_sub(self.start.as_second())),
-        );
-        m.insert(
-            "to_deadline".into(),
-            int(self.deadline.as_second().saturating_sub(now)),
-        );
-        let (open, close) = match self.window {
-            Some((open, close)) => (int(open), int(close)),
-            None => (Dynamic::UNIT, Dynamic::UNIT),
-        };
-        m.insert("window_open".into(), open);
-        m.insert("window_close".into(), close);
-        m
-    }
+/// What a script sees as `ctx` in `next_round(ctx)`: the facts behind
+/// read-only getters, each computed only when the script reads it (no map is
+/// built per call, and nothing a script does reaches the engine).
+#[derive(Debug, Clone)]
+pub(crate) struct RoundView(pub(crate) RoundFacts);
+
+/// What a script sees as `client`: [`ClientFacts`] and the time of the call.
+/// The strings scripts read most (id, versions, state) are made once per
+/// call, so a script that interpolates them several times pays once.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientView {
+    id: ImmutableString,
+    version: Option<ImmutableString>,
+    newest: ImmutableString,
+    state: ImmutableString,
+    behind: u32,
+    last_contact: Option<Timestamp>,
+    now: Timestamp,
 }
 
-impl ClientFacts {
-    pub(crate) fn to_map(&self, now: Timestamp) -> Map {
-        let mut m = Map::new();
-        m.insert("id".into(), text(self.id.as_str()));
-        m.insert(
-            "version".into(),
-            self.version
-                .as_ref()
-                .map_or(Dynamic::UNIT, |v| text(v.to_string())),
-        );
-        m.insert("newest".into(), text(self.newest.to_string()));
-        m.insert("behind".into(), int(self.behind));
-        m.insert("state".into(), text(self.state.as_str()));
-        match self.last_contact {
-            Some(at) => {
-                let silent = now.as_second().saturating_sub(at.as_second()).max(0);
-                m.insert("last_contact".into(), text(at.to_string()));
-                m.insert("silent_secs".into(), int(silent));
-                m.insert("silent_days".into(), int(silent / 86_400));
-            }
-            None => {
-                m.insert("last_contact".into(), Dynamic::UNIT);
-                m.insert("silent_secs".into(), Dynamic::UNIT);
-                m.insert("silent_days".into(), Dynamic::UNIT);
-            }
+impl ClientView {
+    pub(crate) fn new(facts: &ClientFacts, now: Timestamp) -> Self {
+        Self {
+            id: facts.id.as_str().into(),
+            version: facts.version.as_ref().map(|v| v.to_string().into()),
+            newest: facts.newest.to_string().into(),
+            state: facts.state.as_str().into(),
+            behind: facts.behind,
+            last_contact: facts.last_contact,
+            now,
         }
-        m
+    }
+
+    fn silent_secs(&self) -> Option<i64> {
+        self.last_contact
+            .map(|at| self.now.as_second().saturating_sub(at.as_second()).max(0))
     }
 }
 
-impl ServiceFacts {
-    pub(crate) fn to_map(&self) -> Map {
-        let mut m = Map::new();
-        m.insert("name".into(), text(self.name.as_str()));
-        m.insert("since".into(), text(self.since.to_string()));
-        m
+/// What a script sees as `service`.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceView {
+    name: ImmutableString,
+    since: ImmutableString,
+}
+
+impl ServiceView {
+    pub(crate) fn new(facts: &ServiceFacts) -> Self {
+        Self {
+            name: facts.name.as_str().into(),
+            since: facts.since.to_string().into(),
+        }
     }
+}
+
+/// Registers the fact types and their getters. The property names are the
+/// ones `policies/README.md` documents; keep the two in step.
+pub(crate) fn register(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<RoundView>("RoundFacts")
+        .register_get("round", |v: &mut RoundView| int(v.0.round))
+        .register_get("rounds", |v: &mut RoundView| int(v.0.rounds))
+        .register_get("delivered", |v: &mut RoundView| int(v.0.delivered))
+        .register_get("total", |v: &mut RoundView| int(v.0.total))
+        .register_get("remaining", |v: &mut RoundView| {
+            int(v.0.total.saturating_sub(v.0.delivered))
+        })
+        .register_get("hour", |v: &mut RoundView| int(v.0.now.hour()))
+        .register_get("minute", |v: &mut RoundView| int(v.0.now.minute()))
+        .register_get("second", |v: &mut RoundView| int(v.0.now.second()))
+        .register_get("weekday", |v: &mut RoundView| {
+            int(v.0.now.weekday().to_monday_one_offset())
+        })
+        .register_get("now", |v: &mut RoundView| text(v.0.now.to_string()))
+        .register_get("time_zone", |v: &mut RoundView| {
+            text(v.0.now.time_zone().iana_name().unwrap_or("UTC"))
+        })
+        .register_get("since_start", |v: &mut RoundView| {
+            int(v
+                .0
+                .now
+                .timestamp()
+                .as_second()
+                .saturating_sub(v.0.start.as_second()))
+        })
+        .register_get("to_deadline", |v: &mut RoundView| {
+            int(v
+                .0
+                .deadline
+                .as_second()
+                .saturating_sub(v.0.now.timestamp().as_second()))
+        })
+        .register_get("window_open", |v: &mut RoundView| {
+            v.0.window.map_or(Dynamic::UNIT, |(open, _)| int(open))
+        })
+        .register_get("window_close", |v: &mut RoundView| {
+            v.0.window.map_or(Dynamic::UNIT, |(_, close)| int(close))
+        });
+    engine
+        .register_type_with_name::<ClientView>("ClientFacts")
+        .register_get("id", |v: &mut ClientView| text(v.id.clone()))
+        .register_get("version", |v: &mut ClientView| {
+            v.version.clone().map_or(Dynamic::UNIT, text)
+        })
+        .register_get("newest", |v: &mut ClientView| text(v.newest.clone()))
+        .register_get("behind", |v: &mut ClientView| int(v.behind))
+        .register_get("state", |v: &mut ClientView| text(v.state.clone()))
+        .register_get("last_contact", |v: &mut ClientView| {
+            v.last_contact
+                .map_or(Dynamic::UNIT, |at| text(at.to_string()))
+        })
+        .register_get("silent_secs", |v: &mut ClientView| {
+            v.silent_secs().map_or(Dynamic::UNIT, int)
+        })
+        .register_get("silent_days", |v: &mut ClientView| {
+            v.silent_secs().map_or(Dynamic::UNIT, |s| int(s / 86_400))
+        });
+    engine
+        .register_type_with_name::<ServiceView>("ServiceFacts")
+        .register_get("name", |v: &mut ServiceView| text(v.name.clone()))
+        .register_get("since", |v: &mut ServiceView| text(v.since.clone()));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hardening::{Limits, hardened_engine};
+
+    /// Reads `expr` with `ctx` bound to `value`, through the hardened engine.
+    fn read(value: Dynamic, expr: &str) -> Dynamic {
+        let engine = hardened_engine(&Limits::default());
+        let mut scope = rhai::Scope::new();
+        scope.push_dynamic("ctx", value);
+        engine.eval_with_scope::<Dynamic>(&mut scope, expr).unwrap()
+    }
 
     #[test]
     fn round_facts_carry_local_time_and_counts() {
@@ -165,19 +216,23 @@ mod tests {
             deadline,
             window: Some((120, 300)),
         };
-        let m = facts.to_map();
-        assert_eq!(m["hour"].as_int().unwrap(), 3);
-        assert_eq!(m["minute"].as_int().unwrap(), 30);
-        assert_eq!(m["weekday"].as_int().unwrap(), 2); // a Tuesday
-        assert_eq!(m["remaining"].as_int().unwrap(), 10);
-        assert_eq!(m["since_start"].as_int().unwrap(), 5400);
-        assert_eq!(m["to_deadline"].as_int().unwrap(), 72 * 3600 - 5400);
-        assert_eq!(m["window_close"].as_int().unwrap(), 300);
-        assert_eq!(m["time_zone"].clone().into_string().unwrap(), "Asia/Tokyo");
+        let ctx = || Dynamic::from(RoundView(facts.clone()));
+        let int_of = |e: &str| read(ctx(), e).as_int().unwrap();
+        assert_eq!(int_of("ctx.hour"), 3);
+        assert_eq!(int_of("ctx.minute"), 30);
+        assert_eq!(int_of("ctx.weekday"), 2); // a Tuesday
+        assert_eq!(int_of("ctx.remaining"), 10);
+        assert_eq!(int_of("ctx.since_start"), 5400);
+        assert_eq!(int_of("ctx.to_deadline"), 72 * 3600 - 5400);
+        assert_eq!(int_of("ctx.window_close"), 300);
+        assert_eq!(
+            read(ctx(), "ctx.time_zone").into_string().unwrap(),
+            "Asia/Tokyo"
+        );
     }
 
     #[test]
-    fn a_client_never_heard_from_has_unit_contact_facts() {
+    fn facts_are_read_only_and_unknown_ones_are_errors() {
         let c = ClientFacts {
             id: "pos-1".into(),
             version: None,
@@ -186,8 +241,21 @@ mod tests {
             last_contact: None,
             state: "pending".into(),
         };
-        let m = c.to_map(Timestamp::UNIX_EPOCH);
-        assert!(m["version"].is_unit());
-        assert!(m["silent_days"].is_unit());
+        let view = || Dynamic::from(ClientView::new(&c, Timestamp::UNIX_EPOCH));
+        assert!(read(view(), "ctx.version").is_unit());
+        assert!(read(view(), "ctx.silent_days").is_unit());
+        let engine = hardened_engine(&Limits::default());
+        let mut scope = rhai::Scope::new();
+        scope.push_dynamic("ctx", view());
+        assert!(
+            engine
+                .eval_with_scope::<Dynamic>(&mut scope, "ctx.behind = 0")
+                .is_err()
+        );
+        assert!(
+            engine
+                .eval_with_scope::<Dynamic>(&mut scope, "ctx.no_such_fact")
+                .is_err()
+        );
     }
 }

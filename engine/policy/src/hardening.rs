@@ -108,6 +108,9 @@ const CLOCK_EVERY_OPS: u64 = 256;
 /// - semver helpers are registered (see [`crate::version`]).
 pub fn hardened_engine(limits: &Limits) -> Engine {
     let mut engine = Engine::new();
+    // Full optimisation folds constants and prunes dead branches once, at
+    // compile time; policies are compiled once and called many times.
+    engine.set_optimization_level(rhai::OptimizationLevel::Full);
     engine
         .set_max_operations(limits.max_operations)
         .set_max_call_levels(limits.max_call_levels)
@@ -144,6 +147,7 @@ pub fn hardened_engine(limits: &Limits) -> Engine {
         }
     });
     version::register(&mut engine);
+    crate::facts::register(&mut engine);
     engine
 }
 

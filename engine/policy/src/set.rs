@@ -10,7 +10,7 @@ use rhai::{Dynamic, Engine, Map};
 
 use crate::decision::{CutOff, Decision, Fallback, FallbackCause, NextRound, Outcome, Role};
 use crate::error::{LoadWarning, PolicyError};
-use crate::facts::{ClientFacts, RoundFacts, ServiceFacts};
+use crate::facts::{ClientFacts, ClientView, RoundFacts, RoundView, ServiceFacts, ServiceView};
 use crate::hardening::{Limits, hardened_engine};
 use crate::script::Script;
 
@@ -255,7 +255,7 @@ impl PolicySet {
     pub fn next_round(&self, facts: &RoundFacts) -> Outcome<NextRound> {
         self.decide(
             Role::Retry,
-            (Dynamic::from_map(facts.to_map()),),
+            (Dynamic::from(RoundView(facts.clone())),),
             next_round_from,
             || default_next_round(facts),
         )
@@ -280,8 +280,8 @@ impl PolicySet {
         self.decide(
             Role::Restrict,
             (
-                Dynamic::from_map(client.to_map(now)),
-                Dynamic::from_map(service.to_map()),
+                Dynamic::from(ClientView::new(client, now)),
+                Dynamic::from(ServiceView::new(service)),
             ),
             |d| decision_from(d, "allow"),
             || default_allow(client, service),
@@ -300,7 +300,7 @@ impl PolicySet {
     pub fn disconnect(&self, client: &ClientFacts, now: Timestamp) -> Outcome<CutOff> {
         self.decide(
             Role::Disconnect,
-            (Dynamic::from_map(client.to_map(now)),),
+            (Dynamic::from(ClientView::new(client, now)),),
             |d| {
                 decision_from(d, "cut").map(|d| CutOff {
                     cut: d.allow,
