@@ -1,0 +1,1 @@
+//! haifu protocol (skeleton)
