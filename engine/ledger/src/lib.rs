@@ -3,7 +3,7 @@
 //! What it does: keeps the registered artifacts and versions (with their
 //! signed manifests) and an event log, in one SQLite file in WAL mode with
 //! `synchronous = FULL`, so a write that returned is on disk. The schema is
-//! versioned: [`migrations`] lists every step in order, and opening a ledger
+//! versioned: [`MIGRATIONS`] lists every step in order, and opening a ledger
 //! applies the missing ones in a transaction each. Clients, runs, rounds and
 //! completion messages arrive as later migrations.
 //!

@@ -9,7 +9,7 @@ use crate::home::Home;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Create the fleet CA under <home>/ca (refuses to overwrite one).
+    /// Create the fleet CA under `<home>/ca` (refuses to overwrite one).
     Init {
         /// The CA's common name.
         #[arg(long, default_value = pki::DEFAULT_CA_NAME)]
