@@ -3,34 +3,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use haifu_core::{Manifest, PublicKey};
 use serde_json::Value;
 use sha3::{Digest as _, Sha3_256};
 
-fn haifu(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_haifu"));
-    c.arg("--home")
-        .arg(home)
-        .env_remove("HAIFU_HOME")
-        .env("RUST_LOG", "warn");
-    c
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    haifu(home).args(args).output().unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "haifu {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::{haifu, ok, run};
 
 /// Runs a command that must fail; returns its one-line stderr.
 fn fails(home: &Path, args: &[&str]) -> String {

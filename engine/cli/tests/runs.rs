@@ -3,42 +3,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn haifu(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_haifu"));
-    c.arg("--home")
-        .arg(home)
-        .env_remove("HAIFU_HOME")
-        .env("RUST_LOG", "warn")
-        .current_dir(repo());
-    c
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    haifu(home).args(args).output().unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "haifu {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(home: &Path, args: &[&str]) -> Value {
-    serde_json::from_str(&ok(home, args)).unwrap()
-}
+mod common;
+use common::{haifu, json, ok, repo, run};
 
 #[test]
 fn check_accepts_the_shipped_workflows_and_names_file_line_column() {
