@@ -125,7 +125,11 @@ pub fn create(ledger: &mut Ledger, plan: &Plan, fleet: &dyn Fleet) -> Result<i64
     let state_json = serde_json::to_string(&state).unwrap_or_default();
     let targets = fleet.targets();
     let id = ledger.create_run(&NewRun {
-        workflow: &plan.file.display().to_string(),
+        // Absolute, so `haifu run --resume` works from any folder.
+        workflow: &std::fs::canonicalize(&plan.file)
+            .unwrap_or_else(|_| plan.file.clone())
+            .display()
+            .to_string(),
         name: &plan.name.value,
         artifact: &plan.artifact.name,
         version: &plan.artifact.version.to_string(),

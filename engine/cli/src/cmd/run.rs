@@ -70,7 +70,8 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             let plan = check::load(wf)?;
             let unfinished = ledger.runs()?.into_iter().find(|r| {
                 r.status == haifu_ledger::RunStatus::Running
-                    && std::path::Path::new(&r.workflow) == plan.file
+                    && std::fs::canonicalize(&plan.file)
+                        .is_ok_and(|p| std::path::Path::new(&r.workflow) == p)
             });
             if let Some(r) = unfinished {
                 bail!(
