@@ -1,0 +1,391 @@
+//! [`Message::encode`] and [`Message::decode`]: the field order of every
+//! message, written once for each direction.
+//!
+//! Why a hand-written encoding and not serde with a binary format: the wire
+//! format is a contract between daemons of different releases, pinned by
+//! golden files. Written out here it is visible in one screen per message,
+//! cannot shift when a dependency changes its format or its serde derive, and
+//! every length is checked against its own bound before anything is
+//! allocated (a generic deserializer only knows one global limit). The cost,
+//! about 300 lines, is paid once.
+//!
+//! Conventions: integers big-endian and fixed width; strings a u16 length
+//! then UTF-8; byte strings a u32 length then the bytes; options a 0/1
+//! marker then the value; digests 32 raw bytes; times i64 seconds then i32
+//! nanoseconds. Decoding accepts exactly one spelling of each value, so
+//! every frame that decodes re-encodes to the same bytes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::handshake::{Hello, HelloRefused, Welcome};
+use crate::limits::{Limits, MAX_CHUNK_LEN, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_REASON_LEN};
+use crate::message::{
+    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
+    DeltaRequest, DeltaResponse, ErrorCode, ErrorMessage, Group, Instruction, Message,
+    RegisterClient, RegisterRelay, Registered, SessionKey, SessionSecret, StartRound, StopRounds,
+    Via, tag,
+};
+use crate::wire::{Reader, Writer};
+
+impl Message {
+    /// Encodes under the default [`Limits`].
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        self.encode_with(&Limits::default())
+    }
+
+    /// Encodes, refusing anything the peer would refuse under `limits`.
+    pub fn encode_with(&self, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
+        let mut w = Writer::new();
+        w.u8(self.tag());
+        self.write_body(&mut w)?;
+        let out = w.finish();
+        if out.len() > limits.max_frame() {
+            return Err(EncodeError::FrameTooLarge {
+                len: out.len(),
+                max: limits.max_frame(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Decodes one frame under the default [`Limits`].
+    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with(frame, &Limits::default())
+    }
+
+    /// Decodes one frame; never panics, never allocates more than the
+    /// field's bound, and never more in total than the frame's own length.
+    pub fn decode_with(frame: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
+        if frame.len() > limits.max_frame() {
+            return Err(DecodeError::FrameTooLarge {
+                len: frame.len(),
+                max: limits.max_frame(),
+            });
+        }
+        let mut r = Reader::new(frame);
+        let t = r.u8("tag").map_err(|_| DecodeError::Empty)?;
+        let msg = Self::read_body(t, &mut r)?;
+        r.finish()?;
+        Ok(msg)
+    }
+
+    fn write_body(&self, w: &mut Writer) -> Result<(), EncodeError> {
+        match self {
+            Self::Hello(m) => m.write(w)?,
+            Self::Welcome(m) => m.write(w)?,
+            Self::HelloRefused(m) => m.write(w)?,
+            Self::RegisterRelay(m) => {
+                w.str("relay", &m.relay, MAX_ID_LEN)?;
+                w.u32(m.clients);
+                write_group(w, &m.group);
+            }
+            Self::RegisterClient(m) => {
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                w.str("relay", &m.relay, MAX_ID_LEN)?;
+                write_opt_artifact(w, m.installed.as_ref())?;
+            }
+            Self::Registered(m) => write_opt_artifact(w, m.target.as_ref())?,
+            Self::Instruction(m) => {
+                w.u64(m.run);
+                write_artifact(w, &m.artifact)?;
+                w.u64(m.size);
+                w.bytes("manifest", &m.manifest, MAX_MANIFEST_LEN)?;
+                w.time(&m.start);
+                w.u32(m.rounds);
+                w.u64(m.rate_bps);
+                w.u32(m.session_id);
+                w.raw32(&m.session_key.0);
+            }
+            Self::StartRound(m) => {
+                w.u64(m.run);
+                w.u32(m.round);
+                w.time(&m.at);
+            }
+            Self::StopRounds(m) => w.u64(m.run),
+            Self::SessionKey(m) => {
+                w.u64(m.run);
+                w.u32(m.session_id);
+                w.raw32(&m.key.0);
+                write_group(w, &m.group);
+                w.bytes("manifest", &m.manifest, MAX_MANIFEST_LEN)?;
+            }
+            Self::Completion(m) => {
+                w.u64(m.run);
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                match m.via {
+                    Via::Round(n) => {
+                        w.u8(1);
+                        w.u32(n);
+                    }
+                    Via::Delta => w.u8(2),
+                }
+                w.digest(&m.digest);
+                w.time(&m.at);
+            }
+            Self::CompletionAck(m) => {
+                w.u64(m.run);
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                w.digest(&m.digest);
+            }
+            Self::DeltaRequest(m) => {
+                w.u64(m.transfer);
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                w.name("name", &m.name)?;
+                w.digest(&m.from);
+                w.digest(&m.to);
+            }
+            Self::DeltaResponse(m) => {
+                w.u64(m.transfer);
+                w.digest(&m.to);
+                match &m.body {
+                    DeltaBody::Delta { size, manifest } => {
+                        w.u8(1);
+                        w.u64(*size);
+                        w.bytes("manifest", manifest, MAX_MANIFEST_LEN)?;
+                    }
+                    DeltaBody::Full { size, manifest } => {
+                        w.u8(2);
+                        w.u64(*size);
+                        w.bytes("manifest", manifest, MAX_MANIFEST_LEN)?;
+                    }
+                    DeltaBody::Refused { reason } => {
+                        w.u8(3);
+                        w.str("reason", reason, MAX_REASON_LEN)?;
+                    }
+                }
+            }
+            Self::ArtifactFetch(m) => {
+                w.u64(m.transfer);
+                w.u64(m.run);
+                write_artifact(w, &m.artifact)?;
+            }
+            Self::ArtifactHeader(m) => {
+                w.u64(m.transfer);
+                w.u64(m.size);
+                w.bytes("manifest", &m.manifest, MAX_MANIFEST_LEN)?;
+            }
+            Self::DataChunk(m) => {
+                w.u64(m.transfer);
+                w.u64(m.offset);
+                w.bytes("bytes", &m.bytes, MAX_CHUNK_LEN)?;
+                w.bool(m.last);
+            }
+            Self::Error(m) => {
+                w.u16(m.code.to_wire());
+                w.u64(m.about);
+                w.str("reason", &m.reason, MAX_REASON_LEN)?;
+            }
+            Self::Ping { nonce } | Self::Pong { nonce } => w.u64(*nonce),
+        }
+        Ok(())
+    }
+
+    fn read_body(t: u8, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match t {
+            tag::HELLO => Self::Hello(Hello::read(r)?),
+            tag::WELCOME => Self::Welcome(Welcome::read(r)?),
+            tag::HELLO_REFUSED => Self::HelloRefused(HelloRefused::read(r)?),
+            tag::REGISTER_RELAY => Self::RegisterRelay(RegisterRelay {
+                relay: r.str("relay", MAX_ID_LEN)?,
+                clients: r.u32("clients")?,
+                group: read_group(r)?,
+            }),
+            tag::REGISTER_CLIENT => Self::RegisterClient(RegisterClient {
+                client: r.str("client", MAX_ID_LEN)?,
+                relay: r.str("relay", MAX_ID_LEN)?,
+                installed: read_opt_artifact(r, "installed")?,
+            }),
+            tag::REGISTERED => Self::Registered(Registered {
+                target: read_opt_artifact(r, "target")?,
+            }),
+            tag::INSTRUCTION => Self::Instruction(Instruction {
+                run: r.u64("run")?,
+                artifact: read_artifact(r)?,
+                size: r.u64("size")?,
+                manifest: r.bytes("manifest", MAX_MANIFEST_LEN)?,
+                start: r.time("start")?,
+                rounds: r.u32("rounds")?,
+                rate_bps: r.u64("rate_bps")?,
+                session_id: r.u32("session_id")?,
+                session_key: SessionSecret(r.raw32("session_key")?),
+            }),
+            tag::START_ROUND => Self::StartRound(StartRound {
+                run: r.u64("run")?,
+                round: r.u32("round")?,
+                at: r.time("at")?,
+            }),
+            tag::STOP_ROUNDS => Self::StopRounds(StopRounds { run: r.u64("run")? }),
+            tag::SESSION_KEY => Self::SessionKey(SessionKey {
+                run: r.u64("run")?,
+                session_id: r.u32("session_id")?,
+                key: SessionSecret(r.raw32("key")?),
+                group: read_group(r)?,
+                manifest: r.bytes("manifest", MAX_MANIFEST_LEN)?,
+            }),
+            tag::COMPLETION => Self::Completion(Completion {
+                run: r.u64("run")?,
+                client: r.str("client", MAX_ID_LEN)?,
+                via: match r.u8("via")? {
+                    1 => Via::Round(r.u32("round")?),
+                    2 => Via::Delta,
+                    _ => {
+                        return Err(DecodeError::Invalid {
+                            field: "via",
+                            reason: "must be 1 (round) or 2 (delta)",
+                        });
+                    }
+                },
+                digest: r.digest("digest")?,
+                at: r.time("at")?,
+            }),
+            tag::COMPLETION_ACK => Self::CompletionAck(CompletionAck {
+                run: r.u64("run")?,
+                client: r.str("client", MAX_ID_LEN)?,
+                digest: r.digest("digest")?,
+            }),
+            tag::DELTA_REQUEST => Self::DeltaRequest(DeltaRequest {
+                transfer: r.u64("transfer")?,
+                client: r.str("client", MAX_ID_LEN)?,
+                name: r.name("name")?,
+                from: r.digest("from")?,
+                to: r.digest("to")?,
+            }),
+            tag::DELTA_RESPONSE => Self::DeltaResponse(DeltaResponse {
+                transfer: r.u64("transfer")?,
+                to: r.digest("to")?,
+                body: match r.u8("body")? {
+                    1 => DeltaBody::Delta {
+                        size: r.u64("size")?,
+                        manifest: r.bytes("manifest", MAX_MANIFEST_LEN)?,
+                    },
+                    2 => DeltaBody::Full {
+                        size: r.u64("size")?,
+                        manifest: r.bytes("manifest", MAX_MANIFEST_LEN)?,
+                    },
+                    3 => DeltaBody::Refused {
+                        reason: r.str("reason", MAX_REASON_LEN)?,
+                    },
+                    _ => {
+                        return Err(DecodeError::Invalid {
+                            field: "body",
+                            reason: "must be 1 (delta), 2 (full) or 3 (refused)",
+                        });
+                    }
+                },
+            }),
+            tag::ARTIFACT_FETCH => Self::ArtifactFetch(ArtifactFetch {
+                transfer: r.u64("transfer")?,
+                run: r.u64("run")?,
+                artifact: read_artifact(r)?,
+            }),
+            tag::ARTIFACT_HEADER => Self::ArtifactHeader(ArtifactHeader {
+                transfer: r.u64("transfer")?,
+                size: r.u64("size")?,
+                manifest: r.bytes("manifest", MAX_MANIFEST_LEN)?,
+            }),
+            tag::DATA_CHUNK => Self::DataChunk(DataChunk {
+                transfer: r.u64("transfer")?,
+                offset: r.u64("offset")?,
+                bytes: r.bytes("bytes", MAX_CHUNK_LEN)?,
+                last: r.bool("last")?,
+            }),
+            tag::ERROR => Self::Error(ErrorMessage {
+                code: ErrorCode::from_wire(r.u16("code")?),
+                about: r.u64("about")?,
+                reason: r.str("reason", MAX_REASON_LEN)?,
+            }),
+            tag::PING => Self::Ping {
+                nonce: r.u64("nonce")?,
+            },
+            tag::PONG => Self::Pong {
+                nonce: r.u64("nonce")?,
+            },
+            other => return Err(DecodeError::UnknownMessage { tag: other }),
+        })
+    }
+}
+
+fn write_artifact(w: &mut Writer, a: &ArtifactRef) -> Result<(), EncodeError> {
+    w.name("name", &a.name)?;
+    w.version("version", &a.version)?;
+    w.digest(&a.digest);
+    Ok(())
+}
+
+fn read_artifact(r: &mut Reader<'_>) -> Result<ArtifactRef, DecodeError> {
+    Ok(ArtifactRef {
+        name: r.name("name")?,
+        version: r.version("version")?,
+        digest: r.digest("digest")?,
+    })
+}
+
+fn write_opt_artifact(w: &mut Writer, a: Option<&ArtifactRef>) -> Result<(), EncodeError> {
+    match a {
+        None => w.u8(0),
+        Some(a) => {
+            w.u8(1);
+            write_artifact(w, a)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_opt_artifact(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<Option<ArtifactRef>, DecodeError> {
+    if r.present(field)? {
+        Ok(Some(read_artifact(r)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn write_group(w: &mut Writer, g: &Group) {
+    match g.addr {
+        IpAddr::V4(a) => {
+            w.u8(4);
+            for b in a.octets() {
+                w.u8(b);
+            }
+        }
+        IpAddr::V6(a) => {
+            w.u8(6);
+            for b in a.octets() {
+                w.u8(b);
+            }
+        }
+    }
+    w.u16(g.port);
+}
+
+fn read_group(r: &mut Reader<'_>) -> Result<Group, DecodeError> {
+    let addr = match r.u8("group")? {
+        4 => {
+            let mut o = [0u8; 4];
+            for b in &mut o {
+                *b = r.u8("group")?;
+            }
+            IpAddr::V4(Ipv4Addr::from(o))
+        }
+        6 => {
+            let mut o = [0u8; 16];
+            for b in &mut o {
+                *b = r.u8("group")?;
+            }
+            IpAddr::V6(Ipv6Addr::from(o))
+        }
+        _ => {
+            return Err(DecodeError::Invalid {
+                field: "group",
+                reason: "address family must be 4 or 6",
+            });
+        }
+    };
+    Ok(Group {
+        addr,
+        port: r.u16("port")?,
+    })
+}

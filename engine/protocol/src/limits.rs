@@ -1,0 +1,57 @@
+//! Every bound the decoder enforces, in one place.
+
+/// The longest identity, client id, relay name, artifact name or version
+/// accepted, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+/// The longest free-text reason (errors, refusals), in bytes.
+pub const MAX_REASON_LEN: usize = 1024;
+/// The longest feature name, in bytes.
+pub const MAX_FEATURE_LEN: usize = 64;
+/// The most features one hello may list.
+pub const MAX_FEATURES: usize = 64;
+/// The largest signed manifest carried inline, in bytes.
+pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
+/// The largest payload of one [`DataChunk`](crate::DataChunk), in bytes.
+pub const MAX_CHUNK_LEN: usize = 1024 * 1024;
+/// The most bytes a frame adds around a chunk's payload (tag, transfer id,
+/// offset, length, `last`), rounded up.
+pub const CHUNK_OVERHEAD: usize = 32;
+/// The default largest frame: one full chunk and its header. It is below the
+/// QUIC plugin's default `max_frame` (16 MiB), so anything we accept it
+/// carries.
+pub const DEFAULT_MAX_FRAME: usize = MAX_CHUNK_LEN + CHUNK_OVERHEAD;
+/// The smallest `max_frame` allowed: every message except a chunk fits in
+/// it, with a manifest at its largest.
+pub const MIN_MAX_FRAME: usize = 80 * 1024;
+
+/// The bounds one connection decodes and encodes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    max_frame: usize,
+}
+
+impl Limits {
+    /// Limits with a largest frame of `max_frame` bytes, clamped to at least
+    /// [`MIN_MAX_FRAME`] so that every non-chunk message still fits.
+    pub fn new(max_frame: usize) -> Self {
+        Self {
+            max_frame: max_frame.max(MIN_MAX_FRAME),
+        }
+    }
+
+    /// The largest frame, in bytes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The largest chunk payload that fits a frame under these limits.
+    pub fn max_chunk(&self) -> usize {
+        MAX_CHUNK_LEN.min(self.max_frame - CHUNK_OVERHEAD)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FRAME)
+    }
+}

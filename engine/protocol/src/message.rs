@@ -1,0 +1,474 @@
+//! Every message of the control plane, as plain values.
+//!
+//! One message fills one transport frame: a one-byte tag, then the fields in
+//! the order they are declared here. Tags are listed in [`tag`]; a tag is
+//! never reused or renumbered, and a field is never added to an existing
+//! tag: a new message gets a new tag (gated by a feature) instead.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use haifu_core::{ArtifactName, Digest, Version};
+use jiff::Timestamp;
+
+use crate::handshake::{Hello, HelloRefused, Welcome};
+
+/// The one-byte tag of each message. Stable forever.
+pub mod tag {
+    /// [`Message::Hello`](crate::Message::Hello).
+    pub const HELLO: u8 = 0x01;
+    /// [`Message::Welcome`](crate::Message::Welcome).
+    pub const WELCOME: u8 = 0x02;
+    /// [`Message::HelloRefused`](crate::Message::HelloRefused).
+    pub const HELLO_REFUSED: u8 = 0x03;
+    /// [`Message::RegisterRelay`](crate::Message::RegisterRelay).
+    pub const REGISTER_RELAY: u8 = 0x10;
+    /// [`Message::RegisterClient`](crate::Message::RegisterClient).
+    pub const REGISTER_CLIENT: u8 = 0x11;
+    /// [`Message::Registered`](crate::Message::Registered).
+    pub const REGISTERED: u8 = 0x12;
+    /// [`Message::Instruction`](crate::Message::Instruction).
+    pub const INSTRUCTION: u8 = 0x20;
+    /// [`Message::StartRound`](crate::Message::StartRound).
+    pub const START_ROUND: u8 = 0x21;
+    /// [`Message::StopRounds`](crate::Message::StopRounds).
+    pub const STOP_ROUNDS: u8 = 0x22;
+    /// [`Message::SessionKey`](crate::Message::SessionKey).
+    pub const SESSION_KEY: u8 = 0x23;
+    /// [`Message::Completion`](crate::Message::Completion).
+    pub const COMPLETION: u8 = 0x30;
+    /// [`Message::CompletionAck`](crate::Message::CompletionAck).
+    pub const COMPLETION_ACK: u8 = 0x31;
+    /// [`Message::DeltaRequest`](crate::Message::DeltaRequest).
+    pub const DELTA_REQUEST: u8 = 0x40;
+    /// [`Message::DeltaResponse`](crate::Message::DeltaResponse).
+    pub const DELTA_RESPONSE: u8 = 0x41;
+    /// [`Message::ArtifactFetch`](crate::Message::ArtifactFetch).
+    pub const ARTIFACT_FETCH: u8 = 0x42;
+    /// [`Message::ArtifactHeader`](crate::Message::ArtifactHeader).
+    pub const ARTIFACT_HEADER: u8 = 0x43;
+    /// [`Message::DataChunk`](crate::Message::DataChunk).
+    pub const DATA_CHUNK: u8 = 0x44;
+    /// [`Message::Error`](crate::Message::Error).
+    pub const ERROR: u8 = 0x50;
+    /// [`Message::Ping`](crate::Message::Ping).
+    pub const PING: u8 = 0x51;
+    /// [`Message::Pong`](crate::Message::Pong).
+    pub const PONG: u8 = 0x52;
+}
+
+/// Which artifact, exactly: name, version and the sha3-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ArtifactRef {
+    /// The artifact's name.
+    pub name: ArtifactName,
+    /// Its version.
+    pub version: Version,
+    /// The sha3-256 of its uncompressed bytes.
+    pub digest: Digest,
+}
+
+/// A multicast group and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Group {
+    /// The group address (IPv4 or IPv6).
+    pub addr: IpAddr,
+    /// The UDP port.
+    pub port: u16,
+}
+
+/// The 32-byte per-session key that authenticates carousel datagrams.
+///
+/// Its `Debug` shows no byte of it, so it never reaches a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionSecret(pub [u8; 32]);
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(..)")
+    }
+}
+
+/// relay → master: a relay announces itself after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterRelay {
+    /// The relay's name.
+    pub relay: String,
+    /// How many clients it serves.
+    pub clients: u32,
+    /// The multicast group it broadcasts to.
+    pub group: Group,
+}
+
+/// client → relay → master: a client announces itself; this is also its
+/// version report, sent on every start and reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterClient {
+    /// The client's id.
+    pub client: String,
+    /// The relay it belongs to.
+    pub relay: String,
+    /// What it has installed, if anything.
+    pub installed: Option<ArtifactRef>,
+}
+
+/// The answer to a registration: the version the peer should have, if the
+/// master knows of one (a client behind it asks for a delta).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The current version, or none.
+    pub target: Option<ArtifactRef>,
+}
+
+/// master → relay: broadcast this artifact in rounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instruction {
+    /// The run.
+    pub run: u64,
+    /// The artifact.
+    pub artifact: ArtifactRef,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The signed manifest, as the master stored it (opaque JSON bytes).
+    pub manifest: Vec<u8>,
+    /// When the first round starts.
+    pub start: Timestamp,
+    /// How many rounds at most.
+    pub rounds: u32,
+    /// The broadcast rate, bits per second.
+    pub rate_bps: u64,
+    /// The carousel session id.
+    pub session_id: u32,
+    /// The carousel session key.
+    pub session_key: SessionSecret,
+}
+
+/// master → relay: start round `round` of `run` at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRound {
+    /// The run.
+    pub run: u64,
+    /// The round, from 1.
+    pub round: u32,
+    /// When to start.
+    pub at: Timestamp,
+}
+
+/// master → relay: broadcast no more rounds of `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRounds {
+    /// The run.
+    pub run: u64,
+}
+
+/// relay → client: what a client needs to receive a run's broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    /// The run.
+    pub run: u64,
+    /// The carousel session id.
+    pub session_id: u32,
+    /// The carousel session key.
+    pub key: SessionSecret,
+    /// Where the broadcast goes.
+    pub group: Group,
+    /// The signed manifest (opaque JSON bytes).
+    pub manifest: Vec<u8>,
+}
+
+/// How a client got the version it completed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// In broadcast round n (from 1).
+    Round(u32),
+    /// By a delta (or full artifact) over unicast.
+    Delta,
+}
+
+/// client → relay → master: installed, checked, post-install done.
+///
+/// Its idempotency key is `(run, client)` ([`Completion::idempotency_key`]):
+/// a client completes a run once, so the master records the first and acks
+/// every resend without counting it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The run.
+    pub run: u64,
+    /// The client.
+    pub client: String,
+    /// How the artifact arrived.
+    pub via: Via,
+    /// The sha3-256 of what is now installed.
+    pub digest: Digest,
+    /// When the install finished, by the client's clock.
+    pub at: Timestamp,
+}
+
+impl Completion {
+    /// The key the master deduplicates resends by.
+    pub fn idempotency_key(&self) -> (u64, &str) {
+        (self.run, &self.client)
+    }
+}
+
+/// master → relay → client: the completion with this key is durable in the
+/// master's ledger. Never sent before it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionAck {
+    /// The run.
+    pub run: u64,
+    /// The client.
+    pub client: String,
+    /// The digest recorded.
+    pub digest: Digest,
+}
+
+/// client → master: send me what turns `from` into `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaRequest {
+    /// Chosen by the client; the response and its chunks carry it.
+    pub transfer: u64,
+    /// The client.
+    pub client: String,
+    /// The artifact.
+    pub name: ArtifactName,
+    /// What the client has installed.
+    pub from: Digest,
+    /// What it wants.
+    pub to: Digest,
+}
+
+/// What the master sends for a delta request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaBody {
+    /// A zstd patch against `from`, of `size` bytes, in chunks.
+    Delta {
+        /// The patch's size in bytes.
+        size: u64,
+        /// The target's signed manifest.
+        manifest: Vec<u8>,
+    },
+    /// The compressed full artifact, of `size` bytes, in chunks.
+    Full {
+        /// The payload's size in bytes.
+        size: u64,
+        /// The target's signed manifest.
+        manifest: Vec<u8>,
+    },
+    /// Nothing: why.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// master → client: the answer to a [`DeltaRequest`]; the payload follows
+/// as [`DataChunk`]s with the same transfer id, unless refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaResponse {
+    /// The request's transfer id.
+    pub transfer: u64,
+    /// The target digest.
+    pub to: Digest,
+    /// What follows.
+    pub body: DeltaBody,
+}
+
+/// relay → master: send me this run's artifact and manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactFetch {
+    /// Chosen by the relay; the header and chunks carry it.
+    pub transfer: u64,
+    /// The run.
+    pub run: u64,
+    /// The artifact.
+    pub artifact: ArtifactRef,
+}
+
+/// master → relay: the artifact follows as `size` bytes of [`DataChunk`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactHeader {
+    /// The fetch's transfer id.
+    pub transfer: u64,
+    /// The artifact's size in bytes.
+    pub size: u64,
+    /// The signed manifest.
+    pub manifest: Vec<u8>,
+}
+
+/// One piece of a transfer; see [`crate::chunk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChunk {
+    /// The transfer.
+    pub transfer: u64,
+    /// Where these bytes start in the payload.
+    pub offset: u64,
+    /// The bytes, at most [`MAX_CHUNK_LEN`](crate::limits::MAX_CHUNK_LEN).
+    pub bytes: Vec<u8>,
+    /// Whether this is the final chunk.
+    pub last: bool,
+}
+
+/// What an [`ErrorMessage`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// A frame could not be decoded.
+    Malformed,
+    /// A frame's tag is unknown.
+    UnknownMessage,
+    /// A frame exceeded the limit; the sender closes next.
+    FrameTooLarge,
+    /// The message is valid but not allowed now or from this role.
+    Unexpected,
+    /// A message uses a feature not negotiated.
+    FeatureNotNegotiated,
+    /// The run is unknown.
+    UnknownRun,
+    /// The artifact or version is unknown.
+    UnknownArtifact,
+    /// A transfer failed or was cancelled.
+    TransferFailed,
+    /// The sender cannot serve it now; retry later.
+    Busy,
+    /// The sender failed internally.
+    Internal,
+    /// A code this side does not know.
+    Other(u16),
+}
+
+impl ErrorCode {
+    pub(crate) fn to_wire(self) -> u16 {
+        match self {
+            Self::Malformed => 1,
+            Self::UnknownMessage => 2,
+            Self::FrameTooLarge => 3,
+            Self::Unexpected => 4,
+            Self::FeatureNotNegotiated => 5,
+            Self::UnknownRun => 6,
+            Self::UnknownArtifact => 7,
+            Self::TransferFailed => 8,
+            Self::Busy => 9,
+            Self::Internal => 10,
+            Self::Other(c) => c,
+        }
+    }
+
+    pub(crate) fn from_wire(c: u16) -> Self {
+        match c {
+            1 => Self::Malformed,
+            2 => Self::UnknownMessage,
+            3 => Self::FrameTooLarge,
+            4 => Self::Unexpected,
+            5 => Self::FeatureNotNegotiated,
+            6 => Self::UnknownRun,
+            7 => Self::UnknownArtifact,
+            8 => Self::TransferFailed,
+            9 => Self::Busy,
+            10 => Self::Internal,
+            c => Self::Other(c),
+        }
+    }
+}
+
+/// Either way: something went wrong with a message; the connection stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorMessage {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// The transfer or run it concerns, if any (0 if none).
+    pub about: u64,
+    /// For a person.
+    pub reason: String,
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// The first frame of each side.
+    Hello(Hello),
+    /// The answer to an acceptable hello.
+    Welcome(Welcome),
+    /// The answer to a refused hello.
+    HelloRefused(HelloRefused),
+    /// A relay announces itself.
+    RegisterRelay(RegisterRelay),
+    /// A client announces itself and reports its version.
+    RegisterClient(RegisterClient),
+    /// The answer to a registration.
+    Registered(Registered),
+    /// Broadcast an artifact in rounds.
+    Instruction(Instruction),
+    /// Start a round.
+    StartRound(StartRound),
+    /// Stop a run's rounds.
+    StopRounds(StopRounds),
+    /// A client's session key.
+    SessionKey(SessionKey),
+    /// A client has installed.
+    Completion(Completion),
+    /// A completion is durable.
+    CompletionAck(CompletionAck),
+    /// A client asks for a delta.
+    DeltaRequest(DeltaRequest),
+    /// The master answers a delta request.
+    DeltaResponse(DeltaResponse),
+    /// A relay asks for a run's artifact.
+    ArtifactFetch(ArtifactFetch),
+    /// The master announces the artifact's chunks.
+    ArtifactHeader(ArtifactHeader),
+    /// A piece of a transfer.
+    DataChunk(DataChunk),
+    /// Something went wrong.
+    Error(ErrorMessage),
+    /// Are you there?
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+    /// Here I am.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+impl Message {
+    /// This message's tag.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Self::Hello(_) => tag::HELLO,
+            Self::Welcome(_) => tag::WELCOME,
+            Self::HelloRefused(_) => tag::HELLO_REFUSED,
+            Self::RegisterRelay(_) => tag::REGISTER_RELAY,
+            Self::RegisterClient(_) => tag::REGISTER_CLIENT,
+            Self::Registered(_) => tag::REGISTERED,
+            Self::Instruction(_) => tag::INSTRUCTION,
+            Self::StartRound(_) => tag::START_ROUND,
+            Self::StopRounds(_) => tag::STOP_ROUNDS,
+            Self::SessionKey(_) => tag::SESSION_KEY,
+            Self::Completion(_) => tag::COMPLETION,
+            Self::CompletionAck(_) => tag::COMPLETION_ACK,
+            Self::DeltaRequest(_) => tag::DELTA_REQUEST,
+            Self::DeltaResponse(_) => tag::DELTA_RESPONSE,
+            Self::ArtifactFetch(_) => tag::ARTIFACT_FETCH,
+            Self::ArtifactHeader(_) => tag::ARTIFACT_HEADER,
+            Self::DataChunk(_) => tag::DATA_CHUNK,
+            Self::Error(_) => tag::ERROR,
+            Self::Ping { .. } => tag::PING,
+            Self::Pong { .. } => tag::PONG,
+        }
+    }
+
+    /// The feature a peer must have negotiated before this message may be
+    /// sent to it, if any.
+    pub fn required_feature(&self) -> Option<&'static str> {
+        use crate::handshake::features::{CHUNKED_TRANSFER, DELTA};
+        match self {
+            Self::DeltaRequest(_) | Self::DeltaResponse(_) => Some(DELTA),
+            Self::ArtifactFetch(_) | Self::ArtifactHeader(_) | Self::DataChunk(_) => {
+                Some(CHUNKED_TRANSFER)
+            }
+            _ => None,
+        }
+    }
+}
