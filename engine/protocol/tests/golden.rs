@@ -76,3 +76,15 @@ fn the_hello_layout_is_frozen() {
         ]
     );
 }
+
+/// `PROTOCOL.md` lists every tag this crate knows.
+#[test]
+fn protocol_md_lists_every_tag() {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("PROTOCOL.md"))
+            .unwrap();
+    for (name, msg) in support::samples() {
+        let tag = format!("`0x{:02x}`", msg.tag());
+        assert!(doc.contains(&tag), "PROTOCOL.md lacks {tag} ({name})");
+    }
+}
