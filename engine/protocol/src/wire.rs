@@ -272,8 +272,9 @@ impl<'a> Reader<'a> {
             field,
             reason: "not a semver version",
         })?;
-        // semver accepts a few spellings of one version (e.g. none today, but
-        // build metadata order is kept); insist on the canonical one.
+        // Accept only the spelling `Display` gives back, so that every
+        // accepted frame re-encodes to the same bytes whatever the parser
+        // tolerates.
         if v.to_string() != s {
             return Err(DecodeError::Invalid {
                 field,
