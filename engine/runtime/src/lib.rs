@@ -11,6 +11,7 @@
 //! broadcast; the real fleet plugs in behind the same driver.
 #![forbid(unsafe_code)]
 
+pub mod broadcast;
 pub mod clock;
 pub mod driver;
 pub mod gate;

@@ -1,0 +1,164 @@
+//! Broadcast rounds over a datagram group (steps 103-105), and the client's
+//! side of them: receive, decode block by block into staging.
+//!
+//! The relay sends a round object by object, so it only ever holds one
+//! object's encoder; the client writes each decoded block straight to its
+//! offset in a [`Staging`] file, so neither side holds the whole artifact.
+//! Datagrams that fail authentication or do not belong to the session are
+//! counted by kind and never decoded.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use haifu_carousel::{Accepted, EncodeError, Pacer, Receiver, Sender};
+use haifu_install::{InstallError, Staging};
+use haifu_plugin_host::{DatagramGroup, TransportError};
+
+/// Why a round could not be sent or received.
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    /// The carousel refused (layout, round out of range).
+    #[error("carousel: {0}")]
+    Encode(#[from] EncodeError),
+    /// The transport plugin failed.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// Reading an object of the artifact failed.
+    #[error("reading the artifact at bytes {range:?}: {source}")]
+    Read {
+        /// The object's byte range.
+        range: Range<u64>,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing a decoded block failed.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+}
+
+/// What a relay sent in one round (the relay logs these per round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundStats {
+    /// The round, from 1.
+    pub round: u32,
+    /// Datagrams sent.
+    pub datagrams: u64,
+    /// Bytes sent, headers included.
+    pub bytes: u64,
+    /// How long the round took.
+    pub elapsed: Duration,
+}
+
+/// Sends round `round` of `sender`'s session through `group`, reading each
+/// object with `read_object(range)` and pacing with `pacer` if given.
+pub fn send_round(
+    group: &DatagramGroup,
+    sender: &Sender,
+    round: u32,
+    read_object: &mut dyn FnMut(Range<u64>) -> std::io::Result<Vec<u8>>,
+    mut pacer: Option<&mut Pacer>,
+) -> Result<RoundStats, BroadcastError> {
+    let started = Instant::now();
+    let (mut datagrams, mut bytes) = (0u64, 0u64);
+    for index in 0..sender.object_count() {
+        let range = sender.object_range(index)?;
+        let object =
+            read_object(range.clone()).map_err(|source| BroadcastError::Read { range, source })?;
+        let encoder = sender.object_encoder(index, &object)?;
+        for datagram in encoder.round(round)? {
+            if let Some(p) = pacer.as_deref_mut() {
+                while let Err(at) = p.poll_send(datagram.len(), Instant::now()) {
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                }
+            }
+            group.send(&datagram)?;
+            datagrams += 1;
+            bytes += datagram.len() as u64;
+        }
+    }
+    let stats = RoundStats {
+        round,
+        datagrams,
+        bytes,
+        elapsed: started.elapsed(),
+    };
+    tracing::info!(
+        round,
+        datagrams,
+        bytes,
+        elapsed_ms = stats.elapsed.as_millis() as u64,
+        "round sent"
+    );
+    Ok(stats)
+}
+
+/// What a client took in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiveStats {
+    /// Datagrams that carried a new symbol of the session.
+    pub accepted: u64,
+    /// Authentic datagrams that added nothing (repeats, decoded blocks).
+    pub redundant: u64,
+    /// Rejected datagrams, by reason (`bad_tag`, `foreign_session`, …).
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Whether every block decoded.
+    pub complete: bool,
+}
+
+/// A source of datagrams: fills the buffer with one and returns its length,
+/// or `None` when `timeout` passed with nothing.
+pub type DatagramSource<'a> =
+    dyn FnMut(&mut [u8], Duration) -> Result<Option<usize>, TransportError> + 'a;
+
+/// Receives from `next_datagram` until the session is complete or
+/// `deadline` passes, writing each decoded block into `staging`.
+/// `next_datagram(buf, timeout)` returns the length of one datagram, or
+/// `None` when the timeout passed with nothing.
+pub fn receive_from(
+    next_datagram: &mut DatagramSource<'_>,
+    receiver: &mut Receiver,
+    staging: &mut Staging,
+    deadline: Instant,
+) -> Result<ReceiveStats, BroadcastError> {
+    let mut stats = ReceiveStats::default();
+    let mut buf = vec![0u8; 2048];
+    while !receiver.is_complete() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Some(n) = next_datagram(&mut buf, left.min(Duration::from_millis(200)))? else {
+            continue;
+        };
+        match receiver.handle_datagram(&buf[..n]) {
+            Ok(Accepted::Held | Accepted::BlockDecoded) => stats.accepted += 1,
+            Ok(_) => stats.redundant += 1,
+            Err(e) => *stats.rejected.entry(e.kind()).or_default() += 1,
+        }
+        while let Some(block) = receiver.poll_block() {
+            staging.write_at(block.offset, &block.data)?;
+        }
+    }
+    stats.complete = receiver.is_complete();
+    Ok(stats)
+}
+
+/// [`receive_from`] a datagram group.
+pub fn receive(
+    group: &DatagramGroup,
+    receiver: &mut Receiver,
+    staging: &mut Staging,
+    deadline: Instant,
+) -> Result<ReceiveStats, BroadcastError> {
+    receive_from(
+        &mut |buf, timeout| match group.recv(buf, Some(timeout)) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.is_timeout() => Ok(None),
+            Err(e) => Err(e),
+        },
+        receiver,
+        staging,
+        deadline,
+    )
+}
