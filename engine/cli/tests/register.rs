@@ -450,3 +450,36 @@ fn every_command_has_help() {
         assert!(out.contains("Usage: haifu"), "{cmd:?}: {out}");
     }
 }
+
+#[test]
+fn fsck_repair_removes_old_orphans_and_keeps_fresh_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let f1 = artifact(t.path(), "1.bin", 50_000, 1);
+    let f2 = artifact(t.path(), "2.bin", 50_000, 2);
+    ok(&a, &["register", "--name", "x", "--version", "1.0.0", f1.to_str().unwrap()]);
+    ok(&a, &["register", "--name", "x", "--version", "2.0.0", f2.to_str().unwrap()]);
+    ok(&b, &["keys", "show"]);
+    ok(&b, &["fsck"]);
+    // Objects no version of home b refers to: one old, one fresh.
+    let objects = object_files(&a);
+    for (i, obj) in objects.iter().enumerate() {
+        let rel = obj.strip_prefix(&a).unwrap();
+        let dest = b.join(rel);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(obj, &dest).unwrap();
+        if i == 0 {
+            let status = Command::new("touch").args(["-d", "2 hours ago"]).arg(&dest).status().unwrap();
+            assert!(status.success());
+        }
+    }
+    let before: Value = serde_json::from_str(&ok(&b, &["fsck", "--json"])).unwrap();
+    assert_eq!(before["unreferenced_objects"].as_array().unwrap().len(), 2);
+    let after: Value = serde_json::from_str(&ok(&b, &["fsck", "--repair", "--json"])).unwrap();
+    assert_eq!(after["removed"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after["unreferenced_objects"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(object_files(&b).len(), 1);
+    // Home a's registered objects are untouched by its own repair.
+    ok(&a, &["fsck", "--repair"]);
+    assert_eq!(object_files(&a).len(), 2);
+}

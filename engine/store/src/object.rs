@@ -251,6 +251,30 @@ impl Store {
         Ok(n)
     }
 
+    /// Removes the object for `digest` if it was last written more than
+    /// `min_age` ago; returns whether it did. The age guard keeps a
+    /// registration that has stored its object but not yet recorded it in
+    /// the ledger from losing it.
+    pub fn remove_object_older_than(
+        &self,
+        digest: &Digest,
+        min_age: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let path = self.object_path(digest);
+        let modified = match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io("stat", &path)(e)),
+        };
+        let age = modified.elapsed().unwrap_or_default();
+        if age < min_age {
+            return Ok(false);
+        }
+        fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+        tracing::info!(%digest, "removed unreferenced object");
+        Ok(true)
+    }
+
     /// Every object in the store, by digest (files that are not objects are
     /// skipped).
     pub fn list_objects(&self) -> Result<Vec<Digest>, StoreError> {
@@ -460,6 +484,29 @@ mod tests {
         let _store = Store::open(dir.path()).unwrap();
         assert!(!dead.exists());
         assert!(live.exists());
+    }
+
+    #[test]
+    fn only_old_objects_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let put = store
+            .put_reader(&b"orphan"[..], Path::new("mem"), &mut |_| {})
+            .unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(!store.remove_object_older_than(&put.digest, hour).unwrap());
+        assert!(store.contains(&put.digest));
+        assert!(
+            store
+                .remove_object_older_than(&put.digest, std::time::Duration::ZERO)
+                .unwrap()
+        );
+        assert!(!store.contains(&put.digest));
+        assert!(
+            !store
+                .remove_object_older_than(&put.digest, std::time::Duration::ZERO)
+                .unwrap()
+        );
     }
 
     #[test]

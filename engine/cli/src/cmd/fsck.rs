@@ -13,12 +13,16 @@ use crate::output;
 #[command(
     after_help = "Reads every registered object in full. Exits 0 when all is \
 consistent, 1 when a problem is found. Objects no version refers to (left by an \
-interrupted registration) and abandoned temporary files are reported, not errors."
+interrupted registration) and abandoned temporary files are reported, not errors; --repair removes them (objects only once they are an hour old, so a registration still on its way to the ledger keeps its object)."
 )]
 pub struct Args {
     /// Print a JSON report.
     #[arg(long)]
     json: bool,
+    /// Remove unreferenced objects older than an hour and temporary files
+    /// whose writer is gone.
+    #[arg(long)]
+    repair: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -28,6 +32,7 @@ struct Report {
     problems: Vec<String>,
     unreferenced_objects: Vec<String>,
     temp_files: Vec<String>,
+    removed: Vec<String>,
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
@@ -68,10 +73,29 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
         .filter(|d| !referenced.contains(d))
         .map(ToString::to_string)
         .collect();
-    report.temp_files = store
-        .temp_files()?
+    let temps = store.temp_files()?;
+    if args.repair {
+        for d in objects.iter().filter(|d| !referenced.contains(d)) {
+            if store.remove_object_older_than(d, std::time::Duration::from_secs(3600))? {
+                report
+                    .removed
+                    .push(store.object_path(d).display().to_string());
+            }
+        }
+        for (p, abandoned) in &temps {
+            if *abandoned && std::fs::remove_file(p).is_ok() {
+                report.removed.push(p.display().to_string());
+            }
+        }
+    }
+    let removed: BTreeSet<&String> = report.removed.iter().collect();
+    report
+        .unreferenced_objects
+        .retain(|d| !removed.iter().any(|r| r.contains(d.as_str())));
+    report.temp_files = temps
         .into_iter()
         .map(|(p, _)| p.display().to_string())
+        .filter(|p| !removed.contains(p))
         .collect();
 
     if args.json {
@@ -88,6 +112,9 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
         }
         for o in &report.unreferenced_objects {
             println!("note: object {o} is not referenced by any version");
+        }
+        for r in &report.removed {
+            println!("removed {r}");
         }
         for t in &report.temp_files {
             println!("note: temporary file {t} (a registration in progress)");
