@@ -457,8 +457,28 @@ fn fsck_repair_removes_old_orphans_and_keeps_fresh_ones() {
     let (a, b) = (t.path().join("a"), t.path().join("b"));
     let f1 = artifact(t.path(), "1.bin", 50_000, 1);
     let f2 = artifact(t.path(), "2.bin", 50_000, 2);
-    ok(&a, &["register", "--name", "x", "--version", "1.0.0", f1.to_str().unwrap()]);
-    ok(&a, &["register", "--name", "x", "--version", "2.0.0", f2.to_str().unwrap()]);
+    ok(
+        &a,
+        &[
+            "register",
+            "--name",
+            "x",
+            "--version",
+            "1.0.0",
+            f1.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &a,
+        &[
+            "register",
+            "--name",
+            "x",
+            "--version",
+            "2.0.0",
+            f2.to_str().unwrap(),
+        ],
+    );
     ok(&b, &["keys", "show"]);
     ok(&b, &["fsck"]);
     // Objects no version of home b refers to: one old, one fresh.
@@ -469,7 +489,11 @@ fn fsck_repair_removes_old_orphans_and_keeps_fresh_ones() {
         fs::create_dir_all(dest.parent().unwrap()).unwrap();
         fs::copy(obj, &dest).unwrap();
         if i == 0 {
-            let status = Command::new("touch").args(["-d", "2 hours ago"]).arg(&dest).status().unwrap();
+            let status = Command::new("touch")
+                .args(["-d", "2 hours ago"])
+                .arg(&dest)
+                .status()
+                .unwrap();
             assert!(status.success());
         }
     }
@@ -477,7 +501,11 @@ fn fsck_repair_removes_old_orphans_and_keeps_fresh_ones() {
     assert_eq!(before["unreferenced_objects"].as_array().unwrap().len(), 2);
     let after: Value = serde_json::from_str(&ok(&b, &["fsck", "--repair", "--json"])).unwrap();
     assert_eq!(after["removed"].as_array().unwrap().len(), 1, "{after}");
-    assert_eq!(after["unreferenced_objects"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(
+        after["unreferenced_objects"].as_array().unwrap().len(),
+        1,
+        "{after}"
+    );
     assert_eq!(object_files(&b).len(), 1);
     // Home a's registered objects are untouched by its own repair.
     ok(&a, &["fsck", "--repair"]);
