@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use haifu_core::{ArtifactName, SigningKey, Version};
 use haifu_ledger::{ClientState, ClientUpdate, Ledger, LedgerError, NewRun, RunStatus, Transition};
-use haifu_policy::{ClientFacts, NextRound, Outcome, PolicySet, RoundFacts};
+use haifu_policy::{ClientFacts, FallbackCause, NextRound, Outcome, PolicySet, RoundFacts};
 use haifu_spec::Plan;
 use haifu_store::Store;
 use jiff::{SignedDuration, Timestamp};
@@ -328,7 +328,13 @@ pub fn resume(
 }
 
 fn note_fallback<T>(ev: &mut Emitter, outcome: &Outcome<T>) {
-    if let Some(f) = &outcome.fallback {
+    // A role the workflow left without a script uses its documented default
+    // by design: that is not worth a warning per client.
+    if let Some(f) = outcome
+        .fallback
+        .as_ref()
+        .filter(|f| !matches!(f.cause, FallbackCause::NotConfigured))
+    {
         tracing::warn!(run = ev.run, "{f}");
         ev.emit("policy-fallback", json!({ "detail": f.to_string() }));
     }

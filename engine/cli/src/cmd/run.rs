@@ -12,6 +12,7 @@ use haifu_runtime::sim::SimRun;
 use super::check;
 use super::fleet_args::FleetArgs;
 use crate::home::Home;
+use crate::progress;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -93,6 +94,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
         (None, None) => bail!("name a workflow, or --resume RUN"),
     };
     let policies = check::policies(&plan)?;
+    let ledger_path = ledger.path().to_owned();
     let store = home.store()?;
     let key = home.master_key()?;
     let virtual_clock;
@@ -109,7 +111,10 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
         policies: &policies,
         clock,
     };
-    driver::resume(&mut env, id, &plan, &mut fleet)?;
+    let watcher = progress::watch_run(ledger_path, id);
+    let driven = driver::resume(&mut env, id, &plan, &mut fleet);
+    watcher.stop();
+    driven?;
     let report = Report::from_ledger(&ledger, id)?.context("the run vanished from the ledger")?;
     if args.json {
         crate::output::json(&report)?;
