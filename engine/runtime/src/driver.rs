@@ -10,14 +10,17 @@
 use std::collections::BTreeMap;
 
 use haifu_core::{ArtifactName, SigningKey, Version};
-use haifu_ledger::{ClientState, ClientUpdate, Ledger, LedgerError, NewRun, RunStatus, Transition};
-use haifu_policy::{ClientFacts, FallbackCause, NextRound, Outcome, PolicySet, RoundFacts};
+use haifu_ledger::{
+    ClientRow, ClientState, ClientUpdate, Ledger, LedgerError, NewRun, RunStatus, Transition,
+};
+use haifu_policy::{FallbackCause, NextRound, Outcome, PolicySet, RoundFacts};
 use haifu_spec::Plan;
 use haifu_store::Store;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::clock::Clock;
+use crate::gate::RegisteredVersions;
 use crate::machine::{RunMachine, RunState};
 use crate::register::{RegisterError, register_file};
 use haifu_spec::steps::machine::{Command, Input};
@@ -285,21 +288,26 @@ pub fn resume(
             }
             Command::CutOff => {
                 let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
-                let newest = plan.artifact.version.clone();
+                let registered = RegisteredVersions::of(env.ledger, &plan.artifact.name)?;
+                let rounds_started = machine.state().rounds_started();
                 let mut cut = 0usize;
                 for client in stragglers {
-                    let facts = ClientFacts {
+                    // What the ledger knows of the client, with the fleet's
+                    // own knowledge of when it was last heard from.
+                    let row = env.ledger.client(&client)?.unwrap_or_else(|| ClientRow {
                         id: client.clone(),
+                        relay: None,
+                        artifact: None,
                         version: None,
-                        newest: newest.clone(),
-                        behind: 1,
-                        last_contact: fleet.last_contact(
-                            &client,
-                            &machine.state().rounds_started(),
-                            now,
-                        ),
-                        state: "undelivered".into(),
-                    };
+                        last_contact: None,
+                        denied_reason: None,
+                    });
+                    let mut facts =
+                        registered.client_facts(&row, plan.artifact.version.clone(), "undelivered");
+                    facts.last_contact =
+                        facts
+                            .last_contact
+                            .max(fleet.last_contact(&client, &rounds_started, now));
                     let outcome = env.policies.disconnect(&facts, now);
                     note_fallback(&mut ev, &outcome);
                     if outcome.value.cut {

@@ -5,7 +5,7 @@
 //! the service (the version it appeared in). The same call serves
 //! `haifu gate` and, later, the master's HTTP API.
 
-use haifu_ledger::{Ledger, LedgerError};
+use haifu_ledger::{ClientRow, Ledger, LedgerError};
 use haifu_policy::{ClientFacts, Decision, PolicySet, ServiceFacts};
 use jiff::Timestamp;
 
@@ -39,6 +39,52 @@ fn deny(reason: String) -> GateAnswer {
     }
 }
 
+/// The registered versions of one artifact, to say how far behind a client
+/// is. Read once, used for many clients.
+#[derive(Debug, Clone)]
+pub struct RegisteredVersions(Vec<semver::Version>);
+
+impl RegisteredVersions {
+    /// The versions of `artifact` in the ledger.
+    pub fn of(ledger: &Ledger, artifact: &str) -> Result<Self, LedgerError> {
+        Ok(Self(
+            ledger
+                .versions(Some(artifact))?
+                .iter()
+                .filter_map(|v| semver::Version::parse(&v.version).ok())
+                .collect(),
+        ))
+    }
+
+    /// The policy facts of a fleet member: its version as the ledger knows
+    /// it, the newest registered version (`fallback_newest` if none is),
+    /// how many registered versions are newer than its own (all of them
+    /// when its version is unknown), its last contact and `state`.
+    pub fn client_facts(
+        &self,
+        c: &ClientRow,
+        fallback_newest: semver::Version,
+        state: &str,
+    ) -> ClientFacts {
+        let version = c
+            .version
+            .as_deref()
+            .and_then(|v| semver::Version::parse(v).ok());
+        let behind = match &version {
+            Some(v) => self.0.iter().filter(|r| *r > v).count(),
+            None => self.0.len(),
+        };
+        ClientFacts {
+            id: c.id.clone(),
+            version,
+            newest: self.0.iter().max().cloned().unwrap_or(fallback_newest),
+            behind: u32::try_from(behind).unwrap_or(u32::MAX),
+            last_contact: c.last_contact.as_deref().and_then(|t| t.parse().ok()),
+            state: state.to_owned(),
+        }
+    }
+}
+
 /// Answers "may `client` use `service`?" at `now`.
 ///
 /// Unknown clients, cut-off clients and undeclared services are denied with a
@@ -64,32 +110,8 @@ pub fn decide(
             "service {service} has an invalid version {since:?} on record"
         )));
     };
-    let registered: Vec<semver::Version> = ledger
-        .versions(Some(&artifact))?
-        .iter()
-        .filter_map(|v| semver::Version::parse(&v.version).ok())
-        .collect();
-    let newest = registered
-        .iter()
-        .max()
-        .cloned()
-        .unwrap_or_else(|| since.clone());
-    let version = c
-        .version
-        .as_deref()
-        .and_then(|v| semver::Version::parse(v).ok());
-    let behind = match &version {
-        Some(v) => registered.iter().filter(|r| *r > v).count(),
-        None => registered.len(),
-    };
-    let facts = ClientFacts {
-        id: c.id.clone(),
-        version,
-        newest,
-        behind: u32::try_from(behind).unwrap_or(u32::MAX),
-        last_contact: c.last_contact.as_deref().and_then(|t| t.parse().ok()),
-        state: "connected".into(),
-    };
+    let registered = RegisteredVersions::of(ledger, &artifact)?;
+    let facts = registered.client_facts(&c, since.clone(), "connected");
     let outcome = policies.allow(
         &facts,
         &ServiceFacts {
