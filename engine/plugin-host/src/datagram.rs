@@ -26,25 +26,7 @@ impl Plugin {
     /// Opens (joins) a datagram group. `config` is the plugin's `key=value`
     /// text, e.g. `group=239.255.0.1:5000\ninterface=127.0.0.1`.
     pub fn open_group(&self, config: &str) -> Result<DatagramGroup, TransportError> {
-        let open = self.func("group_open", self.inner.vt.group_open)?;
-        let mut handle: Handle = std::ptr::null_mut();
-        // SAFETY: live instance; config and out pointers valid for the call.
-        self.call("group_open", |err| unsafe {
-            open(
-                self.inner.instance,
-                config.as_ptr(),
-                config.len(),
-                &mut handle,
-                err,
-            )
-        })?;
-        if handle.is_null() {
-            return Err(self.error(
-                "group_open",
-                crate::ErrorKind::Internal,
-                "plugin returned success but a null handle",
-            ));
-        }
+        let handle = self.open_handle("group_open", self.inner.vt.group_open, config)?;
         Ok(DatagramGroup {
             plugin: self.clone(),
             handle,

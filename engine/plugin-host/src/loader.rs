@@ -163,6 +163,36 @@ impl Plugin {
         }
     }
 
+    /// Calls an `*_open` entry point with `config` and returns the new
+    /// object's handle, refusing a success that comes with a null handle.
+    pub(crate) fn open_handle(
+        &self,
+        op: &'static str,
+        f: Option<haifu_transport_abi::raw::OpenFn>,
+        config: &str,
+    ) -> Result<Handle, TransportError> {
+        let open = self.func(op, f)?;
+        let mut handle: Handle = std::ptr::null_mut();
+        // SAFETY: live instance; config and out pointers valid for the call.
+        self.call(op, |err| unsafe {
+            open(
+                self.inner.instance,
+                config.as_ptr(),
+                config.len(),
+                &mut handle,
+                err,
+            )
+        })?;
+        if handle.is_null() {
+            return Err(self.error(
+                op,
+                ErrorKind::Internal,
+                "plugin returned success but a null handle",
+            ));
+        }
+        Ok(handle)
+    }
+
     /// The function pointer of `op`, or an "unsupported" error when the
     /// plugin does not offer the shape.
     pub(crate) fn func<F: Copy>(

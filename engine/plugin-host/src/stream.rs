@@ -81,25 +81,7 @@ impl Plugin {
     /// Opens a peer-stream endpoint. `config` is the plugin's `key=value`
     /// text (for QUIC: `listen=`, `ca=`, `cert=`, `key=`, ...).
     pub fn open_endpoint(&self, config: &str) -> Result<Endpoint, TransportError> {
-        let open = self.func("endpoint_open", self.inner.vt.endpoint_open)?;
-        let mut handle: Handle = std::ptr::null_mut();
-        // SAFETY: live instance; config and out pointers valid for the call.
-        self.call("endpoint_open", |err| unsafe {
-            open(
-                self.inner.instance,
-                config.as_ptr(),
-                config.len(),
-                &mut handle,
-                err,
-            )
-        })?;
-        if handle.is_null() {
-            return Err(self.error(
-                "endpoint_open",
-                ErrorKind::Internal,
-                "plugin returned success but a null handle",
-            ));
-        }
+        let handle = self.open_handle("endpoint_open", self.inner.vt.endpoint_open, config)?;
         Ok(Endpoint {
             plugin: self.clone(),
             handle,
