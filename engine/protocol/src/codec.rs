@@ -23,7 +23,7 @@ use crate::limits::{Limits, MAX_CHUNK_LEN, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_REA
 use crate::message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
     DeltaRequest, DeltaResponse, ErrorCode, ErrorMessage, Group, Instruction, Message,
-    RegisterClient, RegisterRelay, Registered, SessionKey, SessionSecret, StartRound, StopRounds,
+    RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound, StopRounds,
     Via, tag,
 };
 use crate::wire::{Reader, Writer};
@@ -103,6 +103,13 @@ impl Message {
                 w.time(&m.at);
             }
             Self::StopRounds(m) => w.u64(m.run),
+            Self::RoundDone(m) => {
+                w.u64(m.run);
+                w.u32(m.round);
+                w.u64(m.datagrams);
+                w.u64(m.bytes);
+                w.u64(m.elapsed_ms);
+            }
             Self::SessionKey(m) => {
                 w.u64(m.run);
                 w.u32(m.session_id);
@@ -216,6 +223,13 @@ impl Message {
                 at: r.time("at")?,
             }),
             tag::STOP_ROUNDS => Self::StopRounds(StopRounds { run: r.u64("run")? }),
+            tag::ROUND_DONE => Self::RoundDone(RoundDone {
+                run: r.u64("run")?,
+                round: r.u32("round")?,
+                datagrams: r.u64("datagrams")?,
+                bytes: r.u64("bytes")?,
+                elapsed_ms: r.u64("elapsed_ms")?,
+            }),
             tag::SESSION_KEY => Self::SessionKey(SessionKey {
                 run: r.u64("run")?,
                 session_id: r.u32("session_id")?,

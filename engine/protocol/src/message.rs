@@ -35,6 +35,8 @@ pub mod tag {
     pub const STOP_ROUNDS: u8 = 0x22;
     /// [`Message::SessionKey`](crate::Message::SessionKey).
     pub const SESSION_KEY: u8 = 0x23;
+    /// [`Message::RoundDone`](crate::Message::RoundDone).
+    pub const ROUND_DONE: u8 = 0x24;
     /// [`Message::Completion`](crate::Message::Completion).
     pub const COMPLETION: u8 = 0x30;
     /// [`Message::CompletionAck`](crate::Message::CompletionAck).
@@ -159,6 +161,21 @@ pub struct StartRound {
 pub struct StopRounds {
     /// The run.
     pub run: u64,
+}
+
+/// relay → master: round `round` of `run` has been sent in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundDone {
+    /// The run.
+    pub run: u64,
+    /// The round, from 1.
+    pub round: u32,
+    /// Datagrams sent in the round.
+    pub datagrams: u64,
+    /// Bytes sent in the round, carousel headers and tags included.
+    pub bytes: u64,
+    /// How long the round took, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
 /// relay → client: what a client needs to receive a run's broadcast.
@@ -404,6 +421,8 @@ pub enum Message {
     StopRounds(StopRounds),
     /// A client's session key.
     SessionKey(SessionKey),
+    /// A relay finished a round.
+    RoundDone(RoundDone),
     /// A client has installed.
     Completion(Completion),
     /// A completion is durable.
@@ -446,6 +465,7 @@ impl Message {
             Self::StartRound(_) => tag::START_ROUND,
             Self::StopRounds(_) => tag::STOP_ROUNDS,
             Self::SessionKey(_) => tag::SESSION_KEY,
+            Self::RoundDone(_) => tag::ROUND_DONE,
             Self::Completion(_) => tag::COMPLETION,
             Self::CompletionAck(_) => tag::COMPLETION_ACK,
             Self::DeltaRequest(_) => tag::DELTA_REQUEST,

@@ -143,7 +143,7 @@ impl Rng {
 }
 
 /// How many kinds of message [`random_message`] draws from.
-pub const KINDS: u64 = 20;
+pub const KINDS: u64 = 21;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
@@ -291,6 +291,13 @@ pub fn random_message(rng: &mut Rng, kind: u64) -> Message {
             reason: rng.string(MAX_REASON_LEN),
         }),
         18 => Message::Ping { nonce: rng.next() },
+        19 => Message::RoundDone(RoundDone {
+            run: rng.next(),
+            round: rng.u32(),
+            datagrams: rng.next(),
+            bytes: rng.next(),
+            elapsed_ms: rng.next(),
+        }),
         _ => Message::Pong { nonce: rng.next() },
     }
 }
@@ -399,6 +406,16 @@ pub fn samples() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("stop_rounds", Message::StopRounds(StopRounds { run: 7 })),
+        (
+            "round_done",
+            Message::RoundDone(RoundDone {
+                run: 7,
+                round: 2,
+                datagrams: 195_000,
+                bytes: 280_800_000,
+                elapsed_ms: 2_500,
+            }),
+        ),
         (
             "session_key",
             Message::SessionKey(SessionKey {
