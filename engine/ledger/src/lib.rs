@@ -24,8 +24,8 @@ use rusqlite::Connection;
 pub use error::LedgerError;
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use runs::{
-    ClientRow, ClientState, ClientUpdate, NewRun, RelayAudit, RunAudit, RunClient, RunRow,
-    RunStatus, Transition,
+    ClientRow, ClientState, ClientTouch, ClientUpdate, FleetBatch, NewRun, RelayAudit, RunAudit,
+    RunClient, RunRow, RunStatus, Transition,
 };
 pub use versions::{Recorded, VersionRow};
 

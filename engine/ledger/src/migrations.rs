@@ -80,6 +80,23 @@ pub const MIGRATIONS: &[&str] = &[
         artifact  TEXT NOT NULL,
         since     TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 3: a client can already have a run's version when it reports in
+    // ('current'); SQLite cannot change a CHECK, so the table is rebuilt.
+    "CREATE TABLE run_clients_v3 (
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        client        TEXT NOT NULL,
+        relay         TEXT NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN
+                        ('pending', 'delivered', 'delta', 'current', 'undelivered', 'disconnected')),
+        round         INTEGER,
+        completed_at  TEXT,
+        reason        TEXT,
+        PRIMARY KEY (run_id, client)
+    ) WITHOUT ROWID;
+    INSERT INTO run_clients_v3 SELECT run_id, client, relay, state, round, completed_at, reason FROM run_clients;
+    DROP TABLE run_clients;
+    ALTER TABLE run_clients_v3 RENAME TO run_clients;
+    CREATE INDEX run_clients_by_state ON run_clients (run_id, state);",
 ];
 
 /// The schema version this build writes.

@@ -54,6 +54,8 @@ pub enum ClientState {
     Delivered,
     /// Completed from a delta.
     Delta,
+    /// Already had the version when it reported in; took no part.
+    Current,
     /// Listed by the audit as never completed.
     Undelivered,
     /// Cut off at the deadline.
@@ -67,6 +69,7 @@ impl ClientState {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Delta => "delta",
+            Self::Current => "current",
             Self::Undelivered => "undelivered",
             Self::Disconnected => "disconnected",
         }
@@ -76,6 +79,7 @@ impl ClientState {
         match s {
             "delivered" => Self::Delivered,
             "delta" => Self::Delta,
+            "current" => Self::Current,
             "undelivered" => Self::Undelivered,
             "disconnected" => Self::Disconnected,
             _ => Self::Pending,
@@ -84,7 +88,7 @@ impl ClientState {
 
     /// Whether the client has the version.
     pub fn is_complete(self) -> bool {
-        matches!(self, Self::Delivered | Self::Delta)
+        matches!(self, Self::Delivered | Self::Delta | Self::Current)
     }
 }
 
@@ -169,6 +173,14 @@ pub enum ClientUpdate {
         /// When.
         at: String,
     },
+    /// A client reported that it already has the run's version: it takes
+    /// no part in the rounds.
+    Current {
+        /// Client id.
+        client: String,
+        /// When it reported.
+        at: String,
+    },
     /// Every pending client becomes undelivered (the audit).
     AuditPending,
     /// A straggler is cut off.
@@ -222,6 +234,47 @@ pub struct ClientRow {
     pub denied_reason: Option<String>,
 }
 
+/// What a client reported: recorded in the fleet table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTouch {
+    /// Client id.
+    pub client: String,
+    /// Its relay.
+    pub relay: Option<String>,
+    /// The artifact it has installed, if any.
+    pub artifact: Option<String>,
+    /// The version it has installed, if any.
+    pub version: Option<String>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// What the master records as fleet messages arrive, outside the run
+/// driver's transitions: one transaction for the whole batch (group commit),
+/// so many completions cost one fsync.
+#[derive(Debug, Clone, Default)]
+pub struct FleetBatch {
+    /// Version reports and contacts.
+    pub touches: Vec<ClientTouch>,
+    /// Clients that join a running run as pending: `(run, client, relay)`.
+    /// A client already in the run is left as it is.
+    pub joins: Vec<(i64, String, String)>,
+    /// Completions and version reports against runs: `(run, update)`.
+    pub updates: Vec<(i64, ClientUpdate)>,
+    /// Events: `(kind, subject, detail JSON)`.
+    pub events: Vec<(String, String, String)>,
+}
+
+impl FleetBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.touches.is_empty()
+            && self.joins.is_empty()
+            && self.updates.is_empty()
+            && self.events.is_empty()
+    }
+}
+
 /// The audit of one relay's clients.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RelayAudit {
@@ -231,12 +284,17 @@ pub struct RelayAudit {
     pub delivered_by_round: Vec<Vec<String>>,
     /// Clients delivered by delta.
     pub delta: Vec<String>,
+    /// Clients that already had the version when they reported in.
+    pub current: Vec<String>,
     /// Clients that never completed and were not cut off.
     pub undelivered: Vec<String>,
     /// Clients still pending (the audit has not run yet).
     pub pending: Vec<String>,
     /// Clients cut off, with the reason.
     pub disconnected: Vec<(String, String)>,
+    /// Each undelivered or pending client with what the fleet table knows
+    /// of it: last contact and installed version.
+    pub stragglers: Vec<ClientRow>,
 }
 
 /// The audit of a run, per relay.
@@ -441,8 +499,23 @@ impl Ledger {
                     a.delivered_by_round[round - 1].push(c.client);
                 }
                 ClientState::Delta => a.delta.push(c.client),
-                ClientState::Undelivered => a.undelivered.push(c.client),
-                ClientState::Pending => a.pending.push(c.client),
+                ClientState::Current => a.current.push(c.client),
+                ClientState::Undelivered | ClientState::Pending => {
+                    let row = self.client(&c.client)?.unwrap_or_else(|| ClientRow {
+                        id: c.client.clone(),
+                        relay: Some(c.relay.clone()),
+                        artifact: None,
+                        version: None,
+                        last_contact: None,
+                        denied_reason: None,
+                    });
+                    a.stragglers.push(row);
+                    if c.state == ClientState::Pending {
+                        a.pending.push(c.client);
+                    } else {
+                        a.undelivered.push(c.client);
+                    }
+                }
                 ClientState::Disconnected => a
                     .disconnected
                     .push((c.client, c.reason.unwrap_or_default())),
@@ -475,6 +548,56 @@ impl Ledger {
             )
             .map_err(LedgerError::sqlite(&self.path))?;
         Ok(())
+    }
+
+    /// Applies a [`FleetBatch`] in one transaction. Returns how many of its
+    /// updates changed a client (repeats count zero).
+    pub fn apply_fleet(&mut self, batch: &FleetBatch) -> Result<u64, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        let now = now_text();
+        {
+            let mut touch = tx
+                .prepare_cached(
+                    "INSERT INTO clients (id, relay, artifact, version, last_contact) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET
+                       relay = coalesce(excluded.relay, relay),
+                       artifact = coalesce(excluded.artifact, artifact),
+                       version = coalesce(excluded.version, version),
+                       last_contact = excluded.last_contact",
+                )
+                .map_err(&wrap)?;
+            for t in &batch.touches {
+                touch
+                    .execute(params![t.client, t.relay, t.artifact, t.version, t.at])
+                    .map_err(&wrap)?;
+            }
+            let mut join = tx
+                .prepare_cached(
+                    "INSERT INTO run_clients (run_id, client, relay, state) VALUES (?1, ?2, ?3, 'pending')
+                     ON CONFLICT (run_id, client) DO NOTHING",
+                )
+                .map_err(&wrap)?;
+            for (run, client, relay) in &batch.joins {
+                join.execute(params![run, client, relay]).map_err(&wrap)?;
+            }
+        }
+        let mut counted = 0;
+        let mut by_run: BTreeMap<i64, Vec<ClientUpdate>> = BTreeMap::new();
+        for (run, u) in &batch.updates {
+            by_run.entry(*run).or_default().push(u.clone());
+        }
+        for (run, updates) in &by_run {
+            counted += apply_updates(&tx, *run, updates).map_err(&wrap)?;
+        }
+        for (kind, subject, detail) in &batch.events {
+            insert_event(&tx, &now, kind, subject, detail).map_err(&wrap)?;
+        }
+        tx.commit().map_err(&wrap)?;
+        Ok(counted)
     }
 
     /// A fleet member, if known.
@@ -568,6 +691,18 @@ fn apply_updates(
                 counted += n as u64;
                 if n > 0 {
                     // The client now runs the run's version: the gate sees it.
+                    now_runs.execute(params![client, artifact, version, at])?;
+                }
+            }
+            ClientUpdate::Current { client, at } => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE run_clients SET state = 'current', completed_at = ?3
+                         WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
+                    )?
+                    .execute(params![run_id, client, at])?;
+                counted += n as u64;
+                if n > 0 {
                     now_runs.execute(params![client, artifact, version, at])?;
                 }
             }
@@ -792,5 +927,56 @@ mod tests {
             Some(("app".into(), "2.4.0".into()))
         );
         assert_eq!(l.service("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn fleet_batches_count_completions_once_and_join_late_clients() {
+        let (_d, mut l) = ledger();
+        let id = new_run(&mut l, 3);
+        let batch = FleetBatch {
+            touches: vec![ClientTouch {
+                client: "late".into(),
+                relay: Some("relay-1".into()),
+                artifact: None,
+                version: None,
+                at: "2026-12-01T00:00:00Z".into(),
+            }],
+            joins: vec![
+                (id, "late".into(), "relay-1".into()),
+                (id, "c00".into(), "relay-9".into()),
+            ],
+            updates: vec![
+                (id, done("c00", Some(1))),
+                (id, done("c00", Some(1))),
+                (
+                    id,
+                    ClientUpdate::Current {
+                        client: "c01".into(),
+                        at: "2026-12-01T00:00:00Z".into(),
+                    },
+                ),
+            ],
+            events: vec![("completion".into(), format!("run:{id}"), "{}".into())],
+        };
+        assert_eq!(l.apply_fleet(&batch).unwrap(), 2, "the repeat counts zero");
+        // A resend in a later batch changes nothing either.
+        assert_eq!(l.apply_fleet(&batch).unwrap(), 0);
+        let audit = l.audit(id).unwrap().unwrap();
+        let r0 = &audit.relays[0];
+        assert_eq!(r0.relay, "relay-0");
+        assert_eq!(r0.delivered_by_round, vec![vec!["c00".to_owned()]]);
+        assert_eq!(r0.pending, vec!["c02".to_owned()]);
+        let r1 = &audit.relays[1];
+        assert_eq!(r1.current, vec!["c01".to_owned()]);
+        assert_eq!(r1.pending, vec!["late".to_owned()]);
+        assert_eq!(
+            r1.stragglers[0].last_contact.as_deref(),
+            Some("2026-12-01T00:00:00Z")
+        );
+        assert_eq!(
+            l.client("c01").unwrap().unwrap().version.as_deref(),
+            Some("1.0.0"),
+            "a client that reports the version has it"
+        );
     }
 }

@@ -400,5 +400,8 @@ fn clients_in(ledger: &Ledger, id: i64, state: ClientState) -> Result<Vec<String
 
 fn delivered(ledger: &Ledger, id: i64) -> Result<u64, RunError> {
     let counts: BTreeMap<String, u64> = ledger.run(id)?.map(|r| r.counts).unwrap_or_default();
-    Ok(counts.get("delivered").copied().unwrap_or(0) + counts.get("delta").copied().unwrap_or(0))
+    Ok(["delivered", "delta", "current"]
+        .iter()
+        .map(|k| counts.get(*k).copied().unwrap_or(0))
+        .sum())
 }

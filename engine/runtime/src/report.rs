@@ -20,6 +20,8 @@ pub struct Report {
     pub delivered_by_round: Vec<u64>,
     /// Completions by delta.
     pub delivered_by_delta: u64,
+    /// Clients that already had the version when they reported in.
+    pub already_current: u64,
     /// Clients cut off.
     pub disconnected: u64,
     /// Clients that never completed and were kept connected.
@@ -66,7 +68,7 @@ impl Report {
         let rounds = rounds_started.len();
         let mut relays = Vec::new();
         let mut by_round = vec![0u64; rounds];
-        let (mut delta, mut cut, mut undelivered, mut pending) = (0, 0, 0, 0);
+        let (mut delta, mut cut, mut undelivered, mut pending, mut current) = (0, 0, 0, 0, 0);
         for r in &audit.relays {
             let mut rb = vec![0u64; rounds.max(r.delivered_by_round.len())];
             for (i, clients) in r.delivered_by_round.iter().enumerate() {
@@ -79,6 +81,7 @@ impl Report {
                 by_round[i] += n;
             }
             delta += r.delta.len() as u64;
+            current += r.current.len() as u64;
             cut += r.disconnected.len() as u64;
             undelivered += r.undelivered.len() as u64;
             pending += r.pending.len() as u64;
@@ -99,6 +102,7 @@ impl Report {
             clients: audit.run.counts.values().sum(),
             delivered_by_round: by_round,
             delivered_by_delta: delta,
+            already_current: current,
             disconnected: cut,
             undelivered,
             pending,
@@ -146,6 +150,13 @@ impl Report {
             self.delivered_by_delta,
             pct(self.delivered_by_delta)
         ));
+        if self.already_current > 0 {
+            out.push_str(&format!(
+                "  already had the version                          {:>8} ({:5.1}%)\n",
+                self.already_current,
+                pct(self.already_current)
+            ));
+        }
         out.push_str(&format!(
             "  disconnected {:>8} ({:5.1}%)   undelivered, kept {:>8} ({:5.1}%)\n",
             self.disconnected,

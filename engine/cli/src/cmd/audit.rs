@@ -52,6 +52,13 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             println!("  round {:<2}      {:>6}  {}", i + 1, c.len(), names(c));
         }
         println!("  by delta      {:>6}  {}", r.delta.len(), names(&r.delta));
+        if !r.current.is_empty() {
+            println!(
+                "  had it        {:>6}  {}",
+                r.current.len(),
+                names(&r.current)
+            );
+        }
         println!(
             "  undelivered   {:>6}  {}",
             r.undelivered.len(),
@@ -70,6 +77,18 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             .map(|(c, why)| format!("{c} ({why})"))
             .collect();
         println!("  disconnected  {:>6}  {}", cut.len(), names(&cut));
+        let shown = if args.full { usize::MAX } else { 5 };
+        for c in r.stragglers.iter().take(shown) {
+            let has = match (&c.artifact, &c.version) {
+                (Some(a), Some(v)) => format!("{a} {v}"),
+                _ => "unknown".to_owned(),
+            };
+            println!(
+                "    {:<24} last contact {:<28} installed {has}",
+                c.id,
+                c.last_contact.as_deref().unwrap_or("never"),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
