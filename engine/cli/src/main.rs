@@ -80,11 +80,23 @@ enum Command {
     /// Manage the fleet's certificate authority.
     #[command(subcommand)]
     Ca(cmd::ca::Command),
+    /// Run the master daemon: drives live runs, instructs relays, records
+    /// completions.
+    Master(cmd::daemon::MasterArgs),
+    /// Run a relay daemon: fetches artifacts once, broadcasts rounds over
+    /// multicast to its clients.
+    Relay(cmd::daemon::RelayArgs),
+    /// Run a client daemon: receives, verifies, installs, reports.
+    Client(cmd::daemon::ClientArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let daemon = matches!(
+        cli.command,
+        Command::Master(_) | Command::Relay(_) | Command::Client(_)
+    );
+    init_tracing(if daemon { "info" } else { "warn" });
     let home = Home::new(cli.home);
     let result = match cli.command {
         Command::Register(a) => cmd::register::run(&home, a),
@@ -102,6 +114,9 @@ fn main() -> ExitCode {
         Command::Service(c) => cmd::service::run(&home, c),
         Command::Plugins(a) => cmd::plugins::run(a),
         Command::Ca(c) => cmd::ca::run(&home, c),
+        Command::Master(a) => cmd::daemon::master(a),
+        Command::Relay(a) => cmd::daemon::relay(a),
+        Command::Client(a) => cmd::daemon::client(a),
     };
     match result {
         Ok(code) => code,
@@ -113,10 +128,10 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr through `tracing`; `RUST_LOG` sets the filter
-/// (default: warnings and errors only).
-fn init_tracing() {
+/// (default: warnings and errors only; the daemons also log `info`).
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

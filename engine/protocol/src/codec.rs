@@ -23,8 +23,8 @@ use crate::limits::{Limits, MAX_CHUNK_LEN, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_REA
 use crate::message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
     DeltaRequest, DeltaResponse, ErrorCode, ErrorMessage, Group, Instruction, Message,
-    RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound, StopRounds,
-    Via, tag,
+    RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound,
+    StopRounds, Via, tag,
 };
 use crate::wire::{Reader, Writer};
 

@@ -41,6 +41,6 @@ pub use limits::Limits;
 pub use message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
     DeltaRequest, DeltaResponse, ErrorCode, ErrorMessage, Group, Instruction, Message,
-    RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound, StopRounds,
-    Via, tag,
+    RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound,
+    StopRounds, Via, tag,
 };

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod ca;
 pub mod check;
+pub mod daemon;
 pub mod export;
 pub mod fleet_args;
 pub mod fsck;

@@ -38,8 +38,16 @@ pub struct Args {
     #[command(flatten)]
     fleet: FleetArgs,
     /// Run the schedule in virtual time instead of waiting for it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "live")]
     virtual_time: bool,
+    /// Hand the run to the master daemon (`haifu master`), which drives it
+    /// over the real fleet: every client the ledger knows behind the
+    /// workflow's relays. Waits for the run to end, showing its progress.
+    #[arg(long)]
+    live: bool,
+    /// With --live: print the run's id and return at once.
+    #[arg(long, requires = "live")]
+    detach: bool,
     /// Print the final report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -52,6 +60,9 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             let row = ledger
                 .run(id)?
                 .with_context(|| format!("run {id} does not exist"))?;
+            if row.fleet == haifu_fleet::master::LIVE_FLEET {
+                bail!("run {id} is a live run: the master daemon resumes it when it starts");
+            }
             if row.status != haifu_ledger::RunStatus::Running {
                 bail!(
                     "run {id} is already {}; nothing to resume",
@@ -81,6 +92,9 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
                     plan.file.display(),
                     r.id
                 );
+            }
+            if args.live {
+                return live(&mut ledger, &plan, args.detach, args.json);
             }
             let size = std::fs::metadata(&plan.artifact.path.value)
                 .with_context(|| format!("cannot read {}", plan.artifact.path.value.display()))?
@@ -117,6 +131,51 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
     driven?;
     let report = Report::from_ledger(&ledger, id)?.context("the run vanished from the ledger")?;
     if args.json {
+        crate::output::json(&report)?;
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--live`: the run is created here and driven by the master daemon.
+fn live(
+    ledger: &mut haifu_ledger::Ledger,
+    plan: &haifu_spec::Plan,
+    detach: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    check::policies(plan)?;
+    let targets = haifu_fleet::master::live_targets(ledger, &plan.targets.relays)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if targets.is_empty() {
+        eprintln!(
+            "note: no client has reported to this master yet; clients join the run as they report"
+        );
+    }
+    let fleet = haifu_fleet::master::LiveTargets(targets);
+    let id = driver::create(ledger, plan, &fleet)?;
+    eprintln!(
+        "started live run {id} ({}); the master daemon drives it",
+        plan.file.display()
+    );
+    if detach {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let watcher = progress::watch_run(ledger.path().to_owned(), id);
+    loop {
+        let row = ledger
+            .run(id)?
+            .context("the run vanished from the ledger")?;
+        if row.status != haifu_ledger::RunStatus::Running {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    watcher.stop();
+    let report = Report::from_ledger(ledger, id)?.context("the run vanished from the ledger")?;
+    if json {
         crate::output::json(&report)?;
     } else {
         print!("{}", report.to_text());

@@ -1,0 +1,105 @@
+//! `haifu master`, `haifu relay`, `haifu client`: the fleet daemons.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use haifu_fleet::{Shutdown, config};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The master owns the home's ledger, store and keys. It accepts relays \
+over QUIC (the quic plugin), drives every run created with `haifu run --live`, sends the \
+instruction and each round to its relays, and records each completion in the ledger before it \
+acknowledges it. Stop it with SIGTERM or Ctrl-C; a master killed in any way resumes its runs \
+when started again.
+
+Config (YAML; relative paths are taken from the file's folder):
+  home: ./.haifu              # ledger, store, keys; certificates under home/ca and home/certs
+  listen: 0.0.0.0:7400        # where relays connect
+  name: master                # certificate name (haifu ca issue master)
+  plugins: /usr/lib/haifu     # optional: folder of transport plugins
+  settle_ms: 5000             # optional: wait for completions in flight after a round
+  round_grace_secs: 60        # optional: how long past its expected time a round may run
+
+Example: haifu master --config examples/fleet/master.yaml"
+)]
+pub struct MasterArgs {
+    /// The master's YAML config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A relay keeps a QUIC connection to the master, fetches each run's \
+artifact once, hands its clients the session key, and broadcasts each round over multicast at \
+the workflow's rate. Stop it with SIGTERM or Ctrl-C.
+
+Config (YAML):
+  name: store-east                       # also the certificate's CN
+  master: { address: 10.0.0.1:7400, name: master }
+  listen: 0.0.0.0:7401                   # where its clients connect
+  tls: { ca: ca.pem, cert: store-east.pem, key: store-east.key }
+  multicast: { group: 239.255.91.7:7500, interface: eth0, ttl: 1 }
+  data: /var/lib/haifu-relay             # fetched artifacts
+
+Example: haifu relay --config examples/fleet/relay-east.yaml"
+)]
+pub struct RelayArgs {
+    /// The relay's YAML config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A client reports its installed version to its relay, receives a \
+broadcast it does not have yet, checks it against the pinned master key, installs it atomically \
+(keeping the previous version), runs its post-install command, and reports completion until the \
+master acknowledges it. Stop it with SIGTERM or Ctrl-C.
+
+Config (YAML):
+  id: pos-0001                           # also the certificate's CN
+  artifact: pos-app
+  relay: { address: 10.0.1.1:7401, name: store-east }
+  tls: { ca: ca.pem, cert: pos-0001.pem, key: pos-0001.key }
+  master_key: master.pub                 # pinned signing key
+  install_root: /opt/pos-app
+  multicast: { interface: eth0 }
+  post_install: { program: /usr/bin/systemctl, args: [restart, pos-app], timeout_secs: 120 }
+
+Example: haifu client --config examples/fleet/client-1.yaml"
+)]
+pub struct ClientArgs {
+    /// The client's YAML config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+fn load<T: for<'de> serde::Deserialize<'de> + config::Resolve>(path: &Path) -> Result<T> {
+    config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+fn finish(r: Result<(), haifu_fleet::FleetError>) -> Result<ExitCode> {
+    r.map_err(|e| anyhow!("{e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn master(a: MasterArgs) -> Result<ExitCode> {
+    let cfg: config::MasterConfig = load(&a.config)?;
+    let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
+    finish(haifu_fleet::master::run(cfg, stop))
+}
+
+pub fn relay(a: RelayArgs) -> Result<ExitCode> {
+    let cfg: config::RelayConfig = load(&a.config)?;
+    let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
+    finish(haifu_fleet::relay::run(cfg, stop))
+}
+
+pub fn client(a: ClientArgs) -> Result<ExitCode> {
+    let cfg: config::ClientConfig = load(&a.config)?;
+    let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
+    finish(haifu_fleet::client::run(cfg, stop))
+}

@@ -1,0 +1,406 @@
+//! `haifu client`: one machine of the fleet.
+//!
+//! - keeps a QUIC connection to its relay (reconnecting with back-off) and
+//!   reports its installed version on every connect;
+//! - on a session key, checks the signed manifest against the pinned master
+//!   key and, unless it already runs that version, joins the multicast group
+//!   and gathers symbols across rounds until every block decodes;
+//! - verifies sha3-256 and the signature, installs atomically (the previous
+//!   version kept), runs the post-install command, and only then sends its
+//!   completion, resending until the master's ack arrives. The pending
+//!   completion is kept on disk, so a restart resends it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use haifu_carousel::{Receiver, SessionKey as CarouselKey};
+use haifu_core::{Manifest, PublicKey};
+use haifu_install::{InstallRoot, PostInstall};
+use haifu_plugin_host::{Endpoint, Plugin};
+use haifu_protocol::{ArtifactRef, Completion, Message, RegisterClient, Role, SessionKey, Via};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::FleetError;
+use crate::common::{Shutdown, endpoint, plugins};
+use crate::config::ClientConfig;
+use crate::link::{self, Counters, Link};
+
+/// How often an unacknowledged completion is sent again.
+const RESEND: Duration = Duration::from_secs(2);
+/// The file, in the install root, holding a completion not yet acked.
+const PENDING: &str = "completion.json";
+
+/// A completion on disk until acked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Pending {
+    run: u64,
+    digest: String,
+    round: u32,
+    at: String,
+}
+
+struct Client {
+    cfg: ClientConfig,
+    pinned: PublicKey,
+    root: InstallRoot,
+    link: Mutex<Option<Arc<Link>>>,
+    /// The session a receiver works on (run), if any.
+    receiving: Mutex<Option<u64>>,
+    /// Set to stop the receiver (a new session replaced it).
+    cancel: Mutex<Arc<AtomicBool>>,
+    counters: Arc<Counters>,
+    shutdown: Shutdown,
+    multicast: Plugin,
+}
+
+impl Client {
+    fn link(&self) -> MutexGuard<'_, Option<Arc<Link>>> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending_path(&self) -> PathBuf {
+        self.cfg.install_root.join(PENDING)
+    }
+
+    fn pending(&self) -> Option<Pending> {
+        let text = std::fs::read(self.pending_path()).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn send_pending(&self) {
+        let Some(p) = self.pending() else { return };
+        let Ok(digest) = p.digest.parse() else { return };
+        let Ok(at) = p.at.parse() else { return };
+        let msg = Message::Completion(Completion {
+            run: p.run,
+            client: self.cfg.id.clone(),
+            via: Via::Round(p.round),
+            digest,
+            at,
+        });
+        if let Some(l) = self.link().clone() {
+            let _ = l.send(&msg);
+        }
+    }
+
+    fn installed_ref(&self) -> Option<ArtifactRef> {
+        let i = self.root.installed().ok()??;
+        Some(ArtifactRef {
+            name: i.name.parse().ok()?,
+            version: i.version.parse().ok()?,
+            digest: i.digest,
+        })
+    }
+}
+
+/// Runs a client until `shutdown` is set.
+pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
+    let pinned = haifu_store::read_public_key(&cfg.master_key)
+        .map_err(|e| FleetError::Start(format!("master_key: {e}")))?;
+    let root = InstallRoot::open(&cfg.install_root)
+        .map_err(|e| FleetError::Start(format!("install_root: {e}")))?;
+    let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
+    let ep = endpoint(&quic, &cfg.tls, None)?;
+    let client = Arc::new(Client {
+        cfg: cfg.clone(),
+        pinned,
+        root,
+        link: Mutex::new(None),
+        receiving: Mutex::new(None),
+        cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
+        counters: Arc::new(Counters::default()),
+        shutdown: shutdown.clone(),
+        multicast,
+    });
+    let installed = client.installed_ref();
+    tracing::info!(
+        id = %cfg.id,
+        relay = %cfg.relay.address,
+        installed = ?installed.as_ref().map(|i| i.version.to_string()),
+        "client started"
+    );
+    relay_link(&client, &ep);
+    client
+        .cancel
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .store(true, Ordering::SeqCst);
+    tracing::info!(counters = %client.counters.snapshot(), "client stopped");
+    Ok(())
+}
+
+fn relay_link(client: &Arc<Client>, ep: &Endpoint) {
+    let cfg = &client.cfg;
+    let mut backoff = Duration::from_millis(200);
+    while !client.shutdown.is_set() {
+        let link = match link::connect(
+            ep,
+            &cfg.relay.address.to_string(),
+            &cfg.relay.name,
+            Role::Client,
+            &cfg.id,
+            Arc::clone(&client.counters),
+        ) {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                tracing::warn!(relay = %cfg.relay.address, "cannot reach the relay: {e}");
+                client.shutdown.sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        // A completion not yet acked goes first: the version report that
+        // follows must not make it look as if the client already had it.
+        *client.link() = Some(Arc::clone(&link));
+        client.send_pending();
+        let reg = Message::RegisterClient(RegisterClient {
+            client: cfg.id.clone(),
+            relay: cfg.relay.name.clone(),
+            installed: client.installed_ref(),
+        });
+        if link.send(&reg).is_err() {
+            *client.link() = None;
+            continue;
+        }
+        tracing::info!(relay = %cfg.relay.address, "connected to the relay");
+        let mut last_resend = Instant::now() - RESEND;
+        let end = loop {
+            if client.shutdown.is_set() {
+                break None;
+            }
+            if last_resend.elapsed() >= RESEND {
+                client.send_pending();
+                last_resend = Instant::now();
+            }
+            match link.recv(Duration::from_millis(300)) {
+                Ok(Some(m)) => from_relay(client, &link, m),
+                Ok(None) => {}
+                Err(e) => break Some(e),
+            }
+        };
+        *client.link() = None;
+        if let Some(e) = end {
+            tracing::warn!("relay connection lost: {e}");
+        }
+    }
+}
+
+fn from_relay(client: &Arc<Client>, link: &Arc<Link>, msg: Message) {
+    match msg {
+        Message::Registered(_) => {}
+        Message::SessionKey(s) => session(client, s),
+        Message::CompletionAck(a) => {
+            let matches = client.pending().is_some_and(|p| {
+                p.run == a.run && a.client == client.cfg.id && p.digest == a.digest.to_hex()
+            });
+            if matches {
+                let _ = std::fs::remove_file(client.pending_path());
+                tracing::info!(run = a.run, "completion acknowledged by the master");
+            }
+        }
+        Message::Ping { nonce } => {
+            let _ = link.send(&Message::Pong { nonce });
+        }
+        Message::Pong { .. } => {}
+        Message::Error(e) => {
+            tracing::warn!(code = ?e.code, about = e.about, "relay reports: {}", e.reason)
+        }
+        other => link.unexpected(&other),
+    }
+}
+
+fn session(client: &Arc<Client>, s: SessionKey) {
+    let manifest = match Manifest::from_json(&s.manifest) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(run = s.run, "session manifest unreadable: {e}");
+            return;
+        }
+    };
+    if let Err(e) = manifest.verify(&client.pinned) {
+        tracing::warn!(run = s.run, "session manifest refused: {e}");
+        return;
+    }
+    if manifest.body.name != client.cfg.artifact {
+        tracing::debug!(run = s.run, artifact = %manifest.body.name, "not this client's artifact");
+        return;
+    }
+    if client
+        .root
+        .installed()
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.digest == manifest.body.sha3_256)
+    {
+        tracing::info!(run = s.run, version = %manifest.body.version, "already installed; taking no part");
+        return;
+    }
+    if client.pending().is_some_and(|p| p.run == s.run) {
+        return;
+    }
+    let mut receiving = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
+    if *receiving == Some(s.run) {
+        return;
+    }
+    // A new session replaces the old receiver.
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let mut c = client.cancel.lock().unwrap_or_else(|p| p.into_inner());
+        c.store(true, Ordering::SeqCst);
+        *c = Arc::clone(&cancel);
+    }
+    *receiving = Some(s.run);
+    drop(receiving);
+    let client = Arc::clone(client);
+    let spawned = std::thread::Builder::new()
+        .name("receiver".into())
+        .spawn(move || {
+            let run = s.run;
+            match receive(&client, &s, &manifest, &cancel) {
+                Ok(true) => {}
+                Ok(false) => tracing::info!(run, "receiving stopped"),
+                Err(e) => tracing::error!(run, "receiving failed: {e}"),
+            }
+            let mut r = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
+            if *r == Some(run) {
+                *r = None;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the receiver: {e}");
+    }
+}
+
+/// Receives the session's broadcast until complete (then installs and
+/// completes: `Ok(true)`) or cancelled (`Ok(false)`).
+fn receive(
+    client: &Client,
+    s: &SessionKey,
+    manifest: &Manifest,
+    cancel: &AtomicBool,
+) -> Result<bool, FleetError> {
+    let cfg = &client.cfg;
+    let mut gcfg = format!(
+        "group={}:{}\nloopback=true\njoin=true\n",
+        fmt_ip(s.group.addr),
+        s.group.port
+    );
+    if let Some(i) = &cfg.multicast.interface {
+        gcfg.push_str(&format!("interface={i}\n"));
+    }
+    let group = client
+        .multicast
+        .open_group(&gcfg)
+        .map_err(|e| FleetError::Run(format!("multicast group: {e}")))?;
+    let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0));
+    let mut staging = client
+        .root
+        .stage(manifest.body.size)
+        .map_err(|e| FleetError::Run(format!("staging: {e}")))?;
+    tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, "receiving");
+    let drop_rate = cfg.testing.drop_datagrams;
+    let mut rng = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
+    let started = Instant::now();
+    let mut total = haifu_runtime::broadcast::ReceiveStats::default();
+    while !receiver_done(&receiver) {
+        if cancel.load(Ordering::SeqCst) || client.shutdown.is_set() {
+            return Ok(false);
+        }
+        let mut next = |buf: &mut [u8], timeout: Duration| loop {
+            let n = match group.recv(buf, Some(timeout)) {
+                Ok(n) => n,
+                Err(e) if e.is_timeout() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if drop_rate > 0.0 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if (rng >> 11) as f64 / (1u64 << 53) as f64 <= drop_rate {
+                    continue;
+                }
+            }
+            return Ok(Some(n));
+        };
+        let stats = haifu_runtime::broadcast::receive_from(
+            &mut next,
+            &mut receiver,
+            &mut staging,
+            Instant::now() + Duration::from_millis(500),
+        )
+        .map_err(|e| FleetError::Run(e.to_string()))?;
+        total.accepted += stats.accepted;
+        total.redundant += stats.redundant;
+        for (k, v) in stats.rejected {
+            *total.rejected.entry(k).or_default() += v;
+            client
+                .counters
+                .rejected_datagrams
+                .fetch_add(v, Ordering::Relaxed);
+        }
+    }
+    tracing::info!(
+        run = s.run,
+        accepted = total.accepted,
+        redundant = total.redundant,
+        rejected = ?total.rejected,
+        secs = started.elapsed().as_secs_f64(),
+        "all blocks decoded"
+    );
+    let verified = staging
+        .verify(manifest, &client.pinned)
+        .map_err(|e| FleetError::Run(format!("verify: {e}")))?;
+    let post = cfg.post_install.as_ref().map(|p| {
+        let mut pi = PostInstall::new(p.program.clone());
+        pi.args = p.args.clone();
+        pi.timeout = jiff::SignedDuration::from_secs(i64::try_from(p.timeout_secs).unwrap_or(300));
+        pi
+    });
+    let installed = client
+        .root
+        .install(verified, post.as_ref())
+        .map_err(|e| FleetError::Run(format!("install: {e}")))?;
+    let pending = Pending {
+        run: s.run,
+        digest: installed.digest.to_hex(),
+        round: 0,
+        at: Timestamp::now().to_string(),
+    };
+    write_pending(&client.pending_path(), &pending)?;
+    tracing::info!(run = s.run, version = %installed.version, "installed; completion sent");
+    client.send_pending();
+    let _ = client.root.gc();
+    Ok(true)
+}
+
+fn receiver_done(r: &Receiver) -> bool {
+    r.is_complete()
+}
+
+fn fmt_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// Writes the pending completion atomically (temp file, fsync, rename).
+fn write_pending(path: &std::path::Path, p: &Pending) -> Result<(), FleetError> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec(p).map_err(|e| FleetError::Run(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| FleetError::Run(format!("{}: {e}", path.display())))
+}

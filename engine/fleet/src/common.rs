@@ -1,0 +1,153 @@
+//! What the three daemons share: shutdown on a signal, plugin loading, the
+//! QUIC endpoint's configuration, and derived session keys.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use haifu_plugin_host::{Endpoint, Plugin};
+
+use crate::FleetError;
+use crate::config::TlsFiles;
+
+/// Set once SIGTERM or SIGINT arrives (or a test asks); every loop of a
+/// daemon checks it at least every half second.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    /// A flag nobody has set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A flag set by SIGTERM or SIGINT.
+    pub fn on_signals() -> Result<Self, FleetError> {
+        let flag = Self::new();
+        let set = flag.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| FleetError::Start(format!("signal handling: {e}")))?;
+        // Register the handlers before returning, so a signal sent right
+        // after start-up is not missed.
+        let (mut term, mut int) = rt
+            .block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                ))
+            })
+            .map_err(|e| FleetError::Start(format!("signal handling: {e}")))?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                    }
+                });
+                set.trigger();
+            })
+            .map_err(|e| FleetError::Start(format!("signal thread: {e}")))?;
+        Ok(flag)
+    }
+
+    /// Asks every loop to stop.
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps up to `d`, waking early on shutdown. Returns whether shutdown
+    /// was asked.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        while !self.is_set() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        true
+    }
+}
+
+/// The QUIC and multicast plugins from `dir` (or the default folder).
+pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
+    let dir = haifu_plugin_host::plugin_dir(dir);
+    let set = haifu_plugin_host::load_dir(&dir)
+        .map_err(|e| FleetError::Start(format!("plugins: {e}")))?;
+    for f in &set.failed {
+        tracing::warn!("plugin not loaded: {f}");
+    }
+    let get = |name: &str| {
+        set.get(name).cloned().ok_or_else(|| {
+            FleetError::Start(format!(
+                "no {name} plugin in {} (build it with: cargo build --release -p haifu-transport-{})",
+                dir.display(),
+                if name == "quic" { "quic" } else { "multicast" }
+            ))
+        })
+    };
+    Ok((get("quic")?, get("multicast")?))
+}
+
+/// Opens a QUIC endpoint with `tls`, listening on `listen` if given.
+pub fn endpoint(
+    quic: &Plugin,
+    tls: &TlsFiles,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<Endpoint, FleetError> {
+    for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+        if !p.is_file() {
+            return Err(FleetError::Start(format!(
+                "tls.{what}: {} does not exist",
+                p.display()
+            )));
+        }
+        if p.to_string_lossy().contains('\n') {
+            return Err(FleetError::Start(format!(
+                "tls.{what}: path contains a newline"
+            )));
+        }
+    }
+    let mut cfg = format!(
+        "ca={}\ncert={}\nkey={}\nthreads=2\nidle_timeout_ms=15000\n",
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display()
+    );
+    if let Some(l) = listen {
+        cfg.push_str(&format!("listen={l}\n"));
+    }
+    quic.open_endpoint(&cfg)
+        .map_err(|e| FleetError::Start(format!("QUIC endpoint: {e}")))
+}
+
+/// The carousel session of a run: derived from the master's secret key and
+/// the run, so a restarted master hands out the same key without storing
+/// it, and nobody without the master key can compute it.
+pub fn session_key(
+    master_seed: &[u8; 32],
+    run: u64,
+    digest: &haifu_core::Digest,
+) -> (u32, [u8; 32]) {
+    use sha3::Digest as _;
+    let mut h = sha3::Sha3_256::new();
+    h.update(b"haifu carousel session key v1\0");
+    h.update(master_seed);
+    h.update(run.to_be_bytes());
+    h.update(digest.as_bytes());
+    let key: [u8; 32] = h.finalize().into();
+    // The id only tells sessions apart; the run id fits and is readable.
+    (u32::try_from(run % u64::from(u32::MAX)).unwrap_or(0), key)
+}

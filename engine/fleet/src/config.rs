@@ -1,0 +1,360 @@
+//! The daemons' YAML configuration files.
+//!
+//! Every file is read whole, unknown keys are refused (a typo must not
+//! silently fall back to a default), and every error names the file, line
+//! and column. Relative paths in a file are taken from the file's folder, so
+//! a config works from any working directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a config file cannot be used: one line naming the file and place.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The certificate files a daemon presents and trusts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The fleet CA certificate (PEM), trusted for every peer.
+    pub ca: PathBuf,
+    /// This daemon's certificate (PEM), issued by the fleet CA.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Where a peer listens and the name its certificate must carry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAddr {
+    /// `host:port` of the peer's QUIC endpoint.
+    pub address: SocketAddr,
+    /// The identity (certificate CN) the peer must prove.
+    pub name: String,
+}
+
+/// `haifu master --config FILE`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    /// The master's home: ledger, store, keys, CA (as `haifu --home`).
+    pub home: PathBuf,
+    /// Where relays (and clients asking for deltas) connect.
+    pub listen: SocketAddr,
+    /// The master's identity; its certificate is `home/certs/NAME.pem`
+    /// unless `tls` names other files.
+    #[serde(default = "default_master_name")]
+    pub name: String,
+    /// Certificate files, if not the ones under the home.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Folder of transport plugins (default: beside the binary, or
+    /// `HAIFU_PLUGINS`).
+    #[serde(default)]
+    pub plugins: Option<PathBuf>,
+    /// How often the master looks for runs to drive, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// How long a round may take beyond its expected time before the
+    /// master stops waiting for a relay's report, in seconds.
+    #[serde(default = "default_round_grace")]
+    pub round_grace_secs: u64,
+    /// How long after the relays report a round the master waits for the
+    /// completions still in flight before the retry policy looks, in
+    /// milliseconds.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+}
+
+fn default_settle_ms() -> u64 {
+    5000
+}
+
+fn default_master_name() -> String {
+    "master".into()
+}
+
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+fn default_round_grace() -> u64 {
+    60
+}
+
+/// The multicast side of a relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayMulticast {
+    /// Group and port, e.g. `239.255.91.7:7500`.
+    pub group: SocketAddr,
+    /// Interface to send from (name or address), e.g. `127.0.0.1`.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// Time to live of the datagrams.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+}
+
+fn default_ttl() -> u32 {
+    1
+}
+
+/// `haifu relay --config FILE`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The relay's name, also its certificate's CN.
+    pub name: String,
+    /// The master.
+    pub master: PeerAddr,
+    /// Where this relay's clients connect.
+    pub listen: SocketAddr,
+    /// Certificate files.
+    pub tls: TlsFiles,
+    /// The broadcast group.
+    pub multicast: RelayMulticast,
+    /// Where fetched artifacts are kept.
+    pub data: PathBuf,
+    /// Folder of transport plugins.
+    #[serde(default)]
+    pub plugins: Option<PathBuf>,
+}
+
+/// The multicast side of a client.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMulticast {
+    /// Interface to join on (name or address), e.g. `127.0.0.1`.
+    #[serde(default)]
+    pub interface: Option<String>,
+}
+
+/// A post-install command: run after the new version is in place and
+/// before the completion is sent; a failure rolls back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostInstallConfig {
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Seconds it may take.
+    #[serde(default = "default_post_install_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_post_install_secs() -> u64 {
+    300
+}
+
+/// Fault injection for tests and drills; never set in production.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Testing {
+    /// Fraction of received datagrams dropped on purpose (0 to 1).
+    #[serde(default)]
+    pub drop_datagrams: f64,
+    /// Seed of the drop pattern.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// `haifu client --config FILE`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client's id, also its certificate's CN.
+    pub id: String,
+    /// The artifact this client runs.
+    pub artifact: String,
+    /// Its relay.
+    pub relay: PeerAddr,
+    /// Certificate files.
+    pub tls: TlsFiles,
+    /// The master's public key file (`master.pub`), pinned: manifests
+    /// signed by any other key are refused.
+    pub master_key: PathBuf,
+    /// Where versions are installed (`current` points at the live one).
+    pub install_root: PathBuf,
+    /// Receiving side of the broadcast.
+    #[serde(default)]
+    pub multicast: ClientMulticast,
+    /// Run after installing, before reporting completion.
+    #[serde(default)]
+    pub post_install: Option<PostInstallConfig>,
+    /// Folder of transport plugins.
+    #[serde(default)]
+    pub plugins: Option<PathBuf>,
+    /// Fault injection.
+    #[serde(default)]
+    pub testing: Testing,
+}
+
+/// Reads and checks a config file of type `T`.
+pub fn load<T: for<'de> Deserialize<'de> + Resolve>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+    let mut value: T = serde_yaml::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
+            .unwrap_or_else(|| path.display().to_string());
+        // serde_yaml appends " at line L column C"; the prefix says it.
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        ConfigError(format!("{at}: {msg}"))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    value.resolve(base);
+    value
+        .check()
+        .map_err(|m| ConfigError(format!("{}: {m}", path.display())))?;
+    Ok(value)
+}
+
+/// Makes relative paths relative to the config file, then checks values.
+pub trait Resolve {
+    /// Joins every relative path onto `base`.
+    fn resolve(&mut self, base: &Path);
+    /// Checks values serde cannot.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn fix(p: &mut PathBuf, base: &Path) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl TlsFiles {
+    fn resolve(&mut self, base: &Path) {
+        fix(&mut self.ca, base);
+        fix(&mut self.cert, base);
+        fix(&mut self.key, base);
+    }
+}
+
+impl Resolve for MasterConfig {
+    fn resolve(&mut self, base: &Path) {
+        fix(&mut self.home, base);
+        if let Some(t) = &mut self.tls {
+            t.resolve(base);
+        }
+        if let Some(p) = &mut self.plugins {
+            fix(p, base);
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_name("name", &self.name)?;
+        if self.poll_ms == 0 {
+            return Err("poll_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl Resolve for RelayConfig {
+    fn resolve(&mut self, base: &Path) {
+        self.tls.resolve(base);
+        fix(&mut self.data, base);
+        if let Some(p) = &mut self.plugins {
+            fix(p, base);
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_name("name", &self.name)?;
+        check_name("master.name", &self.master.name)?;
+        if !self.multicast.group.ip().is_multicast() {
+            return Err(format!(
+                "multicast.group {} is not a multicast address",
+                self.multicast.group
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Resolve for ClientConfig {
+    fn resolve(&mut self, base: &Path) {
+        self.tls.resolve(base);
+        fix(&mut self.master_key, base);
+        fix(&mut self.install_root, base);
+        if let Some(p) = &mut self.plugins {
+            fix(p, base);
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_name("id", &self.id)?;
+        check_name("relay.name", &self.relay.name)?;
+        self.artifact
+            .parse::<haifu_core::ArtifactName>()
+            .map_err(|e| format!("artifact {:?}: {e}", self.artifact))?;
+        if !(0.0..=1.0).contains(&self.testing.drop_datagrams) {
+            return Err(format!(
+                "testing.drop_datagrams {} is not between 0 and 1",
+                self.testing.drop_datagrams
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_name(key: &str, v: &str) -> Result<(), String> {
+    haifu_plugin_host::pki::validate_name(v).map_err(|e| format!("{key} {v:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.yaml");
+        std::fs::write(&p, text).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let (_d, p) = write("home: h\nlisten: 127.0.0.1:7400\nlisen: 1\n");
+        let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:3:", p.display())), "{e}");
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+
+        let (_d, p) = write("home: h\nlisten: nowhere\n");
+        let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:2:", p.display())), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file_and_values_are_checked() {
+        let (d, p) = write(
+            "name: relay-a\nmaster: {address: '127.0.0.1:7400', name: master}\n\
+             listen: 127.0.0.1:7401\ntls: {ca: ca.pem, cert: r.pem, key: r.key}\n\
+             multicast: {group: '239.255.91.7:7500', interface: 127.0.0.1}\ndata: cache\n",
+        );
+        let c = load::<RelayConfig>(&p).unwrap();
+        assert_eq!(c.data, d.path().join("cache"));
+        assert_eq!(c.tls.ca, d.path().join("ca.pem"));
+
+        let (_d, p) = write(
+            "name: relay-a\nmaster: {address: '127.0.0.1:7400', name: master}\n\
+             listen: 127.0.0.1:7401\ntls: {ca: ca.pem, cert: r.pem, key: r.key}\n\
+             multicast: {group: '10.0.0.1:7500'}\ndata: cache\n",
+        );
+        let e = load::<RelayConfig>(&p).unwrap_err().to_string();
+        assert!(e.contains("10.0.0.1 is not a multicast address"), "{e}");
+    }
+}

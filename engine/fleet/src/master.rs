@@ -1,0 +1,990 @@
+//! `haifu master`: the fleet's single source of truth.
+//!
+//! Threads:
+//! - the **acceptor** takes QUIC connections from relays (and, for deltas,
+//!   clients) and gives each a thread that reads its messages;
+//! - the **recorder** owns a ledger connection and writes what arrives —
+//!   completions, version reports, late joins — in group commits: one
+//!   transaction per batch, and only after it commits are the batch's
+//!   completions acknowledged;
+//! - the **driver** finds live runs in the ledger (created by
+//!   `haifu run --live`) and drives each through `haifu_runtime::driver`
+//!   with a [`LiveFleet`], which instructs the relays and starts rounds.
+//!
+//! Everything durable is in the ledger, so a master killed at any moment and
+//! started again carries on: relays reconnect, re-register, receive the
+//! instruction and the current round again, and resent completions are
+//! counted once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use haifu_core::{Digest, Manifest, SigningKey};
+use haifu_ledger::{ClientTouch, ClientUpdate, FleetBatch, Ledger, RunStatus};
+use haifu_plugin_host::Connection;
+use haifu_protocol::{
+    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, ErrorCode, Hello,
+    Instruction, Message, RegisterClient, Registered, Role, SessionSecret, StartRound, StopRounds,
+    Via,
+};
+use haifu_runtime::clock::{Clock, SystemClock};
+use haifu_runtime::driver::{self, Env, Fleet};
+use haifu_store::Store;
+use jiff::Timestamp;
+
+use crate::FleetError;
+use crate::common::{Shutdown, endpoint, plugins, session_key};
+use crate::config::{MasterConfig, TlsFiles};
+use crate::link::{self, Counters, Link};
+
+/// The fleet description a live run is stored with.
+pub const LIVE_FLEET: &str = "live";
+
+/// Default broadcast rate when a workflow sets none: 100 Mbit/s.
+const DEFAULT_RATE_BPS: u64 = 100_000_000;
+
+/// A relay connected now.
+#[derive(Debug)]
+struct RelayEntry {
+    link: Arc<Link>,
+    /// Which connection: a reconnect replaces the entry, and the old
+    /// connection's thread must not remove the new one.
+    serial: u64,
+}
+
+/// The run being broadcast.
+#[derive(Debug, Clone)]
+struct ActiveRun {
+    instruction: Instruction,
+    /// The round on air (or the last one), and when it started.
+    round: Option<(u32, Timestamp)>,
+    /// The relays the workflow targets (empty: all).
+    relays: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    relays: BTreeMap<String, RelayEntry>,
+    active: Option<ActiveRun>,
+    /// `(run, round, relay)` reported done.
+    done: BTreeSet<(u64, u32, String)>,
+}
+
+/// What the connection threads, the recorder and the driver share.
+#[derive(Debug, Default)]
+struct Hub {
+    state: Mutex<HubState>,
+    changed: Condvar,
+    serial: AtomicU64,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ActiveRun {
+    fn targets(&self, relay: &str) -> bool {
+        self.relays.is_empty() || self.relays.iter().any(|r| r == relay)
+    }
+
+    fn artifact(&self) -> &ArtifactRef {
+        &self.instruction.artifact
+    }
+}
+
+/// What the recorder writes.
+#[derive(Debug)]
+enum Record {
+    Completion {
+        link: Arc<Link>,
+        completion: Completion,
+        /// The round on air when it arrived (the master's view).
+        round: Option<u32>,
+    },
+    Report {
+        touch: ClientTouch,
+        join: Option<(i64, String, String)>,
+        current: Option<i64>,
+    },
+}
+
+/// Runs the master until `shutdown` is set.
+pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
+    let home = &cfg.home;
+    std::fs::create_dir_all(home)
+        .map_err(|e| FleetError::Start(format!("home {}: {e}", home.display())))?;
+    let ledger_path = home.join("ledger.sqlite");
+    let key = haifu_store::load_or_create_master_key(&home.join("keys"))
+        .map_err(|e| FleetError::Start(format!("master key: {e}")))?;
+    let store =
+        Store::open(home.join("store")).map_err(|e| FleetError::Start(format!("store: {e}")))?;
+    // Open (and migrate) the ledger before anything listens.
+    Ledger::open(&ledger_path).map_err(|e| FleetError::Start(format!("ledger: {e}")))?;
+    let tls = cfg.tls.clone().unwrap_or_else(|| {
+        let ca = haifu_plugin_host::pki::ca_files(home);
+        let mine = haifu_plugin_host::pki::cert_files(home, &cfg.name);
+        TlsFiles {
+            ca: ca.cert,
+            cert: mine.cert,
+            key: mine.key,
+        }
+    });
+    let (quic, _multicast) = plugins(cfg.plugins.as_deref())?;
+    let ep = Arc::new(endpoint(&quic, &tls, Some(cfg.listen))?);
+    let addr = ep.local_addr().unwrap_or_else(|_| cfg.listen.to_string());
+    tracing::info!(listen = %addr, name = %cfg.name, home = %home.display(), "master started");
+
+    let hub = Arc::new(Hub::default());
+    let counters = Arc::new(Counters::default());
+    let (tx, rx) = mpsc::channel::<Record>();
+
+    let recorder = {
+        let path = ledger_path.clone();
+        let shutdown = shutdown.clone();
+        let hub = Arc::clone(&hub);
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || recorder(&path, &rx, &shutdown, &hub))
+            .map_err(|e| FleetError::Start(format!("recorder thread: {e}")))?
+    };
+    {
+        let hub = Arc::clone(&hub);
+        let shutdown = shutdown.clone();
+        let store = store.clone();
+        let path = ledger_path.clone();
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("driver".into())
+            .spawn(move || drive_runs(&cfg, &path, &store, &key, &hub, &shutdown))
+            .map_err(|e| FleetError::Start(format!("driver thread: {e}")))?;
+    }
+
+    let local = Hello::new(Role::Master, cfg.name.clone());
+    while !shutdown.is_set() {
+        let conn = match ep.accept(Some(Duration::from_millis(300))) {
+            Ok(c) => c,
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                continue;
+            }
+        };
+        let peer = Peer {
+            hub: Arc::clone(&hub),
+            tx: tx.clone(),
+            counters: Arc::clone(&counters),
+            store: store.clone(),
+            ledger_path: ledger_path.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let local = local.clone();
+        let spawned = std::thread::Builder::new()
+            .name("peer".into())
+            .spawn(move || peer.serve(conn, local));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a connection thread: {e}");
+        }
+    }
+    tracing::info!(counters = %counters.snapshot(), "master stopping");
+    drop(tx);
+    // The recorder commits what it holds, then ends.
+    let _ = recorder.join();
+    drop(ep);
+    tracing::info!("master stopped");
+    Ok(())
+}
+
+/// One connection's reader.
+struct Peer {
+    hub: Arc<Hub>,
+    tx: Sender<Record>,
+    counters: Arc<Counters>,
+    store: Store,
+    ledger_path: std::path::PathBuf,
+    shutdown: Shutdown,
+}
+
+impl Peer {
+    fn serve(self, conn: Connection, local: Hello) {
+        let who = conn.peer_identity().to_owned();
+        let link = match link::accept(
+            conn,
+            local,
+            &[Role::Relay, Role::Client],
+            Arc::clone(&self.counters),
+        ) {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                tracing::warn!(peer = %who, "handshake failed: {e}");
+                return;
+            }
+        };
+        tracing::info!(peer = link.peer(), role = ?link.session().peer_role, "peer connected");
+        let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
+        let end = loop {
+            if self.shutdown.is_set() {
+                break None;
+            }
+            match link.recv(Duration::from_millis(500)) {
+                Ok(Some(m)) => self.handle(&link, serial, m),
+                Ok(None) => {}
+                Err(e) => break Some(e),
+            }
+        };
+        let mut st = self.hub.lock();
+        if st
+            .relays
+            .get(link.peer())
+            .is_some_and(|r| r.serial == serial)
+        {
+            st.relays.remove(link.peer());
+            self.hub.changed.notify_all();
+        }
+        drop(st);
+        match end {
+            Some(e) if !e.is_closed() => tracing::warn!(peer = link.peer(), "connection lost: {e}"),
+            _ => tracing::info!(peer = link.peer(), "peer disconnected"),
+        }
+    }
+
+    fn handle(&self, link: &Arc<Link>, serial: u64, msg: Message) {
+        let is_relay = link.session().peer_role == Role::Relay;
+        match msg {
+            Message::RegisterRelay(r) if is_relay => {
+                if r.relay != link.peer() {
+                    link.error(
+                        ErrorCode::Unexpected,
+                        0,
+                        format!("relay name {:?} is not the certificate's", r.relay),
+                    );
+                    return;
+                }
+                let _ = link.send(&Message::Registered(Registered { target: None }));
+                let mut st = self.hub.lock();
+                st.relays.insert(
+                    r.relay.clone(),
+                    RelayEntry {
+                        link: Arc::clone(link),
+                        serial,
+                    },
+                );
+                tracing::info!(relay = %r.relay, clients = r.clients, group = ?r.group, "relay registered");
+                // A relay that (re)joins mid-run gets the instruction and the
+                // round on air: it resumes the broadcast.
+                if let Some(active) = st.active.clone().filter(|a| a.targets(&r.relay)) {
+                    let _ = link.send(&Message::Instruction(active.instruction.clone()));
+                    if let Some((round, at)) = active.round {
+                        let run = active.instruction.run;
+                        if !st.done.contains(&(run, round, r.relay.clone())) {
+                            let _ = link.send(&Message::StartRound(StartRound { run, round, at }));
+                        }
+                    }
+                }
+                self.hub.changed.notify_all();
+            }
+            Message::RegisterClient(c) if is_relay => self.client_report(link, c),
+            Message::Completion(c) if is_relay => {
+                let round = {
+                    let st = self.hub.lock();
+                    st.active
+                        .as_ref()
+                        .filter(|a| a.instruction.run == c.run)
+                        .and_then(|a| a.round.map(|r| r.0))
+                };
+                let _ = self.tx.send(Record::Completion {
+                    link: Arc::clone(link),
+                    completion: c,
+                    round,
+                });
+            }
+            Message::RoundDone(d) if is_relay => {
+                tracing::info!(
+                    relay = link.peer(),
+                    run = d.run,
+                    round = d.round,
+                    datagrams = d.datagrams,
+                    bytes = d.bytes,
+                    elapsed_ms = d.elapsed_ms,
+                    "relay finished a round"
+                );
+                let mut st = self.hub.lock();
+                st.done.insert((d.run, d.round, link.peer().to_owned()));
+                self.hub.changed.notify_all();
+            }
+            Message::ArtifactFetch(f) if is_relay && link.session().has("chunked-transfer") => {
+                let link = Arc::clone(link);
+                let store = self.store.clone();
+                let path = self.ledger_path.clone();
+                let _ = std::thread::Builder::new()
+                    .name("fetch".into())
+                    .spawn(move || serve_fetch(&link, &store, &path, &f));
+            }
+            Message::Ping { nonce } => {
+                let _ = link.send(&Message::Pong { nonce });
+            }
+            Message::Pong { .. } => {}
+            Message::Error(e) => {
+                tracing::warn!(peer = link.peer(), code = ?e.code, about = e.about, "peer reports: {}", e.reason);
+            }
+            other => link.unexpected(&other),
+        }
+    }
+
+    /// A client's version report, forwarded by its relay: recorded; a
+    /// client of a live run joins it, or is marked as already current.
+    fn client_report(&self, link: &Arc<Link>, c: RegisterClient) {
+        let relay = link.peer().to_owned();
+        if c.relay != relay {
+            link.error(
+                ErrorCode::Unexpected,
+                0,
+                format!(
+                    "client {:?} reported by {relay:?}, not by {:?}",
+                    c.client, c.relay
+                ),
+            );
+            return;
+        }
+        let (join, current) = {
+            let st = self.hub.lock();
+            match st.active.as_ref().filter(|a| a.targets(&relay)) {
+                Some(a) => {
+                    let run = i64::try_from(a.instruction.run).unwrap_or(i64::MAX);
+                    let has = c.installed.as_ref().is_some_and(|i| i == a.artifact());
+                    (
+                        Some((run, c.client.clone(), relay.clone())),
+                        has.then_some(run),
+                    )
+                }
+                None => (None, None),
+            }
+        };
+        let touch = ClientTouch {
+            client: c.client.clone(),
+            relay: Some(relay),
+            artifact: c.installed.as_ref().map(|i| i.name.to_string()),
+            version: c.installed.as_ref().map(|i| i.version.to_string()),
+            at: Timestamp::now().to_string(),
+        };
+        let _ = self.tx.send(Record::Report {
+            touch,
+            join,
+            current,
+        });
+    }
+}
+
+/// Streams a run's artifact to a relay: header, then 1 MiB chunks read
+/// (and verified) from the store.
+fn serve_fetch(link: &Link, store: &Store, ledger_path: &std::path::Path, f: &ArtifactFetch) {
+    let fail = |reason: String| {
+        tracing::warn!(
+            relay = link.peer(),
+            transfer = f.transfer,
+            "fetch failed: {reason}"
+        );
+        link.error(ErrorCode::TransferFailed, f.transfer, reason);
+    };
+    let manifest = match Ledger::open(ledger_path)
+        .and_then(|l| l.manifest(f.artifact.name.as_str(), &f.artifact.version.to_string()))
+    {
+        Ok(Some(m)) if m.body.sha3_256 == f.artifact.digest => m,
+        Ok(_) => {
+            link.error(
+                ErrorCode::UnknownArtifact,
+                f.transfer,
+                format!(
+                    "{} {} is not registered with that digest",
+                    f.artifact.name, f.artifact.version
+                ),
+            );
+            return;
+        }
+        Err(e) => return fail(format!("ledger: {e}")),
+    };
+    let mut reader = match store.open_object(&manifest.body.sha3_256) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("store: {e}")),
+    };
+    let header = Message::ArtifactHeader(ArtifactHeader {
+        transfer: f.transfer,
+        size: manifest.body.size,
+        manifest: manifest.to_json().into_bytes(),
+    });
+    if link.send(&header).is_err() {
+        return;
+    }
+    let started = Instant::now();
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; haifu_protocol::limits::MAX_CHUNK_LEN];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => return fail(format!("reading {}: {e}", manifest.body.sha3_256)),
+            }
+        }
+        let last = offset + filled as u64 >= manifest.body.size || filled < buf.len();
+        let chunk = Message::DataChunk(haifu_protocol::DataChunk {
+            transfer: f.transfer,
+            offset,
+            bytes: buf[..filled].to_vec(),
+            last,
+        });
+        if link.send(&chunk).is_err() {
+            return;
+        }
+        offset += filled as u64;
+        if last {
+            break;
+        }
+    }
+    tracing::info!(
+        relay = link.peer(),
+        bytes = offset,
+        ms = started.elapsed().as_millis() as u64,
+        "artifact sent to relay"
+    );
+}
+
+/// The recorder: batches what arrives into one transaction, then acks.
+fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown, hub: &Hub) {
+    let mut ledger = match Ledger::open(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("recorder cannot open the ledger: {e}");
+            shutdown.trigger();
+            return;
+        }
+    };
+    let _ = hub;
+    let mut runs: HashMap<u64, Option<Digest>> = HashMap::new();
+    let mut total = 0u64;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut items = vec![first];
+        while items.len() < 8192 {
+            match rx.try_recv() {
+                Ok(r) => items.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut batch = FleetBatch::default();
+        let mut acks: Vec<(Arc<Link>, CompletionAck)> = Vec::new();
+        for item in items {
+            match item {
+                Record::Report {
+                    touch,
+                    join,
+                    current,
+                } => {
+                    if let Some(j) = join {
+                        batch.joins.push(j);
+                    }
+                    if let Some(run) = current {
+                        batch.updates.push((
+                            run,
+                            ClientUpdate::Current {
+                                client: touch.client.clone(),
+                                at: touch.at.clone(),
+                            },
+                        ));
+                    }
+                    batch.touches.push(touch);
+                }
+                Record::Completion {
+                    link,
+                    completion: c,
+                    round,
+                } => {
+                    let digest = runs
+                        .entry(c.run)
+                        .or_insert_with(|| run_digest(&ledger, c.run))
+                        .as_ref()
+                        .copied();
+                    let Some(digest) = digest else {
+                        link.error(
+                            ErrorCode::UnknownRun,
+                            c.run,
+                            format!("run {} is unknown", c.run),
+                        );
+                        continue;
+                    };
+                    if digest != c.digest {
+                        link.error(
+                            ErrorCode::Unexpected,
+                            c.run,
+                            format!(
+                                "client {} completed with a digest that is not run {}'s",
+                                c.client, c.run
+                            ),
+                        );
+                        continue;
+                    }
+                    let run = i64::try_from(c.run).unwrap_or(i64::MAX);
+                    let round = match c.via {
+                        Via::Delta => None,
+                        // The master's view of the round on air wins; the
+                        // client's number is advisory (0 = unknown).
+                        Via::Round(n) => Some(round.unwrap_or(n).max(1)),
+                    };
+                    batch.updates.push((
+                        run,
+                        ClientUpdate::Completed {
+                            client: c.client.clone(),
+                            round,
+                            at: Timestamp::now().to_string(),
+                        },
+                    ));
+                    acks.push((
+                        link,
+                        CompletionAck {
+                            run: c.run,
+                            client: c.client,
+                            digest: c.digest,
+                        },
+                    ));
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match ledger.apply_fleet(&batch) {
+            Ok(n) => {
+                total += n;
+                tracing::debug!(
+                    completions = acks.len(),
+                    new = n,
+                    reports = batch.touches.len(),
+                    total,
+                    "recorded"
+                );
+                // Durable: now, and only now, the acks.
+                for (link, ack) in acks {
+                    let _ = link.send(&Message::CompletionAck(ack));
+                }
+            }
+            // Nothing is acked: the clients resend.
+            Err(e) => tracing::error!("recording {} items failed: {e}", acks.len()),
+        }
+        if shutdown.is_set() && rx.try_recv().is_err() {
+            // Senders may still hold the channel; what they send after
+            // shutdown is resent by the clients to the next master.
+            break;
+        }
+    }
+}
+
+fn run_digest(ledger: &Ledger, run: u64) -> Option<Digest> {
+    let id = i64::try_from(run).ok()?;
+    let row = ledger.run(id).ok()??;
+    ledger
+        .manifest(&row.artifact, &row.version)
+        .ok()?
+        .map(|m| m.body.sha3_256)
+}
+
+/// The driver thread: drives every live run the ledger holds, oldest
+/// first, one at a time.
+fn drive_runs(
+    cfg: &MasterConfig,
+    path: &std::path::Path,
+    store: &Store,
+    key: &SigningKey,
+    hub: &Arc<Hub>,
+    shutdown: &Shutdown,
+) {
+    let mut ledger = match Ledger::open(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("driver cannot open the ledger: {e}");
+            shutdown.trigger();
+            return;
+        }
+    };
+    let mut broken: BTreeSet<i64> = BTreeSet::new();
+    while !shutdown.is_set() {
+        let runs = match ledger.runs() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("listing runs: {e}");
+                shutdown.sleep(Duration::from_millis(cfg.poll_ms));
+                continue;
+            }
+        };
+        let next = runs.into_iter().find(|r| {
+            r.status == RunStatus::Running && r.fleet == LIVE_FLEET && !broken.contains(&r.id)
+        });
+        match next {
+            Some(r) => {
+                if let Err(e) = drive_one(
+                    cfg,
+                    &mut ledger,
+                    store,
+                    key,
+                    hub,
+                    shutdown,
+                    r.id,
+                    &r.workflow,
+                ) {
+                    tracing::error!(run = r.id, "run cannot be driven: {e}");
+                    broken.insert(r.id);
+                }
+                let mut st = hub.lock();
+                if let Some(a) = st.active.take() {
+                    for relay in st.relays.values() {
+                        let _ = relay.link.send(&Message::StopRounds(StopRounds {
+                            run: a.instruction.run,
+                        }));
+                    }
+                }
+            }
+            None => {
+                shutdown.sleep(Duration::from_millis(cfg.poll_ms));
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive_one(
+    cfg: &MasterConfig,
+    ledger: &mut Ledger,
+    store: &Store,
+    key: &SigningKey,
+    hub: &Arc<Hub>,
+    shutdown: &Shutdown,
+    id: i64,
+    workflow: &str,
+) -> Result<(), FleetError> {
+    let plan = haifu_spec::load_and_validate(std::path::Path::new(workflow)).map_err(|errs| {
+        FleetError::Run(format!(
+            "{workflow}: {}",
+            errs.first().map(ToString::to_string).unwrap_or_default()
+        ))
+    })?;
+    let policies = haifu_policy::PolicySet::load(&plan.policies.paths()).map_err(|errs| {
+        FleetError::Run(format!(
+            "{workflow}: {}",
+            errs.first().map(ToString::to_string).unwrap_or_default()
+        ))
+    })?;
+    tracing::info!(run = id, workflow, "driving run");
+    let mut fleet = LiveFleet {
+        hub: Arc::clone(hub),
+        run: id,
+        key: SigningKey::from_seed(key.to_seed()),
+        ledger_path: ledger.path().to_owned(),
+        rate_bps: plan.rate.unwrap_or(DEFAULT_RATE_BPS),
+        relays: plan.targets.relays.clone(),
+        rounds: 0,
+        start: plan.schedule.start,
+        round_grace: Duration::from_secs(cfg.round_grace_secs),
+        settle: Duration::from_millis(cfg.settle_ms),
+        shutdown: shutdown.clone(),
+        instructed: false,
+    };
+    fleet.rounds = plan_rounds(&plan);
+    let clock = StoppableClock {
+        shutdown: shutdown.clone(),
+    };
+    let mut env = Env {
+        ledger,
+        store,
+        key,
+        policies: &policies,
+        clock: &clock,
+    };
+    driver::resume(&mut env, id, &plan, &mut fleet).map_err(|e| FleetError::Run(e.to_string()))
+}
+
+fn plan_rounds(plan: &haifu_spec::Plan) -> u32 {
+    plan.steps
+        .iter()
+        .find_map(|s| match s {
+            haifu_spec::Step::Broadcast(b) => Some(b.rounds.value),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The system clock, except that a sleep ends the process's driving on
+/// shutdown: the driver thread parks there until the process exits (every
+/// transition before it is durable, so nothing is lost).
+#[derive(Debug)]
+struct StoppableClock {
+    shutdown: Shutdown,
+}
+
+impl Clock for StoppableClock {
+    fn now(&self) -> Timestamp {
+        SystemClock.now()
+    }
+
+    fn sleep_until(&self, at: Timestamp) {
+        loop {
+            let left = at.duration_since(SystemClock.now());
+            if left <= jiff::SignedDuration::ZERO {
+                return;
+            }
+            let left = Duration::try_from(left).unwrap_or(Duration::from_secs(1));
+            if self.shutdown.sleep(left.min(Duration::from_millis(500))) {
+                park_forever();
+            }
+        }
+    }
+}
+
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The real fleet behind the run driver: relays instructed over QUIC,
+/// completions recorded by the recorder as they arrive.
+#[derive(Debug)]
+pub struct LiveFleet {
+    hub: Arc<Hub>,
+    run: i64,
+    key: SigningKey,
+    ledger_path: std::path::PathBuf,
+    rate_bps: u64,
+    relays: Vec<String>,
+    rounds: u32,
+    start: Timestamp,
+    round_grace: Duration,
+    settle: Duration,
+    shutdown: Shutdown,
+    instructed: bool,
+}
+
+impl LiveFleet {
+    /// Sets the hub's active run (once per drive) so relays get the
+    /// instruction, and registering clients join.
+    fn instruct(&mut self) -> Option<ActiveRun> {
+        if self.instructed {
+            return self.hub.lock().active.clone();
+        }
+        let ledger = Ledger::open(&self.ledger_path).ok()?;
+        let row = ledger.run(self.run).ok()??;
+        let manifest: Manifest = ledger.manifest(&row.artifact, &row.version).ok()??;
+        let artifact = ArtifactRef {
+            name: manifest.body.name.parse().ok()?,
+            version: manifest.body.version.parse().ok()?,
+            digest: manifest.body.sha3_256,
+        };
+        let run = u64::try_from(self.run).ok()?;
+        let (session_id, secret) = session_key(&self.key.to_seed(), run, &artifact.digest);
+        let instruction = Instruction {
+            run,
+            artifact,
+            size: manifest.body.size,
+            manifest: manifest.to_json().into_bytes(),
+            start: self.start,
+            rounds: self.rounds,
+            rate_bps: self.rate_bps,
+            session_id,
+            session_key: SessionSecret(secret),
+        };
+        let active = ActiveRun {
+            instruction: instruction.clone(),
+            round: None,
+            relays: self.relays.clone(),
+        };
+        let mut st = self.hub.lock();
+        st.active = Some(active.clone());
+        for (name, r) in &st.relays {
+            if active.targets(name) {
+                let _ = r.link.send(&Message::Instruction(instruction.clone()));
+            }
+        }
+        self.instructed = true;
+        Some(active)
+    }
+}
+
+impl Fleet for LiveFleet {
+    fn describe(&self) -> String {
+        LIVE_FLEET.into()
+    }
+
+    fn targets(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn broadcast_round(
+        &mut self,
+        round: u32,
+        pending: &[String],
+        clock: &dyn Clock,
+    ) -> Vec<String> {
+        let Some(active) = self.instruct() else {
+            tracing::error!(
+                run = self.run,
+                "the run's artifact is not registered; no round sent"
+            );
+            return Vec::new();
+        };
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let run = active.instruction.run;
+        let at = clock.now();
+        let expected = round_seconds(&active.instruction);
+        let deadline = Instant::now() + Duration::from_secs_f64(expected) + self.round_grace;
+        let mut st = self.hub.lock();
+        if let Some(a) = st.active.as_mut() {
+            a.round = Some((round, at));
+        }
+        st.done.retain(|(r, n, _)| *r == run && *n == round);
+        let start = Message::StartRound(StartRound { run, round, at });
+        let mut sent = 0;
+        for (name, r) in &st.relays {
+            if active.targets(name) {
+                sent += usize::from(r.link.send(&start).is_ok());
+            }
+        }
+        tracing::info!(
+            run,
+            round,
+            relays = sent,
+            expected_s = expected,
+            "round started"
+        );
+        // Wait for every targeted relay connected now to report the round
+        // (a relay that reconnects gets the round again on registering).
+        loop {
+            let waiting: Vec<String> = st
+                .relays
+                .keys()
+                .filter(|n| active.targets(n) && !st.done.contains(&(run, round, (*n).clone())))
+                .cloned()
+                .collect();
+            let any_done = st.done.iter().any(|(r, n, _)| *r == run && *n == round);
+            if (waiting.is_empty() && any_done) || self.shutdown.is_set() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(run, round, waiting = ?waiting, "round timed out waiting for relays");
+                break;
+            }
+            st = self
+                .hub
+                .changed
+                .wait_timeout(st, (deadline - now).min(Duration::from_millis(500)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        drop(st);
+        // Completions of clients that decoded at the end of the round are
+        // still in flight: give them a moment before the policy looks.
+        self.shutdown.sleep(self.settle);
+        Vec::new()
+    }
+
+    fn delta_boots(
+        &mut self,
+        _stragglers: &[String],
+        _not_before: Timestamp,
+        _until: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
+        // Rounds are over: relays stop offering the session to clients.
+        let mut st = self.hub.lock();
+        if let Some(a) = st.active.as_ref() {
+            let run = a.instruction.run;
+            for r in st.relays.values() {
+                let _ = r.link.send(&Message::StopRounds(StopRounds { run }));
+            }
+        }
+        st.active = None;
+        // Deltas on boot are served by the master's unicast path (issue 6);
+        // the live fleet records none here.
+        Vec::new()
+    }
+
+    fn last_contact(
+        &self,
+        client: &str,
+        _rounds_started: &[Timestamp],
+        _now: Timestamp,
+    ) -> Option<Timestamp> {
+        let ledger = Ledger::open(&self.ledger_path).ok()?;
+        ledger
+            .client(client)
+            .ok()??
+            .last_contact
+            .and_then(|t| t.parse().ok())
+    }
+}
+
+/// Seconds a round takes at the instruction's rate (carousel bytes).
+fn round_seconds(i: &Instruction) -> f64 {
+    let ratio =
+        haifu_carousel::loss::round_ratio(i.size, &haifu_carousel::CarouselConfig::default())
+            .unwrap_or(1.2);
+    let bits = i.size as f64 * ratio * 8.0;
+    bits / i.rate_bps.max(1) as f64
+}
+
+/// The clients a live run targets: every fleet member the ledger knows
+/// (from their version reports), not cut off, behind a targeted relay.
+pub fn live_targets(
+    ledger: &Ledger,
+    relays: &[String],
+) -> Result<Vec<(String, String)>, FleetError> {
+    let clients = ledger
+        .clients()
+        .map_err(|e| FleetError::Run(format!("ledger: {e}")))?;
+    Ok(clients
+        .into_iter()
+        .filter(|c| c.denied_reason.is_none())
+        .filter_map(|c| c.relay.map(|r| (c.id, r)))
+        .filter(|(_, r)| relays.is_empty() || relays.contains(r))
+        .collect())
+}
+
+/// The fleet a `haifu run --live` creates its run with: the known clients.
+#[derive(Debug)]
+pub struct LiveTargets(pub Vec<(String, String)>);
+
+impl Fleet for LiveTargets {
+    fn describe(&self) -> String {
+        LIVE_FLEET.into()
+    }
+
+    fn targets(&self) -> Vec<(String, String)> {
+        self.0.clone()
+    }
+
+    fn broadcast_round(&mut self, _: u32, _: &[String], _: &dyn Clock) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn delta_boots(
+        &mut self,
+        _: &[String],
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
+        Vec::new()
+    }
+
+    fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {
+        None
+    }
+}
