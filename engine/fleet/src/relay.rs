@@ -47,6 +47,10 @@ struct Fetch {
 struct State {
     master: Option<Arc<Link>>,
     clients: HashMap<String, (Arc<Link>, Option<ArtifactRef>)>,
+    /// The last version report of every client seen since start, connected
+    /// or not: replayed to a master that (re)connects, so a report made
+    /// while the master was away is not lost.
+    reports: BTreeMap<String, Option<ArtifactRef>>,
     session: Option<Instruction>,
     /// The session's artifact, once here and checked.
     artifact: Option<PathBuf>,
@@ -192,9 +196,9 @@ fn master_link(relay: &Arc<Relay>, ep: &Endpoint) {
         let reports: Vec<Message> = {
             let mut st = relay.lock();
             st.master = Some(Arc::clone(&link));
-            st.clients
+            st.reports
                 .iter()
-                .map(|(id, (_, installed))| {
+                .map(|(id, installed)| {
                     Message::RegisterClient(RegisterClient {
                         client: id.clone(),
                         relay: cfg.name.clone(),
@@ -455,8 +459,14 @@ fn serve_client(relay: &Arc<Relay>, link: Arc<Link>) {
                     let mut st = relay.lock();
                     st.clients
                         .insert(id.clone(), (Arc::clone(&link), r.installed.clone()));
+                    st.reports.insert(id.clone(), r.installed.clone());
                     st.session.clone()
                 };
+                tracing::info!(
+                    client = %id,
+                    installed = ?r.installed.as_ref().map(|i| i.version.to_string()),
+                    "client registered"
+                );
                 let _ = link.send(&Message::Registered(Registered {
                     target: session.as_ref().map(|s| s.artifact.clone()),
                 }));

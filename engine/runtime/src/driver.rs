@@ -159,7 +159,6 @@ pub fn resume(
         detail: e.to_string(),
     })?;
     let mut machine = RunMachine::new(plan, state);
-    let total = row.counts.values().sum::<u64>();
     loop {
         let now = env.clock.now();
         let before = machine.state().clone();
@@ -233,7 +232,8 @@ pub fn resume(
                 machine.handle(&Input::RoundFinished, now);
             }
             Command::AskNextRound(round) => {
-                let delivered = delivered(env.ledger, id)?;
+                // Clients of a live fleet can join while the run goes on.
+                let (delivered, total) = delivered(env.ledger, id)?;
                 let c = machine.cx();
                 let facts = RoundFacts {
                     round,
@@ -402,10 +402,12 @@ fn clients_in(ledger: &Ledger, id: i64, state: ClientState) -> Result<Vec<String
     Ok(ledger.run_clients_in(id, state)?)
 }
 
-fn delivered(ledger: &Ledger, id: i64) -> Result<u64, RunError> {
+/// Clients that have the version, and clients targeted.
+fn delivered(ledger: &Ledger, id: i64) -> Result<(u64, u64), RunError> {
     let counts: BTreeMap<String, u64> = ledger.run(id)?.map(|r| r.counts).unwrap_or_default();
-    Ok(["delivered", "delta", "current"]
+    let have = ["delivered", "delta", "current"]
         .iter()
         .map(|k| counts.get(*k).copied().unwrap_or(0))
-        .sum())
+        .sum();
+    Ok((have, counts.values().sum()))
 }

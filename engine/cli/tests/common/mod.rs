@@ -41,3 +41,4 @@ pub fn ok(home: &Path, args: &[&str]) -> String {
 pub fn json(home: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(home, args)).unwrap()
 }
+pub mod fleet;

@@ -1,0 +1,311 @@
+//! A fleet of real `haifu master`, `haifu relay` and `haifu client`
+//! processes on loopback, with certificates from `haifu ca`, plugins loaded
+//! from their `.so` files, and logs kept per process.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A folder holding only the two real plugins (the build folder also holds
+/// the test kit's broken ones).
+pub fn plugin_dir(into: &Path) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let out = into.join("plugins");
+    std::fs::create_dir_all(&out).unwrap();
+    for name in ["haifu_transport_quic", "haifu_transport_multicast"] {
+        let file = format!(
+            "{}{name}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        );
+        let src = [dir.join(&file), dir.join("deps").join(&file)]
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{file} is built with the tests (a dev-dependency)"));
+        std::fs::copy(&src, out.join(&file)).unwrap();
+    }
+    out
+}
+
+/// Ports for one test process: distinct per process so tests in parallel
+/// binaries do not collide.
+pub fn base_port(slot: u16) -> u16 {
+    20_000 + ((std::process::id() % 400) as u16) * 100 + slot * 20
+}
+
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub plugins: PathBuf,
+    pub master_port: u16,
+    procs: BTreeMap<String, Child>,
+    port: u16,
+}
+
+impl Fleet {
+    pub fn new(slot: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let plugins = plugin_dir(dir.path());
+        let f = Self {
+            home,
+            plugins,
+            master_port: base_port(slot),
+            procs: BTreeMap::new(),
+            port: base_port(slot),
+            dir,
+        };
+        f.haifu_ok(&["ca", "init"]);
+        // The master key, so clients can pin master.pub before the master runs.
+        f.haifu_ok(&["keys", "show"]);
+        f
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn haifu(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_haifu"));
+        c.arg("--home")
+            .arg(&self.home)
+            .env_remove("HAIFU_HOME")
+            .env("HAIFU_PLUGINS", &self.plugins)
+            .env("RUST_LOG", "warn")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    pub fn haifu_ok(&self, args: &[&str]) -> String {
+        let out = self.haifu().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "haifu {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.haifu_ok(args)).unwrap()
+    }
+
+    fn issue(&self, name: &str) {
+        self.haifu_ok(&["ca", "issue", name]);
+    }
+
+    pub fn write_master(&self, extra: &str) {
+        self.issue("master");
+        std::fs::write(
+            self.path("master.yaml"),
+            format!(
+                "home: home\nlisten: 127.0.0.1:{}\nsettle_ms: 1500\nround_grace_secs: 30\npoll_ms: 200\n{extra}",
+                self.master_port
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Writes a relay's config; returns its client port.
+    pub fn write_relay(&mut self, name: &str, group_port: u16) -> u16 {
+        self.issue(name);
+        self.port += 1;
+        let listen = self.port;
+        std::fs::write(
+            self.path(&format!("{name}.yaml")),
+            format!(
+                "name: {name}\nmaster: {{address: '127.0.0.1:{}', name: master}}\nlisten: 127.0.0.1:{listen}\n\
+                 tls: {{ca: home/ca/ca.crt, cert: home/certs/{name}.crt, key: home/certs/{name}.key}}\n\
+                 multicast: {{group: '239.255.93.{}:{group_port}', interface: 127.0.0.1}}\ndata: {name}-data\n",
+                self.master_port,
+                1 + (group_port % 200),
+            ),
+        )
+        .unwrap();
+        listen
+    }
+
+    pub fn write_client(&self, id: &str, relay: &str, relay_port: u16, extra: &str) {
+        self.issue(id);
+        std::fs::write(
+            self.path(&format!("{id}.yaml")),
+            format!(
+                "id: {id}\nartifact: app\nrelay: {{address: '127.0.0.1:{relay_port}', name: {relay}}}\n\
+                 tls: {{ca: home/ca/ca.crt, cert: home/certs/{id}.crt, key: home/certs/{id}.key}}\n\
+                 master_key: home/keys/master.pub\ninstall_root: {id}-root\n\
+                 multicast: {{interface: 127.0.0.1}}\n{extra}"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Starts `haifu ROLE --config NAME.yaml`, logging to NAME.log.
+    pub fn start(&mut self, role: &str, name: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))
+            .unwrap();
+        let child = self
+            .haifu()
+            .env("RUST_LOG", "info")
+            .args([role, "--config", &format!("{name}.yaml")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.insert(name.to_owned(), child);
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.path(&format!("{name}.log"))
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(mut c) = self.procs.remove(name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns whether it exited 0.
+    pub fn stop(&mut self, name: &str) -> bool {
+        let Some(mut c) = self.procs.remove(name) else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.success();
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `f()` holds, or panics after `secs` naming `what`.
+    pub fn wait_for(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `name`'s log has `needle` at least `n` times.
+    pub fn wait_log(&self, name: &str, needle: &str, n: usize, secs: u64) {
+        self.wait_for(secs, &format!("{needle:?} ×{n} in {name}.log"), || {
+            self.log(name).matches(needle).count() >= n
+        });
+    }
+
+    /// The tails of every log, for failure messages.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            let mut logs: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            logs.sort();
+            for p in logs {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(12)..];
+                out.push_str(&format!("--- {}\n{}\n", p.display(), tail.join("\n")));
+            }
+        }
+        out
+    }
+
+    /// A random-looking artifact of `len` bytes.
+    pub fn artifact(&self, name: &str, len: usize, seed: u64) -> PathBuf {
+        let mut x = seed | 1;
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let p = self.path(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// A workflow of `artifact` at `version` with `rounds` rounds `gap`
+    /// seconds apart (a short retry policy) and a short delta window.
+    #[allow(clippy::too_many_arguments)]
+    pub fn workflow(
+        &self,
+        name: &str,
+        artifact: &str,
+        version: &str,
+        relays: &[&str],
+        rounds: u32,
+        gap: u32,
+        rate: &str,
+    ) {
+        std::fs::write(
+            self.path(&format!("{name}.rhai")),
+            format!(
+                "fn next_round(ctx) {{\n\
+                   if ctx.delivered >= ctx.total {{ return #{{ stop: true, reason: \"all delivered\" }}; }}\n\
+                   if ctx.round >= ctx.rounds {{ return #{{ stop: true, reason: \"planned rounds sent\" }}; }}\n\
+                   {gap}\n}}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            self.path(&format!("{name}.yaml")),
+            format!(
+                "name: {name}\nartifact: {{name: app, version: {version}, path: {artifact}}}\n\
+                 targets: {{relays: [{}]}}\nschedule: {{start: 2026-01-01T00:00:00Z, deadline: 10m}}\n\
+                 transports: {{broadcast: multicast, unicast: quic}}\nrate: {rate}\n\
+                 policies: {{retry: {name}.rhai}}\n\
+                 steps:\n  - register\n  - broadcast: {{rounds: {rounds}}}\n  - audit\n  - delta: {{until: 2s}}\n  - disconnect\n",
+                relays.join(", ")
+            ),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.procs) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::env::var_os("HAIFU_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("kept {}", dir.keep().display());
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The fleet as real processes on loopback: `haifu master`, `haifu relay`
+//! and `haifu client`, control over the QUIC plugin, rounds over the
+//! multicast plugin, both loaded from their `.so` files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::fleet::Fleet;
+use serde_json::Value;
+
+fn names(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every client name in `relays[*].field` (flattening per-round lists).
+fn collect(audit: &Value, field: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for r in audit["relays"].as_array().unwrap() {
+        let v = &r[field];
+        if field == "delivered_by_round" {
+            for round in v.as_array().unwrap() {
+                out.extend(names(round));
+            }
+        } else {
+            out.extend(names(v));
+        }
+    }
+    out
+}
+
+fn round_of(audit: &Value, client: &str) -> Option<usize> {
+    for r in audit["relays"].as_array().unwrap() {
+        for (i, round) in r["delivered_by_round"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            if names(round).contains(client) {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Sends forged datagrams (the carousel's format, the session's id, a key
+/// that is not the session's) into both groups until `stop` is set.
+fn forger(
+    plugins: std::path::PathBuf,
+    groups: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, Option<String>)> {
+    std::thread::spawn(move || {
+        let set = haifu_plugin_host::load_dir(&plugins).unwrap();
+        let p = set.get("multicast").unwrap();
+        let outs: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                p.open_group(&format!(
+                    "group={g}\ninterface=127.0.0.1\nloopback=true\njoin=false"
+                ))
+                .unwrap()
+            })
+            .collect();
+        // A small forged artifact: its datagrams have the carousel's format
+        // and the session's id; only the key (the tag) is wrong.
+        let len = 256 << 10;
+        let fake = vec![0x5au8; len];
+        let sender = haifu_carousel::Sender::new(
+            haifu_carousel::SessionKey::new(1, [7; 32]),
+            len as u64,
+            haifu_carousel::CarouselConfig::default(),
+        )
+        .unwrap();
+        let datagrams = sender.encode_round(&fake, 1).unwrap();
+        let mut sent = 0u64;
+        let mut error = None;
+        let mut i = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            for _ in 0..200 {
+                let d = &datagrams[i % datagrams.len()];
+                for g in &outs {
+                    match g.send(d) {
+                        Ok(()) => sent += 1,
+                        Err(e) => error = Some(e.to_string()),
+                    }
+                }
+                i += 1;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (sent, error)
+    })
+}
+
+/// The scenario of the method: a master, two relays with ten clients each,
+/// three rounds; every client drops 10% of datagrams; in each round 30% of
+/// the clients are offline (never started, started late, stopped between
+/// rounds); forged datagrams are injected throughout.
+#[test]
+fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
+    let mut f = Fleet::new(0);
+    f.write_master("");
+    let group_a = f.master_port + 10;
+    let group_b = f.master_port + 11;
+    let port_a = f.write_relay("relay-a", group_a);
+    let port_b = f.write_relay("relay-b", group_b);
+    let all: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+    // Groups of clients (see the doc comment): A online throughout; B
+    // registered, then off for every round; C started after round 1; D
+    // online for rounds 1-2, stopped before round 3; E online for round 1,
+    // killed, back for round 3 only (with 20% loss one round cannot do).
+    let a = ["c00", "c01", "c02", "c03", "c10", "c11", "c12", "c13"];
+    let b = ["c04", "c14", "c05"];
+    let c = ["c15", "c06", "c16"];
+    let d = ["c07", "c17", "c08"];
+    let e = ["c18", "c09", "c19"];
+    for (i, id) in all.iter().enumerate() {
+        let (relay, port) = if i < 10 {
+            ("relay-a", port_a)
+        } else {
+            ("relay-b", port_b)
+        };
+        let drop = if e.contains(&id.as_str()) { 0.2 } else { 0.1 };
+        f.write_client(
+            id,
+            relay,
+            port,
+            &format!("testing: {{drop_datagrams: {drop}, seed: {i}}}\n"),
+        );
+    }
+    f.artifact("app-1.bin", 3 << 20, 11);
+    f.workflow(
+        "rollout",
+        "app-1.bin",
+        "1.0.0",
+        &["relay-a", "relay-b"],
+        3,
+        4,
+        "100Mbit/s",
+    );
+
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.start("relay", "relay-b");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    f.wait_log("relay-b", "connected to the master", 1, 60);
+    for id in a.iter().chain(&b).chain(&d).chain(&e) {
+        f.start("client", id);
+    }
+    for id in a.iter().chain(&b).chain(&d).chain(&e) {
+        let relay = if *id < "c10" { "relay-a" } else { "relay-b" };
+        f.wait_log(relay, &format!("client registered client={id}"), 1, 60);
+    }
+    // B goes offline before the run.
+    for id in b {
+        assert!(f.stop(id), "{id} stops cleanly on SIGTERM");
+    }
+    std::thread::sleep(Duration::from_millis(800));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forging = forger(
+        f.plugins.clone(),
+        vec![
+            format!("239.255.93.{}:{group_a}", 1 + group_a % 200),
+            format!("239.255.93.{}:{group_b}", 1 + group_b % 200),
+        ],
+        std::sync::Arc::clone(&stop),
+    );
+
+    let id = f.haifu_ok(&["run", "rollout.yaml", "--live", "--detach"]);
+    let run: i64 = id.trim().parse().unwrap();
+    assert_eq!(run, 1);
+
+    f.wait_log(
+        "master",
+        r#"event="round-finished" detail={"completed":"#,
+        1,
+        120,
+    );
+    // Between rounds 1 and 2: E is killed, C starts.
+    for id in e {
+        f.kill(id);
+    }
+    for id in c {
+        f.start("client", id);
+    }
+    f.wait_log(
+        "master",
+        r#"event="round-finished" detail={"completed":"#,
+        2,
+        120,
+    );
+    // Between rounds 2 and 3: D stops, E comes back.
+    for id in d {
+        assert!(f.stop(id), "{id} stops cleanly on SIGTERM");
+    }
+    for id in e {
+        f.start("client", id);
+    }
+    f.wait_for(120, "run 1 to finish", || {
+        f.json(&["status", "1", "--json"])["status"] == "done"
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (forged, error) = forging.join().unwrap();
+    assert!(
+        forged > 1000,
+        "forged datagrams were sent: {forged} ({error:?})"
+    );
+
+    let audit = f.json(&["audit", "1", "--json"]);
+    let delivered = collect(&audit, "delivered_by_round");
+    let undelivered = collect(&audit, "undelivered");
+    let expect_done: BTreeSet<String> = a
+        .iter()
+        .chain(&c)
+        .chain(&d)
+        .map(|s| (*s).to_owned())
+        .collect();
+    let expect_not: BTreeSet<String> = b.iter().chain(&e).map(|s| (*s).to_owned()).collect();
+    assert_eq!(delivered, expect_done, "{audit:#}\n{}", f.dump());
+    assert_eq!(undelivered, expect_not, "{audit:#}");
+    // C was offline in round 1: it completed in round 2 or 3.
+    for id in c {
+        assert!(round_of(&audit, id).unwrap() >= 2, "{id}: {audit:#}");
+    }
+    // Stragglers are listed with their last contact and installed version.
+    for r in audit["relays"].as_array().unwrap() {
+        for s in r["stragglers"].as_array().unwrap() {
+            assert!(s["last_contact"].is_string(), "{s}");
+            assert!(s["version"].is_null(), "{s}");
+        }
+    }
+    // Forged datagrams were counted and never decoded into anything.
+    for id in a {
+        let log = f.log(id);
+        let line = log
+            .lines()
+            .find(|l| l.contains("all blocks decoded"))
+            .unwrap_or_else(|| panic!("{id} decoded:\n{log}"));
+        assert!(line.contains("bad_tag"), "{id}: {line}");
+        let installed = std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap();
+        assert_eq!(installed, std::fs::read(f.path("app-1.bin")).unwrap());
+    }
+    // The relays logged each round's figures.
+    let relay_log = f.log("relay-a");
+    assert!(
+        relay_log.contains("round sent run=1 round=3"),
+        "{relay_log}"
+    );
+    assert!(relay_log.contains("clients_done="), "{relay_log}");
+    // Clean shutdown on SIGTERM.
+    for id in a.iter().chain(&c).chain(&e) {
+        assert!(f.stop(id), "{id} exits 0 on SIGTERM");
+    }
+    assert!(f.stop("relay-a") && f.stop("relay-b") && f.stop("master"));
+}
+
+/// A relay killed mid-round resumes the round; a client killed during its
+/// post-install keeps its old version and completes later; the master
+/// killed with SIGKILL mid-run resumes it with no completion lost or
+/// counted twice.
+#[test]
+fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
+    let mut f = Fleet::new(1);
+    f.write_master("");
+    let group = f.master_port + 10;
+    let port = f.write_relay("relay-a", group);
+    let clients = ["k1", "n1", "n2", "n3"];
+    let marker = f.path("k1-post-install.log");
+    for id in clients {
+        let extra = if id == "k1" {
+            // Records each start, then takes a while: the test kills the
+            // client inside it.
+            format!(
+                "post_install: {{program: sh, args: ['-c', 'echo started >> {}; sleep 4']}}\n",
+                marker.display()
+            )
+        } else {
+            String::new()
+        };
+        f.write_client(id, "relay-a", port, &extra);
+    }
+    f.artifact("app-1.bin", 2 << 20, 1);
+    f.artifact("app-2.bin", 16 << 20, 2);
+    f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 3, 2, "200Mbit/s");
+    f.workflow("v2", "app-2.bin", "2.0.0", &["relay-a"], 5, 2, "40Mbit/s");
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    for id in clients {
+        f.start("client", id);
+    }
+    for id in clients {
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let out = f.haifu_ok(&["run", "v1.yaml", "--live", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "done", "{report:#}");
+    let ones: u64 = report["delivered_by_round"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(ones, 4, "{report:#}\n{}", f.dump());
+
+    // Run 2: 16 MiB at 40 Mbit/s, a round of about 3.5 s.
+    let id = f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
+    assert_eq!(id.trim(), "2");
+    f.wait_log("relay-a", "round starting run=2 round=1", 1, 60);
+    std::thread::sleep(Duration::from_millis(1200));
+    f.kill("relay-a");
+    f.start("relay", "relay-a");
+    // The restarted relay is instructed again and resumes round 1.
+    f.wait_log("relay-a", "round sent run=2 round=1", 1, 60);
+
+    // k1 installs 2.0.0: inside its post-install command, SIGKILL.
+    f.wait_for(60, "k1's second post-install", || {
+        std::fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 2
+    });
+    f.kill("k1");
+    let current = std::fs::read_link(f.path("k1-root/current")).unwrap();
+    assert!(
+        current.to_string_lossy().contains("app-1.0.0"),
+        "k1 still runs 1.0.0: {current:?}"
+    );
+    assert_eq!(
+        std::fs::read(f.path("k1-root/current/artifact")).unwrap(),
+        std::fs::read(f.path("app-1.bin")).unwrap()
+    );
+
+    // Some completions of run 2 are durable and acked: SIGKILL the master.
+    f.wait_log("n1", "completion acknowledged by the master run=2", 1, 60);
+    f.kill("master");
+    std::thread::sleep(Duration::from_millis(500));
+    f.start("master", "master");
+    f.start("client", "k1");
+
+    f.wait_for(120, "run 2 to finish", || {
+        f.json(&["status", "2", "--json"])["status"] == "done"
+    });
+    let audit = f.json(&["audit", "2", "--json"]);
+    let mut seen = Vec::new();
+    for r in audit["relays"].as_array().unwrap() {
+        for round in r["delivered_by_round"].as_array().unwrap() {
+            seen.extend(names(round));
+        }
+        for field in ["undelivered", "pending", "delta", "current"] {
+            assert!(names(&r[field]).is_empty(), "{field}: {audit:#}");
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec!["k1", "n1", "n2", "n3"],
+        "each exactly once: {audit:#}"
+    );
+    let status = f.json(&["status", "2", "--json"]);
+    assert_eq!(status["report"]["clients"], 4, "{status:#}");
+    for id in clients {
+        // Every completion was acked (nothing left to resend) and installed.
+        f.wait_for(20, &format!("{id}'s ack"), || {
+            !f.path(&format!("{id}-root/completion.json")).exists()
+        });
+        assert_eq!(
+            std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap(),
+            std::fs::read(f.path("app-2.bin")).unwrap(),
+            "{id}"
+        );
+    }
+    let post = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        post.lines().count(),
+        3,
+        "k1's post-install ran again after the kill"
+    );
+}
