@@ -4,15 +4,22 @@
 //! `CARGO_TARGET_DIR=/work/target-carousel cargo bench -p haifu-carousel`
 //! (`CAROUSEL_BENCH_MIB=16` for a quicker run; the default is 64 MiB, one
 //! default-sized object).
+//!
+//! A second table compares block layouts on the same artifact: the layout
+//! before the 5%-loss change (T = 1400, K ≈ 1000, 6.5% repair) against the
+//! default symbol size and repair overhead with block targets from
+//! `CAROUSEL_BENCH_BLOCKS` (comma-separated, default `1000,2000,` and the
+//! default target).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use haifu_carousel::loss::{round_ratio, symbols_needed};
+use haifu_carousel::loss::{one_round_failure, round_ratio, symbols_needed};
 use haifu_carousel::{
-    Accepted, CarouselConfig, KEY_LEN, Receiver, Sender, SessionKey, parse_datagram,
+    Accepted, CarouselConfig, DEFAULT_REPAIR_OVERHEAD, KEY_LEN, Receiver, SYMBOL_SIZE, Sender,
+    SessionKey, parse_datagram,
 };
 use raptorq::{Decoder, Encoder, EncodingPacket};
 
@@ -96,13 +103,13 @@ fn main() {
     // raw raptorq, crate defaults: the same source + repair counts.
     let raw_repair_per_block = repair_r1 as u32;
     let raw_enc1 = time(|| {
-        let enc = Encoder::with_defaults(&artifact, 1400);
+        let enc = Encoder::with_defaults(&artifact, SYMBOL_SIZE);
         enc.get_encoded_packets(raw_repair_per_block)
             .into_iter()
             .map(|p| p.serialize().len())
             .sum::<usize>()
     });
-    let raw_enc = Encoder::with_defaults(&artifact, 1400);
+    let raw_enc = Encoder::with_defaults(&artifact, SYMBOL_SIZE);
     let raw_rep2 = time(|| {
         raw_enc
             .get_block_encoders()
@@ -180,7 +187,7 @@ fn main() {
         "(MB of artifact per second; median of {REPS}; haifu includes the 24-byte header and HMAC-SHA256 tag per datagram, raw does not)"
     );
 
-    // Symbols over K each block needed, symbols in random order, K ≈ 1000.
+    // Symbols over K each block needed, symbols in random order, K ≈ 4000.
     let mut overhead: BTreeMap<i64, usize> = BTreeMap::new();
     let mut shuffled: Vec<&Vec<u8>> = datagrams.iter().collect();
     let mut srng = Rng(4);
@@ -207,4 +214,100 @@ fn main() {
     }
     println!();
     println!("symbols over K at decode (blocks): {overhead:?}; within symbols_needed: {worst_ok}");
+    drop(datagrams);
+    drop(encoders);
+
+    compare_layouts(&artifact, &key);
+}
+
+/// Encode, repair and decode throughput of several block layouts, against
+/// the layout used before the 5%-loss change.
+fn compare_layouts(artifact: &[u8], key: &SessionKey) {
+    let len = artifact.len();
+    let default = CarouselConfig::default();
+    let mut layouts = vec![(
+        "T=1400 K≈1000 r=0.065 (before)".to_owned(),
+        CarouselConfig {
+            symbol_size: 1400,
+            block_symbols: 1000,
+            repair_overhead: 0.065,
+            ..default
+        },
+    )];
+    let targets = std::env::var("CAROUSEL_BENCH_BLOCKS")
+        .unwrap_or_else(|_| format!("1000,2000,{}", default.block_symbols));
+    for b in targets
+        .split(',')
+        .filter_map(|s| s.trim().parse::<u32>().ok())
+    {
+        let label = format!("T={SYMBOL_SIZE} K≈{b} r={DEFAULT_REPAIR_OVERHEAD}");
+        let config = CarouselConfig {
+            block_symbols: b,
+            ..default
+        };
+        layouts.push((label, config));
+    }
+    println!();
+    println!(
+        "| layout | blocks/object | round bytes / artifact | encode round 1 MB/s | repair round 2 MB/s | decode at 5% loss MB/s | P(round 1 short), 256 MiB at 5% loss | encode / before | decode / before |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut base: Option<(f64, f64)> = None;
+    for (label, config) in layouts {
+        let sender = Sender::new(key.clone(), len as u64, config).unwrap();
+        let z = sender.object_layout(0).unwrap().block_count();
+        let enc = time(|| sender.encode_round(artifact, 1).unwrap().len());
+        let encoders: Vec<_> = (0..sender.object_count())
+            .map(|i| {
+                let r = sender.object_range(i).unwrap();
+                sender
+                    .object_encoder(i, &artifact[r.start as usize..r.end as usize])
+                    .unwrap()
+            })
+            .collect();
+        let rep = time(|| {
+            encoders
+                .iter()
+                .map(|e| e.round(2).unwrap().map(|d| d.len()).sum::<usize>())
+                .sum::<usize>()
+        });
+        drop(encoders);
+        let mut lossy = Rng(5);
+        let round1: Vec<Vec<u8>> = sender
+            .encode_round(artifact, 1)
+            .unwrap()
+            .into_iter()
+            .filter(|_| !lossy.chance(0.05))
+            .collect();
+        let round2: Vec<Vec<u8>> = sender
+            .encode_round(artifact, 2)
+            .unwrap()
+            .into_iter()
+            .filter(|_| !lossy.chance(0.05))
+            .collect();
+        let dec = time(|| {
+            let mut rx = Receiver::new(key.clone());
+            let mut bytes = 0;
+            for d in round1.iter().chain(&round2) {
+                rx.handle_datagram(d).unwrap();
+                while let Some(b) = rx.poll_block() {
+                    bytes += b.data.len();
+                }
+                if rx.is_complete() {
+                    break;
+                }
+            }
+            assert_eq!(bytes, len);
+        });
+        let short = one_round_failure(256 << 20, &config, 0.05).unwrap();
+        let (e, d) = (mbps(len, enc), mbps(len, dec));
+        let (be, bd) = *base.get_or_insert((e, d));
+        println!(
+            "| {label} | {z} | {:.4} | {e:.0} | {:.0} | {d:.0} | {short:.1e} | {:.2}× | {:.2}× |",
+            round_ratio(len as u64, &config).unwrap(),
+            mbps(len, rep),
+            e / be,
+            d / bd,
+        );
+    }
 }

@@ -17,7 +17,7 @@
 //! ```
 //!
 //! The symbol size is not in the header: it is what is left between the
-//! header and the tag. With T = 1400 a datagram is 1,440 bytes.
+//! header and the tag. With the default T = 1408 a datagram is 1,448 bytes.
 //!
 //! Why HMAC-SHA256 and not `SHA3-256(key || message)`: both are sound MACs,
 //! but on the target machines SHA-256 runs on the SHA-NI instructions and

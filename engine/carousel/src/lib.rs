@@ -2,7 +2,7 @@
 //!
 //! What it does:
 //! - lays an artifact out as fixed-size objects of RaptorQ source blocks of
-//!   about 1,000 symbols ([`layout`]);
+//!   about 4,000 symbols of 1,408 bytes ([`layout`]);
 //! - turns each object into the authenticated datagrams of any round, with
 //!   fresh repair symbols every round so that rounds add up ([`Sender`]);
 //! - defines the versioned datagram format and its HMAC-SHA256 tag, and
@@ -12,7 +12,8 @@
 //!   with their byte offsets ([`Receiver`]), and hashes them in order if asked
 //!   ([`ArtifactHasher`]);
 //! - computes when the next datagram may be sent at a bit rate ([`Pacer`]);
-//! - gives a loss simulator the carousel's numbers ([`loss`]).
+//! - gives a loss simulator the carousel's numbers, and computes how likely
+//!   one round is to be enough at a given loss ([`loss`]).
 //!
 //! What it does not do: sockets, threads, files, clocks, key generation or
 //! manifest checks. Time is an argument, bytes come in and go out as slices

@@ -351,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn default_datagrams_are_1440_bytes_within_the_mtu() {
+    fn default_datagrams_are_1448_bytes_within_the_ipv6_mtu() {
         let data = vec![1u8; 5000];
         let s = Sender::new(
             SessionKey::new(1, [0; KEY_LEN]),
@@ -360,8 +360,10 @@ mod tests {
         )
         .unwrap();
         for d in s.encode_round(&data, 1).unwrap() {
-            assert_eq!(d.len(), 1440);
+            assert_eq!(d.len(), 1448);
             assert!(d.len() <= crate::MAX_DATAGRAM_LEN);
+            // 1,500-byte MTU less 40 bytes of IPv6 and 8 of UDP.
+            assert!(d.len() <= 1452);
         }
     }
 

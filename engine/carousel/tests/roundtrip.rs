@@ -25,15 +25,17 @@ fn round_trip(len: usize, config: CarouselConfig) {
 
 #[test]
 fn edge_sizes_round_trip_byte_exact() {
-    for len in [0, 1, 1399, 1400, 1401, 2800, 65_536] {
+    // Around one and two default symbols (1,408 bytes), and one block.
+    for len in [0, 1, 1407, 1408, 1409, 2816, 65_536] {
         round_trip(len, CarouselConfig::default());
     }
 }
 
 #[test]
 fn a_few_mib_round_trip_byte_exact() {
-    // Blocks of ~250 symbols: the default ~1000 costs 20 s in a debug build
-    // (raptorq is not optimised there); the bench covers the default layout.
+    // The default layout: one block of 2,235 symbols.
+    round_trip(3 << 20, CarouselConfig::default());
+    // And blocks of ~250 symbols.
     round_trip(
         3 << 20,
         CarouselConfig {
@@ -111,7 +113,7 @@ fn hasher_matches_sha3_of_the_artifact() {
 
 #[test]
 fn progress_counts_held_and_needed_symbols() {
-    let len = 300_000;
+    let len = (1 << 18) + 30_000;
     let artifact = Rng(5).bytes(len);
     let sender = Sender::new(key(), len as u64, small_config()).unwrap();
     let datagrams = sender.encode_round(&artifact, 1).unwrap();
@@ -122,9 +124,10 @@ fn progress_counts_held_and_needed_symbols() {
     let p = rx.progress();
     assert_eq!(p.objects, 2);
     assert_eq!(p.symbols_held, 1);
-    // Each object rounds its last symbol up: 188 + 28, not ceil(300000 / 1400).
+    // Each object rounds its last symbol up: 187 + 22, not
+    // ceil(292144 / 1408) = 208.
     assert_eq!(p.symbols_needed, sender.shape().source_symbols());
-    assert_eq!(p.symbols_needed, 216);
+    assert_eq!(p.symbols_needed, 209);
     let o = rx.object_progress(0).unwrap();
     assert_eq!(o.symbols_held, 1);
     assert_eq!(o.blocks, sender.object_layout(0).unwrap().block_count());
