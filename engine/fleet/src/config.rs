@@ -355,6 +355,31 @@ mod tests {
              multicast: {group: '10.0.0.1:7500'}\ndata: cache\n",
         );
         let e = load::<RelayConfig>(&p).unwrap_err().to_string();
-        assert!(e.contains("10.0.0.1 is not a multicast address"), "{e}");
+        assert!(
+            e.contains("10.0.0.1:7500 is not a multicast address"),
+            "{e}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    use super::*;
+
+    fn example(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/fleet")
+            .join(name)
+    }
+
+    #[test]
+    fn the_shipped_example_configs_load() {
+        let m = load::<MasterConfig>(&example("master.yaml")).unwrap();
+        assert_eq!(m.name, "master");
+        let r = load::<RelayConfig>(&example("relay-east.yaml")).unwrap();
+        assert_eq!(r.name, "store-east");
+        let c = load::<ClientConfig>(&example("pos-0001.yaml")).unwrap();
+        assert_eq!(c.artifact, "pos-app");
+        assert!(c.post_install.is_some());
     }
 }
