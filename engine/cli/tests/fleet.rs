@@ -254,7 +254,10 @@ fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
     }
     // The live view ends with the run and shows each relay's rounds.
     let view = f.haifu_ok(&["status", "1", "--watch"]);
-    assert!(view.contains("round 3") && view.contains("relay-b"), "{view}");
+    assert!(
+        view.contains("round 3") && view.contains("relay-b"),
+        "{view}"
+    );
     let all = view.lines().find(|l| l.starts_with("all ")).unwrap();
     assert!(all.trim_end().ends_with(" 20"), "{view}");
     // The relays logged each round's figures.
