@@ -398,4 +398,13 @@ fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
         3,
         "k1's post-install ran again after the kill"
     );
+
+    // The same version again: every client already has it, says so, and
+    // takes no part; no install, no post-install.
+    let out = f.haifu_ok(&["run", "v2.yaml", "--live", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["already_current"], 4, "{report:#}\n{}", f.dump());
+    assert_eq!(report["undelivered"], 0, "{report:#}");
+    let post = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(post.lines().count(), 3, "no install, no post-install");
 }

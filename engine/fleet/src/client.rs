@@ -237,6 +237,16 @@ fn session(client: &Arc<Client>, s: SessionKey) {
         .is_some_and(|i| i.digest == manifest.body.sha3_256)
     {
         tracing::info!(run = s.run, version = %manifest.body.version, "already installed; taking no part");
+        // Say so: the version report marks this client as already current
+        // in the run.
+        let report = Message::RegisterClient(RegisterClient {
+            client: client.cfg.id.clone(),
+            relay: client.cfg.relay.name.clone(),
+            installed: client.installed_ref(),
+        });
+        if let Some(l) = client.link().clone() {
+            let _ = l.send(&report);
+        }
         return;
     }
     if client.pending().is_some_and(|p| p.run == s.run) {
