@@ -607,10 +607,16 @@ fn send_one(
         .map_err(|e| FleetError::Run(format!("pacer: {e}")))?;
     tracing::info!(run, round, "round starting");
     let started = Instant::now();
-    let stats =
-        haifu_runtime::broadcast::send_round(group, &sender, round, &mut read, Some(&mut pacer))
-            .map_err(|e| FleetError::Run(e.to_string()))?;
-    let _ = relay;
+    let stop = || relay.shutdown.is_set();
+    let stats = haifu_runtime::broadcast::send_round_until(
+        group,
+        &sender,
+        round,
+        &mut read,
+        Some(&mut pacer),
+        &stop,
+    )
+    .map_err(|e| FleetError::Run(e.to_string()))?;
     Ok(RoundDone {
         run,
         round,

@@ -35,6 +35,12 @@ pub enum BroadcastError {
     /// Writing a decoded block failed.
     #[error(transparent)]
     Install(#[from] InstallError),
+    /// The round was stopped before its end (shutdown).
+    #[error("stopped after {datagrams} datagrams")]
+    Stopped {
+        /// Datagrams sent before the stop.
+        datagrams: u64,
+    },
 }
 
 /// What a relay sent in one round (the relay logs these per round).
@@ -57,7 +63,20 @@ pub fn send_round(
     sender: &Sender,
     round: u32,
     read_object: &mut dyn FnMut(Range<u64>) -> std::io::Result<Vec<u8>>,
+    pacer: Option<&mut Pacer>,
+) -> Result<RoundStats, BroadcastError> {
+    send_round_until(group, sender, round, read_object, pacer, &|| false)
+}
+
+/// [`send_round`], checking `stop()` every few hundred datagrams and
+/// giving up with [`BroadcastError::Stopped`] when it says so.
+pub fn send_round_until(
+    group: &DatagramGroup,
+    sender: &Sender,
+    round: u32,
+    read_object: &mut dyn FnMut(Range<u64>) -> std::io::Result<Vec<u8>>,
     mut pacer: Option<&mut Pacer>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<RoundStats, BroadcastError> {
     let started = Instant::now();
     let (mut datagrams, mut bytes) = (0u64, 0u64);
@@ -74,6 +93,9 @@ pub fn send_round(
             }
             group.send(&datagram)?;
             datagrams += 1;
+            if datagrams % 256 == 0 && stop() {
+                return Err(BroadcastError::Stopped { datagrams });
+            }
             bytes += datagram.len() as u64;
         }
     }
