@@ -466,7 +466,7 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown, 
         }
     };
     let _ = hub;
-    let mut runs: HashMap<u64, Option<Digest>> = HashMap::new();
+    let mut runs: HashMap<u64, Digest> = HashMap::new();
     let mut total = 0u64;
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -509,11 +509,18 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown, 
                     completion: c,
                     round,
                 } => {
-                    let digest = runs
-                        .entry(c.run)
-                        .or_insert_with(|| run_digest(&ledger, c.run))
-                        .as_ref()
-                        .copied();
+                    // Only found digests are cached: a run whose version is
+                    // registered later is found then.
+                    let digest = match runs.get(&c.run) {
+                        Some(d) => Some(*d),
+                        None => {
+                            let d = run_digest(&ledger, c.run);
+                            if let Some(d) = d {
+                                runs.insert(c.run, d);
+                            }
+                            d
+                        }
+                    };
                     let Some(digest) = digest else {
                         link.error(
                             ErrorCode::UnknownRun,
@@ -534,6 +541,12 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown, 
                         continue;
                     }
                     let run = i64::try_from(c.run).unwrap_or(i64::MAX);
+                    // A client that was not a target of the run (it reported
+                    // in while another run was on air) joins it now, so its
+                    // completion is recorded, not just acknowledged.
+                    batch
+                        .joins
+                        .push((run, c.client.clone(), link.peer().to_owned()));
                     let round = match c.via {
                         Via::Delta => None,
                         // The master's view of the round on air wins; the
@@ -625,9 +638,13 @@ fn drive_runs(
                 continue;
             }
         };
-        let next = runs.into_iter().find(|r| {
-            r.status == RunStatus::Running && r.fleet == LIVE_FLEET && !broken.contains(&r.id)
-        });
+        // Oldest first (the ledger lists runs newest first).
+        let next = runs
+            .into_iter()
+            .filter(|r| {
+                r.status == RunStatus::Running && r.fleet == LIVE_FLEET && !broken.contains(&r.id)
+            })
+            .min_by_key(|r| r.id);
         match next {
             Some(r) => {
                 if let Err(e) = drive_one(

@@ -10,7 +10,7 @@
 //!   multicast plugin, paced to the workflow's rate, and reports it done
 //!   with its figures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -61,8 +61,8 @@ struct State {
     sent: BTreeMap<(u64, u32), RoundDone>,
     /// The round going out now.
     sending: Option<(u64, u32)>,
-    /// Acks forwarded per run.
-    acked: BTreeMap<u64, u64>,
+    /// Clients whose completion the master acked, per run.
+    acked: BTreeMap<u64, BTreeSet<String>>,
 }
 
 struct Relay {
@@ -250,16 +250,20 @@ fn from_master(relay: &Arc<Relay>, link: &Arc<Link>, msg: Message) {
             if st.session.as_ref().is_some_and(|i| i.run == s.run) {
                 tracing::info!(
                     run = s.run,
-                    acked = st.acked.get(&s.run).copied().unwrap_or(0),
+                    acked = st.acked.get(&s.run).map_or(0, BTreeSet::len),
                     "rounds stopped"
                 );
                 st.session = None;
             }
         }
         Message::CompletionAck(a) => {
-            let mut st = relay.lock();
-            *st.acked.entry(a.run).or_default() += 1;
-            if let Some((client, _)) = st.clients.get(&a.client) {
+            let client = {
+                let mut st = relay.lock();
+                st.acked.entry(a.run).or_default().insert(a.client.clone());
+                st.clients.get(&a.client).map(|(l, _)| Arc::clone(l))
+            };
+            // Sent without the relay's lock: a slow client stalls no one.
+            if let Some(client) = client {
                 let _ = client.send(&Message::CompletionAck(a));
             }
         }
@@ -564,7 +568,7 @@ fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin) {
         match done {
             Ok(d) => {
                 st.sent.insert((run, round), d.clone());
-                let acked = st.acked.get(&run).copied().unwrap_or(0);
+                let acked = st.acked.get(&run).map_or(0, BTreeSet::len);
                 let master = st.master.clone();
                 drop(st);
                 tracing::info!(
