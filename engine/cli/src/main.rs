@@ -80,6 +80,9 @@ enum Command {
     /// Manage the fleet's certificate authority.
     #[command(subcommand)]
     Ca(cmd::ca::Command),
+    /// The clients the master knows; lift a cut-off.
+    #[command(subcommand)]
+    Fleet(cmd::fleet::Command),
     /// Run the master daemon: drives live runs, instructs relays, records
     /// completions.
     Master(cmd::daemon::MasterArgs),
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         Command::Service(c) => cmd::service::run(&home, c),
         Command::Plugins(a) => cmd::plugins::run(a),
         Command::Ca(c) => cmd::ca::run(&home, c),
+        Command::Fleet(c) => cmd::fleet::run(&home, c),
         Command::Master(a) => cmd::daemon::master(a),
         Command::Relay(a) => cmd::daemon::relay(a),
         Command::Client(a) => cmd::daemon::client(a),

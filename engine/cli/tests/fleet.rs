@@ -408,3 +408,93 @@ fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
     let post = std::fs::read_to_string(&marker).unwrap();
     assert_eq!(post.lines().count(), 3, "no install, no post-install");
 }
+
+/// A client cut off at the deadline is deny-listed: refused at the QUIC
+/// handshake by its relay, denied by the gate, listed as cut off; readmitted,
+/// it connects again.
+#[test]
+fn a_cut_off_client_is_refused_until_readmitted() {
+    let mut f = Fleet::new(2);
+    f.write_master("");
+    let group = f.master_port + 10;
+    let port = f.write_relay("relay-a", group);
+    for id in ["ok1", "gone1"] {
+        f.write_client(id, "relay-a", port, "");
+    }
+    f.artifact("app-1.bin", 1 << 20, 5);
+    f.workflow("cut", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "100Mbit/s");
+    // Cut off whoever did not get it.
+    std::fs::write(
+        f.path("cut-off.rhai"),
+        "fn disconnect(client) {\n\
+           if client.state == \"delivered\" { return #{ cut: false, reason: \"has it\" }; }\n\
+           #{ cut: true, reason: `${client.id} missed every round` }\n}\n",
+    )
+    .unwrap();
+    let wf = std::fs::read_to_string(f.path("cut.yaml")).unwrap();
+    std::fs::write(
+        f.path("cut.yaml"),
+        wf.replace(
+            "policies: {retry: cut.rhai}",
+            "policies: {retry: cut.rhai, disconnect: cut-off.rhai}",
+        ),
+    )
+    .unwrap();
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    f.start("client", "ok1");
+    f.start("client", "gone1");
+    for id in ["ok1", "gone1"] {
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    assert!(f.stop("gone1"));
+    std::thread::sleep(Duration::from_millis(800));
+    let out = f.haifu_ok(&["run", "cut.yaml", "--live", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["disconnected"], 1, "{report:#}\n{}", f.dump());
+
+    // Listed as cut off, denied by the gate, refused by the relay.
+    let fleet = f.json(&["fleet", "list", "--json"]);
+    let gone = fleet
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "gone1")
+        .unwrap();
+    assert!(
+        gone["denied_reason"]
+            .as_str()
+            .unwrap()
+            .contains("missed every round"),
+        "{fleet:#}"
+    );
+    let gate = f
+        .haifu()
+        .args(["gate", "--client", "gone1", "--service", "pos", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        gate.status.code(),
+        Some(3),
+        "the gate denies a cut-off client"
+    );
+    f.wait_log("relay-a", "deny list applied denied=1", 1, 30);
+    f.start("client", "gone1");
+    f.wait_log("gone1", "cannot reach the relay", 1, 60);
+    assert_eq!(
+        f.log("relay-a")
+            .matches("client registered client=gone1")
+            .count(),
+        1,
+        "refused at the handshake"
+    );
+
+    // Readmitted: it connects and reports in again.
+    let out = f.haifu_ok(&["fleet", "readmit", "gone1"]);
+    assert!(out.contains("readmitted"), "{out}");
+    f.wait_log("relay-a", "deny list applied denied=0", 1, 30);
+    f.wait_log("relay-a", "client registered client=gone1", 2, 60);
+    let list = f.haifu_ok(&["fleet", "list"]);
+    assert!(list.contains("ok1") && list.contains("app 1.0.0"), "{list}");
+}

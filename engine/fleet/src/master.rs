@@ -27,9 +27,9 @@ use haifu_core::{Digest, Manifest, SigningKey};
 use haifu_ledger::{ClientTouch, ClientUpdate, FleetBatch, Ledger, RunStatus};
 use haifu_plugin_host::Connection;
 use haifu_protocol::{
-    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, ErrorCode, Hello,
-    Instruction, Message, RegisterClient, Registered, Role, SessionSecret, StartRound, StopRounds,
-    Via,
+    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DenyList, ErrorCode,
+    Hello, Instruction, Message, RegisterClient, Registered, Role, SessionSecret, StartRound,
+    StopRounds, Via,
 };
 use haifu_runtime::clock::{Clock, SystemClock};
 use haifu_runtime::driver::{self, Env, Fleet};
@@ -69,6 +69,8 @@ struct ActiveRun {
 #[derive(Debug, Default)]
 struct HubState {
     relays: BTreeMap<String, RelayEntry>,
+    /// The clients cut off, as last read from the ledger.
+    denied: Vec<String>,
     active: Option<ActiveRun>,
     /// `(run, round, relay)` reported done.
     done: BTreeSet<(u64, u32, String)>,
@@ -153,6 +155,17 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             .spawn(move || recorder(&path, &rx, &shutdown, &hub))
             .map_err(|e| FleetError::Start(format!("recorder thread: {e}")))?
     };
+    {
+        let hub = Arc::clone(&hub);
+        let shutdown = shutdown.clone();
+        let path = ledger_path.clone();
+        let ep = Arc::clone(&ep);
+        let every = Duration::from_millis(cfg.poll_ms);
+        std::thread::Builder::new()
+            .name("deny-list".into())
+            .spawn(move || deny_list(&path, &ep, &hub, &shutdown, every))
+            .map_err(|e| FleetError::Start(format!("deny-list thread: {e}")))?;
+    }
     {
         let hub = Arc::clone(&hub);
         let shutdown = shutdown.clone();
@@ -267,6 +280,9 @@ impl Peer {
                 }
                 let _ = link.send(&Message::Registered(Registered { target: None }));
                 let mut st = self.hub.lock();
+                let _ = link.send(&Message::DenyList(DenyList {
+                    identities: st.denied.clone(),
+                }));
                 st.relays.insert(
                     r.relay.clone(),
                     RelayEntry {
@@ -453,6 +469,58 @@ fn serve_fetch(link: &Link, store: &Store, ledger_path: &std::path::Path, f: &Ar
         ms = started.elapsed().as_millis() as u64,
         "artifact sent to relay"
     );
+}
+
+/// Keeps the cut-off clients refused: reads the ledger's deny list every
+/// `every`, and when it changes applies it to the master's own endpoint and
+/// sends it to every relay (a relay that registers later gets it then).
+fn deny_list(
+    path: &std::path::Path,
+    ep: &haifu_plugin_host::Endpoint,
+    hub: &Hub,
+    shutdown: &Shutdown,
+    every: Duration,
+) {
+    let ledger = match Ledger::open(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("deny list cannot open the ledger: {e}");
+            return;
+        }
+    };
+    let mut last: Option<Vec<String>> = None;
+    while !shutdown.is_set() {
+        match ledger.denied() {
+            Ok(mut ids) => {
+                if ids.len() > haifu_protocol::limits::MAX_DENIED {
+                    tracing::warn!(
+                        denied = ids.len(),
+                        "more clients cut off than one deny list carries; relays get the first {}",
+                        haifu_protocol::limits::MAX_DENIED
+                    );
+                }
+                if last.as_ref() != Some(&ids) {
+                    if let Err(e) = ep.set_denied(&ids) {
+                        tracing::error!("applying the deny list: {e}");
+                    }
+                    let mut st = hub.lock();
+                    st.denied = ids.clone();
+                    ids.truncate(haifu_protocol::limits::MAX_DENIED);
+                    let msg = Message::DenyList(DenyList {
+                        identities: ids.clone(),
+                    });
+                    for r in st.relays.values() {
+                        let _ = r.link.send(&msg);
+                    }
+                    drop(st);
+                    tracing::info!(denied = ids.len(), "deny list updated");
+                    last = Some(ids);
+                }
+            }
+            Err(e) => tracing::error!("reading the deny list: {e}"),
+        }
+        shutdown.sleep(every);
+    }
 }
 
 /// The recorder: batches what arrives into one transaction, then acks.

@@ -216,7 +216,7 @@ fn master_link(relay: &Arc<Relay>, ep: &Endpoint) {
                 break None;
             }
             match link.recv(Duration::from_millis(500)) {
-                Ok(Some(m)) => from_master(relay, &link, m),
+                Ok(Some(m)) => from_master(relay, &link, ep, m),
                 Ok(None) => {}
                 Err(e) => break Some(e),
             }
@@ -228,9 +228,21 @@ fn master_link(relay: &Arc<Relay>, ep: &Endpoint) {
     }
 }
 
-fn from_master(relay: &Arc<Relay>, link: &Arc<Link>, msg: Message) {
+fn from_master(relay: &Arc<Relay>, link: &Arc<Link>, ep: &Endpoint, msg: Message) {
     match msg {
         Message::Registered(_) => {}
+        Message::DenyList(d) => {
+            // The plugin refuses them at the handshake from now on and
+            // closes their live connections.
+            match ep.set_denied(&d.identities) {
+                Ok(()) => tracing::info!(denied = d.identities.len(), "deny list applied"),
+                Err(e) => tracing::error!("applying the deny list: {e}"),
+            }
+            let mut st = relay.lock();
+            for id in &d.identities {
+                st.clients.remove(id);
+            }
+        }
         Message::Instruction(i) => instruction(relay, link, i),
         Message::StartRound(s) => {
             let mut st = relay.lock();

@@ -600,6 +600,41 @@ impl Ledger {
         Ok(counted)
     }
 
+    /// Lifts a client's cut-off; returns whether it was cut off.
+    pub fn readmit(&mut self, id: &str) -> Result<bool, LedgerError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE clients SET denied_reason = NULL, denied_at = NULL
+                 WHERE id = ?1 AND denied_reason IS NOT NULL",
+                params![id],
+            )
+            .map_err(LedgerError::sqlite(&self.path))?;
+        if n > 0 {
+            insert_event(
+                &self.conn,
+                &now_text(),
+                "readmitted",
+                &format!("client:{id}"),
+                "{}",
+            )
+            .map_err(LedgerError::sqlite(&self.path))?;
+        }
+        Ok(n > 0)
+    }
+
+    /// The identities cut off, sorted.
+    pub fn denied(&self) -> Result<Vec<String>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM clients WHERE denied_reason IS NOT NULL ORDER BY id")
+            .map_err(&wrap)?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|r| r.collect())
+            .map_err(&wrap)
+    }
+
     /// A fleet member, if known.
     pub fn client(&self, id: &str) -> Result<Option<ClientRow>, LedgerError> {
         self.conn
@@ -737,7 +772,7 @@ fn apply_updates(
 }
 
 fn insert_event(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     at: &str,
     kind: &str,
     subject: &str,

@@ -22,7 +22,7 @@ use crate::handshake::{Hello, HelloRefused, Welcome};
 use crate::limits::{Limits, MAX_CHUNK_LEN, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_REASON_LEN};
 use crate::message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
-    DeltaRequest, DeltaResponse, ErrorCode, ErrorMessage, Group, Instruction, Message,
+    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Group, Instruction, Message,
     RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound,
     StopRounds, Via, tag,
 };
@@ -79,6 +79,12 @@ impl Message {
                 w.str("relay", &m.relay, MAX_ID_LEN)?;
                 w.u32(m.clients);
                 write_group(w, &m.group);
+            }
+            Self::DenyList(m) => {
+                w.count("identities", m.identities.len(), crate::limits::MAX_DENIED)?;
+                for id in &m.identities {
+                    w.str("identity", id, MAX_ID_LEN)?;
+                }
             }
             Self::RegisterClient(m) => {
                 w.str("client", &m.client, MAX_ID_LEN)?;
@@ -198,6 +204,14 @@ impl Message {
                 clients: r.u32("clients")?,
                 group: read_group(r)?,
             }),
+            tag::DENY_LIST => {
+                let n = r.count("identities", crate::limits::MAX_DENIED)?;
+                let mut identities = Vec::with_capacity(n);
+                for _ in 0..n {
+                    identities.push(r.str("identity", MAX_ID_LEN)?);
+                }
+                Self::DenyList(DenyList { identities })
+            }
             tag::REGISTER_CLIENT => Self::RegisterClient(RegisterClient {
                 client: r.str("client", MAX_ID_LEN)?,
                 relay: r.str("relay", MAX_ID_LEN)?,

@@ -40,7 +40,7 @@ pub use handshake::{
 pub use limits::Limits;
 pub use message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
-    DeltaRequest, DeltaResponse, ErrorCode, ErrorMessage, Group, Instruction, Message,
+    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Group, Instruction, Message,
     RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound,
     StopRounds, Via, tag,
 };

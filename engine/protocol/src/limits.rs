@@ -3,6 +3,8 @@
 /// The longest identity, client id, relay name, artifact name or version
 /// accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
+/// Most identities in one deny list (4,096 × 130 bytes fits a default frame).
+pub const MAX_DENIED: usize = 4096;
 /// The longest free-text reason (errors, refusals), in bytes.
 pub const MAX_REASON_LEN: usize = 1024;
 /// The longest feature name, in bytes.

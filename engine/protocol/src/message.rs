@@ -27,6 +27,8 @@ pub mod tag {
     pub const REGISTER_CLIENT: u8 = 0x11;
     /// [`Message::Registered`](crate::Message::Registered).
     pub const REGISTERED: u8 = 0x12;
+    /// [`Message::DenyList`](crate::Message::DenyList).
+    pub const DENY_LIST: u8 = 0x13;
     /// [`Message::Instruction`](crate::Message::Instruction).
     pub const INSTRUCTION: u8 = 0x20;
     /// [`Message::StartRound`](crate::Message::StartRound).
@@ -120,6 +122,15 @@ pub struct RegisterClient {
 pub struct Registered {
     /// The current version, or none.
     pub target: Option<ArtifactRef>,
+}
+
+/// master → relay: the identities cut off (the whole list, replacing the
+/// last one). A relay refuses them at the handshake and drops their live
+/// connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyList {
+    /// Client identities, at most [`MAX_DENIED`](crate::limits::MAX_DENIED).
+    pub identities: Vec<String>,
 }
 
 /// master → relay: broadcast this artifact in rounds.
@@ -413,6 +424,8 @@ pub enum Message {
     RegisterClient(RegisterClient),
     /// The answer to a registration.
     Registered(Registered),
+    /// The clients cut off.
+    DenyList(DenyList),
     /// Broadcast an artifact in rounds.
     Instruction(Instruction),
     /// Start a round.
@@ -461,6 +474,7 @@ impl Message {
             Self::RegisterRelay(_) => tag::REGISTER_RELAY,
             Self::RegisterClient(_) => tag::REGISTER_CLIENT,
             Self::Registered(_) => tag::REGISTERED,
+            Self::DenyList(_) => tag::DENY_LIST,
             Self::Instruction(_) => tag::INSTRUCTION,
             Self::StartRound(_) => tag::START_ROUND,
             Self::StopRounds(_) => tag::STOP_ROUNDS,

@@ -5,6 +5,7 @@ pub mod ca;
 pub mod check;
 pub mod daemon;
 pub mod export;
+pub mod fleet;
 pub mod fleet_args;
 pub mod fsck;
 pub mod gate;

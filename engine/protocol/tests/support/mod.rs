@@ -143,7 +143,7 @@ impl Rng {
 }
 
 /// How many kinds of message [`random_message`] draws from.
-pub const KINDS: u64 = 21;
+pub const KINDS: u64 = 22;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
@@ -291,6 +291,9 @@ pub fn random_message(rng: &mut Rng, kind: u64) -> Message {
             reason: rng.string(MAX_REASON_LEN),
         }),
         18 => Message::Ping { nonce: rng.next() },
+        20 => Message::DenyList(DenyList {
+            identities: (0..rng.below(20)).map(|_| rng.string(MAX_ID_LEN)).collect(),
+        }),
         19 => Message::RoundDone(RoundDone {
             run: rng.next(),
             round: rng.u32(),
@@ -406,6 +409,12 @@ pub fn samples() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("stop_rounds", Message::StopRounds(StopRounds { run: 7 })),
+        (
+            "deny_list",
+            Message::DenyList(DenyList {
+                identities: vec!["pos-0042".into(), "pos-0107".into()],
+            }),
+        ),
         (
             "round_done",
             Message::RoundDone(RoundDone {

@@ -1,0 +1,74 @@
+//! `haifu fleet`: the clients the master knows, and lifting a cut-off.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use crate::home::Home;
+use crate::output;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Every client: relay, installed version, last contact, and whether it
+    /// is cut off (with the reason).
+    List {
+        /// Print JSON: one object per client.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a client's cut-off: the master and its relays accept it again
+    /// within a poll interval, and the gate stops denying it for that reason.
+    Readmit {
+        /// The client's id.
+        client: String,
+    },
+}
+
+pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::List { json } => {
+            let clients = home.ledger()?.clients()?;
+            if json {
+                output::json(&clients)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if clients.is_empty() {
+                eprintln!("no client has reported yet");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<24} {:<16} {:<24} {:<32} STATE",
+                "CLIENT", "RELAY", "INSTALLED", "LAST CONTACT"
+            );
+            for c in clients {
+                let installed = match (&c.artifact, &c.version) {
+                    (Some(a), Some(v)) => format!("{a} {v}"),
+                    _ => "-".into(),
+                };
+                let state = match &c.denied_reason {
+                    Some(why) => format!("cut off: {why}"),
+                    None => "admitted".into(),
+                };
+                println!(
+                    "{:<24} {:<16} {:<24} {:<32} {state}",
+                    c.id,
+                    c.relay.as_deref().unwrap_or("-"),
+                    installed,
+                    c.last_contact.as_deref().unwrap_or("never"),
+                );
+            }
+        }
+        Command::Readmit { client } => {
+            let mut ledger = home.ledger()?;
+            if ledger.client(&client)?.is_none() {
+                bail!("client {client:?} is not known to this master");
+            }
+            if ledger.readmit(&client)? {
+                println!("{client} readmitted");
+            } else {
+                println!("{client} was not cut off; nothing changed");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
