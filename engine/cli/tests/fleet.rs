@@ -498,3 +498,109 @@ fn a_cut_off_client_is_refused_until_readmitted() {
     let list = f.haifu_ok(&["fleet", "list"]);
     assert!(list.contains("ok1") && list.contains("app 1.0.0"), "{list}");
 }
+
+/// A straggler that missed the broadcast boots after the audit, asks the
+/// master, and gets only the difference: it installs the new version byte
+/// for byte and the audit records it as delivered by delta.
+#[test]
+fn a_straggler_boots_and_takes_a_delta() {
+    let mut f = Fleet::new(3);
+    f.write_master("");
+    let group = f.master_port + 10;
+    let port = f.write_relay("relay-a", group);
+    let master = format!(
+        "master: {{address: '127.0.0.1:{}', name: master}}\n",
+        f.master_port
+    );
+    for id in ["ok1", "s1"] {
+        f.write_client(id, "relay-a", port, &master);
+    }
+    let v1 = f.artifact("app-1.bin", 2 << 20, 9);
+    // 2.0.0: a small change in the middle and a little more at the end.
+    let mut new = std::fs::read(&v1).unwrap();
+    for b in &mut new[1_000_000..1_000_200] {
+        *b ^= 0x5a;
+    }
+    new.extend_from_slice(&[7u8; 4096]);
+    std::fs::write(f.path("app-2.bin"), &new).unwrap();
+    f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "200Mbit/s");
+    let start = jiff::Timestamp::now();
+    std::fs::write(
+        f.path("v2.rhai"),
+        "fn next_round(ctx) { #{ stop: true, reason: \"one round\" } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        f.path("v2.yaml"),
+        format!(
+            "name: v2\nartifact: {{name: app, version: 2.0.0, path: app-2.bin}}\n\
+             targets: {{relays: [relay-a]}}\nschedule: {{start: {start}, deadline: 40s}}\n\
+             transports: {{broadcast: multicast, unicast: quic}}\nrate: 200Mbit/s\n\
+             policies: {{retry: v2.rhai}}\n\
+             steps:\n  - register\n  - broadcast: {{rounds: 1}}\n  - audit\n  - delta: {{until: 35s}}\n  - disconnect\n"
+        ),
+    )
+    .unwrap();
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    for id in ["ok1", "s1"] {
+        f.start("client", id);
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let out = f.haifu_ok(&["run", "v1.yaml", "--live", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+
+    // s1 is off during 2.0.0's broadcast.
+    assert!(f.stop("s1"));
+    let id = f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
+    assert_eq!(id.trim(), "2");
+    f.wait_log(
+        "master",
+        r#"event="stragglers-listed" detail={"count":1}"#,
+        1,
+        60,
+    );
+    f.start("client", "s1");
+    f.wait_log("s1", "installed from the master; completion sent", 1, 60);
+    f.wait_for(30, "s1's completion ack", || {
+        !f.path("s1-root/completion.json").exists()
+    });
+    assert_eq!(
+        std::fs::read(f.path("s1-root/current/artifact")).unwrap(),
+        new,
+        "s1 runs 2.0.0 byte for byte"
+    );
+    let log = f.log("master");
+    let line = log
+        .lines()
+        .find(|l| l.contains("sending a delta"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let field = |name: &str| -> u64 {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    assert!(
+        field("delta_bytes") * 20 < field("full_bytes"),
+        "the delta is much smaller: {line}"
+    );
+    f.wait_for(90, "run 2 to finish", || {
+        f.json(&["status", "2", "--json"])["status"] == "done"
+    });
+    let audit = f.json(&["audit", "2", "--json"]);
+    assert_eq!(
+        collect(&audit, "delta"),
+        BTreeSet::from(["s1".to_owned()]),
+        "{audit:#}"
+    );
+    assert_eq!(
+        collect(&audit, "delivered_by_round"),
+        BTreeSet::from(["ok1".to_owned()]),
+        "{audit:#}"
+    );
+}

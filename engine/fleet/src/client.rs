@@ -40,6 +40,9 @@ struct Pending {
     digest: String,
     round: u32,
     at: String,
+    /// Installed from a delta (or the full artifact) sent by the master.
+    #[serde(default)]
+    delta: bool,
 }
 
 struct Client {
@@ -77,7 +80,11 @@ impl Client {
         let msg = Message::Completion(Completion {
             run: p.run,
             client: self.cfg.id.clone(),
-            via: Via::Round(p.round),
+            via: if p.delta {
+                Via::Delta
+            } else {
+                Via::Round(p.round)
+            },
             digest,
             at,
         });
@@ -103,7 +110,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let root = InstallRoot::open(&cfg.install_root)
         .map_err(|e| FleetError::Start(format!("install_root: {e}")))?;
     let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
-    let ep = endpoint(&quic, &cfg.tls, None)?;
+    let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
     let client = Arc::new(Client {
         cfg: cfg.clone(),
         pinned,
@@ -122,6 +129,14 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         installed = ?installed.as_ref().map(|i| i.version.to_string()),
         "client started"
     );
+    if cfg.master.is_some() {
+        let client = Arc::clone(&client);
+        let ep = Arc::clone(&ep);
+        std::thread::Builder::new()
+            .name("boot-check".into())
+            .spawn(move || boot_checks(&client, &ep))
+            .map_err(|e| FleetError::Start(format!("boot-check thread: {e}")))?;
+    }
     relay_link(&client, &ep);
     client
         .cancel
@@ -364,12 +379,7 @@ fn receive(
     let verified = staging
         .verify(manifest, &client.pinned)
         .map_err(|e| FleetError::Run(format!("verify: {e}")))?;
-    let post = cfg.post_install.as_ref().map(|p| {
-        let mut pi = PostInstall::new(p.program.clone());
-        pi.args = p.args.clone();
-        pi.timeout = jiff::SignedDuration::from_secs(i64::try_from(p.timeout_secs).unwrap_or(300));
-        pi
-    });
+    let post = post_install(cfg);
     let installed = client
         .root
         .install(verified, post.as_ref())
@@ -379,6 +389,7 @@ fn receive(
         digest: installed.digest.to_hex(),
         round: 0,
         at: Timestamp::now().to_string(),
+        delta: false,
     };
     write_pending(&client.pending_path(), &pending)?;
     tracing::info!(run = s.run, version = %installed.version, "installed; completion sent");
@@ -413,4 +424,206 @@ fn write_pending(path: &std::path::Path, p: &Pending) -> Result<(), FleetError> 
         Ok(())
     };
     write().map_err(|e| FleetError::Run(format!("{}: {e}", path.display())))
+}
+
+/// What a boot check found.
+enum Check {
+    /// Nothing to fetch.
+    UpToDate,
+    /// Installed from the master; completion sent.
+    Installed,
+}
+
+/// On start and every 30 s while idle: asks the master whether a finished
+/// broadcast left this client behind, and if so fetches and installs the
+/// difference. A failure (a truncated or corrupted delta, say) leaves the
+/// installed version as it was and is retried 10 s later.
+fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
+    while !client.shutdown.is_set() {
+        let busy = client
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+            || client.pending().is_some();
+        let wait = if busy {
+            Duration::from_secs(5)
+        } else {
+            match boot_check(client, ep) {
+                Ok(Check::UpToDate) => Duration::from_secs(30),
+                Ok(Check::Installed) => Duration::from_secs(30),
+                Err(e) => {
+                    tracing::warn!("boot check: {e}; the installed version is unchanged, retrying");
+                    Duration::from_secs(10)
+                }
+            }
+        };
+        client.shutdown.sleep(wait);
+    }
+}
+
+fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
+    use haifu_protocol::{DeltaBody, DeltaRequest, Reassembly};
+    let cfg = &client.cfg;
+    let Some(master) = &cfg.master else {
+        return Ok(Check::UpToDate);
+    };
+    let link = link::connect(
+        ep,
+        &master.address.to_string(),
+        &master.name,
+        Role::Client,
+        &cfg.id,
+        Arc::clone(&client.counters),
+    )
+    .map_err(|e| format!("master: {e}"))?;
+    let installed = client.installed_ref();
+    link.send(&Message::RegisterClient(RegisterClient {
+        client: cfg.id.clone(),
+        relay: cfg.relay.name.clone(),
+        installed: installed.clone(),
+    }))
+    .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = |what: &str| -> Result<Message, String> {
+        loop {
+            if Instant::now() > deadline {
+                return Err(format!("no {what} from the master"));
+            }
+            match link.recv(Duration::from_millis(500)) {
+                Ok(Some(Message::Ping { nonce })) => {
+                    let _ = link.send(&Message::Pong { nonce });
+                }
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let target = match next("answer")? {
+        Message::Registered(r) => r.target,
+        other => return Err(format!("unexpected answer {:#04x}", other.tag())),
+    };
+    let Some(target) = target.filter(|t| Some(t) != installed.as_ref()) else {
+        return Ok(Check::UpToDate);
+    };
+    if target.name.as_str() != cfg.artifact {
+        return Ok(Check::UpToDate);
+    }
+    let base = client.root.base_for_delta().map_err(|e| e.to_string())?;
+    let from = base
+        .as_ref()
+        .map_or(haifu_core::Digest::from_bytes([0; 32]), |(d, _)| *d);
+    // Any id unique to this client's requests will do.
+    let transfer = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    link.send(&Message::DeltaRequest(DeltaRequest {
+        transfer,
+        client: cfg.id.clone(),
+        name: target.name.clone(),
+        from,
+        to: target.digest,
+    }))
+    .map_err(|e| e.to_string())?;
+    let (size, manifest, is_delta) = match next("delta response")? {
+        Message::DeltaResponse(r) if r.transfer == transfer => match r.body {
+            DeltaBody::Delta { size, manifest } => (size, manifest, true),
+            DeltaBody::Full { size, manifest } => (size, manifest, false),
+            DeltaBody::Refused { reason } => return Err(format!("master refused: {reason}")),
+        },
+        other => return Err(format!("unexpected answer {:#04x}", other.tag())),
+    };
+    let manifest = Manifest::from_json(&manifest).map_err(|e| format!("manifest: {e}"))?;
+    manifest
+        .verify(&client.pinned)
+        .map_err(|e| format!("manifest refused: {e}"))?;
+    if manifest.body.sha3_256 != target.digest {
+        return Err("the manifest is not the target's".into());
+    }
+    let mut parts = Reassembly::new(transfer, size, 8 << 30).map_err(|e| e.to_string())?;
+    let payload = loop {
+        match next("data")? {
+            Message::DataChunk(c) => {
+                if let Some(all) = parts.push(&c).map_err(|e| format!("transfer: {e}"))? {
+                    break all;
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unexpected message {:#04x} in a transfer",
+                    other.tag()
+                ));
+            }
+        }
+    };
+    let bytes = if is_delta {
+        let Some((_, base_path)) = &base else {
+            return Err("a delta came but nothing is installed".into());
+        };
+        let old = std::fs::read(base_path).map_err(|e| format!("{}: {e}", base_path.display()))?;
+        haifu_delta::apply_to_vec(&old, &payload).map_err(|e| format!("delta refused: {e}"))?
+    } else {
+        zstd::stream::decode_all(&payload[..]).map_err(|e| format!("full artifact refused: {e}"))?
+    };
+    let mut staging = client
+        .root
+        .stage(manifest.body.size)
+        .map_err(|e| format!("staging: {e}"))?;
+    staging
+        .write_at(0, &bytes)
+        .map_err(|e| format!("staging: {e}"))?;
+    let verified = staging
+        .verify(&manifest, &client.pinned)
+        .map_err(|e| format!("verify: {e}"))?;
+    let post = post_install(cfg);
+    let done = client
+        .root
+        .install(verified, post.as_ref())
+        .map_err(|e| format!("install: {e}"))?;
+    write_pending(
+        &client.pending_path(),
+        &Pending {
+            run: 0,
+            digest: done.digest.to_hex(),
+            round: 0,
+            at: Timestamp::now().to_string(),
+            delta: true,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    tracing::info!(
+        version = %done.version,
+        bytes = payload.len(),
+        artifact_bytes = manifest.body.size,
+        kind = if is_delta { "delta" } else { "full" },
+        "installed from the master; completion sent"
+    );
+    // Completion straight to the master; the relay path resends if needed.
+    client.send_pending();
+    let _ = link.send(&Message::Completion(Completion {
+        run: 0,
+        client: cfg.id.clone(),
+        via: Via::Delta,
+        digest: done.digest,
+        at: Timestamp::now(),
+    }));
+    if let Ok(Message::CompletionAck(a)) = next("ack")
+        && a.client == cfg.id
+        && a.digest == done.digest
+    {
+        let _ = std::fs::remove_file(client.pending_path());
+        tracing::info!("completion acknowledged by the master (delta)");
+    }
+    let _ = client.root.gc();
+    Ok(Check::Installed)
+}
+
+fn post_install(cfg: &ClientConfig) -> Option<PostInstall> {
+    cfg.post_install.as_ref().map(|p| {
+        let mut pi = PostInstall::new(p.program.clone());
+        pi.args = p.args.clone();
+        pi.timeout = jiff::SignedDuration::from_secs(i64::try_from(p.timeout_secs).unwrap_or(300));
+        pi
+    })
 }

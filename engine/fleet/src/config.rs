@@ -175,6 +175,11 @@ pub struct ClientConfig {
     pub artifact: String,
     /// Its relay.
     pub relay: PeerAddr,
+    /// The master, asked directly on boot for a delta when a finished
+    /// broadcast left this client behind. Without it the client only
+    /// receives broadcasts.
+    #[serde(default)]
+    pub master: Option<PeerAddr>,
     /// Certificate files.
     pub tls: TlsFiles,
     /// The master's public key file (`master.pub`), pinned: manifests
@@ -297,6 +302,9 @@ impl Resolve for ClientConfig {
     fn check(&self) -> Result<(), String> {
         check_name("id", &self.id)?;
         check_name("relay.name", &self.relay.name)?;
+        if let Some(m) = &self.master {
+            check_name("master.name", &m.name)?;
+        }
         self.artifact
             .parse::<haifu_core::ArtifactName>()
             .map_err(|e| format!("artifact {:?}: {e}", self.artifact))?;

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod common;
 pub mod config;
+pub mod deltas;
 pub mod link;
 pub mod master;
 pub mod relay;

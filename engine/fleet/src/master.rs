@@ -305,7 +305,41 @@ impl Peer {
                 self.hub.changed.notify_all();
             }
             Message::RegisterClient(c) if is_relay => self.client_report(link, c),
-            Message::Completion(c) if is_relay => {
+            // A client talks to the master directly only as a straggler:
+            // its version report, then a delta request.
+            Message::RegisterClient(c) if c.client == link.peer() => {
+                let target = Ledger::open(&self.ledger_path)
+                    .ok()
+                    .and_then(|l| crate::deltas::target_for(&l, &c.client))
+                    .and_then(|(_, m)| crate::deltas::artifact_ref(&m))
+                    .filter(|t| c.installed.as_ref() != Some(t));
+                let _ = self.tx.send(Record::Report {
+                    touch: ClientTouch {
+                        client: c.client.clone(),
+                        relay: None,
+                        artifact: c.installed.as_ref().map(|i| i.name.to_string()),
+                        version: c.installed.as_ref().map(|i| i.version.to_string()),
+                        at: Timestamp::now().to_string(),
+                    },
+                    join: None,
+                    current: None,
+                });
+                let _ = link.send(&Message::Registered(Registered { target }));
+            }
+            Message::DeltaRequest(r) if !is_relay && link.session().has("delta") => {
+                let link = Arc::clone(link);
+                let store = self.store.clone();
+                let path = self.ledger_path.clone();
+                let dir = self
+                    .ledger_path
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("deltas");
+                let _ = std::thread::Builder::new()
+                    .name("delta".into())
+                    .spawn(move || crate::deltas::serve(&link, &store, &path, &dir, &r));
+            }
+            Message::Completion(c) if is_relay || c.client == link.peer() => {
                 let round = {
                     let st = self.hub.lock();
                     st.active
@@ -579,6 +613,27 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown, 
                 } => {
                     // Only found digests are cached: a run whose version is
                     // registered later is found then.
+                    // Run 0 by delta: the run that lists the client as a
+                    // straggler (a client on boot does not know it).
+                    let mut c = c;
+                    let asked_run = c.run;
+                    if c.run == 0 && c.via == Via::Delta {
+                        match ledger.straggler_run(&c.client) {
+                            Ok(Some((run, _, _))) => c.run = u64::try_from(run).unwrap_or(0),
+                            _ => {
+                                // Nothing left to record: ack so it stops.
+                                acks.push((
+                                    link,
+                                    CompletionAck {
+                                        run: 0,
+                                        client: c.client,
+                                        digest: c.digest,
+                                    },
+                                ));
+                                continue;
+                            }
+                        }
+                    }
                     let digest = match runs.get(&c.run) {
                         Some(d) => Some(*d),
                         None => {
@@ -632,7 +687,7 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown, 
                     acks.push((
                         link,
                         CompletionAck {
-                            run: c.run,
+                            run: asked_run,
                             client: c.client,
                             digest: c.digest,
                         },

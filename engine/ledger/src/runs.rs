@@ -600,6 +600,25 @@ impl Ledger {
         Ok(counted)
     }
 
+    /// The newest live run that lists `client` as a straggler (undelivered
+    /// after its audit): `(run, artifact, version)`.
+    pub fn straggler_run(
+        &self,
+        client: &str,
+    ) -> Result<Option<(i64, String, String)>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT r.id, r.artifact, r.version FROM runs r
+                 JOIN run_clients c ON c.run_id = r.id
+                 WHERE c.client = ?1 AND c.state = 'undelivered' AND r.fleet = 'live'
+                 ORDER BY r.id DESC LIMIT 1",
+                params![client],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))
+    }
+
     /// Lifts a client's cut-off; returns whether it was cut off.
     pub fn readmit(&mut self, id: &str) -> Result<bool, LedgerError> {
         let n = self

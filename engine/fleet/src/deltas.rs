@@ -1,0 +1,167 @@
+//! The master's unicast path for stragglers (steps 107-109): a client that
+//! a live run lists as undelivered asks, on boot, for what turns its
+//! installed version into the run's; it gets a zstd patch-from delta (built
+//! once per pair and cached under `home/deltas/`), or the compressed full
+//! artifact when its version is unknown or the delta is not smaller.
+
+use std::path::{Path, PathBuf};
+
+use haifu_core::{Digest, Manifest};
+use haifu_delta::{Delivery, DeliveryRule, DeltaOffer, MakeOptions, cache_key};
+use haifu_ledger::Ledger;
+use haifu_protocol::{ArtifactRef, DeltaBody, DeltaRequest, DeltaResponse, ErrorCode, Message};
+use haifu_store::Store;
+
+use crate::link::Link;
+
+/// The version a straggler should have: that of the newest live run that
+/// lists it as undelivered.
+pub fn target_for(ledger: &Ledger, client: &str) -> Option<(i64, Manifest)> {
+    let (run, artifact, version) = ledger.straggler_run(client).ok()??;
+    let m = ledger.manifest(&artifact, &version).ok()??;
+    Some((run, m))
+}
+
+/// The artifact reference of a manifest.
+pub fn artifact_ref(m: &Manifest) -> Option<ArtifactRef> {
+    Some(ArtifactRef {
+        name: m.body.name.parse().ok()?,
+        version: m.body.version.parse().ok()?,
+        digest: m.body.sha3_256,
+    })
+}
+
+fn read_object(store: &Store, digest: &Digest) -> Result<Vec<u8>, String> {
+    let mut r = store.open_object(digest).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut r, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The cached delta `from → to`, built (and cached) if needed.
+fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<Vec<u8>, String> {
+    let options = MakeOptions::background();
+    let path: PathBuf = dir.join(cache_key(from, to, &options).file_name());
+    if let Ok(b) = std::fs::read(&path) {
+        return Ok(b);
+    }
+    let old = read_object(store, from)?;
+    let new = read_object(store, to)?;
+    let started = std::time::Instant::now();
+    let d = haifu_delta::make(&old, &new, &options).map_err(|e| e.to_string())?;
+    tracing::info!(
+        from = %from, to = %to, bytes = d.len(), artifact_bytes = new.len(),
+        ms = started.elapsed().as_millis() as u64, "delta built"
+    );
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &d.bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("caching the delta: {e}"))?;
+    Ok(d.bytes)
+}
+
+/// Answers one delta request on `link`.
+pub fn serve(link: &Link, store: &Store, ledger_path: &Path, dir: &Path, req: &DeltaRequest) {
+    let refuse = |reason: String| {
+        tracing::warn!(client = link.peer(), "delta refused: {reason}");
+        let _ = link.send(&Message::DeltaResponse(DeltaResponse {
+            transfer: req.transfer,
+            to: req.to,
+            body: DeltaBody::Refused { reason },
+        }));
+    };
+    if req.client != link.peer() {
+        link.error(
+            ErrorCode::Unexpected,
+            req.transfer,
+            "delta for another client",
+        );
+        return;
+    }
+    let ledger = match Ledger::open(ledger_path) {
+        Ok(l) => l,
+        Err(e) => return refuse(format!("ledger: {e}")),
+    };
+    let Some((_, target)) = target_for(&ledger, &req.client) else {
+        return refuse("no live run lists this client as a straggler".into());
+    };
+    if target.body.sha3_256 != req.to {
+        return refuse(format!("the version to have is {}", target.body.version));
+    }
+    let full = match std::fs::read(store.object_path(&req.to)) {
+        Ok(b) => b,
+        Err(e) => return refuse(format!("store: {e}")),
+    };
+    let from_known = store.contains(&req.from);
+    let delta = if from_known {
+        delta_bytes(store, dir, &req.from, &req.to)
+            .map_err(|e| tracing::warn!("no delta {} → {}: {e}", req.from, req.to))
+            .ok()
+    } else {
+        None
+    };
+    let offer = match (&delta, from_known) {
+        (Some(d), _) => DeltaOffer::Delta {
+            bytes: d.len() as u64,
+        },
+        (None, false) => DeltaOffer::UnknownBase,
+        (None, true) => DeltaOffer::Unavailable,
+    };
+    let manifest = target.to_json().into_bytes();
+    let (body, payload) = match DeliveryRule::default().choose(offer, full.len() as u64) {
+        Delivery::Delta {
+            delta_bytes,
+            full_bytes,
+        } => {
+            tracing::info!(
+                client = link.peer(),
+                delta_bytes,
+                full_bytes,
+                "sending a delta"
+            );
+            let d = delta.unwrap_or_default();
+            (
+                DeltaBody::Delta {
+                    size: d.len() as u64,
+                    manifest,
+                },
+                d,
+            )
+        }
+        Delivery::Full { full_bytes, reason } => {
+            tracing::info!(
+                client = link.peer(),
+                full_bytes,
+                ?reason,
+                "sending the full artifact"
+            );
+            (
+                DeltaBody::Full {
+                    size: full.len() as u64,
+                    manifest,
+                },
+                full,
+            )
+        }
+    };
+    if link
+        .send(&Message::DeltaResponse(DeltaResponse {
+            transfer: req.transfer,
+            to: req.to,
+            body,
+        }))
+        .is_err()
+    {
+        return;
+    }
+    for chunk in haifu_protocol::chunk::split(
+        req.transfer,
+        &payload,
+        haifu_protocol::limits::MAX_CHUNK_LEN,
+    ) {
+        if link.send(&Message::DataChunk(chunk)).is_err() {
+            return;
+        }
+    }
+}
