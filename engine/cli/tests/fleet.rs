@@ -11,6 +11,26 @@ use std::time::Duration;
 use common::fleet::Fleet;
 use serde_json::Value;
 
+/// A bare HTTP/1.1 GET: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
 fn names(v: &Value) -> BTreeSet<String> {
     v.as_array()
         .map(|a| {
@@ -415,7 +435,8 @@ fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
 #[test]
 fn a_cut_off_client_is_refused_until_readmitted() {
     let mut f = Fleet::new(2);
-    f.write_master("");
+    let api = format!("127.0.0.1:{}", f.master_port + 15);
+    f.write_master(&format!("api: {api}\n"));
     let group = f.master_port + 10;
     let port = f.write_relay("relay-a", group);
     for id in ["ok1", "gone1"] {
@@ -479,6 +500,49 @@ fn a_cut_off_client_is_refused_until_readmitted() {
         Some(3),
         "the gate denies a cut-off client"
     );
+    // The HTTP API says the same.
+    f.haifu_ok(&[
+        "service",
+        "set",
+        "pos",
+        "--artifact",
+        "app",
+        "--since",
+        "1.0.0",
+    ]);
+    let (code, body) = http_get(&api, "/v1/gate?client=gone1&service=pos");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["allow"], false, "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("disconnected"),
+        "{v}"
+    );
+    let (_, body) = http_get(&api, "/v1/gate?client=ok1&service=pos");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["allow"],
+        true,
+        "{body}"
+    );
+    let (_, body) = http_get(&api, "/v1/gate?client=nobody&service=pos");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["allow"] == false && v["reason"].as_str().unwrap().contains("unknown client"),
+        "{v}"
+    );
+    let (code, body) = http_get(&api, "/v1/gate?client=ok1");
+    assert_eq!(code, 400, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+    let (code, body) = http_get(&api, "/v1/runs/1/audit");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("missed every round"), "{body}");
+    assert_eq!(http_get(&api, "/v1/runs/99").0, 404);
+    assert_eq!(http_get(&api, "/v1/runs/x").0, 400);
+    let (code, body) = http_get(&api, "/v1/fleet");
+    assert!(code == 200 && body.contains("gone1"), "{body}");
+    let (code, body) = http_get(&api, "/v1/runs/1");
+    assert!(code == 200 && body.contains("\"report\""), "{body}");
+
     f.wait_log("relay-a", "deny list applied denied=1", 1, 30);
     f.start("client", "gone1");
     f.wait_log("gone1", "cannot reach the relay", 1, 60);
@@ -563,6 +627,26 @@ fn a_straggler_boots_and_takes_a_delta() {
         1,
         60,
     );
+    // A service that 2.0.0 brings: s1, still on 1.0.0, is kept from it.
+    f.haifu_ok(&[
+        "service",
+        "set",
+        "refund",
+        "--artifact",
+        "app",
+        "--since",
+        "2.0.0",
+    ]);
+    let gate = |f: &Fleet, id: &str| {
+        f.haifu()
+            .args(["gate", "--client", id, "--service", "refund"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(gate(&f, "s1"), Some(3), "denied on 1.0.0");
+    assert_eq!(gate(&f, "ok1"), Some(0), "allowed on 2.0.0");
     f.start("client", "s1");
     f.wait_log("s1", "installed from the master; completion sent", 1, 60);
     f.wait_for(30, "s1's completion ack", || {
@@ -573,6 +657,7 @@ fn a_straggler_boots_and_takes_a_delta() {
         new,
         "s1 runs 2.0.0 byte for byte"
     );
+    assert_eq!(gate(&f, "s1"), Some(0), "allowed once updated");
     let log = f.log("master");
     let line = log
         .lines()

@@ -45,6 +45,10 @@ pub struct MasterConfig {
     pub home: PathBuf,
     /// Where relays (and clients asking for deltas) connect.
     pub listen: SocketAddr,
+    /// Where the HTTP JSON API listens (run status, audit, fleet, gate), e.g.
+    /// `127.0.0.1:7480`; absent: no API.
+    #[serde(default)]
+    pub api: Option<SocketAddr>,
     /// The master's identity; its certificate is `home/certs/NAME.pem`
     /// unless `tls` names other files.
     #[serde(default = "default_master_name")]

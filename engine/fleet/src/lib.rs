@@ -14,6 +14,7 @@
 //! [`master::LiveFleet`] is the real fleet behind that driver.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod client;
 pub mod common;
 pub mod config;

@@ -142,6 +142,9 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let addr = ep.local_addr().unwrap_or_else(|_| cfg.listen.to_string());
     tracing::info!(listen = %addr, name = %cfg.name, home = %home.display(), "master started");
 
+    if let Some(a) = cfg.api {
+        crate::api::spawn(a, ledger_path.clone(), shutdown.clone())?;
+    }
     let hub = Arc::new(Hub::default());
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::channel::<Record>();
