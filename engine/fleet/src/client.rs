@@ -244,6 +244,11 @@ fn session(client: &Arc<Client>, s: SessionKey) {
         tracing::debug!(run = s.run, artifact = %manifest.body.name, "not this client's artifact");
         return;
     }
+    // A completion for this run not yet acked is resent as it is: the
+    // client completed in the rounds, it did not "already have" it.
+    if client.pending().is_some_and(|p| p.run == s.run) {
+        return;
+    }
     if client
         .root
         .installed()
@@ -262,9 +267,6 @@ fn session(client: &Arc<Client>, s: SessionKey) {
         if let Some(l) = client.link().clone() {
             let _ = l.send(&report);
         }
-        return;
-    }
-    if client.pending().is_some_and(|p| p.run == s.run) {
         return;
     }
     let mut receiving = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
