@@ -249,6 +249,10 @@ fn session(client: &Arc<Client>, s: SessionKey) {
     if client.pending().is_some_and(|p| p.run == s.run) {
         return;
     }
+    // Nor while this run's receiver is installing.
+    if *client.receiving.lock().unwrap_or_else(|p| p.into_inner()) == Some(s.run) {
+        return;
+    }
     if client
         .root
         .installed()
