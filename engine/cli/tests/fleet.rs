@@ -576,7 +576,7 @@ fn a_straggler_boots_and_takes_a_delta() {
         "master: {{address: '127.0.0.1:{}', name: master}}\n",
         f.master_port
     );
-    for id in ["ok1", "s1"] {
+    for id in ["ok1", "s1", "s2"] {
         f.write_client(id, "relay-a", port, &master);
     }
     let v1 = f.artifact("app-1.bin", 2 << 20, 9);
@@ -608,7 +608,7 @@ fn a_straggler_boots_and_takes_a_delta() {
     f.start("master", "master");
     f.start("relay", "relay-a");
     f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["ok1", "s1"] {
+    for id in ["ok1", "s1", "s2"] {
         f.start("client", id);
         f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
     }
@@ -617,16 +617,33 @@ fn a_straggler_boots_and_takes_a_delta() {
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
 
-    // s1 is off during 2.0.0's broadcast.
+    // s1 and s2 are off during 2.0.0's broadcast.
     assert!(f.stop("s1"));
+    assert!(f.stop("s2"));
     let id = f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
     assert_eq!(id.trim(), "2");
     f.wait_log(
         "master",
-        r#"event="stragglers-listed" detail={"count":1}"#,
+        r#"event="stragglers-listed" detail={"count":2}"#,
         1,
         60,
     );
+    // s2 boots first: the master builds the delta and caches it.
+    f.start("client", "s2");
+    f.wait_log("s2", "installed from the master; completion sent", 1, 60);
+    let cached: Vec<_> = std::fs::read_dir(f.home.join("deltas"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // The cached delta is damaged: s1 refuses it, keeps 1.0.0, and retries.
+    let good = std::fs::read(&cached[0]).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    bad.truncate(bad.len() - 7);
+    std::fs::write(&cached[0], &bad).unwrap();
     // A service that 2.0.0 brings: s1, still on 1.0.0, is kept from it.
     f.haifu_ok(&[
         "service",
@@ -648,6 +665,13 @@ fn a_straggler_boots_and_takes_a_delta() {
     assert_eq!(gate(&f, "s1"), Some(3), "denied on 1.0.0");
     assert_eq!(gate(&f, "ok1"), Some(0), "allowed on 2.0.0");
     f.start("client", "s1");
+    f.wait_log("s1", "delta refused", 1, 60);
+    assert_eq!(
+        std::fs::read(f.path("s1-root/current/artifact")).unwrap(),
+        std::fs::read(&v1).unwrap(),
+        "s1 still runs 1.0.0 intact"
+    );
+    std::fs::write(&cached[0], &good).unwrap();
     f.wait_log("s1", "installed from the master; completion sent", 1, 60);
     f.wait_for(30, "s1's completion ack", || {
         !f.path("s1-root/completion.json").exists()
@@ -680,7 +704,7 @@ fn a_straggler_boots_and_takes_a_delta() {
     let audit = f.json(&["audit", "2", "--json"]);
     assert_eq!(
         collect(&audit, "delta"),
-        BTreeSet::from(["s1".to_owned()]),
+        BTreeSet::from(["s1".to_owned(), "s2".to_owned()]),
         "{audit:#}"
     );
     assert_eq!(

@@ -4,7 +4,9 @@
 //! once per pair and cached under `home/deltas/`), or the compressed full
 //! artifact when its version is unknown or the delta is not smaller.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use haifu_core::{Digest, Manifest};
 use haifu_delta::{Delivery, DeliveryRule, DeltaOffer, MakeOptions, cache_key};
@@ -41,7 +43,19 @@ fn read_object(store: &Store, digest: &Digest) -> Result<Vec<u8>, String> {
 /// The cached delta `from → to`, built (and cached) if needed.
 fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<Vec<u8>, String> {
     let options = MakeOptions::background();
-    let path: PathBuf = dir.join(cache_key(from, to, &options).file_name());
+    let name = cache_key(from, to, &options).file_name();
+    let path: PathBuf = dir.join(&name);
+    // One build per pair: stragglers asking at once wait for the first
+    // build, then read the cache.
+    let lock = {
+        static BUILDING: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+        let mut map = BUILDING
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(name).or_default())
+    };
+    let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
     if let Ok(b) = std::fs::read(&path) {
         return Ok(b);
     }
