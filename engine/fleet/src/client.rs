@@ -337,25 +337,60 @@ fn receive(
     let mut rng = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
     let started = Instant::now();
     let mut total = haifu_runtime::broadcast::ReceiveStats::default();
+    // A reader thread drains the socket into a queue, so the kernel buffer
+    // does not overflow while a block decodes on this thread.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(32_768);
+    let reading = Arc::new(AtomicBool::new(true));
+    let reader = {
+        let reading = Arc::clone(&reading);
+        std::thread::Builder::new()
+            .name("datagrams".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                let mut overflow = 0u64;
+                while reading.load(Ordering::Relaxed) {
+                    let n = match group.recv(&mut buf, Some(Duration::from_millis(200))) {
+                        Ok(n) => n,
+                        Err(e) if e.is_timeout() => continue,
+                        Err(e) => {
+                            tracing::warn!("multicast receive: {e}");
+                            break;
+                        }
+                    };
+                    if drop_rate > 0.0 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        if (rng >> 11) as f64 / (1u64 << 53) as f64 <= drop_rate {
+                            continue;
+                        }
+                    }
+                    if tx.try_send(buf[..n].to_vec()).is_err() {
+                        overflow += 1;
+                    }
+                }
+                if overflow > 0 {
+                    tracing::warn!(overflow, "datagrams dropped: the decoder fell behind");
+                }
+            })
+            .map_err(|e| FleetError::Run(format!("reader thread: {e}")))?
+    };
+    let stop_reader = |reading: &AtomicBool| reading.store(false, Ordering::Relaxed);
+    // Whatever way this function returns, the reader stops.
+    let _stop_on_return = StopOnDrop(Arc::clone(&reading));
     while !receiver_done(&receiver) {
         if cancel.load(Ordering::SeqCst) || client.shutdown.is_set() {
+            stop_reader(&reading);
+            let _ = reader.join();
             return Ok(false);
         }
-        let mut next = |buf: &mut [u8], timeout: Duration| loop {
-            let n = match group.recv(buf, Some(timeout)) {
-                Ok(n) => n,
-                Err(e) if e.is_timeout() => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if drop_rate > 0.0 {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                if (rng >> 11) as f64 / (1u64 << 53) as f64 <= drop_rate {
-                    continue;
-                }
+        let mut next = |buf: &mut [u8], timeout: Duration| match rx.recv_timeout(timeout) {
+            Ok(d) => {
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Ok(Some(n))
             }
-            return Ok(Some(n));
+            Err(_) => Ok(None),
         };
         let stats = haifu_runtime::broadcast::receive_from(
             &mut next,
@@ -374,6 +409,8 @@ fn receive(
                 .fetch_add(v, Ordering::Relaxed);
         }
     }
+    stop_reader(&reading);
+    let _ = reader.join();
     tracing::info!(
         run = s.run,
         accepted = total.accepted,
@@ -632,4 +669,13 @@ fn post_install(cfg: &ClientConfig) -> Option<PostInstall> {
         pi.timeout = jiff::SignedDuration::from_secs(i64::try_from(p.timeout_secs).unwrap_or(300));
         pi
     })
+}
+
+/// Clears the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
