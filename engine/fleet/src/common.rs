@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use haifu_plugin_host::{Endpoint, Plugin};
+use haifu_plugin_host::{Connection, Endpoint, Plugin};
 
 use crate::FleetError;
 use crate::config::TlsFiles;
@@ -99,6 +99,17 @@ pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
         })
     };
     Ok((get("quic")?, get("multicast")?))
+}
+
+/// Hands every verified incoming connection to `on_conn` until shutdown.
+pub fn accept_loop(ep: &Endpoint, shutdown: &Shutdown, mut on_conn: impl FnMut(Connection)) {
+    while !shutdown.is_set() {
+        match ep.accept(Some(Duration::from_millis(300))) {
+            Ok(c) => on_conn(c),
+            Err(e) if e.is_timeout() => {}
+            Err(e) => tracing::warn!("accept: {e}"),
+        }
+    }
 }
 
 /// Opens a QUIC endpoint with `tls`, listening on `listen` if given.

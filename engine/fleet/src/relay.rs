@@ -28,7 +28,7 @@ use haifu_protocol::{
 use sha3::Digest as _;
 
 use crate::FleetError;
-use crate::common::{Shutdown, endpoint, plugins};
+use crate::common::{Shutdown, accept_loop, endpoint, plugins};
 use crate::config::RelayConfig;
 use crate::link::{self, Counters, Link};
 
@@ -124,15 +124,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         })?);
     }
     let local = Hello::new(Role::Relay, cfg.name.clone());
-    while !shutdown.is_set() {
-        let conn = match ep.accept(Some(Duration::from_millis(300))) {
-            Ok(c) => c,
-            Err(e) if e.is_timeout() => continue,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                continue;
-            }
-        };
+    accept_loop(&ep, &shutdown, |conn| {
         let relay = Arc::clone(&relay);
         let local = local.clone();
         let _ = spawn("client", move || {
@@ -142,7 +134,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
                 Err(e) => tracing::warn!(peer = %who, "client handshake failed: {e}"),
             }
         });
-    }
+    });
     relay.changed.notify_all();
     for t in threads {
         let _ = t.join();

@@ -306,6 +306,16 @@ pub struct RunAudit {
     pub relays: Vec<RelayAudit>,
 }
 
+/// A client's report: relay, version and contact time; a field it did not
+/// report keeps its value.
+const TOUCH_SQL: &str =
+    "INSERT INTO clients (id, relay, artifact, version, last_contact) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (id) DO UPDATE SET
+       relay = coalesce(excluded.relay, relay),
+       artifact = coalesce(excluded.artifact, artifact),
+       version = coalesce(excluded.version, version),
+       last_contact = excluded.last_contact";
+
 impl Ledger {
     /// Creates a run with its targeted clients, in one transaction.
     pub fn create_run(&mut self, run: &NewRun<'_>) -> Result<i64, LedgerError> {
@@ -537,15 +547,7 @@ impl Ledger {
         at: &str,
     ) -> Result<(), LedgerError> {
         self.conn
-            .execute(
-                "INSERT INTO clients (id, relay, artifact, version, last_contact) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET
-                   relay = coalesce(excluded.relay, relay),
-                   artifact = coalesce(excluded.artifact, artifact),
-                   version = coalesce(excluded.version, version),
-                   last_contact = excluded.last_contact",
-                params![id, relay, artifact, version, at],
-            )
+            .execute(TOUCH_SQL, params![id, relay, artifact, version, at])
             .map_err(LedgerError::sqlite(&self.path))?;
         Ok(())
     }
@@ -560,16 +562,7 @@ impl Ledger {
             .map_err(&wrap)?;
         let now = now_text();
         {
-            let mut touch = tx
-                .prepare_cached(
-                    "INSERT INTO clients (id, relay, artifact, version, last_contact) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (id) DO UPDATE SET
-                       relay = coalesce(excluded.relay, relay),
-                       artifact = coalesce(excluded.artifact, artifact),
-                       version = coalesce(excluded.version, version),
-                       last_contact = excluded.last_contact",
-                )
-                .map_err(&wrap)?;
+            let mut touch = tx.prepare_cached(TOUCH_SQL).map_err(&wrap)?;
             for t in &batch.touches {
                 touch
                     .execute(params![t.client, t.relay, t.artifact, t.version, t.at])
