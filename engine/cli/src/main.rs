@@ -46,6 +46,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole method on loopback in under a minute: a master, relays and
+    /// clients as real processes, rounds, audit, deltas, cut-off, the gate.
+    Demo(cmd::demo::Args),
     /// Register a version of an artifact: store it, sign its manifest and
     /// record it in the ledger.
     Register(cmd::register::Args),
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
     init_tracing(if daemon { "info" } else { "warn" });
     let home = Home::new(cli.home);
     let result = match cli.command {
+        Command::Demo(a) => cmd::demo::run(&home, a),
         Command::Register(a) => cmd::register::run(&home, a),
         Command::Versions(a) => cmd::versions::run(&home, a),
         Command::Manifest(a) => cmd::manifest::run(&home, a),

@@ -132,7 +132,10 @@ pub fn endpoint(
         }
     }
     let mut cfg = format!(
-        "ca={}\ncert={}\nkey={}\nthreads=2\nidle_timeout_ms=15000\n",
+        // A closing link waits at most 2 s for the peer to finish its side:
+        // a daemon shutting down while its peer is gone (or shutting down
+        // too) must not hang for the plugin's default 10 s.
+        "ca={}\ncert={}\nkey={}\nthreads=2\nidle_timeout_ms=15000\nclose_timeout_ms=2000\n",
         tls.ca.display(),
         tls.cert.display(),
         tls.key.display()

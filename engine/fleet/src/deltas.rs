@@ -4,17 +4,20 @@
 //! once per pair and cached under `home/deltas/`), or the compressed full
 //! artifact when its version is unknown or the delta is not smaller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use haifu_core::{Digest, Manifest};
 use haifu_delta::{Delivery, DeliveryRule, DeltaOffer, MakeOptions, cache_key};
-use haifu_ledger::Ledger;
+use haifu_ledger::{Ledger, TrafficKind};
 use haifu_protocol::{ArtifactRef, DeltaBody, DeltaRequest, DeltaResponse, ErrorCode, Message};
 use haifu_store::Store;
 
+use crate::common::Shutdown;
 use crate::link::Link;
+use crate::master::TrafficLog;
 
 /// The version a straggler should have: that of the newest live run that
 /// lists it as undelivered.
@@ -75,8 +78,58 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
     Ok(d.bytes)
 }
 
+/// Builds, in the background, the deltas the stragglers of running live
+/// runs will ask for (each pair once, cached as [`serve`] reads them), so a
+/// straggler that boots after the audit gets its delta at once.
+pub(crate) fn prebuild(store: &Store, ledger_path: &Path, dir: &Path, shutdown: &Shutdown) {
+    let ledger = match Ledger::open(ledger_path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("delta prebuild cannot open the ledger: {e}");
+            return;
+        }
+    };
+    let mut seen: HashSet<(String, String, String)> = HashSet::new();
+    while !shutdown.is_set() {
+        let pairs = ledger.straggler_pairs().unwrap_or_else(|e| {
+            tracing::warn!("delta prebuild: {e}");
+            Vec::new()
+        });
+        for pair in pairs {
+            if shutdown.is_set() || seen.contains(&pair) {
+                continue;
+            }
+            let (artifact, from, to) = &pair;
+            let digest = |v: &str| {
+                ledger
+                    .manifest(artifact, v)
+                    .ok()
+                    .flatten()
+                    .map(|m| m.body.sha3_256)
+            };
+            if let (Some(f), Some(t)) = (digest(from), digest(to))
+                && store.contains(&f)
+            {
+                match delta_bytes(store, dir, &f, &t) {
+                    Ok(d) => tracing::debug!(%artifact, %from, %to, bytes = d.len(), "delta ready"),
+                    Err(e) => tracing::warn!(%artifact, %from, %to, "no delta: {e}"),
+                }
+            }
+            seen.insert(pair);
+        }
+        shutdown.sleep(Duration::from_secs(1));
+    }
+}
+
 /// Answers one delta request on `link`.
-pub fn serve(link: &Link, store: &Store, ledger_path: &Path, dir: &Path, req: &DeltaRequest) {
+pub(crate) fn serve(
+    link: &Link,
+    store: &Store,
+    ledger_path: &Path,
+    dir: &Path,
+    req: &DeltaRequest,
+    traffic: &TrafficLog,
+) {
     let refuse = |reason: String| {
         tracing::warn!(client = link.peer(), "delta refused: {reason}");
         let _ = link.send(&Message::DeltaResponse(DeltaResponse {
@@ -97,7 +150,7 @@ pub fn serve(link: &Link, store: &Store, ledger_path: &Path, dir: &Path, req: &D
         Ok(l) => l,
         Err(e) => return refuse(format!("ledger: {e}")),
     };
-    let Some((_, target)) = target_for(&ledger, &req.client) else {
+    let Some((run, target)) = target_for(&ledger, &req.client) else {
         return refuse("no live run lists this client as a straggler".into());
     };
     if target.body.sha3_256 != req.to {
@@ -123,7 +176,7 @@ pub fn serve(link: &Link, store: &Store, ledger_path: &Path, dir: &Path, req: &D
         (None, true) => DeltaOffer::Unavailable,
     };
     let manifest = target.to_json().into_bytes();
-    let (body, payload) = match DeliveryRule::default().choose(offer, full.len() as u64) {
+    let (body, payload, kind) = match DeliveryRule::default().choose(offer, full.len() as u64) {
         Delivery::Delta {
             delta_bytes,
             full_bytes,
@@ -141,6 +194,7 @@ pub fn serve(link: &Link, store: &Store, ledger_path: &Path, dir: &Path, req: &D
                     manifest,
                 },
                 d,
+                TrafficKind::Delta,
             )
         }
         Delivery::Full { full_bytes, reason } => {
@@ -156,6 +210,7 @@ pub fn serve(link: &Link, store: &Store, ledger_path: &Path, dir: &Path, req: &D
                     manifest,
                 },
                 full,
+                TrafficKind::Full,
             )
         }
     };
@@ -178,4 +233,5 @@ pub fn serve(link: &Link, store: &Store, ledger_path: &Path, dir: &Path, req: &D
             return;
         }
     }
+    traffic.record(run, link.peer(), kind, None, payload.len() as u64);
 }

@@ -24,7 +24,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use haifu_core::{Digest, Manifest, SigningKey};
-use haifu_ledger::{ClientTouch, ClientUpdate, FleetBatch, Ledger, RunStatus};
+use haifu_ledger::{
+    ClientTouch, ClientUpdate, FleetBatch, Ledger, RunStatus, Traffic, TrafficKind,
+};
 use haifu_plugin_host::Connection;
 use haifu_protocol::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DenyList, ErrorCode,
@@ -114,6 +116,33 @@ enum Record {
         join: Option<(i64, String, String)>,
         current: Option<i64>,
     },
+    /// Bytes sent: a relay's round or fetch, a straggler's delta or copy.
+    Traffic(Traffic),
+}
+
+/// Where the threads that send bytes record them.
+#[derive(Clone)]
+pub(crate) struct TrafficLog(Sender<Record>);
+
+impl TrafficLog {
+    /// Records `bytes` sent to `peer` for `run` (a run that does not exist
+    /// is skipped by the ledger).
+    pub(crate) fn record(
+        &self,
+        run: i64,
+        peer: &str,
+        kind: TrafficKind,
+        round: Option<u32>,
+        bytes: u64,
+    ) {
+        let _ = self.0.send(Record::Traffic(Traffic {
+            run,
+            peer: peer.to_owned(),
+            kind,
+            round,
+            bytes,
+        }));
+    }
 }
 
 /// Runs the master until `shutdown` is set.
@@ -178,6 +207,17 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             .name("driver".into())
             .spawn(move || drive_runs(&cfg, &path, &store, &key, &hub, &shutdown))
             .map_err(|e| FleetError::Start(format!("driver thread: {e}")))?;
+    }
+
+    {
+        let shutdown = shutdown.clone();
+        let store = store.clone();
+        let path = ledger_path.clone();
+        let dir = home.join("deltas");
+        std::thread::Builder::new()
+            .name("delta-prebuild".into())
+            .spawn(move || crate::deltas::prebuild(&store, &path, &dir, &shutdown))
+            .map_err(|e| FleetError::Start(format!("delta-prebuild thread: {e}")))?;
     }
 
     let local = Hello::new(Role::Master, cfg.name.clone());
@@ -329,9 +369,10 @@ impl Peer {
                     .parent()
                     .unwrap_or(std::path::Path::new("."))
                     .join("deltas");
+                let traffic = TrafficLog(self.tx.clone());
                 let _ = std::thread::Builder::new()
                     .name("delta".into())
-                    .spawn(move || crate::deltas::serve(&link, &store, &path, &dir, &r));
+                    .spawn(move || crate::deltas::serve(&link, &store, &path, &dir, &r, &traffic));
             }
             Message::Completion(c) if is_relay || c.client == link.peer() => {
                 let round = {
@@ -357,6 +398,13 @@ impl Peer {
                     elapsed_ms = d.elapsed_ms,
                     "relay finished a round"
                 );
+                TrafficLog(self.tx.clone()).record(
+                    i64::try_from(d.run).unwrap_or(i64::MAX),
+                    link.peer(),
+                    TrafficKind::Multicast,
+                    Some(d.round),
+                    d.bytes,
+                );
                 let mut st = self.hub.lock();
                 st.done.insert((d.run, d.round, link.peer().to_owned()));
                 self.hub.changed.notify_all();
@@ -365,9 +413,10 @@ impl Peer {
                 let link = Arc::clone(link);
                 let store = self.store.clone();
                 let path = self.ledger_path.clone();
+                let traffic = TrafficLog(self.tx.clone());
                 let _ = std::thread::Builder::new()
                     .name("fetch".into())
-                    .spawn(move || serve_fetch(&link, &store, &path, &f));
+                    .spawn(move || serve_fetch(&link, &store, &path, &f, &traffic));
             }
             Message::Ping { nonce } => {
                 let _ = link.send(&Message::Pong { nonce });
@@ -426,7 +475,13 @@ impl Peer {
 
 /// Streams a run's artifact to a relay: header, then 1 MiB chunks read
 /// (and verified) from the store.
-fn serve_fetch(link: &Link, store: &Store, ledger_path: &std::path::Path, f: &ArtifactFetch) {
+fn serve_fetch(
+    link: &Link,
+    store: &Store,
+    ledger_path: &std::path::Path,
+    f: &ArtifactFetch,
+    traffic: &TrafficLog,
+) {
     let fail = |reason: String| {
         tracing::warn!(
             relay = link.peer(),
@@ -496,6 +551,13 @@ fn serve_fetch(link: &Link, store: &Store, ledger_path: &std::path::Path, f: &Ar
         bytes = offset,
         ms = started.elapsed().as_millis() as u64,
         "artifact sent to relay"
+    );
+    traffic.record(
+        i64::try_from(f.run).unwrap_or(i64::MAX),
+        link.peer(),
+        TrafficKind::Fetch,
+        None,
+        offset,
     );
 }
 
@@ -599,6 +661,7 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown) 
                     }
                     batch.touches.push(touch);
                 }
+                Record::Traffic(t) => batch.traffic.push(t),
                 Record::Completion {
                     link,
                     completion: c,
@@ -689,6 +752,10 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown) 
             }
         }
         if batch.is_empty() {
+            // Only acks for completions with nothing left to record.
+            for (link, ack) in acks {
+                let _ = link.send(&Message::CompletionAck(ack));
+            }
             continue;
         }
         match ledger.apply_fleet(&batch) {

@@ -14,6 +14,7 @@
 mod error;
 mod migrations;
 mod runs;
+mod traffic;
 mod versions;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use runs::{
     ClientRow, ClientState, ClientTouch, ClientUpdate, FleetBatch, NewRun, RelayAudit, RunAudit,
     RunClient, RunRow, RunStatus, Transition,
 };
+pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};
 
 /// An open ledger. One per process is the intended use; SQLite's locking

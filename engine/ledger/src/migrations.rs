@@ -97,6 +97,18 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE run_clients;
     ALTER TABLE run_clients_v3 RENAME TO run_clients;
     CREATE INDEX run_clients_by_state ON run_clients (run_id, state);",
+    // 4: the bytes a run cost on the wire: each relay's rounds (multicast),
+    // each relay's fetch of the artifact, each straggler's delta or full copy.
+    "CREATE TABLE run_traffic (
+        id       INTEGER PRIMARY KEY,
+        run_id   INTEGER NOT NULL REFERENCES runs(id),
+        peer     TEXT NOT NULL,
+        kind     TEXT NOT NULL CHECK (kind IN ('multicast', 'fetch', 'delta', 'full')),
+        round    INTEGER,
+        bytes    INTEGER NOT NULL CHECK (bytes >= 0),
+        at       TEXT NOT NULL
+    );
+    CREATE INDEX run_traffic_by_run ON run_traffic (run_id, kind);",
 ];
 
 /// The schema version this build writes.

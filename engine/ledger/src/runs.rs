@@ -263,6 +263,8 @@ pub struct FleetBatch {
     pub updates: Vec<(i64, ClientUpdate)>,
     /// Events: `(kind, subject, detail JSON)`.
     pub events: Vec<(String, String, String)>,
+    /// Bytes sent (a record whose run does not exist is skipped).
+    pub traffic: Vec<crate::Traffic>,
 }
 
 impl FleetBatch {
@@ -272,6 +274,7 @@ impl FleetBatch {
             && self.joins.is_empty()
             && self.updates.is_empty()
             && self.events.is_empty()
+            && self.traffic.is_empty()
     }
 }
 
@@ -304,6 +307,8 @@ pub struct RunAudit {
     pub run: RunRow,
     /// One entry per relay, by name.
     pub relays: Vec<RelayAudit>,
+    /// The bytes the run cost on the wire.
+    pub traffic: crate::TrafficTotals,
 }
 
 /// A client's report: relay, version and contact time; a field it did not
@@ -532,6 +537,7 @@ impl Ledger {
             }
         }
         Ok(Some(RunAudit {
+            traffic: self.traffic(run_id)?,
             run,
             relays: relays.into_values().collect(),
         }))
@@ -589,6 +595,9 @@ impl Ledger {
         for (kind, subject, detail) in &batch.events {
             insert_event(&tx, &now, kind, subject, detail).map_err(&wrap)?;
         }
+        for t in &batch.traffic {
+            crate::traffic::insert(&tx, &now, t).map_err(&wrap)?;
+        }
         tx.commit().map_err(&wrap)?;
         Ok(counted)
     }
@@ -610,6 +619,28 @@ impl Ledger {
             )
             .optional()
             .map_err(LedgerError::sqlite(&self.path))
+    }
+
+    /// The version pairs the stragglers of running live runs may need:
+    /// `(artifact, installed version, run's version)` of every client not
+    /// yet delivered, each pair once, so the master can build the deltas
+    /// during the rounds, before any straggler asks.
+    pub fn straggler_pairs(&self) -> Result<Vec<(String, String, String)>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT r.artifact, f.version, r.version FROM runs r
+                 JOIN run_clients c ON c.run_id = r.id
+                 JOIN clients f ON f.id = c.client
+                 WHERE r.status = 'running' AND r.fleet = 'live' AND c.state IN ('pending', 'undelivered')
+                   AND f.artifact = r.artifact AND f.version IS NOT NULL AND f.version != r.version
+                 ORDER BY r.artifact, f.version, r.version",
+            )
+            .map_err(&wrap)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(&wrap)
     }
 
     /// Lifts a client's cut-off; returns whether it was cut off.
@@ -871,6 +902,63 @@ mod tests {
     }
 
     #[test]
+    fn straggler_pairs_list_each_needed_delta_once() {
+        let (_d, mut l) = ledger();
+        let clients: Vec<(String, String)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|c| ((*c).to_owned(), "relay-0".to_owned()))
+            .collect();
+        let id = l
+            .create_run(&NewRun {
+                workflow: "w.yaml",
+                name: "w",
+                artifact: "app",
+                version: "2.0.0",
+                fleet: "live",
+                state: "{}",
+                next_wake: None,
+                clients: &clients,
+            })
+            .unwrap();
+        for (c, v) in [
+            ("a", "1.0.0"),
+            ("b", "1.0.0"),
+            ("c", "1.5.0"),
+            ("d", "2.0.0"),
+        ] {
+            l.touch_client(
+                c,
+                Some("relay-0"),
+                Some("app"),
+                Some(v),
+                "2026-01-01T00:00:00Z",
+            )
+            .unwrap();
+        }
+        let all = vec![
+            ("app".to_owned(), "1.0.0".to_owned(), "2.0.0".to_owned()),
+            ("app".to_owned(), "1.5.0".to_owned(), "2.0.0".to_owned()),
+        ];
+        assert_eq!(l.straggler_pairs().unwrap(), all, "pending: may need one");
+        l.transition(id, &step(vec![done("b", Some(1)), done("c", Some(1))]))
+            .unwrap();
+        l.transition(id, &step(vec![ClientUpdate::AuditPending]))
+            .unwrap();
+        // a (1.0.0) is a straggler; b and c completed; d already has 2.0.0;
+        // e never said what it runs.
+        assert_eq!(l.straggler_pairs().unwrap(), all[..1]);
+        l.transition(
+            id,
+            &Transition {
+                status: RunStatus::Done,
+                ..step(vec![])
+            },
+        )
+        .unwrap();
+        assert!(l.straggler_pairs().unwrap().is_empty(), "the run is over");
+    }
+
+    #[test]
     fn a_completion_counts_once_however_often_it_arrives() {
         let (_d, mut l) = ledger();
         let run = new_run(&mut l, 4);
@@ -1004,8 +1092,29 @@ mod tests {
                 ),
             ],
             events: vec![("completion".into(), format!("run:{id}"), "{}".into())],
+            traffic: vec![
+                crate::Traffic {
+                    run: id,
+                    peer: "relay-0".into(),
+                    kind: crate::TrafficKind::Multicast,
+                    round: Some(1),
+                    bytes: 4096,
+                },
+                crate::Traffic {
+                    run: id + 1000,
+                    peer: "relay-0".into(),
+                    kind: crate::TrafficKind::Fetch,
+                    round: None,
+                    bytes: 1,
+                },
+            ],
         };
         assert_eq!(l.apply_fleet(&batch).unwrap(), 2, "the repeat counts zero");
+        assert_eq!(
+            l.traffic(id).unwrap().multicast_by_round,
+            vec![4096],
+            "traffic rides in the batch; a bad run id does not fail it"
+        );
         // A resend in a later batch changes nothing either.
         assert_eq!(l.apply_fleet(&batch).unwrap(), 0);
         let audit = l.audit(id).unwrap().unwrap();

@@ -12,7 +12,8 @@ pub struct Args {
     /// The run.
     run: i64,
     /// Print JSON: per relay, the clients delivered in each round, by delta,
-    /// undelivered, pending and disconnected (with reasons).
+    /// undelivered, pending and disconnected (with reasons); and the run's
+    /// traffic (bytes multicast per round, relay fetches, deltas, full copies).
     #[arg(long)]
     json: bool,
     /// List every client by name (the default shows counts and the first few).
@@ -90,5 +91,33 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             );
         }
     }
+    print_traffic(&audit.traffic);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run's bytes on the wire, when any were recorded (live runs).
+fn print_traffic(t: &haifu_ledger::TrafficTotals) {
+    if *t == haifu_ledger::TrafficTotals::default() {
+        return;
+    }
+    let rounds: Vec<String> = t
+        .multicast_by_round
+        .iter()
+        .map(|b| output::bytes(*b))
+        .collect();
+    println!("traffic");
+    println!(
+        "  multicast     {:>10}  by round: {}",
+        output::bytes(t.multicast_bytes),
+        rounds.join(", ")
+    );
+    println!(
+        "  unicast       {:>10}  relay fetches {}, {} delta(s) {}, {} full copies {}",
+        output::bytes(t.unicast_bytes()),
+        output::bytes(t.fetch_bytes),
+        t.deltas,
+        output::bytes(t.delta_bytes),
+        t.fulls,
+        output::bytes(t.full_bytes)
+    );
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod ca;
 pub mod check;
 pub mod daemon;
+pub mod demo;
 pub mod export;
 pub mod fleet;
 pub mod fleet_args;

@@ -1,0 +1,273 @@
+//! The demo's report: one JSON object, or text for people.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use haifu_ledger::RunAudit;
+use serde::Serialize;
+
+use super::Plan;
+use super::fleet::Role;
+use crate::output::bytes;
+
+/// One question to the master's HTTP gate and its answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    pub client: String,
+    /// When it was asked, in the demo's story.
+    pub when: String,
+    /// The version the client ran then.
+    pub version: String,
+    pub service: String,
+    pub allow: bool,
+    pub reason: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Disconnected {
+    pub client: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run: i64,
+    pub clients: u32,
+    pub relays: u32,
+    pub loss_pct: f64,
+    pub seed: u64,
+    /// Clients delivered in each round (index 0 is round 1).
+    pub delivered_by_round: Vec<usize>,
+    pub delivered_by_delta: usize,
+    pub delivered_full_copy: usize,
+    pub disconnected: usize,
+    /// Clients that ended neither delivered nor disconnected (0 when the
+    /// method held).
+    pub undelivered: usize,
+    pub artifact_bytes: u64,
+    /// Every byte the relays multicast, all rounds.
+    pub multicast_bytes: u64,
+    pub multicast_by_round: Vec<u64>,
+    /// Every unicast byte: relay fetches, deltas, full copies.
+    pub unicast_bytes: u64,
+    pub fetch_bytes: u64,
+    pub delta_bytes: u64,
+    pub full_bytes: u64,
+    /// What unicast alone would have cost: the artifact to every client.
+    pub unicast_only_bytes: u64,
+    pub disconnected_clients: Vec<Disconnected>,
+    pub stragglers: Vec<String>,
+    pub broken: Vec<String>,
+    pub gate: Vec<Gate>,
+    /// Anything that did not hold (every updated install is checked byte
+    /// for byte); empty on success.
+    pub problems: Vec<String>,
+    pub elapsed_secs: f64,
+    /// The demo's folder, when kept.
+    pub folder: Option<PathBuf>,
+}
+
+/// Clients delivered in each round sent, all relays together.
+pub fn delivered_by_round(a: &RunAudit) -> Vec<usize> {
+    let rounds = a
+        .relays
+        .iter()
+        .map(|r| r.delivered_by_round.len())
+        .chain([a.traffic.multicast_by_round.len()])
+        .max()
+        .unwrap_or(0);
+    (0..rounds)
+        .map(|i| {
+            a.relays
+                .iter()
+                .map(|r| r.delivered_by_round.get(i).map_or(0, Vec::len))
+                .sum()
+        })
+        .collect()
+}
+
+impl Report {
+    pub fn new(
+        plan: &Plan,
+        run: i64,
+        a: &RunAudit,
+        gate: Vec<Gate>,
+        artifact_bytes: u64,
+        mut problems: Vec<String>,
+    ) -> Self {
+        let sum = |f: &dyn Fn(&haifu_ledger::RelayAudit) -> usize| -> usize {
+            a.relays.iter().map(f).sum()
+        };
+        let by_delta = sum(&|r| r.delta.len());
+        let current = sum(&|r| r.current.len());
+        let undelivered = sum(&|r| r.undelivered.len() + r.pending.len());
+        if undelivered > 0 {
+            problems.push(format!(
+                "{undelivered} client(s) ended neither delivered nor disconnected"
+            ));
+        }
+        if current > 0 {
+            problems.push(format!(
+                "{current} client(s) already had 2.4.0 before the run"
+            ));
+        }
+        let t = &a.traffic;
+        Self {
+            run,
+            clients: plan.clients,
+            relays: plan.relays,
+            loss_pct: plan.loss,
+            seed: plan.seed,
+            delivered_by_round: delivered_by_round(a),
+            // A straggler's copy is a delta unless the master chose the
+            // full artifact (counted apart).
+            delivered_by_delta: by_delta.saturating_sub(t.fulls as usize),
+            delivered_full_copy: t.fulls as usize,
+            disconnected: sum(&|r| r.disconnected.len()),
+            undelivered,
+            artifact_bytes,
+            multicast_bytes: t.multicast_bytes,
+            multicast_by_round: t.multicast_by_round.clone(),
+            unicast_bytes: t.unicast_bytes(),
+            fetch_bytes: t.fetch_bytes,
+            delta_bytes: t.delta_bytes,
+            full_bytes: t.full_bytes,
+            unicast_only_bytes: artifact_bytes * u64::from(plan.clients),
+            disconnected_clients: a
+                .relays
+                .iter()
+                .flat_map(|r| &r.disconnected)
+                .map(|(c, why)| Disconnected {
+                    client: c.clone(),
+                    reason: why.clone(),
+                })
+                .collect(),
+            stragglers: plan
+                .with(Role::Straggler)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            broken: plan
+                .with(Role::FailingCheck)
+                .into_iter()
+                .chain(plan.with(Role::NeverBack))
+                .map(str::to_owned)
+                .collect(),
+            gate,
+            problems,
+            elapsed_secs: 0.0,
+            folder: None,
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let pct = |n: u64| {
+            if self.artifact_bytes == 0 {
+                0.0
+            } else {
+                n as f64 * 100.0 / self.artifact_bytes as f64
+            }
+        };
+        let _ = writeln!(
+            s,
+            "\nhaifu demo: run {} — pos-app 2.3.0 -> 2.4.0, {} clients behind {} relays, {}% datagram loss",
+            self.run, self.clients, self.relays, self.loss_pct
+        );
+        let _ = writeln!(s, "\ndelivered");
+        for (i, n) in self.delivered_by_round.iter().enumerate() {
+            let _ = writeln!(s, "  round {:<2}          {n:>4}", i + 1);
+        }
+        let _ = writeln!(
+            s,
+            "  by delta          {:>4}  (stragglers: {})",
+            self.delivered_by_delta,
+            self.stragglers.join(", ")
+        );
+        if self.delivered_full_copy > 0 {
+            let _ = writeln!(s, "  by full copy      {:>4}", self.delivered_full_copy);
+        }
+        let _ = writeln!(s, "  disconnected      {:>4}", self.disconnected);
+        for d in &self.disconnected_clients {
+            let _ = writeln!(s, "    {}: {}", d.client, d.reason);
+        }
+        let _ = writeln!(s, "  neither           {:>4}", self.undelivered);
+        let _ = writeln!(
+            s,
+            "\nbytes on the wire (artifact {})",
+            bytes(self.artifact_bytes)
+        );
+        let rounds: Vec<String> = self
+            .multicast_by_round
+            .iter()
+            .map(|b| {
+                format!(
+                    "{:.3}x",
+                    *b as f64 / f64::from(self.relays.max(1)) / self.artifact_bytes.max(1) as f64
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "  multicast     {:>10}  each relay's rounds: {} the artifact",
+            bytes(self.multicast_bytes),
+            rounds.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "  unicast       {:>10}  relay fetches {}, deltas {} ({:.1}% of the artifact each on average), full copies {}",
+            bytes(self.unicast_bytes),
+            bytes(self.fetch_bytes),
+            bytes(self.delta_bytes),
+            if self.delivered_by_delta == 0 {
+                0.0
+            } else {
+                pct(self.delta_bytes) / self.delivered_by_delta as f64
+            },
+            bytes(self.full_bytes)
+        );
+        let total = self.multicast_bytes + self.unicast_bytes;
+        let _ = writeln!(
+            s,
+            "  total         {:>10}  vs {} to send the artifact to every client by unicast ({:.2}x)",
+            bytes(total),
+            bytes(self.unicast_only_bytes),
+            total as f64 / self.unicast_only_bytes.max(1) as f64
+        );
+        let _ = writeln!(
+            s,
+            "\nservice gate ({})",
+            self.gate.first().map_or("", |g| g.service.as_str())
+        );
+        for g in &self.gate {
+            let _ = writeln!(
+                s,
+                "  {:<10} {:<24} on {:<6} -> {}: {}",
+                g.client,
+                g.when,
+                g.version,
+                if g.allow { "allow" } else { "deny" },
+                g.reason
+            );
+        }
+        if let Some(g) = self.gate.first() {
+            let _ = writeln!(s, "  (asked as: curl '{}')", g.url);
+        }
+        let _ = writeln!(s, "\nfinished in {:.1} s", self.elapsed_secs);
+        if let Some(dir) = &self.folder {
+            let _ = writeln!(s, "folder kept: {}", dir.display());
+        }
+        if self.problems.is_empty() {
+            let _ = writeln!(
+                s,
+                "every client ended delivered or disconnected; every updated install matches 2.4.0 byte for byte"
+            );
+        } else {
+            for p in &self.problems {
+                let _ = writeln!(s, "PROBLEM: {p}");
+            }
+        }
+        s
+    }
+}

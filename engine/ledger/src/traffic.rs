@@ -1,0 +1,212 @@
+//! What a run cost on the wire: the bytes each relay multicast per round,
+//! each relay's fetch of the artifact from the master, and each straggler's
+//! delta or full copy. Recorded by the master as the traffic happens, summed
+//! by [`Ledger::traffic`] for the audit.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::{Ledger, LedgerError};
+
+/// The kind of a traffic record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficKind {
+    /// One relay's round, sent once to its multicast group.
+    Multicast,
+    /// A relay's fetch of the artifact from the master (unicast).
+    Fetch,
+    /// A delta sent to a straggler (unicast).
+    Delta,
+    /// The compressed full artifact sent to a straggler (unicast).
+    Full,
+}
+
+impl TrafficKind {
+    /// The name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Multicast => "multicast",
+            Self::Fetch => "fetch",
+            Self::Delta => "delta",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// One transfer, as the master saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traffic {
+    /// The run it served.
+    pub run: i64,
+    /// The relay or client at the other end.
+    pub peer: String,
+    /// What it was.
+    pub kind: TrafficKind,
+    /// The round, for multicast.
+    pub round: Option<u32>,
+    /// Bytes of payload sent.
+    pub bytes: u64,
+}
+
+/// A run's traffic, summed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TrafficTotals {
+    /// Bytes multicast in each round, all relays together: index 0 is
+    /// round 1.
+    pub multicast_by_round: Vec<u64>,
+    /// Bytes multicast, all rounds and relays.
+    pub multicast_bytes: u64,
+    /// Bytes the relays fetched from the master.
+    pub fetch_bytes: u64,
+    /// Bytes of deltas sent to stragglers.
+    pub delta_bytes: u64,
+    /// Deltas sent.
+    pub deltas: u64,
+    /// Bytes of full (compressed) artifacts sent to stragglers.
+    pub full_bytes: u64,
+    /// Full artifacts sent.
+    pub fulls: u64,
+}
+
+impl TrafficTotals {
+    /// Every unicast byte: fetches, deltas and full copies.
+    pub fn unicast_bytes(&self) -> u64 {
+        self.fetch_bytes + self.delta_bytes + self.full_bytes
+    }
+}
+
+/// Inserts one record if its run exists (a peer's bad run id must not fail
+/// the batch it rides in); returns whether it was recorded.
+pub(crate) fn insert(tx: &rusqlite::Connection, at: &str, t: &Traffic) -> rusqlite::Result<bool> {
+    let bytes = i64::try_from(t.bytes).unwrap_or(i64::MAX);
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO run_traffic (run_id, peer, kind, round, bytes, at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+        )?
+        .execute(params![t.run, t.peer, t.kind.as_str(), t.round, bytes, at])?;
+    Ok(n == 1)
+}
+
+impl Ledger {
+    /// Records one transfer now; `false` when its run does not exist.
+    pub fn record_traffic(&mut self, t: &Traffic) -> Result<bool, LedgerError> {
+        insert(&self.conn, &crate::now_text(), t).map_err(LedgerError::sqlite(&self.path))
+    }
+
+    /// The run's traffic, summed (all zeros for a run without any).
+    pub fn traffic(&self, run_id: i64) -> Result<TrafficTotals, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT kind, coalesce(round, 0), sum(bytes), count(*) FROM run_traffic
+                 WHERE run_id = ?1 GROUP BY kind, round ORDER BY kind, round",
+            )
+            .map_err(&wrap)?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(&wrap)?;
+        let mut t = TrafficTotals::default();
+        for (kind, round, bytes, count) in rows {
+            let bytes = u64::try_from(bytes).unwrap_or(0);
+            let count = u64::try_from(count).unwrap_or(0);
+            match kind.as_str() {
+                "multicast" => {
+                    let i = usize::try_from(round.max(1) - 1).unwrap_or(0);
+                    if t.multicast_by_round.len() <= i {
+                        t.multicast_by_round.resize(i + 1, 0);
+                    }
+                    t.multicast_by_round[i] += bytes;
+                    t.multicast_bytes += bytes;
+                }
+                "fetch" => t.fetch_bytes += bytes,
+                "delta" => {
+                    t.delta_bytes += bytes;
+                    t.deltas += count;
+                }
+                "full" => {
+                    t.full_bytes += bytes;
+                    t.fulls += count;
+                }
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn run(ledger: &mut Ledger) -> i64 {
+        ledger
+            .conn
+            .execute(
+                "INSERT INTO runs (workflow, name, artifact, version, fleet, state, status, created_at, updated_at)
+                 VALUES ('w', 'n', 'app', '1.0.0', 'live', '{}', 'running', 'now', 'now')",
+                [],
+            )
+            .unwrap();
+        ledger.conn.last_insert_rowid()
+    }
+
+    fn t(run: i64, peer: &str, kind: TrafficKind, round: Option<u32>, bytes: u64) -> Traffic {
+        Traffic {
+            run,
+            peer: peer.into(),
+            kind,
+            round,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn sums_per_kind_and_round_and_skips_unknown_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        let r = run(&mut l);
+        assert_eq!(l.traffic(r).unwrap(), TrafficTotals::default());
+        for rec in [
+            t(r, "east", TrafficKind::Multicast, Some(1), 1000),
+            t(r, "west", TrafficKind::Multicast, Some(1), 900),
+            t(r, "east", TrafficKind::Multicast, Some(3), 50),
+            t(r, "east", TrafficKind::Fetch, None, 700),
+            t(r, "c1", TrafficKind::Delta, None, 10),
+            t(r, "c2", TrafficKind::Delta, None, 12),
+            t(r, "c3", TrafficKind::Full, None, 400),
+        ] {
+            assert!(l.record_traffic(&rec).unwrap());
+        }
+        assert!(
+            !l.record_traffic(&t(r + 99, "x", TrafficKind::Fetch, None, 5))
+                .unwrap(),
+            "a run that does not exist is not recorded"
+        );
+        let got = l.traffic(r).unwrap();
+        assert_eq!(
+            got,
+            TrafficTotals {
+                multicast_by_round: vec![1900, 0, 50],
+                multicast_bytes: 1950,
+                fetch_bytes: 700,
+                delta_bytes: 22,
+                deltas: 2,
+                full_bytes: 400,
+                fulls: 1,
+            }
+        );
+        assert_eq!(got.unicast_bytes(), 1122);
+    }
+}
