@@ -117,6 +117,21 @@ def sha256(path):
     return h.hexdigest()
 
 
+def crypto_floor(a):
+    """Wall time of what `clients` haifu clients must compute whatever the
+    transport: each hashes the artifact (sha3-256, the manifest's digest) and
+    authenticates its datagrams (HMAC-SHA256 over at least the artifact's
+    bytes), all at once on this machine's CPUs; openssl does both."""
+    wait_quiet(a.quiet_wait)
+    cmd = (f"openssl dgst -sha3-256 '{a.artifact}' >/dev/null && "
+           f"openssl dgst -sha256 -hmac haifu '{a.artifact}' >/dev/null")
+    t0 = time.time()
+    procs = [subprocess.Popen(["sh", "-c", cmd]) for _ in range(a.clients)]
+    for p in procs:
+        p.wait()
+    return time.time() - t0
+
+
 def make_artifact(path, size, seed):
     """Pseudo-random bytes (incompressible, like a packed release) from a
     fixed seed: the same file on every run."""
@@ -563,8 +578,12 @@ def main():
     log(f"   uftp exit {U['exit']}, {fmt(U['total_s'])} s, delivered {U['delivered']}/{a.clients}, "
         f"passes {U['passes']}")
 
+    floor_s = crypto_floor(a)
+    log(f"== the clients' mandatory checks alone: {fmt(floor_s)} s")
+
     results = {"size": a.size, "clients": a.clients, "rate_mbit": rate, "loss": a.loss,
-               "sweep": sweep, "no_loss": A, "loss_case": B, "loss_probe": loss_probe, "uftp": U}
+               "sweep": sweep, "no_loss": A, "loss_case": B, "loss_probe": loss_probe, "uftp": U,
+               "crypto_floor_s": floor_s}
     (a.work / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
     print(f"\nfleet benchmark: {a.size_mib} MiB to {a.clients} clients on loopback multicast, "
@@ -588,6 +607,10 @@ def main():
           f"verified: {U['verified']}, datagrams dropped by the kernel for full receive buffers "
           f"{U['cpu']['udp_rcvbuf_drops']} (of {U['cpu']['udp_received']} delivered), other "
           f"processes' share of the CPUs {U['disturbed']:.0%}")
+    print(f"floor: the checks every haifu client must make (sha3-256 of the artifact and "
+          f"HMAC-SHA256 of its bytes, openssl, {a.clients} processes at once on "
+          f"{os.cpu_count()} CPUs), with no network at all: {fmt(floor_s)} s = "
+          f"{floor_s / U['total_s']:.2f}x uftp's total (uftp checks nothing cryptographic)")
     for r in loss_probe:
         print(f"haifu {a.loss:.0%} loss at {r['rate_mbit']} Mbit/s: rounds {r['rounds_needed']} "
               f"(decoded in {r['data_rounds']}), total {fmt(r['total_s'])} s, kernel drops "
