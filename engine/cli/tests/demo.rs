@@ -30,6 +30,10 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
             "2",
             "--seed",
             "5",
+            // Room for a busy test machine: the stragglers must finish
+            // before the cut-off.
+            "--deadline",
+            "40",
             "--json",
         ])
         .env("HAIFU_PLUGINS", &plugins)
@@ -87,7 +91,14 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
         n("multicast_bytes"),
         rounds.iter().map(|b| b.as_u64().unwrap()).sum::<u64>()
     );
-    assert!(n("delta_bytes") > 0 && n("delta_bytes") * 10 < art, "{r:#}");
+    // One delta per straggler, and one each time the broken client whose
+    // post-install check fails asks again.
+    let deltas = n("deltas_sent");
+    assert!(deltas >= 1, "{r:#}");
+    assert!(
+        n("delta_bytes") > 0 && n("delta_bytes") / deltas * 10 < art,
+        "{r:#}"
+    );
     assert_eq!(
         n("unicast_bytes"),
         n("fetch_bytes") + n("delta_bytes") + n("full_bytes")

@@ -24,8 +24,9 @@ use report::{Gate, Report};
      registers both, and installs 2.3.0 on every client;
   3. starts a master, R relays and N clients as separate `haifu` processes
      (QUIC with mutual TLS through the quic plugin, broadcast through the
-     multicast plugin on 127.0.0.1); every client drops --loss % of the
-     datagrams it receives;
+     multicast plugin on 127.0.0.1); the clients drop --loss % of the
+     datagrams they receive on average (each between a quarter of and 1.75
+     times that);
   4. takes --offline % of the clients offline: half come back after round 1,
      the rest (stragglers) only after the last round;
   5. runs the rollout: up to 3 broadcast rounds 2 s apart, the audit, deltas
@@ -45,7 +46,8 @@ and log, the ledger and the clients' install roots.
 Examples:
   haifu demo
   haifu demo --clients 30 --relays 3 --loss 5 --offline 20 --size 32
-  haifu demo --json | jq .delivered_by_round")]
+  haifu demo --json | jq .delivered_by_round
+  haifu demo --deadline 60        # a slow or busy machine: more time before the cut-off")]
 pub struct Args {
     /// Clients in the fleet (2-200).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(2..=200))]
@@ -53,7 +55,7 @@ pub struct Args {
     /// Relays (1-16); clients are spread over them.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     relays: u32,
-    /// Percent of the broadcast datagrams each client drops (0-50).
+    /// Mean percent of the broadcast datagrams a client drops (0-50).
     #[arg(long, default_value_t = 10.0, value_name = "PCT")]
     loss: f64,
     /// Percent of the clients offline during the broadcast (0-90).
@@ -69,6 +71,11 @@ pub struct Args {
     /// datagrams each client drops.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seconds from the run's start to its deadline, when whoever is still
+    /// behind is cut off (default: 20 + 1 per 3 MiB; give more on a slow or
+    /// busy machine).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(10..=3600))]
+    deadline: Option<u64>,
     /// Print the report as one JSON object (progress still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -196,6 +203,9 @@ pub fn run(_home: &Home, args: Args) -> Result<ExitCode> {
 /// The demo from set-up to report; the processes stop when it returns.
 fn drive(plan: &Plan, args: &Args, dir: &Path, say: &dyn Fn(String)) -> Result<Report> {
     let mut f = Fleet::set_up(plan, args.plugins.as_deref(), dir)?;
+    if let Some(d) = args.deadline {
+        f.deadline_secs = d;
+    }
     say(format!(
         "set up in {}: fleet CA, {} certificates, pos-app 2.3.0 and 2.4.0 registered ({} each), 2.3.0 installed on {} clients",
         dir.display(),

@@ -53,6 +53,8 @@ pub struct Report {
     pub unicast_bytes: u64,
     pub fetch_bytes: u64,
     pub delta_bytes: u64,
+    /// Deltas sent (a broken client that asks again is sent one again).
+    pub deltas_sent: u64,
     pub full_bytes: u64,
     /// What unicast alone would have cost: the artifact to every client.
     pub unicast_only_bytes: u64,
@@ -132,6 +134,7 @@ impl Report {
             unicast_bytes: t.unicast_bytes(),
             fetch_bytes: t.fetch_bytes,
             delta_bytes: t.delta_bytes,
+            deltas_sent: t.deltas,
             full_bytes: t.full_bytes,
             unicast_only_bytes: artifact_bytes * u64::from(plan.clients),
             disconnected_clients: a
@@ -216,14 +219,15 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  unicast       {:>10}  relay fetches {}, deltas {} ({:.1}% of the artifact each on average), full copies {}",
+            "  unicast       {:>10}  relay fetches {}, {} delta(s) {} ({:.1}% of the artifact each), full copies {}",
             bytes(self.unicast_bytes),
             bytes(self.fetch_bytes),
+            self.deltas_sent,
             bytes(self.delta_bytes),
-            if self.delivered_by_delta == 0 {
+            if self.deltas_sent == 0 {
                 0.0
             } else {
-                pct(self.delta_bytes) / self.delivered_by_delta as f64
+                pct(self.delta_bytes) / self.deltas_sent as f64
             },
             bytes(self.full_bytes)
         );
