@@ -581,30 +581,34 @@ fn deny_list(
     let mut last: Option<Vec<String>> = None;
     while !shutdown.is_set() {
         match ledger.denied() {
-            Ok(mut ids) => {
-                if ids.len() > haifu_protocol::limits::MAX_DENIED {
-                    tracing::warn!(
-                        denied = ids.len(),
-                        "more clients cut off than one deny list carries; relays get the first {}",
-                        haifu_protocol::limits::MAX_DENIED
-                    );
-                }
-                if last.as_ref() != Some(&ids) {
-                    if let Err(e) = ep.set_denied(&ids) {
+            Ok(all) => {
+                if last.as_ref() != Some(&all) {
+                    // The master refuses every one of them, and so does the
+                    // gate; a relay's list is bounded by one message.
+                    if let Err(e) = ep.set_denied(&all) {
                         tracing::error!("applying the deny list: {e}");
                     }
-                    let mut st = hub.lock();
-                    st.denied = ids.clone();
-                    ids.truncate(haifu_protocol::limits::MAX_DENIED);
+                    let max = haifu_protocol::limits::MAX_DENIED;
+                    if all.len() > max {
+                        tracing::warn!(
+                            denied = all.len(),
+                            "more clients cut off than one deny list carries; relays refuse the first {max} at the handshake"
+                        );
+                    }
+                    let for_relays: Vec<String> = all.iter().take(max).cloned().collect();
                     let msg = Message::DenyList(DenyList {
-                        identities: ids.clone(),
+                        identities: for_relays.clone(),
                     });
+                    let mut st = hub.lock();
+                    // What a relay that registers later is sent: it must
+                    // encode, so never more than one message carries.
+                    st.denied = for_relays;
                     for r in st.relays.values() {
                         let _ = r.link.send(&msg);
                     }
                     drop(st);
-                    tracing::info!(denied = ids.len(), "deny list updated");
-                    last = Some(ids);
+                    tracing::info!(denied = all.len(), "deny list updated");
+                    last = Some(all);
                 }
             }
             Err(e) => tracing::error!("reading the deny list: {e}"),
