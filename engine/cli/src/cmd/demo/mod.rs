@@ -173,8 +173,11 @@ pub fn run(_home: &Home, args: Args) -> Result<ExitCode> {
     let say = |what: String| {
         eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     };
-    let outcome = drive(&plan, &args, work.path(), &say);
-    let keep = args.keep || outcome.is_err();
+    // Ctrl-C (or SIGTERM) stops the demo cleanly: processes stopped, folder
+    // removed unless --keep.
+    let stop = haifu_fleet::Shutdown::on_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let outcome = drive(&plan, &args, work.path(), &say, &stop);
+    let keep = args.keep || (outcome.is_err() && !stop.is_set());
     let where_ = if keep {
         let dir = work.keep();
         say(format!(
@@ -201,7 +204,13 @@ pub fn run(_home: &Home, args: Args) -> Result<ExitCode> {
 }
 
 /// The demo from set-up to report; the processes stop when it returns.
-fn drive(plan: &Plan, args: &Args, dir: &Path, say: &dyn Fn(String)) -> Result<Report> {
+fn drive(
+    plan: &Plan,
+    args: &Args,
+    dir: &Path,
+    say: &dyn Fn(String),
+    stop: &haifu_fleet::Shutdown,
+) -> Result<Report> {
     let mut f = Fleet::set_up(plan, args.plugins.as_deref(), dir)?;
     if let Some(d) = args.deadline {
         f.deadline_secs = d;
@@ -226,8 +235,10 @@ fn drive(plan: &Plan, args: &Args, dir: &Path, say: &dyn Fn(String)) -> Result<R
         f.procs.stop(id);
     }
     say(format!(
-        "{} clients go offline: {}",
+        "{} client{} go{} offline: {}",
         offline.len(),
+        if offline.len() == 1 { "" } else { "s" },
+        if offline.len() == 1 { "es" } else { "" },
         offline.join(", ")
     ));
     let run = f.start_run(plan.relays)?;
@@ -243,6 +254,9 @@ fn drive(plan: &Plan, args: &Args, dir: &Path, say: &dyn Fn(String)) -> Result<R
     let mut flipped = false;
     let limit = Instant::now() + Duration::from_secs(f.deadline_secs + 60);
     loop {
+        if stop.is_set() {
+            bail!("interrupted");
+        }
         f.check_daemons(plan)?;
         let audit = f.audit(run)?;
         let by_round = report::delivered_by_round(&audit);
