@@ -601,11 +601,27 @@ fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
         }
     };
     let bytes = if is_delta {
-        let Some((_, base_path)) = &base else {
+        let Some((installed, base_path)) = &base else {
             return Err("a delta came but nothing is installed".into());
         };
         let old = std::fs::read(base_path).map_err(|e| format!("{}: {e}", base_path.display()))?;
-        haifu_delta::apply_to_vec(&old, &payload).map_err(|e| format!("delta refused: {e}"))?
+        // The installed version's digest was checked when it was installed:
+        // the base is not hashed again (a damaged base still cannot pass,
+        // the result is checked against the delta's target and then against
+        // the signed manifest).
+        let reader = haifu_delta::PatchReader::new(&payload[..])
+            .map_err(|e| format!("delta refused: {e}"))?;
+        reader
+            .check_target(&manifest.body.sha3_256, manifest.body.size)
+            .map_err(|e| format!("delta refused: {e}"))?;
+        let hint = usize::try_from(manifest.body.size)
+            .unwrap_or(0)
+            .min(1 << 30);
+        let mut out = Vec::with_capacity(hint);
+        reader
+            .apply_checked(&old, haifu_delta::BaseCheck::Known(*installed), &mut out)
+            .map_err(|e| format!("delta refused: {e}"))?;
+        out
     } else {
         zstd::stream::decode_all(&payload[..]).map_err(|e| format!("full artifact refused: {e}"))?
     };
