@@ -115,16 +115,25 @@ run "bsdiff" "$WORK/b.patch" \
   "bsdiff '$A' '$B' '$WORK/b.patch'" \
   "bspatch '$A' '$WORK/out' '$WORK/b.patch'" hash
 
+# The floor of any apply that verifies: sha3-256 of the result alone, with
+# haifu's hasher (the delta_tool digest of the new version).
+hs=()
+for _ in $(seq "$RUNS"); do
+  measure a "$TOOL" digest "$B"
+  hs+=("${a% *}")
+done
+HASH_S=$(printf '%s\n' "${hs[@]}" | median)
+
 zstd -q -f -3 "$B" -o "$WORK/full3.zst"
 zstd -q -f -19 --long=31 "$B" -o "$WORK/full19.zst"
 FULL3=$(stat -c %s "$WORK/full3.zst")
 FULL19=$(stat -c %s "$WORK/full19.zst")
 
-python3 - "$PKG" "$OLD" "$NEW" "$(stat -c %s "$A")" "$(stat -c %s "$B")" "$FULL3" "$FULL19" "$RUNS" "${rows[@]}" <<'PY'
+python3 - "$PKG" "$OLD" "$NEW" "$(stat -c %s "$A")" "$(stat -c %s "$B")" "$FULL3" "$FULL19" "$RUNS" "$HASH_S" "${rows[@]}" <<'PY'
 import sys
-pkg, old, new, a, b, full3, full19, runs = sys.argv[1:9]
-a, b, full3, full19 = int(a), int(b), int(full3), int(full19)
-rows = [r.split() for r in sys.argv[9:]]
+pkg, old, new, a, b, full3, full19, runs, hash_s = sys.argv[1:10]
+a, b, full3, full19, hash_s = int(a), int(b), int(full3), int(full19), float(hash_s)
+rows = [r.split() for r in sys.argv[10:]]
 print(f"delta benchmark: {pkg} {old} -> {new} (wheels unpacked, re-packed as tar)")
 print(f"old {a:,} B, new {b:,} B; full artifact zstd -3 (store level) {full3:,} B, zstd -19 {full19:,} B")
 print(f"apply: median of {runs} runs, output compared with the new version; "
@@ -153,6 +162,8 @@ for n, (size, secs, vsecs) in data.items():
     print(f"  size  {size/best:.3f}x best other ({best_name})            [{ok(size <= best * 1.05)}: target <= 1.05x]")
     print(f"  apply {secs/fastest:.2f}x fastest other ({fast_name}, verifying nothing) [{ok(secs <= fastest)}: target <= 1.00x]")
     print(f"        {secs/vfastest:.2f}x fastest other + sha3 of its result ({vfast_name})")
+    print(f"        floor: sha3-256 of the result alone takes {hash_s:.3f} s = {hash_s/fastest:.2f}x "
+          f"{fast_name}'s whole apply; an apply that verifies its result cannot go below it")
     kind = "delta" if size < full3 else "full (delta not smaller)"
     print(f"  wire  delta {size:,} B vs full {full3:,} B "
           f"({100*size/full3:.2f}% of full, saves {full3-size:,} B) -> sends {kind}")
