@@ -712,4 +712,21 @@ fn a_straggler_boots_and_takes_a_delta() {
         BTreeSet::from(["ok1".to_owned()]),
         "{audit:#}"
     );
+    // What it cost on the wire, from the ledger: one round from the relay,
+    // its fetch of the artifact, and the stragglers' deltas (s1 was sent
+    // the damaged one too).
+    let t = &audit["traffic"];
+    let full = new.len() as u64;
+    assert_eq!(t["multicast_by_round"].as_array().unwrap().len(), 1, "{t}");
+    assert!(t["multicast_bytes"].as_u64().unwrap() >= full, "{t}");
+    assert!(t["fetch_bytes"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["deltas"].as_u64().unwrap() >= 3, "{t}");
+    assert_eq!(t["fulls"], 0, "{t}");
+    let per_delta = t["delta_bytes"].as_u64().unwrap() / t["deltas"].as_u64().unwrap();
+    assert!(per_delta * 20 < full, "{t}");
+    let text = f.haifu_ok(&["audit", "2"]);
+    assert!(
+        text.contains("traffic") && text.contains("delta(s)"),
+        "{text}"
+    );
 }
