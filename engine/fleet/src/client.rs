@@ -411,6 +411,9 @@ fn receive(
     }
     stop_reader(&reading);
     let _ = reader.join();
+    // The master files the completion under the round on air now, not
+    // when the install below ends.
+    let decoded_at = Timestamp::now();
     tracing::info!(
         run = s.run,
         accepted = total.accepted,
@@ -431,7 +434,7 @@ fn receive(
         run: s.run,
         digest: installed.digest.to_hex(),
         round: 0,
-        at: Timestamp::now().to_string(),
+        at: decoded_at.to_string(),
         delta: false,
     };
     write_pending(&client.pending_path(), &pending)?;

@@ -64,6 +64,10 @@ struct ActiveRun {
     instruction: Instruction,
     /// The round on air (or the last one), and when it started.
     round: Option<(u32, Timestamp)>,
+    /// Every round this master started for the run, in order, with its
+    /// start: a completion is recorded in the round on air when the client
+    /// finished decoding, not when its (maybe long) install ended.
+    starts: Vec<(u32, Timestamp)>,
     /// The relays the workflow targets (empty: all).
     relays: Vec<String>,
 }
@@ -380,7 +384,7 @@ impl Peer {
                     st.active
                         .as_ref()
                         .filter(|a| a.instruction.run == c.run)
-                        .and_then(|a| a.round.map(|r| r.0))
+                        .and_then(|a| round_at(&a.starts, c.at).or(a.round.map(|r| r.0)))
                 };
                 let _ = self.tx.send(Record::Completion {
                     link: Arc::clone(link),
@@ -1007,6 +1011,7 @@ impl LiveFleet {
         let active = ActiveRun {
             instruction: instruction.clone(),
             round: None,
+            starts: Vec::new(),
             relays: self.relays.clone(),
         };
         let mut st = self.hub.lock();
@@ -1053,6 +1058,8 @@ impl Fleet for LiveFleet {
         let mut st = self.hub.lock();
         if let Some(a) = st.active.as_mut() {
             a.round = Some((round, at));
+            a.starts.retain(|(n, _)| *n != round);
+            a.starts.push((round, at));
         }
         st.done.retain(|(r, n, _)| *r == run && *n == round);
         let start = Message::StartRound(StartRound { run, round, at });
@@ -1128,6 +1135,17 @@ impl Fleet for LiveFleet {
     }
 }
 
+/// The round on air at `at` (the client's decode time): the last round
+/// started at or before it; `None` if `at` is before every known start (a
+/// skewed clock, or rounds started before this master restarted).
+fn round_at(starts: &[(u32, Timestamp)], at: Timestamp) -> Option<u32> {
+    starts
+        .iter()
+        .filter(|(_, start)| *start <= at)
+        .max_by_key(|(_, start)| *start)
+        .map(|(n, _)| *n)
+}
+
 /// Seconds a round takes at the instruction's rate (carousel bytes).
 fn round_seconds(i: &Instruction) -> f64 {
     let ratio =
@@ -1182,5 +1200,29 @@ impl Fleet for LiveTargets {
 
     fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {
         None
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_completion_counts_in_the_round_on_air_when_the_client_decoded() {
+        let t = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let starts = vec![
+            (1, t("2026-11-28T10:00:00Z")),
+            (2, t("2026-11-28T10:00:10Z")),
+            (3, t("2026-11-28T10:00:20Z")),
+        ];
+        // Decoded late in round 1, installed (and reported) during round 2.
+        assert_eq!(round_at(&starts, t("2026-11-28T10:00:09Z")), Some(1));
+        assert_eq!(round_at(&starts, t("2026-11-28T10:00:10Z")), Some(2));
+        assert_eq!(round_at(&starts, t("2026-11-28T11:00:00Z")), Some(3));
+        // A clock behind every known start: the caller falls back to the
+        // round on air.
+        assert_eq!(round_at(&starts, t("2026-11-28T09:59:00Z")), None);
+        assert_eq!(round_at(&[], t("2026-11-28T10:00:00Z")), None);
     }
 }

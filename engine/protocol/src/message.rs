@@ -228,7 +228,9 @@ pub struct Completion {
     pub via: Via,
     /// The sha3-256 of what is now installed.
     pub digest: Digest,
-    /// When the install finished, by the client's clock.
+    /// By the client's clock: when it finished decoding (round), so the
+    /// master can file it under the round on air then; when the install
+    /// finished (delta).
     pub at: Timestamp,
 }
 
