@@ -72,8 +72,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Seconds from the run's start to its deadline, when whoever is still
-    /// behind is cut off (default: 20 + 1 per 3 MiB; give more on a slow or
-    /// busy machine).
+    /// behind is cut off (default: from the size and the clients, 28 s for
+    /// the defaults; give more on a slow or busy machine).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(10..=3600))]
     deadline: Option<u64>,
     /// Print the report as one JSON object (progress still goes to stderr).

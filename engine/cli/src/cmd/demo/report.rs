@@ -114,6 +114,21 @@ impl Report {
                 "{current} client(s) already had 2.4.0 before the run"
             ));
         }
+        // A straggler cut off never got to show its delta: the machine was
+        // slower than the demo's timeline.
+        let cut: Vec<&str> = a
+            .relays
+            .iter()
+            .flat_map(|r| &r.disconnected)
+            .map(|(c, _)| c.as_str())
+            .filter(|c| plan.with(Role::Straggler).contains(c))
+            .collect();
+        if !cut.is_empty() {
+            problems.push(format!(
+                "straggler(s) {} were cut off before taking their delta: this machine is slower than the demo's timeline; run it again with a longer --deadline",
+                cut.join(", ")
+            ));
+        }
         let t = &a.traffic;
         Self {
             run,
