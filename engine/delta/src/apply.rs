@@ -339,3 +339,106 @@ fn corrupt(index: u32, what: &str) -> DeltaError {
         detail: format!("chunk {index}: {what}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{MakeOptions, make};
+
+    /// A base of several output buffers (so the hashing thread recycles
+    /// every buffer more than once) and a target with scattered edits.
+    fn pair() -> (Vec<u8>, Vec<u8>) {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let old: Vec<u8> = (0..(6 * OUT_BUF + 12_345))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let mut new = old.clone();
+        for i in (0..new.len()).step_by(40_000) {
+            new[i] = new[i].wrapping_add(1);
+        }
+        new.extend_from_slice(b"a tail that only the new version has");
+        (old, new)
+    }
+
+    fn apply_known(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
+        let mut out = Vec::new();
+        PatchReader::new(patch)?.apply_checked(old, BaseCheck::Known(digest_of(old)), &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn hashed_and_known_base_checks_make_the_same_verified_output() {
+        let (old, new) = pair();
+        let delta = make(&old, &new, &MakeOptions::fast()).unwrap();
+        let mut out = Vec::new();
+        let applied = PatchReader::new(&delta.bytes[..])
+            .unwrap()
+            .apply_to(&old, &mut out)
+            .unwrap();
+        assert!(out == new);
+        assert_eq!(applied.bytes_written, new.len() as u64);
+        assert_eq!(applied.header.to, digest_of(&new));
+        assert!(apply_known(&old, &delta.bytes).unwrap() == new);
+    }
+
+    #[test]
+    fn a_truncated_delta_is_refused_with_a_known_base() {
+        let (old, new) = pair();
+        let delta = make(&old, &new, &MakeOptions::fast()).unwrap().bytes;
+        let body = HEADER_LEN + CHUNK_RECORD_LEN;
+        for cut in [
+            0,
+            HEADER_LEN,
+            body,
+            body + 1,
+            delta.len() / 2,
+            delta.len() - 1,
+        ] {
+            let e = apply_known(&old, &delta[..cut]).unwrap_err();
+            assert!(e.is_damaged_delta(), "cut at {cut}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_corrupted_delta_is_refused_with_a_known_base() {
+        let (old, new) = pair();
+        let delta = make(&old, &new, &MakeOptions::fast()).unwrap().bytes;
+        let body = HEADER_LEN + CHUNK_RECORD_LEN;
+        let mut refused = 0;
+        for at in (body..delta.len()).step_by((delta.len() - body) / 40 + 1) {
+            let mut m = delta.clone();
+            m[at] ^= 0x10;
+            match apply_known(&old, &m) {
+                // A flip zstd and the digest cannot notice changed nothing.
+                Ok(out) => assert!(out == new, "flip at {at}: Ok with wrong output"),
+                Err(e) => {
+                    assert!(e.is_damaged_delta(), "flip at {at}: {e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0);
+    }
+
+    #[test]
+    fn output_that_decodes_but_differs_is_a_result_mismatch() {
+        // A frame made for another target, under this target's header: it
+        // decodes cleanly, to the right size, and only the digest can tell.
+        let (old, new) = pair();
+        let mut other = new.clone();
+        other[OUT_BUF * 3 + 7] ^= 0xFF;
+        let good = make(&old, &new, &MakeOptions::fast()).unwrap().bytes;
+        let bad = make(&old, &other, &MakeOptions::fast()).unwrap().bytes;
+        let mut spliced = good[..HEADER_LEN].to_vec();
+        spliced.extend_from_slice(&bad[HEADER_LEN..]);
+        let e = apply_known(&old, &spliced).unwrap_err();
+        assert!(matches!(e, DeltaError::ResultMismatch { .. }), "{e}");
+    }
+}

@@ -69,3 +69,70 @@ impl<'scope> PipelinedHasher<'scope> {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::container::digest_of;
+
+    /// Feeds `data` through the hashing thread in pieces of `piece` bytes
+    /// (each in a buffer of `size`), as the decoder does.
+    fn pipelined(data: &[u8], size: usize, piece: usize) -> Digest {
+        std::thread::scope(|s| {
+            let mut hasher = PipelinedHasher::start(s, size);
+            for part in data.chunks(piece) {
+                let mut buf = hasher.buffer();
+                buf[..part.len()].copy_from_slice(part);
+                hasher.submit(buf, part.len());
+            }
+            hasher.finish()
+        })
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len as u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9) >> 7) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_digest_equals_the_sequential_one() {
+        // Sizes around sha3-256's 136-byte block, and more pieces than
+        // buffers so every buffer comes back and is reused.
+        for len in [0, 1, 135, 136, 137, 4096, 100_003] {
+            let data = sample(len);
+            for (size, piece) in [(1, 1), (136, 136), (4096, 1000), (1 << 20, 1 << 20)] {
+                if piece <= size {
+                    assert_eq!(
+                        pipelined(&data, size, piece),
+                        digest_of(&data),
+                        "len {len}, pieces of {piece}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_submitted_prefix_of_a_buffer_is_hashed() {
+        let data = sample(300);
+        let digest = std::thread::scope(|s| {
+            let mut hasher = PipelinedHasher::start(s, 1024);
+            let mut buf = hasher.buffer();
+            // Stale bytes past `n` from an earlier use must not count.
+            buf.fill(0xAA);
+            buf[..300].copy_from_slice(&data);
+            hasher.submit(buf, 300);
+            hasher.finish()
+        });
+        assert_eq!(digest, digest_of(&data));
+    }
+
+    #[test]
+    fn nothing_submitted_is_the_digest_of_nothing() {
+        let digest = std::thread::scope(|s| PipelinedHasher::start(s, 64).finish());
+        assert_eq!(digest, digest_of(b""));
+    }
+}
