@@ -14,8 +14,10 @@ mod digest;
 mod key;
 mod manifest;
 mod name;
+mod round;
 
 pub use digest::{Digest, DigestError};
 pub use key::{KeyError, PublicKey, SigningKey};
 pub use manifest::{Compression, MANIFEST_FORMAT, Manifest, ManifestBody, ManifestError};
 pub use name::{ArtifactName, NameError, Version, VersionError};
+pub use round::{MAX_ROUNDS, round_index};

@@ -694,12 +694,13 @@ fn bench(dir: &Path) -> Res<bool> {
     // certificates in-process (a process per certificate is slow).
     site.ok(&["ca", "init"])?;
     site.ok(&["keys", "show"])?;
-    site.ok(&["ca", "issue", "master"])?;
-    site.ok(&["ca", "issue", RELAY])?;
+    site.ok(&["ca", "issue", "master", "--role", "master"])?;
+    site.ok(&["ca", "issue", RELAY, "--role", "relay"])?;
     let t = Instant::now();
     let ids: Vec<String> = (0..n).map(|i| format!("c{i:05}")).collect();
     for id in &ids {
-        haifu_plugin_host::pki::issue(&site.home, id).map_err(|e| format!("{id}: {e}"))?;
+        haifu_plugin_host::pki::issue(&site.home, id, haifu_plugin_host::pki::CertRole::Client)
+            .map_err(|e| format!("{id}: {e}"))?;
     }
     eprintln!(
         "{n} client certificates in {:.1} s",

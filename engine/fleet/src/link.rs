@@ -193,6 +193,17 @@ pub fn connect(
             conn.peer_identity()
         )));
     }
+    // Only a master or a relay answers connections, and only in the role
+    // its certificate grants.
+    let answers = matches!(session.peer_role, Role::Master | Role::Relay);
+    if !answers || conn.peer_role() != Some(session.peer_role.as_str()) {
+        return Err(LinkError::Protocol(format!(
+            "{:?} answers as the {} but its certificate grants {}",
+            session.peer_identity,
+            session.peer_role.as_str(),
+            conn.peer_role().unwrap_or("no role")
+        )));
+    }
     Ok(Link {
         conn,
         session,
@@ -245,6 +256,21 @@ pub fn accept(
                 "hello names {:?} but the certificate names {:?}",
                 hello.identity,
                 conn.peer_identity()
+            ),
+            haifu_protocol::RefusalCode::Denied,
+        ));
+    }
+    // The role is the certificate's, never the hello's word: a terminal's
+    // certificate cannot act as a relay.
+    if conn.peer_role() != Some(hello.role.as_str()) {
+        Counters::bump(&counters.dropped);
+        return Err(refuse(
+            format!(
+                "{:?} says it is a {} but its certificate grants {}",
+                hello.identity,
+                hello.role.as_str(),
+                conn.peer_role()
+                    .map_or("no role".to_owned(), |r| format!("the {r} role"))
             ),
             haifu_protocol::RefusalCode::Denied,
         ));

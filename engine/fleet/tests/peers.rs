@@ -36,8 +36,18 @@ fn plugin_dir(into: &Path) -> PathBuf {
     out
 }
 
+/// A certificate for `name`: relay-role for `relay-*`, master-role for
+/// `master`, client-role otherwise.
 fn tls(home: &Path, name: &str) -> TlsFiles {
-    let c = haifu_plugin_host::pki::issue(home, name).unwrap();
+    use haifu_plugin_host::pki::CertRole;
+    let role = if name.starts_with("relay-") {
+        CertRole::Relay
+    } else if name == "master" {
+        CertRole::Master
+    } else {
+        CertRole::Client
+    };
+    let c = haifu_plugin_host::pki::issue(home, name, role).unwrap();
     TlsFiles {
         ca: c.ca_cert,
         cert: c.cert,

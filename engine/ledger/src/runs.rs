@@ -283,8 +283,14 @@ impl FleetBatch {
 pub struct RelayAudit {
     /// Relay name.
     pub relay: String,
-    /// Clients delivered in each round: index 0 is round 1.
+    /// Clients delivered in each round: index 0 is round 1 (never longer
+    /// than [`haifu_core::MAX_ROUNDS`]).
     pub delivered_by_round: Vec<Vec<String>>,
+    /// Clients delivered by broadcast under a round number no run can have
+    /// (written by a master that took a peer's word for it); empty on any
+    /// ledger this version wrote.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delivered_unknown_round: Vec<String>,
     /// Clients delivered by delta.
     pub delta: Vec<String>,
     /// Clients that already had the version when they reported in.
@@ -507,11 +513,17 @@ impl Ledger {
             });
             match c.state {
                 ClientState::Delivered => {
-                    let round = c.round.unwrap_or(1).max(1) as usize;
-                    if a.delivered_by_round.len() < round {
-                        a.delivered_by_round.resize(round, Vec::new());
+                    // Never sized by a stored number: the index is bounded by
+                    // MAX_ROUNDS, anything else is filed as unknown.
+                    match haifu_core::round_index(c.round.unwrap_or(1)) {
+                        Some(i) => {
+                            if a.delivered_by_round.len() <= i {
+                                a.delivered_by_round.resize(i + 1, Vec::new());
+                            }
+                            a.delivered_by_round[i].push(c.client);
+                        }
+                        None => a.delivered_unknown_round.push(c.client),
                     }
-                    a.delivered_by_round[round - 1].push(c.client);
                 }
                 ClientState::Delta => a.delta.push(c.client),
                 ClientState::Current => a.current.push(c.client),
@@ -985,6 +997,28 @@ mod tests {
         let r = l.run(run).unwrap().unwrap();
         assert_eq!(r.counts["delivered"], 2);
         assert_eq!(r.counts["pending"], 2);
+    }
+
+    /// A completion stored under round u32::MAX by a master that took a
+    /// client's word for it (issue 11) made every reader allocate 96 GiB.
+    /// The audit files it as "unknown round" and allocates nothing by it.
+    #[test]
+    fn a_stored_impossible_round_does_not_size_the_audit() {
+        let (_d, mut l) = ledger();
+        let run = new_run(&mut l, 2);
+        l.transition(
+            run,
+            &step(vec![done("c00", Some(u32::MAX)), done("c01", Some(1))]),
+        )
+        .unwrap();
+        let a = l.audit(run).unwrap().unwrap();
+        let all: Vec<&RelayAudit> = a.relays.iter().collect();
+        let unknown: Vec<&String> = all
+            .iter()
+            .flat_map(|r| r.delivered_unknown_round.iter())
+            .collect();
+        assert_eq!(unknown, ["c00"]);
+        assert!(all.iter().all(|r| r.delivered_by_round.len() <= 1));
     }
 
     #[test]

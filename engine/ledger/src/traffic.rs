@@ -72,7 +72,9 @@ pub struct TrafficTotals {
 impl TrafficTotals {
     /// Every unicast byte: fetches, deltas and full copies.
     pub fn unicast_bytes(&self) -> u64 {
-        self.fetch_bytes + self.delta_bytes + self.full_bytes
+        self.fetch_bytes
+            .saturating_add(self.delta_bytes)
+            .saturating_add(self.full_bytes)
     }
 }
 
@@ -101,8 +103,10 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT kind, coalesce(round, 0), sum(bytes), count(*) FROM run_traffic
-                 WHERE run_id = ?1 GROUP BY kind, round ORDER BY kind, round",
+                // Summed here with saturation, not by SQL's sum(), which
+                // fails the whole query on overflow: stored byte counts came
+                // from peers once and must not break the audit.
+                "SELECT kind, coalesce(round, 0), bytes FROM run_traffic WHERE run_id = ?1",
             )
             .map_err(&wrap)?;
         let rows = stmt
@@ -111,32 +115,38 @@ impl Ledger {
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
                 ))
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(&wrap)?;
         let mut t = TrafficTotals::default();
-        for (kind, round, bytes, count) in rows {
+        for row in rows {
+            let (kind, round, bytes) = row.map_err(&wrap)?;
             let bytes = u64::try_from(bytes).unwrap_or(0);
-            let count = u64::try_from(count).unwrap_or(0);
             match kind.as_str() {
                 "multicast" => {
-                    let i = usize::try_from(round.max(1) - 1).unwrap_or(0);
-                    if t.multicast_by_round.len() <= i {
-                        t.multicast_by_round.resize(i + 1, 0);
+                    // No round recorded counts as round 1; a number no
+                    // round can have counts in the total only.
+                    let round = if round == 0 {
+                        Ok(1)
+                    } else {
+                        u32::try_from(round)
+                    };
+                    if let Some(i) = round.ok().and_then(haifu_core::round_index) {
+                        if t.multicast_by_round.len() <= i {
+                            t.multicast_by_round.resize(i + 1, 0);
+                        }
+                        t.multicast_by_round[i] = t.multicast_by_round[i].saturating_add(bytes);
                     }
-                    t.multicast_by_round[i] += bytes;
-                    t.multicast_bytes += bytes;
+                    t.multicast_bytes = t.multicast_bytes.saturating_add(bytes);
                 }
-                "fetch" => t.fetch_bytes += bytes,
+                "fetch" => t.fetch_bytes = t.fetch_bytes.saturating_add(bytes),
                 "delta" => {
-                    t.delta_bytes += bytes;
-                    t.deltas += count;
+                    t.delta_bytes = t.delta_bytes.saturating_add(bytes);
+                    t.deltas += 1;
                 }
                 "full" => {
-                    t.full_bytes += bytes;
-                    t.fulls += count;
+                    t.full_bytes = t.full_bytes.saturating_add(bytes);
+                    t.fulls += 1;
                 }
                 _ => {}
             }
@@ -208,5 +218,40 @@ mod tests {
             }
         );
         assert_eq!(got.unicast_bytes(), 1122);
+    }
+
+    /// Rows a master once stored from a peer's word (issue 11): a round
+    /// number no run can have and byte counts that overflow a sum. The
+    /// audit reads them without allocating by them or failing.
+    #[test]
+    fn hostile_stored_rows_read_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        let r = run(&mut l);
+        for rec in [
+            t(r, "east", TrafficKind::Multicast, Some(u32::MAX), 10),
+            t(r, "east", TrafficKind::Multicast, Some(2), u64::MAX),
+            t(r, "east", TrafficKind::Multicast, Some(2), u64::MAX),
+            t(r, "c1", TrafficKind::Delta, None, u64::MAX),
+            t(r, "c1", TrafficKind::Delta, None, u64::MAX),
+            t(r, "c2", TrafficKind::Full, None, u64::MAX),
+        ] {
+            assert!(l.record_traffic(&rec).unwrap());
+        }
+        // Written straight into the table too, as an old master would have.
+        l.conn
+            .execute(
+                "INSERT INTO run_traffic (run_id, peer, kind, round, bytes, at)
+                 VALUES (?1, 'east', 'multicast', 9223372036854775807, 9223372036854775807, 'now')",
+                [r],
+            )
+            .unwrap();
+        let got = l.traffic(r).unwrap();
+        assert_eq!(got.multicast_by_round.len(), 2, "{got:?}");
+        let max = i64::MAX as u64;
+        assert_eq!(got.multicast_by_round, vec![0, 2 * max]);
+        assert_eq!(got.multicast_bytes, u64::MAX, "saturated, not wrapped");
+        assert_eq!(got.deltas, 2);
+        assert_eq!(got.unicast_bytes(), u64::MAX);
     }
 }

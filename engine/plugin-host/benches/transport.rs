@@ -179,8 +179,8 @@ impl Pki {
     fn new() -> Self {
         let home = tempfile::tempdir().unwrap();
         pki::init_ca(home.path(), pki::DEFAULT_CA_NAME).unwrap();
-        pki::issue(home.path(), "server").unwrap();
-        pki::issue(home.path(), "client").unwrap();
+        pki::issue(home.path(), "server", pki::CertRole::Relay).unwrap();
+        pki::issue(home.path(), "client", pki::CertRole::Client).unwrap();
         Self { home }
     }
 

@@ -54,7 +54,7 @@ pub enum LoadError {
         path: PathBuf,
         /// The plugin's `struct_size`.
         plugin: usize,
-        /// `size_of::<PluginVTable>()` in the host.
+        /// The smallest table the host accepts (ABI 1 as first released).
         host: usize,
     },
     /// The table breaks a rule of the spec (bad name, missing function).

@@ -366,7 +366,10 @@ pub fn load(path: &Path) -> Result<Plugin, LoadError> {
             .cast::<usize>()
             .read()
     };
-    let need = std::mem::size_of::<PluginVTable>();
+    // A table from an older build of ABI 1 may lack the fields appended
+    // since; it is copied into a zeroed table of the host's size, so those
+    // read as null (absent) and nothing beyond the plugin's table is read.
+    let need = haifu_transport_abi::BASE_TABLE_SIZE;
     if struct_size < need {
         return Err(LoadError::TableTooSmall {
             path,
@@ -374,8 +377,21 @@ pub fn load(path: &Path) -> Result<Plugin, LoadError> {
             host: need,
         });
     }
-    // SAFETY: the version matches and the table is at least as large as ours.
-    let vt: &'static PluginVTable = unsafe { &*ptr };
+    let known = struct_size.min(std::mem::size_of::<PluginVTable>());
+    // SAFETY: all-zero bytes are a valid table (null pointers, `None`
+    // functions, zero integers).
+    let mut copy: Box<PluginVTable> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: the plugin promises `struct_size` readable bytes of a static
+    // table; we read at most that many and at most our table's size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            ptr.cast::<u8>(),
+            std::ptr::from_mut::<PluginVTable>(&mut copy).cast::<u8>(),
+            known,
+        );
+    }
+    // Plugins are never unloaded, so neither is their table.
+    let vt: &'static PluginVTable = Box::leak(copy);
     let (name, version, shapes) = check_table(vt).map_err(|reason| LoadError::BadTable {
         path: path.clone(),
         reason,

@@ -12,6 +12,10 @@
 //! A leaf's identity is its common name, which is also its DNS subject
 //! alternative name, so the same certificate serves as a TLS client
 //! (relay or client connecting) and server (master or relay listening).
+//! Its role (master, relay or client) is an extended key usage under
+//! haifu's OID arc ([`ROLE_ARC`]): the daemons accept a peer only in the
+//! role its certificate grants, so a terminal's certificate cannot act as
+//! a relay.
 //! Keys are ECDSA P-256. Every file is written to a temporary file in the
 //! same folder, synced and renamed into place, so a crash never leaves half a
 //! key; existing files are never overwritten.
@@ -31,6 +35,67 @@ pub const DEFAULT_CA_NAME: &str = "haifu fleet CA";
 pub const CA_VALID_DAYS: i64 = 20 * 365;
 /// How long a leaf certificate is valid.
 pub const LEAF_VALID_DAYS: i64 = 5 * 365;
+
+/// haifu's OID arc, `2.25.4633265079750916938`: a UUID-based OID (ITU-T
+/// X.667) chosen at random for haifu. The role of a certificate is the
+/// extended key usage `<arc>.1` (master), `<arc>.2` (relay) or `<arc>.3`
+/// (client). The quic plugin reads the same numbers (it cannot depend on
+/// this crate); `tests/quic.rs` checks that the two agree.
+pub const ROLE_ARC: [u64; 3] = [2, 25, 4_633_265_079_750_916_938];
+
+/// What a certificate lets its holder be in the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertRole {
+    /// The master: the only one that instructs relays.
+    Master,
+    /// A relay: speaks for the clients registered behind it.
+    Relay,
+    /// A client: speaks for itself only.
+    Client,
+}
+
+impl CertRole {
+    /// Every role, in OID order.
+    pub const ALL: [CertRole; 3] = [CertRole::Master, CertRole::Relay, CertRole::Client];
+
+    /// The role's name, as the quic plugin reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Master => "master",
+            Self::Relay => "relay",
+            Self::Client => "client",
+        }
+    }
+
+    /// The role's extended-key-usage OID.
+    pub fn oid(self) -> Vec<u64> {
+        let last = match self {
+            Self::Master => 1,
+            Self::Relay => 2,
+            Self::Client => 3,
+        };
+        let mut oid = ROLE_ARC.to_vec();
+        oid.push(last);
+        oid
+    }
+}
+
+impl std::fmt::Display for CertRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CertRole {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?} (master, relay or client)"))
+    }
+}
 
 /// A PKI operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -192,9 +257,9 @@ pub fn init_ca(home: &Path, common_name: &str) -> Result<CaFiles, PkiError> {
     Ok(files)
 }
 
-/// Issues a certificate and key for `name`, signed by the fleet CA of
-/// `home`, under `<home>/certs/`. Fails if `name` already has one.
-pub fn issue(home: &Path, name: &str) -> Result<IssuedCert, PkiError> {
+/// Issues a certificate and key for `name` in `role`, signed by the fleet
+/// CA of `home`, under `<home>/certs/`. Fails if `name` already has one.
+pub fn issue(home: &Path, name: &str, role: CertRole) -> Result<IssuedCert, PkiError> {
     validate_name(name)?;
     let ca = ca_files(home);
     if !ca.cert.exists() || !ca.key.exists() {
@@ -240,6 +305,7 @@ pub fn issue(home: &Path, name: &str) -> Result<IssuedCert, PkiError> {
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ClientAuth,
         ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::Other(role.oid()),
     ];
     set_validity(&mut params, LEAF_VALID_DAYS);
     let cert = params
@@ -361,9 +427,9 @@ mod tests {
             init_ca(home.path(), DEFAULT_CA_NAME),
             Err(PkiError::CaExists { .. })
         ));
-        let leaf = issue(home.path(), "store-east").unwrap();
+        let leaf = issue(home.path(), "store-east", CertRole::Relay).unwrap();
         assert!(matches!(
-            issue(home.path(), "store-east"),
+            issue(home.path(), "store-east", CertRole::Client),
             Err(PkiError::CertExists { .. })
         ));
         assert_eq!(leaf.ca_cert, ca.cert);
@@ -382,7 +448,7 @@ mod tests {
     #[test]
     fn issue_without_ca_says_what_to_run() {
         let home = tempfile::tempdir().unwrap();
-        let e = issue(home.path(), "a").unwrap_err();
+        let e = issue(home.path(), "a", CertRole::Client).unwrap_err();
         assert!(e.to_string().contains("haifu ca init"), "{e}");
     }
 }

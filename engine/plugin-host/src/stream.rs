@@ -32,6 +32,9 @@ pub struct Connection {
     plugin: Plugin,
     handle: Handle,
     peer: String,
+    /// The role the peer's credentials grant; empty when none (or the
+    /// plugin predates `conn_peer_role`).
+    role: String,
     recv_lock: Mutex<()>,
 }
 
@@ -185,6 +188,7 @@ impl Endpoint {
             plugin: self.plugin.clone(),
             handle,
             peer: String::new(),
+            role: String::new(),
             recv_lock: Mutex::new(()),
         };
         // The identity never changes; ask once. On failure `conn` is dropped
@@ -194,6 +198,9 @@ impl Endpoint {
             self.plugin.inner.vt.conn_peer_identity,
         )?;
         conn.peer = read_text(&self.plugin, "conn_peer_identity", f, handle)?;
+        if let Some(f) = self.plugin.inner.vt.conn_peer_role {
+            conn.role = read_text(&self.plugin, "conn_peer_role", f, handle)?;
+        }
         Ok(conn)
     }
 }
@@ -211,6 +218,13 @@ impl Connection {
     /// The peer's verified identity (for QUIC: its certificate's CN).
     pub fn peer_identity(&self) -> &str {
         &self.peer
+    }
+
+    /// The role the peer's verified credentials grant (for QUIC: the haifu
+    /// role in its certificate's extended key usage), or `None` when they
+    /// grant none or the plugin cannot tell.
+    pub fn peer_role(&self) -> Option<&str> {
+        (!self.role.is_empty()).then_some(self.role.as_str())
     }
 
     /// Sends one message.

@@ -12,6 +12,15 @@ use haifu_plugin_host::{Endpoint, ErrorKind, Plugin, pki};
 
 const T: Option<Duration> = Some(Duration::from_secs(10));
 
+/// `server` is a relay, every other name a client.
+fn role_for(name: &str) -> pki::CertRole {
+    if name == "server" {
+        pki::CertRole::Relay
+    } else {
+        pki::CertRole::Client
+    }
+}
+
 struct Fleet {
     home: tempfile::TempDir,
 }
@@ -21,7 +30,7 @@ impl Fleet {
         let home = tempfile::tempdir().unwrap();
         pki::init_ca(home.path(), pki::DEFAULT_CA_NAME).unwrap();
         for n in names {
-            pki::issue(home.path(), n).unwrap();
+            pki::issue(home.path(), n, role_for(n)).unwrap();
         }
         Self { home }
     }
@@ -65,6 +74,8 @@ fn round_trip_with_identities() {
         let h = s.spawn(|| {
             let c = srv.accept(T).unwrap();
             assert_eq!(c.peer_identity(), "client-a");
+            // The role the fleet PKI wrote is the one the plugin reads back.
+            assert_eq!(c.peer_role(), Some("client"));
             loop {
                 match c.recv(T) {
                     Ok(m) => c.send(&m, T).unwrap(),
@@ -77,6 +88,7 @@ fn round_trip_with_identities() {
         });
         let c = cli.connect(&addr, "server", T).unwrap();
         assert_eq!(c.peer_identity(), "server");
+        assert_eq!(c.peer_role(), Some("relay"));
         let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
         for m in [&b"hello"[..], &[][..], &big[..]] {
             c.send(m, T).unwrap();

@@ -52,6 +52,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as certificates grant it (`haifu ca issue --role`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Master => "master",
+            Self::Relay => "relay",
+            Self::Client => "client",
+        }
+    }
+
     pub(crate) fn to_wire(self) -> u8 {
         match self {
             Self::Master => 1,

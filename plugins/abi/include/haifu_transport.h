@@ -89,6 +89,12 @@ typedef struct HaifuPluginVTable {
     HaifuStatus (*conn_recv)(HaifuHandle conn, const uint8_t **out_ptr, size_t *out_len,
                              uint64_t timeout_ms, HaifuErrorBuf *err);
     void (*conn_close)(HaifuHandle conn);
+
+    /* Appended later in ABI 1 (a host treats fields beyond struct_size as
+     * NULL). Optional: the role the peer's credentials grant ("master",
+     * "relay" or "client"), or empty text when they grant none. */
+    HaifuStatus (*conn_peer_role)(HaifuHandle conn, uint8_t *buf, size_t cap,
+                                  size_t *out_len, HaifuErrorBuf *err);
 } HaifuPluginVTable;
 
 /* The one symbol a plugin exports. */

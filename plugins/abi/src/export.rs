@@ -84,6 +84,12 @@ pub trait StreamConnection: Sized + Send + Sync + 'static {
     /// The peer's verified identity (for certificate transports: the
     /// certificate's common name).
     fn peer_identity(&self) -> &str;
+    /// The role the peer's verified credentials grant (`master`, `relay`
+    /// or `client`), or `""` when they grant none. The default grants none:
+    /// a host that needs roles then refuses the peer.
+    fn peer_role(&self) -> &str {
+        ""
+    }
     /// Sends one message. May run concurrently with `recv`.
     fn send(&self, message: &[u8], timeout: Timeout) -> Result<(), Error>;
     /// Receives one whole message. The host never calls it concurrently
@@ -495,6 +501,23 @@ pub unsafe extern "C" fn conn_peer_identity<C: StreamConnection>(
     }
 }
 
+/// Glue for `conn_peer_role`.
+pub unsafe extern "C" fn conn_peer_role<C: StreamConnection>(
+    conn: Handle,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+    err: *mut ErrorBuf,
+) -> Status {
+    // SAFETY: the host passes valid pointers per the ABI.
+    unsafe {
+        guard(err, || {
+            let slot = object::<ConnSlot<C>>(conn)?;
+            write_text(buf, cap, out_len, slot.conn.peer_role())
+        })
+    }
+}
+
 /// Glue for `conn_send`.
 pub unsafe extern "C" fn conn_send<C: StreamConnection>(
     conn: Handle,
@@ -592,6 +615,7 @@ pub const fn with_stream<T: Transport, E: StreamEndpoint<Transport = T>>(
         conn_send: Some(conn_send::<E::Connection>),
         conn_recv: Some(conn_recv::<E::Connection>),
         conn_close: Some(conn_close::<E::Connection>),
+        conn_peer_role: Some(conn_peer_role::<E::Connection>),
         ..vt
     }
 }

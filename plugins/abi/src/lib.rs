@@ -67,8 +67,9 @@ pub use export::{
     timeout_to_ms,
 };
 pub use raw::{
-    ABI_VERSION, Bytes, ENTRY_SYMBOL, ENTRY_SYMBOL_NAME, EntryFn, ErrorBuf, Handle, PluginVTable,
-    SHAPE_DATAGRAM, SHAPE_STREAM, SHAPES_KNOWN, Status, TIMEOUT_INFINITE, status,
+    ABI_VERSION, BASE_TABLE_SIZE, Bytes, ENTRY_SYMBOL, ENTRY_SYMBOL_NAME, EntryFn, ErrorBuf,
+    Handle, PluginVTable, SHAPE_DATAGRAM, SHAPE_STREAM, SHAPES_KNOWN, Status, TIMEOUT_INFINITE,
+    status,
 };
 
 #[cfg(test)]
@@ -87,7 +88,10 @@ mod tests {
         assert_eq!(offset_of!(PluginVTable, shapes), 6 * p);
         assert_eq!(offset_of!(PluginVTable, init), 7 * p);
         assert_eq!(offset_of!(PluginVTable, conn_close), 22 * p);
-        assert_eq!(size_of::<PluginVTable>(), 23 * p);
+        // ABI 1 as first released ended here; later fields are appended.
+        assert_eq!(BASE_TABLE_SIZE, 23 * p);
+        assert_eq!(offset_of!(PluginVTable, conn_peer_role), 23 * p);
+        assert_eq!(size_of::<PluginVTable>(), 24 * p);
         assert_eq!(size_of::<ErrorBuf>(), 3 * p);
     }
 

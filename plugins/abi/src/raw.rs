@@ -217,7 +217,19 @@ pub struct PluginVTable {
     pub conn_recv: Option<ConnRecvFn>,
     /// Peer streams: close (flushing) and free the connection.
     pub conn_close: Option<CloseFn>,
+
+    // Appended in ABI 1 after its first release: a host reads these only
+    // when `struct_size` covers them, and treats them as null otherwise
+    // (see [`BASE_TABLE_SIZE`]).
+    /// Peer streams, optional: the role the peer's credentials grant
+    /// (`master`, `relay` or `client`), or empty text when they grant none.
+    pub conn_peer_role: Option<TextFn>,
 }
+
+/// The size of the table as ABI 1 was first released: the smallest
+/// `struct_size` a host accepts. Fields after it were appended later and may
+/// be absent from a plugin built against an older header.
+pub const BASE_TABLE_SIZE: usize = std::mem::offset_of!(PluginVTable, conn_peer_role);
 
 // SAFETY: the table holds only pointers to immutable static data (name and
 // version) and function pointers; nothing in it is ever written after the
@@ -254,6 +266,7 @@ impl PluginVTable {
             conn_send: None,
             conn_recv: None,
             conn_close: None,
+            conn_peer_role: None,
         }
     }
 }

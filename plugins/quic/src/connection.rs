@@ -86,13 +86,22 @@ struct RecvState {
     in_body: bool,
 }
 
+/// Who is at the other end, as its verified certificate says.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The certificate's common name.
+    pub identity: String,
+    /// The haifu role its extended key usage grants, or empty.
+    pub role: &'static str,
+}
+
 /// A connection handed to the host.
 pub struct QuicConnection {
     rt: Arc<Runtime>,
     conn: quinn::Connection,
     send: tokio::sync::Mutex<SendState>,
     recv: tokio::sync::Mutex<RecvState>,
-    peer: String,
+    peer: Peer,
     max_frame: usize,
     close_timeout: Duration,
 }
@@ -113,7 +122,7 @@ impl QuicConnection {
         conn: quinn::Connection,
         send: SendStream,
         recv: RecvStream,
-        peer: String,
+        peer: Peer,
         max_frame: usize,
         close_timeout: Duration,
     ) -> Self {
@@ -141,7 +150,11 @@ impl QuicConnection {
 
 impl StreamConnection for QuicConnection {
     fn peer_identity(&self) -> &str {
-        &self.peer
+        &self.peer.identity
+    }
+
+    fn peer_role(&self) -> &str {
+        self.peer.role
     }
 
     fn send(&self, message: &[u8], timeout: Timeout) -> Result<(), Error> {

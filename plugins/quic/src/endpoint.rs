@@ -11,8 +11,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::connection::{CLOSE_DENIED, QuicConnection, conn_error, with_timeout};
-use crate::tls::{DenyList, Identity, cert_names, is_denied};
+use crate::connection::{CLOSE_DENIED, Peer, QuicConnection, conn_error, with_timeout};
+use crate::tls::{DenyList, Identity, cert_names, cert_role, is_denied};
 use crate::{Quic, Settings};
 
 /// Bytes both sides exchange on the stream right after the handshake: the
@@ -28,7 +28,8 @@ fn track(live: &Live, names: Vec<String>, conn: &quinn::Connection) {
     l.push((names, conn.clone()));
 }
 
-fn peer_names(conn: &quinn::Connection) -> Result<Vec<String>, Error> {
+/// The verified peer certificate's names (identity first) and role.
+fn peer_cert(conn: &quinn::Connection) -> Result<(Vec<String>, &'static str), Error> {
     let certs = conn
         .peer_identity()
         .and_then(|any| {
@@ -39,14 +40,16 @@ fn peer_names(conn: &quinn::Connection) -> Result<Vec<String>, Error> {
     let first = certs
         .first()
         .ok_or_else(|| Error::denied("peer presented no certificate"))?;
-    cert_names(first).map_err(Error::denied)
+    let names = cert_names(first).map_err(Error::denied)?;
+    let role = cert_role(first).map_err(Error::denied)?;
+    Ok((names, role))
 }
 
 struct Accepted {
     conn: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    peer: String,
+    peer: Peer,
 }
 
 /// The endpoint handed to the host.
@@ -77,7 +80,7 @@ async fn admit(
     hello_timeout: Duration,
 ) -> Result<Accepted, Error> {
     let conn = incoming.await.map_err(|e| conn_error(&e))?;
-    let names = peer_names(&conn)?;
+    let (names, role) = peer_cert(&conn)?;
     if is_denied(deny, &names) {
         conn.close(
             VarInt::from_u32(CLOSE_DENIED),
@@ -101,7 +104,10 @@ async fn admit(
     };
     let (send, recv) = with_timeout(Some(hello_timeout), hello).await?;
     track(live, names.clone(), &conn);
-    let peer = names.into_iter().next().unwrap_or_default();
+    let peer = Peer {
+        identity: names.into_iter().next().unwrap_or_default(),
+        role,
+    };
     Ok(Accepted {
         conn,
         send,
@@ -243,7 +249,7 @@ impl StreamEndpoint for QuicEndpoint {
                 Error::invalid(format!("connect to {addr} as {server_name:?}: {e}"))
             })?;
             let conn = connecting.await.map_err(|e| conn_error(&e))?;
-            let names = peer_names(&conn)?;
+            let (names, role) = peer_cert(&conn)?;
             if is_denied(&self.deny, &names) {
                 conn.close(
                     VarInt::from_u32(CLOSE_DENIED),
@@ -267,7 +273,10 @@ impl StreamEndpoint for QuicEndpoint {
                 return Err(Error::io("peer is not a haifu quic endpoint"));
             }
             track(&self.live, names.clone(), &conn);
-            let peer = names.into_iter().next().unwrap_or_default();
+            let peer = Peer {
+                identity: names.into_iter().next().unwrap_or_default(),
+                role,
+            };
             Ok((conn, send, recv, peer))
         }))?;
         Ok(QuicConnection::new(

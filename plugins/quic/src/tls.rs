@@ -53,6 +53,40 @@ pub fn cert_names(der: &[u8]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// haifu's OID arc, `2.25.4633265079750916938`: a UUID-based OID (ITU-T
+/// X.667) chosen at random for haifu. A certificate's role is the extended
+/// key usage `<arc>.1` (master), `<arc>.2` (relay) or `<arc>.3` (client).
+/// `haifu-plugin-host`'s PKI writes the same numbers (a test there reads
+/// them back through this plugin).
+pub const ROLE_ARC: [u64; 3] = [2, 25, 4_633_265_079_750_916_938];
+
+/// The role a certificate grants: `master`, `relay` or `client`, or empty
+/// when it grants none. A certificate claiming two roles grants none, so a
+/// mistake at issue time fails closed.
+pub fn cert_role(der: &[u8]) -> Result<&'static str, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("cannot parse certificate: {e}"))?;
+    let Ok(Some(eku)) = cert.extended_key_usage() else {
+        return Ok("");
+    };
+    let mut roles = eku.value.other.iter().filter_map(|oid| {
+        let arcs: Vec<u64> = oid.iter()?.collect();
+        match arcs.split_last() {
+            Some((last, arc)) if arc == ROLE_ARC => match last {
+                1 => Some("master"),
+                2 => Some("relay"),
+                3 => Some("client"),
+                _ => None,
+            },
+            _ => None,
+        }
+    });
+    Ok(match (roles.next(), roles.next()) {
+        (Some(role), None) => role,
+        _ => "",
+    })
+}
+
 /// Wraps the WebPKI client verifier: a chain that verifies is still refused
 /// when one of its names is on the deny list.
 #[derive(Debug)]

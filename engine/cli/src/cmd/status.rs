@@ -147,10 +147,15 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
         .with_context(|| format!("run {id} does not exist"))?;
     let state: RunState = serde_json::from_str(&row.state).unwrap_or_default();
     let clients = ledger.run_clients(id)?;
-    let rounds = state
-        .rounds_started()
-        .len()
-        .max(clients.iter().filter_map(|c| c.round).max().unwrap_or(0) as usize);
+    // Columns for the rounds that can exist only: a stored number never
+    // sizes anything (a row with an impossible round shows in no column).
+    let rounds = state.rounds_started().len().max(
+        clients
+            .iter()
+            .filter_map(|c| c.round.and_then(haifu_core::round_index))
+            .max()
+            .map_or(0, |i| i + 1),
+    );
     // Per relay: [done in round 1..n], then pending, undelivered, by delta
     // or already current, cut off, total.
     let mut table: BTreeMap<&str, (Vec<u64>, [u64; 5])> = BTreeMap::new();
@@ -163,11 +168,12 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
             .or_insert_with(|| (vec![0; rounds], [0; 5]));
         match c.state {
             ClientState::Delivered => {
-                let r = c.round.unwrap_or(1).max(1) as usize;
-                if e.0.len() < r {
-                    e.0.resize(r, 0);
+                if let Some(i) = haifu_core::round_index(c.round.unwrap_or(1)) {
+                    if e.0.len() <= i {
+                        e.0.resize(i + 1, 0);
+                    }
+                    e.0[i] += 1;
                 }
-                e.0[r - 1] += 1;
             }
             ClientState::Pending => e.1[0] += 1,
             ClientState::Undelivered => e.1[1] += 1,

@@ -98,12 +98,13 @@ impl Fleet {
         serde_json::from_str(&self.haifu_ok(args)).unwrap()
     }
 
-    fn issue(&self, name: &str) {
-        self.haifu_ok(&["ca", "issue", name]);
+    /// Issues `name` a certificate in `role` (master, relay or client).
+    pub fn issue(&self, name: &str, role: &str) {
+        self.haifu_ok(&["ca", "issue", name, "--role", role]);
     }
 
     pub fn write_master(&self, extra: &str) {
-        self.issue("master");
+        self.issue("master", "master");
         std::fs::write(
             self.path("master.yaml"),
             format!(
@@ -116,7 +117,7 @@ impl Fleet {
 
     /// Writes a relay's config; returns its client port.
     pub fn write_relay(&mut self, name: &str, group_port: u16) -> u16 {
-        self.issue(name);
+        self.issue(name, "relay");
         self.port += 1;
         let listen = self.port;
         std::fs::write(
@@ -134,7 +135,7 @@ impl Fleet {
     }
 
     pub fn write_client(&self, id: &str, relay: &str, relay_port: u16, extra: &str) {
-        self.issue(id);
+        self.issue(id, "client");
         std::fs::write(
             self.path(&format!("{id}.yaml")),
             format!(

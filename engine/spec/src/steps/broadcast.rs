@@ -16,8 +16,9 @@ use crate::fields::{Cx, MapReader, uint};
 use crate::pos::{Pos, Spanned};
 use crate::yaml::Node;
 
-/// More rounds than this is surely a typo (a round a minute for 1.5 h).
-pub const MAX_ROUNDS: u32 = 100;
+/// More rounds than this is surely a typo (a round a minute for 1.5 h);
+/// the ledger and the daemons hold every round number to the same bound.
+pub use haifu_core::MAX_ROUNDS;
 
 /// The `broadcast` step.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -104,12 +104,12 @@ impl Fleet {
         let home = dir.join("home");
         std::fs::create_dir_all(&home)?;
         pki::init_ca(&home, pki::DEFAULT_CA_NAME)?;
-        pki::issue(&home, "master")?;
+        pki::issue(&home, "master", pki::CertRole::Master)?;
         for r in 1..=plan.relays {
-            pki::issue(&home, &format!("relay-{r}"))?;
+            pki::issue(&home, &format!("relay-{r}"), pki::CertRole::Relay)?;
         }
         for (id, _) in &plan.roles {
-            pki::issue(&home, id)?;
+            pki::issue(&home, id, pki::CertRole::Client)?;
         }
         let h = crate::home::Home::new(home.clone());
         let key = h.master_key()?;
