@@ -252,8 +252,10 @@ class Haifu:
         a, d = self.a, self.dir
         self.haifu("ca", "init")
         self.haifu("keys", "show")
-        for n in ["master", "relay-a", *self.clients]:
-            self.haifu("ca", "issue", n)
+        self.haifu("ca", "issue", "master", "--role", "master")
+        self.haifu("ca", "issue", "relay-a", "--role", "relay")
+        for n in self.clients:
+            self.haifu("ca", "issue", n, "--role", "client")
         mp, rp = self.port, self.port + 1
         # round_grace_secs: the relay fetches the artifact before round 1 goes
         # out; the master must not give up on the round meanwhile.

@@ -39,11 +39,11 @@ home: home
 listen: 127.0.0.1:$PORT
 settle_ms: 2000
 YAML
-"$BIN" ca issue master >/dev/null
+"$BIN" ca issue master --role master >/dev/null
 relays=(store-east store-west)
 for i in 0 1; do
   r=${relays[$i]}
-  "$BIN" ca issue "$r" >/dev/null
+  "$BIN" ca issue "$r" --role relay >/dev/null
   cat > "$r.yaml" <<YAML
 name: $r
 master: { address: "127.0.0.1:$PORT", name: master }
@@ -55,7 +55,7 @@ YAML
 done
 for n in $(seq 1 "$CLIENTS"); do
   id=$(printf 'pos-%04d' "$n"); i=$((n % 2)); r=${relays[$i]}
-  "$BIN" ca issue "$id" >/dev/null
+  "$BIN" ca issue "$id" --role client >/dev/null
   cat > "$id.yaml" <<YAML
 id: $id
 artifact: pos-app

@@ -354,11 +354,16 @@ fn ca_init_and_issue_and_plugins_listing() {
     let t = tempfile::tempdir().unwrap();
     let home = t.path().join("home");
     ok(&home, &["ca", "init"]);
-    ok(&home, &["ca", "issue", "relay-1"]);
-    assert!(home.join("certs/relay-1.crt").is_file());
+    // A role is required: a certificate grants exactly one.
     let out = run(&home, &["ca", "issue", "relay-1"]);
     assert!(!out.status.success());
-    let out = run(&home, &["ca", "issue", "Bad Name"]);
+    let out = run(&home, &["ca", "issue", "relay-1", "--role", "admin"]);
+    assert!(!out.status.success());
+    ok(&home, &["ca", "issue", "relay-1", "--role", "relay"]);
+    assert!(home.join("certs/relay-1.crt").is_file());
+    let out = run(&home, &["ca", "issue", "relay-1", "--role", "relay"]);
+    assert!(!out.status.success());
+    let out = run(&home, &["ca", "issue", "Bad Name", "--role", "client"]);
     assert!(!out.status.success());
 
     let plugins = t.path().join("plugins");

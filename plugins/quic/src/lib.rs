@@ -2,8 +2,9 @@
 //!
 //! Offers the peer-stream shape of `haifu-transport-abi` on quinn and
 //! rustls (ring provider, TLS 1.3 only). Both sides present a certificate of
-//! the fleet CA (`haifu ca init`, `haifu ca issue NAME`); the peer's
-//! identity is its certificate's common name. A server refuses a
+//! the fleet CA (`haifu ca init`, `haifu ca issue NAME --role R`); the peer's
+//! identity is its certificate's common name and its role the haifu
+//! extended key usage it carries (`conn_peer_role`). A server refuses a
 //! deny-listed identity inside the TLS handshake (a client-certificate
 //! verifier wrapping WebPKI's), so a cut-off client never gets a
 //! connection; the deny list can be replaced at run time, which also closes

@@ -17,7 +17,7 @@ when started again.
 Config (YAML; relative paths are taken from the file's folder):
   home: ./.haifu              # ledger, store, keys; certificates under home/ca and home/certs
   listen: 0.0.0.0:7400        # where relays connect
-  name: master                # certificate name (haifu ca issue master)
+  name: master                # certificate name (haifu ca issue master --role master)
   plugins: /usr/lib/haifu     # optional: folder of transport plugins
   settle_ms: 5000             # optional: wait for completions in flight after a round
   round_grace_secs: 60        # optional: how long past its expected time a round may run
