@@ -147,20 +147,26 @@ pub fn endpoint(
         .map_err(|e| FleetError::Start(format!("QUIC endpoint: {e}")))
 }
 
-/// The carousel session of a run: derived from the master's secret key and
-/// the run, so a restarted master hands out the same key without storing
-/// it, and nobody without the master key can compute it.
+/// The carousel session of a run on one relay: derived from the master's
+/// secret key, the run and the relay, so a restarted master hands out the
+/// same key without storing it, nobody without the master key can compute
+/// it, and a relay's clients share no key with another relay's (a client
+/// that leaks its key can forge symbols on its own segment only).
 pub fn session_key(
     master_seed: &[u8; 32],
     run: u64,
     digest: &haifu_core::Digest,
+    relay: &str,
 ) -> (u32, [u8; 32]) {
     use sha3::Digest as _;
     let mut h = sha3::Sha3_256::new();
-    h.update(b"haifu carousel session key v1\0");
+    h.update(b"haifu carousel session key v2\0");
     h.update(master_seed);
     h.update(run.to_be_bytes());
     h.update(digest.as_bytes());
+    // Length-prefixed: no two relay names hash alike.
+    h.update((relay.len() as u64).to_be_bytes());
+    h.update(relay.as_bytes());
     let key: [u8; 32] = h.finalize().into();
     // The id only tells sessions apart; the run id fits and is readable.
     (u32::try_from(run % u64::from(u32::MAX)).unwrap_or(0), key)

@@ -72,6 +72,11 @@ pub struct MasterConfig {
     /// milliseconds.
     #[serde(default = "default_settle_ms")]
     pub settle_ms: u64,
+    /// The relays this master accepts, by certificate name; empty (the
+    /// default): every relay-role certificate of the fleet CA. A relay-role
+    /// certificate not listed is refused at connection.
+    #[serde(default)]
+    pub relays: Vec<String>,
 }
 
 fn default_settle_ms() -> u64 {

@@ -22,6 +22,7 @@ pub mod deltas;
 pub mod link;
 pub mod master;
 pub mod relay;
+mod trust;
 
 pub use common::Shutdown;
 

@@ -29,6 +29,9 @@ pub struct Counters {
     pub dropped: AtomicU64,
     /// Carousel datagrams rejected (forged, foreign, malformed).
     pub rejected_datagrams: AtomicU64,
+    /// Claims refused: a peer speaking for someone it may not, or naming
+    /// a round, run or artifact it has no part in.
+    pub refused: AtomicU64,
 }
 
 impl Counters {
@@ -45,6 +48,7 @@ impl Counters {
             "unexpected": self.unexpected.load(Ordering::Relaxed),
             "dropped": self.dropped.load(Ordering::Relaxed),
             "rejected_datagrams": self.rejected_datagrams.load(Ordering::Relaxed),
+            "refused": self.refused.load(Ordering::Relaxed),
         })
     }
 }

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -42,6 +42,7 @@ use crate::FleetError;
 use crate::common::{Shutdown, accept_loop, endpoint, plugins, session_key};
 use crate::config::{MasterConfig, TlsFiles};
 use crate::link::{self, Counters, Link};
+use crate::trust;
 
 /// The fleet description a live run is stored with.
 pub const LIVE_FLEET: &str = "live";
@@ -58,10 +59,24 @@ struct RelayEntry {
     serial: u64,
 }
 
+/// The master key's seed, from which every relay's session key is derived;
+/// never printed.
+#[derive(Clone)]
+struct SessionSeed([u8; 32]);
+
+impl std::fmt::Debug for SessionSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSeed(..)")
+    }
+}
+
 /// The run being broadcast.
 #[derive(Debug, Clone)]
 struct ActiveRun {
+    /// The instruction without its session: each relay gets its own key
+    /// ([`ActiveRun::instruction_for`]).
     instruction: Instruction,
+    seed: SessionSeed,
     /// The round on air (or the last one), and when it started.
     round: Option<(u32, Timestamp)>,
     /// Every round this master started for the run, in order, with its
@@ -80,6 +95,10 @@ struct HubState {
     active: Option<ActiveRun>,
     /// `(run, round, relay)` reported done.
     done: BTreeSet<(u64, u32, String)>,
+    /// The relay each known client is registered behind (from the ledger
+    /// at start, then as relays report clients): a relay speaks only for
+    /// its own.
+    bound: HashMap<String, String>,
 }
 
 /// What the connection threads, the recorder and the driver share.
@@ -104,6 +123,17 @@ impl ActiveRun {
     fn artifact(&self) -> &ArtifactRef {
         &self.instruction.artifact
     }
+
+    /// The instruction for `relay`, with the session key of that relay.
+    fn instruction_for(&self, relay: &str) -> Instruction {
+        let i = &self.instruction;
+        let (session_id, secret) = session_key(&self.seed.0, i.run, &i.artifact.digest, relay);
+        Instruction {
+            session_id,
+            session_key: SessionSecret(secret),
+            ..i.clone()
+        }
+    }
 }
 
 /// What the recorder writes.
@@ -112,8 +142,16 @@ enum Record {
     Completion {
         link: Arc<Link>,
         completion: Completion,
-        /// The round on air when it arrived (the master's view).
+        /// The round it counts in, from the rounds this master started
+        /// (`None`: the run is not on air here; the recorder asks the run's
+        /// snapshot).
         round: Option<u32>,
+        /// The relay the completion came through (a client's own word:
+        /// `None`).
+        relay: Option<String>,
+        /// Whether the run is on air for that relay, so a client it does
+        /// not list yet may join it.
+        joinable: bool,
     },
     Report {
         touch: ClientTouch,
@@ -159,8 +197,14 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         .map_err(|e| FleetError::Start(format!("master key: {e}")))?;
     let store =
         Store::open(home.join("store")).map_err(|e| FleetError::Start(format!("store: {e}")))?;
-    // Open (and migrate) the ledger before anything listens.
-    Ledger::open(&ledger_path).map_err(|e| FleetError::Start(format!("ledger: {e}")))?;
+    // Open (and migrate) the ledger before anything listens, and learn which
+    // relay each known client is behind.
+    let bound: HashMap<String, String> = Ledger::open(&ledger_path)
+        .and_then(|l| l.clients())
+        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?
+        .into_iter()
+        .filter_map(|c| c.relay.map(|r| (c.id, r)))
+        .collect();
     let tls = cfg.tls.clone().unwrap_or_else(|| {
         let ca = haifu_plugin_host::pki::ca_files(home);
         let mine = haifu_plugin_host::pki::cert_files(home, &cfg.name);
@@ -179,6 +223,9 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         crate::api::spawn(a, ledger_path.clone(), shutdown.clone())?;
     }
     let hub = Arc::new(Hub::default());
+    hub.lock().bound = bound;
+    let relays_allowed: Arc<[String]> = cfg.relays.clone().into();
+    let deltas_serving = Arc::new(AtomicUsize::new(0));
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::channel::<Record>();
 
@@ -227,6 +274,8 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let local = Hello::new(Role::Master, cfg.name.clone());
     accept_loop(&ep, &shutdown, |conn| {
         let peer = Peer {
+            relays_allowed: Arc::clone(&relays_allowed),
+            deltas_serving: Arc::clone(&deltas_serving),
             hub: Arc::clone(&hub),
             tx: tx.clone(),
             counters: Arc::clone(&counters),
@@ -251,8 +300,17 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     Ok(())
 }
 
+/// Deltas served at once; more requests are answered "busy" and retried by
+/// the client, so stragglers booting together cannot start a thread and a
+/// delta build each.
+const MAX_DELTAS_SERVING: usize = 4;
+
 /// One connection's reader.
 struct Peer {
+    /// The master config's `relays:` (empty: any relay-role certificate).
+    relays_allowed: Arc<[String]>,
+    /// Deltas being served now.
+    deltas_serving: Arc<AtomicUsize>,
     hub: Arc<Hub>,
     tx: Sender<Record>,
     counters: Arc<Counters>,
@@ -276,6 +334,12 @@ impl Peer {
                 return;
             }
         };
+        if link.session().peer_role == Role::Relay
+            && let Err(r) = trust::relay_allowed(&self.relays_allowed, link.peer())
+        {
+            self.refuse(&link, 0, &r);
+            return;
+        }
         tracing::info!(peer = link.peer(), role = ?link.session().peer_role, "peer connected");
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         let end = loop {
@@ -304,8 +368,17 @@ impl Peer {
         }
     }
 
+    /// Answers a claim this peer may not make: an `Error` naming why,
+    /// counted and logged; nothing of it is recorded.
+    fn refuse(&self, link: &Link, about: u64, why: &trust::Refusal) {
+        Counters::bump(&self.counters.refused);
+        tracing::warn!(peer = link.peer(), "refused: {why}");
+        link.error(ErrorCode::Unexpected, about, why.to_string());
+    }
+
     fn handle(&self, link: &Arc<Link>, serial: u64, msg: Message) {
         let is_relay = link.session().peer_role == Role::Relay;
+        let is_client = link.session().peer_role == Role::Client;
         match msg {
             Message::RegisterRelay(r) if is_relay => {
                 if r.relay != link.peer() {
@@ -332,7 +405,7 @@ impl Peer {
                 // A relay that (re)joins mid-run gets the instruction and the
                 // round on air: it resumes the broadcast.
                 if let Some(active) = st.active.clone().filter(|a| a.targets(&r.relay)) {
-                    let _ = link.send(&Message::Instruction(active.instruction.clone()));
+                    let _ = link.send(&Message::Instruction(active.instruction_for(&r.relay)));
                     if let Some((round, at)) = active.round {
                         let run = active.instruction.run;
                         if !st.done.contains(&(run, round, r.relay.clone())) {
@@ -345,7 +418,10 @@ impl Peer {
             Message::RegisterClient(c) if is_relay => self.client_report(link, c),
             // A client talks to the master directly only as a straggler:
             // its version report, then a delta request.
-            Message::RegisterClient(c) if c.client == link.peer() => {
+            Message::RegisterClient(c) if is_client => {
+                if let Err(r) = trust::client_speaks_for(link.peer(), &c.client) {
+                    return self.refuse(link, 0, &r);
+                }
                 let target = Ledger::open(&self.ledger_path)
                     .ok()
                     .and_then(|l| crate::deltas::target_for(&l, &c.client))
@@ -364,7 +440,22 @@ impl Peer {
                 });
                 let _ = link.send(&Message::Registered(Registered { target }));
             }
-            Message::DeltaRequest(r) if !is_relay && link.session().has("delta") => {
+            Message::DeltaRequest(r) if is_client && link.session().has("delta") => {
+                if let Err(why) = trust::client_speaks_for(link.peer(), &r.client) {
+                    return self.refuse(link, r.transfer, &why);
+                }
+                // A slot, or "busy": the client asks again on its next check.
+                let taken = self.deltas_serving.fetch_add(1, Ordering::SeqCst);
+                if taken >= MAX_DELTAS_SERVING {
+                    self.deltas_serving.fetch_sub(1, Ordering::SeqCst);
+                    link.error(
+                        ErrorCode::Busy,
+                        r.transfer,
+                        format!("{MAX_DELTAS_SERVING} deltas are being served; ask again"),
+                    );
+                    return;
+                }
+                let slot = ServingSlot(Arc::clone(&self.deltas_serving));
                 let link = Arc::clone(link);
                 let store = self.store.clone();
                 let path = self.ledger_path.clone();
@@ -374,25 +465,70 @@ impl Peer {
                     .unwrap_or(std::path::Path::new("."))
                     .join("deltas");
                 let traffic = TrafficLog(self.tx.clone());
-                let _ = std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name("delta".into())
-                    .spawn(move || crate::deltas::serve(&link, &store, &path, &dir, &r, &traffic));
+                    .spawn(move || {
+                        let _slot = slot;
+                        crate::deltas::serve(&link, &store, &path, &dir, &r, &traffic);
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a delta thread: {e}");
+                }
             }
-            Message::Completion(c) if is_relay || c.client == link.peer() => {
-                let round = {
-                    let st = self.hub.lock();
-                    st.active
-                        .as_ref()
-                        .filter(|a| a.instruction.run == c.run)
-                        .and_then(|a| round_at(&a.starts, c.at).or(a.round.map(|r| r.0)))
+            Message::Completion(c) if is_relay || is_client => {
+                let relay = is_relay.then(|| link.peer().to_owned());
+                let st = self.hub.lock();
+                let allowed = match &relay {
+                    Some(relay) => trust::relay_speaks_for(
+                        st.bound.get(&c.client).map(String::as_str),
+                        relay,
+                        &c.client,
+                    ),
+                    None => trust::client_speaks_for(link.peer(), &c.client),
                 };
+                if let Err(why) = allowed {
+                    drop(st);
+                    return self.refuse(link, c.run, &why);
+                }
+                // A relay relays what its clients received from its own
+                // broadcast; deltas come from the clients themselves.
+                if relay.is_some() && (c.via == Via::Delta || c.run == 0) {
+                    drop(st);
+                    return link.unexpected(&Message::Completion(c));
+                }
+                let on_air = st.active.as_ref().filter(|a| a.instruction.run == c.run);
+                let round =
+                    on_air.and_then(|a| trust::completion_round(c.run, &a.starts, c.at).ok());
+                let joinable =
+                    on_air.is_some_and(|a| relay.as_deref().is_none_or(|r| a.targets(r)));
+                drop(st);
                 let _ = self.tx.send(Record::Completion {
                     link: Arc::clone(link),
                     completion: c,
                     round,
+                    relay,
+                    joinable,
                 });
             }
             Message::RoundDone(d) if is_relay => {
+                let mut st = self.hub.lock();
+                let checked = match st
+                    .active
+                    .as_ref()
+                    .filter(|a| a.instruction.run == d.run && a.targets(link.peer()))
+                {
+                    Some(a) => {
+                        trust::round_report(d.run, d.round, d.bytes, &a.starts, a.instruction.size)
+                    }
+                    None => Err(trust::Refusal::NotOnAir {
+                        run: d.run,
+                        round: d.round,
+                    }),
+                };
+                if let Err(why) = checked {
+                    drop(st);
+                    return self.refuse(link, d.run, &why);
+                }
                 tracing::info!(
                     relay = link.peer(),
                     run = d.run,
@@ -409,11 +545,25 @@ impl Peer {
                     Some(d.round),
                     d.bytes,
                 );
-                let mut st = self.hub.lock();
                 st.done.insert((d.run, d.round, link.peer().to_owned()));
                 self.hub.changed.notify_all();
             }
             Message::ArtifactFetch(f) if is_relay && link.session().has("chunked-transfer") => {
+                // Only the artifact of a run this relay is instructed for.
+                let instructed = self.hub.lock().active.as_ref().is_some_and(|a| {
+                    a.instruction.run == f.run
+                        && a.targets(link.peer())
+                        && *a.artifact() == f.artifact
+                });
+                if !instructed {
+                    let why = trust::Refusal::NotInstructed {
+                        relay: link.peer().to_owned(),
+                    };
+                    Counters::bump(&self.counters.refused);
+                    tracing::warn!(peer = link.peer(), "refused: {why}");
+                    link.error(ErrorCode::UnknownArtifact, f.transfer, why.to_string());
+                    return;
+                }
                 let link = Arc::clone(link);
                 let store = self.store.clone();
                 let path = self.ledger_path.clone();
@@ -448,20 +598,35 @@ impl Peer {
             );
             return;
         }
-        let (join, current) = {
-            let st = self.hub.lock();
-            match st.active.as_ref().filter(|a| a.targets(&relay)) {
-                Some(a) => {
-                    let run = i64::try_from(a.instruction.run).unwrap_or(i64::MAX);
-                    let has = c.installed.as_ref().is_some_and(|i| i == a.artifact());
-                    (
-                        Some((run, c.client.clone(), relay.clone())),
-                        has.then_some(run),
-                    )
-                }
-                None => (None, None),
+        let mut st = self.hub.lock();
+        let bound = st.bound.get(&c.client).cloned();
+        if let Err(why) = trust::relay_speaks_for(bound.as_deref(), &relay, &c.client) {
+            // The operator may have moved it since (`haifu fleet move`):
+            // the ledger has the last word.
+            let moved = Ledger::open(&self.ledger_path)
+                .ok()
+                .and_then(|l| l.client(&c.client).ok().flatten())
+                .and_then(|row| row.relay)
+                .is_some_and(|r| r == relay);
+            if !moved {
+                drop(st);
+                return self.refuse(link, 0, &why);
             }
+        }
+        // The first relay to report a client registers it behind itself.
+        st.bound.insert(c.client.clone(), relay.clone());
+        let (join, current) = match st.active.as_ref().filter(|a| a.targets(&relay)) {
+            Some(a) => {
+                let run = i64::try_from(a.instruction.run).unwrap_or(i64::MAX);
+                let has = c.installed.as_ref().is_some_and(|i| i == a.artifact());
+                (
+                    Some((run, c.client.clone(), relay.clone())),
+                    has.then_some(run),
+                )
+            }
+            None => (None, None),
         };
+        drop(st);
         let touch = ClientTouch {
             client: c.client.clone(),
             relay: Some(relay),
@@ -474,6 +639,15 @@ impl Peer {
             join,
             current,
         });
+    }
+}
+
+/// A delta slot, given back when the serving thread ends however it ends.
+struct ServingSlot(Arc<AtomicUsize>);
+
+impl Drop for ServingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -674,88 +848,31 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown) 
                     link,
                     completion: c,
                     round,
+                    relay,
+                    joinable,
                 } => {
-                    // Only found digests are cached: a run whose version is
-                    // registered later is found then.
-                    // Run 0 by delta: the run that lists the client as a
-                    // straggler (a client on boot does not know it).
-                    let mut c = c;
-                    let asked_run = c.run;
-                    if c.run == 0 && c.via == Via::Delta {
-                        match ledger.straggler_run(&c.client) {
-                            Ok(Some((run, _, _))) => c.run = u64::try_from(run).unwrap_or(0),
-                            _ => {
-                                // Nothing left to record: ack so it stops.
-                                acks.push((
-                                    link,
-                                    CompletionAck {
-                                        run: 0,
-                                        client: c.client,
-                                        digest: c.digest,
-                                    },
-                                ));
-                                continue;
-                            }
+                    match file_completion(&ledger, &mut runs, c, round, relay.as_deref(), joinable)
+                    {
+                        Filed::Record {
+                            run,
+                            join,
+                            update,
+                            ack,
+                        } => {
+                            batch.joins.extend(join);
+                            batch.updates.push((run, update));
+                            acks.push((link, ack));
+                        }
+                        Filed::AckOnly(ack) => acks.push((link, ack)),
+                        Filed::Refused {
+                            code,
+                            about,
+                            reason,
+                        } => {
+                            tracing::warn!(peer = link.peer(), "completion refused: {reason}");
+                            link.error(code, about, reason);
                         }
                     }
-                    let digest = match runs.get(&c.run) {
-                        Some(d) => Some(*d),
-                        None => {
-                            let d = run_digest(&ledger, c.run);
-                            if let Some(d) = d {
-                                runs.insert(c.run, d);
-                            }
-                            d
-                        }
-                    };
-                    let Some(digest) = digest else {
-                        link.error(
-                            ErrorCode::UnknownRun,
-                            c.run,
-                            format!("run {} is unknown", c.run),
-                        );
-                        continue;
-                    };
-                    if digest != c.digest {
-                        link.error(
-                            ErrorCode::Unexpected,
-                            c.run,
-                            format!(
-                                "client {} completed with a digest that is not run {}'s",
-                                c.client, c.run
-                            ),
-                        );
-                        continue;
-                    }
-                    let run = i64::try_from(c.run).unwrap_or(i64::MAX);
-                    // A client that was not a target of the run (it reported
-                    // in while another run was on air) joins it now, so its
-                    // completion is recorded, not just acknowledged.
-                    batch
-                        .joins
-                        .push((run, c.client.clone(), link.peer().to_owned()));
-                    let round = match c.via {
-                        Via::Delta => None,
-                        // The master's view of the round on air wins; the
-                        // client's number is advisory (0 = unknown).
-                        Via::Round(n) => Some(round.unwrap_or(n).max(1)),
-                    };
-                    batch.updates.push((
-                        run,
-                        ClientUpdate::Completed {
-                            client: c.client.clone(),
-                            round,
-                            at: Timestamp::now().to_string(),
-                        },
-                    ));
-                    acks.push((
-                        link,
-                        CompletionAck {
-                            run: asked_run,
-                            client: c.client,
-                            digest: c.digest,
-                        },
-                    ));
                 }
             }
         }
@@ -789,6 +906,143 @@ fn recorder(path: &std::path::Path, rx: &Receiver<Record>, shutdown: &Shutdown) 
             // shutdown is resent by the clients to the next master.
             break;
         }
+    }
+}
+
+/// What the recorder does with one completion.
+#[derive(Debug)]
+enum Filed {
+    /// Write `update` (after joining the client to the run where `join`
+    /// says), then send `ack`.
+    Record {
+        run: i64,
+        join: Option<(i64, String, String)>,
+        update: ClientUpdate,
+        ack: CompletionAck,
+    },
+    /// Nothing to write; acknowledged so the client stops resending.
+    AckOnly(CompletionAck),
+    /// Refused: an error to the peer; nothing written or acknowledged.
+    Refused {
+        code: ErrorCode,
+        about: u64,
+        reason: String,
+    },
+}
+
+/// Decides how a completion is filed, from the ledger and the master's own
+/// knowledge only: the run must exist and be of that digest, must list the
+/// client behind the relay it came through (or be on air for that relay, so
+/// the client joins), and a broadcast completion counts in a round this
+/// master started, never in a number the client sent.
+fn file_completion(
+    ledger: &Ledger,
+    digests: &mut HashMap<u64, Digest>,
+    mut c: Completion,
+    round: Option<u32>,
+    relay: Option<&str>,
+    joinable: bool,
+) -> Filed {
+    let ack = CompletionAck {
+        run: c.run,
+        client: c.client.clone(),
+        digest: c.digest,
+    };
+    let refused = |code, about, reason: String| Filed::Refused {
+        code,
+        about,
+        reason,
+    };
+    // Run 0 by delta: the run that lists the client as a straggler (a
+    // client on boot does not know it).
+    if c.run == 0 && c.via == Via::Delta {
+        match ledger.straggler_run(&c.client) {
+            Ok(Some((run, _, _))) => c.run = u64::try_from(run).unwrap_or(0),
+            // Nothing left to record: ack so it stops.
+            _ => return Filed::AckOnly(ack),
+        }
+    }
+    // Only found digests are cached: a run whose version is registered
+    // later is found then.
+    let digest = match digests.get(&c.run) {
+        Some(d) => Some(*d),
+        None => {
+            let d = run_digest(ledger, c.run);
+            if let Some(d) = d {
+                digests.insert(c.run, d);
+            }
+            d
+        }
+    };
+    let (Some(digest), Ok(run)) = (digest, i64::try_from(c.run)) else {
+        return refused(
+            ErrorCode::UnknownRun,
+            c.run,
+            format!("run {} is unknown", c.run),
+        );
+    };
+    if digest != c.digest {
+        return refused(
+            ErrorCode::Unexpected,
+            c.run,
+            format!(
+                "client {} completed with a digest that is not run {}'s",
+                c.client, c.run
+            ),
+        );
+    }
+    let listed = match ledger.run_client_relay(run, &c.client) {
+        Ok(l) => l,
+        Err(e) => return refused(ErrorCode::Internal, c.run, format!("ledger: {e}")),
+    };
+    let not_in_run = || {
+        let why = trust::Refusal::NotInRun {
+            run: c.run,
+            client: c.client.clone(),
+            relay: relay.unwrap_or("-").to_owned(),
+        };
+        refused(ErrorCode::Unexpected, c.run, why.to_string())
+    };
+    let join = match (listed, relay) {
+        (Some(behind), Some(relay)) if behind != relay => return not_in_run(),
+        (Some(_), _) => None,
+        // A client that reported in while another run was on air joins
+        // this one now, so its completion is recorded, not just acked.
+        (None, _) if joinable => {
+            Some((run, c.client.clone(), relay.unwrap_or(&c.client).to_owned()))
+        }
+        (None, _) => return not_in_run(),
+    };
+    let round = match c.via {
+        Via::Delta => None,
+        Via::Round(_) => {
+            let round = round.map(Ok).unwrap_or_else(|| {
+                let starts = ledger
+                    .run(run)
+                    .ok()
+                    .flatten()
+                    .and_then(|row| {
+                        haifu_runtime::machine::RunState::from_snapshot(&row.state).ok()
+                    })
+                    .map(|s| trust::numbered(&s.rounds_started()))
+                    .unwrap_or_default();
+                trust::completion_round(c.run, &starts, c.at)
+            });
+            match round {
+                Ok(r) => Some(r),
+                Err(why) => return refused(ErrorCode::Unexpected, c.run, why.to_string()),
+            }
+        }
+    };
+    Filed::Record {
+        run,
+        join,
+        update: ClientUpdate::Completed {
+            client: c.client,
+            round,
+            at: Timestamp::now().to_string(),
+        },
+        ack,
     }
 }
 
@@ -996,7 +1250,7 @@ impl LiveFleet {
             digest: manifest.body.sha3_256,
         };
         let run = u64::try_from(self.run).ok()?;
-        let (session_id, secret) = session_key(&self.key.to_seed(), run, &artifact.digest);
+        // The session is per relay (`ActiveRun::instruction_for`).
         let instruction = Instruction {
             run,
             artifact,
@@ -1005,11 +1259,12 @@ impl LiveFleet {
             start: self.start,
             rounds: self.rounds,
             rate_bps: self.rate_bps,
-            session_id,
-            session_key: SessionSecret(secret),
+            session_id: 0,
+            session_key: SessionSecret([0; 32]),
         };
         let active = ActiveRun {
-            instruction: instruction.clone(),
+            instruction,
+            seed: SessionSeed(self.key.to_seed()),
             round: None,
             starts: Vec::new(),
             relays: self.relays.clone(),
@@ -1018,7 +1273,9 @@ impl LiveFleet {
         st.active = Some(active.clone());
         for (name, r) in &st.relays {
             if active.targets(name) {
-                let _ = r.link.send(&Message::Instruction(instruction.clone()));
+                let _ = r
+                    .link
+                    .send(&Message::Instruction(active.instruction_for(name)));
             }
         }
         self.instructed = true;
@@ -1135,17 +1392,6 @@ impl Fleet for LiveFleet {
     }
 }
 
-/// The round on air at `at` (the client's decode time): the last round
-/// started at or before it; `None` if `at` is before every known start (a
-/// skewed clock, or rounds started before this master restarted).
-fn round_at(starts: &[(u32, Timestamp)], at: Timestamp) -> Option<u32> {
-    starts
-        .iter()
-        .filter(|(_, start)| *start <= at)
-        .max_by_key(|(_, start)| *start)
-        .map(|(n, _)| *n)
-}
-
 /// Seconds a round takes at the instruction's rate (carousel bytes).
 fn round_seconds(i: &Instruction) -> f64 {
     let ratio =
@@ -1200,29 +1446,5 @@ impl Fleet for LiveTargets {
 
     fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {
         None
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_completion_counts_in_the_round_on_air_when_the_client_decoded() {
-        let t = |s: &str| -> Timestamp { s.parse().unwrap() };
-        let starts = vec![
-            (1, t("2026-11-28T10:00:00Z")),
-            (2, t("2026-11-28T10:00:10Z")),
-            (3, t("2026-11-28T10:00:20Z")),
-        ];
-        // Decoded late in round 1, installed (and reported) during round 2.
-        assert_eq!(round_at(&starts, t("2026-11-28T10:00:09Z")), Some(1));
-        assert_eq!(round_at(&starts, t("2026-11-28T10:00:10Z")), Some(2));
-        assert_eq!(round_at(&starts, t("2026-11-28T11:00:00Z")), Some(3));
-        // A clock behind every known start: the caller falls back to the
-        // round on air.
-        assert_eq!(round_at(&starts, t("2026-11-28T09:59:00Z")), None);
-        assert_eq!(round_at(&[], t("2026-11-28T10:00:00Z")), None);
     }
 }

@@ -614,6 +614,19 @@ impl Ledger {
         Ok(counted)
     }
 
+    /// The relay a run lists `client` behind, or `None` when the run does
+    /// not target the client.
+    pub fn run_client_relay(&self, run: i64, client: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT relay FROM run_clients WHERE run_id = ?1 AND client = ?2",
+                params![run, client],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))
+    }
+
     /// The newest live run that lists `client` as a straggler (undelivered
     /// after its audit): `(run, artifact, version)`.
     pub fn straggler_run(

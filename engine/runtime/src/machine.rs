@@ -31,6 +31,11 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// Reads a run's snapshot as the ledger stores it.
+    pub fn from_snapshot(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
     fn all(&self) -> impl Iterator<Item = &StepState> {
         self.finished.iter().chain(self.current.iter())
     }
