@@ -36,11 +36,11 @@ fn recv(c: &Connection) -> Message {
     Message::decode(&c.recv(T).unwrap()).unwrap()
 }
 
-/// The next message that is not a deny list or registration.
+/// The next message that is not a deny list, registration or end of rounds.
 fn answer(c: &Connection) -> Message {
     loop {
         match recv(c) {
-            Message::DenyList(_) | Message::Registered(_) => {}
+            Message::DenyList(_) | Message::Registered(_) | Message::StopRounds(_) => {}
             other => return other,
         }
     }
@@ -246,6 +246,22 @@ fn a_fleet_member_speaks_only_for_itself() {
     assert_eq!(a1["relay"], "relay-a", "{fleet:#}");
     // The status readers work on this ledger.
     f.haifu_ok(&["status", "1"]);
+    // Once the operator moves a1, relay-x may speak for it.
+    f.haifu_ok(&["fleet", "move", "a1", "--relay", "relay-x"]);
+    send(
+        &x,
+        &Message::RegisterClient(RegisterClient {
+            client: "a1".into(),
+            relay: "relay-x".into(),
+            installed: None,
+        }),
+    );
+    send(&x, &Message::Ping { nonce: 6 });
+    assert_eq!(
+        answer(&x),
+        Message::Pong { nonce: 6 },
+        "accepted, not refused"
+    );
     assert!(f.stop("master"));
     let log = f.log("master");
     let refused_count = log

@@ -160,6 +160,22 @@ pub(crate) fn serve(
         Ok(b) => b,
         Err(e) => return refuse(format!("store: {e}")),
     };
+    // A delta is built only from the version the ledger records for this
+    // client (its own version report), so a straggler cannot make the
+    // master build deltas from any digest it stores.
+    let recorded = ledger
+        .client(&req.client)
+        .ok()
+        .flatten()
+        .and_then(|c| Some((c.artifact?, c.version?)))
+        .and_then(|(a, v)| ledger.manifest(&a, &v).ok().flatten())
+        .map(|m| m.body.sha3_256);
+    if store.contains(&req.from) && recorded != Some(req.from) {
+        return refuse(format!(
+            "{} is not the version recorded for {} (report it first)",
+            req.from, req.client
+        ));
+    }
     let from_known = store.contains(&req.from);
     let delta = if from_known {
         delta_bytes(store, dir, &req.from, &req.to)

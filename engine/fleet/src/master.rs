@@ -448,11 +448,15 @@ impl Peer {
                 let taken = self.deltas_serving.fetch_add(1, Ordering::SeqCst);
                 if taken >= MAX_DELTAS_SERVING {
                     self.deltas_serving.fetch_sub(1, Ordering::SeqCst);
-                    link.error(
-                        ErrorCode::Busy,
-                        r.transfer,
-                        format!("{MAX_DELTAS_SERVING} deltas are being served; ask again"),
-                    );
+                    let _ = link.send(&Message::DeltaResponse(haifu_protocol::DeltaResponse {
+                        transfer: r.transfer,
+                        to: r.to,
+                        body: haifu_protocol::DeltaBody::Refused {
+                            reason: format!(
+                                "busy: {MAX_DELTAS_SERVING} deltas are being served; ask again"
+                            ),
+                        },
+                    }));
                     return;
                 }
                 let slot = ServingSlot(Arc::clone(&self.deltas_serving));

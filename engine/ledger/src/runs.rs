@@ -668,6 +668,30 @@ impl Ledger {
             .map_err(&wrap)
     }
 
+    /// Registers a known client behind `relay` (the operator moved it):
+    /// from then on that relay speaks for it and its old one may not.
+    /// Returns whether the client exists.
+    pub fn move_client(&mut self, id: &str, relay: &str) -> Result<bool, LedgerError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE clients SET relay = ?2 WHERE id = ?1",
+                params![id, relay],
+            )
+            .map_err(LedgerError::sqlite(&self.path))?;
+        if n > 0 {
+            insert_event(
+                &self.conn,
+                &now_text(),
+                "moved",
+                &format!("client:{id}"),
+                &serde_json::json!({ "relay": relay }).to_string(),
+            )
+            .map_err(LedgerError::sqlite(&self.path))?;
+        }
+        Ok(n > 0)
+    }
+
     /// Lifts a client's cut-off; returns whether it was cut off.
     pub fn readmit(&mut self, id: &str) -> Result<bool, LedgerError> {
         let n = self

@@ -22,6 +22,17 @@ pub enum Command {
         /// The client's id.
         client: String,
     },
+    /// Register a client behind another relay (it was moved to another
+    /// segment): the new relay may speak for it from then on, and the old
+    /// one's reports about it are refused. A relay never moves a client by
+    /// itself: the first relay to report a client registers it.
+    Move {
+        /// The client's id.
+        client: String,
+        /// The relay it is behind now (its certificate name).
+        #[arg(long)]
+        relay: String,
+    },
 }
 
 pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
@@ -68,6 +79,15 @@ pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
             } else {
                 println!("{client} was not cut off; nothing changed");
             }
+        }
+        Command::Move { client, relay } => {
+            haifu_plugin_host::pki::validate_name(&relay)
+                .map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
+            let mut ledger = home.ledger()?;
+            if !ledger.move_client(&client, &relay)? {
+                bail!("client {client:?} is not known to this master");
+            }
+            println!("{client} is registered behind {relay}");
         }
     }
     Ok(ExitCode::SUCCESS)
