@@ -1452,3 +1452,173 @@ impl Fleet for LiveTargets {
         None
     }
 }
+
+/// The completion and round-report paths from a peer's message through the
+/// master's checks into the ledger and the audit, with arbitrary values
+/// where a peer chooses them (issue 11): nothing panics, nothing sizes
+/// memory, and only what the rules allow is recorded.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use super::*;
+    use haifu_ledger::NewRun;
+    use haifu_runtime::machine::RunState;
+    use haifu_spec::steps::broadcast::{Phase, State as Broadcast};
+    use haifu_spec::steps::machine::StepState;
+    use proptest::prelude::*;
+
+    const CLIENTS: [&str; 4] = ["c0", "c1", "c2", "c3"];
+    const RELAYS: [&str; 3] = ["relay-0", "relay-1", "relay-x"];
+
+    /// A claim as a peer may make it.
+    #[derive(Debug, Clone)]
+    struct Claim {
+        client: String,
+        relay: Option<&'static str>,
+        run: u64,
+        round: Option<u32>,
+        via_round: Option<u32>,
+        right_digest: bool,
+        at_secs: i64,
+        joinable: bool,
+    }
+
+    fn claim() -> impl Strategy<Value = Claim> {
+        (
+            prop_oneof![
+                (0..CLIENTS.len()).prop_map(|i| CLIENTS[i].to_owned()),
+                "[a-z]{1,8}",
+            ],
+            prop_oneof![Just(None), (0..RELAYS.len()).prop_map(|i| Some(RELAYS[i]))],
+            prop_oneof![4 => Just(1u64), 1 => Just(0u64), 1 => any::<u64>()],
+            // What the hub computed: only rounds the master started.
+            prop_oneof![Just(None), (1u32..=2).prop_map(Some)],
+            prop_oneof![Just(None), any::<u32>().prop_map(Some)],
+            any::<bool>(),
+            -10_000_000_000i64..10_000_000_000,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(client, relay, run, round, via_round, right_digest, at_secs, joinable)| Claim {
+                    client,
+                    relay,
+                    run,
+                    round,
+                    via_round,
+                    right_digest,
+                    at_secs,
+                    joinable,
+                },
+            )
+    }
+
+    fn digest(b: u8) -> Digest {
+        Digest::from_bytes([b; 32])
+    }
+
+    /// A ledger with run 1: c0, c1 behind relay-0, c2 behind relay-1 (c3
+    /// is in no run), two rounds started.
+    fn ledger() -> (tempfile::TempDir, Ledger, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        let t0: Timestamp = "2026-11-28T10:00:00Z".parse().unwrap();
+        let state = RunState {
+            step: 1,
+            current: Some(StepState::Broadcast(Broadcast {
+                phase: Phase::RoundOpen { round: 2 },
+                started: vec![t0, t0 + jiff::SignedDuration::from_secs(60)],
+                stopped_early: None,
+            })),
+            finished: Vec::new(),
+            finished_at: None,
+        };
+        let clients: Vec<(String, String)> =
+            [("c0", "relay-0"), ("c1", "relay-0"), ("c2", "relay-1")]
+                .iter()
+                .map(|(c, r)| ((*c).to_owned(), (*r).to_owned()))
+                .collect();
+        let run = l
+            .create_run(&NewRun {
+                workflow: "w.yaml",
+                name: "w",
+                artifact: "app",
+                version: "1.0.0",
+                fleet: LIVE_FLEET,
+                state: &serde_json::to_string(&state).unwrap(),
+                next_wake: None,
+                clients: &clients,
+            })
+            .unwrap();
+        (dir, l, run)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn peer_claims_through_the_recorder_keep_the_ledger_sound(
+            claims in proptest::collection::vec(claim(), 1..40),
+            reports in proptest::collection::vec((any::<u32>(), any::<u64>()), 0..8),
+        ) {
+            let (_dir, mut l, run) = ledger();
+            let mut digests = HashMap::from([(1u64, digest(7))]);
+            let started = trust::numbered(
+                &RunState::from_snapshot(&l.run(run).unwrap().unwrap().state)
+                    .unwrap()
+                    .rounds_started(),
+            );
+            let listed = |c: &str| match c {
+                "c0" | "c1" => Some("relay-0"),
+                "c2" => Some("relay-1"),
+                _ => None,
+            };
+            let mut batch = FleetBatch::default();
+            for c in &claims {
+                let completion = Completion {
+                    run: c.run,
+                    client: c.client.clone(),
+                    via: c.via_round.map_or(Via::Delta, Via::Round),
+                    digest: if c.right_digest { digest(7) } else { digest(8) },
+                    at: Timestamp::from_second(c.at_secs).unwrap(),
+                };
+                match file_completion(&l, &mut digests, completion, c.round, c.relay, c.joinable) {
+                    Filed::Record { run: r, join, update, .. } => {
+                        prop_assert_eq!(r, run);
+                        prop_assert!(c.right_digest);
+                        // Through a relay: only behind it, or joining a run
+                        // on air for it.
+                        if let Some(relay) = c.relay {
+                            prop_assert!(listed(&c.client) == Some(relay) || (listed(&c.client).is_none() && c.joinable));
+                        }
+                        if let ClientUpdate::Completed { round: Some(n), .. } = &update {
+                            prop_assert!(started.iter().any(|(s, _)| s == n), "round {} never started", n);
+                        }
+                        batch.joins.extend(join);
+                        batch.updates.push((r, update));
+                    }
+                    Filed::AckOnly(_) | Filed::Refused { .. } => {}
+                }
+            }
+            for (round, bytes) in reports {
+                if trust::round_report(1, round, bytes, &started, 1 << 20).is_ok() {
+                    batch.traffic.push(Traffic {
+                        run,
+                        peer: "relay-0".into(),
+                        kind: TrafficKind::Multicast,
+                        round: Some(round),
+                        bytes,
+                    });
+                }
+            }
+            l.apply_fleet(&batch).unwrap();
+            let audit = l.audit(run).unwrap().unwrap();
+            for r in &audit.relays {
+                prop_assert!(r.delivered_by_round.len() <= 2);
+                prop_assert!(r.delivered_unknown_round.is_empty());
+            }
+            let traffic = l.traffic(run).unwrap();
+            prop_assert!(traffic.multicast_by_round.len() <= 2);
+            haifu_runtime::report::Report::from_ledger(&l, run).unwrap();
+        }
+    }
+}
