@@ -177,3 +177,63 @@ fn a_plugin_written_in_c_loads() {
     assert_eq!(e.kind, haifu_plugin_host::ErrorKind::Io);
     assert_eq!(e.message, "no groups here");
 }
+
+/// ABI 1 grows only by appended fields: a plugin built against the header
+/// as first released (a smaller `struct_size`) still loads, and its
+/// missing fields read as absent; a table smaller than that is refused.
+#[test]
+fn a_table_from_before_the_appended_fields_loads() {
+    let abi = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/abi");
+    let dir = tempfile::tempdir().unwrap();
+    let build = |size: &str, file: &str| {
+        let src = dir.path().join(format!("{file}.c"));
+        std::fs::write(
+            &src,
+            format!(
+                "#include <stddef.h>\n#include \"haifu_transport.h\"\n\
+                 static int inst;\n\
+                 static HaifuStatus i(const uint8_t *c, size_t n, HaifuHandle *o, HaifuErrorBuf *e) {{\n\
+                   (void)c; (void)n; (void)e; *o = &inst; return HAIFU_OK; }}\n\
+                 static void s(HaifuHandle p) {{ (void)p; }}\n\
+                 static HaifuStatus op(HaifuHandle p, const uint8_t *c, size_t n, HaifuHandle *o, HaifuErrorBuf *e) {{\n\
+                   (void)p; (void)c; (void)n; (void)o; (void)e; return HAIFU_IO; }}\n\
+                 static HaifuStatus sd(HaifuHandle g, const uint8_t *d, size_t n, HaifuErrorBuf *e) {{\n\
+                   (void)g; (void)d; (void)n; (void)e; return HAIFU_IO; }}\n\
+                 static HaifuStatus rv(HaifuHandle g, uint8_t *b, size_t c, size_t *l, uint64_t t, HaifuErrorBuf *e) {{\n\
+                   (void)g; (void)b; (void)c; (void)l; (void)t; (void)e; return HAIFU_IO; }}\n\
+                 static void cl(HaifuHandle g) {{ (void)g; }}\n\
+                 static const HaifuPluginVTable t = {{ .abi_version = HAIFU_ABI_VERSION,\n\
+                   .struct_size = {size}, .name = {{(const uint8_t *)\"old\", 3}},\n\
+                   .version = {{(const uint8_t *)\"0.1.0\", 5}}, .shapes = HAIFU_SHAPE_DATAGRAM,\n\
+                   .init = i, .shutdown = s, .group_open = op, .group_send = sd,\n\
+                   .group_recv = rv, .group_close = cl }};\n\
+                 const HaifuPluginVTable *haifu_transport_entry(void) {{ return &t; }}\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join(format!("lib{file}.so"));
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
+            .arg(abi.join("include"))
+            .arg("-o")
+            .arg(&out)
+            .arg(&src)
+            .status();
+        match status {
+            Ok(s) => {
+                assert!(s.success());
+                Some(out)
+            }
+            Err(_) => None,
+        }
+    };
+    let Some(old) = build("offsetof(HaifuPluginVTable, conn_peer_role)", "old") else {
+        eprintln!("no C compiler: skipped");
+        return;
+    };
+    let p = haifu_plugin_host::load(&old).unwrap();
+    assert_eq!(p.name(), "old");
+    let short = build("offsetof(HaifuPluginVTable, conn_close)", "short").unwrap();
+    let e = haifu_plugin_host::load(&short).unwrap_err();
+    assert!(matches!(e, LoadError::TableTooSmall { .. }), "{e}");
+}
