@@ -99,6 +99,9 @@ struct HubState {
     /// at start, then as relays report clients): a relay speaks only for
     /// its own.
     bound: HashMap<String, String>,
+    /// How many clients are registered behind each relay (bounded by
+    /// `trust::MAX_CLIENTS_PER_RELAY`).
+    behind: HashMap<String, usize>,
 }
 
 /// What the connection threads, the recorder and the driver share.
@@ -223,7 +226,13 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         crate::api::spawn(a, ledger_path.clone(), shutdown.clone())?;
     }
     let hub = Arc::new(Hub::default());
-    hub.lock().bound = bound;
+    {
+        let mut st = hub.lock();
+        for relay in bound.values() {
+            *st.behind.entry(relay.clone()).or_default() += 1;
+        }
+        st.bound = bound;
+    }
     let relays_allowed: Arc<[String]> = cfg.relays.clone().into();
     let deltas_serving = Arc::new(AtomicUsize::new(0));
     let counters = Arc::new(Counters::default());
@@ -618,6 +627,14 @@ impl Peer {
             }
         }
         // The first relay to report a client registers it behind itself.
+        if bound.is_none() {
+            let registered = st.behind.get(&relay).copied().unwrap_or(0);
+            if let Err(why) = trust::relay_registers(&relay, registered, &c.client) {
+                drop(st);
+                return self.refuse(link, 0, &why);
+            }
+            *st.behind.entry(relay.clone()).or_default() += 1;
+        }
         st.bound.insert(c.client.clone(), relay.clone());
         let (join, current) = match st.active.as_ref().filter(|a| a.targets(&relay)) {
             Some(a) => {

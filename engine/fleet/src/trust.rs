@@ -22,6 +22,11 @@ pub(crate) const MAX_ROUND_BYTES_PER_ARTIFACT_BYTE: u64 = 16;
 /// Slack for tiny artifacts, whose rounds are mostly headers.
 const ROUND_BYTES_SLACK: u64 = 1 << 20;
 
+/// The most clients one relay may register: each is a ledger row and an
+/// entry in the master's memory, so a rogue relay inventing ids must hit a
+/// bound. Far above any segment's size.
+pub(crate) const MAX_CLIENTS_PER_RELAY: usize = 100_000;
+
 /// Why a claim was refused (sent back to the peer and logged).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Refusal {
@@ -81,6 +86,18 @@ pub(crate) enum Refusal {
         /// The relay.
         relay: String,
     },
+    /// A client id that no certificate can carry.
+    #[error("client id {client:?} is not a valid identity")]
+    BadClientId {
+        /// The id, cut to 80 characters.
+        client: String,
+    },
+    /// A relay registering more clients than any segment has.
+    #[error("relay {relay:?} already has {MAX_CLIENTS_PER_RELAY} clients")]
+    TooManyClients {
+        /// The relay.
+        relay: String,
+    },
     /// A relay that the master's `relays:` list does not name.
     #[error("relay {relay:?} is not one of this master's relays")]
     UnknownRelay {
@@ -104,6 +121,23 @@ pub(crate) fn relay_speaks_for(
         }),
         _ => Ok(()),
     }
+}
+
+/// Whether `relay`, with `registered` clients behind it, may register a
+/// new client `client`: the id must be one a certificate can carry, and
+/// the relay must stay under [`MAX_CLIENTS_PER_RELAY`].
+pub(crate) fn relay_registers(relay: &str, registered: usize, client: &str) -> Result<(), Refusal> {
+    if haifu_plugin_host::pki::validate_name(client).is_err() {
+        return Err(Refusal::BadClientId {
+            client: client.chars().take(80).collect(),
+        });
+    }
+    if registered >= MAX_CLIENTS_PER_RELAY {
+        return Err(Refusal::TooManyClients {
+            relay: relay.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether a client connected as `peer` may speak for `client`.
@@ -198,6 +232,20 @@ mod tests {
             e.to_string(),
             r#"client "pos-1" is registered behind relay "east", not "west""#
         );
+    }
+
+    #[test]
+    fn a_relay_registers_only_valid_ids_and_a_bounded_number() {
+        assert!(relay_registers("east", 0, "pos-0001").is_ok());
+        assert!(matches!(
+            relay_registers("east", 0, &"x".repeat(10_000)),
+            Err(Refusal::BadClientId { client }) if client.len() == 80
+        ));
+        assert!(relay_registers("east", 0, "a\nb").is_err());
+        assert!(matches!(
+            relay_registers("east", MAX_CLIENTS_PER_RELAY, "pos-0001"),
+            Err(Refusal::TooManyClients { .. })
+        ));
     }
 
     #[test]
