@@ -14,6 +14,10 @@ instruction and each round to its relays, and records each completion in the led
 acknowledges it. Stop it with SIGTERM or Ctrl-C; a master killed in any way resumes its runs \
 when started again.
 
+A peer is accepted only in the role its certificate grants (haifu ca issue --role); a relay \
+speaks only for the clients registered behind it (haifu fleet move to change that), a client \
+only for itself. Every refused claim is answered, logged and counted, never recorded.
+
 Config (YAML; relative paths are taken from the file's folder):
   home: ./.haifu              # ledger, store, keys; certificates under home/ca and home/certs
   listen: 0.0.0.0:7400        # where relays connect
@@ -21,6 +25,8 @@ Config (YAML; relative paths are taken from the file's folder):
   plugins: /usr/lib/haifu     # optional: folder of transport plugins
   settle_ms: 5000             # optional: wait for completions in flight after a round
   round_grace_secs: 60        # optional: how long past its expected time a round may run
+  relays: [store-east]        # optional: the only relay certificates accepted (default: any
+                              # certificate issued with --role relay)
 
 Example: haifu master --config examples/fleet/master.yaml"
 )]
