@@ -492,7 +492,7 @@ impl Peer {
                 let relay = is_relay.then(|| link.peer().to_owned());
                 let st = self.hub.lock();
                 let allowed = match &relay {
-                    Some(relay) => trust::relay_speaks_for(
+                    Some(relay) => trust::relay_completes_for(
                         st.bound.get(&c.client).map(String::as_str),
                         relay,
                         &c.client,

@@ -123,6 +123,25 @@ pub(crate) fn relay_speaks_for(
     }
 }
 
+/// Whether `relay` may complete for `client`, registered behind `bound`:
+/// only a client it registered (a client always reports in before it can
+/// receive a broadcast, and a relay replays its clients' reports when it
+/// reconnects).
+pub(crate) fn relay_completes_for(
+    bound: Option<&str>,
+    relay: &str,
+    client: &str,
+) -> Result<(), Refusal> {
+    match bound {
+        Some(b) if b == relay => Ok(()),
+        _ => Err(Refusal::NotBehind {
+            client: client.to_owned(),
+            bound: bound.unwrap_or("no relay").to_owned(),
+            relay: relay.to_owned(),
+        }),
+    }
+}
+
 /// Whether `relay`, with `registered` clients behind it, may register a
 /// new client `client`: the id must be one a certificate can carry, and
 /// the relay must stay under [`MAX_CLIENTS_PER_RELAY`].
@@ -246,6 +265,13 @@ mod tests {
             relay_registers("east", MAX_CLIENTS_PER_RELAY, "pos-0001"),
             Err(Refusal::TooManyClients { .. })
         ));
+    }
+
+    #[test]
+    fn a_relay_completes_only_for_clients_it_registered() {
+        assert!(relay_completes_for(Some("east"), "east", "pos-1").is_ok());
+        assert!(relay_completes_for(Some("west"), "east", "pos-1").is_err());
+        assert!(relay_completes_for(None, "east", "pos-1").is_err());
     }
 
     #[test]
