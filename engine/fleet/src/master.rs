@@ -611,31 +611,36 @@ impl Peer {
             );
             return;
         }
-        let mut st = self.hub.lock();
-        let bound = st.bound.get(&c.client).cloned();
+        let bound = self.hub.lock().bound.get(&c.client).cloned();
         if let Err(why) = trust::relay_speaks_for(bound.as_deref(), &relay, &c.client) {
             // The operator may have moved it since (`haifu fleet move`):
-            // the ledger has the last word.
+            // the ledger has the last word. Read without the hub's lock, so
+            // a relay repeating refused reports slows nobody else.
             let moved = Ledger::open(&self.ledger_path)
                 .ok()
                 .and_then(|l| l.client(&c.client).ok().flatten())
                 .and_then(|row| row.relay)
                 .is_some_and(|r| r == relay);
             if !moved {
-                drop(st);
                 return self.refuse(link, 0, &why);
             }
         }
-        // The first relay to report a client registers it behind itself.
-        if bound.is_none() {
+        let mut st = self.hub.lock();
+        let before = st.bound.get(&c.client).cloned();
+        if before.as_deref() != Some(relay.as_str()) {
+            // Registered now (first report, or moved here): counted against
+            // the relay's bound.
             let registered = st.behind.get(&relay).copied().unwrap_or(0);
             if let Err(why) = trust::relay_registers(&relay, registered, &c.client) {
                 drop(st);
                 return self.refuse(link, 0, &why);
             }
             *st.behind.entry(relay.clone()).or_default() += 1;
+            if let Some(old) = before.and_then(|o| st.behind.get_mut(&o)) {
+                *old = old.saturating_sub(1);
+            }
+            st.bound.insert(c.client.clone(), relay.clone());
         }
-        st.bound.insert(c.client.clone(), relay.clone());
         let (join, current) = match st.active.as_ref().filter(|a| a.targets(&relay)) {
             Some(a) => {
                 let run = i64::try_from(a.instruction.run).unwrap_or(i64::MAX);

@@ -185,8 +185,9 @@ pub(crate) fn relay_allowed(allowed: &[String], relay: &str) -> Result<(), Refus
 
 /// The round a broadcast completion counts in: the last round this master
 /// started at or before `decoded_at` (when the client finished decoding);
-/// a clock behind every start counts in the first round, one ahead in the
-/// last. Only rounds in `starts` can come out, whatever the client says.
+/// a clock behind every start counts in the round on air (the last one
+/// started), as does one far ahead. Only rounds in `starts` can come out,
+/// whatever the client says.
 pub(crate) fn completion_round(
     run: u64,
     starts: &[(u32, Timestamp)],
@@ -196,7 +197,7 @@ pub(crate) fn completion_round(
         .iter()
         .filter(|(_, start)| *start <= decoded_at)
         .max_by_key(|(_, start)| *start)
-        .or_else(|| starts.iter().min_by_key(|(_, start)| *start))
+        .or_else(|| starts.iter().max_by_key(|(_, start)| *start))
         .map(|(n, _)| *n);
     on_air.ok_or(Refusal::NoRound { run })
 }
@@ -307,14 +308,15 @@ mod tests {
             completion_round(7, &starts, t("2026-11-28T10:00:10Z")),
             Ok(2)
         );
-        // A clock far ahead or far behind picks among the started rounds.
+        // A clock far ahead or far behind picks among the started rounds:
+        // the one on air.
         assert_eq!(
             completion_round(7, &starts, t("2099-01-01T00:00:00Z")),
             Ok(3)
         );
         assert_eq!(
             completion_round(7, &starts, t("1970-01-01T00:00:00Z")),
-            Ok(1)
+            Ok(3)
         );
         assert_eq!(
             completion_round(7, &[], t("2026-11-28T10:00:00Z")),
