@@ -12,8 +12,11 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod fleet;
 mod migrations;
+mod run_clients;
 mod runs;
+mod services;
 mod traffic;
 mod versions;
 
@@ -23,11 +26,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use error::LedgerError;
+pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
-pub use runs::{
-    ClientRow, ClientState, ClientTouch, ClientUpdate, FleetBatch, NewRun, RelayAudit, RunAudit,
-    RunClient, RunRow, RunStatus, Transition,
-};
+pub use run_clients::{ClientState, ClientUpdate, RelayAudit, RunAudit, RunClient};
+pub use runs::{NewRun, RunRow, RunStatus, Transition};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};
 

@@ -1,0 +1,417 @@
+//! The clients of a run, their completions, and the audit.
+//!
+//! One row per client and run, so a completion is a single conditional
+//! update: it changes a row only if the client had not completed yet. That
+//! makes completions idempotent — the same message twice, or again after a
+//! crash, is counted once — and lets a restarted master rebuild its counts
+//! from the rows. The readers never size anything by a stored number.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::fleet::ClientRow;
+use crate::runs::RunRow;
+use crate::{Ledger, LedgerError};
+
+/// A client's state within one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientState {
+    /// Targeted, not completed yet.
+    Pending,
+    /// Completed from a broadcast round.
+    Delivered,
+    /// Completed from a delta.
+    Delta,
+    /// Already had the version when it reported in; took no part.
+    Current,
+    /// Listed by the audit as never completed.
+    Undelivered,
+    /// Cut off at the deadline.
+    Disconnected,
+}
+
+impl ClientState {
+    /// The word stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Delta => "delta",
+            Self::Current => "current",
+            Self::Undelivered => "undelivered",
+            Self::Disconnected => "disconnected",
+        }
+    }
+
+    /// Whether the client has the version.
+    pub fn is_complete(self) -> bool {
+        matches!(self, Self::Delivered | Self::Delta | Self::Current)
+    }
+}
+
+impl ClientState {
+    /// Every state, in the order they are shown.
+    pub const ALL: [ClientState; 6] = [
+        Self::Pending,
+        Self::Delivered,
+        Self::Delta,
+        Self::Current,
+        Self::Undelivered,
+        Self::Disconnected,
+    ];
+}
+
+/// Stored as its word; an unknown word is an error, never "pending".
+impl rusqlite::types::FromSql for ClientState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| crate::runs::unknown_word("client state", s))
+    }
+}
+
+impl rusqlite::types::ToSql for ClientState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+/// One client of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunClient {
+    /// Client id.
+    pub client: String,
+    /// Its relay.
+    pub relay: String,
+    /// Its state in the run.
+    pub state: ClientState,
+    /// The round it completed in (broadcast only).
+    pub round: Option<u32>,
+    /// When it completed or was cut off.
+    pub completed_at: Option<String>,
+    /// Why it was cut off or kept.
+    pub reason: Option<String>,
+}
+
+/// A change to one or many clients of a run, applied with a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientUpdate {
+    /// A completion message: from `round`, or from a delta when `None`.
+    /// Counted only if the client had not completed (or been cut off).
+    Completed {
+        /// Client id.
+        client: String,
+        /// The round, or `None` for a delta.
+        round: Option<u32>,
+        /// When.
+        at: String,
+    },
+    /// A client reported that it already has the run's version: it takes
+    /// no part in the rounds.
+    Current {
+        /// Client id.
+        client: String,
+        /// When it reported.
+        at: String,
+    },
+    /// Every pending client becomes undelivered (the audit).
+    AuditPending,
+    /// A straggler is cut off.
+    Disconnected {
+        /// Client id.
+        client: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: String,
+    },
+    /// A straggler the policy kept connected: the reason is recorded.
+    Kept {
+        /// Client id.
+        client: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The audit of one relay's clients.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelayAudit {
+    /// Relay name.
+    pub relay: String,
+    /// Clients delivered in each round: index 0 is round 1 (never longer
+    /// than [`haifu_core::MAX_ROUNDS`]).
+    pub delivered_by_round: Vec<Vec<String>>,
+    /// Clients delivered by broadcast under a round number no run can have
+    /// (written by a master that took a peer's word for it); empty on any
+    /// ledger this version wrote.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delivered_unknown_round: Vec<String>,
+    /// Clients delivered by delta.
+    pub delta: Vec<String>,
+    /// Clients that already had the version when they reported in.
+    pub current: Vec<String>,
+    /// Clients that never completed and were not cut off.
+    pub undelivered: Vec<String>,
+    /// Clients still pending (the audit has not run yet).
+    pub pending: Vec<String>,
+    /// Clients cut off, with the reason.
+    pub disconnected: Vec<(String, String)>,
+    /// Each undelivered or pending client with what the fleet table knows
+    /// of it: last contact and installed version.
+    pub stragglers: Vec<ClientRow>,
+}
+
+/// The audit of a run, per relay.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunAudit {
+    /// The run.
+    pub run: RunRow,
+    /// One entry per relay, by name.
+    pub relays: Vec<RelayAudit>,
+    /// The bytes the run cost on the wire.
+    pub traffic: crate::TrafficTotals,
+}
+
+impl Ledger {
+    /// Every client of a run, by id.
+    pub fn run_clients(&self, run_id: i64) -> Result<Vec<RunClient>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT client, relay, state, round, completed_at, reason FROM run_clients
+                 WHERE run_id = ?1 ORDER BY client",
+            )
+            .map_err(&wrap)?;
+        stmt.query_map(params![run_id], |r| {
+            Ok(RunClient {
+                client: r.get(0)?,
+                relay: r.get(1)?,
+                state: r.get(2)?,
+                round: r
+                    .get::<_, Option<i64>>(3)?
+                    .map(|n| u32::try_from(n).unwrap_or(0)),
+                completed_at: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        })
+        .and_then(|r| r.collect())
+        .map_err(&wrap)
+    }
+
+    /// The ids of a run's clients in `state`, by id.
+    pub fn run_clients_in(
+        &self,
+        run_id: i64,
+        state: ClientState,
+    ) -> Result<Vec<String>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT client FROM run_clients WHERE run_id = ?1 AND state = ?2 ORDER BY client",
+            )
+            .map_err(&wrap)?;
+        stmt.query_map(params![run_id, state], |r| r.get(0))
+            .and_then(|r| r.collect())
+            .map_err(&wrap)
+    }
+
+    /// The audit of a run: per relay, who completed in which round, by
+    /// delta, who never did, and who was cut off.
+    pub fn audit(&self, run_id: i64) -> Result<Option<RunAudit>, LedgerError> {
+        let Some(run) = self.run(run_id)? else {
+            return Ok(None);
+        };
+        let mut relays: BTreeMap<String, RelayAudit> = BTreeMap::new();
+        for c in self.run_clients(run_id)? {
+            let a = relays.entry(c.relay.clone()).or_insert_with(|| RelayAudit {
+                relay: c.relay.clone(),
+                ..RelayAudit::default()
+            });
+            match c.state {
+                ClientState::Delivered => {
+                    // Never sized by a stored number: the index is bounded by
+                    // MAX_ROUNDS, anything else is filed as unknown.
+                    match haifu_core::round_index(c.round.unwrap_or(1)) {
+                        Some(i) => {
+                            if a.delivered_by_round.len() <= i {
+                                a.delivered_by_round.resize(i + 1, Vec::new());
+                            }
+                            a.delivered_by_round[i].push(c.client);
+                        }
+                        None => a.delivered_unknown_round.push(c.client),
+                    }
+                }
+                ClientState::Delta => a.delta.push(c.client),
+                ClientState::Current => a.current.push(c.client),
+                ClientState::Undelivered | ClientState::Pending => {
+                    let row = self.client(&c.client)?.unwrap_or_else(|| ClientRow {
+                        id: c.client.clone(),
+                        relay: Some(c.relay.clone()),
+                        artifact: None,
+                        version: None,
+                        last_contact: None,
+                        denied_reason: None,
+                    });
+                    a.stragglers.push(row);
+                    if c.state == ClientState::Pending {
+                        a.pending.push(c.client);
+                    } else {
+                        a.undelivered.push(c.client);
+                    }
+                }
+                ClientState::Disconnected => a
+                    .disconnected
+                    .push((c.client, c.reason.unwrap_or_default())),
+            }
+        }
+        Ok(Some(RunAudit {
+            traffic: self.traffic(run_id)?,
+            run,
+            relays: relays.into_values().collect(),
+        }))
+    }
+
+    /// The relay a run lists `client` behind, or `None` when the run does
+    /// not target the client.
+    pub fn run_client_relay(&self, run: i64, client: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT relay FROM run_clients WHERE run_id = ?1 AND client = ?2",
+                params![run, client],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))
+    }
+
+    /// The newest live run that lists `client` as a straggler (undelivered
+    /// after its audit): `(run, artifact, version)`.
+    pub fn straggler_run(
+        &self,
+        client: &str,
+    ) -> Result<Option<(i64, String, String)>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT r.id, r.artifact, r.version FROM runs r
+                 JOIN run_clients c ON c.run_id = r.id
+                 WHERE c.client = ?1 AND c.state = 'undelivered' AND r.fleet = 'live'
+                 ORDER BY r.id DESC LIMIT 1",
+                params![client],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))
+    }
+
+    /// The version pairs the stragglers of running live runs may need:
+    /// `(artifact, installed version, run's version)` of every client not
+    /// yet delivered, each pair once, so the master can build the deltas
+    /// during the rounds, before any straggler asks.
+    pub fn straggler_pairs(&self) -> Result<Vec<(String, String, String)>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT r.artifact, f.version, r.version FROM runs r
+                 JOIN run_clients c ON c.run_id = r.id
+                 JOIN clients f ON f.id = c.client
+                 WHERE r.status = 'running' AND r.fleet = 'live' AND c.state IN ('pending', 'undelivered')
+                   AND f.artifact = r.artifact AND f.version IS NOT NULL AND f.version != r.version
+                 ORDER BY r.artifact, f.version, r.version",
+            )
+            .map_err(&wrap)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(&wrap)
+    }
+}
+
+pub(crate) fn apply_updates(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    updates: &[ClientUpdate],
+) -> rusqlite::Result<u64> {
+    let mut counted = 0u64;
+    if updates.is_empty() {
+        return Ok(0);
+    }
+    // A round can carry tens of thousands of completions: prepare each
+    // statement once per transaction, not once per row.
+    let (artifact, version): (String, String) = tx.query_row(
+        "SELECT artifact, version FROM runs WHERE id = ?1",
+        params![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut complete = tx.prepare_cached(
+        "UPDATE run_clients SET state = ?3, round = ?4, completed_at = ?5
+         WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
+    )?;
+    let mut now_runs = tx.prepare_cached(
+        "UPDATE clients SET artifact = ?2, version = ?3, last_contact = ?4 WHERE id = ?1",
+    )?;
+    for u in updates {
+        match u {
+            ClientUpdate::Completed { client, round, at } => {
+                let state = if round.is_some() {
+                    "delivered"
+                } else {
+                    "delta"
+                };
+                // Only a client that has not completed or been cut off
+                // changes: repeats are no-ops, so nothing counts twice.
+                let n = complete.execute(params![run_id, client, state, round, at])?;
+                counted += n as u64;
+                if n > 0 {
+                    // The client now runs the run's version: the gate sees it.
+                    now_runs.execute(params![client, artifact, version, at])?;
+                }
+            }
+            ClientUpdate::Current { client, at } => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE run_clients SET state = 'current', completed_at = ?3
+                         WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
+                    )?
+                    .execute(params![run_id, client, at])?;
+                counted += n as u64;
+                if n > 0 {
+                    now_runs.execute(params![client, artifact, version, at])?;
+                }
+            }
+            ClientUpdate::AuditPending => {
+                tx.execute(
+                    "UPDATE run_clients SET state = 'undelivered' WHERE run_id = ?1 AND state = 'pending'",
+                    params![run_id],
+                )?;
+            }
+            ClientUpdate::Disconnected { client, reason, at } => {
+                tx.prepare_cached(
+                    "UPDATE run_clients SET state = 'disconnected', reason = ?3, completed_at = ?4
+                     WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
+                )?
+                .execute(params![run_id, client, reason, at])?;
+                tx.prepare_cached(
+                    "INSERT INTO clients (id, denied_reason, denied_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET denied_reason = excluded.denied_reason,
+                                                    denied_at = excluded.denied_at",
+                )?
+                .execute(params![client, reason, at])?;
+            }
+            ClientUpdate::Kept { client, reason } => {
+                tx.prepare_cached(
+                    "UPDATE run_clients SET reason = ?3 WHERE run_id = ?1 AND client = ?2",
+                )?
+                .execute(params![run_id, client, reason])?;
+            }
+        }
+    }
+    Ok(counted)
+}
