@@ -63,8 +63,9 @@ pub fn watch_run(path: PathBuf, id: i64) -> RunWatcher {
             if let Ok(Some(run)) = ledger.run(id) {
                 let n = |k: &str| run.counts.get(k).copied().unwrap_or(0);
                 let total: u64 = run.counts.values().sum();
-                let state: haifu_runtime::machine::RunState =
-                    serde_json::from_str(&run.state).unwrap_or_default();
+                // A snapshot that does not read shows as "starting" here;
+                // the run's driver reports the error.
+                let state = haifu_runtime::machine::RunState::of_run(&run).unwrap_or_default();
                 let step = state
                     .current
                     .as_ref()

@@ -1047,9 +1047,7 @@ fn file_completion(
                     .run(run)
                     .ok()
                     .flatten()
-                    .and_then(|row| {
-                        haifu_runtime::machine::RunState::from_snapshot(&row.state).ok()
-                    })
+                    .and_then(|row| haifu_runtime::machine::RunState::of_run(&row).ok())
                     .map(|s| trust::numbered(&s.rounds_started()))
                     .unwrap_or_default();
                 trust::completion_round(c.run, &starts, c.at)
@@ -1585,7 +1583,7 @@ mod fuzz {
             let (_dir, mut l, run) = ledger();
             let mut digests = HashMap::from([(1u64, digest(7))]);
             let started = trust::numbered(
-                &RunState::from_snapshot(&l.run(run).unwrap().unwrap().state)
+                &RunState::of_run(&l.run(run).unwrap().unwrap())
                     .unwrap()
                     .rounds_started(),
             );

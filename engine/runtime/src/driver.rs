@@ -87,12 +87,15 @@ pub enum RunError {
     #[error("register step: {0}")]
     Register(#[from] RegisterError),
     /// The run's stored state cannot be read.
-    #[error("run {id}: stored state is not readable: {detail}")]
-    State {
+    #[error(transparent)]
+    State(#[from] crate::machine::SnapshotError),
+    /// The plan the run follows cannot be carried out.
+    #[error("run {id}: {reason}")]
+    InvalidPlan {
         /// The run.
         id: i64,
         /// Why.
-        detail: String,
+        reason: &'static str,
     },
     /// No such run.
     #[error("run {0} does not exist")]
@@ -154,10 +157,7 @@ pub fn resume(
     fleet: &mut dyn Fleet,
 ) -> Result<(), RunError> {
     let row = env.ledger.run(id)?.ok_or(RunError::NoSuchRun(id))?;
-    let state: RunState = serde_json::from_str(&row.state).map_err(|e| RunError::State {
-        id,
-        detail: e.to_string(),
-    })?;
+    let state = RunState::of_run(&row)?;
     let mut machine = RunMachine::new(plan, state);
     loop {
         let now = env.clock.now();
@@ -177,9 +177,9 @@ pub fn resume(
                 let name: Result<ArtifactName, _> = plan.artifact.name.parse();
                 let version: Result<Version, _> = plan.artifact.version.to_string().parse();
                 let (Ok(name), Ok(version)) = (name, version) else {
-                    return Err(RunError::State {
+                    return Err(RunError::InvalidPlan {
                         id,
-                        detail: "the plan's artifact name or version is not valid".into(),
+                        reason: "the plan's artifact name or version is not valid",
                     });
                 };
                 let done = register_file(

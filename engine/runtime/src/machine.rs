@@ -17,6 +17,17 @@ use haifu_spec::{Plan, Step};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// A run's stored snapshot does not read as a [`RunState`].
+#[derive(Debug, thiserror::Error)]
+#[error("run {run}: stored state is not readable")]
+pub struct SnapshotError {
+    /// The run.
+    pub run: i64,
+    /// What the JSON decoder said.
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// The durable snapshot of a run: what the ledger stores at each transition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
@@ -31,9 +42,14 @@ pub struct RunState {
 }
 
 impl RunState {
-    /// Reads a run's snapshot as the ledger stores it.
-    pub fn from_snapshot(json: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(json)
+    /// Reads a run's snapshot as the ledger stores it: the one decoder of
+    /// snapshots, so a damaged one is an error naming the run everywhere,
+    /// never an empty state.
+    pub fn of_run(row: &haifu_ledger::RunRow) -> Result<Self, SnapshotError> {
+        serde_json::from_str(&row.state).map_err(|source| SnapshotError {
+            run: row.id,
+            source,
+        })
     }
 
     fn all(&self) -> impl Iterator<Item = &StepState> {

@@ -4,7 +4,7 @@
 use haifu_ledger::{Ledger, LedgerError, RunAudit};
 use serde::Serialize;
 
-use crate::machine::RunState;
+use crate::machine::{RunState, SnapshotError};
 
 /// A run's outcome. `delivered_by_round[i]` counts clients that completed in
 /// round `i + 1`.
@@ -55,15 +55,30 @@ pub struct RelayCounts {
     pub undelivered: u64,
 }
 
+/// A report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The run's snapshot does not read.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
 impl Report {
     /// The report of run `id`, from the ledger alone.
-    pub fn from_ledger(ledger: &Ledger, id: i64) -> Result<Option<Self>, LedgerError> {
-        Ok(ledger.audit(id)?.map(|a| Self::from_audit(&a)))
+    pub fn from_ledger(ledger: &Ledger, id: i64) -> Result<Option<Self>, ReportError> {
+        ledger
+            .audit(id)?
+            .map(|a| Self::from_audit(&a))
+            .transpose()
+            .map_err(ReportError::from)
     }
 
     /// The report of an audit.
-    pub fn from_audit(audit: &RunAudit) -> Self {
-        let state: RunState = serde_json::from_str(&audit.run.state).unwrap_or_default();
+    pub fn from_audit(audit: &RunAudit) -> Result<Self, SnapshotError> {
+        let state = RunState::of_run(&audit.run)?;
         let rounds_started = state.rounds_started();
         let rounds = rounds_started.len();
         let mut relays = Vec::new();
@@ -93,7 +108,7 @@ impl Report {
                 undelivered: r.undelivered.len() as u64,
             });
         }
-        Self {
+        Ok(Self {
             run: audit.run.id,
             status: serde_json::to_value(audit.run.status)
                 .ok()
@@ -111,7 +126,7 @@ impl Report {
             audited_at: state.audited_at().map(|t| t.to_string()),
             finished_at: state.finished_at.map(|t| t.to_string()),
             relays,
-        }
+        })
     }
 
     /// A readable summary, several lines.

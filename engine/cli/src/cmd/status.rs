@@ -51,7 +51,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             .with_context(|| format!("run {id} does not exist"))?;
         let report = Report::from_ledger(&ledger, id)?
             .with_context(|| format!("run {id} does not exist"))?;
-        let state: RunState = serde_json::from_str(&row.state).unwrap_or_default();
+        let state = RunState::of_run(&row)?;
         if args.json {
             let mut v = serde_json::to_value(&row)?;
             if let Some(o) = v.as_object_mut() {
@@ -145,7 +145,7 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
     let row = ledger
         .run(id)?
         .with_context(|| format!("run {id} does not exist"))?;
-    let state: RunState = serde_json::from_str(&row.state).unwrap_or_default();
+    let state = RunState::of_run(&row)?;
     let clients = ledger.run_clients(id)?;
     // Columns for the rounds that can exist only: a stored number never
     // sizes anything (a row with an impossible round shows in no column).
