@@ -339,9 +339,9 @@ pub fn plugin_name_of_file(file_name: &str) -> Option<&str> {
 /// Loads one plugin file, checks its table and initialises it with an
 /// empty configuration.
 ///
-/// The file and its folder must pass the ownership and mode checks of the
-/// [`trust`](crate::trust) module first (a link's target and its folder
-/// too); a file that fails is never opened. The file name is not checked:
+/// The file and its folder (and a link's target and its folder) must first
+/// pass the ownership and mode checks (see [`Untrusted`](crate::Untrusted));
+/// a file that fails is never opened. The file name is not checked:
 /// this is the loader for a path the caller chose; [`load_named`] and
 /// [`load_dir`] apply the naming rule.
 ///
@@ -440,14 +440,14 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
         path: path.clone(),
         reason,
     })?;
-    if let Some(expected) = expected {
-        if name.replace('-', "_") != expected {
-            return Err(LoadError::NameMismatch {
-                path,
-                declared: name,
-                expected: expected.to_owned(),
-            });
-        }
+    if let Some(expected) = expected
+        && name.replace('-', "_") != expected
+    {
+        return Err(LoadError::NameMismatch {
+            path,
+            declared: name,
+            expected: expected.to_owned(),
+        });
     }
 
     let mut storage = [0u8; 1024];

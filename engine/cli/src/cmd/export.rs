@@ -62,14 +62,14 @@ fn check_output(home: &Path, output: &Path, force: bool) -> Result<()> {
             parent.display()
         )
     })?;
-    if let Ok(home) = home.canonicalize() {
-        if folder.join(name).starts_with(&home) {
-            bail!(
-                "refusing to write {}: it is inside the home {} (export outside it)",
-                output.display(),
-                home.display()
-            );
-        }
+    if let Ok(home) = home.canonicalize()
+        && folder.join(name).starts_with(&home)
+    {
+        bail!(
+            "refusing to write {}: it is inside the home {} (export outside it)",
+            output.display(),
+            home.display()
+        );
     }
     if !force && std::fs::symlink_metadata(output).is_ok() {
         bail!(
