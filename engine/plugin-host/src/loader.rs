@@ -586,7 +586,13 @@ pub fn load_named(dir: &Path, names: &[&str]) -> Result<PluginSet, DirError> {
         ..PluginSet::default()
     };
     for name in names {
-        let path = dir.join(plugin_file_name(name));
+        let file = plugin_file_name(name);
+        // A name outside the rule (a '/', say) names no plugin file; it
+        // must never become a path elsewhere.
+        if plugin_name_of_file(&file).is_none() {
+            continue;
+        }
+        let path = dir.join(file);
         if std::fs::symlink_metadata(&path).is_err() {
             continue;
         }

@@ -220,3 +220,10 @@ fn a_plugin_under_another_plugins_file_name_is_refused_before_init() {
         "{e}"
     );
 }
+
+#[test]
+fn a_name_outside_the_rule_names_no_file() {
+    let dir = plugin_folder();
+    let set = load_named(dir.path(), &["../quic", "Quic", "", "quic/.."]).unwrap();
+    assert!(set.loaded.is_empty() && set.failed.is_empty());
+}
