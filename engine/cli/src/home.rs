@@ -1,18 +1,25 @@
 //! The home folder: where a master keeps its ledger, store and keys.
 //!
 //! ```text
-//! <home>/ledger.sqlite   the ledger (plus its -wal and -shm files)
+//! <home>/                mode 0700 when haifu creates it
+//! <home>/ledger.sqlite   the ledger, 0600 (its -wal and -shm files follow its mode)
 //! <home>/store/          the artifact store
-//! <home>/keys/           master.key (0600) and master.pub
+//! <home>/keys/           0700: master.key (0600, refused if group or others
+//!                        may read it) and master.pub
 //! ```
+//!
+//! Commands check their inputs before calling the methods that create
+//! things here, so a command that fails leaves no new home behind.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use haifu_core::SigningKey;
 use haifu_ledger::Ledger;
 use haifu_store::Store;
+
+/// The ledger's file name inside the home.
+const LEDGER_FILE: &str = "ledger.sqlite";
 
 /// A home folder, resolved from `--home` / `HAIFU_HOME`.
 #[derive(Debug)]
@@ -25,10 +32,17 @@ impl Home {
         Self { root }
     }
 
-    /// Creates the home folder if needed, naming it if that fails.
+    /// The home folder's path, whether or not it exists.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the home folder (mode 0700) if needed, naming it if that
+    /// fails.
     fn ensure(&self) -> Result<()> {
-        fs::create_dir_all(&self.root)
-            .with_context(|| format!("cannot create home {}", self.root.display()))
+        haifu_store::create_private_dir(&self.root)
+            .with_context(|| format!("cannot create home {}", self.root.display()))?;
+        Ok(())
     }
 
     /// The home folder, created if needed.
@@ -37,14 +51,42 @@ impl Home {
         Ok(&self.root)
     }
 
+    /// The ledger, created (mode 0600) with the home if needed.
     pub fn ledger(&self) -> Result<Ledger> {
         self.ensure()?;
-        Ok(Ledger::open(&self.root.join("ledger.sqlite"))?)
+        let path = self.root.join(LEDGER_FILE);
+        // Created empty with its mode before SQLite opens it: SQLite would
+        // create it under the umask (0644), and it gives the -wal and -shm
+        // files the database file's mode.
+        haifu_store::create_private_file(&path)?;
+        Ok(Ledger::open(&path)?)
+    }
+
+    /// The ledger of a home that already has one; creates nothing. For
+    /// commands that only read: with no ledger nothing is registered.
+    pub fn ledger_existing(&self) -> Result<Ledger> {
+        let path = self.root.join(LEDGER_FILE);
+        if !path.is_file() {
+            bail!(
+                "no ledger at {} (nothing is registered in this home)",
+                path.display()
+            );
+        }
+        Ok(Ledger::open(&path)?)
     }
 
     pub fn store(&self) -> Result<Store> {
         self.ensure()?;
         Ok(Store::open(self.root.join("store"))?)
+    }
+
+    /// The store of a home that already has one; creates nothing.
+    pub fn store_existing(&self) -> Result<Store> {
+        let path = self.root.join("store");
+        if !path.is_dir() {
+            bail!("no store at {}", path.display());
+        }
+        Ok(Store::open(path)?)
     }
 
     pub fn keys_dir(&self) -> PathBuf {

@@ -267,6 +267,18 @@ fn a_run_killed_with_sigkill_resumes_with_nothing_lost_or_counted_twice() {
 fn the_gate_allows_updated_clients_and_denies_the_rest_with_a_reason() {
     let t = tempfile::tempdir().unwrap();
     let home = t.path().join("home");
+    // A service can only be declared for a registered artifact.
+    ok(
+        &home,
+        &[
+            "register",
+            "--name",
+            "pos-app",
+            "--version",
+            "2.4.0",
+            "examples/artifacts/pos-app-2.4.0.tar",
+        ],
+    );
     ok(
         &home,
         &[
@@ -368,6 +380,13 @@ fn ca_init_and_issue_and_plugins_listing() {
 
     let plugins = t.path().join("plugins");
     fs::create_dir(&plugins).unwrap();
+    // Only files named libhaifu_transport_<name>.so are plugin files; the
+    // other library is not even opened.
+    fs::write(
+        plugins.join("libhaifu_transport_notalib.so"),
+        "not a library",
+    )
+    .unwrap();
     fs::write(plugins.join("libnotalib.so"), "not a library").unwrap();
     let out = run(
         &home,
@@ -375,12 +394,13 @@ fn ca_init_and_issue_and_plugins_listing() {
     );
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plugins"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["plugins"][0]["status"], "error");
     assert!(
         v["plugins"][0]["error"]
             .as_str()
             .unwrap()
-            .contains("libnotalib.so"),
+            .contains("libhaifu_transport_notalib.so"),
         "{v}"
     );
 }

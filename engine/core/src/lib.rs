@@ -19,5 +19,7 @@ mod round;
 pub use digest::{Digest, DigestError};
 pub use key::{KeyError, PublicKey, SigningKey};
 pub use manifest::{Compression, MANIFEST_FORMAT, Manifest, ManifestBody, ManifestError};
-pub use name::{ArtifactName, NameError, Version, VersionError};
+pub use name::{
+    ArtifactName, MAX_VERSION_LEN, NameError, ServiceName, ServiceNameError, Version, VersionError,
+};
 pub use round::{MAX_ROUNDS, round_index};

@@ -6,6 +6,12 @@ use std::str::FromStr;
 /// The longest artifact name accepted.
 const MAX_NAME_LEN: usize = 128;
 
+/// The longest version accepted, in bytes. Equal to the wire protocol's
+/// `MAX_ID_LEN` (engine/protocol/src/limits.rs), so that every registered
+/// version can be carried in an `Instruction`; a test there asserts they
+/// agree.
+pub const MAX_VERSION_LEN: usize = 128;
+
 /// The name of an artifact, e.g. `pos-app`.
 ///
 /// Letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most
@@ -69,6 +75,52 @@ impl fmt::Debug for ArtifactName {
     }
 }
 
+/// The name of a service the gate answers for, e.g. `contactless-refund`.
+///
+/// The same rule as [`ArtifactName`] (letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit, at most 128 characters): a service name
+/// is stored in the ledger and printed by `haifu gate` and the API, so no
+/// control characters, spaces or quoting.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName(String);
+
+/// A service name that breaks the rule.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "service name {0:?} must be 1-{MAX_NAME_LEN} letters, digits, '.', '_' or '-', starting with a letter or digit"
+)]
+pub struct ServiceNameError(pub String);
+
+impl ServiceName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ServiceName {
+    type Err = ServiceNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<ArtifactName>() {
+            Ok(n) => Ok(Self(n.0)),
+            Err(_) => Err(ServiceNameError(s.chars().take(200).collect())),
+        }
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
 /// A semantic version (`MAJOR.MINOR.PATCH[-PRE][+BUILD]`), ordered by semver
 /// precedence.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +147,15 @@ impl FromStr for Version {
     type Err = VersionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Checked before parsing: the length bounds the parser's work, and a
+        // 10,000-character pre-release would be registered but could never be
+        // sent to a relay.
+        if s.len() > MAX_VERSION_LEN {
+            return Err(VersionError {
+                value: format!("{}...", s.chars().take(32).collect::<String>()),
+                reason: format!("{} bytes long, the limit is {MAX_VERSION_LEN}", s.len()),
+            });
+        }
         semver::Version::parse(s)
             .map(Self)
             .map_err(|e| VersionError {
@@ -141,6 +202,17 @@ mod tests {
     }
 
     #[test]
+    fn service_names_follow_the_artifact_name_rule() {
+        let n: ServiceName = "contactless-refund".parse().unwrap();
+        assert_eq!(n.as_str(), "contactless-refund");
+        for bad in ["", "refund\x1b[2J", "a b", "line\nbreak", "-x"] {
+            let e = bad.parse::<ServiceName>().unwrap_err().to_string();
+            assert!(e.starts_with("service name "), "{e}");
+            assert!(!e.contains('\n') && !e.contains('\x1b'), "{e}");
+        }
+    }
+
+    #[test]
     fn versions_order_by_semver_precedence() {
         let mut v: Vec<Version> = ["1.10.0", "1.2.0", "1.2.0-rc.1", "0.9.9"]
             .iter()
@@ -149,6 +221,18 @@ mod tests {
         v.sort();
         let shown: Vec<String> = v.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["0.9.9", "1.2.0-rc.1", "1.2.0", "1.10.0"]);
+    }
+
+    #[test]
+    fn versions_longer_than_the_limit_are_refused() {
+        let at_limit = format!("1.0.0-{}", "a".repeat(MAX_VERSION_LEN - 6));
+        assert_eq!(at_limit.len(), MAX_VERSION_LEN);
+        assert!(at_limit.parse::<Version>().is_ok());
+        let over = format!("1.0.0-{}", "a".repeat(10_000));
+        let msg = over.parse::<Version>().unwrap_err().to_string();
+        assert!(msg.contains("10006 bytes long, the limit is 128"), "{msg}");
+        // The value is shortened in the message: one line, not 10 kB.
+        assert!(msg.len() < 200, "{msg}");
     }
 
     #[test]

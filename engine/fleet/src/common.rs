@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use haifu_plugin_host::{Connection, Endpoint, Plugin};
+use haifu_plugin_host::{Connection, Endpoint, Plugin, error_chain};
 
 use crate::FleetError;
 use crate::config::TlsFiles;
@@ -81,21 +81,23 @@ impl Shutdown {
     }
 }
 
-/// The QUIC and multicast plugins from `dir` (or the default folder).
+/// The QUIC and multicast plugins from `dir` (or the default folder):
+/// only their two files (`libhaifu_transport_quic.so`,
+/// `libhaifu_transport_multicast.so`) are opened, never any other library
+/// in the folder, and only if the folder and files pass the loader's
+/// ownership and mode checks.
 pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
     let dir = haifu_plugin_host::plugin_dir(dir);
-    let set = haifu_plugin_host::load_dir(&dir)
-        .map_err(|e| FleetError::Start(format!("plugins: {e}")))?;
-    for f in &set.failed {
-        tracing::warn!("plugin not loaded: {f}");
-    }
+    let set = haifu_plugin_host::load_named(&dir, &["quic", "multicast"])
+        .map_err(|e| FleetError::Start(format!("plugins: {}", error_chain(&e))))?;
     let get = |name: &str| {
-        set.get(name).cloned().ok_or_else(|| {
-            FleetError::Start(format!(
-                "no {name} plugin in {} (build it with: cargo build --release -p haifu-transport-{})",
+        set.get(name).cloned().ok_or_else(|| match set.failure_of(name) {
+            Some(e) => FleetError::Start(format!("{name} plugin: {}", error_chain(e))),
+            None => FleetError::Start(format!(
+                "no {name} plugin in {} (looked for {}; build it with: cargo build --release -p haifu-transport-{name})",
                 dir.display(),
-                if name == "quic" { "quic" } else { "multicast" }
-            ))
+                haifu_plugin_host::plugin_file_name(name),
+            )),
         })
     };
     Ok((get("quic")?, get("multicast")?))

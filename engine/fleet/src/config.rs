@@ -210,10 +210,17 @@ pub struct ClientConfig {
     pub testing: Testing,
 }
 
+/// The largest daemon config read, in bytes: a config is a few hundred
+/// bytes, and the cap keeps a wrong path from being read whole.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Reads and checks a config file of type `T`.
 pub fn load<T: for<'de> Deserialize<'de> + Resolve>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
+    let text = haifu_policy::input::read_text(path, MAX_CONFIG_BYTES, "daemon configs")
         .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+    // serde_yaml expands aliases as it goes (a 1 MB file of nested aliases
+    // took 3.9 GB); the workflow reader's shape check refuses them first.
+    haifu_spec::check_shape(&text).map_err(|e| ConfigError(format!("{}:{e}", path.display())))?;
     let mut value: T = serde_yaml::from_str(&text).map_err(|e| {
         let at = e
             .location()

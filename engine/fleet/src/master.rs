@@ -193,21 +193,9 @@ impl TrafficLog {
 /// Runs the master until `shutdown` is set.
 pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let home = &cfg.home;
-    std::fs::create_dir_all(home)
-        .map_err(|e| FleetError::Start(format!("home {}: {e}", home.display())))?;
-    let ledger_path = home.join("ledger.sqlite");
-    let key = haifu_store::load_or_create_master_key(&home.join("keys"))
-        .map_err(|e| FleetError::Start(format!("master key: {e}")))?;
-    let store =
-        Store::open(home.join("store")).map_err(|e| FleetError::Start(format!("store: {e}")))?;
-    // Open (and migrate) the ledger before anything listens, and learn which
-    // relay each known client is behind.
-    let bound: HashMap<String, String> = Ledger::open(&ledger_path)
-        .and_then(|l| l.clients())
-        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?
-        .into_iter()
-        .filter_map(|c| c.relay.map(|r| (c.id, r)))
-        .collect();
+    // Everything that can be checked is checked before the home, the key,
+    // the store or the ledger is created: a master that cannot start
+    // leaves no new files behind.
     let tls = cfg.tls.clone().unwrap_or_else(|| {
         let ca = haifu_plugin_host::pki::ca_files(home);
         let mine = haifu_plugin_host::pki::cert_files(home, &cfg.name);
@@ -217,7 +205,33 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             key: mine.key,
         }
     });
+    for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+        if !p.is_file() {
+            return Err(FleetError::Start(format!(
+                "tls.{what}: {} does not exist",
+                p.display()
+            )));
+        }
+    }
     let (quic, _multicast) = plugins(cfg.plugins.as_deref())?;
+    haifu_store::create_private_dir(home)
+        .map_err(|e| FleetError::Start(format!("home {}: {e}", home.display())))?;
+    let ledger_path = home.join("ledger.sqlite");
+    let key = haifu_store::load_or_create_master_key(&home.join("keys"))
+        .map_err(|e| FleetError::Start(format!("master key: {e}")))?;
+    let store =
+        Store::open(home.join("store")).map_err(|e| FleetError::Start(format!("store: {e}")))?;
+    // Open (and migrate) the ledger before anything listens; created 0600
+    // first, since SQLite would use the umask (its -wal and -shm follow).
+    haifu_store::create_private_file(&ledger_path)
+        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?;
+    // And learn which relay each known client is behind.
+    let bound: HashMap<String, String> = Ledger::open(&ledger_path)
+        .and_then(|l| l.clients())
+        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?
+        .into_iter()
+        .filter_map(|c| c.relay.map(|r| (c.id, r)))
+        .collect();
     let ep = Arc::new(endpoint(&quic, &tls, Some(cfg.listen))?);
     let addr = ep.local_addr().unwrap_or_else(|_| cfg.listen.to_string());
     tracing::info!(listen = %addr, name = %cfg.name, home = %home.display(), "master started");

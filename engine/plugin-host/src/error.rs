@@ -77,6 +77,37 @@ pub enum LoadError {
         /// The plugin's message.
         message: String,
     },
+    /// The file (or its folder, or a link's target) cannot be inspected:
+    /// missing, or no permission.
+    #[error("{}: cannot read", path.display())]
+    Stat {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file, or the folder of a link's target, may be written by
+    /// someone other than root or the current user: never opened.
+    #[error("{}: refused: {reason}", path.display())]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its mode or owner.
+        #[source]
+        reason: crate::trust::Untrusted,
+    },
+    /// The plugin declares another name than its file name says
+    /// (`libhaifu_transport_<name>.so`); refused before `init` runs.
+    #[error("{}: declares plugin name {declared:?}, but the file name is for {expected:?}", path.display())]
+    NameMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The name its table declares.
+        declared: String,
+        /// The name its file name stands for.
+        expected: String,
+    },
     /// Another file already provides a plugin of this name.
     #[error("{}: plugin name {name:?} is already taken by {}", path.display(), first.display())]
     Duplicate {
@@ -100,6 +131,9 @@ impl LoadError {
             | Self::TableTooSmall { path, .. }
             | Self::BadTable { path, .. }
             | Self::Init { path, .. }
+            | Self::Stat { path, .. }
+            | Self::Untrusted { path, .. }
+            | Self::NameMismatch { path, .. }
             | Self::Duplicate { path, .. } => path,
         }
     }
@@ -122,15 +156,37 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The plugins folder could not be read.
+/// The plugins folder could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read plugins folder {}", path.display())]
-pub struct DirError {
-    /// The folder.
-    pub path: PathBuf,
-    /// The I/O error.
-    #[source]
-    pub source: std::io::Error,
+pub enum DirError {
+    /// The folder could not be read.
+    #[error("cannot read plugins folder {}", path.display())]
+    Read {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Someone other than root or the current user could put a library in
+    /// it: nothing in it is loaded.
+    #[error("refusing plugins folder {}: {reason}", path.display())]
+    Untrusted {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with its mode or owner.
+        #[source]
+        reason: crate::trust::Untrusted,
+    },
+}
+
+impl DirError {
+    /// The folder this error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Read { path, .. } | Self::Untrusted { path, .. } => path,
+        }
+    }
 }
 
 /// The class of a failed plugin call, from the ABI status code.

@@ -2,9 +2,13 @@
 //! `haifu-transport-abi`, and the fleet PKI the QUIC plugin uses.
 //!
 //! What it does:
-//! - finds plugin libraries in a folder ([`plugin_dir`], [`load_dir`]), loads
-//!   them with libloading, checks the ABI version and table size, records
-//!   their shapes and keeps each library mapped for the life of the process;
+//! - finds plugin libraries in a folder by name ([`plugin_dir`],
+//!   [`load_named`] for a daemon, [`load_dir`] for the listing): plugin `N`
+//!   is the file [`plugin_file_name`]`(N)`, `libhaifu_transport_N.so`, and
+//!   no other file is opened; refuses a folder or file that anyone but
+//!   root or the current user could write; loads them with libloading,
+//!   checks the ABI version and table size, records their shapes and keeps
+//!   each library mapped for the life of the process;
 //! - never crashes on a bad file: each failure is a [`LoadError`] naming the
 //!   file, and the other plugins still load;
 //! - wraps both shapes in safe, synchronous types: [`DatagramGroup`] and
@@ -16,9 +20,10 @@
 //!
 //! What it does not do: framing of the engine's own protocol, FEC, or any
 //! policy; a plugin only moves bytes. This is the only engine crate with
-//! `unsafe`, all of it in `loader.rs`, `datagram.rs` and `stream.rs`.
+//! `unsafe`, all of it in `loader.rs`, `datagram.rs`, `stream.rs` and one
+//! `geteuid` call in `trust.rs`.
 //!
-//! Call order: [`load_dir`] (or [`load`]) once at start; then
+//! Call order: [`load_named`] (or [`load_dir`], [`load`]) once at start; then
 //! [`Plugin::open_group`] / [`Plugin::open_endpoint`]; then
 //! send/recv/accept/connect on the objects; drop them to close.
 
@@ -29,12 +34,15 @@ mod listing;
 mod loader;
 pub mod pki;
 mod stream;
+mod trust;
 
 pub use datagram::DatagramGroup;
 pub use error::{DirError, ErrorKind, LoadError, TransportError, error_chain};
 pub use haifu_transport_abi::ABI_VERSION;
 pub use listing::{PluginEntry, PluginListing, list_plugins};
 pub use loader::{
-    PLUGINS_ENV, Plugin, PluginInfo, PluginSet, Shapes, candidates, load, load_dir, plugin_dir,
+    PLUGINS_ENV, Plugin, PluginInfo, PluginSet, Shapes, candidates, load, load_dir, load_named,
+    plugin_dir, plugin_file_name, plugin_name_of_file,
 };
 pub use stream::{Connection, Endpoint};
+pub use trust::Untrusted;

@@ -150,15 +150,21 @@ impl PluginListing {
             line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
         }
         if rows.is_empty() {
-            let _ = writeln!(out, "(no plugin files in {})", self.dir.display());
+            let _ = writeln!(
+                out,
+                "(no plugin files in {}; plugin N is the file {})",
+                self.dir.display(),
+                crate::loader::plugin_file_name("N")
+            );
         }
         out
     }
 }
 
-/// Loads every plugin file of `dir` and lists them: what `haifu plugins`
-/// prints. Errors only if the folder cannot be read; a bad file is an entry
-/// with `status: "error"`.
+/// Loads every plugin file of `dir` (files named by the naming rule only)
+/// and lists them: what `haifu plugins` prints. Errors if the folder cannot
+/// be read or is not trusted; a bad or refused file is an entry with
+/// `status: "error"` and the reason.
 pub fn list_plugins(dir: &Path) -> Result<PluginListing, DirError> {
     Ok(PluginListing::from_set(&load_dir(dir)?))
 }

@@ -2,7 +2,6 @@
 //! wrappers in `datagram.rs` and `stream.rs`, this is the only `unsafe` in
 //! the engine.
 
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,6 +13,7 @@ use haifu_transport_abi::{
 use libloading::Library;
 
 use crate::error::{DirError, ErrorKind, LoadError, TransportError};
+use crate::trust::Refusal;
 
 /// The environment variable naming the plugins folder.
 pub const PLUGINS_ENV: &str = "HAIFU_PLUGINS";
@@ -303,18 +303,78 @@ fn check_table(vt: &PluginVTable) -> Result<(String, String, Shapes), String> {
     Ok((name, version, Shapes::from_bits(vt.shapes)))
 }
 
+/// What the file of plugin `name` is called: the cargo cdylib name of
+/// `haifu-transport-<name>`, i.e. `libhaifu_transport_<name>.so` on Linux
+/// (`-` in the name becomes `_`; `.dylib` on macOS). The one naming rule:
+/// daemons open exactly these files, and `haifu plugins` lists only files
+/// named this way.
+pub fn plugin_file_name(name: &str) -> String {
+    format!(
+        "{}{FILE_STEM_PREFIX}{}{}",
+        std::env::consts::DLL_PREFIX,
+        name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Every plugin file's stem starts with this, after the platform's prefix.
+const FILE_STEM_PREFIX: &str = "haifu_transport_";
+
+/// The plugin name part of a file name that follows [`plugin_file_name`]
+/// (`quic` for `libhaifu_transport_quic.so`, `init_fails` for
+/// `libhaifu_transport_init_fails.so`); `None` for any other name.
+pub fn plugin_name_of_file(file_name: &str) -> Option<&str> {
+    let name = file_name
+        .strip_prefix(std::env::consts::DLL_PREFIX)?
+        .strip_prefix(FILE_STEM_PREFIX)?
+        .strip_suffix(std::env::consts::DLL_SUFFIX)?;
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    ok.then_some(name)
+}
+
 /// Loads one plugin file, checks its table and initialises it with an
 /// empty configuration.
+///
+/// The file and its folder (and a link's target and its folder) must first
+/// pass the ownership and mode checks (see [`Untrusted`](crate::Untrusted));
+/// a file that fails is never opened. The file name is not checked:
+/// this is the loader for a path the caller chose; [`load_named`] and
+/// [`load_dir`] apply the naming rule.
 ///
 /// Never panics and never crashes on a bad file that follows the C calling
 /// convention: every failure is a [`LoadError`] naming the file. (A library
 /// whose load-time constructors crash, or whose entry function is not what
 /// the symbol claims, cannot be defended against in-process.)
 pub fn load(path: &Path) -> Result<Plugin, LoadError> {
+    load_expecting(path, None)
+}
+
+/// [`load`], refusing (before `init`) a plugin whose declared name, with
+/// `-` as `_`, is not `expected`.
+fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadError> {
     let path = path.to_path_buf();
-    // SAFETY: loading a library runs its initialisers; that is the point of
-    // a plugin folder, whose contents the operator vouches for.
-    let lib = unsafe { Library::new(&path) }.map_err(|source| LoadError::Open {
+    let refused = |r| match r {
+        Refusal::Io(source) => LoadError::Stat {
+            path: path.clone(),
+            source,
+        },
+        Refusal::Untrusted(reason) => LoadError::Untrusted {
+            path: path.clone(),
+            reason,
+        },
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::trust::check_dir(dir).map_err(refused)?;
+    }
+    let real = crate::trust::check_file(&path).map_err(refused)?;
+    // SAFETY: loading a library runs its initialisers. The file and its
+    // folder are writable only by root or this user (checked just above),
+    // so its code is the operator's own.
+    let lib = unsafe { Library::new(&real) }.map_err(|source| LoadError::Open {
         path: path.clone(),
         source,
     })?;
@@ -396,6 +456,15 @@ pub fn load(path: &Path) -> Result<Plugin, LoadError> {
         path: path.clone(),
         reason,
     })?;
+    if let Some(expected) = expected
+        && name.replace('-', "_") != expected
+    {
+        return Err(LoadError::NameMismatch {
+            path,
+            declared: name,
+            expected: expected.to_owned(),
+        });
+    }
 
     let mut storage = [0u8; 1024];
     let mut eb = ErrorBuf {
@@ -461,58 +530,122 @@ impl PluginSet {
     }
 }
 
-/// The candidate plugin files of a folder: regular files (or links to them)
-/// ending in the platform's library suffix (`.so`, `.dylib`, `.dll`), sorted.
+/// The candidate plugin files of a folder: the entries whose names follow
+/// [`plugin_file_name`], sorted. Other files (other libraries, build
+/// leftovers, a README) are not candidates and are never opened. Whether a
+/// candidate is a regular file is checked when it is loaded, so a folder
+/// or FIFO under a plugin's name is reported, not skipped.
 pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
-    let err = |source| DirError {
+    let err = |source| DirError::Read {
         path: dir.to_path_buf(),
         source,
     };
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(err)? {
         let entry = entry.map_err(err)?;
-        let path = entry.path();
-        let is_lib = path
+        let named = entry
             .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(std::env::consts::DLL_SUFFIX));
-        if is_lib && path.is_file() {
-            out.push(path);
+            .to_str()
+            .and_then(plugin_name_of_file)
+            .is_some();
+        if named {
+            out.push(entry.path());
         }
     }
     out.sort();
     Ok(out)
 }
 
-/// Loads every candidate file of `dir`. A bad file never stops the others;
-/// the result lists both. Errors only if the folder cannot be read.
+/// Refuses a plugins folder that someone other than root or this user
+/// could write to.
+fn check_folder(dir: &Path) -> Result<(), DirError> {
+    crate::trust::check_dir(dir).map_err(|r| match r {
+        Refusal::Io(source) => DirError::Read {
+            path: dir.to_path_buf(),
+            source,
+        },
+        Refusal::Untrusted(reason) => DirError::Untrusted {
+            path: dir.to_path_buf(),
+            reason,
+        },
+    })
+}
+
+/// Loads every candidate file of `dir` (what `haifu plugins` lists). A bad
+/// file never stops the others; the result lists both. Errors if the folder
+/// cannot be read or is not trusted.
 pub fn load_dir(dir: &Path) -> Result<PluginSet, DirError> {
+    check_folder(dir)?;
     let mut set = PluginSet {
         dir: dir.to_path_buf(),
         ..PluginSet::default()
     };
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for path in candidates(dir)? {
-        match load(&path) {
+        let expected = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(plugin_name_of_file)
+            .map(str::to_owned);
+        set.add(path.clone(), load_expecting(&path, expected.as_deref()));
+    }
+    Ok(set)
+}
+
+/// Loads the plugins `names` from `dir`, each from its
+/// [`plugin_file_name`] and nothing else: what a daemon does. A name whose
+/// file is missing is simply absent from the set; one whose file fails is
+/// in [`PluginSet::failed`]. Errors if the folder is not trusted.
+pub fn load_named(dir: &Path, names: &[&str]) -> Result<PluginSet, DirError> {
+    check_folder(dir)?;
+    let mut set = PluginSet {
+        dir: dir.to_path_buf(),
+        ..PluginSet::default()
+    };
+    for name in names {
+        let file = plugin_file_name(name);
+        // A name outside the rule (a '/', say) names no plugin file; it
+        // must never become a path elsewhere.
+        if plugin_name_of_file(&file).is_none() {
+            continue;
+        }
+        let path = dir.join(file);
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        let expected = name.replace('-', "_");
+        set.add(path.clone(), load_expecting(&path, Some(&expected)));
+    }
+    Ok(set)
+}
+
+impl PluginSet {
+    fn add(&mut self, path: PathBuf, loaded: Result<Plugin, LoadError>) {
+        match loaded {
             Ok(p) => {
-                if let Some(first) = seen.get(p.name()) {
-                    set.failed.push(LoadError::Duplicate {
+                if let Some(first) = self.get(p.name()).map(|f| f.info().path.clone()) {
+                    self.failed.push(LoadError::Duplicate {
                         path,
                         name: p.name().to_owned(),
-                        first: first.clone(),
+                        first,
                     });
                 } else {
-                    seen.insert(p.name().to_owned(), path);
-                    set.loaded.push(p);
+                    self.loaded.push(p);
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %crate::error::error_chain(&e), "transport plugin not loaded");
-                set.failed.push(e);
+                self.failed.push(e);
             }
         }
     }
-    Ok(set)
+
+    /// Why the file of plugin `name` failed, if it did.
+    pub fn failure_of(&self, name: &str) -> Option<&LoadError> {
+        let file = plugin_file_name(name);
+        self.failed
+            .iter()
+            .find(|e| e.path().file_name().and_then(|n| n.to_str()) == Some(file.as_str()))
+    }
 }
 
 /// The plugins folder: `cli` if given, else `$HAIFU_PLUGINS` if set and

@@ -25,11 +25,14 @@ fn bad_plugins_are_reported_and_good_ones_still_load() {
     let dir = tempfile::tempdir().unwrap();
     common::install("haifu-transport-multicast", dir.path());
     common::install("haifu-transport-quic", dir.path());
-    common::install("haifu-testkit-bad-version", dir.path());
-    common::install("haifu-testkit-init-fails", dir.path());
+    common::install_as("haifu-testkit-bad-version", dir.path(), "bad_version");
+    common::install_as("haifu-testkit-init-fails", dir.path(), "init-fails");
+    common::install_as("haifu-testkit-init-panics", dir.path(), "init-panics");
+    // Under their own names the test kit's libraries are not plugin files:
+    // never opened.
     common::install("haifu-testkit-init-panics", dir.path());
     std::fs::write(
-        dir.path().join("notalib.so"),
+        dir.path().join("libhaifu_transport_notalib.so"),
         b"#!/bin/sh\necho not a library\n",
     )
     .unwrap();
@@ -40,7 +43,7 @@ fn bad_plugins_are_reported_and_good_ones_still_load() {
     .unwrap();
     let foreign = some_foreign_library();
     if let Some(f) = &foreign {
-        std::fs::copy(f, dir.path().join("libforeign.so")).unwrap();
+        std::fs::copy(f, dir.path().join("libhaifu_transport_foreign.so")).unwrap();
     }
 
     let set = load_dir(dir.path()).unwrap();
@@ -58,20 +61,23 @@ fn bad_plugins_are_reported_and_good_ones_still_load() {
             .unwrap_or_else(|| panic!("no error for {file}"));
         error_chain(e)
     };
-    let m = msg("notalib.so");
-    assert!(m.contains("notalib.so: cannot load as a library"), "{m}");
+    let m = msg("libhaifu_transport_notalib.so");
+    assert!(
+        m.contains("libhaifu_transport_notalib.so: cannot load as a library"),
+        "{m}"
+    );
     assert!(
         m.contains("invalid ELF header") || m.contains("too short"),
         "{m}"
     );
 
-    let m = msg("libhaifu_testkit_bad_version.so");
+    let m = msg("libhaifu_transport_bad_version.so");
     assert!(
-        m.ends_with("libhaifu_testkit_bad_version.so: plugin ABI 2, host ABI 1"),
+        m.ends_with("libhaifu_transport_bad_version.so: plugin ABI 2, host ABI 1"),
         "{m}"
     );
 
-    let m = msg("libhaifu_testkit_init_fails.so");
+    let m = msg("libhaifu_transport_init_fails.so");
     assert!(
         m.contains(
             "plugin \"init-fails\" failed to initialise: no usable network interface (test fixture)"
@@ -79,14 +85,14 @@ fn bad_plugins_are_reported_and_good_ones_still_load() {
         "{m}"
     );
 
-    let m = msg("libhaifu_testkit_init_panics.so");
+    let m = msg("libhaifu_transport_init_panics.so");
     assert!(
         m.contains("failed to initialise: plugin panicked: init blew up (test fixture)"),
         "{m}"
     );
 
     if foreign.is_some() {
-        let m = msg("libforeign.so");
+        let m = msg("libhaifu_transport_foreign.so");
         assert!(m.contains("does not export haifu_transport_entry"), "{m}");
         assert!(m.contains("undefined symbol"), "{m}");
     }
@@ -98,7 +104,7 @@ fn bad_plugins_are_reported_and_good_ones_still_load() {
 fn listing_is_json_and_a_table() {
     let dir = tempfile::tempdir().unwrap();
     common::install("haifu-transport-multicast", dir.path());
-    common::install("haifu-testkit-bad-version", dir.path());
+    common::install_as("haifu-testkit-bad-version", dir.path(), "bad_version");
     let listing = list_plugins(dir.path()).unwrap();
     assert!(listing.has_errors());
     let json = serde_json::to_value(&listing).unwrap();
@@ -131,9 +137,9 @@ fn missing_folder_is_an_error_naming_it() {
 }
 
 #[test]
-fn missing_file_is_an_open_error() {
+fn missing_file_is_a_stat_error() {
     let e = haifu_plugin_host::load(std::path::Path::new("/nonexistent/libx.so")).unwrap_err();
-    assert!(matches!(e, LoadError::Open { .. }));
+    assert!(matches!(e, LoadError::Stat { .. }), "{e:?}");
     assert!(
         error_chain(&e).contains("No such file"),
         "{}",
@@ -142,13 +148,23 @@ fn missing_file_is_an_open_error() {
 }
 
 #[test]
-fn duplicate_names_keep_the_first() {
+fn only_files_named_by_the_rule_are_candidates() {
     let dir = tempfile::tempdir().unwrap();
     let a = common::install("haifu-transport-multicast", dir.path());
+    // A copy under another name is not a plugin file: not even opened.
     std::fs::copy(&a, dir.path().join("libzz_copy.so")).unwrap();
+    std::fs::copy(&a, dir.path().join("libhaifu_transport_Bad-Name.so")).unwrap();
     let set = load_dir(dir.path()).unwrap();
     assert_eq!(set.loaded.len(), 1);
-    assert!(matches!(set.failed[0], LoadError::Duplicate { .. }));
+    assert!(set.failed.is_empty(), "{:?}", set.failed);
+    assert_eq!(
+        haifu_plugin_host::plugin_name_of_file("libhaifu_transport_init_fails.so"),
+        Some("init_fails")
+    );
+    assert_eq!(
+        haifu_plugin_host::plugin_name_of_file("libzz_copy.so"),
+        None
+    );
 }
 
 /// The raw ABI from C: the header and the example in the ABI crate build
@@ -157,7 +173,10 @@ fn duplicate_names_keep_the_first() {
 fn a_plugin_written_in_c_loads() {
     let abi = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/abi");
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("libcdemo.so");
+    // Named by the rule, so it is also a plugin of a folder.
+    let out = dir
+        .path()
+        .join(haifu_plugin_host::plugin_file_name("cdemo"));
     let status = std::process::Command::new("cc")
         .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
         .arg(abi.join("include"))
@@ -176,6 +195,10 @@ fn a_plugin_written_in_c_loads() {
     let e = p.open_group("").unwrap_err();
     assert_eq!(e.kind, haifu_plugin_host::ErrorKind::Io);
     assert_eq!(e.message, "no groups here");
+    let listing = list_plugins(dir.path()).unwrap();
+    assert_eq!(listing.plugins.len(), 1);
+    assert_eq!(listing.plugins[0].name.as_deref(), Some("cdemo"));
+    assert_eq!(listing.plugins[0].status, "ok");
 }
 
 /// ABI 1 grows only by appended fields: a plugin built against the header

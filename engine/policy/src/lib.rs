@@ -15,6 +15,9 @@
 //!   (script:line:column where Rhai gives one, the limit's kind otherwise) and
 //!   returns it in [`Outcome::fallback`] so callers can show it.
 //!
+//! It also holds [`input::read_text`], the capped, regular-files-only reader
+//! that workflows, policies and daemon configs are all read with.
+//!
 //! It does not read the ledger, know the workflow format, keep time or do
 //! any I/O besides reading script files at load: callers pass facts (and
 //! `now`) in and act on the typed answers.
@@ -25,6 +28,7 @@ mod decision;
 mod error;
 mod facts;
 mod hardening;
+pub mod input;
 mod script;
 mod set;
 pub mod version;

@@ -29,9 +29,14 @@ impl Script {
     /// [`PolicyError::Read`], [`PolicyError::TooLarge`] or
     /// [`PolicyError::Syntax`] (with the script's own line and column).
     pub fn load(engine: &Engine, limits: &Limits, path: &Path) -> Result<Script, PolicyError> {
-        let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
+        // Read with the compile limit as the cap: a larger file is refused
+        // before it is read whole.
+        let cap = limits.max_source_size as u64;
+        let source = crate::input::read_text(path, cap, "policy scripts").map_err(|source| {
+            PolicyError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         Script::compile(engine, limits, path, &source)
     }

@@ -103,7 +103,7 @@ impl PolicySet {
             if texts.contains_key(path) || errors.iter().any(|e: &PolicyError| e.path() == path) {
                 continue;
             }
-            match std::fs::read_to_string(path) {
+            match crate::input::read_text(path, limits.max_source_size as u64, "policy scripts") {
                 Ok(text) => {
                     texts.insert(path, text);
                 }

@@ -36,6 +36,8 @@ mod timing;
 mod validate;
 mod yaml;
 
+pub use yaml::{ShapeError, check_shape};
+
 use std::path::Path;
 
 pub use error::{ErrorKind, SpecError, SpecWarning};
@@ -47,6 +49,10 @@ pub use raw::{
 pub use steps::{Step, StepKind};
 pub use timing::Window;
 pub use validate::validate;
+
+/// The largest workflow file read, in bytes. A workflow is a few kB; the
+/// cap keeps a mistaken path (`/dev/zero`, a log) from being read whole.
+pub const MAX_WORKFLOW_BYTES: u64 = 1 << 20;
 
 /// Stages 1 and 2 on `text` (the contents of `file`): no I/O beyond jiff's
 /// read-only time-zone database (for `schedule.time_zone`).
@@ -79,7 +85,7 @@ pub fn check_text(file: &Path, text: &str) -> Result<Plan, Vec<SpecError>> {
 /// Every error found: the workflow's in file order, then those of the files
 /// it names (a policy syntax error names the script's own line and column).
 pub fn load_and_validate(path: &Path) -> Result<Plan, Vec<SpecError>> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match haifu_policy::input::read_text(path, MAX_WORKFLOW_BYTES, "workflow files") {
         Ok(t) => t,
         Err(e) => {
             return Err(vec![SpecError {

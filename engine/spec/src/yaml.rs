@@ -120,7 +120,7 @@ fn parse_events(text: &str) -> Result<Option<Node>, YamlError> {
                 if documents > 1 {
                     return Err(YamlError {
                         pos: at,
-                        message: "a workflow file holds one YAML document; found a second".into(),
+                        message: "a haifu file holds one YAML document; found a second".into(),
                     });
                 }
                 continue;
@@ -128,7 +128,10 @@ fn parse_events(text: &str) -> Result<Option<Node>, YamlError> {
             Event::Alias(_) => {
                 return Err(YamlError {
                     pos: at,
-                    message: "YAML aliases (*name) are not supported in workflows".into(),
+                    // An alias repeats a whole subtree for a few bytes of
+                    // text: a 1 MB file can expand to gigabytes. No haifu
+                    // file needs them (workflows, daemon configs).
+                    message: "YAML aliases (*name) are not supported in haifu files".into(),
                 });
             }
             Event::Scalar(text, style, _anchor, tag) => {
@@ -191,6 +194,33 @@ fn parse_events(text: &str) -> Result<Option<Node>, YamlError> {
         }
     }
     Ok(root)
+}
+
+/// A YAML problem found by [`check_shape`], with its one-based position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {message}")]
+pub struct ShapeError {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks that `text` is one YAML document within the bounds workflows
+/// have (no aliases, nesting up to 64, at most 100,000 nodes), for files
+/// another parser reads afterwards: the daemon configs go through
+/// `serde_yaml`, which expands aliases. One rule for every haifu file.
+///
+/// # Errors
+/// The first problem, with its line and column.
+pub fn check_shape(text: &str) -> Result<(), ShapeError> {
+    parse(text).map(|_| ()).map_err(|e| ShapeError {
+        line: e.pos.line,
+        column: e.pos.column,
+        message: e.message,
+    })
 }
 
 #[cfg(test)]

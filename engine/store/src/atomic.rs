@@ -48,7 +48,22 @@ impl TempFile {
     pub(crate) fn persist(mut self, dest: &Path) -> Result<(), StoreError> {
         fs::rename(&self.path, dest).map_err(StoreError::io("rename into place", dest))?;
         self.armed = false;
-        if let Some(parent) = dest.parent() {
+        // `Path::new("f").parent()` is `Some("")`: the current folder.
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+impl TempFile {
+    /// Publishes the file as `dest` only if `dest` does not exist (a hard
+    /// link: atomic, and refused with `AlreadyExists` otherwise), removes
+    /// the temporary name and flushes the folder.
+    pub(crate) fn publish_new(self, dest: &Path) -> Result<(), StoreError> {
+        fs::hard_link(&self.path, dest).map_err(StoreError::io("create", dest))?;
+        drop(self);
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
         }
         Ok(())

@@ -35,6 +35,18 @@ pub enum StoreError {
         /// Where it should be.
         path: PathBuf,
     },
+    /// The master key file may be read by group or others.
+    #[error(
+        "master key {} has mode {mode:04o}: group or others may read it; if it is still secret, run: chmod 600 {}",
+        path.display(),
+        path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A key file that cannot be used.
     #[error("key file {} is not valid: {detail}", path.display())]
     BadKey {

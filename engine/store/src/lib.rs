@@ -24,10 +24,12 @@ mod atomic;
 mod error;
 mod keyfile;
 mod object;
+mod private;
 mod verify;
 
 pub use atomic::{sync_dir, write_atomic};
 pub use error::StoreError;
 pub use keyfile::{load_or_create_master_key, read_public_key};
 pub use object::{Put, Store};
+pub use private::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, create_private_dir, create_private_file};
 pub use verify::VerifiedReader;

@@ -222,8 +222,12 @@ impl Store {
         io::copy(&mut r, &mut io::sink()).map_err(|e| r.error(e))
     }
 
-    /// Writes the artifact to `dest` atomically, only once it has verified.
-    pub fn export(&self, digest: &Digest, dest: &Path) -> Result<u64, StoreError> {
+    /// Writes the artifact to `dest` atomically, only once it has verified:
+    /// a temporary file in `dest`'s folder, fsync, then published. Without
+    /// `overwrite`, publishing is a hard link, which fails if `dest` exists
+    /// (even if it appeared during the copy); with it, a rename replaces
+    /// `dest`. A failure leaves `dest` as it was and no temporary file.
+    pub fn export(&self, digest: &Digest, dest: &Path, overwrite: bool) -> Result<u64, StoreError> {
         let mut r = self.open_object(digest)?;
         let dir = dest
             .parent()
@@ -247,7 +251,11 @@ impl Store {
         file.sync_all()
             .map_err(StoreError::io("sync", tmp.path()))?;
         drop(file);
-        tmp.persist(dest)?;
+        if overwrite {
+            tmp.persist(dest)?;
+        } else {
+            tmp.publish_new(dest)?;
+        }
         Ok(n)
     }
 
@@ -385,8 +393,21 @@ mod tests {
         assert!(store.contains(&put.digest));
         assert_eq!(store.verify(&put.digest).unwrap(), data.len() as u64);
         let out = dir.path().join("out.bin");
-        store.export(&put.digest, &out).unwrap();
+        store.export(&put.digest, &out, false).unwrap();
         assert_eq!(fs::read(&out).unwrap(), data);
+        // Without overwrite an existing file stays as it is; with it, it is
+        // replaced. Neither leaves a temporary file beside it.
+        fs::write(&out, b"keep me").unwrap();
+        let e = store.export(&put.digest, &out, false).unwrap_err();
+        assert!(e.to_string().starts_with("cannot create "), "{e}");
+        assert_eq!(fs::read(&out).unwrap(), b"keep me");
+        store.export(&put.digest, &out, true).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), data);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "objects, tmp, out.bin"
+        );
         assert_eq!(store.list_objects().unwrap(), vec![put.digest]);
         assert!(store.temp_files().unwrap().is_empty());
     }
@@ -421,7 +442,7 @@ mod tests {
         assert!(msg.contains("is corrupted"), "{msg}");
         assert!(msg.contains(&put.digest.to_hex()), "{msg}");
         let out = dir.path().join("out.bin");
-        assert!(store.export(&put.digest, &out).is_err());
+        assert!(store.export(&put.digest, &out, false).is_err());
         assert!(!out.exists());
 
         // Garbage that is not zstd at all is corruption too, not a panic.

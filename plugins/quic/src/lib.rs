@@ -24,7 +24,7 @@
 //! | `listen` | none (connect only) | address to accept on, e.g. `0.0.0.0:4433` |
 //! | `bind` | `0.0.0.0:0` | local address of a connect-only endpoint |
 //! | `deny` | empty | initial deny list, comma-separated identities |
-//! | `max_frame` | `16777216` | largest message sent or accepted, bytes |
+//! | `max_frame` | `1048608` | largest message sent or accepted, bytes ([`DEFAULT_MAX_FRAME`]) |
 //! | `alpn` | `haifu/1` | ALPN protocol both sides must agree on |
 //! | `threads` | `1` | runtime worker threads |
 //! | `idle_timeout_ms` | `30000` | connection idle timeout (keep-alives at a third) |
@@ -43,6 +43,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use haifu_transport_abi::{Config, Error, Transport, export_transport};
+
+/// The default `max_frame`: haifu's protocol frame limit,
+/// `haifu_protocol::limits::DEFAULT_MAX_FRAME` (one 1 MiB chunk plus its
+/// 32-byte header, engine/protocol/src/limits.rs). A plugin depends on the
+/// ABI crate alone, so the value is repeated here; the test
+/// `engine/fleet/tests/frame_limit.rs` sends frames through this plugin and
+/// fails if the two disagree. A larger default would let a peer make the
+/// host buffer frames the protocol refuses anyway. The length prefix is
+/// checked before any of the body is read or allocated.
+pub const DEFAULT_MAX_FRAME: usize = (1 << 20) + 32;
 
 /// The plugin instance; each endpoint owns its runtime, so it is stateless.
 #[derive(Debug)]
@@ -110,7 +120,7 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            max_frame: c.parse_or("max_frame", 16usize << 20)?,
+            max_frame: c.parse_or("max_frame", DEFAULT_MAX_FRAME)?,
             alpn: c.get("alpn").unwrap_or("haifu/1").to_owned(),
             threads: c.parse_or("threads", 1usize)?,
             idle_timeout: ms("idle_timeout_ms", 30_000)?,

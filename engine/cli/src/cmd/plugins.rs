@@ -7,9 +7,12 @@ use anyhow::Result;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "A plugin that fails to load (not a library, no entry symbol, another ABI \
-version, an init that fails or panics) is listed with its error; the others still load. Exit \
-status 1 when any failed."
+    after_help = "Plugin N is the file libhaifu_transport_N.so; only files named so are \
+listed, and no other file in the folder is opened. A folder that group or others may write, or \
+that someone other than root or you owns, is refused; such a plugin file is listed with the \
+reason and not loaded. A plugin that fails to load (not a library, no entry symbol, another ABI \
+version, a name other than its file's, an init that fails or panics) is listed with its error; \
+the others still load. Exit status 1 when any failed."
 )]
 pub struct Args {
     /// Plugins folder [default: the folder of the haifu binary].

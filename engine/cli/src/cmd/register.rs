@@ -34,12 +34,19 @@ pub struct Args {
 pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let name: ArtifactName = args.name.parse()?;
     let version: Version = args.version.parse()?;
-    // Refuse a missing file before creating anything in the home.
+    // Refuse a missing, unreadable or special file before creating anything
+    // in the home: a failed command leaves nothing behind. Opening it is the
+    // only sure test of readability (metadata succeeds on a mode 000 file);
+    // the metadata is checked first so a FIFO is refused without blocking.
     let meta = std::fs::metadata(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     if !meta.is_file() {
         anyhow::bail!("cannot read {}: not a regular file", args.file.display());
     }
+    drop(
+        std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?,
+    );
 
     let mut ledger = home.ledger()?;
     let store = home.store()?;

@@ -38,6 +38,14 @@ pub fn install(crate_name: &str, dir: &Path) -> PathBuf {
     dst
 }
 
+/// Copies a built library into `dir` under the file name of plugin `name`
+/// (`libhaifu_transport_<name>.so`), the only names the loader opens.
+pub fn install_as(crate_name: &str, dir: &Path, name: &str) -> PathBuf {
+    let dst = dir.join(haifu_plugin_host::plugin_file_name(name));
+    std::fs::copy(plugin_path(crate_name), &dst).unwrap();
+    dst
+}
+
 /// A port no other test in this run uses: tests run in parallel threads and
 /// multicast groups on one host see each other's traffic.
 pub fn unique_port() -> u16 {
