@@ -29,7 +29,10 @@ fn plugin_dir(into: &Path) -> PathBuf {
         );
         let src = [dir.join(&file), dir.join("deps").join(&file)]
             .into_iter()
-            .find(|p| p.exists())
+            // The newer of the two: a plugin built on its own beside a newer
+            // build as a dev-dependency must not shadow it.
+            .filter(|p| p.exists())
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
             .expect("the plugins are built with the tests (dev-dependencies)");
         std::fs::copy(src, out.join(&file)).unwrap();
     }

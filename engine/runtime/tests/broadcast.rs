@@ -27,7 +27,10 @@ fn plugin() -> Plugin {
     }
     let path = [dir.join(&file), dir.join("deps").join(&file)]
         .into_iter()
-        .find(|p| p.exists())
+        // The newer of the two: a plugin built on its own beside a newer
+        // build as a dev-dependency must not shadow it.
+        .filter(|p| p.exists())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .expect("the multicast plugin is built with the tests (a dev-dependency)");
     haifu_plugin_host::load(&path).unwrap()
 }

@@ -28,7 +28,10 @@ pub fn plugin_dir(into: &Path) -> PathBuf {
         );
         let src = [dir.join(&file), dir.join("deps").join(&file)]
             .into_iter()
-            .find(|p| p.exists())
+            // The newer of the two: a plugin built on its own beside a newer
+            // build as a dev-dependency must not shadow it.
+            .filter(|p| p.exists())
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
             .unwrap_or_else(|| panic!("{file} is built with the tests (a dev-dependency)"));
         std::fs::copy(&src, out.join(&file)).unwrap();
     }

@@ -19,10 +19,14 @@ pub fn plugin_path(crate_name: &str) -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.exists() {
-            return candidate;
-        }
+    // The newer of the two: a plugin built on its own beside a newer build
+    // as a dev-dependency must not shadow it.
+    if let Some(p) = [dir.join(&file), dir.join("deps").join(&file)]
+        .into_iter()
+        .filter(|p| p.exists())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    {
+        return p;
     }
     panic!(
         "{file} not found near {}; is it a dev-dependency?",
