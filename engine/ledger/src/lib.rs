@@ -5,7 +5,8 @@
 //! `synchronous = FULL`, so a write that returned is on disk. The schema is
 //! versioned: [`MIGRATIONS`] lists every step in order, and opening a ledger
 //! applies the missing ones in a transaction each. Clients, runs, rounds and
-//! completion messages arrive as later migrations.
+//! completion messages arrive as later migrations, as do the HTTP API's
+//! bearer tokens (stored hashed).
 //!
 //! What it does not do: hold artifact bytes (the store does) or decide
 //! anything (the engine does). It records and answers.
@@ -14,6 +15,7 @@
 mod error;
 mod migrations;
 mod runs;
+mod tokens;
 mod traffic;
 mod versions;
 
@@ -28,6 +30,7 @@ pub use runs::{
     ClientRow, ClientState, ClientTouch, ClientUpdate, FleetBatch, NewRun, RelayAudit, RunAudit,
     RunClient, RunRow, RunStatus, Transition,
 };
+pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};
 
