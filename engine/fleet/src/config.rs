@@ -419,7 +419,10 @@ mod tests {
     #[test]
     fn api_limits_default_and_are_checked() {
         let (_d, p) = write("home: h\nlisten: 127.0.0.1:7400\napi: 127.0.0.1:7480\n");
-        assert_eq!(load::<MasterConfig>(&p).unwrap().api_limits, ApiLimits::default());
+        assert_eq!(
+            load::<MasterConfig>(&p).unwrap().api_limits,
+            ApiLimits::default()
+        );
         let (_d, p) = write(
             "home: h\nlisten: 127.0.0.1:7400\napi_limits: {max_connections: 64, header_timeout_secs: 2}\n",
         );

@@ -194,12 +194,11 @@ impl Ledger {
             .map_err(&wrap)?;
         rows.into_iter()
             .map(|(name, scope, hash)| {
-                let sha3_256 = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
-                    LedgerError::Damaged {
+                let sha3_256 =
+                    <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| LedgerError::Damaged {
                         path: self.path.clone(),
                         detail: format!("api token {name:?} has a hash of {} bytes", hash.len()),
-                    }
-                })?;
+                    })?;
                 Ok(TokenDigest {
                     name,
                     scope,

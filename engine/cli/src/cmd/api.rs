@@ -49,7 +49,8 @@ pub enum TokenCommand {
 }
 
 fn parse_scope(s: &str) -> Result<TokenScope, String> {
-    s.parse().map_err(|e: haifu_ledger::UnknownScope| e.to_string())
+    s.parse()
+        .map_err(|e: haifu_ledger::UnknownScope| e.to_string())
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -94,10 +95,7 @@ pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
                 eprintln!("no API token; create one with `haifu api token create`");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "{:<24} {:<6} {:<32} LAST USED",
-                "NAME", "SCOPE", "CREATED"
-            );
+            println!("{:<24} {:<6} {:<32} LAST USED", "NAME", "SCOPE", "CREATED");
             for t in tokens {
                 println!(
                     "{:<24} {:<6} {:<32} {}",

@@ -82,9 +82,8 @@ pub fn digest(token: &str) -> [u8; 32] {
 
 /// Whether `t` has the shape of a token (`hfu_` + 64 lowercase hex).
 fn well_formed(t: &str) -> bool {
-    t.strip_prefix(TOKEN_PREFIX).is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
+    t.strip_prefix(TOKEN_PREFIX)
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The token of an `Authorization` header value, if it is `Bearer <token>`
@@ -178,8 +177,10 @@ fn unauthorized(msg: &str, bad_token: bool) -> Response {
         r#"Bearer realm="haifu""#
     };
     let mut r = error(StatusCode::UNAUTHORIZED, msg).into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     r
 }
 
@@ -220,7 +221,9 @@ async fn require(api: &Api, needed: TokenScope, req: Request, next: Next) -> Res
     }
     let tokens = Arc::clone(&api.tokens);
     // Not awaited: the answer does not wait for the bookkeeping.
-    drop(tokio::task::spawn_blocking(move || tokens.record_use(&name)));
+    drop(tokio::task::spawn_blocking(move || {
+        tokens.record_use(&name)
+    }));
     next.run(req).await
 }
 

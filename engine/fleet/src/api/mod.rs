@@ -114,7 +114,10 @@ fn router(api: Api) -> Router {
         })
         // Every endpoint today only reads. A write endpoint goes in its own
         // router with `auth::require_admin`.
-        .layer(middleware::from_fn_with_state(api.clone(), auth::require_read));
+        .layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_read,
+        ));
     data.route("/healthz", get(routes::healthz))
         .layer(middleware::from_fn_with_state(api.clone(), limit_body))
         // For any extractor that reads a body one day (none does yet).
@@ -143,6 +146,23 @@ async fn limit_body(State(api): State<Api>, req: Request, next: Next) -> Respons
     next.run(req).await
 }
 
+/// A listening socket with a deep accept queue: a burst of connections
+/// waits there for the accept loop instead of having its SYNs dropped (each
+/// drop costs the connecting client a second before it retries). The
+/// kernel caps it at `net.core.somaxconn`.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do for a listener: a restarted master can bind again
+    // while the old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// Serves the API on `addr` until `shutdown` is set. Returns once bound (the
 /// server runs on its own thread), or why it cannot: the address is not
 /// loopback and no token exists, the ledger or the socket failed.
@@ -169,7 +189,7 @@ pub fn spawn(
         .build()
         .map_err(io("runtime".into()))?;
     let listener = rt
-        .block_on(tokio::net::TcpListener::bind(addr))
+        .block_on(async { listen(addr) })
         .map_err(io(format!("cannot listen on {addr}")))?;
     let bound = listener.local_addr().unwrap_or(addr);
     let api = Api {
@@ -193,7 +213,12 @@ mod tests {
 
     #[test]
     fn loopback_is_127_8_and_1_also_mapped() {
-        for a in ["127.0.0.1:1", "127.9.9.9:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+        for a in [
+            "127.0.0.1:1",
+            "127.9.9.9:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
             assert!(is_loopback(a.parse().unwrap()), "{a}");
         }
         for a in ["0.0.0.0:1", "10.0.0.5:1", "[::]:1", "[::ffff:10.0.0.5]:1"] {

@@ -257,6 +257,9 @@ mod tests {
             assert_eq!(percent_decode(bad), None, "{bad:?}");
         }
         let e = gate_params(Some("client=pos%+1&service=x")).unwrap_err();
-        assert!(e.contains("\"client\""), "the error names the parameter: {e}");
+        assert!(
+            e.contains("\"client\""),
+            "the error names the parameter: {e}"
+        );
     }
 }

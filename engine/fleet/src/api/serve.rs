@@ -16,7 +16,9 @@
 //!   eviction, idle connections only push out other idle connections; a
 //!   client that sends its request right after connecting (as every real
 //!   client does) is busy within a round trip and is never pushed out, so a
-//!   flood of idle connections cannot starve it.
+//!   flood of idle connections cannot starve it. (The accept loop yields
+//!   after each accept so that a new connection's request, if already sent,
+//!   is read before the next connection is accepted.)
 //! - **Header timeout** (`header_timeout_secs`, default 5 s): a connection
 //!   has that long to send a request's headers; hyper starts the same timer
 //!   again after each answer, so it is also the keep-alive idle timeout.
@@ -91,7 +93,11 @@ enum Admission {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Conn({} in flight)", self.in_flight.load(Ordering::SeqCst))
+        write!(
+            f,
+            "Conn({} in flight)",
+            self.in_flight.load(Ordering::SeqCst)
+        )
     }
 }
 
@@ -143,7 +149,10 @@ impl CapLog {
             Admission::Refused => self.refused += 1,
         }
         let now = Instant::now();
-        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
             tracing::warn!(
                 cap,
                 evicted_idle = self.evicted,
@@ -196,9 +205,18 @@ pub(super) async fn serve(
         cap_log.note(&admission, limits.max_connections);
         let (id, conn) = match admission {
             Admission::Admitted(id, c) | Admission::Evicted(id, c) => (id, c),
-            Admission::Refused => continue, // dropping `stream` closes it
+            Admission::Refused => {
+                abort(stream);
+                continue;
+            }
         };
-        let task = connection(stream, Arc::clone(&conn), app.clone(), &limits, stop_rx.clone());
+        let task = connection(
+            stream,
+            Arc::clone(&conn),
+            app.clone(),
+            &limits,
+            stop_rx.clone(),
+        );
         let registry = Arc::clone(&registry);
         tokio::spawn(async move {
             task.await;
@@ -208,6 +226,11 @@ pub(super) async fn serve(
                 .open
                 .remove(&id);
         });
+        // Let the new connection's task run before the next accept: a
+        // request already in its socket is read and counted in flight now,
+        // so the connections queued behind it (a flood fills the accept
+        // queue) cannot evict it as idle before it was ever looked at.
+        tokio::task::yield_now().await;
     }
     let _ = stop_tx.send(true);
     let end = Instant::now() + Duration::from_secs(limits.request_timeout_secs);
@@ -254,11 +277,10 @@ fn connection(
         // out of reach whatever it says.
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
-    let serving = http.serve_connection(TokioIo::new(stream), service);
+    let mut serving = http.serve_connection(TokioIo::new(stream), service);
     async move {
-        tokio::pin!(serving);
         let graceful = tokio::select! {
-            r = serving.as_mut() => {
+            r = &mut serving => {
                 if let Err(e) = r {
                     // Timeouts, resets, malformed heads: the peer's doing.
                     tracing::debug!("api: connection: {e}");
@@ -270,10 +292,21 @@ fn connection(
         };
         if graceful {
             // A request is being answered: finish it, then close.
-            serving.as_mut().graceful_shutdown();
+            std::pin::Pin::new(&mut serving).graceful_shutdown();
             let _ = tokio::time::timeout(request_timeout, serving).await;
+        } else {
+            abort(serving.into_parts().io.into_inner());
         }
-        // Otherwise dropping `serving` closes the socket now.
+    }
+}
+
+/// Closes an idle connection with a reset. A plain close would leave the
+/// master holding a TIME_WAIT entry per evicted connection for a minute
+/// (60,000 after a flood like the load test's); this one never sent a
+/// request, so there is no answer a reset could cut short.
+fn abort(stream: TcpStream) {
+    if let Err(e) = stream.set_zero_linger() {
+        tracing::debug!("api: SO_LINGER: {e}");
     }
 }
 
