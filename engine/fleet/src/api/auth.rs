@@ -139,21 +139,24 @@ impl Tokens {
         Ok(found)
     }
 
-    /// Writes `last_used_at` for `name` unless done in the last minute.
-    /// Best effort and blocking: a busy ledger skips it rather than delay
-    /// anyone.
-    fn record_use(&self, name: &str) {
+    /// Whether `name`'s use is to be written now (not in the last minute);
+    /// if so, counts it as written. A map lookup: fine on the async side.
+    fn use_due(&self, name: &str) -> bool {
+        let mut seen = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if seen
+            .get(name)
+            .is_some_and(|t| now.duration_since(*t) < USE_RECORD_EVERY)
         {
-            let mut seen = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            if seen
-                .get(name)
-                .is_some_and(|t| now.duration_since(*t) < USE_RECORD_EVERY)
-            {
-                return;
-            }
-            seen.insert(name.to_owned(), now);
+            return false;
         }
+        seen.insert(name.to_owned(), now);
+        true
+    }
+
+    /// Writes `last_used_at` for `name`. Best effort and blocking: while the
+    /// writer is busy the use is skipped rather than queued.
+    fn record_use(&self, name: &str) {
         let Ok(mut slot) = self.writer.try_lock() else {
             return;
         };
@@ -219,11 +222,13 @@ async fn require(api: &Api, needed: TokenScope, req: Request, next: Next) -> Res
         )
         .into_response();
     }
-    let tokens = Arc::clone(&api.tokens);
-    // Not awaited: the answer does not wait for the bookkeeping.
-    drop(tokio::task::spawn_blocking(move || {
-        tokens.record_use(&name)
-    }));
+    if api.tokens.use_due(&name) {
+        let tokens = Arc::clone(&api.tokens);
+        // Not awaited: the answer does not wait for the bookkeeping.
+        drop(tokio::task::spawn_blocking(move || {
+            tokens.record_use(&name)
+        }));
+    }
     next.run(req).await
 }
 

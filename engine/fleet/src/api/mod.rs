@@ -23,7 +23,7 @@
 //! What it does not do: listen on a non-loopback address while the ledger
 //! holds no token (the master refuses to start), or let any caller hold more
 //! than its share of the master: connections are capped, slow or idle ones
-//! time out, heads and bodies are bounded ([`serve`], `api_limits` in the
+//! time out, heads and bodies are bounded (`serve.rs`, `api_limits` in the
 //! master's config).
 
 pub mod auth;

@@ -1,9 +1,11 @@
 //! The API's accept loop: HTTP/1.1 connections (hyper) under a cap, with
 //! timeouts, so no caller can hold more than its share of the master.
 //!
-//! - **Cap** (`api_limits.max_connections`, default 512): the master never
-//!   holds more API connections than that, whatever a peer opens, so its
-//!   file descriptors are never exhausted by the API.
+//! - **Cap** (`api_limits.max_connections`, default 512): the master holds
+//!   no more API connections than that, whatever a peer opens, so the API
+//!   cannot exhaust its file descriptors. (A connection evicted in the
+//!   instant its request arrived finishes that request first, within the
+//!   request timeout, outside the count.)
 //! - **Over the cap, the oldest idle connection goes.** A connection is idle
 //!   while no request of it is inside the service (it has sent nothing, or
 //!   only part of its headers, or waits between keep-alive requests). Every

@@ -342,12 +342,19 @@ impl Fleet {
         )?;
         let mut text = String::new();
         s.read_to_string(&mut text)?;
-        let body = text
+        let (head, body) = text
             .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
             .with_context(|| format!("GET {path}: no HTTP body in {text:?}"))?;
         let v: serde_json::Value = serde_json::from_str(body)
             .with_context(|| format!("GET {path}: not JSON: {body:?}"))?;
+        // A refusal (401: the token) must not read as the gate denying.
+        let status = head.split_whitespace().nth(1).unwrap_or_default();
+        if status != "200" {
+            bail!(
+                "GET {path}: HTTP {status}: {}",
+                v["error"].as_str().unwrap_or(body)
+            );
+        }
         let version = self
             .ledger()?
             .client(client)?
