@@ -113,7 +113,8 @@ fn router(api: Api) -> Router {
             )
         })
         // Every endpoint today only reads. A write endpoint goes in its own
-        // router with `auth::require_admin`.
+        // router, behind a twin of `require_read` asking for
+        // `TokenScope::Admin`.
         .layer(middleware::from_fn_with_state(
             api.clone(),
             auth::require_read,
