@@ -73,6 +73,9 @@ enum Command {
     Status(cmd::status::Args),
     /// Per relay: who was delivered in which round, by delta, who was not.
     Audit(cmd::audit::Args),
+    /// Manage the bearer tokens of the master's HTTP API.
+    #[command(subcommand)]
+    Api(cmd::api::Command),
     /// Ask the service gate whether a client may use a service.
     Gate(cmd::gate::Args),
     /// Declare the services the gate knows.
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(&home, a),
         Command::Status(a) => cmd::status::run(&home, a),
         Command::Audit(a) => cmd::audit::run(&home, a),
+        Command::Api(c) => cmd::api::run(&home, c),
         Command::Gate(a) => cmd::gate::run(&home, a),
         Command::Service(c) => cmd::service::run(&home, c),
         Command::Plugins(a) => cmd::plugins::run(a),

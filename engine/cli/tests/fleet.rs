@@ -11,13 +11,13 @@ use std::time::Duration;
 use common::fleet::Fleet;
 use serde_json::Value;
 
-/// A bare HTTP/1.1 GET: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+/// A bare HTTP/1.1 GET with a bearer token: (status, body).
+fn http_get(addr: &str, token: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -510,7 +510,13 @@ fn a_cut_off_client_is_refused_until_readmitted() {
         "--since",
         "1.0.0",
     ]);
-    let (code, body) = http_get(&api, "/v1/gate?client=gone1&service=pos");
+    let token = f
+        .haifu_ok(&[
+            "api", "token", "create", "--name", "test", "--scope", "read",
+        ])
+        .trim()
+        .to_owned();
+    let (code, body) = http_get(&api, &token, "/v1/gate?client=gone1&service=pos");
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["allow"], false, "{v}");
@@ -518,29 +524,29 @@ fn a_cut_off_client_is_refused_until_readmitted() {
         v["reason"].as_str().unwrap().contains("disconnected"),
         "{v}"
     );
-    let (_, body) = http_get(&api, "/v1/gate?client=ok1&service=pos");
+    let (_, body) = http_get(&api, &token, "/v1/gate?client=ok1&service=pos");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["allow"],
         true,
         "{body}"
     );
-    let (_, body) = http_get(&api, "/v1/gate?client=nobody&service=pos");
+    let (_, body) = http_get(&api, &token, "/v1/gate?client=nobody&service=pos");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(
         v["allow"] == false && v["reason"].as_str().unwrap().contains("unknown client"),
         "{v}"
     );
-    let (code, body) = http_get(&api, "/v1/gate?client=ok1");
+    let (code, body) = http_get(&api, &token, "/v1/gate?client=ok1");
     assert_eq!(code, 400, "{body}");
     assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
-    let (code, body) = http_get(&api, "/v1/runs/1/audit");
+    let (code, body) = http_get(&api, &token, "/v1/runs/1/audit");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("missed every round"), "{body}");
-    assert_eq!(http_get(&api, "/v1/runs/99").0, 404);
-    assert_eq!(http_get(&api, "/v1/runs/x").0, 400);
-    let (code, body) = http_get(&api, "/v1/fleet");
+    assert_eq!(http_get(&api, &token, "/v1/runs/99").0, 404);
+    assert_eq!(http_get(&api, &token, "/v1/runs/x").0, 400);
+    let (code, body) = http_get(&api, &token, "/v1/fleet");
     assert!(code == 200 && body.contains("gone1"), "{body}");
-    let (code, body) = http_get(&api, "/v1/runs/1");
+    let (code, body) = http_get(&api, &token, "/v1/runs/1");
     assert!(code == 200 && body.contains("\"report\""), "{body}");
 
     f.wait_log("relay-a", "deny list applied denied=1", 1, 30);

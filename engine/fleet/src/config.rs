@@ -46,9 +46,14 @@ pub struct MasterConfig {
     /// Where relays (and clients asking for deltas) connect.
     pub listen: SocketAddr,
     /// Where the HTTP JSON API listens (run status, audit, fleet, gate), e.g.
-    /// `127.0.0.1:7480`; absent: no API.
+    /// `127.0.0.1:7480`; absent: no API. Every data endpoint needs a bearer
+    /// token (`haifu api token create`); an address other than loopback is
+    /// refused at start while the ledger holds no token.
     #[serde(default)]
     pub api: Option<SocketAddr>,
+    /// The HTTP API's connection cap and timeouts.
+    #[serde(default)]
+    pub api_limits: ApiLimits,
     /// The master's identity; its certificate is `home/certs/NAME.pem`
     /// unless `tls` names other files.
     #[serde(default = "default_master_name")]
@@ -77,6 +82,67 @@ pub struct MasterConfig {
     /// certificate not listed is refused at connection.
     #[serde(default)]
     pub relays: Vec<String>,
+}
+
+/// How much the HTTP API lets its callers hold: a peer that opens
+/// connections and sends nothing, or sends headers a byte at a time, must not
+/// use up the master's file descriptors or keep the others out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiLimits {
+    /// Connections held open at once. Past it, a new connection evicts the
+    /// oldest one with no request in progress (or is closed if every one is
+    /// busy).
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers. The same timer
+    /// runs while a keep-alive connection waits for its next request, so it
+    /// is also the idle timeout.
+    pub header_timeout_secs: u64,
+    /// Seconds a request may take from its headers to its answer.
+    pub request_timeout_secs: u64,
+    /// Bytes of request headers accepted (the whole head).
+    pub max_header_bytes: usize,
+    /// Bytes of request body accepted (no endpoint takes one yet).
+    pub max_body_bytes: u64,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            header_timeout_secs: 5,
+            request_timeout_secs: 30,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl ApiLimits {
+    fn check(&self) -> Result<(), String> {
+        if !(1..=65_536).contains(&self.max_connections) {
+            return Err(format!(
+                "api_limits.max_connections {} is not between 1 and 65536",
+                self.max_connections
+            ));
+        }
+        for (key, v) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return Err(format!("api_limits.{key} {v} is not between 1 and 3600"));
+            }
+        }
+        // hyper's read buffer cannot be smaller than 8 KiB.
+        if !(8192..=1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(format!(
+                "api_limits.max_header_bytes {} is not between 8192 and 1048576",
+                self.max_header_bytes
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_settle_ms() -> u64 {
@@ -279,7 +345,7 @@ impl Resolve for MasterConfig {
         if self.poll_ms == 0 {
             return Err("poll_ms must be at least 1".into());
         }
-        Ok(())
+        self.api_limits.check()
     }
 }
 
@@ -360,6 +426,24 @@ mod tests {
         let (_d, p) = write("home: h\nlisten: nowhere\n");
         let e = load::<MasterConfig>(&p).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}:2:", p.display())), "{e}");
+    }
+
+    #[test]
+    fn api_limits_default_and_are_checked() {
+        let (_d, p) = write("home: h\nlisten: 127.0.0.1:7400\napi: 127.0.0.1:7480\n");
+        assert_eq!(
+            load::<MasterConfig>(&p).unwrap().api_limits,
+            ApiLimits::default()
+        );
+        let (_d, p) = write(
+            "home: h\nlisten: 127.0.0.1:7400\napi_limits: {max_connections: 64, header_timeout_secs: 2}\n",
+        );
+        let l = load::<MasterConfig>(&p).unwrap().api_limits;
+        assert_eq!((l.max_connections, l.header_timeout_secs), (64, 2));
+        assert_eq!(l.request_timeout_secs, 30, "the others keep their defaults");
+        let (_d, p) = write("home: h\nlisten: 127.0.0.1:7400\napi_limits: {max_connections: 0}\n");
+        let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+        assert!(e.contains("api_limits.max_connections 0"), "{e}");
     }
 
     #[test]

@@ -237,7 +237,12 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     tracing::info!(listen = %addr, name = %cfg.name, home = %home.display(), "master started");
 
     if let Some(a) = cfg.api {
-        crate::api::spawn(a, ledger_path.clone(), shutdown.clone())?;
+        crate::api::spawn(
+            a,
+            cfg.api_limits.clone(),
+            ledger_path.clone(),
+            shutdown.clone(),
+        )?;
     }
     let hub = Arc::new(Hub::default());
     {

@@ -5,7 +5,8 @@
 //! `synchronous = FULL`, so a write that returned is on disk. The schema is
 //! versioned: [`MIGRATIONS`] lists every step in order, and opening a ledger
 //! applies the missing ones in a transaction each. Clients, runs, rounds and
-//! completion messages arrive as later migrations.
+//! completion messages arrive as later migrations, as do the HTTP API's
+//! bearer tokens (stored hashed).
 //!
 //! What it does not do: hold artifact bytes (the store does) or decide
 //! anything (the engine does). It records and answers.
@@ -17,6 +18,7 @@ mod migrations;
 mod run_clients;
 mod runs;
 mod services;
+mod tokens;
 mod traffic;
 mod versions;
 
@@ -30,6 +32,7 @@ pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use run_clients::{ClientState, ClientUpdate, RelayAudit, RunAudit, RunClient};
 pub use runs::{NewRun, RunRow, RunStatus, Transition};
+pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};
 

@@ -109,6 +109,16 @@ pub const MIGRATIONS: &[&str] = &[
         at       TEXT NOT NULL
     );
     CREATE INDEX run_traffic_by_run ON run_traffic (run_id, kind);",
+    // 5: the HTTP API's bearer tokens, stored as the sha3-256 of the token
+    // (never the token). A revoked token's row is deleted; the events log
+    // keeps who created and revoked what.
+    "CREATE TABLE api_tokens (
+        name          TEXT PRIMARY KEY,
+        scope         TEXT NOT NULL CHECK (scope IN ('read', 'admin')),
+        sha3_256      BLOB NOT NULL UNIQUE CHECK (length(sha3_256) = 32),
+        created_at    TEXT NOT NULL,
+        last_used_at  TEXT
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments and its `run`.
 
+pub mod api;
 pub mod audit;
 pub mod ca;
 pub mod check;

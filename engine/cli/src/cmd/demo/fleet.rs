@@ -41,6 +41,8 @@ pub struct Fleet {
     home: PathBuf,
     pub procs: Procs,
     api: SocketAddr,
+    /// A read token made for the demo: the API answers nobody without one.
+    api_token: String,
     pub new_len: u64,
     new_digest: haifu_core::Digest,
     old_digest: haifu_core::Digest,
@@ -135,6 +137,11 @@ impl Fleet {
             manifests.push(done.manifest);
         }
         ledger.set_service(SERVICE, NAME, NEW)?;
+        // What `haifu api token create --name demo --scope read` does.
+        let token = haifu_fleet::api::auth::new_token()?;
+        ledger
+            .create_token("demo", haifu_ledger::TokenScope::Read, &token.sha3_256)?
+            .context("the demo's fresh ledger already holds a token named \"demo\"")?;
         // Every client runs 2.3.0, installed and verified as a client would.
         let pinned = key.public_key();
         for (id, _) in &plan.roles {
@@ -206,6 +213,7 @@ impl Fleet {
             procs: Procs::new(dir, &plugins)?,
             home,
             api,
+            api_token: token.text,
             new_len: new.len() as u64,
             new_digest: manifests[1].body.sha3_256,
             old_digest: manifests[0].body.sha3_256,
@@ -329,17 +337,24 @@ impl Fleet {
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.api
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.api, self.api_token
         )?;
         let mut text = String::new();
         s.read_to_string(&mut text)?;
-        let body = text
+        let (head, body) = text
             .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
             .with_context(|| format!("GET {path}: no HTTP body in {text:?}"))?;
         let v: serde_json::Value = serde_json::from_str(body)
             .with_context(|| format!("GET {path}: not JSON: {body:?}"))?;
+        // A refusal (401: the token) must not read as the gate denying.
+        let status = head.split_whitespace().nth(1).unwrap_or_default();
+        if status != "200" {
+            bail!(
+                "GET {path}: HTTP {status}: {}",
+                v["error"].as_str().unwrap_or(body)
+            );
+        }
         let version = self
             .ledger()?
             .client(client)?

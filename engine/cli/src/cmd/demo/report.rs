@@ -271,7 +271,11 @@ impl Report {
             );
         }
         if let Some(g) = self.gate.first() {
-            let _ = writeln!(s, "  (asked as: curl '{}')", g.url);
+            let _ = writeln!(
+                s,
+                "  (asked as: curl -H 'Authorization: Bearer $TOKEN' '{}', with the demo's read token)",
+                g.url
+            );
         }
         let _ = writeln!(s, "\nfinished in {:.1} s", self.elapsed_secs);
         if let Some(dir) = &self.folder {

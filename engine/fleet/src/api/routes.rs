@@ -1,49 +1,23 @@
-//! The master's HTTP JSON API (axum, HTTP/1.1), for the operator's own
-//! servers and dashboards. Read-only: everything comes from the ledger.
-//!
-//! | route | answer |
-//! |---|---|
-//! | `GET /v1/runs` | every run, newest first |
-//! | `GET /v1/runs/{id}` | one run with its report |
-//! | `GET /v1/runs/{id}/audit` | the audit: per relay, who has what |
-//! | `GET /v1/fleet` | every client: relay, version, last contact, cut-off |
-//! | `GET /v1/gate?client=C&service=S` | `{"allow": bool, "reason": "…"}` |
-//!
-//! Bad parameters get 400, unknown runs 404, each with `{"error": "…"}`.
-//! The gate answers from the restriction policy of the newest run's workflow
-//! (compiled once per workflow), else the built-in default; unknown and
-//! cut-off clients are denied with a reason.
+//! The API's endpoints: each reads the ledger on the blocking pool and
+//! answers JSON. They know nothing of tokens or connections; `auth` and
+//! `serve` stand in front of them.
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use haifu_ledger::Ledger;
 use haifu_policy::{PolicyPaths, PolicySet};
 use serde_json::json;
 
-use crate::FleetError;
-use crate::common::Shutdown;
-
-/// The restriction policy in use, and the workflow it came from.
-type GateCache = Arc<Mutex<Option<(Option<PathBuf>, Arc<PolicySet>)>>>;
-
-#[derive(Clone)]
-struct Api {
-    ledger: PathBuf,
-    gate: GateCache,
-}
+use super::Api;
 
 /// An error answer: a status and a message, sent as `{"error": "…"}`.
 #[derive(Debug)]
-struct ApiError(StatusCode, String);
+pub(super) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -51,11 +25,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(code: StatusCode, msg: impl Into<String>) -> ApiError {
+pub(super) fn error(code: StatusCode, msg: impl Into<String>) -> ApiError {
     ApiError(code, msg.into())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
@@ -79,7 +53,7 @@ async fn blocking(
     }
 }
 
-async fn runs(State(api): State<Api>) -> Response {
+pub(super) async fn runs(State(api): State<Api>) -> Response {
     blocking(api, |api| to_json(&ledger(api)?.runs().map_err(internal)?)).await
 }
 
@@ -92,7 +66,7 @@ fn run_id(text: &str) -> Result<i64, ApiError> {
     })
 }
 
-async fn run(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Response {
+pub(super) async fn run(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Response {
     blocking(api, move |api| {
         let id = run_id(&id)?;
         let l = ledger(api)?;
@@ -115,7 +89,7 @@ async fn run(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Response {
     .await
 }
 
-async fn audit(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Response {
+pub(super) async fn audit(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Response {
     blocking(api, move |api| {
         let id = run_id(&id)?;
         match ledger(api)?.audit(id).map_err(internal)? {
@@ -129,7 +103,7 @@ async fn audit(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Response
     .await
 }
 
-async fn fleet(State(api): State<Api>) -> Response {
+pub(super) async fn fleet(State(api): State<Api>) -> Response {
     blocking(api, |api| {
         to_json(&ledger(api)?.clients().map_err(internal)?)
     })
@@ -163,15 +137,27 @@ fn gate_params(query: Option<&str>) -> Result<(String, String), String> {
     }
 }
 
+/// `application/x-www-form-urlencoded` decoding, strict: `%` must be
+/// followed by exactly two hex digits (`u8::from_str_radix` alone would take
+/// `%+1` as 0x01, since it accepts a sign), and the result must be UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
+    fn hex(d: u8) -> Option<u8> {
+        match d {
+            b'0'..=b'9' => Some(d - b'0'),
+            b'a'..=b'f' => Some(d - b'a' + 10),
+            b'A'..=b'F' => Some(d - b'A' + 10),
+            _ => None,
+        }
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let hi = hex(*b.get(i + 1)?)?;
+                let lo = hex(*b.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
                 i += 3;
             }
             b'+' => {
@@ -220,7 +206,7 @@ fn gate_policies(api: &Api, l: &Ledger) -> Result<Arc<PolicySet>, String> {
     Ok(set)
 }
 
-async fn gate(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn gate(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
     let (client, service) = match gate_params(query.as_deref()) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e).into_response(),
@@ -236,58 +222,9 @@ async fn gate(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
     .await
 }
 
-/// Serves the API on `addr` until `shutdown` is set. Returns once bound (the
-/// server runs on its own thread), or the error binding.
-pub fn spawn(
-    addr: SocketAddr,
-    ledger_path: PathBuf,
-    shutdown: Shutdown,
-) -> Result<SocketAddr, FleetError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| FleetError::Start(format!("api runtime: {e}")))?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .map_err(|e| FleetError::Start(format!("api: cannot listen on {addr}: {e}")))?;
-    let bound = listener.local_addr().unwrap_or(addr);
-    let api = Api {
-        ledger: ledger_path,
-        gate: Arc::new(Mutex::new(None)),
-    };
-    let app = Router::new()
-        .route("/v1/runs", get(runs))
-        .route("/v1/runs/{id}", get(run))
-        .route("/v1/runs/{id}/audit", get(audit))
-        .route("/v1/fleet", get(fleet))
-        .route("/v1/gate", get(gate))
-        .fallback(|| async {
-            error(
-                StatusCode::NOT_FOUND,
-                "no such route (see /v1/runs, /v1/fleet, /v1/gate)",
-            )
-        })
-        .with_state(api);
-    std::thread::Builder::new()
-        .name("api".into())
-        .spawn(move || {
-            let stop = async move {
-                while !shutdown.is_set() {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            };
-            if let Err(e) = rt.block_on(
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .into_future(),
-            ) {
-                tracing::error!("api: {e}");
-            }
-        })
-        .map_err(|e| FleetError::Start(format!("api thread: {e}")))?;
-    tracing::info!(listen = %bound, "HTTP API serving");
-    Ok(bound)
+/// `GET /healthz`: the API is up. No token, no data.
+pub(super) async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
 }
 
 #[cfg(test)]
@@ -310,5 +247,19 @@ mod tests {
         ] {
             assert!(gate_params(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn percent_decoding_is_strict() {
+        assert_eq!(percent_decode("a%2Fb+c%c3%A9").as_deref(), Some("a/b cé"));
+        // Signs, a lone or short escape, non-hex digits and bad UTF-8.
+        for bad in ["%+1", "%-1", "%", "%4", "x%4", "%g0", "% 1", "%ff"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+        let e = gate_params(Some("client=pos%+1&service=x")).unwrap_err();
+        assert!(
+            e.contains("\"client\""),
+            "the error names the parameter: {e}"
+        );
     }
 }

@@ -1,0 +1,229 @@
+//! The master's HTTP JSON API (axum over hyper, HTTP/1.1), for the
+//! operator's own servers and dashboards. Read-only: everything comes from
+//! the ledger.
+//!
+//! | route | scope | answer |
+//! |---|---|---|
+//! | `GET /healthz` | none | `{"status": "ok"}`: the API is up; no data |
+//! | `GET /v1/runs` | read | every run, newest first |
+//! | `GET /v1/runs/{id}` | read | one run with its report |
+//! | `GET /v1/runs/{id}/audit` | read | the audit: per relay, who has what |
+//! | `GET /v1/fleet` | read | every client: relay, version, last contact, cut-off |
+//! | `GET /v1/gate?client=C&service=S` | read | `{"allow": bool, "reason": "…"}` |
+//!
+//! Every route but `/healthz`, unknown ones included, needs
+//! `Authorization: Bearer hfu_…` with a token from `haifu api token create`
+//! (see [`auth`]): none or a bad one gets 401 with `WWW-Authenticate:
+//! Bearer`, a token whose scope is too small 403. Bad parameters get 400,
+//! unknown runs 404, each with `{"error": "…"}`. The gate answers from the
+//! restriction policy of the newest run's workflow (compiled once per
+//! workflow), else the built-in default; unknown and cut-off clients are
+//! denied with a reason.
+//!
+//! What it does not do: listen on a non-loopback address while the ledger
+//! holds no token (the master refuses to start), or let any caller hold more
+//! than its share of the master: connections are capped, slow or idle ones
+//! time out, heads and bodies are bounded (`serve.rs`, `api_limits` in the
+//! master's config).
+
+pub mod auth;
+mod routes;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use haifu_ledger::Ledger;
+use haifu_policy::PolicySet;
+
+use crate::FleetError;
+use crate::common::Shutdown;
+use crate::config::ApiLimits;
+use routes::error;
+
+/// The restriction policy in use, and the workflow it came from.
+type GateCache = Arc<Mutex<Option<(Option<PathBuf>, Arc<PolicySet>)>>>;
+
+/// What every handler shares.
+#[derive(Clone)]
+struct Api {
+    ledger: PathBuf,
+    gate: GateCache,
+    tokens: Arc<auth::Tokens>,
+    max_body: u64,
+}
+
+/// Why the API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A non-loopback address with nobody able to authenticate.
+    #[error(
+        "api: {addr} is not a loopback address and the ledger holds no API token; \
+         create one with `haifu api token create --name NAME --scope read` or listen on 127.0.0.1"
+    )]
+    Unguarded {
+        /// The configured `api:` address.
+        addr: SocketAddr,
+    },
+    /// The ledger could not be read.
+    #[error("api: {0}")]
+    Ledger(#[from] haifu_ledger::LedgerError),
+    /// The runtime, the socket or the thread.
+    #[error("api: {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<StartError> for FleetError {
+    fn from(e: StartError) -> Self {
+        FleetError::Start(e.to_string())
+    }
+}
+
+/// Whether `addr` only accepts connections from this machine
+/// (`127.0.0.0/8`, `::1`, and `::ffff:127.x.y.z`).
+pub fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
+}
+
+/// The API's routes and layers: limits, then auth (all but `/healthz`).
+fn router(api: Api) -> Router {
+    let data = Router::new()
+        .route("/v1/runs", get(routes::runs))
+        .route("/v1/runs/{id}", get(routes::run))
+        .route("/v1/runs/{id}/audit", get(routes::audit))
+        .route("/v1/fleet", get(routes::fleet))
+        .route("/v1/gate", get(routes::gate))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route (see /v1/runs, /v1/fleet, /v1/gate)",
+            )
+        })
+        // Every endpoint today only reads. A write endpoint goes in its own
+        // router, behind a twin of `require_read` asking for
+        // `TokenScope::Admin`.
+        .layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_read,
+        ));
+    data.route("/healthz", get(routes::healthz))
+        .layer(middleware::from_fn_with_state(api.clone(), limit_body))
+        // For any extractor that reads a body one day (none does yet).
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(api.max_body).unwrap_or(usize::MAX),
+        ))
+        .with_state(api)
+}
+
+/// 413 for a request announcing a body over the limit. Bodies are never
+/// read by today's endpoints, and hyper closes a connection whose request
+/// body was left unread rather than draining it.
+async fn limit_body(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > api.max_body) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {} bytes", api.max_body),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// A listening socket with a deep accept queue: a burst of connections
+/// waits there for the accept loop instead of having its SYNs dropped (each
+/// drop costs the connecting client a second before it retries). The
+/// kernel caps it at `net.core.somaxconn`.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do for a listener: a restarted master can bind again
+    // while the old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Serves the API on `addr` until `shutdown` is set. Returns once bound (the
+/// server runs on its own thread), or why it cannot: the address is not
+/// loopback and no token exists, the ledger or the socket failed.
+pub fn spawn(
+    addr: SocketAddr,
+    limits: ApiLimits,
+    ledger_path: PathBuf,
+    shutdown: Shutdown,
+) -> Result<SocketAddr, FleetError> {
+    // Tokens are required on every address; off loopback, the master also
+    // refuses to serve until one exists, so an API reachable from the
+    // network is never one nobody can use but everybody can knock on.
+    if !is_loopback(addr)
+        && !Ledger::open(&ledger_path)
+            .and_then(|l| l.has_tokens())
+            .map_err(StartError::Ledger)?
+    {
+        return Err(StartError::Unguarded { addr }.into());
+    }
+    let io = |what: String| move |source| StartError::Io { what, source };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(io("runtime".into()))?;
+    let listener = rt
+        .block_on(async { listen(addr) })
+        .map_err(io(format!("cannot listen on {addr}")))?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let api = Api {
+        tokens: Arc::new(auth::Tokens::new(ledger_path.clone())),
+        ledger: ledger_path,
+        gate: Arc::new(Mutex::new(None)),
+        max_body: limits.max_body_bytes,
+    };
+    let app = router(api);
+    std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || rt.block_on(serve::serve(listener, app, limits, shutdown)))
+        .map_err(io("thread".into()))?;
+    tracing::info!(listen = %bound, "HTTP API serving");
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_127_8_and_1_also_mapped() {
+        for a in [
+            "127.0.0.1:1",
+            "127.9.9.9:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(is_loopback(a.parse().unwrap()), "{a}");
+        }
+        for a in ["0.0.0.0:1", "10.0.0.5:1", "[::]:1", "[::ffff:10.0.0.5]:1"] {
+            assert!(!is_loopback(a.parse().unwrap()), "{a}");
+        }
+    }
+}
