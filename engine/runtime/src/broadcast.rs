@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use haifu_carousel::{Accepted, EncodeError, Pacer, Receiver, Sender};
+use haifu_carousel::{
+    Accepted, CarouselConfig, EncodeError, LayoutError, Pacer, ReceivePlan, Receiver, Sender,
+    SessionKey,
+};
+use haifu_core::{CarouselLayout, MANIFEST_FORMAT_V1, Manifest, ManifestError};
 use haifu_install::{InstallError, Staging};
 use haifu_plugin_host::{DatagramGroup, TransportError};
 
@@ -35,12 +39,72 @@ pub enum BroadcastError {
     /// Writing a decoded block failed.
     #[error(transparent)]
     Install(#[from] InstallError),
+    /// The manifest's carousel layout or block hashes are unusable.
+    #[error("manifest's carousel layout: {0}")]
+    Layout(#[from] LayoutError),
+    /// The manifest's block hashes do not parse.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     /// The round was stopped before its end (shutdown).
     #[error("stopped after {datagrams} datagrams")]
     Stopped {
         /// Datagrams sent before the stop.
         datagrams: u64,
     },
+}
+
+/// The carousel layout registration records in a format-2 manifest: the
+/// one relays send with. `block_hashes` is left empty for the caller.
+pub fn registration_layout() -> CarouselLayout {
+    let c = CarouselConfig::default();
+    CarouselLayout {
+        symbol_size: c.symbol_size,
+        object_shift: c.object_shift,
+        block_symbols: c.block_symbols,
+        block_hashes: String::new(),
+    }
+}
+
+/// The carousel configuration a verified manifest prescribes. Format-1
+/// manifests carry none: every relay then sent with the defaults, so those
+/// are what such a session is held to.
+pub fn carousel_config(manifest: &Manifest) -> CarouselConfig {
+    let mut config = CarouselConfig::default();
+    if let Some(c) = &manifest.body.carousel {
+        config.symbol_size = c.symbol_size;
+        config.object_shift = c.object_shift;
+        config.block_symbols = c.block_symbols;
+    }
+    config
+}
+
+/// What a client holds a session to: the verified manifest's size and
+/// layout, and its block hashes when it carries them. Call only on a
+/// manifest that passed [`Manifest::verify`].
+pub fn receive_plan(manifest: &Manifest) -> Result<ReceivePlan, BroadcastError> {
+    let plan = ReceivePlan::for_config(manifest.body.size, &carousel_config(manifest))?;
+    let hashes = match &manifest.body.carousel {
+        Some(c) => c.block_hashes()?,
+        None => {
+            debug_assert_eq!(manifest.body.format, MANIFEST_FORMAT_V1);
+            Vec::new()
+        }
+    };
+    if hashes.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.with_block_hashes(hashes)?)
+}
+
+/// The sender of a session for a verified manifest, laid out as the
+/// manifest says (what the relay should send with, so that clients holding
+/// the session to the manifest accept its datagrams).
+pub fn sender_for(key: SessionKey, manifest: &Manifest) -> Result<Sender, BroadcastError> {
+    Ok(Sender::new(
+        key,
+        manifest.body.size,
+        carousel_config(manifest),
+    )?)
 }
 
 /// What a relay sent in one round (the relay logs these per round).
@@ -122,7 +186,8 @@ pub struct ReceiveStats {
     pub accepted: u64,
     /// Authentic datagrams that added nothing (repeats, decoded blocks).
     pub redundant: u64,
-    /// Rejected datagrams, by reason (`bad_tag`, `foreign_session`, …).
+    /// Rejected datagrams, by reason (`bad_tag`, `foreign_session`,
+    /// `shape_mismatch`, `block_hash_mismatch`, `symbol_conflict`, …).
     pub rejected: BTreeMap<&'static str, u64>,
     /// Whether every block decoded.
     pub complete: bool,
