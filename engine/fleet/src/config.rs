@@ -153,6 +153,10 @@ pub struct PostInstallConfig {
     pub timeout_secs: u64,
 }
 
+fn default_receive_stall_secs() -> u64 {
+    60
+}
+
 fn default_post_install_secs() -> u64 {
     300
 }
@@ -194,6 +198,14 @@ pub struct ClientConfig {
     /// Receiving side of the broadcast.
     #[serde(default)]
     pub multicast: ClientMulticast,
+    /// The progress watchdog: a session that takes no new symbol for this
+    /// many seconds (nothing arrives, or only datagrams that are refused)
+    /// stops holding back the boot check, so a client whose broadcast was
+    /// poisoned or lost still asks the master for a delta. Longer than the
+    /// pause between two rounds, so a client waiting for the next round
+    /// does not give up on it.
+    #[serde(default = "default_receive_stall_secs")]
+    pub receive_stall_secs: u64,
     /// Run after installing, before reporting completion.
     #[serde(default)]
     pub post_install: Option<PostInstallConfig>,
@@ -317,6 +329,9 @@ impl Resolve for ClientConfig {
                 "testing.drop_datagrams {} is not between 0 and 1",
                 self.testing.drop_datagrams
             ));
+        }
+        if self.receive_stall_secs == 0 {
+            return Err("receive_stall_secs must be at least 1".into());
         }
         Ok(())
     }

@@ -21,6 +21,10 @@ const PIPELINE_DEPTH: usize = 4;
 /// zstd level for objects at rest: fast enough to keep pace with hashing.
 pub(crate) const LEVEL: i32 = 3;
 
+/// Sees every chunk of an artifact being stored, in order, on its own
+/// thread.
+pub type Observer<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
 /// The outcome of storing an artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Put {
@@ -94,7 +98,7 @@ impl Store {
         &self,
         path: &Path,
         progress: &mut dyn FnMut(u64),
-        observe: &mut (dyn FnMut(&[u8]) + Send),
+        observe: &mut Observer<'_>,
     ) -> Result<Put, StoreError> {
         let file = File::open(path).map_err(StoreError::io("open", path))?;
         self.put_reader_observed(file, path, progress, Some(observe))
@@ -121,7 +125,7 @@ impl Store {
         mut src: impl Read,
         src_name: &Path,
         progress: &mut dyn FnMut(u64),
-        observe: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+        observe: Option<&mut Observer<'_>>,
     ) -> Result<Put, StoreError> {
         let tmp_path = self.tmp_dir().join(temp_name("put"));
         let (tmp, file) = TempFile::create(tmp_path)?;
