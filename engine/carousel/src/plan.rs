@@ -47,10 +47,13 @@ pub fn block_count(shape: &SessionShape, block_symbols: u32) -> Result<u64, Layo
 }
 
 /// The layout and block hashes a receiver holds a session to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReceivePlan {
     shape: SessionShape,
     block_symbols: u32,
+    /// The sender's repair overhead: tells which round a symbol id belongs
+    /// to (a hint for recovering from forgery, never a check).
+    repair_overhead: f64,
     /// `Z` of every object but the last.
     first_blocks: u32,
     /// `Z` of the last object.
@@ -73,6 +76,7 @@ impl ReceivePlan {
         Ok(Self {
             shape,
             block_symbols,
+            repair_overhead: crate::layout::DEFAULT_REPAIR_OVERHEAD,
             first_blocks,
             last_blocks,
             blocks: u64::from(first_blocks) * u64::from(objects - 1) + u64::from(last_blocks),
@@ -84,7 +88,21 @@ impl ReceivePlan {
     pub fn for_config(artifact_len: u64, config: &CarouselConfig) -> Result<Self, LayoutError> {
         config.validate()?;
         let shape = SessionShape::new(artifact_len, config.object_shift, config.symbol_size)?;
-        Self::new(shape, config.block_symbols)
+        let mut plan = Self::new(shape, config.block_symbols)?;
+        plan.repair_overhead = config.repair_overhead;
+        Ok(plan)
+    }
+
+    /// The round (from 1) in which the sender sends symbol `esi` of a block
+    /// of `k` source symbols: round 1 sends ids `0..S`, round `r` ids
+    /// `(r-1)·S..r·S`, with `S = K × (1 + repair overhead)` (see
+    /// [`crate::Sender`]). Ids a sender never uses map to far rounds.
+    pub fn round_of(&self, esi: u32, k: u32) -> u32 {
+        let config = CarouselConfig {
+            repair_overhead: self.repair_overhead,
+            ..CarouselConfig::default()
+        };
+        esi / config.symbols_per_round(k).max(1) + 1
     }
 
     /// The same plan, checking each decoded block against `hashes` (one per

@@ -22,7 +22,12 @@
 //! symbol id and different tags prove a forgery before any decoding: the
 //! block starts over at once and that id is refused for good
 //! ([`ReceiveError::SymbolConflict`]), so garbage sent under the real ids
-//! does not linger into the next round. Memory: each block being
+//! does not linger into the next round. A block that met forgery in round
+//! `r` also starts over at its first symbol of a later round: garbage it
+//! still holds (whose real twin was lost, or under an id the relay never
+//! sends) would otherwise spoil that round's decode too. The round of a
+//! symbol is read from its id ([`ReceivePlan::round_of`]); a wrong guess
+//! only costs symbols, never accepts bytes. Memory: each block being
 //! decoded holds its received symbols; a decoded block is handed out and
 //! forgotten, so memory stays near the size of the objects in flight, not
 //! the artifact.
@@ -34,7 +39,7 @@ use thiserror::Error;
 
 use crate::datagram::{DatagramError, SessionKey, Symbol, TAG_LEN, parse_datagram};
 use crate::layout::{BlockLayout, MAX_ESI, ObjectLayout, SessionShape};
-use crate::plan::{ReceivePlan, block_hash};
+use crate::plan::{BlockHash, ReceivePlan, block_hash};
 
 /// Why a datagram did not help. Each variant is a counter the daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -96,6 +101,11 @@ pub struct DecodedBlock {
     pub offset: u64,
     /// The block's bytes, without padding.
     pub data: Vec<u8>,
+    /// Set when checks are deferred ([`Receiver::defer_block_checks`]):
+    /// the signed hash `data` must have. Write the block only if
+    /// [`crate::block_hash`] of `data` matches, and report either way with
+    /// [`Receiver::block_checked`].
+    pub check: Option<BlockHash>,
 }
 
 /// How far a session has got.
@@ -161,12 +171,35 @@ enum BlockRx {
         decoder: Box<SourceBlockDecoder>,
         /// The tag of every symbol the decoder holds, by ESI.
         esis: HashMap<u32, [u8; TAG_LEN]>,
-        /// ESIs seen with two different tags; kept across restarts so
-        /// neither version is taken again. At most [`MAX_REFUSED`] per block.
-        refused: HashSet<u32>,
+        guard: Guard,
+    },
+    /// Decoded, handed out, its hash being checked by the caller.
+    Checking {
+        guard: Guard,
     },
     Done,
 }
+
+/// What a block remembers of forgery across its restarts.
+#[derive(Debug, Default)]
+struct Guard {
+    /// ESIs seen with two different tags, so neither version is taken
+    /// again. At most [`MAX_REFUSED`].
+    refused: HashSet<u32>,
+    /// The round in which forgery was last detected in this block. The
+    /// block starts over at its first symbol of a later round: what it still
+    /// holds from that round may be garbage whose real twin was lost, and
+    /// would spoil the next decode too.
+    suspect: Option<u32>,
+    /// The round the block's symbols are in (0 before the first). It moves
+    /// one round at a time, and starts only at a plausible round, so ids far
+    /// beyond what the relay sends (a forger's) cannot move it.
+    round: u32,
+}
+
+/// The latest round a block's first symbol may claim (later ids are not
+/// sent in practice, so they do not set the block's round).
+const MAX_FIRST_ROUND: u32 = 64;
 
 /// Conflicting ESIs remembered per block: bounds what a forger can make a
 /// receiver hold. Past it, conflicts still restart the block.
@@ -186,6 +219,7 @@ pub struct Receiver {
     accepted: u64,
     discarded: u64,
     conflicts: u64,
+    defer_checks: bool,
     in_flight: u32,
     max_in_flight: u32,
 }
@@ -222,7 +256,18 @@ impl Receiver {
             accepted: 0,
             discarded: 0,
             conflicts: 0,
+            defer_checks: false,
         }
+    }
+
+    /// Hands decoded blocks out before their hash is checked, with the
+    /// signed hash in [`DecodedBlock::check`], so that hashing (sha3-256,
+    /// slower than decoding) runs on another thread than decoding. Each such
+    /// block counts as decoded only once [`Receiver::block_checked`]
+    /// confirms it; until then its object stays in flight and
+    /// [`Receiver::is_complete`] is false.
+    pub fn defer_block_checks(&mut self) {
+        self.defer_checks = true;
     }
 
     /// The plan the session is held to.
@@ -269,7 +314,7 @@ impl Receiver {
                 .map(|b| BlockRx::Receiving {
                     decoder: Box::new(block_decoder(b, &oti, layout.symbol_size)),
                     esis: HashMap::new(),
-                    refused: HashSet::new(),
+                    guard: Guard::default(),
                 })
                 .collect();
             self.in_flight += 1;
@@ -297,14 +342,15 @@ impl Receiver {
         let BlockRx::Receiving {
             decoder,
             esis,
-            refused,
+            guard,
         } = block
         else {
             return Ok(Accepted::AlreadyDecoded);
         };
-        if refused.contains(&h.esi) {
+        if guard.refused.contains(&h.esi) {
             return Ok(Accepted::Duplicate);
         }
+        let round = self.plan.round_of(h.esi, block_layout.symbols);
         match esis.get(&h.esi) {
             Some(tag) if *tag == symbol.tag => return Ok(Accepted::Duplicate),
             Some(_) => {
@@ -314,9 +360,10 @@ impl Receiver {
                 self.held -= esis.len() as u64;
                 **decoder = block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
                 esis.clear();
-                if refused.len() < MAX_REFUSED {
-                    refused.insert(h.esi);
+                if guard.refused.len() < MAX_REFUSED {
+                    guard.refused.insert(h.esi);
                 }
+                guard.suspect = Some(guard.round);
                 self.conflicts += 1;
                 return Err(ReceiveError::SymbolConflict {
                     object: h.object,
@@ -325,6 +372,20 @@ impl Receiver {
                 });
             }
             None => {}
+        }
+        let new_round = if guard.round == 0 {
+            round <= MAX_FIRST_ROUND
+        } else {
+            round == guard.round + 1
+        };
+        if new_round {
+            guard.round = round;
+            if guard.suspect.is_some_and(|r| round > r) {
+                self.held -= esis.len() as u64;
+                **decoder = block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                esis.clear();
+                guard.suspect = None;
+            }
         }
         esis.insert(h.esi, symbol.tag);
         self.held += 1;
@@ -336,37 +397,109 @@ impl Receiver {
         };
         self.held -= esis.len() as u64;
         data.truncate(usize::try_from(block_layout.len).unwrap_or(usize::MAX));
-        if let Some(want) = self.plan.block_hash(h.object, h.sbn)
-            && block_hash(&data) != *want
-        {
-            // Which symbols were forged cannot be told apart, so all of
-            // them go; the block starts over with the symbols that follow
-            // (the rest of this round's and every later round's fresh ESIs).
-            **decoder = block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
-            esis.clear();
-            self.discarded += 1;
-            return Err(ReceiveError::BlockHashMismatch {
-                object: h.object,
-                sbn: h.sbn,
-            });
-        }
-        self.needed -= u64::from(block_layout.symbols);
-        *block = BlockRx::Done;
-        self.bytes_done += data.len() as u64;
+        let check = match self.plan.block_hash(h.object, h.sbn).copied() {
+            Some(want) if !self.defer_checks => {
+                if block_hash(&data) != want {
+                    // Which symbols were forged cannot be told apart, so all
+                    // of them go; the block starts over with the symbols
+                    // that follow (the rest of this round's and every later
+                    // round's fresh ESIs).
+                    **decoder =
+                        block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                    esis.clear();
+                    guard.suspect = Some(guard.round);
+                    self.discarded += 1;
+                    return Err(ReceiveError::BlockHashMismatch {
+                        object: h.object,
+                        sbn: h.sbn,
+                    });
+                }
+                None
+            }
+            Some(want) => {
+                let guard = std::mem::take(guard);
+                *block = BlockRx::Checking { guard };
+                Some(want)
+            }
+            None => None,
+        };
         self.ready.push_back(DecodedBlock {
             object: h.object,
             sbn: h.sbn,
             offset: object.layout.offset + block_layout.offset,
             data,
+            check,
         });
-        object.blocks_done += 1;
-        let blocks = object.layout.block_count();
-        if object.blocks_done == blocks {
-            *slot = ObjectSlot::Done { blocks };
+        if check.is_none() {
+            self.complete_block(h.object, h.sbn);
+        }
+        Ok(Accepted::BlockDecoded)
+    }
+
+    /// Reports the check of a block handed out with [`DecodedBlock::check`]
+    /// set: `matches` says whether its bytes hash to it. A block that does
+    /// not match starts over like one checked inline, and the call returns
+    /// [`ReceiveError::BlockHashMismatch`] to be counted. Reports for blocks
+    /// not waiting on a check are ignored.
+    pub fn block_checked(
+        &mut self,
+        object: u32,
+        sbn: u8,
+        matches: bool,
+    ) -> Result<(), ReceiveError> {
+        let Some(ObjectSlot::Receiving(rx)) = self.objects.get_mut(object as usize) else {
+            return Ok(());
+        };
+        let Some(layout) = rx.layout.blocks.get(usize::from(sbn)).copied() else {
+            return Ok(());
+        };
+        let Some(block @ BlockRx::Checking { .. }) = rx.blocks.get_mut(usize::from(sbn)) else {
+            return Ok(());
+        };
+        if matches {
+            self.complete_block(object, sbn);
+            return Ok(());
+        }
+        let mut guard = match block {
+            BlockRx::Checking { guard } => std::mem::take(guard),
+            _ => Guard::default(),
+        };
+        guard.suspect = Some(guard.round);
+        *block = BlockRx::Receiving {
+            decoder: Box::new(block_decoder(&layout, &rx.oti, rx.layout.symbol_size)),
+            esis: HashMap::new(),
+            guard,
+        };
+        self.discarded += 1;
+        Err(ReceiveError::BlockHashMismatch { object, sbn })
+    }
+
+    /// Marks a decoded (and, if it has a hash, checked) block done.
+    fn complete_block(&mut self, object: u32, sbn: u8) {
+        let Some(ObjectSlot::Receiving(rx)) = self.objects.get_mut(object as usize) else {
+            return;
+        };
+        let Some(layout) = rx.layout.blocks.get(usize::from(sbn)).copied() else {
+            return;
+        };
+        let Some(block) = rx.blocks.get_mut(usize::from(sbn)) else {
+            return;
+        };
+        if matches!(block, BlockRx::Done) {
+            return;
+        }
+        *block = BlockRx::Done;
+        self.needed -= u64::from(layout.symbols);
+        self.bytes_done += layout.len;
+        rx.blocks_done += 1;
+        let blocks = rx.layout.block_count();
+        if rx.blocks_done == blocks {
+            if let Some(slot) = self.objects.get_mut(object as usize) {
+                *slot = ObjectSlot::Done { blocks };
+            }
             self.objects_done += 1;
             self.in_flight -= 1;
         }
-        Ok(Accepted::BlockDecoded)
     }
 
     /// The next decoded block, if any; write it at its offset.

@@ -66,7 +66,10 @@ impl Sender {
     /// What a receiver of this session holds it to (without block hashes;
     /// add those from the signed manifest).
     pub fn plan(&self) -> Result<ReceivePlan, EncodeError> {
-        Ok(ReceivePlan::new(self.shape, self.config.block_symbols)?)
+        Ok(ReceivePlan::for_config(
+            self.shape.artifact_len,
+            &self.config,
+        )?)
     }
 
     /// The configuration the session was made with.

@@ -836,7 +836,15 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
     );
     // 12 MiB: one object of three blocks at the default layout.
     let data = std::fs::read(f.artifact("app-1.bin", 12 << 20, 21)).unwrap();
-    f.workflow("poison", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "200Mbit/s");
+    f.workflow(
+        "poison",
+        "app-1.bin",
+        "1.0.0",
+        &["relay-a"],
+        2,
+        1,
+        "200Mbit/s",
+    );
     let yaml = std::fs::read_to_string(f.path("poison.yaml")).unwrap();
     std::fs::write(
         f.path("poison.yaml"),
@@ -878,7 +886,10 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
     });
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (twins, fresh) = forging.join().unwrap();
-    assert!(twins > 0 && fresh > 0, "forged: {twins} twins, {fresh} fresh");
+    assert!(
+        twins > 0 && fresh > 0,
+        "forged: {twins} twins, {fresh} fresh"
+    );
 
     let audit = f.json(&["audit", "1", "--json"]);
     for id in ["h1", "h2"] {
@@ -907,7 +918,10 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
         "{audit:#}"
     );
     let deaf = f.log("deaf");
-    assert!(deaf.contains("kind=\"full\"") || deaf.contains("kind=full"), "{deaf}");
+    assert!(
+        deaf.contains("kind=\"full\"") || deaf.contains("kind=full"),
+        "{deaf}"
+    );
     assert!(std::fs::read(f.path("deaf-root/current/artifact")).unwrap() == data);
     for id in ["h1", "h2", "deaf", "relay-a", "master"] {
         assert!(f.stop(id), "{id} exits 0 on SIGTERM");

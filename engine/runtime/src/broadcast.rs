@@ -12,8 +12,8 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use haifu_carousel::{
-    Accepted, CarouselConfig, EncodeError, LayoutError, Pacer, ReceivePlan, Receiver, Sender,
-    SessionKey,
+    Accepted, CarouselConfig, DecodedBlock, EncodeError, LayoutError, Pacer, ReceivePlan, Receiver,
+    Sender, SessionKey, block_hash,
 };
 use haifu_core::{CarouselLayout, MANIFEST_FORMAT_V1, Manifest, ManifestError};
 use haifu_install::{InstallError, Staging};
@@ -198,37 +198,103 @@ pub struct ReceiveStats {
 pub type DatagramSource<'a> =
     dyn FnMut(&mut [u8], Duration) -> Result<Option<usize>, TransportError> + 'a;
 
+/// Decoded blocks queued for the checking thread (about 5.6 MB each at the
+/// default layout) before decoding waits for it.
+const CHECKS_IN_FLIGHT: usize = 4;
+
 /// Receives from `next_datagram` until the session is complete or
 /// `deadline` passes, writing each decoded block into `staging`.
 /// `next_datagram(buf, timeout)` returns the length of one datagram, or
 /// `None` when the timeout passed with nothing.
+///
+/// Decoding runs on this thread; each decoded block's signed hash (when the
+/// receiver's plan has them) is checked on a second thread, which writes
+/// the block only if it matches: sha3-256 is slower than decoding, so the
+/// two overlap instead of adding up. Every block handed to the checker is
+/// settled before this returns.
 pub fn receive_from(
     next_datagram: &mut DatagramSource<'_>,
     receiver: &mut Receiver,
     staging: &mut Staging,
     deadline: Instant,
 ) -> Result<ReceiveStats, BroadcastError> {
+    receiver.defer_block_checks();
     let mut stats = ReceiveStats::default();
     let mut buf = vec![0u8; 2048];
-    while !receiver.is_complete() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let Some(n) = next_datagram(&mut buf, left.min(Duration::from_millis(200)))? else {
-            continue;
+    std::thread::scope(|scope| {
+        let (blocks_tx, blocks_rx) =
+            std::sync::mpsc::sync_channel::<DecodedBlock>(CHECKS_IN_FLIGHT);
+        let (checked_tx, checked_rx) = std::sync::mpsc::channel::<(u32, u8, bool)>();
+        let checker = scope.spawn(move || -> Result<(), InstallError> {
+            for block in blocks_rx {
+                let matches = block
+                    .check
+                    .is_none_or(|want| block_hash(&block.data) == want);
+                // A block that fails is never written: what the staging
+                // file holds was checked block by block.
+                if matches {
+                    staging.write_at(block.offset, &block.data)?;
+                }
+                if checked_tx.send((block.object, block.sbn, matches)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let settle = |receiver: &mut Receiver,
+                      stats: &mut ReceiveStats,
+                      (object, sbn, matches): (u32, u8, bool)| {
+            if let Err(e) = receiver.block_checked(object, sbn, matches) {
+                *stats.rejected.entry(e.kind()).or_default() += 1;
+            }
         };
-        match receiver.handle_datagram(&buf[..n]) {
-            Ok(Accepted::Held | Accepted::BlockDecoded) => stats.accepted += 1,
-            Ok(_) => stats.redundant += 1,
-            Err(e) => *stats.rejected.entry(e.kind()).or_default() += 1,
+        let mut in_check = 0usize;
+        let mut checker_gone = false;
+        while !receiver.is_complete() && !checker_gone {
+            for result in checked_rx.try_iter() {
+                in_check = in_check.saturating_sub(1);
+                settle(receiver, &mut stats, result);
+            }
+            if receiver.is_complete() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // While blocks are being checked, wake up often to settle them.
+            let wait = if in_check > 0 {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(200)
+            };
+            if let Some(n) = next_datagram(&mut buf, left.min(wait))? {
+                match receiver.handle_datagram(&buf[..n]) {
+                    Ok(Accepted::Held | Accepted::BlockDecoded) => stats.accepted += 1,
+                    Ok(_) => stats.redundant += 1,
+                    Err(e) => *stats.rejected.entry(e.kind()).or_default() += 1,
+                }
+            }
+            while let Some(block) = receiver.poll_block() {
+                if blocks_tx.send(block).is_err() {
+                    // The checker stopped on a write error: its join says why.
+                    checker_gone = true;
+                    break;
+                }
+                in_check += 1;
+            }
         }
-        while let Some(block) = receiver.poll_block() {
-            staging.write_at(block.offset, &block.data)?;
+        drop(blocks_tx);
+        let written = checker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for result in checked_rx.try_iter() {
+            settle(receiver, &mut stats, result);
         }
-    }
-    stats.complete = receiver.is_complete();
-    Ok(stats)
+        written?;
+        stats.complete = receiver.is_complete();
+        Ok(stats)
+    })
 }
 
 /// [`receive_from`] a datagram group.
