@@ -125,7 +125,8 @@ pub struct Progress {
     /// about this many plus a fraction of a percent.
     pub symbols_needed: u64,
     /// Symbols accepted so far (new to their block), including those of
-    /// blocks later discarded: the progress watchdog's pulse.
+    /// blocks later discarded (so not, alone, a sign of progress: see
+    /// `bytes_done` and `symbols_held`).
     pub symbols_accepted: u64,
     /// Decoded blocks discarded because they failed their signed hash.
     pub blocks_discarded: u64,

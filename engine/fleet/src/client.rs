@@ -12,8 +12,9 @@
 //!   version kept), runs the post-install command, and only then sends its
 //!   completion, resending until the master's ack arrives. The pending
 //!   completion is kept on disk, so a restart resends it;
-//! - a session that takes no new symbol for `receive_stall_secs` stops
-//!   holding back the boot check (the progress watchdog), so a straggler
+//! - a session whose bytes in hand reach no new high for
+//!   `receive_stall_secs` stops holding back the boot check (the progress
+//!   watchdog), so a straggler
 //!   still asks the master for a delta; the delta or full copy is streamed
 //!   to a staging file, never held in memory, and refused when announced
 //!   or decoded larger than the signed manifest allows.
@@ -392,7 +393,7 @@ fn receive(
     tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, block_hashes = hashed, "receiving");
     let stall = Duration::from_secs(cfg.receive_stall_secs);
     let mut last_progress = Instant::now();
-    let mut accepted_before = 0u64;
+    let mut best = 0u64;
     let drop_rate = cfg.testing.drop_datagrams;
     let mut rng = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
     let started = Instant::now();
@@ -469,11 +470,15 @@ fn receive(
                 .rejected_datagrams
                 .fetch_add(v, Ordering::Relaxed);
         }
-        // The progress watchdog: a new symbol is progress; refused
-        // datagrams, repeats and silence are not.
-        let accepted = receiver.progress().symbols_accepted;
-        if accepted > accepted_before {
-            accepted_before = accepted;
+        // The progress watchdog. Progress is a new high of the bytes in
+        // hand (blocks decoded and checked, plus symbols held): silence,
+        // refused datagrams and repeats do not raise it, and neither does a
+        // key holder who keeps poisoning blocks, since each poisoned block
+        // starts over from nothing.
+        let p = receiver.progress();
+        let in_hand = p.bytes_done + p.symbols_held * u64::from(p.shape.symbol_size);
+        if in_hand > best {
+            best = in_hand;
             last_progress = Instant::now();
             if client.stalled.swap(false, Ordering::SeqCst) {
                 tracing::info!(run = s.run, "the session makes progress again");
@@ -484,7 +489,8 @@ fn receive(
                 run = s.run,
                 relay = %cfg.relay.address,
                 stall_secs = cfg.receive_stall_secs,
-                accepted,
+                bytes_in_hand = in_hand,
+                accepted = p.symbols_accepted,
                 rejected = ?total.rejected,
                 "the session made no progress; letting the boot check ask the master"
             );

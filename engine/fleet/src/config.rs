@@ -198,10 +198,11 @@ pub struct ClientConfig {
     /// Receiving side of the broadcast.
     #[serde(default)]
     pub multicast: ClientMulticast,
-    /// The progress watchdog: a session that takes no new symbol for this
-    /// many seconds (nothing arrives, or only datagrams that are refused)
-    /// stops holding back the boot check, so a client whose broadcast was
-    /// poisoned or lost still asks the master for a delta. Longer than the
+    /// The progress watchdog: a session whose bytes in hand (blocks decoded
+    /// and checked, symbols held) reach no new high for this many seconds
+    /// (nothing arrives, only refused datagrams, or blocks that keep being
+    /// poisoned) stops holding back the boot check, so a client whose
+    /// broadcast was poisoned or lost still asks the master for a delta. Longer than the
     /// pause between two rounds, so a client waiting for the next round
     /// does not give up on it.
     #[serde(default = "default_receive_stall_secs")]

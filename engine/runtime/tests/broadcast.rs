@@ -7,15 +7,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use haifu_carousel::{BlockHasher, ReceivePlan};
-use haifu_carousel::{CarouselConfig, Pacer, Receiver, Sender, SessionKey};
+use haifu_carousel::{
+    BlockHasher, CarouselConfig, Pacer, ReceivePlan, Receiver, Sender, SessionKey,
+};
 use haifu_core::{
     CarouselLayout, Compression, Digest, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey,
 };
 use haifu_install::InstallRoot;
 use haifu_plugin_host::{DatagramGroup, Plugin};
-use haifu_runtime::broadcast::{receive_from, send_round};
-use haifu_runtime::broadcast::{receive_plan, registration_layout};
+use haifu_runtime::broadcast::{receive_from, receive_plan, registration_layout, send_round};
 use sha3::{Digest as _, Sha3_256};
 
 fn plugin() -> Plugin {
