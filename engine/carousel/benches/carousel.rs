@@ -129,7 +129,7 @@ fn main() {
     let mut lossy = Rng(2);
     let kept: Vec<&Vec<u8>> = datagrams.iter().filter(|_| !lossy.chance(0.10)).collect();
     let dec = time(|| {
-        let mut rx = Receiver::new(key.clone());
+        let mut rx = Receiver::new(key.clone(), hashed_plan(&sender, &artifact));
         let mut bytes = 0;
         for d in &kept {
             rx.handle_datagram(d).unwrap();
@@ -195,7 +195,7 @@ fn main() {
         let j = (srng.next_u64() % (i as u64 + 1)) as usize;
         shuffled.swap(i, j);
     }
-    let mut rx = Receiver::new(key.clone());
+    let mut rx = Receiver::new(key.clone(), hashed_plan(&sender, &artifact));
     let mut held: BTreeMap<(u32, u8), u32> = BTreeMap::new();
     let mut worst_ok = true;
     for d in shuffled {
@@ -286,7 +286,7 @@ fn compare_layouts(artifact: &[u8], key: &SessionKey) {
             .filter(|_| !lossy.chance(0.05))
             .collect();
         let dec = time(|| {
-            let mut rx = Receiver::new(key.clone());
+            let mut rx = Receiver::new(key.clone(), hashed_plan(&sender, artifact));
             let mut bytes = 0;
             for d in round1.iter().chain(&round2) {
                 rx.handle_datagram(d).unwrap();
@@ -310,4 +310,13 @@ fn compare_layouts(artifact: &[u8], key: &SessionKey) {
             d / bd,
         );
     }
+}
+
+/// The plan a client builds from a format-2 manifest: layout and block
+/// hashes, so the decode figures include checking every block.
+fn hashed_plan(sender: &Sender, artifact: &[u8]) -> haifu_carousel::ReceivePlan {
+    let plan = sender.plan().unwrap();
+    let mut hasher = haifu_carousel::BlockHasher::new(&plan).unwrap();
+    hasher.update(artifact);
+    plan.with_block_hashes(hasher.finish().unwrap()).unwrap()
 }

@@ -181,6 +181,10 @@ pub struct Symbol {
     pub header: SymbolHeader,
     /// The symbol's `T` bytes.
     pub data: Vec<u8>,
+    /// The datagram's tag. It fingerprints the header and bytes for free:
+    /// two datagrams with the same symbol id and different tags carry
+    /// different bytes, so one of them is forged.
+    pub tag: [u8; TAG_LEN],
 }
 
 /// Appends one datagram (header, symbol, tag) to `out`. `data` shorter than
@@ -222,12 +226,14 @@ pub fn parse_datagram(bytes: &[u8], key: &SessionKey) -> Result<Symbol, Datagram
         return Err(DatagramError::ForeignSession(session_id));
     }
     let header = decode_header(h, data.len(), session_id)?;
-    if !tags_equal(&key.tag(message), tag) {
+    let expected = key.tag(message);
+    if !tags_equal(&expected, tag) {
         return Err(DatagramError::BadTag);
     }
     Ok(Symbol {
         header,
         data: data.to_vec(),
+        tag: expected,
     })
 }
 

@@ -11,9 +11,11 @@
 //! with sub-blocking; within that range larger blocks are what let one round
 //! survive 5% loss (see [`crate::loss`] for the figures).
 //!
-//! The layout is a pure function of a [`SessionShape`] (carried by every
-//! datagram) and `Z` (also carried), so a receiver that joins mid-round can
-//! rebuild it from any one datagram.
+//! The layout is a pure function of a [`SessionShape`] and the sender's
+//! block size target. Every datagram carries both the shape and `Z`, but a
+//! receiver takes them from the signed manifest ([`crate::ReceivePlan`]) and
+//! only checks that each datagram agrees: any key holder can sign a
+//! datagram.
 
 use std::ops::Range;
 
@@ -77,6 +79,10 @@ pub enum LayoutError {
     RepairOverhead(f64),
     #[error("block size target {0} is outside 1..={MAX_BLOCK_SYMBOLS}")]
     BlockSymbols(u32),
+    #[error("{got} block hashes for {want} source blocks")]
+    BlockHashCount { got: u64, want: u64 },
+    #[error("{got} bytes hashed for an artifact of {want}")]
+    ArtifactLength { got: u64, want: u64 },
 }
 
 /// How a sender lays out and schedules a session.

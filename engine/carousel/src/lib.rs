@@ -9,8 +9,12 @@
 //!   rejects anything forged, foreign or malformed with a typed reason
 //!   ([`parse_datagram`], [`DatagramError`]);
 //! - gathers symbols in any order from any round and hands out decoded blocks
-//!   with their byte offsets ([`Receiver`]), and hashes them in order if asked
+//!   with their byte offsets ([`Receiver`]), holding every datagram to the
+//!   layout and per-block hashes of the signed manifest ([`ReceivePlan`]):
+//!   a datagram of another shape is refused, a block that decodes wrong is
+//!   discarded and gathered again; hashes the artifact in order if asked
 //!   ([`ArtifactHasher`]);
+//! - computes the per-block hashes at registration ([`BlockHasher`]);
 //! - computes when the next datagram may be sent at a bit rate ([`Pacer`]);
 //! - gives a loss simulator the carousel's numbers, and computes how likely
 //!   one round is to be enough at a given loss ([`loss`]).
@@ -26,6 +30,7 @@ pub mod hasher;
 pub mod layout;
 pub mod loss;
 pub mod pacing;
+pub mod plan;
 pub mod receiver;
 pub mod sender;
 
@@ -38,5 +43,6 @@ pub use layout::{
     CarouselConfig, DEFAULT_REPAIR_OVERHEAD, LayoutError, ObjectLayout, SYMBOL_SIZE, SessionShape,
 };
 pub use pacing::{Pacer, PacingError};
+pub use plan::{BLOCK_HASH_LEN, BlockHash, BlockHasher, ReceivePlan, block_count, block_hash};
 pub use receiver::{Accepted, DecodedBlock, ObjectProgress, Progress, ReceiveError, Receiver};
 pub use sender::{EncodeError, ObjectEncoder, RoundDatagrams, Sender};

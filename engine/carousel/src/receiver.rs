@@ -1,36 +1,65 @@
-//! The client's side: gather authenticated symbols and hand out decoded blocks.
+//! The client's side: gather authenticated symbols and hand out decoded,
+//! verified blocks.
 //!
 //! Call order: [`Receiver::new`] with the session key from the control
-//! channel; for every datagram off the socket [`Receiver::handle_datagram`]
-//! (count the errors by [`ReceiveError::kind`]); after each call drain
-//! [`Receiver::poll_block`] and write every [`DecodedBlock`] at its offset in
-//! the artifact's file; [`Receiver::progress`] at any time; stop when
-//! [`Receiver::is_complete`]. Then check the file's sha3-256 against the
-//! manifest (or use [`crate::ArtifactHasher`] on the blocks as they come).
+//! channel and the [`ReceivePlan`] built from the signed manifest; for every
+//! datagram off the socket [`Receiver::handle_datagram`] (count the errors by
+//! [`ReceiveError::kind`]); after each call drain [`Receiver::poll_block`]
+//! and write every [`DecodedBlock`] at its offset in the artifact's file;
+//! [`Receiver::progress`] at any time; stop when [`Receiver::is_complete`].
+//! Then check the file's sha3-256 against the manifest (or use
+//! [`crate::ArtifactHasher`] on the blocks as they come).
 //!
 //! Symbols may arrive in any order, from any round, repeated, and the client
-//! may join mid-round: the layout of every object is rebuilt from whichever
-//! datagram comes first. Memory: each block being decoded holds its
-//! received symbols; a decoded block is handed out and forgotten, so memory
-//! stays near the size of the objects in flight, not the artifact.
+//! may join mid-round. The session key is shared by every client, so a tag
+//! proves only that *a* key holder sent the datagram: the layout comes from
+//! the plan, never from a datagram, and a datagram that disagrees with it is
+//! refused as [`ReceiveError::ShapeMismatch`] without changing any state.
+//! When the plan has block hashes, a decoded block whose hash differs is not
+//! handed out: its symbols are dropped, the block starts over with the
+//! symbols that follow, and [`ReceiveError::BlockHashMismatch`] is returned
+//! (a poisoner costs one block, not the round). Two datagrams with the same
+//! symbol id and different tags prove a forgery before any decoding: the
+//! block starts over at once and that id is refused for good
+//! ([`ReceiveError::SymbolConflict`]), so garbage sent under the real ids
+//! does not linger into the next round. A block that met forgery in round
+//! `r` also starts over at its first symbol of a later round: garbage it
+//! still holds (whose real twin was lost, or under an id the relay never
+//! sends) would otherwise spoil that round's decode too. The round of a
+//! symbol is read from its id ([`ReceivePlan::round_of`]); a wrong guess
+//! only costs symbols, never accepts bytes. Memory: each block being
+//! decoded holds its received symbols; a decoded block is handed out and
+//! forgotten, so memory stays near the size of the objects in flight, not
+//! the artifact.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use raptorq::{EncodingPacket, PayloadId, SourceBlockDecoder};
+use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
 use thiserror::Error;
 
-use crate::datagram::{DatagramError, SessionKey, Symbol, object_layout, parse_datagram};
-use crate::layout::{MAX_ESI, ObjectLayout, SessionShape};
+use crate::datagram::{DatagramError, SessionKey, Symbol, TAG_LEN, parse_datagram};
+use crate::layout::{BlockLayout, MAX_ESI, ObjectLayout, SessionShape};
+use crate::plan::{BlockHash, ReceivePlan, block_hash};
 
 /// Why a datagram did not help. Each variant is a counter the daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ReceiveError {
     #[error(transparent)]
     Datagram(#[from] DatagramError),
-    #[error("symbol's artifact shape differs from the session's")]
+    /// The datagram's artifact shape or block count is not the signed
+    /// manifest's; nothing of it was kept.
+    #[error("symbol's layout differs from the signed manifest's")]
     ShapeMismatch,
-    #[error("object {0} changed its block count")]
-    LayoutMismatch(u32),
+    /// This datagram completed a block whose bytes do not match the signed
+    /// block hash: some key holder sent forged symbols for it. The block's
+    /// symbols were dropped; it is gathered again from later ones.
+    #[error("block {sbn} of object {object} decoded to bytes that fail its signed hash")]
+    BlockHashMismatch { object: u32, sbn: u8 },
+    /// Two authentic datagrams carried different bytes under the same
+    /// symbol id: one of them is forged. The block's symbols were dropped
+    /// and that id is refused from now on.
+    #[error("symbol {esi} of block {sbn} of object {object} came twice with different bytes")]
+    SymbolConflict { object: u32, sbn: u8, esi: u32 },
 }
 
 impl ReceiveError {
@@ -39,7 +68,8 @@ impl ReceiveError {
         match self {
             Self::Datagram(e) => e.kind(),
             Self::ShapeMismatch => "shape_mismatch",
-            Self::LayoutMismatch(_) => "layout_mismatch",
+            Self::BlockHashMismatch { .. } => "block_hash_mismatch",
+            Self::SymbolConflict { .. } => "symbol_conflict",
         }
     }
 }
@@ -71,14 +101,19 @@ pub struct DecodedBlock {
     pub offset: u64,
     /// The block's bytes, without padding.
     pub data: Vec<u8>,
+    /// Set when checks are deferred ([`Receiver::defer_block_checks`]):
+    /// the signed hash `data` must have. Write the block only if
+    /// [`crate::block_hash`] of `data` matches, and report either way with
+    /// [`Receiver::block_checked`].
+    pub check: Option<BlockHash>,
 }
 
 /// How far a session has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    /// The artifact's shape, once any symbol has arrived.
-    pub shape: Option<SessionShape>,
-    /// Objects in the artifact (0 before the first symbol).
+    /// The artifact's shape, from the plan.
+    pub shape: SessionShape,
+    /// Objects in the artifact.
     pub objects: u32,
     /// Objects fully decoded.
     pub objects_done: u32,
@@ -89,13 +124,25 @@ pub struct Progress {
     /// Source symbols (`K`) of the blocks not yet decoded: decoding needs
     /// about this many plus a fraction of a percent.
     pub symbols_needed: u64,
+    /// Symbols accepted so far (new to their block), including those of
+    /// blocks later discarded (so not, alone, a sign of progress: see
+    /// `bytes_done` and `symbols_held`).
+    pub symbols_accepted: u64,
+    /// Decoded blocks discarded because they failed their signed hash.
+    pub blocks_discarded: u64,
+    /// Symbol ids that came with two different tags (each restarted its
+    /// block).
+    pub symbol_conflicts: u64,
 }
 
 /// Per-object progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectProgress {
-    /// Source blocks (`Z`), 0 if no symbol of the object has arrived.
+    /// Source blocks (`Z`).
     pub blocks: u32,
+    /// Whether the object is being decoded (counts against the object
+    /// limit).
+    pub in_flight: bool,
     /// Source blocks decoded.
     pub blocks_done: u32,
     /// Symbols held by its undecoded blocks.
@@ -114,6 +161,7 @@ enum ObjectSlot {
 #[derive(Debug)]
 struct ObjectRx {
     layout: ObjectLayout,
+    oti: ObjectTransmissionInformation,
     blocks: Vec<BlockRx>,
     blocks_done: u32,
 }
@@ -122,31 +170,66 @@ struct ObjectRx {
 enum BlockRx {
     Receiving {
         decoder: Box<SourceBlockDecoder>,
-        esis: HashSet<u32>,
+        /// The tag of every symbol the decoder holds, by ESI.
+        esis: HashMap<u32, [u8; TAG_LEN]>,
+        guard: Guard,
+    },
+    /// Decoded, handed out, its hash being checked by the caller.
+    Checking {
+        guard: Guard,
     },
     Done,
 }
+
+/// What a block remembers of forgery across its restarts.
+#[derive(Debug, Default)]
+struct Guard {
+    /// ESIs seen with two different tags, so neither version is taken
+    /// again. At most [`MAX_REFUSED`].
+    refused: HashSet<u32>,
+    /// The round in which forgery was last detected in this block. The
+    /// block starts over at its first symbol of a later round: what it still
+    /// holds from that round may be garbage whose real twin was lost, and
+    /// would spoil the next decode too.
+    suspect: Option<u32>,
+    /// The round the block's symbols are in (0 before the first). It moves
+    /// one round at a time, and starts only at a plausible round, so ids far
+    /// beyond what the relay sends (a forger's) cannot move it.
+    round: u32,
+}
+
+/// The latest round a block's first symbol may claim (later ids are not
+/// sent in practice, so they do not set the block's round).
+const MAX_FIRST_ROUND: u32 = 64;
+
+/// Conflicting ESIs remembered per block: bounds what a forger can make a
+/// receiver hold. Past it, conflicts still restart the block.
+const MAX_REFUSED: usize = 4096;
 
 /// One client's view of one broadcast session.
 #[derive(Debug)]
 pub struct Receiver {
     key: SessionKey,
-    shape: Option<SessionShape>,
+    plan: ReceivePlan,
     objects: Vec<ObjectSlot>,
     ready: VecDeque<DecodedBlock>,
     objects_done: u32,
     bytes_done: u64,
     held: u64,
     needed: u64,
+    accepted: u64,
+    discarded: u64,
+    conflicts: u64,
+    defer_checks: bool,
     in_flight: u32,
     max_in_flight: u32,
 }
 
 impl Receiver {
-    /// A receiver for the session `key` names, with no limit on objects in
-    /// flight.
-    pub fn new(key: SessionKey) -> Self {
-        Self::with_object_limit(key, u32::MAX)
+    /// A receiver for the session `key` names, held to `plan`, with no
+    /// limit on objects in flight.
+    pub fn new(key: SessionKey, plan: ReceivePlan) -> Self {
+        Self::with_object_limit(key, plan, u32::MAX)
     }
 
     /// A receiver that decodes at most `max_objects` objects at a time and
@@ -155,19 +238,42 @@ impl Receiver {
     /// at the cost of extra rounds when the loss exceeds the round's repair
     /// overhead. Without it a client that loses more than the overhead holds
     /// symbols for every object until round 2.
-    pub fn with_object_limit(key: SessionKey, max_objects: u32) -> Self {
+    pub fn with_object_limit(key: SessionKey, plan: ReceivePlan, max_objects: u32) -> Self {
+        let shape = plan.shape();
         Self {
             in_flight: 0,
             max_in_flight: max_objects.max(1),
             key,
-            shape: None,
-            objects: Vec::new(),
+            // Bounded by the plan's checked shape (at most MAX_OBJECTS).
+            objects: (0..shape.object_count())
+                .map(|_| ObjectSlot::Waiting)
+                .collect(),
+            needed: shape.source_symbols(),
+            plan,
             ready: VecDeque::new(),
             objects_done: 0,
             bytes_done: 0,
             held: 0,
-            needed: 0,
+            accepted: 0,
+            discarded: 0,
+            conflicts: 0,
+            defer_checks: false,
         }
+    }
+
+    /// Hands decoded blocks out before their hash is checked, with the
+    /// signed hash in [`DecodedBlock::check`], so that hashing (sha3-256,
+    /// slower than decoding) runs on another thread than decoding. Each such
+    /// block counts as decoded only once [`Receiver::block_checked`]
+    /// confirms it; until then its object stays in flight and
+    /// [`Receiver::is_complete`] is false.
+    pub fn defer_block_checks(&mut self) {
+        self.defer_checks = true;
+    }
+
+    /// The plan the session is held to.
+    pub fn plan(&self) -> &ReceivePlan {
+        &self.plan
     }
 
     /// Authenticates and takes one datagram. Never panics, whatever the bytes.
@@ -185,22 +291,11 @@ impl Receiver {
         if symbol.data.len() != usize::from(h.shape.symbol_size) || h.esi > MAX_ESI {
             return Err(DatagramError::Malformed("symbol").into());
         }
-        let shape = match self.shape {
-            Some(shape) if shape != h.shape => return Err(ReceiveError::ShapeMismatch),
-            Some(shape) => shape,
-            None => {
-                h.shape
-                    .validate()
-                    .map_err(|_| DatagramError::Malformed("session shape"))?;
-                self.shape = Some(h.shape);
-                self.objects = (0..h.shape.object_count())
-                    .map(|_| ObjectSlot::Waiting)
-                    .collect();
-                self.needed = h.shape.source_symbols();
-                h.shape
-            }
-        };
-        debug_assert_eq!(shape, h.shape);
+        // Everything a datagram says about the layout must be the signed
+        // manifest's, checked before any state changes.
+        if h.shape != self.plan.shape() || h.blocks != self.plan.object_blocks(h.object) {
+            return Err(ReceiveError::ShapeMismatch);
+        }
         let slot = self
             .objects
             .get_mut(h.object as usize)
@@ -209,26 +304,24 @@ impl Receiver {
             if self.in_flight >= self.max_in_flight {
                 return Ok(Accepted::Deferred);
             }
-            let layout = object_layout(&h)?;
+            let layout = self
+                .plan
+                .object_layout(h.object)
+                .map_err(|_| DatagramError::Malformed("object layout"))?;
             let oti = layout.oti();
-            let t = u64::from(layout.symbol_size);
             let blocks = layout
                 .blocks
                 .iter()
                 .map(|b| BlockRx::Receiving {
-                    // The padded length, so even an empty block has one symbol;
-                    // the output is cut to the real length.
-                    decoder: Box::new(SourceBlockDecoder::new(
-                        b.sbn,
-                        &oti,
-                        u64::from(b.symbols) * t,
-                    )),
-                    esis: HashSet::new(),
+                    decoder: Box::new(block_decoder(b, &oti, layout.symbol_size)),
+                    esis: HashMap::new(),
+                    guard: Guard::default(),
                 })
                 .collect();
             self.in_flight += 1;
             *slot = ObjectSlot::Receiving(Box::new(ObjectRx {
                 layout,
+                oti,
                 blocks,
                 blocks_done: 0,
             }));
@@ -238,9 +331,6 @@ impl Receiver {
             ObjectSlot::Waiting => return Err(DatagramError::Malformed("object layout").into()),
             ObjectSlot::Receiving(object) => object,
         };
-        if object.layout.block_count() != h.blocks {
-            return Err(ReceiveError::LayoutMismatch(h.object));
-        }
         let block_layout = *object
             .layout
             .blocks
@@ -250,37 +340,167 @@ impl Receiver {
             .blocks
             .get_mut(usize::from(h.sbn))
             .ok_or(DatagramError::Malformed("source block number"))?;
-        let BlockRx::Receiving { decoder, esis } = block else {
+        let BlockRx::Receiving {
+            decoder,
+            esis,
+            guard,
+        } = block
+        else {
             return Ok(Accepted::AlreadyDecoded);
         };
-        if !esis.insert(h.esi) {
+        if guard.refused.contains(&h.esi) {
             return Ok(Accepted::Duplicate);
         }
+        let round = self.plan.round_of(h.esi, block_layout.symbols);
+        match esis.get(&h.esi) {
+            Some(tag) if *tag == symbol.tag => return Ok(Accepted::Duplicate),
+            Some(_) => {
+                // Which of the two is forged cannot be told, and the
+                // decoder cannot give one symbol back: the block starts
+                // over and the id is refused from now on.
+                self.held -= esis.len() as u64;
+                **decoder = block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                esis.clear();
+                if guard.refused.len() < MAX_REFUSED {
+                    guard.refused.insert(h.esi);
+                }
+                guard.suspect = Some(guard.round);
+                self.conflicts += 1;
+                return Err(ReceiveError::SymbolConflict {
+                    object: h.object,
+                    sbn: h.sbn,
+                    esi: h.esi,
+                });
+            }
+            None => {}
+        }
+        let new_round = if guard.round == 0 {
+            round <= MAX_FIRST_ROUND
+        } else {
+            round == guard.round + 1
+        };
+        if new_round {
+            guard.round = round;
+            if guard.suspect.is_some_and(|r| round > r) {
+                self.held -= esis.len() as u64;
+                **decoder = block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                esis.clear();
+                guard.suspect = None;
+            }
+        }
+        esis.insert(h.esi, symbol.tag);
         self.held += 1;
+        self.accepted += 1;
         // Below K symbols this returns at once; from K on it tries to solve.
         let packet = EncodingPacket::new(PayloadId::new(h.sbn, h.esi), symbol.data);
         let Some(mut data) = decoder.decode(std::iter::once(packet)) else {
             return Ok(Accepted::Held);
         };
         self.held -= esis.len() as u64;
-        self.needed -= u64::from(block_layout.symbols);
-        *block = BlockRx::Done;
         data.truncate(usize::try_from(block_layout.len).unwrap_or(usize::MAX));
-        self.bytes_done += data.len() as u64;
+        let check = match self.plan.block_hash(h.object, h.sbn).copied() {
+            Some(want) if !self.defer_checks => {
+                if block_hash(&data) != want {
+                    // Which symbols were forged cannot be told apart, so all
+                    // of them go; the block starts over with the symbols
+                    // that follow (the rest of this round's and every later
+                    // round's fresh ESIs).
+                    **decoder =
+                        block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                    esis.clear();
+                    guard.suspect = Some(guard.round);
+                    self.discarded += 1;
+                    return Err(ReceiveError::BlockHashMismatch {
+                        object: h.object,
+                        sbn: h.sbn,
+                    });
+                }
+                None
+            }
+            Some(want) => {
+                let guard = std::mem::take(guard);
+                *block = BlockRx::Checking { guard };
+                Some(want)
+            }
+            None => None,
+        };
         self.ready.push_back(DecodedBlock {
             object: h.object,
             sbn: h.sbn,
             offset: object.layout.offset + block_layout.offset,
             data,
+            check,
         });
-        object.blocks_done += 1;
-        let blocks = object.layout.block_count();
-        if object.blocks_done == blocks {
-            *slot = ObjectSlot::Done { blocks };
+        if check.is_none() {
+            self.complete_block(h.object, h.sbn);
+        }
+        Ok(Accepted::BlockDecoded)
+    }
+
+    /// Reports the check of a block handed out with [`DecodedBlock::check`]
+    /// set: `matches` says whether its bytes hash to it. A block that does
+    /// not match starts over like one checked inline, and the call returns
+    /// [`ReceiveError::BlockHashMismatch`] to be counted. Reports for blocks
+    /// not waiting on a check are ignored.
+    pub fn block_checked(
+        &mut self,
+        object: u32,
+        sbn: u8,
+        matches: bool,
+    ) -> Result<(), ReceiveError> {
+        let Some(ObjectSlot::Receiving(rx)) = self.objects.get_mut(object as usize) else {
+            return Ok(());
+        };
+        let Some(layout) = rx.layout.blocks.get(usize::from(sbn)).copied() else {
+            return Ok(());
+        };
+        let Some(block @ BlockRx::Checking { .. }) = rx.blocks.get_mut(usize::from(sbn)) else {
+            return Ok(());
+        };
+        if matches {
+            self.complete_block(object, sbn);
+            return Ok(());
+        }
+        let mut guard = match block {
+            BlockRx::Checking { guard } => std::mem::take(guard),
+            _ => Guard::default(),
+        };
+        guard.suspect = Some(guard.round);
+        *block = BlockRx::Receiving {
+            decoder: Box::new(block_decoder(&layout, &rx.oti, rx.layout.symbol_size)),
+            esis: HashMap::new(),
+            guard,
+        };
+        self.discarded += 1;
+        Err(ReceiveError::BlockHashMismatch { object, sbn })
+    }
+
+    /// Marks a decoded (and, if it has a hash, checked) block done.
+    fn complete_block(&mut self, object: u32, sbn: u8) {
+        let Some(ObjectSlot::Receiving(rx)) = self.objects.get_mut(object as usize) else {
+            return;
+        };
+        let Some(layout) = rx.layout.blocks.get(usize::from(sbn)).copied() else {
+            return;
+        };
+        let Some(block) = rx.blocks.get_mut(usize::from(sbn)) else {
+            return;
+        };
+        if matches!(block, BlockRx::Done) {
+            return;
+        }
+        *block = BlockRx::Done;
+        self.needed -= u64::from(layout.symbols);
+        self.bytes_done += layout.len;
+        rx.blocks_done += 1;
+        let blocks = rx.layout.block_count();
+        if rx.blocks_done == blocks {
+            if let Some(slot) = self.objects.get_mut(object as usize) {
+                *slot = ObjectSlot::Done { blocks };
+            }
             self.objects_done += 1;
             self.in_flight -= 1;
         }
-        Ok(Accepted::BlockDecoded)
     }
 
     /// The next decoded block, if any; write it at its offset.
@@ -290,32 +510,37 @@ impl Receiver {
 
     /// Every object decoded (the blocks may still wait in `poll_block`).
     pub fn is_complete(&self) -> bool {
-        self.shape.is_some() && self.objects_done as usize == self.objects.len()
+        self.objects_done as usize == self.objects.len()
     }
 
     /// The session's progress.
     pub fn progress(&self) -> Progress {
         Progress {
-            shape: self.shape,
+            shape: self.plan.shape(),
             objects: self.objects.len() as u32,
             objects_done: self.objects_done,
             bytes_done: self.bytes_done,
             symbols_held: self.held,
             symbols_needed: self.needed,
+            symbols_accepted: self.accepted,
+            blocks_discarded: self.discarded,
+            symbol_conflicts: self.conflicts,
         }
     }
 
-    /// Progress of object `index`, once the session's shape is known.
+    /// Progress of object `index`.
     pub fn object_progress(&self, index: u32) -> Option<ObjectProgress> {
-        let shape = self.shape?;
+        let shape = self.plan.shape();
         match self.objects.get(index as usize)? {
             ObjectSlot::Waiting => Some(ObjectProgress {
-                blocks: 0,
+                in_flight: false,
+                blocks: self.plan.object_blocks(index),
                 blocks_done: 0,
                 symbols_held: 0,
                 symbols_needed: u64::from(shape.object_symbols(index).ok()?),
             }),
             ObjectSlot::Done { blocks } => Some(ObjectProgress {
+                in_flight: false,
                 blocks: *blocks,
                 blocks_done: *blocks,
                 symbols_held: 0,
@@ -331,6 +556,7 @@ impl Receiver {
                     }
                 }
                 Some(ObjectProgress {
+                    in_flight: true,
                     blocks: object.layout.block_count(),
                     blocks_done: object.blocks_done,
                     symbols_held: held,
@@ -339,4 +565,18 @@ impl Receiver {
             }
         }
     }
+}
+
+/// A fresh decoder for one block. The padded length, so even an empty block
+/// has one symbol; the output is cut to the real length.
+fn block_decoder(
+    block: &BlockLayout,
+    oti: &ObjectTransmissionInformation,
+    symbol_size: u16,
+) -> SourceBlockDecoder {
+    SourceBlockDecoder::new(
+        block.sbn,
+        oti,
+        u64::from(block.symbols) * u64::from(symbol_size),
+    )
 }

@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use crate::datagram::{OVERHEAD_LEN, SessionKey, SymbolHeader, write_datagram};
 use crate::layout::{CarouselConfig, LayoutError, MAX_ESI, ObjectLayout, SessionShape};
+use crate::plan::ReceivePlan;
 
 /// A round or object the sender cannot encode.
 #[derive(Debug, Clone, Copy, PartialEq, Error)]
@@ -60,6 +61,15 @@ impl Sender {
     /// The session's shape, as every datagram carries it.
     pub fn shape(&self) -> SessionShape {
         self.shape
+    }
+
+    /// What a receiver of this session holds it to (without block hashes;
+    /// add those from the signed manifest).
+    pub fn plan(&self) -> Result<ReceivePlan, EncodeError> {
+        Ok(ReceivePlan::for_config(
+            self.shape.artifact_len,
+            &self.config,
+        )?)
     }
 
     /// The configuration the session was made with.

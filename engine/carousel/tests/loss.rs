@@ -20,7 +20,7 @@ fn rounds_until_complete(
     let artifact = Rng(seed).bytes(len);
     let sender = Sender::new(key(), len as u64, config).unwrap();
     let mut rng = Rng(seed ^ 0xdead_beef);
-    let mut rx = Receiver::new(key());
+    let mut rx = Receiver::new(key(), sender.plan().unwrap());
     let mut out = vec![0u8; len];
     let mut done_after = None;
     for round in 1..=rounds {
@@ -77,7 +77,7 @@ fn joining_mid_round_completes_from_the_next_rounds() {
     let len = 800_000;
     let artifact = Rng(11).bytes(len);
     let sender = Sender::new(key(), len as u64, small_config()).unwrap();
-    let mut rx = Receiver::new(key());
+    let mut rx = Receiver::new(key(), sender.plan().unwrap());
     let mut out = vec![0u8; len];
     let round1 = sender.encode_round(&artifact, 1).unwrap();
     let later: Vec<Vec<u8>> = (2..=3)
@@ -181,7 +181,7 @@ fn block_failure_predicts_real_decoding() {
     let seeds = 10;
     for seed in 0..seeds {
         let mut rng = Rng(100 + seed);
-        let mut rx = Receiver::new(key());
+        let mut rx = Receiver::new(key(), sender.plan().unwrap());
         for d in datagrams.iter().filter(|_| !rng.chance(0.05)) {
             rx.handle_datagram(d).unwrap();
             while rx.poll_block().is_some() {}
@@ -228,7 +228,7 @@ fn default_blocks_complete_after_round_one_at_5_percent_loss() {
     let datagrams = sender.encode_round(&artifact, 1).unwrap();
     for seed in 1..=8 {
         let mut rng = Rng(seed);
-        let mut rx = Receiver::new(key());
+        let mut rx = Receiver::new(key(), sender.plan().unwrap());
         let mut out = vec![0u8; len];
         let mut dropped = 0;
         for d in &datagrams {
@@ -260,7 +260,7 @@ fn decode_overhead_is_small() {
         .flat_map(|r| sender.encode_round(&artifact, r).unwrap())
         .collect();
     Rng(22).shuffle(&mut datagrams);
-    let mut rx = Receiver::new(key());
+    let mut rx = Receiver::new(key(), sender.plan().unwrap());
     let mut held = std::collections::HashMap::new();
     let mut worst = 0i64;
     for d in &datagrams {
@@ -290,7 +290,7 @@ fn object_limit_bounds_objects_in_flight_and_still_completes() {
     let len = 1_200_000; // 5 objects of 256 KiB
     let artifact = Rng(61).bytes(len);
     let sender = Sender::new(key(), len as u64, small_config()).unwrap();
-    let mut rx = Receiver::with_object_limit(key(), 2);
+    let mut rx = Receiver::with_object_limit(key(), sender.plan().unwrap(), 2);
     let mut rng = Rng(62);
     let mut out = vec![0u8; len];
     let mut deferred = 0;
@@ -305,10 +305,7 @@ fn object_limit_bounds_objects_in_flight_and_still_completes() {
                 deferred += 1;
             }
             let started = (0..sender.object_count())
-                .filter(|&i| {
-                    let p = rx.object_progress(i).unwrap();
-                    p.blocks > 0 && p.blocks_done < p.blocks
-                })
+                .filter(|&i| rx.object_progress(i).unwrap().in_flight)
                 .count();
             assert!(started <= 2, "{started} objects in flight");
             while let Some(b) = rx.poll_block() {

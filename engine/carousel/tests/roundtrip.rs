@@ -11,7 +11,7 @@ fn round_trip(len: usize, config: CarouselConfig) {
     let artifact = Rng(len as u64).bytes(len);
     let sender = Sender::new(key(), len as u64, config).unwrap();
     let datagrams = sender.encode_round(&artifact, 1).unwrap();
-    let mut rx = Receiver::new(key());
+    let mut rx = Receiver::new(key(), sender.plan().unwrap());
     let mut out = Vec::new();
     feed(&mut rx, &datagrams, &mut out);
     assert!(rx.is_complete(), "len {len}: {:?}", rx.progress());
@@ -64,7 +64,7 @@ fn any_order_and_duplicates_round_trip() {
     // Every datagram twice, shuffled.
     datagrams.extend(datagrams.clone());
     Rng(8).shuffle(&mut datagrams);
-    let mut rx = Receiver::new(key());
+    let mut rx = Receiver::new(key(), sender.plan().unwrap());
     let mut out = Vec::new();
     let mut duplicates = 0;
     let mut decoded = 0;
@@ -99,7 +99,7 @@ fn hasher_matches_sha3_of_the_artifact() {
     let sender = Sender::new(key(), len as u64, small_config()).unwrap();
     let mut datagrams = sender.encode_round(&artifact, 1).unwrap();
     Rng(4).shuffle(&mut datagrams);
-    let mut rx = Receiver::new(key());
+    let mut rx = Receiver::new(key(), sender.plan().unwrap());
     let mut hasher = ArtifactHasher::new(len);
     for d in &datagrams {
         rx.handle_datagram(d).unwrap();
@@ -117,9 +117,11 @@ fn progress_counts_held_and_needed_symbols() {
     let artifact = Rng(5).bytes(len);
     let sender = Sender::new(key(), len as u64, small_config()).unwrap();
     let datagrams = sender.encode_round(&artifact, 1).unwrap();
-    let mut rx = Receiver::new(key());
+    let mut rx = Receiver::new(key(), sender.plan().unwrap());
     assert!(!rx.is_complete());
-    assert_eq!(rx.progress().objects, 0);
+    // The plan gives the object count before any symbol arrives.
+    assert_eq!(rx.progress().objects, 2);
+    assert_eq!(rx.progress().symbols_held, 0);
     rx.handle_datagram(&datagrams[0]).unwrap();
     let p = rx.progress();
     assert_eq!(p.objects, 2);
@@ -131,6 +133,10 @@ fn progress_counts_held_and_needed_symbols() {
     let o = rx.object_progress(0).unwrap();
     assert_eq!(o.symbols_held, 1);
     assert_eq!(o.blocks, sender.object_layout(0).unwrap().block_count());
-    assert_eq!(rx.object_progress(1).unwrap().blocks, 0);
+    assert_eq!(
+        rx.object_progress(1).unwrap().blocks,
+        sender.object_layout(1).unwrap().block_count()
+    );
+    assert_eq!(rx.object_progress(1).unwrap().blocks_done, 0);
     assert_eq!(rx.object_progress(2), None);
 }

@@ -736,3 +736,201 @@ fn a_straggler_boots_and_takes_a_delta() {
         "{text}"
     );
 }
+
+/// A key holder on the group during round 1 (any client holds the session
+/// key): for each real datagram of block 1 it sends a twin with garbage
+/// bytes under the same symbol id, and after the first real datagrams of
+/// block 0 garbage under ids the relay never uses. Only round 1's ids are
+/// answered, so round 2 is clean. Returns (twins, fresh) sent.
+fn key_holder_forger(
+    plugins: std::path::PathBuf,
+    group: String,
+    key: haifu_carousel::SessionKey,
+    len: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    use haifu_carousel::datagram::write_datagram;
+    use haifu_carousel::{CarouselConfig, Sender, SymbolHeader, parse_datagram};
+    let open = |join: bool| {
+        let set = haifu_plugin_host::load_dir(&plugins).unwrap();
+        let p = set.get("multicast").unwrap();
+        p.open_group(&format!(
+            "group={group}\ninterface=127.0.0.1\nloopback=true\njoin={join}"
+        ))
+        .unwrap()
+    };
+    let (rx, tx) = (open(true), open(false));
+    std::thread::spawn(move || {
+        let config = CarouselConfig::default();
+        let sender = Sender::new(key.clone(), len, config).unwrap();
+        let layout = sender.object_layout(0).unwrap();
+        assert!(layout.block_count() >= 2, "{layout:?}");
+        let round1: Vec<u32> = layout
+            .blocks
+            .iter()
+            .map(|b| config.symbols_per_round(b.symbols))
+            .collect();
+        let mut answered = std::collections::HashSet::new();
+        let (mut twins, mut fresh) = (0u64, 0u64);
+        let mut buf = vec![0u8; 2048];
+        let mut garbage = 0x2545_f491_4f6c_dd1du64;
+        let mut forge = |h: &SymbolHeader| {
+            let mut out = Vec::new();
+            let data: Vec<u8> = (0..h.shape.symbol_size)
+                .map(|_| {
+                    garbage ^= garbage << 13;
+                    garbage ^= garbage >> 7;
+                    garbage ^= garbage << 17;
+                    garbage as u8
+                })
+                .collect();
+            write_datagram(&key, h, &data, &mut out);
+            tx.send(&out).unwrap();
+        };
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok(n) = rx.recv(&mut buf, Some(Duration::from_millis(100))) else {
+                continue;
+            };
+            let Ok(s) = parse_datagram(&buf[..n], &key) else {
+                continue;
+            };
+            let h = s.header;
+            let in_round1 = h.object == 0 && h.esi < round1[usize::from(h.sbn)];
+            if !in_round1 || !answered.insert((h.sbn, h.esi)) {
+                continue;
+            }
+            if h.sbn == 1 && h.esi % 8 == 0 {
+                forge(&h);
+                twins += 1;
+            } else if h.sbn == 0 && h.esi < 40 {
+                forge(&SymbolHeader {
+                    esi: h.esi + 5_000_000,
+                    ..h
+                });
+                fresh += 1;
+            }
+        }
+        (twins, fresh)
+    })
+}
+
+/// Issue 11: a key holder forges valid-tag garbage during round 1. Every
+/// honest client still completes, in round 1 or 2, with the right bytes,
+/// and counts what it threw away. A client whose session takes nothing
+/// (it drops every datagram) is let go by the progress watchdog: its boot
+/// check asks the master, which streams it the full copy once the audit
+/// lists it as a straggler.
+#[test]
+fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
+    use sha3::Digest as _;
+    let mut f = Fleet::new(4);
+    f.write_master("");
+    let group = f.master_port + 10;
+    let port = f.write_relay("relay-a", group);
+    let master = format!(
+        "master: {{address: '127.0.0.1:{}', name: master}}\n",
+        f.master_port
+    );
+    for id in ["h1", "h2"] {
+        f.write_client(id, "relay-a", port, "");
+    }
+    f.write_client(
+        "deaf",
+        "relay-a",
+        port,
+        &format!("{master}receive_stall_secs: 2\ntesting: {{drop_datagrams: 1.0}}\n"),
+    );
+    // 12 MiB: one object of three blocks at the default layout.
+    let data = std::fs::read(f.artifact("app-1.bin", 12 << 20, 21)).unwrap();
+    f.workflow(
+        "poison",
+        "app-1.bin",
+        "1.0.0",
+        &["relay-a"],
+        2,
+        1,
+        "200Mbit/s",
+    );
+    let yaml = std::fs::read_to_string(f.path("poison.yaml")).unwrap();
+    std::fs::write(
+        f.path("poison.yaml"),
+        yaml.replace("delta: {until: 2s}", "delta: {until: 40s}"),
+    )
+    .unwrap();
+
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    for id in ["h1", "h2", "deaf"] {
+        f.start("client", id);
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    // The session key every client of relay-a in run 1 gets, as a key
+    // holder has it.
+    let seed = haifu_store::load_or_create_master_key(&f.home.join("keys"))
+        .unwrap()
+        .to_seed();
+    let digest = haifu_core::Digest::from_bytes(sha3::Sha3_256::digest(&data).into());
+    let (id, secret) = haifu_fleet::common::session_key(&seed, 1, &digest, "relay-a");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forging = key_holder_forger(
+        f.plugins.clone(),
+        format!("239.255.93.{}:{group}", 1 + group % 200),
+        haifu_carousel::SessionKey::new(id, secret),
+        data.len() as u64,
+        std::sync::Arc::clone(&stop),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let run = f.haifu_ok(&["run", "poison.yaml", "--live", "--detach"]);
+    assert_eq!(run.trim(), "1");
+
+    // The deaf client's watchdog lets its boot check run; once the audit
+    // lists it, the master streams it the whole artifact.
+    f.wait_log("deaf", "the session made no progress", 1, 60);
+    f.wait_log("deaf", "installed from the master; completion sent", 1, 90);
+    f.wait_for(120, "run 1 to finish", || {
+        f.json(&["status", "1", "--json"])["status"] == "done"
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (twins, fresh) = forging.join().unwrap();
+    assert!(
+        twins > 0 && fresh > 0,
+        "forged: {twins} twins, {fresh} fresh"
+    );
+
+    let audit = f.json(&["audit", "1", "--json"]);
+    for id in ["h1", "h2"] {
+        let round = round_of(&audit, id);
+        assert!(
+            matches!(round, Some(1 | 2)),
+            "{id} in round {round:?}: {audit:#}\n{}",
+            f.dump()
+        );
+        let installed = std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap();
+        assert!(installed == data, "{id} installed the signed bytes");
+        let log = f.log(id);
+        let line = log
+            .lines()
+            .find(|l| l.contains("all blocks decoded"))
+            .unwrap_or_else(|| panic!("{id} decoded:\n{log}"));
+        assert!(
+            line.contains("block_hash_mismatch") || line.contains("symbol_conflict"),
+            "{id} counted the forgery: {line}"
+        );
+        assert!(log.contains("a key holder is forging"), "{id}:\n{log}");
+    }
+    assert_eq!(
+        collect(&audit, "delta"),
+        BTreeSet::from(["deaf".to_owned()]),
+        "{audit:#}"
+    );
+    let deaf = f.log("deaf");
+    assert!(
+        deaf.contains("kind=\"full\"") || deaf.contains("kind=full"),
+        "{deaf}"
+    );
+    assert!(std::fs::read(f.path("deaf-root/current/artifact")).unwrap() == data);
+    for id in ["h1", "h2", "deaf", "relay-a", "master"] {
+        assert!(f.stop(id), "{id} exits 0 on SIGTERM");
+    }
+}

@@ -18,7 +18,10 @@ mod round;
 
 pub use digest::{Digest, DigestError};
 pub use key::{KeyError, PublicKey, SigningKey};
-pub use manifest::{Compression, MANIFEST_FORMAT, Manifest, ManifestBody, ManifestError};
+pub use manifest::{
+    BLOCK_HASH_LEN, CarouselLayout, Compression, MANIFEST_FORMAT, MANIFEST_FORMAT_V1,
+    MAX_BLOCK_HASHES, Manifest, ManifestBody, ManifestError,
+};
 pub use name::{
     ArtifactName, MAX_VERSION_LEN, NameError, ServiceName, ServiceNameError, Version, VersionError,
 };

@@ -5,13 +5,36 @@
 //! with its fields in declaration order. Serialising a struct (never a map)
 //! keeps those bytes deterministic, so a verifier rebuilds them from the
 //! parsed fields; fields added to the JSON later are simply not covered.
+//!
+//! Formats: 1 (before per-block hashes) has no `carousel` field and its
+//! JSON, hence its signed bytes, are exactly what older builds wrote, so
+//! ledgers registered then still verify. 2 adds the signed [`CarouselLayout`]:
+//! the broadcast layout chosen at registration and a hash of every source
+//! block, so a client can hold each datagram to the layout and throw away a
+//! block that decodes wrong instead of the whole artifact. A format-2
+//! manifest must carry it and a format-1 one must not, so stripping it from
+//! a signed manifest breaks the signature rather than downgrading checks.
+//!
+//! Size: the manifest travels inline in protocol messages bounded at 64 KiB
+//! (`haifu_protocol::MAX_MANIFEST_LEN`). The block hashes are 16 bytes each
+//! (32 hex characters) and at most [`MAX_BLOCK_HASHES`] are carried: 57,600
+//! characters, which leaves room for the longest names. At the default
+//! layout (blocks of 3,972 × 1,408 bytes) that covers artifacts up to about
+//! 9.4 GiB; a larger artifact is registered with the layout and an empty
+//! list, and is checked by its whole-file digest only.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{ArtifactName, Digest, KeyError, PublicKey, SigningKey, Version};
 
-/// The manifest format this build writes and understands.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format this build writes.
+pub const MANIFEST_FORMAT: u32 = 2;
+/// The format before per-block hashes; still verified and received.
+pub const MANIFEST_FORMAT_V1: u32 = 1;
+/// Most block hashes a manifest carries (see the module documentation).
+pub const MAX_BLOCK_HASHES: usize = 1800;
+/// Bytes of one block hash (sha3-256 truncated).
+pub const BLOCK_HASH_LEN: usize = 16;
 
 /// Separates manifest signatures from any other use of the master key.
 const DOMAIN_TAG: &[u8] = b"haifu-manifest-v1\n";
@@ -43,6 +66,59 @@ pub struct ManifestBody {
     pub compression: Compression,
     /// Size of the compressed object in the store.
     pub stored_size: u64,
+    /// Format 2: how the artifact is broadcast and each block's hash.
+    /// Absent in format 1, so format-1 JSON and signatures are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carousel: Option<CarouselLayout>,
+}
+
+/// The broadcast layout fixed at registration, and the source blocks'
+/// hashes, signed with the rest of the manifest (format 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarouselLayout {
+    /// Payload bytes per symbol.
+    pub symbol_size: u16,
+    /// Objects are `2^object_shift` bytes except the last.
+    pub object_shift: u8,
+    /// The sender's target source symbols per block.
+    pub block_symbols: u32,
+    /// sha3-256 of each source block's bytes, first 16 bytes, in artifact
+    /// order (object by object, block by block), as one lower-case hex
+    /// string; empty when the artifact has more than [`MAX_BLOCK_HASHES`]
+    /// blocks.
+    pub block_hashes: String,
+}
+
+impl CarouselLayout {
+    /// The block hashes as bytes (empty if the manifest carries none).
+    pub fn block_hashes(&self) -> Result<Vec<[u8; BLOCK_HASH_LEN]>, ManifestError> {
+        let bad = |why: &str| ManifestError::Field(format!("block_hashes: {why}"));
+        let hex_len = 2 * BLOCK_HASH_LEN;
+        if !self.block_hashes.len().is_multiple_of(hex_len) {
+            return Err(bad("length is not a whole number of hashes"));
+        }
+        if self.block_hashes.len() / hex_len > MAX_BLOCK_HASHES {
+            return Err(bad("more hashes than a manifest may carry"));
+        }
+        let bytes = hex::decode(&self.block_hashes).map_err(|e| bad(&e.to_string()))?;
+        Ok(bytes
+            .chunks_exact(BLOCK_HASH_LEN)
+            .map(|c| {
+                let mut h = [0u8; BLOCK_HASH_LEN];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect())
+    }
+
+    /// Encodes `hashes` for the manifest; more than [`MAX_BLOCK_HASHES`]
+    /// gives an empty list (whole-file digest only).
+    pub fn encode_block_hashes(hashes: &[[u8; BLOCK_HASH_LEN]]) -> String {
+        if hashes.len() > MAX_BLOCK_HASHES {
+            return String::new();
+        }
+        hex::encode(hashes.concat())
+    }
 }
 
 /// A manifest with the master's public key and signature.
@@ -64,7 +140,9 @@ pub enum ManifestError {
     #[error("manifest is not valid: {0}")]
     Malformed(String),
     /// A format this build does not know.
-    #[error("manifest format {found} is not supported (this haifu reads format {MANIFEST_FORMAT})")]
+    #[error(
+        "manifest format {found} is not supported (this haifu reads formats {MANIFEST_FORMAT_V1} and {MANIFEST_FORMAT})"
+    )]
     Format {
         /// The format found.
         found: u32,
@@ -99,8 +177,23 @@ impl ManifestBody {
     }
 
     fn check_fields(&self) -> Result<(), ManifestError> {
-        if self.format != MANIFEST_FORMAT {
-            return Err(ManifestError::Format { found: self.format });
+        match (self.format, &self.carousel) {
+            (MANIFEST_FORMAT_V1, None) => {}
+            (MANIFEST_FORMAT, Some(c)) => {
+                c.block_hashes()?;
+            }
+            (MANIFEST_FORMAT_V1 | MANIFEST_FORMAT, _) => {
+                return Err(ManifestError::Field(format!(
+                    "format {} {} a carousel layout",
+                    self.format,
+                    if self.carousel.is_some() {
+                        "may not carry"
+                    } else {
+                        "must carry"
+                    }
+                )));
+            }
+            (found, _) => return Err(ManifestError::Format { found }),
         }
         self.name
             .parse::<ArtifactName>()
@@ -181,7 +274,114 @@ mod tests {
             created_at: "2026-11-27T12:00:00Z".parse().unwrap(),
             compression: Compression::Zstd,
             stored_size: 99,
+            carousel: Some(CarouselLayout {
+                symbol_size: 1408,
+                object_shift: 26,
+                block_symbols: 4000,
+                block_hashes: "ab".repeat(2 * BLOCK_HASH_LEN),
+            }),
         }
+    }
+
+    /// A manifest signed by the build before block hashes (format 1),
+    /// generated with that build's code: ledgers hold such manifests.
+    const SIGNED_BY_FORMAT_1_BUILD: &str = r#"{"format":1,"name":"pos-app","version":"2.4.0","size":1234,"sha3_256":"0303030303030303030303030303030303030303030303030303030303030303","created_at":"2026-11-27T12:00:00Z","compression":"zstd","stored_size":99,"public_key":"6e7a1cdd29b0b78fd13af4c5598feff4ef2a97166e3ca6f2e4fbfccd80505bf1","signature":"e84b689690ae47d17c28c910d974b90b07c48f6cd34c767f89a8f404f24a49d1d2c1196ca356e6d1db64f5436ac6e62c21004d88262e597633a7c9bf04a57208"}"#;
+
+    #[test]
+    fn format_1_manifest_from_before_block_hashes_still_verifies() {
+        let key = SigningKey::from_seed([5; 32]);
+        let m = Manifest::from_json(SIGNED_BY_FORMAT_1_BUILD.as_bytes()).unwrap();
+        assert_eq!(m.body.format, MANIFEST_FORMAT_V1);
+        assert_eq!(m.body.carousel, None);
+        m.verify(&key.public_key()).unwrap();
+        // Written back byte for byte: no new field appears in format 1.
+        assert_eq!(m.to_json(), SIGNED_BY_FORMAT_1_BUILD);
+        // And signing the same format-1 body today gives the same bytes.
+        let again = Manifest::sign(m.body.clone(), &key);
+        assert_eq!(again.to_json(), SIGNED_BY_FORMAT_1_BUILD);
+    }
+
+    #[test]
+    fn format_2_signs_the_layout_and_block_hashes() {
+        let key = SigningKey::from_seed([5; 32]);
+        let m = Manifest::sign(body(), &key);
+        let json = m.to_json();
+        assert!(
+            json.contains("\"carousel\":{\"symbol_size\":1408"),
+            "{json}"
+        );
+        let back = Manifest::from_json(json.as_bytes()).unwrap();
+        back.verify(&key.public_key()).unwrap();
+        let hashes = back.body.carousel.as_ref().unwrap().block_hashes().unwrap();
+        assert_eq!(hashes, vec![[0xab; BLOCK_HASH_LEN]; 2]);
+        // A changed block hash breaks the signature.
+        let mut tampered = m.clone();
+        tampered.body.carousel.as_mut().unwrap().block_hashes = "cd".repeat(32);
+        assert!(matches!(
+            tampered.verify(&key.public_key()),
+            Err(ManifestError::Signature(_))
+        ));
+        // Stripping the layout, or claiming format 1 without it, is refused
+        // before the signature: checks cannot be downgraded.
+        let mut stripped = m.clone();
+        stripped.body.carousel = None;
+        assert!(matches!(
+            stripped.verify(&key.public_key()),
+            Err(ManifestError::Field(_))
+        ));
+        let mut downgraded = stripped;
+        downgraded.body.format = MANIFEST_FORMAT_V1;
+        assert!(matches!(
+            downgraded.verify(&key.public_key()),
+            Err(ManifestError::Signature(_))
+        ));
+        // A format-1 body with a layout is not a manifest any build wrote.
+        let mut b = body();
+        b.format = MANIFEST_FORMAT_V1;
+        assert!(matches!(
+            Manifest::sign(b, &key).verify(&key.public_key()),
+            Err(ManifestError::Field(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_block_hashes_are_refused() {
+        let key = SigningKey::from_seed([5; 32]);
+        for bad in [
+            "abc",
+            "zz".repeat(16).as_str(),
+            &"00".repeat(16 * (MAX_BLOCK_HASHES + 1)),
+        ] {
+            let mut b = body();
+            b.carousel.as_mut().unwrap().block_hashes = bad.to_string();
+            let e = Manifest::sign(b, &key)
+                .verify(&key.public_key())
+                .unwrap_err();
+            assert!(e.to_string().contains("block_hashes"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_largest_manifest_fits_the_protocol_bound() {
+        // haifu_protocol::MAX_MANIFEST_LEN (core cannot depend on protocol).
+        const MAX_MANIFEST_LEN: usize = 64 * 1024;
+        let key = SigningKey::from_seed([5; 32]);
+        let mut b = body();
+        b.name = "a".repeat(128);
+        b.version = format!("1.0.0-{}", "a".repeat(122));
+        b.size = u64::MAX;
+        b.stored_size = u64::MAX;
+        b.carousel = Some(CarouselLayout {
+            symbol_size: u16::MAX,
+            object_shift: u8::MAX,
+            block_symbols: u32::MAX,
+            block_hashes: CarouselLayout::encode_block_hashes(&vec![[0xff; 16]; MAX_BLOCK_HASHES]),
+        });
+        let len = Manifest::sign(b, &key).to_json().len();
+        assert!(len < MAX_MANIFEST_LEN, "{len} bytes");
+        assert!(
+            CarouselLayout::encode_block_hashes(&vec![[0; 16]; MAX_BLOCK_HASHES + 1]).is_empty()
+        );
     }
 
     #[test]

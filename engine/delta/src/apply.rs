@@ -157,6 +157,62 @@ pub fn apply_to_vec(base: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
     Ok(out)
 }
 
+/// [`apply_to_vec`], refusing (before allocating) a delta whose declared
+/// target is larger than `cap`: pass the signed manifest's size.
+pub fn apply_to_vec_capped(base: &[u8], patch: &[u8], cap: u64) -> Result<Vec<u8>, DeltaError> {
+    let reader = PatchReader::new(patch)?;
+    if reader.header.to_size > cap {
+        return Err(DeltaError::TargetTooLarge {
+            size: reader.header.to_size,
+            cap,
+        });
+    }
+    let hint = usize::try_from(reader.header.to_size).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(hint.min(patch.len().saturating_mul(64)).max(4096));
+    reader.apply_to(base, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses a full copy (the store's zstd object) from `compressed`
+/// into `out`, a buffer at a time, and fails with
+/// [`DeltaError::FullTooLarge`] as soon as the output would pass `cap` (the
+/// signed manifest's size): unlike `zstd::decode_all`, a hostile stream
+/// cannot make the client hold or write more than the artifact it expects.
+/// Returns the bytes written; the caller still checks them against the
+/// manifest's digest.
+pub fn decode_full<R: Read, W: Write>(
+    compressed: R,
+    mut out: W,
+    cap: u64,
+) -> Result<u64, DeltaError> {
+    let mut decoder =
+        zstd::stream::read::Decoder::new(compressed).map_err(|source| DeltaError::Read {
+            what: "full artifact",
+            source,
+        })?;
+    let mut buf = vec![0u8; OUT_BUF];
+    let mut written = 0u64;
+    loop {
+        let n = match decoder.read(&mut buf) {
+            Ok(0) => return Ok(written),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(DeltaError::Read {
+                    what: "full artifact",
+                    source,
+                });
+            }
+        };
+        if written + n as u64 > cap {
+            return Err(DeltaError::FullTooLarge { cap });
+        }
+        out.write_all(&buf[..n])
+            .map_err(|source| DeltaError::Write { source })?;
+        written += n as u64;
+    }
+}
+
 /// Like [`apply`], with the base read from `base` (at most the size the
 /// header declares, so a wrong base cannot exhaust memory).
 pub fn apply_reading_base<B: Read, R: Read, W: Write>(
@@ -440,5 +496,50 @@ mod tests {
         spliced.extend_from_slice(&bad[HEADER_LEN..]);
         let e = apply_known(&old, &spliced).unwrap_err();
         assert!(matches!(e, DeltaError::ResultMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_full_copy_past_the_cap_is_refused_without_writing_past_it() {
+        let artifact = vec![7u8; 300_000];
+        let z = zstd::encode_all(&artifact[..], 3).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            super::decode_full(&z[..], &mut out, 300_000).unwrap(),
+            300_000
+        );
+        assert_eq!(out, artifact);
+        let mut out = Vec::new();
+        let e = super::decode_full(&z[..], &mut out, 299_999).unwrap_err();
+        assert!(
+            matches!(e, DeltaError::FullTooLarge { cap: 299_999 }),
+            "{e}"
+        );
+        assert!(out.len() as u64 <= 299_999);
+        assert!(e.is_damaged_delta());
+        // Not zstd at all: a clean error, no panic.
+        assert!(super::decode_full(&b"garbage"[..], Vec::new(), 10).is_err());
+    }
+
+    #[test]
+    fn a_delta_declaring_a_target_past_the_cap_is_refused_before_allocating() {
+        let old = vec![1u8; 50_000];
+        let mut new = old.clone();
+        new.extend_from_slice(&[2u8; 1000]);
+        let d = crate::make(&old, &new, &crate::MakeOptions::default()).unwrap();
+        assert_eq!(
+            super::apply_to_vec_capped(&old, &d.bytes, 51_000).unwrap(),
+            new
+        );
+        let e = super::apply_to_vec_capped(&old, &d.bytes, 50_999).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DeltaError::TargetTooLarge {
+                    size: 51_000,
+                    cap: 50_999
+                }
+            ),
+            "{e}"
+        );
     }
 }

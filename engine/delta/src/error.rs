@@ -78,6 +78,21 @@ pub enum DeltaError {
         /// The declared size.
         limit: u64,
     },
+    /// A delta declares a target larger than the caller's cap (the signed
+    /// manifest's size): refused before anything is allocated.
+    #[error("delta declares a target of {size} bytes, more than the {cap} allowed")]
+    TargetTooLarge {
+        /// The declared size.
+        size: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// A full copy decompresses to more than the cap (the signed size).
+    #[error("full artifact decodes to more than the {cap} bytes allowed")]
+    FullTooLarge {
+        /// The cap.
+        cap: u64,
+    },
     /// The decoded output hashes to something other than the declared target.
     #[error("delta result is {found}, expected {expected}")]
     ResultMismatch {
@@ -139,6 +154,8 @@ impl DeltaError {
                 | Self::Truncated { .. }
                 | Self::Corrupt { .. }
                 | Self::OutputTooLarge { .. }
+                | Self::TargetTooLarge { .. }
+                | Self::FullTooLarge { .. }
                 | Self::ResultMismatch { .. }
         )
     }

@@ -55,7 +55,10 @@ mod error;
 mod hashing;
 mod make;
 
-pub use apply::{Applied, BaseCheck, PatchReader, apply, apply_reading_base, apply_to_vec};
+pub use apply::{
+    Applied, BaseCheck, PatchReader, apply, apply_reading_base, apply_to_vec, apply_to_vec_capped,
+    decode_full,
+};
 pub use cache::{CacheKey, cache_key};
 pub use container::{DeltaHeader, digest_of, window_log_for};
 pub use delivery::{BudgetCheck, DataBudget, Delivery, DeliveryRule, DeltaOffer, FullReason};

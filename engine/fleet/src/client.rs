@@ -5,13 +5,22 @@
 //! - on a session key, checks the signed manifest against the pinned master
 //!   key and, unless it already runs that version, joins the multicast group
 //!   and gathers symbols across rounds until every block decodes;
+//! - holds every datagram to the signed manifest's layout and every decoded
+//!   block to its signed hash (any key holder can sign a datagram), and
+//!   logs and counts what it refuses;
 //! - verifies sha3-256 and the signature, installs atomically (the previous
 //!   version kept), runs the post-install command, and only then sends its
 //!   completion, resending until the master's ack arrives. The pending
-//!   completion is kept on disk, so a restart resends it.
+//!   completion is kept on disk, so a restart resends it;
+//! - a session whose bytes in hand reach no new high for
+//!   `receive_stall_secs` stops holding back the boot check (the progress
+//!   watchdog), so a straggler
+//!   still asks the master for a delta; the delta or full copy is streamed
+//!   to a staging file, never held in memory, and refused when announced
+//!   or decoded larger than the signed manifest allows.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,7 +28,10 @@ use haifu_carousel::{Receiver, SessionKey as CarouselKey};
 use haifu_core::{Manifest, PublicKey};
 use haifu_install::{InstallRoot, PostInstall};
 use haifu_plugin_host::{Endpoint, Plugin};
-use haifu_protocol::{ArtifactRef, Completion, Message, RegisterClient, Role, SessionKey, Via};
+use haifu_protocol::{
+    ArtifactRef, Completion, DataChunk, Message, RegisterClient, Role, SessionKey, TransferError,
+    Via,
+};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -55,8 +67,44 @@ struct Client {
     /// Set to stop the receiver (a new session replaced it).
     cancel: Mutex<Arc<AtomicBool>>,
     counters: Arc<Counters>,
+    /// What hostile or useless traffic the receivers met.
+    hostile: Hostile,
+    /// Set while the current receiver has made no progress for
+    /// `receive_stall_secs`: the boot check may run meanwhile.
+    stalled: AtomicBool,
+    /// Held while verifying and installing, so a broadcast and a delta
+    /// finishing together install once.
+    installing: Mutex<()>,
     shutdown: Shutdown,
     multicast: Plugin,
+}
+
+/// Counters of datagrams and sessions a client refused or gave up on,
+/// logged when it stops.
+#[derive(Debug, Default)]
+struct Hostile {
+    /// Authentic datagrams whose shape or block count is not the manifest's.
+    shape_mismatch: AtomicU64,
+    /// Decoded blocks that failed their signed hash.
+    block_hash_mismatch: AtomicU64,
+    /// Symbol ids that came with two different tags.
+    symbol_conflict: AtomicU64,
+    /// Times the progress watchdog fired.
+    stalls: AtomicU64,
+}
+
+impl std::fmt::Display for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "shape_mismatch={} block_hash_mismatch={} symbol_conflict={} stalls={}",
+            get(&self.shape_mismatch),
+            get(&self.block_hash_mismatch),
+            get(&self.symbol_conflict),
+            get(&self.stalls)
+        )
+    }
 }
 
 impl Client {
@@ -119,6 +167,9 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         receiving: Mutex::new(None),
         cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
         counters: Arc::new(Counters::default()),
+        hostile: Hostile::default(),
+        stalled: AtomicBool::new(false),
+        installing: Mutex::new(()),
         shutdown: shutdown.clone(),
         multicast,
     });
@@ -143,7 +194,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .store(true, Ordering::SeqCst);
-    tracing::info!(counters = %client.counters.snapshot(), "client stopped");
+    tracing::info!(counters = %client.counters.snapshot(), hostile = %client.hostile, "client stopped");
     Ok(())
 }
 
@@ -285,6 +336,7 @@ fn session(client: &Arc<Client>, s: SessionKey) {
         *c = Arc::clone(&cancel);
     }
     *receiving = Some(s.run);
+    client.stalled.store(false, Ordering::SeqCst);
     drop(receiving);
     let client = Arc::clone(client);
     let spawned = std::thread::Builder::new()
@@ -299,6 +351,7 @@ fn session(client: &Arc<Client>, s: SessionKey) {
             let mut r = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
             if *r == Some(run) {
                 *r = None;
+                client.stalled.store(false, Ordering::SeqCst);
             }
         });
     if let Err(e) = spawned {
@@ -327,12 +380,20 @@ fn receive(
         .multicast
         .open_group(&gcfg)
         .map_err(|e| FleetError::Run(format!("multicast group: {e}")))?;
-    let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0));
+    // The layout and block hashes come from the signed manifest, never from
+    // a datagram: every client of every relay holds the session key.
+    let plan = haifu_runtime::broadcast::receive_plan(manifest)
+        .map_err(|e| FleetError::Run(format!("manifest {}: {e}", manifest.body.version)))?;
+    let hashed = plan.has_block_hashes();
+    let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0), plan);
     let mut staging = client
         .root
         .stage(manifest.body.size)
         .map_err(|e| FleetError::Run(format!("staging: {e}")))?;
-    tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, "receiving");
+    tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, block_hashes = hashed, "receiving");
+    let stall = Duration::from_secs(cfg.receive_stall_secs);
+    let mut last_progress = Instant::now();
+    let mut best = 0u64;
     let drop_rate = cfg.testing.drop_datagrams;
     let mut rng = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
     let started = Instant::now();
@@ -401,12 +462,38 @@ fn receive(
         .map_err(|e| FleetError::Run(e.to_string()))?;
         total.accepted += stats.accepted;
         total.redundant += stats.redundant;
+        note_hostile(client, s, &stats.rejected);
         for (k, v) in stats.rejected {
             *total.rejected.entry(k).or_default() += v;
             client
                 .counters
                 .rejected_datagrams
                 .fetch_add(v, Ordering::Relaxed);
+        }
+        // The progress watchdog. Progress is a new high of the bytes in
+        // hand (blocks decoded and checked, plus symbols held): silence,
+        // refused datagrams and repeats do not raise it, and neither does a
+        // key holder who keeps poisoning blocks, since each poisoned block
+        // starts over from nothing.
+        let p = receiver.progress();
+        let in_hand = p.bytes_done + p.symbols_held * u64::from(p.shape.symbol_size);
+        if in_hand > best {
+            best = in_hand;
+            last_progress = Instant::now();
+            if client.stalled.swap(false, Ordering::SeqCst) {
+                tracing::info!(run = s.run, "the session makes progress again");
+            }
+        } else if last_progress.elapsed() >= stall && !client.stalled.swap(true, Ordering::SeqCst) {
+            client.hostile.stalls.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                run = s.run,
+                relay = %cfg.relay.address,
+                stall_secs = cfg.receive_stall_secs,
+                bytes_in_hand = in_hand,
+                accepted = p.symbols_accepted,
+                rejected = ?total.rejected,
+                "the session made no progress; letting the boot check ask the master"
+            );
         }
     }
     stop_reader(&reading);
@@ -422,6 +509,21 @@ fn receive(
         secs = started.elapsed().as_secs_f64(),
         "all blocks decoded"
     );
+    let _installing = client.installing.lock().unwrap_or_else(|p| p.into_inner());
+    if client
+        .root
+        .installed()
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.digest == manifest.body.sha3_256)
+    {
+        // The boot check got it from the master while this session stalled.
+        tracing::info!(
+            run = s.run,
+            "already installed from the master; dropping the broadcast copy"
+        );
+        return Ok(false);
+    }
     let verified = staging
         .verify(manifest, &client.pinned)
         .map_err(|e| FleetError::Run(format!("verify: {e}")))?;
@@ -446,6 +548,33 @@ fn receive(
 
 fn receiver_done(r: &Receiver) -> bool {
     r.is_complete()
+}
+
+/// Logs datagrams that prove a key holder is forging. The multicast plugin
+/// does not give a datagram's source address, so the relay the client
+/// listens to and the group are what can be named.
+fn note_hostile(client: &Client, s: &SessionKey, rejected: &std::collections::BTreeMap<&str, u64>) {
+    let get = |k: &str| rejected.get(k).copied().unwrap_or(0);
+    let (shape, blocks, conflicts) = (
+        get("shape_mismatch"),
+        get("block_hash_mismatch"),
+        get("symbol_conflict"),
+    );
+    let h = &client.hostile;
+    h.shape_mismatch.fetch_add(shape, Ordering::Relaxed);
+    h.block_hash_mismatch.fetch_add(blocks, Ordering::Relaxed);
+    h.symbol_conflict.fetch_add(conflicts, Ordering::Relaxed);
+    if shape + blocks + conflicts > 0 {
+        tracing::warn!(
+            run = s.run,
+            relay = %client.cfg.relay.address,
+            group = %format_args!("{}:{}", fmt_ip(s.group.addr), s.group.port),
+            shape_mismatch = shape,
+            block_hash_mismatch = blocks,
+            symbol_conflict = conflicts,
+            "authentic datagrams that contradict the signed manifest: a key holder is forging; the bad blocks are gathered again"
+        );
+    }
 }
 
 fn fmt_ip(ip: std::net::IpAddr) -> String {
@@ -486,16 +615,22 @@ enum Check {
 /// installed version as it was and is retried 10 s later.
 fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
     while !client.shutdown.is_set() {
-        let busy = client
+        // A receiver holds the check back only while it makes progress.
+        let stalled = client.stalled.load(Ordering::SeqCst);
+        let busy = (client
             .receiving
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
+            && !stalled)
             || client.pending().is_some();
         let wait = if busy {
             Duration::from_secs(5)
         } else {
             match boot_check(client, ep) {
+                // A stalled session is a sign this client is behind: ask
+                // again soon, the master lists stragglers at the audit.
+                Ok(Check::UpToDate) if stalled => Duration::from_secs(5),
                 Ok(Check::UpToDate) => Duration::from_secs(30),
                 Ok(Check::Installed) => Duration::from_secs(30),
                 Err(e) => {
@@ -509,7 +644,7 @@ fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
 }
 
 fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
-    use haifu_protocol::{DeltaBody, DeltaRequest, Reassembly};
+    use haifu_protocol::{DeltaBody, DeltaRequest};
     let cfg = &client.cfg;
     let Some(master) = &cfg.master else {
         return Ok(Check::UpToDate);
@@ -587,12 +722,36 @@ fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
     if manifest.body.sha3_256 != target.digest {
         return Err("the manifest is not the target's".into());
     }
-    let mut parts = Reassembly::new(transfer, size, 8 << 30).map_err(|e| e.to_string())?;
-    let payload = loop {
+    // Bounded before anything is sized by it: a delta is sent only when
+    // smaller than the full copy, and the full copy is the artifact
+    // compressed, so neither can be larger than the signed size allows.
+    let cap = transfer_cap(manifest.body.size);
+    if size > cap {
+        return Err(format!(
+            "transfer refused: {}",
+            TransferError::TooLarge {
+                transfer,
+                size,
+                max: cap
+            }
+        ));
+    }
+    // Streamed to a staging file (sparse, removed when dropped), never
+    // held in memory.
+    let mut payload = client
+        .root
+        .stage(size)
+        .map_err(|e| format!("staging the transfer: {e}"))?;
+    let mut incoming = Incoming::new(transfer, size);
+    loop {
         match next("data")? {
             Message::DataChunk(c) => {
-                if let Some(all) = parts.push(&c).map_err(|e| format!("transfer: {e}"))? {
-                    break all;
+                let last = incoming.check(&c).map_err(|e| format!("transfer: {e}"))?;
+                payload
+                    .write_at(c.offset, &c.bytes)
+                    .map_err(|e| format!("staging the transfer: {e}"))?;
+                if last {
+                    break;
                 }
             }
             other => {
@@ -602,8 +761,17 @@ fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
                 ));
             }
         }
-    };
-    let bytes = if is_delta {
+    }
+    let payload_file = std::fs::File::open(payload.path())
+        .map_err(|e| format!("{}: {e}", payload.path().display()))?;
+    let payload_reader = std::io::BufReader::with_capacity(1 << 20, payload_file);
+    // The output goes straight to the artifact's staging file, which
+    // refuses any byte past the signed size.
+    let mut staging = client
+        .root
+        .stage(manifest.body.size)
+        .map_err(|e| format!("staging: {e}"))?;
+    if is_delta {
         let Some((installed, base_path)) = &base else {
             return Err("a delta came but nothing is installed".into());
         };
@@ -612,29 +780,24 @@ fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
         // the base is not hashed again (a damaged base still cannot pass,
         // the result is checked against the delta's target and then against
         // the signed manifest).
-        let reader = haifu_delta::PatchReader::new(&payload[..])
+        let reader = haifu_delta::PatchReader::new(payload_reader)
             .map_err(|e| format!("delta refused: {e}"))?;
         reader
             .check_target(&manifest.body.sha3_256, manifest.body.size)
             .map_err(|e| format!("delta refused: {e}"))?;
-        let hint = usize::try_from(manifest.body.size)
-            .unwrap_or(0)
-            .min(1 << 30);
-        let mut out = Vec::with_capacity(hint);
         reader
-            .apply_checked(&old, haifu_delta::BaseCheck::Known(*installed), &mut out)
+            .apply_checked(
+                &old,
+                haifu_delta::BaseCheck::Known(*installed),
+                &mut staging,
+            )
             .map_err(|e| format!("delta refused: {e}"))?;
-        out
     } else {
-        zstd::stream::decode_all(&payload[..]).map_err(|e| format!("full artifact refused: {e}"))?
-    };
-    let mut staging = client
-        .root
-        .stage(manifest.body.size)
-        .map_err(|e| format!("staging: {e}"))?;
-    staging
-        .write_at(0, &bytes)
-        .map_err(|e| format!("staging: {e}"))?;
+        haifu_delta::decode_full(payload_reader, &mut staging, manifest.body.size)
+            .map_err(|e| format!("full artifact refused: {e}"))?;
+    }
+    drop(payload);
+    let _installing = client.installing.lock().unwrap_or_else(|p| p.into_inner());
     let verified = staging
         .verify(&manifest, &client.pinned)
         .map_err(|e| format!("verify: {e}"))?;
@@ -654,9 +817,15 @@ fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
         },
     )
     .map_err(|e| e.to_string())?;
+    // A receiver still on this version (stalled) has nothing left to do.
+    client
+        .cancel
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .store(true, Ordering::SeqCst);
     tracing::info!(
         version = %done.version,
-        bytes = payload.len(),
+        bytes = size,
         artifact_bytes = manifest.body.size,
         kind = if is_delta { "delta" } else { "full" },
         "installed from the master; completion sent"
@@ -681,6 +850,74 @@ fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
     Ok(Check::Installed)
 }
 
+/// The most bytes a straggler accepts for an artifact of `size` bytes: the
+/// size plus zstd's worst-case expansion (a block header per 128 KiB, the
+/// frame header and checksum) and the delta container's header and chunk
+/// records, rounded up generously. A delta is only sent when smaller than
+/// the full copy, so one bound serves both.
+fn transfer_cap(size: u64) -> u64 {
+    size.saturating_add(size / 128).saturating_add(1 << 20)
+}
+
+/// The order and bounds of one transfer's chunks, checked before a byte is
+/// written: the same rules as the protocol's reassembly, without holding
+/// the bytes.
+#[derive(Debug)]
+struct Incoming {
+    transfer: u64,
+    size: u64,
+    received: u64,
+    done: bool,
+}
+
+impl Incoming {
+    fn new(transfer: u64, size: u64) -> Self {
+        Self {
+            transfer,
+            size,
+            received: 0,
+            done: false,
+        }
+    }
+
+    /// Checks `c` and counts it; true for the last chunk.
+    fn check(&mut self, c: &DataChunk) -> Result<bool, TransferError> {
+        if c.transfer != self.transfer {
+            return Err(TransferError::WrongTransfer {
+                expected: self.transfer,
+                got: c.transfer,
+            });
+        }
+        if self.done {
+            return Err(TransferError::Finished {
+                transfer: self.transfer,
+            });
+        }
+        if c.offset != self.received {
+            return Err(TransferError::OutOfOrder {
+                expected: self.received,
+                got: c.offset,
+            });
+        }
+        let end = self.received.saturating_add(c.bytes.len() as u64);
+        if end > self.size {
+            return Err(TransferError::Overrun {
+                end,
+                size: self.size,
+            });
+        }
+        if c.last && end != self.size {
+            return Err(TransferError::Short {
+                end,
+                size: self.size,
+            });
+        }
+        self.received = end;
+        self.done = c.last;
+        Ok(c.last)
+    }
+}
+
 fn post_install(cfg: &ClientConfig) -> Option<PostInstall> {
     cfg.post_install.as_ref().map(|p| {
         let mut pi = PostInstall::new(p.program.clone());
@@ -696,5 +933,70 @@ struct StopOnDrop(Arc<AtomicBool>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn chunk(transfer: u64, offset: u64, len: usize, last: bool) -> DataChunk {
+        DataChunk {
+            transfer,
+            offset,
+            last,
+            bytes: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn a_transfer_announcing_more_than_the_manifest_allows_is_refused_before_allocating() {
+        // An 8 GiB announcement for a 1 MiB artifact: boot_check refuses it
+        // by this bound before staging anything.
+        let size = 1 << 20;
+        assert!(8 << 30 > transfer_cap(size));
+        // A full copy of incompressible bytes, or of nothing, still fits.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let z = zstd::encode_all(&random[..], 3).unwrap();
+        assert!(z.len() as u64 > size);
+        assert!(z.len() as u64 <= transfer_cap(size));
+        assert!(zstd::encode_all(&[][..], 3).unwrap().len() as u64 <= transfer_cap(0));
+    }
+
+    #[test]
+    fn chunks_are_checked_against_the_announced_size_and_order() {
+        let mut t = Incoming::new(7, 100);
+        assert!(!t.check(&chunk(7, 0, 60, false)).unwrap());
+        assert!(matches!(
+            t.check(&chunk(8, 60, 10, false)),
+            Err(TransferError::WrongTransfer { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 50, 10, false)),
+            Err(TransferError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 60, 41, false)),
+            Err(TransferError::Overrun { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 60, 30, true)),
+            Err(TransferError::Short { .. })
+        ));
+        assert!(t.check(&chunk(7, 60, 40, true)).unwrap());
+        assert!(matches!(
+            t.check(&chunk(7, 100, 0, true)),
+            Err(TransferError::Finished { .. })
+        ));
     }
 }

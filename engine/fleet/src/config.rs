@@ -224,6 +224,10 @@ pub struct PostInstallConfig {
     pub timeout_secs: u64,
 }
 
+fn default_receive_stall_secs() -> u64 {
+    60
+}
+
 fn default_post_install_secs() -> u64 {
     300
 }
@@ -265,6 +269,15 @@ pub struct ClientConfig {
     /// Receiving side of the broadcast.
     #[serde(default)]
     pub multicast: ClientMulticast,
+    /// The progress watchdog: a session whose bytes in hand (blocks decoded
+    /// and checked, symbols held) reach no new high for this many seconds
+    /// (nothing arrives, only refused datagrams, or blocks that keep being
+    /// poisoned) stops holding back the boot check, so a client whose
+    /// broadcast was poisoned or lost still asks the master for a delta. Longer than the
+    /// pause between two rounds, so a client waiting for the next round
+    /// does not give up on it.
+    #[serde(default = "default_receive_stall_secs")]
+    pub receive_stall_secs: u64,
     /// Run after installing, before reporting completion.
     #[serde(default)]
     pub post_install: Option<PostInstallConfig>,
@@ -395,6 +408,9 @@ impl Resolve for ClientConfig {
                 "testing.drop_datagrams {} is not between 0 and 1",
                 self.testing.drop_datagrams
             ));
+        }
+        if self.receive_stall_secs == 0 {
+            return Err("receive_stall_secs must be at least 1".into());
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use haifu_carousel::{CarouselConfig, Pacer, Sender, SessionKey as CarouselKey};
+use haifu_carousel::{Pacer, SessionKey as CarouselKey};
 use haifu_plugin_host::{DatagramGroup, Endpoint, Plugin};
 use haifu_protocol::{
     ArtifactFetch, ArtifactRef, DataChunk, ErrorCode, Group, Hello, Instruction, Message,
@@ -603,7 +603,10 @@ fn send_one(
     path: &Path,
 ) -> Result<RoundDone, FleetError> {
     let key = CarouselKey::new(session.session_id, session.session_key.0);
-    let sender = Sender::new(key, session.size, CarouselConfig::default())
+    // The layout is the signed manifest's, the one its clients decode with.
+    let manifest = haifu_core::Manifest::from_json(&session.manifest)
+        .map_err(|e| FleetError::Run(format!("the run's manifest: {e}")))?;
+    let sender = haifu_runtime::broadcast::sender_for(key, &manifest)
         .map_err(|e| FleetError::Run(format!("carousel: {e}")))?;
     let file = File::open(path).map_err(|e| FleetError::Run(format!("{}: {e}", path.display())))?;
     let mut read = |r: std::ops::Range<u64>| -> std::io::Result<Vec<u8>> {

@@ -181,14 +181,14 @@ fn parse_manifest(path: &std::path::Path, json: &str) -> Result<Manifest, Ledger
 
 #[cfg(test)]
 mod tests {
-    use haifu_core::{Compression, Digest, MANIFEST_FORMAT, ManifestBody, SigningKey};
+    use haifu_core::{Compression, Digest, MANIFEST_FORMAT_V1, ManifestBody, SigningKey};
 
     use super::*;
     use crate::SCHEMA_VERSION;
 
     fn manifest(name: &str, version: &str, fill: u8) -> Manifest {
         let body = ManifestBody {
-            format: MANIFEST_FORMAT,
+            format: MANIFEST_FORMAT_V1,
             name: name.into(),
             version: version.into(),
             size: 10,
@@ -196,6 +196,7 @@ mod tests {
             created_at: "2026-11-27T12:00:00Z".parse().unwrap(),
             compression: Compression::Zstd,
             stored_size: 5,
+            carousel: None,
         };
         Manifest::sign(body, &SigningKey::from_seed([1; 32]))
     }

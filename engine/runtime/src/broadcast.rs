@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use haifu_carousel::{Accepted, EncodeError, Pacer, Receiver, Sender};
+use haifu_carousel::{
+    Accepted, CarouselConfig, DecodedBlock, EncodeError, LayoutError, Pacer, ReceivePlan, Receiver,
+    Sender, SessionKey, block_hash,
+};
+use haifu_core::{CarouselLayout, MANIFEST_FORMAT_V1, Manifest, ManifestError};
 use haifu_install::{InstallError, Staging};
 use haifu_plugin_host::{DatagramGroup, TransportError};
 
@@ -35,12 +39,72 @@ pub enum BroadcastError {
     /// Writing a decoded block failed.
     #[error(transparent)]
     Install(#[from] InstallError),
+    /// The manifest's carousel layout or block hashes are unusable.
+    #[error("manifest's carousel layout: {0}")]
+    Layout(#[from] LayoutError),
+    /// The manifest's block hashes do not parse.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     /// The round was stopped before its end (shutdown).
     #[error("stopped after {datagrams} datagrams")]
     Stopped {
         /// Datagrams sent before the stop.
         datagrams: u64,
     },
+}
+
+/// The carousel layout registration records in a format-2 manifest: the
+/// one relays send with. `block_hashes` is left empty for the caller.
+pub fn registration_layout() -> CarouselLayout {
+    let c = CarouselConfig::default();
+    CarouselLayout {
+        symbol_size: c.symbol_size,
+        object_shift: c.object_shift,
+        block_symbols: c.block_symbols,
+        block_hashes: String::new(),
+    }
+}
+
+/// The carousel configuration a verified manifest prescribes. Format-1
+/// manifests carry none: every relay then sent with the defaults, so those
+/// are what such a session is held to.
+pub fn carousel_config(manifest: &Manifest) -> CarouselConfig {
+    let mut config = CarouselConfig::default();
+    if let Some(c) = &manifest.body.carousel {
+        config.symbol_size = c.symbol_size;
+        config.object_shift = c.object_shift;
+        config.block_symbols = c.block_symbols;
+    }
+    config
+}
+
+/// What a client holds a session to: the verified manifest's size and
+/// layout, and its block hashes when it carries them. Call only on a
+/// manifest that passed [`Manifest::verify`].
+pub fn receive_plan(manifest: &Manifest) -> Result<ReceivePlan, BroadcastError> {
+    let plan = ReceivePlan::for_config(manifest.body.size, &carousel_config(manifest))?;
+    let hashes = match &manifest.body.carousel {
+        Some(c) => c.block_hashes()?,
+        None => {
+            debug_assert_eq!(manifest.body.format, MANIFEST_FORMAT_V1);
+            Vec::new()
+        }
+    };
+    if hashes.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.with_block_hashes(hashes)?)
+}
+
+/// The sender of a session for a verified manifest, laid out as the
+/// manifest says (what the relay should send with, so that clients holding
+/// the session to the manifest accept its datagrams).
+pub fn sender_for(key: SessionKey, manifest: &Manifest) -> Result<Sender, BroadcastError> {
+    Ok(Sender::new(
+        key,
+        manifest.body.size,
+        carousel_config(manifest),
+    )?)
 }
 
 /// What a relay sent in one round (the relay logs these per round).
@@ -122,7 +186,8 @@ pub struct ReceiveStats {
     pub accepted: u64,
     /// Authentic datagrams that added nothing (repeats, decoded blocks).
     pub redundant: u64,
-    /// Rejected datagrams, by reason (`bad_tag`, `foreign_session`, …).
+    /// Rejected datagrams, by reason (`bad_tag`, `foreign_session`,
+    /// `shape_mismatch`, `block_hash_mismatch`, `symbol_conflict`, …).
     pub rejected: BTreeMap<&'static str, u64>,
     /// Whether every block decoded.
     pub complete: bool,
@@ -133,37 +198,103 @@ pub struct ReceiveStats {
 pub type DatagramSource<'a> =
     dyn FnMut(&mut [u8], Duration) -> Result<Option<usize>, TransportError> + 'a;
 
+/// Decoded blocks queued for the checking thread (about 5.6 MB each at the
+/// default layout) before decoding waits for it.
+const CHECKS_IN_FLIGHT: usize = 4;
+
 /// Receives from `next_datagram` until the session is complete or
 /// `deadline` passes, writing each decoded block into `staging`.
 /// `next_datagram(buf, timeout)` returns the length of one datagram, or
 /// `None` when the timeout passed with nothing.
+///
+/// Decoding runs on this thread; each decoded block's signed hash (when the
+/// receiver's plan has them) is checked on a second thread, which writes
+/// the block only if it matches: sha3-256 is slower than decoding, so the
+/// two overlap instead of adding up. Every block handed to the checker is
+/// settled before this returns.
 pub fn receive_from(
     next_datagram: &mut DatagramSource<'_>,
     receiver: &mut Receiver,
     staging: &mut Staging,
     deadline: Instant,
 ) -> Result<ReceiveStats, BroadcastError> {
+    receiver.defer_block_checks();
     let mut stats = ReceiveStats::default();
     let mut buf = vec![0u8; 2048];
-    while !receiver.is_complete() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let Some(n) = next_datagram(&mut buf, left.min(Duration::from_millis(200)))? else {
-            continue;
+    std::thread::scope(|scope| {
+        let (blocks_tx, blocks_rx) =
+            std::sync::mpsc::sync_channel::<DecodedBlock>(CHECKS_IN_FLIGHT);
+        let (checked_tx, checked_rx) = std::sync::mpsc::channel::<(u32, u8, bool)>();
+        let checker = scope.spawn(move || -> Result<(), InstallError> {
+            for block in blocks_rx {
+                let matches = block
+                    .check
+                    .is_none_or(|want| block_hash(&block.data) == want);
+                // A block that fails is never written: what the staging
+                // file holds was checked block by block.
+                if matches {
+                    staging.write_at(block.offset, &block.data)?;
+                }
+                if checked_tx.send((block.object, block.sbn, matches)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let settle = |receiver: &mut Receiver,
+                      stats: &mut ReceiveStats,
+                      (object, sbn, matches): (u32, u8, bool)| {
+            if let Err(e) = receiver.block_checked(object, sbn, matches) {
+                *stats.rejected.entry(e.kind()).or_default() += 1;
+            }
         };
-        match receiver.handle_datagram(&buf[..n]) {
-            Ok(Accepted::Held | Accepted::BlockDecoded) => stats.accepted += 1,
-            Ok(_) => stats.redundant += 1,
-            Err(e) => *stats.rejected.entry(e.kind()).or_default() += 1,
+        let mut in_check = 0usize;
+        let mut checker_gone = false;
+        while !receiver.is_complete() && !checker_gone {
+            for result in checked_rx.try_iter() {
+                in_check = in_check.saturating_sub(1);
+                settle(receiver, &mut stats, result);
+            }
+            if receiver.is_complete() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // While blocks are being checked, wake up often to settle them.
+            let wait = if in_check > 0 {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(200)
+            };
+            if let Some(n) = next_datagram(&mut buf, left.min(wait))? {
+                match receiver.handle_datagram(&buf[..n]) {
+                    Ok(Accepted::Held | Accepted::BlockDecoded) => stats.accepted += 1,
+                    Ok(_) => stats.redundant += 1,
+                    Err(e) => *stats.rejected.entry(e.kind()).or_default() += 1,
+                }
+            }
+            while let Some(block) = receiver.poll_block() {
+                if blocks_tx.send(block).is_err() {
+                    // The checker stopped on a write error: its join says why.
+                    checker_gone = true;
+                    break;
+                }
+                in_check += 1;
+            }
         }
-        while let Some(block) = receiver.poll_block() {
-            staging.write_at(block.offset, &block.data)?;
+        drop(blocks_tx);
+        let written = checker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for result in checked_rx.try_iter() {
+            settle(receiver, &mut stats, result);
         }
-    }
-    stats.complete = receiver.is_complete();
-    Ok(stats)
+        written?;
+        stats.complete = receiver.is_complete();
+        Ok(stats)
+    })
 }
 
 /// [`receive_from`] a datagram group.

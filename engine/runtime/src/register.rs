@@ -8,8 +8,10 @@
 use std::fs;
 use std::path::Path;
 
+use haifu_carousel::{BlockHasher, CarouselConfig, ReceivePlan};
 use haifu_core::{
-    ArtifactName, Compression, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey, Version,
+    ArtifactName, CarouselLayout, Compression, MANIFEST_FORMAT, MAX_BLOCK_HASHES, Manifest,
+    ManifestBody, SigningKey, Version,
 };
 use haifu_ledger::{Ledger, LedgerError, Recorded};
 use haifu_store::{Store, StoreError};
@@ -89,7 +91,39 @@ pub fn register_file(
         });
     }
 
-    let put = store.put_file(path, &mut |n| progress("storing", n, total))?;
+    // The per-block hashes are computed from the same reads as the digest,
+    // on a thread of their own; an artifact with more blocks than a
+    // manifest carries gets the layout alone (whole-file digest only).
+    let mut layout = crate::broadcast::registration_layout();
+    let plan = ReceivePlan::for_config(total, &CarouselConfig::default()).ok();
+    let mut hasher = plan
+        .as_ref()
+        .filter(|p| p.block_count() <= MAX_BLOCK_HASHES as u64)
+        .and_then(|p| BlockHasher::new(p).ok());
+    let put = match hasher.as_mut() {
+        Some(h) => {
+            store.put_file_observed(path, &mut |n| progress("storing", n, total), &mut |bytes| {
+                h.update(bytes)
+            })?
+        }
+        None => store.put_file(path, &mut |n| progress("storing", n, total))?,
+    };
+    if let Some(h) = hasher {
+        // Fails only if the file changed size while being read.
+        let hashes = h.finish().map_err(|e| RegisterError::File {
+            path: path.to_owned(),
+            detail: format!("changed while being read: {e}"),
+        })?;
+        layout.block_hashes = CarouselLayout::encode_block_hashes(&hashes);
+    } else {
+        tracing::warn!(
+            %name,
+            %version,
+            size = put.size,
+            max_blocks = MAX_BLOCK_HASHES,
+            "too many source blocks for per-block hashes; clients check the whole-file digest only"
+        );
+    }
     let now = jiff::Timestamp::now();
     let body = ManifestBody {
         format: MANIFEST_FORMAT,
@@ -100,6 +134,7 @@ pub fn register_file(
         created_at: jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
         compression: Compression::Zstd,
         stored_size: put.stored_size,
+        carousel: Some(layout),
     };
     let manifest = Manifest::sign(body, key);
     Ok(match ledger.record_version(&manifest)? {

@@ -7,11 +7,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use haifu_carousel::{CarouselConfig, Pacer, Receiver, Sender, SessionKey};
-use haifu_core::{Compression, Digest, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey};
+use haifu_carousel::{
+    BlockHasher, CarouselConfig, Pacer, ReceivePlan, Receiver, Sender, SessionKey,
+};
+use haifu_core::{
+    CarouselLayout, Compression, Digest, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey,
+};
 use haifu_install::InstallRoot;
 use haifu_plugin_host::{DatagramGroup, Plugin};
-use haifu_runtime::broadcast::{receive_from, send_round};
+use haifu_runtime::broadcast::{receive_from, receive_plan, registration_layout, send_round};
 use sha3::{Digest as _, Sha3_256};
 
 fn plugin() -> Plugin {
@@ -73,6 +77,17 @@ fn a_lossy_client_completes_across_rounds_and_installs_what_the_master_signed() 
             created_at: "2026-12-01T00:00:00Z".parse().unwrap(),
             compression: Compression::Zstd,
             stored_size: 0,
+            carousel: Some(CarouselLayout {
+                block_hashes: CarouselLayout::encode_block_hashes(&{
+                    let plan =
+                        ReceivePlan::for_config(data.len() as u64, &CarouselConfig::default())
+                            .unwrap();
+                    let mut h = BlockHasher::new(&plan).unwrap();
+                    h.update(&data);
+                    h.finish().unwrap()
+                }),
+                ..registration_layout()
+            }),
         },
         &key,
     );
@@ -85,11 +100,12 @@ fn a_lossy_client_completes_across_rounds_and_installs_what_the_master_signed() 
     let dir = tempfile::tempdir().unwrap();
     let root = InstallRoot::open(dir.path().join("client")).unwrap();
     let client_session = session.clone();
+    let client_manifest = manifest.clone();
     let len = data.len() as u64;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client_done = std::sync::Arc::clone(&done);
     let client = std::thread::spawn(move || {
-        let mut receiver = Receiver::new(client_session);
+        let mut receiver = Receiver::new(client_session, receive_plan(&client_manifest).unwrap());
         let mut staging = root.stage(len).unwrap();
         // The client's network loses 15% of datagrams: more than one
         // round's repair symbols cover, so it needs symbols from round 2.

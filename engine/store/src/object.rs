@@ -21,6 +21,10 @@ const PIPELINE_DEPTH: usize = 4;
 /// zstd level for objects at rest: fast enough to keep pace with hashing.
 pub(crate) const LEVEL: i32 = 3;
 
+/// Sees every chunk of an artifact being stored, in order, on its own
+/// thread.
+pub type Observer<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
 /// The outcome of storing an artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Put {
@@ -87,6 +91,19 @@ impl Store {
         self.put_reader(file, path, progress)
     }
 
+    /// [`Store::put_file`], also handing every chunk of the bytes, in
+    /// order, to `observe` on a thread of its own (registration computes
+    /// the per-block hashes this way, in the same pass as the digest).
+    pub fn put_file_observed(
+        &self,
+        path: &Path,
+        progress: &mut dyn FnMut(u64),
+        observe: &mut Observer<'_>,
+    ) -> Result<Put, StoreError> {
+        let file = File::open(path).map_err(StoreError::io("open", path))?;
+        self.put_reader_observed(file, path, progress, Some(observe))
+    }
+
     /// Stores everything `src` yields. `src_name` names the source in errors.
     ///
     /// Reads on this thread, compresses on this thread, hashes on a second
@@ -96,9 +113,19 @@ impl Store {
     /// temporary file is removed and the store is unchanged.
     pub fn put_reader(
         &self,
+        src: impl Read,
+        src_name: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Put, StoreError> {
+        self.put_reader_observed(src, src_name, progress, None)
+    }
+
+    fn put_reader_observed(
+        &self,
         mut src: impl Read,
         src_name: &Path,
         progress: &mut dyn FnMut(u64),
+        observe: Option<&mut Observer<'_>>,
     ) -> Result<Put, StoreError> {
         let tmp_path = self.tmp_dir().join(temp_name("put"));
         let (tmp, file) = TempFile::create(tmp_path)?;
@@ -106,8 +133,19 @@ impl Store {
         let mut encoder = zstd::stream::write::Encoder::new(out, LEVEL)
             .map_err(StoreError::io("start compressing into", tmp.path()))?;
         let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(PIPELINE_DEPTH);
+        let (obs_tx, obs_rx) = sync_channel::<Arc<Vec<u8>>>(PIPELINE_DEPTH);
+        let observing = observe.is_some();
 
         let (digest, size, file) = std::thread::scope(|scope| {
+            // The observer hashes as much as the digest does, so it gets a
+            // thread of its own rather than slowing the hasher down.
+            let observer = observe.map(|observe| {
+                scope.spawn(move || {
+                    for chunk in obs_rx {
+                        observe(chunk.as_slice());
+                    }
+                })
+            });
             let hasher = scope.spawn(move || {
                 let mut h = Sha3_256::new();
                 for chunk in rx {
@@ -129,6 +167,9 @@ impl Store {
                     // The hasher only stops early if it panicked; the join
                     // below reports that.
                     let _ = tx.send(Arc::clone(&chunk));
+                    if observing {
+                        let _ = obs_tx.send(Arc::clone(&chunk));
+                    }
                     encoder
                         .write_all(&chunk)
                         .map_err(StoreError::io("write", tmp.path()))?;
@@ -145,11 +186,20 @@ impl Store {
                 })
             })();
             drop(tx);
+            drop(obs_tx);
+            let observed = observer
+                .map_or(Ok(()), |o| o.join())
+                .map_err(|_| StoreError::Io {
+                    op: "hash",
+                    path: src_name.to_owned(),
+                    source: io::Error::other("observing thread panicked"),
+                });
             let digest = hasher.join().map_err(|_| StoreError::Io {
                 op: "hash",
                 path: src_name.to_owned(),
                 source: io::Error::other("hashing thread panicked"),
             });
+            observed?;
             result.and_then(|file| Ok((digest?, size, file)))
         })?;
 

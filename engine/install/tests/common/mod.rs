@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: signed manifests and staging.
 #![allow(dead_code)]
 
-use haifu_core::{Compression, Digest, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey};
+use haifu_core::{Compression, Digest, MANIFEST_FORMAT_V1, Manifest, ManifestBody, SigningKey};
 use haifu_install::{InstallRoot, Verified};
 use sha3::{Digest as _, Sha3_256};
 
@@ -16,7 +16,7 @@ pub fn sha3(bytes: &[u8]) -> Digest {
 pub fn manifest(version: &str, bytes: &[u8]) -> Manifest {
     Manifest::sign(
         ManifestBody {
-            format: MANIFEST_FORMAT,
+            format: MANIFEST_FORMAT_V1,
             name: "pos-app".into(),
             version: version.into(),
             size: bytes.len() as u64,
@@ -24,6 +24,7 @@ pub fn manifest(version: &str, bytes: &[u8]) -> Manifest {
             created_at: "2026-11-27T12:00:00Z".parse().unwrap(),
             compression: Compression::Zstd,
             stored_size: bytes.len() as u64,
+            carousel: None,
         },
         &key(),
     )
