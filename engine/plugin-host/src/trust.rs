@@ -3,7 +3,10 @@
 //!
 //! Loading a library runs its code with the daemon's rights, so a plugin is
 //! only as trustworthy as everyone who can write it. A folder or file is
-//! refused when group or others may write it, or when it belongs to someone
+//! refused when others may write it, when its group may write it and that
+//! group is anything but its owner's private group (the user-private-group
+//! scheme behind umask 002: a group named after the user, the user's
+//! primary group, with no other members), or when it belongs to someone
 //! other than root or the user running haifu. A symbolic link is followed:
 //! its final target and the folder that holds the target are checked, and
 //! the target is what gets loaded (so a link to a file in a loose folder is
@@ -72,7 +75,8 @@ fn effective_uid() -> u32 {
 fn check_meta(path: &Path, meta: &Metadata) -> Result<(), Untrusted> {
     use std::os::unix::fs::MetadataExt;
     let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
+    let group_ok = mode & 0o020 == 0 || private_group_of(meta.uid(), meta.gid());
+    if mode & 0o002 != 0 || !group_ok {
         return Err(Untrusted::Writable {
             mode,
             path: path.display().to_string(),
@@ -84,6 +88,48 @@ fn check_meta(path: &Path, meta: &Metadata) -> Result<(), Untrusted> {
         return Err(Untrusted::Owner { owner, me });
     }
     Ok(())
+}
+
+/// Whether `gid` is the private group of user `uid`, as `/etc/passwd` and
+/// `/etc/group` say (read with a size cap; unreadable means no).
+#[cfg(unix)]
+fn private_group_of(uid: u32, gid: u32) -> bool {
+    let read = |p: &str| -> Option<String> {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::fs::File::open(p)
+            .ok()?
+            .take(4 << 20)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    };
+    match (read("/etc/passwd"), read("/etc/group")) {
+        (Some(passwd), Some(group)) => is_private_group(&passwd, &group, uid, gid),
+        _ => false,
+    }
+}
+
+/// [`private_group_of`] on the files' text: the user's primary group is
+/// `gid`, that group is named after the user, and nobody else is listed in
+/// it.
+fn is_private_group(passwd: &str, group: &str, uid: u32, gid: u32) -> bool {
+    let fields = |l: &str| -> Vec<String> { l.split(':').map(str::to_owned).collect() };
+    let user = passwd.lines().map(fields).find(|f| {
+        f.len() >= 4
+            && f[2].parse::<u32>().ok() == Some(uid)
+            && f[3].parse::<u32>().ok() == Some(gid)
+    });
+    let Some(user) = user else {
+        return false;
+    };
+    let name = &user[0];
+    group.lines().map(fields).any(|f| {
+        f.len() >= 4
+            && f[2].parse::<u32>().ok() == Some(gid)
+            && f[0] == *name
+            && f[3].split(',').all(|m| m.is_empty() || m == name)
+    })
 }
 
 #[cfg(not(unix))]
@@ -119,4 +165,26 @@ pub(crate) fn check_file(path: &Path) -> Result<std::path::PathBuf, Refusal> {
     }
     check_meta(&real, &meta)?;
     Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_users_own_private_group_may_write() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nana:x:1000:1000::/home/ana:/bin/sh\nbo:x:1001:100::/home/bo:/bin/sh\n";
+        let group = "root:x:0:\nana:x:1000:\nusers:x:100:bo\nshared:x:1002:ana,bo\n";
+        assert!(is_private_group(passwd, group, 1000, 1000));
+        assert!(is_private_group(passwd, group, 0, 0));
+        // A shared group, a group not the user's primary one, a user whose
+        // primary group is a shared one.
+        assert!(!is_private_group(passwd, group, 1000, 1002));
+        assert!(!is_private_group(passwd, group, 1001, 100));
+        assert!(!is_private_group(passwd, group, 1000, 0));
+        // A private group that lists someone else.
+        let group = "ana:x:1000:bo\n";
+        assert!(!is_private_group(passwd, group, 1000, 1000));
+        assert!(!is_private_group("", "", 1000, 1000));
+    }
 }
