@@ -15,12 +15,16 @@
 //!   (script:line:column where Rhai gives one, the limit's kind otherwise) and
 //!   returns it in [`Outcome::fallback`] so callers can show it.
 //!
+//! - runs table-driven policy tests ([`cases`]): facts in, expected decision
+//!   out, for `haifu policy test` and `haifu policy eval`.
+//!
 //! It does not read the ledger, know the workflow format, keep time or do
 //! any I/O besides reading script files at load: callers pass facts (and
 //! `now`) in and act on the typed answers.
 
 #![forbid(unsafe_code)]
 
+pub mod cases;
 mod decision;
 mod error;
 mod facts;
