@@ -82,11 +82,11 @@ pub enum Call {
 
 /// A `--fact` that cannot be used, naming the fact.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("fact {key}: {message}")]
+#[error("{message}")]
 pub struct FactError {
     /// The fact's key (`client.version`).
     pub key: String,
-    /// What is wrong with it.
+    /// What is wrong with it, naming the fact.
     pub message: String,
 }
 
@@ -125,9 +125,21 @@ impl Call {
         build(role, &facts).map_err(|errors| {
             errors
                 .into_iter()
-                .map(|(key, (), message)| FactError { key, message })
+                .map(|(key, (), message)| FactError {
+                    message: named(&key, message),
+                    key,
+                })
                 .collect()
         })
+    }
+}
+
+/// `fact client.version: …`, unless the message already names the fact.
+pub(crate) fn named(key: &str, message: String) -> String {
+    if message.contains(&format!("{key:?}")) || message.starts_with(key) {
+        message
+    } else {
+        format!("fact {key}: {message}")
     }
 }
 
