@@ -4,7 +4,7 @@
 //! entry point (`next_round`, `allow` or `disconnect`) with facts written in
 //! YAML (unspecified facts get the documented defaults, see [`Call`]) and
 //! states the decision it expects. [`PolicyUnderTest::run`] answers a case
-//! through the same [`PolicySet`] the engine uses and reports what differs.
+//! through the same [`crate::PolicySet`] the engine uses and reports what differs.
 //!
 //! A case fails when the decision or the reason differs from `expect`, and
 //! also when the script did not answer (the safe default was used), unless
@@ -229,6 +229,11 @@ enum ReadFailure {
 /// bytes. The size is checked on what is read, not only on the metadata, so
 /// a file that grows while being read is still bounded.
 fn read_capped(path: &Path, max: u64) -> Result<String, ReadFailure> {
+    // Checked before opening too: opening a FIFO for reading blocks until a
+    // writer comes, and a device can be endless.
+    if !std::fs::metadata(path).map_err(ReadFailure::Io)?.is_file() {
+        return Err(ReadFailure::NotAFile);
+    }
     let file = std::fs::File::open(path).map_err(ReadFailure::Io)?;
     let meta = file.metadata().map_err(ReadFailure::Io)?;
     if !meta.is_file() {

@@ -258,9 +258,21 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
     })
 }
 
+/// The entries of a mapping; a key written twice is reported (YAML
+/// libraries keep the last silently, which would hide a case's first
+/// `expect:`).
 fn map<'a>(node: &'a Node, what: &str, problems: &mut Problems) -> Option<&'a [(Node, Node)]> {
     match &node.value {
-        Value::Map(entries) => Some(entries),
+        Value::Map(entries) => {
+            for (i, (key, _)) in entries.iter().enumerate() {
+                let name = key.scalar();
+                if name.is_some() && entries[..i].iter().any(|(k, _)| k.scalar() == name) {
+                    let name = name.unwrap_or_default();
+                    problems.push((key.pos, format!("{what}: key {name:?} is given twice")));
+                }
+            }
+            Some(entries)
+        }
         _ => {
             problems.push((
                 node.pos,

@@ -147,3 +147,22 @@ fn a_fallback_fails_unless_expected_and_names_the_script_line() {
         Expected::Wait(Some(Duration::from_secs(3600)))
     );
 }
+
+#[test]
+fn a_key_given_twice_is_an_error() {
+    let errs = errors(
+        "cases:\n  - name: x\n    disconnect: {}\n    expect: { cut: true }\n    expect: { cut: false }\n",
+    );
+    assert_eq!(errs, ["t.yaml:5:5: a case: key \"expect\" is given twice"]);
+}
+
+#[test]
+fn only_regular_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let errs = CaseFile::load(dir.path()).unwrap_err();
+    assert!(matches!(errs[..], [CaseError::NotAFile { .. }]), "{errs:?}");
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, vec![b'#'; MAX_CASES_FILE_SIZE as usize + 1]).unwrap();
+    let errs = CaseFile::load(&big).unwrap_err();
+    assert!(matches!(errs[..], [CaseError::TooLarge { .. }]), "{errs:?}");
+}
