@@ -28,13 +28,16 @@ failure what was expected, what came back and where in the script to look. Exit 
 be used (every problem printed as FILE:LINE:COLUMN: message).")]
     Test(TestArgs),
     /// Ask a policy one decision from facts given on the command line.
-    #[command(after_help = "Facts not given get the defaults of policies/README.md \
-(\"Testing policies\"). Examples:\n\n  haifu policy eval policies/retry.rhai next_round \
---fact round=1 rounds=3 delivered=2 total=10 now=2026-12-01T02:30:00+09:00[Asia/Tokyo]\n  \
-haifu policy eval policies/restrict.rhai allow --fact client.version=2.3.0 \
-client.newest=2.4.0 service.since=2.4.0\n\nExit status: 0 when the script answered, 1 when \
-it did not and the safe default was used (the reason is printed), 2 on a bad fact or a \
-script that does not compile.")]
+    #[command(after_help = "Facts (unset ones get the defaults of policies/README.md, \
+\"Testing policies\"):\n  next_round: round rounds delivered total now time_zone start deadline \
+window\n  allow: client.id client.version client.newest client.behind client.state \
+client.last_contact service.name service.since now\n  disconnect: the client.* facts and now\n\n\
+Examples:\n  haifu policy eval policies/retry.rhai next_round --fact round=1 rounds=3 \
+delivered=2 total=10 time_zone=Asia/Tokyo now=2026-12-01T02:30:00+09:00\n  haifu policy eval \
+policies/disconnect.rhai disconnect --fact client.version=2.3.0 client.newest=2.4.0 \
+client.last_contact=-40d\n\nExit status: 0 when the script answered, 1 when it did not and the \
+safe default was used (the reason is printed), 2 on a bad fact or a script that does not \
+compile.")]
     Eval(EvalArgs),
 }
 

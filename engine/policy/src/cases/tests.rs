@@ -166,3 +166,17 @@ fn only_regular_files_are_read() {
     let errs = CaseFile::load(&big).unwrap_err();
     assert!(matches!(errs[..], [CaseError::TooLarge { .. }]), "{errs:?}");
 }
+
+#[test]
+fn every_truncation_of_a_shipped_cases_file_parses_or_errs_without_panicking() {
+    let text = include_str!("../../../../policies/tests/retry.yaml");
+    // Every third byte: enough to cut inside every key, value and line.
+    for end in (0..=text.len())
+        .step_by(3)
+        .filter(|&i| text.is_char_boundary(i))
+    {
+        if let Err(errors) = parse(&text[..end]) {
+            assert!(!errors.is_empty());
+        }
+    }
+}
