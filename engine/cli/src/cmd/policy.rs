@@ -28,7 +28,8 @@ failure what was expected, what came back and where in the script to look. Exit 
 be used (every problem printed as FILE:LINE:COLUMN: message).")]
     Test(TestArgs),
     /// Ask a policy one decision from facts given on the command line.
-    #[command(after_help = "Facts (unset ones get the defaults of policies/README.md, \
+    #[command(
+        after_help = "Facts (unset ones get the defaults of policies/README.md, \
 \"Testing policies\"):\n  next_round: round rounds delivered total now time_zone start deadline \
 window\n  allow: client.id client.version client.newest client.behind client.state \
 client.last_contact service.name service.since now\n  disconnect: the client.* facts and now\n\n\
@@ -37,7 +38,8 @@ delivered=2 total=10 time_zone=Asia/Tokyo now=2026-12-01T02:30:00+09:00\n  haifu
 policies/disconnect.rhai disconnect --fact client.version=2.3.0 client.newest=2.4.0 \
 client.last_contact=-40d\n\nExit status: 0 when the script answered, 1 when it did not and the \
 safe default was used (the reason is printed), 2 on a bad fact or a script that does not \
-compile.")]
+compile."
+    )]
     Eval(EvalArgs),
 }
 
