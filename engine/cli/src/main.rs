@@ -81,6 +81,9 @@ enum Command {
     /// Declare the services the gate knows.
     #[command(subcommand)]
     Service(cmd::service::Command),
+    /// Test a policy script on facts: table-driven cases, or one decision.
+    #[command(subcommand)]
+    Policy(cmd::policy::Command),
     /// List the transport plugins and any that failed to load.
     Plugins(cmd::plugins::Args),
     /// Manage the fleet's certificate authority.
@@ -105,7 +108,16 @@ fn main() -> ExitCode {
         cli.command,
         Command::Master(_) | Command::Relay(_) | Command::Client(_)
     );
-    init_tracing(if daemon { "info" } else { "warn" });
+    // `haifu policy` reports fallbacks in its own output; the façade's
+    // warning for each would print them twice.
+    let policy = matches!(cli.command, Command::Policy(_));
+    init_tracing(if daemon {
+        "info"
+    } else if policy {
+        "warn,haifu_policy=error"
+    } else {
+        "warn"
+    });
     let home = Home::new(cli.home);
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(&home, a),
@@ -123,6 +135,7 @@ fn main() -> ExitCode {
         Command::Api(c) => cmd::api::run(&home, c),
         Command::Gate(a) => cmd::gate::run(&home, a),
         Command::Service(c) => cmd::service::run(&home, c),
+        Command::Policy(c) => cmd::policy::run(c),
         Command::Plugins(a) => cmd::plugins::run(a),
         Command::Ca(c) => cmd::ca::run(&home, c),
         Command::Fleet(c) => cmd::fleet::run(&home, c),

@@ -13,7 +13,9 @@
 //!   [`PolicySet::disconnect`], each documenting its safe default;
 //! - falls back to that default on any script failure, logs it with `tracing`
 //!   (script:line:column where Rhai gives one, the limit's kind otherwise) and
-//!   returns it in [`Outcome::fallback`] so callers can show it.
+//!   returns it in [`Outcome::fallback`] so callers can show it;
+//! - runs table-driven policy tests ([`cases`]): facts in, expected decision
+//!   out, for `haifu policy test` and `haifu policy eval`.
 //!
 //! It also holds [`input::read_text`], the capped, regular-files-only reader
 //! that workflows, policies and daemon configs are all read with.
@@ -24,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cases;
 mod decision;
 mod error;
 mod facts;

@@ -14,6 +14,7 @@ pub mod gate;
 pub mod keys;
 pub mod manifest;
 pub mod plugins;
+pub mod policy;
 pub mod register;
 pub mod run;
 pub mod service;

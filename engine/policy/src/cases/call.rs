@@ -1,0 +1,410 @@
+//! Facts written as `key = text` pairs, turned into one entry point's call.
+//!
+//! Both the cases reader (YAML mappings flattened to `client.version`) and
+//! `haifu policy eval --fact client.version=2.3.0` come through
+//! [`Call::from_facts`], so the two accept the same keys, values and
+//! defaults. The defaults are documented in `policies/README.md`; keep the
+//! two in step.
+
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, ZonedDateTime};
+
+use crate::decision::Role;
+use crate::facts::{ClientFacts, RoundFacts, ServiceFacts};
+
+/// `now` when a case gives none: a fixed instant, so a case answers the same
+/// whenever it runs.
+pub const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
+
+const ROUND_KEYS: &[&str] = &[
+    "round",
+    "rounds",
+    "delivered",
+    "total",
+    "now",
+    "time_zone",
+    "start",
+    "deadline",
+    "window",
+];
+const ALLOW_KEYS: &[&str] = &[
+    "client.id",
+    "client.version",
+    "client.newest",
+    "client.behind",
+    "client.state",
+    "client.last_contact",
+    "service.name",
+    "service.since",
+    "now",
+];
+const DISCONNECT_KEYS: &[&str] = &[
+    "client.id",
+    "client.version",
+    "client.newest",
+    "client.behind",
+    "client.state",
+    "client.last_contact",
+    "now",
+];
+const STATES: &[&str] = &[
+    "pending",
+    "delivered",
+    "delta",
+    "undelivered",
+    "disconnected",
+];
+
+/// One entry point's call, with every fact resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    /// `next_round(ctx)`.
+    NextRound(RoundFacts),
+    /// `allow(client, service)` at `now`.
+    Allow {
+        /// The client.
+        client: ClientFacts,
+        /// The service it asks for.
+        service: ServiceFacts,
+        /// The time of the call.
+        now: Timestamp,
+    },
+    /// `disconnect(client)` at `now`.
+    Disconnect {
+        /// The straggler.
+        client: ClientFacts,
+        /// The time of the call.
+        now: Timestamp,
+    },
+}
+
+/// A `--fact` that cannot be used, naming the fact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FactError {
+    /// The fact's key (`client.version`).
+    pub key: String,
+    /// What is wrong with it, naming the fact.
+    pub message: String,
+}
+
+impl Call {
+    /// The role whose entry point this calls.
+    pub fn role(&self) -> Role {
+        match self {
+            Call::NextRound(_) => Role::Retry,
+            Call::Allow { .. } => Role::Restrict,
+            Call::Disconnect { .. } => Role::Disconnect,
+        }
+    }
+
+    /// The entry point's name: `next_round`, `allow` or `disconnect`.
+    pub fn entry(&self) -> &'static str {
+        self.role().entry_point().0
+    }
+
+    /// The keys `role`'s call accepts.
+    pub fn keys(role: Role) -> &'static [&'static str] {
+        match role {
+            Role::Retry => ROUND_KEYS,
+            Role::Restrict => ALLOW_KEYS,
+            Role::Disconnect => DISCONNECT_KEYS,
+        }
+    }
+
+    /// Builds `role`'s call from `key = value` facts (`None` for an unset
+    /// value: YAML's `~`, or `--fact client.version=`); facts not given get
+    /// the documented defaults.
+    ///
+    /// # Errors
+    /// Every unknown, repeated or malformed fact, one error each.
+    pub fn from_facts(role: Role, facts: &[(&str, Option<&str>)]) -> Result<Call, Vec<FactError>> {
+        let facts: Vec<(&str, Option<&str>, ())> = facts.iter().map(|&(k, v)| (k, v, ())).collect();
+        build(role, &facts).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|(key, (), message)| FactError {
+                    message: named(&key, message),
+                    key,
+                })
+                .collect()
+        })
+    }
+}
+
+/// `fact client.version: …`, unless the message already names the fact.
+pub(crate) fn named(key: &str, message: String) -> String {
+    if message.contains(&format!("{key:?}")) || message.starts_with(key) {
+        message
+    } else {
+        format!("fact {key}: {message}")
+    }
+}
+
+/// Collects facts by key and the problems found reading them; `P` is where
+/// a fact was written (a YAML position, or nothing for `--fact`).
+struct Facts<'a, P: Copy> {
+    facts: &'a [(&'a str, Option<&'a str>, P)],
+    errors: Vec<(String, P, String)>,
+}
+
+impl<'a, P: Copy> Facts<'a, P> {
+    fn get(&self, key: &str) -> Option<(Option<&'a str>, P)> {
+        self.facts
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|&(_, v, at)| (v, at))
+    }
+
+    /// Reads `key` with `parse`; `None` when absent or malformed (the
+    /// latter recorded as an error).
+    fn read<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let (value, at) = self.get(key)?;
+        let Some(text) = value else {
+            self.errors
+                .push((key.to_string(), at, "needs a value here".into()));
+            return None;
+        };
+        match parse(text.trim()) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.errors.push((key.to_string(), at, message));
+                None
+            }
+        }
+    }
+
+    /// Like [`Facts::read`] for a fact that may be unset: `Some(None)` when
+    /// given as `~` or empty.
+    fn read_optional<T>(
+        &mut self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match self.get(key)? {
+            (None, _) => Some(None),
+            (Some(text), _) if text.trim().is_empty() => Some(None),
+            _ => self.read(key, parse).map(Some),
+        }
+    }
+}
+
+/// Builds the call, or every problem as `(key, where, message)`.
+pub(crate) fn build<P: Copy>(
+    role: Role,
+    facts: &[(&str, Option<&str>, P)],
+) -> Result<Call, Vec<(String, P, String)>> {
+    let known = Call::keys(role);
+    let mut f = Facts {
+        facts,
+        errors: Vec::new(),
+    };
+    for (i, &(key, _, at)) in facts.iter().enumerate() {
+        if !known.contains(&key) {
+            let (entry, _) = role.entry_point();
+            f.errors.push((
+                key.to_string(),
+                at,
+                format!(
+                    "unknown fact {key:?} for {entry}; known: {}",
+                    known.join(", ")
+                ),
+            ));
+        } else if facts[..i].iter().any(|(k, _, _)| *k == key) {
+            f.errors
+                .push((key.to_string(), at, format!("{key} is given twice")));
+        }
+    }
+    let call = match role {
+        Role::Retry => Call::NextRound(round_facts(&mut f)),
+        Role::Restrict => {
+            let now = now_timestamp(&mut f);
+            let client = client_facts(&mut f, now);
+            let service = ServiceFacts {
+                name: f
+                    .read("service.name", text)
+                    .unwrap_or_else(|| "service".into()),
+                since: f
+                    .read("service.since", version)
+                    .unwrap_or_else(|| client.newest.clone()),
+            };
+            Call::Allow {
+                client,
+                service,
+                now,
+            }
+        }
+        Role::Disconnect => {
+            let now = now_timestamp(&mut f);
+            let client = client_facts(&mut f, now);
+            Call::Disconnect { client, now }
+        }
+    };
+    if f.errors.is_empty() {
+        Ok(call)
+    } else {
+        Err(f.errors)
+    }
+}
+
+fn default_now() -> Timestamp {
+    DEFAULT_NOW.parse().unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn now_timestamp<P: Copy>(f: &mut Facts<'_, P>) -> Timestamp {
+    f.read("now", |t| timestamp(t, None))
+        .unwrap_or_else(default_now)
+}
+
+fn round_facts<P: Copy>(f: &mut Facts<'_, P>) -> RoundFacts {
+    let zone_given = f.get("time_zone").is_some();
+    let zone = f
+        .read("time_zone", |t| {
+            TimeZone::get(t).map_err(|e| format!("unknown time zone {t:?} ({e})"))
+        })
+        .unwrap_or(TimeZone::UTC);
+    let now = f
+        .read("now", |t| {
+            // RFC 9557 (`…+09:00[Asia/Tokyo]`) carries its own zone.
+            if t.contains('[') {
+                if zone_given {
+                    return Err("carries its own time zone; drop time_zone".into());
+                }
+                return t
+                    .parse::<ZonedDateTime>()
+                    .map_err(|e| format!("not an RFC 9557 time ({e})"));
+            }
+            timestamp(t, None).map(|at| at.to_zoned_datetime(zone.clone()))
+        })
+        .unwrap_or_else(|| default_now().to_zoned_datetime(zone.clone()));
+    let at = now.timestamp();
+    RoundFacts {
+        round: f.read("round", number).unwrap_or(1),
+        rounds: f.read("rounds", number).unwrap_or(3),
+        delivered: f.read("delivered", number).unwrap_or(0),
+        total: f.read("total", number).unwrap_or(10),
+        start: f.read("start", |t| timestamp(t, Some(at))).unwrap_or(at),
+        deadline: f
+            .read("deadline", |t| timestamp(t, Some(at)))
+            .unwrap_or_else(|| {
+                at.saturating_add(SignedDuration::from_hours(7 * 24))
+                    .unwrap_or(at)
+            }),
+        window: f.read("window", window).unwrap_or(None),
+        now,
+    }
+}
+
+fn client_facts<P: Copy>(f: &mut Facts<'_, P>, now: Timestamp) -> ClientFacts {
+    let installed = f.read_optional("client.version", version).unwrap_or(None);
+    let newest = f
+        .read("client.newest", version)
+        .or_else(|| installed.clone())
+        .unwrap_or_else(|| semver::Version::new(1, 0, 0));
+    // As the gate counts: 0 when up to date; at least one newer version
+    // when behind or unknown (the caller knows the exact count).
+    let behind_default = match &installed {
+        Some(v) if *v >= newest => 0,
+        _ => 1,
+    };
+    ClientFacts {
+        id: f
+            .read("client.id", text)
+            .unwrap_or_else(|| "client-1".into()),
+        behind: f.read("client.behind", number).unwrap_or(behind_default),
+        state: f
+            .read("client.state", |t| {
+                if STATES.contains(&t) {
+                    Ok(t.to_string())
+                } else {
+                    Err(format!(
+                        "unknown state {t:?}; one of: {}",
+                        STATES.join(", ")
+                    ))
+                }
+            })
+            .unwrap_or_else(|| "pending".into()),
+        last_contact: f
+            .read_optional("client.last_contact", |t| timestamp(t, Some(now)))
+            .unwrap_or(None),
+        version: installed,
+        newest,
+    }
+}
+
+fn text(t: &str) -> Result<String, String> {
+    Ok(t.to_string())
+}
+
+fn number<T: std::str::FromStr>(t: &str) -> Result<T, String> {
+    t.parse()
+        .map_err(|_| format!("{t:?} is not a whole number in range"))
+}
+
+fn version(t: &str) -> Result<semver::Version, String> {
+    semver::Version::parse(t).map_err(|e| format!("{t:?} is not a semantic version ({e})"))
+}
+
+/// `HH:MM-HH:MM` → minutes after midnight, as `schedule.window` is written.
+fn window(t: &str) -> Result<Option<(u16, u16)>, String> {
+    let minutes = |hm: &str| -> Option<u16> {
+        let (h, m) = hm.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let bad = || format!("{t:?} is not a window like 02:00-05:00");
+    let (open, close) = t.split_once('-').ok_or_else(bad)?;
+    Ok(Some((
+        minutes(open).ok_or_else(bad)?,
+        minutes(close).ok_or_else(bad)?,
+    )))
+}
+
+/// An RFC 3339 time, or (when `relative_to` is given) an offset from it:
+/// `-40d`, `+2h`, `-90m`, `-30s`.
+fn timestamp(t: &str, relative_to: Option<Timestamp>) -> Result<Timestamp, String> {
+    if let (Some(base), Some(sign @ ('+' | '-'))) = (relative_to, t.chars().next()) {
+        let span = duration(&t[1..])?;
+        let secs = i64::try_from(span.as_secs()).map_err(|_| format!("{t:?} is too far"))?;
+        let offset = SignedDuration::from_secs(if sign == '-' { -secs } else { secs });
+        return base
+            .checked_add(offset)
+            .map_err(|_| format!("{t:?} is out of range"));
+    }
+    if t.contains('[') {
+        return t
+            .parse::<ZonedDateTime>()
+            .map(|z| z.timestamp())
+            .map_err(|e| format!("{t:?} is not an RFC 9557 time ({e})"));
+    }
+    t.parse::<Timestamp>().map_err(|e| {
+        let relative = if relative_to.is_some() {
+            ", or an offset from now such as -40d, +2h"
+        } else {
+            ""
+        };
+        format!("{t:?} is not an RFC 3339 time like 2026-12-10T00:00:00Z{relative} ({e})")
+    })
+}
+
+/// `120` (seconds), `90s`, `20m`, `2h`, `3d`.
+pub(crate) fn duration(t: &str) -> Result<Duration, String> {
+    let bad = || format!("{t:?} is not a duration like 120, 90s, 20m, 2h or 3d");
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{t:?} is too long"))
+}
