@@ -3,11 +3,57 @@
 //! The answer comes from the restriction policy, fed with the ledger's facts
 //! about the client (its version, last contact, whether it was cut off) and
 //! the service (the version it appeared in). The same call serves
-//! `haifu gate` and, later, the master's HTTP API.
+//! `haifu gate` and the master's HTTP API, and so does the choice of the
+//! restriction policy ([`RestrictSource`]).
 
 use haifu_ledger::{ClientRow, Ledger, LedgerError};
 use haifu_policy::{ClientFacts, Decision, PolicySet, ServiceFacts};
 use jiff::Timestamp;
+
+/// Where the gate's restriction policy comes from: the workflow of the
+/// newest run, and the `policies.restrict` script it names (if it still
+/// validates and names one). The one place the CLI and the master's API
+/// choose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestrictSource {
+    /// The newest run's workflow, if there is a run.
+    pub workflow: Option<std::path::PathBuf>,
+    /// Its restriction script; `None`: the built-in default.
+    pub script: Option<std::path::PathBuf>,
+}
+
+impl RestrictSource {
+    /// The source of the newest run in `ledger`.
+    pub fn newest(ledger: &Ledger) -> Result<Self, LedgerError> {
+        let workflow = ledger
+            .runs()?
+            .first()
+            .map(|r| std::path::PathBuf::from(&r.workflow));
+        let script = workflow.as_deref().and_then(|w| {
+            haifu_spec::load_and_validate(w)
+                .ok()
+                .and_then(|plan| plan.policies.restrict.map(|p| p.value))
+        });
+        Ok(Self { workflow, script })
+    }
+}
+
+/// The policies the gate answers with when `script` is the restriction
+/// script (`None`: every decision its safe default).
+///
+/// # Errors
+/// The script cannot be read or compiled, one error each.
+pub fn restrict_policies(
+    script: Option<std::path::PathBuf>,
+) -> Result<PolicySet, Vec<haifu_policy::PolicyError>> {
+    match script {
+        Some(p) => PolicySet::load(&haifu_policy::PolicyPaths {
+            restrict: Some(p),
+            ..haifu_policy::PolicyPaths::default()
+        }),
+        None => Ok(PolicySet::defaults()),
+    }
+}
 
 /// The gate's answer, and whether the policy's safe default was used.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

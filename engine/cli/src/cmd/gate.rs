@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use haifu_policy::{PolicyPaths, PolicySet};
 
 use crate::home::Home;
 use crate::output;
@@ -35,26 +34,15 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let ledger = home.ledger()?;
     let path = match args.policy {
         Some(p) => Some(p),
-        None => ledger.runs()?.first().and_then(|r| {
-            haifu_spec::load_and_validate(std::path::Path::new(&r.workflow))
-                .ok()
-                .and_then(|plan| plan.policies.restrict.map(|p| p.value))
-        }),
+        None => haifu_runtime::gate::RestrictSource::newest(&ledger)?.script,
     };
-    let policies = match path {
-        Some(p) => PolicySet::load(&PolicyPaths {
-            restrict: Some(p),
-            ..PolicyPaths::default()
-        })
-        .map_err(|errors| {
-            let n = errors.len();
-            for e in errors {
-                eprintln!("{e}");
-            }
-            anyhow::anyhow!("{n} policy error(s)")
-        })?,
-        None => PolicySet::defaults(),
-    };
+    let policies = haifu_runtime::gate::restrict_policies(path).map_err(|errors| {
+        let n = errors.len();
+        for e in errors {
+            eprintln!("{e}");
+        }
+        anyhow::anyhow!("{n} policy error(s)")
+    })?;
     let answer = haifu_runtime::gate::decide(
         &ledger,
         &policies,

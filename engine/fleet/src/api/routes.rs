@@ -2,7 +2,6 @@
 //! answers JSON. They know nothing of tokens or connections; `auth` and
 //! `serve` stand in front of them.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,7 +9,7 @@ use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use haifu_ledger::Ledger;
-use haifu_policy::{PolicyPaths, PolicySet};
+use haifu_policy::PolicySet;
 use serde_json::json;
 
 use super::Api;
@@ -174,33 +173,18 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn gate_policies(api: &Api, l: &Ledger) -> Result<Arc<PolicySet>, String> {
-    let workflow = l
-        .runs()
-        .map_err(|e| e.to_string())?
-        .first()
-        .map(|r| PathBuf::from(&r.workflow));
+    let source = haifu_runtime::gate::RestrictSource::newest(l).map_err(|e| e.to_string())?;
+    let workflow = source.workflow;
     let mut cache = api.gate.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((w, set)) = cache.as_ref()
         && *w == workflow
     {
         return Ok(Arc::clone(set));
     }
-    let restrict = workflow.as_deref().and_then(|w: &Path| {
-        haifu_spec::load_and_validate(w)
-            .ok()
-            .and_then(|plan| plan.policies.restrict.map(|p| p.value))
-    });
-    let set = match restrict {
-        Some(p) => PolicySet::load(&PolicyPaths {
-            restrict: Some(p),
-            ..PolicyPaths::default()
-        })
-        .map_err(|errs| {
-            errs.first()
-                .map_or_else(|| "policy error".to_owned(), ToString::to_string)
-        })?,
-        None => PolicySet::defaults(),
-    };
+    let set = haifu_runtime::gate::restrict_policies(source.script).map_err(|errs| {
+        errs.first()
+            .map_or_else(|| "policy error".to_owned(), ToString::to_string)
+    })?;
     let set = Arc::new(set);
     *cache = Some((workflow, Arc::clone(&set)));
     Ok(set)
