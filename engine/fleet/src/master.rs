@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use haifu_core::{Digest, Manifest, SigningKey};
 use haifu_ledger::{
-    ClientTouch, ClientUpdate, FleetBatch, Ledger, RunStatus, Traffic, TrafficKind,
+    ClientTouch, ClientUpdate, FleetBatch, Ledger, RunFleet, RunStatus, Traffic, TrafficKind,
 };
 use haifu_plugin_host::Connection;
 use haifu_protocol::{
@@ -43,9 +43,6 @@ use crate::common::{Shutdown, accept_loop, endpoint, plugins, session_key};
 use crate::config::{MasterConfig, TlsFiles};
 use crate::link::{self, Counters, Link};
 use crate::trust;
-
-/// The fleet description a live run is stored with.
-pub const LIVE_FLEET: &str = "live";
 
 /// Default broadcast rate when a workflow sets none: 100 Mbit/s.
 const DEFAULT_RATE_BPS: u64 = 100_000_000;
@@ -1130,7 +1127,7 @@ fn drive_runs(
         let next = runs
             .into_iter()
             .filter(|r| {
-                r.status == RunStatus::Running && r.fleet == LIVE_FLEET && !broken.contains(&r.id)
+                r.status == RunStatus::Running && r.fleet.is_live() && !broken.contains(&r.id)
             })
             .min_by_key(|r| r.id);
         match next {
@@ -1327,8 +1324,8 @@ impl LiveFleet {
 }
 
 impl Fleet for LiveFleet {
-    fn describe(&self) -> String {
-        LIVE_FLEET.into()
+    fn describe(&self) -> RunFleet {
+        RunFleet::Live
     }
 
     fn targets(&self) -> Vec<(String, String)> {
@@ -1466,8 +1463,8 @@ pub fn live_targets(
 pub struct LiveTargets(pub Vec<(String, String)>);
 
 impl Fleet for LiveTargets {
-    fn describe(&self) -> String {
-        LIVE_FLEET.into()
+    fn describe(&self) -> RunFleet {
+        RunFleet::Live
     }
 
     fn targets(&self) -> Vec<(String, String)> {
@@ -1582,7 +1579,7 @@ mod fuzz {
                 name: "w",
                 artifact: "app",
                 version: "1.0.0",
-                fleet: LIVE_FLEET,
+                fleet: &RunFleet::Live,
                 state: &serde_json::to_string(&state).unwrap(),
                 next_wake: None,
                 clients: &clients,

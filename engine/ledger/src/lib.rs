@@ -31,7 +31,7 @@ pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use run_clients::{ClientState, ClientUpdate, RelayAudit, RunAudit, RunClient};
-pub use runs::{NewRun, RunRow, RunStatus, Transition};
+pub use runs::{NewRun, RunFleet, RunRow, RunStatus, Transition};
 pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};

@@ -302,9 +302,9 @@ impl Ledger {
             .query_row(
                 "SELECT r.id, r.artifact, r.version FROM runs r
                  JOIN run_clients c ON c.run_id = r.id
-                 WHERE c.client = ?1 AND c.state = 'undelivered' AND r.fleet = 'live'
+                 WHERE c.client = ?1 AND c.state = 'undelivered' AND r.fleet = ?2
                  ORDER BY r.id DESC LIMIT 1",
-                params![client],
+                params![client, crate::RunFleet::Live],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
@@ -323,14 +323,16 @@ impl Ledger {
                 "SELECT DISTINCT r.artifact, f.version, r.version FROM runs r
                  JOIN run_clients c ON c.run_id = r.id
                  JOIN clients f ON f.id = c.client
-                 WHERE r.status = 'running' AND r.fleet = 'live' AND c.state IN ('pending', 'undelivered')
+                 WHERE r.status = 'running' AND r.fleet = ?1 AND c.state IN ('pending', 'undelivered')
                    AND f.artifact = r.artifact AND f.version IS NOT NULL AND f.version != r.version
                  ORDER BY r.artifact, f.version, r.version",
             )
             .map_err(&wrap)?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(&wrap)
+        stmt.query_map(params![crate::RunFleet::Live], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(&wrap)
     }
 }
 

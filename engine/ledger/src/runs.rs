@@ -58,6 +58,57 @@ pub(crate) fn unknown_word(what: &str, s: &str) -> rusqlite::types::FromSqlError
     rusqlite::types::FromSqlError::Other(format!("unknown {what} {s:?}").into())
 }
 
+/// How a run's fleet is driven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFleet {
+    /// By a master daemon and its relays (`haifu run --live`).
+    Live,
+    /// By the simulator, in virtual time: its description (a JSON object
+    /// of the modelled fleet's parameters).
+    Modelled(String),
+}
+
+impl RunFleet {
+    /// The word stored for a live run.
+    const LIVE: &'static str = "live";
+
+    /// Whether a master drives it.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Self::Live)
+    }
+
+    /// The text stored and shown.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Live => Self::LIVE,
+            Self::Modelled(d) => d,
+        }
+    }
+}
+
+impl Serialize for RunFleet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::FromSql for RunFleet {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Ok(if s == Self::LIVE {
+            Self::Live
+        } else {
+            Self::Modelled(s.to_owned())
+        })
+    }
+}
+
+impl rusqlite::types::ToSql for RunFleet {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
 /// A run to create.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
@@ -69,8 +120,8 @@ pub struct NewRun<'a> {
     pub artifact: &'a str,
     /// Artifact version.
     pub version: &'a str,
-    /// Which fleet drives it (`sim:…` or a master's relays).
-    pub fleet: &'a str,
+    /// How its fleet is driven.
+    pub fleet: &'a RunFleet,
     /// The machine's first snapshot.
     pub state: &'a str,
     /// When it first wakes.
@@ -92,8 +143,8 @@ pub struct RunRow {
     pub artifact: String,
     /// Artifact version.
     pub version: String,
-    /// Which fleet drives it.
-    pub fleet: String,
+    /// How its fleet is driven.
+    pub fleet: RunFleet,
     /// The machine's snapshot (JSON).
     #[serde(skip)]
     pub state: String,
@@ -305,7 +356,7 @@ mod tests {
             name: "w",
             artifact: "app",
             version: "1.0.0",
-            fleet: "sim",
+            fleet: &RunFleet::Modelled("sim".into()),
             state: "{}",
             next_wake: None,
             clients: &clients,
@@ -344,7 +395,7 @@ mod tests {
                 name: "w",
                 artifact: "app",
                 version: "2.0.0",
-                fleet: "live",
+                fleet: &RunFleet::Live,
                 state: "{}",
                 next_wake: None,
                 clients: &clients,

@@ -25,11 +25,11 @@ use crate::machine::{RunMachine, RunState};
 use crate::register::{RegisterError, register_file};
 use haifu_spec::steps::machine::{Command, Input};
 
-/// A fleet the driver can broadcast to: simulated, or real once the daemons
-/// exist. Completions it reports are recorded by the driver.
+/// A fleet the driver can broadcast to: simulated, or the master's relays.
+/// Completions it reports are recorded by the driver.
 pub trait Fleet {
     /// How to rebuild this fleet on resume (stored with the run).
-    fn describe(&self) -> String;
+    fn describe(&self) -> haifu_ledger::RunFleet;
     /// Every targeted client and its relay.
     fn targets(&self) -> Vec<(String, String)>;
     /// Runs broadcast round `round` for the `pending` clients; returns the

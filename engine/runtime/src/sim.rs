@@ -312,9 +312,9 @@ impl SimRun {
 }
 
 impl Fleet for SimRun {
-    fn describe(&self) -> String {
+    fn describe(&self) -> haifu_ledger::RunFleet {
         let p = self.fleet.params();
-        serde_json::to_string(&Description {
+        let description = serde_json::to_string(&Description {
             kind: "sim".into(),
             clients: p.clients,
             relays: p.relays,
@@ -323,7 +323,8 @@ impl Fleet for SimRun {
             seed: p.seed,
             artifact_size: p.artifact_size,
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+        haifu_ledger::RunFleet::Modelled(description)
     }
 
     fn targets(&self) -> Vec<(String, String)> {

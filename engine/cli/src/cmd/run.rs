@@ -60,9 +60,12 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             let row = ledger
                 .run(id)?
                 .with_context(|| format!("run {id} does not exist"))?;
-            if row.fleet == haifu_fleet::master::LIVE_FLEET {
-                bail!("run {id} is a live run: the master daemon resumes it when it starts");
-            }
+            let description = match &row.fleet {
+                haifu_ledger::RunFleet::Live => {
+                    bail!("run {id} is a live run: the master daemon resumes it when it starts")
+                }
+                haifu_ledger::RunFleet::Modelled(d) => d.clone(),
+            };
             if row.status != haifu_ledger::RunStatus::Running {
                 bail!(
                     "run {id} is already {}; nothing to resume",
@@ -72,8 +75,8 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
             let plan = check::load(std::path::Path::new(&row.workflow))?;
             let s = &plan.schedule;
             let fleet =
-                SimRun::from_description(&row.fleet, s.start, s.deadline).with_context(|| {
-                    format!("run {id}: its fleet {:?} cannot be rebuilt", row.fleet)
+                SimRun::from_description(&description, s.start, s.deadline).with_context(|| {
+                    format!("run {id}: its fleet {description:?} cannot be rebuilt")
                 })?;
             eprintln!("resuming run {id} ({})", row.workflow);
             (plan, id, fleet)
