@@ -586,19 +586,8 @@ fn fmt_ip(ip: std::net::IpAddr) -> String {
 
 /// Writes the pending completion atomically (temp file, fsync, rename).
 fn write_pending(path: &std::path::Path, p: &Pending) -> Result<(), FleetError> {
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec(p).map_err(|e| FleetError::Run(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| FleetError::Run(format!("{}: {e}", path.display())))
+    haifu_store::write_atomic(path, &text, true).map_err(|e| FleetError::Run(e.to_string()))
 }
 
 /// What a boot check found.

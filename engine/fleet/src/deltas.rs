@@ -71,9 +71,9 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
         ms = started.elapsed().as_millis() as u64, "delta built"
     );
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &d.bytes)
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    // Durable before it is served: a crash must not leave a cached delta
+    // that is only partly on disk.
+    haifu_store::write_atomic(&path, &d.bytes, false)
         .map_err(|e| format!("caching the delta: {e}"))?;
     Ok(d.bytes)
 }

@@ -425,10 +425,17 @@ fn chunk(relay: &Arc<Relay>, link: &Arc<Link>, c: &DataChunk) {
         return;
     }
     let path = artifact_path(&relay.cfg.data, &session.artifact);
+    // The file, then its name: a relay that crashes right after must not
+    // find a renamed file whose folder entry never reached the disk.
     let done = f
         .file
         .sync_all()
-        .and_then(|()| std::fs::rename(&f.tmp, &path));
+        .and_then(|()| std::fs::rename(&f.tmp, &path))
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let dir = path.parent().unwrap_or(&relay.cfg.data);
+            haifu_store::sync_dir(dir).map_err(|e| e.to_string())
+        });
     match done {
         Ok(()) => {
             tracing::info!(bytes = f.size, path = %path.display(), "artifact fetched and checked");

@@ -16,11 +16,11 @@
 //! haifu's OID arc ([`ROLE_ARC`]): the daemons accept a peer only in the
 //! role its certificate grants, so a terminal's certificate cannot act as
 //! a relay.
-//! Keys are ECDSA P-256. Every file is written to a temporary file in the
-//! same folder, synced and renamed into place, so a crash never leaves half a
-//! key; existing files are never overwritten.
+//!
+//! Keys are ECDSA P-256. Every file goes through the store's atomic,
+//! never-replacing write (`haifu_store::write_new`), so a crash never leaves
+//! half a key and existing files are never overwritten.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -139,6 +139,15 @@ pub enum PkiError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a key or certificate failed (or it appeared meanwhile).
+    #[error("{}: cannot write", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The store's error.
+        #[source]
+        source: haifu_store::StoreError,
+    },
     /// Generating or parsing a key or certificate failed.
     #[error("{what}")]
     Cert {
@@ -252,8 +261,8 @@ pub fn init_ca(home: &Path, common_name: &str) -> Result<CaFiles, PkiError> {
     create_private_dir(&dir)?;
     // Key first: a certificate without its key is useless, the reverse is
     // caught by the existence check above on the next try.
-    write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
+    write_new(&files.key, key.serialize_pem().as_bytes(), true)?;
+    write_new(&files.cert, cert.pem().as_bytes(), false)?;
     Ok(files)
 }
 
@@ -315,8 +324,8 @@ pub fn issue(home: &Path, name: &str, role: CertRole) -> Result<IssuedCert, PkiE
             source,
         })?;
     create_private_dir(&home.join("certs"))?;
-    write_new(&out.key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&out.cert, cert.pem().as_bytes(), 0o644)?;
+    write_new(&out.key, key.serialize_pem().as_bytes(), true)?;
+    write_new(&out.cert, cert.pem().as_bytes(), false)?;
     Ok(out)
 }
 
@@ -370,33 +379,13 @@ fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
     Ok(())
 }
 
-/// Writes `data` to `path` atomically (temp file in the same folder, sync,
-/// rename without replacing) with the given Unix mode.
-fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
-    let io = |what, source| PkiError::Io {
+/// Writes `data` to `path` through the store's atomic, never-replacing
+/// write; a key (`private`) is 0600 from the start.
+fn write_new(path: &Path, data: &[u8], private: bool) -> Result<(), PkiError> {
+    haifu_store::write_new(path, data, private).map_err(|source| PkiError::Write {
         path: path.to_path_buf(),
-        what,
         source,
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    // tempfile creates the file with mode 0600 on Unix, so a key is never
-    // readable by others, even for a moment.
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| io("cannot create temporary file", e))?;
-    tmp.write_all(data).map_err(|e| io("cannot write", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| io("cannot set permissions", e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    tmp.as_file().sync_all().map_err(|e| io("cannot sync", e))?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| io("cannot move into place", e.error))?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

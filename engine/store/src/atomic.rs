@@ -93,6 +93,24 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], private: bool) -> Result<(), Stor
     tmp.persist(dest)
 }
 
+/// Writes `bytes` to `dest`, which must not exist yet: the file appears
+/// whole or not at all, and an existing one is never replaced (the error's
+/// kind is then `AlreadyExists`). With `private`, the file is mode 0600 on
+/// Unix from the start, so a key is never readable by others even for a
+/// moment.
+pub fn write_new(dest: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let (tmp, mut file) = TempFile::create(dir.join(format!(".{}", temp_name("new"))))?;
+    if private {
+        restrict_permissions(&file, tmp.path())?;
+    }
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(StoreError::io("write", tmp.path()))?;
+    drop(file);
+    tmp.publish_new(dest)
+}
+
 #[cfg(unix)]
 fn restrict_permissions(file: &File, path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;

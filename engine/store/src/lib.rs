@@ -27,7 +27,7 @@ mod object;
 mod private;
 mod verify;
 
-pub use atomic::{sync_dir, write_atomic};
+pub use atomic::{sync_dir, write_atomic, write_new};
 pub use error::StoreError;
 pub use keyfile::{load_or_create_master_key, read_public_key};
 pub use object::{Put, Store};
