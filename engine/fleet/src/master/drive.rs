@@ -1,0 +1,402 @@
+//! The driver thread: finds live runs in the ledger and drives each through
+//! the runtime's driver with a [`LiveFleet`].
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Default broadcast rate when a workflow sets none: 100 Mbit/s.
+pub(super) const DEFAULT_RATE_BPS: u64 = 100_000_000;
+
+/// The driver thread: drives every live run the ledger holds, oldest
+/// first, one at a time.
+pub(super) fn drive_runs(
+    cfg: &MasterConfig,
+    path: &std::path::Path,
+    store: &Store,
+    key: &SigningKey,
+    hub: &Arc<Hub>,
+    shutdown: &Shutdown,
+) {
+    let mut ledger = match Ledger::open(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("driver cannot open the ledger: {e}");
+            shutdown.trigger();
+            return;
+        }
+    };
+    let mut broken: BTreeSet<i64> = BTreeSet::new();
+    while !shutdown.is_set() {
+        let runs = match ledger.runs() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("listing runs: {e}");
+                shutdown.sleep(Duration::from_millis(cfg.poll_ms));
+                continue;
+            }
+        };
+        // Oldest first (the ledger lists runs newest first).
+        let next = runs
+            .into_iter()
+            .filter(|r| {
+                r.status == RunStatus::Running && r.fleet.is_live() && !broken.contains(&r.id)
+            })
+            .min_by_key(|r| r.id);
+        match next {
+            Some(r) => {
+                if let Err(e) = drive_one(
+                    cfg,
+                    &mut ledger,
+                    store,
+                    key,
+                    hub,
+                    shutdown,
+                    r.id,
+                    &r.workflow,
+                ) {
+                    tracing::error!(run = r.id, "run cannot be driven: {e}");
+                    broken.insert(r.id);
+                }
+                let mut st = hub.lock();
+                if let Some(a) = st.active.take() {
+                    for relay in st.relays.values() {
+                        let _ = relay.link.send(&Message::StopRounds(StopRounds {
+                            run: a.instruction.run,
+                        }));
+                    }
+                }
+            }
+            None => {
+                shutdown.sleep(Duration::from_millis(cfg.poll_ms));
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn drive_one(
+    cfg: &MasterConfig,
+    ledger: &mut Ledger,
+    store: &Store,
+    key: &SigningKey,
+    hub: &Arc<Hub>,
+    shutdown: &Shutdown,
+    id: i64,
+    workflow: &str,
+) -> Result<(), FleetError> {
+    let plan = haifu_spec::load_and_validate(std::path::Path::new(workflow)).map_err(|errs| {
+        FleetError::Run(format!(
+            "{workflow}: {}",
+            errs.first().map(ToString::to_string).unwrap_or_default()
+        ))
+    })?;
+    let policies = haifu_policy::PolicySet::load(&plan.policies.paths()).map_err(|errs| {
+        FleetError::Run(format!(
+            "{workflow}: {}",
+            errs.first().map(ToString::to_string).unwrap_or_default()
+        ))
+    })?;
+    tracing::info!(run = id, workflow, "driving run");
+    let mut fleet = LiveFleet {
+        hub: Arc::clone(hub),
+        run: id,
+        key: SigningKey::from_seed(key.to_seed()),
+        ledger_path: ledger.path().to_owned(),
+        rate_bps: plan.rate.unwrap_or(DEFAULT_RATE_BPS),
+        relays: plan.targets.relays.clone(),
+        rounds: 0,
+        start: plan.schedule.start,
+        round_grace: Duration::from_secs(cfg.round_grace_secs),
+        settle: Duration::from_millis(cfg.settle_ms),
+        shutdown: shutdown.clone(),
+        instructed: false,
+    };
+    fleet.rounds = plan_rounds(&plan);
+    let clock = StoppableClock {
+        shutdown: shutdown.clone(),
+    };
+    let mut env = Env {
+        ledger,
+        store,
+        key,
+        policies: &policies,
+        clock: &clock,
+    };
+    driver::resume(&mut env, id, &plan, &mut fleet).map_err(|e| FleetError::Run(e.to_string()))
+}
+
+pub(super) fn plan_rounds(plan: &haifu_spec::Plan) -> u32 {
+    plan.steps
+        .iter()
+        .find_map(|s| match s {
+            haifu_spec::Step::Broadcast(b) => Some(b.rounds.value),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The system clock, except that a sleep ends the process's driving on
+/// shutdown: the driver thread parks there until the process exits (every
+/// transition before it is durable, so nothing is lost).
+#[derive(Debug)]
+pub(super) struct StoppableClock {
+    pub(super) shutdown: Shutdown,
+}
+
+impl Clock for StoppableClock {
+    fn now(&self) -> Timestamp {
+        SystemClock.now()
+    }
+
+    fn sleep_until(&self, at: Timestamp) {
+        loop {
+            let left = at.duration_since(SystemClock.now());
+            if left <= jiff::SignedDuration::ZERO {
+                return;
+            }
+            let left = Duration::try_from(left).unwrap_or(Duration::from_secs(1));
+            if self.shutdown.sleep(left.min(Duration::from_millis(500))) {
+                park_forever();
+            }
+        }
+    }
+}
+
+pub(super) fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The real fleet behind the run driver: relays instructed over QUIC,
+/// completions recorded by the recorder as they arrive.
+#[derive(Debug)]
+pub struct LiveFleet {
+    pub(super) hub: Arc<Hub>,
+    pub(super) run: i64,
+    pub(super) key: SigningKey,
+    pub(super) ledger_path: std::path::PathBuf,
+    pub(super) rate_bps: u64,
+    pub(super) relays: Vec<String>,
+    pub(super) rounds: u32,
+    pub(super) start: Timestamp,
+    pub(super) round_grace: Duration,
+    pub(super) settle: Duration,
+    pub(super) shutdown: Shutdown,
+    pub(super) instructed: bool,
+}
+
+impl LiveFleet {
+    /// Sets the hub's active run (once per drive) so relays get the
+    /// instruction, and registering clients join.
+    fn instruct(&mut self) -> Option<ActiveRun> {
+        if self.instructed {
+            return self.hub.lock().active.clone();
+        }
+        let ledger = Ledger::open(&self.ledger_path).ok()?;
+        let row = ledger.run(self.run).ok()??;
+        let manifest: Manifest = ledger.manifest(&row.artifact, &row.version).ok()??;
+        let artifact = ArtifactRef {
+            name: manifest.body.name.parse().ok()?,
+            version: manifest.body.version.parse().ok()?,
+            digest: manifest.body.sha3_256,
+        };
+        let run = u64::try_from(self.run).ok()?;
+        // The session is per relay (`ActiveRun::instruction_for`).
+        let instruction = Instruction {
+            run,
+            artifact,
+            size: manifest.body.size,
+            manifest: manifest.to_json().into_bytes(),
+            start: self.start,
+            rounds: self.rounds,
+            rate_bps: self.rate_bps,
+            session_id: 0,
+            session_key: SessionSecret([0; 32]),
+        };
+        let active = ActiveRun {
+            instruction,
+            seed: SessionSeed(self.key.to_seed()),
+            round: None,
+            starts: Vec::new(),
+            relays: self.relays.clone(),
+        };
+        let mut st = self.hub.lock();
+        st.active = Some(active.clone());
+        for (name, r) in &st.relays {
+            if active.targets(name) {
+                let _ = r
+                    .link
+                    .send(&Message::Instruction(active.instruction_for(name)));
+            }
+        }
+        self.instructed = true;
+        Some(active)
+    }
+}
+
+impl Fleet for LiveFleet {
+    fn describe(&self) -> RunFleet {
+        RunFleet::Live
+    }
+
+    fn targets(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn broadcast_round(
+        &mut self,
+        round: u32,
+        pending: &[String],
+        clock: &dyn Clock,
+    ) -> Vec<String> {
+        let Some(active) = self.instruct() else {
+            tracing::error!(
+                run = self.run,
+                "the run's artifact is not registered; no round sent"
+            );
+            return Vec::new();
+        };
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let run = active.instruction.run;
+        let at = clock.now();
+        let expected = round_seconds(&active.instruction);
+        let deadline = Instant::now() + Duration::from_secs_f64(expected) + self.round_grace;
+        let mut st = self.hub.lock();
+        if let Some(a) = st.active.as_mut() {
+            a.round = Some((round, at));
+            a.starts.retain(|(n, _)| *n != round);
+            a.starts.push((round, at));
+        }
+        st.done.retain(|(r, n, _)| *r == run && *n == round);
+        let start = Message::StartRound(StartRound { run, round, at });
+        let mut sent = 0;
+        for (name, r) in &st.relays {
+            if active.targets(name) {
+                sent += usize::from(r.link.send(&start).is_ok());
+            }
+        }
+        tracing::info!(
+            run,
+            round,
+            relays = sent,
+            expected_s = expected,
+            "round started"
+        );
+        // Wait for every targeted relay connected now to report the round
+        // (a relay that reconnects gets the round again on registering).
+        loop {
+            let waiting: Vec<String> = st
+                .relays
+                .keys()
+                .filter(|n| active.targets(n) && !st.done.contains(&(run, round, (*n).clone())))
+                .cloned()
+                .collect();
+            let any_done = st.done.iter().any(|(r, n, _)| *r == run && *n == round);
+            if (waiting.is_empty() && any_done) || self.shutdown.is_set() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(run, round, waiting = ?waiting, "round timed out waiting for relays");
+                break;
+            }
+            st = self
+                .hub
+                .changed
+                .wait_timeout(st, (deadline - now).min(Duration::from_millis(500)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        drop(st);
+        // Completions of clients that decoded at the end of the round are
+        // still in flight: give them a moment before the policy looks.
+        self.shutdown.sleep(self.settle);
+        Vec::new()
+    }
+
+    fn delta_boots(
+        &mut self,
+        _stragglers: &[String],
+        _not_before: Timestamp,
+        _until: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
+        // Rounds are over: relays stop offering the session to clients.
+        let mut st = self.hub.lock();
+        if let Some(a) = st.active.as_ref() {
+            let run = a.instruction.run;
+            for r in st.relays.values() {
+                let _ = r.link.send(&Message::StopRounds(StopRounds { run }));
+            }
+        }
+        st.active = None;
+        // Deltas on boot are served by the master's unicast path (issue 6);
+        // the live fleet records none here.
+        Vec::new()
+    }
+
+    fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {
+        // The recorder writes every contact to the ledger, which the driver
+        // reads already.
+        None
+    }
+}
+
+/// Seconds a round takes at the instruction's rate (carousel bytes).
+pub(super) fn round_seconds(i: &Instruction) -> f64 {
+    let ratio =
+        haifu_carousel::loss::round_ratio(i.size, &haifu_carousel::CarouselConfig::default())
+            .unwrap_or(1.2);
+    let bits = i.size as f64 * ratio * 8.0;
+    bits / i.rate_bps.max(1) as f64
+}
+
+/// The clients a live run targets: every fleet member the ledger knows
+/// (from their version reports), not cut off, behind a targeted relay.
+pub fn live_targets(
+    ledger: &Ledger,
+    relays: &[String],
+) -> Result<Vec<(String, String)>, FleetError> {
+    let clients = ledger
+        .clients()
+        .map_err(|e| FleetError::Run(format!("ledger: {e}")))?;
+    Ok(clients
+        .into_iter()
+        .filter(|c| c.denied_reason.is_none())
+        .filter_map(|c| c.relay.map(|r| (c.id, r)))
+        .filter(|(_, r)| relays.is_empty() || relays.contains(r))
+        .collect())
+}
+
+/// The fleet a `haifu run --live` creates its run with: the known clients.
+#[derive(Debug)]
+pub struct LiveTargets(pub Vec<(String, String)>);
+
+impl Fleet for LiveTargets {
+    fn describe(&self) -> RunFleet {
+        RunFleet::Live
+    }
+
+    fn targets(&self) -> Vec<(String, String)> {
+        self.0.clone()
+    }
+
+    fn broadcast_round(&mut self, _: u32, _: &[String], _: &dyn Clock) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn delta_boots(
+        &mut self,
+        _: &[String],
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
+        Vec::new()
+    }
+
+    fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {
+        None
+    }
+}

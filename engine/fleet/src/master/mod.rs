@@ -1,0 +1,200 @@
+//! `haifu master`: the fleet's single source of truth.
+//!
+//! Threads:
+//! - the **acceptor** takes QUIC connections from relays (and, for deltas,
+//!   clients) and gives each a thread that reads its messages;
+//! - the **recorder** owns a ledger connection and writes what arrives —
+//!   completions, version reports, late joins — in group commits: one
+//!   transaction per batch, and only after it commits are the batch's
+//!   completions acknowledged;
+//! - the **driver** finds live runs in the ledger (created by
+//!   `haifu run --live`) and drives each through `haifu_runtime::driver`
+//!   with a [`LiveFleet`], which instructs the relays and starts rounds.
+//!
+//! Everything durable is in the ledger, so a master killed at any moment and
+//! started again carries on: relays reconnect, re-register, receive the
+//! instruction and the current round again, and resent completions are
+//! counted once.
+
+mod deny;
+mod drive;
+mod fetch;
+mod hub;
+mod peer;
+mod recorder;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use haifu_core::{Digest, Manifest, SigningKey};
+use haifu_ledger::{
+    ClientTouch, ClientUpdate, FleetBatch, Ledger, RunFleet, RunStatus, Traffic, TrafficKind,
+};
+use haifu_plugin_host::Connection;
+use haifu_protocol::{
+    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DenyList, ErrorCode,
+    Hello, Instruction, Message, RegisterClient, Registered, Role, SessionSecret, StartRound,
+    StopRounds, Via,
+};
+use haifu_runtime::clock::{Clock, SystemClock};
+use haifu_runtime::driver::{self, Env, Fleet};
+use haifu_store::Store;
+use jiff::Timestamp;
+
+use crate::FleetError;
+use crate::common::{Shutdown, accept_loop, endpoint, plugins, session_key};
+use crate::config::{MasterConfig, TlsFiles};
+use crate::link::{self, Counters, Link};
+use crate::trust;
+
+use deny::*;
+use drive::*;
+use fetch::*;
+use hub::*;
+use peer::*;
+use recorder::*;
+
+pub use drive::{LiveFleet, LiveTargets, live_targets};
+pub(crate) use recorder::TrafficLog;
+
+/// Runs the master until `shutdown` is set.
+pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
+    let home = &cfg.home;
+    // Everything that can be checked is checked before the home, the key,
+    // the store or the ledger is created: a master that cannot start
+    // leaves no new files behind.
+    let tls = cfg.tls.clone().unwrap_or_else(|| {
+        let ca = haifu_plugin_host::pki::ca_files(home);
+        let mine = haifu_plugin_host::pki::cert_files(home, &cfg.name);
+        TlsFiles {
+            ca: ca.cert,
+            cert: mine.cert,
+            key: mine.key,
+        }
+    });
+    for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+        if !p.is_file() {
+            return Err(FleetError::Start(format!(
+                "tls.{what}: {} does not exist",
+                p.display()
+            )));
+        }
+    }
+    let (quic, _multicast) = plugins(cfg.plugins.as_deref())?;
+    haifu_store::create_private_dir(home)
+        .map_err(|e| FleetError::Start(format!("home {}: {e}", home.display())))?;
+    let ledger_path = home.join("ledger.sqlite");
+    let key = haifu_store::load_or_create_master_key(&home.join("keys"))
+        .map_err(|e| FleetError::Start(format!("master key: {e}")))?;
+    let store =
+        Store::open(home.join("store")).map_err(|e| FleetError::Start(format!("store: {e}")))?;
+    // Open (and migrate) the ledger before anything listens; created 0600
+    // first, since SQLite would use the umask (its -wal and -shm follow).
+    haifu_store::create_private_file(&ledger_path)
+        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?;
+    // And learn which relay each known client is behind.
+    let bound: HashMap<String, String> = Ledger::open(&ledger_path)
+        .and_then(|l| l.clients())
+        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?
+        .into_iter()
+        .filter_map(|c| c.relay.map(|r| (c.id, r)))
+        .collect();
+    let ep = Arc::new(endpoint(&quic, &tls, Some(cfg.listen))?);
+    let addr = ep.local_addr().unwrap_or_else(|_| cfg.listen.to_string());
+    tracing::info!(listen = %addr, name = %cfg.name, home = %home.display(), "master started");
+
+    if let Some(a) = cfg.api {
+        crate::api::spawn(
+            a,
+            cfg.api_limits.clone(),
+            ledger_path.clone(),
+            shutdown.clone(),
+        )?;
+    }
+    let hub = Arc::new(Hub::default());
+    {
+        let mut st = hub.lock();
+        for relay in bound.values() {
+            *st.behind.entry(relay.clone()).or_default() += 1;
+        }
+        st.bound = bound;
+    }
+    let relays_allowed: Arc<[String]> = cfg.relays.clone().into();
+    let deltas_serving = Arc::new(AtomicUsize::new(0));
+    let counters = Arc::new(Counters::default());
+    let (tx, rx) = mpsc::channel::<Record>();
+
+    let recorder = {
+        let path = ledger_path.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || recorder(&path, &rx, &shutdown))
+            .map_err(|e| FleetError::Start(format!("recorder thread: {e}")))?
+    };
+    {
+        let hub = Arc::clone(&hub);
+        let shutdown = shutdown.clone();
+        let path = ledger_path.clone();
+        let ep = Arc::clone(&ep);
+        let every = Duration::from_millis(cfg.poll_ms);
+        std::thread::Builder::new()
+            .name("deny-list".into())
+            .spawn(move || deny_list(&path, &ep, &hub, &shutdown, every))
+            .map_err(|e| FleetError::Start(format!("deny-list thread: {e}")))?;
+    }
+    {
+        let hub = Arc::clone(&hub);
+        let shutdown = shutdown.clone();
+        let store = store.clone();
+        let path = ledger_path.clone();
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("driver".into())
+            .spawn(move || drive_runs(&cfg, &path, &store, &key, &hub, &shutdown))
+            .map_err(|e| FleetError::Start(format!("driver thread: {e}")))?;
+    }
+
+    {
+        let shutdown = shutdown.clone();
+        let store = store.clone();
+        let path = ledger_path.clone();
+        let dir = home.join("deltas");
+        std::thread::Builder::new()
+            .name("delta-prebuild".into())
+            .spawn(move || crate::deltas::prebuild(&store, &path, &dir, &shutdown))
+            .map_err(|e| FleetError::Start(format!("delta-prebuild thread: {e}")))?;
+    }
+
+    let local = Hello::new(Role::Master, cfg.name.clone());
+    accept_loop(&ep, &shutdown, |conn| {
+        let peer = Peer {
+            relays_allowed: Arc::clone(&relays_allowed),
+            deltas_serving: Arc::clone(&deltas_serving),
+            hub: Arc::clone(&hub),
+            tx: tx.clone(),
+            counters: Arc::clone(&counters),
+            store: store.clone(),
+            ledger_path: ledger_path.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let local = local.clone();
+        let spawned = std::thread::Builder::new()
+            .name("peer".into())
+            .spawn(move || peer.serve(conn, local));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a connection thread: {e}");
+        }
+    });
+    tracing::info!(counters = %counters.snapshot(), "master stopping");
+    drop(tx);
+    // The recorder commits what it holds, then ends.
+    let _ = recorder.join();
+    drop(ep);
+    tracing::info!("master stopped");
+    Ok(())
+}
