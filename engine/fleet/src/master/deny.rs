@@ -1,8 +1,14 @@
 //! The deny list: read from the ledger, applied to the master's endpoint and
 //! sent to every relay.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::time::Duration;
+
+use haifu_ledger::Ledger;
+use haifu_protocol::DenyList;
+use haifu_protocol::Message;
+
+use super::hub::Hub;
+use crate::common::Shutdown;
 
 /// Keeps the cut-off clients refused: reads the ledger's deny list every
 /// `every`, and when it changes applies it to the master's own endpoint and

@@ -1,8 +1,36 @@
 //! The driver thread: finds live runs in the ledger and drives each through
 //! the runtime's driver with a [`LiveFleet`].
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use haifu_core::Manifest;
+use haifu_core::SigningKey;
+use haifu_ledger::Ledger;
+use haifu_ledger::RunFleet;
+use haifu_ledger::RunStatus;
+use haifu_protocol::ArtifactRef;
+use haifu_protocol::Instruction;
+use haifu_protocol::Message;
+use haifu_protocol::SessionSecret;
+use haifu_protocol::StartRound;
+use haifu_protocol::StopRounds;
+use haifu_runtime::clock::Clock;
+use haifu_runtime::clock::SystemClock;
+use haifu_runtime::driver;
+use haifu_runtime::driver::Env;
+use haifu_runtime::driver::Fleet;
+use haifu_store::Store;
+use jiff::Timestamp;
+
+use super::hub::ActiveRun;
+use super::hub::Hub;
+use super::hub::SessionSeed;
+use crate::FleetError;
+use crate::common::Shutdown;
+use crate::config::MasterConfig;
 
 /// Default broadcast rate when a workflow sets none: 100 Mbit/s.
 pub(super) const DEFAULT_RATE_BPS: u64 = 100_000_000;

@@ -1,7 +1,18 @@
 //! A relay's fetch of its run's artifact, streamed from the store.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::io::Read as _;
+use std::time::Instant;
+
+use haifu_ledger::Ledger;
+use haifu_ledger::TrafficKind;
+use haifu_protocol::ArtifactFetch;
+use haifu_protocol::ArtifactHeader;
+use haifu_protocol::ErrorCode;
+use haifu_protocol::Message;
+use haifu_store::Store;
+
+use super::recorder::TrafficLog;
+use crate::link::Link;
 
 /// Streams a run's artifact to a relay: header, then 1 MiB chunks read
 /// (and verified) from the store.

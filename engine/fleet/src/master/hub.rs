@@ -1,8 +1,22 @@
 //! What the connection threads, the recorder and the driver share: the
 //! relays connected now, the run on air and who is registered behind whom.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Condvar;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::sync::atomic::AtomicU64;
+
+use haifu_protocol::ArtifactRef;
+use haifu_protocol::Instruction;
+use haifu_protocol::SessionSecret;
+use jiff::Timestamp;
+
+use crate::common::session_key;
+use crate::link::Link;
 
 /// A relay connected now.
 #[derive(Debug)]

@@ -23,40 +23,31 @@ mod hub;
 mod peer;
 mod recorder;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc;
+use std::time::Duration;
 
-use haifu_core::{Digest, Manifest, SigningKey};
-use haifu_ledger::{
-    ClientTouch, ClientUpdate, FleetBatch, Ledger, RunFleet, RunStatus, Traffic, TrafficKind,
-};
-use haifu_plugin_host::Connection;
-use haifu_protocol::{
-    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DenyList, ErrorCode,
-    Hello, Instruction, Message, RegisterClient, Registered, Role, SessionSecret, StartRound,
-    StopRounds, Via,
-};
-use haifu_runtime::clock::{Clock, SystemClock};
-use haifu_runtime::driver::{self, Env, Fleet};
+use haifu_ledger::Ledger;
+use haifu_protocol::Hello;
+use haifu_protocol::Role;
 use haifu_store::Store;
-use jiff::Timestamp;
 
 use crate::FleetError;
-use crate::common::{Shutdown, accept_loop, endpoint, plugins, session_key};
-use crate::config::{MasterConfig, TlsFiles};
-use crate::link::{self, Counters, Link};
-use crate::trust;
-
-use deny::*;
-use drive::*;
-use fetch::*;
-use hub::*;
-use peer::*;
-use recorder::*;
+use crate::common::Shutdown;
+use crate::common::accept_loop;
+use crate::common::endpoint;
+use crate::common::plugins;
+use crate::config::MasterConfig;
+use crate::config::TlsFiles;
+use crate::link::Counters;
+use deny::deny_list;
+use drive::drive_runs;
+use hub::Hub;
+use peer::Peer;
+use recorder::Record;
+use recorder::recorder;
 
 pub use drive::{LiveFleet, LiveTargets, live_targets};
 pub(crate) use recorder::TrafficLog;

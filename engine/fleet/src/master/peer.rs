@@ -1,8 +1,38 @@
 //! One connection's reader: every message a relay or client sends the
 //! master, checked against who may say it (`crate::trust`).
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use haifu_ledger::ClientTouch;
+use haifu_ledger::Ledger;
+use haifu_ledger::TrafficKind;
+use haifu_plugin_host::Connection;
+use haifu_protocol::DenyList;
+use haifu_protocol::ErrorCode;
+use haifu_protocol::Hello;
+use haifu_protocol::Message;
+use haifu_protocol::RegisterClient;
+use haifu_protocol::Registered;
+use haifu_protocol::Role;
+use haifu_protocol::StartRound;
+use haifu_protocol::Via;
+use haifu_store::Store;
+use jiff::Timestamp;
+
+use super::fetch::serve_fetch;
+use super::hub::Hub;
+use super::hub::RelayEntry;
+use super::recorder::Record;
+use super::recorder::TrafficLog;
+use crate::common::Shutdown;
+use crate::link;
+use crate::link::Counters;
+use crate::link::Link;
+use crate::trust;
 
 /// Deltas served at once; more requests are answered "busy" and retried by
 /// the client, so stragglers booting together cannot start a thread and a

@@ -1,8 +1,30 @@
 //! The recorder: what arrives from the fleet, filed by the master's own
 //! knowledge and written in group commits; acknowledged only once durable.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use haifu_core::Digest;
+use haifu_ledger::ClientTouch;
+use haifu_ledger::ClientUpdate;
+use haifu_ledger::FleetBatch;
+use haifu_ledger::Ledger;
+use haifu_ledger::Traffic;
+use haifu_ledger::TrafficKind;
+use haifu_protocol::Completion;
+use haifu_protocol::CompletionAck;
+use haifu_protocol::ErrorCode;
+use haifu_protocol::Message;
+use haifu_protocol::Via;
+use jiff::Timestamp;
+
+use crate::common::Shutdown;
+use crate::link::Link;
+use crate::trust;
 
 /// What the recorder writes.
 #[derive(Debug)]
@@ -322,6 +344,7 @@ pub(super) fn run_digest(ledger: &Ledger, run: u64) -> Option<Digest> {
 mod fuzz {
     use super::*;
     use haifu_ledger::NewRun;
+    use haifu_ledger::RunFleet;
     use haifu_runtime::machine::RunState;
     use haifu_spec::steps::broadcast::{Phase, State as Broadcast};
     use haifu_spec::steps::machine::StepState;
