@@ -18,9 +18,10 @@ pub const MAX_CHUNK_LEN: usize = 1024 * 1024;
 /// The most bytes a frame adds around a chunk's payload (tag, transfer id,
 /// offset, length, `last`), rounded up.
 pub const CHUNK_OVERHEAD: usize = 32;
-/// The default largest frame: one full chunk and its header. It is below the
-/// QUIC plugin's default `max_frame` (16 MiB), so anything we accept it
-/// carries.
+/// The default largest frame: one full chunk and its header. The QUIC
+/// plugin's default `max_frame` is this same number (it cannot depend on
+/// this crate, so it repeats it; `engine/fleet/tests/frame_limit.rs` checks
+/// they agree), so a larger frame is refused by its length before it is read.
 pub const DEFAULT_MAX_FRAME: usize = MAX_CHUNK_LEN + CHUNK_OVERHEAD;
 /// The smallest `max_frame` allowed: every message except a chunk fits in
 /// it, with a manifest at its largest.

@@ -1,7 +1,7 @@
 /*
  * A transport plugin in plain C against include/haifu_transport.h: it loads,
  * declares the datagram shape, and refuses to open groups with a message.
- * Build: cc -shared -fPIC -I plugins/abi/include -o libcdemo.so cdemo.c
+ * Build: cc -shared -fPIC -I plugins/abi/include -o libhaifu_transport_cdemo.so cdemo.c
  */
 #include <string.h>
 

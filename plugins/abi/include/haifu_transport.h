@@ -139,7 +139,7 @@ const HaifuPluginVTable *haifu_transport_entry(void);
  *   };
  *   const HaifuPluginVTable *haifu_transport_entry(void) { return &table; }
  *
- * Build: cc -shared -fPIC -o libcdemo.so cdemo.c
+ * Build: cc -shared -fPIC -o libhaifu_transport_cdemo.so cdemo.c
  */
 
 #endif /* HAIFU_TRANSPORT_H */
