@@ -251,6 +251,19 @@ fn read_only_commands_and_refused_exports_create_no_home() {
         ],
     );
     assert!(e.contains("artifact app is not registered"), "{e}");
+    // Commands that only read say there is nothing, and create nothing.
+    for args in [
+        &["versions"][..],
+        &["status"],
+        &["audit", "1"],
+        &["manifest", "app", "1.0.0"],
+        &["gate", "--client", "c", "--service", "s"],
+        &["fleet", "list"],
+        &["api", "token", "list"],
+    ] {
+        let e = fails(&home, args);
+        assert!(e.contains("no ledger at"), "{args:?}: {e}");
+    }
     assert!(!home.exists());
     assert!(!out.exists());
 }

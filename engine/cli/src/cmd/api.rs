@@ -86,7 +86,7 @@ pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
             );
         }
         TokenCommand::List { json } => {
-            let tokens = home.ledger()?.tokens()?;
+            let tokens = home.ledger_existing()?.tokens()?;
             if json {
                 output::json(&tokens)?;
                 return Ok(ExitCode::SUCCESS);
@@ -107,7 +107,7 @@ pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
             }
         }
         TokenCommand::Revoke { name } => {
-            if !home.ledger()?.revoke_token(&name)? {
+            if !home.ledger_existing()?.revoke_token(&name)? {
                 bail!("no API token named {name:?}");
             }
             println!("token {name:?} revoked");

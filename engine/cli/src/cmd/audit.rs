@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
-    let ledger = home.ledger()?;
+    let ledger = home.ledger_existing()?;
     let audit = ledger
         .audit(args.run)?
         .with_context(|| format!("run {} does not exist", args.run))?;

@@ -38,7 +38,7 @@ pub enum Command {
 pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::List { json } => {
-            let clients = home.ledger()?.clients()?;
+            let clients = home.ledger_existing()?.clients()?;
             if json {
                 output::json(&clients)?;
                 return Ok(ExitCode::SUCCESS);
@@ -70,7 +70,7 @@ pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
             }
         }
         Command::Readmit { client } => {
-            let mut ledger = home.ledger()?;
+            let mut ledger = home.ledger_existing()?;
             if ledger.client(&client)?.is_none() {
                 bail!("client {client:?} is not known to this master");
             }
@@ -83,7 +83,7 @@ pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
         Command::Move { client, relay } => {
             haifu_plugin_host::pki::validate_name(&relay)
                 .map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
-            let mut ledger = home.ledger()?;
+            let mut ledger = home.ledger_existing()?;
             if !ledger.move_client(&client, &relay)? {
                 bail!("client {client:?} is not known to this master");
             }

@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
-    let ledger = home.ledger()?;
+    let ledger = home.ledger_existing()?;
     let path = match args.policy {
         Some(p) => Some(p),
         None => haifu_runtime::gate::RestrictSource::newest(&ledger)?.script,

@@ -17,7 +17,7 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let m = home
-        .ledger()?
+        .ledger_existing()?
         .manifest(&args.name, &args.version)?
         .ok_or_else(|| anyhow!("{} {} is not registered", args.name, args.version))?;
     output::json(&m)?;

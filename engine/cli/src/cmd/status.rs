@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
-    let ledger = home.ledger()?;
+    let ledger = home.ledger_existing()?;
     if let (Some(id), true) = (args.run, args.watch) {
         if !(0.05..=3600.0).contains(&args.interval) {
             anyhow::bail!(

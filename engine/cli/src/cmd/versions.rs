@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
-    let rows = home.ledger()?.versions(args.name.as_deref())?;
+    let rows = home.ledger_existing()?.versions(args.name.as_deref())?;
     if args.json {
         output::json(&rows)?;
         return Ok(ExitCode::SUCCESS);
