@@ -110,18 +110,25 @@ impl std::fmt::Debug for SessionKey {
 /// Why a datagram was dropped. Each variant is a counter the daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum DatagramError {
+    /// Shorter than a header and a tag.
     #[error("datagram of {0} bytes is too short")]
     Truncated(usize),
+    /// Longer than any datagram a sender makes.
     #[error("datagram of {0} bytes is too long")]
     TooLong(usize),
+    /// Not a haifu carousel datagram.
     #[error("bad magic")]
     BadMagic,
+    /// A datagram format this build does not read.
     #[error("unsupported version {0}")]
     UnsupportedVersion(u8),
+    /// Another session's datagram (another run or relay).
     #[error("foreign session {0}")]
     ForeignSession(u32),
+    /// A header field out of range.
     #[error("malformed header: {0}")]
     Malformed(&'static str),
+    /// Its tag is not the session key's: sent by an outsider.
     #[error("authentication tag mismatch")]
     BadTag,
 }

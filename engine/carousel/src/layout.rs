@@ -63,26 +63,56 @@ pub const MAX_ESI: u32 = (1 << 24) - 1;
 /// A layout or configuration that cannot be carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Error)]
 pub enum LayoutError {
+    /// A symbol size RaptorQ cannot use.
     #[error("symbol size {0} is not a positive multiple of {SYMBOL_ALIGNMENT}")]
     SymbolSize(u16),
+    /// An object size out of range.
     #[error("object shift {0} is outside {MIN_OBJECT_SHIFT}..={MAX_OBJECT_SHIFT}")]
     ObjectShift(u8),
+    /// An artifact too long for one session.
     #[error("artifact of {0} bytes is longer than {MAX_ARTIFACT_LEN}")]
     ArtifactTooLong(u64),
+    /// More objects than a session numbers.
     #[error("artifact needs {0} objects, more than {MAX_OBJECTS}")]
     TooManyObjects(u64),
+    /// An object index past the last object.
     #[error("object {index} is outside the artifact's {count} objects")]
-    ObjectOutOfRange { index: u32, count: u32 },
+    ObjectOutOfRange {
+        /// The index asked for.
+        index: u32,
+        /// Objects in the artifact.
+        count: u32,
+    },
+    /// A block count that cannot hold the symbols.
     #[error("{blocks} source blocks cannot hold {symbols} symbols")]
-    BlockCount { blocks: u32, symbols: u32 },
+    BlockCount {
+        /// Source blocks.
+        blocks: u32,
+        /// Symbols to hold.
+        symbols: u32,
+    },
+    /// A repair overhead out of range.
     #[error("repair overhead {0} is outside 0..=10")]
     RepairOverhead(f64),
+    /// A block size target out of range.
     #[error("block size target {0} is outside 1..={MAX_BLOCK_SYMBOLS}")]
     BlockSymbols(u32),
+    /// A block-hash list of the wrong length.
     #[error("{got} block hashes for {want} source blocks")]
-    BlockHashCount { got: u64, want: u64 },
+    BlockHashCount {
+        /// Hashes given.
+        got: u64,
+        /// Source blocks.
+        want: u64,
+    },
+    /// Bytes hashed that are not the artifact's length.
     #[error("{got} bytes hashed for an artifact of {want}")]
-    ArtifactLength { got: u64, want: u64 },
+    ArtifactLength {
+        /// Bytes hashed.
+        got: u64,
+        /// The artifact's length.
+        want: u64,
+    },
 }
 
 /// How a sender lays out and schedules a session.

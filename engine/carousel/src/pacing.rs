@@ -15,6 +15,7 @@ use thiserror::Error;
 /// A pacing configuration that cannot work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum PacingError {
+    /// A rate of zero.
     #[error("rate must be at least 1 bit per second")]
     ZeroRate,
 }

@@ -44,6 +44,7 @@ use crate::plan::{BlockHash, ReceivePlan, block_hash};
 /// Why a datagram did not help. Each variant is a counter the daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ReceiveError {
+    /// The datagram itself was refused.
     #[error(transparent)]
     Datagram(#[from] DatagramError),
     /// The datagram's artifact shape or block count is not the signed
@@ -54,12 +55,24 @@ pub enum ReceiveError {
     /// block hash: some key holder sent forged symbols for it. The block's
     /// symbols were dropped; it is gathered again from later ones.
     #[error("block {sbn} of object {object} decoded to bytes that fail its signed hash")]
-    BlockHashMismatch { object: u32, sbn: u8 },
+    BlockHashMismatch {
+        /// The object.
+        object: u32,
+        /// The source block.
+        sbn: u8,
+    },
     /// Two authentic datagrams carried different bytes under the same
     /// symbol id: one of them is forged. The block's symbols were dropped
     /// and that id is refused from now on.
     #[error("symbol {esi} of block {sbn} of object {object} came twice with different bytes")]
-    SymbolConflict { object: u32, sbn: u8, esi: u32 },
+    SymbolConflict {
+        /// The object.
+        object: u32,
+        /// The source block.
+        sbn: u8,
+        /// The symbol id.
+        esi: u32,
+    },
 }
 
 impl ReceiveError {

@@ -28,12 +28,23 @@ use crate::plan::ReceivePlan;
 /// A round or object the sender cannot encode.
 #[derive(Debug, Clone, Copy, PartialEq, Error)]
 pub enum EncodeError {
+    /// The layout cannot be carried out.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// An object of another length than the layout says.
     #[error("object {index} is {got} bytes, the layout says {want}")]
-    ObjectLength { index: u32, got: u64, want: u64 },
+    ObjectLength {
+        /// The object.
+        index: u32,
+        /// Its length.
+        got: u64,
+        /// The layout's length.
+        want: u64,
+    },
+    /// Round 0 asked for.
     #[error("rounds are numbered from 1")]
     RoundZero,
+    /// A round too late for 24-bit symbol ids.
     #[error("round {0} needs symbol ids beyond 24 bits")]
     RoundTooLate(u32),
 }

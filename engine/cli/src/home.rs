@@ -23,17 +23,17 @@ const LEDGER_FILE: &str = "ledger.sqlite";
 
 /// A home folder, resolved from `--home` / `HAIFU_HOME`.
 #[derive(Debug)]
-pub struct Home {
+pub(crate) struct Home {
     root: PathBuf,
 }
 
 impl Home {
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Self { root }
     }
 
     /// The home folder's path, whether or not it exists.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -46,13 +46,13 @@ impl Home {
     }
 
     /// The home folder, created if needed.
-    pub fn ensure_root(&self) -> Result<&Path> {
+    pub(crate) fn ensure_root(&self) -> Result<&Path> {
         self.ensure()?;
         Ok(&self.root)
     }
 
     /// The ledger, created (mode 0600) with the home if needed.
-    pub fn ledger(&self) -> Result<Ledger> {
+    pub(crate) fn ledger(&self) -> Result<Ledger> {
         self.ensure()?;
         let path = self.root.join(LEDGER_FILE);
         // Created empty with its mode before SQLite opens it: SQLite would
@@ -64,7 +64,7 @@ impl Home {
 
     /// The ledger of a home that already has one; creates nothing. For
     /// commands that only read: with no ledger nothing is registered.
-    pub fn ledger_existing(&self) -> Result<Ledger> {
+    pub(crate) fn ledger_existing(&self) -> Result<Ledger> {
         let path = self.root.join(LEDGER_FILE);
         if !path.is_file() {
             bail!(
@@ -75,13 +75,13 @@ impl Home {
         Ok(Ledger::open(&path)?)
     }
 
-    pub fn store(&self) -> Result<Store> {
+    pub(crate) fn store(&self) -> Result<Store> {
         self.ensure()?;
         Ok(Store::open(self.root.join("store"))?)
     }
 
     /// The store of a home that already has one; creates nothing.
-    pub fn store_existing(&self) -> Result<Store> {
+    pub(crate) fn store_existing(&self) -> Result<Store> {
         let path = self.root.join("store");
         if !path.is_dir() {
             bail!("no store at {}", path.display());
@@ -89,12 +89,12 @@ impl Home {
         Ok(Store::open(path)?)
     }
 
-    pub fn keys_dir(&self) -> PathBuf {
+    pub(crate) fn keys_dir(&self) -> PathBuf {
         self.root.join("keys")
     }
 
     /// The master key, made on first use.
-    pub fn master_key(&self) -> Result<SigningKey> {
+    pub(crate) fn master_key(&self) -> Result<SigningKey> {
         self.ensure()?;
         Ok(haifu_store::load_or_create_master_key(&self.keys_dir())?)
     }

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 /// The error and its causes on one line, `outer: inner: …`, skipping a cause
 /// whose text the message before it already includes.
-pub fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -20,7 +20,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -36,7 +36,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// Prints `value` as one line of JSON on stdout.
-pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
 }

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A byte progress bar for `total` bytes labelled `msg`, or a hidden one
 /// when stderr is not a terminal (scripts, CI, pipes).
-pub fn bytes_bar(total: u64, msg: &str) -> ProgressBar {
+pub(crate) fn bytes_bar(total: u64, msg: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -31,14 +31,14 @@ pub fn bytes_bar(total: u64, msg: &str) -> ProgressBar {
 /// second on its own read connection (WAL lets it read beside the driver).
 /// Does nothing when stderr is not a terminal.
 #[derive(Debug)]
-pub struct RunWatcher {
+pub(crate) struct RunWatcher {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl RunWatcher {
     /// Stops and clears the status line.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -47,7 +47,7 @@ impl RunWatcher {
 }
 
 /// Watches run `id` in the ledger at `path`.
-pub fn watch_run(path: PathBuf, id: i64) -> RunWatcher {
+pub(crate) fn watch_run(path: PathBuf, id: i64) -> RunWatcher {
     let stop = Arc::new(AtomicBool::new(false));
     if !std::io::stderr().is_terminal() {
         return RunWatcher { stop, thread: None };

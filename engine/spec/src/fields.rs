@@ -16,7 +16,7 @@ pub(crate) struct Cx {
 }
 
 impl Cx {
-    pub fn new(file: PathBuf) -> Self {
+    pub(crate) fn new(file: PathBuf) -> Self {
         Cx {
             file,
             errors: Vec::new(),
@@ -24,7 +24,7 @@ impl Cx {
         }
     }
 
-    pub fn error(&mut self, pos: Pos, kind: ErrorKind) {
+    pub(crate) fn error(&mut self, pos: Pos, kind: ErrorKind) {
         self.errors.push(SpecError {
             file: self.file.clone(),
             pos,
@@ -32,7 +32,7 @@ impl Cx {
         });
     }
 
-    pub fn warn(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, pos: Pos, message: impl Into<String>) {
         self.warnings.push(SpecWarning {
             file: self.file.clone(),
             pos,
@@ -40,7 +40,7 @@ impl Cx {
         });
     }
 
-    pub fn invalid(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
+    pub(crate) fn invalid(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
         self.error(
             pos,
             ErrorKind::Invalid {
@@ -102,7 +102,7 @@ pub(crate) struct MapReader<'a> {
 impl<'a> MapReader<'a> {
     /// `None` (and a wrong-type error) when `node` is not a mapping. Reports
     /// duplicate and non-text keys.
-    pub fn new(node: &'a Node, section: &str, cx: &mut Cx) -> Option<Self> {
+    pub(crate) fn new(node: &'a Node, section: &str, cx: &mut Cx) -> Option<Self> {
         let Value::Map(raw) = &node.value else {
             cx.wrong_type(
                 node,
@@ -141,19 +141,19 @@ impl<'a> MapReader<'a> {
     }
 
     /// The dotted key for `key` in this mapping.
-    pub fn key(&self, key: &str) -> String {
+    pub(crate) fn key(&self, key: &str) -> String {
         join(&self.section, key)
     }
 
     /// The value of `key`, if present (null values count as absent).
-    pub fn take(&mut self, key: &str) -> Option<&'a Node> {
+    pub(crate) fn take(&mut self, key: &str) -> Option<&'a Node> {
         let entry = self.entries.iter_mut().find(|e| e.0 == key)?;
         entry.3 = true;
         (!entry.2.is_null()).then_some(entry.2)
     }
 
     /// The value of `key`, or a missing-key error.
-    pub fn require(&mut self, key: &'static str, cx: &mut Cx) -> Option<&'a Node> {
+    pub(crate) fn require(&mut self, key: &'static str, cx: &mut Cx) -> Option<&'a Node> {
         let present = self.entries.iter().any(|e| e.0 == key);
         let value = self.take(key);
         if value.is_none() {
@@ -185,7 +185,7 @@ impl<'a> MapReader<'a> {
     }
 
     /// Reports every key not taken as unknown.
-    pub fn finish(self, known: &[&str], cx: &mut Cx) {
+    pub(crate) fn finish(self, known: &[&str], cx: &mut Cx) {
         for (key, knode, _, used) in self.entries {
             if !used {
                 cx.error(

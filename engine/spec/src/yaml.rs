@@ -52,13 +52,13 @@ pub(crate) enum Value {
 
 impl Node {
     /// Whether this is YAML's null (`~`, `null`, or nothing).
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar { text, quoted: false }
             if text.is_empty() || text == "~" || text == "null" || text == "Null" || text == "NULL")
     }
 
     /// The plain or quoted text of a scalar.
-    pub fn scalar(&self) -> Option<&str> {
+    pub(crate) fn scalar(&self) -> Option<&str> {
         match &self.value {
             Value::Scalar { text, .. } => Some(text),
             _ => None,

@@ -23,7 +23,7 @@ pub(crate) const LEVEL: i32 = 3;
 
 /// Sees every chunk of an artifact being stored, in order, on its own
 /// thread.
-pub type Observer<'a> = dyn FnMut(&[u8]) + Send + 'a;
+pub(crate) type Observer<'a> = dyn FnMut(&[u8]) + Send + 'a;
 
 /// The outcome of storing an artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -564,8 +564,8 @@ pub unsafe extern "C" fn conn_recv<C: StreamConnection>(
 
 /// Glue for `conn_close`.
 pub unsafe extern "C" fn conn_close<C: StreamConnection>(conn: Handle) {
-    // SAFETY: the host closes each handle once.
     guard_void(|| {
+        // SAFETY: the host closes each handle once.
         if let Some(slot) = unsafe { take::<ConnSlot<C>>(conn) } {
             slot.conn.close();
         }

@@ -55,8 +55,12 @@
 //! `const HaifuPluginVTable *haifu_transport_entry(void)`; see the header's
 //! closing comment for a minimal skeleton.
 
+#![deny(unsafe_code)]
+
 pub mod config;
 pub mod error;
+// `export` allows `unsafe` inside (the glue over the host's raw pointers)
+// and `raw` on its two `unsafe impl`s, each with the reason it is sound.
 pub mod export;
 pub mod raw;
 
@@ -104,6 +108,7 @@ mod tests {
             len: 0,
         };
         #[allow(unsafe_code)]
+        // SAFETY: `err` points to a live ErrorBuf over `storage`.
         let st = unsafe { export::guard(&mut err, || panic!("boom")) };
         assert_eq!(st, status::PANIC);
         assert_eq!(&storage[..err.len], b"plugin panicked: boom");
@@ -118,6 +123,7 @@ mod tests {
             len: 0,
         };
         #[allow(unsafe_code)]
+        // SAFETY: `err` points to a live ErrorBuf over `storage`.
         unsafe {
             export::write_error(&mut err, "abcé")
         };

@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// Where the group's traffic goes in and out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interface {
+pub(crate) enum Interface {
     /// Let the kernel choose (the route to the group).
     Any,
     /// An IPv4 interface address.
@@ -25,7 +25,7 @@ pub enum Interface {
 
 /// Everything needed to open a group socket pair.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Group address and port.
     pub group: SocketAddr,
     /// Interface for joining and sending.
@@ -87,7 +87,7 @@ fn wait_until(at: Instant) {
 /// A joined group: a receiving socket bound to the group (when `join`) and
 /// a sending socket connected to it.
 #[derive(Debug)]
-pub struct McastSocket {
+pub(crate) struct McastSocket {
     recv: Option<UdpSocket>,
     send: UdpSocket,
     pacer: Option<Mutex<Pacer>>,
@@ -98,7 +98,7 @@ pub struct McastSocket {
 
 impl McastSocket {
     /// Opens the sockets and joins the group.
-    pub fn open(o: &Options) -> io::Result<Self> {
+    pub(crate) fn open(o: &Options) -> io::Result<Self> {
         let domain = Domain::for_address(o.group);
         let recv = if o.join {
             let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
@@ -180,7 +180,7 @@ impl McastSocket {
     }
 
     /// Sends one datagram, after the pacing delay.
-    pub fn send(&self, datagram: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, datagram: &[u8]) -> io::Result<()> {
         if let Some(p) = &self.pacer {
             let at = p
                 .lock()
@@ -195,7 +195,7 @@ impl McastSocket {
     /// Receives one datagram into `buf`, returning the datagram's full
     /// length, which exceeds `buf.len()` when it was truncated. A timeout is
     /// an error of kind `WouldBlock` or `TimedOut`.
-    pub fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
+    pub(crate) fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
         let Some(sock) = &self.recv else {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,

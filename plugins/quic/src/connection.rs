@@ -10,14 +10,14 @@ use quinn::{ConnectionError, ReadError, RecvStream, SendStream, VarInt, WriteErr
 use tokio::runtime::Runtime;
 
 /// Application close code: the peer's identity was denied.
-pub const CLOSE_DENIED: u32 = 403;
+pub(crate) const CLOSE_DENIED: u32 = 403;
 /// Application close code: a frame exceeded the receiver's limit.
-pub const CLOSE_FRAME_TOO_LARGE: u32 = 413;
+pub(crate) const CLOSE_FRAME_TOO_LARGE: u32 = 413;
 /// Application close code: normal close.
-pub const CLOSE_DONE: u32 = 0;
+pub(crate) const CLOSE_DONE: u32 = 0;
 
 /// Runs `f` with an optional deadline.
-pub async fn with_timeout<T>(
+pub(crate) async fn with_timeout<T>(
     t: Timeout,
     f: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
@@ -34,7 +34,7 @@ fn is_crypto(code: u64) -> bool {
 }
 
 /// Maps a connection-level error, telling refusals apart from other ends.
-pub fn conn_error(e: &ConnectionError) -> Error {
+pub(crate) fn conn_error(e: &ConnectionError) -> Error {
     match e {
         ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(CLOSE_DENIED) => {
             Error::denied(format!("peer closed the connection: identity denied ({e})"))
@@ -88,7 +88,7 @@ struct RecvState {
 
 /// Who is at the other end, as its verified certificate says.
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The certificate's common name.
     pub identity: String,
     /// The haifu role its extended key usage grants, or empty.
@@ -96,7 +96,7 @@ pub struct Peer {
 }
 
 /// A connection handed to the host.
-pub struct QuicConnection {
+pub(crate) struct QuicConnection {
     rt: Arc<Runtime>,
     conn: quinn::Connection,
     send: tokio::sync::Mutex<SendState>,
@@ -117,7 +117,7 @@ impl std::fmt::Debug for QuicConnection {
 
 impl QuicConnection {
     /// Wraps an established connection whose hello exchange is done.
-    pub fn new(
+    pub(crate) fn new(
         rt: Arc<Runtime>,
         conn: quinn::Connection,
         send: SendStream,

@@ -53,7 +53,7 @@ struct Accepted {
 }
 
 /// The endpoint handed to the host.
-pub struct QuicEndpoint {
+pub(crate) struct QuicEndpoint {
     rt: Arc<Runtime>,
     endpoint: quinn::Endpoint,
     accepted: Option<tokio::sync::Mutex<mpsc::Receiver<Accepted>>>,

@@ -19,17 +19,17 @@ use rustls::{
 
 /// The identities refused at the handshake, shared with the verifier so an
 /// update takes effect for the next handshake.
-pub type DenyList = Arc<RwLock<HashSet<String>>>;
+pub(crate) type DenyList = Arc<RwLock<HashSet<String>>>;
 
 /// Whether any of `names` is denied.
-pub fn is_denied(deny: &DenyList, names: &[String]) -> bool {
+pub(crate) fn is_denied(deny: &DenyList, names: &[String]) -> bool {
     let set = deny.read().unwrap_or_else(|p| p.into_inner());
     names.iter().any(|n| set.contains(n))
 }
 
 /// The names a certificate claims: its common name first, then its DNS
 /// subject alternative names. The first is the peer's identity.
-pub fn cert_names(der: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn cert_names(der: &[u8]) -> Result<Vec<String>, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("cannot parse certificate: {e}"))?;
     let mut names = Vec::new();
@@ -58,12 +58,12 @@ pub fn cert_names(der: &[u8]) -> Result<Vec<String>, String> {
 /// key usage `<arc>.1` (master), `<arc>.2` (relay) or `<arc>.3` (client).
 /// `haifu-plugin-host`'s PKI writes the same numbers (a test there reads
 /// them back through this plugin).
-pub const ROLE_ARC: [u64; 3] = [2, 25, 4_633_265_079_750_916_938];
+pub(crate) const ROLE_ARC: [u64; 3] = [2, 25, 4_633_265_079_750_916_938];
 
 /// The role a certificate grants: `master`, `relay` or `client`, or empty
 /// when it grants none. A certificate claiming two roles grants none, so a
 /// mistake at issue time fails closed.
-pub fn cert_role(der: &[u8]) -> Result<&'static str, String> {
+pub(crate) fn cert_role(der: &[u8]) -> Result<&'static str, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("cannot parse certificate: {e}"))?;
     let Ok(Some(eku)) = cert.extended_key_usage() else {
@@ -90,7 +90,7 @@ pub fn cert_role(der: &[u8]) -> Result<&'static str, String> {
 /// Wraps the WebPKI client verifier: a chain that verifies is still refused
 /// when one of its names is on the deny list.
 #[derive(Debug)]
-pub struct DenyingVerifier {
+pub(crate) struct DenyingVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     deny: DenyList,
 }
@@ -153,7 +153,7 @@ impl ClientCertVerifier for DenyingVerifier {
 
 /// The fleet CA, this node's certificate chain and key, read from PEM files.
 #[derive(Debug)]
-pub struct Identity {
+pub(crate) struct Identity {
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -161,7 +161,7 @@ pub struct Identity {
 
 impl Identity {
     /// Reads `ca`, `cert` and `key` (PEM).
-    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, Error> {
+    pub(crate) fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, Error> {
         let read_certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, Error> {
             let certs = CertificateDer::pem_file_iter(p)
                 .map_err(|e| Error::invalid(format!("{}: {e}", p.display())))?
@@ -200,7 +200,7 @@ impl Identity {
 
     /// Server side: requires a client certificate from the fleet CA whose
     /// names are not denied.
-    pub fn server_config(
+    pub(crate) fn server_config(
         &self,
         deny: DenyList,
         alpn: &[u8],
@@ -225,7 +225,7 @@ impl Identity {
 
     /// Client side: trusts only the fleet CA and presents this node's
     /// certificate.
-    pub fn client_config(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, Error> {
+    pub(crate) fn client_config(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, Error> {
         let mut tls = rustls::ClientConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::internal(format!("tls versions: {e}")))?

@@ -4,10 +4,10 @@
 use haifu_carousel::{CarouselConfig, KEY_LEN, Receiver, SessionKey};
 
 /// SplitMix64: tiny, deterministic, good enough for loss and mutations.
-pub struct Rng(pub u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -15,20 +15,20 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
 
     /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+    pub(crate) fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i as u64 + 1) as usize;
             v.swap(i, j);
@@ -36,12 +36,12 @@ impl Rng {
     }
 }
 
-pub fn key() -> SessionKey {
+pub(crate) fn key() -> SessionKey {
     SessionKey::new(0xC0FF_EE01, [0x5a; KEY_LEN])
 }
 
 /// Small objects and blocks so multi-object cases stay fast in debug builds.
-pub fn small_config() -> CarouselConfig {
+pub(crate) fn small_config() -> CarouselConfig {
     CarouselConfig {
         object_shift: 18, // 256 KiB objects
         block_symbols: 64,
@@ -50,7 +50,7 @@ pub fn small_config() -> CarouselConfig {
 }
 
 /// Feeds datagrams, writes decoded blocks into `out`, returns blocks decoded.
-pub fn feed(rx: &mut Receiver, datagrams: &[Vec<u8>], out: &mut Vec<u8>) -> usize {
+pub(crate) fn feed(rx: &mut Receiver, datagrams: &[Vec<u8>], out: &mut Vec<u8>) -> usize {
     let mut blocks = 0;
     for d in datagrams {
         rx.handle_datagram(d).expect("authentic datagram");

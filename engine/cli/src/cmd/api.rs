@@ -9,7 +9,7 @@ use crate::home::Home;
 use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Bearer tokens for the HTTP API: every endpoint but /healthz needs
     /// one, sent as `Authorization: Bearer hfu_…`.
     #[command(subcommand)]
@@ -17,7 +17,7 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Make a token and print it, once, on stdout. Only its sha3-256 is
     /// kept in the ledger: store the token now, it cannot be shown again.
     /// A running master accepts it at once.
@@ -65,7 +65,7 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
     let Command::Token(cmd) = cmd;
     match cmd {
         TokenCommand::Create { name, scope } => {

@@ -8,7 +8,7 @@ use crate::home::Home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The run.
     run: i64,
     /// Print JSON: per relay, the clients delivered in each round, by delta,
@@ -21,7 +21,7 @@ pub struct Args {
     full: bool,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let ledger = home.ledger_existing()?;
     let audit = ledger
         .audit(args.run)?

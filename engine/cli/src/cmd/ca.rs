@@ -8,7 +8,7 @@ use haifu_plugin_host::pki;
 use crate::home::Home;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create the fleet CA under `<home>/ca` (refuses to overwrite one).
     Init {
         /// The CA's common name.
@@ -30,7 +30,7 @@ pub enum Command {
     },
 }
 
-pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
     let root = home.ensure_root()?;
     match cmd {
         Command::Init { name } => {

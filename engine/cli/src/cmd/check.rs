@@ -11,13 +11,13 @@ use anyhow::Result;
 artifact and policy files exist, and that the policies compile. Prints every error as \
 FILE:LINE:COLUMN: message and exits 1, or prints warnings and exits 0. Writes nothing."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Workflow files.
     #[arg(required = true)]
     workflows: Vec<PathBuf>,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let mut failed = false;
     for wf in &args.workflows {
         match haifu_spec::load_and_validate(wf) {
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Loads a workflow for a command that acts on it: every error on its own
 /// line, then one summary error.
-pub fn load(path: &std::path::Path) -> Result<haifu_spec::Plan> {
+pub(crate) fn load(path: &std::path::Path) -> Result<haifu_spec::Plan> {
     haifu_spec::load_and_validate(path).map_err(|errors| {
         let n = errors.len();
         for e in errors {
@@ -61,7 +61,7 @@ pub fn load(path: &std::path::Path) -> Result<haifu_spec::Plan> {
 }
 
 /// Compiles a plan's policies, each error on its own line.
-pub fn policies(plan: &haifu_spec::Plan) -> Result<haifu_policy::PolicySet> {
+pub(crate) fn policies(plan: &haifu_spec::Plan) -> Result<haifu_policy::PolicySet> {
     haifu_policy::PolicySet::load(&plan.policies.paths()).map_err(|errors| {
         let n = errors.len();
         for e in errors {

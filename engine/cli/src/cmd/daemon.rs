@@ -30,7 +30,7 @@ Config (YAML; relative paths are taken from the file's folder):
 
 Example: haifu master --config examples/fleet/master.yaml"
 )]
-pub struct MasterArgs {
+pub(crate) struct MasterArgs {
     /// The master's YAML config.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
@@ -52,7 +52,7 @@ Config (YAML):
 
 Example: haifu relay --config examples/fleet/relay-east.yaml"
 )]
-pub struct RelayArgs {
+pub(crate) struct RelayArgs {
     /// The relay's YAML config.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
@@ -77,7 +77,7 @@ Config (YAML):
 
 Example: haifu client --config examples/fleet/client-1.yaml"
 )]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// The client's YAML config.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
@@ -92,19 +92,19 @@ fn finish(r: Result<(), haifu_fleet::FleetError>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn master(a: MasterArgs) -> Result<ExitCode> {
+pub(crate) fn master(a: MasterArgs) -> Result<ExitCode> {
     let cfg: config::MasterConfig = load(&a.config)?;
     let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
     finish(haifu_fleet::master::run(cfg, stop))
 }
 
-pub fn relay(a: RelayArgs) -> Result<ExitCode> {
+pub(crate) fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cfg: config::RelayConfig = load(&a.config)?;
     let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
     finish(haifu_fleet::relay::run(cfg, stop))
 }
 
-pub fn client(a: ClientArgs) -> Result<ExitCode> {
+pub(crate) fn client(a: ClientArgs) -> Result<ExitCode> {
     let cfg: config::ClientConfig = load(&a.config)?;
     let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
     finish(haifu_fleet::client::run(cfg, stop))

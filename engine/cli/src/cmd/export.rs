@@ -13,7 +13,7 @@ use crate::home::Home;
 then renamed) and only once its sha3-256 verified. An existing file is refused unless --force \
 is given; a path inside the home (the ledger, the store, the keys) is always refused."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Artifact name.
     name: String,
     /// Version.
@@ -26,7 +26,7 @@ pub struct Args {
     force: bool,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     check_output(home.root(), &args.output, args.force)?;
     let m = home
         .ledger_existing()?

@@ -8,7 +8,7 @@ use crate::home::Home;
 use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Every client: relay, installed version, last contact, and whether it
     /// is cut off (with the reason).
     List {
@@ -35,7 +35,7 @@ pub enum Command {
     },
 }
 
-pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::List { json } => {
             let clients = home.ledger_existing()?.clients()?;

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct FleetArgs {
+pub(crate) struct FleetArgs {
     /// Number of clients.
     #[arg(long, default_value_t = 1000)]
     pub clients: u32,
@@ -23,7 +23,7 @@ pub struct FleetArgs {
 
 impl FleetArgs {
     /// The parameters for an artifact of `size` bytes.
-    pub fn params(&self, size: u64) -> Result<haifu_runtime::sim::SimParams> {
+    pub(crate) fn params(&self, size: u64) -> Result<haifu_runtime::sim::SimParams> {
         if self.clients == 0 {
             bail!("--clients must be at least 1");
         }
@@ -42,7 +42,7 @@ impl FleetArgs {
 }
 
 /// `12`, `12.5` or `12%` as a fraction; refuses anything outside 0-100.
-pub fn percent(flag: &str, text: &str) -> Result<f64> {
+pub(crate) fn percent(flag: &str, text: &str) -> Result<f64> {
     let t = text.trim().trim_end_matches('%');
     match t.parse::<f64>() {
         Ok(v) if (0.0..=100.0).contains(&v) => Ok(v / 100.0),

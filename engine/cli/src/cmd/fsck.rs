@@ -15,7 +15,7 @@ use crate::output;
 consistent, 1 when a problem is found. Objects no version refers to (left by an \
 interrupted registration) and abandoned temporary files are reported, not errors; --repair removes them (objects only once they are an hour old, so a registration still on its way to the ledger keeps its object)."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Print a JSON report.
     #[arg(long)]
     json: bool,
@@ -35,7 +35,7 @@ struct Report {
     removed: Vec<String>,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let ledger = home.ledger()?;
     let store = home.store()?;
     let key = home.master_key()?.public_key();

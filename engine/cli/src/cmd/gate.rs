@@ -15,7 +15,7 @@ version the service appeared in) through the restriction policy: --policy, else 
 policy of the newest run's workflow, else the built-in default (allow when the client's version \
 is at least the service's). Exit status 0 when allowed, 3 when denied."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Client id.
     #[arg(long)]
     client: String,
@@ -30,7 +30,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let ledger = home.ledger_existing()?;
     let path = match args.policy {
         Some(p) => Some(p),

@@ -8,7 +8,7 @@ use crate::home::Home;
 use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the master's public key (made on first use). Clients pin it to
     /// verify manifests.
     Show {
@@ -18,7 +18,7 @@ pub enum Command {
     },
 }
 
-pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Show { json } => {
             let key = home.master_key()?;

@@ -8,14 +8,14 @@ use crate::home::Home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Artifact name.
     name: String,
     /// Version.
     version: String,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let m = home
         .ledger_existing()?
         .manifest(&args.name, &args.version)?

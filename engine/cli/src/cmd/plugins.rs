@@ -14,7 +14,7 @@ reason and not loaded. A plugin that fails to load (not a library, no entry symb
 version, a name other than its file's, an init that fails or panics) is listed with its error; \
 the others still load. Exit status 1 when any failed."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Plugins folder [default: the folder of the haifu binary].
     #[arg(long, env = "HAIFU_PLUGINS", value_name = "DIR")]
     plugins: Option<PathBuf>,
@@ -23,7 +23,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let dir = haifu_plugin_host::plugin_dir(args.plugins.as_deref());
     let listing = haifu_plugin_host::list_plugins(&dir)?;
     if args.json {

@@ -16,7 +16,7 @@ use crate::output;
 const BAD_INPUT: u8 = 2;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a policy's table-driven cases: facts in, expected decision out.
     #[command(after_help = "Each case calls one entry point (next_round, allow or \
 disconnect) with facts and states the decision it expects (see policies/README.md, \
@@ -44,7 +44,7 @@ compile."
 }
 
 #[derive(Debug, clap::Args)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     /// The policy script.
     policy: PathBuf,
     /// The cases file (YAML), e.g. policies/tests/retry.yaml.
@@ -55,7 +55,7 @@ pub struct TestArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// The policy script.
     policy: PathBuf,
     /// The entry point to call.
@@ -91,7 +91,7 @@ impl Entry {
     }
 }
 
-pub fn run(cmd: Command) -> Result<ExitCode> {
+pub(crate) fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Test(a) => test(&a),
         Command::Eval(a) => eval(&a),

@@ -17,7 +17,7 @@ use crate::{output, progress};
 
 Registering the same name, version and content again succeeds and changes
 nothing; the same name and version with other content is refused.")]
-pub struct Args {
+pub(crate) struct Args {
     /// Artifact name: letters, digits, '.', '_' and '-'.
     #[arg(long)]
     name: String,
@@ -31,7 +31,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let name: ArtifactName = args.name.parse()?;
     let version: Version = args.version.parse()?;
     // Refuse a missing, unreadable or special file before creating anything

@@ -28,7 +28,7 @@ Examples:
   haifu run workflows/urgent-security-fix.yaml --clients 500
   haifu run --resume 3"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// The workflow (not with --resume).
     #[arg(required_unless_present = "resume", conflicts_with = "resume")]
     workflow: Option<PathBuf>,
@@ -53,7 +53,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let mut ledger = home.ledger()?;
     let (plan, id, mut fleet) = match (args.resume, &args.workflow) {
         (Some(id), _) => {

@@ -8,7 +8,7 @@ use haifu_core::{ArtifactName, ServiceName, Version};
 use crate::home::Home;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Declare that a service appeared in a version of an artifact.
     Set {
         /// Service name, as the operator's servers ask the gate: letters,
@@ -23,7 +23,7 @@ pub enum Command {
     },
 }
 
-pub fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Set {
             name,

@@ -25,7 +25,7 @@ at random times and take a delta; those still missing at the deadline meet the d
 Example:
   haifu simulate workflows/nightly-store-rollout.yaml --clients 20000 --loss 5 --offline 30"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// The workflow.
     workflow: PathBuf,
     #[command(flatten)]
@@ -78,7 +78,7 @@ fn available_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     check_client_count(args.fleet.clients)?;
     let plan = check::load(&args.workflow)?;
     let policies = check::policies(&plan)?;

@@ -15,7 +15,7 @@ use crate::output;
   haifu status 3               run 3 in detail
   haifu status 3 --watch       a live view of run 3 until it ends: clients done per relay and \
 round, completions per minute, time to the next round")]
-pub struct Args {
+pub(crate) struct Args {
     /// One run in detail; without it, every run.
     run: Option<i64>,
     /// Print JSON.
@@ -30,7 +30,7 @@ pub struct Args {
     interval: f64,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let ledger = home.ledger_existing()?;
     if let (Some(id), true) = (args.run, args.watch) {
         if !(0.05..=3600.0).contains(&args.interval) {

@@ -8,7 +8,7 @@ use crate::home::Home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only this artifact.
     name: Option<String>,
     /// Print a JSON array of objects.
@@ -16,7 +16,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let rows = home.ledger_existing()?.versions(args.name.as_deref())?;
     if args.json {
         output::json(&rows)?;

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 /// A folder holding only the two real plugins (the build folder also holds
 /// the test kit's broken ones).
-pub fn plugin_dir(into: &Path) -> PathBuf {
+pub(crate) fn plugin_dir(into: &Path) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let mut dir = exe.parent().unwrap().to_path_buf();
     if dir.ends_with("deps") {
@@ -40,11 +40,11 @@ pub fn plugin_dir(into: &Path) -> PathBuf {
 
 /// Ports for one test process: distinct per process so tests in parallel
 /// binaries do not collide.
-pub fn base_port(slot: u16) -> u16 {
+pub(crate) fn base_port(slot: u16) -> u16 {
     20_000 + ((std::process::id() % 400) as u16) * 100 + slot * 20
 }
 
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub dir: tempfile::TempDir,
     pub home: PathBuf,
     pub plugins: PathBuf,
@@ -54,7 +54,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(slot: u16) -> Self {
+    pub(crate) fn new(slot: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let plugins = plugin_dir(dir.path());
@@ -72,11 +72,11 @@ impl Fleet {
         f
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    pub fn haifu(&self) -> Command {
+    pub(crate) fn haifu(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_haifu"));
         c.arg("--home")
             .arg(&self.home)
@@ -87,7 +87,7 @@ impl Fleet {
         c
     }
 
-    pub fn haifu_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn haifu_ok(&self, args: &[&str]) -> String {
         let out = self.haifu().args(args).output().unwrap();
         assert!(
             out.status.success(),
@@ -97,16 +97,16 @@ impl Fleet {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    pub fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.haifu_ok(args)).unwrap()
     }
 
     /// Issues `name` a certificate in `role` (master, relay or client).
-    pub fn issue(&self, name: &str, role: &str) {
+    pub(crate) fn issue(&self, name: &str, role: &str) {
         self.haifu_ok(&["ca", "issue", name, "--role", role]);
     }
 
-    pub fn write_master(&self, extra: &str) {
+    pub(crate) fn write_master(&self, extra: &str) {
         self.issue("master", "master");
         std::fs::write(
             self.path("master.yaml"),
@@ -119,7 +119,7 @@ impl Fleet {
     }
 
     /// Writes a relay's config; returns its client port.
-    pub fn write_relay(&mut self, name: &str, group_port: u16) -> u16 {
+    pub(crate) fn write_relay(&mut self, name: &str, group_port: u16) -> u16 {
         self.issue(name, "relay");
         self.port += 1;
         let listen = self.port;
@@ -137,7 +137,7 @@ impl Fleet {
         listen
     }
 
-    pub fn write_client(&self, id: &str, relay: &str, relay_port: u16, extra: &str) {
+    pub(crate) fn write_client(&self, id: &str, relay: &str, relay_port: u16, extra: &str) {
         self.issue(id, "client");
         std::fs::write(
             self.path(&format!("{id}.yaml")),
@@ -152,7 +152,7 @@ impl Fleet {
     }
 
     /// Starts `haifu ROLE --config NAME.yaml`, logging to NAME.log.
-    pub fn start(&mut self, role: &str, name: &str) {
+    pub(crate) fn start(&mut self, role: &str, name: &str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -169,16 +169,16 @@ impl Fleet {
         self.procs.insert(name.to_owned(), child);
     }
 
-    pub fn log_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn log_path(&self, name: &str) -> PathBuf {
         self.path(&format!("{name}.log"))
     }
 
-    pub fn log(&self, name: &str) -> String {
+    pub(crate) fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
     }
 
     /// SIGKILL.
-    pub fn kill(&mut self, name: &str) {
+    pub(crate) fn kill(&mut self, name: &str) {
         if let Some(mut c) = self.procs.remove(name) {
             let _ = c.kill();
             let _ = c.wait();
@@ -186,7 +186,7 @@ impl Fleet {
     }
 
     /// SIGTERM, then waits for a clean exit; returns whether it exited 0.
-    pub fn stop(&mut self, name: &str) -> bool {
+    pub(crate) fn stop(&mut self, name: &str) -> bool {
         let Some(mut c) = self.procs.remove(name) else {
             return false;
         };
@@ -208,7 +208,7 @@ impl Fleet {
     }
 
     /// Waits until `f()` holds, or panics after `secs` naming `what`.
-    pub fn wait_for(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         let end = Instant::now() + Duration::from_secs(secs);
         while !f() {
             assert!(
@@ -221,14 +221,14 @@ impl Fleet {
     }
 
     /// Waits until `name`'s log has `needle` at least `n` times.
-    pub fn wait_log(&self, name: &str, needle: &str, n: usize, secs: u64) {
+    pub(crate) fn wait_log(&self, name: &str, needle: &str, n: usize, secs: u64) {
         self.wait_for(secs, &format!("{needle:?} ×{n} in {name}.log"), || {
             self.log(name).matches(needle).count() >= n
         });
     }
 
     /// The tails of every log, for failure messages.
-    pub fn dump(&self) -> String {
+    pub(crate) fn dump(&self) -> String {
         let mut out = String::new();
         if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
             let mut logs: Vec<PathBuf> = rd
@@ -248,7 +248,7 @@ impl Fleet {
     }
 
     /// A random-looking artifact of `len` bytes.
-    pub fn artifact(&self, name: &str, len: usize, seed: u64) -> PathBuf {
+    pub(crate) fn artifact(&self, name: &str, len: usize, seed: u64) -> PathBuf {
         let mut x = seed | 1;
         let data: Vec<u8> = (0..len)
             .map(|_| {
@@ -266,7 +266,7 @@ impl Fleet {
     /// A workflow of `artifact` at `version` with `rounds` rounds `gap`
     /// seconds apart (a short retry policy) and a short delta window.
     #[allow(clippy::too_many_arguments)]
-    pub fn workflow(
+    pub(crate) fn workflow(
         &self,
         name: &str,
         artifact: &str,

@@ -7,12 +7,12 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// The top of the repository (workflows name paths relative to it).
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `haifu --home HOME`, run from the top of the repository, quiet logs.
-pub fn haifu(home: &Path) -> Command {
+pub(crate) fn haifu(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_haifu"));
     c.arg("--home")
         .arg(home)
@@ -22,12 +22,12 @@ pub fn haifu(home: &Path) -> Command {
     c
 }
 
-pub fn run(home: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(home: &Path, args: &[&str]) -> Output {
     haifu(home).args(args).output().unwrap()
 }
 
 /// Runs a command that must succeed; returns its stdout.
-pub fn ok(home: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(home: &Path, args: &[&str]) -> String {
     let out = run(home, args);
     assert!(
         out.status.success(),
@@ -38,7 +38,7 @@ pub fn ok(home: &Path, args: &[&str]) -> String {
 }
 
 /// Runs a command that must succeed and print JSON.
-pub fn json(home: &Path, args: &[&str]) -> Value {
+pub(crate) fn json(home: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(home, args)).unwrap()
 }
-pub mod fleet;
+pub(crate) mod fleet;

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 /// splitmix64: tiny, deterministic, good enough to generate and mutate.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -21,18 +21,18 @@ impl Rng {
     }
 
     /// Uniform in 0..n (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 
-    pub fn fill(&mut self, buf: &mut [u8]) {
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             let v = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
 
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         let mut v = vec![0u8; n];
         self.fill(&mut v);
         v
@@ -104,7 +104,7 @@ fn link(functions: &[Vec<Op>]) -> Vec<u8> {
 /// A pseudo-binary of about `size` bytes and its next version: a few
 /// functions rewritten, a couple inserted and removed, everything after
 /// them moved.
-pub fn binary_pair(seed: u64, size: usize) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn binary_pair(seed: u64, size: usize) -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng::new(seed);
     let mut fns = Vec::new();
     let mut total = 0;
@@ -131,7 +131,7 @@ pub fn binary_pair(seed: u64, size: usize) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// Text (a config or a script) and the same text with a few edits.
-pub fn text_pair(seed: u64, lines: usize) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn text_pair(seed: u64, lines: usize) -> (Vec<u8>, Vec<u8>) {
     const WORDS: &[&str] = &[
         "let", "value", "config", "terminal", "price", "receipt", "if", "else", "return", "store",
         "=", "{", "}", "(", ")", "0", "1", "true", "false", "total",
@@ -161,7 +161,7 @@ pub fn text_pair(seed: u64, lines: usize) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// The shipped example artifacts (a realistic small update).
-pub fn pos_app_pair() -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn pos_app_pair() -> (Vec<u8>, Vec<u8>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/artifacts");
     (
         std::fs::read(dir.join("pos-app-2.3.0.tar")).unwrap(),

@@ -5,15 +5,15 @@ use haifu_core::{Compression, Digest, MANIFEST_FORMAT_V1, Manifest, ManifestBody
 use haifu_install::{InstallRoot, Verified};
 use sha3::{Digest as _, Sha3_256};
 
-pub fn key() -> SigningKey {
+pub(crate) fn key() -> SigningKey {
     SigningKey::from_seed([7; 32])
 }
 
-pub fn sha3(bytes: &[u8]) -> Digest {
+pub(crate) fn sha3(bytes: &[u8]) -> Digest {
     Digest::from_bytes(Sha3_256::digest(bytes).into())
 }
 
-pub fn manifest(version: &str, bytes: &[u8]) -> Manifest {
+pub(crate) fn manifest(version: &str, bytes: &[u8]) -> Manifest {
     Manifest::sign(
         ManifestBody {
             format: MANIFEST_FORMAT_V1,
@@ -31,7 +31,7 @@ pub fn manifest(version: &str, bytes: &[u8]) -> Manifest {
 }
 
 /// Content for a version: deterministic, distinct per seed.
-pub fn content(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn content(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -44,7 +44,7 @@ pub fn content(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Stages `bytes` in blocks written back to front, then verifies.
-pub fn stage(root: &InstallRoot, version: &str, bytes: &[u8]) -> Verified {
+pub(crate) fn stage(root: &InstallRoot, version: &str, bytes: &[u8]) -> Verified {
     let mut s = root.stage(bytes.len() as u64).unwrap();
     let block = 4096;
     let mut offsets: Vec<usize> = (0..bytes.len()).step_by(block).collect();

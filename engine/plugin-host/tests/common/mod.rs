@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 /// The built library of crate `crate_name` (dashes or underscores).
-pub fn plugin_path(crate_name: &str) -> PathBuf {
+pub(crate) fn plugin_path(crate_name: &str) -> PathBuf {
     let file = format!(
         "{}{}{}",
         std::env::consts::DLL_PREFIX,
@@ -35,7 +35,7 @@ pub fn plugin_path(crate_name: &str) -> PathBuf {
 }
 
 /// Copies a built plugin into `dir`.
-pub fn install(crate_name: &str, dir: &Path) -> PathBuf {
+pub(crate) fn install(crate_name: &str, dir: &Path) -> PathBuf {
     let src = plugin_path(crate_name);
     let dst = dir.join(src.file_name().unwrap());
     std::fs::copy(&src, &dst).unwrap();
@@ -44,7 +44,7 @@ pub fn install(crate_name: &str, dir: &Path) -> PathBuf {
 
 /// Copies a built library into `dir` under the file name of plugin `name`
 /// (`libhaifu_transport_<name>.so`), the only names the loader opens.
-pub fn install_as(crate_name: &str, dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn install_as(crate_name: &str, dir: &Path, name: &str) -> PathBuf {
     let dst = dir.join(haifu_plugin_host::plugin_file_name(name));
     std::fs::copy(plugin_path(crate_name), &dst).unwrap();
     dst
@@ -52,13 +52,13 @@ pub fn install_as(crate_name: &str, dir: &Path, name: &str) -> PathBuf {
 
 /// A port no other test in this run uses: tests run in parallel threads and
 /// multicast groups on one host see each other's traffic.
-pub fn unique_port() -> u16 {
+pub(crate) fn unique_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let base = 20_000 + (std::process::id() % 2000) as u16 * 10;
     base + NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Loads a plugin by crate name.
-pub fn load(crate_name: &str) -> haifu_plugin_host::Plugin {
+pub(crate) fn load(crate_name: &str) -> haifu_plugin_host::Plugin {
     haifu_plugin_host::load(&plugin_path(crate_name)).unwrap()
 }

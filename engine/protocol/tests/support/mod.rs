@@ -10,14 +10,14 @@ use jiff::Timestamp;
 
 /// SplitMix64: tiny, deterministic, good enough to spread test values.
 #[derive(Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -25,28 +25,28 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
 
-    pub fn bool(&mut self) -> bool {
+    pub(crate) fn bool(&mut self) -> bool {
         self.next() & 1 == 1
     }
 
-    pub fn u32(&mut self) -> u32 {
+    pub(crate) fn u32(&mut self) -> u32 {
         self.next() as u32
     }
 
-    pub fn u16(&mut self) -> u16 {
+    pub(crate) fn u16(&mut self) -> u16 {
         self.next() as u16
     }
 
-    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, max: usize) -> Vec<u8> {
         let n = self.below(max as u64 + 1) as usize;
         (0..n).map(|_| self.next() as u8).collect()
     }
 
-    pub fn arr32(&mut self) -> [u8; 32] {
+    pub(crate) fn arr32(&mut self) -> [u8; 32] {
         let mut a = [0u8; 32];
         for b in &mut a {
             *b = self.next() as u8;
@@ -55,7 +55,7 @@ impl Rng {
     }
 
     /// Any UTF-8 string of at most `max` bytes, multi-byte characters included.
-    pub fn string(&mut self, max: usize) -> String {
+    pub(crate) fn string(&mut self, max: usize) -> String {
         const ALPHABET: &[&str] = &["a", "Z", "0", "-", " ", "é", "日", "🦀", "\u{0}"];
         let mut s = String::new();
         let target = self.below(max as u64 + 1) as usize;
@@ -68,7 +68,7 @@ impl Rng {
         }
     }
 
-    pub fn name(&mut self) -> haifu_core::ArtifactName {
+    pub(crate) fn name(&mut self) -> haifu_core::ArtifactName {
         const CHARS: &[u8] = b"abcxyz0189._-";
         let n = 1 + self.below(127) as usize;
         let mut s = String::from("p");
@@ -78,7 +78,7 @@ impl Rng {
         s.parse().unwrap()
     }
 
-    pub fn version(&mut self) -> haifu_core::Version {
+    pub(crate) fn version(&mut self) -> haifu_core::Version {
         let mut s = format!(
             "{}.{}.{}",
             self.below(100),
@@ -94,11 +94,11 @@ impl Rng {
         s.parse().unwrap()
     }
 
-    pub fn digest(&mut self) -> Digest {
+    pub(crate) fn digest(&mut self) -> Digest {
         Digest::from_bytes(self.arr32())
     }
 
-    pub fn time(&mut self) -> Timestamp {
+    pub(crate) fn time(&mut self) -> Timestamp {
         let lo = Timestamp::MIN.as_second();
         let hi = Timestamp::MAX.as_second();
         let span = (hi - lo) as u64;
@@ -108,7 +108,7 @@ impl Rng {
         Timestamp::new(secs, nanos).unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
-    pub fn artifact(&mut self) -> ArtifactRef {
+    pub(crate) fn artifact(&mut self) -> ArtifactRef {
         ArtifactRef {
             name: self.name(),
             version: self.version(),
@@ -116,7 +116,7 @@ impl Rng {
         }
     }
 
-    pub fn group(&mut self) -> Group {
+    pub(crate) fn group(&mut self) -> Group {
         let addr = if self.bool() {
             IpAddr::V4(Ipv4Addr::from(self.u32()))
         } else {
@@ -130,11 +130,11 @@ impl Rng {
         }
     }
 
-    pub fn role(&mut self) -> Role {
+    pub(crate) fn role(&mut self) -> Role {
         [Role::Master, Role::Relay, Role::Client][self.below(3) as usize]
     }
 
-    pub fn features(&mut self) -> Vec<String> {
+    pub(crate) fn features(&mut self) -> Vec<String> {
         let n = self.below(limits::MAX_FEATURES as u64 + 1) as usize;
         (0..n)
             .map(|_| self.string(limits::MAX_FEATURE_LEN))
@@ -143,11 +143,11 @@ impl Rng {
 }
 
 /// How many kinds of message [`random_message`] draws from.
-pub const KINDS: u64 = 22;
+pub(crate) const KINDS: u64 = 22;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
-pub fn random_message(rng: &mut Rng, kind: u64) -> Message {
+pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
     use limits::*;
     // Manifests and chunks are kept well under their limits most of the
     // time so the test stays fast; every tenth one goes to the limit.
@@ -328,7 +328,7 @@ fn time() -> Timestamp {
 const MANIFEST: &[u8] = br#"{"format":"haifu-manifest/1","name":"pos-app"}"#;
 
 /// One fixed instance of every message, named for its golden file.
-pub fn samples() -> Vec<(&'static str, Message)> {
+pub(crate) fn samples() -> Vec<(&'static str, Message)> {
     let group = Group {
         addr: IpAddr::V4(Ipv4Addr::new(239, 1, 2, 3)),
         port: 4646,

@@ -10,14 +10,14 @@
 //! one resource replaced. Deterministic for a seed.
 
 /// A small, fast, seeded generator (xorshift64*); not for secrets.
-pub struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -25,7 +25,7 @@ impl Rng {
     }
 
     /// A number below `n` (`n` > 0).
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 
@@ -126,7 +126,7 @@ fn tables(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 /// The two releases: `(older, newer)`, each about `len` bytes.
-pub fn releases(len: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn releases(len: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng::new(seed);
     let len = len.max(64 << 10);
     let text_len = len * 45 / 100;

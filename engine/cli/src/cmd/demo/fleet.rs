@@ -17,7 +17,7 @@ use super::{Plan, artifact};
 
 /// The part a client plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
+pub(crate) enum Role {
     /// Online throughout, dropping some datagrams.
     Online,
     /// Offline for round 1, back for the next rounds.
@@ -31,12 +31,12 @@ pub enum Role {
 }
 
 /// The service 2.4.0 brings, which the gate keeps from 2.3.0 clients.
-pub const SERVICE: &str = "loyalty-points";
+pub(super) const SERVICE: &str = "loyalty-points";
 const NAME: &str = "pos-app";
 const OLD: &str = "2.3.0";
 const NEW: &str = "2.4.0";
 
-pub struct Fleet {
+pub(super) struct Fleet {
     dir: PathBuf,
     home: PathBuf,
     pub procs: Procs,
@@ -101,7 +101,7 @@ fn default_deadline(plan: &Plan) -> u64 {
 impl Fleet {
     /// Everything before the first process starts: CA, certificates, key,
     /// artifacts (registered), 2.3.0 installed on every client, configs.
-    pub fn set_up(plan: &Plan, plugin_dir: Option<&Path>, dir: &Path) -> Result<Self> {
+    pub(super) fn set_up(plan: &Plan, plugin_dir: Option<&Path>, dir: &Path) -> Result<Self> {
         let plugins = plugins(plugin_dir, dir)?;
         let home = dir.join("home");
         std::fs::create_dir_all(&home)?;
@@ -227,7 +227,7 @@ impl Fleet {
 
     /// Starts the master, the relays and every client; returns once every
     /// client has reported its version through its relay.
-    pub fn start_daemons(&mut self, plan: &Plan) -> Result<()> {
+    pub(super) fn start_daemons(&mut self, plan: &Plan) -> Result<()> {
         self.procs.start("master", "master")?;
         for r in 1..=plan.relays {
             self.procs.start("relay", &format!("relay-{r}"))?;
@@ -266,7 +266,7 @@ impl Fleet {
     }
 
     /// Fails if the master or a relay has exited.
-    pub fn check_daemons(&mut self, plan: &Plan) -> Result<()> {
+    pub(super) fn check_daemons(&mut self, plan: &Plan) -> Result<()> {
         self.procs.check_alive("master")?;
         for r in 1..=plan.relays {
             self.procs.check_alive(&format!("relay-{r}"))?;
@@ -275,7 +275,7 @@ impl Fleet {
     }
 
     /// Writes the workflow and hands the run to the master.
-    pub fn start_run(&self, relays: u32) -> Result<i64> {
+    pub(super) fn start_run(&self, relays: u32) -> Result<i64> {
         write(
             &self.dir.join("demo-retry.rhai"),
             "// Rounds 2 s apart until everyone has it or 3 rounds are sent.\n\
@@ -323,14 +323,14 @@ impl Fleet {
         Ok(id)
     }
 
-    pub fn audit(&self, run: i64) -> Result<RunAudit> {
+    pub(super) fn audit(&self, run: i64) -> Result<RunAudit> {
         self.ledger()?
             .audit(run)?
             .with_context(|| format!("run {run} vanished from the ledger"))
     }
 
     /// Asks the master's HTTP API whether `client` may use the service.
-    pub fn gate(&self, client: &str, when: &str) -> Result<Gate> {
+    pub(super) fn gate(&self, client: &str, when: &str) -> Result<Gate> {
         let path = format!("/v1/gate?client={client}&service={SERVICE}");
         let mut s = TcpStream::connect_timeout(&self.api, Duration::from_secs(5))
             .with_context(|| format!("the master's API at {}", self.api))?;
@@ -372,7 +372,7 @@ impl Fleet {
     }
 
     /// The report, with every client's install checked byte for byte.
-    pub fn report(
+    pub(super) fn report(
         &self,
         plan: &Plan,
         run: i64,

@@ -48,7 +48,7 @@ Examples:
   haifu demo --clients 30 --relays 3 --loss 5 --offline 20 --size 32
   haifu demo --json | jq .delivered_by_round
   haifu demo --deadline 60        # a slow or busy machine: more time before the cut-off")]
-pub struct Args {
+pub(crate) struct Args {
     /// Clients in the fleet (2-200).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(2..=200))]
     clients: u32,
@@ -89,7 +89,7 @@ pub struct Args {
 }
 
 /// The demo's plan: who plays which part.
-pub struct Plan {
+pub(crate) struct Plan {
     pub clients: u32,
     pub relays: u32,
     pub loss: f64,
@@ -154,7 +154,7 @@ impl Plan {
         })
     }
 
-    pub fn with(&self, role: Role) -> Vec<&str> {
+    pub(crate) fn with(&self, role: Role) -> Vec<&str> {
         self.roles
             .iter()
             .filter(|(_, r)| *r == role)
@@ -163,7 +163,7 @@ impl Plan {
     }
 }
 
-pub fn run(_home: &Home, args: Args) -> Result<ExitCode> {
+pub(crate) fn run(_home: &Home, args: Args) -> Result<ExitCode> {
     let plan = Plan::new(&args)?;
     let started = Instant::now();
     let work = tempfile::Builder::new()

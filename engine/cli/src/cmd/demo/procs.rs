@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub struct Procs {
+pub(super) struct Procs {
     dir: PathBuf,
     plugins: PathBuf,
     exe: PathBuf,
@@ -17,7 +17,7 @@ pub struct Procs {
 }
 
 impl Procs {
-    pub fn new(dir: &Path, plugins: &Path) -> Result<Self> {
+    pub(super) fn new(dir: &Path, plugins: &Path) -> Result<Self> {
         Ok(Self {
             dir: dir.to_owned(),
             plugins: plugins.to_owned(),
@@ -26,16 +26,16 @@ impl Procs {
         })
     }
 
-    pub fn log_path(&self, name: &str) -> PathBuf {
+    pub(super) fn log_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.log"))
     }
 
-    pub fn log(&self, name: &str) -> String {
+    pub(super) fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
     }
 
     /// Starts `haifu ROLE --config NAME.yaml`, appending to NAME.log.
-    pub fn start(&mut self, role: &str, name: &str) -> Result<()> {
+    pub(super) fn start(&mut self, role: &str, name: &str) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -57,7 +57,7 @@ impl Procs {
     }
 
     /// Fails naming the process and its last log line if `name` exited.
-    pub fn check_alive(&mut self, name: &str) -> Result<()> {
+    pub(super) fn check_alive(&mut self, name: &str) -> Result<()> {
         if let Some(c) = self.running.get_mut(name)
             && let Ok(Some(status)) = c.try_wait()
         {
@@ -70,14 +70,14 @@ impl Procs {
     }
 
     /// SIGTERM, then waits (SIGKILL after 10 s).
-    pub fn stop(&mut self, name: &str) {
+    pub(super) fn stop(&mut self, name: &str) {
         if let Some(c) = self.running.remove(name) {
             stop_all(vec![c]);
         }
     }
 
     /// Waits until `name`'s log holds `needle`, failing after `secs`.
-    pub fn wait_log(&mut self, name: &str, needle: &str, secs: u64) -> Result<()> {
+    pub(super) fn wait_log(&mut self, name: &str, needle: &str, secs: u64) -> Result<()> {
         let end = Instant::now() + Duration::from_secs(secs);
         loop {
             if self.log(name).contains(needle) {

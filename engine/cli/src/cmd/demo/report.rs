@@ -12,7 +12,7 @@ use crate::output::bytes;
 
 /// One question to the master's HTTP gate and its answer.
 #[derive(Debug, Clone, Serialize)]
-pub struct Gate {
+pub(super) struct Gate {
     pub client: String,
     /// When it was asked, in the demo's story.
     pub when: String,
@@ -25,13 +25,13 @@ pub struct Gate {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Disconnected {
+pub(super) struct Disconnected {
     pub client: String,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     pub run: i64,
     pub clients: u32,
     pub relays: u32,
@@ -71,7 +71,7 @@ pub struct Report {
 }
 
 /// Clients delivered in each round sent, all relays together.
-pub fn delivered_by_round(a: &RunAudit) -> Vec<usize> {
+pub(super) fn delivered_by_round(a: &RunAudit) -> Vec<usize> {
     let rounds = a
         .relays
         .iter()
@@ -90,7 +90,7 @@ pub fn delivered_by_round(a: &RunAudit) -> Vec<usize> {
 }
 
 impl Report {
-    pub fn new(
+    pub(super) fn new(
         plan: &Plan,
         run: i64,
         a: &RunAudit,
@@ -179,7 +179,7 @@ impl Report {
         }
     }
 
-    pub fn to_text(&self) -> String {
+    pub(super) fn to_text(&self) -> String {
         let mut s = String::new();
         let pct = |n: u64| {
             if self.artifact_bytes == 0 {
