@@ -382,7 +382,7 @@ fn receive(
         .map_err(|e| FleetError::Run(format!("multicast group: {e}")))?;
     // The layout and block hashes come from the signed manifest, never from
     // a datagram: every client of every relay holds the session key.
-    let plan = haifu_runtime::broadcast::receive_plan(manifest)
+    let plan = haifu_runtime::session::receive_plan(manifest)
         .map_err(|e| FleetError::Run(format!("manifest {}: {e}", manifest.body.version)))?;
     let hashed = plan.has_block_hashes();
     let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0), plan);
@@ -397,7 +397,7 @@ fn receive(
     let drop_rate = cfg.testing.drop_datagrams;
     let mut rng = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
     let started = Instant::now();
-    let mut total = haifu_runtime::broadcast::ReceiveStats::default();
+    let mut total = crate::broadcast::ReceiveStats::default();
     // A reader thread drains the socket into a queue, so the kernel buffer
     // does not overflow while a block decodes on this thread.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(32_768);
@@ -453,7 +453,7 @@ fn receive(
             }
             Err(_) => Ok(None),
         };
-        let stats = haifu_runtime::broadcast::receive_from(
+        let stats = crate::broadcast::receive_from(
             &mut next,
             &mut receiver,
             &mut staging,

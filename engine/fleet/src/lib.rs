@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod broadcast;
 pub mod client;
 pub mod common;
 pub mod config;

@@ -613,7 +613,7 @@ fn send_one(
     // The layout is the signed manifest's, the one its clients decode with.
     let manifest = haifu_core::Manifest::from_json(&session.manifest)
         .map_err(|e| FleetError::Run(format!("the run's manifest: {e}")))?;
-    let sender = haifu_runtime::broadcast::sender_for(key, &manifest)
+    let sender = haifu_runtime::session::sender_for(key, &manifest)
         .map_err(|e| FleetError::Run(format!("carousel: {e}")))?;
     let file = File::open(path).map_err(|e| FleetError::Run(format!("{}: {e}", path.display())))?;
     let mut read = |r: std::ops::Range<u64>| -> std::io::Result<Vec<u8>> {
@@ -626,7 +626,7 @@ fn send_one(
     tracing::info!(run, round, "round starting");
     let started = Instant::now();
     let stop = || relay.shutdown.is_set();
-    let stats = haifu_runtime::broadcast::send_round_until(
+    let stats = crate::broadcast::send_round_until(
         group,
         &sender,
         round,

@@ -11,11 +11,11 @@
 //! broadcast; the real fleet plugs in behind the same driver.
 #![forbid(unsafe_code)]
 
-pub mod broadcast;
 pub mod clock;
 pub mod driver;
 pub mod gate;
 pub mod machine;
 pub mod register;
 pub mod report;
+pub mod session;
 pub mod sim;

@@ -94,7 +94,7 @@ pub fn register_file(
     // The per-block hashes are computed from the same reads as the digest,
     // on a thread of their own; an artifact with more blocks than a
     // manifest carries gets the layout alone (whole-file digest only).
-    let mut layout = crate::broadcast::registration_layout();
+    let mut layout = crate::session::registration_layout();
     let plan = ReceivePlan::for_config(total, &CarouselConfig::default()).ok();
     let mut hasher = plan
         .as_ref()

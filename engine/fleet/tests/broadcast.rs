@@ -13,9 +13,10 @@ use haifu_carousel::{
 use haifu_core::{
     CarouselLayout, Compression, Digest, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey,
 };
+use haifu_fleet::broadcast::{receive_from, send_round};
 use haifu_install::InstallRoot;
 use haifu_plugin_host::{DatagramGroup, Plugin};
-use haifu_runtime::broadcast::{receive_from, receive_plan, registration_layout, send_round};
+use haifu_runtime::session::{receive_plan, registration_layout};
 use sha3::{Digest as _, Sha3_256};
 
 fn plugin() -> Plugin {
