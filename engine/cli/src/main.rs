@@ -40,8 +40,28 @@ struct Cli {
     )]
     home: PathBuf,
 
+    /// How log lines on stderr look: `text` for people, `json` for journald
+    /// and log shippers (one object per line, with the span fields).
+    #[arg(
+        long,
+        global = true,
+        env = "HAIFU_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields, spans.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,13 +131,16 @@ fn main() -> ExitCode {
     // `haifu policy` reports fallbacks in its own output; the façade's
     // warning for each would print them twice.
     let policy = matches!(cli.command, Command::Policy(_));
-    init_tracing(if daemon {
-        "info"
-    } else if policy {
-        "warn,haifu_policy=error"
-    } else {
-        "warn"
-    });
+    init_tracing(
+        cli.log_format,
+        if daemon {
+            "info"
+        } else if policy {
+            "warn,haifu_policy=error"
+        } else {
+            "warn"
+        },
+    );
     let home = Home::new(cli.home);
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(&home, a),
@@ -154,12 +177,20 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr through `tracing`; `RUST_LOG` sets the filter
 /// (default: warnings and errors only; the daemons also log `info`).
-fn init_tracing(default: &str) {
+fn init_tracing(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }

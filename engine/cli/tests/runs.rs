@@ -404,3 +404,52 @@ fn ca_init_and_issue_and_plugins_listing() {
         "{v}"
     );
 }
+
+/// `--log-format json` (or `HAIFU_LOG_FORMAT=json`): every log line on
+/// stderr is one JSON object with the level and the event's fields, for
+/// journald and log shippers.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    for by_env in [false, true] {
+        let mut c = common::haifu(&home);
+        c.env("RUST_LOG", "info");
+        if by_env {
+            c.env("HAIFU_LOG_FORMAT", "json");
+        } else {
+            c.args(["--log-format", "json"]);
+        }
+        let out = c
+            .args([
+                "simulate",
+                "workflows/urgent-security-fix.yaml",
+                "--clients",
+                "5",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines.len() >= 3, "{err}");
+        for l in lines {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert!(v["level"].is_string() && v["target"].is_string(), "{l}");
+            assert!(v["fields"].is_object(), "{l}");
+        }
+        // The run's events carry their fields as fields, not as text.
+        assert!(
+            err.contains(r#""fields":{"run":1,"event":"registered""#),
+            "{err}"
+        );
+    }
+    let out = common::run(&home, &["--log-format", "xml", "versions"]);
+    assert!(!out.status.success());
+}

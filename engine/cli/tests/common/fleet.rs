@@ -81,6 +81,7 @@ impl Fleet {
         c.arg("--home")
             .arg(&self.home)
             .env_remove("HAIFU_HOME")
+            .env_remove("HAIFU_LOG_FORMAT")
             .env("HAIFU_PLUGINS", &self.plugins)
             .env("RUST_LOG", "warn")
             .current_dir(self.dir.path());

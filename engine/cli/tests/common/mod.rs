@@ -17,6 +17,7 @@ pub(crate) fn haifu(home: &Path) -> Command {
     c.arg("--home")
         .arg(home)
         .env_remove("HAIFU_HOME")
+        .env_remove("HAIFU_LOG_FORMAT")
         .env("RUST_LOG", "warn")
         .current_dir(repo());
     c

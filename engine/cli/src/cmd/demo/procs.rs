@@ -46,6 +46,8 @@ impl Procs {
             .current_dir(&self.dir)
             .env("HAIFU_PLUGINS", &self.plugins)
             .env("RUST_LOG", "info")
+            // The demo reads these logs: text, whatever the caller's setting.
+            .env("HAIFU_LOG_FORMAT", "text")
             .env_remove("HAIFU_HOME")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
