@@ -39,6 +39,59 @@ steps:\n  - register\n  - brodcast: { rounds: 0 }\n  - audit\n",
     assert!(err.lines().all(|l| l.starts_with(&prefix)), "{err}");
     assert!(err.contains("did you mean \"broadcast\""), "{err}");
     assert!(err.contains("nowhere.tar"), "{err}");
+    // The JSON form: one array with the same files and positions.
+    let out = run(
+        t.path(),
+        &["check", "--format", "json", bad.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let diags: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diags = diags.as_array().unwrap();
+    let from_json: Vec<String> = diags
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}:",
+                d["file"].as_str().unwrap(),
+                d["line"],
+                d["column"]
+            )
+        })
+        .collect();
+    let from_text: Vec<String> = err
+        .lines()
+        .map(|l| {
+            let rest = &l[prefix.len()..];
+            let mut parts = rest.splitn(3, ':');
+            format!(
+                "{}{}:{}:",
+                prefix,
+                parts.next().unwrap(),
+                parts.next().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(from_json, from_text);
+    assert!(diags.iter().all(|d| d["severity"] == "error"));
+    assert!(
+        diags.iter().any(|d| d["suggestion"] == "broadcast"),
+        "{diags:#?}"
+    );
+    let out = run(
+        t.path(),
+        &[
+            "check",
+            "--format",
+            "json",
+            "workflows/urgent-security-fix.yaml",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .is_array()
+    );
     assert!(
         !t.path().join(".haifu").exists(),
         "check has no side effect"

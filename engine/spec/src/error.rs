@@ -171,3 +171,69 @@ impl fmt::Display for SpecWarning {
         )
     }
 }
+
+impl ErrorKind {
+    /// The replacement a typo most likely meant, if there is one.
+    pub fn suggestion(&self) -> Option<&str> {
+        match self {
+            Self::UnknownKey { suggestion, .. } | Self::UnknownStep { suggestion, .. } => {
+                suggestion.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The workflow cannot run.
+    Error,
+    /// It runs, probably not as meant.
+    Warning,
+}
+
+/// An error or warning as editors and CI read it (`haifu check --format
+/// json`): the same file and position as the one-line text form.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// The file at fault.
+    pub file: String,
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1, in characters.
+    pub column: usize,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong.
+    pub message: String,
+    /// The likely fix of a typo (`broadcast` for `brodcast`).
+    pub suggestion: Option<String>,
+}
+
+impl From<&SpecError> for Diagnostic {
+    fn from(e: &SpecError) -> Self {
+        Self {
+            file: e.file.display().to_string(),
+            line: e.pos.line,
+            column: e.pos.column,
+            severity: Severity::Error,
+            message: e.kind.to_string(),
+            suggestion: e.kind.suggestion().map(str::to_owned),
+        }
+    }
+}
+
+impl From<&SpecWarning> for Diagnostic {
+    fn from(w: &SpecWarning) -> Self {
+        Self {
+            file: w.file.display().to_string(),
+            line: w.pos.line,
+            column: w.pos.column,
+            severity: Severity::Warning,
+            message: w.message.clone(),
+            suggestion: None,
+        }
+    }
+}

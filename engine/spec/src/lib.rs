@@ -40,7 +40,7 @@ pub use yaml::{ShapeError, check_shape};
 
 use std::path::Path;
 
-pub use error::{ErrorKind, SpecError, SpecWarning};
+pub use error::{Diagnostic, ErrorKind, Severity, SpecError, SpecWarning};
 pub use plan::{Artifact, Plan, Policies, Schedule, Targets, Transports};
 pub use pos::{Pos, Spanned};
 pub use raw::{

@@ -9,15 +9,35 @@ use anyhow::Result;
 #[command(
     after_help = "Checks the YAML schema, the steps and their order, the schedule, that the \
 artifact and policy files exist, and that the policies compile. Prints every error as \
-FILE:LINE:COLUMN: message and exits 1, or prints warnings and exits 0. Writes nothing."
+FILE:LINE:COLUMN: message and exits 1, or prints warnings and exits 0. Writes nothing.
+
+With --format json, prints one JSON array on stdout for all the files: objects with file, line, \
+column, severity (error or warning), message and suggestion (the likely fix of a typo, or \
+null); the exit status is the same."
 )]
 pub(crate) struct Args {
     /// Workflow files.
     #[arg(required = true)]
     workflows: Vec<PathBuf>,
+    /// `text` (one line per problem on stderr) or `json` (one array on
+    /// stdout, for editors and CI).
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// How `haifu check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// FILE:LINE:COLUMN: message, one per line.
+    Text,
+    /// One JSON array of diagnostics.
+    Json,
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    if args.format == Format::Json {
+        return run_json(&args.workflows);
+    }
     let mut failed = false;
     for wf in &args.workflows {
         match haifu_spec::load_and_validate(wf) {
@@ -41,6 +61,26 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_json(workflows: &[PathBuf]) -> Result<ExitCode> {
+    let mut all: Vec<haifu_spec::Diagnostic> = Vec::new();
+    let mut failed = false;
+    for wf in workflows {
+        match haifu_spec::load_and_validate(wf) {
+            Ok(plan) => all.extend(plan.warnings.iter().map(haifu_spec::Diagnostic::from)),
+            Err(errors) => {
+                failed = true;
+                all.extend(errors.iter().map(haifu_spec::Diagnostic::from));
+            }
+        }
+    }
+    crate::output::json(&all)?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
