@@ -153,10 +153,9 @@ impl Client {
 
 /// Runs a client until `shutdown` is set.
 pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
-    let pinned = haifu_store::read_public_key(&cfg.master_key)
-        .map_err(|e| FleetError::Start(format!("master_key: {e}")))?;
-    let root = InstallRoot::open(&cfg.install_root)
-        .map_err(|e| FleetError::Start(format!("install_root: {e}")))?;
+    let pinned =
+        haifu_store::read_public_key(&cfg.master_key).map_err(FleetError::store("master_key"))?;
+    let root = InstallRoot::open(&cfg.install_root).map_err(FleetError::install("install_root"))?;
     let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
     let client = Arc::new(Client {
@@ -186,7 +185,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         std::thread::Builder::new()
             .name("boot-check".into())
             .spawn(move || boot_checks(&client, &ep))
-            .map_err(|e| FleetError::Start(format!("boot-check thread: {e}")))?;
+            .map_err(FleetError::thread("boot-check"))?;
     }
     relay_link(&client, &ep);
     client
@@ -379,17 +378,19 @@ fn receive(
     let group = client
         .multicast
         .open_group(&gcfg)
-        .map_err(|e| FleetError::Run(format!("multicast group: {e}")))?;
+        .map_err(|source| FleetError::Transport {
+            what: "multicast group",
+            source,
+        })?;
     // The layout and block hashes come from the signed manifest, never from
     // a datagram: every client of every relay holds the session key.
-    let plan = haifu_runtime::session::receive_plan(manifest)
-        .map_err(|e| FleetError::Run(format!("manifest {}: {e}", manifest.body.version)))?;
+    let plan = haifu_runtime::session::receive_plan(manifest)?;
     let hashed = plan.has_block_hashes();
     let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0), plan);
     let mut staging = client
         .root
         .stage(manifest.body.size)
-        .map_err(|e| FleetError::Run(format!("staging: {e}")))?;
+        .map_err(FleetError::install("staging"))?;
     tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, block_hashes = hashed, "receiving");
     let stall = Duration::from_secs(cfg.receive_stall_secs);
     let mut last_progress = Instant::now();
@@ -434,7 +435,7 @@ fn receive(
                     tracing::warn!(overflow, "datagrams dropped: the decoder fell behind");
                 }
             })
-            .map_err(|e| FleetError::Run(format!("reader thread: {e}")))?
+            .map_err(FleetError::thread("datagram reader"))?
     };
     let stop_reader = |reading: &AtomicBool| reading.store(false, Ordering::Relaxed);
     // Whatever way this function returns, the reader stops.
@@ -458,8 +459,7 @@ fn receive(
             &mut receiver,
             &mut staging,
             Instant::now() + Duration::from_millis(500),
-        )
-        .map_err(|e| FleetError::Run(e.to_string()))?;
+        )?;
         total.accepted += stats.accepted;
         total.redundant += stats.redundant;
         note_hostile(client, s, &stats.rejected);
@@ -526,12 +526,12 @@ fn receive(
     }
     let verified = staging
         .verify(manifest, &client.pinned)
-        .map_err(|e| FleetError::Run(format!("verify: {e}")))?;
+        .map_err(FleetError::install("verifying the artifact"))?;
     let post = post_install(cfg);
     let installed = client
         .root
         .install(verified, post.as_ref())
-        .map_err(|e| FleetError::Run(format!("install: {e}")))?;
+        .map_err(FleetError::install("installing"))?;
     let pending = Pending {
         run: s.run,
         digest: installed.digest.to_hex(),
@@ -586,8 +586,9 @@ fn fmt_ip(ip: std::net::IpAddr) -> String {
 
 /// Writes the pending completion atomically (temp file, fsync, rename).
 fn write_pending(path: &std::path::Path, p: &Pending) -> Result<(), FleetError> {
-    let text = serde_json::to_vec(p).map_err(|e| FleetError::Run(e.to_string()))?;
-    haifu_store::write_atomic(path, &text, true).map_err(|e| FleetError::Run(e.to_string()))
+    let text = serde_json::to_vec(p)?;
+    haifu_store::write_atomic(path, &text, true)
+        .map_err(FleetError::store("the pending completion"))
 }
 
 /// What a boot check found.

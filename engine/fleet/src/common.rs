@@ -29,7 +29,7 @@ impl Shutdown {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
-            .map_err(|e| FleetError::Start(format!("signal handling: {e}")))?;
+            .map_err(FleetError::Signals)?;
         // Register the handlers before returning, so a signal sent right
         // after start-up is not missed.
         let (mut term, mut int) = rt
@@ -40,7 +40,7 @@ impl Shutdown {
                     signal(SignalKind::interrupt())?,
                 ))
             })
-            .map_err(|e| FleetError::Start(format!("signal handling: {e}")))?;
+            .map_err(FleetError::Signals)?;
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -52,7 +52,10 @@ impl Shutdown {
                 });
                 set.trigger();
             })
-            .map_err(|e| FleetError::Start(format!("signal thread: {e}")))?;
+            .map_err(|source| FleetError::Thread {
+                name: "signals",
+                source,
+            })?;
         Ok(flag)
     }
 
@@ -89,11 +92,11 @@ impl Shutdown {
 pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
     let dir = haifu_plugin_host::plugin_dir(dir);
     let set = haifu_plugin_host::load_named(&dir, &["quic", "multicast"])
-        .map_err(|e| FleetError::Start(format!("plugins: {}", error_chain(&e))))?;
+        .map_err(|e| FleetError::Plugin(format!("plugins: {}", error_chain(&e))))?;
     let get = |name: &str| {
         set.get(name).cloned().ok_or_else(|| match set.failure_of(name) {
-            Some(e) => FleetError::Start(format!("{name} plugin: {}", error_chain(e))),
-            None => FleetError::Start(format!(
+            Some(e) => FleetError::Plugin(format!("{name} plugin: {}", error_chain(e))),
+            None => FleetError::Plugin(format!(
                 "no {name} plugin in {} (looked for {}; build it with: cargo build --release -p haifu-transport-{name})",
                 dir.display(),
                 haifu_plugin_host::plugin_file_name(name),
@@ -114,25 +117,45 @@ pub fn accept_loop(ep: &Endpoint, shutdown: &Shutdown, mut on_conn: impl FnMut(C
     }
 }
 
+/// Checks that the certificate files exist and can be named in a plugin's
+/// `key=value` configuration (no newline in a path).
+pub fn check_tls(tls: &TlsFiles) -> Result<(), FleetError> {
+    for (what, p) in [
+        ("tls.ca", &tls.ca),
+        ("tls.cert", &tls.cert),
+        ("tls.key", &tls.key),
+    ] {
+        let fault = if !p.is_file() {
+            Some(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "does not exist or is not a file",
+            ))
+        } else if p.to_string_lossy().contains('\n') {
+            Some(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the path contains a newline",
+            ))
+        } else {
+            None
+        };
+        if let Some(source) = fault {
+            return Err(FleetError::File {
+                what,
+                path: p.clone(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Opens a QUIC endpoint with `tls`, listening on `listen` if given.
 pub fn endpoint(
     quic: &Plugin,
     tls: &TlsFiles,
     listen: Option<std::net::SocketAddr>,
 ) -> Result<Endpoint, FleetError> {
-    for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
-        if !p.is_file() {
-            return Err(FleetError::Start(format!(
-                "tls.{what}: {} does not exist",
-                p.display()
-            )));
-        }
-        if p.to_string_lossy().contains('\n') {
-            return Err(FleetError::Start(format!(
-                "tls.{what}: path contains a newline"
-            )));
-        }
-    }
+    check_tls(tls)?;
     let mut cfg = format!(
         // A closing link waits at most 2 s for the peer to finish its side:
         // a daemon shutting down while its peer is gone (or shutting down
@@ -146,7 +169,10 @@ pub fn endpoint(
         cfg.push_str(&format!("listen={l}\n"));
     }
     quic.open_endpoint(&cfg)
-        .map_err(|e| FleetError::Start(format!("QUIC endpoint: {e}")))
+        .map_err(|source| FleetError::Transport {
+            what: "QUIC endpoint",
+            source,
+        })
 }
 
 /// The carousel session of a run on one relay: derived from the master's

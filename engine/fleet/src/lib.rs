@@ -27,13 +27,114 @@ mod trust;
 
 pub use common::Shutdown;
 
-/// Why a daemon could not start or a run could not be driven.
+/// Why a daemon could not start, or a run, a round or an install failed.
+/// Each variant names what was being done and keeps the error below it as
+/// its source, so the CLI prints the whole chain on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    /// Start-up failed (config, certificates, plugins, sockets).
+    /// A file or folder the daemon needs is missing or unusable.
+    #[error("{what}: {}", path.display())]
+    File {
+        /// What it is (`tls.cert`, `data folder`, ...).
+        what: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why, when the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start the {name} thread")]
+    Thread {
+        /// The thread's job.
+        name: &'static str,
+        /// The OS's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signal handling could not be set up.
+    #[error("signal handling")]
+    Signals(#[source] std::io::Error),
+    /// The store, the master key or an atomic write failed.
+    #[error("{what}")]
+    Store {
+        /// What was being done.
+        what: &'static str,
+        /// The store's error.
+        #[source]
+        source: haifu_store::StoreError,
+    },
+    /// The ledger failed.
+    #[error("ledger")]
+    Ledger(#[from] haifu_ledger::LedgerError),
+    /// A plugin could not be loaded, or a transport call failed.
+    #[error("{what}")]
+    Transport {
+        /// What was being done (`QUIC endpoint`, `multicast group`).
+        what: &'static str,
+        /// The plugin host's error.
+        #[source]
+        source: haifu_plugin_host::TransportError,
+    },
+    /// A plugin the daemon needs is absent or refused (the message names
+    /// the file and the fault).
     #[error("{0}")]
-    Start(String),
-    /// A run or a round failed.
+    Plugin(String),
+    /// The install root failed (open, stage, verify, install).
+    #[error("{what}")]
+    Install {
+        /// What was being done.
+        what: &'static str,
+        /// The install crate's error.
+        #[source]
+        source: haifu_install::InstallError,
+    },
+    /// A broadcast round could not be sent or received.
+    #[error("broadcast")]
+    Broadcast(#[from] crate::broadcast::BroadcastError),
+    /// A signed manifest's carousel session cannot be laid out.
+    #[error("carousel session")]
+    Session(#[from] haifu_runtime::session::SessionError),
+    /// A signed manifest does not read.
+    #[error("manifest")]
+    Manifest(#[from] haifu_core::ManifestError),
+    /// The pacer refused the rate.
+    #[error("pacer")]
+    Pacer(#[from] haifu_carousel::PacingError),
+    /// A live run's workflow or policies are invalid (the first problem,
+    /// with its file and position).
     #[error("{0}")]
-    Run(String),
+    Workflow(String),
+    /// A live run could not be driven.
+    #[error("run {run}")]
+    Run {
+        /// The run.
+        run: i64,
+        /// The driver's error.
+        #[source]
+        source: haifu_runtime::driver::RunError,
+    },
+    /// The HTTP API could not start.
+    #[error("HTTP API")]
+    Api(#[from] crate::api::StartError),
+    /// A record could not be encoded.
+    #[error("encoding")]
+    Json(#[from] serde_json::Error),
+}
+
+impl FleetError {
+    /// For `map_err` on a thread spawn.
+    pub(crate) fn thread(name: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Self::Thread { name, source }
+    }
+
+    /// For `map_err` on a store call.
+    pub(crate) fn store(what: &'static str) -> impl FnOnce(haifu_store::StoreError) -> Self {
+        move |source| Self::Store { what, source }
+    }
+
+    /// For `map_err` on an install-root call.
+    pub(crate) fn install(what: &'static str) -> impl FnOnce(haifu_install::InstallError) -> Self {
+        move |source| Self::Install { what, source }
+    }
 }

@@ -88,8 +88,11 @@ impl Relay {
 
 /// Runs a relay until `shutdown` is set.
 pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
-    std::fs::create_dir_all(&cfg.data)
-        .map_err(|e| FleetError::Start(format!("data {}: {e}", cfg.data.display())))?;
+    std::fs::create_dir_all(&cfg.data).map_err(|source| FleetError::File {
+        what: "data folder",
+        path: cfg.data.clone(),
+        source,
+    })?;
     let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, Some(cfg.listen))?);
     let group = Group {
@@ -144,13 +147,13 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
 }
 
 fn spawn(
-    name: &str,
+    name: &'static str,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, FleetError> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map_err(|e| FleetError::Start(format!("{name} thread: {e}")))
+        .map_err(FleetError::thread(name))
 }
 
 /// Keeps the master connection up and reads from it.
@@ -611,18 +614,19 @@ fn send_one(
 ) -> Result<RoundDone, FleetError> {
     let key = CarouselKey::new(session.session_id, session.session_key.0);
     // The layout is the signed manifest's, the one its clients decode with.
-    let manifest = haifu_core::Manifest::from_json(&session.manifest)
-        .map_err(|e| FleetError::Run(format!("the run's manifest: {e}")))?;
-    let sender = haifu_runtime::session::sender_for(key, &manifest)
-        .map_err(|e| FleetError::Run(format!("carousel: {e}")))?;
-    let file = File::open(path).map_err(|e| FleetError::Run(format!("{}: {e}", path.display())))?;
+    let manifest = haifu_core::Manifest::from_json(&session.manifest)?;
+    let sender = haifu_runtime::session::sender_for(key, &manifest)?;
+    let file = File::open(path).map_err(|source| FleetError::File {
+        what: "the fetched artifact",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut read = |r: std::ops::Range<u64>| -> std::io::Result<Vec<u8>> {
         let mut buf = vec![0u8; usize::try_from(r.end - r.start).unwrap_or(0)];
         file.read_exact_at(&mut buf, r.start)?;
         Ok(buf)
     };
-    let mut pacer = Pacer::new(session.rate_bps.max(1), 64 * 1024)
-        .map_err(|e| FleetError::Run(format!("pacer: {e}")))?;
+    let mut pacer = Pacer::new(session.rate_bps.max(1), 64 * 1024)?;
     tracing::info!(run, round, "round starting");
     let started = Instant::now();
     let stop = || relay.shutdown.is_set();
@@ -633,8 +637,7 @@ fn send_one(
         &mut read,
         Some(&mut pacer),
         &stop,
-    )
-    .map_err(|e| FleetError::Run(e.to_string()))?;
+    )?;
     Ok(RoundDone {
         run,
         round,

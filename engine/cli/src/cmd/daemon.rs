@@ -88,24 +88,25 @@ fn load<T: for<'de> serde::Deserialize<'de> + config::Resolve>(path: &Path) -> R
 }
 
 fn finish(r: Result<(), haifu_fleet::FleetError>) -> Result<ExitCode> {
-    r.map_err(|e| anyhow!("{e}"))?;
+    // As an error with its sources: the one-line message is the chain.
+    r?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn master(a: MasterArgs) -> Result<ExitCode> {
     let cfg: config::MasterConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
+    let stop = Shutdown::on_signals()?;
     finish(haifu_fleet::master::run(cfg, stop))
 }
 
 pub(crate) fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cfg: config::RelayConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
+    let stop = Shutdown::on_signals()?;
     finish(haifu_fleet::relay::run(cfg, stop))
 }
 
 pub(crate) fn client(a: ClientArgs) -> Result<ExitCode> {
     let cfg: config::ClientConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals().map_err(|e| anyhow!("{e}"))?;
+    let stop = Shutdown::on_signals()?;
     finish(haifu_fleet::client::run(cfg, stop))
 }

@@ -86,12 +86,6 @@ pub enum StartError {
     },
 }
 
-impl From<StartError> for FleetError {
-    fn from(e: StartError) -> Self {
-        FleetError::Start(e.to_string())
-    }
-}
-
 /// Whether `addr` only accepts connections from this machine
 /// (`127.0.0.0/8`, `::1`, and `::ffff:127.x.y.z`).
 pub fn is_loopback(addr: SocketAddr) -> bool {

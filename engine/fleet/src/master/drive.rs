@@ -112,17 +112,12 @@ pub(super) fn drive_one(
     id: i64,
     workflow: &str,
 ) -> Result<(), FleetError> {
+    // The first problem names its own file and position.
     let plan = haifu_spec::load_and_validate(std::path::Path::new(workflow)).map_err(|errs| {
-        FleetError::Run(format!(
-            "{workflow}: {}",
-            errs.first().map(ToString::to_string).unwrap_or_default()
-        ))
+        FleetError::Workflow(errs.first().map(ToString::to_string).unwrap_or_default())
     })?;
     let policies = haifu_policy::PolicySet::load(&plan.policies.paths()).map_err(|errs| {
-        FleetError::Run(format!(
-            "{workflow}: {}",
-            errs.first().map(ToString::to_string).unwrap_or_default()
-        ))
+        FleetError::Workflow(errs.first().map(ToString::to_string).unwrap_or_default())
     })?;
     tracing::info!(run = id, workflow, "driving run");
     let mut fleet = LiveFleet {
@@ -150,7 +145,8 @@ pub(super) fn drive_one(
         policies: &policies,
         clock: &clock,
     };
-    driver::resume(&mut env, id, &plan, &mut fleet).map_err(|e| FleetError::Run(e.to_string()))
+    driver::resume(&mut env, id, &plan, &mut fleet)
+        .map_err(|source| FleetError::Run { run: id, source })
 }
 
 pub(super) fn plan_rounds(plan: &haifu_spec::Plan) -> u32 {
@@ -387,9 +383,7 @@ pub fn live_targets(
     ledger: &Ledger,
     relays: &[String],
 ) -> Result<Vec<(String, String)>, FleetError> {
-    let clients = ledger
-        .clients()
-        .map_err(|e| FleetError::Run(format!("ledger: {e}")))?;
+    let clients = ledger.clients()?;
     Ok(clients
         .into_iter()
         .filter(|c| c.denied_reason.is_none())

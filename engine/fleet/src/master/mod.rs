@@ -37,6 +37,7 @@ use haifu_store::Store;
 use crate::FleetError;
 use crate::common::Shutdown;
 use crate::common::accept_loop;
+use crate::common::check_tls;
 use crate::common::endpoint;
 use crate::common::plugins;
 use crate::config::MasterConfig;
@@ -67,30 +68,20 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             key: mine.key,
         }
     });
-    for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
-        if !p.is_file() {
-            return Err(FleetError::Start(format!(
-                "tls.{what}: {} does not exist",
-                p.display()
-            )));
-        }
-    }
+    check_tls(&tls)?;
     let (quic, _multicast) = plugins(cfg.plugins.as_deref())?;
-    haifu_store::create_private_dir(home)
-        .map_err(|e| FleetError::Start(format!("home {}: {e}", home.display())))?;
+    haifu_store::create_private_dir(home).map_err(FleetError::store("creating the home"))?;
     let ledger_path = home.join("ledger.sqlite");
     let key = haifu_store::load_or_create_master_key(&home.join("keys"))
-        .map_err(|e| FleetError::Start(format!("master key: {e}")))?;
-    let store =
-        Store::open(home.join("store")).map_err(|e| FleetError::Start(format!("store: {e}")))?;
+        .map_err(FleetError::store("master key"))?;
+    let store = Store::open(home.join("store")).map_err(FleetError::store("opening the store"))?;
     // Open (and migrate) the ledger before anything listens; created 0600
     // first, since SQLite would use the umask (its -wal and -shm follow).
     haifu_store::create_private_file(&ledger_path)
-        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?;
+        .map_err(FleetError::store("creating the ledger"))?;
     // And learn which relay each known client is behind.
     let bound: HashMap<String, String> = Ledger::open(&ledger_path)
-        .and_then(|l| l.clients())
-        .map_err(|e| FleetError::Start(format!("ledger: {e}")))?
+        .and_then(|l| l.clients())?
         .into_iter()
         .filter_map(|c| c.relay.map(|r| (c.id, r)))
         .collect();
@@ -125,7 +116,7 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || recorder(&path, &rx, &shutdown))
-            .map_err(|e| FleetError::Start(format!("recorder thread: {e}")))?
+            .map_err(FleetError::thread("recorder"))?
     };
     {
         let hub = Arc::clone(&hub);
@@ -136,7 +127,7 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         std::thread::Builder::new()
             .name("deny-list".into())
             .spawn(move || deny_list(&path, &ep, &hub, &shutdown, every))
-            .map_err(|e| FleetError::Start(format!("deny-list thread: {e}")))?;
+            .map_err(FleetError::thread("deny-list"))?;
     }
     {
         let hub = Arc::clone(&hub);
@@ -147,7 +138,7 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         std::thread::Builder::new()
             .name("driver".into())
             .spawn(move || drive_runs(&cfg, &path, &store, &key, &hub, &shutdown))
-            .map_err(|e| FleetError::Start(format!("driver thread: {e}")))?;
+            .map_err(FleetError::thread("driver"))?;
     }
 
     {
@@ -158,7 +149,7 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         std::thread::Builder::new()
             .name("delta-prebuild".into())
             .spawn(move || crate::deltas::prebuild(&store, &path, &dir, &shutdown))
-            .map_err(|e| FleetError::Start(format!("delta-prebuild thread: {e}")))?;
+            .map_err(FleetError::thread("delta-prebuild"))?;
     }
 
     let local = Hello::new(Role::Master, cfg.name.clone());
