@@ -1,0 +1,417 @@
+//! The straggler's catch-up: on boot and while idle, ask the master whether
+//! a finished broadcast left this client behind, and fetch the delta or full
+//! copy into staging with a cap at the signed size.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use haifu_core::Manifest;
+use haifu_install::PostInstall;
+use haifu_plugin_host::Endpoint;
+use haifu_protocol::Completion;
+use haifu_protocol::DataChunk;
+use haifu_protocol::Message;
+use haifu_protocol::RegisterClient;
+use haifu_protocol::Role;
+use haifu_protocol::TransferError;
+use haifu_protocol::Via;
+use jiff::Timestamp;
+
+use super::Client;
+use super::outbox::Pending;
+use super::outbox::write_pending;
+use crate::config::ClientConfig;
+use crate::link;
+
+/// What a boot check found.
+pub(super) enum Check {
+    /// Nothing to fetch.
+    UpToDate,
+    /// Installed from the master; completion sent.
+    Installed,
+}
+
+/// On start and every 30 s while idle: asks the master whether a finished
+/// broadcast left this client behind, and if so fetches and installs the
+/// difference. A failure (a truncated or corrupted delta, say) leaves the
+/// installed version as it was and is retried 10 s later.
+pub(super) fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
+    while !client.shutdown.is_set() {
+        // A receiver holds the check back only while it makes progress.
+        let stalled = client.stalled.load(Ordering::SeqCst);
+        let busy = (client
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+            && !stalled)
+            || client.pending().is_some();
+        let wait = if busy {
+            Duration::from_secs(5)
+        } else {
+            match boot_check(client, ep) {
+                // A stalled session is a sign this client is behind: ask
+                // again soon, the master lists stragglers at the audit.
+                Ok(Check::UpToDate) if stalled => Duration::from_secs(5),
+                Ok(Check::UpToDate) => Duration::from_secs(30),
+                Ok(Check::Installed) => Duration::from_secs(30),
+                Err(e) => {
+                    tracing::warn!("boot check: {e}; the installed version is unchanged, retrying");
+                    Duration::from_secs(10)
+                }
+            }
+        };
+        client.shutdown.sleep(wait);
+    }
+}
+
+pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
+    use haifu_protocol::{DeltaBody, DeltaRequest};
+    let cfg = &client.cfg;
+    let Some(master) = &cfg.master else {
+        return Ok(Check::UpToDate);
+    };
+    let link = link::connect(
+        ep,
+        &master.address.to_string(),
+        &master.name,
+        Role::Client,
+        &cfg.id,
+        Arc::clone(&client.counters),
+    )
+    .map_err(|e| format!("master: {e}"))?;
+    let installed = client.installed_ref();
+    link.send(&Message::RegisterClient(RegisterClient {
+        client: cfg.id.clone(),
+        relay: cfg.relay.name.clone(),
+        installed: installed.clone(),
+    }))
+    .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = |what: &str| -> Result<Message, String> {
+        loop {
+            if Instant::now() > deadline {
+                return Err(format!("no {what} from the master"));
+            }
+            match link.recv(Duration::from_millis(500)) {
+                Ok(Some(Message::Ping { nonce })) => {
+                    let _ = link.send(&Message::Pong { nonce });
+                }
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let target = match next("answer")? {
+        Message::Registered(r) => r.target,
+        other => return Err(format!("unexpected answer {:#04x}", other.tag())),
+    };
+    let Some(target) = target.filter(|t| Some(t) != installed.as_ref()) else {
+        return Ok(Check::UpToDate);
+    };
+    if target.name.as_str() != cfg.artifact {
+        return Ok(Check::UpToDate);
+    }
+    let base = client.root.base_for_delta().map_err(|e| e.to_string())?;
+    let from = base
+        .as_ref()
+        .map_or(haifu_core::Digest::from_bytes([0; 32]), |(d, _)| *d);
+    // Any id unique to this client's requests will do.
+    let transfer = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    link.send(&Message::DeltaRequest(DeltaRequest {
+        transfer,
+        client: cfg.id.clone(),
+        name: target.name.clone(),
+        from,
+        to: target.digest,
+    }))
+    .map_err(|e| e.to_string())?;
+    let (size, manifest, is_delta) = match next("delta response")? {
+        Message::DeltaResponse(r) if r.transfer == transfer => match r.body {
+            DeltaBody::Delta { size, manifest } => (size, manifest, true),
+            DeltaBody::Full { size, manifest } => (size, manifest, false),
+            DeltaBody::Refused { reason } => return Err(format!("master refused: {reason}")),
+        },
+        other => return Err(format!("unexpected answer {:#04x}", other.tag())),
+    };
+    let manifest = Manifest::from_json(&manifest).map_err(|e| format!("manifest: {e}"))?;
+    manifest
+        .verify(&client.pinned)
+        .map_err(|e| format!("manifest refused: {e}"))?;
+    if manifest.body.sha3_256 != target.digest {
+        return Err("the manifest is not the target's".into());
+    }
+    // Bounded before anything is sized by it: a delta is sent only when
+    // smaller than the full copy, and the full copy is the artifact
+    // compressed, so neither can be larger than the signed size allows.
+    let cap = transfer_cap(manifest.body.size);
+    if size > cap {
+        return Err(format!(
+            "transfer refused: {}",
+            TransferError::TooLarge {
+                transfer,
+                size,
+                max: cap
+            }
+        ));
+    }
+    // Streamed to a staging file (sparse, removed when dropped), never
+    // held in memory.
+    let mut payload = client
+        .root
+        .stage(size)
+        .map_err(|e| format!("staging the transfer: {e}"))?;
+    let mut incoming = Incoming::new(transfer, size);
+    loop {
+        match next("data")? {
+            Message::DataChunk(c) => {
+                let last = incoming.check(&c).map_err(|e| format!("transfer: {e}"))?;
+                payload
+                    .write_at(c.offset, &c.bytes)
+                    .map_err(|e| format!("staging the transfer: {e}"))?;
+                if last {
+                    break;
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unexpected message {:#04x} in a transfer",
+                    other.tag()
+                ));
+            }
+        }
+    }
+    let payload_file = std::fs::File::open(payload.path())
+        .map_err(|e| format!("{}: {e}", payload.path().display()))?;
+    let payload_reader = std::io::BufReader::with_capacity(1 << 20, payload_file);
+    // The output goes straight to the artifact's staging file, which
+    // refuses any byte past the signed size.
+    let mut staging = client
+        .root
+        .stage(manifest.body.size)
+        .map_err(|e| format!("staging: {e}"))?;
+    if is_delta {
+        let Some((installed, base_path)) = &base else {
+            return Err("a delta came but nothing is installed".into());
+        };
+        let old = std::fs::read(base_path).map_err(|e| format!("{}: {e}", base_path.display()))?;
+        // The installed version's digest was checked when it was installed:
+        // the base is not hashed again (a damaged base still cannot pass,
+        // the result is checked against the delta's target and then against
+        // the signed manifest).
+        let reader = haifu_delta::PatchReader::new(payload_reader)
+            .map_err(|e| format!("delta refused: {e}"))?;
+        reader
+            .check_target(&manifest.body.sha3_256, manifest.body.size)
+            .map_err(|e| format!("delta refused: {e}"))?;
+        reader
+            .apply_checked(
+                &old,
+                haifu_delta::BaseCheck::Known(*installed),
+                &mut staging,
+            )
+            .map_err(|e| format!("delta refused: {e}"))?;
+    } else {
+        haifu_delta::decode_full(payload_reader, &mut staging, manifest.body.size)
+            .map_err(|e| format!("full artifact refused: {e}"))?;
+    }
+    drop(payload);
+    let _installing = client.installing.lock().unwrap_or_else(|p| p.into_inner());
+    let verified = staging
+        .verify(&manifest, &client.pinned)
+        .map_err(|e| format!("verify: {e}"))?;
+    let post = post_install(cfg);
+    let done = client
+        .root
+        .install(verified, post.as_ref())
+        .map_err(|e| format!("install: {e}"))?;
+    write_pending(
+        &client.pending_path(),
+        &Pending {
+            run: 0,
+            digest: done.digest.to_hex(),
+            round: 0,
+            at: Timestamp::now().to_string(),
+            delta: true,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    // A receiver still on this version (stalled) has nothing left to do.
+    client
+        .cancel
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .store(true, Ordering::SeqCst);
+    tracing::info!(
+        version = %done.version,
+        bytes = size,
+        artifact_bytes = manifest.body.size,
+        kind = if is_delta { "delta" } else { "full" },
+        "installed from the master; completion sent"
+    );
+    // Completion straight to the master; the relay path resends if needed.
+    client.send_pending();
+    let _ = link.send(&Message::Completion(Completion {
+        run: 0,
+        client: cfg.id.clone(),
+        via: Via::Delta,
+        digest: done.digest,
+        at: Timestamp::now(),
+    }));
+    if let Ok(Message::CompletionAck(a)) = next("ack")
+        && a.client == cfg.id
+        && a.digest == done.digest
+    {
+        let _ = std::fs::remove_file(client.pending_path());
+        tracing::info!("completion acknowledged by the master (delta)");
+    }
+    let _ = client.root.gc();
+    Ok(Check::Installed)
+}
+
+/// The most bytes a straggler accepts for an artifact of `size` bytes: the
+/// size plus zstd's worst-case expansion (a block header per 128 KiB, the
+/// frame header and checksum) and the delta container's header and chunk
+/// records, rounded up generously. A delta is only sent when smaller than
+/// the full copy, so one bound serves both.
+pub(super) fn transfer_cap(size: u64) -> u64 {
+    size.saturating_add(size / 128).saturating_add(1 << 20)
+}
+
+/// The order and bounds of one transfer's chunks, checked before a byte is
+/// written: the same rules as the protocol's reassembly, without holding
+/// the bytes.
+#[derive(Debug)]
+pub(super) struct Incoming {
+    pub(super) transfer: u64,
+    pub(super) size: u64,
+    pub(super) received: u64,
+    pub(super) done: bool,
+}
+
+impl Incoming {
+    fn new(transfer: u64, size: u64) -> Self {
+        Self {
+            transfer,
+            size,
+            received: 0,
+            done: false,
+        }
+    }
+
+    /// Checks `c` and counts it; true for the last chunk.
+    fn check(&mut self, c: &DataChunk) -> Result<bool, TransferError> {
+        if c.transfer != self.transfer {
+            return Err(TransferError::WrongTransfer {
+                expected: self.transfer,
+                got: c.transfer,
+            });
+        }
+        if self.done {
+            return Err(TransferError::Finished {
+                transfer: self.transfer,
+            });
+        }
+        if c.offset != self.received {
+            return Err(TransferError::OutOfOrder {
+                expected: self.received,
+                got: c.offset,
+            });
+        }
+        let end = self.received.saturating_add(c.bytes.len() as u64);
+        if end > self.size {
+            return Err(TransferError::Overrun {
+                end,
+                size: self.size,
+            });
+        }
+        if c.last && end != self.size {
+            return Err(TransferError::Short {
+                end,
+                size: self.size,
+            });
+        }
+        self.received = end;
+        self.done = c.last;
+        Ok(c.last)
+    }
+}
+
+pub(super) fn post_install(cfg: &ClientConfig) -> Option<PostInstall> {
+    cfg.post_install.as_ref().map(|p| {
+        let mut pi = PostInstall::new(p.program.clone());
+        pi.args = p.args.clone();
+        pi.timeout = jiff::SignedDuration::from_secs(i64::try_from(p.timeout_secs).unwrap_or(300));
+        pi
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn chunk(transfer: u64, offset: u64, len: usize, last: bool) -> DataChunk {
+        DataChunk {
+            transfer,
+            offset,
+            last,
+            bytes: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn a_transfer_announcing_more_than_the_manifest_allows_is_refused_before_allocating() {
+        // An 8 GiB announcement for a 1 MiB artifact: boot_check refuses it
+        // by this bound before staging anything.
+        let size = 1 << 20;
+        assert!(8 << 30 > transfer_cap(size));
+        // A full copy of incompressible bytes, or of nothing, still fits.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let z = zstd::encode_all(&random[..], 3).unwrap();
+        assert!(z.len() as u64 > size);
+        assert!(z.len() as u64 <= transfer_cap(size));
+        assert!(zstd::encode_all(&[][..], 3).unwrap().len() as u64 <= transfer_cap(0));
+    }
+
+    #[test]
+    fn chunks_are_checked_against_the_announced_size_and_order() {
+        let mut t = Incoming::new(7, 100);
+        assert!(!t.check(&chunk(7, 0, 60, false)).unwrap());
+        assert!(matches!(
+            t.check(&chunk(8, 60, 10, false)),
+            Err(TransferError::WrongTransfer { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 50, 10, false)),
+            Err(TransferError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 60, 41, false)),
+            Err(TransferError::Overrun { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 60, 30, true)),
+            Err(TransferError::Short { .. })
+        ));
+        assert!(t.check(&chunk(7, 60, 40, true)).unwrap());
+        assert!(matches!(
+            t.check(&chunk(7, 100, 0, true)),
+            Err(TransferError::Finished { .. })
+        ));
+    }
+}

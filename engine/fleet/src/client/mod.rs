@@ -1,0 +1,193 @@
+//! `haifu client`: one machine of the fleet.
+//!
+//! - keeps a QUIC connection to its relay (reconnecting with back-off) and
+//!   reports its installed version on every connect;
+//! - on a session key, checks the signed manifest against the pinned master
+//!   key and, unless it already runs that version, joins the multicast group
+//!   and gathers symbols across rounds until every block decodes;
+//! - holds every datagram to the signed manifest's layout and every decoded
+//!   block to its signed hash (any key holder can sign a datagram), and
+//!   logs and counts what it refuses;
+//! - verifies sha3-256 and the signature, installs atomically (the previous
+//!   version kept), runs the post-install command, and only then sends its
+//!   completion, resending until the master's ack arrives. The pending
+//!   completion is kept on disk, so a restart resends it;
+//! - a session whose bytes in hand reach no new high for
+//!   `receive_stall_secs` stops holding back the boot check (the progress
+//!   watchdog), so a straggler still asks the master for a delta (module
+//!   `catch_up`); the delta or full copy is streamed
+//!   to a staging file, never held in memory, and refused when announced
+//!   or decoded larger than the signed manifest allows.
+
+mod catch_up;
+mod outbox;
+mod receive;
+mod relay_link;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+
+use haifu_core::PublicKey;
+use haifu_install::InstallRoot;
+use haifu_plugin_host::Plugin;
+use haifu_protocol::ArtifactRef;
+use haifu_protocol::Completion;
+use haifu_protocol::Message;
+use haifu_protocol::Via;
+
+use crate::FleetError;
+use crate::common::Shutdown;
+use crate::common::endpoint;
+use crate::common::plugins;
+use crate::config::ClientConfig;
+use crate::link::Counters;
+use crate::link::Link;
+use catch_up::boot_checks;
+use outbox::PENDING;
+use outbox::Pending;
+use relay_link::relay_link;
+
+struct Client {
+    cfg: ClientConfig,
+    pinned: PublicKey,
+    root: InstallRoot,
+    link: Mutex<Option<Arc<Link>>>,
+    /// The session a receiver works on (run), if any.
+    receiving: Mutex<Option<u64>>,
+    /// Set to stop the receiver (a new session replaced it).
+    cancel: Mutex<Arc<AtomicBool>>,
+    counters: Arc<Counters>,
+    /// What hostile or useless traffic the receivers met.
+    hostile: Hostile,
+    /// Set while the current receiver has made no progress for
+    /// `receive_stall_secs`: the boot check may run meanwhile.
+    stalled: AtomicBool,
+    /// Held while verifying and installing, so a broadcast and a delta
+    /// finishing together install once.
+    installing: Mutex<()>,
+    shutdown: Shutdown,
+    multicast: Plugin,
+}
+
+/// Counters of datagrams and sessions a client refused or gave up on,
+/// logged when it stops.
+#[derive(Debug, Default)]
+struct Hostile {
+    /// Authentic datagrams whose shape or block count is not the manifest's.
+    shape_mismatch: AtomicU64,
+    /// Decoded blocks that failed their signed hash.
+    block_hash_mismatch: AtomicU64,
+    /// Symbol ids that came with two different tags.
+    symbol_conflict: AtomicU64,
+    /// Times the progress watchdog fired.
+    stalls: AtomicU64,
+}
+
+impl std::fmt::Display for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "shape_mismatch={} block_hash_mismatch={} symbol_conflict={} stalls={}",
+            get(&self.shape_mismatch),
+            get(&self.block_hash_mismatch),
+            get(&self.symbol_conflict),
+            get(&self.stalls)
+        )
+    }
+}
+
+impl Client {
+    fn link(&self) -> MutexGuard<'_, Option<Arc<Link>>> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending_path(&self) -> PathBuf {
+        self.cfg.install_root.join(PENDING)
+    }
+
+    fn pending(&self) -> Option<Pending> {
+        let text = std::fs::read(self.pending_path()).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn send_pending(&self) {
+        let Some(p) = self.pending() else { return };
+        let Ok(digest) = p.digest.parse() else { return };
+        let Ok(at) = p.at.parse() else { return };
+        let msg = Message::Completion(Completion {
+            run: p.run,
+            client: self.cfg.id.clone(),
+            via: if p.delta {
+                Via::Delta
+            } else {
+                Via::Round(p.round)
+            },
+            digest,
+            at,
+        });
+        if let Some(l) = self.link().clone() {
+            let _ = l.send(&msg);
+        }
+    }
+
+    fn installed_ref(&self) -> Option<ArtifactRef> {
+        let i = self.root.installed().ok()??;
+        Some(ArtifactRef {
+            name: i.name.parse().ok()?,
+            version: i.version.parse().ok()?,
+            digest: i.digest,
+        })
+    }
+}
+
+/// Runs a client until `shutdown` is set.
+pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
+    let pinned =
+        haifu_store::read_public_key(&cfg.master_key).map_err(FleetError::store("master_key"))?;
+    let root = InstallRoot::open(&cfg.install_root).map_err(FleetError::install("install_root"))?;
+    let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
+    let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
+    let client = Arc::new(Client {
+        cfg: cfg.clone(),
+        pinned,
+        root,
+        link: Mutex::new(None),
+        receiving: Mutex::new(None),
+        cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
+        counters: Arc::new(Counters::default()),
+        hostile: Hostile::default(),
+        stalled: AtomicBool::new(false),
+        installing: Mutex::new(()),
+        shutdown: shutdown.clone(),
+        multicast,
+    });
+    let installed = client.installed_ref();
+    tracing::info!(
+        id = %cfg.id,
+        relay = %cfg.relay.address,
+        installed = ?installed.as_ref().map(|i| i.version.to_string()),
+        "client started"
+    );
+    if cfg.master.is_some() {
+        let client = Arc::clone(&client);
+        let ep = Arc::clone(&ep);
+        std::thread::Builder::new()
+            .name("boot-check".into())
+            .spawn(move || boot_checks(&client, &ep))
+            .map_err(FleetError::thread("boot-check"))?;
+    }
+    relay_link(&client, &ep);
+    client
+        .cancel
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .store(true, Ordering::SeqCst);
+    tracing::info!(counters = %client.counters.snapshot(), hostile = %client.hostile, "client stopped");
+    Ok(())
+}

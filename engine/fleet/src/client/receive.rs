@@ -1,0 +1,341 @@
+//! A session's broadcast: datagrams in, checked blocks into staging, then
+//! verify and install, with a watchdog for sessions that make no progress.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use haifu_carousel::Receiver;
+use haifu_carousel::SessionKey as CarouselKey;
+use haifu_core::Manifest;
+use haifu_protocol::Message;
+use haifu_protocol::RegisterClient;
+use haifu_protocol::SessionKey;
+use jiff::Timestamp;
+
+use super::Client;
+use super::catch_up::post_install;
+use super::outbox::Pending;
+use super::outbox::write_pending;
+use crate::FleetError;
+
+pub(super) fn session(client: &Arc<Client>, s: SessionKey) {
+    let manifest = match Manifest::from_json(&s.manifest) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(run = s.run, "session manifest unreadable: {e}");
+            return;
+        }
+    };
+    if let Err(e) = manifest.verify(&client.pinned) {
+        tracing::warn!(run = s.run, "session manifest refused: {e}");
+        return;
+    }
+    if manifest.body.name != client.cfg.artifact {
+        tracing::debug!(run = s.run, artifact = %manifest.body.name, "not this client's artifact");
+        return;
+    }
+    // A completion for this run not yet acked is resent as it is: the
+    // client completed in the rounds, it did not "already have" it.
+    if client.pending().is_some_and(|p| p.run == s.run) {
+        return;
+    }
+    // Nor while this run's receiver is installing.
+    if *client.receiving.lock().unwrap_or_else(|p| p.into_inner()) == Some(s.run) {
+        return;
+    }
+    if client
+        .root
+        .installed()
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.digest == manifest.body.sha3_256)
+    {
+        tracing::info!(run = s.run, version = %manifest.body.version, "already installed; taking no part");
+        // Say so: the version report marks this client as already current
+        // in the run.
+        let report = Message::RegisterClient(RegisterClient {
+            client: client.cfg.id.clone(),
+            relay: client.cfg.relay.name.clone(),
+            installed: client.installed_ref(),
+        });
+        if let Some(l) = client.link().clone() {
+            let _ = l.send(&report);
+        }
+        return;
+    }
+    let mut receiving = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
+    if *receiving == Some(s.run) {
+        return;
+    }
+    // A new session replaces the old receiver.
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let mut c = client.cancel.lock().unwrap_or_else(|p| p.into_inner());
+        c.store(true, Ordering::SeqCst);
+        *c = Arc::clone(&cancel);
+    }
+    *receiving = Some(s.run);
+    client.stalled.store(false, Ordering::SeqCst);
+    drop(receiving);
+    let client = Arc::clone(client);
+    let spawned = std::thread::Builder::new()
+        .name("receiver".into())
+        .spawn(move || {
+            let run = s.run;
+            match receive(&client, &s, &manifest, &cancel) {
+                Ok(true) => {}
+                Ok(false) => tracing::info!(run, "receiving stopped"),
+                Err(e) => tracing::error!(run, "receiving failed: {e}"),
+            }
+            let mut r = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
+            if *r == Some(run) {
+                *r = None;
+                client.stalled.store(false, Ordering::SeqCst);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the receiver: {e}");
+    }
+}
+
+/// Receives the session's broadcast until complete (then installs and
+/// completes: `Ok(true)`) or cancelled (`Ok(false)`).
+pub(super) fn receive(
+    client: &Client,
+    s: &SessionKey,
+    manifest: &Manifest,
+    cancel: &AtomicBool,
+) -> Result<bool, FleetError> {
+    let cfg = &client.cfg;
+    let mut gcfg = format!(
+        "group={}:{}\nloopback=true\njoin=true\n",
+        fmt_ip(s.group.addr),
+        s.group.port
+    );
+    if let Some(i) = &cfg.multicast.interface {
+        gcfg.push_str(&format!("interface={i}\n"));
+    }
+    let group = client
+        .multicast
+        .open_group(&gcfg)
+        .map_err(|source| FleetError::Transport {
+            what: "multicast group",
+            source,
+        })?;
+    // The layout and block hashes come from the signed manifest, never from
+    // a datagram: every client of every relay holds the session key.
+    let plan = haifu_runtime::session::receive_plan(manifest)?;
+    let hashed = plan.has_block_hashes();
+    let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0), plan);
+    let mut staging = client
+        .root
+        .stage(manifest.body.size)
+        .map_err(FleetError::install("staging"))?;
+    tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, block_hashes = hashed, "receiving");
+    let stall = Duration::from_secs(cfg.receive_stall_secs);
+    let mut last_progress = Instant::now();
+    let mut best = 0u64;
+    let drop_rate = cfg.testing.drop_datagrams;
+    let mut rng = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
+    let started = Instant::now();
+    let mut total = crate::broadcast::ReceiveStats::default();
+    // A reader thread drains the socket into a queue, so the kernel buffer
+    // does not overflow while a block decodes on this thread.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(32_768);
+    let reading = Arc::new(AtomicBool::new(true));
+    let reader = {
+        let reading = Arc::clone(&reading);
+        std::thread::Builder::new()
+            .name("datagrams".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                let mut overflow = 0u64;
+                while reading.load(Ordering::Relaxed) {
+                    let n = match group.recv(&mut buf, Some(Duration::from_millis(200))) {
+                        Ok(n) => n,
+                        Err(e) if e.is_timeout() => continue,
+                        Err(e) => {
+                            tracing::warn!("multicast receive: {e}");
+                            break;
+                        }
+                    };
+                    if drop_rate > 0.0 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        if (rng >> 11) as f64 / (1u64 << 53) as f64 <= drop_rate {
+                            continue;
+                        }
+                    }
+                    if tx.try_send(buf[..n].to_vec()).is_err() {
+                        overflow += 1;
+                    }
+                }
+                if overflow > 0 {
+                    tracing::warn!(overflow, "datagrams dropped: the decoder fell behind");
+                }
+            })
+            .map_err(FleetError::thread("datagram reader"))?
+    };
+    let stop_reader = |reading: &AtomicBool| reading.store(false, Ordering::Relaxed);
+    // Whatever way this function returns, the reader stops.
+    let _stop_on_return = StopOnDrop(Arc::clone(&reading));
+    while !receiver_done(&receiver) {
+        if cancel.load(Ordering::SeqCst) || client.shutdown.is_set() {
+            stop_reader(&reading);
+            let _ = reader.join();
+            return Ok(false);
+        }
+        let mut next = |buf: &mut [u8], timeout: Duration| match rx.recv_timeout(timeout) {
+            Ok(d) => {
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Ok(Some(n))
+            }
+            Err(_) => Ok(None),
+        };
+        let stats = crate::broadcast::receive_from(
+            &mut next,
+            &mut receiver,
+            &mut staging,
+            Instant::now() + Duration::from_millis(500),
+        )?;
+        total.accepted += stats.accepted;
+        total.redundant += stats.redundant;
+        note_hostile(client, s, &stats.rejected);
+        for (k, v) in stats.rejected {
+            *total.rejected.entry(k).or_default() += v;
+            client
+                .counters
+                .rejected_datagrams
+                .fetch_add(v, Ordering::Relaxed);
+        }
+        // The progress watchdog. Progress is a new high of the bytes in
+        // hand (blocks decoded and checked, plus symbols held): silence,
+        // refused datagrams and repeats do not raise it, and neither does a
+        // key holder who keeps poisoning blocks, since each poisoned block
+        // starts over from nothing.
+        let p = receiver.progress();
+        let in_hand = p.bytes_done + p.symbols_held * u64::from(p.shape.symbol_size);
+        if in_hand > best {
+            best = in_hand;
+            last_progress = Instant::now();
+            if client.stalled.swap(false, Ordering::SeqCst) {
+                tracing::info!(run = s.run, "the session makes progress again");
+            }
+        } else if last_progress.elapsed() >= stall && !client.stalled.swap(true, Ordering::SeqCst) {
+            client.hostile.stalls.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                run = s.run,
+                relay = %cfg.relay.address,
+                stall_secs = cfg.receive_stall_secs,
+                bytes_in_hand = in_hand,
+                accepted = p.symbols_accepted,
+                rejected = ?total.rejected,
+                "the session made no progress; letting the boot check ask the master"
+            );
+        }
+    }
+    stop_reader(&reading);
+    let _ = reader.join();
+    // The master files the completion under the round on air now, not
+    // when the install below ends.
+    let decoded_at = Timestamp::now();
+    tracing::info!(
+        run = s.run,
+        accepted = total.accepted,
+        redundant = total.redundant,
+        rejected = ?total.rejected,
+        secs = started.elapsed().as_secs_f64(),
+        "all blocks decoded"
+    );
+    let _installing = client.installing.lock().unwrap_or_else(|p| p.into_inner());
+    if client
+        .root
+        .installed()
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.digest == manifest.body.sha3_256)
+    {
+        // The boot check got it from the master while this session stalled.
+        tracing::info!(
+            run = s.run,
+            "already installed from the master; dropping the broadcast copy"
+        );
+        return Ok(false);
+    }
+    let verified = staging
+        .verify(manifest, &client.pinned)
+        .map_err(FleetError::install("verifying the artifact"))?;
+    let post = post_install(cfg);
+    let installed = client
+        .root
+        .install(verified, post.as_ref())
+        .map_err(FleetError::install("installing"))?;
+    let pending = Pending {
+        run: s.run,
+        digest: installed.digest.to_hex(),
+        round: 0,
+        at: decoded_at.to_string(),
+        delta: false,
+    };
+    write_pending(&client.pending_path(), &pending)?;
+    tracing::info!(run = s.run, version = %installed.version, "installed; completion sent");
+    client.send_pending();
+    let _ = client.root.gc();
+    Ok(true)
+}
+
+pub(super) fn receiver_done(r: &Receiver) -> bool {
+    r.is_complete()
+}
+
+/// Logs datagrams that prove a key holder is forging. The multicast plugin
+/// does not give a datagram's source address, so the relay the client
+/// listens to and the group are what can be named.
+pub(super) fn note_hostile(
+    client: &Client,
+    s: &SessionKey,
+    rejected: &std::collections::BTreeMap<&str, u64>,
+) {
+    let get = |k: &str| rejected.get(k).copied().unwrap_or(0);
+    let (shape, blocks, conflicts) = (
+        get("shape_mismatch"),
+        get("block_hash_mismatch"),
+        get("symbol_conflict"),
+    );
+    let h = &client.hostile;
+    h.shape_mismatch.fetch_add(shape, Ordering::Relaxed);
+    h.block_hash_mismatch.fetch_add(blocks, Ordering::Relaxed);
+    h.symbol_conflict.fetch_add(conflicts, Ordering::Relaxed);
+    if shape + blocks + conflicts > 0 {
+        tracing::warn!(
+            run = s.run,
+            relay = %client.cfg.relay.address,
+            group = %format_args!("{}:{}", fmt_ip(s.group.addr), s.group.port),
+            shape_mismatch = shape,
+            block_hash_mismatch = blocks,
+            symbol_conflict = conflicts,
+            "authentic datagrams that contradict the signed manifest: a key holder is forging; the bad blocks are gathered again"
+        );
+    }
+}
+
+pub(super) fn fmt_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// Clears the flag when dropped.
+pub(super) struct StopOnDrop(pub(super) Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
