@@ -58,7 +58,10 @@ pub(super) fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
                 Ok(Check::UpToDate) => Duration::from_secs(30),
                 Ok(Check::Installed) => Duration::from_secs(30),
                 Err(e) => {
-                    tracing::warn!("boot check: {e}; the installed version is unchanged, retrying");
+                    tracing::warn!(
+                        "boot check: {}; the installed version is unchanged, retrying",
+                        haifu_plugin_host::error_chain(&e)
+                    );
                     Duration::from_secs(10)
                 }
             }
@@ -67,7 +70,78 @@ pub(super) fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
     }
 }
 
-pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String> {
+/// Why a catch-up failed; the installed version is unchanged whatever it
+/// says.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CatchUpError {
+    /// The link to the master failed.
+    #[error("master")]
+    Link(#[from] link::LinkError),
+    /// The master did not answer in time.
+    #[error("no {0} from the master")]
+    Silent(&'static str),
+    /// The master sent a message that has no place here.
+    #[error("unexpected message {0:#04x} from the master")]
+    Unexpected(u8),
+    /// The master refused the request (busy, not a straggler, ...).
+    #[error("master refused: {0}")]
+    Refused(String),
+    /// The manifest does not read or does not verify.
+    #[error("manifest refused")]
+    Manifest(#[from] haifu_core::ManifestError),
+    /// A signed manifest of another version than the one asked for.
+    #[error("the manifest is not the target's")]
+    NotTarget,
+    /// The transfer broke its announced size or order.
+    #[error("transfer refused")]
+    Transfer(#[from] TransferError),
+    /// A delta that does not apply, or a full copy that does not decode.
+    #[error("{what} refused")]
+    Delta {
+        /// `delta` or `full artifact`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: haifu_delta::DeltaError,
+    },
+    /// A delta came for a client with nothing installed.
+    #[error("a delta came but nothing is installed")]
+    NoBase,
+    /// The install root failed (staging, verify, install).
+    #[error("{what}")]
+    Install {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: haifu_install::InstallError,
+    },
+    /// Reading a file failed.
+    #[error("{}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The completion could not be kept.
+    #[error("completion")]
+    Outbox(#[from] crate::FleetError),
+}
+
+fn install(what: &'static str) -> impl FnOnce(haifu_install::InstallError) -> CatchUpError {
+    move |source| CatchUpError::Install { what, source }
+}
+
+fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CatchUpError + '_ {
+    move |source| CatchUpError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchUpError> {
     use haifu_protocol::{DeltaBody, DeltaRequest};
     let cfg = &client.cfg;
     let Some(master) = &cfg.master else {
@@ -80,20 +154,18 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String
         Role::Client,
         &cfg.id,
         Arc::clone(&client.counters),
-    )
-    .map_err(|e| format!("master: {e}"))?;
+    )?;
     let installed = client.installed_ref();
     link.send(&Message::RegisterClient(RegisterClient {
         client: cfg.id.clone(),
         relay: cfg.relay.name.clone(),
         installed: installed.clone(),
-    }))
-    .map_err(|e| e.to_string())?;
+    }))?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let next = |what: &str| -> Result<Message, String> {
+    let next = |what: &'static str| -> Result<Message, CatchUpError> {
         loop {
             if Instant::now() > deadline {
-                return Err(format!("no {what} from the master"));
+                return Err(CatchUpError::Silent(what));
             }
             match link.recv(Duration::from_millis(500)) {
                 Ok(Some(Message::Ping { nonce })) => {
@@ -101,13 +173,13 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String
                 }
                 Ok(Some(m)) => return Ok(m),
                 Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
     };
     let target = match next("answer")? {
         Message::Registered(r) => r.target,
-        other => return Err(format!("unexpected answer {:#04x}", other.tag())),
+        other => return Err(CatchUpError::Unexpected(other.tag())),
     };
     let Some(target) = target.filter(|t| Some(t) != installed.as_ref()) else {
         return Ok(Check::UpToDate);
@@ -115,7 +187,10 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String
     if target.name.as_str() != cfg.artifact {
         return Ok(Check::UpToDate);
     }
-    let base = client.root.base_for_delta().map_err(|e| e.to_string())?;
+    let base = client
+        .root
+        .base_for_delta()
+        .map_err(install("the installed version"))?;
     let from = base
         .as_ref()
         .map_or(haifu_core::Digest::from_bytes([0; 32]), |(d, _)| *d);
@@ -129,107 +204,110 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String
         name: target.name.clone(),
         from,
         to: target.digest,
-    }))
-    .map_err(|e| e.to_string())?;
+    }))?;
     let (size, manifest, is_delta) = match next("delta response")? {
         Message::DeltaResponse(r) if r.transfer == transfer => match r.body {
             DeltaBody::Delta { size, manifest } => (size, manifest, true),
             DeltaBody::Full { size, manifest } => (size, manifest, false),
-            DeltaBody::Refused { reason } => return Err(format!("master refused: {reason}")),
+            DeltaBody::Refused { reason } => return Err(CatchUpError::Refused(reason)),
         },
-        other => return Err(format!("unexpected answer {:#04x}", other.tag())),
+        other => return Err(CatchUpError::Unexpected(other.tag())),
     };
-    let manifest = Manifest::from_json(&manifest).map_err(|e| format!("manifest: {e}"))?;
-    manifest
-        .verify(&client.pinned)
-        .map_err(|e| format!("manifest refused: {e}"))?;
+    let manifest = Manifest::from_json(&manifest)?;
+    manifest.verify(&client.pinned)?;
     if manifest.body.sha3_256 != target.digest {
-        return Err("the manifest is not the target's".into());
+        return Err(CatchUpError::NotTarget);
     }
     // Bounded before anything is sized by it: a delta is sent only when
     // smaller than the full copy, and the full copy is the artifact
     // compressed, so neither can be larger than the signed size allows.
     let cap = transfer_cap(manifest.body.size);
     if size > cap {
-        return Err(format!(
-            "transfer refused: {}",
-            TransferError::TooLarge {
-                transfer,
-                size,
-                max: cap
-            }
-        ));
+        return Err(TransferError::TooLarge {
+            transfer,
+            size,
+            max: cap,
+        }
+        .into());
     }
     // Streamed to a staging file (sparse, removed when dropped), never
     // held in memory.
     let mut payload = client
         .root
         .stage(size)
-        .map_err(|e| format!("staging the transfer: {e}"))?;
+        .map_err(install("staging the transfer"))?;
     let mut incoming = Incoming::new(transfer, size);
     loop {
         match next("data")? {
             Message::DataChunk(c) => {
-                let last = incoming.check(&c).map_err(|e| format!("transfer: {e}"))?;
+                let last = incoming.check(&c)?;
                 payload
                     .write_at(c.offset, &c.bytes)
-                    .map_err(|e| format!("staging the transfer: {e}"))?;
+                    .map_err(install("staging the transfer"))?;
                 if last {
                     break;
                 }
             }
-            other => {
-                return Err(format!(
-                    "unexpected message {:#04x} in a transfer",
-                    other.tag()
-                ));
-            }
+            other => return Err(CatchUpError::Unexpected(other.tag())),
         }
     }
-    let payload_file = std::fs::File::open(payload.path())
-        .map_err(|e| format!("{}: {e}", payload.path().display()))?;
+    let payload_file = std::fs::File::open(payload.path()).map_err(io(payload.path()))?;
     let payload_reader = std::io::BufReader::with_capacity(1 << 20, payload_file);
     // The output goes straight to the artifact's staging file, which
     // refuses any byte past the signed size.
     let mut staging = client
         .root
         .stage(manifest.body.size)
-        .map_err(|e| format!("staging: {e}"))?;
+        .map_err(install("staging"))?;
     if is_delta {
         let Some((installed, base_path)) = &base else {
-            return Err("a delta came but nothing is installed".into());
+            return Err(CatchUpError::NoBase);
         };
-        let old = std::fs::read(base_path).map_err(|e| format!("{}: {e}", base_path.display()))?;
+        let old = std::fs::read(base_path).map_err(io(base_path))?;
         // The installed version's digest was checked when it was installed:
         // the base is not hashed again (a damaged base still cannot pass,
         // the result is checked against the delta's target and then against
         // the signed manifest).
-        let reader = haifu_delta::PatchReader::new(payload_reader)
-            .map_err(|e| format!("delta refused: {e}"))?;
+        let reader = haifu_delta::PatchReader::new(payload_reader).map_err(|source| {
+            CatchUpError::Delta {
+                what: "delta",
+                source,
+            }
+        })?;
         reader
             .check_target(&manifest.body.sha3_256, manifest.body.size)
-            .map_err(|e| format!("delta refused: {e}"))?;
+            .map_err(|source| CatchUpError::Delta {
+                what: "delta",
+                source,
+            })?;
         reader
             .apply_checked(
                 &old,
                 haifu_delta::BaseCheck::Known(*installed),
                 &mut staging,
             )
-            .map_err(|e| format!("delta refused: {e}"))?;
+            .map_err(|source| CatchUpError::Delta {
+                what: "delta",
+                source,
+            })?;
     } else {
-        haifu_delta::decode_full(payload_reader, &mut staging, manifest.body.size)
-            .map_err(|e| format!("full artifact refused: {e}"))?;
+        haifu_delta::decode_full(payload_reader, &mut staging, manifest.body.size).map_err(
+            |source| CatchUpError::Delta {
+                what: "full artifact",
+                source,
+            },
+        )?;
     }
     drop(payload);
     let _installing = client.installing.lock().unwrap_or_else(|p| p.into_inner());
     let verified = staging
         .verify(&manifest, &client.pinned)
-        .map_err(|e| format!("verify: {e}"))?;
+        .map_err(install("verifying the artifact"))?;
     let post = post_install(cfg);
     let done = client
         .root
         .install(verified, post.as_ref())
-        .map_err(|e| format!("install: {e}"))?;
+        .map_err(install("installing"))?;
     write_pending(
         &client.pending_path(),
         &Pending {
@@ -239,8 +317,7 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, String
             at: Timestamp::now().to_string(),
             delta: true,
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     // A receiver still on this version (stalled) has nothing left to do.
     client
         .cancel
