@@ -489,8 +489,9 @@ mod tests {
     }
 
     /// A completion stored under round u32::MAX by a master that took a
-    /// client's word for it (issue 11) made every reader allocate 96 GiB.
-    /// The audit files it as "unknown round" and allocates nothing by it.
+    /// client's word for it would make a reader that sized by it allocate
+    /// 96 GiB. The audit files it as "unknown round" and allocates nothing
+    /// by it.
     #[test]
     fn a_stored_impossible_round_does_not_size_the_audit() {
         let (_d, mut l) = ledger();

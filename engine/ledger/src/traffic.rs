@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(got.unicast_bytes(), 1122);
     }
 
-    /// Rows a master once stored from a peer's word (issue 11): a round
+    /// Rows a master that trusted a peer could have stored: a round
     /// number no run can have and byte counts that overflow a sum. The
     /// audit reads them without allocating by them or failing.
     #[test]

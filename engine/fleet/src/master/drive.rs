@@ -356,8 +356,8 @@ impl Fleet for LiveFleet {
             }
         }
         st.active = None;
-        // Deltas on boot are served by the master's unicast path (issue 6);
-        // the live fleet records none here.
+        // Deltas on boot are served by the master's unicast path (the
+        // recorder files their completions); the live fleet reports none.
         Vec::new()
     }
 

@@ -337,7 +337,7 @@ pub(super) fn run_digest(ledger: &Ledger, run: u64) -> Option<Digest> {
 
 /// The completion and round-report paths from a peer's message through the
 /// master's checks into the ledger and the audit, with arbitrary values
-/// where a peer chooses them (issue 11): nothing panics, nothing sizes
+/// where a peer chooses them: nothing panics, nothing sizes
 /// memory, and only what the rules allow is recorded.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
