@@ -90,23 +90,22 @@ pub enum TransferError {
     },
 }
 
-/// The receiving side of one transfer: checks each chunk against the rule
-/// and gathers the payload.
-///
-/// It never reserves the announced size up front (a hostile header could
-/// claim anything up to `max`); memory grows with the bytes that actually
-/// arrive, and never past the announced size.
-#[derive(Debug)]
-pub struct Reassembly {
+/// The order and bounds of one transfer's chunks, checked before a byte is
+/// kept: the transfer id, no chunk after the last, each chunk where the
+/// previous one ended, none past the announced size, the last one ending
+/// exactly at it. For receivers that stream the bytes elsewhere (a file, a
+/// hasher); [`Reassembly`] keeps them in memory on top of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkCursor {
     transfer: u64,
     size: u64,
-    buf: Vec<u8>,
+    received: u64,
     done: bool,
 }
 
-impl Reassembly {
+impl ChunkCursor {
     /// Starts transfer `transfer` of `size` bytes, refusing sizes above
-    /// `max`.
+    /// `max` before anything is sized by it.
     pub fn new(transfer: u64, size: u64, max: u64) -> Result<Self, TransferError> {
         if size > max {
             return Err(TransferError::TooLarge {
@@ -118,19 +117,24 @@ impl Reassembly {
         Ok(Self {
             transfer,
             size,
-            buf: Vec::new(),
+            received: 0,
             done: false,
         })
     }
 
-    /// How many bytes have arrived.
-    pub fn received(&self) -> u64 {
-        self.buf.len() as u64
+    /// The announced size.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
-    /// Takes one chunk. Returns the whole payload after the last chunk,
-    /// `None` before it.
-    pub fn push(&mut self, chunk: &DataChunk) -> Result<Option<Vec<u8>>, TransferError> {
+    /// How many bytes have arrived.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Checks `chunk` against the rules and counts it; true for the last
+    /// chunk. A refused chunk changes nothing.
+    pub fn check(&mut self, chunk: &DataChunk) -> Result<bool, TransferError> {
         if chunk.transfer != self.transfer {
             return Err(TransferError::WrongTransfer {
                 expected: self.transfer,
@@ -142,14 +146,13 @@ impl Reassembly {
                 transfer: self.transfer,
             });
         }
-        let expected = self.received();
-        if chunk.offset != expected {
+        if chunk.offset != self.received {
             return Err(TransferError::OutOfOrder {
-                expected,
+                expected: self.received,
                 got: chunk.offset,
             });
         }
-        let end = expected.saturating_add(chunk.bytes.len() as u64);
+        let end = self.received.saturating_add(chunk.bytes.len() as u64);
         if end > self.size {
             return Err(TransferError::Overrun {
                 end,
@@ -162,12 +165,45 @@ impl Reassembly {
                 size: self.size,
             });
         }
+        self.received = end;
+        self.done = chunk.last;
+        Ok(chunk.last)
+    }
+}
+
+/// The receiving side of one transfer: checks each chunk against the rule
+/// and gathers the payload.
+///
+/// It never reserves the announced size up front (a hostile header could
+/// claim anything up to `max`); memory grows with the bytes that actually
+/// arrive, and never past the announced size.
+#[derive(Debug)]
+pub struct Reassembly {
+    cursor: ChunkCursor,
+    buf: Vec<u8>,
+}
+
+impl Reassembly {
+    /// Starts transfer `transfer` of `size` bytes, refusing sizes above
+    /// `max`.
+    pub fn new(transfer: u64, size: u64, max: u64) -> Result<Self, TransferError> {
+        Ok(Self {
+            cursor: ChunkCursor::new(transfer, size, max)?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// How many bytes have arrived.
+    pub fn received(&self) -> u64 {
+        self.cursor.received()
+    }
+
+    /// Takes one chunk. Returns the whole payload after the last chunk,
+    /// `None` before it.
+    pub fn push(&mut self, chunk: &DataChunk) -> Result<Option<Vec<u8>>, TransferError> {
+        let last = self.cursor.check(chunk)?;
         self.buf.extend_from_slice(&chunk.bytes);
-        if chunk.last {
-            self.done = true;
-            return Ok(Some(std::mem::take(&mut self.buf)));
-        }
-        Ok(None)
+        Ok(last.then(|| std::mem::take(&mut self.buf)))
     }
 }
 
@@ -175,6 +211,42 @@ impl Reassembly {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn chunk(transfer: u64, offset: u64, len: usize, last: bool) -> DataChunk {
+        DataChunk {
+            transfer,
+            offset,
+            last,
+            bytes: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn chunks_are_checked_against_the_announced_size_and_order() {
+        let mut t = ChunkCursor::new(7, 100, 100).unwrap();
+        assert!(!t.check(&chunk(7, 0, 60, false)).unwrap());
+        assert!(matches!(
+            t.check(&chunk(8, 60, 10, false)),
+            Err(TransferError::WrongTransfer { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 50, 10, false)),
+            Err(TransferError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 60, 41, false)),
+            Err(TransferError::Overrun { .. })
+        ));
+        assert!(matches!(
+            t.check(&chunk(7, 60, 30, true)),
+            Err(TransferError::Short { .. })
+        ));
+        assert!(t.check(&chunk(7, 60, 40, true)).unwrap());
+        assert!(matches!(
+            t.check(&chunk(7, 100, 0, true)),
+            Err(TransferError::Finished { .. })
+        ));
+    }
 
     #[test]
     fn split_and_reassemble_agree_at_every_size() {

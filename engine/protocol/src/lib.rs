@@ -31,7 +31,7 @@ pub mod limits;
 mod message;
 mod wire;
 
-pub use chunk::{Reassembly, TransferError};
+pub use chunk::{ChunkCursor, Reassembly, TransferError};
 pub use error::{DecodeError, EncodeError};
 pub use handshake::{
     Handshake, HandshakeError, Hello, HelloRefused, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,

@@ -10,8 +10,8 @@ use std::time::Instant;
 use haifu_core::Manifest;
 use haifu_install::PostInstall;
 use haifu_plugin_host::Endpoint;
+use haifu_protocol::ChunkCursor;
 use haifu_protocol::Completion;
-use haifu_protocol::DataChunk;
 use haifu_protocol::Message;
 use haifu_protocol::RegisterClient;
 use haifu_protocol::Role;
@@ -236,7 +236,7 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
         .root
         .stage(size)
         .map_err(install("staging the transfer"))?;
-    let mut incoming = Incoming::new(transfer, size);
+    let mut incoming = ChunkCursor::new(transfer, size, cap)?;
     loop {
         match next("data")? {
             Message::DataChunk(c) => {
@@ -360,65 +360,6 @@ pub(super) fn transfer_cap(size: u64) -> u64 {
     size.saturating_add(size / 128).saturating_add(1 << 20)
 }
 
-/// The order and bounds of one transfer's chunks, checked before a byte is
-/// written: the same rules as the protocol's reassembly, without holding
-/// the bytes.
-#[derive(Debug)]
-pub(super) struct Incoming {
-    pub(super) transfer: u64,
-    pub(super) size: u64,
-    pub(super) received: u64,
-    pub(super) done: bool,
-}
-
-impl Incoming {
-    fn new(transfer: u64, size: u64) -> Self {
-        Self {
-            transfer,
-            size,
-            received: 0,
-            done: false,
-        }
-    }
-
-    /// Checks `c` and counts it; true for the last chunk.
-    fn check(&mut self, c: &DataChunk) -> Result<bool, TransferError> {
-        if c.transfer != self.transfer {
-            return Err(TransferError::WrongTransfer {
-                expected: self.transfer,
-                got: c.transfer,
-            });
-        }
-        if self.done {
-            return Err(TransferError::Finished {
-                transfer: self.transfer,
-            });
-        }
-        if c.offset != self.received {
-            return Err(TransferError::OutOfOrder {
-                expected: self.received,
-                got: c.offset,
-            });
-        }
-        let end = self.received.saturating_add(c.bytes.len() as u64);
-        if end > self.size {
-            return Err(TransferError::Overrun {
-                end,
-                size: self.size,
-            });
-        }
-        if c.last && end != self.size {
-            return Err(TransferError::Short {
-                end,
-                size: self.size,
-            });
-        }
-        self.received = end;
-        self.done = c.last;
-        Ok(c.last)
-    }
-}
-
 pub(super) fn post_install(cfg: &ClientConfig) -> Option<PostInstall> {
     cfg.post_install.as_ref().map(|p| {
         let mut pi = PostInstall::new(p.program.clone());
@@ -433,15 +374,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    fn chunk(transfer: u64, offset: u64, len: usize, last: bool) -> DataChunk {
-        DataChunk {
-            transfer,
-            offset,
-            last,
-            bytes: vec![0; len],
-        }
-    }
 
     #[test]
     fn a_transfer_announcing_more_than_the_manifest_allows_is_refused_before_allocating() {
@@ -463,32 +395,5 @@ mod tests {
         assert!(z.len() as u64 > size);
         assert!(z.len() as u64 <= transfer_cap(size));
         assert!(zstd::encode_all(&[][..], 3).unwrap().len() as u64 <= transfer_cap(0));
-    }
-
-    #[test]
-    fn chunks_are_checked_against_the_announced_size_and_order() {
-        let mut t = Incoming::new(7, 100);
-        assert!(!t.check(&chunk(7, 0, 60, false)).unwrap());
-        assert!(matches!(
-            t.check(&chunk(8, 60, 10, false)),
-            Err(TransferError::WrongTransfer { .. })
-        ));
-        assert!(matches!(
-            t.check(&chunk(7, 50, 10, false)),
-            Err(TransferError::OutOfOrder { .. })
-        ));
-        assert!(matches!(
-            t.check(&chunk(7, 60, 41, false)),
-            Err(TransferError::Overrun { .. })
-        ));
-        assert!(matches!(
-            t.check(&chunk(7, 60, 30, true)),
-            Err(TransferError::Short { .. })
-        ));
-        assert!(t.check(&chunk(7, 60, 40, true)).unwrap());
-        assert!(matches!(
-            t.check(&chunk(7, 100, 0, true)),
-            Err(TransferError::Finished { .. })
-        ));
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use haifu_protocol::ArtifactRef;
+use haifu_protocol::ChunkCursor;
 use haifu_protocol::DataChunk;
 use haifu_protocol::ErrorCode;
 use haifu_protocol::Message;
@@ -20,8 +21,9 @@ use crate::link::Link;
 /// and hashed as they come.
 pub(super) struct Fetch {
     pub(super) transfer: u64,
-    pub(super) size: u64,
-    pub(super) received: u64,
+    /// The chunks' order and bounds, from the header's size on (`None`
+    /// before the header).
+    pub(super) cursor: Option<ChunkCursor>,
     pub(super) file: File,
     pub(super) tmp: PathBuf,
     pub(super) hasher: sha3::Sha3_256,
@@ -37,17 +39,13 @@ pub(super) fn chunk(relay: &Arc<Relay>, link: &Arc<Link>, c: &DataChunk) {
         link.unexpected(&Message::DataChunk(c.clone()));
         return;
     };
-    let end = c.offset + c.bytes.len() as u64;
-    let bad = if c.offset != f.received {
-        Some("chunk out of order")
-    } else if end > f.size {
-        Some("chunk past the announced size")
-    } else if c.last && end != f.size {
-        Some("final chunk short of the size")
-    } else {
-        None
+    // The protocol's rules for a transfer's chunks (order, bounds, the
+    // last one exact), before a byte is written.
+    let checked = match f.cursor.as_mut() {
+        Some(cursor) => cursor.check(c).map_err(|e| e.to_string()),
+        None => Err("a chunk before the artifact's header".to_owned()),
     };
-    if let Some(why) = bad {
+    if let Err(why) = checked {
         link.error(ErrorCode::TransferFailed, c.transfer, why);
         if let Some(f) = st.fetch.take() {
             let _ = std::fs::remove_file(&f.tmp);
@@ -62,7 +60,6 @@ pub(super) fn chunk(relay: &Arc<Relay>, link: &Arc<Link>, c: &DataChunk) {
         return;
     }
     f.hasher.update(&c.bytes);
-    f.received = end;
     if !c.last {
         return;
     }
@@ -91,7 +88,7 @@ pub(super) fn chunk(relay: &Arc<Relay>, link: &Arc<Link>, c: &DataChunk) {
         });
     match done {
         Ok(()) => {
-            tracing::info!(bytes = f.size, path = %path.display(), "artifact fetched and checked");
+            tracing::info!(bytes = f.cursor.as_ref().map_or(0, ChunkCursor::size), path = %path.display(), "artifact fetched and checked");
             st.artifact = Some(path);
             relay.changed.notify_all();
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use haifu_plugin_host::Endpoint;
 use haifu_protocol::ArtifactFetch;
+use haifu_protocol::ChunkCursor;
 use haifu_protocol::Instruction;
 use haifu_protocol::Message;
 use haifu_protocol::RegisterClient;
@@ -160,7 +161,7 @@ pub(super) fn from_master(relay: &Arc<Relay>, link: &Arc<Link>, ep: &Endpoint, m
                     st.fetch = None;
                     return;
                 }
-                f.size = h.size;
+                f.cursor = ChunkCursor::new(h.transfer, h.size, h.size).ok();
             }
         }
         Message::DataChunk(c) => chunk(relay, link, &c),
@@ -211,8 +212,7 @@ pub(super) fn instruction(relay: &Arc<Relay>, link: &Arc<Link>, i: Instruction) 
             Ok(file) => {
                 st.fetch = Some(Fetch {
                     transfer,
-                    size: 0,
-                    received: 0,
+                    cursor: None,
                     file,
                     tmp,
                     hasher: sha3::Sha3_256::new(),
