@@ -379,6 +379,11 @@ fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     f.start("master", "master");
     f.start("client", "k1");
+    // The restarted master resets the connection its last run left open
+    // (its QUIC reset and connection-id keys come from its certificate's
+    // key), so the relay reconnects at its next keep-alive instead of
+    // waiting out its idle timeout.
+    f.wait_log("relay-a", "master connection lost: transport: plugin \"quic\": conn_recv: connection closed: reset by peer", 1, 30);
 
     f.wait_for(120, "run 2 to finish", || {
         f.json(&["status", "2", "--json"])["status"] == "done"

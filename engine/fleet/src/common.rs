@@ -117,6 +117,10 @@ pub fn accept_loop(ep: &Endpoint, shutdown: &Shutdown, mut on_conn: impl FnMut(C
     }
 }
 
+/// The longest wait between two attempts to reach a peer: a master or
+/// relay that comes back is found within this.
+pub const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Checks that the certificate files exist and can be named in a plugin's
 /// `key=value` configuration (no newline in a path).
 pub fn check_tls(tls: &TlsFiles) -> Result<(), FleetError> {
@@ -159,8 +163,12 @@ pub fn endpoint(
     let mut cfg = format!(
         // A closing link waits at most 2 s for the peer to finish its side:
         // a daemon shutting down while its peer is gone (or shutting down
-        // too) must not hang for the plugin's default 10 s.
-        "ca={}\ncert={}\nkey={}\nthreads=2\nidle_timeout_ms=15000\nclose_timeout_ms=2000\n",
+        // too) must not hang for the plugin's default 10 s. Keep-alives go
+        // every 2 s (a third of the idle timeout): a restarted peer answers
+        // the next one with a stateless reset, a vanished one is given up
+        // after 6 s, and either way the link is made again within a second
+        // of the peer being back (`RECONNECT_MAX`).
+        "ca={}\ncert={}\nkey={}\nthreads=2\nidle_timeout_ms=6000\nclose_timeout_ms=2000\n",
         tls.ca.display(),
         tls.cert.display(),
         tls.key.display()

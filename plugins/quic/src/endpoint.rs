@@ -158,7 +158,20 @@ impl StreamEndpoint for QuicEndpoint {
                         .map_err(|e| Error::internal(format!("quic server config: {e}")))?;
                 let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
                 server.transport_config(Arc::clone(&transport));
-                let endpoint = quinn::Endpoint::server(server, addr)
+                let socket = std::net::UdpSocket::bind(addr)
+                    .map_err(|e| Error::io(format!("cannot listen on {addr}: {e}")))?;
+                // Reset key and connection-id key derived from the identity:
+                // restarted, this listener resets the connections its last
+                // run left open, so its peers reconnect at once.
+                let mut endpoint_config =
+                    quinn::EndpointConfig::new(Arc::new(identity.reset_key()));
+                let cid_key = identity.cid_key();
+                endpoint_config.cid_generator(move || {
+                    Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+                });
+                let runtime = quinn::default_runtime()
+                    .ok_or_else(|| Error::internal("no async runtime for quinn"))?;
+                let endpoint = quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime)
                     .map_err(|e| Error::io(format!("cannot listen on {addr}: {e}")))?;
                 let (tx, rx) = mpsc::channel::<Accepted>(settings.accept_queue);
                 let ep = endpoint.clone();

@@ -10,6 +10,12 @@
 //! connection; the deny list can be replaced at run time, which also closes
 //! live connections of newly denied identities.
 //!
+//! A listener's stateless-reset key and connection-id key are derived from
+//! its certificate's private key, so a listener restarted with the same
+//! identity resets the connections its previous run left open: its peers
+//! learn of the restart at their next packet (a keep-alive goes every third
+//! of `idle_timeout_ms`) instead of after their idle timeout.
+//!
 //! Each connection carries one bidirectional stream of frames: a `u32`
 //! big-endian length, then that many bytes, at most `max_frame`. Each
 //! endpoint runs its own tokio runtime; host calls block on it.

@@ -194,6 +194,38 @@ impl Identity {
         })
     }
 
+    /// The key of this endpoint's stateless resets, derived from its
+    /// private key: a listener restarted with the same identity resets the
+    /// connections its previous run left open, so a peer learns of the
+    /// restart at its next packet instead of after its idle timeout. Nobody
+    /// without the private key can compute it.
+    pub(crate) fn reset_key(&self) -> ring::hmac::Key {
+        ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &self.derive(b"stateless reset key"),
+        )
+    }
+
+    /// The key of this endpoint's connection ids, derived like
+    /// [`Identity::reset_key`]: a restarted listener recognises the ids its
+    /// previous run handed out (quinn drops packets whose id it did not
+    /// make, and would not reset them).
+    pub(crate) fn cid_key(&self) -> u64 {
+        let d = self.derive(b"connection id key");
+        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+
+    fn derive(&self, what: &[u8]) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"haifu quic v1\0");
+        ctx.update(what);
+        ctx.update(b"\0");
+        ctx.update(self.key.secret_der());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
     fn provider() -> Arc<CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
     }

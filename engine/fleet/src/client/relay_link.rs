@@ -12,6 +12,7 @@ use haifu_protocol::Role;
 use super::Client;
 use super::outbox::RESEND;
 use super::receive::session;
+use crate::common::RECONNECT_MAX;
 use crate::link;
 use crate::link::Link;
 
@@ -31,7 +32,7 @@ pub(super) fn relay_link(client: &Arc<Client>, ep: &Endpoint) {
             Err(e) => {
                 tracing::warn!(relay = %cfg.relay.address, "cannot reach the relay: {e}");
                 client.shutdown.sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(RECONNECT_MAX);
                 continue;
             }
         };

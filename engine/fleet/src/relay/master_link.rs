@@ -22,6 +22,7 @@ use super::clients::session_message;
 use super::fetch::Fetch;
 use super::fetch::artifact_path;
 use super::fetch::chunk;
+use crate::common::RECONNECT_MAX;
 use crate::link;
 use crate::link::Link;
 
@@ -42,7 +43,7 @@ pub(super) fn master_link(relay: &Arc<Relay>, ep: &Endpoint) {
             Err(e) => {
                 tracing::warn!(master = %cfg.master.address, "cannot reach the master: {e}");
                 relay.shutdown.sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(RECONNECT_MAX);
                 continue;
             }
         };
