@@ -24,5 +24,6 @@ pub use manifest::{
 };
 pub use name::{
     ArtifactName, MAX_VERSION_LEN, NameError, ServiceName, ServiceNameError, Version, VersionError,
+    moves_forward,
 };
 pub use round::{MAX_ROUNDS, round_index};

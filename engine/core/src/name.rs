@@ -177,6 +177,14 @@ impl fmt::Debug for Version {
     }
 }
 
+/// Versions only move forward: whether `target` may replace `installed`
+/// (nothing installed, or an older version of the same artifact). A stale
+/// offer — a delta from an older run, a broadcast of an older version —
+/// never takes a machine back.
+pub fn moves_forward(installed: Option<&Version>, target: &Version) -> bool {
+    installed.is_none_or(|i| target > i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +218,16 @@ mod tests {
             assert!(e.starts_with("service name "), "{e}");
             assert!(!e.contains('\n') && !e.contains('\x1b'), "{e}");
         }
+    }
+
+    #[test]
+    fn versions_only_move_forward() {
+        let v = |s: &str| -> Version { s.parse().unwrap() };
+        assert!(moves_forward(None, &v("1.0.0")));
+        assert!(moves_forward(Some(&v("1.0.0")), &v("1.0.1")));
+        assert!(moves_forward(Some(&v("1.0.0-rc.1")), &v("1.0.0")));
+        assert!(!moves_forward(Some(&v("2.4.0")), &v("2.4.0")));
+        assert!(!moves_forward(Some(&v("2.4.0")), &v("2.3.9")));
     }
 
     #[test]

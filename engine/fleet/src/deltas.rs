@@ -23,6 +23,20 @@ use crate::master::TrafficLog;
 /// lists it as undelivered.
 pub fn target_for(ledger: &Ledger, client: &str) -> Option<(i64, Manifest)> {
     let (run, artifact, version) = ledger.straggler_run(client).ok()??;
+    // A client that reported this artifact at the run's version or newer
+    // (it updated some other way) is offered nothing: versions only move
+    // forward.
+    let reported = ledger
+        .client(client)
+        .ok()
+        .flatten()
+        .filter(|c| c.artifact.as_deref() == Some(artifact.as_str()))
+        .and_then(|c| c.version)
+        .and_then(|v| v.parse::<haifu_core::Version>().ok());
+    let target: haifu_core::Version = version.parse().ok()?;
+    if !haifu_core::moves_forward(reported.as_ref(), &target) {
+        return None;
+    }
     let m = ledger.manifest(&artifact, &version).ok()??;
     Some((run, m))
 }
@@ -250,4 +264,72 @@ pub(crate) fn serve(
         }
     }
     traffic.record(run, link.peer(), kind, None, payload.len() as u64);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use haifu_core::{ManifestBody, SigningKey};
+    use haifu_ledger::{ClientUpdate, NewRun, RunFleet, RunStatus, Transition};
+
+    /// A straggler of a run of 1.0.0 that has since reported 2.0.0 (it was
+    /// updated another way) is offered nothing: an old delta would take it
+    /// back.
+    #[test]
+    fn a_straggler_is_never_offered_an_older_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        let body: ManifestBody = serde_json::from_value(serde_json::json!({
+            "format": 1, "name": "app", "version": "1.0.0", "size": 3,
+            "sha3_256": Digest::from_bytes([1; 32]).to_hex(),
+            "created_at": "2026-12-01T00:00:00Z", "compression": "zstd", "stored_size": 3,
+        }))
+        .unwrap();
+        l.record_version(&Manifest::sign(body, &SigningKey::from_seed([7; 32])))
+            .unwrap();
+        let clients = vec![("c1".to_owned(), "relay-a".to_owned())];
+        let run = l
+            .create_run(&NewRun {
+                workflow: "w.yaml",
+                name: "w",
+                artifact: "app",
+                version: "1.0.0",
+                fleet: &RunFleet::Live,
+                state: "{}",
+                next_wake: None,
+                clients: &clients,
+            })
+            .unwrap();
+        l.transition(
+            run,
+            &Transition {
+                state: "{}".into(),
+                status: RunStatus::Running,
+                next_wake: None,
+                updates: vec![ClientUpdate::AuditPending],
+                events: Vec::new(),
+            },
+        )
+        .unwrap();
+        let report = |l: &mut Ledger, v: &str| {
+            l.touch_client(
+                "c1",
+                Some("relay-a"),
+                Some("app"),
+                Some(v),
+                "2026-12-02T00:00:00Z",
+            )
+            .unwrap();
+        };
+        report(&mut l, "0.9.0");
+        assert_eq!(
+            target_for(&l, "c1").map(|(_, m)| m.body.version),
+            Some("1.0.0".to_owned())
+        );
+        report(&mut l, "2.0.0");
+        assert!(target_for(&l, "c1").is_none());
+        report(&mut l, "1.0.0");
+        assert!(target_for(&l, "c1").is_none());
+    }
 }

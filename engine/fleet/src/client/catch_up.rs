@@ -187,6 +187,12 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
     if target.name.as_str() != cfg.artifact {
         return Ok(Check::UpToDate);
     }
+    // Not even asked for when it would not move this machine forward (the
+    // signed manifest is checked again below).
+    let installed_version = installed.as_ref().map(|i| &i.version);
+    if !haifu_core::moves_forward(installed_version, &target.version) {
+        return Ok(Check::UpToDate);
+    }
     let base = client
         .root
         .base_for_delta()
@@ -217,6 +223,13 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
     manifest.verify(&client.pinned)?;
     if manifest.body.sha3_256 != target.digest {
         return Err(CatchUpError::NotTarget);
+    }
+    if !client.moves_forward(&manifest) {
+        tracing::warn!(
+            version = %manifest.body.version,
+            "the master offers a version not newer than the installed one; kept (versions only move forward)"
+        );
+        return Ok(Check::UpToDate);
     }
     // Bounded before anything is sized by it: a delta is sent only when
     // smaller than the full copy, and the full copy is the artifact

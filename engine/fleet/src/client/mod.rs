@@ -136,6 +136,22 @@ impl Client {
         }
     }
 
+    /// Whether `manifest`'s version may replace what is installed:
+    /// versions only move forward, whatever a relay or the master offers.
+    fn moves_forward(&self, manifest: &haifu_core::Manifest) -> bool {
+        let Ok(target) = manifest.body.version.parse::<haifu_core::Version>() else {
+            return false;
+        };
+        let installed = self
+            .root
+            .installed()
+            .ok()
+            .flatten()
+            .filter(|i| i.name == manifest.body.name)
+            .and_then(|i| i.version.parse::<haifu_core::Version>().ok());
+        haifu_core::moves_forward(installed.as_ref(), &target)
+    }
+
     fn installed_ref(&self) -> Option<ArtifactRef> {
         let i = self.root.installed().ok()??;
         Some(ArtifactRef {

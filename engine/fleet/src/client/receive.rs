@@ -66,6 +66,14 @@ pub(super) fn session(client: &Arc<Client>, s: SessionKey) {
         }
         return;
     }
+    if !client.moves_forward(&manifest) {
+        tracing::info!(
+            run = s.run,
+            version = %manifest.body.version,
+            "older than the installed version; taking no part (versions only move forward)"
+        );
+        return;
+    }
     let mut receiving = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
     if *receiving == Some(s.run) {
         return;
