@@ -104,7 +104,9 @@ impl Link {
 
     /// Receives the next valid message, or `None` if `timeout` passed.
     /// Frames that do not decode are counted and answered with an `Error`,
-    /// and the peer kept or dropped as the protocol says.
+    /// and the peer kept or dropped as the protocol says. A `Ping` is
+    /// answered here and a `Pong` taken here (both give `None`), so no
+    /// daemon handles them itself.
     pub fn recv(&self, timeout: Duration) -> Result<Option<Message>, LinkError> {
         let decoded = match self.conn.recv_with(Some(timeout), Message::decode) {
             Ok(d) => d,
@@ -112,6 +114,12 @@ impl Link {
             Err(e) => return Err(e.into()),
         };
         match decoded {
+            Ok(Message::Ping { nonce }) => {
+                // Best effort: a peer that went away shows at the next read.
+                let _ = self.send(&Message::Pong { nonce });
+                Ok(None)
+            }
+            Ok(Message::Pong { .. }) => Ok(None),
             Ok(m) => Ok(Some(m)),
             Err(e) => {
                 self.refuse_frame(&e)?;
@@ -166,6 +174,29 @@ impl Link {
             reason: reason.into(),
         }));
     }
+}
+
+/// Connects with `connect` until it succeeds or `shutdown` is set, waiting
+/// 200 ms after the first failure and twice as long after each next one, at
+/// most [`crate::common::RECONNECT_MAX`]. `peer` names the other side in
+/// the log line of each failure.
+pub fn connect_with_backoff(
+    shutdown: &crate::common::Shutdown,
+    peer: &str,
+    mut connect: impl FnMut() -> Result<Link, LinkError>,
+) -> Option<Link> {
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_set() {
+        match connect() {
+            Ok(l) => return Some(l),
+            Err(e) => {
+                tracing::warn!("cannot reach the {peer}: {e}");
+                shutdown.sleep(backoff);
+                backoff = (backoff * 2).min(crate::common::RECONNECT_MAX);
+            }
+        }
+    }
+    None
 }
 
 /// Connects to `addr` as `identity` in `role`, expecting the peer to be

@@ -168,9 +168,6 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
                 return Err(CatchUpError::Silent(what));
             }
             match link.recv(Duration::from_millis(500)) {
-                Ok(Some(Message::Ping { nonce })) => {
-                    let _ = link.send(&Message::Pong { nonce });
-                }
                 Ok(Some(m)) => return Ok(m),
                 Ok(None) => {}
                 Err(e) => return Err(e.into()),

@@ -12,31 +12,26 @@ use haifu_protocol::Role;
 use super::Client;
 use super::outbox::RESEND;
 use super::receive::session;
-use crate::common::RECONNECT_MAX;
 use crate::link;
 use crate::link::Link;
 
 pub(super) fn relay_link(client: &Arc<Client>, ep: &Endpoint) {
     let cfg = &client.cfg;
-    let mut backoff = Duration::from_millis(200);
+    let peer = format!("relay at {}", cfg.relay.address);
     while !client.shutdown.is_set() {
-        let link = match link::connect(
-            ep,
-            &cfg.relay.address.to_string(),
-            &cfg.relay.name,
-            Role::Client,
-            &cfg.id,
-            Arc::clone(&client.counters),
-        ) {
-            Ok(l) => Arc::new(l),
-            Err(e) => {
-                tracing::warn!(relay = %cfg.relay.address, "cannot reach the relay: {e}");
-                client.shutdown.sleep(backoff);
-                backoff = (backoff * 2).min(RECONNECT_MAX);
-                continue;
-            }
+        let Some(link) = link::connect_with_backoff(&client.shutdown, &peer, || {
+            link::connect(
+                ep,
+                &cfg.relay.address.to_string(),
+                &cfg.relay.name,
+                Role::Client,
+                &cfg.id,
+                Arc::clone(&client.counters),
+            )
+        }) else {
+            break;
         };
-        backoff = Duration::from_millis(200);
+        let link = Arc::new(link);
         // A completion not yet acked goes first: the version report that
         // follows must not make it look as if the client already had it.
         *client.link() = Some(Arc::clone(&link));
@@ -86,10 +81,6 @@ pub(super) fn from_relay(client: &Arc<Client>, link: &Arc<Link>, msg: Message) {
                 tracing::info!(run = a.run, "completion acknowledged by the master");
             }
         }
-        Message::Ping { nonce } => {
-            let _ = link.send(&Message::Pong { nonce });
-        }
-        Message::Pong { .. } => {}
         Message::Error(e) => {
             tracing::warn!(code = ?e.code, about = e.about, "relay reports: {}", e.reason)
         }

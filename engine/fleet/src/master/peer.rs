@@ -310,10 +310,6 @@ impl Peer {
                     .name("fetch".into())
                     .spawn(move || serve_fetch(&link, &store, &path, &f, &traffic));
             }
-            Message::Ping { nonce } => {
-                let _ = link.send(&Message::Pong { nonce });
-            }
-            Message::Pong { .. } => {}
             Message::Error(e) => {
                 tracing::warn!(peer = link.peer(), code = ?e.code, about = e.about, "peer reports: {}", e.reason);
             }

@@ -82,10 +82,6 @@ pub(super) fn serve_client(relay: &Arc<Relay>, link: Arc<Link>) {
                     tracing::debug!(client = %id, "completion held back: no master connection");
                 }
             }
-            Message::Ping { nonce } => {
-                let _ = link.send(&Message::Pong { nonce });
-            }
-            Message::Pong { .. } => {}
             Message::Error(e) => {
                 tracing::warn!(client = %id, code = ?e.code, "client reports: {}", e.reason);
             }

@@ -22,32 +22,27 @@ use super::clients::session_message;
 use super::fetch::Fetch;
 use super::fetch::artifact_path;
 use super::fetch::chunk;
-use crate::common::RECONNECT_MAX;
 use crate::link;
 use crate::link::Link;
 
 /// Keeps the master connection up and reads from it.
 pub(super) fn master_link(relay: &Arc<Relay>, ep: &Endpoint) {
     let cfg = &relay.cfg;
-    let mut backoff = Duration::from_millis(200);
+    let peer = format!("master at {}", cfg.master.address);
     while !relay.shutdown.is_set() {
-        let link = match link::connect(
-            ep,
-            &cfg.master.address.to_string(),
-            &cfg.master.name,
-            Role::Relay,
-            &cfg.name,
-            Arc::clone(&relay.counters),
-        ) {
-            Ok(l) => Arc::new(l),
-            Err(e) => {
-                tracing::warn!(master = %cfg.master.address, "cannot reach the master: {e}");
-                relay.shutdown.sleep(backoff);
-                backoff = (backoff * 2).min(RECONNECT_MAX);
-                continue;
-            }
+        let Some(link) = link::connect_with_backoff(&relay.shutdown, &peer, || {
+            link::connect(
+                ep,
+                &cfg.master.address.to_string(),
+                &cfg.master.name,
+                Role::Relay,
+                &cfg.name,
+                Arc::clone(&relay.counters),
+            )
+        }) else {
+            break;
         };
-        backoff = Duration::from_millis(200);
+        let link = Arc::new(link);
         let clients = u32::try_from(relay.lock().clients.len()).unwrap_or(u32::MAX);
         let reg = Message::RegisterRelay(RegisterRelay {
             relay: cfg.name.clone(),
@@ -166,10 +161,6 @@ pub(super) fn from_master(relay: &Arc<Relay>, link: &Arc<Link>, ep: &Endpoint, m
             }
         }
         Message::DataChunk(c) => chunk(relay, link, &c),
-        Message::Ping { nonce } => {
-            let _ = link.send(&Message::Pong { nonce });
-        }
-        Message::Pong { .. } => {}
         Message::Error(e) => {
             tracing::warn!(code = ?e.code, about = e.about, "master reports: {}", e.reason);
             let mut st = relay.lock();
