@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use haifu_carousel::loss::{one_round_failure, round_ratio, symbols_needed};
 use haifu_carousel::{
-    Accepted, CarouselConfig, DEFAULT_REPAIR_OVERHEAD, KEY_LEN, Receiver, SYMBOL_SIZE, Sender,
-    SessionKey, parse_datagram,
+    Accepted, CarouselConfig, CarouselKey, DEFAULT_REPAIR_OVERHEAD, KEY_LEN, Receiver, SYMBOL_SIZE,
+    Sender, parse_datagram,
 };
 use raptorq::{Decoder, Encoder, EncodingPacket};
 
@@ -69,7 +69,7 @@ fn main() {
     let len = mib << 20;
     let mut rng = Rng(1);
     let artifact: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-    let key = SessionKey::new(1, [7; KEY_LEN]);
+    let key = CarouselKey::new(1, [7; KEY_LEN]);
     let config = CarouselConfig::default();
     let sender = Sender::new(key.clone(), len as u64, config).unwrap();
     let per_round = sender.round_datagrams().unwrap() as usize;
@@ -222,7 +222,7 @@ fn main() {
 
 /// Encode, repair and decode throughput of several block layouts, against
 /// the layout used before the 5%-loss change.
-fn compare_layouts(artifact: &[u8], key: &SessionKey) {
+fn compare_layouts(artifact: &[u8], key: &CarouselKey) {
     let len = artifact.len();
     let default = CarouselConfig::default();
     let mut layouts = vec![(

@@ -53,22 +53,22 @@ pub const KEY_LEN: usize = 32;
 /// A session's identity and its authentication key. The relay makes one per
 /// session; each client receives it over its QUIC connection.
 #[derive(Clone)]
-pub struct SessionKey {
+pub struct CarouselKey {
     id: u32,
     secret: [u8; KEY_LEN],
     /// HMAC with the key's inner and outer pads already absorbed.
     mac: Hmac<Sha256>,
 }
 
-impl PartialEq for SessionKey {
+impl PartialEq for CarouselKey {
     fn eq(&self, other: &Self) -> bool {
         self.id == other.id && tags_equal(&self.secret, &other.secret)
     }
 }
 
-impl Eq for SessionKey {}
+impl Eq for CarouselKey {}
 
-impl SessionKey {
+impl CarouselKey {
     /// A key for session `id`; `secret` must come from a CSPRNG.
     pub fn new(id: u32, secret: [u8; KEY_LEN]) -> Self {
         // HMAC takes keys of any length, so this cannot fail; the fallback
@@ -98,10 +98,10 @@ impl SessionKey {
     }
 }
 
-impl std::fmt::Debug for SessionKey {
+impl std::fmt::Debug for CarouselKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret: keys end up in logs through Debug.
-        f.debug_struct("SessionKey")
+        f.debug_struct("CarouselKey")
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
@@ -197,7 +197,7 @@ pub struct Symbol {
 /// Appends one datagram (header, symbol, tag) to `out`. `data` shorter than
 /// the header's symbol size (the last symbol of a block) is zero-padded, as
 /// RFC 6330 pads it; longer data is the caller's bug and is written as is.
-pub fn write_datagram(key: &SessionKey, header: &SymbolHeader, data: &[u8], out: &mut Vec<u8>) {
+pub fn write_datagram(key: &CarouselKey, header: &SymbolHeader, data: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     let t = usize::from(header.shape.symbol_size).max(data.len());
     out.reserve(OVERHEAD_LEN + t);
@@ -212,7 +212,7 @@ pub fn write_datagram(key: &SessionKey, header: &SymbolHeader, data: &[u8], out:
 ///
 /// Cheap structural checks come first, so that garbage and foreign sessions
 /// cost no hashing; the tag is checked before the symbol is handed out.
-pub fn parse_datagram(bytes: &[u8], key: &SessionKey) -> Result<Symbol, DatagramError> {
+pub fn parse_datagram(bytes: &[u8], key: &CarouselKey) -> Result<Symbol, DatagramError> {
     let len = bytes.len();
     if len > MAX_DATAGRAM_LEN {
         return Err(DatagramError::TooLong(len));
@@ -306,8 +306,8 @@ pub fn object_layout(header: &SymbolHeader) -> Result<ObjectLayout, DatagramErro
 mod tests {
     use super::*;
 
-    fn key() -> SessionKey {
-        SessionKey::new(0x0102_0304, [7u8; KEY_LEN])
+    fn key() -> CarouselKey {
+        CarouselKey::new(0x0102_0304, [7u8; KEY_LEN])
     }
 
     fn header() -> SymbolHeader {
@@ -371,7 +371,7 @@ mod tests {
         key[..4].copy_from_slice(b"Jefe");
         // A 32-byte key zero-padded is the same HMAC key as "Jefe" (keys are
         // zero-padded to the block size), so the RFC vector applies.
-        let tag = SessionKey::new(0, key).tag(b"what do ya want for nothing?");
+        let tag = CarouselKey::new(0, key).tag(b"what do ya want for nothing?");
         assert_eq!(tag.to_vec(), hex_bytes("5bdcc146bf60754e6a042426089575c7"));
     }
 
@@ -379,9 +379,9 @@ mod tests {
     fn each_rejection_has_its_reason() {
         let mut good = Vec::new();
         write_datagram(&key(), &header(), &[0u8; 16], &mut good);
-        let other = SessionKey::new(0x0102_0304, [8u8; KEY_LEN]);
+        let other = CarouselKey::new(0x0102_0304, [8u8; KEY_LEN]);
         assert_eq!(parse_datagram(&good, &other), Err(DatagramError::BadTag));
-        let foreign = SessionKey::new(9, [7u8; KEY_LEN]);
+        let foreign = CarouselKey::new(9, [7u8; KEY_LEN]);
         assert_eq!(
             parse_datagram(&good, &foreign),
             Err(DatagramError::ForeignSession(0x0102_0304))
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret() {
-        let text = format!("{:?}", SessionKey::new(1, [0xab; KEY_LEN]));
-        assert_eq!(text, "SessionKey { id: 1, .. }");
+        let text = format!("{:?}", CarouselKey::new(1, [0xab; KEY_LEN]));
+        assert_eq!(text, "CarouselKey { id: 1, .. }");
     }
 }

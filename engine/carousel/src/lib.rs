@@ -35,7 +35,7 @@ pub mod receiver;
 pub mod sender;
 
 pub use datagram::{
-    DatagramError, HEADER_LEN, KEY_LEN, MAX_DATAGRAM_LEN, OVERHEAD_LEN, SessionKey, Symbol,
+    CarouselKey, DatagramError, HEADER_LEN, KEY_LEN, MAX_DATAGRAM_LEN, OVERHEAD_LEN, Symbol,
     SymbolHeader, TAG_LEN, parse_datagram,
 };
 pub use hasher::ArtifactHasher;

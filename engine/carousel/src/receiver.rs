@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
 use thiserror::Error;
 
-use crate::datagram::{DatagramError, SessionKey, Symbol, TAG_LEN, parse_datagram};
+use crate::datagram::{CarouselKey, DatagramError, Symbol, TAG_LEN, parse_datagram};
 use crate::layout::{BlockLayout, MAX_ESI, ObjectLayout, SessionShape};
 use crate::plan::{BlockHash, ReceivePlan, block_hash};
 
@@ -222,7 +222,7 @@ const MAX_REFUSED: usize = 4096;
 /// One client's view of one broadcast session.
 #[derive(Debug)]
 pub struct Receiver {
-    key: SessionKey,
+    key: CarouselKey,
     plan: ReceivePlan,
     objects: Vec<ObjectSlot>,
     ready: VecDeque<DecodedBlock>,
@@ -241,7 +241,7 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver for the session `key` names, held to `plan`, with no
     /// limit on objects in flight.
-    pub fn new(key: SessionKey, plan: ReceivePlan) -> Self {
+    pub fn new(key: CarouselKey, plan: ReceivePlan) -> Self {
         Self::with_object_limit(key, plan, u32::MAX)
     }
 
@@ -251,7 +251,7 @@ impl Receiver {
     /// at the cost of extra rounds when the loss exceeds the round's repair
     /// overhead. Without it a client that loses more than the overhead holds
     /// symbols for every object until round 2.
-    pub fn with_object_limit(key: SessionKey, plan: ReceivePlan, max_objects: u32) -> Self {
+    pub fn with_object_limit(key: CarouselKey, plan: ReceivePlan, max_objects: u32) -> Self {
         let shape = plan.shape();
         Self {
             in_flight: 0,

@@ -21,7 +21,7 @@
 use raptorq::SourceBlockEncoder;
 use thiserror::Error;
 
-use crate::datagram::{OVERHEAD_LEN, SessionKey, SymbolHeader, write_datagram};
+use crate::datagram::{CarouselKey, OVERHEAD_LEN, SymbolHeader, write_datagram};
 use crate::layout::{CarouselConfig, LayoutError, MAX_ESI, ObjectLayout, SessionShape};
 use crate::plan::ReceivePlan;
 
@@ -52,7 +52,7 @@ pub enum EncodeError {
 /// One broadcast session of one artifact.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    key: SessionKey,
+    key: CarouselKey,
     shape: SessionShape,
     config: CarouselConfig,
 }
@@ -60,7 +60,7 @@ pub struct Sender {
 impl Sender {
     /// A session for an artifact of `artifact_len` bytes.
     pub fn new(
-        key: SessionKey,
+        key: CarouselKey,
         artifact_len: u64,
         config: CarouselConfig,
     ) -> Result<Self, EncodeError> {
@@ -195,7 +195,7 @@ impl Sender {
 /// The encoded blocks of one object, ready to produce any round's datagrams.
 #[derive(Debug)]
 pub struct ObjectEncoder<'a> {
-    key: SessionKey,
+    key: CarouselKey,
     shape: SessionShape,
     config: CarouselConfig,
     layout: ObjectLayout,
@@ -334,14 +334,14 @@ mod tests {
             block_symbols: 20,
             ..CarouselConfig::default()
         };
-        Sender::new(SessionKey::new(5, [1; KEY_LEN]), len, config).unwrap()
+        Sender::new(CarouselKey::new(5, [1; KEY_LEN]), len, config).unwrap()
     }
 
     #[test]
     fn rounds_use_disjoint_symbol_ids() {
         let data = vec![9u8; 100_000];
         let s = sender(data.len() as u64);
-        let key = SessionKey::new(5, [1; KEY_LEN]);
+        let key = CarouselKey::new(5, [1; KEY_LEN]);
         let mut seen = HashSet::new();
         for round in 1..=3 {
             let datagrams = s.encode_round(&data, round).unwrap();
@@ -358,7 +358,7 @@ mod tests {
     fn schedule_interleaves_blocks() {
         let data = vec![3u8; 60_000];
         let s = sender(data.len() as u64);
-        let key = SessionKey::new(5, [1; KEY_LEN]);
+        let key = CarouselKey::new(5, [1; KEY_LEN]);
         let enc = s.object_encoder(0, &data).unwrap();
         let z = enc.layout().block_count() as usize;
         assert!(z > 1);
@@ -375,7 +375,7 @@ mod tests {
     fn default_datagrams_are_1448_bytes_within_the_ipv6_mtu() {
         let data = vec![1u8; 5000];
         let s = Sender::new(
-            SessionKey::new(1, [0; KEY_LEN]),
+            CarouselKey::new(1, [0; KEY_LEN]),
             5000,
             CarouselConfig::default(),
         )

@@ -7,8 +7,8 @@ mod common;
 use common::{Rng, key, small_config};
 use haifu_carousel::datagram::write_datagram;
 use haifu_carousel::{
-    Accepted, BlockHasher, DatagramError, KEY_LEN, ReceiveError, ReceivePlan, Receiver, Sender,
-    SessionKey, SessionShape, SymbolHeader, parse_datagram,
+    Accepted, BlockHasher, CarouselKey, DatagramError, KEY_LEN, ReceiveError, ReceivePlan,
+    Receiver, Sender, SessionShape, SymbolHeader, parse_datagram,
 };
 
 fn valid(len: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
@@ -40,7 +40,7 @@ fn right_format_wrong_key_is_rejected_and_never_decoded() {
     let len = 300_000;
     let artifact = Rng(1).bytes(len);
     let forger = Sender::new(
-        SessionKey::new(key().id(), [0xa5; KEY_LEN]),
+        CarouselKey::new(key().id(), [0xa5; KEY_LEN]),
         len as u64,
         small_config(),
     )
@@ -56,7 +56,7 @@ fn right_format_wrong_key_is_rejected_and_never_decoded() {
     assert!(rx.poll_block().is_none());
     // Another session on the same group is foreign, whatever its key.
     let other = Sender::new(
-        SessionKey::new(77, [0x5a; KEY_LEN]),
+        CarouselKey::new(77, [0x5a; KEY_LEN]),
         len as u64,
         small_config(),
     )
@@ -76,7 +76,7 @@ fn forged_symbols_first_do_not_poison_the_real_ones() {
     // The forger sends different bytes under the same symbol ids, first.
     let forged_art = Rng(99).bytes(len);
     let forger = Sender::new(
-        SessionKey::new(key().id(), [1; KEY_LEN]),
+        CarouselKey::new(key().id(), [1; KEY_LEN]),
         len as u64,
         small_config(),
     )

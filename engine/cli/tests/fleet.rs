@@ -97,7 +97,7 @@ fn forger(
         let len = 256 << 10;
         let fake = vec![0x5au8; len];
         let sender = haifu_carousel::Sender::new(
-            haifu_carousel::SessionKey::new(1, [7; 32]),
+            haifu_carousel::CarouselKey::new(1, [7; 32]),
             len as u64,
             haifu_carousel::CarouselConfig::default(),
         )
@@ -750,7 +750,7 @@ fn a_straggler_boots_and_takes_a_delta() {
 fn key_holder_forger(
     plugins: std::path::PathBuf,
     group: String,
-    key: haifu_carousel::SessionKey,
+    key: haifu_carousel::CarouselKey,
     len: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<(u64, u64)> {
@@ -881,7 +881,7 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
     let forging = key_holder_forger(
         f.plugins.clone(),
         format!("239.255.93.{}:{group}", 1 + group % 200),
-        haifu_carousel::SessionKey::new(id, secret),
+        haifu_carousel::CarouselKey::new(id, secret),
         data.len() as u64,
         std::sync::Arc::clone(&stop),
     );

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use haifu_carousel::{
-    BlockHasher, CarouselConfig, Pacer, ReceivePlan, Receiver, Sender, SessionKey,
+    BlockHasher, CarouselConfig, CarouselKey, Pacer, ReceivePlan, Receiver, Sender,
 };
 use haifu_core::{
     CarouselLayout, Compression, Digest, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey,
@@ -92,7 +92,7 @@ fn a_lossy_client_completes_across_rounds_and_installs_what_the_master_signed() 
         },
         &key,
     );
-    let session = SessionKey::new(7, [9; 32]);
+    let session = CarouselKey::new(7, [9; 32]);
     let port = 24_000 + (std::process::id() % 4000) as u16;
     let p = plugin();
     let client_group = group(&p, port, true);
@@ -136,7 +136,7 @@ fn a_lossy_client_completes_across_rounds_and_installs_what_the_master_signed() 
     std::thread::sleep(Duration::from_millis(100));
 
     // A forger who knows the format and the session id but not the key.
-    let forger = Sender::new(SessionKey::new(7, [1; 32]), len, CarouselConfig::default()).unwrap();
+    let forger = Sender::new(CarouselKey::new(7, [1; 32]), len, CarouselConfig::default()).unwrap();
     let mut forged = data.clone();
     forged[1000] ^= 0xff;
     let sender = Sender::new(session, len, CarouselConfig::default()).unwrap();

@@ -3,7 +3,7 @@
 //! from it. No I/O: the fleet's broadcast (`haifu_fleet::broadcast`) moves
 //! the bytes.
 
-use haifu_carousel::{CarouselConfig, EncodeError, LayoutError, ReceivePlan, Sender, SessionKey};
+use haifu_carousel::{CarouselConfig, CarouselKey, EncodeError, LayoutError, ReceivePlan, Sender};
 use haifu_core::{CarouselLayout, MANIFEST_FORMAT_V1, Manifest, ManifestError};
 
 /// Why a manifest's session cannot be laid out.
@@ -66,7 +66,7 @@ pub fn receive_plan(manifest: &Manifest) -> Result<ReceivePlan, SessionError> {
 /// The sender of a session for a verified manifest, laid out as the
 /// manifest says (what the relay should send with, so that clients holding
 /// the session to the manifest accept its datagrams).
-pub fn sender_for(key: SessionKey, manifest: &Manifest) -> Result<Sender, SessionError> {
+pub fn sender_for(key: CarouselKey, manifest: &Manifest) -> Result<Sender, SessionError> {
     Ok(Sender::new(
         key,
         manifest.body.size,

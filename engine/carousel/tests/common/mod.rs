@@ -1,7 +1,7 @@
 //! Shared helpers: a tiny deterministic PRNG and a session set-up.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use haifu_carousel::{CarouselConfig, KEY_LEN, Receiver, SessionKey};
+use haifu_carousel::{CarouselConfig, CarouselKey, KEY_LEN, Receiver};
 
 /// SplitMix64: tiny, deterministic, good enough for loss and mutations.
 pub(crate) struct Rng(pub u64);
@@ -36,8 +36,8 @@ impl Rng {
     }
 }
 
-pub(crate) fn key() -> SessionKey {
-    SessionKey::new(0xC0FF_EE01, [0x5a; KEY_LEN])
+pub(crate) fn key() -> CarouselKey {
+    CarouselKey::new(0xC0FF_EE01, [0x5a; KEY_LEN])
 }
 
 /// Small objects and blocks so multi-object cases stay fast in debug builds.

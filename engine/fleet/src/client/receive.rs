@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use haifu_carousel::CarouselKey;
 use haifu_carousel::Receiver;
-use haifu_carousel::SessionKey as CarouselKey;
 use haifu_core::Manifest;
 use haifu_protocol::Message;
 use haifu_protocol::RegisterClient;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
+use haifu_carousel::CarouselKey;
 use haifu_carousel::Pacer;
-use haifu_carousel::SessionKey as CarouselKey;
 use haifu_plugin_host::DatagramGroup;
 use haifu_plugin_host::Plugin;
 use haifu_protocol::Instruction;
