@@ -81,6 +81,19 @@ impl Drop for TempFile {
 /// Writes `bytes` to `dest` atomically: readers see the old file or the new
 /// one, never a part. With `private`, the file is created mode 0600 on Unix.
 pub fn write_atomic(dest: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
+    synced_temp(dest, bytes, private)?.persist(dest)
+}
+
+/// Writes `bytes` to `dest`, which must not exist yet: the file appears
+/// whole or not at all, and an existing one is never replaced (the error's
+/// kind is then `AlreadyExists`). With `private`, the file is mode 0600 on
+/// Unix before a byte is written, so a key is never readable by others.
+pub fn write_new(dest: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
+    synced_temp(dest, bytes, private)?.publish_new(dest)
+}
+
+/// `bytes` in a temporary file beside `dest`, synced, ready to publish.
+fn synced_temp(dest: &Path, bytes: &[u8], private: bool) -> Result<TempFile, StoreError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let (tmp, mut file) = TempFile::create(dir.join(format!(".{}", temp_name("write"))))?;
     if private {
@@ -89,26 +102,7 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], private: bool) -> Result<(), Stor
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(StoreError::io("write", tmp.path()))?;
-    drop(file);
-    tmp.persist(dest)
-}
-
-/// Writes `bytes` to `dest`, which must not exist yet: the file appears
-/// whole or not at all, and an existing one is never replaced (the error's
-/// kind is then `AlreadyExists`). With `private`, the file is mode 0600 on
-/// Unix from the start, so a key is never readable by others even for a
-/// moment.
-pub fn write_new(dest: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let (tmp, mut file) = TempFile::create(dir.join(format!(".{}", temp_name("new"))))?;
-    if private {
-        restrict_permissions(&file, tmp.path())?;
-    }
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(StoreError::io("write", tmp.path()))?;
-    drop(file);
-    tmp.publish_new(dest)
+    Ok(tmp)
 }
 
 #[cfg(unix)]
