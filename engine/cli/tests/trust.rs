@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::Fleet;
+use common::fleet::{Fleet, http_get};
 use haifu_plugin_host::{Connection, Endpoint, Plugin};
 use haifu_protocol::{
     ArtifactFetch, ArtifactRef, Completion, ErrorCode, Group, Hello, Message, RefusalCode,
@@ -74,7 +74,8 @@ fn audit(f: &Fleet) -> Value {
 #[test]
 fn a_fleet_member_speaks_only_for_itself() {
     let mut f = Fleet::new(7);
-    f.write_master("");
+    let api = format!("127.0.0.1:{}", f.master_port + 50);
+    f.write_master(&format!("api: {api}\n"));
     let group = f.master_port + 10;
     let port = f.write_relay("relay-a", group);
     for id in ["a1", "a2"] {
@@ -245,6 +246,35 @@ fn a_fleet_member_speaks_only_for_itself() {
         .unwrap();
     assert_eq!(a1["relay"], "relay-a", "{fleet:#}");
     // The status readers work on this ledger.
+    f.haifu_ok(&["status", "1"]);
+    // A ledger that already holds a completion under round u32::MAX (as a
+    // master that trusted its peers wrote them) still reads, over the API
+    // too: the row is filed as "unknown round", nothing is sized by it.
+    {
+        let mut l = haifu_ledger::Ledger::open(&f.home.join("ledger.sqlite")).unwrap();
+        l.apply_fleet(&haifu_ledger::FleetBatch {
+            updates: vec![(
+                1,
+                haifu_ledger::ClientUpdate::Completed {
+                    client: "a2".into(),
+                    round: Some(u32::MAX),
+                    at: "2026-12-03T00:00:00Z".into(),
+                },
+            )],
+            ..haifu_ledger::FleetBatch::default()
+        })
+        .unwrap();
+    }
+    let token = f.haifu_ok(&["api", "token", "create", "--name", "ops", "--scope", "read"]);
+    let (status, body) = http_get(&api, token.trim(), "/v1/runs/1/audit");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""delivered_unknown_round":["a2"]"#),
+        "{body}"
+    );
+    let (status, _) = http_get(&api, "hfu_wrong", "/v1/runs/1/audit");
+    assert_eq!(status, 401);
+    f.haifu_ok(&["audit", "1"]);
     f.haifu_ok(&["status", "1"]);
     // Once the operator moves a1, relay-x may speak for it.
     f.haifu_ok(&["fleet", "move", "a1", "--relay", "relay-x"]);
