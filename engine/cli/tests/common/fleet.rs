@@ -316,7 +316,7 @@ impl Drop for Fleet {
 }
 
 /// A bare HTTP/1.1 GET with a bearer token: (status, body).
-pub fn http_get(addr: &str, token: &str, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: &str, token: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
