@@ -18,13 +18,10 @@
 mod call;
 mod read;
 mod run;
-mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use serde::Serialize;
 
 pub use call::{Call, DEFAULT_NOW, FactError};
 pub use run::{Answer, CaseReport, PolicyUnderTest};
@@ -34,19 +31,7 @@ pub use run::{Answer, CaseReport, PolicyUnderTest};
 pub const MAX_CASES_FILE_SIZE: u64 = 1024 * 1024;
 
 /// A line and column in a cases file, both from 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
-pub struct Pos {
-    /// Line, from 1.
-    pub line: usize,
-    /// Column, from 1, in characters.
-    pub column: usize,
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
+pub use haifu_yaml::Pos;
 
 /// A cases file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +187,7 @@ impl CaseFile {
             pos,
             message,
         };
-        let root = yaml::parse(text).map_err(|e| vec![invalid((e.pos, e.message))])?;
+        let root = haifu_yaml::parse(text).map_err(|e| vec![invalid((e.pos, e.message))])?;
         read::cases(root.as_ref())
             .map(|cases| CaseFile {
                 path: path.to_path_buf(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::error::{ErrorKind, SpecError, SpecWarning};
 use crate::pos::{Pos, Spanned};
 use crate::suggest::did_you_mean;
-use crate::yaml::{Node, Value};
+use haifu_yaml::{Node, Value};
 
 /// The errors and warnings of one workflow file, as they are found.
 #[derive(Debug)]

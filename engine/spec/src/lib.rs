@@ -34,9 +34,8 @@ pub mod steps;
 mod suggest;
 mod timing;
 mod validate;
-mod yaml;
 
-pub use yaml::{ShapeError, check_shape};
+pub use haifu_yaml::{ShapeError, check_shape};
 
 use std::path::Path;
 

@@ -7,7 +7,7 @@ use crate::error::{ErrorKind, SpecError};
 use crate::fields::{Cx, MapReader, string, string_list};
 use crate::pos::{Pos, Spanned};
 use crate::steps::{self, Step, StepKind};
-use crate::yaml::{self, Node, Value};
+use haifu_yaml::{self, Node, Value};
 
 /// The top-level keys.
 pub(crate) const TOP_KEYS: &[&str] = &[
@@ -150,7 +150,7 @@ pub fn parse(file: &Path, text: &str) -> Parsed {
 }
 
 fn parse_into(file: &Path, text: &str, cx: &mut Cx) -> Option<RawSpec> {
-    let root = match yaml::parse(text) {
+    let root = match haifu_yaml::parse(text) {
         Ok(Some(root)) if !root.is_null() => root,
         Ok(_) => {
             cx.error(Pos { line: 1, column: 1 }, ErrorKind::Empty);

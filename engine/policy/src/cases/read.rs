@@ -1,9 +1,9 @@
 //! The positioned YAML tree → [`Case`]s, collecting every problem.
 
 use super::call::{build, duration};
-use super::yaml::{Node, Value};
 use super::{Case, Expect, Expected, Pos, ReasonMatch};
 use crate::decision::Role;
+use haifu_yaml::{Node, Value};
 
 type Problems = Vec<(Pos, String)>;
 

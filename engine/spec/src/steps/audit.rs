@@ -9,7 +9,7 @@ use super::machine::{Command, Input, Poll};
 
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
-use crate::yaml::Node;
+use haifu_yaml::Node;
 
 /// The `audit` step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ mod tests {
     #[test]
     fn audit_accepts_an_empty_mapping() {
         let mut cx = Cx::new("w.yaml".into());
-        let node = crate::yaml::parse("{}").unwrap().unwrap();
+        let node = haifu_yaml::parse("{}").unwrap().unwrap();
         assert!(parse(Pos::default(), Some(&node), "steps[2].audit", &mut cx).is_some());
         assert!(cx.errors.is_empty());
     }

@@ -14,7 +14,7 @@ use super::machine::{Command, Input, Poll, RunCx};
 use crate::error::ErrorKind;
 use crate::fields::{Cx, MapReader, uint};
 use crate::pos::{Pos, Spanned};
-use crate::yaml::Node;
+use haifu_yaml::Node;
 
 /// More rounds than this is surely a typo (a round a minute for 1.5 h);
 /// the ledger and the daemons hold every round number to the same bound.
@@ -204,7 +204,7 @@ mod tests {
     fn rounds_are_required_and_typed() {
         let mut cx = Cx::new("w.yaml".into());
         assert!(parse(Pos::default(), None, "steps[1].broadcast", &mut cx).is_none());
-        let node = crate::yaml::parse("{ rounds: three }").unwrap().unwrap();
+        let node = haifu_yaml::parse("{ rounds: three }").unwrap().unwrap();
         assert!(parse(Pos::default(), Some(&node), "steps[1].broadcast", &mut cx).is_none());
         let messages: Vec<String> = cx.errors.iter().map(|e| e.kind.to_string()).collect();
         assert_eq!(

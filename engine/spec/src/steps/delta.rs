@@ -17,7 +17,7 @@ use crate::fields::{Cx, MapReader, string};
 use crate::pos::{Pos, Spanned};
 use crate::quantity::parse_bytes;
 use crate::timing::{parse_datetime, parse_duration};
-use crate::yaml::Node;
+use haifu_yaml::Node;
 
 /// Until when deltas are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +188,7 @@ mod tests {
 
     fn parsed(text: &str) -> (Option<Delta>, Vec<String>) {
         let mut cx = Cx::new("w.yaml".into());
-        let node = crate::yaml::parse(text).unwrap().unwrap();
+        let node = haifu_yaml::parse(text).unwrap().unwrap();
         let d = parse(Pos::default(), Some(&node), "steps[3].delta", &mut cx);
         (d, cx.errors.iter().map(|e| e.kind.to_string()).collect())
     }

@@ -10,7 +10,7 @@ use super::machine::{Command, Input, Poll, RunCx};
 
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
-use crate::yaml::Node;
+use haifu_yaml::Node;
 
 /// The `disconnect` step.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use crate::error::ErrorKind;
 use crate::fields::{Cx, join};
 use crate::pos::Pos;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Node, Value};
+use haifu_yaml::{Node, Value};
 
 pub use audit::Audit;
 pub use broadcast::Broadcast;
@@ -259,7 +259,7 @@ mod tests {
 
     fn order_errors(yaml: &str) -> Vec<String> {
         let mut cx = Cx::new("w.yaml".into());
-        let node = crate::yaml::parse(yaml).unwrap().unwrap();
+        let node = haifu_yaml::parse(yaml).unwrap().unwrap();
         let Value::Seq(items) = &node.value else {
             panic!()
         };

@@ -7,7 +7,7 @@ use super::machine::{Command, Input, Poll};
 
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
-use crate::yaml::Node;
+use haifu_yaml::Node;
 
 /// The `register` step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ mod tests {
     #[test]
     fn register_takes_no_options() {
         let mut cx = Cx::new("w.yaml".into());
-        let node = crate::yaml::parse("{ sign: true }").unwrap().unwrap();
+        let node = haifu_yaml::parse("{ sign: true }").unwrap().unwrap();
         assert!(parse(Pos::default(), Some(&node), "steps[0].register", &mut cx).is_some());
         assert_eq!(
             cx.errors[0].kind.to_string(),

@@ -1,58 +1,86 @@
-//! The positioned YAML tree behind the cases reader; the only module of this
-//! crate that knows which YAML library is used.
+//! haifu's positioned YAML: the only crate that knows which YAML library
+//! haifu uses, shared by the workflow parser (`haifu-spec`), the daemon
+//! configs' shape check and the policy cases (`haifu-policy`).
 //!
-//! The same approach as `haifu-spec`'s `yaml.rs` (read its header for why
-//! `yaml-rust2` and not `serde_yaml`): every node keeps the line and column
-//! where it starts, so an unknown key or a bad value names `FILE:LINE:COLUMN`
-//! and every problem is reported, not just the first. It is a copy rather
-//! than a shared module because `haifu-spec` depends on this crate (for
-//! `check_script`), so this crate cannot depend on it. Aliases are refused
-//! (a billion-laughs file costs nothing), and depth and node counts are
-//! bounded.
+//! It turns text into a small tree of [`Node`]s, each carrying the line and
+//! column where it starts. Everything after this module works on that tree.
+//!
+//! Why `yaml-rust2` and not `serde_yaml`: semantic errors (an unknown key, a
+//! zero round count, steps out of order) must name `FILE:LINE:COLUMN`, and
+//! `validate` must collect every error rather than stop at the first.
+//! `serde_yaml` 0.9 (deprecated upstream) reports a position only for the
+//! first error its deserializer meets and exposes no positions on its values;
+//! its event layer, `unsafe-libyaml`, is an `unsafe` C translation that our
+//! `#![forbid(unsafe_code)]` rules out calling. `yaml-rust2` is a pure-Rust
+//! YAML 1.2 parser whose pull API yields every event with its `Marker`, which
+//! is exactly a positioned tree. Typing is done by each reader's own
+//! extractors (`haifu-spec`'s `fields.rs`), per expected type, which also avoids YAML 1.1 surprises
+//! (`version: 2.10` silently becoming the float 2.1, `no` becoming false).
+//! To swap the library, rewrite [`parse`] and keep [`Node`].
+
+#![forbid(unsafe_code)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use super::Pos;
+/// A line and column in a file, both from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+pub struct Pos {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1, in characters.
+    pub column: usize,
+}
 
-/// Nesting deeper than this is refused: no cases file needs it, and it bounds
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// Nesting deeper than this is refused: no workflow needs it, and it bounds
 /// the work a hostile file can cause.
 const MAX_DEPTH: usize = 64;
 
-/// Nodes in one document, at most (a cases file has a few hundred).
+/// Nodes in one document, at most (a workflow has a few dozen).
 const MAX_NODES: usize = 100_000;
 
 /// One YAML node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub struct Node {
+    /// Where it starts.
     pub pos: Pos,
+    /// What it is.
     pub value: Value,
 }
 
 /// The shape of a node. Scalars stay text: typing happens per expected type.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
+    /// A scalar, as text.
     Scalar {
+        /// The text as written (unquoted).
         text: String,
         /// Quoted, block (`|`, `>`) or tagged `!!str`: always a string.
         quoted: bool,
     },
+    /// A sequence.
     Seq(Vec<Node>),
-    /// Entries in source order (duplicates are kept; the reader reports them).
+    /// A mapping. Entries in source order (duplicates are kept; the reader reports them).
     Map(Vec<(Node, Node)>),
 }
 
 impl Node {
     /// Whether this is YAML's null (`~`, `null`, or nothing).
-    pub(super) fn is_null(&self) -> bool {
+    pub fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar { text, quoted: false }
             if text.is_empty() || text == "~" || text == "null" || text == "Null" || text == "NULL")
     }
 
     /// The plain or quoted text of a scalar.
-    pub(super) fn scalar(&self) -> Option<&str> {
+    pub fn scalar(&self) -> Option<&str> {
         match &self.value {
             Value::Scalar { text, .. } => Some(text),
             _ => None,
@@ -62,8 +90,10 @@ impl Node {
 
 /// A YAML syntax problem and where it is.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct YamlError {
+pub struct YamlError {
+    /// Where.
     pub pos: Pos,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -82,7 +112,7 @@ enum Frame {
 
 /// Parses one YAML document into a tree. `Ok(None)` for a file with no
 /// document at all.
-pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     // The parser is not ours; a panic inside it on some odd input must still
     // come back as an error on a line, never take the process down.
     match catch_unwind(AssertUnwindSafe(|| parse_events(text))) {
@@ -114,7 +144,7 @@ fn parse_events(text: &str) -> Result<Option<Node>, YamlError> {
                 if documents > 1 {
                     return Err(YamlError {
                         pos: at,
-                        message: "a cases file holds one YAML document; found a second".into(),
+                        message: "a haifu file holds one YAML document; found a second".into(),
                     });
                 }
                 continue;
@@ -122,7 +152,10 @@ fn parse_events(text: &str) -> Result<Option<Node>, YamlError> {
             Event::Alias(_) => {
                 return Err(YamlError {
                     pos: at,
-                    message: "YAML aliases (*name) are not supported in cases files".into(),
+                    // An alias repeats a whole subtree for a few bytes of
+                    // text: a 1 MB file can expand to gigabytes. No haifu
+                    // file needs them (workflows, daemon configs).
+                    message: "YAML aliases (*name) are not supported in haifu files".into(),
                 });
             }
             Event::Scalar(text, style, _anchor, tag) => {
@@ -185,6 +218,33 @@ fn parse_events(text: &str) -> Result<Option<Node>, YamlError> {
         }
     }
     Ok(root)
+}
+
+/// A YAML problem found by [`check_shape`], with its one-based position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {message}")]
+pub struct ShapeError {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks that `text` is one YAML document within the bounds workflows
+/// have (no aliases, nesting up to 64, at most 100,000 nodes), for files
+/// another parser reads afterwards: the daemon configs go through
+/// `serde_yaml`, which expands aliases. One rule for every haifu file.
+///
+/// # Errors
+/// The first problem, with its line and column.
+pub fn check_shape(text: &str) -> Result<(), ShapeError> {
+    parse(text).map(|_| ()).map_err(|e| ShapeError {
+        line: e.pos.line,
+        column: e.pos.column,
+        message: e.message,
+    })
 }
 
 #[cfg(test)]
