@@ -25,6 +25,9 @@ pub mod master;
 pub mod relay;
 mod trust;
 
+#[cfg(test)]
+mod sim;
+
 pub use common::Shutdown;
 
 /// Why a daemon could not start, or a run, a round or an install failed.

@@ -13,15 +13,14 @@ use haifu_plugin_host::Endpoint;
 use haifu_protocol::ChunkCursor;
 use haifu_protocol::Completion;
 use haifu_protocol::Message;
-use haifu_protocol::RegisterClient;
 use haifu_protocol::Role;
 use haifu_protocol::TransferError;
 use haifu_protocol::Via;
 use jiff::Timestamp;
 
 use super::Client;
+use super::machine::Event;
 use super::outbox::Pending;
-use super::outbox::write_pending;
 use crate::config::ClientConfig;
 use crate::link;
 
@@ -41,13 +40,10 @@ pub(super) fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
     while !client.shutdown.is_set() {
         // A receiver holds the check back only while it makes progress.
         let stalled = client.stalled.load(Ordering::SeqCst);
-        let busy = (client
-            .receiving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-            && !stalled)
-            || client.pending().is_some();
+        let busy = {
+            let core = client.core();
+            (core.receiving().is_some() && !stalled) || core.has_pending()
+        };
         let wait = if busy {
             Duration::from_secs(5)
         } else {
@@ -141,7 +137,7 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CatchUpError + '
     }
 }
 
-pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchUpError> {
+pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, CatchUpError> {
     use haifu_protocol::{DeltaBody, DeltaRequest};
     let cfg = &client.cfg;
     let Some(master) = &cfg.master else {
@@ -155,12 +151,8 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
         &cfg.id,
         Arc::clone(&client.counters),
     )?;
-    let installed = client.installed_ref();
-    link.send(&Message::RegisterClient(RegisterClient {
-        client: cfg.id.clone(),
-        relay: cfg.relay.name.clone(),
-        installed: installed.clone(),
-    }))?;
+    let report = client.core().report();
+    link.send(&report)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let next = |what: &'static str| -> Result<Message, CatchUpError> {
         loop {
@@ -178,18 +170,11 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
         Message::Registered(r) => r.target,
         other => return Err(CatchUpError::Unexpected(other.tag())),
     };
-    let Some(target) = target.filter(|t| Some(t) != installed.as_ref()) else {
-        return Ok(Check::UpToDate);
-    };
-    if target.name.as_str() != cfg.artifact {
-        return Ok(Check::UpToDate);
-    }
     // Not even asked for when it would not move this machine forward (the
     // signed manifest is checked again below).
-    let installed_version = installed.as_ref().map(|i| &i.version);
-    if !haifu_core::moves_forward(installed_version, &target.version) {
+    let Some(target) = target.filter(|t| client.core().wants(t)) else {
         return Ok(Check::UpToDate);
-    }
+    };
     let base = client
         .root
         .base_for_delta()
@@ -221,7 +206,7 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
     if manifest.body.sha3_256 != target.digest {
         return Err(CatchUpError::NotTarget);
     }
-    if !client.moves_forward(&manifest) {
+    if !client.core().moves_forward(&manifest) {
         tracing::warn!(
             version = %manifest.body.version,
             "the master offers a version not newer than the installed one; kept (versions only move forward)"
@@ -318,16 +303,16 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
         .root
         .install(verified, post.as_ref())
         .map_err(install("installing"))?;
-    write_pending(
-        &client.pending_path(),
-        &Pending {
-            run: 0,
-            digest: done.digest.to_hex(),
-            round: 0,
-            at: Timestamp::now().to_string(),
-            delta: true,
-        },
-    )?;
+    let pending = Pending {
+        run: 0,
+        digest: done.digest.to_hex(),
+        round: 0,
+        at: Timestamp::now().to_string(),
+        delta: true,
+    };
+    if let Some(installed) = super::installed_ref(&client.root) {
+        client.handle(Event::Installed { installed, pending });
+    }
     // A receiver still on this version (stalled) has nothing left to do.
     client
         .cancel
@@ -341,8 +326,8 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
         kind = if is_delta { "delta" } else { "full" },
         "installed from the master; completion sent"
     );
-    // Completion straight to the master; the relay path resends if needed.
-    client.send_pending();
+    // Completion straight to the master too; the relay path resends if
+    // needed.
     let _ = link.send(&Message::Completion(Completion {
         run: 0,
         client: cfg.id.clone(),
@@ -350,12 +335,8 @@ pub(super) fn boot_check(client: &Client, ep: &Endpoint) -> Result<Check, CatchU
         digest: done.digest,
         at: Timestamp::now(),
     }));
-    if let Ok(Message::CompletionAck(a)) = next("ack")
-        && a.client == cfg.id
-        && a.digest == done.digest
-    {
-        let _ = std::fs::remove_file(client.pending_path());
-        tracing::info!("completion acknowledged by the master (delta)");
+    if let Ok(Message::CompletionAck(a)) = next("ack") {
+        client.handle(Event::MasterAck(a));
     }
     let _ = client.root.gc();
     Ok(Check::Installed)

@@ -20,7 +20,8 @@
 //!   or decoded larger than the signed manifest allows.
 
 mod catch_up;
-mod outbox;
+pub(crate) mod machine;
+pub(crate) mod outbox;
 mod receive;
 mod relay_link;
 
@@ -36,9 +37,7 @@ use haifu_core::PublicKey;
 use haifu_install::InstallRoot;
 use haifu_plugin_host::Plugin;
 use haifu_protocol::ArtifactRef;
-use haifu_protocol::Completion;
-use haifu_protocol::Message;
-use haifu_protocol::Via;
+use jiff::Timestamp;
 
 use crate::FleetError;
 use crate::common::Shutdown;
@@ -48,8 +47,10 @@ use crate::config::ClientConfig;
 use crate::link::Counters;
 use crate::link::Link;
 use catch_up::boot_checks;
+use machine::ClientCore;
+use machine::Effect;
+use machine::Event;
 use outbox::PENDING;
-use outbox::Pending;
 use relay_link::relay_link;
 
 struct Client {
@@ -57,8 +58,8 @@ struct Client {
     pinned: PublicKey,
     root: InstallRoot,
     link: Mutex<Option<Arc<Link>>>,
-    /// The session a receiver works on (run), if any.
-    receiving: Mutex<Option<u64>>,
+    /// Every decision: admission, the outbox, the version report.
+    core: Mutex<ClientCore>,
     /// Set to stop the receiver (a new session replaced it).
     cancel: Mutex<Arc<AtomicBool>>,
     counters: Arc<Counters>,
@@ -111,55 +112,54 @@ impl Client {
         self.cfg.install_root.join(PENDING)
     }
 
-    fn pending(&self) -> Option<Pending> {
-        let text = std::fs::read(self.pending_path()).ok()?;
-        serde_json::from_slice(&text).ok()
+    fn core(&self) -> MutexGuard<'_, ClientCore> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn send_pending(&self) {
-        let Some(p) = self.pending() else { return };
-        let Ok(digest) = p.digest.parse() else { return };
-        let Ok(at) = p.at.parse() else { return };
-        let msg = Message::Completion(Completion {
-            run: p.run,
-            client: self.cfg.id.clone(),
-            via: if p.delta {
-                Via::Delta
-            } else {
-                Via::Round(p.round)
-            },
-            digest,
-            at,
-        });
-        if let Some(l) = self.link().clone() {
-            let _ = l.send(&msg);
+    /// Hands `event` to the core and carries out its effects (with those
+    /// of the events they lead to), under the core's lock so the relay
+    /// gets messages in the core's order.
+    fn handle(self: &Arc<Self>, event: Event) {
+        let mut core = self.core();
+        let mut events = vec![event];
+        let mut receive = Vec::new();
+        while let Some(event) = events.pop() {
+            for effect in core.handle(Timestamp::now(), event) {
+                match effect {
+                    Effect::ToRelay(msg) => {
+                        if let Some(l) = self.link().clone() {
+                            let _ = l.send(&msg);
+                        }
+                    }
+                    Effect::Persist(p) => match outbox::write_pending(&self.pending_path(), &p) {
+                        Ok(()) => events.push(Event::Persisted),
+                        Err(e) => {
+                            tracing::error!("keeping the completion: {e}");
+                            events.push(Event::PersistFailed);
+                        }
+                    },
+                    Effect::Forget => {
+                        let _ = std::fs::remove_file(self.pending_path());
+                    }
+                    Effect::Receive { session, manifest } => receive.push((session, manifest)),
+                }
+            }
+        }
+        drop(core);
+        for (session, manifest) in receive {
+            receive::start(self, *session, *manifest);
         }
     }
+}
 
-    /// Whether `manifest`'s version may replace what is installed:
-    /// versions only move forward, whatever a relay or the master offers.
-    fn moves_forward(&self, manifest: &haifu_core::Manifest) -> bool {
-        let Ok(target) = manifest.body.version.parse::<haifu_core::Version>() else {
-            return false;
-        };
-        let installed = self
-            .root
-            .installed()
-            .ok()
-            .flatten()
-            .filter(|i| i.name == manifest.body.name)
-            .and_then(|i| i.version.parse::<haifu_core::Version>().ok());
-        haifu_core::moves_forward(installed.as_ref(), &target)
-    }
-
-    fn installed_ref(&self) -> Option<ArtifactRef> {
-        let i = self.root.installed().ok()??;
-        Some(ArtifactRef {
-            name: i.name.parse().ok()?,
-            version: i.version.parse().ok()?,
-            digest: i.digest,
-        })
-    }
+/// What `root` has installed, as the protocol names it.
+fn installed_ref(root: &InstallRoot) -> Option<ArtifactRef> {
+    let i = root.installed().ok()??;
+    Some(ArtifactRef {
+        name: i.name.parse().ok()?,
+        version: i.version.parse().ok()?,
+        digest: i.digest,
+    })
 }
 
 /// Runs a client until `shutdown` is set.
@@ -167,6 +167,16 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let pinned =
         haifu_store::read_public_key(&cfg.master_key).map_err(FleetError::store("master_key"))?;
     let root = InstallRoot::open(&cfg.install_root).map_err(FleetError::install("install_root"))?;
+    let installed = installed_ref(&root);
+    let pending = outbox::read_pending(&cfg.install_root.join(PENDING));
+    let core = ClientCore::new(
+        cfg.id.clone(),
+        cfg.relay.name.clone(),
+        cfg.artifact.clone(),
+        pinned,
+        installed.clone(),
+        pending,
+    );
     let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
     let client = Arc::new(Client {
@@ -174,7 +184,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         pinned,
         root,
         link: Mutex::new(None),
-        receiving: Mutex::new(None),
+        core: Mutex::new(core),
         cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
         counters: Arc::new(Counters::default()),
         hostile: Hostile::default(),
@@ -183,7 +193,6 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         shutdown: shutdown.clone(),
         multicast,
     });
-    let installed = client.installed_ref();
     tracing::info!(
         id = %cfg.id,
         relay = %cfg.relay.address,

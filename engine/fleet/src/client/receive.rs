@@ -10,109 +10,51 @@ use std::time::Instant;
 use haifu_carousel::CarouselKey;
 use haifu_carousel::Receiver;
 use haifu_core::Manifest;
-use haifu_protocol::Message;
-use haifu_protocol::RegisterClient;
 use haifu_protocol::SessionKey;
 use jiff::Timestamp;
 
 use super::Client;
 use super::catch_up::post_install;
+use super::machine::Event;
 use super::outbox::Pending;
-use super::outbox::write_pending;
 use crate::FleetError;
 
-pub(super) fn session(client: &Arc<Client>, s: SessionKey) {
-    let manifest = match Manifest::from_json(&s.manifest) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(run = s.run, "session manifest unreadable: {e}");
-            return;
-        }
-    };
-    if let Err(e) = manifest.verify(&client.pinned) {
-        tracing::warn!(run = s.run, "session manifest refused: {e}");
-        return;
-    }
-    if manifest.body.name != client.cfg.artifact {
-        tracing::debug!(run = s.run, artifact = %manifest.body.name, "not this client's artifact");
-        return;
-    }
-    // A completion for this run not yet acked is resent as it is: the
-    // client completed in the rounds, it did not "already have" it.
-    if client.pending().is_some_and(|p| p.run == s.run) {
-        return;
-    }
-    // Nor while this run's receiver is installing.
-    if *client.receiving.lock().unwrap_or_else(|p| p.into_inner()) == Some(s.run) {
-        return;
-    }
-    if client
-        .root
-        .installed()
-        .ok()
-        .flatten()
-        .is_some_and(|i| i.digest == manifest.body.sha3_256)
-    {
-        tracing::info!(run = s.run, version = %manifest.body.version, "already installed; taking no part");
-        // Say so: the version report marks this client as already current
-        // in the run.
-        let report = Message::RegisterClient(RegisterClient {
-            client: client.cfg.id.clone(),
-            relay: client.cfg.relay.name.clone(),
-            installed: client.installed_ref(),
-        });
-        if let Some(l) = client.link().clone() {
-            let _ = l.send(&report);
-        }
-        return;
-    }
-    if !client.moves_forward(&manifest) {
-        tracing::info!(
-            run = s.run,
-            version = %manifest.body.version,
-            "older than the installed version; taking no part (versions only move forward)"
-        );
-        return;
-    }
-    let mut receiving = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
-    if *receiving == Some(s.run) {
-        return;
-    }
-    // A new session replaces the old receiver.
+/// Starts a receiver for a session the core admitted; a new session
+/// replaces the old receiver.
+pub(super) fn start(client: &Arc<Client>, s: SessionKey, manifest: Manifest) {
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let mut c = client.cancel.lock().unwrap_or_else(|p| p.into_inner());
         c.store(true, Ordering::SeqCst);
         *c = Arc::clone(&cancel);
     }
-    *receiving = Some(s.run);
     client.stalled.store(false, Ordering::SeqCst);
-    drop(receiving);
-    let client = Arc::clone(client);
+    let run = s.run;
+    let receiver = Arc::clone(client);
     let spawned = std::thread::Builder::new()
         .name("receiver".into())
         .spawn(move || {
-            let run = s.run;
+            let client = receiver;
             match receive(&client, &s, &manifest, &cancel) {
                 Ok(true) => {}
                 Ok(false) => tracing::info!(run, "receiving stopped"),
                 Err(e) => tracing::error!(run, "receiving failed: {e}"),
             }
-            let mut r = client.receiving.lock().unwrap_or_else(|p| p.into_inner());
-            if *r == Some(run) {
-                *r = None;
+            if client.core().receiving() == Some(run) {
                 client.stalled.store(false, Ordering::SeqCst);
             }
+            client.handle(Event::ReceiverEnded { run });
         });
     if let Err(e) = spawned {
         tracing::error!("cannot start the receiver: {e}");
+        client.handle(Event::ReceiverEnded { run });
     }
 }
 
 /// Receives the session's broadcast until complete (then installs and
 /// completes: `Ok(true)`) or cancelled (`Ok(false)`).
 pub(super) fn receive(
-    client: &Client,
+    client: &Arc<Client>,
     s: &SessionKey,
     manifest: &Manifest,
     cancel: &AtomicBool,
@@ -290,9 +232,13 @@ pub(super) fn receive(
         at: decoded_at.to_string(),
         delta: false,
     };
-    write_pending(&client.pending_path(), &pending)?;
     tracing::info!(run = s.run, version = %installed.version, "installed; completion sent");
-    client.send_pending();
+    if let Some(now) = super::installed_ref(&client.root) {
+        client.handle(Event::Installed {
+            installed: now,
+            pending,
+        });
+    }
     let _ = client.root.gc();
     Ok(true)
 }

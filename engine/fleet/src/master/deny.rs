@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use haifu_ledger::Ledger;
-use haifu_protocol::DenyList;
-use haifu_protocol::Message;
 
 use super::hub::Hub;
+use super::machine::Event;
 use crate::common::Shutdown;
 
 /// Keeps the cut-off clients refused: reads the ledger's deny list every
@@ -16,7 +15,7 @@ use crate::common::Shutdown;
 pub(super) fn deny_list(
     path: &std::path::Path,
     ep: &haifu_plugin_host::Endpoint,
-    hub: &Hub,
+    hub: &std::sync::Arc<Hub>,
     shutdown: &Shutdown,
     every: Duration,
 ) {
@@ -45,17 +44,9 @@ pub(super) fn deny_list(
                         );
                     }
                     let for_relays: Vec<String> = all.iter().take(max).cloned().collect();
-                    let msg = Message::DenyList(DenyList {
-                        identities: for_relays.clone(),
-                    });
-                    let mut st = hub.lock();
                     // What a relay that registers later is sent: it must
                     // encode, so never more than one message carries.
-                    st.denied = for_relays;
-                    for r in st.relays.values() {
-                        let _ = r.link.send(&msg);
-                    }
-                    drop(st);
+                    hub.handle(Event::Denied(for_relays));
                     tracing::info!(denied = all.len(), "deny list updated");
                     last = Some(all);
                 }

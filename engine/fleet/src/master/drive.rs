@@ -13,10 +13,7 @@ use haifu_ledger::RunFleet;
 use haifu_ledger::RunStatus;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::Instruction;
-use haifu_protocol::Message;
 use haifu_protocol::SessionSecret;
-use haifu_protocol::StartRound;
-use haifu_protocol::StopRounds;
 use haifu_runtime::clock::Clock;
 use haifu_runtime::clock::SystemClock;
 use haifu_runtime::driver;
@@ -25,9 +22,10 @@ use haifu_runtime::driver::Fleet;
 use haifu_store::Store;
 use jiff::Timestamp;
 
-use super::hub::ActiveRun;
 use super::hub::Hub;
-use super::hub::SessionSeed;
+use super::machine::ActiveRun;
+use super::machine::Event;
+use super::machine::SessionSeed;
 use crate::FleetError;
 use crate::common::Shutdown;
 use crate::config::MasterConfig;
@@ -85,14 +83,7 @@ pub(super) fn drive_runs(
                     tracing::error!(run = r.id, "run cannot be driven: {e}");
                     broken.insert(r.id);
                 }
-                let mut st = hub.lock();
-                if let Some(a) = st.active.take() {
-                    for relay in st.relays.values() {
-                        let _ = relay.link.send(&Message::StopRounds(StopRounds {
-                            run: a.instruction.run,
-                        }));
-                    }
-                }
+                hub.handle(Event::OffAir);
             }
             None => {
                 shutdown.sleep(Duration::from_millis(cfg.poll_ms));
@@ -215,7 +206,7 @@ impl LiveFleet {
     /// instruction, and registering clients join.
     fn instruct(&mut self) -> Option<ActiveRun> {
         if self.instructed {
-            return self.hub.lock().active.clone();
+            return self.hub.active();
         }
         let ledger = Ledger::open(&self.ledger_path).ok()?;
         let row = ledger.run(self.run).ok()??;
@@ -245,15 +236,7 @@ impl LiveFleet {
             starts: Vec::new(),
             relays: self.relays.clone(),
         };
-        let mut st = self.hub.lock();
-        st.active = Some(active.clone());
-        for (name, r) in &st.relays {
-            if active.targets(name) {
-                let _ = r
-                    .link
-                    .send(&Message::Instruction(active.instruction_for(name)));
-            }
-        }
+        self.hub.handle(Event::OnAir(active.clone()));
         self.instructed = true;
         Some(active)
     }
@@ -288,53 +271,20 @@ impl Fleet for LiveFleet {
         let at = clock.now();
         let expected = round_seconds(&active.instruction);
         let deadline = Instant::now() + Duration::from_secs_f64(expected) + self.round_grace;
-        let mut st = self.hub.lock();
-        if let Some(a) = st.active.as_mut() {
-            a.round = Some((round, at));
-            a.starts.retain(|(n, _)| *n != round);
-            a.starts.push((round, at));
-        }
-        st.done.retain(|(r, n, _)| *r == run && *n == round);
-        let start = Message::StartRound(StartRound { run, round, at });
-        let mut sent = 0;
-        for (name, r) in &st.relays {
-            if active.targets(name) {
-                sent += usize::from(r.link.send(&start).is_ok());
-            }
-        }
+        self.hub.handle_at(at, Event::RoundStarted { round });
         tracing::info!(
             run,
             round,
-            relays = sent,
+            relays = self.hub.targeted_relays(run, round),
             expected_s = expected,
             "round started"
         );
         // Wait for every targeted relay connected now to report the round
         // (a relay that reconnects gets the round again on registering).
-        loop {
-            let waiting: Vec<String> = st
-                .relays
-                .keys()
-                .filter(|n| active.targets(n) && !st.done.contains(&(run, round, (*n).clone())))
-                .cloned()
-                .collect();
-            let any_done = st.done.iter().any(|(r, n, _)| *r == run && *n == round);
-            if (waiting.is_empty() && any_done) || self.shutdown.is_set() {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                tracing::warn!(run, round, waiting = ?waiting, "round timed out waiting for relays");
-                break;
-            }
-            st = self
-                .hub
-                .changed
-                .wait_timeout(st, (deadline - now).min(Duration::from_millis(500)))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+        let waiting = self.hub.wait_round(run, round, deadline, &self.shutdown);
+        if !waiting.is_empty() && !self.shutdown.is_set() {
+            tracing::warn!(run, round, waiting = ?waiting, "round timed out waiting for relays");
         }
-        drop(st);
         // Completions of clients that decoded at the end of the round are
         // still in flight: give them a moment before the policy looks.
         self.shutdown.sleep(self.settle);
@@ -348,14 +298,7 @@ impl Fleet for LiveFleet {
         _until: Timestamp,
     ) -> Vec<(String, Timestamp)> {
         // Rounds are over: relays stop offering the session to clients.
-        let mut st = self.hub.lock();
-        if let Some(a) = st.active.as_ref() {
-            let run = a.instruction.run;
-            for r in st.relays.values() {
-                let _ = r.link.send(&Message::StopRounds(StopRounds { run }));
-            }
-        }
-        st.active = None;
+        self.hub.handle(Event::OffAir);
         // Deltas on boot are served by the master's unicast path (the
         // recorder files their completions); the live fleet reports none.
         Vec::new()

@@ -11,7 +11,7 @@ use haifu_protocol::ErrorCode;
 use haifu_protocol::Message;
 use haifu_store::Store;
 
-use super::recorder::TrafficLog;
+use super::hub::TrafficLog;
 use crate::link::Link;
 
 /// Streams a run's artifact to a relay: header, then 1 MiB chunks read

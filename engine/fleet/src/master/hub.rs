@@ -1,108 +1,273 @@
-//! What the connection threads, the recorder and the driver share: the
-//! relays connected now, the run on air and who is registered behind whom.
+//! The master's shell around [`MasterCore`]: it numbers connections, hands
+//! the core every event with the time and a ledger connection to read
+//! from, and carries out the effects: messages sent on the links (in the
+//! order the core chose, under the lock), writes handed to the recorder
+//! thread, fetches and deltas run on threads of their own.
 
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+use std::time::Instant;
 
-use haifu_protocol::ArtifactRef;
-use haifu_protocol::Instruction;
-use haifu_protocol::SessionSecret;
+use haifu_ledger::FleetBatch;
+use haifu_ledger::Ledger;
+use haifu_ledger::Traffic;
+use haifu_ledger::TrafficKind;
+use haifu_store::Store;
 use jiff::Timestamp;
 
-use crate::common::session_key;
+use super::fetch::serve_fetch;
+use super::machine::ActiveRun;
+use super::machine::ConnId;
+use super::machine::Effect;
+use super::machine::Event;
+use super::machine::MasterCore;
+use crate::common::Shutdown;
 use crate::link::Link;
 
-/// A relay connected now.
-#[derive(Debug)]
-pub(super) struct RelayEntry {
-    pub(super) link: Arc<Link>,
-    /// Which connection: a reconnect replaces the entry, and the old
-    /// connection's thread must not remove the new one.
-    pub(super) serial: u64,
+struct Shared {
+    core: MasterCore,
+    /// What the core reads (the recorder writes on a connection of its own).
+    facts: Ledger,
+    links: HashMap<ConnId, Arc<Link>>,
 }
 
-/// The master key's seed, from which every relay's session key is derived;
-/// never printed.
-#[derive(Clone)]
-pub(super) struct SessionSeed(pub(super) [u8; 32]);
-
-impl std::fmt::Debug for SessionSeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionSeed(..)")
-    }
-}
-
-/// The run being broadcast.
-#[derive(Debug, Clone)]
-pub(super) struct ActiveRun {
-    /// The instruction without its session: each relay gets its own key
-    /// ([`ActiveRun::instruction_for`]).
-    pub(super) instruction: Instruction,
-    pub(super) seed: SessionSeed,
-    /// The round on air (or the last one), and when it started.
-    pub(super) round: Option<(u32, Timestamp)>,
-    /// Every round this master started for the run, in order, with its
-    /// start: a completion is recorded in the round on air when the client
-    /// finished decoding, not when its (maybe long) install ended.
-    pub(super) starts: Vec<(u32, Timestamp)>,
-    /// The relays the workflow targets (empty: all).
-    pub(super) relays: Vec<String>,
-}
-
-#[derive(Debug, Default)]
-pub(super) struct HubState {
-    pub(super) relays: BTreeMap<String, RelayEntry>,
-    /// The clients cut off, as last read from the ledger.
-    pub(super) denied: Vec<String>,
-    pub(super) active: Option<ActiveRun>,
-    /// `(run, round, relay)` reported done.
-    pub(super) done: BTreeSet<(u64, u32, String)>,
-    /// The relay each known client is registered behind (from the ledger
-    /// at start, then as relays report clients): a relay speaks only for
-    /// its own.
-    pub(super) bound: HashMap<String, String>,
-    /// How many clients are registered behind each relay (bounded by
-    /// `trust::MAX_CLIENTS_PER_RELAY`).
-    pub(super) behind: HashMap<String, usize>,
-}
-
-/// What the connection threads, the recorder and the driver share.
-#[derive(Debug, Default)]
+/// The master's state behind one lock, and what carries out its effects.
 pub(super) struct Hub {
-    pub(super) state: Mutex<HubState>,
-    pub(super) changed: Condvar,
-    pub(super) serial: AtomicU64,
+    shared: Mutex<Shared>,
+    /// Notified after every event (the driver waits on it for rounds).
+    changed: Condvar,
+    serial: AtomicU64,
+    /// To the recorder thread: at most one write in flight.
+    writes: Sender<FleetBatch>,
+    store: Store,
+    ledger_path: PathBuf,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
 }
 
 impl Hub {
-    pub(super) fn lock(&self) -> MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub(super) fn new(
+        core: MasterCore,
+        facts: Ledger,
+        writes: Sender<FleetBatch>,
+        store: Store,
+        ledger_path: PathBuf,
+    ) -> Self {
+        Self {
+            shared: Mutex::new(Shared {
+                core,
+                facts,
+                links: HashMap::new(),
+            }),
+            changed: Condvar::new(),
+            serial: AtomicU64::new(1),
+            writes,
+            store,
+            ledger_path,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `event` now.
+    pub(super) fn handle(self: &Arc<Self>, event: Event) {
+        self.handle_at(Timestamp::now(), event);
+    }
+
+    /// Takes `event` at `now` (the driver's clock).
+    pub(super) fn handle_at(self: &Arc<Self>, now: Timestamp, event: Event) {
+        let mut sh = self.lock();
+        let Shared { core, facts, .. } = &mut *sh;
+        let effects = core.handle(now, event, facts);
+        let mut later = Vec::new();
+        for effect in effects {
+            match effect {
+                // Sent under the lock, so each link gets messages in the
+                // order the core decided them.
+                Effect::Send { conn, msg } => {
+                    if let Some(l) = sh.links.get(&conn) {
+                        let _ = l.send(&msg);
+                    }
+                }
+                Effect::Close { conn } => {
+                    sh.links.remove(&conn);
+                }
+                Effect::Write(batch) => later.push((None, Effect::Write(batch))),
+                Effect::Fetch { conn, fetch } => {
+                    let link = sh.links.get(&conn).cloned();
+                    later.push((link, Effect::Fetch { conn, fetch }));
+                }
+                Effect::Delta { conn, request } => {
+                    let link = sh.links.get(&conn).cloned();
+                    later.push((link, Effect::Delta { conn, request }));
+                }
+            }
+        }
+        drop(sh);
+        self.changed.notify_all();
+        for (link, effect) in later {
+            self.spawn(link, effect);
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, link: Option<Arc<Link>>, effect: Effect) {
+        match (effect, link) {
+            (Effect::Write(batch), _) => {
+                // The recorder is gone only when the master stops; what is
+                // lost is resent by the clients to the next master.
+                let _ = self.writes.send(batch);
+            }
+            (Effect::Fetch { fetch, .. }, Some(link)) => {
+                let hub = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name("fetch".into())
+                    .spawn(move || {
+                        let traffic = TrafficLog(Arc::clone(&hub));
+                        serve_fetch(&link, &hub.store, &hub.ledger_path, &fetch, &traffic);
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a fetch thread: {e}");
+                }
+            }
+            (Effect::Delta { request, .. }, Some(link)) => {
+                let hub = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name("delta".into())
+                    .spawn(move || {
+                        let _slot = DeltaSlot(Arc::clone(&hub));
+                        let dir = hub
+                            .ledger_path
+                            .parent()
+                            .unwrap_or(std::path::Path::new("."))
+                            .join("deltas");
+                        let traffic = TrafficLog(Arc::clone(&hub));
+                        crate::deltas::serve(
+                            &link,
+                            &hub.store,
+                            &hub.ledger_path,
+                            &dir,
+                            &request,
+                            &traffic,
+                        );
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a delta thread: {e}");
+                    self.handle(Event::DeltaDone);
+                }
+            }
+            // The connection closed meanwhile.
+            (Effect::Delta { .. }, None) => self.handle(Event::DeltaDone),
+            _ => {}
+        }
+    }
+
+    /// Numbers a new connection and tells the core; `None` when the core
+    /// closed it at once (a relay this master does not list).
+    pub(super) fn connected(self: &Arc<Self>, link: &Arc<Link>) -> Option<ConnId> {
+        let conn = self.serial.fetch_add(1, Ordering::Relaxed);
+        self.lock().links.insert(conn, Arc::clone(link));
+        let session = link.session();
+        self.handle(Event::Connected {
+            conn,
+            peer: link.peer().to_owned(),
+            role: session.peer_role,
+            delta: session.has("delta"),
+            chunked: session.has("chunked-transfer"),
+        });
+        self.lock().links.contains_key(&conn).then_some(conn)
+    }
+
+    /// The connection ended.
+    pub(super) fn closed(self: &Arc<Self>, conn: ConnId) {
+        self.lock().links.remove(&conn);
+        self.handle(Event::Closed { conn });
+    }
+
+    /// The run on air.
+    pub(super) fn active(&self) -> Option<ActiveRun> {
+        self.lock().core.active().cloned()
+    }
+
+    /// Whether nothing waits to be written or acknowledged.
+    pub(super) fn is_idle(&self) -> bool {
+        self.lock().core.is_idle()
+    }
+
+    /// Waits until every targeted relay connected now has reported `round`
+    /// done (and at least one has), until `deadline`, or until shutdown.
+    /// Returns the relays still waiting.
+    pub(super) fn wait_round(
+        &self,
+        run: u64,
+        round: u32,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> Vec<String> {
+        let mut sh = self.lock();
+        loop {
+            let (waiting, any_done) = sh.core.round_waiting(run, round);
+            let now = Instant::now();
+            if (waiting.is_empty() && any_done) || shutdown.is_set() || now >= deadline {
+                return waiting;
+            }
+            sh = self
+                .changed
+                .wait_timeout(sh, (deadline - now).min(Duration::from_millis(500)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// The relays connected now that `active` targets.
+    pub(super) fn targeted_relays(&self, run: u64, round: u32) -> usize {
+        self.lock().core.round_waiting(run, round).0.len()
     }
 }
 
-impl ActiveRun {
-    pub(super) fn targets(&self, relay: &str) -> bool {
-        self.relays.is_empty() || self.relays.iter().any(|r| r == relay)
-    }
+/// Where the threads that send bytes record them.
+#[derive(Clone)]
+pub(crate) struct TrafficLog(Arc<Hub>);
 
-    pub(super) fn artifact(&self) -> &ArtifactRef {
-        &self.instruction.artifact
+impl TrafficLog {
+    /// Records `bytes` sent to `peer` for `run` (a run that does not exist
+    /// is skipped by the ledger).
+    pub(crate) fn record(
+        &self,
+        run: i64,
+        peer: &str,
+        kind: TrafficKind,
+        round: Option<u32>,
+        bytes: u64,
+    ) {
+        self.0.handle(Event::Traffic(Traffic {
+            run,
+            peer: peer.to_owned(),
+            kind,
+            round,
+            bytes,
+        }));
     }
+}
 
-    /// The instruction for `relay`, with the session key of that relay.
-    pub(super) fn instruction_for(&self, relay: &str) -> Instruction {
-        let i = &self.instruction;
-        let (session_id, secret) = session_key(&self.seed.0, i.run, &i.artifact.digest, relay);
-        Instruction {
-            session_id,
-            session_key: SessionSecret(secret),
-            ..i.clone()
-        }
+/// A delta slot, given back when the serving thread ends however it ends.
+struct DeltaSlot(Arc<Hub>);
+
+impl Drop for DeltaSlot {
+    fn drop(&mut self) {
+        self.0.handle(Event::DeltaDone);
     }
 }

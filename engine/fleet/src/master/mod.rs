@@ -19,13 +19,14 @@
 mod deny;
 mod drive;
 mod fetch;
+pub(crate) mod filing;
 mod hub;
+pub(crate) mod machine;
 mod peer;
 mod recorder;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -46,12 +47,12 @@ use crate::link::Counters;
 use deny::deny_list;
 use drive::drive_runs;
 use hub::Hub;
-use peer::Peer;
-use recorder::Record;
+use machine::MasterCore;
+use peer::serve_peer;
 use recorder::recorder;
 
 pub use drive::{LiveFleet, LiveTargets, live_targets};
-pub(crate) use recorder::TrafficLog;
+pub(crate) use hub::TrafficLog;
 
 /// Runs the master until `shutdown` is set.
 pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
@@ -97,25 +98,23 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             shutdown.clone(),
         )?;
     }
-    let hub = Arc::new(Hub::default());
-    {
-        let mut st = hub.lock();
-        for relay in bound.values() {
-            *st.behind.entry(relay.clone()).or_default() += 1;
-        }
-        st.bound = bound;
-    }
-    let relays_allowed: Arc<[String]> = cfg.relays.clone().into();
-    let deltas_serving = Arc::new(AtomicUsize::new(0));
     let counters = Arc::new(Counters::default());
-    let (tx, rx) = mpsc::channel::<Record>();
-
+    let (tx, rx) = mpsc::channel::<haifu_ledger::FleetBatch>();
+    let core = MasterCore::new(cfg.relays.clone(), bound, Arc::clone(&counters));
+    let hub = Arc::new(Hub::new(
+        core,
+        Ledger::open(&ledger_path)?,
+        tx,
+        store.clone(),
+        ledger_path.clone(),
+    ));
     let recorder = {
         let path = ledger_path.clone();
         let shutdown = shutdown.clone();
+        let hub = Arc::clone(&hub);
         std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || recorder(&path, &rx, &shutdown))
+            .spawn(move || recorder(&path, &rx, &hub, &shutdown))
             .map_err(FleetError::thread("recorder"))?
     };
     {
@@ -154,26 +153,18 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
 
     let local = Hello::new(Role::Master, cfg.name.clone());
     accept_loop(&ep, &shutdown, |conn| {
-        let peer = Peer {
-            relays_allowed: Arc::clone(&relays_allowed),
-            deltas_serving: Arc::clone(&deltas_serving),
-            hub: Arc::clone(&hub),
-            tx: tx.clone(),
-            counters: Arc::clone(&counters),
-            store: store.clone(),
-            ledger_path: ledger_path.clone(),
-            shutdown: shutdown.clone(),
-        };
+        let hub = Arc::clone(&hub);
+        let counters = Arc::clone(&counters);
+        let shutdown = shutdown.clone();
         let local = local.clone();
         let spawned = std::thread::Builder::new()
             .name("peer".into())
-            .spawn(move || peer.serve(conn, local));
+            .spawn(move || serve_peer(&hub, conn, local, counters, &shutdown));
         if let Err(e) = spawned {
             tracing::error!("cannot start a connection thread: {e}");
         }
     });
     tracing::info!(counters = %counters.snapshot(), "master stopping");
-    drop(tx);
     // The recorder commits what it holds, then ends.
     let _ = recorder.join();
     drop(ep);

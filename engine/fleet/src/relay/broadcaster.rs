@@ -1,11 +1,12 @@
 //! The round queue: one paced carousel round at a time through the
 //! multicast plugin.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -14,14 +15,16 @@ use haifu_carousel::Pacer;
 use haifu_plugin_host::DatagramGroup;
 use haifu_plugin_host::Plugin;
 use haifu_protocol::Instruction;
-use haifu_protocol::Message;
 use haifu_protocol::RoundDone;
 
 use super::Relay;
+use super::RoundOrder;
+use super::fetch::artifact_path;
+use super::machine::Event;
 use crate::FleetError;
 
-/// Sends queued rounds, one at a time.
-pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin) {
+/// Sends the rounds the core orders, one at a time.
+pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Receiver<RoundOrder>) {
     let cfg = &relay.cfg.multicast;
     let mut gcfg = format!(
         "group={}\nloopback=true\njoin=false\nttl={}\n",
@@ -38,42 +41,16 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin) {
             return;
         }
     };
-    loop {
-        let (run, round, session, path) = {
-            let mut st = relay.lock();
-            loop {
-                if relay.shutdown.is_set() {
-                    return;
-                }
-                let ready = st.queue.first().copied().and_then(|(run, round)| {
-                    let s = st.session.clone().filter(|s| s.run == run)?;
-                    let p = st.artifact.clone()?;
-                    Some((run, round, s, p))
-                });
-                if let Some(r) = ready {
-                    st.queue.remove(0);
-                    st.sending = Some((r.0, r.1));
-                    break r;
-                }
-                // Rounds of a run that is no longer the session are dropped.
-                let session_run = st.session.as_ref().map(|s| s.run);
-                st.queue.retain(|(run, _)| Some(*run) == session_run);
-                st = relay
-                    .changed
-                    .wait_timeout(st, Duration::from_millis(300))
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|p| p.into_inner().0);
-            }
+    while !relay.shutdown.is_set() {
+        let (round, session) = match orders.recv_timeout(Duration::from_millis(300)) {
+            Ok(o) => o,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
         };
-        let done = send_one(relay, &group, run, round, &session, &path);
-        let mut st = relay.lock();
-        st.sending = None;
-        match done {
+        let run = session.run;
+        let path = artifact_path(&relay.cfg.data, &session.artifact);
+        match send_one(relay, &group, run, round, &session, &path) {
             Ok(d) => {
-                st.sent.insert((run, round), d.clone());
-                let acked = st.acked.get(&run).map_or(0, BTreeSet::len);
-                let master = st.master.clone();
-                drop(st);
                 tracing::info!(
                     run,
                     round,
@@ -81,14 +58,15 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin) {
                     bytes = d.bytes,
                     ratio = format_args!("{:.4}", d.bytes as f64 / session.size.max(1) as f64),
                     elapsed_ms = d.elapsed_ms,
-                    clients_done = acked,
+                    clients_done = relay.lock().core.acked(run),
                     "round sent"
                 );
-                if let Some(m) = master {
-                    let _ = m.send(&Message::RoundDone(d));
-                }
+                relay.handle(Event::RoundSent(d));
             }
-            Err(e) => tracing::error!(run, round, "round failed: {e}"),
+            Err(e) => {
+                tracing::error!(run, round, "round failed: {e}");
+                relay.handle(Event::RoundFailed { run, round });
+            }
         }
     }
 }

@@ -9,29 +9,27 @@
 //! - runs each round the master starts as a RaptorQ carousel through the
 //!   multicast plugin, paced to the workflow's rate, and reports it done
 //!   with its figures.
+//!
+//! Every decision is [`machine::RelayCore`]'s; the threads here (master
+//! link, one per client, the broadcaster) only carry its effects out.
 
 mod broadcaster;
 mod clients;
 mod fetch;
+pub(crate) mod machine;
 mod master_link;
 
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
-use std::sync::atomic::AtomicU64;
+use std::sync::mpsc;
 
-use haifu_protocol::ArtifactRef;
+use haifu_plugin_host::Endpoint;
 use haifu_protocol::Group;
 use haifu_protocol::Hello;
 use haifu_protocol::Instruction;
-use haifu_protocol::Message;
 use haifu_protocol::Role;
-use haifu_protocol::RoundDone;
 
 use crate::FleetError;
 use crate::common::Shutdown;
@@ -44,49 +42,114 @@ use crate::link::Counters;
 use crate::link::Link;
 use broadcaster::broadcaster;
 use clients::serve_client;
-use fetch::Fetch;
+use fetch::FetchFiles;
+use machine::ConnId;
+use machine::Effect;
+use machine::Event;
+use machine::RelayCore;
 use master_link::master_link;
 
-#[derive(Default)]
-struct State {
+struct Shared {
+    core: RelayCore,
     master: Option<Arc<Link>>,
-    clients: HashMap<String, (Arc<Link>, Option<ArtifactRef>)>,
-    /// The last version report of every client seen since start, connected
-    /// or not: replayed to a master that (re)connects, so a report made
-    /// while the master was away is not lost.
-    reports: BTreeMap<String, Option<ArtifactRef>>,
-    session: Option<Instruction>,
-    /// The session's artifact, once here and checked.
-    artifact: Option<PathBuf>,
-    fetch: Option<Fetch>,
-    /// Rounds to send, in order.
-    queue: Vec<(u64, u32)>,
-    /// Rounds sent, with their figures (resent when the master asks again).
-    sent: BTreeMap<(u64, u32), RoundDone>,
-    /// The round going out now.
-    sending: Option<(u64, u32)>,
-    /// Clients whose completion the master acked, per run.
-    acked: BTreeMap<u64, BTreeSet<String>>,
+    clients: HashMap<ConnId, Arc<Link>>,
+    next_conn: ConnId,
+    fetches: FetchFiles,
 }
+
+/// A round for the broadcaster: its number and the session.
+type RoundOrder = (u32, Box<Instruction>);
 
 struct Relay {
     cfg: RelayConfig,
-    state: Mutex<State>,
-    changed: Condvar,
+    shared: Mutex<Shared>,
     counters: Arc<Counters>,
     shutdown: Shutdown,
-    transfers: AtomicU64,
-    group: Group,
+    ep: Arc<Endpoint>,
+    rounds: mpsc::Sender<RoundOrder>,
 }
 
 impl Relay {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn to_master(&self, msg: &Message) -> bool {
-        let master = self.lock().master.clone();
-        master.is_some_and(|m| m.send(msg).is_ok())
+    /// Hands `event` to the core and carries out its effects, with those
+    /// of the events they lead to (a finished fetch), under the lock so
+    /// every link gets its messages in the core's order.
+    fn handle(&self, event: Event) {
+        let mut sh = self.lock();
+        let mut events = vec![event];
+        let mut deny = None;
+        let mut rounds = Vec::new();
+        while let Some(event) = events.pop() {
+            for effect in sh.core.handle(event) {
+                match effect {
+                    Effect::ToMaster(msg) => {
+                        if let Some(m) = &sh.master {
+                            let _ = m.send(&msg);
+                        }
+                    }
+                    Effect::ToClient { conn, msg } => {
+                        if let Some(c) = sh.clients.get(&conn) {
+                            let _ = c.send(&msg);
+                        }
+                    }
+                    Effect::Deny(ids) => deny = Some(ids),
+                    Effect::FetchStart { transfer } => {
+                        if let Err(e) = sh.fetches.start(&self.cfg.data, transfer) {
+                            tracing::error!("cannot start the fetch: {e}");
+                            events.push(Event::FetchFailed { transfer });
+                        }
+                    }
+                    Effect::FetchWrite { transfer, bytes } => {
+                        if let Err(e) = sh.fetches.write(transfer, &bytes) {
+                            tracing::error!("writing the fetched artifact: {e}");
+                            events.push(Event::FetchFailed { transfer });
+                        }
+                    }
+                    Effect::FetchFinish { transfer, artifact } => {
+                        let ok = sh.fetches.finish(&self.cfg.data, transfer, &artifact);
+                        events.push(Event::Fetched { transfer, ok });
+                    }
+                    Effect::FetchDrop { transfer } => sh.fetches.drop_file(transfer),
+                    Effect::Broadcast { round, session } => rounds.push((round, session)),
+                }
+            }
+        }
+        drop(sh);
+        if let Some(ids) = deny {
+            // The plugin refuses them at the handshake from now on and
+            // closes their live connections.
+            match self.ep.set_denied(&ids) {
+                Ok(()) => tracing::info!(denied = ids.len(), "deny list applied"),
+                Err(e) => tracing::error!("applying the deny list: {e}"),
+            }
+        }
+        for r in rounds {
+            let _ = self.rounds.send(r);
+        }
+    }
+
+    /// Numbers a client connection and tells the core.
+    fn client_up(&self, link: &Arc<Link>) -> ConnId {
+        let conn = {
+            let mut sh = self.lock();
+            sh.next_conn += 1;
+            let conn = sh.next_conn;
+            sh.clients.insert(conn, Arc::clone(link));
+            conn
+        };
+        self.handle(Event::ClientUp {
+            conn,
+            client: link.peer().to_owned(),
+        });
+        conn
+    }
+
+    fn client_down(&self, conn: ConnId) {
+        self.lock().clients.remove(&conn);
+        self.handle(Event::ClientDown { conn });
     }
 }
 
@@ -103,14 +166,21 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         addr: cfg.multicast.group.ip(),
         port: cfg.multicast.group.port(),
     };
+    let counters = Arc::new(Counters::default());
+    let (rounds, orders) = mpsc::channel();
     let relay = Arc::new(Relay {
         cfg: cfg.clone(),
-        state: Mutex::new(State::default()),
-        changed: Condvar::new(),
-        counters: Arc::new(Counters::default()),
+        shared: Mutex::new(Shared {
+            core: RelayCore::new(cfg.name.clone(), group, Arc::clone(&counters)),
+            master: None,
+            clients: HashMap::new(),
+            next_conn: 0,
+            fetches: FetchFiles::default(),
+        }),
+        counters,
         shutdown: shutdown.clone(),
-        transfers: AtomicU64::new(1),
-        group,
+        ep: Arc::clone(&ep),
+        rounds,
     });
     tracing::info!(
         name = %cfg.name,
@@ -121,13 +191,12 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let mut threads = Vec::new();
     {
         let relay = Arc::clone(&relay);
-        let ep = Arc::clone(&ep);
-        threads.push(spawn("master-link", move || master_link(&relay, &ep))?);
+        threads.push(spawn("master-link", move || master_link(&relay))?);
     }
     {
         let relay = Arc::clone(&relay);
         threads.push(spawn("broadcaster", move || {
-            broadcaster(&relay, &multicast)
+            broadcaster(&relay, &multicast, &orders)
         })?);
     }
     let local = Hello::new(Role::Relay, cfg.name.clone());
@@ -142,10 +211,10 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             }
         });
     });
-    relay.changed.notify_all();
     for t in threads {
         let _ = t.join();
     }
+    relay.lock().fetches.drop_all();
     tracing::info!(counters = %relay.counters.snapshot(), "relay stopped");
     Ok(())
 }

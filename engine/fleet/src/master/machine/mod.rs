@@ -1,0 +1,402 @@
+//! The master's decisions, without I/O: [`MasterCore`] takes events (a
+//! peer connected, a message arrived, the run went on air, a round started,
+//! a ledger write committed) with the time, and returns effects (send this
+//! message on that connection, write these rows, serve this fetch). It owns
+//! no socket, thread, clock, file or database: what it reads from the ledger
+//! comes through [`Facts`], and the daemon's shell (`master::hub`) carries
+//! the effects out. Tested in memory here and in the fleet simulation.
+//!
+//! Writes are group commits: one write is in flight at a time, everything
+//! that arrives meanwhile goes into the next, and a completion is
+//! acknowledged only when the write that holds it has committed.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use haifu_core::Digest;
+use haifu_ledger::FleetBatch;
+use haifu_ledger::Traffic;
+use haifu_protocol::ArtifactFetch;
+use haifu_protocol::ArtifactRef;
+use haifu_protocol::CompletionAck;
+use haifu_protocol::DeltaRequest;
+use haifu_protocol::DenyList;
+use haifu_protocol::ErrorCode;
+use haifu_protocol::ErrorMessage;
+use haifu_protocol::Instruction;
+use haifu_protocol::Message;
+use haifu_protocol::Role;
+use haifu_protocol::SessionSecret;
+use haifu_protocol::StartRound;
+use haifu_protocol::StopRounds;
+use jiff::Timestamp;
+
+use super::filing::Facts;
+use crate::common::session_key;
+use crate::link::Counters;
+use crate::trust;
+
+/// Deltas served at once; more requests are answered "busy" and retried by
+/// the client, so stragglers booting together cannot start a thread and a
+/// delta build each.
+pub(crate) const MAX_DELTAS_SERVING: usize = 4;
+
+/// A connection, as the shell numbers them (never reused).
+pub(crate) type ConnId = u64;
+
+/// The master key's seed, from which every relay's session key is derived;
+/// never printed.
+#[derive(Clone)]
+pub(crate) struct SessionSeed(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for SessionSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSeed(..)")
+    }
+}
+
+/// The run being broadcast.
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveRun {
+    /// The instruction without its session: each relay gets its own key
+    /// ([`ActiveRun::instruction_for`]).
+    pub(crate) instruction: Instruction,
+    pub(crate) seed: SessionSeed,
+    /// The round on air (or the last one), and when it started.
+    pub(crate) round: Option<(u32, Timestamp)>,
+    /// Every round this master started for the run, in order, with its
+    /// start: a completion is recorded in the round on air when the client
+    /// finished decoding, not when its (maybe long) install ended.
+    pub(crate) starts: Vec<(u32, Timestamp)>,
+    /// The relays the workflow targets (empty: all).
+    pub(crate) relays: Vec<String>,
+}
+
+impl ActiveRun {
+    /// Whether the run is broadcast by `relay`.
+    pub(crate) fn targets(&self, relay: &str) -> bool {
+        self.relays.is_empty() || self.relays.iter().any(|r| r == relay)
+    }
+
+    fn artifact(&self) -> &ArtifactRef {
+        &self.instruction.artifact
+    }
+
+    /// The instruction for `relay`, with the session key of that relay.
+    pub(crate) fn instruction_for(&self, relay: &str) -> Instruction {
+        let i = &self.instruction;
+        let (session_id, secret) = session_key(&self.seed.0, i.run, &i.artifact.digest, relay);
+        Instruction {
+            session_id,
+            session_key: SessionSecret(secret),
+            ..i.clone()
+        }
+    }
+}
+
+/// What happened, as the shell tells the core.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A peer finished its handshake with this certificate identity and
+    /// role; `delta` and `chunked` are the features both sides have.
+    Connected {
+        conn: ConnId,
+        peer: String,
+        role: Role,
+        delta: bool,
+        chunked: bool,
+    },
+    /// The connection ended.
+    Closed { conn: ConnId },
+    /// A message arrived.
+    Received { conn: ConnId, msg: Message },
+    /// The clients cut off, as now in the ledger (at most one deny list).
+    Denied(Vec<String>),
+    /// The driver put a run on air.
+    OnAir(ActiveRun),
+    /// The driver started a round of the run on air.
+    RoundStarted { round: u32 },
+    /// The run's rounds are over: relays stop offering it.
+    OffAir,
+    /// Bytes sent by a fetch or delta transfer the shell carried out.
+    Traffic(Traffic),
+    /// A delta transfer the shell carried out ended (its slot is free).
+    DeltaDone,
+    /// The write in flight is durable.
+    Committed,
+    /// The write in flight failed (rolled back): it is written again.
+    CommitFailed,
+}
+
+/// What the shell must do.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// Send `msg` on `conn` (dropped if it has closed).
+    Send { conn: ConnId, msg: Message },
+    /// Close `conn`.
+    Close { conn: ConnId },
+    /// Write these rows in one transaction, then report `Committed` or
+    /// `CommitFailed`.
+    Write(FleetBatch),
+    /// Stream the artifact to a relay.
+    Fetch { conn: ConnId, fetch: ArtifactFetch },
+    /// Build or find and send a straggler's delta, then report `DeltaDone`.
+    Delta { conn: ConnId, request: DeltaRequest },
+}
+
+#[derive(Debug)]
+struct Peer {
+    name: String,
+    role: Role,
+    delta: bool,
+    chunked: bool,
+}
+
+/// The master's state and rules.
+#[derive(Debug)]
+pub(crate) struct MasterCore {
+    /// The master config's `relays:` (empty: any relay-role certificate).
+    relays_allowed: Vec<String>,
+    conns: HashMap<ConnId, Peer>,
+    /// Registered relays: a reconnect replaces the entry.
+    relays: BTreeMap<String, ConnId>,
+    /// The clients cut off, as last read from the ledger.
+    denied: Vec<String>,
+    active: Option<ActiveRun>,
+    /// `(run, round, relay)` reported done.
+    done: BTreeSet<(u64, u32, String)>,
+    /// The relay each known client is registered behind (from the ledger
+    /// at start, then as relays report clients): a relay speaks only for
+    /// its own.
+    bound: HashMap<String, String>,
+    /// How many clients are registered behind each relay (bounded by
+    /// `trust::MAX_CLIENTS_PER_RELAY`).
+    behind: HashMap<String, usize>,
+    /// Digests of runs found (a run registered later is found then).
+    digests: HashMap<u64, Digest>,
+    deltas_serving: usize,
+    /// Rows for the next write, and the acks they carry.
+    next: FleetBatch,
+    next_acks: Vec<(ConnId, CompletionAck)>,
+    /// The write in flight and the acks it carries (`None`: no write in
+    /// flight); kept so a failed write is written again.
+    in_flight: Option<(FleetBatch, Vec<(ConnId, CompletionAck)>)>,
+    counters: Arc<Counters>,
+}
+
+impl MasterCore {
+    /// A core that knows which relay each client is behind (`bound`, from
+    /// the ledger) and which relays may connect (`relays_allowed`).
+    pub(crate) fn new(
+        relays_allowed: Vec<String>,
+        bound: HashMap<String, String>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let mut behind: HashMap<String, usize> = HashMap::new();
+        for relay in bound.values() {
+            *behind.entry(relay.clone()).or_default() += 1;
+        }
+        Self {
+            relays_allowed,
+            conns: HashMap::new(),
+            relays: BTreeMap::new(),
+            denied: Vec::new(),
+            active: None,
+            done: BTreeSet::new(),
+            bound,
+            behind,
+            digests: HashMap::new(),
+            deltas_serving: 0,
+            next: FleetBatch::default(),
+            next_acks: Vec::new(),
+            in_flight: None,
+            counters,
+        }
+    }
+
+    /// The run on air.
+    pub(crate) fn active(&self) -> Option<&ActiveRun> {
+        self.active.as_ref()
+    }
+
+    /// The targeted relays connected now that have not reported `round`
+    /// of `run` done, and whether any has.
+    pub(crate) fn round_waiting(&self, run: u64, round: u32) -> (Vec<String>, bool) {
+        let targeted = |n: &String| self.active.as_ref().is_some_and(|a| a.targets(n));
+        let waiting = self
+            .relays
+            .keys()
+            .filter(|n| targeted(n) && !self.done.contains(&(run, round, (*n).clone())))
+            .cloned()
+            .collect();
+        let any = self.done.iter().any(|(r, n, _)| *r == run && *n == round);
+        (waiting, any)
+    }
+
+    /// Whether nothing waits to be written or acknowledged.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.is_none() && self.next.is_empty()
+    }
+
+    /// Takes one event at `now`; returns what to do, in order.
+    pub(crate) fn handle(
+        &mut self,
+        now: Timestamp,
+        event: Event,
+        facts: &dyn Facts,
+    ) -> Vec<Effect> {
+        let mut out = Out(Vec::new());
+        match event {
+            Event::Connected {
+                conn,
+                peer,
+                role,
+                delta,
+                chunked,
+            } => {
+                if role == Role::Relay
+                    && let Err(why) = trust::relay_allowed(&self.relays_allowed, &peer)
+                {
+                    self.refuse(&mut out, conn, &peer, 0, &why);
+                    out.0.push(Effect::Close { conn });
+                } else {
+                    tracing::info!(peer = %peer, role = ?role, "peer connected");
+                    let p = Peer {
+                        name: peer,
+                        role,
+                        delta,
+                        chunked,
+                    };
+                    self.conns.insert(conn, p);
+                }
+            }
+            Event::Closed { conn } => {
+                if let Some(p) = self.conns.remove(&conn)
+                    && self.relays.get(&p.name) == Some(&conn)
+                {
+                    self.relays.remove(&p.name);
+                }
+            }
+            Event::Received { conn, msg } => self.received(&mut out, now, conn, msg, facts),
+            Event::Denied(identities) => {
+                self.denied = identities;
+                let msg = Message::DenyList(DenyList {
+                    identities: self.denied.clone(),
+                });
+                for conn in self.relays.values() {
+                    out.send(*conn, msg.clone());
+                }
+            }
+            Event::OnAir(active) => {
+                for (name, conn) in &self.relays {
+                    if active.targets(name) {
+                        out.send(*conn, Message::Instruction(active.instruction_for(name)));
+                    }
+                }
+                self.active = Some(active);
+            }
+            Event::RoundStarted { round } => self.round_started(&mut out, now, round),
+            Event::OffAir => {
+                if let Some(a) = self.active.take() {
+                    let run = a.instruction.run;
+                    for conn in self.relays.values() {
+                        out.send(*conn, Message::StopRounds(StopRounds { run }));
+                    }
+                }
+            }
+            Event::Traffic(t) => self.next.traffic.push(t),
+            Event::DeltaDone => self.deltas_serving = self.deltas_serving.saturating_sub(1),
+            Event::Committed => {
+                // Durable: now, and only now, the acks.
+                let (_, acks) = self.in_flight.take().unwrap_or_default();
+                for (conn, ack) in acks {
+                    out.send(conn, Message::CompletionAck(ack));
+                }
+            }
+            Event::CommitFailed => {
+                // The transaction rolled back: written again, first, with
+                // whatever arrived meanwhile. Version reports and round
+                // figures are sent once; dropping them would lose them.
+                if let Some((mut batch, mut acks)) = self.in_flight.take() {
+                    tracing::error!(
+                        completions = acks.len(),
+                        "a ledger write failed; writing it again"
+                    );
+                    append(&mut batch, std::mem::take(&mut self.next));
+                    acks.append(&mut self.next_acks);
+                    self.next = batch;
+                    self.next_acks = acks;
+                }
+            }
+        }
+        if self.in_flight.is_none() && !self.next.is_empty() {
+            let batch = std::mem::take(&mut self.next);
+            let acks = std::mem::take(&mut self.next_acks);
+            self.in_flight = Some((batch.clone(), acks));
+            out.0.push(Effect::Write(batch));
+        }
+        out.0
+    }
+
+    fn round_started(&mut self, out: &mut Out, now: Timestamp, round: u32) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        a.round = Some((round, now));
+        a.starts.retain(|(n, _)| *n != round);
+        a.starts.push((round, now));
+        let run = a.instruction.run;
+        self.done.retain(|(r, n, _)| *r == run && *n == round);
+        let start = Message::StartRound(StartRound {
+            run,
+            round,
+            at: now,
+        });
+        for (name, conn) in &self.relays {
+            if a.targets(name) {
+                out.send(*conn, start.clone());
+            }
+        }
+    }
+}
+
+/// The effects of one event, being collected.
+struct Out(Vec<Effect>);
+
+impl Out {
+    fn send(&mut self, conn: ConnId, msg: Message) {
+        self.0.push(Effect::Send { conn, msg });
+    }
+
+    fn error(&mut self, conn: ConnId, code: ErrorCode, about: u64, reason: String) {
+        let msg = Message::Error(ErrorMessage {
+            code,
+            about,
+            reason,
+        });
+        self.send(conn, msg);
+    }
+}
+
+/// Appends `more`'s rows after `batch`'s.
+fn append(batch: &mut FleetBatch, more: FleetBatch) {
+    let FleetBatch {
+        touches,
+        joins,
+        updates,
+        events,
+        traffic,
+    } = more;
+    batch.touches.extend(touches);
+    batch.joins.extend(joins);
+    batch.updates.extend(updates);
+    batch.events.extend(events);
+    batch.traffic.extend(traffic);
+}
+
+mod claims;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! The relay core in memory: the round queue, the fetch's chunk rules, and
+//! completions up and acks down.
+
+#![allow(clippy::unwrap_used)]
+
+use haifu_core::Digest;
+use haifu_protocol::ArtifactHeader;
+use haifu_protocol::Completion;
+use haifu_protocol::CompletionAck;
+use haifu_protocol::DataChunk;
+use haifu_protocol::SessionSecret;
+use haifu_protocol::StartRound;
+use haifu_protocol::StopRounds;
+use haifu_protocol::Via;
+use jiff::Timestamp;
+
+use super::*;
+
+const D: Digest = Digest::from_bytes([7; 32]);
+
+fn core() -> RelayCore {
+    let group = Group {
+        addr: "239.1.1.1".parse().unwrap(),
+        port: 5000,
+    };
+    RelayCore::new("r0".into(), group, Arc::new(Counters::default()))
+}
+
+fn instruction(run: u64) -> Instruction {
+    Instruction {
+        run,
+        artifact: ArtifactRef {
+            name: "app".parse().unwrap(),
+            version: "1.1.0".parse().unwrap(),
+            digest: D,
+        },
+        size: 10,
+        manifest: Vec::new(),
+        start: Timestamp::UNIX_EPOCH,
+        rounds: 3,
+        rate_bps: 1_000_000,
+        session_id: 1,
+        session_key: SessionSecret([1; 32]),
+    }
+}
+
+fn master(c: &mut RelayCore, msg: Message, on_disk: bool) -> Vec<Effect> {
+    c.handle(Event::FromMaster { msg, on_disk })
+}
+
+fn start(run: u64, round: u32) -> Message {
+    Message::StartRound(StartRound {
+        run,
+        round,
+        at: Timestamp::UNIX_EPOCH,
+    })
+}
+
+fn sent(run: u64, round: u32) -> Event {
+    Event::RoundSent(RoundDone {
+        run,
+        round,
+        datagrams: 1,
+        bytes: 11,
+        elapsed_ms: 1,
+    })
+}
+
+fn broadcasts(e: &[Effect]) -> Vec<u32> {
+    e.iter()
+        .filter_map(|e| match e {
+            Effect::Broadcast { round, .. } => Some(*round),
+            _ => None,
+        })
+        .collect()
+}
+
+fn to_master(e: &[Effect]) -> Vec<&Message> {
+    e.iter()
+        .filter_map(|e| match e {
+            Effect::ToMaster(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn rounds_go_out_one_at_a_time_in_order_once_the_artifact_is_here() {
+    let mut c = core();
+    c.handle(Event::MasterUp);
+    let e = master(&mut c, Message::Instruction(instruction(1)), false);
+    assert!(e.iter().any(|e| matches!(e, Effect::FetchStart { .. })));
+    // Queued, not sent: the artifact is not here yet.
+    assert!(broadcasts(&master(&mut c, start(1, 1), false)).is_empty());
+    assert!(broadcasts(&master(&mut c, start(1, 2), false)).is_empty());
+    // The fetch finishes: round 1 goes out, round 2 waits for it.
+    assert_eq!(
+        broadcasts(&c.handle(Event::Fetched {
+            transfer: 1,
+            ok: true
+        })),
+        vec![1]
+    );
+    let e = c.handle(sent(1, 1));
+    assert!(matches!(to_master(&e)[..], [Message::RoundDone(d)] if d.round == 1));
+    assert_eq!(broadcasts(&e), vec![2]);
+}
+
+#[test]
+fn a_round_already_sent_is_reported_again_not_sent_again() {
+    // The master restarted and starts the round on air again.
+    let mut c = core();
+    c.handle(Event::MasterUp);
+    master(&mut c, Message::Instruction(instruction(1)), true);
+    assert_eq!(broadcasts(&master(&mut c, start(1, 1), false)), vec![1]);
+    // While on air: not queued twice.
+    assert!(broadcasts(&master(&mut c, start(1, 1), false)).is_empty());
+    c.handle(sent(1, 1));
+    c.handle(Event::MasterDown);
+    c.handle(Event::MasterUp);
+    let e = master(&mut c, start(1, 1), false);
+    assert!(broadcasts(&e).is_empty());
+    assert!(matches!(to_master(&e)[..], [Message::RoundDone(d)] if d.round == 1));
+}
+
+#[test]
+fn stopped_rounds_and_rounds_of_another_run_are_dropped() {
+    let mut c = core();
+    master(&mut c, Message::Instruction(instruction(1)), false);
+    master(&mut c, start(1, 1), false);
+    master(&mut c, Message::StopRounds(StopRounds { run: 1 }), false);
+    assert!(
+        broadcasts(&c.handle(Event::Fetched {
+            transfer: 1,
+            ok: true
+        }))
+        .is_empty()
+    );
+    // A new run's instruction with its artifact on disk: only its rounds.
+    master(&mut c, Message::Instruction(instruction(2)), true);
+    assert!(broadcasts(&master(&mut c, start(1, 2), false)).is_empty());
+    assert_eq!(broadcasts(&master(&mut c, start(2, 1), false)), vec![1]);
+}
+
+#[test]
+fn a_chunk_out_of_order_or_before_the_header_ends_the_fetch() {
+    let mut c = core();
+    c.handle(Event::MasterUp);
+    master(&mut c, Message::Instruction(instruction(1)), false);
+    let chunk = |offset, bytes: &[u8], last| {
+        Message::DataChunk(DataChunk {
+            transfer: 1,
+            offset,
+            bytes: bytes.to_vec(),
+            last,
+        })
+    };
+    let e = master(&mut c, chunk(0, b"abcde", false), false);
+    assert!(matches!(
+        e[..],
+        [
+            Effect::ToMaster(Message::Error(_)),
+            Effect::FetchDrop { transfer: 1 }
+        ]
+    ));
+    // A new instruction starts a new fetch (transfer 2).
+    master(&mut c, Message::StopRounds(StopRounds { run: 1 }), false);
+    master(&mut c, Message::Instruction(instruction(1)), false);
+    let header = Message::ArtifactHeader(ArtifactHeader {
+        transfer: 2,
+        size: 10,
+        manifest: Vec::new(),
+    });
+    assert!(master(&mut c, header, false).is_empty());
+    let chunk = |offset, bytes: &[u8], last| {
+        Message::DataChunk(DataChunk {
+            transfer: 2,
+            offset,
+            bytes: bytes.to_vec(),
+            last,
+        })
+    };
+    let e = master(&mut c, chunk(0, b"abcde", false), false);
+    assert!(matches!(e[..], [Effect::FetchWrite { transfer: 2, .. }]));
+    // Offset 7 after 5 bytes: refused before a byte is written.
+    let e = master(&mut c, chunk(7, b"fgh", true), false);
+    assert!(
+        matches!(
+            e[..],
+            [
+                Effect::ToMaster(Message::Error(_)),
+                Effect::FetchDrop { transfer: 2 }
+            ]
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_fetch_resumes_after_a_restart_from_the_artifact_on_disk() {
+    // A relay restarted after its fetch finished finds the file and fetches
+    // nothing; one that restarted mid-fetch fetches again.
+    let mut c = core();
+    let e = master(&mut c, Message::Instruction(instruction(1)), true);
+    assert!(!e.iter().any(|e| matches!(e, Effect::FetchStart { .. })));
+    assert_eq!(broadcasts(&master(&mut c, start(1, 1), false)), vec![1]);
+    let mut c = core();
+    let e = master(&mut c, Message::Instruction(instruction(1)), false);
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Effect::FetchStart { transfer: 1 }))
+    );
+}
+
+#[test]
+fn completions_go_up_only_for_the_client_itself_and_acks_come_down() {
+    let mut c = core();
+    c.handle(Event::ClientUp {
+        conn: 5,
+        client: "c0".into(),
+    });
+    let report = Message::RegisterClient(RegisterClient {
+        client: "c0".into(),
+        relay: "anything".into(),
+        installed: None,
+    });
+    // Registered while the master is away: the report is replayed later.
+    let e = c.handle(Event::FromClient {
+        conn: 5,
+        msg: report,
+    });
+    assert!(to_master(&e).is_empty());
+    let e = c.handle(Event::MasterUp);
+    let m = to_master(&e);
+    assert!(matches!(m[0], Message::RegisterRelay(_)));
+    assert!(matches!(m[1], Message::RegisterClient(r) if r.client == "c0" && r.relay == "r0"));
+    let completion = |client: &str| {
+        Message::Completion(Completion {
+            run: 1,
+            client: client.into(),
+            via: Via::Round(1),
+            digest: D,
+            at: Timestamp::UNIX_EPOCH,
+        })
+    };
+    let e = c.handle(Event::FromClient {
+        conn: 5,
+        msg: completion("c1"),
+    });
+    assert!(to_master(&e).is_empty(), "for another client: {e:?}");
+    let e = c.handle(Event::FromClient {
+        conn: 5,
+        msg: completion("c0"),
+    });
+    assert_eq!(to_master(&e).len(), 1);
+    let ack = Message::CompletionAck(CompletionAck {
+        run: 1,
+        client: "c0".into(),
+        digest: D,
+    });
+    let e = master(&mut c, ack, false);
+    assert!(matches!(e[..], [Effect::ToClient { conn: 5, .. }]));
+    assert_eq!(c.acked(1), 1);
+}

@@ -1,0 +1,275 @@
+//! What the fleet does in a step: links come up, messages arrive, time
+//! passes, writes commit, completions reach the disk, the driver starts
+//! rounds, rounds end and clients install.
+
+use std::collections::VecDeque;
+
+use haifu_ledger::RunStatus;
+use haifu_ledger::Transition;
+use haifu_protocol::ArtifactRef;
+use haifu_protocol::Role;
+use haifu_protocol::RoundDone;
+use haifu_runtime::machine::RunState;
+use haifu_spec::steps::broadcast::Phase;
+use haifu_spec::steps::broadcast::State as Broadcast;
+use haifu_spec::steps::machine::StepState;
+use jiff::SignedDuration;
+
+use super::Link;
+use super::ROUNDS;
+use super::RUN;
+use super::SIZE;
+use super::Wire;
+use super::World;
+use super::client;
+use super::master;
+use super::relay;
+
+impl World {
+    /// A relay without a master link, or a client without a relay link,
+    /// connects (when the other side is alive).
+    pub(super) fn connect(&mut self) {
+        let relays: Vec<usize> = (0..self.relays.len())
+            .filter(|&r| self.relays[r].core.is_some() && self.relays[r].wire.is_none())
+            .collect();
+        let clients: Vec<usize> = (0..self.clients.len())
+            .filter(|&c| {
+                let n = &self.clients[c];
+                n.core.is_some() && n.wire.is_none() && self.relays[n.relay].core.is_some()
+            })
+            .collect();
+        if self.master.is_some()
+            && !relays.is_empty()
+            && (clients.is_empty() || self.rng.chance(50))
+        {
+            let r = relays[self.rng.below(relays.len())];
+            let master_conn = self.next_master_conn;
+            self.next_master_conn += 1;
+            self.wires.push(Wire {
+                link: Link::Master {
+                    relay: r,
+                    master_conn,
+                },
+                up: true,
+                upward: VecDeque::new(),
+                downward: VecDeque::new(),
+            });
+            self.relays[r].wire = Some(self.wires.len() - 1);
+            let peer = self.relays[r].name.clone();
+            self.at_master(master::Event::Connected {
+                conn: master_conn,
+                peer,
+                role: Role::Relay,
+                delta: false,
+                chunked: true,
+            });
+            self.at_relay(r, relay::Event::MasterUp);
+        } else if !clients.is_empty() {
+            let c = clients[self.rng.below(clients.len())];
+            let relay_conn = self.next_master_conn;
+            self.next_master_conn += 1;
+            self.wires.push(Wire {
+                link: Link::Relay {
+                    client: c,
+                    relay_conn,
+                },
+                up: true,
+                upward: VecDeque::new(),
+                downward: VecDeque::new(),
+            });
+            self.clients[c].wire = Some(self.wires.len() - 1);
+            let r = self.clients[c].relay;
+            let id = self.clients[c].id.clone();
+            self.at_relay(
+                r,
+                relay::Event::ClientUp {
+                    conn: relay_conn,
+                    client: id,
+                },
+            );
+            self.at_client(c, client::Event::RelayUp);
+        }
+    }
+
+    /// Delivers the next message of one link, in one direction: links
+    /// interleave in any order, each in its own order.
+    pub(super) fn deliver(&mut self) {
+        let busy: Vec<usize> = (0..self.wires.len())
+            .filter(|&i| {
+                self.wires[i].up
+                    && (!self.wires[i].upward.is_empty() || !self.wires[i].downward.is_empty())
+            })
+            .collect();
+        if busy.is_empty() {
+            return;
+        }
+        let i = busy[self.rng.below(busy.len())];
+        let w = &mut self.wires[i];
+        let upward = !w.upward.is_empty() && (w.downward.is_empty() || self.rng.chance(50));
+        let link = w.link;
+        let msg = if upward {
+            w.upward.pop_front()
+        } else {
+            w.downward.pop_front()
+        };
+        let Some(msg) = msg else { return };
+        if std::env::var_os("HAIFU_SIM_TRACE").is_some() {
+            eprintln!(
+                "{} {link:?} upward={upward} tag={:#04x}",
+                self.now,
+                msg.tag()
+            );
+        }
+        match (link, upward) {
+            (Link::Master { master_conn, .. }, true) => {
+                self.at_master(master::Event::Received {
+                    conn: master_conn,
+                    msg,
+                });
+            }
+            (Link::Master { relay, .. }, false) => {
+                self.at_relay(relay, relay::Event::FromMaster { msg, on_disk: true });
+            }
+            (Link::Relay { client, relay_conn }, true) => {
+                let r = self.clients[client].relay;
+                self.at_relay(
+                    r,
+                    relay::Event::FromClient {
+                        conn: relay_conn,
+                        msg,
+                    },
+                );
+            }
+            (Link::Relay { client, .. }, false) => {
+                self.at_client(client, client::Event::FromRelay(msg));
+            }
+        }
+    }
+
+    pub(super) fn tick(&mut self) {
+        let c = self.rng.below(self.clients.len());
+        self.at_client(c, client::Event::Tick);
+    }
+
+    /// The write in flight commits, or (a fault) fails.
+    pub(super) fn commit(&mut self) {
+        let Some(batch) = self.write.take() else {
+            return;
+        };
+        if self.faults && self.rng.chance(15) {
+            self.totals.failed_writes += 1;
+            self.at_master(master::Event::CommitFailed);
+        } else {
+            self.ledger.apply_fleet(&batch).unwrap();
+            self.dirty = true;
+            self.at_master(master::Event::Committed);
+        }
+    }
+
+    /// A client's completion reaches its disk.
+    pub(super) fn persist(&mut self) {
+        let writing: Vec<usize> = (0..self.clients.len())
+            .filter(|&c| self.clients[c].persisting.is_some())
+            .collect();
+        if writing.is_empty() {
+            return;
+        }
+        let c = writing[self.rng.below(writing.len())];
+        self.clients[c].disk.pending = self.clients[c].persisting.take();
+        self.at_client(c, client::Event::Persisted);
+    }
+
+    /// The run driver: starts the next round every 10 s while the master
+    /// is up, and keeps the run's snapshot as the real driver does.
+    pub(super) fn drive(&mut self) {
+        let due = self
+            .started
+            .last()
+            .is_none_or(|t| self.now.duration_since(*t) >= SignedDuration::from_secs(10));
+        if self.master.is_none() || !due || self.started.len() >= ROUNDS as usize {
+            return;
+        }
+        self.started.push(self.now);
+        let round = self.started.len() as u32;
+        let state = RunState {
+            step: 1,
+            current: Some(StepState::Broadcast(Broadcast {
+                phase: Phase::RoundOpen { round },
+                started: self.started.clone(),
+                stopped_early: None,
+            })),
+            finished: Vec::new(),
+            finished_at: None,
+        };
+        self.ledger
+            .transition(
+                RUN as i64,
+                &Transition {
+                    state: serde_json::to_string(&state).unwrap(),
+                    status: RunStatus::Running,
+                    next_wake: None,
+                    updates: Vec::new(),
+                    events: Vec::new(),
+                },
+            )
+            .unwrap();
+        self.at_master(master::Event::RoundStarted { round });
+    }
+
+    /// A relay's round ends: each of its clients receiving the run
+    /// decodes it or not (loss), and the relay reports the round.
+    pub(super) fn round_ends(&mut self) {
+        let on_air: Vec<usize> = (0..self.relays.len())
+            .filter(|&r| self.relays[r].on_air.is_some())
+            .collect();
+        if on_air.is_empty() {
+            return;
+        }
+        let r = on_air[self.rng.below(on_air.len())];
+        let Some((run, round)) = self.relays[r].on_air.take() else {
+            return;
+        };
+        for c in 0..self.clients.len() {
+            let n = &self.clients[c];
+            if n.relay != r || n.receiving != Some(run) || n.core.is_none() || !self.rng.chance(60)
+            {
+                continue;
+            }
+            self.install(c, run);
+        }
+        let done = RoundDone {
+            run,
+            round,
+            datagrams: 800,
+            bytes: SIZE * 11 / 10,
+            elapsed_ms: 900,
+        };
+        self.at_relay(r, relay::Event::RoundSent(done));
+    }
+
+    /// Client `c` decoded `run`: it installs (the truth), then tells its
+    /// core, which keeps the completion and sends it.
+    pub(super) fn install(&mut self, c: usize, run: u64) {
+        let before = self.clients[c].disk.installed.clone();
+        let version = |a: &Option<ArtifactRef>| a.as_ref().map(|a| a.version.clone());
+        assert!(
+            version(&before) < Some(self.target.version.clone()),
+            "client {} would move from {before:?} to {}",
+            self.clients[c].id,
+            self.target.version
+        );
+        self.clients[c].disk.installed = Some(self.target.clone());
+        // The receiver ends with the install.
+        self.clients[c].receiving = None;
+        let pending = crate::client::outbox::Pending {
+            run,
+            digest: self.target.digest.to_hex(),
+            round: 0,
+            at: self.now.to_string(),
+            delta: false,
+        };
+        let installed = self.target.clone();
+        self.at_client(c, client::Event::Installed { installed, pending });
+        self.at_client(c, client::Event::ReceiverEnded { run });
+    }
+}

@@ -1,0 +1,85 @@
+//! The invariants, checked after every step and once everything settled.
+
+use super::RUN;
+use super::World;
+
+impl World {
+    /// After every step: the ledger counts only clients that installed,
+    /// each once, in a round that was started.
+    pub(super) fn check(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let rows = self.ledger.run_clients(RUN as i64).unwrap();
+        for row in &rows {
+            let c = self.clients.iter().find(|c| c.id == row.client).unwrap();
+            if row.state.is_complete() {
+                assert_eq!(
+                    c.disk.installed.as_ref(),
+                    Some(&self.target),
+                    "seed {}: {} counted but never installed",
+                    self.seed,
+                    row.client
+                );
+            }
+            if let Some(round) = row.round {
+                assert!(
+                    round >= 1 && round as usize <= self.started.len(),
+                    "{} counted in round {round}, never started",
+                    row.client
+                );
+            }
+        }
+        let audit = self.ledger.audit(RUN as i64).unwrap().unwrap();
+        let mut seen: Vec<&String> = audit
+            .relays
+            .iter()
+            .flat_map(|r| r.delivered_by_round.iter().flatten())
+            .collect();
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(n, seen.len(), "a client counted twice: {audit:?}");
+    }
+
+    /// Whether nothing is left to do: no write, no message in flight, no
+    /// completion being written or waiting for its ack, every client
+    /// connected.
+    pub(super) fn settled(&self) -> bool {
+        self.write.is_none()
+            && self
+                .wires
+                .iter()
+                .all(|w| !w.up || (w.upward.is_empty() && w.downward.is_empty()))
+            && self.relays.iter().all(|r| r.on_air.is_none())
+            && self
+                .clients
+                .iter()
+                .all(|c| c.persisting.is_none() && c.disk.pending.is_none() && c.wire.is_some())
+    }
+
+    /// Once everything settled: everyone who installed is counted and has
+    /// nothing left to send.
+    pub(super) fn check_settled(&self) {
+        let rows = self.ledger.run_clients(RUN as i64).unwrap();
+        for c in &self.clients {
+            let row = rows.iter().find(|r| r.client == c.id).unwrap();
+            if c.disk.installed.as_ref() == Some(&self.target) {
+                assert!(
+                    row.state.is_complete(),
+                    "seed {}: {} installed but the ledger says {:?}",
+                    self.seed,
+                    c.id,
+                    row.state
+                );
+                assert!(
+                    c.disk.pending.is_none(),
+                    "{} still has its completion",
+                    c.id
+                );
+            } else {
+                assert!(!row.state.is_complete());
+            }
+        }
+    }
+}

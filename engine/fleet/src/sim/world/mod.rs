@@ -1,0 +1,413 @@
+//! One simulated fleet: a master, relays and clients as their cores, the
+//! links between them, the ledger, and the truth (who really installed).
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use haifu_core::Digest;
+use haifu_core::Manifest;
+use haifu_core::ManifestBody;
+use haifu_core::SigningKey;
+use haifu_ledger::ClientState;
+use haifu_ledger::FleetBatch;
+use haifu_ledger::Ledger;
+use haifu_ledger::NewRun;
+use haifu_ledger::RunFleet;
+use haifu_protocol::ArtifactRef;
+use haifu_protocol::Group;
+use haifu_protocol::Instruction;
+use haifu_protocol::Message;
+use haifu_protocol::SessionSecret;
+use haifu_runtime::machine::RunState;
+use jiff::SignedDuration;
+use jiff::Timestamp;
+
+use crate::client::machine as client;
+use crate::client::machine::ClientCore;
+use crate::link::Counters;
+use crate::master::machine as master;
+use crate::master::machine::ActiveRun;
+use crate::master::machine::MasterCore;
+use crate::master::machine::SessionSeed;
+use crate::relay::machine as relay;
+use crate::relay::machine::RelayCore;
+
+mod actions;
+mod check;
+mod faults;
+mod route;
+
+const RUN: u64 = 1;
+const SIZE: u64 = 1 << 20;
+const ROUNDS: u32 = 3;
+/// Steps with faults, then quiet steps for everything to settle.
+const STEPS: usize = 300;
+const SETTLE: usize = 3000;
+
+/// A small deterministic generator (splitmix64): the seed is the whole
+/// story of a run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// Who is at an end of a link.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Link {
+    /// Relay `relay`'s link to the master, `master_conn` at the master.
+    Master { relay: usize, master_conn: u64 },
+    /// Client `client`'s link to its relay, `relay_conn` at the relay.
+    Relay { client: usize, relay_conn: u64 },
+}
+
+/// A link: reliable and in order while up (a QUIC stream); what is in
+/// flight when it is cut is lost.
+struct Wire {
+    link: Link,
+    up: bool,
+    /// Towards the master (from a relay) or the relay (from a client).
+    upward: VecDeque<Message>,
+    downward: VecDeque<Message>,
+}
+
+struct RelayNode {
+    name: String,
+    core: Option<RelayCore>,
+    wire: Option<usize>,
+    /// The round on air.
+    on_air: Option<(u64, u32)>,
+}
+
+/// A client's disk: what survives a kill.
+#[derive(Default, Clone)]
+struct Disk {
+    installed: Option<ArtifactRef>,
+    pending: Option<crate::client::outbox::Pending>,
+}
+
+struct ClientNode {
+    id: String,
+    relay: usize,
+    core: Option<ClientCore>,
+    wire: Option<usize>,
+    disk: Disk,
+    /// A completion being written (lost if killed first).
+    persisting: Option<crate::client::outbox::Pending>,
+    receiving: Option<u64>,
+}
+
+/// What happened across seeds.
+#[derive(Default, Debug)]
+pub(super) struct Totals {
+    pub(super) master_kills: u64,
+    pub(super) relay_kills: u64,
+    pub(super) client_kills: u64,
+    pub(super) failed_writes: u64,
+    pub(super) cuts: u64,
+    pub(super) installed: u64,
+    pub(super) delivered: u64,
+    pub(super) steps: u64,
+}
+
+impl Totals {
+    pub(super) fn add(&mut self, o: &Totals) {
+        self.master_kills += o.master_kills;
+        self.relay_kills += o.relay_kills;
+        self.client_kills += o.client_kills;
+        self.failed_writes += o.failed_writes;
+        self.cuts += o.cuts;
+        self.installed += o.installed;
+        self.delivered += o.delivered;
+        self.steps += o.steps;
+    }
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted",
+            self.steps,
+            self.master_kills,
+            self.relay_kills,
+            self.client_kills,
+            self.failed_writes,
+            self.cuts,
+            self.installed,
+            self.delivered
+        )
+    }
+}
+
+pub(super) struct World {
+    seed: u64,
+    rng: Rng,
+    now: Timestamp,
+    _dir: tempfile::TempDir,
+    ledger: Ledger,
+    master: Option<MasterCore>,
+    next_master_conn: u64,
+    /// The write in flight.
+    write: Option<FleetBatch>,
+    relays: Vec<RelayNode>,
+    clients: Vec<ClientNode>,
+    wires: Vec<Wire>,
+    key: SigningKey,
+    target: ArtifactRef,
+    manifest: Vec<u8>,
+    /// Rounds the driver started, with their start.
+    started: Vec<Timestamp>,
+    faults: bool,
+    /// The ledger changed since the last check.
+    dirty: bool,
+    totals: Totals,
+}
+
+fn artifact(version: &str, digest: u8) -> ArtifactRef {
+    ArtifactRef {
+        name: "app".parse().unwrap(),
+        version: version.parse().unwrap(),
+        digest: Digest::from_bytes([digest; 32]),
+    }
+}
+
+fn ram_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::Builder::new().prefix("haifu-sim").tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().unwrap()
+}
+
+impl World {
+    pub(super) fn new(seed: u64) -> Self {
+        let mut rng = Rng(seed);
+        let relays = 1 + rng.below(2);
+        let clients = 2 + rng.below(5);
+        let key = SigningKey::from_seed([3; 32]);
+        let target = artifact("1.1.0", 7);
+        let now: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
+        let body = ManifestBody {
+            format: haifu_core::MANIFEST_FORMAT_V1,
+            name: "app".into(),
+            version: "1.1.0".into(),
+            size: SIZE,
+            sha3_256: target.digest,
+            created_at: now,
+            compression: haifu_core::Compression::Zstd,
+            stored_size: SIZE,
+            carousel: None,
+        };
+        let signed = Manifest::sign(body, &key);
+        let dir = ram_dir();
+        let mut ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        ledger.record_version(&signed).unwrap();
+        let relays: Vec<RelayNode> = (0..relays)
+            .map(|i| RelayNode {
+                name: format!("r{i}"),
+                core: None,
+                wire: None,
+                on_air: None,
+            })
+            .collect();
+        let clients: Vec<ClientNode> = (0..clients)
+            .map(|i| ClientNode {
+                id: format!("c{i}"),
+                relay: i % relays.len(),
+                core: None,
+                wire: None,
+                disk: Disk {
+                    installed: Some(artifact("1.0.0", 1)),
+                    pending: None,
+                },
+                persisting: None,
+                receiving: None,
+            })
+            .collect();
+        let listed: Vec<(String, String)> = clients
+            .iter()
+            .map(|c| (c.id.clone(), relays[c.relay].name.clone()))
+            .collect();
+        let state = serde_json::to_string(&RunState::default()).unwrap();
+        ledger
+            .create_run(&NewRun {
+                workflow: "sim.yaml",
+                name: "sim",
+                artifact: "app",
+                version: "1.1.0",
+                fleet: &RunFleet::Live,
+                state: &state,
+                next_wake: None,
+                clients: &listed,
+            })
+            .unwrap();
+        let mut w = Self {
+            seed,
+            rng,
+            now,
+            _dir: dir,
+            ledger,
+            master: None,
+            next_master_conn: 1,
+            write: None,
+            relays,
+            clients,
+            wires: Vec::new(),
+            key,
+            target,
+            manifest: signed.to_json().into_bytes(),
+            started: Vec::new(),
+            faults: true,
+            dirty: true,
+            totals: Totals::default(),
+        };
+        w.start_master();
+        for r in 0..w.relays.len() {
+            w.start_relay(r);
+        }
+        for c in 0..w.clients.len() {
+            w.start_client(c);
+        }
+        w
+    }
+
+    /// Runs the seed: faulty steps, then quiet ones until everything
+    /// settles; checks the invariants throughout and the audit at the end.
+    pub(super) fn run(mut self) -> Totals {
+        for _ in 0..STEPS {
+            self.step();
+            self.check();
+        }
+        self.faults = false;
+        if self.master.is_none() {
+            self.start_master();
+        }
+        for r in 0..self.relays.len() {
+            if self.relays[r].core.is_none() {
+                self.start_relay(r);
+            }
+        }
+        for c in 0..self.clients.len() {
+            if self.clients[c].core.is_none() {
+                self.start_client(c);
+            }
+        }
+        for i in 0..SETTLE {
+            self.step();
+            self.check();
+            if i % 50 == 49 && self.settled() {
+                break;
+            }
+        }
+        self.check_settled();
+        let delivered = self
+            .ledger
+            .run_clients(RUN as i64)
+            .unwrap()
+            .iter()
+            .filter(|c| c.state == ClientState::Delivered)
+            .count();
+        self.totals.delivered = delivered as u64;
+        self.totals.installed = self
+            .clients
+            .iter()
+            .filter(|c| c.disk.installed.as_ref() == Some(&self.target))
+            .count() as u64;
+        self.totals
+    }
+
+    fn active(&self) -> ActiveRun {
+        ActiveRun {
+            instruction: Instruction {
+                run: RUN,
+                artifact: self.target.clone(),
+                size: SIZE,
+                manifest: self.manifest.clone(),
+                start: self.now,
+                rounds: ROUNDS,
+                rate_bps: 100_000_000,
+                session_id: 0,
+                session_key: SessionSecret([0; 32]),
+            },
+            seed: SessionSeed([5; 32]),
+            round: None,
+            starts: Vec::new(),
+            relays: Vec::new(),
+        }
+    }
+
+    fn start_master(&mut self) {
+        let bound: HashMap<String, String> = self
+            .ledger
+            .clients()
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.relay.map(|r| (c.id, r)))
+            .collect();
+        self.master = Some(MasterCore::new(
+            Vec::new(),
+            bound,
+            Arc::new(Counters::default()),
+        ));
+        // The driver resumes the run: it goes on air again.
+        let active = self.active();
+        self.at_master(master::Event::OnAir(active));
+    }
+
+    fn start_relay(&mut self, r: usize) {
+        let group = Group {
+            addr: "239.1.1.1".parse().unwrap(),
+            port: 5000,
+        };
+        let name = self.relays[r].name.clone();
+        self.relays[r].core = Some(RelayCore::new(name, group, Arc::new(Counters::default())));
+    }
+
+    fn start_client(&mut self, c: usize) {
+        let n = &mut self.clients[c];
+        n.core = Some(ClientCore::new(
+            n.id.clone(),
+            format!("r{}", n.relay),
+            "app".into(),
+            self.key.public_key(),
+            n.disk.installed.clone(),
+            n.disk.pending.clone(),
+        ));
+    }
+
+    /// One step: something the fleet does, or (while faults are on) a fault.
+    fn step(&mut self) {
+        self.totals.steps += 1;
+        self.now += SignedDuration::from_millis(self.rng.below(400) as i64);
+        let roll = self.rng.below(100);
+        match roll {
+            0..=39 => self.deliver(),
+            40..=49 => self.connect(),
+            50..=59 => self.tick(),
+            60..=67 => self.commit(),
+            68..=73 => self.persist(),
+            74..=79 => self.drive(),
+            80..=87 => self.round_ends(),
+            _ if self.faults => self.fault(),
+            _ => self.deliver(),
+        }
+    }
+}

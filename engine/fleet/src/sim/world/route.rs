@@ -1,0 +1,113 @@
+//! Where each core's effects go: onto the links, into the ledger's write,
+//! onto a client's disk, on air.
+
+use haifu_protocol::Message;
+
+use super::Link;
+use super::World;
+use super::client;
+use super::master;
+use super::relay;
+
+impl World {
+    pub(super) fn at_master(&mut self, event: master::Event) {
+        let Some(core) = self.master.as_mut() else {
+            return;
+        };
+        let effects = core.handle(self.now, event, &self.ledger);
+        for e in effects {
+            match e {
+                master::Effect::Send { conn, msg } => {
+                    if let Message::CompletionAck(a) = &msg {
+                        // Nothing is acknowledged before it is durable.
+                        let row = self
+                            .ledger
+                            .run_clients(a.run as i64)
+                            .unwrap()
+                            .into_iter()
+                            .find(|c| c.client == a.client);
+                        assert!(
+                            row.is_some_and(|r| r.state.is_complete()),
+                            "ack for {} of run {} before the ledger has it",
+                            a.client,
+                            a.run
+                        );
+                    }
+                    let wire = self.wires.iter_mut().find(|w| {
+                        w.up && matches!(w.link, Link::Master { master_conn, .. } if master_conn == conn)
+                    });
+                    if let Some(w) = wire {
+                        w.downward.push_back(msg);
+                    }
+                }
+                master::Effect::Close { conn } => {
+                    if let Some(i) = self.wires.iter().position(|w| {
+                        w.up && matches!(w.link, Link::Master { master_conn, .. } if master_conn == conn)
+                    }) {
+                        self.cut(i);
+                    }
+                }
+                master::Effect::Write(batch) => {
+                    assert!(self.write.is_none(), "two writes in flight");
+                    self.write = Some(batch);
+                }
+                master::Effect::Fetch { .. } => {}
+                master::Effect::Delta { .. } => self.at_master(master::Event::DeltaDone),
+            }
+        }
+    }
+
+    pub(super) fn at_relay(&mut self, r: usize, event: relay::Event) {
+        let Some(core) = self.relays[r].core.as_mut() else {
+            return;
+        };
+        let effects = core.handle(event);
+        for e in effects {
+            match e {
+                relay::Effect::ToMaster(msg) => {
+                    if let Some(i) = self.relays[r].wire {
+                        self.wires[i].upward.push_back(msg);
+                    }
+                }
+                relay::Effect::ToClient { conn, msg } => {
+                    let wire = self.wires.iter_mut().find(|w| {
+                        w.up && matches!(w.link, Link::Relay { relay_conn, .. } if relay_conn == conn)
+                    });
+                    if let Some(w) = wire {
+                        w.downward.push_back(msg);
+                    }
+                }
+                relay::Effect::Broadcast { round, session } => {
+                    self.relays[r].on_air = Some((session.run, round));
+                }
+                relay::Effect::Deny(_)
+                | relay::Effect::FetchStart { .. }
+                | relay::Effect::FetchWrite { .. }
+                | relay::Effect::FetchFinish { .. }
+                | relay::Effect::FetchDrop { .. } => {}
+            }
+        }
+    }
+
+    pub(super) fn at_client(&mut self, c: usize, event: client::Event) {
+        let now = self.now;
+        let Some(core) = self.clients[c].core.as_mut() else {
+            return;
+        };
+        let effects = core.handle(now, event);
+        for e in effects {
+            match e {
+                client::Effect::ToRelay(msg) => {
+                    if let Some(i) = self.clients[c].wire {
+                        self.wires[i].upward.push_back(msg);
+                    }
+                }
+                client::Effect::Persist(p) => self.clients[c].persisting = Some(p),
+                client::Effect::Forget => self.clients[c].disk.pending = None,
+                client::Effect::Receive { session, .. } => {
+                    self.clients[c].receiving = Some(session.run);
+                }
+            }
+        }
+    }
+}
