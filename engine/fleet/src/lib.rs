@@ -12,6 +12,13 @@
 //! What it does not do: decide anything. Run timing, retries and cut-offs
 //! stay with the run driver and the policies (`haifu-runtime`); a
 //! [`master::LiveFleet`] is the real fleet behind that driver.
+//!
+//! Each daemon is a core and a shell, as quinn-proto and quinn are: the
+//! cores (`master::machine`, `relay::machine`, `client::machine`) take
+//! events with the time and return effects, and own no socket, thread,
+//! clock, file or database; the shells carry the effects out. The cores
+//! are tested in memory, alone and together in a seeded simulation with
+//! faults (`sim`, test builds only).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -117,6 +124,9 @@ pub enum FleetError {
         #[source]
         source: haifu_runtime::driver::RunError,
     },
+    /// A live run could not be created.
+    #[error("creating the run")]
+    CreateRun(#[source] haifu_runtime::driver::RunError),
     /// The HTTP API could not start.
     #[error("HTTP API")]
     Api(#[from] crate::api::StartError),

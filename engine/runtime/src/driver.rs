@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use haifu_core::{ArtifactName, SigningKey, Version};
+use haifu_ledger::RunFleet;
 use haifu_ledger::{
     ClientRow, ClientState, ClientUpdate, Ledger, LedgerError, NewRun, RunStatus, Transition,
 };
@@ -125,11 +126,16 @@ impl Emitter {
     }
 }
 
-/// Creates a run of `plan` for `fleet` in the ledger; returns its id.
-pub fn create(ledger: &mut Ledger, plan: &Plan, fleet: &dyn Fleet) -> Result<i64, RunError> {
+/// Creates a run of `plan` in the ledger, driven as `fleet` says, listing
+/// `targets` (`(client, relay)`); returns its id.
+pub fn create(
+    ledger: &mut Ledger,
+    plan: &Plan,
+    fleet: &RunFleet,
+    targets: &[(String, String)],
+) -> Result<i64, RunError> {
     let state = RunState::default();
     let state_json = serde_json::to_string(&state).unwrap_or_default();
-    let targets = fleet.targets();
     let id = ledger.create_run(&NewRun {
         // Absolute, so `haifu run --resume` works from any folder.
         workflow: &std::fs::canonicalize(&plan.file)
@@ -139,10 +145,10 @@ pub fn create(ledger: &mut Ledger, plan: &Plan, fleet: &dyn Fleet) -> Result<i64
         name: &plan.name.value,
         artifact: &plan.artifact.name,
         version: &plan.artifact.version.to_string(),
-        fleet: &fleet.describe(),
+        fleet,
         state: &state_json,
         next_wake: None,
-        clients: &targets,
+        clients: targets,
     })?;
     tracing::info!(run = id, clients = targets.len(), workflow = %plan.file.display(), "run created");
     Ok(id)

@@ -1,5 +1,6 @@
 //! `haifu run`: start (or resume) a durable run of a workflow.
 
+use haifu_runtime::driver::Fleet as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -104,7 +105,7 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
                 .len();
             let s = &plan.schedule;
             let fleet = SimRun::new(args.fleet.params(size)?, s.start, s.deadline);
-            let id = driver::create(&mut ledger, &plan, &fleet)?;
+            let id = driver::create(&mut ledger, &plan, &fleet.describe(), &fleet.targets())?;
             eprintln!("started run {id} ({})", plan.file.display());
             (plan, id, fleet)
         }
@@ -149,15 +150,12 @@ fn live(
     json: bool,
 ) -> Result<ExitCode> {
     check::policies(plan)?;
-    let targets = haifu_fleet::master::live_targets(ledger, &plan.targets.relays)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if targets.is_empty() {
+    let (id, targets) = haifu_fleet::master::create_live_run(ledger, plan)?;
+    if targets == 0 {
         eprintln!(
             "note: no client has reported to this master yet; clients join the run as they report"
         );
     }
-    let fleet = haifu_fleet::master::LiveTargets(targets);
-    let id = driver::create(ledger, plan, &fleet)?;
     eprintln!(
         "started live run {id} ({}); the master daemon drives it",
         plan.file.display()

@@ -1,5 +1,6 @@
 //! `haifu simulate`: dry-run a workflow against a modelled fleet.
 
+use haifu_runtime::driver::Fleet as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -97,7 +98,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let mut fleet = SimRun::new(params, s.start, s.deadline);
     let clock = VirtualClock::new(s.start.min(jiff::Timestamp::now()));
     let started = std::time::Instant::now();
-    let id = driver::create(&mut ledger, &plan, &fleet)?;
+    let id = driver::create(&mut ledger, &plan, &fleet.describe(), &fleet.targets())?;
     let mut env = Env {
         ledger: &mut ledger,
         store: &store,

@@ -20,6 +20,7 @@
 //!   or decoded larger than the signed manifest allows.
 
 mod catch_up;
+mod datagrams;
 pub(crate) mod machine;
 pub(crate) mod outbox;
 mod receive;

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 
 use super::Client;
 use super::catch_up::post_install;
+use super::datagrams::Datagrams;
 use super::machine::Event;
 use super::outbox::Pending;
 use crate::FleetError;
@@ -88,8 +89,8 @@ pub(super) fn receive(
     let stall = Duration::from_secs(cfg.receive_stall_secs);
     let mut last_progress = Instant::now();
     let mut best = 0u64;
-    let drop_rate = cfg.testing.drop_datagrams;
-    let mut rng = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
+    let seed = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
+    let mut source = Datagrams::new(group, cfg.testing.drop_datagrams, seed);
     let started = Instant::now();
     let mut total = crate::broadcast::ReceiveStats::default();
     // A reader thread drains the socket into a queue, so the kernel buffer
@@ -104,7 +105,7 @@ pub(super) fn receive(
                 let mut buf = vec![0u8; 2048];
                 let mut overflow = 0u64;
                 while reading.load(Ordering::Relaxed) {
-                    let n = match group.recv(&mut buf, Some(Duration::from_millis(200))) {
+                    let n = match source.recv(&mut buf, Some(Duration::from_millis(200))) {
                         Ok(n) => n,
                         Err(e) if e.is_timeout() => continue,
                         Err(e) => {
@@ -112,14 +113,6 @@ pub(super) fn receive(
                             break;
                         }
                     };
-                    if drop_rate > 0.0 {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        if (rng >> 11) as f64 / (1u64 << 53) as f64 <= drop_rate {
-                            continue;
-                        }
-                    }
                     if tx.try_send(buf[..n].to_vec()).is_err() {
                         overflow += 1;
                     }

@@ -320,48 +320,24 @@ pub(super) fn round_seconds(i: &Instruction) -> f64 {
     bits / i.rate_bps.max(1) as f64
 }
 
-/// The clients a live run targets: every fleet member the ledger knows
-/// (from their version reports), not cut off, behind a targeted relay.
-pub fn live_targets(
-    ledger: &Ledger,
-    relays: &[String],
-) -> Result<Vec<(String, String)>, FleetError> {
-    let clients = ledger.clients()?;
-    Ok(clients
+/// Creates a live run of `plan` (driven by the master daemon), listing
+/// every client the ledger knows behind the relays the workflow targets
+/// (all when it names none), except those cut off; clients that report
+/// later join while the run is on air. Returns the run and how many
+/// clients it lists.
+pub fn create_live_run(
+    ledger: &mut Ledger,
+    plan: &haifu_spec::Plan,
+) -> Result<(i64, usize), FleetError> {
+    let relays = &plan.targets.relays;
+    let targets: Vec<(String, String)> = ledger
+        .clients()?
         .into_iter()
         .filter(|c| c.denied_reason.is_none())
         .filter_map(|c| c.relay.map(|r| (c.id, r)))
         .filter(|(_, r)| relays.is_empty() || relays.contains(r))
-        .collect())
-}
-
-/// The fleet a `haifu run --live` creates its run with: the known clients.
-#[derive(Debug)]
-pub struct LiveTargets(pub Vec<(String, String)>);
-
-impl Fleet for LiveTargets {
-    fn describe(&self) -> RunFleet {
-        RunFleet::Live
-    }
-
-    fn targets(&self) -> Vec<(String, String)> {
-        self.0.clone()
-    }
-
-    fn broadcast_round(&mut self, _: u32, _: &[String], _: &dyn Clock) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn delta_boots(
-        &mut self,
-        _: &[String],
-        _: Timestamp,
-        _: Timestamp,
-    ) -> Vec<(String, Timestamp)> {
-        Vec::new()
-    }
-
-    fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {
-        None
-    }
+        .collect();
+    let id =
+        driver::create(ledger, plan, &RunFleet::Live, &targets).map_err(FleetError::CreateRun)?;
+    Ok((id, targets.len()))
 }

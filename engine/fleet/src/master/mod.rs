@@ -51,7 +51,7 @@ use machine::MasterCore;
 use peer::serve_peer;
 use recorder::recorder;
 
-pub use drive::{LiveFleet, LiveTargets, live_targets};
+pub use drive::{LiveFleet, create_live_run};
 pub(crate) use hub::TrafficLog;
 
 /// Runs the master until `shutdown` is set.

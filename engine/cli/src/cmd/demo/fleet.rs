@@ -313,13 +313,7 @@ impl Fleet {
         let plan = super::super::check::load(&wf)?;
         super::super::check::policies(&plan)?;
         let mut ledger = self.ledger()?;
-        let targets = haifu_fleet::master::live_targets(&ledger, &plan.targets.relays)
-            .map_err(|e| anyhow!("{e}"))?;
-        let id = haifu_runtime::driver::create(
-            &mut ledger,
-            &plan,
-            &haifu_fleet::master::LiveTargets(targets),
-        )?;
+        let (id, _) = haifu_fleet::master::create_live_run(&mut ledger, &plan)?;
         Ok(id)
     }
 
