@@ -22,7 +22,7 @@ Config (YAML; relative paths are taken from the file's folder):
   home: ./.haifu              # ledger, store, keys; certificates under home/ca and home/certs
   listen: 0.0.0.0:7400        # where relays connect
   name: master                # certificate name (haifu ca issue master --role master)
-  plugins: /usr/lib/haifu     # optional: folder of transport plugins
+  plugins: /usr/lib/haifu/plugins  # optional: folder of transport plugins
   settle_ms: 5000             # optional: wait for completions in flight after a round
   round_grace_secs: 60        # optional: how long past its expected time a round may run
   relays: [store-east]        # optional: the only relay certificates accepted (default: any
@@ -88,25 +88,30 @@ fn load<T: for<'de> serde::Deserialize<'de> + config::Resolve>(path: &Path) -> R
 }
 
 fn finish(r: Result<(), haifu_fleet::FleetError>) -> Result<ExitCode> {
+    crate::systemd::stopping();
     // As an error with its sources: the one-line message is the chain.
     r?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The signal handlers, and `READY=1` to systemd once the daemon is up.
+fn lifecycle() -> Result<Shutdown> {
+    let stop = Shutdown::on_signals()?;
+    crate::systemd::notify_when_ready(&stop);
+    Ok(stop)
+}
+
 pub(crate) fn master(a: MasterArgs) -> Result<ExitCode> {
     let cfg: config::MasterConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals()?;
-    finish(haifu_fleet::master::run(cfg, stop))
+    finish(haifu_fleet::master::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cfg: config::RelayConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals()?;
-    finish(haifu_fleet::relay::run(cfg, stop))
+    finish(haifu_fleet::relay::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn client(a: ClientArgs) -> Result<ExitCode> {
     let cfg: config::ClientConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals()?;
-    finish(haifu_fleet::client::run(cfg, stop))
+    finish(haifu_fleet::client::run(cfg, lifecycle()?))
 }
