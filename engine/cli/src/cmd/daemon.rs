@@ -18,6 +18,9 @@ A peer is accepted only in the role its certificate grants (haifu ca issue --rol
 speaks only for the clients registered behind it (haifu fleet move to change that), a client \
 only for itself. Every refused claim is answered, logged and counted, never recorded.
 
+Under systemd (Type=notify; the haifu-master unit) it sends READY=1 once it listens and its API \
+is up, and STOPPING=1 as it stops.
+
 Config (YAML; relative paths are taken from the file's folder):
   home: ./.haifu              # ledger, store, keys; certificates under home/ca and home/certs
   listen: 0.0.0.0:7400        # where relays connect
@@ -40,7 +43,8 @@ pub(crate) struct MasterArgs {
 #[command(
     after_help = "A relay keeps a QUIC connection to the master, fetches each run's \
 artifact once, hands its clients the session key, and broadcasts each round over multicast at \
-the workflow's rate. Stop it with SIGTERM or Ctrl-C.
+the workflow's rate. Stop it with SIGTERM or Ctrl-C. Under systemd (Type=notify; the \
+haifu-relay unit) it sends READY=1 once it listens.
 
 Config (YAML):
   name: store-east                       # also the certificate's CN
@@ -63,7 +67,8 @@ pub(crate) struct RelayArgs {
     after_help = "A client reports its installed version to its relay, receives a \
 broadcast it does not have yet, checks it against the pinned master key, installs it atomically \
 (keeping the previous version), runs its post-install command, and reports completion until the \
-master acknowledges it. Stop it with SIGTERM or Ctrl-C.
+master acknowledges it. Stop it with SIGTERM or Ctrl-C. Under systemd (Type=notify; the \
+haifu-client unit) it sends READY=1 once it is set up and reaches for its relay.
 
 Config (YAML):
   id: pos-0001                           # also the certificate's CN
