@@ -18,9 +18,10 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::home::Home;
 
-/// haifu distributes software to fleets of machines that are not always on:
-/// it registers a version, broadcasts it over multicast in rounds, audits who
-/// finished, sends stragglers a binary delta when they boot, and cuts off
+/// Distribute software to fleets of machines that are not always on.
+///
+/// haifu registers a version, broadcasts it over multicast in rounds, audits
+/// who finished, sends stragglers a binary delta when they boot, and cuts off
 /// those that never update.
 #[derive(Debug, Parser)]
 #[command(
