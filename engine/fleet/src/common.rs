@@ -16,9 +16,10 @@ use crate::config::TlsFiles;
 ///
 /// It also carries the daemon's readiness to whoever started it: a hook
 /// given to [`Shutdown::on_ready`] is called once, when the daemon is up
-/// (its endpoint bound, its threads started) and starts serving: the master
-/// and a relay as they start accepting connections, a client as it first
-/// reaches for its relay. The CLI tells systemd there (`READY=1`).
+/// (its endpoint bound, its set-up done): the master as it starts
+/// accepting connections, a relay or a client as it first reaches for its
+/// master or relay, or starts accepting, whichever comes first. The CLI
+/// tells systemd there (`READY=1`).
 #[derive(Clone, Default)]
 pub struct Shutdown {
     stop: Arc<AtomicBool>,
