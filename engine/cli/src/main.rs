@@ -9,17 +9,19 @@ mod cmd;
 mod home;
 mod output;
 mod progress;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::home::Home;
 
-/// haifu distributes software to fleets of machines that are not always on:
-/// it registers a version, broadcasts it over multicast in rounds, audits who
-/// finished, sends stragglers a binary delta when they boot, and cuts off
+/// Distribute software to fleets of machines that are not always on.
+///
+/// haifu registers a version, broadcasts it over multicast in rounds, audits
+/// who finished, sends stragglers a binary delta when they boot, and cuts off
 /// those that never update.
 #[derive(Debug, Parser)]
 #[command(
@@ -120,6 +122,13 @@ enum Command {
     Relay(cmd::daemon::RelayArgs),
     /// Run a client daemon: receives, verifies, installs, reports.
     Client(cmd::daemon::ClientArgs),
+    /// Print the JSON Schema of a workflow or of a daemon's config, for
+    /// editors.
+    Schema(cmd::schema::Args),
+    /// Print the shell completion script for bash, zsh, fish, ...
+    Completions(cmd::completions::CompletionArgs),
+    /// Print haifu's man page, or write one per command into a folder.
+    Man(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -165,6 +174,9 @@ fn main() -> ExitCode {
         Command::Master(a) => cmd::daemon::master(a),
         Command::Relay(a) => cmd::daemon::relay(a),
         Command::Client(a) => cmd::daemon::client(a),
+        Command::Schema(a) => cmd::schema::run(a),
+        Command::Completions(a) => cmd::completions::completions(a, Cli::command()),
+        Command::Man(a) => cmd::completions::man(a, Cli::command()),
     };
     match result {
         Ok(code) => code,

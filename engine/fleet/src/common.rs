@@ -2,8 +2,8 @@
 //! QUIC endpoint's configuration, and derived session keys.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use haifu_plugin_host::{Connection, Endpoint, Plugin, error_chain};
@@ -13,8 +13,28 @@ use crate::config::TlsFiles;
 
 /// Set once SIGTERM or SIGINT arrives (or a test asks); every loop of a
 /// daemon checks it at least every half second.
-#[derive(Debug, Clone, Default)]
-pub struct Shutdown(Arc<AtomicBool>);
+///
+/// It also carries the daemon's readiness to whoever started it: a hook
+/// given to [`Shutdown::on_ready`] is called once, when the daemon is up
+/// (its endpoint bound, its set-up done): the master as it starts
+/// accepting connections, a relay or a client as it first reaches for its
+/// master or relay, or starts accepting, whichever comes first. The CLI
+/// tells systemd there (`READY=1`).
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    stop: Arc<AtomicBool>,
+    ready: Arc<Mutex<Option<ReadyHook>>>,
+}
+
+type ReadyHook = Box<dyn FnOnce() + Send>;
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("stop", &self.is_set())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Shutdown {
     /// A flag nobody has set.
@@ -61,12 +81,26 @@ impl Shutdown {
 
     /// Asks every loop to stop.
     pub fn trigger(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Whether a stop was asked.
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Calls `hook` once the daemon is ready (see the type's documentation);
+    /// a later hook replaces an earlier one not yet called.
+    pub fn on_ready(&self, hook: impl FnOnce() + Send + 'static) {
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+    }
+
+    /// Says the daemon is ready: calls the hook, the first time only.
+    pub fn ready(&self) {
+        let hook = self.ready.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(hook) = hook {
+            hook();
+        }
     }
 
     /// Sleeps up to `d`, waking early on shutdown. Returns whether shutdown
@@ -107,7 +141,9 @@ pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
 }
 
 /// Hands every verified incoming connection to `on_conn` until shutdown.
+/// The daemon is ready from here on: [`Shutdown::ready`].
 pub fn accept_loop(ep: &Endpoint, shutdown: &Shutdown, mut on_conn: impl FnMut(Connection)) {
+    shutdown.ready();
     while !shutdown.is_set() {
         match ep.accept(Some(Duration::from_millis(300))) {
             Ok(c) => on_conn(c),

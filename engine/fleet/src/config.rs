@@ -4,10 +4,16 @@
 //! silently fall back to a default), and every error names the file, line
 //! and column. Relative paths in a file are taken from the file's folder, so
 //! a config works from any working directory.
+//!
+//! The same types give the JSON Schemas editors use ([`schema`], printed by
+//! `haifu schema master|relay|client`): the keys, their types, defaults and
+//! documentation come from the derives below, and the bounds [`Resolve::check`]
+//! holds values to are the constants both read.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Why a config file cannot be used: one line naming the file and place.
@@ -16,7 +22,7 @@ use serde::Deserialize;
 pub struct ConfigError(pub String);
 
 /// The certificate files a daemon presents and trusts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// The fleet CA certificate (PEM), trusted for every peer.
@@ -28,7 +34,7 @@ pub struct TlsFiles {
 }
 
 /// Where a peer listens and the name its certificate must carry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeerAddr {
     /// `host:port` of the peer's QUIC endpoint.
@@ -37,8 +43,9 @@ pub struct PeerAddr {
     pub name: String,
 }
 
-/// `haifu master --config FILE`.
-#[derive(Debug, Clone, Deserialize)]
+/// The master's config, `haifu master --config FILE`. Relative paths are
+/// taken from the file's folder.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
     /// The master's home: ledger, store, keys, CA (as `haifu --home`).
@@ -61,12 +68,14 @@ pub struct MasterConfig {
     /// Certificate files, if not the ones under the home.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
-    /// Folder of transport plugins (default: beside the binary, or
-    /// `HAIFU_PLUGINS`).
+    /// Folder of transport plugins (default: `$HAIFU_PLUGINS`, else
+    /// `/usr/lib/haifu/plugins` for an installed `/usr/bin/haifu`, else the
+    /// binary's folder).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
     /// How often the master looks for runs to drive, in milliseconds.
     #[serde(default = "default_poll_ms")]
+    #[schemars(range(min = 1))]
     pub poll_ms: u64,
     /// How long a round may take beyond its expected time before the
     /// master stops waiting for a relay's report, in seconds.
@@ -87,20 +96,24 @@ pub struct MasterConfig {
 /// How much the HTTP API lets its callers hold: a peer that opens
 /// connections and sends nothing, or sends headers a byte at a time, must not
 /// use up the master's file descriptors or keep the others out.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiLimits {
     /// Connections held open at once. Past it, a new connection evicts the
     /// oldest one with no request in progress (or is closed if every one is
     /// busy).
+    #[schemars(range(min = *MAX_CONNECTIONS.start(), max = *MAX_CONNECTIONS.end()))]
     pub max_connections: usize,
     /// Seconds a connection has to send a request's headers. The same timer
     /// runs while a keep-alive connection waits for its next request, so it
     /// is also the idle timeout.
+    #[schemars(range(min = *API_TIMEOUT_SECS.start(), max = *API_TIMEOUT_SECS.end()))]
     pub header_timeout_secs: u64,
     /// Seconds a request may take from its headers to its answer.
+    #[schemars(range(min = *API_TIMEOUT_SECS.start(), max = *API_TIMEOUT_SECS.end()))]
     pub request_timeout_secs: u64,
     /// Bytes of request headers accepted (the whole head).
+    #[schemars(range(min = *MAX_HEADER_BYTES.start(), max = *MAX_HEADER_BYTES.end()))]
     pub max_header_bytes: usize,
     /// Bytes of request body accepted (no endpoint takes one yet).
     pub max_body_bytes: u64,
@@ -118,30 +131,43 @@ impl Default for ApiLimits {
     }
 }
 
+/// `api_limits.max_connections` is held to this (the check and the schema).
+const MAX_CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=65_536;
+/// `api_limits.header_timeout_secs` and `request_timeout_secs`.
+const API_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=3600;
+/// `api_limits.max_header_bytes`: hyper's read buffer cannot be smaller
+/// than 8 KiB.
+const MAX_HEADER_BYTES: std::ops::RangeInclusive<usize> = 8192..=1024 * 1024;
+
 impl ApiLimits {
     fn check(&self) -> Result<(), String> {
-        if !(1..=65_536).contains(&self.max_connections) {
-            return Err(format!(
-                "api_limits.max_connections {} is not between 1 and 65536",
-                self.max_connections
-            ));
-        }
-        for (key, v) in [
-            ("header_timeout_secs", self.header_timeout_secs),
-            ("request_timeout_secs", self.request_timeout_secs),
-        ] {
-            if !(1..=3600).contains(&v) {
-                return Err(format!("api_limits.{key} {v} is not between 1 and 3600"));
+        fn within<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            v: T,
+            range: &std::ops::RangeInclusive<T>,
+        ) -> Result<(), String> {
+            if range.contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "api_limits.{key} {v} is not between {} and {}",
+                    range.start(),
+                    range.end()
+                ))
             }
         }
-        // hyper's read buffer cannot be smaller than 8 KiB.
-        if !(8192..=1024 * 1024).contains(&self.max_header_bytes) {
-            return Err(format!(
-                "api_limits.max_header_bytes {} is not between 8192 and 1048576",
-                self.max_header_bytes
-            ));
-        }
-        Ok(())
+        within("max_connections", self.max_connections, &MAX_CONNECTIONS)?;
+        within(
+            "header_timeout_secs",
+            self.header_timeout_secs,
+            &API_TIMEOUT_SECS,
+        )?;
+        within(
+            "request_timeout_secs",
+            self.request_timeout_secs,
+            &API_TIMEOUT_SECS,
+        )?;
+        within("max_header_bytes", self.max_header_bytes, &MAX_HEADER_BYTES)
     }
 }
 
@@ -162,7 +188,7 @@ fn default_round_grace() -> u64 {
 }
 
 /// The multicast side of a relay.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelayMulticast {
     /// Group and port, e.g. `239.255.91.7:7500`.
@@ -179,8 +205,9 @@ fn default_ttl() -> u32 {
     1
 }
 
-/// `haifu relay --config FILE`.
-#[derive(Debug, Clone, Deserialize)]
+/// A relay's config, `haifu relay --config FILE`. Relative paths are taken
+/// from the file's folder.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelayConfig {
     /// The relay's name, also its certificate's CN.
@@ -195,13 +222,13 @@ pub struct RelayConfig {
     pub multicast: RelayMulticast,
     /// Where fetched artifacts are kept.
     pub data: PathBuf,
-    /// Folder of transport plugins.
+    /// Folder of transport plugins (default as for the master).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
 }
 
 /// The multicast side of a client.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientMulticast {
     /// Interface to join on (name or address), e.g. `127.0.0.1`.
@@ -211,7 +238,7 @@ pub struct ClientMulticast {
 
 /// A post-install command: run after the new version is in place and
 /// before the completion is sent; a failure rolls back.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostInstallConfig {
     /// The program.
@@ -233,19 +260,24 @@ fn default_post_install_secs() -> u64 {
 }
 
 /// Fault injection for tests and drills; never set in production.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Testing {
     /// Fraction of received datagrams dropped on purpose (0 to 1).
     #[serde(default)]
+    #[schemars(range(min = *DROP_FRACTION.start(), max = *DROP_FRACTION.end()))]
     pub drop_datagrams: f64,
     /// Seed of the drop pattern.
     #[serde(default)]
     pub seed: u64,
 }
 
-/// `haifu client --config FILE`.
-#[derive(Debug, Clone, Deserialize)]
+/// `testing.drop_datagrams` is a fraction.
+const DROP_FRACTION: std::ops::RangeInclusive<f64> = 0.0..=1.0;
+
+/// A client's config, `haifu client --config FILE`. Relative paths are
+/// taken from the file's folder.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The client's id, also its certificate's CN.
@@ -277,16 +309,29 @@ pub struct ClientConfig {
     /// pause between two rounds, so a client waiting for the next round
     /// does not give up on it.
     #[serde(default = "default_receive_stall_secs")]
+    #[schemars(range(min = 1))]
     pub receive_stall_secs: u64,
     /// Run after installing, before reporting completion.
     #[serde(default)]
     pub post_install: Option<PostInstallConfig>,
-    /// Folder of transport plugins.
+    /// Folder of transport plugins (default as for the master).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
     /// Fault injection.
     #[serde(default)]
     pub testing: Testing,
+}
+
+/// The JSON Schema of config type `T` (`MasterConfig`, `RelayConfig`,
+/// `ClientConfig`), titled `title`: what `haifu schema` prints and
+/// `examples/schemas/` holds. It says what serde reads (keys, types,
+/// defaults, unknown keys refused) and the bounds [`Resolve::check`] holds
+/// numbers to; names, artifact names and multicast groups are only checked
+/// when the file is loaded.
+pub fn schema<T: JsonSchema>(title: &str) -> serde_json::Value {
+    let mut schema = schemars::schema_for!(T);
+    schema.insert("title".into(), title.into());
+    schema.to_value()
 }
 
 /// The largest daemon config read, in bytes: a config is a few hundred
@@ -403,7 +448,7 @@ impl Resolve for ClientConfig {
         self.artifact
             .parse::<haifu_core::ArtifactName>()
             .map_err(|e| format!("artifact {:?}: {e}", self.artifact))?;
-        if !(0.0..=1.0).contains(&self.testing.drop_datagrams) {
+        if !DROP_FRACTION.contains(&self.testing.drop_datagrams) {
             return Err(format!(
                 "testing.drop_datagrams {} is not between 0 and 1",
                 self.testing.drop_datagrams

@@ -179,12 +179,14 @@ impl Link {
 /// Connects with `connect` until it succeeds or `shutdown` is set, waiting
 /// 200 ms after the first failure and twice as long after each next one, at
 /// most [`crate::common::RECONNECT_MAX`]. `peer` names the other side in
-/// the log line of each failure.
+/// the log line of each failure. A client is ready (its set-up done) once
+/// it reaches for its relay: this calls [`crate::Shutdown::ready`].
 pub fn connect_with_backoff(
     shutdown: &crate::common::Shutdown,
     peer: &str,
     mut connect: impl FnMut() -> Result<Link, LinkError>,
 ) -> Option<Link> {
+    shutdown.ready();
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_set() {
         match connect() {

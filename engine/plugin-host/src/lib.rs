@@ -54,8 +54,8 @@ pub use error::{DirError, ErrorKind, LoadError, TransportError, error_chain};
 pub use haifu_transport_abi::ABI_VERSION;
 pub use listing::{PluginEntry, PluginListing, list_plugins};
 pub use loader::{
-    PLUGINS_ENV, Plugin, PluginInfo, PluginSet, Shapes, candidates, load, load_dir, load_named,
-    plugin_dir, plugin_file_name, plugin_name_of_file,
+    PLUGINS_ENV, Plugin, PluginInfo, PluginSet, Shapes, candidates, installed_plugin_dir, load,
+    load_dir, load_named, plugin_dir, plugin_file_name, plugin_name_of_file,
 };
 pub use stream::{Connection, Endpoint};
 pub use trust::Untrusted;

@@ -649,8 +649,7 @@ impl PluginSet {
 }
 
 /// The plugins folder: `cli` if given, else `$HAIFU_PLUGINS` if set and
-/// non-empty, else the folder the running binary is in (where `cargo build`
-/// puts the plugin libraries beside `haifu`).
+/// non-empty, else [`installed_plugin_dir`] of the running binary.
 pub fn plugin_dir(cli: Option<&Path>) -> PathBuf {
     if let Some(dir) = cli {
         return dir.to_path_buf();
@@ -660,6 +659,41 @@ pub fn plugin_dir(cli: Option<&Path>) -> PathBuf {
     }
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .map(|exe| installed_plugin_dir(&exe))
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where the plugins of the binary `exe` are: `lib/haifu/plugins` under its
+/// prefix when that folder exists (`/usr/lib/haifu/plugins` for
+/// `/usr/bin/haifu`, as the .deb installs them), else the binary's own
+/// folder (where `cargo build` puts the plugin libraries beside `haifu`).
+pub fn installed_plugin_dir(exe: &Path) -> PathBuf {
+    let bin = exe.parent().unwrap_or(Path::new("."));
+    match bin.parent() {
+        Some(prefix) if prefix.join(INSTALLED_PLUGINS).is_dir() => prefix.join(INSTALLED_PLUGINS),
+        _ => bin.to_path_buf(),
+    }
+}
+
+/// The plugins folder under an installation prefix.
+const INSTALLED_PLUGINS: &str = "lib/haifu/plugins";
+
+#[cfg(test)]
+mod folder {
+    use super::*;
+
+    #[test]
+    fn an_installed_binary_finds_its_plugins_under_its_prefix() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = d.path().join("usr/bin/haifu");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        // cargo's layout: nothing under the prefix, the binary's folder.
+        assert_eq!(installed_plugin_dir(&exe), d.path().join("usr/bin"));
+        // The .deb's: /usr/bin/haifu and /usr/lib/haifu/plugins.
+        std::fs::create_dir_all(d.path().join("usr/lib/haifu/plugins")).unwrap();
+        assert_eq!(
+            installed_plugin_dir(&exe),
+            d.path().join("usr/lib/haifu/plugins")
+        );
+    }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::error::{ErrorKind, SpecError, SpecWarning};
 use crate::pos::{Pos, Spanned};
+use crate::shape::Key;
 use crate::suggest::did_you_mean;
 use haifu_yaml::{Node, Value};
 
@@ -185,7 +186,8 @@ impl<'a> MapReader<'a> {
     }
 
     /// Reports every key not taken as unknown.
-    pub(crate) fn finish(self, known: &[&str], cx: &mut Cx) {
+    pub(crate) fn finish(self, known: &[Key], cx: &mut Cx) {
+        let known = crate::shape::names(known);
         for (key, knode, _, used) in self.entries {
             if !used {
                 cx.error(
@@ -193,7 +195,7 @@ impl<'a> MapReader<'a> {
                     ErrorKind::UnknownKey {
                         key: key.to_string(),
                         section: self.section.clone(),
-                        suggestion: did_you_mean(key, known),
+                        suggestion: did_you_mean(key, &known),
                     },
                 );
             }

@@ -11,6 +11,9 @@
 //! 3. file checks, read-only: the artifact and policy files exist, and the
 //!    policies compile (through `haifu-policy`).
 //!
+//! [`schema`] is the workflow's JSON Schema, made from the same table of
+//! keys stage 1 reads with (`haifu schema workflow`).
+//!
 //! [`load_and_validate`] runs all three and returns every error, each
 //! printed on one line as `FILE:LINE:COLUMN: message`. [`check_text`] runs
 //! stages 1-2 on text in memory.
@@ -30,6 +33,8 @@ mod plan;
 mod pos;
 mod quantity;
 mod raw;
+mod schema;
+mod shape;
 pub mod steps;
 mod suggest;
 mod timing;
@@ -45,6 +50,7 @@ pub use pos::{Pos, Spanned};
 pub use raw::{
     Parsed, RawArtifact, RawPolicies, RawSchedule, RawSpec, RawTargets, RawTransports, parse,
 };
+pub use schema::schema;
 pub use steps::{Step, StepKind};
 pub use timing::Window;
 pub use validate::validate;

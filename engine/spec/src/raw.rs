@@ -6,26 +6,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{ErrorKind, SpecError};
 use crate::fields::{Cx, MapReader, string, string_list};
 use crate::pos::{Pos, Spanned};
+use crate::shape::{self, Key};
 use crate::steps::{self, Step, StepKind};
 use haifu_yaml::{self, Node, Value};
-
-/// The top-level keys.
-pub(crate) const TOP_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "artifact",
-    "targets",
-    "schedule",
-    "transports",
-    "rate",
-    "policies",
-    "steps",
-];
-const ARTIFACT_KEYS: &[&str] = &["name", "version", "path"];
-const TARGET_KEYS: &[&str] = &["relays", "groups"];
-const SCHEDULE_KEYS: &[&str] = &["start", "deadline", "time_zone", "window"];
-const TRANSPORT_KEYS: &[&str] = &["broadcast", "unicast"];
-const POLICY_KEYS: &[&str] = &["retry", "restrict", "disconnect"];
 
 /// A workflow as written: right shape, values not yet interpreted.
 /// Obtained from [`parse`]; turned into a [`crate::Plan`] by
@@ -162,24 +145,33 @@ fn parse_into(file: &Path, text: &str, cx: &mut Cx) -> Option<RawSpec> {
         }
     };
     let mut top = MapReader::new(&root, "", cx)?;
-    let name = top.require("name", cx).and_then(|n| string(n, "name", cx));
-    let description = top
-        .take("description")
-        .and_then(|n| string(n, "description", cx));
-    let artifact = top.require("artifact", cx).and_then(|n| artifact(n, cx));
-    let targets = top.require("targets", cx).and_then(|n| targets(n, cx));
-    let schedule = top.require("schedule", cx).and_then(|n| schedule(n, cx));
-    let transports = top
-        .require("transports", cx)
-        .and_then(|n| transports(n, cx));
-    let rate = top.take("rate").and_then(|n| string(n, "rate", cx));
-    let policies = top
-        .take("policies")
-        .and_then(|n| policies(n, cx))
+    let [
+        name_key,
+        description_key,
+        artifact_key,
+        targets_key,
+        schedule_key,
+        transports_key,
+        rate_key,
+        policies_key,
+        steps_key,
+    ] = shape::TOP;
+    let name = text_field(&mut top, name_key, cx);
+    let description = text_field(&mut top, description_key, cx);
+    let artifact =
+        field(&mut top, artifact_key, cx).and_then(|n| artifact(n, artifact_key.name, cx));
+    let targets = field(&mut top, targets_key, cx).and_then(|n| targets(n, targets_key.name, cx));
+    let schedule =
+        field(&mut top, schedule_key, cx).and_then(|n| schedule(n, schedule_key.name, cx));
+    let transports =
+        field(&mut top, transports_key, cx).and_then(|n| transports(n, transports_key.name, cx));
+    let rate = text_field(&mut top, rate_key, cx);
+    let policies = field(&mut top, policies_key, cx)
+        .and_then(|n| policies(n, policies_key.name, cx))
         .unwrap_or_default();
-    let steps_node = top.require("steps", cx);
+    let steps_node = field(&mut top, steps_key, cx);
     let (steps, kinds) = steps_node.map(|n| steps(n, cx)).unwrap_or_default();
-    top.finish(TOP_KEYS, cx);
+    top.finish(shape::TOP, cx);
     Some(RawSpec {
         file: file.to_path_buf(),
         name,
@@ -198,88 +190,89 @@ fn parse_into(file: &Path, text: &str, cx: &mut Cx) -> Option<RawSpec> {
     })
 }
 
-fn text_field(
-    map: &mut MapReader<'_>,
-    key: &'static str,
-    required: bool,
-    cx: &mut Cx,
-) -> Option<Spanned<String>> {
-    let node = if required {
-        map.require(key, cx)
+/// The value of `key` in `map`: required or not as the shape says.
+fn field<'a>(map: &mut MapReader<'a>, key: &Key, cx: &mut Cx) -> Option<&'a Node> {
+    if key.required {
+        map.require(key.name, cx)
     } else {
-        map.take(key)
-    };
-    let k = map.key(key);
+        map.take(key.name)
+    }
+}
+
+fn text_field(map: &mut MapReader<'_>, key: &Key, cx: &mut Cx) -> Option<Spanned<String>> {
+    let node = field(map, key, cx);
+    let k = map.key(key.name);
     node.and_then(|n| string(n, &k, cx))
 }
 
-fn artifact(node: &Node, cx: &mut Cx) -> Option<RawArtifact> {
-    let mut m = MapReader::new(node, "artifact", cx)?;
+fn artifact(node: &Node, section: &str, cx: &mut Cx) -> Option<RawArtifact> {
+    let mut m = MapReader::new(node, section, cx)?;
     let a = RawArtifact {
         pos: m.pos,
-        name: text_field(&mut m, "name", true, cx),
-        version: text_field(&mut m, "version", true, cx),
-        path: text_field(&mut m, "path", true, cx),
+        name: text_field(&mut m, &shape::ARTIFACT_NAME, cx),
+        version: text_field(&mut m, &shape::ARTIFACT_VERSION, cx),
+        path: text_field(&mut m, &shape::ARTIFACT_PATH, cx),
     };
-    m.finish(ARTIFACT_KEYS, cx);
+    m.finish(shape::ARTIFACT, cx);
     Some(a)
 }
 
-fn targets(node: &Node, cx: &mut Cx) -> Option<RawTargets> {
-    let mut m = MapReader::new(node, "targets", cx)?;
-    let relays_node = m.take("relays");
-    let groups_node = m.take("groups");
-    let relays = relays_node.and_then(|n| string_list(n, "targets.relays", cx));
-    let groups = groups_node.and_then(|n| string_list(n, "targets.groups", cx));
+fn targets(node: &Node, section: &str, cx: &mut Cx) -> Option<RawTargets> {
+    let mut m = MapReader::new(node, section, cx)?;
+    let [relays_key, groups_key] = shape::TARGETS;
+    let relays_node = field(&mut m, relays_key, cx);
+    let groups_node = field(&mut m, groups_key, cx);
+    let relays = relays_node.and_then(|n| string_list(n, &m.key(relays_key.name), cx));
+    let groups = groups_node.and_then(|n| string_list(n, &m.key(groups_key.name), cx));
     // "At least one" only when both are absent or read fine but empty: a
     // list of the wrong type was reported already.
     let wrong =
         (relays_node.is_some() && relays.is_none()) || (groups_node.is_some() && groups.is_none());
     let (relays, groups) = (relays.unwrap_or_default(), groups.unwrap_or_default());
     if !wrong && relays.is_empty() && groups.is_empty() {
-        cx.invalid(m.pos, "targets", "name at least one relay or group");
+        cx.invalid(m.pos, section, "name at least one relay or group");
     }
     let t = RawTargets {
         pos: m.pos,
         relays,
         groups,
     };
-    m.finish(TARGET_KEYS, cx);
+    m.finish(shape::TARGETS, cx);
     Some(t)
 }
 
-fn schedule(node: &Node, cx: &mut Cx) -> Option<RawSchedule> {
-    let mut m = MapReader::new(node, "schedule", cx)?;
+fn schedule(node: &Node, section: &str, cx: &mut Cx) -> Option<RawSchedule> {
+    let mut m = MapReader::new(node, section, cx)?;
     let s = RawSchedule {
         pos: m.pos,
-        start: text_field(&mut m, "start", true, cx),
-        deadline: text_field(&mut m, "deadline", true, cx),
-        time_zone: text_field(&mut m, "time_zone", false, cx),
-        window: text_field(&mut m, "window", false, cx),
+        start: text_field(&mut m, &shape::START, cx),
+        deadline: text_field(&mut m, &shape::DEADLINE, cx),
+        time_zone: text_field(&mut m, &shape::TIME_ZONE, cx),
+        window: text_field(&mut m, &shape::WINDOW, cx),
     };
-    m.finish(SCHEDULE_KEYS, cx);
+    m.finish(shape::SCHEDULE, cx);
     Some(s)
 }
 
-fn transports(node: &Node, cx: &mut Cx) -> Option<RawTransports> {
-    let mut m = MapReader::new(node, "transports", cx)?;
+fn transports(node: &Node, section: &str, cx: &mut Cx) -> Option<RawTransports> {
+    let mut m = MapReader::new(node, section, cx)?;
     let t = RawTransports {
         pos: m.pos,
-        broadcast: text_field(&mut m, "broadcast", true, cx),
-        unicast: text_field(&mut m, "unicast", false, cx),
+        broadcast: text_field(&mut m, &shape::BROADCAST, cx),
+        unicast: text_field(&mut m, &shape::UNICAST, cx),
     };
-    m.finish(TRANSPORT_KEYS, cx);
+    m.finish(shape::TRANSPORTS, cx);
     Some(t)
 }
 
-fn policies(node: &Node, cx: &mut Cx) -> Option<RawPolicies> {
-    let mut m = MapReader::new(node, "policies", cx)?;
+fn policies(node: &Node, section: &str, cx: &mut Cx) -> Option<RawPolicies> {
+    let mut m = MapReader::new(node, section, cx)?;
     let p = RawPolicies {
-        retry: text_field(&mut m, "retry", false, cx),
-        restrict: text_field(&mut m, "restrict", false, cx),
-        disconnect: text_field(&mut m, "disconnect", false, cx),
+        retry: text_field(&mut m, &shape::RETRY, cx),
+        restrict: text_field(&mut m, &shape::RESTRICT, cx),
+        disconnect: text_field(&mut m, &shape::DISCONNECT, cx),
     };
-    m.finish(POLICY_KEYS, cx);
+    m.finish(shape::POLICIES, cx);
     Some(p)
 }
 

@@ -18,11 +18,14 @@ A peer is accepted only in the role its certificate grants (haifu ca issue --rol
 speaks only for the clients registered behind it (haifu fleet move to change that), a client \
 only for itself. Every refused claim is answered, logged and counted, never recorded.
 
+Under systemd (Type=notify; the haifu-master unit) it sends READY=1 once it listens and its API \
+is up, and STOPPING=1 as it stops.
+
 Config (YAML; relative paths are taken from the file's folder):
   home: ./.haifu              # ledger, store, keys; certificates under home/ca and home/certs
   listen: 0.0.0.0:7400        # where relays connect
   name: master                # certificate name (haifu ca issue master --role master)
-  plugins: /usr/lib/haifu     # optional: folder of transport plugins
+  plugins: /usr/lib/haifu/plugins  # optional: folder of transport plugins
   settle_ms: 5000             # optional: wait for completions in flight after a round
   round_grace_secs: 60        # optional: how long past its expected time a round may run
   relays: [store-east]        # optional: the only relay certificates accepted (default: any
@@ -40,7 +43,8 @@ pub(crate) struct MasterArgs {
 #[command(
     after_help = "A relay keeps a QUIC connection to the master, fetches each run's \
 artifact once, hands its clients the session key, and broadcasts each round over multicast at \
-the workflow's rate. Stop it with SIGTERM or Ctrl-C.
+the workflow's rate. Stop it with SIGTERM or Ctrl-C. Under systemd (Type=notify; the \
+haifu-relay unit) it sends READY=1 once it listens.
 
 Config (YAML):
   name: store-east                       # also the certificate's CN
@@ -63,7 +67,8 @@ pub(crate) struct RelayArgs {
     after_help = "A client reports its installed version to its relay, receives a \
 broadcast it does not have yet, checks it against the pinned master key, installs it atomically \
 (keeping the previous version), runs its post-install command, and reports completion until the \
-master acknowledges it. Stop it with SIGTERM or Ctrl-C.
+master acknowledges it. Stop it with SIGTERM or Ctrl-C. Under systemd (Type=notify; the \
+haifu-client unit) it sends READY=1 once it is set up and reaches for its relay.
 
 Config (YAML):
   id: pos-0001                           # also the certificate's CN
@@ -88,25 +93,30 @@ fn load<T: for<'de> serde::Deserialize<'de> + config::Resolve>(path: &Path) -> R
 }
 
 fn finish(r: Result<(), haifu_fleet::FleetError>) -> Result<ExitCode> {
+    crate::systemd::stopping();
     // As an error with its sources: the one-line message is the chain.
     r?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The signal handlers, and `READY=1` to systemd once the daemon is up.
+fn lifecycle() -> Result<Shutdown> {
+    let stop = Shutdown::on_signals()?;
+    crate::systemd::notify_when_ready(&stop);
+    Ok(stop)
+}
+
 pub(crate) fn master(a: MasterArgs) -> Result<ExitCode> {
     let cfg: config::MasterConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals()?;
-    finish(haifu_fleet::master::run(cfg, stop))
+    finish(haifu_fleet::master::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cfg: config::RelayConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals()?;
-    finish(haifu_fleet::relay::run(cfg, stop))
+    finish(haifu_fleet::relay::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn client(a: ClientArgs) -> Result<ExitCode> {
     let cfg: config::ClientConfig = load(&a.config)?;
-    let stop = Shutdown::on_signals()?;
-    finish(haifu_fleet::client::run(cfg, stop))
+    finish(haifu_fleet::client::run(cfg, lifecycle()?))
 }

@@ -15,7 +15,9 @@ version, a name other than its file's, an init that fails or panics) is listed w
 the others still load. Exit status 1 when any failed."
 )]
 pub(crate) struct Args {
-    /// Plugins folder [default: the folder of the haifu binary].
+    /// Plugins folder [default: lib/haifu/plugins under the binary's prefix
+    /// if it exists (/usr/lib/haifu/plugins for /usr/bin/haifu), else the
+    /// binary's folder].
     #[arg(long, env = "HAIFU_PLUGINS", value_name = "DIR")]
     plugins: Option<PathBuf>,
     /// Print JSON.

@@ -14,6 +14,7 @@ use super::machine::{Command, Input, Poll, RunCx};
 use crate::error::ErrorKind;
 use crate::fields::{Cx, MapReader, uint};
 use crate::pos::{Pos, Spanned};
+use crate::shape::{self, Key, Kind};
 use haifu_yaml::Node;
 
 /// More rounds than this is surely a typo (a round a minute for 1.5 h);
@@ -29,8 +30,19 @@ pub struct Broadcast {
     pub rounds: Spanned<u32>,
 }
 
+/// `rounds`.
+const ROUNDS: Key = shape::key(
+    "rounds",
+    true,
+    Kind::Count {
+        min: 1,
+        max: MAX_ROUNDS as u64,
+    },
+    "Rounds in all, 1 to 100; the retry policy sets the gaps and may stop early.",
+);
+
 /// Option keys.
-pub(crate) const KEYS: &[&str] = &["rounds"];
+pub(crate) const OPTIONS: &[Key] = &[ROUNDS];
 
 pub(crate) fn parse(
     pos: Pos,
@@ -42,7 +54,7 @@ pub(crate) fn parse(
         cx.error(
             pos,
             ErrorKind::MissingKey {
-                key: "rounds",
+                key: ROUNDS.name,
                 section: section.to_string(),
             },
         );
@@ -50,9 +62,9 @@ pub(crate) fn parse(
     };
     let mut map = MapReader::new(args, section, cx)?;
     let rounds = map
-        .require("rounds", cx)
-        .and_then(|n| uint(n, &format!("{section}.rounds"), cx));
-    map.finish(KEYS, cx);
+        .require(ROUNDS.name, cx)
+        .and_then(|n| uint(n, &map.key(ROUNDS.name), cx));
+    map.finish(OPTIONS, cx);
     let rounds = rounds?;
     let value = u32::try_from(rounds.value).unwrap_or(u32::MAX);
     Some(Broadcast {

@@ -16,6 +16,7 @@ use crate::error::ErrorKind;
 use crate::fields::{Cx, MapReader, string};
 use crate::pos::{Pos, Spanned};
 use crate::quantity::parse_bytes;
+use crate::shape::{self, Key, Kind};
 use crate::timing::{parse_datetime, parse_duration};
 use haifu_yaml::Node;
 
@@ -55,8 +56,24 @@ pub struct Delta {
     pub budget: Option<Spanned<u64>>,
 }
 
+/// `until`.
+const UNTIL: Key = shape::key(
+    "until",
+    false,
+    Kind::Text,
+    "deadline (the default), a date-time, or a duration after the start; no later than \
+     the deadline.",
+);
+/// `budget`.
+const BUDGET: Key = shape::key(
+    "budget",
+    false,
+    Kind::Text,
+    "Most bytes one client may be sent: 50MiB, 200MB, 1GiB.",
+);
+
 /// Option keys.
-pub(crate) const KEYS: &[&str] = &["until", "budget"];
+pub(crate) const OPTIONS: &[Key] = &[UNTIL, BUDGET];
 
 pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -> Option<Delta> {
     let mut delta = Delta {
@@ -69,8 +86,8 @@ pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -
     };
     let mut map = MapReader::new(args, section, cx)?;
     let mut ok = true;
-    if let Some(node) = map.take("until") {
-        let key = map.key("until");
+    if let Some(node) = map.take(UNTIL.name) {
+        let key = map.key(UNTIL.name);
         match string(node, &key, cx) {
             Some(text) => match parse_until(&text.value) {
                 Ok(u) => delta.until = Spanned::new(u, text.pos),
@@ -82,8 +99,8 @@ pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -
             None => ok = false,
         }
     }
-    if let Some(node) = map.take("budget") {
-        let key = map.key("budget");
+    if let Some(node) = map.take(BUDGET.name) {
+        let key = map.key(BUDGET.name);
         match string(node, &key, cx) {
             Some(text) => match parse_bytes(&text.value) {
                 Some(b) => delta.budget = Some(Spanned::new(b, text.pos)),
@@ -102,7 +119,7 @@ pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -
             None => ok = false,
         }
     }
-    map.finish(KEYS, cx);
+    map.finish(OPTIONS, cx);
     ok.then_some(delta)
 }
 

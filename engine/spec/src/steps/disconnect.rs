@@ -10,6 +10,7 @@ use super::machine::{Command, Input, Poll, RunCx};
 
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
+use crate::shape::Key;
 use haifu_yaml::Node;
 
 /// The `disconnect` step.
@@ -20,7 +21,7 @@ pub struct Disconnect {
 }
 
 /// Option keys (none).
-pub(crate) const KEYS: &[&str] = &[];
+pub(crate) const OPTIONS: &[Key] = &[];
 
 pub(crate) fn parse(
     pos: Pos,
@@ -29,7 +30,7 @@ pub(crate) fn parse(
     cx: &mut Cx,
 ) -> Option<Disconnect> {
     if let Some(args) = args {
-        MapReader::new(args, section, cx)?.finish(KEYS, cx);
+        MapReader::new(args, section, cx)?.finish(OPTIONS, cx);
     }
     Some(Disconnect { pos })
 }

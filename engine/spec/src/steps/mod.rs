@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use crate::error::ErrorKind;
 use crate::fields::{Cx, join};
 use crate::pos::Pos;
+use crate::shape::Key;
 use crate::suggest::did_you_mean;
 use haifu_yaml::{Node, Value};
 
@@ -68,13 +69,39 @@ impl StepKind {
         }
     }
 
-    fn option_keys(self) -> &'static [&'static str] {
+    /// Its options (the keys of `- step: { ... }`).
+    pub(crate) fn options(self) -> &'static [Key] {
         match self {
-            StepKind::Register => register::KEYS,
-            StepKind::Broadcast => broadcast::KEYS,
-            StepKind::Audit => audit::KEYS,
-            StepKind::Delta => delta::KEYS,
-            StepKind::Disconnect => disconnect::KEYS,
+            StepKind::Register => register::OPTIONS,
+            StepKind::Broadcast => broadcast::OPTIONS,
+            StepKind::Audit => audit::OPTIONS,
+            StepKind::Delta => delta::OPTIONS,
+            StepKind::Disconnect => disconnect::OPTIONS,
+        }
+    }
+
+    /// What it does, in a sentence (the schema's description).
+    pub(crate) fn summary(self) -> &'static str {
+        match self {
+            StepKind::Register => {
+                "Store the artifact and record it in the ledger. No options; first if present."
+            }
+            StepKind::Broadcast => {
+                "Multicast the artifact in rounds; the retry policy sets the gaps and may stop \
+                 early."
+            }
+            StepKind::Audit => {
+                "List per relay who confirmed and who did not. No options; needs an earlier \
+                 broadcast."
+            }
+            StepKind::Delta => {
+                "Send each straggler that boots only the difference, over the unicast \
+                 transport. Needs an earlier audit."
+            }
+            StepKind::Disconnect => {
+                "At the deadline, cut off the stragglers the disconnect policy names. No \
+                 options; last if present."
+            }
         }
     }
 
@@ -180,8 +207,8 @@ pub(crate) fn parse(
 fn extra_key_error(step: &Node, extra: &Node, cx: &mut Cx) {
     let step_name = step.scalar().unwrap_or_default();
     let extra_name = extra.scalar().unwrap_or_default();
-    let belongs =
-        StepKind::from_name(step_name).is_some_and(|k| k.option_keys().contains(&extra_name));
+    let belongs = StepKind::from_name(step_name)
+        .is_some_and(|k| k.options().iter().any(|o| o.name == extra_name));
     let message = if belongs {
         format!("{extra_name:?} is an option of {step_name:?}: indent it under {step_name:?}")
     } else {

@@ -7,6 +7,7 @@ use super::machine::{Command, Input, Poll};
 
 use crate::fields::{Cx, MapReader};
 use crate::pos::Pos;
+use crate::shape::Key;
 use haifu_yaml::Node;
 
 /// The `register` step.
@@ -17,11 +18,11 @@ pub struct Register {
 }
 
 /// Option keys (none).
-pub(crate) const KEYS: &[&str] = &[];
+pub(crate) const OPTIONS: &[Key] = &[];
 
 pub(crate) fn parse(pos: Pos, args: Option<&Node>, section: &str, cx: &mut Cx) -> Option<Register> {
     if let Some(args) = args {
-        MapReader::new(args, section, cx)?.finish(KEYS, cx);
+        MapReader::new(args, section, cx)?.finish(OPTIONS, cx);
     }
     Some(Register { pos })
 }
