@@ -13,6 +13,7 @@ use haifu_transport_abi::{
 use libloading::Library;
 
 use crate::error::{DirError, ErrorKind, LoadError, TransportError};
+use crate::probe::Stage;
 use crate::trust::Refusal;
 
 /// The environment variable naming the plugins folder.
@@ -141,11 +142,8 @@ impl Plugin {
         if st == status::OK {
             return Ok(());
         }
-        let len = eb.len.min(storage.len());
-        let mut message = String::from_utf8_lossy(storage.get(..len).unwrap_or(&[])).into_owned();
-        if message.is_empty() {
-            message = status::name(st).to_owned();
-        }
+        let message =
+            plugin_message(&storage, eb.len).unwrap_or_else(|| status::name(st).to_owned());
         Err(self.error(op, ErrorKind::from_status(st), message))
     }
 
@@ -208,6 +206,21 @@ impl Plugin {
             )
         })
     }
+}
+
+/// The message a plugin wrote into an error buffer over `storage`, with
+/// the length it claims: `None` when it wrote none or claims more than the
+/// buffer holds (nothing it wrote is then trusted). Invalid UTF-8 is
+/// replaced, control characters (a newline, an escape) become spaces, so
+/// the message stays one printable line.
+pub(crate) fn plugin_message(storage: &[u8], claimed: usize) -> Option<String> {
+    let bytes = storage.get(..claimed)?;
+    let text: String = String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// An error raised by the host itself rather than a plugin.
@@ -354,27 +367,77 @@ pub fn load(path: &Path) -> Result<Plugin, LoadError> {
 }
 
 /// [`load`], refusing (before `init`) a plugin whose declared name, with
-/// `-` as `_`, is not `expected`.
+/// `-` as `_`, is not `expected`; probed first in a child process when a
+/// [`Prober`](crate::probe::Prober) is registered.
 fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadError> {
-    let path = path.to_path_buf();
+    let real = check_and_probe(path)?;
+    load_real(path, &real, expected, &mut |_| {})
+}
+
+/// The trust checks of `path`, then the probe in a child process if a
+/// prober is registered: the file to load, or why it must not be opened.
+fn check_and_probe(path: &Path) -> Result<PathBuf, LoadError> {
     let refused = |r| match r {
         Refusal::Io(source) => LoadError::Stat {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         },
         Refusal::Untrusted(reason) => LoadError::Untrusted {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason,
         },
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::trust::check_dir(dir).map_err(refused)?;
     }
-    let real = crate::trust::check_file(&path).map_err(refused)?;
+    let real = crate::trust::check_file(path).map_err(refused)?;
+    if let Some(prober) = crate::probe::prober() {
+        prober.probe(path).map_err(|fault| LoadError::Probe {
+            path: path.to_path_buf(),
+            fault,
+        })?;
+    }
+    Ok(real)
+}
+
+/// What the probe child runs: the trust checks and the load, announcing
+/// each stage through `stage` before entering it; never probes.
+pub(crate) fn load_staged(
+    path: &Path,
+    expected: Option<&str>,
+    stage: &mut dyn FnMut(Stage),
+) -> Result<Plugin, LoadError> {
+    let refused = |r| match r {
+        Refusal::Io(source) => LoadError::Stat {
+            path: path.to_path_buf(),
+            source,
+        },
+        Refusal::Untrusted(reason) => LoadError::Untrusted {
+            path: path.to_path_buf(),
+            reason,
+        },
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::trust::check_dir(dir).map_err(refused)?;
+    }
+    let real = crate::trust::check_file(path).map_err(refused)?;
+    load_real(path, &real, expected, stage)
+}
+
+/// Opens `real` (the checked target of `path`), reads its table and
+/// initialises it.
+fn load_real(
+    path: &Path,
+    real: &Path,
+    expected: Option<&str>,
+    stage: &mut dyn FnMut(Stage),
+) -> Result<Plugin, LoadError> {
+    let path = path.to_path_buf();
+    stage(Stage::Open);
     // SAFETY: loading a library runs its initialisers. The file and its
     // folder are writable only by root or this user (checked just above),
     // so its code is the operator's own.
-    let lib = unsafe { Library::new(&real) }.map_err(|source| LoadError::Open {
+    let lib = unsafe { Library::new(real) }.map_err(|source| LoadError::Open {
         path: path.clone(),
         source,
     })?;
@@ -391,7 +454,9 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
         libs.push(Arc::clone(&lib));
     }
 
+    stage(Stage::Entry);
     let ptr = entry();
+    stage(Stage::Table);
     if ptr.is_null() {
         return Err(LoadError::BadPointer {
             path,
@@ -466,6 +531,7 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
         });
     }
 
+    stage(Stage::Init);
     let mut storage = [0u8; 1024];
     let mut eb = ErrorBuf {
         ptr: storage.as_mut_ptr(),
@@ -479,15 +545,13 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
         None => status::INTERNAL,
     };
     if st != status::OK || instance.is_null() {
-        let len = eb.len.min(storage.len());
-        let mut message = String::from_utf8_lossy(storage.get(..len).unwrap_or(&[])).into_owned();
-        if message.is_empty() {
-            message = if st == status::OK {
+        let message = plugin_message(&storage, eb.len).unwrap_or_else(|| {
+            if st == status::OK {
                 "init returned success but no instance".to_owned()
             } else {
                 format!("init returned status {st} ({})", status::name(st))
-            };
-        }
+            }
+        });
         return Err(LoadError::Init {
             path,
             name,
@@ -580,15 +644,46 @@ pub fn load_dir(dir: &Path) -> Result<PluginSet, DirError> {
         dir: dir.to_path_buf(),
         ..PluginSet::default()
     };
-    for path in candidates(dir)? {
-        let expected = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(plugin_name_of_file)
-            .map(str::to_owned);
-        set.add(path.clone(), load_expecting(&path, expected.as_deref()));
+    let files = candidates(dir)?
+        .into_iter()
+        .map(|path| {
+            let expected = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(plugin_name_of_file)
+                .map(str::to_owned);
+            (path, expected)
+        })
+        .collect();
+    for (path, loaded) in load_many(files) {
+        set.add(path, loaded);
     }
     Ok(set)
+}
+
+/// Loads `(file, expected name)` pairs in order. The trust checks and the
+/// probes run side by side, so several hanging plugins cost one time limit,
+/// not one each; the loads themselves run one after the other.
+fn load_many(files: Vec<(PathBuf, Option<String>)>) -> Vec<(PathBuf, Result<Plugin, LoadError>)> {
+    let checked: Vec<Result<PathBuf, LoadError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|(path, _)| s.spawn(|| check_and_probe(path)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    files
+        .into_iter()
+        .zip(checked)
+        .map(|((path, expected), real)| {
+            let loaded =
+                real.and_then(|real| load_real(&path, &real, expected.as_deref(), &mut |_| {}));
+            (path, loaded)
+        })
+        .collect()
 }
 
 /// Loads the plugins `names` from `dir`, each from its
@@ -601,6 +696,7 @@ pub fn load_named(dir: &Path, names: &[&str]) -> Result<PluginSet, DirError> {
         dir: dir.to_path_buf(),
         ..PluginSet::default()
     };
+    let mut files = Vec::new();
     for name in names {
         let file = plugin_file_name(name);
         // A name outside the rule (a '/', say) names no plugin file; it
@@ -612,8 +708,10 @@ pub fn load_named(dir: &Path, names: &[&str]) -> Result<PluginSet, DirError> {
         if std::fs::symlink_metadata(&path).is_err() {
             continue;
         }
-        let expected = name.replace('-', "_");
-        set.add(path.clone(), load_expecting(&path, Some(&expected)));
+        files.push((path, Some(name.replace('-', "_"))));
+    }
+    for (path, loaded) in load_many(files) {
+        set.add(path, loaded);
     }
     Ok(set)
 }

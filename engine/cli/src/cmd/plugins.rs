@@ -1,20 +1,34 @@
-//! `haifu plugins`: the transport plugins haifu finds, and what failed.
+//! `haifu plugins`: the transport plugins haifu finds, and what failed;
+//! `haifu plugins check FILE` runs the conformance checks on one plugin;
+//! `haifu plugins probe FILE` (hidden) is the child that loads a plugin
+//! before a daemon does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 
+/// The environment variable that sets the probe's time limit, in
+/// milliseconds (default 5,000).
+pub(crate) const PROBE_TIMEOUT_ENV: &str = "HAIFU_PLUGIN_PROBE_TIMEOUT_MS";
+
 #[derive(Debug, clap::Args)]
 #[command(
+    args_conflicts_with_subcommands = true,
     after_help = "Plugin N is the file libhaifu_transport_N.so; only files named so are \
 listed, and no other file in the folder is opened. A folder that group or others may write, or \
 that someone other than root or you owns, is refused; such a plugin file is listed with the \
-reason and not loaded. A plugin that fails to load (not a library, no entry symbol, another ABI \
+reason and not loaded. Each file is first loaded by a child haifu process with a time limit \
+(5 s; HAIFU_PLUGIN_PROBE_TIMEOUT_MS to change): a plugin that crashes, aborts, exits or hangs \
+there is listed with what happened (\"killed by SIGSEGV in init\", \"no answer in 5 s in init\") \
+and never loaded here. A plugin that fails to load (not a library, no entry symbol, another ABI \
 version, a name other than its file's, an init that fails or panics) is listed with its error; \
 the others still load. Exit status 1 when any failed."
 )]
 pub(crate) struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
     /// Plugins folder [default: the folder of the haifu binary].
     #[arg(long, env = "HAIFU_PLUGINS", value_name = "DIR")]
     plugins: Option<PathBuf>,
@@ -23,10 +37,51 @@ pub(crate) struct Args {
     json: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Load FILE, initialise and shut it down, printing each stage on
+    /// stdout: the child process a daemon runs before loading a plugin.
+    #[command(hide = true)]
+    Probe {
+        /// The plugin file.
+        file: PathBuf,
+    },
+}
+
+/// Registers this binary as the program that probes plugin files
+/// (`haifu plugins probe FILE`), so every plugin is loaded in a child
+/// process first. Without a path to this binary, plugins load unprobed.
+pub(crate) fn register_prober() {
+    let Ok(exe) = std::env::current_exe() else {
+        tracing::warn!("cannot find the haifu binary: plugins load without a probe");
+        return;
+    };
+    let timeout = std::env::var(PROBE_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(
+            haifu_plugin_host::probe::DEFAULT_TIMEOUT,
+            Duration::from_millis,
+        );
+    haifu_plugin_host::probe::set_prober(
+        haifu_plugin_host::probe::Prober::new(exe, ["plugins", "probe"]).with_timeout(timeout),
+    );
+}
+
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
-    let dir = haifu_plugin_host::plugin_dir(args.plugins.as_deref());
+    match args.action {
+        Some(Action::Probe { file }) => {
+            let code = haifu_plugin_host::probe::serve(&file, &mut std::io::stdout().lock());
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        None => list(args.plugins, args.json),
+    }
+}
+
+fn list(plugins: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+    let dir = haifu_plugin_host::plugin_dir(plugins.as_deref());
     let listing = haifu_plugin_host::list_plugins(&dir)?;
-    if args.json {
+    if json {
         crate::output::json(&listing)?;
     } else {
         print!("{}", listing.to_table());

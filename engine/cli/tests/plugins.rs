@@ -1,0 +1,94 @@
+//! `haifu plugins` against folders of good and bad plugins, through the
+//! real binary: the probe child, and the conformance checks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Builds the C source `src` into `dir` as plugin `name`; `None` without a
+/// C compiler.
+fn cc(dir: &Path, name: &str, src: &Path, defines: &[&str]) -> Option<std::path::PathBuf> {
+    let abi = common::repo().join("plugins/abi");
+    let out = dir.join(haifu_plugin_host::plugin_file_name(name));
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-O1", "-I"])
+        .arg(abi.join("include"))
+        .args(defines)
+        .arg("-o")
+        .arg(&out)
+        .arg(src)
+        .status()
+        .ok()?;
+    assert!(status.success(), "cc failed for {}", src.display());
+    Some(out)
+}
+
+/// A plugin whose `init` runs `body`.
+fn c_plugin(dir: &Path, name: &str, body: &str) -> Option<std::path::PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdlib.h>\n#include <unistd.h>\n#include \"haifu_transport.h\"\n\
+             static int inst;\n\
+             static HaifuStatus i(const uint8_t *c, size_t n, HaifuHandle *o, HaifuErrorBuf *e) {{\n\
+               (void)c; (void)n; (void)e; {body} *o = &inst; return HAIFU_OK; }}\n\
+             static void s(HaifuHandle p) {{ (void)p; }}\n\
+             static HaifuStatus op(HaifuHandle p, const uint8_t *c, size_t n, HaifuHandle *o, HaifuErrorBuf *e) {{\n\
+               (void)p; (void)c; (void)n; (void)o; (void)e; return HAIFU_IO; }}\n\
+             static HaifuStatus sd(HaifuHandle g, const uint8_t *d, size_t n, HaifuErrorBuf *e) {{\n\
+               (void)g; (void)d; (void)n; (void)e; return HAIFU_IO; }}\n\
+             static HaifuStatus rv(HaifuHandle g, uint8_t *b, size_t c, size_t *l, uint64_t t, HaifuErrorBuf *e) {{\n\
+               (void)g; (void)b; (void)c; (void)l; (void)t; (void)e; return HAIFU_IO; }}\n\
+             static void cl(HaifuHandle g) {{ (void)g; }}\n\
+             static const HaifuPluginVTable t = {{ .abi_version = HAIFU_ABI_VERSION,\n\
+               .struct_size = sizeof(HaifuPluginVTable), .name = {{(const uint8_t *)\"{name}\", {len}}},\n\
+               .version = {{(const uint8_t *)\"0.1.0\", 5}}, .shapes = HAIFU_SHAPE_DATAGRAM,\n\
+               .init = i, .shutdown = s, .group_open = op, .group_send = sd,\n\
+               .group_recv = rv, .group_close = cl }};\n\
+             const HaifuPluginVTable *haifu_transport_entry(void) {{ return &t; }}\n",
+            len = name.len()
+        ),
+    )
+    .unwrap();
+    let out = cc(dir, name, &src, &[]);
+    std::fs::remove_file(&src).unwrap();
+    out
+}
+
+#[test]
+fn a_crashing_aborting_and_hanging_plugin_are_named_and_the_others_listed() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = common::fleet::plugin_dir(home.path());
+    if c_plugin(&dir, "segv", "*(volatile int *)0 = 1;").is_none() {
+        eprintln!("no C compiler: skipped");
+        return;
+    }
+    c_plugin(&dir, "aborts", "abort();").unwrap();
+    c_plugin(&dir, "hangs", "for (;;) pause();").unwrap();
+    let t = Instant::now();
+    let out = common::haifu(home.path())
+        .args(["plugins", "--plugins"])
+        .arg(&dir)
+        .env("HAIFU_PLUGIN_PROBE_TIMEOUT_MS", "1500")
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let line = |needle: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}:\n{table}"))
+            .to_owned()
+    };
+    assert!(line("libhaifu_transport_segv.so").ends_with(": killed by SIGSEGV in init"));
+    assert!(line("libhaifu_transport_aborts.so").ends_with(": killed by SIGABRT in init"));
+    assert!(line("libhaifu_transport_hangs.so").ends_with(": no answer in 1.5 s in init (killed)"));
+    assert!(line("quic ").contains("stream"), "{table}");
+    assert!(line("multicast ").contains("datagram"), "{table}");
+}
