@@ -7,18 +7,18 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Builds the C source `src` into `dir` as plugin `name`; `None` without a
-/// C compiler.
-fn cc(dir: &Path, name: &str, src: &Path, defines: &[&str]) -> Option<std::path::PathBuf> {
+/// Builds the C source `src` into `dir` as plugin `name`, linking `libs`;
+/// `None` without a C compiler.
+fn cc(dir: &Path, name: &str, src: &Path, libs: &[&str]) -> Option<std::path::PathBuf> {
     let abi = common::repo().join("plugins/abi");
     let out = dir.join(haifu_plugin_host::plugin_file_name(name));
     let status = std::process::Command::new("cc")
         .args(["-shared", "-fPIC", "-Wall", "-Werror", "-O1", "-I"])
         .arg(abi.join("include"))
-        .args(defines)
         .arg("-o")
         .arg(&out)
         .arg(src)
+        .args(libs)
         .status()
         .ok()?;
     assert!(status.success(), "cc failed for {}", src.display());
@@ -91,4 +91,97 @@ fn a_crashing_aborting_and_hanging_plugin_are_named_and_the_others_listed() {
     assert!(line("libhaifu_transport_hangs.so").ends_with(": no answer in 1.5 s in init (killed)"));
     assert!(line("quic ").contains("stream"), "{table}");
     assert!(line("multicast ").contains("datagram"), "{table}");
+}
+
+/// `haifu plugins check FILE [--config …]`: its output and exit status.
+fn check(home: &Path, file: &Path, config: &[&str]) -> (bool, String) {
+    let mut c = common::haifu(home);
+    c.args(["plugins", "check"]).arg(file);
+    for pair in config {
+        c.args(["--config", pair]);
+    }
+    let out = c.output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const UNICAST: [&str; 2] = [
+    "bind=127.0.0.1:{port}",
+    "peers=127.0.0.1:{port_a},127.0.0.1:{port_b}",
+];
+
+#[test]
+fn the_c_starter_passes_the_checks_and_a_plugin_that_breaks_a_rule_fails() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("p");
+    std::fs::create_dir(&dir).unwrap();
+    let starter = common::repo().join("plugins/starters/c/udp_peers.c");
+    let Some(good) = cc(&dir, "udp_peers", &starter, &["-lpthread"]) else {
+        eprintln!("no C compiler: skipped");
+        return;
+    };
+    let (ok, text) = check(home.path(), &good, &UNICAST);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok    datagram.buffer_too_small"), "{text}");
+    assert!(
+        text.ends_with("10 rules: 10 passed, 0 skipped, 0 failed\n"),
+        "{text}"
+    );
+
+    // The same plugin, but it truncates into a too-small buffer and says OK.
+    let source = std::fs::read_to_string(&starter).unwrap();
+    let breaking = source.replace(
+        "if ((size_t)n > cap) {",
+        "if ((size_t)n > cap) { n = (ssize_t)cap; } if (0) {",
+    );
+    assert_ne!(source, breaking);
+    let src = dir.join("truncates.c");
+    std::fs::write(&src, breaking).unwrap();
+    let bad = cc(&dir, "truncates", &src, &["-lpthread"]).unwrap();
+    let (ok, text) = check(home.path(), &bad, &UNICAST);
+    assert!(!ok, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("datagram.buffer_too_small"))
+        .unwrap();
+    assert!(
+        line.starts_with("FAIL") && line.contains("expected BufferTooSmall, got success"),
+        "{line}"
+    );
+    assert!(text.ends_with("1 failed\n"), "{text}");
+
+    // Without its peers the starter refuses to open, naming the key.
+    let (ok, text) = check(home.path(), &good, &[]);
+    assert!(!ok);
+    assert!(text.contains("missing required key \"peers\""), "{text}");
+}
+
+#[test]
+fn the_first_party_plugins_pass_the_checks() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = common::fleet::plugin_dir(home.path());
+    for name in ["multicast", "quic"] {
+        let file = dir.join(haifu_plugin_host::plugin_file_name(name));
+        let (ok, text) = check(home.path(), &file, &[]);
+        assert!(ok, "{text}");
+        assert!(!text.contains("FAIL"), "{text}");
+    }
+    // JSON: one object per rule.
+    let out = common::haifu(home.path())
+        .args(["plugins", "check", "--json"])
+        .arg(dir.join(haifu_plugin_host::plugin_file_name("quic")))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rules = v.as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["name"] == "stream.close_during_recv" && r["passed"] == true)
+    );
 }

@@ -39,6 +39,23 @@ pub(crate) struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
+    /// Run the conformance checks of SPEC.md on one plugin file: each
+    /// rule with ok, FAIL or skip (an optional key or call the plugin does
+    /// not offer). Exit status 1 when any rule failed.
+    #[command(
+        after_help = "The plugin is opened with the keys the engine passes (SPEC.md §5.6, §6.12): datagram groups as two members of a loopback multicast group (group, loopback, join, ttl, interface=127.0.0.1); streams as a listening and a connecting endpoint with certificates of a scratch fleet CA (ca, cert, key, listen). --config adds a key or replaces an engine key; in its value {port} is this member's port and {port_a}, {port_b} the two members' ports, e.g. for a unicast transport: --config 'bind=127.0.0.1:{port}' --config 'peers=127.0.0.1:{port_a},127.0.0.1:{port_b}'."
+    )]
+    Check {
+        /// The plugin file (any name; a file named by the rule must declare
+        /// the name its file name says).
+        file: PathBuf,
+        /// A configuration pair for the plugin, KEY=VALUE; repeat for more.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_pair)]
+        config: Vec<(String, String)>,
+        /// Print the rules as one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load FILE, initialise and shut it down, printing each stage on
     /// stdout: the child process a daemon runs before loading a plugin.
     #[command(hide = true)]
@@ -74,8 +91,61 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             let code = haifu_plugin_host::probe::serve(&file, &mut std::io::stdout().lock());
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
+        Some(Action::Check { file, config, json }) => check(&file, config, json),
         None => list(args.plugins, args.json),
     }
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    let k = k.trim();
+    if k.is_empty() || s.contains('\n') {
+        return Err(format!("expected KEY=VALUE on one line, got {s:?}"));
+    }
+    Ok((k.to_owned(), v.trim().to_owned()))
+}
+
+fn check(file: &std::path::Path, config: Vec<(String, String)>, json: bool) -> Result<ExitCode> {
+    let plugin = haifu_plugin_host::load(file)?;
+    let report = haifu_plugin_host::conformance::check(
+        &plugin,
+        &haifu_plugin_host::conformance::Options { config },
+    )?;
+    let failed = report.iter().filter(|c| !c.passed).count();
+    if json {
+        crate::output::json(&report)?;
+    } else {
+        let i = plugin.info();
+        println!(
+            "{} {} ({}), {}",
+            i.name,
+            i.version,
+            i.shapes.names().join(", "),
+            file.display()
+        );
+        let width = report.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for c in &report {
+            println!(
+                "{:<4}  {:<width$}  {}",
+                c.verdict(),
+                c.name,
+                c.detail.replace('\n', " ")
+            );
+        }
+        let skipped = report.iter().filter(|c| c.skipped).count();
+        println!(
+            "{} rules: {} passed, {skipped} skipped, {failed} failed",
+            report.len(),
+            report.len() - failed - skipped
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn list(plugins: Option<PathBuf>, json: bool) -> Result<ExitCode> {
