@@ -155,10 +155,10 @@ fn the_c_starter_passes_the_checks_and_a_plugin_that_breaks_a_rule_fails() {
     );
     assert!(text.ends_with("1 failed\n"), "{text}");
 
-    // Without its peers the starter refuses to open, naming the key.
-    let (ok, text) = check(home.path(), &good, &[]);
+    // Without peers a member only receives: the round trip fails, saying so.
+    let (ok, text) = check(home.path(), &good, &UNICAST[..1]);
     assert!(!ok);
-    assert!(text.contains("missing required key \"peers\""), "{text}");
+    assert!(text.contains("no peers configured"), "{text}");
 }
 
 #[test]
@@ -184,4 +184,50 @@ fn the_first_party_plugins_pass_the_checks() {
             .iter()
             .any(|r| r["name"] == "stream.close_during_recv" && r["passed"] == true)
     );
+}
+
+/// A third plugin chosen by name in the daemons' configs carries a round:
+/// the relay broadcasts through the C starter (UDP unicast to its client)
+/// with the operator's `peers` from its `transports.config` section, the
+/// client receives through it, and the audit has the client delivered.
+#[test]
+fn a_daemon_configured_with_the_c_starter_carries_a_round() {
+    let mut f = common::fleet::Fleet::new(3);
+    let starter = common::repo().join("plugins/starters/c/udp_peers.c");
+    if cc(&f.plugins, "udp_peers", &starter, &["-lpthread"]).is_none() {
+        eprintln!("no C compiler: skipped");
+        return;
+    }
+    f.write_master("");
+    let group = f.master_port + 10;
+    let port = f.write_relay("relay-a", group);
+    let relay_yaml = f.path("relay-a.yaml");
+    let mut relay = std::fs::read_to_string(&relay_yaml).unwrap();
+    relay.push_str(
+        "transports:\n  broadcast: udp-peers\n  config:\n    udp-peers: { peers: '127.0.0.1' }\n",
+    );
+    std::fs::write(&relay_yaml, &relay).unwrap();
+    f.write_client(
+        "c1",
+        "relay-a",
+        port,
+        "transports: { broadcast: udp-peers }\n",
+    );
+    let artifact = f.artifact("app-1.bin", 1 << 20, 9);
+    f.workflow("one", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "100Mbit/s");
+
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    f.start("client", "c1");
+    f.wait_log("relay-a", "client registered client=c1", 1, 60);
+    let out = f.haifu_ok(&["run", "one.yaml", "--live", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "done", "{report:#}\n{}", f.dump());
+    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    assert_eq!(
+        std::fs::read(f.path("c1-root/current/artifact")).unwrap(),
+        std::fs::read(&artifact).unwrap()
+    );
+    assert!(f.log("relay-a").contains("udp-peers"), "{}", f.dump());
 }

@@ -108,13 +108,77 @@ impl std::fmt::Debug for PluginInner {
 ///
 /// Method families: [`info`](Self::info) for identity;
 /// [`open_group`](Self::open_group) for the datagram shape;
-/// [`open_endpoint`](Self::open_endpoint) for the stream shape.
+/// [`open_endpoint`](Self::open_endpoint) for the stream shape;
+/// [`with_config`](Self::with_config) for the operator's section.
 #[derive(Debug, Clone)]
 pub struct Plugin {
     pub(crate) inner: Arc<PluginInner>,
+    /// The operator's `key=value` pairs, added after the engine's to every
+    /// `*_open` through this handle.
+    operator: Arc<[(String, String)]>,
+}
+
+/// The key of each `key=value` line of `config` (blank and `#` lines
+/// skipped).
+fn config_keys(config: &str) -> impl Iterator<Item = &str> {
+    config.lines().filter_map(|l| {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            return None;
+        }
+        Some(l.split_once('=').map_or(l, |(k, _)| k).trim())
+    })
 }
 
 impl Plugin {
+    /// The same plugin, adding the operator's pairs (a daemon config's
+    /// section for it) after the engine's keys in every `group_open` and
+    /// `endpoint_open`. A pair whose key the engine also sets in a call
+    /// makes that call fail with `InvalidArgument` naming the key, before
+    /// the plugin sees it; a key or value holding a newline or `=` in the
+    /// key is refused the same way.
+    #[must_use]
+    pub fn with_config(&self, pairs: Vec<(String, String)>) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            operator: pairs.into(),
+        }
+    }
+
+    /// The operator's pairs given to [`with_config`](Self::with_config).
+    pub fn operator_config(&self) -> &[(String, String)] {
+        &self.operator
+    }
+
+    /// `config` followed by the operator's pairs, or why they clash.
+    fn merged(&self, op: &'static str, config: &str) -> Result<String, TransportError> {
+        if self.operator.is_empty() {
+            return Ok(config.to_owned());
+        }
+        let mut out = config.to_owned();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        for (k, v) in self.operator.iter() {
+            if k.trim().is_empty() || k.contains(['\n', '\r', '=']) || v.contains(['\n', '\r']) {
+                return Err(self.error(
+                    op,
+                    ErrorKind::InvalidArgument,
+                    format!("operator key {k:?}: keys and values are one line, keys hold no '='"),
+                ));
+            }
+            if config_keys(config).any(|e| e == k.trim()) {
+                return Err(self.error(
+                    op,
+                    ErrorKind::InvalidArgument,
+                    format!("operator key {k:?} is one the engine sets for this call"),
+                ));
+            }
+            out.push_str(&format!("{}={}\n", k.trim(), v.trim()));
+        }
+        Ok(out)
+    }
+
     /// Name, version, ABI version, shapes and path.
     pub fn info(&self) -> &PluginInfo {
         &self.inner.info
@@ -170,6 +234,7 @@ impl Plugin {
         config: &str,
     ) -> Result<Handle, TransportError> {
         let open = self.func(op, f)?;
+        let config = self.merged(op, config)?;
         let mut handle: Handle = std::ptr::null_mut();
         // SAFETY: live instance; config and out pointers valid for the call.
         self.call(op, |err| unsafe {
@@ -561,6 +626,7 @@ fn load_real(
     }
     tracing::debug!(plugin = %name, version = %version, path = %path.display(), "transport plugin loaded");
     Ok(Plugin {
+        operator: Arc::new([]),
         inner: Arc::new(PluginInner {
             vt,
             instance,

@@ -11,8 +11,9 @@
  *   loopback=true|false engine; false drops datagrams from this group's own address
  *   ttl=N              engine; IP TTL of sent datagrams
  *   interface=...      engine; accepted and ignored (unicast follows the routes)
- *   peers=H:P,H:P,...  required; where every datagram goes (":P" may be left
- *                      out: the group's port)
+ *   peers=H:P,H:P,...  where every datagram goes (":P" may be left out: the
+ *                      group's port); without it the member only receives (a
+ *                      client), and group_send says so
  *   bind=IP:PORT       the address to receive on (default 0.0.0.0:<group port>)
  *   rate=BITS          pacing ceiling in bits of payload per second, suffixes
  *                      k, M, G (100M); 0 or absent: unpaced
@@ -203,14 +204,10 @@ static HaifuStatus up_open(HaifuHandle p, const uint8_t *config, size_t len, Hai
         st = HAIFU_INVALID_ARGUMENT;
     }
     uint16_t port = ntohs(gaddr.sin_port);
-    if (st == HAIFU_OK && (!peers || !*peers)) {
-        set_err(e, "configuration: missing required key \"peers\" (host:port,host:port,...)");
-        st = HAIFU_INVALID_ARGUMENT;
-    }
     if (st == HAIFU_OK && !(g = calloc(1, sizeof *g))) st = HAIFU_INTERNAL;
     if (st == HAIFU_OK) {
         g->fd = -1;
-        for (const char *s = peers; *s && st == HAIFU_OK;) {
+        for (const char *s = peers ? peers : ""; *s && st == HAIFU_OK;) {
             const char *c = strchr(s, ',');
             size_t n = c ? (size_t)(c - s) : strlen(s);
             while (n && *s == ' ') { s++; n--; }
@@ -287,6 +284,10 @@ static HaifuStatus up_send(HaifuHandle h, const uint8_t *data, size_t len, Haifu
     if (!g || (!data && len)) {
         set_err(e, "null argument");
         return HAIFU_INVALID_ARGUMENT;
+    }
+    if (g->npeers == 0) {
+        set_err(e, "no peers configured (peers=host:port,...): this member only receives");
+        return HAIFU_UNSUPPORTED;
     }
     if (len > g->max_datagram) {
         set_err(e, "datagram of %zu bytes, limit %zu", len, g->max_datagram);
