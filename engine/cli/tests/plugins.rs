@@ -231,3 +231,54 @@ fn a_daemon_configured_with_the_c_starter_carries_a_round() {
     );
     assert!(f.log("relay-a").contains("udp-peers"), "{}", f.dump());
 }
+
+/// `haifu check` resolves a workflow's transports against the plugins the
+/// daemons would load: an unknown name, a typo and a plugin of the wrong
+/// shape each fail at their position; the shipped names pass.
+#[test]
+fn a_workflow_naming_an_unknown_transport_fails_check_at_its_position() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = common::fleet::plugin_dir(home.path());
+    let wf = common::repo().join("workflows/urgent-security-fix.yaml");
+    let text = std::fs::read_to_string(&wf).unwrap();
+    let (line_no, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("broadcast: multicast"))
+        .unwrap();
+    let column = line.find("multicast").unwrap() + 1;
+    let run = |replacement: &str| {
+        // Beside the original, so its relative paths still resolve.
+        let copy = wf.with_file_name(format!(".transports-test-{}.yaml", std::process::id()));
+        std::fs::write(&copy, text.replace("broadcast: multicast", replacement)).unwrap();
+        let out = common::haifu(home.path())
+            .args(["check", "--plugins"])
+            .arg(&dir)
+            .arg(&copy)
+            .output()
+            .unwrap();
+        std::fs::remove_file(&copy).unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        (out.status.code(), err, copy)
+    };
+    let (code, err, copy) = run("broadcast: no-such-plugin");
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "{}:{}:{column}: transports.broadcast: no transport plugin \"no-such-plugin\" in {} (it holds multicast, quic)",
+        copy.display(),
+        line_no + 1,
+        dir.display()
+    );
+    assert!(err.contains(&want), "{err}\nwant {want}");
+    let (code, err, _) = run("broadcast: multicst");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("(did you mean \"multicast\"?)"), "{err}");
+    let (code, err, _) = run("broadcast: quic");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("transports.broadcast: plugin \"quic\" offers peer streams, not the datagram groups this transport needs"),
+        "{err}"
+    );
+    let (code, err, _) = run("broadcast: multicast");
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -439,6 +439,25 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
     load_real(path, &real, expected, &mut |_| {})
 }
 
+/// The trust checks of a plugin file and its folder alone.
+pub(crate) fn check_trust(path: &Path) -> Result<(), LoadError> {
+    let refused = |r| match r {
+        Refusal::Io(source) => LoadError::Stat {
+            path: path.to_path_buf(),
+            source,
+        },
+        Refusal::Untrusted(reason) => LoadError::Untrusted {
+            path: path.to_path_buf(),
+            reason,
+        },
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::trust::check_dir(dir).map_err(refused)?;
+    }
+    crate::trust::check_file(path).map_err(refused)?;
+    Ok(())
+}
+
 /// The trust checks of `path`, then the probe in a child process if a
 /// prober is registered: the file to load, or why it must not be opened.
 fn check_and_probe(path: &Path) -> Result<PathBuf, LoadError> {
@@ -457,10 +476,13 @@ fn check_and_probe(path: &Path) -> Result<PathBuf, LoadError> {
     }
     let real = crate::trust::check_file(path).map_err(refused)?;
     if let Some(prober) = crate::probe::prober() {
-        prober.probe(path).map_err(|fault| LoadError::Probe {
-            path: path.to_path_buf(),
-            fault,
-        })?;
+        prober
+            .probe(path)
+            .map(drop)
+            .map_err(|fault| LoadError::Probe {
+                path: path.to_path_buf(),
+                fault,
+            })?;
     }
     Ok(real)
 }
@@ -688,7 +710,7 @@ pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
 
 /// Refuses a plugins folder that someone other than root or this user
 /// could write to.
-fn check_folder(dir: &Path) -> Result<(), DirError> {
+pub(crate) fn check_folder(dir: &Path) -> Result<(), DirError> {
     crate::trust::check_dir(dir).map_err(|r| match r {
         Refusal::Io(source) => DirError::Read {
             path: dir.to_path_buf(),

@@ -189,6 +189,40 @@ pub fn signal_name(signal: i32) -> String {
     known.to_owned()
 }
 
+/// What a probe child reported beyond its stages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probed {
+    /// The plugin's declared name and shapes, when it loaded.
+    pub plugin: Option<(String, crate::Shapes)>,
+    /// The loader's one-line error, when it failed cleanly.
+    pub error: Option<String>,
+}
+
+/// One line of the child's protocol.
+enum Line {
+    Stage(Stage),
+    Plugin(String, crate::Shapes),
+    Error(String),
+}
+
+impl Line {
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.strip_prefix(TAG)?;
+        if let Some(p) = rest.strip_prefix("plugin ") {
+            let (name, shapes) = p.split_once(' ').unwrap_or((p, ""));
+            let shapes = crate::Shapes {
+                datagram: shapes.split(',').any(|s| s == "datagram"),
+                stream: shapes.split(',').any(|s| s == "stream"),
+            };
+            return Some(Self::Plugin(name.chars().take(64).collect(), shapes));
+        }
+        if let Some(e) = rest.strip_prefix("error ") {
+            return Some(Self::Error(e.chars().take(1024).collect()));
+        }
+        Stage::parse(rest).map(Self::Stage)
+    }
+}
+
 /// Runs a program that answers as [`serve`] does, with a time limit.
 #[derive(Debug, Clone)]
 pub struct Prober {
@@ -224,9 +258,9 @@ impl Prober {
     }
 
     /// Probes `path` in a child process: `Ok` when the child went through
-    /// every stage (the plugin may still have failed cleanly, which loading
-    /// it here reports), the fault otherwise.
-    pub fn probe(&self, path: &Path) -> Result<(), ProbeFault> {
+    /// every stage (the plugin may still have failed cleanly, which
+    /// [`Probed::error`] says), the fault otherwise.
+    pub fn probe(&self, path: &Path) -> Result<Probed, ProbeFault> {
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .arg(path)
@@ -242,19 +276,25 @@ impl Prober {
             })?;
         // Readers on their own threads: a plugin that forks keeps the pipes
         // open after the child dies, so they are never joined.
-        let (tx, rx) = std::sync::mpsc::channel::<Stage>();
+        let (tx, rx) = std::sync::mpsc::channel::<Line>();
         if let Some(out) = child.stdout.take() {
             std::thread::spawn(move || {
                 for line in std::io::BufReader::new(out.take(OUTPUT_CAP)).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(stage) = line.strip_prefix(TAG).and_then(Stage::parse)
-                        && tx.send(stage).is_err()
+                    if let Some(l) = Line::parse(&line)
+                        && tx.send(l).is_err()
                     {
                         break;
                     }
                 }
             });
         }
+        let mut probed = Probed::default();
+        let mut take = |l: Line, stage: &mut Stage| match l {
+            Line::Stage(s) => *stage = s,
+            Line::Plugin(n, sh) => probed.plugin = Some((n, sh)),
+            Line::Error(e) => probed.error = Some(e),
+        };
         let (etx, erx) = std::sync::mpsc::channel::<Vec<u8>>();
         if let Some(err) = child.stderr.take() {
             std::thread::spawn(move || {
@@ -267,8 +307,8 @@ impl Prober {
         let deadline = Instant::now() + self.timeout;
         let mut stage = Stage::Start;
         let status = loop {
-            while let Ok(s) = rx.try_recv() {
-                stage = s;
+            while let Ok(l) = rx.try_recv() {
+                take(l, &mut stage);
             }
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
@@ -283,8 +323,8 @@ impl Prober {
         let Some(status) = status else {
             let _ = child.kill();
             let _ = child.wait();
-            while let Ok(s) = rx.try_recv() {
-                stage = s;
+            while let Ok(l) = rx.try_recv() {
+                take(l, &mut stage);
             }
             return Err(ProbeFault::NoAnswer {
                 timeout: self.timeout,
@@ -294,11 +334,11 @@ impl Prober {
         // The child is gone: what it wrote is all there is (a short grace
         // for the reader threads to hand it over).
         let grace = Instant::now() + Duration::from_millis(200);
-        while let Ok(s) = rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
-            stage = s;
+        while let Ok(l) = rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+            take(l, &mut stage);
         }
         if stage == Stage::Done && status.success() {
-            return Ok(());
+            return Ok(probed);
         }
         let stderr = erx
             .recv_timeout(Duration::from_millis(200))
@@ -358,27 +398,104 @@ pub fn prober() -> Option<&'static Prober> {
 /// process exit status to use: 0 when every stage returned, even if the
 /// plugin failed cleanly (the parent reports that itself).
 pub fn serve(path: &Path, out: &mut dyn Write) -> i32 {
-    let mut say = |stage: Stage| {
-        let _ = writeln!(out, "{TAG}{}", stage.word());
+    fn say(out: &mut dyn Write, line: &str) {
+        let _ = writeln!(out, "{TAG}{line}");
         let _ = out.flush();
-    };
-    say(Stage::Start);
+    }
+    say(out, Stage::Start.word());
     let expected = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(plugin_name_of_file)
         .map(str::to_owned);
-    match crate::loader::load_staged(path, expected.as_deref(), &mut say) {
+    match crate::loader::load_staged(path, expected.as_deref(), &mut |s| say(out, s.word())) {
         Ok(plugin) => {
-            say(Stage::Shutdown);
+            let i = plugin.info();
+            say(
+                out,
+                &format!("plugin {} {}", i.name, i.shapes.names().join(",")),
+            );
+            say(out, Stage::Shutdown.word());
             drop(plugin);
         }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "{}", crate::error_chain(&e));
+            let line = crate::error_chain(&e).replace(['\n', '\r'], " ");
+            say(out, &format!("error {line}"));
         }
     }
-    say(Stage::Done);
+    say(out, Stage::Done.word());
     0
+}
+
+/// One plugin file of a folder as [`inventory`] sees it.
+#[derive(Debug)]
+pub struct InventoryEntry {
+    /// The declared name, or the name its file name stands for when it
+    /// does not load.
+    pub name: String,
+    /// Its shapes, or the one-line reason it does not load.
+    pub state: Result<crate::Shapes, String>,
+}
+
+/// What each plugin file of `dir` is, as a daemon would find it, without
+/// loading any into this process when a prober is registered (each is
+/// loaded in a child; without a prober they are loaded here): what `haifu
+/// check` resolves a workflow's transports against.
+pub fn inventory(dir: &Path) -> Result<Vec<InventoryEntry>, crate::DirError> {
+    let Some(prober) = prober() else {
+        let set = crate::load_dir(dir)?;
+        let mut out: Vec<InventoryEntry> = set
+            .loaded
+            .iter()
+            .map(|p| InventoryEntry {
+                name: p.name().to_owned(),
+                state: Ok(p.info().shapes),
+            })
+            .collect();
+        out.extend(set.failed.iter().map(|e| InventoryEntry {
+            name: file_name_of(e.path()),
+            state: Err(crate::error_chain(e)),
+        }));
+        return Ok(out);
+    };
+    crate::loader::check_folder(dir)?;
+    let files = crate::candidates(dir)?;
+    Ok(std::thread::scope(|s| {
+        let hs: Vec<_> = files
+            .iter()
+            .map(|path| {
+                s.spawn(move || {
+                    let name = file_name_of(path);
+                    let state = match crate::loader::check_trust(path) {
+                        Err(e) => Err(crate::error_chain(&e)),
+                        Ok(()) => match prober.probe(path) {
+                            Ok(Probed {
+                                plugin: Some((declared, shapes)),
+                                ..
+                            }) => {
+                                return InventoryEntry {
+                                    name: declared,
+                                    state: Ok(shapes),
+                                };
+                            }
+                            Ok(p) => Err(p.error.unwrap_or_else(|| "did not load".into())),
+                            Err(fault) => Err(format!("{}: {fault}", path.display())),
+                        },
+                    };
+                    InventoryEntry { name, state }
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    }))
+}
+
+/// The plugin name a file's name stands for (or the file name itself).
+fn file_name_of(path: &Path) -> String {
+    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    plugin_name_of_file(file).unwrap_or(file).to_owned()
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ mod raw;
 pub mod steps;
 mod suggest;
 mod timing;
+mod transports;
 mod validate;
 
 pub use haifu_yaml::{ShapeError, check_shape};
@@ -47,6 +48,7 @@ pub use raw::{
 };
 pub use steps::{Step, StepKind};
 pub use timing::Window;
+pub use transports::{PluginInventory, PluginState, check_transports};
 pub use validate::validate;
 
 /// The largest workflow file read, in bytes. A workflow is a few kB; the
