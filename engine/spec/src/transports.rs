@@ -101,3 +101,48 @@ pub fn check_transports(file: &Path, plan: &Plan, inventory: &PluginInventory) -
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn names_resolve_by_shape_with_positions() {
+        let text = "name: w\nartifact: {name: app, version: 1.0.0, path: Cargo.toml}\n\
+            targets: {relays: [r]}\nschedule: {start: 2026-01-01T00:00:00Z, deadline: 1h}\n\
+            transports: {broadcast: quic, unicast: multicst}\nsteps: [register, {broadcast: {rounds: 1}}]\n";
+        let plan = crate::check_text(Path::new("w.yaml"), text).unwrap();
+        let inv = PluginInventory {
+            dir: "/p".into(),
+            plugins: vec![
+                (
+                    "multicast".into(),
+                    PluginState::Offers {
+                        datagram: true,
+                        stream: false,
+                    },
+                ),
+                (
+                    "quic".into(),
+                    PluginState::Offers {
+                        datagram: false,
+                        stream: true,
+                    },
+                ),
+            ],
+        };
+        let errors: Vec<String> = check_transports(Path::new("w.yaml"), &plan, &inv)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "w.yaml:5:25: transports.broadcast: plugin \"quic\" offers peer streams"
+            ),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains("transports.unicast: no transport plugin \"multicst\" in /p (it holds multicast, quic) (did you mean \"multicast\"?)"), "{errors:?}");
+    }
+}
