@@ -23,7 +23,7 @@
 //! embedded in a test does.
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, Read as _, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -38,9 +38,63 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// plugin prints on stdout is ignored.
 const TAG: &str = "haifu-probe: ";
 
-/// The most the parent reads of a child's stdout and stderr: a plugin's
-/// output is not trusted to be small.
-const OUTPUT_CAP: u64 = 64 * 1024;
+/// The most the parent parses of a child's stdout, and keeps of its
+/// stderr (the tail): a plugin's output is not trusted to be small. More
+/// is read and dropped, so a chatty plugin never blocks on a full pipe.
+const OUTPUT_CAP: usize = 64 * 1024;
+
+/// The longest protocol line; longer lines are dropped.
+const LINE_CAP: usize = 2048;
+
+/// Reads `from` to its end, handing each complete line (at most
+/// [`LINE_CAP`] bytes, within the first [`OUTPUT_CAP`]) to `each` until it
+/// returns false; the rest is read and dropped.
+fn read_lines(mut from: impl Read, mut each: impl FnMut(&str) -> bool) {
+    let mut chunk = [0u8; 8192];
+    let mut line = Vec::new();
+    let mut too_long = false;
+    let mut seen = 0usize;
+    let mut listening = true;
+    while let Ok(n) = from.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        seen += n;
+        if !listening || seen > OUTPUT_CAP {
+            continue;
+        }
+        for &b in chunk.get(..n).unwrap_or_default() {
+            if b == b'\n' {
+                if !too_long && !each(&String::from_utf8_lossy(&line)) {
+                    listening = false;
+                    break;
+                }
+                line.clear();
+                too_long = false;
+            } else if line.len() < LINE_CAP {
+                line.push(b);
+            } else {
+                too_long = true;
+            }
+        }
+    }
+}
+
+/// Reads `from` to its end and keeps its last [`OUTPUT_CAP`] bytes.
+fn read_tail(mut from: impl Read) -> Vec<u8> {
+    let mut chunk = [0u8; 8192];
+    let mut tail = Vec::new();
+    while let Ok(n) = from.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        if tail.len() > 2 * OUTPUT_CAP {
+            tail.drain(..tail.len() - OUTPUT_CAP);
+        }
+    }
+    tail
+}
 
 /// What the child was doing when it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,14 +333,10 @@ impl Prober {
         let (tx, rx) = std::sync::mpsc::channel::<Line>();
         if let Some(out) = child.stdout.take() {
             std::thread::spawn(move || {
-                for line in std::io::BufReader::new(out.take(OUTPUT_CAP)).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(l) = Line::parse(&line)
-                        && tx.send(l).is_err()
-                    {
-                        break;
-                    }
-                }
+                read_lines(out, |line| match Line::parse(line) {
+                    Some(l) => tx.send(l).is_ok(),
+                    None => true,
+                });
             });
         }
         let mut probed = Probed::default();
@@ -298,9 +348,7 @@ impl Prober {
         let (etx, erx) = std::sync::mpsc::channel::<Vec<u8>>();
         if let Some(err) = child.stderr.take() {
             std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = err.take(OUTPUT_CAP).read_to_end(&mut buf);
-                let _ = etx.send(buf);
+                let _ = etx.send(read_tail(err));
             });
         }
 
@@ -526,5 +574,23 @@ mod tests {
         );
         assert_eq!(last_line(b"a\nb\x1b[0m\n\n"), "b [0m");
         assert_eq!(signal_name(99), "signal 99");
+    }
+
+    #[test]
+    fn output_is_bounded_and_drained() {
+        let mut text = b"haifu-probe: start\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 10_000));
+        text.extend_from_slice(b"\nhaifu-probe: init\n");
+        text.extend(std::iter::repeat_n(b'y', 200_000));
+        text.extend_from_slice(b"\nhaifu-probe: done\n");
+        let mut lines = Vec::new();
+        read_lines(&text[..], |l| {
+            lines.push(l.to_owned());
+            true
+        });
+        // The over-long line is dropped; past the cap nothing is parsed.
+        assert_eq!(lines, ["haifu-probe: start", "haifu-probe: init"]);
+        let tail = read_tail(&vec![b'z'; 500_000][..]);
+        assert!(tail.len() >= OUTPUT_CAP && tail.len() <= 2 * OUTPUT_CAP);
     }
 }
