@@ -282,3 +282,50 @@ fn a_workflow_naming_an_unknown_transport_fails_check_at_its_position() {
     let (code, err, _) = run("broadcast: multicast");
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A daemon refuses to start, in one line naming the file and its fault,
+/// when a plugin it needs crashes at load; a crashing plugin it does not
+/// name sits in the folder unopened and the daemon starts.
+#[test]
+fn a_daemon_refuses_to_start_only_when_a_plugin_it_needs_is_bad() {
+    let mut f = common::fleet::Fleet::new(4);
+    if c_plugin(&f.plugins, "segv", "*(volatile int *)0 = 1;").is_none() {
+        eprintln!("no C compiler: skipped");
+        return;
+    }
+    f.write_master("");
+    let group = f.master_port + 10;
+    f.write_relay("relay-a", group);
+    let yaml = f.path("relay-a.yaml");
+    let good = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, format!("{good}transports: {{broadcast: segv}}\n")).unwrap();
+    let mut child = f
+        .haifu()
+        .args(["relay", "--config", "relay-a.yaml"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the relay did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err.lines().last().unwrap();
+    assert!(
+        line.starts_with("haifu: error: transports.broadcast plugin \"segv\": ")
+            && line.ends_with("libhaifu_transport_segv.so: killed by SIGSEGV in init"),
+        "{err}"
+    );
+    // Not named: never opened, and the relay runs.
+    std::fs::write(&yaml, good).unwrap();
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    assert!(!f.log("relay-a").contains("segv"), "{}", f.log("relay-a"));
+}
