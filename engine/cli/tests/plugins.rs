@@ -90,6 +90,7 @@ fn a_crashing_aborting_and_hanging_plugin_are_named_and_the_others_listed() {
     assert!(line("libhaifu_transport_aborts.so").ends_with(": killed by SIGABRT in init"));
     assert!(line("libhaifu_transport_hangs.so").ends_with(": no answer in 1.5 s in init (killed)"));
     assert!(line("quic ").contains("stream"), "{table}");
+    assert!(line("tls ").contains("stream"), "{table}");
     assert!(line("multicast ").contains("datagram"), "{table}");
 }
 
@@ -165,7 +166,7 @@ fn the_c_starter_passes_the_checks_and_a_plugin_that_breaks_a_rule_fails() {
 fn the_first_party_plugins_pass_the_checks() {
     let home = tempfile::tempdir().unwrap();
     let dir = common::fleet::plugin_dir(home.path());
-    for name in ["multicast", "quic"] {
+    for name in ["multicast", "quic", "tls"] {
         let file = dir.join(haifu_plugin_host::plugin_file_name(name));
         let (ok, text) = check(home.path(), &file, &[]);
         assert!(ok, "{text}");
@@ -264,7 +265,7 @@ fn a_workflow_naming_an_unknown_transport_fails_check_at_its_position() {
     let (code, err, copy) = run("broadcast: no-such-plugin");
     assert_eq!(code, Some(1), "{err}");
     let want = format!(
-        "{}:{}:{column}: transports.broadcast: no transport plugin \"no-such-plugin\" in {} (it holds multicast, quic)",
+        "{}:{}:{column}: transports.broadcast: no transport plugin \"no-such-plugin\" in {} (it holds multicast, quic, tls)",
         copy.display(),
         line_no + 1,
         dir.display()
@@ -328,4 +329,48 @@ fn a_daemon_refuses_to_start_only_when_a_plugin_it_needs_is_bad() {
     f.start("relay", "relay-a");
     f.wait_log("relay-a", "connected to the master", 1, 60);
     assert!(!f.log("relay-a").contains("segv"), "{}", f.log("relay-a"));
+}
+
+/// The control links over the TCP+TLS plugin: master, relay and client
+/// configured with `transports: { control: tls }` carry a round end to end
+/// (the fleet CA, identities and roles as over QUIC).
+#[test]
+fn a_round_with_the_control_links_over_tcp_and_tls() {
+    let mut f = common::fleet::Fleet::new(2);
+    f.write_master("transports: { control: tls }\n");
+    let group = f.master_port + 10;
+    let port = f.write_relay("relay-a", group);
+    let relay_yaml = f.path("relay-a.yaml");
+    let mut relay = std::fs::read_to_string(&relay_yaml).unwrap();
+    relay.push_str("transports: { control: tls }\n");
+    std::fs::write(&relay_yaml, &relay).unwrap();
+    for id in ["c1", "c2"] {
+        f.write_client(id, "relay-a", port, "transports: { control: tls }\n");
+    }
+    let artifact = f.artifact("app-1.bin", 1 << 20, 11);
+    f.workflow("one", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "100Mbit/s");
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    for id in ["c1", "c2"] {
+        f.start("client", id);
+    }
+    for id in ["c1", "c2"] {
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    let out = f.haifu_ok(&["run", "one.yaml", "--live", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "done", "{report:#}\n{}", f.dump());
+    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    for id in ["c1", "c2"] {
+        assert_eq!(
+            std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap(),
+            std::fs::read(&artifact).unwrap()
+        );
+    }
+    assert!(
+        f.log("relay-a").contains("control=tls"),
+        "{}",
+        f.log("relay-a")
+    );
 }
