@@ -230,7 +230,6 @@ impl StreamEndpoint for TlsEndpoint {
             let server = Arc::new(server);
             let listener = TcpListener::bind(listen)
                 .map_err(|e| Error::io(format!("cannot listen on {listen}: {e}")))?;
-            listener.set_nonblocking(true)?;
             local = Some(listener.local_addr()?);
             let (tx, rx) = channel();
             accepted = Some(Mutex::new(rx));
@@ -243,10 +242,14 @@ impl StreamEndpoint for TlsEndpoint {
             std::thread::Builder::new()
                 .name("tls-accept".into())
                 .spawn(move || {
+                    // Blocking accept; closing the endpoint wakes it with a
+                    // connection of its own (see Drop).
                     while !stop.load(Ordering::SeqCst) {
                         match listener.accept() {
+                            Ok((sock, _)) if stop.load(Ordering::SeqCst) => drop(sock),
                             Ok((sock, _)) => {
-                                let _ = sock.set_nonblocking(false);
+                                // Handshake flights are small writes: no Nagle.
+                                let _ = sock.set_nodelay(true);
                                 let (cfg, deny, live, settings, tx) = (
                                     Arc::clone(&server),
                                     Arc::clone(&deny),
@@ -317,6 +320,7 @@ impl StreamEndpoint for TlsEndpoint {
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Error::timeout(),
                 _ => Error::io(format!("connect to {addr}: {e}")),
             })?;
+        sock.set_nodelay(true)?;
         let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
             .map_err(|e| Error::invalid(format!("server name {server_name:?}: {e}")))?;
         let client = rustls::ClientConnection::new(Arc::clone(&self.client), name)
@@ -367,5 +371,16 @@ impl StreamEndpoint for TlsEndpoint {
 impl Drop for TlsEndpoint {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(mut at) = self.local {
+            // Wake the blocking accept; an unspecified address is reached
+            // on loopback.
+            if at.ip().is_unspecified() {
+                at.set_ip(match at {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let _ = TcpStream::connect_timeout(&at, Duration::from_millis(200));
+        }
     }
 }
