@@ -439,8 +439,9 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
     load_real(path, &real, expected, &mut |_| {})
 }
 
-/// The trust checks of a plugin file and its folder alone.
-pub(crate) fn check_trust(path: &Path) -> Result<(), LoadError> {
+/// The trust checks of a plugin file and its folder: the file to load
+/// (a link's checked target), or why it must not be opened.
+pub(crate) fn trusted(path: &Path) -> Result<PathBuf, LoadError> {
     let refused = |r| match r {
         Refusal::Io(source) => LoadError::Stat {
             path: path.to_path_buf(),
@@ -454,27 +455,13 @@ pub(crate) fn check_trust(path: &Path) -> Result<(), LoadError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::trust::check_dir(dir).map_err(refused)?;
     }
-    crate::trust::check_file(path).map_err(refused)?;
-    Ok(())
+    crate::trust::check_file(path).map_err(refused)
 }
 
 /// The trust checks of `path`, then the probe in a child process if a
 /// prober is registered: the file to load, or why it must not be opened.
 fn check_and_probe(path: &Path) -> Result<PathBuf, LoadError> {
-    let refused = |r| match r {
-        Refusal::Io(source) => LoadError::Stat {
-            path: path.to_path_buf(),
-            source,
-        },
-        Refusal::Untrusted(reason) => LoadError::Untrusted {
-            path: path.to_path_buf(),
-            reason,
-        },
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::trust::check_dir(dir).map_err(refused)?;
-    }
-    let real = crate::trust::check_file(path).map_err(refused)?;
+    let real = trusted(path)?;
     if let Some(prober) = crate::probe::prober() {
         prober
             .probe(path)
@@ -494,20 +481,7 @@ pub(crate) fn load_staged(
     expected: Option<&str>,
     stage: &mut dyn FnMut(Stage),
 ) -> Result<Plugin, LoadError> {
-    let refused = |r| match r {
-        Refusal::Io(source) => LoadError::Stat {
-            path: path.to_path_buf(),
-            source,
-        },
-        Refusal::Untrusted(reason) => LoadError::Untrusted {
-            path: path.to_path_buf(),
-            reason,
-        },
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::trust::check_dir(dir).map_err(refused)?;
-    }
-    let real = crate::trust::check_file(path).map_err(refused)?;
+    let real = trusted(path)?;
     load_real(path, &real, expected, stage)
 }
 
