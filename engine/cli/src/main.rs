@@ -106,7 +106,8 @@ enum Command {
     /// Test a policy script on facts: table-driven cases, or one decision.
     #[command(subcommand)]
     Policy(cmd::policy::Command),
-    /// List the transport plugins and any that failed to load.
+    /// List the transport plugins and any that failed to load; check one
+    /// against the transport spec.
     Plugins(cmd::plugins::Args),
     /// Manage the fleet's certificate authority.
     #[command(subcommand)]
@@ -150,6 +151,9 @@ fn main() -> ExitCode {
             "warn"
         },
     );
+    // Every plugin is loaded in a child haifu first (`haifu plugins
+    // probe`), so one that crashes or hangs costs a child, not this process.
+    cmd::plugins::register_prober();
     let home = Home::new(cli.home);
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(&home, a),

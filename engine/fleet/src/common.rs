@@ -118,26 +118,90 @@ impl Shutdown {
     }
 }
 
-/// The QUIC and multicast plugins from `dir` (or the default folder):
-/// only their two files (`libhaifu_transport_quic.so`,
-/// `libhaifu_transport_multicast.so`) are opened, never any other library
-/// in the folder, and only if the folder and files pass the loader's
-/// ownership and mode checks.
+/// Which plugins this process's daemon uses: the control (stream) and
+/// broadcast (datagram) plugins by name, each with the operator's section.
+#[derive(Debug, Clone)]
+pub struct TransportChoice {
+    /// The stream plugin of the control links.
+    pub control: String,
+    /// The datagram plugin of the rounds.
+    pub broadcast: String,
+    /// The operator's pairs for the control plugin.
+    pub control_config: Vec<(String, String)>,
+    /// The operator's pairs for the broadcast plugin.
+    pub broadcast_config: Vec<(String, String)>,
+}
+
+impl Default for TransportChoice {
+    fn default() -> Self {
+        Self::from(&crate::config::TransportsConfig::default())
+    }
+}
+
+impl From<&crate::config::TransportsConfig> for TransportChoice {
+    fn from(t: &crate::config::TransportsConfig) -> Self {
+        Self {
+            control: t.control.clone(),
+            broadcast: t.broadcast.clone(),
+            control_config: t.section(&t.control),
+            broadcast_config: t.section(&t.broadcast),
+        }
+    }
+}
+
+static CHOICE: std::sync::OnceLock<TransportChoice> = std::sync::OnceLock::new();
+
+/// Sets the transports of this process's daemon, from its config's
+/// `transports:`; the first call wins (returns whether this one did).
+/// Without it [`plugins`] uses `quic` and `multicast` with no sections.
+/// The binary calls it before running a daemon: one daemon per process.
+// The daemons' shells (master/, relay/, client/) call `plugins(dir)` only;
+// once they take the choice from their config directly this can go.
+pub fn choose_transports(choice: TransportChoice) -> bool {
+    CHOICE.set(choice).is_ok()
+}
+
+/// The control (stream) and broadcast (datagram) plugins from `dir` (or
+/// the default folder), by the names [`choose_transports`] set (`quic`
+/// and `multicast` unless a config says otherwise), each carrying its
+/// operator's section. Only those two files are opened (each probed in a
+/// child first), never any other library in the folder, and only if the
+/// folder and files pass the loader's ownership and mode checks. A daemon
+/// refuses to start when either is missing, bad, or of the wrong shape.
 pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
+    let choice = CHOICE.get().cloned().unwrap_or_default();
     let dir = haifu_plugin_host::plugin_dir(dir);
-    let set = haifu_plugin_host::load_named(&dir, &["quic", "multicast"])
+    let set = haifu_plugin_host::load_named(&dir, &[&choice.control, &choice.broadcast])
         .map_err(|e| FleetError::Plugin(format!("plugins: {}", error_chain(&e))))?;
-    let get = |name: &str| {
-        set.get(name).cloned().ok_or_else(|| match set.failure_of(name) {
-            Some(e) => FleetError::Plugin(format!("{name} plugin: {}", error_chain(e))),
+    let get = |what: &str, name: &str, stream: bool| {
+        let p = set.get(name).cloned().ok_or_else(|| match set.failure_of(name) {
+            Some(e) => FleetError::Plugin(format!("{what} plugin {name:?}: {}", error_chain(e))),
             None => FleetError::Plugin(format!(
                 "no {name} plugin in {} (looked for {}; build it with: cargo build --release -p haifu-transport-{name})",
                 dir.display(),
                 haifu_plugin_host::plugin_file_name(name),
             )),
-        })
+        })?;
+        let shapes = p.info().shapes;
+        if (stream && !shapes.stream) || (!stream && !shapes.datagram) {
+            return Err(FleetError::Plugin(format!(
+                "{what} plugin {name:?} offers {}, not the {} this transport needs",
+                shapes.names().join(" and "),
+                if stream {
+                    "peer streams"
+                } else {
+                    "datagram groups"
+                }
+            )));
+        }
+        Ok(p)
     };
-    Ok((get("quic")?, get("multicast")?))
+    let control = get("transports.control", &choice.control, true)?
+        .with_config(choice.control_config.clone());
+    let broadcast = get("transports.broadcast", &choice.broadcast, false)?
+        .with_config(choice.broadcast_config.clone());
+    tracing::info!(control = %control.name(), broadcast = %broadcast.name(), "transport plugins loaded");
+    Ok((control, broadcast))
 }
 
 /// Hands every verified incoming connection to `on_conn` until shutdown.
@@ -196,7 +260,18 @@ pub fn endpoint(
     listen: Option<std::net::SocketAddr>,
 ) -> Result<Endpoint, FleetError> {
     check_tls(tls)?;
+    // The keys every control plugin gets (SPEC.md §6.12).
     let mut cfg = format!(
+        "ca={}\ncert={}\nkey={}\n",
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display()
+    );
+    if let Some(l) = listen {
+        cfg.push_str(&format!("listen={l}\n"));
+    }
+    if quic.name() == "quic" {
+        // The QUIC plugin's tuning, unless the operator's section sets it.
         // A closing link waits at most 2 s for the peer to finish its side:
         // a daemon shutting down while its peer is gone (or shutting down
         // too) must not hang for the plugin's default 10 s. Keep-alives go
@@ -204,13 +279,15 @@ pub fn endpoint(
         // the next one with a stateless reset, a vanished one is given up
         // after 6 s, and either way the link is made again within a second
         // of the peer being back (`RECONNECT_MAX`).
-        "ca={}\ncert={}\nkey={}\nthreads=2\nidle_timeout_ms=6000\nclose_timeout_ms=2000\n",
-        tls.ca.display(),
-        tls.cert.display(),
-        tls.key.display()
-    );
-    if let Some(l) = listen {
-        cfg.push_str(&format!("listen={l}\n"));
+        for (k, v) in [
+            ("threads", "2"),
+            ("idle_timeout_ms", "6000"),
+            ("close_timeout_ms", "2000"),
+        ] {
+            if !quic.operator_config().iter().any(|(ok, _)| ok == k) {
+                cfg.push_str(&format!("{k}={v}\n"));
+            }
+        }
     }
     quic.open_endpoint(&cfg)
         .map_err(|source| FleetError::Transport {

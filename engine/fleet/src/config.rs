@@ -43,6 +43,115 @@ pub struct PeerAddr {
     pub name: String,
 }
 
+/// Which transport plugins a daemon uses, by name, and the operator's
+/// section for each (`transports:` in every daemon config):
+///
+/// ```yaml
+/// transports:
+///   control: quic          # peer streams: the links to the master, relay, clients
+///   broadcast: udp-peers   # datagram groups: the rounds (relays and clients)
+///   config:                # per plugin, passed through after the engine's keys
+///     udp-peers: { peers: "10.0.1.21:7500,10.0.1.22:7500" }
+/// ```
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransportsConfig {
+    /// The stream plugin of the control links (default `quic`).
+    #[serde(default = "default_control")]
+    pub control: String,
+    /// The datagram plugin of the broadcast rounds (default `multicast`).
+    #[serde(default = "default_broadcast")]
+    pub broadcast: String,
+    /// Each plugin's section: scalar values, written as `key=value` lines
+    /// after the keys the engine adds (SPEC.md §3.7).
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Scalar>>,
+}
+
+impl Default for TransportsConfig {
+    fn default() -> Self {
+        Self {
+            control: default_control(),
+            broadcast: default_broadcast(),
+            config: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+fn default_control() -> String {
+    "quic".into()
+}
+
+fn default_broadcast() -> String {
+    "multicast".into()
+}
+
+/// A YAML scalar of a plugin section, kept as the text the plugin reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Int(i64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(t) => f.write_str(t),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl TransportsConfig {
+    /// The operator's pairs for plugin `name`.
+    pub fn section(&self, name: &str) -> Vec<(String, String)> {
+        self.config
+            .get(name)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.to_string())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Names are plugin names; sections belong to a plugin in use and hold
+    /// one-line keys and values.
+    fn check(&self) -> Result<(), String> {
+        for (what, name) in [
+            ("transports.control", &self.control),
+            ("transports.broadcast", &self.broadcast),
+        ] {
+            if haifu_plugin_host::plugin_name_of_file(&haifu_plugin_host::plugin_file_name(name))
+                .is_none()
+            {
+                return Err(format!(
+                    "{what} {name:?} is not a plugin name (a-z, 0-9, '-', '_'; at most 64)"
+                ));
+            }
+        }
+        for (plugin, section) in &self.config {
+            if plugin != &self.control && plugin != &self.broadcast {
+                return Err(format!(
+                    "transports.config.{plugin}: no transport of this daemon uses plugin {plugin:?} (control: {}, broadcast: {})",
+                    self.control, self.broadcast
+                ));
+            }
+            for (k, v) in section {
+                let v = v.to_string();
+                if k.is_empty() || k.contains(['=', '\n', '\r', '#']) || v.contains(['\n', '\r']) {
+                    return Err(format!(
+                        "transports.config.{plugin}.{k}: keys are one word without '=' or '#', values one line"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The master's config, `haifu master --config FILE`. Relative paths are
 /// taken from the file's folder.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -73,6 +182,9 @@ pub struct MasterConfig {
     /// binary's folder).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
+    /// The transport plugins by name, and their sections.
+    #[serde(default)]
+    pub transports: TransportsConfig,
     /// How often the master looks for runs to drive, in milliseconds.
     #[serde(default = "default_poll_ms")]
     #[schemars(range(min = 1))]
@@ -225,6 +337,9 @@ pub struct RelayConfig {
     /// Folder of transport plugins (default as for the master).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
+    /// The transport plugins by name, and their sections.
+    #[serde(default)]
+    pub transports: TransportsConfig,
 }
 
 /// The multicast side of a client.
@@ -317,6 +432,9 @@ pub struct ClientConfig {
     /// Folder of transport plugins (default as for the master).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
+    /// The transport plugins by name, and their sections.
+    #[serde(default)]
+    pub transports: TransportsConfig,
     /// Fault injection.
     #[serde(default)]
     pub testing: Testing,
@@ -400,6 +518,7 @@ impl Resolve for MasterConfig {
 
     fn check(&self) -> Result<(), String> {
         check_name("name", &self.name)?;
+        self.transports.check()?;
         if self.poll_ms == 0 {
             return Err("poll_ms must be at least 1".into());
         }
@@ -419,7 +538,10 @@ impl Resolve for RelayConfig {
     fn check(&self) -> Result<(), String> {
         check_name("name", &self.name)?;
         check_name("master.name", &self.master.name)?;
-        if !self.multicast.group.ip().is_multicast() {
+        self.transports.check()?;
+        // Another broadcast plugin (unicast to a peer list, say) reads only
+        // what it needs of the group, such as its port.
+        if self.transports.broadcast == "multicast" && !self.multicast.group.ip().is_multicast() {
             return Err(format!(
                 "multicast.group {} is not a multicast address",
                 self.multicast.group
@@ -442,6 +564,7 @@ impl Resolve for ClientConfig {
     fn check(&self) -> Result<(), String> {
         check_name("id", &self.id)?;
         check_name("relay.name", &self.relay.name)?;
+        self.transports.check()?;
         if let Some(m) = &self.master {
             check_name("master.name", &m.name)?;
         }
@@ -487,6 +610,51 @@ mod tests {
         let (_d, p) = write("home: h\nlisten: nowhere\n");
         let e = load::<MasterConfig>(&p).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}:2:", p.display())), "{e}");
+    }
+
+    #[test]
+    fn transports_are_named_with_sections_for_the_plugins_in_use() {
+        let base = "home: h\nlisten: 127.0.0.1:7400\n";
+        let (_d, p) = write(base);
+        let t = load::<MasterConfig>(&p).unwrap().transports;
+        assert_eq!(
+            (t.control.as_str(), t.broadcast.as_str()),
+            ("quic", "multicast")
+        );
+        let (_d, p) = write(&format!(
+            "{base}transports: {{broadcast: udp-peers, config: {{udp-peers: {{peers: '10.0.0.5', ttl: 3, join: true}}}}}}\n"
+        ));
+        let t = load::<MasterConfig>(&p).unwrap().transports;
+        assert_eq!(
+            t.section("udp-peers"),
+            [
+                ("join".into(), "true".into()),
+                ("peers".into(), "10.0.0.5".into()),
+                ("ttl".into(), "3".into())
+            ]
+        );
+        let (_d, p) = write(&format!(
+            "{base}transports: {{config: {{udp-peer: {{peers: x}}}}}}\n"
+        ));
+        let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "transports.config.udp-peer: no transport of this daemon uses plugin \"udp-peer\""
+            ),
+            "{e}"
+        );
+        let (_d, p) = write(&format!("{base}transports: {{control: ../quic}}\n"));
+        let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("transports.control \"../quic\" is not a plugin name"),
+            "{e}"
+        );
+        let (_d, p) = write(&format!("{base}transports: {{contrl: quic}}\n"));
+        let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:3:", p.display())) && e.contains("contrl"),
+            "{e}"
+        );
     }
 
     #[test]

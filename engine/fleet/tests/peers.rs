@@ -108,6 +108,7 @@ fn a_relay_answers_counts_and_survives_bad_peers() {
         },
         data: dir.path().join("data"),
         plugins: Some(plugins.clone()),
+        transports: Default::default(),
     };
     let stop = Shutdown::new();
     let relay = {

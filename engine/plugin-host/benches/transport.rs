@@ -10,6 +10,9 @@
 //!   connections (handshake, one message each way, close); plugin vs quinn
 //!   used directly on one tokio runtime.
 //!
+//! - tls: the same two cases through the TCP+TLS plugin, against the quic
+//!   plugin (both through the loader), in alternating order.
+//!
 //! Each case runs 5 times, alternating which of plugin and direct goes
 //! first; medians are shown. The machine has 2 cores: anything else running
 //! moves the figures, so compare the ratios, and rerun when in doubt.
@@ -405,6 +408,29 @@ fn bench_quic(plugin: &Plugin) -> ((f64, f64), (f64, f64)) {
     ((median(sv), median(sd)), (median(cv), median(cd)))
 }
 
+/// The TCP+TLS plugin against the QUIC plugin: (stream tls, stream quic),
+/// (connections tls, connections quic).
+fn bench_tls(tls: &Plugin, quic: &Plugin) -> ((f64, f64), (f64, f64)) {
+    let pki = Pki::new();
+    let bytes = ((STREAM_BYTES as f64 * scale()) as usize / MESSAGE).max(1) * MESSAGE;
+    let n = ((1000.0 * scale()) as usize).max(10);
+    let (mut st, mut sq, mut ct, mut cq) = (vec![], vec![], vec![], vec![]);
+    for i in 0..RUNS {
+        let order: [&Plugin; 2] = if i % 2 == 0 { [tls, quic] } else { [quic, tls] };
+        for p in order {
+            let (s, c) = (plugin_stream(p, &pki, bytes), plugin_conns(p, &pki, n));
+            if std::ptr::eq(p, tls) {
+                st.push(s);
+                ct.push(c);
+            } else {
+                sq.push(s);
+                cq.push(c);
+            }
+        }
+    }
+    ((median(st), median(sq)), (median(ct), median(cq)))
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // we need, so only run in full when asked to bench.
@@ -416,9 +442,11 @@ fn main() {
     }
     let mcast = common::load("haifu-transport-multicast");
     let quic = common::load("haifu-transport-quic");
+    let tls = common::load("haifu-transport-tls");
     println!("running: {RUNS} runs per case, medians; scale {}", scale());
     let (mv, md, mvd, mdd) = bench_multicast(&mcast);
     let ((sv, sd), (cv, cd)) = bench_quic(&quic);
+    let ((ts, tq), (tc, tcq)) = bench_tls(&tls, &quic);
     println!();
     println!("| case | via plugin | direct | ratio | target |");
     println!("|---|---|---|---|---|");
@@ -436,5 +464,18 @@ fn main() {
     println!(
         "| quic short connections (mTLS handshake, echo, close) | {cv:.0} conn/s | {cd:.0} conn/s | {:.2}x | ≥0.8x |",
         cv / cd
+    );
+    println!();
+    println!("| case | tls plugin | quic plugin | tls/quic |");
+    println!("|---|---|---|---|");
+    println!(
+        "| one {} MiB stream | {ts:.0} MB/s | {tq:.0} MB/s | {:.2}x |",
+        ((STREAM_BYTES as f64 * scale()) as usize / MESSAGE).max(1),
+        ts / tq
+    );
+    println!(
+        "| {} short connections (mTLS handshake, echo, close) | {tc:.0} conn/s | {tcq:.0} conn/s | {:.2}x |",
+        ((1000.0 * scale()) as usize).max(10),
+        tc / tcq
     );
 }

@@ -73,6 +73,23 @@ impl DatagramGroup {
     }
 }
 
+impl DatagramGroup {
+    /// The local address the group is bound to, as the plugin writes it
+    /// (e.g. `0.0.0.0:47000`): `None` when the plugin does not offer
+    /// `group_local_addr` (older plugins) or answers `UNSUPPORTED`.
+    pub fn local_addr(&self) -> Result<Option<String>, TransportError> {
+        let op = "group_local_addr";
+        let Some(f) = self.plugin.inner.vt.group_local_addr else {
+            return Ok(None);
+        };
+        match crate::stream::read_text(&self.plugin, op, f, self.handle) {
+            Ok(a) => Ok(Some(a)),
+            Err(e) if e.kind == crate::ErrorKind::Unsupported => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Drop for DatagramGroup {
     fn drop(&mut self) {
         if let Some(close) = self.plugin.inner.vt.group_close {

@@ -108,6 +108,15 @@ pub enum LoadError {
         /// The name its file name stands for.
         expected: String,
     },
+    /// The probe in a child process crashed, exited or hung: the file is
+    /// never opened in this process.
+    #[error("{}: {fault}", path.display())]
+    Probe {
+        /// The file.
+        path: PathBuf,
+        /// What happened to the child.
+        fault: crate::probe::ProbeFault,
+    },
     /// Another file already provides a plugin of this name.
     #[error("{}: plugin name {name:?} is already taken by {}", path.display(), first.display())]
     Duplicate {
@@ -134,6 +143,7 @@ impl LoadError {
             | Self::Stat { path, .. }
             | Self::Untrusted { path, .. }
             | Self::NameMismatch { path, .. }
+            | Self::Probe { path, .. }
             | Self::Duplicate { path, .. } => path,
         }
     }

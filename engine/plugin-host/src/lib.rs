@@ -10,7 +10,10 @@
 //!   checks the ABI version and table size, records their shapes and keeps
 //!   each library mapped for the life of the process;
 //! - never crashes on a bad file: each failure is a [`LoadError`] naming the
-//!   file, and the other plugins still load;
+//!   file, and the other plugins still load; with a [`probe::Prober`]
+//!   registered, each file is first loaded in a child process with a time
+//!   limit, so a plugin that segfaults, aborts, exits or hangs is reported
+//!   ("killed by SIGSEGV in init") instead of taking this process down;
 //! - wraps both shapes in safe, synchronous types: [`DatagramGroup`] and
 //!   [`Endpoint`] / [`Connection`] (call them from threads or
 //!   `spawn_blocking`, never hold a host runtime worker on a long timeout);
@@ -41,6 +44,7 @@ mod listing;
 #[allow(unsafe_code)]
 mod loader;
 pub mod pki;
+pub mod probe;
 // Calls through the plugin's C function table; every `unsafe` block says
 // why it is sound.
 #[allow(unsafe_code)]

@@ -13,6 +13,7 @@ use haifu_transport_abi::{
 use libloading::Library;
 
 use crate::error::{DirError, ErrorKind, LoadError, TransportError};
+use crate::probe::Stage;
 use crate::trust::Refusal;
 
 /// The environment variable naming the plugins folder.
@@ -107,13 +108,77 @@ impl std::fmt::Debug for PluginInner {
 ///
 /// Method families: [`info`](Self::info) for identity;
 /// [`open_group`](Self::open_group) for the datagram shape;
-/// [`open_endpoint`](Self::open_endpoint) for the stream shape.
+/// [`open_endpoint`](Self::open_endpoint) for the stream shape;
+/// [`with_config`](Self::with_config) for the operator's section.
 #[derive(Debug, Clone)]
 pub struct Plugin {
     pub(crate) inner: Arc<PluginInner>,
+    /// The operator's `key=value` pairs, added after the engine's to every
+    /// `*_open` through this handle.
+    operator: Arc<[(String, String)]>,
+}
+
+/// The key of each `key=value` line of `config` (blank and `#` lines
+/// skipped).
+fn config_keys(config: &str) -> impl Iterator<Item = &str> {
+    config.lines().filter_map(|l| {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            return None;
+        }
+        Some(l.split_once('=').map_or(l, |(k, _)| k).trim())
+    })
 }
 
 impl Plugin {
+    /// The same plugin, adding the operator's pairs (a daemon config's
+    /// section for it) after the engine's keys in every `group_open` and
+    /// `endpoint_open`. A pair whose key the engine also sets in a call
+    /// makes that call fail with `InvalidArgument` naming the key, before
+    /// the plugin sees it; a key or value holding a newline or `=` in the
+    /// key is refused the same way.
+    #[must_use]
+    pub fn with_config(&self, pairs: Vec<(String, String)>) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            operator: pairs.into(),
+        }
+    }
+
+    /// The operator's pairs given to [`with_config`](Self::with_config).
+    pub fn operator_config(&self) -> &[(String, String)] {
+        &self.operator
+    }
+
+    /// `config` followed by the operator's pairs, or why they clash.
+    fn merged(&self, op: &'static str, config: &str) -> Result<String, TransportError> {
+        if self.operator.is_empty() {
+            return Ok(config.to_owned());
+        }
+        let mut out = config.to_owned();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        for (k, v) in self.operator.iter() {
+            if k.trim().is_empty() || k.contains(['\n', '\r', '=']) || v.contains(['\n', '\r']) {
+                return Err(self.error(
+                    op,
+                    ErrorKind::InvalidArgument,
+                    format!("operator key {k:?}: keys and values are one line, keys hold no '='"),
+                ));
+            }
+            if config_keys(config).any(|e| e == k.trim()) {
+                return Err(self.error(
+                    op,
+                    ErrorKind::InvalidArgument,
+                    format!("operator key {k:?} is one the engine sets for this call"),
+                ));
+            }
+            out.push_str(&format!("{}={}\n", k.trim(), v.trim()));
+        }
+        Ok(out)
+    }
+
     /// Name, version, ABI version, shapes and path.
     pub fn info(&self) -> &PluginInfo {
         &self.inner.info
@@ -141,11 +206,8 @@ impl Plugin {
         if st == status::OK {
             return Ok(());
         }
-        let len = eb.len.min(storage.len());
-        let mut message = String::from_utf8_lossy(storage.get(..len).unwrap_or(&[])).into_owned();
-        if message.is_empty() {
-            message = status::name(st).to_owned();
-        }
+        let message =
+            plugin_message(&storage, eb.len).unwrap_or_else(|| status::name(st).to_owned());
         Err(self.error(op, ErrorKind::from_status(st), message))
     }
 
@@ -172,6 +234,7 @@ impl Plugin {
         config: &str,
     ) -> Result<Handle, TransportError> {
         let open = self.func(op, f)?;
+        let config = self.merged(op, config)?;
         let mut handle: Handle = std::ptr::null_mut();
         // SAFETY: live instance; config and out pointers valid for the call.
         self.call(op, |err| unsafe {
@@ -208,6 +271,21 @@ impl Plugin {
             )
         })
     }
+}
+
+/// The message a plugin wrote into an error buffer over `storage`, with
+/// the length it claims: `None` when it wrote none or claims more than the
+/// buffer holds (nothing it wrote is then trusted). Invalid UTF-8 is
+/// replaced, control characters (a newline, an escape) become spaces, so
+/// the message stays one printable line.
+pub(crate) fn plugin_message(storage: &[u8], claimed: usize) -> Option<String> {
+    let bytes = storage.get(..claimed)?;
+    let text: String = String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// An error raised by the host itself rather than a plugin.
@@ -354,27 +432,73 @@ pub fn load(path: &Path) -> Result<Plugin, LoadError> {
 }
 
 /// [`load`], refusing (before `init`) a plugin whose declared name, with
-/// `-` as `_`, is not `expected`.
+/// `-` as `_`, is not `expected`; probed first in a child process when a
+/// [`Prober`](crate::probe::Prober) is registered.
 fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadError> {
-    let path = path.to_path_buf();
+    let real = check_and_probe(path)?;
+    load_real(path, &real, expected, &mut |_| {})
+}
+
+/// The trust checks of a plugin file and its folder: the file to load
+/// (a link's checked target), or why it must not be opened.
+pub(crate) fn trusted(path: &Path) -> Result<PathBuf, LoadError> {
     let refused = |r| match r {
         Refusal::Io(source) => LoadError::Stat {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         },
         Refusal::Untrusted(reason) => LoadError::Untrusted {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason,
         },
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::trust::check_dir(dir).map_err(refused)?;
     }
-    let real = crate::trust::check_file(&path).map_err(refused)?;
+    crate::trust::check_file(path).map_err(refused)
+}
+
+/// The trust checks of `path`, then the probe in a child process if a
+/// prober is registered: the file to load, or why it must not be opened.
+fn check_and_probe(path: &Path) -> Result<PathBuf, LoadError> {
+    let real = trusted(path)?;
+    if let Some(prober) = crate::probe::prober() {
+        prober
+            .probe(path)
+            .map(drop)
+            .map_err(|fault| LoadError::Probe {
+                path: path.to_path_buf(),
+                fault,
+            })?;
+    }
+    Ok(real)
+}
+
+/// What the probe child runs: the trust checks and the load, announcing
+/// each stage through `stage` before entering it; never probes.
+pub(crate) fn load_staged(
+    path: &Path,
+    expected: Option<&str>,
+    stage: &mut dyn FnMut(Stage),
+) -> Result<Plugin, LoadError> {
+    let real = trusted(path)?;
+    load_real(path, &real, expected, stage)
+}
+
+/// Opens `real` (the checked target of `path`), reads its table and
+/// initialises it.
+fn load_real(
+    path: &Path,
+    real: &Path,
+    expected: Option<&str>,
+    stage: &mut dyn FnMut(Stage),
+) -> Result<Plugin, LoadError> {
+    let path = path.to_path_buf();
+    stage(Stage::Open);
     // SAFETY: loading a library runs its initialisers. The file and its
     // folder are writable only by root or this user (checked just above),
     // so its code is the operator's own.
-    let lib = unsafe { Library::new(&real) }.map_err(|source| LoadError::Open {
+    let lib = unsafe { Library::new(real) }.map_err(|source| LoadError::Open {
         path: path.clone(),
         source,
     })?;
@@ -391,7 +515,9 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
         libs.push(Arc::clone(&lib));
     }
 
+    stage(Stage::Entry);
     let ptr = entry();
+    stage(Stage::Table);
     if ptr.is_null() {
         return Err(LoadError::BadPointer {
             path,
@@ -466,6 +592,7 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
         });
     }
 
+    stage(Stage::Init);
     let mut storage = [0u8; 1024];
     let mut eb = ErrorBuf {
         ptr: storage.as_mut_ptr(),
@@ -479,15 +606,13 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
         None => status::INTERNAL,
     };
     if st != status::OK || instance.is_null() {
-        let len = eb.len.min(storage.len());
-        let mut message = String::from_utf8_lossy(storage.get(..len).unwrap_or(&[])).into_owned();
-        if message.is_empty() {
-            message = if st == status::OK {
+        let message = plugin_message(&storage, eb.len).unwrap_or_else(|| {
+            if st == status::OK {
                 "init returned success but no instance".to_owned()
             } else {
                 format!("init returned status {st} ({})", status::name(st))
-            };
-        }
+            }
+        });
         return Err(LoadError::Init {
             path,
             name,
@@ -497,6 +622,7 @@ fn load_expecting(path: &Path, expected: Option<&str>) -> Result<Plugin, LoadErr
     }
     tracing::debug!(plugin = %name, version = %version, path = %path.display(), "transport plugin loaded");
     Ok(Plugin {
+        operator: Arc::new([]),
         inner: Arc::new(PluginInner {
             vt,
             instance,
@@ -558,7 +684,7 @@ pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
 
 /// Refuses a plugins folder that someone other than root or this user
 /// could write to.
-fn check_folder(dir: &Path) -> Result<(), DirError> {
+pub(crate) fn check_folder(dir: &Path) -> Result<(), DirError> {
     crate::trust::check_dir(dir).map_err(|r| match r {
         Refusal::Io(source) => DirError::Read {
             path: dir.to_path_buf(),
@@ -580,15 +706,46 @@ pub fn load_dir(dir: &Path) -> Result<PluginSet, DirError> {
         dir: dir.to_path_buf(),
         ..PluginSet::default()
     };
-    for path in candidates(dir)? {
-        let expected = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(plugin_name_of_file)
-            .map(str::to_owned);
-        set.add(path.clone(), load_expecting(&path, expected.as_deref()));
+    let files = candidates(dir)?
+        .into_iter()
+        .map(|path| {
+            let expected = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(plugin_name_of_file)
+                .map(str::to_owned);
+            (path, expected)
+        })
+        .collect();
+    for (path, loaded) in load_many(files) {
+        set.add(path, loaded);
     }
     Ok(set)
+}
+
+/// Loads `(file, expected name)` pairs in order. The trust checks and the
+/// probes run side by side, so several hanging plugins cost one time limit,
+/// not one each; the loads themselves run one after the other.
+fn load_many(files: Vec<(PathBuf, Option<String>)>) -> Vec<(PathBuf, Result<Plugin, LoadError>)> {
+    let checked: Vec<Result<PathBuf, LoadError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|(path, _)| s.spawn(|| check_and_probe(path)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    files
+        .into_iter()
+        .zip(checked)
+        .map(|((path, expected), real)| {
+            let loaded =
+                real.and_then(|real| load_real(&path, &real, expected.as_deref(), &mut |_| {}));
+            (path, loaded)
+        })
+        .collect()
 }
 
 /// Loads the plugins `names` from `dir`, each from its
@@ -601,6 +758,7 @@ pub fn load_named(dir: &Path, names: &[&str]) -> Result<PluginSet, DirError> {
         dir: dir.to_path_buf(),
         ..PluginSet::default()
     };
+    let mut files = Vec::new();
     for name in names {
         let file = plugin_file_name(name);
         // A name outside the rule (a '/', say) names no plugin file; it
@@ -612,8 +770,10 @@ pub fn load_named(dir: &Path, names: &[&str]) -> Result<PluginSet, DirError> {
         if std::fs::symlink_metadata(&path).is_err() {
             continue;
         }
-        let expected = name.replace('-', "_");
-        set.add(path.clone(), load_expecting(&path, Some(&expected)));
+        files.push((path, Some(name.replace('-', "_"))));
+    }
+    for (path, loaded) in load_many(files) {
+        set.add(path, loaded);
     }
     Ok(set)
 }

@@ -46,7 +46,7 @@ unsafe impl Sync for Connection {}
 
 /// Reads a text result through the "buffer, then retry with the size
 /// needed" protocol of `TextFn`.
-fn read_text(
+pub(crate) fn read_text(
     plugin: &Plugin,
     op: &'static str,
     f: TextFn,
@@ -105,6 +105,31 @@ impl Endpoint {
             .plugin
             .func(op, self.plugin.inner.vt.endpoint_local_addr)?;
         read_text(&self.plugin, op, f, self.handle)
+    }
+
+    /// One raw `endpoint_local_addr` call with a buffer of `cap` bytes: the
+    /// status, the `out_len` the plugin set and the bytes it wrote (for the
+    /// conformance checks of small buffers).
+    pub(crate) fn local_addr_raw(
+        &self,
+        cap: usize,
+    ) -> (Result<(), TransportError>, usize, Vec<u8>) {
+        let op = "endpoint_local_addr";
+        let f = match self
+            .plugin
+            .func(op, self.plugin.inner.vt.endpoint_local_addr)
+        {
+            Ok(f) => f,
+            Err(e) => return (Err(e), 0, Vec::new()),
+        };
+        let mut buf = vec![0u8; cap];
+        let mut len = 0usize;
+        // SAFETY: live handle; `buf` (cap bytes, or dangling and unused when
+        // cap is 0) and `len` valid for the call.
+        let r = self.plugin.call(op, |err| unsafe {
+            f(self.handle, buf.as_mut_ptr(), cap, &mut len, err)
+        });
+        (r, len, buf)
     }
 
     /// Waits for the next verified incoming connection. `None` waits without

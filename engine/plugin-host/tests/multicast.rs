@@ -173,3 +173,28 @@ fn conforms_to_the_transport_spec() {
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(report.len() >= 6);
 }
+
+/// The operator's section is added after the engine's keys; a key the
+/// engine sets is refused before the plugin sees it.
+#[test]
+fn operator_sections_pass_through_and_never_override_the_engine() {
+    let port = common::unique_port();
+    let engine = format!("group=239.255.77.9:{port}\ninterface=127.0.0.1");
+    let p = plugin().with_config(vec![("max_datagram".into(), "100".into())]);
+    let g = p.open_group(&engine).unwrap();
+    let e = g.send(&[0u8; 101]).unwrap_err();
+    assert_eq!(e.kind, haifu_plugin_host::ErrorKind::TooLarge, "{e}");
+    let clash = plugin().with_config(vec![("group".into(), "239.255.77.10:1".into())]);
+    let e = clash.open_group(&engine).unwrap_err();
+    assert_eq!(e.kind, haifu_plugin_host::ErrorKind::InvalidArgument);
+    assert!(
+        e.to_string()
+            .contains("operator key \"group\" is one the engine sets"),
+        "{e}"
+    );
+    let bad = plugin().with_config(vec![("ttl".into(), "1\ngroup=x".into())]);
+    assert!(bad.open_group(&engine).is_err());
+    // The bound address.
+    let a = g.local_addr().unwrap().unwrap();
+    assert!(a.ends_with(&format!(":{port}")), "{a}");
+}

@@ -117,6 +117,17 @@ pub enum ErrorKind {
         /// Why.
         message: String,
     },
+    /// A transport names no plugin the daemons would load, a plugin of the
+    /// wrong shape, or one that fails to load.
+    #[error("{key}: {message}{}", hint(suggestion))]
+    Transport {
+        /// `transports.broadcast` or `transports.unicast`.
+        key: &'static str,
+        /// What is wrong, naming the plugin and the folder.
+        message: String,
+        /// A plugin there within two edits.
+        suggestion: Option<String>,
+    },
     /// A file the workflow names does not exist (relative to the workflow).
     #[error("{what} not found: {}", path.display())]
     MissingFile {
@@ -176,9 +187,9 @@ impl ErrorKind {
     /// The replacement a typo most likely meant, if there is one.
     pub fn suggestion(&self) -> Option<&str> {
         match self {
-            Self::UnknownKey { suggestion, .. } | Self::UnknownStep { suggestion, .. } => {
-                suggestion.as_deref()
-            }
+            Self::UnknownKey { suggestion, .. }
+            | Self::UnknownStep { suggestion, .. }
+            | Self::Transport { suggestion, .. } => suggestion.as_deref(),
             _ => None,
         }
     }

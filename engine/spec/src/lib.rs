@@ -38,6 +38,7 @@ mod shape;
 pub mod steps;
 mod suggest;
 mod timing;
+mod transports;
 mod validate;
 
 pub use haifu_yaml::{ShapeError, check_shape};
@@ -53,6 +54,7 @@ pub use raw::{
 pub use schema::schema;
 pub use steps::{Step, StepKind};
 pub use timing::Window;
+pub use transports::{PluginInventory, PluginState, check_transports};
 pub use validate::validate;
 
 /// The largest workflow file read, in bytes. A workflow is a few kB; the

@@ -80,6 +80,10 @@ pub struct Transports {
     /// Peer-stream plugin for deltas (e.g. `quic`); required with a `delta`
     /// step.
     pub unicast: Option<String>,
+    /// Where `broadcast` is written.
+    pub broadcast_at: crate::pos::Pos,
+    /// Where `unicast` is written.
+    pub unicast_at: Option<crate::pos::Pos>,
 }
 
 /// The policy scripts, resolved against the workflow's folder.

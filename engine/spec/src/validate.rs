@@ -317,6 +317,8 @@ fn transports(t: &RawTransports, kinds: &[(StepKind, Pos)], cx: &mut Cx) -> Opti
     Some(Transports {
         broadcast: t.broadcast.as_ref()?.value.clone(),
         unicast: t.unicast.as_ref().map(|u| u.value.clone()),
+        broadcast_at: t.broadcast.as_ref()?.pos,
+        unicast_at: t.unicast.as_ref().map(|u| u.pos),
     })
 }
 

@@ -95,6 +95,10 @@ typedef struct HaifuPluginVTable {
      * "relay" or "client"), or empty text when they grant none. */
     HaifuStatus (*conn_peer_role)(HaifuHandle conn, uint8_t *buf, size_t cap,
                                   size_t *out_len, HaifuErrorBuf *err);
+    /* Appended later in ABI 1. Optional: the local address a group is bound
+     * to as text ("0.0.0.0:47000"), e.g. the port the kernel chose. */
+    HaifuStatus (*group_local_addr)(HaifuHandle group, uint8_t *buf, size_t cap,
+                                    size_t *out_len, HaifuErrorBuf *err);
 } HaifuPluginVTable;
 
 /* The one symbol a plugin exports. */

@@ -51,6 +51,13 @@ pub trait DatagramGroup: Sized + Send + Sync + 'static {
     /// Receives one datagram into `buf`, returning its length; a datagram
     /// larger than `buf` is an error with [`status::BUFFER_TOO_SMALL`].
     fn recv(&self, buf: &mut [u8], timeout: Timeout) -> Result<usize, Error>;
+    /// The local address the group is bound to, e.g. `0.0.0.0:47000` (the
+    /// port the kernel chose when the configuration asked for port 0). The
+    /// default reports [`status::UNSUPPORTED`], which the host reads as
+    /// "not offered".
+    fn local_addr(&self) -> Result<String, Error> {
+        Err(Error::unsupported("this group does not report its address"))
+    }
 }
 
 /// The peer-stream shape: an endpoint that listens and/or connects.
@@ -363,6 +370,23 @@ pub unsafe extern "C" fn group_recv<G: DatagramGroup>(
     }
 }
 
+/// Glue for `group_local_addr`.
+pub unsafe extern "C" fn group_local_addr<G: DatagramGroup>(
+    group: Handle,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+    err: *mut ErrorBuf,
+) -> Status {
+    // SAFETY: the host passes valid pointers per the ABI.
+    unsafe {
+        guard(err, || {
+            let addr = object::<G>(group)?.local_addr()?;
+            write_text(buf, cap, out_len, &addr)
+        })
+    }
+}
+
 /// Glue for `group_close`.
 pub unsafe extern "C" fn group_close<G: DatagramGroup>(group: Handle) {
     // SAFETY: the host closes each handle once.
@@ -595,6 +619,7 @@ pub const fn with_datagram<T: Transport, G: DatagramGroup<Transport = T>>(
         group_send: Some(group_send::<G>),
         group_recv: Some(group_recv::<G>),
         group_close: Some(group_close::<G>),
+        group_local_addr: Some(group_local_addr::<G>),
         ..vt
     }
 }

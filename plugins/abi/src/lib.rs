@@ -95,7 +95,8 @@ mod tests {
         // ABI 1 as first released ended here; later fields are appended.
         assert_eq!(BASE_TABLE_SIZE, 23 * p);
         assert_eq!(offset_of!(PluginVTable, conn_peer_role), 23 * p);
-        assert_eq!(size_of::<PluginVTable>(), 24 * p);
+        assert_eq!(offset_of!(PluginVTable, group_local_addr), 24 * p);
+        assert_eq!(size_of::<PluginVTable>(), 25 * p);
         assert_eq!(size_of::<ErrorBuf>(), 3 * p);
     }
 

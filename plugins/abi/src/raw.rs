@@ -224,6 +224,9 @@ pub struct PluginVTable {
     /// Peer streams, optional: the role the peer's credentials grant
     /// (`master`, `relay` or `client`), or empty text when they grant none.
     pub conn_peer_role: Option<TextFn>,
+    /// Datagram groups, optional: the local address the group is bound to
+    /// (e.g. `0.0.0.0:47000`, the port the kernel chose for port 0), as text.
+    pub group_local_addr: Option<TextFn>,
 }
 
 /// The size of the table as ABI 1 was first released: the smallest
@@ -267,6 +270,7 @@ impl PluginVTable {
             conn_recv: None,
             conn_close: None,
             conn_peer_role: None,
+            group_local_addr: None,
         }
     }
 }

@@ -196,6 +196,13 @@ impl DatagramGroup for Group {
             },
         }
     }
+
+    fn local_addr(&self) -> Result<String, Error> {
+        self.socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| Error::io(format!("local address of {}: {e}", self.group)))
+    }
 }
 
 export_transport! {

@@ -179,6 +179,12 @@ impl McastSocket {
         })
     }
 
+    /// The receiving socket's bound address (the group's port), or the
+    /// sending socket's for a send-only group.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.recv.as_ref().unwrap_or(&self.send).local_addr()
+    }
+
     /// Sends one datagram, after the pacing delay.
     pub(crate) fn send(&self, datagram: &[u8]) -> io::Result<()> {
         if let Some(p) = &self.pacer {

@@ -30,6 +30,7 @@ Config (YAML; relative paths are taken from the file's folder):
   round_grace_secs: 60        # optional: how long past its expected time a round may run
   relays: [store-east]        # optional: the only relay certificates accepted (default: any
                               # certificate issued with --role relay)
+  transports: { control: quic }   # optional: the control plugin by name (default quic)
 
 Example: haifu master --config examples/fleet/master.yaml"
 )]
@@ -53,6 +54,10 @@ Config (YAML):
   tls: { ca: ca.pem, cert: store-east.pem, key: store-east.key }
   multicast: { group: 239.255.91.7:7500, interface: eth0, ttl: 1 }
   data: /var/lib/haifu-relay             # fetched artifacts
+  transports:                            # optional: plugins by name, each with its section
+    control: quic                        # (default) peer streams to the master and clients
+    broadcast: udp-peers                 # default multicast; any datagram plugin
+    config: { udp-peers: { peers: '10.0.1.21:7500,10.0.1.22:7500' } }
 
 Example: haifu relay --config examples/fleet/relay-east.yaml"
 )]
@@ -79,6 +84,7 @@ Config (YAML):
   install_root: /opt/pos-app
   multicast: { interface: eth0 }
   post_install: { program: /usr/bin/systemctl, args: [restart, pos-app], timeout_secs: 120 }
+  transports: { control: quic, broadcast: multicast }   # optional; plus config: {NAME: {..}}
 
 Example: haifu client --config examples/fleet/client-1.yaml"
 )]
@@ -108,15 +114,18 @@ fn lifecycle() -> Result<Shutdown> {
 
 pub(crate) fn master(a: MasterArgs) -> Result<ExitCode> {
     let cfg: config::MasterConfig = load(&a.config)?;
+    haifu_fleet::common::choose_transports((&cfg.transports).into());
     finish(haifu_fleet::master::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cfg: config::RelayConfig = load(&a.config)?;
+    haifu_fleet::common::choose_transports((&cfg.transports).into());
     finish(haifu_fleet::relay::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn client(a: ClientArgs) -> Result<ExitCode> {
     let cfg: config::ClientConfig = load(&a.config)?;
+    haifu_fleet::common::choose_transports((&cfg.transports).into());
     finish(haifu_fleet::client::run(cfg, lifecycle()?))
 }

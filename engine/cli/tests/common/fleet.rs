@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A folder holding only the two real plugins (the build folder also holds
-/// the test kit's broken ones).
+/// A folder holding only the real plugins (the build folder also holds the
+/// test kit's broken ones).
 pub(crate) fn plugin_dir(into: &Path) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let mut dir = exe.parent().unwrap().to_path_buf();
@@ -20,7 +20,11 @@ pub(crate) fn plugin_dir(into: &Path) -> PathBuf {
     }
     let out = into.join("plugins");
     std::fs::create_dir_all(&out).unwrap();
-    for name in ["haifu_transport_quic", "haifu_transport_multicast"] {
+    for name in [
+        "haifu_transport_quic",
+        "haifu_transport_multicast",
+        "haifu_transport_tls",
+    ] {
         let file = format!(
             "{}{name}{}",
             std::env::consts::DLL_PREFIX,

@@ -1,0 +1,256 @@
+//! The datagram-group rules (SPEC §5).
+
+use std::time::{Duration, Instant};
+
+use super::{Check, Seen, T, expect_kind, rule, run};
+use crate::{DatagramGroup, ErrorKind, Plugin};
+
+/// Datagram-group rules with one configuration for both members. `config`
+/// must describe a group this host can both send to and receive from
+/// (e.g. multicast with loopback on 127.0.0.1).
+pub fn check_datagram(plugin: &Plugin, config: &str) -> Vec<Check> {
+    check_datagram_pair(plugin, config, config)
+}
+
+/// Receives until nothing comes for 100 ms; returns how many.
+fn drain(g: &DatagramGroup) -> usize {
+    let mut buf = vec![0u8; 65_536];
+    let mut n = 0;
+    while g.recv(&mut buf, Some(Duration::from_millis(100))).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// Datagram-group rules with two members, `config_a` and `config_b`: each
+/// must receive what either sends.
+pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> Vec<Check> {
+    let mut out = vec![rule(
+        "datagram.declared",
+        if plugin.info().shapes.datagram {
+            Ok("shape declared".into())
+        } else {
+            Err("the plugin does not declare the datagram shape".into())
+        },
+    )];
+    let (a, b) = match (plugin.open_group(config_a), plugin.open_group(config_b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            out.push(rule(
+                "datagram.open",
+                Err(format!("with the engine's keys: {e}")),
+            ));
+            return out;
+        }
+    };
+    out.push(rule(
+        "datagram.open",
+        Ok("two members opened with the engine's keys".into()),
+    ));
+
+    out.push(rule(
+        "datagram.round_trip",
+        run(|| {
+            a.send(b"conformance").map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 65_536];
+            for (who, g) in [("first", &a), ("second", &b)] {
+                let n = g
+                    .recv(&mut buf, T)
+                    .map_err(|e| format!("{who} member: {e}"))?;
+                if buf.get(..n) != Some(&b"conformance"[..]) {
+                    return Err(format!("{who} member got {n} other bytes"));
+                }
+            }
+            Ok("both members received the datagram intact".into())
+        }),
+    ));
+
+    out.push(rule(
+        "datagram.timeout",
+        run(|| {
+            let mut buf = [0u8; 64];
+            let t = Instant::now();
+            let r = expect_kind(
+                b.recv(&mut buf, Some(Duration::from_millis(200))),
+                ErrorKind::Timeout,
+            )?;
+            let took = t.elapsed();
+            if took < Duration::from_millis(190) || took > Duration::from_millis(1200) {
+                return Err(format!("a 200 ms timeout took {took:?}"));
+            }
+            let t = Instant::now();
+            expect_kind(b.recv(&mut buf, Some(Duration::ZERO)), ErrorKind::Timeout)
+                .map_err(|e| format!("a poll (timeout 0): {e}"))?;
+            let poll = t.elapsed();
+            if poll > Duration::from_millis(100) {
+                return Err(format!("a poll (timeout 0) took {poll:?}"));
+            }
+            a.send(b"after").map_err(|e| e.to_string())?;
+            let n = b.recv(&mut buf, T).map_err(|e| e.to_string())?;
+            if buf.get(..n) != Some(&b"after"[..]) {
+                return Err("the datagram after a timeout was not intact".into());
+            }
+            drain(&a);
+            Ok(format!(
+                "{r} after {took:?}; a poll took {poll:?}; nothing lost"
+            ))
+        }),
+    ));
+
+    out.push(rule(
+        "datagram.buffer_too_small",
+        run(|| {
+            a.send(&[1u8; 100]).map_err(|e| e.to_string())?;
+            let mut small = [0u8; 10];
+            let r = expect_kind(b.recv(&mut small, T), ErrorKind::BufferTooSmall)?;
+            // The datagram is dropped; the next one must come whole.
+            a.send(b"next").map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 64];
+            let n = b.recv(&mut buf, T).map_err(|e| e.to_string())?;
+            if buf.get(..n) != Some(&b"next"[..]) {
+                return Err(format!("after a too-small buffer, got {n} other bytes"));
+            }
+            drain(&a);
+            Ok(format!("{r}; the next datagram came whole"))
+        }),
+    ));
+
+    out.push(rule(
+        "datagram.oversize",
+        run(|| {
+            let big = vec![7u8; 70_000];
+            match a.send(&big) {
+                Err(e) if e.kind == ErrorKind::TooLarge => {
+                    Ok(format!("70,000 bytes refused: {}", e.message))
+                }
+                Err(e) => Err(format!("70,000 bytes: expected TooLarge, got {e}")),
+                Ok(()) => {
+                    // A limit above UDP's is allowed if nothing is cut.
+                    let mut buf = vec![0u8; 131_072];
+                    let n = b
+                        .recv(&mut buf, T)
+                        .map_err(|e| format!("70,000 bytes accepted but not received: {e}"))?;
+                    drain(&a);
+                    if n == big.len() && buf.get(..n) == Some(&big[..]) {
+                        Ok("70,000 bytes accepted and received whole".into())
+                    } else {
+                        Err(format!("70,000 bytes sent, {n} received (truncated)"))
+                    }
+                }
+            }
+        }),
+    ));
+
+    out.push(rule(
+        "datagram.many_threads",
+        run(|| {
+            let (errors, got) = std::thread::scope(|s| {
+                let rx = s.spawn(|| {
+                    let mut buf = vec![0u8; 65_536];
+                    let mut got = 0usize;
+                    while b.recv(&mut buf, Some(Duration::from_millis(500))).is_ok() {
+                        got += 1;
+                    }
+                    got
+                });
+                let hs: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| (0..50).find_map(|_| a.send(&[2u8; 512]).err())))
+                    .collect();
+                let errors: Vec<String> = hs
+                    .into_iter()
+                    .filter_map(|h| h.join().ok().flatten())
+                    .map(|e| e.to_string())
+                    .collect();
+                (errors, rx.join().unwrap_or(0))
+            });
+            drain(&a);
+            match errors.first() {
+                None if got > 0 => Ok(format!(
+                    "8 threads x 50 sends while another thread received ({got} of 400 arrived)"
+                )),
+                None => Err("8 threads x 50 sends, none received".into()),
+                Some(e) => Err(e.clone()),
+            }
+        }),
+    ));
+
+    out.push(rule(
+        "datagram.unknown_key",
+        expect_kind(
+            plugin.open_group(&format!("{config_a}\nno_such_key_xyz=1")),
+            ErrorKind::InvalidArgument,
+        ),
+    ));
+
+    out.push(rule("datagram.pacing", pacing(plugin, config_a)));
+    out.push(rule("datagram.local_addr", local_addr(&a)));
+    out
+}
+
+/// With `rate=8M` (8,000,000 bits of payload a second), 384 datagrams of
+/// 1,000 bytes must take 384 ms: never less than 90% of it (the rate is a
+/// ceiling), at most twice it (once more if the host was busy).
+fn pacing(plugin: &Plugin, config: &str) -> Seen {
+    // A send-only member of its own (`join=false`), so it binds nothing
+    // the two members hold.
+    let paced = match plugin.open_group(&format!(
+        "{}\nrate=8M\njoin=false",
+        without(config, &["rate", "join"])
+    )) {
+        Ok(g) => g,
+        Err(e) if e.kind == ErrorKind::InvalidArgument => {
+            return Seen::Skip(format!(
+                "no rate key ({}): the engine paces for it",
+                e.message
+            ));
+        }
+        Err(e) => return Seen::Fail(e.to_string()),
+    };
+    let want = Duration::from_millis(384);
+    let mut tries = Vec::new();
+    for _ in 0..2 {
+        let t = Instant::now();
+        for _ in 0..384 {
+            if let Err(e) = paced.send(&[3u8; 1000]) {
+                return Seen::Fail(e.to_string());
+            }
+        }
+        let took = t.elapsed();
+        if took < want.mul_f64(0.9) {
+            return Seen::Fail(format!(
+                "384 x 1,000 bytes at rate=8M took {took:?}: faster than the rate ({want:?} of payload)"
+            ));
+        }
+        tries.push(took);
+        if took <= want * 2 {
+            return Seen::Pass(format!(
+                "384 x 1,000 bytes at rate=8M took {tries:?} (expected {want:?} of payload)"
+            ));
+        }
+    }
+    Seen::Fail(format!(
+        "384 x 1,000 bytes at rate=8M took {tries:?}, expected about {want:?} (payload bits)"
+    ))
+}
+
+/// `config` without the lines of `keys`.
+fn without(config: &str, keys: &[&str]) -> String {
+    config
+        .lines()
+        .filter(|l| {
+            let k = l.split('=').next().unwrap_or("").trim();
+            !keys.contains(&k)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The appended `group_local_addr`, when offered, names a bound address.
+fn local_addr(g: &DatagramGroup) -> Seen {
+    match g.local_addr() {
+        Ok(None) => Seen::Skip("group_local_addr not offered".into()),
+        Ok(Some(a)) if !a.is_empty() => Seen::Pass(format!("bound to {a}")),
+        Ok(Some(_)) => Seen::Fail("group_local_addr returned empty text".into()),
+        Err(e) => Seen::Fail(e.to_string()),
+    }
+}
