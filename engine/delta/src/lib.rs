@@ -35,7 +35,7 @@
 //! // Master: name, make (once per pair, cached), decide.
 //! let options = MakeOptions::background();
 //! let key = cache_key(&digest_of(&old), &digest_of(&new), &options);
-//! assert!(key.file_name().ends_with(".f1-l19.hdelta"));
+//! assert!(key.file_name().ends_with(".f2-l19-best.hdelta"));
 //! let delta = make(&old, &new, &options)?;
 //! let full = zstd::bulk::compress(&new, 3)?.len() as u64;
 //! let decision = DeliveryRule::default().choose(DeltaOffer::Delta { bytes: delta.len() }, full);
@@ -48,12 +48,14 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod bsdiff;
 mod cache;
 pub mod container;
 mod delivery;
 mod error;
 mod hashing;
 mod make;
+mod method;
 
 pub use apply::{
     Applied, BaseCheck, PatchReader, apply, apply_reading_base, apply_to_vec, apply_to_vec_capped,
@@ -63,4 +65,7 @@ pub use cache::{CacheKey, cache_key};
 pub use container::{DeltaHeader, digest_of, window_log_for};
 pub use delivery::{BudgetCheck, DataBudget, Delivery, DeliveryRule, DeltaOffer, FullReason};
 pub use error::DeltaError;
-pub use make::{DEFAULT_MAX_FRAME, Delta, MakeOptions, make};
+pub use make::{
+    DEFAULT_BSDIFF_MAX_SIZE, DEFAULT_MAX_FRAME, Delta, MakeOptions, MethodChoice, make,
+};
+pub use method::{Method, UnknownMethod};
