@@ -2,14 +2,20 @@
 //! by the master and applied by a straggler when it boots.
 //!
 //! What it does:
-//! - [`make`] a delta with zstd "patch-from" (the client's installed
-//!   version as reference prefix, a window sized to the files, long-distance
-//!   matching), in a small container ([`container`]) that names the base and
-//!   the target by sha3-256; artifacts past one zstd window (~2 GiB) become
-//!   chunked deltas;
+//! - [`make`] a delta by one of two [`Method`]s, or both keeping the
+//!   smaller ([`MethodChoice::Smaller`], the background default): zstd
+//!   "patch-from" (the client's installed version as reference prefix, a
+//!   window sized to the files, long-distance matching; artifacts past one
+//!   zstd window, ~2 GiB, become chunked deltas), or bsdiff-style
+//!   approximate matching (a suffix array over the base; control,
+//!   difference and extra streams in zstd, in 1 MiB blocks), which wins on
+//!   native code. Either sits in a small container ([`container`]) that
+//!   names the base and the target by sha3-256 and records the method;
+//!   [`MakeOptions`] states the memory each method needs;
 //! - [`apply`] one on the client: streamed, with the base checked, the
 //!   output bounded by the declared size and verified against the target
-//!   digest before `Ok`; every refusal is a typed [`DeltaError`];
+//!   digest before `Ok`, whichever the method; every refusal is a typed
+//!   [`DeltaError`];
 //! - decide what to send ([`DeliveryRule::choose`]: the "not smaller → full"
 //!   rule, with the reason recorded) and whether it fits a client's
 //!   [`DataBudget`];

@@ -145,6 +145,25 @@ fn bsdiff_crosses_block_boundaries() {
 }
 
 #[test]
+fn a_long_run_of_blocks_with_empty_segments_applies() {
+    // Regression: zstd fails a stream after 16 calls in a row that make no
+    // progress; asking an ended segment for more output once per block
+    // made every delta of more than 8 blocks without new bytes (here: 20
+    // blocks, a few byte changes, no extra bytes at all) fail to apply.
+    let mut rng = Rng::new(72);
+    let old = rng.bytes(20 * BLOCK + 99);
+    let mut new = old.clone();
+    for at in (0..new.len()).step_by(700_001) {
+        new[at] = new[at].wrapping_add(3);
+    }
+    for (a, b) in [(&old, &old), (&old, &new)] {
+        let (size, method) = round_trip(a, b, MethodChoice::Bsdiff);
+        assert_eq!(method, Method::Bsdiff);
+        assert!(size < 2000, "{size} bytes");
+    }
+}
+
+#[test]
 fn many_small_matches_close_blocks_on_the_control_limit() {
     // 16-byte pieces from random places of the base: one control each,
     // about 65 000 in a block's worth of target, more control bytes than a
