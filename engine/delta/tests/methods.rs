@@ -257,6 +257,13 @@ fn z(data: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(data, 3).unwrap()
 }
 
+/// A difference segment's content: `diff` as one literal run.
+fn runs(diff: &[u8]) -> Vec<u8> {
+    let mut out = varints(&[0, diff.len() as u64]);
+    out.extend_from_slice(diff);
+    out
+}
+
 fn varints(values: &[u64]) -> Vec<u8> {
     let mut out = Vec::new();
     for &v in values {
@@ -324,7 +331,7 @@ fn a_hand_made_body_applies_so_the_hostile_ones_below_are_meaningful() {
     diff[2] = 1;
     let good = Block {
         out: 13,
-        segs: [z(&varints(&[0, 10, 3])), z(&diff), z(b"xyz")],
+        segs: [z(&varints(&[0, 10, 3])), z(&runs(&diff)), z(b"xyz")],
     };
     let delta = hostile(&old, &new, &[good], 10);
     assert_eq!(apply_to_vec(&old, &delta).unwrap(), new);
@@ -338,7 +345,7 @@ fn hostile_bsdiff_bodies_are_refused() {
     diff[2] = 1;
     let block = |ctrl: &[u64], diff: &[u8], extra: &[u8], out: u32| Block {
         out,
-        segs: [z(&varints(ctrl)), z(diff), z(extra)],
+        segs: [z(&varints(ctrl)), z(&runs(diff)), z(extra)],
     };
     let cases: Vec<(&str, Vec<Block>, u8)> = vec![
         (
@@ -408,10 +415,34 @@ fn hostile_bsdiff_bodies_are_refused() {
             28,
         ),
         (
+            "runs that overflow",
+            vec![Block {
+                out: 13,
+                segs: [
+                    z(&varints(&[0, 10, 3])),
+                    z(&varints(&[u64::MAX, 0])),
+                    z(b"xyz"),
+                ],
+            }],
+            10,
+        ),
+        (
+            "runs cut short",
+            vec![Block {
+                out: 13,
+                segs: [
+                    z(&varints(&[0, 10, 3])),
+                    z(&varints(&[0, 10, 1, 2])),
+                    z(b"xyz"),
+                ],
+            }],
+            10,
+        ),
+        (
             "not zstd",
             vec![Block {
                 out: 13,
-                segs: [b"garbage!".to_vec(), z(&diff), z(b"xyz")],
+                segs: [b"garbage!".to_vec(), z(&runs(&diff)), z(b"xyz")],
             }],
             10,
         ),
@@ -419,7 +450,11 @@ fn hostile_bsdiff_bodies_are_refused() {
             "a stream that never ends",
             vec![Block {
                 out: 13,
-                segs: [z(&varints(&[0, 10, 3])), z(&diff), z(b"xyz")[..4].to_vec()],
+                segs: [
+                    z(&varints(&[0, 10, 3])),
+                    z(&runs(&diff)),
+                    z(b"xyz")[..4].to_vec(),
+                ],
             }],
             10,
         ),
@@ -431,6 +466,7 @@ fn hostile_bsdiff_bodies_are_refused() {
     }
     // Segment lengths past the body, and bytes after the last block.
     let good = hostile(&old, &new, &[block(&[0, 10, 3], &diff, b"xyz", 13)], 10);
+    assert_eq!(apply_to_vec(&old, &good).unwrap(), new);
     let body = HEADER_LEN + CHUNK_RECORD_LEN;
     for field in 0..4 {
         let mut m = good.clone();
@@ -451,12 +487,12 @@ fn bombs_in_bsdiff_segments_are_stopped_at_their_bound() {
     let bomb = z(&vec![0u8; 64 << 20]);
     let diff = vec![0u8; 10];
     let cases = [
-        ("control", [bomb.clone(), z(&diff), z(b"xyz")]),
+        ("control", [bomb.clone(), z(&runs(&diff)), z(b"xyz")]),
         (
             "difference",
             [z(&varints(&[0, 10, 3])), bomb.clone(), z(b"xyz")],
         ),
-        ("extra", [z(&varints(&[0, 10, 3])), z(&diff), bomb]),
+        ("extra", [z(&varints(&[0, 10, 3])), z(&runs(&diff)), bomb]),
     ];
     for (what, segs) in cases {
         let delta = hostile(&old, &new, &[Block { out: 13, segs }], 27);

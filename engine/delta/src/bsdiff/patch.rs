@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
-use super::body::{BLOCK_HEADER_LEN, get_varint, unzigzag};
+use super::body::{BLOCK_HEADER_LEN, RUNS_MAX, decode_runs, get_varint, unzigzag};
 use super::{BLOCK_OUT, CTRL_MAX, STREAM_WINDOW_LOG_MAX};
 use crate::DeltaError;
 use crate::apply::{read_exact, read_some};
@@ -79,7 +79,8 @@ pub(crate) fn apply_body<R: Read, W: Write>(
     };
     // One byte past each limit: see `Body::segment`.
     let mut ctrl = vec![0u8; CTRL_MAX + 1];
-    let mut diff = vec![0u8; BLOCK_OUT + 1];
+    let mut runs = vec![0u8; RUNS_MAX + 1];
+    let mut diff = vec![0u8; BLOCK_OUT];
     let mut extra = vec![0u8; BLOCK_OUT + 1];
     let mut controls: Vec<Control> = Vec::new();
     let mut old_pos = 0usize;
@@ -107,17 +108,17 @@ pub(crate) fn apply_body<R: Read, W: Write>(
         let n = body.segment(&mut streams[0], lens[0], &mut ctrl, CTRL_MAX, blocks)?;
         let (adds, copies) = parse(&ctrl[..n], base, &mut old_pos, out_len, &mut controls)
             .map_err(|what| corrupt(format!("block {blocks}: {what}")))?;
-        for (i, (buf, want)) in [(&mut diff, adds), (&mut extra, copies)]
-            .into_iter()
-            .enumerate()
-        {
-            let got = body.segment(&mut streams[i + 1], lens[i + 1], buf, want, blocks)?;
-            if got != want {
-                return Err(corrupt(format!(
-                    "block {blocks}: the {} segment makes {got} bytes, its controls need {want}",
-                    streams[i + 1].name
-                )));
-            }
+        let n = body.segment(&mut streams[1], lens[1], &mut runs, RUNS_MAX, blocks)?;
+        decode_runs(&runs[..n], &mut diff[..adds]).ok_or_else(|| {
+            corrupt(format!(
+                "block {blocks}: the difference runs do not make the {adds} bytes its controls need"
+            ))
+        })?;
+        let got = body.segment(&mut streams[2], lens[2], &mut extra, copies, blocks)?;
+        if got != copies {
+            return Err(corrupt(format!(
+                "block {blocks}: the extra segment makes {got} bytes, its controls need {copies}"
+            )));
         }
         let mut output = hasher.buffer();
         make_block(&controls, base, &diff, &extra, &mut output[..out_len]);
