@@ -2,7 +2,9 @@
 //! and for poking at deltas by hand.
 //!
 //! ```text
-//! delta_tool make [--level N] OLD NEW DELTA   make a delta (default level 19)
+//! delta_tool make [--level N] [--method M] OLD NEW DELTA
+//!                                             make a delta (default level 19;
+//!                                             M: best (default), patch-from, bsdiff)
 //! delta_tool apply OLD DELTA OUT              apply it (streamed, verified)
 //! delta_tool apply --base-digest HEX OLD DELTA OUT
 //!                                             same, OLD's digest known (not re-hashed)
@@ -17,17 +19,16 @@ use std::fs::File;
 use std::io::BufReader;
 use std::process::ExitCode;
 
-use haifu_delta::{BaseCheck, MakeOptions, PatchReader, make};
+use haifu_delta::{BaseCheck, MakeOptions, MethodChoice, PatchReader, make};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
-        ["make", "--level", level, old, new, out] => match level.parse() {
-            Ok(level) => run_make(old, new, out, MakeOptions::background().with_level(level)),
-            Err(_) => return usage(),
+        ["make", rest @ ..] => match make_options(rest) {
+            Some((options, [old, new, out])) => run_make(old, new, out, options),
+            _ => return usage(),
         },
-        ["make", old, new, out] => run_make(old, new, out, MakeOptions::background()),
         ["apply", old, delta, out] => run_apply(old, delta, out, BaseCheck::Hash),
         ["apply", "--base-digest", hex, old, delta, out] => match hex.parse() {
             Ok(d) => run_apply(old, delta, out, BaseCheck::Known(d)),
@@ -42,6 +43,29 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("delta_tool: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `[--level N] [--method M]` then the rest.
+fn make_options<'a>(mut args: &'a [&'a str]) -> Option<(MakeOptions, &'a [&'a str])> {
+    let mut options = MakeOptions::background();
+    loop {
+        match args {
+            ["--level", n, rest @ ..] => {
+                options = options.with_level(n.parse().ok()?);
+                args = rest;
+            }
+            ["--method", m, rest @ ..] => {
+                options = options.with_methods(match *m {
+                    "best" => MethodChoice::Smaller,
+                    "patch-from" => MethodChoice::PatchFrom,
+                    "bsdiff" => MethodChoice::Bsdiff,
+                    _ => return None,
+                });
+                args = rest;
+            }
+            _ => return Some((options, args)),
         }
     }
 }
@@ -73,8 +97,8 @@ fn run_header(delta: &str) -> Result<()> {
     let patch = File::open(delta).map_err(|e| format!("cannot open {delta}: {e}"))?;
     let h = *PatchReader::new(BufReader::new(patch))?.header();
     println!(
-        "from {} ({} bytes)\nto   {} ({} bytes)\nwindow log {}, level {}, {} chunk(s)",
-        h.from, h.from_size, h.to, h.to_size, h.window_log, h.level, h.chunks
+        "from {} ({} bytes)\nto   {} ({} bytes)\nmethod {}, window log {}, level {}, {} chunk(s)",
+        h.from, h.from_size, h.to, h.to_size, h.method, h.window_log, h.level, h.chunks
     );
     Ok(())
 }
@@ -96,7 +120,7 @@ fn read(path: &str) -> Result<Vec<u8>> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: delta_tool make [--level N] OLD NEW DELTA | apply [--base-digest HEX] OLD DELTA OUT | header DELTA | digest FILE"
+        "usage: delta_tool make [--level N] [--method best|patch-from|bsdiff] OLD NEW DELTA | apply [--base-digest HEX] OLD DELTA OUT | header DELTA | digest FILE"
     );
     ExitCode::from(2)
 }

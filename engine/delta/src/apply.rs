@@ -11,12 +11,14 @@ use std::thread;
 use haifu_core::Digest;
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
 
-use crate::DeltaError;
 use crate::container::{CHUNK_RECORD_LEN, ChunkRecord, DeltaHeader, HEADER_LEN, digest_of};
 use crate::hashing::PipelinedHasher;
+use crate::{DeltaError, Method};
 
 /// Bytes of output handed to the writer (and the hasher) at a time.
 const OUT_BUF: usize = 1 << 20;
+// A bsdiff block is made in one output buffer.
+const _: () = assert!(crate::bsdiff::BLOCK_OUT <= OUT_BUF);
 
 /// What an apply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +246,14 @@ fn decode<R: Read, W: Write>(
     mut out: W,
     mut hasher: PipelinedHasher<'_>,
 ) -> Result<u64, DeltaError> {
+    if header.method == Method::Bsdiff {
+        let mut rb = [0u8; CHUNK_RECORD_LEN];
+        read_exact(&mut reader, &mut rb, "chunk record")?;
+        let record = ChunkRecord::decode(&rb, header, 0)?;
+        let done =
+            crate::bsdiff::apply_body(&mut reader, &record, header, base, &mut out, &mut hasher)?;
+        return finish(reader, header, out, hasher, done);
+    }
     let mut dctx = DCtx::try_create().ok_or_else(|| DeltaError::Zstd {
         op: "create context",
         detail: "out of memory".into(),
@@ -325,6 +335,18 @@ fn decode<R: Read, W: Write>(
         }
         done += produced;
     }
+    finish(reader, header, out, hasher, done)
+}
+
+/// The checks after the last chunk: the total size, nothing trailing, the
+/// output flushed, and its digest equal to the header's target.
+fn finish<R: Read, W: Write>(
+    mut reader: R,
+    header: &DeltaHeader,
+    mut out: W,
+    hasher: PipelinedHasher<'_>,
+    done: u64,
+) -> Result<u64, DeltaError> {
     if done != header.to_size {
         return Err(DeltaError::Corrupt {
             detail: format!(
@@ -350,7 +372,11 @@ fn decode<R: Read, W: Write>(
     Ok(done)
 }
 
-fn read_exact<R: Read>(reader: &mut R, buf: &mut [u8], what: &str) -> Result<(), DeltaError> {
+pub(crate) fn read_exact<R: Read>(
+    reader: &mut R,
+    buf: &mut [u8],
+    what: &str,
+) -> Result<(), DeltaError> {
     reader.read_exact(buf).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
             truncated(format!("{what} ends early"))
@@ -363,7 +389,7 @@ fn read_exact<R: Read>(reader: &mut R, buf: &mut [u8], what: &str) -> Result<(),
     })
 }
 
-fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, DeltaError> {
+pub(crate) fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, DeltaError> {
     loop {
         match reader.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

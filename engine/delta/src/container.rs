@@ -6,7 +6,7 @@
 //!   0  magic "HAIFUDLT"          8
 //!   8  format version (1)      u16
 //!  10  window log (max)         u8   10..=31
-//!  11  flags (0)                u8
+//!  11  method                   u8   0 patch-from (version 1), 1 bsdiff (version 2)
 //!  12  zstd level              i32   informative: what made it
 //!  16  chunk count             u32   >= 1
 //!  20  reserved (0)            u32
@@ -22,20 +22,33 @@
 //!  24  frame length            u64
 //! ```
 //!
-//! A frame decodes with the base's `ref offset .. +ref length` as its zstd
-//! reference prefix, which is what `zstd -d --long=31 --patch-from=REF` does:
-//! a single-chunk delta's frame is a plain `zstd --patch-from` patch of the
-//! whole base. The outputs of the chunks, concatenated, are the target.
+//! Method patch-from: a frame decodes with the base's `ref offset .. +ref
+//! length` as its zstd reference prefix, which is what `zstd -d --long=31
+//! --patch-from=REF` does: a single-chunk delta's frame is a plain `zstd
+//! --patch-from` patch of the whole base. The outputs of the chunks,
+//! concatenated, are the target.
+//!
+//! Method bsdiff: exactly one chunk over the whole base, and its "frame" is
+//! the block body described in `bsdiff/body.rs` (three zstd streams).
+//!
+//! Versions: a patch-from delta is written as version 1, byte for byte what
+//! builds before the bsdiff method wrote (old clients and cached deltas keep
+//! working); a bsdiff delta as version 2, so an older client refuses it as
+//! an unsupported version rather than as a corrupt header. Version 1 must
+//! have method 0.
 
 use haifu_core::Digest;
 use sha3::{Digest as _, Sha3_256};
 
-use crate::DeltaError;
+use crate::{DeltaError, Method};
 
 /// The first eight bytes of every delta.
 pub const MAGIC: [u8; 8] = *b"HAIFUDLT";
-/// The container format this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest container format this build writes and reads (it reads
+/// every version from 1 up to this one).
+pub const FORMAT_VERSION: u16 = 2;
+/// The format of patch-from deltas: the version before methods existed.
+pub const FORMAT_VERSION_PATCH_FROM: u16 = 1;
 /// Bytes in the fixed header.
 pub const HEADER_LEN: usize = 112;
 /// Bytes in each chunk record.
@@ -84,8 +97,11 @@ pub struct DeltaHeader {
     pub window_log: u8,
     /// The zstd level the delta was made with (for the record only).
     pub level: i32,
-    /// Number of chunks (1 unless the artifact exceeds one zstd window).
+    /// Number of chunks (1 unless the artifact exceeds one zstd window;
+    /// always 1 for [`Method::Bsdiff`]).
     pub chunks: u32,
+    /// The algorithm that made the body.
+    pub method: Method,
 }
 
 impl DeltaHeader {
@@ -93,9 +109,9 @@ impl DeltaHeader {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&self.version().to_le_bytes());
         b[10] = self.window_log;
-        b[11] = 0;
+        b[11] = self.method.code();
         b[12..16].copy_from_slice(&self.level.to_le_bytes());
         b[16..20].copy_from_slice(&self.chunks.to_le_bytes());
         b[24..56].copy_from_slice(self.from.as_bytes());
@@ -116,7 +132,7 @@ impl DeltaHeader {
             return Err(DeltaError::BadMagic { found: magic });
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_PATCH_FROM..=FORMAT_VERSION).contains(&version) {
             return Err(DeltaError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -125,7 +141,18 @@ impl DeltaHeader {
         if header_check(&b[..CHECKED_LEN]) != b[CHECKED_LEN..] {
             return Err(corrupt_header("header check does not match"));
         }
+        let method = match (version, Method::from_code(b[11])) {
+            (FORMAT_VERSION_PATCH_FROM, Some(Method::PatchFrom)) => Method::PatchFrom,
+            (FORMAT_VERSION_PATCH_FROM, _) => {
+                return Err(corrupt_header("reserved bytes are not zero"));
+            }
+            (_, Some(m)) => m,
+            (_, None) => {
+                return Err(corrupt_header(format!("unknown method {}", b[11])));
+            }
+        };
         let header = Self {
+            method,
             window_log: b[10],
             level: i32::from_le_bytes(array(&b[12..16])),
             chunks: u32::from_le_bytes(array(&b[16..20])),
@@ -134,7 +161,7 @@ impl DeltaHeader {
             from_size: u64::from_le_bytes(array(&b[88..96])),
             to_size: u64::from_le_bytes(array(&b[96..104])),
         };
-        if b[11] != 0 || b[20..24] != [0; 4] {
+        if b[20..24] != [0; 4] {
             return Err(corrupt_header("reserved bytes are not zero"));
         }
         if !(WINDOW_LOG_MIN..=WINDOW_LOG_MAX).contains(&header.window_log) {
@@ -149,7 +176,22 @@ impl DeltaHeader {
                 header.chunks
             )));
         }
+        if header.method == Method::Bsdiff && header.chunks != 1 {
+            return Err(corrupt_header(format!(
+                "a bsdiff delta has one chunk, not {}",
+                header.chunks
+            )));
+        }
         Ok(header)
+    }
+
+    /// The format version this header is written as: 1 for patch-from (as
+    /// before methods existed), 2 for anything else.
+    pub fn version(&self) -> u16 {
+        match self.method {
+            Method::PatchFrom => FORMAT_VERSION_PATCH_FROM,
+            Method::Bsdiff => FORMAT_VERSION,
+        }
     }
 }
 
@@ -208,6 +250,22 @@ impl ChunkRecord {
                     limit: header.to_size,
                 });
             }
+        }
+        if header.method == Method::Bsdiff {
+            // One chunk: the whole base, the whole target.
+            if r.ref_offset != 0 || r.ref_len != header.from_size || r.out_len != header.to_size {
+                return Err(corrupt(format!(
+                    "a bsdiff chunk covers the whole base and target, not {}+{} -> {}",
+                    r.ref_offset, r.ref_len, r.out_len
+                )));
+            }
+            if r.frame_len == 0 || r.frame_len > crate::bsdiff::body_bound(r.out_len) {
+                return Err(corrupt(format!(
+                    "bsdiff body length {} is impossible for {} bytes of output",
+                    r.frame_len, r.out_len
+                )));
+            }
+            return Ok(r);
         }
         // A zstd frame never needs more than compress_bound of its content
         // (it falls back to raw blocks), plus a frame header.
@@ -269,6 +327,7 @@ mod tests {
             window_log: 12,
             level: 19,
             chunks: 1,
+            method: Method::PatchFrom,
         }
     }
 
@@ -305,7 +364,7 @@ mod tests {
         let e = DeltaHeader::decode(&b).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unsupported delta format version 9 (this build reads version 1)"
+            "unsupported delta format version 9 (this build reads versions 1 to 2)"
         );
         let mut b = header().encode();
         b[90] ^= 0x40;

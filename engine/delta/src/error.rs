@@ -16,11 +16,13 @@ pub enum DeltaError {
         found: [u8; 8],
     },
     /// A delta written by a newer (or unknown) format.
-    #[error("unsupported delta format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported delta format version {found} (this build reads versions 1 to {supported})"
+    )]
     UnsupportedVersion {
         /// The version in the header.
         found: u16,
-        /// The version this build reads and writes.
+        /// The newest version this build reads and writes.
         supported: u16,
     },
     /// The header's own check failed or its fields contradict each other.

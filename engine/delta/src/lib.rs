@@ -2,14 +2,20 @@
 //! by the master and applied by a straggler when it boots.
 //!
 //! What it does:
-//! - [`make`] a delta with zstd "patch-from" (the client's installed
-//!   version as reference prefix, a window sized to the files, long-distance
-//!   matching), in a small container ([`container`]) that names the base and
-//!   the target by sha3-256; artifacts past one zstd window (~2 GiB) become
-//!   chunked deltas;
+//! - [`make`] a delta by one of two [`Method`]s, or both keeping the
+//!   smaller ([`MethodChoice::Smaller`], the background default): zstd
+//!   "patch-from" (the client's installed version as reference prefix, a
+//!   window sized to the files, long-distance matching; artifacts past one
+//!   zstd window, ~2 GiB, become chunked deltas), or bsdiff-style
+//!   approximate matching (a suffix array over the base; control,
+//!   difference and extra streams in zstd, in 1 MiB blocks), which wins on
+//!   native code. Either sits in a small container ([`container`]) that
+//!   names the base and the target by sha3-256 and records the method;
+//!   [`MakeOptions`] states the memory each method needs;
 //! - [`apply`] one on the client: streamed, with the base checked, the
 //!   output bounded by the declared size and verified against the target
-//!   digest before `Ok`; every refusal is a typed [`DeltaError`];
+//!   digest before `Ok`, whichever the method; every refusal is a typed
+//!   [`DeltaError`];
 //! - decide what to send ([`DeliveryRule::choose`]: the "not smaller → full"
 //!   rule, with the reason recorded) and whether it fits a client's
 //!   [`DataBudget`];
@@ -35,7 +41,7 @@
 //! // Master: name, make (once per pair, cached), decide.
 //! let options = MakeOptions::background();
 //! let key = cache_key(&digest_of(&old), &digest_of(&new), &options);
-//! assert!(key.file_name().ends_with(".f1-l19.hdelta"));
+//! assert!(key.file_name().ends_with(".f2-l19-best.hdelta"));
 //! let delta = make(&old, &new, &options)?;
 //! let full = zstd::bulk::compress(&new, 3)?.len() as u64;
 //! let decision = DeliveryRule::default().choose(DeltaOffer::Delta { bytes: delta.len() }, full);
@@ -48,12 +54,14 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod bsdiff;
 mod cache;
 pub mod container;
 mod delivery;
 mod error;
 mod hashing;
 mod make;
+mod method;
 
 pub use apply::{
     Applied, BaseCheck, PatchReader, apply, apply_reading_base, apply_to_vec, apply_to_vec_capped,
@@ -63,4 +71,7 @@ pub use cache::{CacheKey, cache_key};
 pub use container::{DeltaHeader, digest_of, window_log_for};
 pub use delivery::{BudgetCheck, DataBudget, Delivery, DeliveryRule, DeltaOffer, FullReason};
 pub use error::DeltaError;
-pub use make::{DEFAULT_MAX_FRAME, Delta, MakeOptions, make};
+pub use make::{
+    DEFAULT_BSDIFF_MAX_SIZE, DEFAULT_MAX_FRAME, Delta, MakeOptions, MethodChoice, make,
+};
+pub use method::{Method, UnknownMethod};

@@ -1,15 +1,21 @@
 //! Making a delta: zstd "patch-from" with the base as the reference prefix,
 //! a long window sized to the files and long-distance matching, exactly as
-//! `zstd --patch-from` does (see `notes/spikes.md`, section B).
+//! `zstd --patch-from` does (see `notes/spikes.md`, section B); and, for
+//! artifacts up to [`MakeOptions::bsdiff_max_size`], the bsdiff method
+//! (`crate::bsdiff`). With [`MethodChoice::Smaller`] both are made and the
+//! smaller is kept: patch-from wins on source and archives, bsdiff on
+//! native code, and which one a pair is cannot be told cheaply beforehand.
 
 use std::time::Instant;
 
 use zstd::zstd_safe::{CCtx, CParameter, ResetDirective};
 
-use crate::DeltaError;
+use haifu_core::Digest;
+
 use crate::container::{
     CHUNK_RECORD_LEN, ChunkRecord, DeltaHeader, HEADER_LEN, digest_of, window_log_for,
 };
+use crate::{DeltaError, Method};
 
 /// The largest base or target one zstd frame handles: a window log of 31
 /// (zstd's 64-bit limit) reaches about 2 GiB back. Past it, the delta is
@@ -19,17 +25,60 @@ pub const DEFAULT_MAX_FRAME: u64 = (1 << 31) - 1;
 const MIN_MAX_FRAME: u64 = 1 << 12;
 /// More chunks than this is refused (the container's limit).
 const MAX_CHUNKS: u64 = 1 << 16;
+/// The default [`MakeOptions::bsdiff_max_size`]: 512 MiB.
+pub const DEFAULT_BSDIFF_MAX_SIZE: u64 = 512 << 20;
 
-/// How to make a delta. The level trades making time for size; both are
-/// part of the cache key, so a delta is made once per (from, to, options).
+/// Which methods [`make`] tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MethodChoice {
+    /// zstd patch-from only (fast; what deltas made on the fly use).
+    PatchFrom,
+    /// The bsdiff method only (an error above
+    /// [`MakeOptions::bsdiff_max_size`]); for tests and benchmarks.
+    Bsdiff,
+    /// Both, keeping the smaller delta (patch-from on a tie, as every
+    /// client reads it); patch-from alone above
+    /// [`MakeOptions::bsdiff_max_size`].
+    Smaller,
+}
+
+/// How to make a delta. Everything here changes the bytes made, so all of
+/// it is part of the cache key: a delta is made once per (from, to,
+/// options).
+///
+/// # Memory
+///
+/// [`make`] holds the base and the target (the caller's) and, on top:
+///
+/// - patch-from: the delta, and zstd's match tables, which grow with the
+///   window (the base plus the target, up to 2 GiB per chunk) and the
+///   level: tens of MiB for artifacts of a few MiB at level 19, about 4 ×
+///   the window for a GiB-sized pair;
+/// - bsdiff (only when both sides are at most [`Self::bsdiff_max_size`]):
+///   the suffix array, 4 bytes per byte of base, while matching; then the
+///   uncompressed streams, about 1 × the target, and one zstd context
+///   sized to the largest stream (its window is capped at 128 MiB).
+///
+/// So below the threshold the peak is about 5 × base + 2 × target plus
+/// zstd's tables (3.5 GiB for a 512 MiB pair); above it, bsdiff is not
+/// tried and a 1 GiB pair costs what patch-from costs. The two methods run
+/// one after the other, so [`MethodChoice::Smaller`] peaks at the larger
+/// of the two, not their sum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MakeOptions {
-    /// zstd level, 1..=22. Applying costs the same whatever the level.
+    /// zstd level, 1..=22, for patch-from frames and bsdiff streams alike.
+    /// Applying costs the same whatever the level.
     pub level: i32,
     /// Largest base or target made as one frame; larger artifacts are cut
     /// into chunks of `max_frame / 2` bytes of target, each referencing the
     /// matching region of the base. Tests lower it to exercise chunking.
     pub max_frame: u64,
+    /// Which methods to try.
+    pub methods: MethodChoice,
+    /// The bsdiff method is tried only when the base and the target are both
+    /// at most this many bytes: its suffix array costs 4 bytes per byte of
+    /// base (see the memory section above).
+    pub bsdiff_max_size: u64,
 }
 
 impl MakeOptions {
@@ -40,25 +89,41 @@ impl MakeOptions {
     /// 1.5–2× the background level's.
     pub const FAST_LEVEL: i32 = 3;
 
-    /// Options for background, cached deltas ([`Self::BACKGROUND_LEVEL`]).
+    /// Options for background, cached deltas ([`Self::BACKGROUND_LEVEL`],
+    /// both methods, the smaller kept).
     pub const fn background() -> Self {
         Self {
             level: Self::BACKGROUND_LEVEL,
             max_frame: DEFAULT_MAX_FRAME,
+            methods: MethodChoice::Smaller,
+            bsdiff_max_size: DEFAULT_BSDIFF_MAX_SIZE,
         }
     }
 
-    /// Options for deltas made on the fly ([`Self::FAST_LEVEL`]).
+    /// Options for deltas made on the fly ([`Self::FAST_LEVEL`],
+    /// patch-from only: it makes hundreds of MB/s, bsdiff a few).
     pub const fn fast() -> Self {
         Self {
             level: Self::FAST_LEVEL,
             max_frame: DEFAULT_MAX_FRAME,
+            methods: MethodChoice::PatchFrom,
+            bsdiff_max_size: DEFAULT_BSDIFF_MAX_SIZE,
         }
     }
 
     /// The same options at another level.
     pub const fn with_level(self, level: i32) -> Self {
         Self { level, ..self }
+    }
+
+    /// The same options trying other methods.
+    pub const fn with_methods(self, methods: MethodChoice) -> Self {
+        Self { methods, ..self }
+    }
+
+    /// Whether the bsdiff method is tried for this pair.
+    pub fn tries_bsdiff(&self, old_len: u64, new_len: u64) -> bool {
+        self.methods != MethodChoice::PatchFrom && old_len.max(new_len) <= self.bsdiff_max_size
     }
 }
 
@@ -113,6 +178,92 @@ pub fn make(old: &[u8], new: &[u8], options: &MakeOptions) -> Result<Delta, Delt
             detail: format!("zstd level {} is outside {min}..={max}", options.level),
         });
     }
+    let (from, to) = (digest_of(old), digest_of(new));
+    let bsdiff = options.tries_bsdiff(old.len() as u64, new.len() as u64);
+    let delta = match options.methods {
+        MethodChoice::PatchFrom => patch_from(old, new, &from, &to, options)?,
+        MethodChoice::Bsdiff if bsdiff => bsdiff_delta(old, new, &from, &to, options)?,
+        MethodChoice::Bsdiff => {
+            return Err(DeltaError::Unsupported {
+                detail: format!(
+                    "the bsdiff method takes artifacts up to {} bytes, not {}",
+                    options.bsdiff_max_size,
+                    old.len().max(new.len())
+                ),
+            });
+        }
+        MethodChoice::Smaller => {
+            let zstd = patch_from(old, new, &from, &to, options)?;
+            if bsdiff {
+                let b = bsdiff_delta(old, new, &from, &to, options)?;
+                tracing::debug!(
+                    patch_from = zstd.len(),
+                    bsdiff = b.len(),
+                    "both delta methods made"
+                );
+                if b.len() < zstd.len() { b } else { zstd }
+            } else {
+                zstd
+            }
+        }
+    };
+    let header = &delta.header;
+    tracing::debug!(
+        from = %header.from,
+        to = %header.to,
+        from_size = header.from_size,
+        to_size = header.to_size,
+        delta_size = delta.bytes.len(),
+        method = %header.method,
+        level = options.level,
+        chunks = header.chunks,
+        seconds = started.elapsed().as_secs_f64(),
+        "delta made"
+    );
+    Ok(delta)
+}
+
+/// The bsdiff method: one chunk over the whole base, its body the blocks of
+/// `crate::bsdiff`.
+fn bsdiff_delta(
+    old: &[u8],
+    new: &[u8],
+    from: &Digest,
+    to: &Digest,
+    options: &MakeOptions,
+) -> Result<Delta, DeltaError> {
+    let (body, window_log) = crate::bsdiff::make_body(old, new, options.level)?;
+    let header = DeltaHeader {
+        from: *from,
+        to: *to,
+        from_size: old.len() as u64,
+        to_size: new.len() as u64,
+        window_log,
+        level: options.level,
+        chunks: 1,
+        method: Method::Bsdiff,
+    };
+    let record = ChunkRecord {
+        ref_offset: 0,
+        ref_len: old.len() as u64,
+        out_len: new.len() as u64,
+        frame_len: body.len() as u64,
+    };
+    let mut bytes = Vec::with_capacity(HEADER_LEN + CHUNK_RECORD_LEN + body.len());
+    bytes.extend_from_slice(&header.encode());
+    bytes.extend_from_slice(&record.encode());
+    bytes.extend_from_slice(&body);
+    Ok(Delta { header, bytes })
+}
+
+/// The patch-from method: one zstd frame per chunk.
+fn patch_from(
+    old: &[u8],
+    new: &[u8],
+    from: &Digest,
+    to: &Digest,
+    options: &MakeOptions,
+) -> Result<Delta, DeltaError> {
     let spans = plan(old.len() as u64, new.len() as u64, options.max_frame)?;
     let window_log = spans
         .iter()
@@ -120,14 +271,15 @@ pub fn make(old: &[u8], new: &[u8], options: &MakeOptions) -> Result<Delta, Delt
         .max()
         .unwrap_or(crate::container::WINDOW_LOG_MIN);
     let header = DeltaHeader {
-        from: digest_of(old),
-        to: digest_of(new),
+        from: *from,
+        to: *to,
         from_size: old.len() as u64,
         to_size: new.len() as u64,
         window_log,
         level: options.level,
         // plan() refuses more than MAX_CHUNKS (which fits a u32).
         chunks: spans.len() as u32,
+        method: Method::PatchFrom,
     };
     let mut bytes = Vec::with_capacity(HEADER_LEN + spans.len() * CHUNK_RECORD_LEN);
     bytes.extend_from_slice(&header.encode());
@@ -158,17 +310,6 @@ pub fn make(old: &[u8], new: &[u8], options: &MakeOptions) -> Result<Delta, Delt
         bytes.extend_from_slice(&record.encode());
         bytes.extend_from_slice(&frame);
     }
-    tracing::debug!(
-        from = %header.from,
-        to = %header.to,
-        from_size = header.from_size,
-        to_size = header.to_size,
-        delta_size = bytes.len(),
-        level = options.level,
-        chunks = header.chunks,
-        seconds = started.elapsed().as_secs_f64(),
-        "delta made"
-    );
     Ok(Delta { header, bytes })
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use common::{Rng, binary_pair, text_pair};
 use haifu_delta::container::{CHUNK_RECORD_LEN, HEADER_LEN};
-use haifu_delta::{DeltaError, MakeOptions, apply, apply_to_vec, make};
+use haifu_delta::{DeltaError, MakeOptions, Method, MethodChoice, apply, apply_to_vec, make};
 
 /// Applies a damaged delta: it must fail with a "damaged delta" error, or
 /// (for a mutation that changed nothing that matters) produce exactly `new`.
@@ -48,20 +48,28 @@ fn pairs() -> Vec<(Vec<u8>, Vec<u8>, MakeOptions)> {
         (c.clone(), d.clone(), MakeOptions::background()),
         // Chunked: damage can land in any record.
         (
-            c,
-            d,
+            c.clone(),
+            d.clone(),
             MakeOptions {
                 max_frame: 8 << 10,
                 ..MakeOptions::fast()
             },
         ),
+        // The bsdiff method: block headers, controls, differences, extra.
+        (c, d, MakeOptions::fast().with_methods(MethodChoice::Bsdiff)),
     ]
 }
 
 #[test]
 fn every_truncation_is_refused() {
     for (old, new, options) in pairs() {
-        let delta = make(&old, &new, &options).unwrap().bytes;
+        let delta = make(&old, &new, &options).unwrap();
+        match options.methods {
+            MethodChoice::PatchFrom => assert_eq!(delta.header.method, Method::PatchFrom),
+            MethodChoice::Bsdiff => assert_eq!(delta.header.method, Method::Bsdiff),
+            MethodChoice::Smaller => {}
+        }
+        let delta = delta.bytes;
         let mut rng = Rng::new(30);
         // Every cut inside the header and the first record, then sampled.
         let mut cuts: Vec<usize> = (0..HEADER_LEN + CHUNK_RECORD_LEN + 8).collect();
@@ -203,6 +211,7 @@ fn a_hostile_declared_base_size_does_not_reserve_memory() {
         window_log: 31,
         level: 19,
         chunks: 1,
+        method: haifu_delta::Method::PatchFrom,
     };
     let e = apply_reading_base(&b"small base"[..], &header.encode()[..], Vec::new()).unwrap_err();
     assert!(

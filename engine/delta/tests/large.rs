@@ -5,7 +5,9 @@
 mod common;
 
 use haifu_delta::container::{CHUNK_RECORD_LEN, HEADER_LEN};
-use haifu_delta::{BaseCheck, DeltaError, MakeOptions, PatchReader, apply_to_vec, digest_of, make};
+use haifu_delta::{
+    BaseCheck, DeltaError, MakeOptions, MethodChoice, PatchReader, apply_to_vec, digest_of, make,
+};
 
 #[test]
 fn window_past_128_mib_gets_the_raised_decoder_limit() {
@@ -28,7 +30,13 @@ fn window_past_128_mib_gets_the_raised_decoder_limit() {
         rng.fill(&mut new[at..at + len]);
     }
     new.extend_from_slice(b"version 2");
-    let delta = make(&old, &new, &MakeOptions::background().with_level(1)).unwrap();
+    let options = MakeOptions::fast().with_level(1);
+    assert_eq!(
+        options.methods,
+        MethodChoice::PatchFrom,
+        "this test is about zstd"
+    );
+    let delta = make(&old, &new, &options).unwrap();
     assert_eq!(delta.header.window_log, 28);
     assert!(delta.len() < 200_000, "delta {} B", delta.len());
     // zstd's default decoder limit (2^27) refuses this frame...

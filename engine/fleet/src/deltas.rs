@@ -1,8 +1,9 @@
 //! The master's unicast path for stragglers (steps 107-109): a client that
 //! a live run lists as undelivered asks, on boot, for what turns its
-//! installed version into the run's; it gets a zstd patch-from delta (built
-//! once per pair and cached under `home/deltas/`), or the compressed full
-//! artifact when its version is unknown or the delta is not smaller.
+//! installed version into the run's; it gets a delta (zstd patch-from or
+//! bsdiff, whichever is smaller; built once per pair and cached under
+//! `home/deltas/`), or the compressed full artifact when its version is
+//! unknown or the delta is not smaller.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -82,7 +83,7 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
     let d = haifu_delta::make(&old, &new, &options).map_err(|e| e.to_string())?;
     tracing::info!(
         from = %from, to = %to, bytes = d.len(), artifact_bytes = new.len(),
-        ms = started.elapsed().as_millis() as u64, "delta built"
+        method = %d.header.method, ms = started.elapsed().as_millis() as u64, "delta built"
     );
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     // Durable before it is served: a crash must not leave a cached delta
@@ -211,20 +212,27 @@ pub(crate) fn serve(
             delta_bytes,
             full_bytes,
         } => {
+            let d = delta.unwrap_or_default();
+            // The method is in the delta's own header: the audit counts it.
+            let method = haifu_delta::PatchReader::new(&d[..]).map(|r| r.header().method);
             tracing::info!(
                 client = link.peer(),
                 delta_bytes,
                 full_bytes,
+                method = %method.as_ref().map_or("unreadable", |m| m.as_str()),
                 "sending a delta"
             );
-            let d = delta.unwrap_or_default();
+            let kind = match method {
+                Ok(haifu_delta::Method::Bsdiff) => TrafficKind::DeltaBsdiff,
+                _ => TrafficKind::Delta,
+            };
             (
                 DeltaBody::Delta {
                     size: d.len() as u64,
                     manifest,
                 },
                 d,
-                TrafficKind::Delta,
+                kind,
             )
         }
         Delivery::Full { full_bytes, reason } => {

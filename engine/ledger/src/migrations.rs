@@ -119,6 +119,24 @@ pub const MIGRATIONS: &[&str] = &[
         created_at    TEXT NOT NULL,
         last_used_at  TEXT
     ) WITHOUT ROWID;",
+    // 6: a delta made by the bsdiff method is its own traffic kind, so the
+    // audit shows which method served the stragglers. SQLite cannot change
+    // a CHECK in place: the table is rebuilt with its rows.
+    "CREATE TABLE run_traffic_6 (
+        id       INTEGER PRIMARY KEY,
+        run_id   INTEGER NOT NULL REFERENCES runs(id),
+        peer     TEXT NOT NULL,
+        kind     TEXT NOT NULL
+                 CHECK (kind IN ('multicast', 'fetch', 'delta', 'delta-bsdiff', 'full')),
+        round    INTEGER,
+        bytes    INTEGER NOT NULL CHECK (bytes >= 0),
+        at       TEXT NOT NULL
+    );
+    INSERT INTO run_traffic_6 (id, run_id, peer, kind, round, bytes, at)
+        SELECT id, run_id, peer, kind, round, bytes, at FROM run_traffic;
+    DROP TABLE run_traffic;
+    ALTER TABLE run_traffic_6 RENAME TO run_traffic;
+    CREATE INDEX run_traffic_by_run ON run_traffic (run_id, kind);",
 ];
 
 /// The schema version this build writes.

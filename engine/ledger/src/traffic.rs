@@ -16,8 +16,11 @@ pub enum TrafficKind {
     Multicast,
     /// A relay's fetch of the artifact from the master (unicast).
     Fetch,
-    /// A delta sent to a straggler (unicast).
+    /// A delta sent to a straggler (unicast), made by zstd patch-from
+    /// (stored as "delta", as before deltas had methods).
     Delta,
+    /// A delta sent to a straggler (unicast), made by the bsdiff method.
+    DeltaBsdiff,
     /// The compressed full artifact sent to a straggler (unicast).
     Full,
 }
@@ -29,6 +32,7 @@ impl TrafficKind {
             Self::Multicast => "multicast",
             Self::Fetch => "fetch",
             Self::Delta => "delta",
+            Self::DeltaBsdiff => "delta-bsdiff",
             Self::Full => "full",
         }
     }
@@ -61,8 +65,13 @@ pub struct TrafficTotals {
     pub fetch_bytes: u64,
     /// Bytes of deltas sent to stragglers.
     pub delta_bytes: u64,
-    /// Deltas sent.
+    /// Deltas sent (all methods).
     pub deltas: u64,
+    /// Of those, the deltas made by the bsdiff method (the others are zstd
+    /// patch-from).
+    pub bsdiff_deltas: u64,
+    /// Their bytes (part of `delta_bytes`).
+    pub bsdiff_delta_bytes: u64,
     /// Bytes of full (compressed) artifacts sent to stragglers.
     pub full_bytes: u64,
     /// Full artifacts sent.
@@ -144,6 +153,12 @@ impl Ledger {
                     t.delta_bytes = t.delta_bytes.saturating_add(bytes);
                     t.deltas += 1;
                 }
+                "delta-bsdiff" => {
+                    t.delta_bytes = t.delta_bytes.saturating_add(bytes);
+                    t.deltas += 1;
+                    t.bsdiff_delta_bytes = t.bsdiff_delta_bytes.saturating_add(bytes);
+                    t.bsdiff_deltas += 1;
+                }
                 "full" => {
                     t.full_bytes = t.full_bytes.saturating_add(bytes);
                     t.fulls += 1;
@@ -195,6 +210,7 @@ mod tests {
             t(r, "east", TrafficKind::Fetch, None, 700),
             t(r, "c1", TrafficKind::Delta, None, 10),
             t(r, "c2", TrafficKind::Delta, None, 12),
+            t(r, "c4", TrafficKind::DeltaBsdiff, None, 5),
             t(r, "c3", TrafficKind::Full, None, 400),
         ] {
             assert!(l.record_traffic(&rec).unwrap());
@@ -211,13 +227,15 @@ mod tests {
                 multicast_by_round: vec![1900, 0, 50],
                 multicast_bytes: 1950,
                 fetch_bytes: 700,
-                delta_bytes: 22,
-                deltas: 2,
+                delta_bytes: 27,
+                deltas: 3,
+                bsdiff_deltas: 1,
+                bsdiff_delta_bytes: 5,
                 full_bytes: 400,
                 fulls: 1,
             }
         );
-        assert_eq!(got.unicast_bytes(), 1122);
+        assert_eq!(got.unicast_bytes(), 1127);
     }
 
     /// Rows a master that trusted a peer could have stored: a round

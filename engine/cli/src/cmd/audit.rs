@@ -120,4 +120,15 @@ fn print_traffic(t: &haifu_ledger::TrafficTotals) {
         t.fulls,
         output::bytes(t.full_bytes)
     );
+    if t.deltas > 0 {
+        // Which delta method served the stragglers (the maker keeps the
+        // smaller of the two per pair).
+        println!(
+            "  deltas by method         patch-from {} ({}), bsdiff {} ({})",
+            t.deltas - t.bsdiff_deltas.min(t.deltas),
+            output::bytes(t.delta_bytes.saturating_sub(t.bsdiff_delta_bytes)),
+            t.bsdiff_deltas,
+            output::bytes(t.bsdiff_delta_bytes)
+        );
+    }
 }
