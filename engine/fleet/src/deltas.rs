@@ -199,6 +199,18 @@ pub(crate) fn serve(
     } else {
         None
     };
+    // A client from before the bsdiff method cannot apply its deltas: it
+    // gets the full copy rather than a delta it refuses every time.
+    let knows_bsdiff = link
+        .session()
+        .has(haifu_protocol::features::DELTA_BSDIFF);
+    let delta = delta.filter(|d| {
+        knows_bsdiff
+            || !matches!(
+                haifu_delta::PatchReader::new(&d[..]).map(|r| r.header().method),
+                Ok(haifu_delta::Method::Bsdiff)
+            )
+    });
     let offer = match (&delta, from_known) {
         (Some(d), _) => DeltaOffer::Delta {
             bytes: d.len() as u64,

@@ -36,8 +36,11 @@ pub mod features {
     pub const CHUNKED_TRANSFER: &str = "chunked-transfer";
     /// Delta requests and responses.
     pub const DELTA: &str = "delta";
+    /// Deltas made by the bsdiff method (container version 2): a client
+    /// without it is sent a patch-from delta or the full copy instead.
+    pub const DELTA_BSDIFF: &str = "delta-bsdiff";
     /// Every feature this crate implements, sorted.
-    pub const ALL: &[&str] = &[CHUNKED_TRANSFER, DELTA];
+    pub const ALL: &[&str] = &[CHUNKED_TRANSFER, DELTA, DELTA_BSDIFF];
 }
 
 /// What a peer is in the fleet.
