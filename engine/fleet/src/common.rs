@@ -118,60 +118,19 @@ impl Shutdown {
     }
 }
 
-/// Which plugins this process's daemon uses: the control (stream) and
-/// broadcast (datagram) plugins by name, each with the operator's section.
-#[derive(Debug, Clone)]
-pub struct TransportChoice {
-    /// The stream plugin of the control links.
-    pub control: String,
-    /// The datagram plugin of the rounds.
-    pub broadcast: String,
-    /// The operator's pairs for the control plugin.
-    pub control_config: Vec<(String, String)>,
-    /// The operator's pairs for the broadcast plugin.
-    pub broadcast_config: Vec<(String, String)>,
-}
-
-impl Default for TransportChoice {
-    fn default() -> Self {
-        Self::from(&crate::config::TransportsConfig::default())
-    }
-}
-
-impl From<&crate::config::TransportsConfig> for TransportChoice {
-    fn from(t: &crate::config::TransportsConfig) -> Self {
-        Self {
-            control: t.control.clone(),
-            broadcast: t.broadcast.clone(),
-            control_config: t.section(&t.control),
-            broadcast_config: t.section(&t.broadcast),
-        }
-    }
-}
-
-static CHOICE: std::sync::OnceLock<TransportChoice> = std::sync::OnceLock::new();
-
-/// Sets the transports of this process's daemon, from its config's
-/// `transports:`; the first call wins (returns whether this one did).
-/// Without it [`plugins`] uses `quic` and `multicast` with no sections.
-/// The binary calls it before running a daemon: one daemon per process.
-// The daemons' shells (master/, relay/, client/) call `plugins(dir)` only;
-// once they take the choice from their config directly this can go.
-pub fn choose_transports(choice: TransportChoice) -> bool {
-    CHOICE.set(choice).is_ok()
-}
-
 /// The control (stream) and broadcast (datagram) plugins from `dir` (or
-/// the default folder), by the names [`choose_transports`] set (`quic`
-/// and `multicast` unless a config says otherwise), each carrying its
-/// operator's section. Only those two files are opened (each probed in a
+/// the default folder), by the names the daemon config's `transports:`
+/// gives (`quic` and `multicast` unless it says otherwise), each carrying
+/// its operator's section. Only those two files are opened (each probed in a
 /// child first), never any other library in the folder, and only if the
 /// folder and files pass the loader's ownership and mode checks. A daemon
 /// refuses to start when either is missing, bad, or of the wrong shape.
-pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
-    let choice = CHOICE.get().cloned().unwrap_or_default();
+pub fn plugins(
+    dir: Option<&Path>,
+    transports: &crate::config::TransportsConfig,
+) -> Result<(Plugin, Plugin), FleetError> {
     let dir = haifu_plugin_host::plugin_dir(dir);
-    let set = haifu_plugin_host::load_named(&dir, &[&choice.control, &choice.broadcast])
+    let set = haifu_plugin_host::load_named(&dir, &[&transports.control, &transports.broadcast])
         .map_err(|e| FleetError::Plugin(format!("plugins: {}", error_chain(&e))))?;
     let get = |what: &str, name: &str, stream: bool| {
         let p = set.get(name).cloned().ok_or_else(|| match set.failure_of(name) {
@@ -196,10 +155,10 @@ pub fn plugins(dir: Option<&Path>) -> Result<(Plugin, Plugin), FleetError> {
         }
         Ok(p)
     };
-    let control = get("transports.control", &choice.control, true)?
-        .with_config(choice.control_config.clone());
-    let broadcast = get("transports.broadcast", &choice.broadcast, false)?
-        .with_config(choice.broadcast_config.clone());
+    let control = get("transports.control", &transports.control, true)?
+        .with_config(transports.section(&transports.control));
+    let broadcast = get("transports.broadcast", &transports.broadcast, false)?
+        .with_config(transports.section(&transports.broadcast));
     tracing::info!(control = %control.name(), broadcast = %broadcast.name(), "transport plugins loaded");
     Ok((control, broadcast))
 }

@@ -201,9 +201,7 @@ pub(crate) fn serve(
     };
     // A client from before the bsdiff method cannot apply its deltas: it
     // gets the full copy rather than a delta it refuses every time.
-    let knows_bsdiff = link
-        .session()
-        .has(haifu_protocol::features::DELTA_BSDIFF);
+    let knows_bsdiff = link.session().has(haifu_protocol::features::DELTA_BSDIFF);
     let delta = delta.filter(|d| {
         knows_bsdiff
             || !matches!(

@@ -114,18 +114,15 @@ fn lifecycle() -> Result<Shutdown> {
 
 pub(crate) fn master(a: MasterArgs) -> Result<ExitCode> {
     let cfg: config::MasterConfig = load(&a.config)?;
-    haifu_fleet::common::choose_transports((&cfg.transports).into());
     finish(haifu_fleet::master::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn relay(a: RelayArgs) -> Result<ExitCode> {
     let cfg: config::RelayConfig = load(&a.config)?;
-    haifu_fleet::common::choose_transports((&cfg.transports).into());
     finish(haifu_fleet::relay::run(cfg, lifecycle()?))
 }
 
 pub(crate) fn client(a: ClientArgs) -> Result<ExitCode> {
     let cfg: config::ClientConfig = load(&a.config)?;
-    haifu_fleet::common::choose_transports((&cfg.transports).into());
     finish(haifu_fleet::client::run(cfg, lifecycle()?))
 }

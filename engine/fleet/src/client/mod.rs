@@ -178,7 +178,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         installed.clone(),
         pending,
     );
-    let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
+    let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
     let client = Arc::new(Client {
         cfg: cfg.clone(),

@@ -70,7 +70,7 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         }
     });
     check_tls(&tls)?;
-    let (quic, _multicast) = plugins(cfg.plugins.as_deref())?;
+    let (quic, _multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     haifu_store::create_private_dir(home).map_err(FleetError::store("creating the home"))?;
     let ledger_path = home.join("ledger.sqlite");
     let key = haifu_store::load_or_create_master_key(&home.join("keys"))

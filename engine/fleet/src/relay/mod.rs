@@ -160,7 +160,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         path: cfg.data.clone(),
         source,
     })?;
-    let (quic, multicast) = plugins(cfg.plugins.as_deref())?;
+    let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, Some(cfg.listen))?);
     let group = Group {
         addr: cfg.multicast.group.ip(),
