@@ -10,7 +10,7 @@
 //!   multicast plugin, paced to the workflow's rate, and reports it done
 //!   with its figures.
 //!
-//! Every decision is [`machine::RelayCore`]'s; the threads here (master
+//! Every decision is `machine::RelayCore`'s; the threads here (master
 //! link, one per client, the broadcaster) only carry its effects out.
 
 mod broadcaster;
