@@ -19,7 +19,7 @@ mod world;
 use world::World;
 
 /// Seeds run by `cargo test` unless `HAIFU_SIM_SEEDS` says otherwise.
-const SEEDS: u64 = 2000;
+const SEEDS: u64 = 5000;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())

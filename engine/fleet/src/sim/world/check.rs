@@ -43,10 +43,13 @@ impl World {
     }
 
     /// Whether nothing is left to do: no write, no message in flight, no
-    /// completion being written or waiting for its ack, every client
-    /// connected.
+    /// completion being written or waiting for its ack, every relay and
+    /// client connected (a relay replays its clients' reports when it
+    /// reconnects).
     pub(super) fn settled(&self) -> bool {
         self.write.is_none()
+            && self.master.is_some()
+            && self.relays.iter().all(|r| r.wire.is_some())
             && self
                 .wires
                 .iter()
