@@ -80,9 +80,11 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     // first, since SQLite would use the umask (its -wal and -shm follow).
     haifu_store::create_private_file(&ledger_path)
         .map_err(FleetError::store("creating the ledger"))?;
-    // And learn which relay each known client is behind.
-    let bound: HashMap<String, String> = Ledger::open(&ledger_path)
-        .and_then(|l| l.clients())?
+    // The core's connection to its ledger, which first tells which relay
+    // each known client is behind.
+    let facts = Ledger::open(&ledger_path)?;
+    let bound: HashMap<String, String> = facts
+        .clients()?
         .into_iter()
         .filter_map(|c| c.relay.map(|r| (c.id, r)))
         .collect();
@@ -103,7 +105,7 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let core = MasterCore::new(cfg.relays.clone(), bound, Arc::clone(&counters));
     let hub = Arc::new(Hub::new(
         core,
-        Ledger::open(&ledger_path)?,
+        facts,
         tx,
         store.clone(),
         ledger_path.clone(),
