@@ -167,6 +167,34 @@ impl CarouselConfig {
     }
 }
 
+/// Rounds whose symbol ids never overlap. Past it, ids of a round may
+/// repeat an earlier round's (harmless for decoding a fresh session, only
+/// wasteful for a receiver that kept symbols).
+pub const ID_ROUNDS: u32 = 128;
+
+/// The symbol ids one round may use for a block of `k` source symbols:
+/// room for 16 × K (the most a round's budget lets it send), less for the
+/// largest blocks so that [`ID_ROUNDS`] rounds fit in 24-bit ids.
+pub fn round_id_span(k: u32) -> u32 {
+    let fits = (MAX_ESI - k.min(MAX_ESI)) / ID_ROUNDS;
+    k.saturating_mul(16).saturating_add(16).min(fits).max(1)
+}
+
+/// The first symbol id of `round` (from 1) in a block of `k` source
+/// symbols. Round 1 starts with the source symbols (id 0); each round's
+/// ids are `round_id_span(k)` apart, so rounds never repeat an id and a
+/// receiver that kept symbols from an earlier round adds the new ones.
+pub fn round_first_esi(k: u32, round: u32) -> u32 {
+    let r = (round.max(1) - 1) % ID_ROUNDS;
+    r * round_id_span(k)
+}
+
+/// The round (from 1) a symbol id of a block of `k` source symbols belongs
+/// to: the inverse of [`round_first_esi`] within the first [`ID_ROUNDS`].
+pub fn round_of_esi(esi: u32, k: u32) -> u32 {
+    esi / round_id_span(k) + 1
+}
+
 fn check_symbol_size(t: u16) -> Result<(), LayoutError> {
     if t == 0 || !t.is_multiple_of(u16::from(SYMBOL_ALIGNMENT)) {
         return Err(LayoutError::SymbolSize(t));
@@ -383,6 +411,28 @@ impl ObjectLayout {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn round_id_ranges_are_disjoint_and_fit_24_bits() {
+        for k in [1u32, 10, 1000, 3972, 4000, 20_000, MAX_BLOCK_SYMBOLS] {
+            let span = round_id_span(k);
+            assert!(
+                span > k,
+                "k {k}: a round has room beyond its source symbols"
+            );
+            assert_eq!(round_first_esi(k, 1), 0);
+            let last = round_first_esi(k, ID_ROUNDS) + span - 1;
+            assert!(last <= MAX_ESI, "k {k}");
+            for r in 1..ID_ROUNDS {
+                assert_eq!(round_first_esi(k, r) + span, round_first_esi(k, r + 1));
+                assert_eq!(round_of_esi(round_first_esi(k, r), k), r);
+                assert_eq!(round_of_esi(round_first_esi(k, r) + span - 1, k), r);
+            }
+            assert_eq!(round_first_esi(k, ID_ROUNDS + 1), 0);
+        }
+        // The default block's rounds have room for 16 x K.
+        assert_eq!(round_id_span(4000), 64_016);
+    }
+
     use super::*;
 
     #[test]

@@ -15,6 +15,9 @@
 //!   discarded and gathered again; hashes the artifact in order if asked
 //!   ([`ArtifactHasher`]);
 //! - computes the per-block hashes at registration ([`BlockHasher`]);
+//! - decides, during a round, which symbol goes out next from the
+//!   listeners' reports of what they still need, and when the round is
+//!   over ([`RepairRound`], fed by [`Receiver::report`]);
 //! - computes when the next datagram may be sent at a bit rate ([`Pacer`]);
 //! - gives a loss simulator the carousel's numbers, and computes how likely
 //!   one round is to be enough at a given loss ([`loss`]).
@@ -32,6 +35,7 @@ pub mod loss;
 pub mod pacing;
 pub mod plan;
 pub mod receiver;
+pub mod repair;
 pub mod sender;
 
 pub use datagram::{
@@ -45,4 +49,5 @@ pub use layout::{
 pub use pacing::{Pacer, PacingError};
 pub use plan::{BLOCK_HASH_LEN, BlockHash, BlockHasher, ReceivePlan, block_count, block_hash};
 pub use receiver::{Accepted, DecodedBlock, ObjectProgress, Progress, ReceiveError, Receiver};
+pub use repair::{EndReason, Next, Outcome, RepairParams, RepairRound, Report, SymbolRef};
 pub use sender::{EncodeError, ObjectEncoder, RoundDatagrams, Sender};

@@ -51,9 +51,6 @@ pub fn block_count(shape: &SessionShape, block_symbols: u32) -> Result<u64, Layo
 pub struct ReceivePlan {
     shape: SessionShape,
     block_symbols: u32,
-    /// The sender's repair overhead: tells which round a symbol id belongs
-    /// to (a hint for recovering from forgery, never a check).
-    repair_overhead: f64,
     /// `Z` of every object but the last.
     first_blocks: u32,
     /// `Z` of the last object.
@@ -76,7 +73,6 @@ impl ReceivePlan {
         Ok(Self {
             shape,
             block_symbols,
-            repair_overhead: crate::layout::DEFAULT_REPAIR_OVERHEAD,
             first_blocks,
             last_blocks,
             blocks: u64::from(first_blocks) * u64::from(objects - 1) + u64::from(last_blocks),
@@ -88,21 +84,15 @@ impl ReceivePlan {
     pub fn for_config(artifact_len: u64, config: &CarouselConfig) -> Result<Self, LayoutError> {
         config.validate()?;
         let shape = SessionShape::new(artifact_len, config.object_shift, config.symbol_size)?;
-        let mut plan = Self::new(shape, config.block_symbols)?;
-        plan.repair_overhead = config.repair_overhead;
-        Ok(plan)
+        Self::new(shape, config.block_symbols)
     }
 
     /// The round (from 1) in which the sender sends symbol `esi` of a block
-    /// of `k` source symbols: round 1 sends ids `0..S`, round `r` ids
-    /// `(r-1)·S..r·S`, with `S = K × (1 + repair overhead)` (see
-    /// [`crate::Sender`]). Ids a sender never uses map to far rounds.
+    /// of `k` source symbols ([`crate::layout::round_first_esi`]): a hint
+    /// for recovering from forgery, never a check. Ids a sender never uses
+    /// map to far rounds.
     pub fn round_of(&self, esi: u32, k: u32) -> u32 {
-        let config = CarouselConfig {
-            repair_overhead: self.repair_overhead,
-            ..CarouselConfig::default()
-        };
-        esi / config.symbols_per_round(k).max(1) + 1
+        crate::layout::round_of_esi(esi, k)
     }
 
     /// The same plan, checking each decoded block against `hashes` (one per
@@ -153,6 +143,16 @@ impl ReceivePlan {
     /// The block layout of object `index`.
     pub fn object_layout(&self, index: u32) -> Result<ObjectLayout, LayoutError> {
         ObjectLayout::new(&self.shape, index, self.object_blocks(index))
+    }
+
+    /// The index of block `sbn` of object `object` among all the
+    /// artifact's blocks (object by object, SBN by SBN), if it has one.
+    pub fn block_index(&self, object: u32, sbn: u8) -> Option<u32> {
+        if u32::from(sbn) >= self.object_blocks(object) {
+            return None;
+        }
+        let index = u64::from(object) * u64::from(self.first_blocks) + u64::from(sbn);
+        u32::try_from(index).ok()
     }
 
     /// The signed hash of block `sbn` of object `object`, if the plan has

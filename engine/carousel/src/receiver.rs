@@ -40,6 +40,7 @@ use thiserror::Error;
 use crate::datagram::{CarouselKey, DatagramError, Symbol, TAG_LEN, parse_datagram};
 use crate::layout::{BlockLayout, MAX_ESI, ObjectLayout, SessionShape};
 use crate::plan::{BlockHash, ReceivePlan, block_hash};
+use crate::repair::Report;
 
 /// Why a datagram did not help. Each variant is a counter the daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -236,6 +237,10 @@ pub struct Receiver {
     defer_checks: bool,
     in_flight: u32,
     max_in_flight: u32,
+    /// Authentic datagrams of the session that agreed with the plan.
+    heard: u64,
+    /// The highest block index any of them was for.
+    top_block: Option<u32>,
 }
 
 impl Receiver {
@@ -271,6 +276,8 @@ impl Receiver {
             discarded: 0,
             conflicts: 0,
             defer_checks: false,
+            heard: 0,
+            top_block: None,
         }
     }
 
@@ -309,6 +316,12 @@ impl Receiver {
         if h.shape != self.plan.shape() || h.blocks != self.plan.object_blocks(h.object) {
             return Err(ReceiveError::ShapeMismatch);
         }
+        let index = self
+            .plan
+            .block_index(h.object, h.sbn)
+            .ok_or(DatagramError::Malformed("source block number"))?;
+        self.heard += 1;
+        self.top_block = self.top_block.max(Some(index));
         let slot = self
             .objects
             .get_mut(h.object as usize)
@@ -539,6 +552,60 @@ impl Receiver {
             blocks_discarded: self.discarded,
             symbol_conflicts: self.conflicts,
         }
+    }
+
+    /// What this receiver holds of the blocks it has not decoded, for its
+    /// relay ([`crate::RepairRound::report`]), listing at most
+    /// `max_entries` blocks (the report's horizon stops before the rest).
+    /// A block handed out and waiting on its hash check counts as decoded:
+    /// if the check fails it is listed again in the next report.
+    pub fn report(&self, max_entries: usize) -> Report {
+        let mut out = Report {
+            heard: self.heard,
+            done: self.is_complete(),
+            done_below: 0,
+            horizon: self.top_block.map_or(0, |b| b + 1),
+            held: Vec::new(),
+        };
+        if out.done {
+            out.done_below = u32::try_from(self.plan.block_count()).unwrap_or(u32::MAX);
+            out.horizon = out.done_below;
+            return out;
+        }
+        let mut all_done_so_far = true;
+        let mut index = 0u32;
+        'objects: for (o, slot) in self.objects.iter().enumerate() {
+            let blocks = self.plan.object_blocks(o as u32);
+            for sbn in 0..blocks {
+                if index >= out.horizon {
+                    break 'objects;
+                }
+                let held = match slot {
+                    ObjectSlot::Done { .. } => None,
+                    ObjectSlot::Waiting => Some(0),
+                    ObjectSlot::Receiving(rx) => match rx.blocks.get(sbn as usize) {
+                        Some(BlockRx::Receiving { esis, .. }) => {
+                            Some(u32::try_from(esis.len()).unwrap_or(u32::MAX))
+                        }
+                        _ => None,
+                    },
+                };
+                match held {
+                    None if all_done_so_far => out.done_below = index + 1,
+                    None => {}
+                    Some(held) => {
+                        all_done_so_far = false;
+                        if out.held.len() >= max_entries {
+                            out.horizon = index;
+                            break 'objects;
+                        }
+                        out.held.push((index, held));
+                    }
+                }
+                index += 1;
+            }
+        }
+        out
     }
 
     /// Progress of object `index`.

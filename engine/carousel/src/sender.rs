@@ -8,21 +8,28 @@
 //! size (the source symbols plus raptorq's intermediate symbols), whatever the
 //! artifact's size.
 //!
-//! Symbol ids per block of `K` source symbols, with `R` repair symbols in
-//! round 1 and `S = K + R` symbols every round:
-//! round 1 sends ESIs `0..K` (source) and `K..K+R` (repair); round `r ≥ 2`
-//! sends the `S` fresh repair ESIs from `K + R + (r - 2) × S`. Ranges never
-//! overlap, so symbols a client keeps from any rounds add up.
+//! Symbol ids per block of `K` source symbols: each round has its own range
+//! ([`crate::layout::round_first_esi`]); round 1 starts with the `K` source
+//! symbols, every later round sends only repair symbols. Ranges never
+//! overlap, so symbols a client keeps from any rounds add up. A round may
+//! send any number of its ids ([`crate::RepairRound`] decides how many from
+//! the receivers' feedback); [`ObjectEncoder::round`] is the blind
+//! schedule of `K × (1 + repair overhead)` per block.
 //!
 //! Within an object the schedule is position-major: symbol 0 of every block,
 //! then symbol 1 of every block, and so on. A burst of `n` lost datagrams
 //! then costs each of `n` blocks one symbol instead of one block `n`.
 
+use std::borrow::Cow;
+
 use raptorq::SourceBlockEncoder;
 use thiserror::Error;
 
 use crate::datagram::{CarouselKey, OVERHEAD_LEN, SymbolHeader, write_datagram};
-use crate::layout::{CarouselConfig, LayoutError, MAX_ESI, ObjectLayout, SessionShape};
+use crate::layout::{
+    CarouselConfig, LayoutError, MAX_ESI, ObjectLayout, SessionShape, round_first_esi,
+    round_id_span,
+};
 use crate::plan::ReceivePlan;
 
 /// A round or object the sender cannot encode.
@@ -115,6 +122,24 @@ impl Sender {
         index: u32,
         object: &'a [u8],
     ) -> Result<ObjectEncoder<'a>, EncodeError> {
+        self.encoder(index, Cow::Borrowed(object))
+    }
+
+    /// [`Sender::object_encoder`] owning the object's bytes, so that the
+    /// encoder can be kept (a repair for an earlier object of the round).
+    pub fn object_encoder_owned(
+        &self,
+        index: u32,
+        object: Vec<u8>,
+    ) -> Result<ObjectEncoder<'static>, EncodeError> {
+        self.encoder(index, Cow::Owned(object))
+    }
+
+    fn encoder<'a>(
+        &self,
+        index: u32,
+        object: Cow<'a, [u8]>,
+    ) -> Result<ObjectEncoder<'a>, EncodeError> {
         let layout = self.object_layout(index)?;
         let got = object.len() as u64;
         if got != layout.len {
@@ -199,7 +224,7 @@ pub struct ObjectEncoder<'a> {
     shape: SessionShape,
     config: CarouselConfig,
     layout: ObjectLayout,
-    data: &'a [u8],
+    data: Cow<'a, [u8]>,
     encoders: Vec<SourceBlockEncoder>,
 }
 
@@ -224,11 +249,9 @@ impl<'a> ObjectEncoder<'a> {
             return Err(EncodeError::RoundZero);
         }
         for block in &self.layout.blocks {
-            let k = u64::from(block.symbols);
-            let s = u64::from(self.config.symbols_per_round(block.symbols));
-            // Highest ESI of the round: K + R + (r - 1) × S - 1 = r × S - 1.
-            let last = u64::from(round) * s - 1;
-            if last > u64::from(MAX_ESI) || k > u64::from(MAX_ESI) {
+            // A round's symbols must fit in its own id range.
+            let s = self.config.symbols_per_round(block.symbols);
+            if s > round_id_span(block.symbols) || block.symbols > MAX_ESI {
                 return Err(EncodeError::RoundTooLate(round));
             }
         }
@@ -250,18 +273,30 @@ impl<'a> ObjectEncoder<'a> {
 
     /// The ESI of schedule position `position` of block `b` in `round`.
     fn esi(&self, b: usize, round: u32, position: u32) -> u32 {
-        let k = self.layout.blocks[b].symbols;
-        if round == 1 {
-            position
-        } else {
-            let r = self.config.repair_symbols(k);
-            let s = k + r;
-            // Bounded by the check in `round`.
-            k + r + (round - 2) * s + position
-        }
+        // Bounded by the check in `round`.
+        round_first_esi(self.layout.blocks[b].symbols, round) + position
     }
 
     fn datagram(&self, b: usize, esi: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write(b, esi, &mut out);
+        out
+    }
+
+    /// Writes the datagram of symbol `esi` of block `sbn` into `out`
+    /// (cleared first): any id of any round, as [`crate::RepairRound`]
+    /// orders them. False (and `out` empty) for a block the object does not
+    /// have or an id beyond 24 bits.
+    pub fn write_symbol(&self, sbn: u8, esi: u32, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if usize::from(sbn) >= self.layout.blocks.len() || esi > MAX_ESI {
+            return false;
+        }
+        self.write(usize::from(sbn), esi, out);
+        true
+    }
+
+    fn write(&self, b: usize, esi: u32, out: &mut Vec<u8>) {
         let block = self.layout.blocks[b];
         let header = SymbolHeader {
             session_id: self.key.id(),
@@ -271,7 +306,6 @@ impl<'a> ObjectEncoder<'a> {
             sbn: block.sbn,
             esi,
         };
-        let mut out = Vec::new();
         if esi < block.symbols {
             // Source symbols come straight from the object: no copy in raptorq.
             let t = u64::from(self.layout.symbol_size);
@@ -280,13 +314,12 @@ impl<'a> ObjectEncoder<'a> {
             let start = usize::try_from(start).unwrap_or(usize::MAX);
             let end = usize::try_from(end).unwrap_or(usize::MAX);
             let slice = self.data.get(start..end).unwrap_or(&[]);
-            write_datagram(&self.key, &header, slice, &mut out);
+            write_datagram(&self.key, &header, slice, out);
         } else {
             let packets = self.encoders[b].repair_packets(esi - block.symbols, 1);
             let data = packets.first().map(|p| p.data()).unwrap_or(&[]);
-            write_datagram(&self.key, &header, data, &mut out);
+            write_datagram(&self.key, &header, data, out);
         }
-        out
     }
 }
 
@@ -394,7 +427,8 @@ mod tests {
         let s = sender(1000);
         let enc = s.object_encoder(0, &data).unwrap();
         assert_eq!(enc.round(0).err(), Some(EncodeError::RoundZero));
-        assert!(enc.round(u32::MAX).is_err());
+        // Ids wrap after ID_ROUNDS rounds instead of running out.
+        assert!(enc.round(u32::MAX).is_ok());
         assert!(matches!(
             s.object_encoder(0, &data[..10]),
             Err(EncodeError::ObjectLength { .. })

@@ -1,17 +1,23 @@
 //! Broadcast rounds over a datagram group (steps 103-105), and the client's
 //! side of them: receive, decode block by block into staging.
 //!
-//! The relay sends a round object by object, so it only ever holds one
-//! object's encoder; the client writes each decoded block straight to its
-//! offset in a [`Staging`] file, so neither side holds the whole artifact.
+//! The relay sends a round block by block with the repairs its listeners'
+//! reports ask for ([`air_round`], decided by [`RepairRound`]), holding at
+//! most two objects' encoders; the client writes each decoded block
+//! straight to its offset in a [`Staging`] file, so neither side holds the
+//! whole artifact.
 //! Datagrams that fail authentication or do not belong to the session are
 //! counted by kind and never decoded.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use haifu_carousel::{Accepted, DecodedBlock, EncodeError, Pacer, Receiver, Sender, block_hash};
+use haifu_carousel::{
+    Accepted, DecodedBlock, EncodeError, Next, OVERHEAD_LEN, ObjectEncoder, Outcome, Pacer,
+    Receiver, RepairParams, RepairRound, Report, Sender, block_hash,
+};
 use haifu_install::{InstallError, Staging};
 use haifu_plugin_host::{DatagramGroup, TransportError};
 
@@ -47,7 +53,7 @@ pub enum BroadcastError {
 }
 
 /// What a relay sent in one round (the relay logs these per round).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoundStats {
     /// The round, from 1.
     pub round: u32,
@@ -57,10 +63,28 @@ pub struct RoundStats {
     pub bytes: u64,
     /// How long the round took.
     pub elapsed: Duration,
+    /// What the listeners did (empty lists for a blind round).
+    pub outcome: Outcome<String>,
 }
 
-/// Sends round `round` of `sender`'s session through `group`, reading each
-/// object with `read_object(range)` and pacing with `pacer` if given.
+/// A listener's report while a round is on air, as it arrived.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    /// The listener (the client's id).
+    pub listener: String,
+    /// Its report.
+    pub report: Report,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// Where a round on air gets its listeners' reports: the next one, or
+/// `None` when `timeout` passed with none.
+pub type Reports<'a> = dyn FnMut(Duration) -> Option<Heard> + 'a;
+
+/// Sends round `round` of `sender`'s session through `group` as one blind
+/// pass, reading each object with `read_object(range)` and pacing with
+/// `pacer` if given.
 pub fn send_round(
     group: &DatagramGroup,
     sender: &Sender,
@@ -68,52 +92,128 @@ pub fn send_round(
     read_object: &mut dyn FnMut(Range<u64>) -> std::io::Result<Vec<u8>>,
     pacer: Option<&mut Pacer>,
 ) -> Result<RoundStats, BroadcastError> {
-    send_round_until(group, sender, round, read_object, pacer, &|| false)
+    let params = RepairParams::blind(sender.config().repair_overhead);
+    air_round(
+        group,
+        sender,
+        round,
+        params,
+        read_object,
+        pacer,
+        &mut |_| None,
+        &|| false,
+    )
 }
 
-/// [`send_round`], checking `stop()` every few hundred datagrams and
-/// giving up with [`BroadcastError::Stopped`] when it says so.
-pub fn send_round_until(
+/// Encoders kept for a round: the object being sent and the one before, so
+/// a repair for the last blocks of an object does not re-encode it.
+const ENCODERS_KEPT: usize = 2;
+
+/// Sends round `round` of `sender`'s session through `group` with feedback
+/// repair ([`RepairRound`]): the first pass block by block, the repairs
+/// the reports from `reports` ask for, until the round's `params` end it.
+/// Checks `stop()` every few hundred datagrams and gives up with
+/// [`BroadcastError::Stopped`] when it says so.
+#[allow(clippy::too_many_arguments)]
+pub fn air_round(
     group: &DatagramGroup,
     sender: &Sender,
     round: u32,
+    params: RepairParams,
     read_object: &mut dyn FnMut(Range<u64>) -> std::io::Result<Vec<u8>>,
     mut pacer: Option<&mut Pacer>,
+    reports: &mut Reports<'_>,
     stop: &dyn Fn() -> bool,
 ) -> Result<RoundStats, BroadcastError> {
     let started = Instant::now();
-    let (mut datagrams, mut bytes) = (0u64, 0u64);
-    for index in 0..sender.object_count() {
-        let range = sender.object_range(index)?;
-        let object =
-            read_object(range.clone()).map_err(|source| BroadcastError::Read { range, source })?;
-        let encoder = sender.object_encoder(index, &object)?;
-        for datagram in encoder.round(round)? {
-            if let Some(p) = pacer.as_deref_mut() {
-                while let Err(at) = p.poll_send(datagram.len(), Instant::now()) {
-                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let plan = sender.plan()?;
+    let datagram_len = OVERHEAD_LEN + usize::from(sender.shape().symbol_size);
+    let mut air =
+        RepairRound::new(&plan, round, params, datagram_len, started).map_err(EncodeError::from)?;
+    let mut encoders: VecDeque<(u32, ObjectEncoder<'static>)> = VecDeque::new();
+    let mut buf = Vec::with_capacity(datagram_len);
+    let mut refused = 0u64;
+    let mut take = |air: &mut RepairRound<String>, heard: Heard| {
+        if !air.report(heard.listener.clone(), &heard.report, heard.at) {
+            refused += 1;
+            tracing::warn!(client = %heard.listener, "a report that contradicts the session; ignored");
+        }
+    };
+    let mut datagrams = 0u64;
+    loop {
+        // Reports that came meanwhile, without waiting.
+        while let Some(h) = reports(Duration::ZERO) {
+            take(&mut air, h);
+        }
+        let now = Instant::now();
+        let symbol = match air.next(now) {
+            Next::Send(s) => s,
+            Next::Wait(until) => {
+                // Nothing to send: wait for a report (or the deadline), and
+                // look at the stop flag now and then.
+                let wait = until
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(50));
+                if let Some(h) = reports(wait) {
+                    take(&mut air, h);
                 }
+                if stop() {
+                    return Err(BroadcastError::Stopped { datagrams });
+                }
+                continue;
             }
-            group.send(&datagram)?;
-            datagrams += 1;
-            if datagrams % 256 == 0 && stop() {
-                return Err(BroadcastError::Stopped { datagrams });
+            Next::End => break,
+        };
+        if !encoders.iter().any(|(i, _)| *i == symbol.object) {
+            let range = sender.object_range(symbol.object)?;
+            let object = read_object(range.clone())
+                .map_err(|source| BroadcastError::Read { range, source })?;
+            if encoders.len() >= ENCODERS_KEPT {
+                encoders.pop_front();
             }
-            bytes += datagram.len() as u64;
+            encoders.push_back((
+                symbol.object,
+                sender.object_encoder_owned(symbol.object, object)?,
+            ));
+        }
+        let Some((_, encoder)) = encoders.iter().find(|(i, _)| *i == symbol.object) else {
+            continue;
+        };
+        if !encoder.write_symbol(symbol.sbn, symbol.esi, &mut buf) {
+            continue;
+        }
+        if let Some(p) = pacer.as_deref_mut() {
+            while let Err(at) = p.poll_send(buf.len(), Instant::now()) {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            }
+        }
+        group.send(&buf)?;
+        datagrams += 1;
+        if datagrams.is_multiple_of(256) && stop() {
+            return Err(BroadcastError::Stopped { datagrams });
         }
     }
+    let (datagrams, bytes) = air.sent();
+    let outcome = air.outcome();
     let stats = RoundStats {
         round,
         datagrams,
         bytes,
         elapsed: started.elapsed(),
+        outcome,
     };
     tracing::info!(
         round,
         datagrams,
         bytes,
+        repair_bytes = stats.outcome.repairs.1,
         elapsed_ms = stats.elapsed.as_millis() as u64,
-        "round sent"
+        ended = stats.outcome.reason.as_str(),
+        listeners = stats.outcome.decoded.len() + stats.outcome.undecoded.len(),
+        decoded = stats.outcome.decoded.len(),
+        silent = stats.outcome.silent.len(),
+        refused_reports = refused,
+        "round on air ended"
     );
     Ok(stats)
 }

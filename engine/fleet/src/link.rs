@@ -92,8 +92,13 @@ impl Link {
         &self.session
     }
 
-    /// Sends one message (whole; concurrent senders are serialised).
+    /// Sends one message (whole; concurrent senders are serialised), as
+    /// the peer's features can take it ([`Message::for_peer`]): nothing at
+    /// all for one it cannot use.
     pub fn send(&self, msg: &Message) -> Result<(), LinkError> {
+        let Some(msg) = msg.for_peer(|f| self.session.has(f)) else {
+            return Ok(());
+        };
         let bytes = msg
             .encode()
             .map_err(|e| LinkError::Protocol(format!("cannot encode {:#04x}: {e}", msg.tag())))?;

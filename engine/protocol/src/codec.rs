@@ -19,12 +19,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::handshake::{Hello, HelloRefused, Welcome};
-use crate::limits::{Limits, MAX_CHUNK_LEN, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_REASON_LEN};
+use crate::limits::{
+    Limits, MAX_CHUNK_LEN, MAX_FEEDBACK_BLOCKS, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_REASON_LEN,
+};
 use crate::message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
-    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Group, Instruction, Message,
-    RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound,
-    StopRounds, Via, tag,
+    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group, Instruction,
+    Message, RegisterClient, RegisterRelay, Registered, RoundBudget, RoundDone, RoundListeners,
+    SessionKey, SessionSecret, StartRound, StopRounds, Via, tag,
 };
 use crate::wire::{Reader, Writer};
 
@@ -107,6 +109,26 @@ impl Message {
                 w.u64(m.run);
                 w.u32(m.round);
                 w.time(&m.at);
+                if let Some(b) = &m.budget {
+                    w.u32(b.proactive_permille);
+                    w.u32(b.bytes_permille);
+                    w.u64(b.time_ms);
+                    w.u32(b.silence_ms);
+                    w.u32(b.assumed_loss_permille);
+                }
+            }
+            Self::Feedback(m) => {
+                w.u64(m.run);
+                w.u32(m.session_id);
+                w.u64(m.heard);
+                w.bool(m.done);
+                w.u32(m.done_below);
+                w.u32(m.horizon);
+                w.count("held", m.held.len(), MAX_FEEDBACK_BLOCKS)?;
+                for &(block, held) in &m.held {
+                    w.u32(block);
+                    w.u32(held);
+                }
             }
             Self::StopRounds(m) => w.u64(m.run),
             Self::RoundDone(m) => {
@@ -115,6 +137,14 @@ impl Message {
                 w.u64(m.datagrams);
                 w.u64(m.bytes);
                 w.u64(m.elapsed_ms);
+                if let Some(l) = &m.listeners {
+                    w.u32(l.listening);
+                    w.u32(l.decoded);
+                    w.u32(l.silent);
+                    w.u64(l.repair_bytes);
+                    w.u32(l.max_loss_permille);
+                    w.u8(l.ended);
+                }
             }
             Self::SessionKey(m) => {
                 w.u64(m.run);
@@ -231,18 +261,63 @@ impl Message {
                 session_id: r.u32("session_id")?,
                 session_key: SessionSecret(r.raw32("session_key")?),
             }),
-            tag::START_ROUND => Self::StartRound(StartRound {
+            tag::START_ROUND | tag::START_ROUND_BUDGET => Self::StartRound(StartRound {
                 run: r.u64("run")?,
                 round: r.u32("round")?,
                 at: r.time("at")?,
+                budget: if t == tag::START_ROUND_BUDGET {
+                    Some(RoundBudget {
+                        proactive_permille: r.u32("proactive_permille")?,
+                        bytes_permille: r.u32("bytes_permille")?,
+                        time_ms: r.u64("time_ms")?,
+                        silence_ms: r.u32("silence_ms")?,
+                        assumed_loss_permille: r.u32("assumed_loss_permille")?,
+                    })
+                } else {
+                    None
+                },
             }),
+            tag::FEEDBACK => {
+                let run = r.u64("run")?;
+                let session_id = r.u32("session_id")?;
+                let heard = r.u64("heard")?;
+                let done = r.bool("done")?;
+                let done_below = r.u32("done_below")?;
+                let horizon = r.u32("horizon")?;
+                let n = r.count("held", MAX_FEEDBACK_BLOCKS)?;
+                let mut held = Vec::with_capacity(n);
+                for _ in 0..n {
+                    held.push((r.u32("block")?, r.u32("symbols")?));
+                }
+                Self::Feedback(Feedback {
+                    run,
+                    session_id,
+                    heard,
+                    done,
+                    done_below,
+                    horizon,
+                    held,
+                })
+            }
             tag::STOP_ROUNDS => Self::StopRounds(StopRounds { run: r.u64("run")? }),
-            tag::ROUND_DONE => Self::RoundDone(RoundDone {
+            tag::ROUND_DONE | tag::ROUND_DONE_LISTENERS => Self::RoundDone(RoundDone {
                 run: r.u64("run")?,
                 round: r.u32("round")?,
                 datagrams: r.u64("datagrams")?,
                 bytes: r.u64("bytes")?,
                 elapsed_ms: r.u64("elapsed_ms")?,
+                listeners: if t == tag::ROUND_DONE_LISTENERS {
+                    Some(RoundListeners {
+                        listening: r.u32("listening")?,
+                        decoded: r.u32("decoded")?,
+                        silent: r.u32("silent")?,
+                        repair_bytes: r.u64("repair_bytes")?,
+                        max_loss_permille: r.u32("max_loss_permille")?,
+                        ended: r.u8("ended")?,
+                    })
+                } else {
+                    None
+                },
             }),
             tag::SESSION_KEY => Self::SessionKey(SessionKey {
                 run: r.u64("run")?,

@@ -39,8 +39,13 @@ pub mod features {
     /// Deltas made by the bsdiff method (container version 2): a client
     /// without it is sent a patch-from delta or the full copy instead.
     pub const DELTA_BSDIFF: &str = "delta-bsdiff";
+    /// Rounds with feedback repair: clients send
+    /// [`Feedback`](crate::Feedback), masters send a
+    /// [`RoundBudget`](crate::RoundBudget), relays answer with
+    /// [`RoundListeners`](crate::RoundListeners).
+    pub const FEEDBACK_REPAIR: &str = "feedback-repair";
     /// Every feature this crate implements, sorted.
-    pub const ALL: &[&str] = &[CHUNKED_TRANSFER, DELTA, DELTA_BSDIFF];
+    pub const ALL: &[&str] = &[CHUNKED_TRANSFER, DELTA, DELTA_BSDIFF, FEEDBACK_REPAIR];
 }
 
 /// What a peer is in the fleet.

@@ -40,7 +40,7 @@ pub use handshake::{
 pub use limits::Limits;
 pub use message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
-    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Group, Instruction, Message,
-    RegisterClient, RegisterRelay, Registered, RoundDone, SessionKey, SessionSecret, StartRound,
-    StopRounds, Via, tag,
+    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group, Instruction,
+    Message, RegisterClient, RegisterRelay, Registered, RoundBudget, RoundDone, RoundListeners,
+    SessionKey, SessionSecret, StartRound, StopRounds, Via, tag,
 };

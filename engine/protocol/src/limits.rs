@@ -11,6 +11,9 @@ pub const MAX_REASON_LEN: usize = 1024;
 pub const MAX_FEATURE_LEN: usize = 64;
 /// The most features one hello may list.
 pub const MAX_FEATURES: usize = 64;
+/// Most blocks one [`Feedback`](crate::Feedback) lists (8 bytes each: the
+/// largest fits a minimal frame with room to spare).
+pub const MAX_FEEDBACK_BLOCKS: usize = 4096;
 /// The largest signed manifest carried inline, in bytes.
 pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 /// The largest payload of one [`DataChunk`](crate::DataChunk), in bytes.

@@ -39,6 +39,14 @@ pub mod tag {
     pub const SESSION_KEY: u8 = 0x23;
     /// [`Message::RoundDone`](crate::Message::RoundDone).
     pub const ROUND_DONE: u8 = 0x24;
+    /// [`Message::StartRound`](crate::Message::StartRound) with a
+    /// [`RoundBudget`](crate::RoundBudget) (feature `feedback-repair`).
+    pub const START_ROUND_BUDGET: u8 = 0x25;
+    /// [`Message::RoundDone`](crate::Message::RoundDone) with
+    /// [`RoundListeners`](crate::RoundListeners) (feature `feedback-repair`).
+    pub const ROUND_DONE_LISTENERS: u8 = 0x26;
+    /// [`Message::Feedback`](crate::Message::Feedback).
+    pub const FEEDBACK: u8 = 0x27;
     /// [`Message::Completion`](crate::Message::Completion).
     pub const COMPLETION: u8 = 0x30;
     /// [`Message::CompletionAck`](crate::Message::CompletionAck).
@@ -165,6 +173,70 @@ pub struct StartRound {
     pub round: u32,
     /// When to start.
     pub at: Timestamp,
+    /// How the round spends its bytes and time with feedback repair (sent
+    /// only to relays with the `feedback-repair` feature; without it a
+    /// relay sends one blind pass).
+    pub budget: Option<RoundBudget>,
+}
+
+/// How a round with feedback repair spends its bytes and time: the
+/// master's broadcast policy decides, the relay carries it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundBudget {
+    /// Repair symbols sent with each block's first pass, per mille of its
+    /// source symbols.
+    pub proactive_permille: u32,
+    /// Most bytes the round may send, per mille of the artifact's size.
+    pub bytes_permille: u32,
+    /// Longest the round may last, in milliseconds.
+    pub time_ms: u64,
+    /// A listener silent this long (ms) no longer holds the round.
+    pub silence_ms: u32,
+    /// The loss rate assumed for a listener until its own is measured, per
+    /// mille.
+    pub assumed_loss_permille: u32,
+}
+
+/// client → relay: what the client holds of the blocks it has not decoded
+/// yet, a few times a second while it listens to a round, and once more
+/// when it has decoded everything (feature `feedback-repair`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feedback {
+    /// The run.
+    pub run: u64,
+    /// The carousel session.
+    pub session_id: u32,
+    /// Authentic datagrams of the session heard so far.
+    pub heard: u64,
+    /// Every block decoded.
+    pub done: bool,
+    /// Every block below this index is decoded.
+    pub done_below: u32,
+    /// The blocks below this index not listed in `held` are decoded.
+    pub horizon: u32,
+    /// `(block index, symbols held)` of the undecoded blocks in
+    /// `done_below..horizon`, increasing; at most
+    /// [`MAX_FEEDBACK_BLOCKS`](crate::limits::MAX_FEEDBACK_BLOCKS).
+    pub held: Vec<(u32, u32)>,
+}
+
+/// What a relay knows of its listeners at the end of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundListeners {
+    /// Clients that reported during the round.
+    pub listening: u32,
+    /// Of those, the ones that decoded everything: their completions
+    /// follow as soon as they have installed.
+    pub decoded: u32,
+    /// Of the others, the ones that fell silent.
+    pub silent: u32,
+    /// Bytes of repairs ordered by feedback (included in `bytes`).
+    pub repair_bytes: u64,
+    /// The highest loss rate measured among listeners, per mille.
+    pub max_loss_permille: u32,
+    /// Why the round ended: 0 every listener decoded, 1 the byte budget,
+    /// 2 the time budget, 3 a blind round's one pass.
+    pub ended: u8,
 }
 
 /// master → relay: broadcast no more rounds of `run`.
@@ -187,6 +259,8 @@ pub struct RoundDone {
     pub bytes: u64,
     /// How long the round took, in milliseconds.
     pub elapsed_ms: u64,
+    /// The listeners' outcome, for a master with `feedback-repair`.
+    pub listeners: Option<RoundListeners>,
 }
 
 /// relay → client: what a client needs to receive a run's broadcast.
@@ -438,6 +512,8 @@ pub enum Message {
     SessionKey(SessionKey),
     /// A relay finished a round.
     RoundDone(RoundDone),
+    /// A listening client's needs.
+    Feedback(Feedback),
     /// A client has installed.
     Completion(Completion),
     /// A completion is durable.
@@ -478,10 +554,13 @@ impl Message {
             Self::Registered(_) => tag::REGISTERED,
             Self::DenyList(_) => tag::DENY_LIST,
             Self::Instruction(_) => tag::INSTRUCTION,
+            Self::StartRound(m) if m.budget.is_some() => tag::START_ROUND_BUDGET,
             Self::StartRound(_) => tag::START_ROUND,
             Self::StopRounds(_) => tag::STOP_ROUNDS,
             Self::SessionKey(_) => tag::SESSION_KEY,
+            Self::RoundDone(m) if m.listeners.is_some() => tag::ROUND_DONE_LISTENERS,
             Self::RoundDone(_) => tag::ROUND_DONE,
+            Self::Feedback(_) => tag::FEEDBACK,
             Self::Completion(_) => tag::COMPLETION,
             Self::CompletionAck(_) => tag::COMPLETION_ACK,
             Self::DeltaRequest(_) => tag::DELTA_REQUEST,
@@ -495,11 +574,44 @@ impl Message {
         }
     }
 
+    /// This message as a peer with only the features `has` says yes to can
+    /// take it: a `StartRound` without its budget and a `RoundDone`
+    /// without its listeners for a peer without `feedback-repair` (it
+    /// understands the older tag), and no `Feedback` at all (a relay that
+    /// cannot use it). Every other message is returned as it is.
+    pub fn for_peer(&self, has: impl Fn(&str) -> bool) -> Option<std::borrow::Cow<'_, Message>> {
+        use std::borrow::Cow;
+
+        use crate::handshake::features::FEEDBACK_REPAIR;
+        if has(FEEDBACK_REPAIR) {
+            return Some(Cow::Borrowed(self));
+        }
+        match self {
+            Self::StartRound(m) if m.budget.is_some() => {
+                Some(Cow::Owned(Self::StartRound(StartRound {
+                    budget: None,
+                    ..m.clone()
+                })))
+            }
+            Self::RoundDone(m) if m.listeners.is_some() => {
+                Some(Cow::Owned(Self::RoundDone(RoundDone {
+                    listeners: None,
+                    ..m.clone()
+                })))
+            }
+            Self::Feedback(_) => None,
+            _ => Some(Cow::Borrowed(self)),
+        }
+    }
+
     /// The feature a peer must have negotiated before this message may be
     /// sent to it, if any.
     pub fn required_feature(&self) -> Option<&'static str> {
-        use crate::handshake::features::{CHUNKED_TRANSFER, DELTA};
+        use crate::handshake::features::{CHUNKED_TRANSFER, DELTA, FEEDBACK_REPAIR};
         match self {
+            Self::Feedback(_) => Some(FEEDBACK_REPAIR),
+            Self::StartRound(m) if m.budget.is_some() => Some(FEEDBACK_REPAIR),
+            Self::RoundDone(m) if m.listeners.is_some() => Some(FEEDBACK_REPAIR),
             Self::DeltaRequest(_) | Self::DeltaResponse(_) => Some(DELTA),
             Self::ArtifactFetch(_) | Self::ArtifactHeader(_) | Self::DataChunk(_) => {
                 Some(CHUNKED_TRANSFER)

@@ -93,6 +93,7 @@ pub(super) fn receive(
     let mut source = Datagrams::new(group, cfg.testing.drop_datagrams, seed);
     let started = Instant::now();
     let mut total = crate::broadcast::ReceiveStats::default();
+    let mut listening = Listening::default();
     // A reader thread drains the socket into a queue, so the kernel buffer
     // does not overflow while a block decodes on this thread.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(32_768);
@@ -144,8 +145,9 @@ pub(super) fn receive(
             &mut next,
             &mut receiver,
             &mut staging,
-            Instant::now() + Duration::from_millis(500),
+            Instant::now() + REPORT_EVERY,
         )?;
+        listening.tick(client, s, &receiver);
         total.accepted += stats.accepted;
         total.redundant += stats.redundant;
         note_hostile(client, s, &stats.rejected);
@@ -184,6 +186,8 @@ pub(super) fn receive(
     }
     stop_reader(&reading);
     let _ = reader.join();
+    // The relay stops repairing for this client now, not at its next tick.
+    listening.tick(client, s, &receiver);
     // The master files the completion under the round on air now, not
     // when the install below ends.
     let decoded_at = Timestamp::now();
@@ -234,6 +238,49 @@ pub(super) fn receive(
     }
     let _ = client.root.gc();
     Ok(true)
+}
+
+/// How often a listening client tells its relay what it still needs.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+/// How long it goes on reporting after the last datagram it heard: long
+/// enough for the relay to order repairs after the round's first pass, and
+/// it stops between rounds (which may be hours apart).
+const REPORT_AFTER_SILENCE: Duration = Duration::from_secs(2);
+
+/// When the receiver reports to its relay.
+#[derive(Debug, Default)]
+struct Listening {
+    heard: Option<u64>,
+    heard_at: Option<Instant>,
+    done_said: bool,
+}
+
+impl Listening {
+    /// Reports if something was heard lately, and once when done.
+    fn tick(&mut self, client: &Arc<Client>, s: &SessionKey, receiver: &Receiver) {
+        let report = receiver.report(haifu_protocol::limits::MAX_FEEDBACK_BLOCKS);
+        let now = Instant::now();
+        if self.heard != Some(report.heard) {
+            self.heard = Some(report.heard);
+            self.heard_at = Some(now);
+        }
+        let lately = self
+            .heard_at
+            .is_some_and(|t| report.heard > 0 && now.duration_since(t) < REPORT_AFTER_SILENCE);
+        if self.done_said || !(lately || report.done) {
+            return;
+        }
+        self.done_said = report.done;
+        client.handle(Event::Listening(haifu_protocol::Feedback {
+            run: s.run,
+            session_id: s.session_id,
+            heard: report.heard,
+            done: report.done,
+            done_below: report.done_below,
+            horizon: report.horizon,
+            held: report.held,
+        }));
+    }
 }
 
 pub(super) fn receiver_done(r: &Receiver) -> bool {

@@ -13,6 +13,7 @@ use haifu_ledger::RunFleet;
 use haifu_ledger::RunStatus;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::Instruction;
+use haifu_protocol::RoundBudget;
 use haifu_protocol::SessionSecret;
 use haifu_runtime::clock::Clock;
 use haifu_runtime::clock::SystemClock;
@@ -233,6 +234,7 @@ impl LiveFleet {
             instruction,
             seed: SessionSeed(self.key.to_seed()),
             round: None,
+            budget: None,
             starts: Vec::new(),
             relays: self.relays.clone(),
         };
@@ -269,14 +271,31 @@ impl Fleet for LiveFleet {
         }
         let run = active.instruction.run;
         let at = clock.now();
-        let expected = round_seconds(&active.instruction);
-        let deadline = Instant::now() + Duration::from_secs_f64(expected) + self.round_grace;
-        self.hub.handle_at(at, Event::RoundStarted { round });
+        // The worst loss measured in the round before is what a new
+        // listener is assumed to have until its own is measured.
+        let last_loss = round
+            .checked_sub(1)
+            .and_then(|r| self.hub.round_listeners(run, r))
+            .map_or(0, |(_, loss)| loss);
+        let i = &active.instruction;
+        let budget = default_budget(i.size, i.rate_bps, last_loss);
+        let longest = Duration::from_millis(budget.time_ms);
+        let deadline = Instant::now() + longest + self.round_grace;
+        let before = self.hub.recorded(run);
+        self.hub.handle_at(
+            at,
+            Event::RoundStarted {
+                round,
+                budget: Some(budget),
+            },
+        );
         tracing::info!(
             run,
             round,
             relays = self.hub.targeted_relays(run, round),
-            expected_s = expected,
+            one_pass_s = round_seconds(&active.instruction),
+            longest_s = longest.as_secs_f64(),
+            budget = ?budget,
             "round started"
         );
         // Wait for every targeted relay connected now to report the round
@@ -285,9 +304,33 @@ impl Fleet for LiveFleet {
         if !waiting.is_empty() && !self.shutdown.is_set() {
             tracing::warn!(run, round, waiting = ?waiting, "round timed out waiting for relays");
         }
-        // Completions of clients that decoded at the end of the round are
-        // still in flight: give them a moment before the policy looks.
-        self.shutdown.sleep(self.settle);
+        // Clients that decoded are installing: their completions follow.
+        // Relays with feedback repair say how many; wait for those (at most
+        // `settle_ms`), not for a fixed delay. Without that count, the whole
+        // `settle_ms`.
+        match self.hub.round_listeners(run, round) {
+            Some((decoded, _)) => {
+                let missing = self.hub.wait_recorded(
+                    run,
+                    before,
+                    decoded,
+                    Instant::now() + self.settle,
+                    &self.shutdown,
+                );
+                if missing > 0 && !self.shutdown.is_set() {
+                    tracing::warn!(
+                        run,
+                        round,
+                        missing,
+                        settle_ms = self.settle.as_millis() as u64,
+                        "clients that decoded in the round have not completed yet"
+                    );
+                }
+            }
+            None => {
+                self.shutdown.sleep(self.settle);
+            }
+        }
         Vec::new()
     }
 
@@ -308,6 +351,24 @@ impl Fleet for LiveFleet {
         // The recorder writes every contact to the ledger, which the driver
         // reads already.
         None
+    }
+}
+
+/// The round's budget: a 2% proactive share in each block's first pass,
+/// at most 3 × the artifact's bytes (enough for every listener at 50%
+/// loss, or for one that joined late at 20%), and the time those bytes
+/// take at the rate with half again to spare; a listener silent for a
+/// second no longer holds the round.
+pub(crate) fn default_budget(size: u64, rate_bps: u64, last_loss_permille: u32) -> RoundBudget {
+    const BYTES_PERMILLE: u32 = 3000;
+    let bits = size as f64 * f64::from(BYTES_PERMILLE) / 1000.0 * 8.0;
+    let secs = bits / rate_bps.max(1) as f64 * 1.5 + 10.0;
+    RoundBudget {
+        proactive_permille: 20,
+        bytes_permille: BYTES_PERMILLE,
+        time_ms: (secs * 1000.0).min(u64::MAX as f64) as u64,
+        silence_ms: 1000,
+        assumed_loss_permille: last_loss_permille.min(500),
     }
 }
 

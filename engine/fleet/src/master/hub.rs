@@ -232,6 +232,43 @@ impl Hub {
         }
     }
 
+    /// Completions of `run` made durable so far.
+    pub(super) fn recorded(&self, run: u64) -> u64 {
+        self.lock().core.recorded(run)
+    }
+
+    /// What the relays said of `round`'s listeners (decoded, worst loss
+    /// per mille), if any said.
+    pub(super) fn round_listeners(&self, run: u64, round: u32) -> Option<(u64, u32)> {
+        self.lock().core.round_listeners(run, round)
+    }
+
+    /// Waits until `decoded` more completions of `run` than `before` are
+    /// durable (the clients that decoded in the round have installed), or
+    /// until `deadline`. Returns how many are still missing.
+    pub(super) fn wait_recorded(
+        &self,
+        run: u64,
+        before: u64,
+        decoded: u64,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> u64 {
+        let mut sh = self.lock();
+        loop {
+            let got = sh.core.recorded(run).saturating_sub(before);
+            let now = Instant::now();
+            if got >= decoded || shutdown.is_set() || now >= deadline {
+                return decoded.saturating_sub(got);
+            }
+            sh = self
+                .changed
+                .wait_timeout(sh, (deadline - now).min(Duration::from_millis(200)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
     /// The relays connected now that `active` targets.
     pub(super) fn targeted_relays(&self, run: u64, round: u32) -> usize {
         self.lock().core.round_waiting(run, round).0.len()

@@ -51,6 +51,8 @@ use machine::MasterCore;
 use peer::serve_peer;
 use recorder::recorder;
 
+#[cfg(test)]
+pub(crate) use drive::default_budget;
 pub use drive::{LiveFleet, create_live_run};
 pub(crate) use hub::TrafficLog;
 

@@ -1,6 +1,7 @@
 //! The round queue: one paced carousel round at a time through the
-//! multicast plugin.
+//! multicast plugin, with the repairs its listeners ask for.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
@@ -11,20 +12,40 @@ use std::time::Duration;
 use std::time::Instant;
 
 use haifu_carousel::CarouselKey;
+use haifu_carousel::EndReason;
 use haifu_carousel::Pacer;
+use haifu_carousel::RepairParams;
+use haifu_carousel::Report;
 use haifu_plugin_host::DatagramGroup;
 use haifu_plugin_host::Plugin;
 use haifu_protocol::Instruction;
+use haifu_protocol::RoundBudget;
 use haifu_protocol::RoundDone;
+use haifu_protocol::RoundListeners;
 
 use super::Relay;
-use super::RoundOrder;
+use super::ToAir;
 use super::fetch::artifact_path;
 use super::machine::Event;
 use crate::FleetError;
+use crate::broadcast::Heard;
+
+/// How long after a block's symbols went out a listener's report is taken
+/// as reflecting them: its report interval (100 ms) and a LAN round trip.
+const HOLDOFF: Duration = Duration::from_millis(150);
+/// How long a round with nobody reporting waits after its first pass for
+/// a first report (a client whose receiver starts late).
+const LINGER: Duration = Duration::from_millis(300);
+
+/// A round the core ordered.
+struct Order {
+    round: u32,
+    session: Box<Instruction>,
+    budget: Option<RoundBudget>,
+}
 
 /// Sends the rounds the core orders, one at a time.
-pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Receiver<RoundOrder>) {
+pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Receiver<ToAir>) {
     let cfg = &relay.cfg.multicast;
     let mut gcfg = format!(
         "group={}\nloopback=true\njoin=false\nttl={}\n",
@@ -41,23 +62,75 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Recei
             return;
         }
     };
+    let mut queue = VecDeque::new();
     while !relay.shutdown.is_set() {
-        let (round, session) = match orders.recv_timeout(Duration::from_millis(300)) {
-            Ok(o) => o,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
+        let order = match queue.pop_front() {
+            Some(o) => o,
+            None => match orders.recv_timeout(Duration::from_millis(300)) {
+                Ok(ToAir::Round {
+                    round,
+                    session,
+                    budget,
+                }) => Order {
+                    round,
+                    session,
+                    budget,
+                },
+                // A report with no round on air: nothing to do with it.
+                Ok(ToAir::Feedback { .. }) | Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
         };
-        let run = session.run;
-        let path = artifact_path(&relay.cfg.data, &session.artifact);
-        match send_one(relay, &group, run, round, &session, &path) {
+        let run = order.session.run;
+        let round = order.round;
+        let path = artifact_path(&relay.cfg.data, &order.session.artifact);
+        let mut reports = |wait: Duration| loop {
+            let got = if wait.is_zero() {
+                orders.try_recv().ok()
+            } else {
+                orders.recv_timeout(wait).ok()
+            };
+            match got? {
+                ToAir::Feedback {
+                    client,
+                    feedback,
+                    at,
+                } if feedback.run == run => {
+                    return Some(Heard {
+                        listener: client,
+                        report: Report {
+                            heard: feedback.heard,
+                            done: feedback.done,
+                            done_below: feedback.done_below,
+                            horizon: feedback.horizon,
+                            held: feedback.held,
+                        },
+                        at,
+                    });
+                }
+                ToAir::Feedback { .. } => {}
+                // The core orders one round at a time; keep any other.
+                ToAir::Round {
+                    round,
+                    session,
+                    budget,
+                } => queue.push_back(Order {
+                    round,
+                    session,
+                    budget,
+                }),
+            }
+        };
+        match send_one(relay, &group, &order, &path, &mut reports) {
             Ok(d) => {
                 tracing::info!(
                     run,
                     round,
                     datagrams = d.datagrams,
                     bytes = d.bytes,
-                    ratio = format_args!("{:.4}", d.bytes as f64 / session.size.max(1) as f64),
+                    ratio = format_args!("{:.4}", d.bytes as f64 / order.session.size.max(1) as f64),
                     elapsed_ms = d.elapsed_ms,
+                    listeners = ?d.listeners,
                     clients_done = relay.lock().core.acked(run),
                     "round sent"
                 );
@@ -71,14 +144,36 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Recei
     }
 }
 
-pub(super) fn send_one(
+/// What a budget from the master means for the carousel; a blind pass of
+/// the manifest's layout without one.
+fn repair_params(budget: Option<&RoundBudget>, size: u64, blind_overhead: f64) -> RepairParams {
+    let Some(b) = budget else {
+        return RepairParams::blind(blind_overhead);
+    };
+    let permille = |v: u32| f64::from(v) / 1000.0;
+    RepairParams {
+        // Bounded whatever the master sent: at most 16 x K per block.
+        proactive: permille(b.proactive_permille).min(15.0),
+        budget_bytes: u64::try_from(u128::from(size) * u128::from(b.bytes_permille) / 1000)
+            .unwrap_or(u64::MAX),
+        budget_time: Duration::from_millis(b.time_ms),
+        silence: Duration::from_millis(u64::from(b.silence_ms)),
+        holdoff: HOLDOFF,
+        linger: LINGER,
+        assumed_loss: permille(b.assumed_loss_permille).min(0.5),
+        feedback: true,
+    }
+}
+
+fn send_one(
     relay: &Relay,
     group: &DatagramGroup,
-    run: u64,
-    round: u32,
-    session: &Instruction,
+    order: &Order,
     path: &Path,
+    reports: &mut crate::broadcast::Reports<'_>,
 ) -> Result<RoundDone, FleetError> {
+    let session = &order.session;
+    let (run, round) = (session.run, order.round);
     let key = CarouselKey::new(session.session_id, session.session_key.0);
     // The layout is the signed manifest's, the one its clients decode with.
     let manifest = haifu_core::Manifest::from_json(&session.manifest)?;
@@ -93,23 +188,46 @@ pub(super) fn send_one(
         file.read_exact_at(&mut buf, r.start)?;
         Ok(buf)
     };
+    let params = repair_params(
+        order.budget.as_ref(),
+        session.size,
+        sender.config().repair_overhead,
+    );
     let mut pacer = Pacer::new(session.rate_bps.max(1), 64 * 1024)?;
-    tracing::info!(run, round, "round starting");
+    tracing::info!(run, round, feedback = params.feedback, "round starting");
     let started = Instant::now();
     let stop = || relay.shutdown.is_set();
-    let stats = crate::broadcast::send_round_until(
+    let stats = crate::broadcast::air_round(
         group,
         &sender,
         round,
+        params,
         &mut read,
         Some(&mut pacer),
+        reports,
         &stop,
     )?;
+    let o = &stats.outcome;
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let listeners = order.budget.map(|_| RoundListeners {
+        listening: count(o.decoded.len() + o.undecoded.len()),
+        decoded: count(o.decoded.len()),
+        silent: count(o.silent.len()),
+        repair_bytes: o.repairs.1,
+        max_loss_permille: (o.max_loss * 1000.0).round() as u32,
+        ended: match o.reason {
+            EndReason::AllDecoded => 0,
+            EndReason::ByteBudget => 1,
+            EndReason::TimeBudget => 2,
+            EndReason::Blind => 3,
+        },
+    });
     Ok(RoundDone {
         run,
         round,
         datagrams: stats.datagrams,
         bytes: stats.bytes,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        listeners,
     })
 }

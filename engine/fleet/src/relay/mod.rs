@@ -26,10 +26,13 @@ use std::sync::MutexGuard;
 use std::sync::mpsc;
 
 use haifu_plugin_host::Endpoint;
+use haifu_protocol::Feedback;
 use haifu_protocol::Group;
 use haifu_protocol::Hello;
 use haifu_protocol::Instruction;
 use haifu_protocol::Role;
+use haifu_protocol::RoundBudget;
+use std::time::Instant;
 
 use crate::FleetError;
 use crate::common::Shutdown;
@@ -57,8 +60,22 @@ struct Shared {
     fetches: FetchFiles,
 }
 
-/// A round for the broadcaster: its number and the session.
-type RoundOrder = (u32, Box<Instruction>);
+/// What the broadcaster is told.
+#[derive(Debug)]
+enum ToAir {
+    /// Send this round of the session within its budget.
+    Round {
+        round: u32,
+        session: Box<Instruction>,
+        budget: Option<RoundBudget>,
+    },
+    /// A listener's report for the round on air, as it arrived.
+    Feedback {
+        client: String,
+        feedback: Feedback,
+        at: Instant,
+    },
+}
 
 struct Relay {
     cfg: RelayConfig,
@@ -66,7 +83,7 @@ struct Relay {
     counters: Arc<Counters>,
     shutdown: Shutdown,
     ep: Arc<Endpoint>,
-    rounds: mpsc::Sender<RoundOrder>,
+    on_air: mpsc::Sender<ToAir>,
 }
 
 impl Relay {
@@ -81,7 +98,7 @@ impl Relay {
         let mut sh = self.lock();
         let mut events = vec![event];
         let mut deny = None;
-        let mut rounds = Vec::new();
+        let mut to_air = Vec::new();
         while let Some(event) = events.pop() {
             for effect in sh.core.handle(event) {
                 match effect {
@@ -113,7 +130,20 @@ impl Relay {
                         events.push(Event::Fetched { transfer, ok });
                     }
                     Effect::FetchDrop { transfer } => sh.fetches.drop_file(transfer),
-                    Effect::Broadcast { round, session } => rounds.push((round, session)),
+                    Effect::Broadcast {
+                        round,
+                        session,
+                        budget,
+                    } => to_air.push(ToAir::Round {
+                        round,
+                        session,
+                        budget,
+                    }),
+                    Effect::Feedback { client, feedback } => to_air.push(ToAir::Feedback {
+                        client,
+                        feedback,
+                        at: Instant::now(),
+                    }),
                 }
             }
         }
@@ -126,8 +156,8 @@ impl Relay {
                 Err(e) => tracing::error!("applying the deny list: {e}"),
             }
         }
-        for r in rounds {
-            let _ = self.rounds.send(r);
+        for order in to_air {
+            let _ = self.on_air.send(order);
         }
     }
 
@@ -167,7 +197,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         port: cfg.multicast.group.port(),
     };
     let counters = Arc::new(Counters::default());
-    let (rounds, orders) = mpsc::channel();
+    let (on_air, orders) = mpsc::channel();
     let relay = Arc::new(Relay {
         cfg: cfg.clone(),
         shared: Mutex::new(Shared {
@@ -180,7 +210,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         counters,
         shutdown: shutdown.clone(),
         ep: Arc::clone(&ep),
-        rounds,
+        on_air,
     });
     tracing::info!(
         name = %cfg.name,

@@ -143,7 +143,11 @@ impl Rng {
 }
 
 /// How many kinds of message [`random_message`] draws from.
-pub(crate) const KINDS: u64 = 22;
+pub(crate) const KINDS: u64 = 23;
+
+/// Tags: `StartRound` and `RoundDone` each have a second one (with a
+/// budget, with listeners).
+pub(crate) const TAGS: u64 = KINDS + 2;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
@@ -208,6 +212,13 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
             run: rng.next(),
             round: rng.u32(),
             at: rng.time(),
+            budget: rng.bool().then(|| RoundBudget {
+                proactive_permille: rng.u32(),
+                bytes_permille: rng.u32(),
+                time_ms: rng.next(),
+                silence_ms: rng.u32(),
+                assumed_loss_permille: rng.u32(),
+            }),
         }),
         8 => Message::StopRounds(StopRounds { run: rng.next() }),
         9 => Message::SessionKey(SessionKey {
@@ -300,6 +311,29 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
             datagrams: rng.next(),
             bytes: rng.next(),
             elapsed_ms: rng.next(),
+            listeners: rng.bool().then(|| RoundListeners {
+                listening: rng.u32(),
+                decoded: rng.u32(),
+                silent: rng.u32(),
+                repair_bytes: rng.next(),
+                max_loss_permille: rng.u32(),
+                ended: rng.u32() as u8,
+            }),
+        }),
+        21 => Message::Feedback(Feedback {
+            run: rng.next(),
+            session_id: rng.u32(),
+            heard: rng.next(),
+            done: rng.bool(),
+            done_below: rng.u32(),
+            horizon: rng.u32(),
+            held: (0..if big {
+                MAX_FEEDBACK_BLOCKS as u64
+            } else {
+                rng.below(50)
+            })
+                .map(|_| (rng.u32(), rng.u32()))
+                .collect(),
         }),
         _ => Message::Pong { nonce: rng.next() },
     }
@@ -406,6 +440,34 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 run: 7,
                 round: 2,
                 at: time(),
+                budget: None,
+            }),
+        ),
+        (
+            "start_round_budget",
+            Message::StartRound(StartRound {
+                run: 7,
+                round: 2,
+                at: time(),
+                budget: Some(RoundBudget {
+                    proactive_permille: 20,
+                    bytes_permille: 3000,
+                    time_ms: 120_000,
+                    silence_ms: 1000,
+                    assumed_loss_permille: 50,
+                }),
+            }),
+        ),
+        (
+            "feedback",
+            Message::Feedback(Feedback {
+                run: 7,
+                session_id: 0xdead_beef,
+                heard: 190_000,
+                done: false,
+                done_below: 3,
+                horizon: 6,
+                held: vec![(3, 3900), (5, 12)],
             }),
         ),
         ("stop_rounds", Message::StopRounds(StopRounds { run: 7 })),
@@ -423,6 +485,25 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 datagrams: 195_000,
                 bytes: 280_800_000,
                 elapsed_ms: 2_500,
+                listeners: None,
+            }),
+        ),
+        (
+            "round_done_listeners",
+            Message::RoundDone(RoundDone {
+                run: 7,
+                round: 2,
+                datagrams: 195_000,
+                bytes: 280_800_000,
+                elapsed_ms: 2_500,
+                listeners: Some(RoundListeners {
+                    listening: 8,
+                    decoded: 7,
+                    silent: 1,
+                    repair_bytes: 4_800_000,
+                    max_loss_permille: 52,
+                    ended: 0,
+                }),
             }),
         ),
         (

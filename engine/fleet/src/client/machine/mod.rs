@@ -19,6 +19,7 @@ use haifu_core::PublicKey;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::Completion;
 use haifu_protocol::CompletionAck;
+use haifu_protocol::Feedback;
 use haifu_protocol::Message;
 use haifu_protocol::RegisterClient;
 use haifu_protocol::SessionKey;
@@ -56,6 +57,8 @@ pub(crate) enum Event {
     PersistFailed,
     /// The receiver of `run` ended (installed, cancelled or failed).
     ReceiverEnded { run: u64 },
+    /// The receiver's report of what it holds, for the relay's repairs.
+    Listening(Feedback),
 }
 
 /// What the shell must do.
@@ -232,6 +235,14 @@ impl ClientCore {
             Event::ReceiverEnded { run } => {
                 if self.receiving == Some(run) {
                     self.receiving = None;
+                }
+            }
+            Event::Listening(f) => {
+                // Only about the session being received, and only to a
+                // relay that is there (the link drops it for a relay
+                // without feedback repair).
+                if self.relay_up && self.receiving == Some(f.run) {
+                    out.push(Effect::ToRelay(Message::Feedback(f)));
                 }
             }
         }

@@ -181,7 +181,16 @@ impl MasterCore {
             if let Some((round, at)) = active.round {
                 let run = active.instruction.run;
                 if !self.done.contains(&(run, round, r.relay.clone())) {
-                    out.send(conn, Message::StartRound(StartRound { run, round, at }));
+                    let budget = active.budget;
+                    out.send(
+                        conn,
+                        Message::StartRound(StartRound {
+                            run,
+                            round,
+                            at,
+                            budget,
+                        }),
+                    );
                 }
             }
         }
@@ -337,6 +346,28 @@ impl MasterCore {
             round: Some(d.round),
             bytes: d.bytes,
         });
+        if let Some(l) = d.listeners {
+            // A relay speaks only for the clients behind it.
+            let behind = self.behind.get(peer).copied().unwrap_or(0) as u64;
+            let decoded = u64::from(l.decoded).min(behind);
+            tracing::info!(
+                relay = peer,
+                run = d.run,
+                round = d.round,
+                listening = l.listening,
+                decoded,
+                silent = l.silent,
+                repair_bytes = l.repair_bytes,
+                max_loss_permille = l.max_loss_permille,
+                ended = l.ended,
+                "relay's listeners"
+            );
+            if !self.done.contains(&(d.run, d.round, peer.to_owned())) {
+                let e = self.listeners.entry((d.run, d.round)).or_default();
+                e.0 += decoded;
+                e.1 = e.1.max(l.max_loss_permille.min(1000));
+            }
+        }
         self.done.insert((d.run, d.round, peer.to_owned()));
     }
 }

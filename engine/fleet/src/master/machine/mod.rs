@@ -28,6 +28,7 @@ use haifu_protocol::ErrorMessage;
 use haifu_protocol::Instruction;
 use haifu_protocol::Message;
 use haifu_protocol::Role;
+use haifu_protocol::RoundBudget;
 use haifu_protocol::SessionSecret;
 use haifu_protocol::StartRound;
 use haifu_protocol::StopRounds;
@@ -66,6 +67,8 @@ pub(crate) struct ActiveRun {
     pub(crate) seed: SessionSeed,
     /// The round on air (or the last one), and when it started.
     pub(crate) round: Option<(u32, Timestamp)>,
+    /// The budget of the round on air, for relays with feedback repair.
+    pub(crate) budget: Option<RoundBudget>,
     /// Every round this master started for the run, in order, with its
     /// start: a completion is recorded in the round on air when the client
     /// finished decoding, not when its (maybe long) install ended.
@@ -116,8 +119,12 @@ pub(crate) enum Event {
     Denied(Vec<String>),
     /// The driver put a run on air.
     OnAir(ActiveRun),
-    /// The driver started a round of the run on air.
-    RoundStarted { round: u32 },
+    /// The driver started a round of the run on air, with this budget for
+    /// relays with feedback repair.
+    RoundStarted {
+        round: u32,
+        budget: Option<RoundBudget>,
+    },
     /// The run's rounds are over: relays stop offering it.
     OffAir,
     /// Bytes sent by a fetch or delta transfer the shell carried out.
@@ -167,6 +174,12 @@ pub(crate) struct MasterCore {
     active: Option<ActiveRun>,
     /// `(run, round, relay)` reported done.
     done: BTreeSet<(u64, u32, String)>,
+    /// What relays said of their listeners, per `(run, round)`: clients
+    /// that decoded (their completions follow once they have installed)
+    /// and the worst loss rate measured, per mille.
+    listeners: BTreeMap<(u64, u32), (u64, u32)>,
+    /// Completions made durable, per run, since this master started.
+    recorded: BTreeMap<u64, u64>,
     /// The relay each known client is registered behind (from the ledger
     /// at start, then as relays report clients): a relay speaks only for
     /// its own.
@@ -205,6 +218,8 @@ impl MasterCore {
             denied: Vec::new(),
             active: None,
             done: BTreeSet::new(),
+            listeners: BTreeMap::new(),
+            recorded: BTreeMap::new(),
             bound,
             behind,
             digests: HashMap::new(),
@@ -233,6 +248,18 @@ impl MasterCore {
             .collect();
         let any = self.done.iter().any(|(r, n, _)| *r == run && *n == round);
         (waiting, any)
+    }
+
+    /// Completions of `run` made durable since this master started.
+    pub(crate) fn recorded(&self, run: u64) -> u64 {
+        self.recorded.get(&run).copied().unwrap_or(0)
+    }
+
+    /// What the relays that reported `round` of `run` said of their
+    /// listeners: how many decoded, and the worst loss (per mille); `None`
+    /// when none said (relays without feedback repair).
+    pub(crate) fn round_listeners(&self, run: u64, round: u32) -> Option<(u64, u32)> {
+        self.listeners.get(&(run, round)).copied()
     }
 
     /// Whether nothing waits to be written or acknowledged.
@@ -297,7 +324,9 @@ impl MasterCore {
                 }
                 self.active = Some(active);
             }
-            Event::RoundStarted { round } => self.round_started(&mut out, now, round),
+            Event::RoundStarted { round, budget } => {
+                self.round_started(&mut out, now, round, budget);
+            }
             Event::OffAir => {
                 if let Some(a) = self.active.take() {
                     let run = a.instruction.run;
@@ -312,6 +341,7 @@ impl MasterCore {
                 // Durable: now, and only now, the acks.
                 let (_, acks) = self.in_flight.take().unwrap_or_default();
                 for (conn, ack) in acks {
+                    *self.recorded.entry(ack.run).or_default() += 1;
                     out.send(conn, Message::CompletionAck(ack));
                 }
             }
@@ -340,19 +370,28 @@ impl MasterCore {
         out.0
     }
 
-    fn round_started(&mut self, out: &mut Out, now: Timestamp, round: u32) {
+    fn round_started(
+        &mut self,
+        out: &mut Out,
+        now: Timestamp,
+        round: u32,
+        budget: Option<RoundBudget>,
+    ) {
         let Some(a) = self.active.as_mut() else {
             return;
         };
         a.round = Some((round, now));
+        a.budget = budget;
         a.starts.retain(|(n, _)| *n != round);
         a.starts.push((round, now));
         let run = a.instruction.run;
         self.done.retain(|(r, n, _)| *r == run && *n == round);
+        self.listeners.retain(|(r, _), _| *r == run);
         let start = Message::StartRound(StartRound {
             run,
             round,
             at: now,
+            budget,
         });
         for (name, conn) in &self.relays {
             if a.targets(name) {

@@ -94,6 +94,7 @@ fn artifact() -> ArtifactRef {
 
 fn active() -> ActiveRun {
     ActiveRun {
+        budget: None,
         instruction: Instruction {
             run: 1,
             artifact: artifact(),
@@ -233,8 +234,20 @@ fn filed_round(b: &FleetBatch) -> Option<u32> {
 /// Run 1 on air with rounds 1 (t0+10 s) and 2 (t0+60 s) started.
 fn on_air(w: &mut World) {
     w.on(t0(), Event::OnAir(active()));
-    w.on(secs(10), Event::RoundStarted { round: 1 });
-    w.on(secs(60), Event::RoundStarted { round: 2 });
+    w.on(
+        secs(10),
+        Event::RoundStarted {
+            round: 1,
+            budget: None,
+        },
+    );
+    w.on(
+        secs(60),
+        Event::RoundStarted {
+            round: 2,
+            budget: None,
+        },
+    );
 }
 
 #[test]
@@ -483,6 +496,7 @@ fn a_round_report_must_name_a_round_on_air_and_plausible_bytes() {
             datagrams: 10,
             bytes,
             elapsed_ms: 5,
+            listeners: None,
         })
     };
     assert_eq!(w.core.round_waiting(1, 2).0.len(), 2);

@@ -21,12 +21,14 @@ use haifu_protocol::ArtifactRef;
 use haifu_protocol::ChunkCursor;
 use haifu_protocol::ErrorCode;
 use haifu_protocol::ErrorMessage;
+use haifu_protocol::Feedback;
 use haifu_protocol::Group;
 use haifu_protocol::Instruction;
 use haifu_protocol::Message;
 use haifu_protocol::RegisterClient;
 use haifu_protocol::RegisterRelay;
 use haifu_protocol::Registered;
+use haifu_protocol::RoundBudget;
 use haifu_protocol::RoundDone;
 use haifu_protocol::SessionKey;
 
@@ -84,11 +86,15 @@ pub(crate) enum Effect {
     },
     /// Discard `transfer`'s file.
     FetchDrop { transfer: u64 },
-    /// Send this round of `session` (the broadcaster reports `RoundSent`).
+    /// Send this round of `session` (the broadcaster reports `RoundSent`)
+    /// within `budget` (a blind pass without one).
     Broadcast {
         round: u32,
         session: Box<Instruction>,
+        budget: Option<RoundBudget>,
     },
+    /// A listening client's needs, for the round on air.
+    Feedback { client: String, feedback: Feedback },
 }
 
 /// The fetch of the session's artifact.
@@ -119,8 +125,8 @@ pub(crate) struct RelayCore {
     artifact_ready: bool,
     fetch: Option<Fetch>,
     next_transfer: u64,
-    /// Rounds to send, in order.
-    queue: Vec<(u64, u32)>,
+    /// Rounds to send, in order, with their budgets.
+    queue: Vec<(u64, u32, Option<RoundBudget>)>,
     /// Rounds sent, with their figures (resent when the master asks again).
     sent: BTreeMap<(u64, u32), RoundDone>,
     /// The round going out now.
@@ -225,11 +231,12 @@ impl RelayCore {
     /// longer the session are dropped.
     fn next_round(&mut self, out: &mut Vec<Effect>) {
         let session_run = self.session.as_ref().map(|s| s.run);
-        self.queue.retain(|(run, _)| Some(*run) == session_run);
+        self.queue.retain(|(run, _, _)| Some(*run) == session_run);
         if self.sending.is_some() || !self.artifact_ready {
             return;
         }
-        let (Some(session), Some(&(run, round))) = (&self.session, self.queue.first()) else {
+        let (Some(session), Some(&(run, round, budget))) = (&self.session, self.queue.first())
+        else {
             return;
         };
         self.queue.remove(0);
@@ -237,6 +244,7 @@ impl RelayCore {
         out.push(Effect::Broadcast {
             round,
             session: Box::new(session.clone()),
+            budget,
         });
     }
 
@@ -311,6 +319,21 @@ impl RelayCore {
                     tracing::debug!(client = %id, "completion held back: no master connection");
                 }
             }
+            Message::Feedback(f) => {
+                // Only a registered client's, about the session on air; a
+                // report between rounds has nobody to act on it.
+                let on_air = self.session.as_ref().is_some_and(|s| {
+                    s.run == f.run
+                        && s.session_id == f.session_id
+                        && self.sending.is_some_and(|(run, _)| run == s.run)
+                });
+                if on_air && self.clients.get(&id) == Some(&conn) {
+                    out.push(Effect::Feedback {
+                        client: id,
+                        feedback: f,
+                    });
+                }
+            }
             Message::Error(e) => {
                 tracing::warn!(client = %id, code = ?e.code, "client reports: {}", e.reason);
             }
@@ -333,14 +356,14 @@ impl RelayCore {
                     // Already sent (the master restarted and asks again).
                     out.push(Effect::ToMaster(Message::RoundDone(done.clone())));
                 } else if self.sending != Some((s.run, s.round))
-                    && !self.queue.contains(&(s.run, s.round))
+                    && !self.queue.iter().any(|q| (q.0, q.1) == (s.run, s.round))
                 {
-                    tracing::info!(run = s.run, round = s.round, "round queued");
-                    self.queue.push((s.run, s.round));
+                    tracing::info!(run = s.run, round = s.round, budget = ?s.budget, "round queued");
+                    self.queue.push((s.run, s.round, s.budget));
                 }
             }
             Message::StopRounds(s) => {
-                self.queue.retain(|(run, _)| *run != s.run);
+                self.queue.retain(|(run, _, _)| *run != s.run);
                 if self.session.as_ref().is_some_and(|i| i.run == s.run) {
                     tracing::info!(run = s.run, acked = self.acked(s.run), "rounds stopped");
                     self.session = None;

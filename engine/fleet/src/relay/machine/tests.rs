@@ -53,6 +53,7 @@ fn start(run: u64, round: u32) -> Message {
         run,
         round,
         at: Timestamp::UNIX_EPOCH,
+        budget: None,
     })
 }
 
@@ -63,6 +64,7 @@ fn sent(run: u64, round: u32) -> Event {
         datagrams: 1,
         bytes: 11,
         elapsed_ms: 1,
+        listeners: None,
     })
 }
 

@@ -9,6 +9,7 @@ use haifu_ledger::Transition;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::Role;
 use haifu_protocol::RoundDone;
+use haifu_protocol::RoundListeners;
 use haifu_runtime::machine::RunState;
 use haifu_spec::steps::broadcast::Phase;
 use haifu_spec::steps::broadcast::State as Broadcast;
@@ -213,7 +214,10 @@ impl World {
                 },
             )
             .unwrap();
-        self.at_master(master::Event::RoundStarted { round });
+        self.at_master(master::Event::RoundStarted {
+            round,
+            budget: Some(crate::master::default_budget(SIZE, 100_000_000, 0)),
+        });
     }
 
     /// A relay's round ends: each of its clients receiving the run
@@ -229,6 +233,7 @@ impl World {
         let Some((run, round)) = self.relays[r].on_air.take() else {
             return;
         };
+        let mut decoded = 0;
         for c in 0..self.clients.len() {
             let n = &self.clients[c];
             if n.relay != r || n.receiving != Some(run) || n.core.is_none() || !self.rng.chance(60)
@@ -236,13 +241,25 @@ impl World {
                 continue;
             }
             self.install(c, run);
+            decoded += 1;
         }
+        // A relay with feedback repair says how many of its listeners
+        // decoded; the master then waits for their completions.
+        let listeners = self.rng.chance(80).then_some(RoundListeners {
+            listening: decoded,
+            decoded,
+            silent: 0,
+            repair_bytes: SIZE / 20,
+            max_loss_permille: 50,
+            ended: 0,
+        });
         let done = RoundDone {
             run,
             round,
             datagrams: 800,
             bytes: SIZE * 11 / 10,
             elapsed_ms: 900,
+            listeners,
         };
         self.at_relay(r, relay::Event::RoundSent(done));
     }

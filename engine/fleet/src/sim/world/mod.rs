@@ -336,6 +336,7 @@ impl World {
 
     fn active(&self) -> ActiveRun {
         ActiveRun {
+            budget: None,
             instruction: Instruction {
                 run: RUN,
                 artifact: self.target.clone(),

@@ -77,9 +77,13 @@ impl World {
                         w.downward.push_back(msg);
                     }
                 }
-                relay::Effect::Broadcast { round, session } => {
+                relay::Effect::Broadcast { round, session, .. } => {
                     self.relays[r].on_air = Some((session.run, round));
                 }
+                // What a listener holds is the carousel's business
+                // (`haifu_carousel::RepairRound`, simulated in its tests);
+                // here a round's outcome is drawn at its end.
+                relay::Effect::Feedback { .. } => {}
                 relay::Effect::Deny(_)
                 | relay::Effect::FetchStart { .. }
                 | relay::Effect::FetchWrite { .. }
