@@ -104,9 +104,11 @@ fn forger(
 }
 
 /// The scenario of the method: a master, two relays with ten clients each,
-/// three rounds; every client drops 10% of datagrams; in each round 30% of
-/// the clients are offline (never started, started late, stopped between
-/// rounds); forged datagrams are injected throughout.
+/// three rounds; every client drops 10% of datagrams (some 20%); in each
+/// round 30% of the clients are offline (never started, started late,
+/// stopped between rounds); forged datagrams are injected throughout.
+/// Every client that listens to a round finishes in that round (feedback
+/// repair); the later rounds are for those that were offline.
 #[test]
 fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
     let mut f = Fleet::new(0);
@@ -118,8 +120,9 @@ fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
     let all: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
     // Groups of clients (see the doc comment): A online throughout; B
     // registered, then off for every round; C started after round 1; D
-    // online for rounds 1-2, stopped before round 3; E online for round 1,
-    // killed, back for round 3 only (with 20% loss one round cannot do).
+    // online for rounds 1-2, stopped before round 3; E online for round 1
+    // with 20% loss (more than a blind round's repair share), killed after
+    // it, back for round 3.
     let a = ["c00", "c01", "c02", "c03", "c10", "c11", "c12", "c13"];
     let b = ["c04", "c14", "c05"];
     let c = ["c15", "c06", "c16"];
@@ -225,11 +228,17 @@ fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
         .iter()
         .chain(&c)
         .chain(&d)
+        .chain(&e)
         .map(|s| (*s).to_owned())
         .collect();
-    let expect_not: BTreeSet<String> = b.iter().chain(&e).map(|s| (*s).to_owned()).collect();
+    let expect_not: BTreeSet<String> = b.iter().map(|s| (*s).to_owned()).collect();
     assert_eq!(delivered, expect_done, "{audit:#}\n{}", f.dump());
     assert_eq!(undelivered, expect_not, "{audit:#}");
+    // Everyone listening to round 1 finished in round 1, at 10% and 20%
+    // loss and with forged datagrams on the group.
+    for id in a.iter().chain(&d).chain(&e) {
+        assert_eq!(round_of(&audit, id), Some(1), "{id}: {audit:#}");
+    }
     // C was offline in round 1: it completed in round 2 or 3.
     for id in c {
         assert!(round_of(&audit, id).unwrap() >= 2, "{id}: {audit:#}");

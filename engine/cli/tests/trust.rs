@@ -11,7 +11,7 @@ use common::fleet::{Fleet, http_get};
 use haifu_plugin_host::{Connection, Endpoint, Plugin};
 use haifu_protocol::{
     ArtifactFetch, ArtifactRef, Completion, ErrorCode, Group, Hello, Message, RefusalCode,
-    RegisterClient, RegisterRelay, Role, RoundDone, Via,
+    RegisterClient, RegisterRelay, Role, RoundDone, RoundListeners, Via,
 };
 use serde_json::Value;
 
@@ -173,6 +173,14 @@ fn a_fleet_member_speaks_only_for_itself() {
             datagrams: u64::MAX,
             bytes: u64::MAX,
             elapsed_ms: 1,
+            listeners: Some(RoundListeners {
+                listening: u32::MAX,
+                decoded: u32::MAX,
+                silent: 0,
+                repair_bytes: u64::MAX,
+                max_loss_permille: u32::MAX,
+                ended: u8::MAX,
+            }),
         }),
     );
     refused(answer(&x), ErrorCode::Unexpected, "not on air");

@@ -137,8 +137,35 @@ pub(super) fn drive_one(
         policies: &policies,
         clock: &clock,
     };
+    // Relays fetch the artifact on the instruction, before the first round
+    // starts, not inside its clock.
+    if broadcast_ahead(env.ledger, id) {
+        fleet.instruct();
+    }
     driver::resume(&mut env, id, &plan, &mut fleet)
         .map_err(|source| FleetError::Run { run: id, source })
+}
+
+/// Whether run `id`'s broadcast is still to come or under way (its rounds
+/// not over): only then are relays instructed before the driver gets to it.
+fn broadcast_ahead(ledger: &Ledger, id: i64) -> bool {
+    use haifu_spec::steps::broadcast::Phase;
+    use haifu_spec::steps::machine::StepState;
+    let Some(state) = ledger
+        .run(id)
+        .ok()
+        .flatten()
+        .and_then(|row| haifu_runtime::machine::RunState::of_run(&row).ok())
+    else {
+        return false;
+    };
+    let over = |s: &StepState| matches!(s, StepState::Broadcast(b) if b.phase == Phase::Done);
+    state.finished_at.is_none()
+        && !state
+            .finished
+            .iter()
+            .any(|s| matches!(s, StepState::Broadcast(_)))
+        && !state.current.as_ref().is_some_and(over)
 }
 
 pub(super) fn plan_rounds(plan: &haifu_spec::Plan) -> u32 {

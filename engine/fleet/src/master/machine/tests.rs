@@ -22,7 +22,9 @@ use haifu_protocol::Message;
 use haifu_protocol::RegisterClient;
 use haifu_protocol::RegisterRelay;
 use haifu_protocol::Role;
+use haifu_protocol::RoundBudget;
 use haifu_protocol::RoundDone;
+use haifu_protocol::RoundListeners;
 use haifu_protocol::SessionSecret;
 use haifu_protocol::Via;
 use jiff::SignedDuration;
@@ -548,4 +550,72 @@ fn at_most_four_deltas_are_served_at_once() {
     w.on(secs(101), Event::DeltaDone);
     let e = w.msg(CLIENT, Message::DeltaRequest(request));
     assert!(matches!(e[..], [Effect::Delta { .. }]));
+}
+
+#[test]
+fn a_rounds_budget_goes_to_relays_and_their_listeners_are_capped_by_whom_they_speak_for() {
+    let mut w = World::new();
+    w.on(t0(), Event::OnAir(active()));
+    let budget = RoundBudget {
+        proactive_permille: 20,
+        bytes_permille: 3000,
+        time_ms: 9000,
+        silence_ms: 1000,
+        assumed_loss_permille: 0,
+    };
+    let e = w.on(
+        secs(10),
+        Event::RoundStarted {
+            round: 1,
+            budget: Some(budget),
+        },
+    );
+    let starts: Vec<_> = sends(&e)
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            Message::StartRound(s) => Some(s.budget),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, vec![Some(budget), Some(budget)]);
+    // A relay that reconnects mid-round gets the same budget.
+    let e = w.msg(RELAY, register("r0"));
+    assert!(
+        sends(&e)
+            .into_iter()
+            .any(|(_, m)| matches!(m, Message::StartRound(s) if s.budget == Some(budget)))
+    );
+    let done = |decoded, loss| {
+        Message::RoundDone(RoundDone {
+            run: 1,
+            round: 1,
+            datagrams: 10,
+            bytes: 1100,
+            elapsed_ms: 5,
+            listeners: Some(RoundListeners {
+                listening: decoded,
+                decoded,
+                silent: 0,
+                repair_bytes: 100,
+                max_loss_permille: loss,
+                ended: 0,
+            }),
+        })
+    };
+    assert_eq!(w.core.round_listeners(1, 1), None);
+    // r0 has two clients behind it: it cannot say a million decoded.
+    w.msg(RELAY, done(1_000_000, 80));
+    assert_eq!(w.core.round_listeners(1, 1), Some((2, 80)));
+    // Said twice, counted once; a loss beyond 100% is 100%.
+    w.msg(RELAY, done(2, 80));
+    w.msg(OTHER_RELAY, done(1, u32::MAX));
+    assert_eq!(w.core.round_listeners(1, 1), Some((3, 1000)));
+    // Completions made durable are counted for the driver's wait.
+    assert_eq!(w.core.recorded(1), 0);
+    w.msg(CLIENT, completion("c0", Via::Round(1), secs(11)));
+    // The round figures' write, then the completion's.
+    w.on(secs(12), Event::Committed);
+    assert_eq!(w.core.recorded(1), 0);
+    w.on(secs(12), Event::Committed);
+    assert_eq!(w.core.recorded(1), 1);
 }
