@@ -40,6 +40,7 @@ use crate::config::RelayConfig;
 use crate::link;
 use crate::link::Counters;
 use crate::link::Link;
+use crate::metrics::{RelayMetrics, RelayView};
 use broadcaster::broadcaster;
 use clients::serve_client;
 use fetch::FetchFiles;
@@ -64,6 +65,7 @@ struct Relay {
     cfg: RelayConfig,
     shared: Mutex<Shared>,
     counters: Arc<Counters>,
+    metrics: RelayMetrics,
     shutdown: Shutdown,
     ep: Arc<Endpoint>,
     rounds: mpsc::Sender<RoundOrder>,
@@ -78,6 +80,7 @@ impl Relay {
     /// of the events they lead to (a finished fetch), under the lock so
     /// every link gets its messages in the core's order.
     fn handle(&self, event: Event) {
+        self.count(&event);
         let mut sh = self.lock();
         let mut events = vec![event];
         let mut deny = None;
@@ -103,6 +106,7 @@ impl Relay {
                         }
                     }
                     Effect::FetchWrite { transfer, bytes } => {
+                        self.metrics.fetched(bytes.len() as u64);
                         if let Err(e) = sh.fetches.write(transfer, &bytes) {
                             tracing::error!("writing the fetched artifact: {e}");
                             events.push(Event::FetchFailed { transfer });
@@ -122,12 +126,34 @@ impl Relay {
             // The plugin refuses them at the handshake from now on and
             // closes their live connections.
             match self.ep.set_denied(&ids) {
-                Ok(()) => tracing::info!(denied = ids.len(), "deny list applied"),
+                Ok(()) => {
+                    self.metrics.denied(ids.len());
+                    tracing::info!(denied = ids.len(), "deny list applied");
+                }
                 Err(e) => tracing::error!("applying the deny list: {e}"),
             }
         }
         for r in rounds {
             let _ = self.rounds.send(r);
+        }
+    }
+
+    /// The links, for the metrics.
+    fn view(&self) -> RelayView {
+        let sh = self.lock();
+        RelayView {
+            master_connected: sh.master.is_some(),
+            clients_connected: sh.clients.len() as u64,
+        }
+    }
+
+    /// Counts what `event` says happened (rounds, fetches).
+    fn count(&self, event: &Event) {
+        match event {
+            Event::RoundSent(d) => self.metrics.round_sent(d.datagrams, d.bytes, d.elapsed_ms),
+            Event::RoundFailed { .. } => self.metrics.round_failed(),
+            Event::Fetched { ok, .. } => self.metrics.fetch_done(*ok),
+            _ => {}
         }
     }
 
@@ -167,6 +193,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         port: cfg.multicast.group.port(),
     };
     let counters = Arc::new(Counters::default());
+    let metrics = RelayMetrics::new(Arc::clone(&counters));
     let (rounds, orders) = mpsc::channel();
     let relay = Arc::new(Relay {
         cfg: cfg.clone(),
@@ -178,10 +205,20 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             fetches: FetchFiles::default(),
         }),
         counters,
+        metrics,
         shutdown: shutdown.clone(),
         ep: Arc::clone(&ep),
         rounds,
     });
+    {
+        let weak = Arc::downgrade(&relay);
+        relay
+            .metrics
+            .watch(move || weak.upgrade().map(|r| r.view()).unwrap_or_default());
+    }
+    if let Some(a) = cfg.metrics {
+        crate::metrics::spawn(a, relay.metrics.exporter(), shutdown.clone())?;
+    }
     tracing::info!(
         name = %cfg.name,
         listen = %ep.local_addr().unwrap_or_default(),

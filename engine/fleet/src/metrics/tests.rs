@@ -1,0 +1,1 @@
+//! The encoders, the listener and the catalogue.
