@@ -36,6 +36,21 @@ pub struct ClientView {
 
 type ViewFn = Box<dyn Fn() -> ClientView + Send + Sync>;
 
+/// The carousel's reasons for refusing a datagram
+/// (`haifu_carousel::ReceiveError::kind`).
+const REJECTED: [&str; 10] = [
+    "bad_tag",
+    "foreign_session",
+    "shape_mismatch",
+    "block_hash_mismatch",
+    "symbol_conflict",
+    "malformed",
+    "truncated",
+    "too_long",
+    "bad_magic",
+    "unsupported_version",
+];
+
 /// `reason=…` of a rejected datagram (the carousel's kinds).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
@@ -109,9 +124,10 @@ impl ClientMetrics {
         let rejected = Family::<Reason, Counter>::default();
         r.register(
             "haifu_client_datagrams_rejected",
-            "Broadcast datagrams refused, by reason: bad_tag (forged or another session's \
+            "Broadcast datagrams refused, by reason: bad_tag (forged, or another session's \
              key), foreign_session, shape_mismatch, block_hash_mismatch and symbol_conflict \
-             (a key holder forging), malformed",
+             (a key holder forging), and malformed, truncated, too_long, bad_magic, \
+             unsupported_version",
             rejected.clone(),
         );
         let blocks = Counter::default();
@@ -142,6 +158,19 @@ impl ClientMetrics {
             "Completions the master acknowledged (recorded in its ledger)",
             acked.clone(),
         );
+        // Every series from the start at 0, so rate() and alerts see the
+        // first increment.
+        for reason in REJECTED {
+            let _ = rejected.get_or_create(&Reason { reason });
+        }
+        for via in [Via::Broadcast, Via::Master] {
+            for outcome in ["ok", "failed"] {
+                let _ = installs.get_or_create(&Install {
+                    via: via.as_str(),
+                    outcome,
+                });
+            }
+        }
         let view: Arc<OnceLock<ViewFn>> = Arc::default();
         r.register_collector(Box::new(Now(Arc::clone(&view))));
         Self {

@@ -119,6 +119,29 @@ impl MasterMetrics {
             "The service gate's answers on the HTTP API, by outcome (allow, deny)",
             gate.clone(),
         );
+        // Every series from the start at 0, so rate() and alerts see the
+        // first increment.
+        for kind in ["broadcast", "delta"] {
+            let _ = completions.get_or_create(&Kind { kind });
+        }
+        for outcome in ["ok", "failed"] {
+            let _ = commits.get_or_create(&Outcome { outcome });
+        }
+        for kind in [
+            TrafficKind::Fetch,
+            TrafficKind::Delta,
+            TrafficKind::DeltaBsdiff,
+            TrafficKind::Full,
+        ] {
+            let kind = Kind {
+                kind: kind.as_str(),
+            };
+            let _ = unicast_bytes.get_or_create(&kind);
+            let _ = unicast.get_or_create(&kind);
+        }
+        for outcome in ["allow", "deny"] {
+            let _ = gate.get_or_create(&Outcome { outcome });
+        }
         let peers: Arc<OnceLock<PeersFn>> = Arc::default();
         r.register_collector(Box::new(Ledgered {
             path: ledger,

@@ -152,7 +152,17 @@ pub fn spawn(
     exporter: Exporter,
     shutdown: Shutdown,
 ) -> Result<SocketAddr, crate::http::ListenError> {
-    let bound = crate::http::spawn("metrics", addr, router(exporter), LIMITS, shutdown)?;
+    spawn_limited(addr, exporter, LIMITS, shutdown)
+}
+
+/// [`spawn`] under other limits (tests: a short header timeout).
+fn spawn_limited(
+    addr: SocketAddr,
+    exporter: Exporter,
+    limits: ApiLimits,
+    shutdown: Shutdown,
+) -> Result<SocketAddr, crate::http::ListenError> {
+    let bound = crate::http::spawn("metrics", addr, router(exporter), limits, shutdown)?;
     tracing::info!(listen = %bound, "metrics serving");
     Ok(bound)
 }

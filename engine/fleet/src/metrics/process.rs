@@ -1,5 +1,6 @@
 //! What every daemon exports: which haifu it is, since when, and what its
-//! control links refused ([`crate::link::Counters`], read at scrape time).
+//! control links refused ([`crate::link::Counters`], read at scrape time;
+//! claims only on the master and relays, which are the ones claimed to).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,12 +38,12 @@ pub(super) fn register(registry: &mut Registry, daemon: Daemon, links: Arc<Count
         Unit::Seconds,
         start,
     );
-    registry.register_collector(Box::new(Links(links)));
+    registry.register_collector(Box::new(Links(links, daemon)));
 }
 
 /// The control links' refusal counters.
 #[derive(Debug)]
-struct Links(Arc<Counters>);
+struct Links(Arc<Counters>, Daemon);
 
 impl Collector for Links {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -56,7 +57,7 @@ impl Collector for Links {
         counters(
             &mut enc,
             "haifu_control_frames_refused",
-            "Control frames refused on the QUIC links, by reason: malformed (did not decode), \
+            "Control frames refused on the control links (QUIC or TLS), by reason: malformed (did not decode), \
              unknown (an unknown message tag), unexpected (a valid message not allowed from \
              this peer or now); the peer was kept.",
             None,
@@ -69,6 +70,11 @@ impl Collector for Links {
             None,
             &[(Vec::new(), get(&c.dropped))],
         )?;
+        if self.1 == Daemon::Client {
+            // A client hears only its relay and the master: nobody claims
+            // anything to it.
+            return Ok(());
+        }
         counters(
             &mut enc,
             "haifu_claims_refused",

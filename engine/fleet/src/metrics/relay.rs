@@ -98,6 +98,14 @@ impl RelayMetrics {
             "Artifact fetches from the master, by outcome (ok, failed)",
             fetches.clone(),
         );
+        // Every series from the start at 0, so rate() and alerts see the
+        // first increment.
+        for outcome in ["sent", "failed"] {
+            let _ = rounds.get_or_create(&Outcome { outcome });
+        }
+        for outcome in ["ok", "failed"] {
+            let _ = fetches.get_or_create(&Outcome { outcome });
+        }
         let view: Arc<OnceLock<ViewFn>> = Arc::default();
         let denied = Arc::new(AtomicU64::new(0));
         r.register_collector(Box::new(Links(Arc::clone(&view), Arc::clone(&denied))));
