@@ -49,4 +49,42 @@ mod tests {
         assert_eq!(at("name.x"), None, "not a mapping");
         assert_eq!(find("{", "name"), None, "not YAML: no place");
     }
+
+    fn load_master(extra: &str) -> Result<super::super::MasterConfig, String> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("master.yaml");
+        std::fs::write(&p, format!("home: h\nlisten: 127.0.0.1:7400\n{extra}")).unwrap();
+        super::super::load(&p).map_err(|e| {
+            let e = e.to_string();
+            assert!(!e.contains('\n'), "{e}");
+            e.replace(&p.display().to_string(), "FILE")
+        })
+    }
+
+    #[test]
+    fn metrics_off_loopback_need_metrics_public_and_the_error_names_the_place() {
+        let c = load_master("metrics: 127.0.0.1:9464\n").unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(load_master("").unwrap().metrics.is_none(), "off when absent");
+        let e = load_master("metrics: 0.0.0.0:9464\n").unwrap_err();
+        assert!(
+            e.starts_with("FILE:3:10: metrics: 0.0.0.0:9464 is not a loopback address"),
+            "{e}"
+        );
+        assert!(e.contains("metrics_public: true") && e.contains("read token"), "{e}");
+        let c = load_master("metrics: '[::]:9464'\nmetrics_public: true\n").unwrap();
+        assert!(c.metrics_public);
+        let e = load_master("\nmetrics_public: true\n").unwrap_err();
+        assert!(e.starts_with("FILE:4:17: metrics_public: true without"), "{e}");
+        let e = load_master("metrics: nowhere\n").unwrap_err();
+        assert!(e.starts_with("FILE:3:"), "{e}");
+    }
+
+    #[test]
+    fn older_checks_name_their_place_too() {
+        let e = load_master("poll_ms: 0\n").unwrap_err();
+        assert!(e.starts_with("FILE:3:10: poll_ms must be at least 1"), "{e}");
+        let e = load_master("name: 'bad name'\n").unwrap_err();
+        assert!(e.starts_with("FILE:3:7: name \"bad name\""), "{e}");
+    }
 }
