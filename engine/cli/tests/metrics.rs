@@ -18,8 +18,7 @@ use serde_json::Value;
 type Samples = BTreeMap<(String, String), f64>;
 
 fn parse(text: &str) -> Samples {
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
     scrape
         .samples
         .into_iter()
@@ -90,7 +89,10 @@ fn every_daemons_metrics_agree_with_the_audit() {
     let mut f = Fleet::new(0);
     let api = format!("127.0.0.1:{}", f.master_port + 15);
     f.write_master(&format!("api: {api}\nmetrics: 127.0.0.1:0\n"));
-    let relays = [("relay-a", f.master_port + 10), ("relay-b", f.master_port + 11)];
+    let relays = [
+        ("relay-a", f.master_port + 10),
+        ("relay-b", f.master_port + 11),
+    ];
     let mut clients: Vec<(String, &str)> = Vec::new();
     for (i, (relay, group)) in relays.iter().enumerate() {
         let port = f.write_relay(relay, *group);
@@ -142,7 +144,10 @@ fn every_daemons_metrics_agree_with_the_audit() {
 
     let master = metrics_addr(&f, "master");
     let before = scrape(&master);
-    assert_eq!(get(&before, "haifu_master_relay_connected", "relay=\"relay-a\""), 1.0);
+    assert_eq!(
+        get(&before, "haifu_master_relay_connected", "relay=\"relay-a\""),
+        1.0
+    );
     assert_eq!(
         get(&before, "haifu_master_peers_connected", "role=\"relay\""),
         2.0
@@ -194,7 +199,11 @@ fn every_daemons_metrics_agree_with_the_audit() {
         &m,
         "haifu_master_completions_recorded_total",
         "kind=\"broadcast\"",
-    ) + get(&m, "haifu_master_completions_recorded_total", "kind=\"delta\"");
+    ) + get(
+        &m,
+        "haifu_master_completions_recorded_total",
+        "kind=\"delta\"",
+    );
     assert_eq!(recorded, delivered_total as f64);
     assert_eq!(get(&m, "haifu_master_runs", "status=\"done\""), 1.0);
     assert!(get(&m, "haifu_master_ledger_commits_total", "outcome=\"ok\"") >= 1.0);
@@ -210,11 +219,19 @@ fn every_daemons_metrics_agree_with_the_audit() {
         multicast
     );
     assert_eq!(
-        get(&m, "haifu_master_run_traffic_bytes", "kind=\"fetch\",run=\"1\""),
+        get(
+            &m,
+            "haifu_master_run_traffic_bytes",
+            "kind=\"fetch\",run=\"1\""
+        ),
         fetched
     );
     assert_eq!(
-        get(&m, "haifu_master_unicast_sent_bytes_total", "kind=\"fetch\""),
+        get(
+            &m,
+            "haifu_master_unicast_sent_bytes_total",
+            "kind=\"fetch\""
+        ),
         fetched
     );
     assert_eq!(
@@ -225,12 +242,17 @@ fn every_daemons_metrics_agree_with_the_audit() {
         ),
         delivered_total as f64
     );
-    assert_eq!(get(&m, "haifu_build_info", "role=\"master\",version=\"0.1.0\""), 1.0);
+    assert_eq!(
+        get(&m, "haifu_build_info", "role=\"master\",version=\"0.1.0\""),
+        1.0
+    );
 
     // The same text on the API, behind a read token only.
     let (status, _) = http_get(&api, "hfu_nope", "/metrics");
     assert_eq!(status, 401);
-    let token = f.haifu_ok(&["api", "token", "create", "--name", "prom", "--scope", "read"]);
+    let token = f.haifu_ok(&[
+        "api", "token", "create", "--name", "prom", "--scope", "read",
+    ]);
     let (status, body) = http_get(&api, token.trim(), "/metrics");
     assert_eq!(status, 200, "{body}");
     let via_api = parse(&body);
@@ -243,7 +265,11 @@ fn every_daemons_metrics_agree_with_the_audit() {
     assert_eq!(status, 200);
     let (_, body) = http_get(&api, token.trim(), "/metrics");
     assert_eq!(
-        get(&parse(&body), "haifu_master_gate_answers_total", "outcome=\"deny\""),
+        get(
+            &parse(&body),
+            "haifu_master_gate_answers_total",
+            "outcome=\"deny\""
+        ),
         1.0,
         "an unknown service is denied, and counted"
     );
@@ -258,14 +284,24 @@ fn every_daemons_metrics_agree_with_the_audit() {
         let sent = get(&s, "haifu_relay_multicast_sent_bytes_total", "");
         assert!(sent >= size as f64, "{relay}: {sent}");
         relay_bytes += sent;
-        assert_eq!(get(&s, "haifu_relay_rounds_total", "outcome=\"sent\""), rounds);
-        assert_eq!(get(&s, "haifu_relay_round_duration_seconds_count", ""), rounds);
+        assert_eq!(
+            get(&s, "haifu_relay_rounds_total", "outcome=\"sent\""),
+            rounds
+        );
+        assert_eq!(
+            get(&s, "haifu_relay_round_duration_seconds_count", ""),
+            rounds
+        );
         assert!(get(&s, "haifu_relay_datagrams_sent_total", "") * 1448.0 >= size as f64);
         assert_eq!(get(&s, "haifu_relay_fetches_total", "outcome=\"ok\""), 1.0);
         assert!(get(&s, "haifu_relay_fetched_bytes_total", "") >= size as f64);
         assert_eq!(get(&s, "haifu_relay_master_connected", ""), 1.0);
         let expect = if relay == "relay-b" { 2.0 } else { 3.0 };
-        assert_eq!(get(&s, "haifu_relay_clients_connected", ""), expect, "{relay}");
+        assert_eq!(
+            get(&s, "haifu_relay_clients_connected", ""),
+            expect,
+            "{relay}"
+        );
     }
     assert_eq!(relay_bytes, multicast, "the relays' bytes are the audit's");
 
@@ -274,20 +310,37 @@ fn every_daemons_metrics_agree_with_the_audit() {
     let mut installs = 0.0;
     for (id, addr) in &client_addrs {
         let s = scrape(addr);
-        assert!(get(&s, "haifu_client_blocks_decoded_total", "") > 0.0, "{id}");
-        assert!(get(&s, "haifu_client_decoded_bytes_total", "") >= size as f64, "{id}");
-        assert!(get(&s, "haifu_client_datagrams_accepted_total", "") > 0.0, "{id}");
+        assert!(
+            get(&s, "haifu_client_blocks_decoded_total", "") > 0.0,
+            "{id}"
+        );
+        assert!(
+            get(&s, "haifu_client_decoded_bytes_total", "") >= size as f64,
+            "{id}"
+        );
+        assert!(
+            get(&s, "haifu_client_datagrams_accepted_total", "") > 0.0,
+            "{id}"
+        );
         installs += get(
             &s,
             "haifu_client_installs_total",
             "outcome=\"ok\",via=\"broadcast\"",
         );
         assert_eq!(
-            get(&s, "haifu_client_installs_total", "outcome=\"failed\",via=\"broadcast\""),
+            get(
+                &s,
+                "haifu_client_installs_total",
+                "outcome=\"failed\",via=\"broadcast\""
+            ),
             0.0
         );
         assert_eq!(
-            get(&s, "haifu_client_installed_info", "artifact=\"app\",version=\"1.0.0\""),
+            get(
+                &s,
+                "haifu_client_installed_info",
+                "artifact=\"app\",version=\"1.0.0\""
+            ),
             1.0,
             "{id}"
         );

@@ -231,7 +231,11 @@ mod tests {
         l.apply_fleet(&batch).unwrap();
 
         let c = l.census(8).unwrap();
-        assert_eq!(c.runs, [(RunStatus::Running, 1)], "the modelled run is not counted");
+        assert_eq!(
+            c.runs,
+            [(RunStatus::Running, 1)],
+            "the modelled run is not counted"
+        );
         assert_eq!(c.counted_runs, [live]);
         let get = |relay: &str, state| {
             c.run_clients
@@ -244,11 +248,17 @@ mod tests {
         assert_eq!(get("west", ClientState::Pending), Some(1));
         assert_eq!(c.run_traffic, [(live, "multicast".to_owned(), 1500)]);
         assert_eq!(
-            c.relays.iter().map(|r| (r.relay.clone(), r.clients)).collect::<Vec<_>>(),
+            c.relays
+                .iter()
+                .map(|r| (r.relay.clone(), r.clients))
+                .collect::<Vec<_>>(),
             [(Some("east".into()), 2), (Some("west".into()), 1)]
         );
         // c1 completed: it runs the run's version now.
         assert_eq!(c.versions, [("app".into(), "1.0.0".into(), 1)]);
-        assert!(l.census(0).unwrap().run_clients.is_empty(), "max_runs bounds it");
+        assert!(
+            l.census(0).unwrap().run_clients.is_empty(),
+            "max_runs bounds it"
+        );
     }
 }

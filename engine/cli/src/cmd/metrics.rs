@@ -11,7 +11,8 @@ use crate::output;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// List every metric a daemon exports: name, type, daemon and help.
-    #[command(after_help = "The list is read from the daemons' own registries, so it is \
+    #[command(
+        after_help = "The list is read from the daemons' own registries, so it is \
 exactly what a scrape shows (counters end in _total; a histogram also has _bucket, _sum and \
 _count series). Turn a daemon's /metrics on with `metrics: 127.0.0.1:9464` in its config \
 (an address other than loopback also needs `metrics_public: true`); the master also serves \
@@ -20,7 +21,8 @@ _count series). Turn a daemon's /metrics on with `metrics: 127.0.0.1:9464` in it
 Examples:
   haifu metrics list
   haifu metrics list --daemon relay
-  haifu metrics list --json | jq -r '.[].name'")]
+  haifu metrics list --json | jq -r '.[].name'"
+    )]
     List(ListArgs),
 }
 

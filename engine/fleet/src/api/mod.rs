@@ -169,8 +169,8 @@ pub fn spawn(
         max_body: limits.max_body_bytes,
         metrics,
     };
-    let bound = crate::http::spawn("api", addr, router(api), limits, shutdown)
-        .map_err(StartError::from)?;
+    let bound =
+        crate::http::spawn("api", addr, router(api), limits, shutdown).map_err(StartError::from)?;
     tracing::info!(listen = %bound, "HTTP API serving");
     Ok(bound)
 }

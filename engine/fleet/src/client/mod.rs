@@ -124,7 +124,11 @@ impl Client {
     /// gets messages in the core's order.
     fn handle(self: &Arc<Self>, event: Event) {
         if let Event::Installed { pending, .. } = &event {
-            let via = if pending.delta { Via::Master } else { Via::Broadcast };
+            let via = if pending.delta {
+                Via::Master
+            } else {
+                Via::Broadcast
+            };
             self.metrics.installed(via, true);
         }
         let mut core = self.core();

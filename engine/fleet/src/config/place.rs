@@ -39,8 +39,12 @@ mod tests {
 
     #[test]
     fn a_dotted_key_is_found_at_its_value() {
-        let text = "name: r\nmulticast:\n  group: '10.0.0.1:7500'\n  ttl: 1\nmetrics: 0.0.0.0:9464\n";
-        assert_eq!(key_of("multicast.group 10.0.0.1:7500 is not"), "multicast.group");
+        let text =
+            "name: r\nmulticast:\n  group: '10.0.0.1:7500'\n  ttl: 1\nmetrics: 0.0.0.0:9464\n";
+        assert_eq!(
+            key_of("multicast.group 10.0.0.1:7500 is not"),
+            "multicast.group"
+        );
         assert_eq!(key_of("metrics: 0.0.0.0:9464 is not loopback"), "metrics");
         let at = |k| find(text, k).map(|p| (p.line, p.column));
         assert_eq!(at("multicast.group"), Some((3, 10)));
@@ -65,17 +69,26 @@ mod tests {
     fn metrics_off_loopback_need_metrics_public_and_the_error_names_the_place() {
         let c = load_master("metrics: 127.0.0.1:9464\n").unwrap();
         assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
-        assert!(load_master("").unwrap().metrics.is_none(), "off when absent");
+        assert!(
+            load_master("").unwrap().metrics.is_none(),
+            "off when absent"
+        );
         let e = load_master("metrics: 0.0.0.0:9464\n").unwrap_err();
         assert!(
             e.starts_with("FILE:3:10: metrics: 0.0.0.0:9464 is not a loopback address"),
             "{e}"
         );
-        assert!(e.contains("metrics_public: true") && e.contains("read token"), "{e}");
+        assert!(
+            e.contains("metrics_public: true") && e.contains("read token"),
+            "{e}"
+        );
         let c = load_master("metrics: '[::]:9464'\nmetrics_public: true\n").unwrap();
         assert!(c.metrics_public);
         let e = load_master("\nmetrics_public: true\n").unwrap_err();
-        assert!(e.starts_with("FILE:4:17: metrics_public: true without"), "{e}");
+        assert!(
+            e.starts_with("FILE:4:17: metrics_public: true without"),
+            "{e}"
+        );
         let e = load_master("metrics: nowhere\n").unwrap_err();
         assert!(e.starts_with("FILE:3:"), "{e}");
     }
@@ -83,7 +96,10 @@ mod tests {
     #[test]
     fn older_checks_name_their_place_too() {
         let e = load_master("poll_ms: 0\n").unwrap_err();
-        assert!(e.starts_with("FILE:3:10: poll_ms must be at least 1"), "{e}");
+        assert!(
+            e.starts_with("FILE:3:10: poll_ms must be at least 1"),
+            "{e}"
+        );
         let e = load_master("name: 'bad name'\n").unwrap_err();
         assert!(e.starts_with("FILE:3:7: name \"bad name\""), "{e}");
     }

@@ -402,7 +402,10 @@ impl Collector for Ledgered {
             "Control connections now, by role (relay; client: a straggler asking for a delta).",
             None,
             &[
-                (label("role", "relay"), gauge_value(peers.relays.len() as u64)),
+                (
+                    label("role", "relay"),
+                    gauge_value(peers.relays.len() as u64),
+                ),
                 (label("role", "client"), gauge_value(peers.clients)),
             ],
         )?;

@@ -129,7 +129,11 @@ pub(crate) async fn answer(exporter: &Exporter, headers: &HeaderMap) -> Response
         Ok(Ok(text)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
         Ok(Err(_)) | Err(_) => {
             tracing::warn!("metrics: encoding failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics: encoding failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics: encoding failed\n",
+            )
+                .into_response()
         }
     }
 }
@@ -242,7 +246,10 @@ pub fn catalogue(daemon: Daemon) -> Vec<Described> {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, h) = rest.split_once(' ').unwrap_or((rest, ""));
-            help.insert(name.to_owned(), h.replace("\\n", "\n").replace("\\\\", "\\"));
+            help.insert(
+                name.to_owned(),
+                h.replace("\\n", "\n").replace("\\\\", "\\"),
+            );
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
             out.push(Described {

@@ -135,7 +135,9 @@ impl RelayMetrics {
 
     /// A round was sent whole.
     pub fn round_sent(&self, datagrams: u64, bytes: u64, elapsed_ms: u64) {
-        self.rounds.get_or_create(&Outcome { outcome: "sent" }).inc();
+        self.rounds
+            .get_or_create(&Outcome { outcome: "sent" })
+            .inc();
         self.datagrams.inc_by(datagrams);
         self.bytes.inc_by(bytes);
         self.round_seconds.observe(elapsed_ms as f64 / 1000.0);

@@ -13,8 +13,7 @@ use crate::link::Counters;
 /// `text` read by `prometheus-parse`: every sample as (name, labels, value);
 /// a histogram as its `_count`.
 fn parse(text: &str) -> Vec<(String, String, f64)> {
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
     scrape
         .samples
         .into_iter()
@@ -150,7 +149,10 @@ fn a_clients_installs_datagrams_and_state_encode() {
         ),
         Some(1.0)
     );
-    assert_eq!(get("haifu_client_completions_acknowledged_total", ""), Some(1.0));
+    assert_eq!(
+        get("haifu_client_completions_acknowledged_total", ""),
+        Some(1.0)
+    );
     assert_eq!(get("haifu_client_completions_pending", ""), Some(1.0));
     assert_eq!(get("haifu_client_stalls_total", ""), Some(2.0));
     assert_eq!(
@@ -374,10 +376,22 @@ fn the_listener_answers_metrics_and_refuses_the_rest() {
     );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
     for (request, want) in [
-        (&b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..], 404),
-        (b"GET /metrics/../etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
-        (b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
-        (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 405),
+        (
+            &b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+            404,
+        ),
+        (
+            b"GET /metrics/../etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+        (
+            b"GET /v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+        (
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            405,
+        ),
         (b"BREW /metrics HTCPCP/1.0\r\n\r\n", 400),
     ] {
         let (status, text) = exchange(addr, request);
@@ -400,10 +414,14 @@ fn a_huge_head_gets_431_and_a_slow_one_is_cut_off() {
     // Slowloris: a byte of the head every 300 ms never finishes it; the
     // listener closes the connection once the header timeout (1 s) passes.
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let started = Instant::now();
     let mut closed = false;
-    for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+    for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .cycle()
+    {
         if started.elapsed() > Duration::from_secs(8) {
             break;
         }
@@ -464,7 +482,8 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     let mut i = 0;
     while let Some(at) = text[i..].find("haifu_") {
         let start = i + at;
-        let before_ok = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let before_ok =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
         let mut end = start;
         while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
             end += 1;

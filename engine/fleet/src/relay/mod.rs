@@ -80,12 +80,12 @@ impl Relay {
     /// of the events they lead to (a finished fetch), under the lock so
     /// every link gets its messages in the core's order.
     fn handle(&self, event: Event) {
-        self.count(&event);
         let mut sh = self.lock();
         let mut events = vec![event];
         let mut deny = None;
         let mut rounds = Vec::new();
         while let Some(event) = events.pop() {
+            self.count(&event);
             for effect in sh.core.handle(event) {
                 match effect {
                     Effect::ToMaster(msg) => {
@@ -147,7 +147,8 @@ impl Relay {
         }
     }
 
-    /// Counts what `event` says happened (rounds, fetches).
+    /// Counts what `event` says happened (rounds, fetches), whether it came
+    /// from a thread or from the effects of another event.
     fn count(&self, event: &Event) {
         match event {
             Event::RoundSent(d) => self.metrics.round_sent(d.datagrams, d.bytes, d.elapsed_ms),
