@@ -132,8 +132,8 @@ pub enum FleetError {
     /// The HTTP API could not start.
     #[error("HTTP API")]
     Api(#[from] crate::api::StartError),
-    /// The metrics listener could not start.
-    #[error("metrics")]
+    /// The metrics listener could not start (its message names it).
+    #[error(transparent)]
     Metrics(#[from] crate::http::ListenError),
     /// A record could not be encoded.
     #[error("encoding")]

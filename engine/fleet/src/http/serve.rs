@@ -314,7 +314,7 @@ fn connection(
 }
 
 /// Closes an idle connection with a reset. A plain close would leave the
-/// master holding a TIME_WAIT entry per evicted connection for a minute
+/// daemon holding a TIME_WAIT entry per evicted connection for a minute
 /// (60,000 after a flood like the load test's); this one never sent a
 /// request, so there is no answer a reset could cut short.
 fn abort(stream: TcpStream) {

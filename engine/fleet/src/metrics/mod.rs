@@ -9,7 +9,7 @@
 //! time (the links' refusal counters, a relay's connected clients, the
 //! master's ledger). The master's ledger figures come from one bounded query
 //! ([`haifu_ledger::Ledger::census`]: live runs only, at most
-//! [`master::CENSUS_RUNS`] of them) cached for [`master::CENSUS_TTL`], so a
+//! [`CENSUS_RUNS`] of them) cached for [`CENSUS_TTL`], so a
 //! scraper polling in a loop costs the ledger one query every two seconds.
 //!
 //! Served on the daemon's `metrics:` address by the daemons' one HTTP
