@@ -354,3 +354,77 @@ fn every_daemons_metrics_agree_with_the_audit() {
     }
     assert!(f.stop("relay-a") && f.stop("relay-b") && f.stop("master"));
 }
+
+#[test]
+fn a_public_metrics_address_must_be_said_and_the_error_names_its_place() {
+    let mut f = Fleet::new(1);
+    let _ = f.write_relay("relay-a", f.master_port + 10);
+    let path = f.path("relay-a.yaml");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let line = base.lines().count() + 1;
+    std::fs::write(&path, format!("{base}metrics: 0.0.0.0:9464\n")).unwrap();
+    let out = f
+        .haifu()
+        .args(["relay", "--config", "relay-a.yaml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "relay-a.yaml:{line}:10: metrics: 0.0.0.0:9464 is not a loopback address"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // Said explicitly, it starts (and serves /metrics there).
+    std::fs::write(
+        &path,
+        format!("{base}metrics: 0.0.0.0:0\nmetrics_public: true\n"),
+    )
+    .unwrap();
+    f.start("relay", "relay-a");
+    let addr = metrics_addr(&f, "relay-a");
+    let port = addr.rsplit(':').next().unwrap();
+    let s = scrape(&format!("127.0.0.1:{port}"));
+    assert_eq!(
+        get(&s, "haifu_relay_master_connected", ""),
+        0.0,
+        "no master runs"
+    );
+    assert!(f.stop("relay-a"));
+}
+
+#[test]
+fn haifu_metrics_list_names_what_a_scrape_shows() {
+    let f = Fleet::new(2);
+    let list: Value = f.json(&["metrics", "list", "--json"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "haifu_master_run_clients",
+        "haifu_relay_multicast_sent_bytes_total",
+        "haifu_client_datagrams_rejected_total",
+    ] {
+        assert!(names.contains(&n), "{n}: {names:?}");
+    }
+    let relay = f.haifu_ok(&["metrics", "list", "--daemon", "relay"]);
+    assert!(
+        relay.lines().any(|l| l.split_whitespace().take(3).eq([
+            "haifu_relay_round_duration_seconds",
+            "histogram",
+            "relay"
+        ])),
+        "{relay}"
+    );
+    assert!(
+        relay.lines().skip(1).all(|l| l.contains("  relay  ")),
+        "only the relay's: {relay}"
+    );
+    let help = f.haifu_ok(&["metrics", "list", "--help"]);
+    assert!(help.contains("metrics_public"), "{help}");
+}
