@@ -38,6 +38,7 @@ cat > master.yaml <<YAML
 home: home
 listen: 127.0.0.1:$PORT
 settle_ms: 2000
+metrics: 127.0.0.1:$((PORT + 20))
 YAML
 "$BIN" ca issue master --role master >/dev/null
 relays=(store-east store-west)
@@ -51,6 +52,7 @@ listen: 127.0.0.1:$((PORT + 1 + i))
 tls: { ca: home/ca/ca.crt, cert: home/certs/$r.crt, key: home/certs/$r.key }
 multicast: { group: "239.255.91.$((7 + i)):$((PORT + 10 + i))", interface: 127.0.0.1 }
 data: $r-data
+metrics: 127.0.0.1:$((PORT + 21 + i))
 YAML
 done
 for n in $(seq 1 "$CLIENTS"); do
@@ -112,3 +114,9 @@ echo
 "$BIN" audit 1
 echo
 grep -h "round sent run" store-*.log | sed 's/.*INFO haifu_fleet::relay: //'
+echo
+# What a Prometheus server would scrape: the master's view of the run and
+# each store's multicast bytes (haifu metrics list names them all).
+scrape() { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3; exec 3<&-; }
+scrape $((PORT + 20)) | grep -E '^haifu_master_(run_clients|completions_recorded_total)' || true
+for i in 0 1; do scrape $((PORT + 21 + i)) | grep -E '^haifu_relay_multicast_sent_bytes_total' | sed "s/^/${relays[$i]} /" || true; done

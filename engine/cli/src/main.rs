@@ -123,6 +123,9 @@ enum Command {
     Relay(cmd::daemon::RelayArgs),
     /// Run a client daemon: receives, verifies, installs, reports.
     Client(cmd::daemon::ClientArgs),
+    /// List the metrics the daemons export on `/metrics`.
+    #[command(subcommand)]
+    Metrics(cmd::metrics::Command),
     /// Print the JSON Schema of a workflow or of a daemon's config, for
     /// editors.
     Schema(cmd::schema::Args),
@@ -178,6 +181,7 @@ fn main() -> ExitCode {
         Command::Master(a) => cmd::daemon::master(a),
         Command::Relay(a) => cmd::daemon::relay(a),
         Command::Client(a) => cmd::daemon::client(a),
+        Command::Metrics(c) => cmd::metrics::run(c),
         Command::Schema(a) => cmd::schema::run(a),
         Command::Completions(a) => cmd::completions::completions(a, Cli::command()),
         Command::Man(a) => cmd::completions::man(a, Cli::command()),

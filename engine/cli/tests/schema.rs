@@ -18,6 +18,7 @@ const COMMITTED: &[(&str, &str)] = &[
     ("master", "examples/schemas/master.schema.json"),
     ("relay", "examples/schemas/relay.schema.json"),
     ("client", "examples/schemas/client.schema.json"),
+    ("policy-cases", "policies/tests/cases.schema.json"),
 ];
 
 /// The comment line the YAML language server reads.
@@ -85,6 +86,9 @@ fn every_shipped_workflow_and_config_names_its_schema_and_is_valid() {
     let mut files = Vec::new();
     yaml_files(&repo().join("workflows"), &mut files);
     yaml_files(&repo().join("examples"), &mut files);
+    yaml_files(&repo().join("policies"), &mut files);
+    // Prometheus's own files (its scrape config and alert rules), not haifu's.
+    files.retain(|p| !p.starts_with(repo().join("examples/grafana")));
     files.sort();
     assert!(files.len() >= 8, "{files:?}");
     let mut bad = Vec::new();
@@ -289,5 +293,44 @@ fn the_config_schemas_refuse_what_the_daemons_refuse() {
             "the client accepts {what}"
         );
         assert!(!v.is_valid(&as_json(&text)), "the schema accepts {what}");
+    }
+}
+
+#[test]
+fn the_policy_cases_schema_refuses_what_the_reader_refuses() {
+    let schema: Value = serde_json::from_str(&printed("policy-cases")).unwrap();
+    let v = validator(&schema);
+    let read = |text: &str| {
+        haifu_policy::cases::CaseFile::parse(Path::new("cases.yaml"), text).map_err(|e| {
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    };
+    let good = "cases:\n  - name: a\n    allow: { client: { version: 2.4.0 }, service.since: 2.4.0 }\n    expect: { allow: true, reason_contains: runs }\n  - name: b\n    next_round: { round: 1, rounds: 3 }\n    expect: { wait: 20m }\n";
+    assert!(read(good).is_ok(), "{:?}", read(good));
+    assert!(
+        errors(&v, &as_json(good)).is_empty(),
+        "{:?}",
+        errors(&v, &as_json(good))
+    );
+    for bad in [
+        // An unknown fact.
+        "cases:\n  - name: a\n    allow: { client: { versoin: 2.4.0 } }\n    expect: { allow: true }\n",
+        // Another entry point's decision.
+        "cases:\n  - name: a\n    allow: {}\n    expect: { cut: true }\n",
+        // No expectation.
+        "cases:\n  - name: a\n    disconnect: {}\n",
+        // Two entry points.
+        "cases:\n  - name: a\n    allow: {}\n    disconnect: {}\n    expect: { allow: true }\n",
+        // An unknown key at the top.
+        "cases: []\ncase: []\n",
+    ] {
+        assert!(read(bad).is_err(), "the reader takes {bad:?}");
+        assert!(
+            !errors(&v, &as_json(bad)).is_empty(),
+            "the schema takes {bad:?}"
+        );
     }
 }

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+mod place;
+
 /// Why a config file cannot be used: one line naming the file and place.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -170,6 +172,18 @@ pub struct MasterConfig {
     /// The HTTP API's connection cap and timeouts.
     #[serde(default)]
     pub api_limits: ApiLimits,
+    /// Where `GET /metrics` is served (Prometheus text; OpenMetrics when
+    /// asked), e.g. `127.0.0.1:9464`; absent: no metrics listener. An
+    /// address that is not loopback is refused unless `metrics_public:
+    /// true`. The API also
+    /// serves `/metrics`, behind a read token.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Serve `metrics:` on an address that is not loopback. The listener
+    /// has no authentication and the metrics name relays, clients and
+    /// versions: say so only for a trusted segment or behind a proxy.
+    #[serde(default)]
+    pub metrics_public: bool,
     /// The master's identity; its certificate is `home/certs/NAME.pem`
     /// unless `tls` names other files.
     #[serde(default = "default_master_name")]
@@ -334,6 +348,17 @@ pub struct RelayConfig {
     pub multicast: RelayMulticast,
     /// Where fetched artifacts are kept.
     pub data: PathBuf,
+    /// Where `GET /metrics` is served (Prometheus text; OpenMetrics when
+    /// asked), e.g. `127.0.0.1:9464`; absent: no metrics listener. An
+    /// address that is not loopback is refused unless `metrics_public:
+    /// true`.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Serve `metrics:` on an address that is not loopback. The listener
+    /// has no authentication and the metrics name relays, clients and
+    /// versions: say so only for a trusted segment or behind a proxy.
+    #[serde(default)]
+    pub metrics_public: bool,
     /// Folder of transport plugins (default as for the master).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
@@ -429,6 +454,17 @@ pub struct ClientConfig {
     /// Run after installing, before reporting completion.
     #[serde(default)]
     pub post_install: Option<PostInstallConfig>,
+    /// Where `GET /metrics` is served (Prometheus text; OpenMetrics when
+    /// asked), e.g. `127.0.0.1:9464`; absent: no metrics listener. An
+    /// address that is not loopback is refused unless `metrics_public:
+    /// true`.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Serve `metrics:` on an address that is not loopback. The listener
+    /// has no authentication and the metrics name relays, clients and
+    /// versions: say so only for a trusted segment or behind a proxy.
+    #[serde(default)]
+    pub metrics_public: bool,
     /// Folder of transport plugins (default as for the master).
     #[serde(default)]
     pub plugins: Option<PathBuf>,
@@ -475,9 +511,13 @@ pub fn load<T: for<'de> Deserialize<'de> + Resolve>(path: &Path) -> Result<T, Co
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     value.resolve(base);
-    value
-        .check()
-        .map_err(|m| ConfigError(format!("{}: {m}", path.display())))?;
+    value.check().map_err(|m| {
+        let at = match place::find(&text, place::key_of(&m)) {
+            Some(pos) => format!("{}:{pos}", path.display()),
+            None => path.display().to_string(),
+        };
+        ConfigError(format!("{at}: {m}"))
+    })?;
     Ok(value)
 }
 
@@ -485,7 +525,9 @@ pub fn load<T: for<'de> Deserialize<'de> + Resolve>(path: &Path) -> Result<T, Co
 pub trait Resolve {
     /// Joins every relative path onto `base`.
     fn resolve(&mut self, base: &Path);
-    /// Checks values serde cannot.
+    /// Checks values serde cannot. A message starts with the dotted key it
+    /// is about (`multicast.group 10.0.0.1:7500 is not …`), so [`load`]
+    /// can name the line and column of its value.
     fn check(&self) -> Result<(), String> {
         Ok(())
     }
@@ -522,6 +564,7 @@ impl Resolve for MasterConfig {
         if self.poll_ms == 0 {
             return Err("poll_ms must be at least 1".into());
         }
+        check_metrics(self.metrics, self.metrics_public, MASTER_METRICS_HINT)?;
         self.api_limits.check()
     }
 }
@@ -539,6 +582,7 @@ impl Resolve for RelayConfig {
         check_name("name", &self.name)?;
         check_name("master.name", &self.master.name)?;
         self.transports.check()?;
+        check_metrics(self.metrics, self.metrics_public, "")?;
         // Another broadcast plugin (unicast to a peer list, say) reads only
         // what it needs of the group, such as its port.
         if self.transports.broadcast == "multicast" && !self.multicast.group.ip().is_multicast() {
@@ -580,7 +624,26 @@ impl Resolve for ClientConfig {
         if self.receive_stall_secs == 0 {
             return Err("receive_stall_secs must be at least 1".into());
         }
-        Ok(())
+        check_metrics(self.metrics, self.metrics_public, "")
+    }
+}
+
+/// What the master's refusal adds: its authenticated way.
+const MASTER_METRICS_HINT: &str = ", or scrape the API's /metrics with a read token";
+
+/// `metrics:` off loopback only with `metrics_public: true`, and
+/// `metrics_public` only with a `metrics:` address.
+fn check_metrics(addr: Option<SocketAddr>, public: bool, hint: &str) -> Result<(), String> {
+    match addr {
+        Some(a) if !public && !crate::http::is_loopback(a) => Err(format!(
+            "metrics: {a} is not a loopback address, and metrics name relays, clients and \
+             versions to anyone who connects; set `metrics_public: true` beside it to serve them \
+             there (a trusted segment, or behind a proxy), or listen on 127.0.0.1{hint}"
+        )),
+        None if public => Err(
+            "metrics_public: true without a `metrics:` address; add the address or drop it".into(),
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -27,8 +27,10 @@ pub mod client;
 pub mod common;
 pub mod config;
 pub mod deltas;
+pub mod http;
 pub mod link;
 pub mod master;
+pub mod metrics;
 pub mod relay;
 mod trust;
 
@@ -130,6 +132,9 @@ pub enum FleetError {
     /// The HTTP API could not start.
     #[error("HTTP API")]
     Api(#[from] crate::api::StartError),
+    /// The metrics listener could not start (its message names it).
+    #[error(transparent)]
+    Metrics(#[from] crate::http::ListenError),
     /// A record could not be encoded.
     #[error("encoding")]
     Json(#[from] serde_json::Error),

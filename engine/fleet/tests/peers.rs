@@ -107,6 +107,8 @@ fn a_relay_answers_counts_and_survives_bad_peers() {
             ttl: 1,
         },
         data: dir.path().join("data"),
+        metrics: None,
+        metrics_public: false,
         plugins: Some(plugins.clone()),
         transports: Default::default(),
     };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::run_clients::{ClientUpdate, apply_updates};
+use crate::run_clients::{ClientUpdate, Counted, apply_updates};
 use crate::runs::insert_event;
 use crate::{Ledger, LedgerError, now_text};
 
@@ -101,6 +101,12 @@ impl Ledger {
     /// Applies a [`FleetBatch`] in one transaction. Returns how many of its
     /// updates changed a client (repeats count zero).
     pub fn apply_fleet(&mut self, batch: &FleetBatch) -> Result<u64, LedgerError> {
+        Ok(self.apply_fleet_counted(batch)?.total())
+    }
+
+    /// [`Ledger::apply_fleet`], with the clients changed by what they
+    /// became.
+    pub fn apply_fleet_counted(&mut self, batch: &FleetBatch) -> Result<Counted, LedgerError> {
         let wrap = LedgerError::sqlite(&self.path);
         let tx = self
             .conn
@@ -124,13 +130,13 @@ impl Ledger {
                 join.execute(params![run, client, relay]).map_err(&wrap)?;
             }
         }
-        let mut counted = 0;
+        let mut counted = Counted::default();
         let mut by_run: BTreeMap<i64, Vec<ClientUpdate>> = BTreeMap::new();
         for (run, u) in &batch.updates {
             by_run.entry(*run).or_default().push(u.clone());
         }
         for (run, updates) in &by_run {
-            counted += apply_updates(&tx, *run, updates).map_err(&wrap)?;
+            counted.add(apply_updates(&tx, *run, updates).map_err(&wrap)?);
         }
         for (kind, subject, detail) in &batch.events {
             insert_event(&tx, &now, kind, subject, detail).map_err(&wrap)?;

@@ -12,6 +12,7 @@
 //! anything (the engine does). It records and answers.
 #![forbid(unsafe_code)]
 
+mod census;
 mod error;
 mod fleet;
 mod migrations;
@@ -27,10 +28,11 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
-pub use run_clients::{ClientState, ClientUpdate, RelayAudit, RunAudit, RunClient};
+pub use run_clients::{ClientState, ClientUpdate, Counted, RelayAudit, RunAudit, RunClient};
 pub use runs::{NewRun, RunFleet, RunRow, RunStatus, Transition};
 pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};

@@ -139,6 +139,31 @@ pub enum ClientUpdate {
     },
 }
 
+/// How many clients a batch of updates changed, by what they became
+/// (repeats count zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Completions from a broadcast round.
+    pub broadcast: u64,
+    /// Completions from a delta or full copy.
+    pub delta: u64,
+    /// Reports of already having the version.
+    pub current: u64,
+}
+
+impl Counted {
+    /// Every client changed.
+    pub fn total(&self) -> u64 {
+        self.broadcast + self.delta + self.current
+    }
+
+    pub(crate) fn add(&mut self, o: Counted) {
+        self.broadcast += o.broadcast;
+        self.delta += o.delta;
+        self.current += o.current;
+    }
+}
+
 /// The audit of one relay's clients.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RelayAudit {
@@ -340,10 +365,10 @@ pub(crate) fn apply_updates(
     tx: &Transaction<'_>,
     run_id: i64,
     updates: &[ClientUpdate],
-) -> rusqlite::Result<u64> {
-    let mut counted = 0u64;
+) -> rusqlite::Result<Counted> {
+    let mut counted = Counted::default();
     if updates.is_empty() {
-        return Ok(0);
+        return Ok(counted);
     }
     // A round can carry tens of thousands of completions: prepare each
     // statement once per transaction, not once per row.
@@ -370,7 +395,11 @@ pub(crate) fn apply_updates(
                 // Only a client that has not completed or been cut off
                 // changes: repeats are no-ops, so nothing counts twice.
                 let n = complete.execute(params![run_id, client, state, round, at])?;
-                counted += n as u64;
+                if round.is_some() {
+                    counted.broadcast += n as u64;
+                } else {
+                    counted.delta += n as u64;
+                }
                 if n > 0 {
                     // The client now runs the run's version: the gate sees it.
                     now_runs.execute(params![client, artifact, version, at])?;
@@ -383,7 +412,7 @@ pub(crate) fn apply_updates(
                          WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
                     )?
                     .execute(params![run_id, client, at])?;
-                counted += n as u64;
+                counted.current += n as u64;
                 if n > 0 {
                     now_runs.execute(params![client, artifact, version, at])?;
                 }

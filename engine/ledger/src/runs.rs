@@ -26,7 +26,8 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    fn as_str(self) -> &'static str {
+    /// The word stored and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Done => "done",
@@ -228,7 +229,9 @@ impl Ledger {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&wrap)?;
         let now = now_text();
-        let counted = apply_updates(&tx, run_id, &t.updates).map_err(&wrap)?;
+        let counted = apply_updates(&tx, run_id, &t.updates)
+            .map_err(&wrap)?
+            .total();
         let changed = tx
             .execute(
                 "UPDATE runs SET state = ?2, status = ?3, next_wake = ?4, updated_at = ?5 WHERE id = ?1",

@@ -18,6 +18,7 @@
 mod call;
 mod read;
 mod run;
+mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use call::{Call, DEFAULT_NOW, FactError};
 pub use run::{Answer, CaseReport, PolicyUnderTest};
+pub use schema::schema;
 
 /// The largest cases file read (1 MiB): a cases file is a few KiB; the cap
 /// bounds memory and parse time for a hostile or mistaken file.

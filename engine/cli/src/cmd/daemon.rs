@@ -24,6 +24,9 @@ is up, and STOPPING=1 as it stops.
 Config (YAML; relative paths are taken from the file's folder):
   home: ./.haifu              # ledger, store, keys; certificates under home/ca and home/certs
   listen: 0.0.0.0:7400        # where relays connect
+  api: 127.0.0.1:7480         # optional: the HTTP JSON API (tokens: haifu api token create)
+  metrics: 127.0.0.1:9464     # optional: GET /metrics for Prometheus (haifu metrics list);
+                              # not loopback only with metrics_public: true
   name: master                # certificate name (haifu ca issue master --role master)
   plugins: /usr/lib/haifu/plugins  # optional: folder of transport plugins
   settle_ms: 5000             # optional: wait for completions in flight after a round
@@ -54,6 +57,8 @@ Config (YAML):
   tls: { ca: ca.pem, cert: store-east.pem, key: store-east.key }
   multicast: { group: 239.255.91.7:7500, interface: eth0, ttl: 1 }
   data: /var/lib/haifu-relay             # fetched artifacts
+  metrics: 127.0.0.1:9464                # optional: GET /metrics for Prometheus; an address
+  metrics_public: false                  # other than loopback needs metrics_public: true
   transports:                            # optional: plugins by name, each with its section
     control: quic                        # (default) peer streams to the master and clients
     broadcast: udp-peers                 # default multicast; any datagram plugin
@@ -84,6 +89,8 @@ Config (YAML):
   install_root: /opt/pos-app
   multicast: { interface: eth0 }
   post_install: { program: /usr/bin/systemctl, args: [restart, pos-app], timeout_secs: 120 }
+  metrics: 127.0.0.1:9464                # optional: GET /metrics for Prometheus (haifu metrics
+                                         # list); not loopback only with metrics_public: true
   transports: { control: quic, broadcast: multicast }   # optional; plus config: {NAME: {..}}
 
 Example: haifu client --config examples/fleet/client-1.yaml"

@@ -14,6 +14,7 @@ pub(crate) mod fsck;
 pub(crate) mod gate;
 pub(crate) mod keys;
 pub(crate) mod manifest;
+pub(crate) mod metrics;
 pub(crate) mod plugins;
 pub(crate) mod policy;
 pub(crate) mod register;

@@ -9,7 +9,7 @@ use haifu_fleet::config;
 #[command(
     after_help = "Prints a JSON Schema (draft 2020-12) on stdout, made from the same \
 definitions the parser reads, so an editor checks and completes the keys haifu accepts. The \
-repository keeps them under workflows/ and examples/schemas/; a YAML file names its schema on \
+repository keeps them under workflows/, examples/schemas/ and policies/tests/; a YAML file names its schema on \
 a comment line the YAML language server reads:
 
   # yaml-language-server: $schema=../schemas/master.schema.json
@@ -37,6 +37,8 @@ pub(crate) enum Of {
     Relay,
     /// `haifu client --config`.
     Client,
+    /// A policy's cases (`haifu policy test POLICY.rhai CASES.yaml`).
+    PolicyCases,
 }
 
 /// The schema of `of`, as printed (pretty JSON).
@@ -46,6 +48,7 @@ pub(crate) fn text(of: Of) -> Result<String> {
         Of::Master => config::schema::<config::MasterConfig>("haifu master config"),
         Of::Relay => config::schema::<config::RelayConfig>("haifu relay config"),
         Of::Client => config::schema::<config::ClientConfig>("haifu client config"),
+        Of::PolicyCases => haifu_policy::cases::schema(),
     };
     Ok(serde_json::to_string_pretty(&value)? + "\n")
 }

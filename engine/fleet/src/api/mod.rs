@@ -10,6 +10,7 @@
 //! | `GET /v1/runs/{id}/audit` | read | the audit: per relay, who has what |
 //! | `GET /v1/fleet` | read | every client: relay, version, last contact, cut-off |
 //! | `GET /v1/gate?client=C&service=S` | read | `{"allow": bool, "reason": "…"}` |
+//! | `GET /metrics` | read | the master's metrics, Prometheus text ([`crate::metrics`]) |
 //!
 //! Every route but `/healthz`, unknown ones included, needs
 //! `Authorization: Bearer hfu_…` with a token from `haifu api token create`
@@ -23,12 +24,11 @@
 //! What it does not do: listen on a non-loopback address while the ledger
 //! holds no token (the master refuses to start), or let any caller hold more
 //! than its share of the master: connections are capped, slow or idle ones
-//! time out, heads and bodies are bounded (`serve.rs`, `api_limits` in the
-//! master's config).
+//! time out, heads and bodies are bounded ([`crate::http`], `api_limits` in
+//! the master's config).
 
 pub mod auth;
 mod routes;
-mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,7 +46,10 @@ use haifu_policy::PolicySet;
 use crate::FleetError;
 use crate::common::Shutdown;
 use crate::config::ApiLimits;
+use crate::metrics::MasterMetrics;
 use routes::error;
+
+pub use crate::http::is_loopback;
 
 /// The restriction policy in use, and the workflow it came from.
 type GateCache = Arc<Mutex<Option<(Option<PathBuf>, Arc<PolicySet>)>>>;
@@ -58,6 +61,8 @@ struct Api {
     gate: GateCache,
     tokens: Arc<auth::Tokens>,
     max_body: u64,
+    /// The master's metrics: `/metrics`, and the gate's answers.
+    metrics: Arc<MasterMetrics>,
 }
 
 /// Why the API cannot start.
@@ -76,20 +81,8 @@ pub enum StartError {
     #[error("api: {0}")]
     Ledger(#[from] haifu_ledger::LedgerError),
     /// The runtime, the socket or the thread.
-    #[error("api: {what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The system's error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Whether `addr` only accepts connections from this machine
-/// (`127.0.0.0/8`, `::1`, and `::ffff:127.x.y.z`).
-pub fn is_loopback(addr: SocketAddr) -> bool {
-    addr.ip().to_canonical().is_loopback()
+    #[error(transparent)]
+    Listen(#[from] crate::http::ListenError),
 }
 
 /// The API's routes and layers: limits, then auth (all but `/healthz`).
@@ -100,10 +93,11 @@ fn router(api: Api) -> Router {
         .route("/v1/runs/{id}/audit", get(routes::audit))
         .route("/v1/fleet", get(routes::fleet))
         .route("/v1/gate", get(routes::gate))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such route (see /v1/runs, /v1/fleet, /v1/gate)",
+                "no such route (see /v1/runs, /v1/fleet, /v1/gate, /metrics)",
             )
         })
         // Every endpoint today only reads. A write endpoint goes in its own
@@ -141,21 +135,11 @@ async fn limit_body(State(api): State<Api>, req: Request, next: Next) -> Respons
     next.run(req).await
 }
 
-/// A listening socket with a deep accept queue: a burst of connections
-/// waits there for the accept loop instead of having its SYNs dropped (each
-/// drop costs the connecting client a second before it retries). The
-/// kernel caps it at `net.core.somaxconn`.
-fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    // As std and tokio do for a listener: a restarted master can bind again
-    // while the old connections sit in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+/// `GET /metrics` on the API: the same text as the `metrics:` listener,
+/// behind a read token (the way to scrape the master off loopback with
+/// authentication: Prometheus's `authorization: { credentials_file: … }`).
+async fn metrics(State(api): State<Api>, req: Request) -> Response {
+    crate::metrics::answer(&api.metrics.exporter(), req.headers()).await
 }
 
 /// Serves the API on `addr` until `shutdown` is set. Returns once bound (the
@@ -165,6 +149,7 @@ pub fn spawn(
     addr: SocketAddr,
     limits: ApiLimits,
     ledger_path: PathBuf,
+    metrics: Arc<MasterMetrics>,
     shutdown: Shutdown,
 ) -> Result<SocketAddr, FleetError> {
     // Tokens are required on every address; off loopback, the master also
@@ -177,47 +162,15 @@ pub fn spawn(
     {
         return Err(StartError::Unguarded { addr }.into());
     }
-    let io = |what: String| move |source| StartError::Io { what, source };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(io("runtime".into()))?;
-    let listener = rt
-        .block_on(async { listen(addr) })
-        .map_err(io(format!("cannot listen on {addr}")))?;
-    let bound = listener.local_addr().unwrap_or(addr);
     let api = Api {
         tokens: Arc::new(auth::Tokens::new(ledger_path.clone())),
         ledger: ledger_path,
         gate: Arc::new(Mutex::new(None)),
         max_body: limits.max_body_bytes,
+        metrics,
     };
-    let app = router(api);
-    std::thread::Builder::new()
-        .name("api".into())
-        .spawn(move || rt.block_on(serve::serve(listener, app, limits, shutdown)))
-        .map_err(io("thread".into()))?;
+    let bound =
+        crate::http::spawn("api", addr, router(api), limits, shutdown).map_err(StartError::from)?;
     tracing::info!(listen = %bound, "HTTP API serving");
     Ok(bound)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_is_127_8_and_1_also_mapped() {
-        for a in [
-            "127.0.0.1:1",
-            "127.9.9.9:1",
-            "[::1]:1",
-            "[::ffff:127.0.0.1]:1",
-        ] {
-            assert!(is_loopback(a.parse().unwrap()), "{a}");
-        }
-        for a in ["0.0.0.0:1", "10.0.0.5:1", "[::]:1", "[::ffff:10.0.0.5]:1"] {
-            assert!(!is_loopback(a.parse().unwrap()), "{a}");
-        }
-    }
 }

@@ -201,6 +201,7 @@ pub(super) async fn gate(State(api): State<Api>, RawQuery(query): RawQuery) -> R
         let answer =
             haifu_runtime::gate::decide(&l, &policies, &client, &service, jiff::Timestamp::now())
                 .map_err(internal)?;
+        api.metrics.gate_answered(answer.allow);
         Ok(Json(json!({ "allow": answer.allow, "reason": answer.reason })).into_response())
     })
     .await

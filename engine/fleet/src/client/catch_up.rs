@@ -54,6 +54,9 @@ pub(super) fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
                 Ok(Check::UpToDate) => Duration::from_secs(30),
                 Ok(Check::Installed) => Duration::from_secs(30),
                 Err(e) => {
+                    if e.is_install_failure() {
+                        client.metrics.installed(crate::metrics::Via::Master, false);
+                    }
                     tracing::warn!(
                         "boot check: {}; the installed version is unchanged, retrying",
                         haifu_plugin_host::error_chain(&e)
@@ -124,6 +127,17 @@ pub(super) enum CatchUpError {
     /// The completion could not be kept.
     #[error("completion")]
     Outbox(#[from] crate::FleetError),
+}
+
+impl CatchUpError {
+    /// Whether what the master sent did not apply, verify or install (the
+    /// others are the link's, the master's or this machine's).
+    fn is_install_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Delta { .. } | Self::Install { .. } | Self::NotTarget | Self::Manifest(_)
+        )
+    }
 }
 
 fn install(what: &'static str) -> impl FnOnce(haifu_install::InstallError) -> CatchUpError {

@@ -47,6 +47,7 @@ use crate::common::plugins;
 use crate::config::ClientConfig;
 use crate::link::Counters;
 use crate::link::Link;
+use crate::metrics::{ClientMetrics, ClientView, Via};
 use catch_up::boot_checks;
 use machine::ClientCore;
 use machine::Effect;
@@ -64,6 +65,7 @@ struct Client {
     /// Set to stop the receiver (a new session replaced it).
     cancel: Mutex<Arc<AtomicBool>>,
     counters: Arc<Counters>,
+    metrics: ClientMetrics,
     /// What hostile or useless traffic the receivers met.
     hostile: Hostile,
     /// Set while the current receiver has made no progress for
@@ -121,6 +123,14 @@ impl Client {
     /// of the events they lead to), under the core's lock so the relay
     /// gets messages in the core's order.
     fn handle(self: &Arc<Self>, event: Event) {
+        if let Event::Installed { pending, .. } = &event {
+            let via = if pending.delta {
+                Via::Master
+            } else {
+                Via::Broadcast
+            };
+            self.metrics.installed(via, true);
+        }
         let mut core = self.core();
         let mut events = vec![event];
         let mut receive = Vec::new();
@@ -140,6 +150,7 @@ impl Client {
                         }
                     },
                     Effect::Forget => {
+                        self.metrics.acknowledged();
                         let _ = std::fs::remove_file(self.pending_path());
                     }
                     Effect::Receive { session, manifest } => receive.push((session, manifest)),
@@ -149,6 +160,24 @@ impl Client {
         drop(core);
         for (session, manifest) in receive {
             receive::start(self, *session, *manifest);
+        }
+    }
+}
+
+impl Client {
+    /// The client's state, for the metrics.
+    fn view(&self) -> ClientView {
+        let (receiving, pending) = {
+            let core = self.core();
+            (core.receiving().is_some(), u64::from(core.has_pending()))
+        };
+        ClientView {
+            relay_connected: self.link().is_some(),
+            receiving,
+            pending,
+            installed: installed_ref(&self.root)
+                .map(|i| (i.name.to_string(), i.version.to_string())),
+            stalls: self.hostile.stalls.load(Ordering::Relaxed),
         }
     }
 }
@@ -180,6 +209,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     );
     let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
+    let counters = Arc::new(Counters::default());
     let client = Arc::new(Client {
         cfg: cfg.clone(),
         pinned,
@@ -187,13 +217,23 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         link: Mutex::new(None),
         core: Mutex::new(core),
         cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
-        counters: Arc::new(Counters::default()),
+        metrics: ClientMetrics::new(Arc::clone(&counters)),
+        counters,
         hostile: Hostile::default(),
         stalled: AtomicBool::new(false),
         installing: Mutex::new(()),
         shutdown: shutdown.clone(),
         multicast,
     });
+    {
+        let weak = Arc::downgrade(&client);
+        client
+            .metrics
+            .watch(move || weak.upgrade().map(|c| c.view()).unwrap_or_default());
+    }
+    if let Some(a) = cfg.metrics {
+        crate::metrics::spawn(a, client.metrics.exporter(), shutdown.clone())?;
+    }
     tracing::info!(
         id = %cfg.id,
         relay = %cfg.relay.address,

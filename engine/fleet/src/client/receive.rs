@@ -39,7 +39,10 @@ pub(super) fn start(client: &Arc<Client>, s: SessionKey, manifest: Manifest) {
             match receive(&client, &s, &manifest, &cancel) {
                 Ok(true) => {}
                 Ok(false) => tracing::info!(run, "receiving stopped"),
-                Err(e) => tracing::error!(run, "receiving failed: {e}"),
+                Err(e) => {
+                    client.metrics.session_failed(&e);
+                    tracing::error!(run, "receiving failed: {e}");
+                }
             }
             if client.core().receiving() == Some(run) {
                 client.stalled.store(false, Ordering::SeqCst);
@@ -148,6 +151,7 @@ pub(super) fn receive(
             Instant::now() + REPORT_EVERY,
         )?;
         listening.tick(client, s, &receiver);
+        client.metrics.received(s.run, &stats, &receiver);
         total.accepted += stats.accepted;
         total.redundant += stats.redundant;
         note_hostile(client, s, &stats.rejected);

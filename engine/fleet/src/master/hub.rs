@@ -31,6 +31,8 @@ use super::machine::Event;
 use super::machine::MasterCore;
 use crate::common::Shutdown;
 use crate::link::Link;
+use crate::metrics::{MasterMetrics, PeerView};
+use haifu_protocol::Role;
 
 struct Shared {
     core: MasterCore,
@@ -49,6 +51,7 @@ pub(super) struct Hub {
     writes: Sender<FleetBatch>,
     store: Store,
     ledger_path: PathBuf,
+    metrics: Arc<MasterMetrics>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -64,6 +67,7 @@ impl Hub {
         writes: Sender<FleetBatch>,
         store: Store,
         ledger_path: PathBuf,
+        metrics: Arc<MasterMetrics>,
     ) -> Self {
         Self {
             shared: Mutex::new(Shared {
@@ -76,6 +80,7 @@ impl Hub {
             writes,
             store,
             ledger_path,
+            metrics,
         }
     }
 
@@ -197,6 +202,20 @@ impl Hub {
         self.handle(Event::Closed { conn });
     }
 
+    /// The peers connected now, for the metrics.
+    pub(super) fn peers(&self) -> PeerView {
+        let mut v = PeerView::default();
+        for l in self.lock().links.values() {
+            match l.session().peer_role {
+                Role::Relay => v.relays.push(l.peer().to_owned()),
+                Role::Client => v.clients += 1,
+                _ => {}
+            }
+        }
+        v.relays.sort();
+        v
+    }
+
     /// The run on air.
     pub(super) fn active(&self) -> Option<ActiveRun> {
         self.lock().core.active().cloned()
@@ -290,6 +309,7 @@ impl TrafficLog {
         round: Option<u32>,
         bytes: u64,
     ) {
+        self.0.metrics.sent(kind, bytes);
         self.0.handle(Event::Traffic(Traffic {
             run,
             peer: peer.to_owned(),

@@ -44,6 +44,7 @@ use crate::common::plugins;
 use crate::config::MasterConfig;
 use crate::config::TlsFiles;
 use crate::link::Counters;
+use crate::metrics::MasterMetrics;
 use deny::deny_list;
 use drive::drive_runs;
 use hub::Hub;
@@ -94,15 +95,21 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let addr = ep.local_addr().unwrap_or_else(|_| cfg.listen.to_string());
     tracing::info!(listen = %addr, name = %cfg.name, home = %home.display(), "master started");
 
+    let counters = Arc::new(Counters::default());
+    let metrics = Arc::new(MasterMetrics::new(
+        Arc::clone(&counters),
+        cfg.relays.clone(),
+        Some(ledger_path.clone()),
+    ));
     if let Some(a) = cfg.api {
         crate::api::spawn(
             a,
             cfg.api_limits.clone(),
             ledger_path.clone(),
+            Arc::clone(&metrics),
             shutdown.clone(),
         )?;
     }
-    let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::channel::<haifu_ledger::FleetBatch>();
     let core = MasterCore::new(cfg.relays.clone(), bound, Arc::clone(&counters));
     let hub = Arc::new(Hub::new(
@@ -111,14 +118,23 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         tx,
         store.clone(),
         ledger_path.clone(),
+        Arc::clone(&metrics),
     ));
+    {
+        let hub = Arc::downgrade(&hub);
+        metrics.watch(move || hub.upgrade().map(|h| h.peers()).unwrap_or_default());
+    }
+    if let Some(a) = cfg.metrics {
+        crate::metrics::spawn(a, metrics.exporter(), shutdown.clone())?;
+    }
     let recorder = {
         let path = ledger_path.clone();
         let shutdown = shutdown.clone();
         let hub = Arc::clone(&hub);
+        let metrics = Arc::clone(&metrics);
         std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || recorder(&path, &rx, &hub, &shutdown))
+            .spawn(move || recorder(&path, &rx, &hub, &metrics, &shutdown))
             .map_err(FleetError::thread("recorder"))?
     };
     {

@@ -14,6 +14,7 @@ use haifu_ledger::Ledger;
 use super::hub::Hub;
 use super::machine::Event;
 use crate::common::Shutdown;
+use crate::metrics::MasterMetrics;
 
 /// A commit slower than this is logged: completions wait for it.
 const COMMIT_STALL: Duration = Duration::from_secs(1);
@@ -27,6 +28,7 @@ pub(super) fn recorder(
     path: &std::path::Path,
     rx: &Receiver<FleetBatch>,
     hub: &Arc<Hub>,
+    metrics: &MasterMetrics,
     shutdown: &Shutdown,
 ) {
     let mut ledger = match Ledger::open(path) {
@@ -46,8 +48,9 @@ pub(super) fn recorder(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let started = Instant::now();
-        let result = ledger.apply_fleet(&batch);
+        let result = ledger.apply_fleet_counted(&batch);
         let took = started.elapsed();
+        metrics.committed(took, result.as_ref().ok().copied());
         if took > COMMIT_STALL {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
@@ -55,7 +58,8 @@ pub(super) fn recorder(
             );
         }
         match result {
-            Ok(n) => {
+            Ok(counted) => {
+                let n = counted.total();
                 total += n;
                 tracing::debug!(
                     new = n,

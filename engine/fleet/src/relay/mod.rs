@@ -43,6 +43,7 @@ use crate::config::RelayConfig;
 use crate::link;
 use crate::link::Counters;
 use crate::link::Link;
+use crate::metrics::{RelayMetrics, RelayView};
 use broadcaster::broadcaster;
 use clients::serve_client;
 use fetch::FetchFiles;
@@ -81,6 +82,7 @@ struct Relay {
     cfg: RelayConfig,
     shared: Mutex<Shared>,
     counters: Arc<Counters>,
+    metrics: RelayMetrics,
     shutdown: Shutdown,
     ep: Arc<Endpoint>,
     on_air: mpsc::Sender<ToAir>,
@@ -100,6 +102,7 @@ impl Relay {
         let mut deny = None;
         let mut to_air = Vec::new();
         while let Some(event) = events.pop() {
+            self.count(&event);
             for effect in sh.core.handle(event) {
                 match effect {
                     Effect::ToMaster(msg) => {
@@ -120,6 +123,7 @@ impl Relay {
                         }
                     }
                     Effect::FetchWrite { transfer, bytes } => {
+                        self.metrics.fetched(bytes.len() as u64);
                         if let Err(e) = sh.fetches.write(transfer, &bytes) {
                             tracing::error!("writing the fetched artifact: {e}");
                             events.push(Event::FetchFailed { transfer });
@@ -152,12 +156,35 @@ impl Relay {
             // The plugin refuses them at the handshake from now on and
             // closes their live connections.
             match self.ep.set_denied(&ids) {
-                Ok(()) => tracing::info!(denied = ids.len(), "deny list applied"),
+                Ok(()) => {
+                    self.metrics.denied(ids.len());
+                    tracing::info!(denied = ids.len(), "deny list applied");
+                }
                 Err(e) => tracing::error!("applying the deny list: {e}"),
             }
         }
         for order in to_air {
             let _ = self.on_air.send(order);
+        }
+    }
+
+    /// The links, for the metrics.
+    fn view(&self) -> RelayView {
+        let sh = self.lock();
+        RelayView {
+            master_connected: sh.master.is_some(),
+            clients_connected: sh.clients.len() as u64,
+        }
+    }
+
+    /// Counts what `event` says happened (rounds, fetches), whether it came
+    /// from a thread or from the effects of another event.
+    fn count(&self, event: &Event) {
+        match event {
+            Event::RoundSent(d) => self.metrics.round_sent(d.datagrams, d.bytes, d.elapsed_ms),
+            Event::RoundFailed { .. } => self.metrics.round_failed(),
+            Event::Fetched { ok, .. } => self.metrics.fetch_done(*ok),
+            _ => {}
         }
     }
 
@@ -198,6 +225,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     };
     let counters = Arc::new(Counters::default());
     let (on_air, orders) = mpsc::channel();
+    let metrics = RelayMetrics::new(Arc::clone(&counters));
     let relay = Arc::new(Relay {
         cfg: cfg.clone(),
         shared: Mutex::new(Shared {
@@ -208,10 +236,20 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             fetches: FetchFiles::default(),
         }),
         counters,
+        metrics,
         shutdown: shutdown.clone(),
         ep: Arc::clone(&ep),
         on_air,
     });
+    {
+        let weak = Arc::downgrade(&relay);
+        relay
+            .metrics
+            .watch(move || weak.upgrade().map(|r| r.view()).unwrap_or_default());
+    }
+    if let Some(a) = cfg.metrics {
+        crate::metrics::spawn(a, relay.metrics.exporter(), shutdown.clone())?;
+    }
     tracing::info!(
         name = %cfg.name,
         listen = %ep.local_addr().unwrap_or_default(),

@@ -9,6 +9,16 @@ type Problems = Vec<(Pos, String)>;
 
 const CASE_KEYS: &[&str] = &["name", "next_round", "allow", "disconnect", "expect"];
 
+/// The keys `expect:` takes for `role`'s entry point (the reader and the
+/// schema both read this).
+pub(super) fn expect_keys(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Retry => &["stop", "wait", "reason", "reason_contains", "fallback"],
+        Role::Restrict => &["allow", "reason", "reason_contains", "fallback"],
+        Role::Disconnect => &["cut", "reason", "reason_contains", "fallback"],
+    }
+}
+
 /// Reads the whole file: `cases:` and its list.
 pub(super) fn cases(root: Option<&Node>) -> Result<Vec<Case>, Problems> {
     let mut problems = Problems::new();
@@ -183,11 +193,7 @@ fn prefix(entry: &str, key: &str, message: String) -> String {
 }
 
 fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
-    let keys: &[&str] = match role {
-        Role::Retry => &["stop", "wait", "reason", "reason_contains", "fallback"],
-        Role::Restrict => &["allow", "reason", "reason_contains", "fallback"],
-        Role::Disconnect => &["cut", "reason", "reason_contains", "fallback"],
-    };
+    let keys = expect_keys(role);
     let entries = map(node, "expect", problems)?;
     let before = problems.len();
     let (mut stop, mut wait, mut decision, mut reason, mut fallback) =

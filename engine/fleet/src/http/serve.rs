@@ -1,8 +1,11 @@
-//! The API's accept loop: HTTP/1.1 connections (hyper) under a cap, with
-//! timeouts, so no caller can hold more than its share of the master.
+//! The accept loop of the daemons' HTTP listeners (the master's API, every
+//! daemon's `/metrics`): HTTP/1.1 connections (hyper) under a cap, with
+//! timeouts, so no caller can hold more than its share of the daemon. The
+//! numbers below are the API's defaults (`api_limits`); the metrics
+//! listener has smaller fixed ones ([`crate::metrics`]).
 //!
-//! - **Cap** (`api_limits.max_connections`, default 512): the master holds
-//!   no more API connections than that, whatever a peer opens, so the API
+//! - **Cap** (`api_limits.max_connections`, default 512): the daemon holds
+//!   no more connections than that, whatever a peer opens, so a listener
 //!   cannot exhaust its file descriptors. (A connection evicted in the
 //!   instant its request arrived finishes that request first, within the
 //!   request timeout, outside the count.)
@@ -13,7 +16,7 @@
 //!   connection is closed to make room, and only if every connection is busy
 //!   with a request is the new one closed at once. Why this and not simply
 //!   closing what comes over the cap: a peer that opens connections and
-//!   sends nothing would then keep the API to itself until the header
+//!   sends nothing would then keep the listener to itself until the header
 //!   timeout, and could open new ones as fast as old ones time out. With
 //!   eviction, idle connections only push out other idle connections; a
 //!   client that sends its request right after connecting (as every real
@@ -29,24 +32,23 @@
 //! - **Head size** (`max_header_bytes`): hyper's read buffer; a longer head
 //!   gets 431 and the connection is closed.
 //!
-//! What it does not do: TLS (the API is meant for loopback or a trusted
-//! segment; put a TLS proxy in front otherwise), or HTTP/2.
+//! What it does not do: TLS (the listeners are meant for loopback or a
+//! trusted segment; put a TLS proxy in front otherwise), or HTTP/2.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
-use super::routes::error;
 use crate::common::Shutdown;
 use crate::config::ApiLimits;
 
@@ -138,6 +140,8 @@ impl Registry {
 /// every few seconds rather than a line per connection.
 #[derive(Default)]
 struct CapLog {
+    /// The listener, in log lines (`api`, `metrics`).
+    name: &'static str,
     evicted: u64,
     refused: u64,
     last: Option<Instant>,
@@ -159,7 +163,8 @@ impl CapLog {
                 cap,
                 evicted_idle = self.evicted,
                 refused = self.refused,
-                "api: connection cap reached"
+                "{}: connection cap reached",
+                self.name
             );
             self.last = Some(now);
             self.evicted = 0;
@@ -170,7 +175,8 @@ impl CapLog {
 
 /// Serves `app` on `listener` until `shutdown` is set, then lets requests in
 /// flight finish (within the request timeout).
-pub(super) async fn serve(
+pub(crate) async fn serve(
+    name: &'static str,
     listener: TcpListener,
     app: Router,
     limits: ApiLimits,
@@ -184,7 +190,10 @@ pub(super) async fn serve(
         }
     };
     tokio::pin!(stopping);
-    let mut cap_log = CapLog::default();
+    let mut cap_log = CapLog {
+        name,
+        ..CapLog::default()
+    };
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -195,7 +204,7 @@ pub(super) async fn serve(
             Err(e) => {
                 // Out of descriptors, or the peer gave up before accept:
                 // pause rather than spin, then carry on.
-                tracing::warn!("api: accept: {e}");
+                tracing::warn!("{name}: accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -213,6 +222,7 @@ pub(super) async fn serve(
             }
         };
         let task = connection(
+            name,
             stream,
             Arc::clone(&conn),
             app.clone(),
@@ -249,6 +259,7 @@ pub(super) async fn serve(
 
 /// Drives one connection until it ends, is evicted or the API stops.
 fn connection(
+    name: &'static str,
     stream: TcpStream,
     conn: Arc<Conn>,
     app: Router,
@@ -285,7 +296,7 @@ fn connection(
             r = &mut serving => {
                 if let Err(e) = r {
                     // Timeouts, resets, malformed heads: the peer's doing.
-                    tracing::debug!("api: connection: {e}");
+                    tracing::debug!("{name}: connection: {e}");
                 }
                 return;
             }
@@ -303,21 +314,23 @@ fn connection(
 }
 
 /// Closes an idle connection with a reset. A plain close would leave the
-/// master holding a TIME_WAIT entry per evicted connection for a minute
+/// daemon holding a TIME_WAIT entry per evicted connection for a minute
 /// (60,000 after a flood like the load test's); this one never sent a
 /// request, so there is no answer a reset could cut short.
 fn abort(stream: TcpStream) {
     if let Err(e) = stream.set_zero_linger() {
-        tracing::debug!("api: SO_LINGER: {e}");
+        tracing::debug!("SO_LINGER: {e}");
     }
 }
 
+/// 503 with the API's error shape, `{"error": "…"}`.
 fn timed_out(after: Duration) -> Response {
-    error(
+    let msg = format!("request took longer than {} s", after.as_secs());
+    (
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("request took longer than {} s", after.as_secs()),
+        Json(serde_json::json!({ "error": msg })),
     )
-    .into_response()
+        .into_response()
 }
 
 #[cfg(test)]
