@@ -33,12 +33,20 @@ struct Outcome {
     outcome: &'static str,
 }
 
+/// `outcome="decoded"|"undecoded"|"silent"`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Listeners {
+    outcome: &'static str,
+}
+
 /// A relay's registry and the counters its threads bump.
 pub struct RelayMetrics {
     rounds: Family<Outcome, Counter>,
     datagrams: Counter,
     bytes: Counter,
     round_seconds: Histogram,
+    repair_bytes: Counter,
+    listeners: Family<Listeners, Counter>,
     fetched: Counter,
     fetches: Family<Outcome, Counter>,
     view: Arc<OnceLock<ViewFn>>,
@@ -85,6 +93,21 @@ impl RelayMetrics {
             Unit::Seconds,
             round_seconds.clone(),
         );
+        let repair_bytes = Counter::default();
+        r.register_with_unit(
+            "haifu_relay_repair_sent",
+            "Bytes of repair symbols listening clients asked for (feedback repair), included in \
+             haifu_relay_multicast_sent_bytes",
+            Unit::Bytes,
+            repair_bytes.clone(),
+        );
+        let listeners = Family::<Listeners, Counter>::default();
+        r.register(
+            "haifu_relay_round_listeners",
+            "Clients that listened to a round, by how it ended for them (decoded, undecoded, \
+             silent: dropped from the wait after falling silent)",
+            listeners.clone(),
+        );
         let fetched = Counter::default();
         r.register_with_unit(
             "haifu_relay_fetched",
@@ -106,6 +129,9 @@ impl RelayMetrics {
         for outcome in ["ok", "failed"] {
             let _ = fetches.get_or_create(&Outcome { outcome });
         }
+        for outcome in ["decoded", "undecoded", "silent"] {
+            let _ = listeners.get_or_create(&Listeners { outcome });
+        }
         let view: Arc<OnceLock<ViewFn>> = Arc::default();
         let denied = Arc::new(AtomicU64::new(0));
         r.register_collector(Box::new(Links(Arc::clone(&view), Arc::clone(&denied))));
@@ -114,6 +140,8 @@ impl RelayMetrics {
             datagrams,
             bytes,
             round_seconds,
+            repair_bytes,
+            listeners,
             fetched,
             fetches,
             view,
@@ -134,13 +162,29 @@ impl RelayMetrics {
     }
 
     /// A round was sent whole.
-    pub fn round_sent(&self, datagrams: u64, bytes: u64, elapsed_ms: u64) {
+    pub fn round_sent(&self, done: &haifu_protocol::RoundDone) {
         self.rounds
             .get_or_create(&Outcome { outcome: "sent" })
             .inc();
-        self.datagrams.inc_by(datagrams);
-        self.bytes.inc_by(bytes);
-        self.round_seconds.observe(elapsed_ms as f64 / 1000.0);
+        self.datagrams.inc_by(done.datagrams);
+        self.bytes.inc_by(done.bytes);
+        self.round_seconds.observe(done.elapsed_ms as f64 / 1000.0);
+        if let Some(l) = &done.listeners {
+            self.repair_bytes.inc_by(l.repair_bytes);
+            let undecoded = l
+                .listening
+                .saturating_sub(l.decoded)
+                .saturating_sub(l.silent);
+            for (outcome, n) in [
+                ("decoded", l.decoded),
+                ("undecoded", undecoded),
+                ("silent", l.silent),
+            ] {
+                self.listeners
+                    .get_or_create(&Listeners { outcome })
+                    .inc_by(u64::from(n));
+            }
+        }
     }
 
     /// A round failed (its datagrams so far are not counted: the relay

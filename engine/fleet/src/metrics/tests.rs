@@ -39,12 +39,40 @@ fn value(samples: &[(String, String, f64)], name: &str, labels: &str) -> Option<
         .map(|s| s.2)
 }
 
+fn done(
+    datagrams: u64,
+    bytes: u64,
+    elapsed_ms: u64,
+    listeners: Option<haifu_protocol::RoundListeners>,
+) -> haifu_protocol::RoundDone {
+    haifu_protocol::RoundDone {
+        run: 1,
+        round: 1,
+        datagrams,
+        bytes,
+        elapsed_ms,
+        listeners,
+    }
+}
+
 #[test]
 fn a_relays_rounds_encode_with_units_help_and_types() {
     let links = std::sync::Arc::new(Counters::default());
     let m = RelayMetrics::new(std::sync::Arc::clone(&links));
-    m.round_sent(700, 1_013_600, 2_500);
-    m.round_sent(300, 434_400, 900);
+    m.round_sent(&done(700, 1_013_600, 2_500, None));
+    m.round_sent(&done(
+        300,
+        434_400,
+        900,
+        Some(haifu_protocol::RoundListeners {
+            listening: 8,
+            decoded: 6,
+            silent: 1,
+            repair_bytes: 28_960,
+            max_loss_permille: 50,
+            ended: 0,
+        }),
+    ));
     m.round_failed();
     m.fetched(4096);
     m.fetch_done(true);
@@ -65,6 +93,10 @@ fn a_relays_rounds_encode_with_units_help_and_types() {
         "haifu_relay_rounds_total{outcome=\"failed\"} 1",
         "haifu_relay_rounds_total{outcome=\"sent\"} 2",
         "haifu_relay_fetched_bytes_total 4096",
+        "haifu_relay_repair_sent_bytes_total 28960",
+        "haifu_relay_round_listeners_total{outcome=\"decoded\"} 6",
+        "haifu_relay_round_listeners_total{outcome=\"undecoded\"} 1",
+        "haifu_relay_round_listeners_total{outcome=\"silent\"} 1",
         "haifu_relay_clients_connected 7",
         "haifu_relay_master_connected 1",
         "haifu_relay_denied_clients 3",
@@ -93,7 +125,7 @@ fn a_relays_rounds_encode_with_units_help_and_types() {
 #[test]
 fn openmetrics_text_ends_with_eof_and_names_units() {
     let m = RelayMetrics::new(std::sync::Arc::default());
-    m.round_sent(1, 1448, 10);
+    m.round_sent(&done(1, 1448, 10, None));
     let text = m.exporter().openmetrics().unwrap();
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(
@@ -316,7 +348,7 @@ fn the_masters_census_counts_live_runs_from_the_ledger_and_is_cached() {
 /// timeout; stopped when the returned flag is set.
 fn listener() -> (SocketAddr, crate::Shutdown) {
     let m = RelayMetrics::new(std::sync::Arc::default());
-    m.round_sent(10, 14_480, 100);
+    m.round_sent(&done(10, 14_480, 100, None));
     let stop = crate::Shutdown::new();
     let limits = ApiLimits {
         header_timeout_secs: 1,

@@ -181,7 +181,7 @@ impl Relay {
     /// from a thread or from the effects of another event.
     fn count(&self, event: &Event) {
         match event {
-            Event::RoundSent(d) => self.metrics.round_sent(d.datagrams, d.bytes, d.elapsed_ms),
+            Event::RoundSent(d) => self.metrics.round_sent(d),
             Event::RoundFailed { .. } => self.metrics.round_failed(),
             Event::Fetched { ok, .. } => self.metrics.fetch_done(*ok),
             _ => {}
