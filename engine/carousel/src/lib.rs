@@ -15,7 +15,8 @@
 //!   discarded and gathered again; hashes the artifact in order if asked
 //!   ([`ArtifactHasher`]);
 //! - computes the per-block hashes at registration ([`BlockHasher`]);
-//! - computes when the next datagram may be sent at a bit rate ([`Pacer`]);
+//! - computes when the next datagrams may be sent at a bit rate of link
+//!   bytes, keeping up after a stall within a bound ([`Pacer`]);
 //! - gives a loss simulator the carousel's numbers, and computes how likely
 //!   one round is to be enough at a given loss ([`loss`]).
 //!
@@ -42,7 +43,7 @@ pub use hasher::ArtifactHasher;
 pub use layout::{
     CarouselConfig, DEFAULT_REPAIR_OVERHEAD, LayoutError, ObjectLayout, SYMBOL_SIZE, SessionShape,
 };
-pub use pacing::{Pacer, PacingError};
+pub use pacing::{LinkOverhead, Pacer, PacerConfig, PacingError};
 pub use plan::{BLOCK_HASH_LEN, BlockHash, BlockHasher, ReceivePlan, block_count, block_hash};
 pub use receiver::{Accepted, DecodedBlock, ObjectProgress, Progress, ReceiveError, Receiver};
 pub use sender::{EncodeError, ObjectEncoder, RoundDatagrams, Sender};
