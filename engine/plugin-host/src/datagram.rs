@@ -341,6 +341,22 @@ impl DatagramGroup {
 }
 
 impl DatagramGroup {
+    /// Whether [`send_batch`](Self::send_batch) goes through the plugin's
+    /// own `group_send_batch`: false when the plugin lacks it or answered
+    /// `UNSUPPORTED` on this group (until the first call, true when it is
+    /// offered).
+    pub fn sends_batches(&self) -> bool {
+        self.plugin.inner.vt.group_send_batch.is_some()
+            && !self.no_send_batch.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`recv_batch`](Self::recv_batch) goes through the plugin's
+    /// own `group_recv_batch` (as [`sends_batches`](Self::sends_batches)).
+    pub fn receives_batches(&self) -> bool {
+        self.plugin.inner.vt.group_recv_batch.is_some()
+            && !self.no_recv_batch.load(Ordering::Relaxed)
+    }
+
     /// The local address the group is bound to, as the plugin writes it
     /// (e.g. `0.0.0.0:47000`): `None` when the plugin does not offer
     /// `group_local_addr` (older plugins) or answers `UNSUPPORTED`.
