@@ -18,7 +18,8 @@
 //! - decides, during a round, which symbol goes out next from the
 //!   listeners' reports of what they still need, and when the round is
 //!   over ([`RepairRound`], fed by [`Receiver::report`]);
-//! - computes when the next datagram may be sent at a bit rate ([`Pacer`]);
+//! - computes when the next datagrams may be sent at a bit rate of link
+//!   bytes, keeping up after a stall within a bound ([`Pacer`]);
 //! - gives a loss simulator the carousel's numbers, and computes how likely
 //!   one round is to be enough at a given loss ([`loss`]).
 //!
@@ -46,7 +47,7 @@ pub use hasher::ArtifactHasher;
 pub use layout::{
     CarouselConfig, DEFAULT_REPAIR_OVERHEAD, LayoutError, ObjectLayout, SYMBOL_SIZE, SessionShape,
 };
-pub use pacing::{Pacer, PacingError};
+pub use pacing::{LinkOverhead, Pacer, PacerConfig, PacingError};
 pub use plan::{BLOCK_HASH_LEN, BlockHash, BlockHasher, ReceivePlan, block_count, block_hash};
 pub use receiver::{Accepted, DecodedBlock, ObjectProgress, Progress, ReceiveError, Receiver};
 pub use repair::{EndReason, Next, Outcome, RepairParams, RepairRound, Report, SymbolRef};

@@ -53,9 +53,9 @@ mod stream;
 #[allow(unsafe_code)]
 mod trust;
 
-pub use datagram::DatagramGroup;
+pub use datagram::{DatagramGroup, RecvBatch};
 pub use error::{DirError, ErrorKind, LoadError, TransportError, error_chain};
-pub use haifu_transport_abi::ABI_VERSION;
+pub use haifu_transport_abi::{ABI_VERSION, BATCH_MAX};
 pub use listing::{PluginEntry, PluginListing, list_plugins};
 pub use loader::{
     PLUGINS_ENV, Plugin, PluginInfo, PluginSet, Shapes, candidates, installed_plugin_dir, load,

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use haifu_plugin_host::{DatagramGroup, ErrorKind, Plugin};
+use haifu_plugin_host::{DatagramGroup, ErrorKind, Plugin, RecvBatch};
 
 fn plugin() -> Plugin {
     common::load("haifu-transport-multicast")
@@ -172,6 +172,11 @@ fn conforms_to_the_transport_spec() {
     let failed: Vec<_> = report.iter().filter(|c| !c.passed).collect();
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(report.len() >= 6);
+    // The batched calls are the plugin's own, not the host's fallback.
+    for name in ["datagram.send_batch", "datagram.recv_batch"] {
+        let c = report.iter().find(|c| c.name == name).unwrap();
+        assert!(!c.skipped, "{c:?}");
+    }
 }
 
 /// The operator's section is added after the engine's keys; a key the
@@ -197,4 +202,97 @@ fn operator_sections_pass_through_and_never_override_the_engine() {
     // The bound address.
     let a = g.local_addr().unwrap().unwrap();
     assert!(a.ends_with(&format!(":{port}")), "{a}");
+}
+
+fn numbered(count: u32, len: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let mut d = vec![0x5Au8; len];
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            d
+        })
+        .collect()
+}
+
+/// SPEC 5.8–5.9 on a real group: 64 datagrams leave in one `sendmmsg` and
+/// come in as batches of at most 16, whole and in order.
+#[test]
+fn a_batch_of_64_goes_out_in_one_call_and_comes_in_as_batches() {
+    let p = plugin();
+    let port = common::unique_port();
+    let rx = group(&p, port, "");
+    let tx = group(&p, port, "join=false");
+    let datagrams = numbered(64, 1448);
+    let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+    assert_eq!(tx.send_batch(&refs).unwrap(), 64);
+    let mut batch = RecvBatch::new(16, 2048);
+    let mut got = Vec::new();
+    let mut calls = 0;
+    while got.len() < datagrams.len() {
+        let n = rx
+            .recv_batch(&mut batch, Some(Duration::from_secs(2)))
+            .unwrap();
+        assert!((1..=16).contains(&n), "{n}");
+        assert_eq!(batch.too_large(), 0);
+        got.extend(batch.datagrams().map(<[u8]>::to_vec));
+        calls += 1;
+    }
+    assert_eq!(got, datagrams);
+    assert!(calls >= 4);
+    // Nothing more: the wait for the first datagram is the timeout.
+    let t = Instant::now();
+    let e = rx
+        .recv_batch(&mut batch, Some(Duration::from_millis(100)))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(t.elapsed() >= Duration::from_millis(90));
+    assert!(batch.is_empty());
+    let e = tx.recv_batch(&mut batch, Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
+}
+
+#[test]
+fn a_batch_stops_before_an_oversize_datagram_and_drops_one_too_large_for_its_slot() {
+    let p = plugin();
+    let port = common::unique_port();
+    let rx = group(&p, port, "");
+    let tx = group(&p, port, "join=false\nmax_datagram=1500");
+    let (ok, big) = (vec![1u8; 1000], vec![2u8; 1501]);
+    assert_eq!(tx.send_batch(&[&ok, &ok, &big, &ok]).unwrap(), 2);
+    let e = tx.send_batch(&[&big, &ok]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge, "{e}");
+    tx.send(&[3u8; 100]).unwrap();
+    // Slots of 500 bytes: the two of 1,000 are dropped and counted, the
+    // one of 100 comes whole.
+    let mut batch = RecvBatch::new(8, 500);
+    let mut seen = Vec::new();
+    let mut too_large = 0;
+    while seen.len() + too_large < 3 {
+        rx.recv_batch(&mut batch, Some(Duration::from_secs(2)))
+            .unwrap();
+        too_large += batch.too_large();
+        seen.extend(batch.datagrams().map(<[u8]>::to_vec));
+    }
+    assert_eq!(too_large, 2);
+    assert_eq!(seen, vec![vec![3u8; 100]]);
+}
+
+#[test]
+fn batched_sending_is_paced_to_the_configured_rate() {
+    let p = plugin();
+    let tx = group(&p, common::unique_port(), "join=false\nrate=8M");
+    let datagrams = numbered(100, 1000);
+    let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+    let t = Instant::now();
+    let mut rest = &refs[..];
+    let mut calls = 0;
+    while !rest.is_empty() {
+        rest = &rest[tx.send_batch(rest).unwrap()..];
+        calls += 1;
+    }
+    let took = t.elapsed();
+    // 100 × 1,000 bytes at 8 Mbit/s: 100 ms, in bursts of about 2 ms.
+    assert!(took >= Duration::from_millis(90), "{took:?}");
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    assert!(calls > 1 && calls < 100, "{calls}");
 }

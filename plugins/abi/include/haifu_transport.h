@@ -20,6 +20,10 @@ extern "C" {
 
 #define HAIFU_TIMEOUT_INFINITE UINT64_MAX
 
+/* The most datagrams a host passes to one group_send_batch or
+ * group_recv_batch call (Linux's UIO_MAXIOV). */
+#define HAIFU_BATCH_MAX 1024u
+
 typedef int32_t HaifuStatus;
 #define HAIFU_OK 0
 #define HAIFU_INTERNAL (-1)
@@ -99,6 +103,22 @@ typedef struct HaifuPluginVTable {
      * to as text ("0.0.0.0:47000"), e.g. the port the kernel chose. */
     HaifuStatus (*group_local_addr)(HaifuHandle group, uint8_t *buf, size_t cap,
                                     size_t *out_len, HaifuErrorBuf *err);
+    /* Appended later in ABI 1. Optional (SPEC 5.8): send datagrams[0..count)
+     * in order, as group_send would each (sendmmsg). OK: the first *out_sent
+     * (1..count) went out; fewer than count is not an error, the host calls
+     * again with the rest. Error: *out_sent went out before the one that
+     * failed, and the status is that one's. count <= HAIFU_BATCH_MAX. */
+    HaifuStatus (*group_send_batch)(HaifuHandle group, const HaifuBytes *datagrams,
+                                    size_t count, size_t *out_sent, HaifuErrorBuf *err);
+    /* Appended later in ABI 1. Optional (SPEC 5.9): wait up to timeout_ms for
+     * one datagram, then take those already queued, up to max_count
+     * (recvmmsg with MSG_WAITFORONE). Datagram i goes to buf + i * stride,
+     * its length to out_lens[i]; one longer than stride is dropped and
+     * reported with its real length (> stride). OK: *out_count is
+     * 1..max_count. No datagram: HAIFU_TIMEOUT, nothing consumed. */
+    HaifuStatus (*group_recv_batch)(HaifuHandle group, uint8_t *buf, size_t stride,
+                                    size_t max_count, size_t *out_lens, size_t *out_count,
+                                    uint64_t timeout_ms, HaifuErrorBuf *err);
 } HaifuPluginVTable;
 
 /* The one symbol a plugin exports. */

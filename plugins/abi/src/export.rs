@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::raw::{
-    ABI_VERSION, Bytes, ErrorBuf, Handle, PluginVTable, SHAPE_DATAGRAM, SHAPE_STREAM, Status,
-    TIMEOUT_INFINITE, status,
+    ABI_VERSION, BATCH_MAX, Bytes, ErrorBuf, Handle, PluginVTable, SHAPE_DATAGRAM, SHAPE_STREAM,
+    Status, TIMEOUT_INFINITE, status,
 };
 use crate::{Config, Error};
 
@@ -57,6 +57,44 @@ pub trait DatagramGroup: Sized + Send + Sync + 'static {
     /// "not offered".
     fn local_addr(&self) -> Result<String, Error> {
         Err(Error::unsupported("this group does not report its address"))
+    }
+    /// Sends the first datagrams of `datagrams` in order, each as
+    /// [`send`](Self::send) would (paced; one over the limit refused with
+    /// [`status::TOO_LARGE`], never cut), and returns how many went out:
+    /// at least 1, at most `datagrams.len()`. Fewer than all is not an
+    /// error (a full socket buffer, the pacing allowing only some now): the
+    /// host calls again with the rest. Return an error only when the first
+    /// datagram failed; when a later one fails, return the count before it
+    /// and the host meets the error on its next call.
+    ///
+    /// The default reports [`status::UNSUPPORTED`]: the host then calls
+    /// [`send`](Self::send) once per datagram.
+    fn send_batch(&self, datagrams: &[&[u8]]) -> Result<usize, Error> {
+        let _ = datagrams;
+        Err(Error::unsupported("this group sends one datagram per call"))
+    }
+    /// Receives up to `lens.len()` datagrams: waits up to `timeout` for the
+    /// first (an error with [`status::TIMEOUT`] when none came, nothing
+    /// consumed), then takes only those already queued, without waiting.
+    /// Datagram `i` goes to `slots[i * stride..][..stride]` and its length
+    /// to `lens[i]`; `slots.len()` is `stride * lens.len()`. A datagram
+    /// longer than `stride` is dropped and reported with its real length
+    /// (greater than `stride`; `stride + 1` if unknown) and nothing valid
+    /// in its slot. Returns how many slots were filled, at least 1.
+    ///
+    /// The default reports [`status::UNSUPPORTED`]: the host then calls
+    /// [`recv`](Self::recv) once per datagram.
+    fn recv_batch(
+        &self,
+        slots: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+        timeout: Timeout,
+    ) -> Result<usize, Error> {
+        let _ = (slots, stride, lens, timeout);
+        Err(Error::unsupported(
+            "this group receives one datagram per call",
+        ))
     }
 }
 
@@ -370,6 +408,92 @@ pub unsafe extern "C" fn group_recv<G: DatagramGroup>(
     }
 }
 
+/// Glue for `group_send_batch`.
+pub unsafe extern "C" fn group_send_batch<G: DatagramGroup>(
+    group: Handle,
+    datagrams: *const Bytes,
+    count: usize,
+    out_sent: *mut usize,
+    err: *mut ErrorBuf,
+) -> Status {
+    // SAFETY: the host passes valid pointers per the ABI.
+    unsafe {
+        guard(err, || {
+            let g = object::<G>(group)?;
+            if out_sent.is_null() || (datagrams.is_null() && count > 0) {
+                return Err(Error::invalid("null datagram array or count pointer"));
+            }
+            *out_sent = 0;
+            // The host passes at most BATCH_MAX; more is sent in part, which
+            // the short count reports.
+            let count = count.min(BATCH_MAX);
+            if count == 0 {
+                return Ok(());
+            }
+            let items = std::slice::from_raw_parts(datagrams, count);
+            let mut slices = Vec::with_capacity(count);
+            for (i, b) in items.iter().enumerate() {
+                match bytes(b.ptr, b.len) {
+                    Ok(s) => slices.push(s),
+                    // Send those before it; the host meets this error
+                    // when it calls again from here.
+                    Err(_) if i > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            let sent = g.send_batch(&slices)?;
+            if sent == 0 {
+                return Err(Error::internal(
+                    "send_batch reported success but sent nothing",
+                ));
+            }
+            *out_sent = sent.min(slices.len());
+            Ok(())
+        })
+    }
+}
+
+/// Glue for `group_recv_batch`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn group_recv_batch<G: DatagramGroup>(
+    group: Handle,
+    buf: *mut u8,
+    stride: usize,
+    max_count: usize,
+    out_lens: *mut usize,
+    out_count: *mut usize,
+    timeout_ms: u64,
+    err: *mut ErrorBuf,
+) -> Status {
+    // SAFETY: the host passes valid pointers per the ABI.
+    unsafe {
+        guard(err, || {
+            let g = object::<G>(group)?;
+            if out_count.is_null() || out_lens.is_null() || buf.is_null() {
+                return Err(Error::invalid("null buffer, lengths or count pointer"));
+            }
+            *out_count = 0;
+            if stride == 0 || max_count == 0 {
+                return Err(Error::invalid("a batch needs a stride and a count above 0"));
+            }
+            let max_count = max_count.min(BATCH_MAX);
+            let total = stride
+                .checked_mul(max_count)
+                .ok_or_else(|| Error::invalid("stride × count overflows"))?;
+            let slots = std::slice::from_raw_parts_mut(buf, total);
+            let lens = std::slice::from_raw_parts_mut(out_lens, max_count);
+            let n = g.recv_batch(slots, stride, lens, timeout_from_ms(timeout_ms))?;
+            if n == 0 {
+                return Err(Error::internal(
+                    "recv_batch reported success but received nothing",
+                ));
+            }
+            *out_count = n.min(max_count);
+            Ok(())
+        })
+    }
+}
+
 /// Glue for `group_local_addr`.
 pub unsafe extern "C" fn group_local_addr<G: DatagramGroup>(
     group: Handle,
@@ -620,6 +744,8 @@ pub const fn with_datagram<T: Transport, G: DatagramGroup<Transport = T>>(
         group_recv: Some(group_recv::<G>),
         group_close: Some(group_close::<G>),
         group_local_addr: Some(group_local_addr::<G>),
+        group_send_batch: Some(group_send_batch::<G>),
+        group_recv_batch: Some(group_recv_batch::<G>),
         ..vt
     }
 }

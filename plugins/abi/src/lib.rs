@@ -23,7 +23,10 @@
 //!
 //! - **Datagram groups** (`SHAPE_DATAGRAM`): `group_open` joins a group on an
 //!   interface (configured by text), `group_send` sends one datagram paced to
-//!   the configured rate, `group_recv` receives one with a timeout.
+//!   the configured rate, `group_recv` receives one with a timeout; the
+//!   optional `group_send_batch` / `group_recv_batch` move many in one call
+//!   (`sendmmsg` / `recvmmsg`), and the host falls back to one at a time
+//!   for a plugin without them.
 //! - **Peer streams** (`SHAPE_STREAM`): `endpoint_open` listens and/or
 //!   prepares to connect, `endpoint_accept` / `endpoint_connect` give a
 //!   connection to a verified peer, whose identity `conn_peer_identity`
@@ -71,9 +74,9 @@ pub use export::{
     timeout_to_ms,
 };
 pub use raw::{
-    ABI_VERSION, BASE_TABLE_SIZE, Bytes, ENTRY_SYMBOL, ENTRY_SYMBOL_NAME, EntryFn, ErrorBuf,
-    Handle, PluginVTable, SHAPE_DATAGRAM, SHAPE_STREAM, SHAPES_KNOWN, Status, TIMEOUT_INFINITE,
-    status,
+    ABI_VERSION, BASE_TABLE_SIZE, BATCH_MAX, Bytes, ENTRY_SYMBOL, ENTRY_SYMBOL_NAME, EntryFn,
+    ErrorBuf, Handle, PluginVTable, SHAPE_DATAGRAM, SHAPE_STREAM, SHAPES_KNOWN, Status,
+    TIMEOUT_INFINITE, status,
 };
 
 #[cfg(test)]
@@ -96,7 +99,9 @@ mod tests {
         assert_eq!(BASE_TABLE_SIZE, 23 * p);
         assert_eq!(offset_of!(PluginVTable, conn_peer_role), 23 * p);
         assert_eq!(offset_of!(PluginVTable, group_local_addr), 24 * p);
-        assert_eq!(size_of::<PluginVTable>(), 25 * p);
+        assert_eq!(offset_of!(PluginVTable, group_send_batch), 25 * p);
+        assert_eq!(offset_of!(PluginVTable, group_recv_batch), 26 * p);
+        assert_eq!(size_of::<PluginVTable>(), 27 * p);
         assert_eq!(size_of::<ErrorBuf>(), 3 * p);
     }
 

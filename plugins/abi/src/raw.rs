@@ -31,6 +31,11 @@ pub const SHAPES_KNOWN: u32 = SHAPE_DATAGRAM | SHAPE_STREAM;
 /// A `timeout_ms` argument meaning "wait without limit".
 pub const TIMEOUT_INFINITE: u64 = u64::MAX;
 
+/// The most datagrams a host passes to one `group_send_batch` or
+/// `group_recv_batch` call (Linux's `UIO_MAXIOV`, the most `sendmmsg` and
+/// `recvmmsg` take), so a plugin may size its per-call arrays by it.
+pub const BATCH_MAX: usize = 1024;
+
 /// An opaque object owned by the plugin (plugin instance, group, endpoint,
 /// connection). The host never dereferences it.
 pub type Handle = *mut c_void;
@@ -137,6 +142,24 @@ pub type GroupSendFn = unsafe extern "C" fn(Handle, *const u8, usize, *mut Error
 /// `group_recv(group, buf, cap, out_len, timeout_ms, err)`: receive one datagram.
 pub type GroupRecvFn =
     unsafe extern "C" fn(Handle, *mut u8, usize, *mut usize, u64, *mut ErrorBuf) -> Status;
+/// `group_send_batch(group, datagrams, count, out_sent, err)`: send the first
+/// datagrams of an array of `count`, in order, paced; `*out_sent` is how many
+/// went out.
+pub type GroupSendBatchFn =
+    unsafe extern "C" fn(Handle, *const Bytes, usize, *mut usize, *mut ErrorBuf) -> Status;
+/// `group_recv_batch(group, buf, stride, max_count, out_lens, out_count,
+/// timeout_ms, err)`: receive up to `max_count` datagrams into slots of
+/// `stride` bytes, waiting only for the first.
+pub type GroupRecvBatchFn = unsafe extern "C" fn(
+    Handle,
+    *mut u8,
+    usize,
+    usize,
+    *mut usize,
+    *mut usize,
+    u64,
+    *mut ErrorBuf,
+) -> Status;
 /// `text(object, buf, cap, out_len, err)`: write a UTF-8 string into the caller's buffer.
 pub type TextFn = unsafe extern "C" fn(Handle, *mut u8, usize, *mut usize, *mut ErrorBuf) -> Status;
 /// `endpoint_accept(endpoint, timeout_ms, out_conn, err)`.
@@ -227,6 +250,12 @@ pub struct PluginVTable {
     /// Datagram groups, optional: the local address the group is bound to
     /// (e.g. `0.0.0.0:47000`, the port the kernel chose for port 0), as text.
     pub group_local_addr: Option<TextFn>,
+    /// Datagram groups, optional: send several datagrams in one call (one
+    /// `sendmmsg`), reporting how many went out.
+    pub group_send_batch: Option<GroupSendBatchFn>,
+    /// Datagram groups, optional: receive the datagrams already queued, up
+    /// to a count, in one call (one `recvmmsg`), waiting only for the first.
+    pub group_recv_batch: Option<GroupRecvBatchFn>,
 }
 
 /// The size of the table as ABI 1 was first released: the smallest
@@ -271,6 +300,8 @@ impl PluginVTable {
             conn_close: None,
             conn_peer_role: None,
             group_local_addr: None,
+            group_send_batch: None,
+            group_recv_batch: None,
         }
     }
 }

@@ -2,14 +2,14 @@
 //! benchmark can link the very same code directly and measure what the
 //! plugin boundary costs.
 
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::MsgFlags;
+use nix::sys::socket::{MsgFlags, MultiHeaders};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// Where the group's traffic goes in and out.
@@ -66,6 +66,26 @@ impl Pacer {
         let nanos = bits * 1_000_000_000 / u128::from(self.rate_bps.max(1));
         self.next += Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         at
+    }
+
+    /// Books the first datagrams of a batch: the first, and the others
+    /// whose turn comes within `MAX_BURST` of it, so a batch never bursts
+    /// more than a single sender that fell behind may. Returns when they
+    /// may leave and how many were booked (at least one).
+    fn book_batch(&mut self, lens: &[&[u8]]) -> (Instant, usize) {
+        let Some((first, rest)) = lens.split_first() else {
+            return (Instant::now(), 0);
+        };
+        let at = self.book(first.len());
+        let mut n = 1;
+        for d in rest {
+            if self.next > at + MAX_BURST {
+                break;
+            }
+            self.book(d.len());
+            n += 1;
+        }
+        (at, n)
     }
 }
 
@@ -202,12 +222,24 @@ impl McastSocket {
     /// length, which exceeds `buf.len()` when it was truncated. A timeout is
     /// an error of kind `WouldBlock` or `TimedOut`.
     pub(crate) fn recv(&self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
-        let Some(sock) = &self.recv else {
-            return Err(io::Error::new(
+        let sock = self.receiver()?;
+        self.set_timeout(sock, timeout)?;
+        // MSG_TRUNC makes Linux return the datagram's real length.
+        nix::sys::socket::recv(sock.as_raw_fd(), buf, MsgFlags::MSG_TRUNC).map_err(io::Error::from)
+    }
+
+    /// The receiving socket, or `Unsupported` for a send-only group.
+    fn receiver(&self) -> io::Result<&UdpSocket> {
+        self.recv.as_ref().ok_or_else(|| {
+            io::Error::new(
                 io::ErrorKind::Unsupported,
                 "the group was opened with join=false (send only)",
-            ));
-        };
+            )
+        })
+    }
+
+    /// Sets SO_RCVTIMEO to `timeout` unless it already is.
+    fn set_timeout(&self, sock: &UdpSocket, timeout: Option<Duration>) -> io::Result<()> {
         // SO_RCVTIMEO treats zero as "no limit"; a zero timeout polls.
         let t = timeout.map(|t| t.max(Duration::from_micros(1)));
         let code = t.map_or(u64::MAX, |t| {
@@ -216,7 +248,83 @@ impl McastSocket {
         if self.timeout_us.swap(code, Ordering::Relaxed) != code {
             sock.set_read_timeout(t)?;
         }
-        // MSG_TRUNC makes Linux return the datagram's real length.
-        nix::sys::socket::recv(sock.as_raw_fd(), buf, MsgFlags::MSG_TRUNC).map_err(io::Error::from)
+        Ok(())
+    }
+
+    /// Sends the first datagrams of `datagrams` with one `sendmmsg`, after
+    /// the pacing delay, and returns how many went out (at least one, or an
+    /// error). A paced group sends those whose turn comes within a short
+    /// burst; the caller sends the rest in its next call.
+    pub(crate) fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        let mut batch = &datagrams[..datagrams.len().min(BATCH_MAX)];
+        if let Some(p) = &self.pacer {
+            let (at, n) = p
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .book_batch(batch);
+            batch = &batch[..n];
+            wait_until(at);
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let iovs: Vec<[IoSlice<'_>; 1]> = batch.iter().map(|d| [IoSlice::new(d)]).collect();
+        // The socket is connected to the group: no address per message.
+        let addrs: Vec<Option<()>> = vec![None; batch.len()];
+        let mut headers = MultiHeaders::<()>::preallocate(batch.len(), None);
+        let sent = nix::sys::socket::sendmmsg(
+            self.send.as_raw_fd(),
+            &mut headers,
+            &iovs,
+            &addrs,
+            [],
+            MsgFlags::empty(),
+        )?;
+        Ok(sent.count())
+    }
+
+    /// Receives up to `lens.len()` datagrams with one `recvmmsg`: waits up
+    /// to `timeout` for the first, then takes those already queued.
+    /// Datagram `i` lands in `slots[i * stride..][..stride]`, its real
+    /// length in `lens[i]` (above `stride` when it did not fit). Returns
+    /// how many; a timeout is an error of kind `WouldBlock` or `TimedOut`.
+    pub(crate) fn recv_batch(
+        &self,
+        slots: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let sock = self.receiver()?;
+        self.set_timeout(sock, timeout)?;
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = slots
+            .chunks_exact_mut(stride.max(1))
+            .take(lens.len().min(BATCH_MAX))
+            .map(|slot| [IoSliceMut::new(slot)])
+            .collect();
+        if iovs.is_empty() {
+            return Ok(0);
+        }
+        let mut headers = MultiHeaders::<()>::preallocate(iovs.len(), None);
+        // MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the first datagram
+        // only; MSG_TRUNC: report each datagram's real length. The
+        // syscall's own timeout argument is not used: Linux checks it only
+        // after a datagram arrived.
+        let got = nix::sys::socket::recvmmsg(
+            sock.as_raw_fd(),
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_TRUNC,
+            None,
+        )?;
+        let mut n = 0;
+        for (len, msg) in lens.iter_mut().zip(got) {
+            *len = msg.bytes;
+            n += 1;
+        }
+        Ok(n)
     }
 }
+
+/// The most datagrams one `sendmmsg` or `recvmmsg` takes (`UIO_MAXIOV`).
+const BATCH_MAX: usize = 1024;

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Check, Seen, T, expect_kind, rule, run};
-use crate::{DatagramGroup, ErrorKind, Plugin};
+use crate::{DatagramGroup, ErrorKind, Plugin, RecvBatch};
 
 /// Datagram-group rules with one configuration for both members. `config`
 /// must describe a group this host can both send to and receive from
@@ -184,7 +184,136 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
 
     out.push(rule("datagram.pacing", pacing(plugin, config_a)));
     out.push(rule("datagram.local_addr", local_addr(&a)));
+    out.push(rule("datagram.send_batch", send_batch(&a, &b)));
+    out.push(rule("datagram.recv_batch", recv_batch(&a, &b)));
     out
+}
+
+/// Eight distinct datagrams, 1 to 1,400 bytes.
+fn eight() -> Vec<Vec<u8>> {
+    (1..=8u8).map(|i| vec![i; usize::from(i) * 175]).collect()
+}
+
+/// Receives `n` datagrams on `g` one call at a time, sorted (SPEC 5.2
+/// allows reordering).
+fn receive_sorted(g: &DatagramGroup, n: usize) -> Result<Vec<Vec<u8>>, String> {
+    let mut buf = vec![0u8; 65_536];
+    let mut got = Vec::with_capacity(n);
+    for i in 0..n {
+        let len = g
+            .recv(&mut buf, T)
+            .map_err(|e| format!("datagram {} of {n}: {e}", i + 1))?;
+        got.push(buf[..len].to_vec());
+    }
+    got.sort();
+    Ok(got)
+}
+
+/// The appended `group_send_batch`, when offered: a batch goes out whole,
+/// each call reporting 1 to the number it was given (SPEC 5.8).
+fn send_batch(a: &DatagramGroup, b: &DatagramGroup) -> Seen {
+    let sent = eight();
+    let refs: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+    // Whatever the rules before left queued (the pacing rule's datagrams
+    // reach both members) must not be taken for the batch.
+    drain(a);
+    drain(b);
+    let result = run(|| {
+        let mut rest = &refs[..];
+        let mut calls = 0;
+        while !rest.is_empty() {
+            let n = a.send_batch(rest).map_err(|e| e.to_string())?;
+            rest = rest.get(n..).ok_or("the host let a count through")?;
+            calls += 1;
+        }
+        let got = receive_sorted(b, sent.len())?;
+        drain(a);
+        if got != sent {
+            return Err("the batch did not arrive intact".into());
+        }
+        Ok(format!(
+            "8 datagrams sent in {calls} call(s), received intact"
+        ))
+    });
+    // Without the call the host's one-at-a-time fallback ran: what it
+    // found belongs to the single-call rules above, not to this one.
+    match result {
+        _ if !a.sends_batches() => Seen::Skip(
+            "group_send_batch not offered (or UNSUPPORTED): the host sends one datagram per call"
+                .into(),
+        ),
+        Err(e) => Seen::Fail(e),
+        Ok(d) => Seen::Pass(d),
+    }
+}
+
+/// The appended `group_recv_batch`, when offered: datagrams come in whole
+/// in batches, the wait for the first is the timeout (a poll with 0), and
+/// one longer than a slot is reported as too large, never cut (SPEC 5.9).
+fn recv_batch(a: &DatagramGroup, b: &DatagramGroup) -> Seen {
+    let result = run(|| {
+        let sent = eight();
+        for d in &sent {
+            a.send(d).map_err(|e| e.to_string())?;
+        }
+        let mut batch = RecvBatch::new(16, 65_536);
+        let mut got = Vec::new();
+        let mut calls = 0;
+        while got.len() < sent.len() {
+            b.recv_batch(&mut batch, T)
+                .map_err(|e| format!("after {} of {} datagrams: {e}", got.len(), sent.len()))?;
+            got.extend(batch.datagrams().map(<[u8]>::to_vec));
+            calls += 1;
+        }
+        got.sort();
+        drain(a);
+        if got != sent {
+            return Err(format!(
+                "{} datagrams received, not the 8 sent intact",
+                got.len()
+            ));
+        }
+        let t = Instant::now();
+        expect_kind(
+            b.recv_batch(&mut batch, Some(Duration::from_millis(200))),
+            ErrorKind::Timeout,
+        )
+        .map_err(|e| format!("with nothing sent: {e}"))?;
+        let took = t.elapsed();
+        if took < Duration::from_millis(190) || took > Duration::from_millis(1200) {
+            return Err(format!("a 200 ms timeout took {took:?}"));
+        }
+        expect_kind(
+            b.recv_batch(&mut batch, Some(Duration::ZERO)),
+            ErrorKind::Timeout,
+        )
+        .map_err(|e| format!("a poll (timeout 0): {e}"))?;
+        a.send(&[4u8; 100]).map_err(|e| e.to_string())?;
+        let mut small = RecvBatch::new(4, 10);
+        b.recv_batch(&mut small, T)
+            .map_err(|e| format!("100 bytes into slots of 10: {e}"))?;
+        if small.too_large() != 1 || small.datagrams().next().is_some() {
+            return Err(format!(
+                "100 bytes into slots of 10: {} too large, {} handed on (expected 1 and 0)",
+                small.too_large(),
+                small.datagrams().count()
+            ));
+        }
+        drain(a);
+        Ok(format!(
+            "8 datagrams in {calls} call(s); timeout and poll kept; 100 bytes reported too large for a 10-byte slot"
+        ))
+    });
+    // Without the call the host's one-at-a-time fallback ran: what it
+    // found belongs to the single-call rules above, not to this one.
+    match result {
+        _ if !b.receives_batches() => Seen::Skip(
+            "group_recv_batch not offered (or UNSUPPORTED): the host receives one datagram per call"
+                .into(),
+        ),
+        Err(e) => Seen::Fail(e),
+        Ok(d) => Seen::Pass(d),
+    }
 }
 
 /// With `rate=8M` (8,000,000 bits of payload a second), 384 datagrams of

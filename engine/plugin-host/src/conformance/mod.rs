@@ -18,8 +18,8 @@
 //! passes (and refusing an unknown key), round trips, timeouts (accuracy,
 //! polling, nothing consumed), buffers too small and messages too large,
 //! many threads at once, a peer closing while this side waits in `recv`,
-//! deny lists, identities and roles (streams), pacing accuracy and the bound
-//! address (datagrams). What they do not: loss, load or security beyond the
+//! deny lists, identities and roles (streams), pacing accuracy, the bound
+//! address and the batched calls (datagrams). What they do not: loss, load or security beyond the
 //! handshake rules; a passing plugin can still be slow or leak.
 
 mod datagram;
