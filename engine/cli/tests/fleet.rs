@@ -425,7 +425,8 @@ fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
 
 /// A client cut off at the deadline is deny-listed: refused at the QUIC
 /// handshake by its relay, denied by the gate, listed as cut off; readmitted,
-/// it connects again.
+/// it connects again. (The workflow's broadcast policy also sets the round's
+/// budget: checked on the way.)
 #[test]
 fn a_cut_off_client_is_refused_until_readmitted() {
     let mut f = Fleet::new(2);
@@ -446,12 +447,19 @@ fn a_cut_off_client_is_refused_until_readmitted() {
            #{ cut: true, reason: `${client.id} missed every round` }\n}\n",
     )
     .unwrap();
+    // A round budget from the facts: 4 x the artifact for 1 planned round.
+    std::fs::write(
+        f.path("wide.rhai"),
+        "fn round_budget(ctx) {\n\
+           #{ proactive: 0.05, budget: ctx.rounds + 3, silence: 2 }\n}\n",
+    )
+    .unwrap();
     let wf = std::fs::read_to_string(f.path("cut.yaml")).unwrap();
     std::fs::write(
         f.path("cut.yaml"),
         wf.replace(
             "policies: {retry: cut.rhai}",
-            "policies: {retry: cut.rhai, disconnect: cut-off.rhai}",
+            "policies: {retry: cut.rhai, disconnect: cut-off.rhai, broadcast: wide.rhai}",
         ),
     )
     .unwrap();
@@ -468,6 +476,15 @@ fn a_cut_off_client_is_refused_until_readmitted() {
     let out = f.haifu_ok(&["run", "cut.yaml", "--live", "--json"]);
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["disconnected"], 1, "{report:#}\n{}", f.dump());
+    // The master asked the broadcast policy and sent its answer.
+    let master = f.log("master");
+    assert!(
+        master.contains("proactive_permille: 50, bytes_permille: 4000,")
+            && master.contains("silence_ms: 2000,")
+            && master.contains("policy=true"),
+        "{}",
+        f.dump()
+    );
 
     // Listed as cut off, denied by the gate, refused by the relay.
     let fleet = f.json(&["fleet", "list", "--json"]);

@@ -238,3 +238,64 @@ fn a_billion_laughs_cases_file_is_refused_without_expanding() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn eval_asks_the_broadcast_policy_for_a_round_budget() {
+    let out = haifu(&[
+        "policy",
+        "eval",
+        "policies/broadcast.rhai",
+        "round_budget",
+        "--fact",
+        "round=3",
+        "rounds=3",
+        "size=64MiB",
+        "rate=100Mbit/s",
+        "last_loss=0.05",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "round_budget: proactive 0.053, budget 5, time 50.265 s, silence 1 s\n"
+    );
+
+    // A refused answer: the safe default, the reason, exit status 1.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("greedy.rhai");
+    std::fs::write(&script, "fn round_budget(ctx) {\n    #{ budget: 50 }\n}\n").unwrap();
+    let script = script.to_str().unwrap();
+    let out = haifu(&["policy", "eval", script, "round_budget", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["entry"], "round_budget");
+    assert_eq!(answer["budget"], 3.0);
+    assert_eq!(answer["proactive"], 0.02);
+    assert_eq!(
+        answer["fallback"],
+        format!(
+            "{script}: round_budget: budget 50 is out of range (1 to 16 × the artifact); safe default used"
+        )
+    );
+}
+
+#[test]
+fn a_round_budget_case_that_fails_names_each_key_that_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases_file(
+        &dir,
+        "cases:\n  - name: last round\n    round_budget: { round: 3, rounds: 3 }\n    expect: { budget: 4, time: 50.265 }\n",
+    );
+    let out = haifu(&["policy", "test", "policies/broadcast.rhai", &cases]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("FAIL {cases}:2:5: last round")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expected budget 4, got 5\n"), "{stdout}");
+    assert!(!stdout.contains("expected time"), "{stdout}");
+    assert!(
+        stdout.contains("at policies/broadcast.rhai:17:1 (fn round_budget)"),
+        "{stdout}"
+    );
+}

@@ -308,7 +308,7 @@ fn the_policy_cases_schema_refuses_what_the_reader_refuses() {
                 .join("; ")
         })
     };
-    let good = "cases:\n  - name: a\n    allow: { client: { version: 2.4.0 }, service.since: 2.4.0 }\n    expect: { allow: true, reason_contains: runs }\n  - name: b\n    next_round: { round: 1, rounds: 3 }\n    expect: { wait: 20m }\n";
+    let good = "cases:\n  - name: a\n    allow: { client: { version: 2.4.0 }, service.since: 2.4.0 }\n    expect: { allow: true, reason_contains: runs }\n  - name: b\n    next_round: { round: 1, rounds: 3 }\n    expect: { wait: 20m }\n  - name: c\n    round_budget: { size: 64MiB, last_loss: 0.05 }\n    expect: { proactive: 0.053, budget: 3, time: 34.159, silence: 1s }\n";
     assert!(read(good).is_ok(), "{:?}", read(good));
     assert!(
         errors(&v, &as_json(good)).is_empty(),
@@ -320,6 +320,8 @@ fn the_policy_cases_schema_refuses_what_the_reader_refuses() {
         "cases:\n  - name: a\n    allow: { client: { versoin: 2.4.0 } }\n    expect: { allow: true }\n",
         // Another entry point's decision.
         "cases:\n  - name: a\n    allow: {}\n    expect: { cut: true }\n",
+        // A reason for a round budget, which has none.
+        "cases:\n  - name: a\n    round_budget: {}\n    expect: { budget: 3, reason: x }\n",
         // No expectation.
         "cases:\n  - name: a\n    disconnect: {}\n",
         // Two entry points.

@@ -21,6 +21,7 @@ fn bench(c: &mut Criterion) {
         retry: Some(policy("retry.rhai")),
         restrict: Some(policy("restrict.rhai")),
         disconnect: Some(policy("disconnect.rhai")),
+        ..PolicyPaths::default()
     })
     .unwrap();
     let facts = RoundFacts {
@@ -72,7 +73,7 @@ fn bench(c: &mut Criterion) {
     let floor = PolicySet::load(&PolicyPaths {
         retry: Some(trivial.clone()),
         restrict: Some(trivial),
-        disconnect: None,
+        ..PolicyPaths::default()
     })
     .unwrap();
     c.bench_function("next_round (one-line script)", |b| {

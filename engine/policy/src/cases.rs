@@ -1,7 +1,8 @@
 //! Table-driven policy tests: facts in, expected decision out.
 //!
 //! A cases file (`policies/tests/retry.yaml`) lists cases; each calls one
-//! entry point (`next_round`, `allow` or `disconnect`) with facts written in
+//! entry point (`next_round`, `allow`, `disconnect` or `round_budget`) with
+//! facts written in
 //! YAML (unspecified facts get the documented defaults, see [`Call`]) and
 //! states the decision it expects. [`PolicyUnderTest::run`] answers a case
 //! through the same [`crate::PolicySet`] the engine uses and reports what differs.
@@ -107,7 +108,7 @@ pub struct Expect {
 }
 
 /// The decision a case expects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Expected {
     /// `next_round` stops (`stop: true`).
     Stop,
@@ -118,6 +119,59 @@ pub enum Expected {
     Allow(bool),
     /// `disconnect` answers this.
     Cut(bool),
+    /// `round_budget` answers these (the keys the case states).
+    Budget(ExpectedBudget),
+}
+
+/// The parts of a round budget a case checks; `None` is not checked.
+///
+/// Fractions compare to within [`ExpectedBudget::FRACTION_TOLERANCE`] (a
+/// script's arithmetic rounds in the last bits), times to the millisecond
+/// (what the engine sends).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExpectedBudget {
+    /// `proactive`.
+    pub proactive: Option<f64>,
+    /// `budget`, the multiple of the artifact.
+    pub bytes: Option<f64>,
+    /// `time`.
+    pub time: Option<Duration>,
+    /// `silence`.
+    pub silence: Option<Duration>,
+}
+
+impl ExpectedBudget {
+    /// How far `proactive` and `budget` may be from the expected value.
+    pub const FRACTION_TOLERANCE: f64 = 1e-9;
+
+    /// Each stated key that `got` does not match, as `(key, expected,
+    /// got)` in words.
+    pub fn mismatches(&self, got: &crate::Budget) -> Vec<(&'static str, String, String)> {
+        let mut out = Vec::new();
+        let near = |a: f64, b: f64| (a - b).abs() <= Self::FRACTION_TOLERANCE;
+        let close = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(1);
+        if let Some(want) = self.proactive
+            && !near(want, got.proactive)
+        {
+            out.push(("proactive", want.to_string(), got.proactive.to_string()));
+        }
+        if let Some(want) = self.bytes
+            && !near(want, got.bytes)
+        {
+            out.push(("budget", want.to_string(), got.bytes.to_string()));
+        }
+        if let Some(want) = self.time
+            && !close(want, got.time)
+        {
+            out.push(("time", run::seconds(want), run::seconds(got.time)));
+        }
+        if let Some(want) = self.silence
+            && !close(want, got.silence)
+        {
+            out.push(("silence", run::seconds(want), run::seconds(got.silence)));
+        }
+        out
+    }
 }
 
 /// How a case checks the reason.
@@ -149,6 +203,22 @@ impl fmt::Display for Expected {
             Expected::Allow(false) => f.write_str("deny"),
             Expected::Cut(true) => f.write_str("cut off"),
             Expected::Cut(false) => f.write_str("keep connected"),
+            Expected::Budget(b) => {
+                let mut parts = Vec::new();
+                if let Some(p) = b.proactive {
+                    parts.push(format!("proactive {p}"));
+                }
+                if let Some(x) = b.bytes {
+                    parts.push(format!("budget {x}"));
+                }
+                if let Some(t) = b.time {
+                    parts.push(format!("time {}", run::seconds(t)));
+                }
+                if let Some(t) = b.silence {
+                    parts.push(format!("silence {}", run::seconds(t)));
+                }
+                f.write_str(&parts.join(", "))
+            }
         }
     }
 }

@@ -47,7 +47,8 @@ pub struct Outcome<T> {
     pub fallback: Option<Fallback>,
 }
 
-/// The three policy roles a workflow names.
+/// The policy roles a workflow names: one workflow key and one entry point
+/// each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -57,11 +58,18 @@ pub enum Role {
     Restrict,
     /// `disconnect(client)`: whether a straggler is cut off.
     Disconnect,
+    /// `round_budget(ctx)`: how a broadcast round spends bytes and time.
+    Broadcast,
 }
 
 impl Role {
     /// All roles, in the order a workflow lists them.
-    pub const ALL: [Role; 3] = [Role::Retry, Role::Restrict, Role::Disconnect];
+    pub const ALL: [Role; 4] = [
+        Role::Retry,
+        Role::Restrict,
+        Role::Disconnect,
+        Role::Broadcast,
+    ];
 
     /// The workflow key naming this role's script.
     pub fn key(self) -> &'static str {
@@ -69,6 +77,7 @@ impl Role {
             Role::Retry => "retry",
             Role::Restrict => "restrict",
             Role::Disconnect => "disconnect",
+            Role::Broadcast => "broadcast",
         }
     }
 
@@ -78,6 +87,17 @@ impl Role {
             Role::Retry => ("next_round", &["ctx"]),
             Role::Restrict => ("allow", &["client", "service"]),
             Role::Disconnect => ("disconnect", &["client"]),
+            Role::Broadcast => ("round_budget", &["ctx"]),
+        }
+    }
+
+    /// The role's place in [`Role::ALL`], for per-role arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Role::Retry => 0,
+            Role::Restrict => 1,
+            Role::Disconnect => 2,
+            Role::Broadcast => 3,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! The keys are documented in `policies/README.md`; keep the two in step.
 
 use jiff::{Timestamp, ZonedDateTime};
-use rhai::{Dynamic, Engine, INT, ImmutableString};
+use rhai::{Dynamic, Engine, FLOAT, INT, ImmutableString};
 
 /// Facts for `next_round(ctx)`, asked after a broadcast round has finished.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,36 @@ pub struct RoundFacts {
     pub deadline: Timestamp,
     /// The workflow's daily window (`schedule.window`), as minutes after
     /// local midnight `(open, close)`; `close < open` wraps midnight.
+    pub window: Option<(u16, u16)>,
+}
+
+/// Facts for `round_budget(ctx)`, asked before each broadcast round starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetFacts {
+    /// The round about to start, from 1.
+    pub round: u32,
+    /// The rounds planned by the workflow (`broadcast: { rounds: N }`).
+    pub rounds: u32,
+    /// The artifact's size in bytes.
+    pub size: u64,
+    /// The workflow's broadcast rate, in bits per second.
+    pub rate: u64,
+    /// Clients not delivered yet (the round is for them).
+    pub remaining: u64,
+    /// The worst loss rate relays measured among the previous round's
+    /// listeners, from 0 to 1; `None` before the first round, or when no
+    /// relay measured (relays without feedback repair).
+    pub last_loss: Option<f64>,
+    /// Listeners that decoded the whole artifact in the previous round;
+    /// `None` when no relay said.
+    pub last_decoded: Option<u64>,
+    /// Now, in the site's time zone.
+    pub now: ZonedDateTime,
+    /// When the run started (`schedule.start`).
+    pub start: Timestamp,
+    /// When the run's deadline falls.
+    pub deadline: Timestamp,
+    /// The workflow's daily window, as in [`RoundFacts::window`].
     pub window: Option<(u16, u16)>,
 }
 
@@ -65,11 +95,98 @@ fn text(s: impl Into<rhai::ImmutableString>) -> Dynamic {
     Dynamic::from(s.into())
 }
 
+fn float(x: f64) -> Dynamic {
+    Dynamic::from_float(x as FLOAT)
+}
+
 /// What a script sees as `ctx` in `next_round(ctx)`: the facts behind
 /// read-only getters, each computed only when the script reads it (no map is
 /// built per call, and nothing a script does reaches the engine).
 #[derive(Debug, Clone)]
 pub(crate) struct RoundView(pub(crate) RoundFacts);
+
+/// What a script sees as `ctx` in `round_budget(ctx)`, as [`RoundView`].
+#[derive(Debug, Clone)]
+pub(crate) struct BudgetView(pub(crate) BudgetFacts);
+
+/// The schedule facts both `ctx` objects carry, so their time getters are
+/// registered once, from one definition, and cannot drift apart.
+trait Scheduled: Clone + Send + Sync + 'static {
+    fn now(&self) -> &ZonedDateTime;
+    fn start(&self) -> Timestamp;
+    fn deadline(&self) -> Timestamp;
+    fn window(&self) -> Option<(u16, u16)>;
+}
+
+impl Scheduled for RoundView {
+    fn now(&self) -> &ZonedDateTime {
+        &self.0.now
+    }
+    fn start(&self) -> Timestamp {
+        self.0.start
+    }
+    fn deadline(&self) -> Timestamp {
+        self.0.deadline
+    }
+    fn window(&self) -> Option<(u16, u16)> {
+        self.0.window
+    }
+}
+
+impl Scheduled for BudgetView {
+    fn now(&self) -> &ZonedDateTime {
+        &self.0.now
+    }
+    fn start(&self) -> Timestamp {
+        self.0.start
+    }
+    fn deadline(&self) -> Timestamp {
+        self.0.deadline
+    }
+    fn window(&self) -> Option<(u16, u16)> {
+        self.0.window
+    }
+}
+
+/// `hour` … `window_close`: local time and the schedule.
+fn register_schedule<T: Scheduled>(engine: &mut Engine) {
+    engine
+        .register_get("hour", |v: &mut T| int(v.now().hour()))
+        .register_get("minute", |v: &mut T| int(v.now().minute()))
+        .register_get("second", |v: &mut T| int(v.now().second()))
+        .register_get("weekday", |v: &mut T| {
+            int(v.now().weekday().to_monday_one_offset())
+        })
+        .register_get("now", |v: &mut T| text(v.now().to_string()))
+        .register_get("time_zone", |v: &mut T| {
+            text(v.now().time_zone().iana_name().unwrap_or("UTC"))
+        })
+        .register_get("since_start", |v: &mut T| {
+            int(v
+                .now()
+                .timestamp()
+                .as_second()
+                .saturating_sub(v.start().as_second()))
+        })
+        .register_get("to_deadline", |v: &mut T| {
+            int(v
+                .deadline()
+                .as_second()
+                .saturating_sub(v.now().timestamp().as_second()))
+        })
+        .register_get("window_open", |v: &mut T| {
+            v.window().map_or(Dynamic::UNIT, |(open, _)| int(open))
+        })
+        .register_get("window_close", |v: &mut T| {
+            v.window().map_or(Dynamic::UNIT, |(_, close)| int(close))
+        });
+}
+
+/// Seconds one pass of `size` bytes takes at `rate` bits per second (a
+/// rate of 0 is read as 1, so the answer is always finite).
+pub(crate) fn one_pass_secs(size: u64, rate: u64) -> f64 {
+    size as f64 * 8.0 / rate.max(1) as f64
+}
 
 /// What a script sees as `client`: [`ClientFacts`] and the time of the call.
 /// The strings scripts read most (id, versions, state) are made once per
@@ -131,38 +248,29 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_get("total", |v: &mut RoundView| int(v.0.total))
         .register_get("remaining", |v: &mut RoundView| {
             int(v.0.total.saturating_sub(v.0.delivered))
-        })
-        .register_get("hour", |v: &mut RoundView| int(v.0.now.hour()))
-        .register_get("minute", |v: &mut RoundView| int(v.0.now.minute()))
-        .register_get("second", |v: &mut RoundView| int(v.0.now.second()))
-        .register_get("weekday", |v: &mut RoundView| {
-            int(v.0.now.weekday().to_monday_one_offset())
-        })
-        .register_get("now", |v: &mut RoundView| text(v.0.now.to_string()))
-        .register_get("time_zone", |v: &mut RoundView| {
-            text(v.0.now.time_zone().iana_name().unwrap_or("UTC"))
-        })
-        .register_get("since_start", |v: &mut RoundView| {
-            int(v
-                .0
-                .now
-                .timestamp()
-                .as_second()
-                .saturating_sub(v.0.start.as_second()))
-        })
-        .register_get("to_deadline", |v: &mut RoundView| {
-            int(v
-                .0
-                .deadline
-                .as_second()
-                .saturating_sub(v.0.now.timestamp().as_second()))
-        })
-        .register_get("window_open", |v: &mut RoundView| {
-            v.0.window.map_or(Dynamic::UNIT, |(open, _)| int(open))
-        })
-        .register_get("window_close", |v: &mut RoundView| {
-            v.0.window.map_or(Dynamic::UNIT, |(_, close)| int(close))
         });
+    register_schedule::<RoundView>(engine);
+    engine
+        .register_type_with_name::<BudgetView>("BudgetFacts")
+        .register_get("round", |v: &mut BudgetView| int(v.0.round))
+        .register_get("rounds", |v: &mut BudgetView| int(v.0.rounds))
+        .register_get("size", |v: &mut BudgetView| int(v.0.size))
+        .register_get("rate", |v: &mut BudgetView| int(v.0.rate))
+        .register_get("remaining", |v: &mut BudgetView| int(v.0.remaining))
+        .register_get("one_pass", |v: &mut BudgetView| {
+            float(one_pass_secs(v.0.size, v.0.rate))
+        })
+        .register_get("last_loss", |v: &mut BudgetView| {
+            // A rate the engine measured; clamped so a script never sees a
+            // loss outside 0..1 or a NaN whatever a relay reported.
+            v.0.last_loss
+                .filter(|l| l.is_finite())
+                .map_or(Dynamic::UNIT, |l| float(l.clamp(0.0, 1.0)))
+        })
+        .register_get("last_decoded", |v: &mut BudgetView| {
+            v.0.last_decoded.map_or(Dynamic::UNIT, int)
+        });
+    register_schedule::<BudgetView>(engine);
     engine
         .register_type_with_name::<ClientView>("ClientFacts")
         .register_get("id", |v: &mut ClientView| text(v.id.clone()))
@@ -229,6 +337,64 @@ mod tests {
             read(ctx(), "ctx.time_zone").into_string().unwrap(),
             "Asia/Tokyo"
         );
+    }
+
+    fn budget_facts() -> BudgetFacts {
+        BudgetFacts {
+            round: 2,
+            rounds: 3,
+            size: 64 * 1024 * 1024,
+            rate: 100_000_000,
+            remaining: 7,
+            last_loss: Some(0.125),
+            last_decoded: Some(5),
+            now: "2026-12-01T03:30:00+09:00[Asia/Tokyo]".parse().unwrap(),
+            start: "2026-11-30T17:00:00Z".parse().unwrap(),
+            deadline: "2026-12-03T17:00:00Z".parse().unwrap(),
+            window: None,
+        }
+    }
+
+    #[test]
+    fn budget_facts_carry_the_artifact_the_rate_and_the_last_round() {
+        let facts = budget_facts();
+        let ctx = || Dynamic::from(BudgetView(facts.clone()));
+        let int_of = |e: &str| read(ctx(), e).as_int().unwrap();
+        assert_eq!(int_of("ctx.round"), 2);
+        assert_eq!(int_of("ctx.rounds"), 3);
+        assert_eq!(int_of("ctx.size"), 67_108_864);
+        assert_eq!(int_of("ctx.rate"), 100_000_000);
+        assert_eq!(int_of("ctx.remaining"), 7);
+        assert_eq!(int_of("ctx.last_decoded"), 5);
+        assert_eq!(read(ctx(), "ctx.last_loss").as_float().unwrap(), 0.125);
+        // 536,870,912 bits at 100 Mbit/s.
+        assert_eq!(read(ctx(), "ctx.one_pass").as_float().unwrap(), 5.36870912);
+        // The time facts are next_round's.
+        assert_eq!(int_of("ctx.hour"), 3);
+        assert_eq!(int_of("ctx.since_start"), 5400);
+        assert_eq!(int_of("ctx.to_deadline"), 72 * 3600 - 5400);
+        assert!(read(ctx(), "ctx.window_open").is_unit());
+        assert_eq!(
+            read(ctx(), "ctx.time_zone").into_string().unwrap(),
+            "Asia/Tokyo"
+        );
+    }
+
+    #[test]
+    fn an_unknown_last_round_reads_as_unit_and_a_bad_loss_is_bounded() {
+        let mut facts = budget_facts();
+        facts.last_loss = None;
+        facts.last_decoded = None;
+        assert!(read(Dynamic::from(BudgetView(facts.clone())), "ctx.last_loss").is_unit());
+        assert!(read(Dynamic::from(BudgetView(facts.clone())), "ctx.last_decoded").is_unit());
+        facts.last_loss = Some(f64::NAN);
+        assert!(read(Dynamic::from(BudgetView(facts.clone())), "ctx.last_loss").is_unit());
+        facts.last_loss = Some(7.0);
+        let loss = read(Dynamic::from(BudgetView(facts.clone())), "ctx.last_loss");
+        assert_eq!(loss.as_float().unwrap(), 1.0);
+        facts.rate = 0;
+        let pass = read(Dynamic::from(BudgetView(facts)), "ctx.one_pass");
+        assert!(pass.as_float().unwrap().is_finite());
     }
 
     #[test]

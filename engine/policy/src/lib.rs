@@ -9,8 +9,9 @@
 //! - compiles each script once ([`Script`]) and checks at load which entry
 //!   points exist ([`PolicySet::load`], [`LoadWarning`]);
 //! - answers the engine's questions through typed methods on [`PolicySet`]:
-//!   [`PolicySet::next_round`], [`PolicySet::allow`],
-//!   [`PolicySet::disconnect`], each documenting its safe default;
+//!   [`PolicySet::round_budget`], [`PolicySet::next_round`],
+//!   [`PolicySet::allow`], [`PolicySet::disconnect`], each documenting its
+//!   safe default;
 //! - falls back to that default on any script failure, logs it with `tracing`
 //!   (script:line:column where Rhai gives one, the limit's kind otherwise) and
 //!   returns it in [`Outcome::fallback`] so callers can show it;
@@ -26,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+mod budget;
 pub mod cases;
 mod decision;
 mod error;
@@ -36,11 +38,12 @@ mod script;
 mod set;
 pub mod version;
 
+pub use budget::Budget;
 pub use decision::{
     CutOff, Decision, Fallback, FallbackCause, LimitKind, NextRound, Outcome, Role,
 };
 pub use error::{LoadWarning, PolicyError};
-pub use facts::{ClientFacts, RoundFacts, ServiceFacts};
+pub use facts::{BudgetFacts, ClientFacts, RoundFacts, ServiceFacts};
 pub use hardening::{Limits, hardened_engine};
 pub use script::Script;
 pub use set::{DEFAULT_ROUND_GAP, PolicyPaths, PolicySet};

@@ -19,7 +19,7 @@ pub struct Script {
     /// Whether each role's entry point exists, by [`Role::ALL`] index:
     /// checked once at compile time, so a call costs no lookup and a missing
     /// entry point costs no Rhai call.
-    entry_points: [bool; 3],
+    entry_points: [bool; Role::ALL.len()],
 }
 
 impl Script {
@@ -97,12 +97,7 @@ impl Script {
 
     /// Whether the script defines `role`'s entry point with the right arity.
     pub fn has_entry_point(&self, role: Role) -> bool {
-        let index = match role {
-            Role::Retry => 0,
-            Role::Restrict => 1,
-            Role::Disconnect => 2,
-        };
-        self.entry_points[index]
+        self.entry_points[role.index()]
     }
 
     /// A warning when the script lacks `role`'s entry point.

@@ -8,9 +8,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rhai::{Dynamic, Engine, Map};
 
+use crate::budget::{Budget, budget_from};
 use crate::decision::{CutOff, Decision, Fallback, FallbackCause, NextRound, Outcome, Role};
 use crate::error::{LoadWarning, PolicyError};
-use crate::facts::{ClientFacts, ClientView, RoundFacts, RoundView, ServiceFacts, ServiceView};
+use crate::facts::{
+    BudgetFacts, BudgetView, ClientFacts, ClientView, RoundFacts, RoundView, ServiceFacts,
+    ServiceView,
+};
 use crate::hardening::{Limits, hardened_engine};
 use crate::script::Script;
 
@@ -27,6 +31,8 @@ pub struct PolicyPaths {
     pub restrict: Option<PathBuf>,
     /// Script defining `disconnect(client)`.
     pub disconnect: Option<PathBuf>,
+    /// Script defining `round_budget(ctx)`.
+    pub broadcast: Option<PathBuf>,
 }
 
 impl PolicyPaths {
@@ -36,6 +42,7 @@ impl PolicyPaths {
             Role::Retry => self.retry.as_deref(),
             Role::Restrict => self.restrict.as_deref(),
             Role::Disconnect => self.disconnect.as_deref(),
+            Role::Broadcast => self.broadcast.as_deref(),
         }
     }
 }
@@ -43,9 +50,10 @@ impl PolicyPaths {
 /// The policies of one workflow, compiled and ready to answer.
 ///
 /// Call order: [`PolicySet::load`] once (or [`PolicySet::defaults`]), show
-/// [`PolicySet::warnings`], then ask [`PolicySet::next_round`],
-/// [`PolicySet::allow`] and [`PolicySet::disconnect`] as often as needed from
-/// any thread: the set is `Send + Sync` and each call is independent.
+/// [`PolicySet::warnings`], then ask [`PolicySet::round_budget`],
+/// [`PolicySet::next_round`], [`PolicySet::allow`] and
+/// [`PolicySet::disconnect`] as often as needed from any thread: the set is
+/// `Send + Sync` (and cheap to clone) and each call is independent.
 ///
 /// Every decision returns an [`Outcome`]: the answer, plus a [`Fallback`]
 /// when the safe default was used (no script, no entry point, script error,
@@ -54,9 +62,8 @@ impl PolicyPaths {
 pub struct PolicySet {
     engine: Arc<Engine>,
     limits: Limits,
-    retry: Option<Arc<Script>>,
-    restrict: Option<Arc<Script>>,
-    disconnect: Option<Arc<Script>>,
+    /// Each role's script, by [`Role::index`].
+    scripts: [Option<Arc<Script>>; Role::ALL.len()],
     warnings: Vec<LoadWarning>,
 }
 
@@ -67,9 +74,7 @@ impl PolicySet {
         PolicySet {
             engine: Arc::new(hardened_engine(&limits)),
             limits,
-            retry: None,
-            restrict: None,
-            disconnect: None,
+            scripts: Default::default(),
             warnings: Vec::new(),
         }
     }
@@ -140,7 +145,7 @@ impl PolicySet {
         let mut compiled: HashMap<&Path, Arc<Script>> = HashMap::new();
         let mut errors: Vec<PolicyError> = Vec::new();
         let mut warnings = Vec::new();
-        let mut slots: [Option<Arc<Script>>; 3] = [None, None, None];
+        let mut scripts: [Option<Arc<Script>>; Role::ALL.len()] = Default::default();
         for &(role, path, source) in sources {
             let script = match compiled.get(path) {
                 Some(s) => Arc::clone(s),
@@ -165,23 +170,15 @@ impl PolicySet {
                 tracing::warn!(target: "haifu_policy", "{w}");
                 warnings.push(w);
             }
-            let slot = match role {
-                Role::Retry => &mut slots[0],
-                Role::Restrict => &mut slots[1],
-                Role::Disconnect => &mut slots[2],
-            };
-            *slot = Some(script);
+            scripts[role.index()] = Some(script);
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        let [retry, restrict, disconnect] = slots;
         Ok(PolicySet {
             engine: Arc::new(engine),
             limits,
-            retry,
-            restrict,
-            disconnect,
+            scripts,
             warnings,
         })
     }
@@ -192,11 +189,7 @@ impl PolicySet {
     }
 
     fn script(&self, role: Role) -> Option<&Script> {
-        match role {
-            Role::Retry => self.retry.as_deref(),
-            Role::Restrict => self.restrict.as_deref(),
-            Role::Disconnect => self.disconnect.as_deref(),
-        }
+        self.scripts[role.index()].as_deref()
     }
 
     /// Runs `role`'s entry point and converts its answer, or falls back.
@@ -258,6 +251,34 @@ impl PolicySet {
             (Dynamic::from(RoundView(facts.clone())),),
             next_round_from,
             || default_next_round(facts),
+        )
+    }
+
+    /// How the next broadcast round spends bytes and time.
+    ///
+    /// The script's `round_budget(ctx)` returns a map, each key optional
+    /// (a missing key takes its default): `proactive` (fraction of each
+    /// block's source symbols sent as repair in its first pass, 0 to 1),
+    /// `budget` (most bytes, as a multiple of the artifact, 1 to 16, and at
+    /// least `1 + proactive`), `time` (longest round in seconds, 1 s to a
+    /// day, and no shorter than one first pass at the rate) and `silence`
+    /// (seconds after which a silent listener no longer holds the round,
+    /// 0.1 to 60). Any other answer — not a map, an unknown key, a value
+    /// that is not a number or out of range — is refused whole.
+    ///
+    /// **Safe default:** [`Budget::safe_default`]: 2 % proactive, 3 × the
+    /// artifact, the time those bytes take at the rate with half again to
+    /// spare plus 10 s, 1 s of silence. It delivers every listener up to
+    /// about 50 % loss while bounding what a round costs; a missing key
+    /// takes its part of it (a missing `time` follows the decided
+    /// `budget`). A workflow that names no broadcast policy gets it
+    /// silently ([`FallbackCause::NotConfigured`], not logged).
+    pub fn round_budget(&self, facts: &BudgetFacts) -> Outcome<Budget> {
+        self.decide(
+            Role::Broadcast,
+            (Dynamic::from(BudgetView(facts.clone())),),
+            |d| budget_from(d, facts),
+            || Budget::safe_default(facts.size, facts.rate),
         )
     }
 

@@ -22,6 +22,7 @@ fn retry_set(src: &str) -> (PolicySet, tempfile::NamedTempFile) {
         retry: Some(f.path().to_path_buf()),
         restrict: Some(f.path().to_path_buf()),
         disconnect: Some(f.path().to_path_buf()),
+        ..PolicyPaths::default()
     })
     .unwrap();
     (set, f)

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use haifu_policy::{ClientFacts, Limits, PolicyError, PolicySet, Role, RoundFacts, ServiceFacts};
+use haifu_policy::{
+    BudgetFacts, ClientFacts, Limits, PolicyError, PolicySet, Role, RoundFacts, ServiceFacts,
+};
 use jiff::Timestamp;
 
 /// xorshift64*: deterministic, no dependency.
@@ -97,6 +99,7 @@ fn malformed_scripts_never_panic_and_always_answer() {
         "urgent-retry.rhai",
         "restrict.rhai",
         "disconnect.rhai",
+        "broadcast.rhai",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(policies_dir().join(f)).unwrap())
@@ -129,6 +132,19 @@ fn malformed_scripts_never_panic_and_always_answer() {
         name: "s".into(),
         since: "2.4.0".parse().unwrap(),
     };
+    let budget = BudgetFacts {
+        round: 2,
+        rounds: 3,
+        size: 64 << 20,
+        rate: 100_000_000,
+        remaining: 3,
+        last_loss: Some(0.2),
+        last_decoded: Some(7),
+        now: facts.now.clone(),
+        start: facts.start,
+        deadline: facts.deadline,
+        window: facts.window,
+    };
     let now = Timestamp::UNIX_EPOCH;
     let path = Path::new("fuzz.rhai");
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -140,6 +156,7 @@ fn malformed_scripts_never_panic_and_always_answer() {
             (Role::Retry, path, src.as_str()),
             (Role::Restrict, path, src.as_str()),
             (Role::Disconnect, path, src.as_str()),
+            (Role::Broadcast, path, src.as_str()),
         ];
         match PolicySet::compile_with_limits(&sources, limits.clone()) {
             Ok(set) => {
@@ -147,6 +164,10 @@ fn malformed_scripts_never_panic_and_always_answer() {
                 let _ = set.next_round(&facts);
                 let _ = set.allow(&client, &service, now);
                 let _ = set.disconnect(&client, now);
+                // Whatever a mangled script returns, the budget is in range.
+                let b = set.round_budget(&budget).value;
+                assert!((0.0..=1.0).contains(&b.proactive), "{b:?} from {src:?}");
+                assert!((1.0..=16.0).contains(&b.bytes), "{b:?} from {src:?}");
             }
             Err(errors) => {
                 rejected += 1;

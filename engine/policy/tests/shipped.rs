@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use haifu_policy::{
-    ClientFacts, NextRound, PolicyPaths, PolicySet, Role, RoundFacts, ServiceFacts,
+    Budget, BudgetFacts, ClientFacts, NextRound, PolicyPaths, PolicySet, Role, RoundFacts,
+    ServiceFacts,
 };
 use jiff::{Timestamp, ZonedDateTime};
 
@@ -20,6 +21,7 @@ fn nightly() -> PolicySet {
         retry: Some(policy("retry.rhai")),
         restrict: Some(policy("restrict.rhai")),
         disconnect: Some(policy("disconnect.rhai")),
+        broadcast: Some(policy("broadcast.rhai")),
     })
     .unwrap();
     assert!(set.warnings().is_empty(), "{:?}", set.warnings());
@@ -183,7 +185,7 @@ fn one_script_may_serve_several_roles_and_missing_ones_warn() {
     let set = PolicySet::load(&PolicyPaths {
         retry: Some(policy("restrict.rhai")),
         restrict: Some(policy("restrict.rhai")),
-        disconnect: None,
+        ..PolicyPaths::default()
     })
     .unwrap();
     assert_eq!(set.warnings().len(), 1);
@@ -204,6 +206,7 @@ fn every_shipped_script_compiles_with_its_entry_point() {
         (Role::Retry, "urgent-retry.rhai"),
         (Role::Restrict, "restrict.rhai"),
         (Role::Disconnect, "disconnect.rhai"),
+        (Role::Broadcast, "broadcast.rhai"),
     ] {
         let warning = haifu_policy::check_script(role, &policy(file)).unwrap();
         assert_eq!(warning, None, "{file}");
@@ -225,4 +228,43 @@ fn nightly_retry_follows_the_workflow_window() {
         nightly().next_round(&facts).value,
         NextRound::Wait(Duration::from_secs(21 * 3600 + 10 * 60))
     );
+}
+
+fn budget_facts(round: u32, last_loss: Option<f64>) -> BudgetFacts {
+    BudgetFacts {
+        round,
+        rounds: 3,
+        size: 64 << 20,
+        rate: 20_000_000,
+        remaining: 40,
+        last_loss,
+        last_decoded: last_loss.map(|_| 60),
+        now: TOKYO_0230.parse().unwrap(),
+        start: "2026-12-01T02:00:00+09:00".parse().unwrap(),
+        deadline: "2026-12-04T02:00:00+09:00".parse().unwrap(),
+        window: Some((120, 300)),
+    }
+}
+
+#[test]
+fn broadcast_keeps_the_default_until_a_loss_is_measured_or_the_last_round() {
+    let set = nightly();
+    let default = Budget::safe_default(64 << 20, 20_000_000);
+    let out = set.round_budget(&budget_facts(1, None));
+    assert_eq!(out.fallback, None);
+    assert_eq!(out.value, default);
+    // A clean last round changes nothing either.
+    assert_eq!(set.round_budget(&budget_facts(2, Some(0.0))).value, default);
+}
+
+#[test]
+fn broadcast_sends_the_measured_loss_up_front_and_more_in_the_last_round() {
+    let set = nightly();
+    let out = set.round_budget(&budget_facts(2, Some(0.2))).value;
+    assert_eq!((out.proactive, out.bytes), (0.25, 3.0));
+    let last = set.round_budget(&budget_facts(3, Some(0.05))).value;
+    assert_eq!((last.proactive, last.bytes), (0.053, 5.0));
+    // The time follows the bigger budget: 5 x 64 MiB at 20 Mbit/s x 1.5 + 10 s.
+    assert_eq!(last.time, Budget::default_time(64 << 20, 20_000_000, 5.0));
+    assert_eq!(last.time, Duration::from_millis(211_326));
 }

@@ -140,7 +140,7 @@ pub enum ErrorKind {
     /// are the script's own.
     #[error("{message} ({role} policy named at {named_at})")]
     PolicySyntax {
-        /// `retry`, `restrict` or `disconnect`.
+        /// `retry`, `restrict`, `disconnect` or `broadcast`.
         role: &'static str,
         /// Rhai's message.
         message: String,

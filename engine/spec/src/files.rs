@@ -28,6 +28,7 @@ pub(crate) fn named(raw: &RawSpec) -> Vec<Named> {
         (Role::Retry, &policies.retry),
         (Role::Restrict, &policies.restrict),
         (Role::Disconnect, &policies.disconnect),
+        (Role::Broadcast, &policies.broadcast),
     ] {
         if let Some(p) = p {
             out.push((

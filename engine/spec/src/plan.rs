@@ -95,6 +95,8 @@ pub struct Policies {
     pub restrict: Option<Spanned<PathBuf>>,
     /// `policies.disconnect`.
     pub disconnect: Option<Spanned<PathBuf>>,
+    /// `policies.broadcast`.
+    pub broadcast: Option<Spanned<PathBuf>>,
 }
 
 impl Policies {
@@ -104,6 +106,7 @@ impl Policies {
             Role::Retry => self.retry.as_ref(),
             Role::Restrict => self.restrict.as_ref(),
             Role::Disconnect => self.disconnect.as_ref(),
+            Role::Broadcast => self.broadcast.as_ref(),
         }
     }
 
@@ -113,6 +116,7 @@ impl Policies {
             retry: self.retry.as_ref().map(|p| p.value.clone()),
             restrict: self.restrict.as_ref().map(|p| p.value.clone()),
             disconnect: self.disconnect.as_ref().map(|p| p.value.clone()),
+            broadcast: self.broadcast.as_ref().map(|p| p.value.clone()),
         }
     }
 }

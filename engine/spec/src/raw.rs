@@ -97,7 +97,7 @@ pub struct RawTransports {
     pub unicast: Option<Spanned<String>>,
 }
 
-/// `policies: { retry, restrict, disconnect }`.
+/// `policies: { retry, restrict, disconnect, broadcast }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawPolicies {
     /// `retry`.
@@ -106,6 +106,8 @@ pub struct RawPolicies {
     pub restrict: Option<Spanned<String>>,
     /// `disconnect`.
     pub disconnect: Option<Spanned<String>>,
+    /// `broadcast`.
+    pub broadcast: Option<Spanned<String>>,
 }
 
 /// Stage 1 with its errors: a raw spec (as much as could be read) and every
@@ -271,6 +273,7 @@ fn policies(node: &Node, section: &str, cx: &mut Cx) -> Option<RawPolicies> {
         retry: text_field(&mut m, &shape::RETRY, cx),
         restrict: text_field(&mut m, &shape::RESTRICT, cx),
         disconnect: text_field(&mut m, &shape::DISCONNECT, cx),
+        broadcast: text_field(&mut m, &shape::BROADCAST_POLICY, cx),
     };
     m.finish(shape::POLICIES, cx);
     Some(p)

@@ -165,8 +165,15 @@ pub(crate) const DISCONNECT: Key = key(
     Kind::Text,
     "Script with disconnect(client); default: nobody is cut off.",
 );
+/// `policies.broadcast`.
+pub(crate) const BROADCAST_POLICY: Key = key(
+    "broadcast",
+    false,
+    Kind::Text,
+    "Script with round_budget(ctx); default: 2% proactive repair, 3x the artifact's bytes.",
+);
 /// `policies`'s keys.
-pub(crate) const POLICIES: &[Key] = &[RETRY, RESTRICT, DISCONNECT];
+pub(crate) const POLICIES: &[Key] = &[RETRY, RESTRICT, DISCONNECT, BROADCAST_POLICY];
 
 /// The top-level keys.
 pub(crate) const TOP: &[Key; 9] = &[

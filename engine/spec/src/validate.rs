@@ -108,6 +108,7 @@ pub fn validate(raw: &RawSpec) -> Result<Plan, Vec<SpecError>> {
         retry: resolve_policy(&raw.policies.retry),
         restrict: resolve_policy(&raw.policies.restrict),
         disconnect: resolve_policy(&raw.policies.disconnect),
+        broadcast: resolve_policy(&raw.policies.broadcast),
     };
     if raw.steps_pos.is_none() {
         missing(&mut cx, "steps");
@@ -343,5 +344,10 @@ fn warn_about_policies(steps: &[Step], policies: &Policies, cx: &mut Cx) {
         ),
         (None, Some(p)) => cx.warn(p.pos, "disconnect policy unused: there is no disconnect step"),
         _ => {}
+    }
+    // No warning when it is absent: the default budget is the one rounds
+    // had before it was a policy, and suits most fleets.
+    if let (None, Some(p)) = (rounds, &policies.broadcast) {
+        cx.warn(p.pos, "broadcast policy unused: there is no broadcast step");
     }
 }

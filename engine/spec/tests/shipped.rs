@@ -112,7 +112,44 @@ fn a_policy_without_its_entry_point_is_a_warning_not_an_error() {
         vec![
             "tests/fixtures/good.yaml:12:5: warning: no disconnect policy: the disconnect step will keep every client connected (the safe default)",
             "tests/fixtures/good.yaml:6:20: warning: tests/fixtures/policies/no-entry.rhai: no fn next_round(ctx); the retry policy falls back to its safe default",
+            "tests/fixtures/good.yaml:6:55: warning: tests/fixtures/policies/no-entry.rhai: no fn round_budget(ctx); the broadcast policy falls back to its safe default",
         ]
+    );
+    assert!(
+        plan.policies
+            .broadcast
+            .unwrap()
+            .value
+            .ends_with("fixtures/policies/no-entry.rhai")
+    );
+}
+
+#[test]
+fn a_broadcast_policy_is_optional_and_warned_about_only_when_unused() {
+    let base = "name: w\nartifact: { name: app, version: 1.2.3, path: a.tar }\n\
+                targets: { relays: [r1] }\n\
+                schedule: { start: 2026-12-01T02:00:00+09:00, deadline: 24h }\n\
+                transports: { broadcast: multicast }\n";
+    let with_rounds = format!(
+        "{base}policies: {{ broadcast: ../policies/broadcast.rhai }}\nsteps: [{{ broadcast: {{ rounds: 1 }} }}]\n"
+    );
+    let plan = haifu_spec::check_text(Path::new("/w/x.yaml"), &with_rounds).unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert_eq!(
+        plan.policies.paths().broadcast.unwrap(),
+        Path::new("/policies/broadcast.rhai")
+    );
+    // None named: the default budget, silently.
+    let none = format!("{base}steps: [{{ broadcast: {{ rounds: 1 }} }}]\n");
+    let plan = haifu_spec::check_text(Path::new("/w/x.yaml"), &none).unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert_eq!(plan.policies.broadcast, None);
+    let unused = format!("{base}policies: {{ broadcast: b.rhai }}\nsteps: [register]\n");
+    let plan = haifu_spec::check_text(Path::new("/w/x.yaml"), &unused).unwrap();
+    let warnings: Vec<String> = plan.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        ["/w/x.yaml:6:24: warning: broadcast policy unused: there is no broadcast step"]
     );
 }
 

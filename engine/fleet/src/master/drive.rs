@@ -11,6 +11,9 @@ use haifu_core::SigningKey;
 use haifu_ledger::Ledger;
 use haifu_ledger::RunFleet;
 use haifu_ledger::RunStatus;
+use haifu_policy::Budget;
+use haifu_policy::BudgetFacts;
+use haifu_policy::PolicySet;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::Instruction;
 use haifu_protocol::RoundBudget;
@@ -121,6 +124,8 @@ pub(super) fn drive_one(
         relays: plan.targets.relays.clone(),
         rounds: 0,
         start: plan.schedule.start,
+        schedule: plan.schedule.clone(),
+        policies: policies.clone(),
         round_grace: Duration::from_secs(cfg.round_grace_secs),
         settle: Duration::from_millis(cfg.settle_ms),
         shutdown: shutdown.clone(),
@@ -223,6 +228,11 @@ pub struct LiveFleet {
     pub(super) relays: Vec<String>,
     pub(super) rounds: u32,
     pub(super) start: Timestamp,
+    /// The workflow's schedule, for the broadcast policy's time facts.
+    pub(super) schedule: haifu_spec::Schedule,
+    /// The workflow's policies (a clone of the driver's: scripts are
+    /// shared, not recompiled), asked for each round's budget.
+    pub(super) policies: PolicySet,
     pub(super) round_grace: Duration,
     pub(super) settle: Duration,
     pub(super) shutdown: Shutdown,
@@ -298,14 +308,32 @@ impl Fleet for LiveFleet {
         }
         let run = active.instruction.run;
         let at = clock.now();
+        // What relays said of the round before: none before round 1, nor
+        // from relays without feedback repair.
+        let last = round
+            .checked_sub(1)
+            .and_then(|r| self.hub.round_listeners(run, r));
+        let i = &active.instruction;
+        let schedule = &self.schedule;
+        let facts = BudgetFacts {
+            round,
+            rounds: self.rounds,
+            size: i.size,
+            rate: i.rate_bps,
+            remaining: pending.len() as u64,
+            last_loss: last.map(|(_, loss)| f64::from(loss) / 1000.0),
+            last_decoded: last.map(|(decoded, _)| decoded),
+            now: at.to_zoned_datetime(schedule.time_zone.clone()),
+            start: schedule.start,
+            deadline: schedule.deadline,
+            window: schedule.window.map(|w| (w.open, w.close)),
+        };
+        // The façade has logged a script's failure; no broadcast policy at
+        // all is the normal case and quiet.
+        let decided = self.policies.round_budget(&facts);
         // The worst loss measured in the round before is what a new
         // listener is assumed to have until its own is measured.
-        let last_loss = round
-            .checked_sub(1)
-            .and_then(|r| self.hub.round_listeners(run, r))
-            .map_or(0, |(_, loss)| loss);
-        let i = &active.instruction;
-        let budget = default_budget(i.size, i.rate_bps, last_loss);
+        let budget = round_budget(&decided.value, last.map_or(0, |(_, loss)| loss));
         let longest = Duration::from_millis(budget.time_ms);
         let deadline = Instant::now() + longest + self.round_grace;
         let before = self.hub.recorded(run);
@@ -323,6 +351,7 @@ impl Fleet for LiveFleet {
             one_pass_s = round_seconds(&active.instruction),
             longest_s = longest.as_secs_f64(),
             budget = ?budget,
+            policy = decided.fallback.is_none(),
             "round started"
         );
         // Wait for every targeted relay connected now to report the round
@@ -381,20 +410,26 @@ impl Fleet for LiveFleet {
     }
 }
 
-/// The round's budget: a 2% proactive share in each block's first pass,
-/// at most 3 × the artifact's bytes (enough for every listener at 50%
-/// loss, or for one that joined late at 20%), and the time those bytes
-/// take at the rate with half again to spare; a listener silent for a
-/// second no longer holds the round.
+/// The round's budget when no policy decides: the broadcast policy's safe
+/// default ([`Budget::safe_default`], its one home), on the wire. Rounds
+/// ask the policy; the simulator sends this.
+#[cfg(test)]
 pub(crate) fn default_budget(size: u64, rate_bps: u64, last_loss_permille: u32) -> RoundBudget {
-    const BYTES_PERMILLE: u32 = 3000;
-    let bits = size as f64 * f64::from(BYTES_PERMILLE) / 1000.0 * 8.0;
-    let secs = bits / rate_bps.max(1) as f64 * 1.5 + 10.0;
+    round_budget(&Budget::safe_default(size, rate_bps), last_loss_permille)
+}
+
+/// A decided budget in the protocol's per-mille and milliseconds, with the
+/// loss a listener is assumed to have until its own is measured (at most
+/// 50 %: past that a guess inflates every repair for nothing).
+fn round_budget(b: &Budget, last_loss_permille: u32) -> RoundBudget {
+    // The policy crate checked the ranges (proactive 0-1, bytes 1-16,
+    // silence at most a minute); `as` saturates on anything else.
+    let permille = |x: f64| (x * 1000.0).round() as u32;
     RoundBudget {
-        proactive_permille: 20,
-        bytes_permille: BYTES_PERMILLE,
-        time_ms: (secs * 1000.0).min(u64::MAX as f64) as u64,
-        silence_ms: 1000,
+        proactive_permille: permille(b.proactive),
+        bytes_permille: permille(b.bytes),
+        time_ms: u64::try_from(b.time.as_millis()).unwrap_or(u64::MAX),
+        silence_ms: u32::try_from(b.silence.as_millis()).unwrap_or(u32::MAX),
         assumed_loss_permille: last_loss_permille.min(500),
     }
 }
@@ -428,4 +463,50 @@ pub fn create_live_run(
     let id =
         driver::create(ledger, plan, &RunFleet::Live, &targets).map_err(FleetError::CreateRun)?;
     Ok((id, targets.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_budget_on_the_wire_is_the_one_before_policies() {
+        // 64 MiB at 100 Mbit/s, 12 % loss measured last round (drive.rs at
+        // 7892c51 sent exactly this).
+        assert_eq!(
+            default_budget(64 << 20, 100_000_000, 120),
+            RoundBudget {
+                proactive_permille: 20,
+                bytes_permille: 3000,
+                time_ms: 34_159,
+                silence_ms: 1000,
+                assumed_loss_permille: 120,
+            }
+        );
+        assert_eq!(
+            default_budget(1, 1, 900).assumed_loss_permille,
+            500,
+            "an assumed loss is capped at 50 %"
+        );
+    }
+
+    #[test]
+    fn a_decided_budget_goes_to_the_wire_in_permille_and_milliseconds() {
+        let b = Budget {
+            proactive: 0.053,
+            bytes: 5.0,
+            time: Duration::from_secs_f64(50.2654),
+            silence: Duration::from_millis(250),
+        };
+        assert_eq!(
+            round_budget(&b, 50),
+            RoundBudget {
+                proactive_permille: 53,
+                bytes_permille: 5000,
+                time_ms: 50_265,
+                silence_ms: 250,
+                assumed_loss_permille: 50,
+            }
+        );
+    }
 }

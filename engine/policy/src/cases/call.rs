@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 
 use crate::decision::Role;
-use crate::facts::{ClientFacts, RoundFacts, ServiceFacts};
+use crate::facts::{BudgetFacts, ClientFacts, RoundFacts, ServiceFacts};
 
 /// `now` when a case gives none: a fixed instant, so a case answers the same
 /// whenever it runs.
@@ -23,6 +23,20 @@ const ROUND_KEYS: &[&str] = &[
     "rounds",
     "delivered",
     "total",
+    "now",
+    "time_zone",
+    "start",
+    "deadline",
+    "window",
+];
+const BUDGET_KEYS: &[&str] = &[
+    "round",
+    "rounds",
+    "size",
+    "rate",
+    "remaining",
+    "last_loss",
+    "last_decoded",
     "now",
     "time_zone",
     "start",
@@ -78,6 +92,8 @@ pub enum Call {
         /// The time of the call.
         now: Timestamp,
     },
+    /// `round_budget(ctx)`.
+    RoundBudget(BudgetFacts),
 }
 
 /// A `--fact` that cannot be used, naming the fact.
@@ -97,10 +113,12 @@ impl Call {
             Call::NextRound(_) => Role::Retry,
             Call::Allow { .. } => Role::Restrict,
             Call::Disconnect { .. } => Role::Disconnect,
+            Call::RoundBudget(_) => Role::Broadcast,
         }
     }
 
-    /// The entry point's name: `next_round`, `allow` or `disconnect`.
+    /// The entry point's name: `next_round`, `allow`, `disconnect` or
+    /// `round_budget`.
     pub fn entry(&self) -> &'static str {
         self.role().entry_point().0
     }
@@ -111,6 +129,7 @@ impl Call {
             Role::Retry => ROUND_KEYS,
             Role::Restrict => ALLOW_KEYS,
             Role::Disconnect => DISCONNECT_KEYS,
+            Role::Broadcast => BUDGET_KEYS,
         }
     }
 
@@ -241,6 +260,7 @@ pub(crate) fn build<P: Copy>(
             let client = client_facts(&mut f, now);
             Call::Disconnect { client, now }
         }
+        Role::Broadcast => Call::RoundBudget(budget_facts(&mut f)),
     };
     if f.errors.is_empty() {
         Ok(call)
@@ -258,7 +278,16 @@ fn now_timestamp<P: Copy>(f: &mut Facts<'_, P>) -> Timestamp {
         .unwrap_or_else(default_now)
 }
 
-fn round_facts<P: Copy>(f: &mut Facts<'_, P>) -> RoundFacts {
+/// The schedule both `ctx` objects carry: `now` (in `time_zone`), `start`,
+/// `deadline` and `window`.
+struct Schedule {
+    now: ZonedDateTime,
+    start: Timestamp,
+    deadline: Timestamp,
+    window: Option<(u16, u16)>,
+}
+
+fn schedule<P: Copy>(f: &mut Facts<'_, P>) -> Schedule {
     let zone_given = f.get("time_zone").is_some();
     let zone = f
         .read("time_zone", |t| {
@@ -280,11 +309,7 @@ fn round_facts<P: Copy>(f: &mut Facts<'_, P>) -> RoundFacts {
         })
         .unwrap_or_else(|| default_now().to_zoned_datetime(zone.clone()));
     let at = now.timestamp();
-    RoundFacts {
-        round: f.read("round", number).unwrap_or(1),
-        rounds: f.read("rounds", number).unwrap_or(3),
-        delivered: f.read("delivered", number).unwrap_or(0),
-        total: f.read("total", number).unwrap_or(10),
+    Schedule {
         start: f.read("start", |t| timestamp(t, Some(at))).unwrap_or(at),
         deadline: f
             .read("deadline", |t| timestamp(t, Some(at)))
@@ -294,6 +319,53 @@ fn round_facts<P: Copy>(f: &mut Facts<'_, P>) -> RoundFacts {
             }),
         window: f.read("window", window).unwrap_or(None),
         now,
+    }
+}
+
+fn round_facts<P: Copy>(f: &mut Facts<'_, P>) -> RoundFacts {
+    let round = f.read("round", number).unwrap_or(1);
+    let rounds = f.read("rounds", number).unwrap_or(3);
+    let delivered = f.read("delivered", number).unwrap_or(0);
+    let total = f.read("total", number).unwrap_or(10);
+    let s = schedule(f);
+    RoundFacts {
+        round,
+        rounds,
+        delivered,
+        total,
+        now: s.now,
+        start: s.start,
+        deadline: s.deadline,
+        window: s.window,
+    }
+}
+
+/// 64 MiB: the size the engine's benchmarks broadcast.
+const DEFAULT_SIZE: u64 = 64 * 1024 * 1024;
+/// 100 Mbit/s: the engine's rate when a workflow sets none.
+const DEFAULT_RATE: u64 = 100_000_000;
+
+fn budget_facts<P: Copy>(f: &mut Facts<'_, P>) -> BudgetFacts {
+    let round = f.read("round", number).unwrap_or(1);
+    let rounds = f.read("rounds", number).unwrap_or(3);
+    let size = f.read("size", bytes).unwrap_or(DEFAULT_SIZE);
+    let rate = f.read("rate", bits_per_second).unwrap_or(DEFAULT_RATE);
+    let remaining = f.read("remaining", number).unwrap_or(10);
+    let last_loss = f.read_optional("last_loss", loss).unwrap_or(None);
+    let last_decoded = f.read_optional("last_decoded", number).unwrap_or(None);
+    let s = schedule(f);
+    BudgetFacts {
+        round,
+        rounds,
+        size,
+        rate,
+        remaining,
+        last_loss,
+        last_decoded,
+        now: s.now,
+        start: s.start,
+        deadline: s.deadline,
+        window: s.window,
     }
 }
 
@@ -341,6 +413,57 @@ fn text(t: &str) -> Result<String, String> {
 fn number<T: std::str::FromStr>(t: &str) -> Result<T, String> {
     t.parse()
         .map_err(|_| format!("{t:?} is not a whole number in range"))
+}
+
+/// `67108864`, `64MiB`, `512KiB`, `2GiB`.
+fn bytes(t: &str) -> Result<u64, String> {
+    scaled(
+        t,
+        &[
+            ("KiB", 1 << 10),
+            ("MiB", 1 << 20),
+            ("GiB", 1 << 30),
+            ("B", 1),
+            ("", 1),
+        ],
+    )
+    .ok_or_else(|| format!("{t:?} is not a size like 67108864, 64MiB or 2GiB"))
+}
+
+/// `100000000`, `100Mbit/s`, `800kbit/s`, `1Gbit/s`, as `rate:` is written
+/// in a workflow; a rate of 0 is refused (nothing would ever be sent).
+fn bits_per_second(t: &str) -> Result<u64, String> {
+    scaled(
+        t,
+        &[
+            ("kbit/s", 1_000),
+            ("Mbit/s", 1_000_000),
+            ("Gbit/s", 1_000_000_000),
+            ("bit/s", 1),
+            ("", 1),
+        ],
+    )
+    .filter(|&r| r > 0)
+    .ok_or_else(|| format!("{t:?} is not a rate above 0 like 100000000, 20Mbit/s or 1Gbit/s"))
+}
+
+/// A whole number followed by one of `units` (tried in order), scaled.
+fn scaled(t: &str, units: &[(&str, u64)]) -> Option<u64> {
+    units.iter().find_map(|(unit, scale)| {
+        let digits = t.strip_suffix(unit)?.trim_end();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<u64>().ok()?.checked_mul(*scale)
+    })
+}
+
+/// A loss rate from 0 to 1 (`0.05`, not `5%`).
+fn loss(t: &str) -> Result<f64, String> {
+    match t.parse::<f64>() {
+        Ok(l) if (0.0..=1.0).contains(&l) => Ok(l),
+        _ => Err(format!("{t:?} is not a loss rate from 0 to 1, like 0.05")),
+    }
 }
 
 fn version(t: &str) -> Result<semver::Version, String> {

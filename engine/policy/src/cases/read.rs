@@ -1,13 +1,20 @@
 //! The positioned YAML tree → [`Case`]s, collecting every problem.
 
 use super::call::{build, duration};
-use super::{Case, Expect, Expected, Pos, ReasonMatch};
+use super::{Case, Expect, Expected, ExpectedBudget, Pos, ReasonMatch};
 use crate::decision::Role;
 use haifu_yaml::{Node, Value};
 
 type Problems = Vec<(Pos, String)>;
 
-const CASE_KEYS: &[&str] = &["name", "next_round", "allow", "disconnect", "expect"];
+const CASE_KEYS: &[&str] = &[
+    "name",
+    "next_round",
+    "allow",
+    "disconnect",
+    "round_budget",
+    "expect",
+];
 
 /// The keys `expect:` takes for `role`'s entry point (the reader and the
 /// schema both read this).
@@ -16,6 +23,7 @@ pub(super) fn expect_keys(role: Role) -> &'static [&'static str] {
         Role::Retry => &["stop", "wait", "reason", "reason_contains", "fallback"],
         Role::Restrict => &["allow", "reason", "reason_contains", "fallback"],
         Role::Disconnect => &["cut", "reason", "reason_contains", "fallback"],
+        Role::Broadcast => &["proactive", "budget", "time", "silence", "fallback"],
     }
 }
 
@@ -88,7 +96,7 @@ fn case(node: &Node, problems: &mut Problems) -> Option<Case> {
                 Some(t) if !t.trim().is_empty() => name = Some(t.trim().to_string()),
                 _ => problems.push((value.pos, "name: expected the case's name".into())),
             },
-            Some(k @ ("next_round" | "allow" | "disconnect")) => {
+            Some(k @ ("next_round" | "allow" | "disconnect" | "round_budget")) => {
                 if let Some((other, _, _)) = &call {
                     problems.push((
                         key.pos,
@@ -99,6 +107,7 @@ fn case(node: &Node, problems: &mut Problems) -> Option<Case> {
                 let role = match k {
                     "next_round" => Role::Retry,
                     "allow" => Role::Restrict,
+                    "round_budget" => Role::Broadcast,
                     _ => Role::Disconnect,
                 };
                 call = Some((k, role, value));
@@ -113,7 +122,7 @@ fn case(node: &Node, problems: &mut Problems) -> Option<Case> {
     let Some((entry, role, facts_node)) = call else {
         problems.push((
             node.pos,
-            "a case needs one of `next_round:`, `allow:` or `disconnect:`".into(),
+            "a case needs one of `next_round:`, `allow:`, `disconnect:` or `round_budget:`".into(),
         ));
         return None;
     };
@@ -198,6 +207,7 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
     let before = problems.len();
     let (mut stop, mut wait, mut decision, mut reason, mut fallback) =
         (None, None, None, None, false);
+    let mut budget = ExpectedBudget::default();
     for (key, value) in entries {
         let k = key.scalar().unwrap_or("");
         if !keys.contains(&k) {
@@ -221,6 +231,10 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
             "allow" => decision = boolean(value, "expect.allow", problems).map(Expected::Allow),
             "cut" => decision = boolean(value, "expect.cut", problems).map(Expected::Cut),
             "fallback" => fallback = boolean(value, "expect.fallback", problems).unwrap_or(false),
+            "proactive" => budget.proactive = fraction(value, "expect.proactive", problems),
+            "budget" => budget.bytes = fraction(value, "expect.budget", problems),
+            "time" => budget.time = seconds(value, "expect.time", problems),
+            "silence" => budget.silence = seconds(value, "expect.silence", problems),
             _ => {
                 let Some(text) = value.scalar() else {
                     problems.push((value.pos, format!("expect.{k}: expected text")));
@@ -249,11 +263,15 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
             (None, None) => None,
         };
     }
+    if role == Role::Broadcast && budget != ExpectedBudget::default() {
+        decision = Some(Expected::Budget(budget));
+    }
     if decision.is_none() && problems.len() == before {
         let what = match role {
             Role::Retry => "`stop: true`, `stop: false` or `wait: N`",
             Role::Restrict => "`allow: true|false`",
             Role::Disconnect => "`cut: true|false`",
+            Role::Broadcast => "one or more of `proactive`, `budget`, `time`, `silence`",
         };
         problems.push((node.pos, format!("expect: state the decision with {what}")));
     }
@@ -304,6 +322,42 @@ fn boolean(node: &Node, key: &str, problems: &mut Problems) -> Option<bool> {
             problems.push((
                 node.pos,
                 format!("{key}: expected true or false, found {}", found(node)),
+            ));
+            None
+        }
+    }
+}
+
+/// A finite number written plainly: `0.02`, `3`.
+fn fraction(node: &Node, key: &str, problems: &mut Problems) -> Option<f64> {
+    match node.scalar().map(|t| t.trim().parse::<f64>()) {
+        Some(Ok(x)) if x.is_finite() => Some(x),
+        _ => {
+            problems.push((
+                node.pos,
+                format!("{key}: expected a number, found {}", found(node)),
+            ));
+            None
+        }
+    }
+}
+
+/// Seconds (`120`, `34.159`) or a duration (`90s`, `20m`, `2h`).
+fn seconds(node: &Node, key: &str, problems: &mut Problems) -> Option<std::time::Duration> {
+    let text = node.scalar().map(str::trim).unwrap_or("");
+    let parsed = match text.parse::<f64>() {
+        Ok(s) => std::time::Duration::try_from_secs_f64(s).map_err(|_| ()),
+        Err(_) => duration(text).map_err(|_| ()),
+    };
+    match parsed {
+        Ok(d) => Some(d),
+        Err(()) => {
+            problems.push((
+                node.pos,
+                format!(
+                    "{key}: expected seconds (120, 34.159) or a duration like 20m, found {}",
+                    found(node)
+                ),
             ));
             None
         }

@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Call, Case, Expected, Pos, ReadFailure};
+use crate::budget::Budget;
 use crate::decision::{Fallback, FallbackCause, NextRound, Outcome, Role};
 use crate::error::PolicyError;
+use crate::facts::BudgetFacts;
 use crate::hardening::Limits;
 use crate::set::PolicySet;
 
@@ -49,6 +51,18 @@ pub enum Answer {
         cut: bool,
         /// Why.
         reason: String,
+    },
+    /// `round_budget`, with the keys a script returns.
+    RoundBudget {
+        /// Fraction of each block's source symbols sent as repair in its
+        /// first pass.
+        proactive: f64,
+        /// Most bytes, as a multiple of the artifact.
+        budget: f64,
+        /// Longest round, in seconds.
+        time: f64,
+        /// Silence that drops a listener from the wait, in seconds.
+        silence: f64,
     },
 }
 
@@ -95,6 +109,15 @@ impl std::fmt::Display for Answer {
                 let verb = if *cut { "cut off" } else { "keep connected" };
                 write!(f, "{verb} ({reason:?})")
             }
+            Answer::RoundBudget {
+                proactive,
+                budget,
+                time,
+                silence,
+            } => write!(
+                f,
+                "proactive {proactive}, budget {budget}, time {time} s, silence {silence} s"
+            ),
         }
     }
 }
@@ -208,21 +231,56 @@ impl PolicyUnderTest {
                 };
                 (answer, fallback)
             }
+            Call::RoundBudget(facts) => {
+                let (answer, fallback) = self.decide_budget(facts);
+                (answer.0, fallback)
+            }
         }
+    }
+
+    /// Asks `round_budget` once: the answer, the typed budget, and the
+    /// fallback if any.
+    fn decide_budget(&self, facts: &BudgetFacts) -> ((Answer, Budget), Option<Fallback>) {
+        let Outcome { value, fallback } = self.set.round_budget(facts);
+        let answer = Answer::RoundBudget {
+            proactive: value.proactive,
+            budget: value.bytes,
+            time: value.time.as_secs_f64(),
+            silence: value.silence.as_secs_f64(),
+        };
+        ((answer, value), fallback)
     }
 
     /// Runs one case and says how its answer differs from `expect`.
     pub fn run(&self, case: &Case) -> CaseReport {
-        let (got, fallback) = self.decide(&case.call);
         let mut failures = Vec::new();
+        let (got, fallback) = match (&case.call, &case.expect.decision) {
+            // A budget is checked key by key: one line per key that differs
+            // says more than two whole budgets side by side.
+            (Call::RoundBudget(facts), Expected::Budget(want)) => {
+                let ((got, budget), fallback) = self.decide_budget(facts);
+                for (key, want, got) in want.mismatches(&budget) {
+                    failures.push(format!("expected {key} {want}, got {got}"));
+                }
+                (got, fallback)
+            }
+            (call, want) => {
+                let (got, fallback) = self.decide(call);
+                if !decision_matches(want, &got) {
+                    failures.push(format!("expected {want}, got {got}"));
+                }
+                (got, fallback)
+            }
+        };
         match (&fallback, case.expect.fallback) {
-            (Some(fb), false) => failures.push(format!("the script did not answer: {fb}")),
-            (None, true) => failures
-                .push("expected a fallback to the safe default, but the script answered".into()),
+            (Some(fb), false) => {
+                failures.insert(0, format!("the script did not answer: {fb}"));
+            }
+            (None, true) => failures.insert(
+                0,
+                "expected a fallback to the safe default, but the script answered".into(),
+            ),
             _ => {}
-        }
-        if !decision_matches(&case.expect.decision, &got) {
-            failures.push(format!("expected {}, got {got}", case.expect.decision));
         }
         if let Some(want) = &case.expect.reason {
             let reason = match &got {
@@ -230,6 +288,7 @@ impl PolicyUnderTest {
                 Answer::Allow { reason, .. } | Answer::Disconnect { reason, .. } => {
                     Some(reason.as_str())
                 }
+                Answer::RoundBudget { .. } => None,
             };
             match reason {
                 Some(r) if want.matches(r) => {}
@@ -239,7 +298,7 @@ impl PolicyUnderTest {
                         format!("expected a reason containing {w:?}, got {r:?}")
                     }
                 }),
-                None => failures.push("expected a reason, but a wait carries none".into()),
+                None => failures.push("expected a reason, but this answer carries none".into()),
             }
         }
         let script_pos = match &fallback {

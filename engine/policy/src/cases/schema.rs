@@ -57,6 +57,22 @@ fn expect(role: Role) -> Value {
                 "the script must fall back to the safe default",
             ),
             "reason" => (json!("string"), "the reason, exactly"),
+            "proactive" => (
+                json!("number"),
+                "round_budget's proactive share, a fraction of K",
+            ),
+            "budget" => (
+                json!("number"),
+                "round_budget's byte budget, a multiple of the artifact",
+            ),
+            "time" => (
+                json!(["number", "string"]),
+                "round_budget's longest round: seconds, or a duration like 2m",
+            ),
+            "silence" => (
+                json!(["number", "string"]),
+                "round_budget's silence: seconds, or a duration like 2s",
+            ),
             _ => (json!("string"), "text the reason contains"),
         };
         props.insert(

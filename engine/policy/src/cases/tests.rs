@@ -180,3 +180,104 @@ fn every_truncation_of_a_shipped_cases_file_parses_or_errs_without_panicking() {
         }
     }
 }
+
+const BROADCAST: &str = r#"
+fn round_budget(ctx) {
+    if ctx.round == 9 { return #{ budget: 40 }; }
+    let loss = ctx.last_loss;
+    if type_of(loss) == "()" { return #{}; }
+    #{ proactive: loss, budget: 4 }
+}
+"#;
+
+fn broadcast() -> PolicyUnderTest {
+    PolicyUnderTest::compile(Path::new("b.rhai"), BROADCAST.into(), &[Role::Broadcast]).unwrap()
+}
+
+#[test]
+fn round_budget_cases_read_units_and_unset_facts() {
+    let file = parse(
+        "cases:\n  - name: x\n    round_budget: { size: 64MiB, rate: 20Mbit/s, last_loss: ~, last_decoded: 3 }\n    expect: { proactive: 0.02, time: 2m, silence: 1.5 }\n",
+    )
+    .unwrap();
+    let Call::RoundBudget(facts) = &file.cases[0].call else {
+        panic!()
+    };
+    assert_eq!((facts.size, facts.rate), (64 << 20, 20_000_000));
+    assert_eq!((facts.round, facts.rounds, facts.remaining), (1, 3, 10));
+    assert_eq!((facts.last_loss, facts.last_decoded), (None, Some(3)));
+    let Expected::Budget(want) = &file.cases[0].expect.decision else {
+        panic!()
+    };
+    assert_eq!(want.proactive, Some(0.02));
+    assert_eq!(want.bytes, None, "a key not written is not checked");
+    assert_eq!(want.time, Some(Duration::from_secs(120)));
+    assert_eq!(want.silence, Some(Duration::from_millis(1500)));
+}
+
+#[test]
+fn round_budget_cases_refuse_bad_facts_and_expectations() {
+    let errs = errors(
+        "cases:\n  - name: x\n    round_budget: { size: 64MB, rate: 0, last_loss: 5%, delivered: 3 }\n    expect: { budget: lots, time: soon, reason: x }\n",
+    );
+    assert_eq!(errs.len(), 7, "{errs:?}");
+    assert!(errs[0].contains("not a size like"), "{errs:?}");
+    assert!(errs[1].contains("not a rate above 0 like"), "{errs:?}");
+    assert!(errs[2].contains("not a loss rate from 0 to 1"), "{errs:?}");
+    assert!(
+        errs[3].contains("unknown fact \"delivered\" for round_budget"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[4].starts_with("t.yaml:4:23: expect.budget: expected a number"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[5].contains("expect.time: expected seconds"),
+        "{errs:?}"
+    );
+    assert!(errs[6].contains("unknown key \"reason\""), "{errs:?}");
+    let errs =
+        errors("cases:\n  - name: x\n    round_budget: {}\n    expect: { fallback: true }\n");
+    assert!(
+        errs[0].contains("state the decision with one or more of `proactive`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_round_budget_case_fails_key_by_key() {
+    let file = parse(
+        "cases:\n  - name: right\n    round_budget: { last_loss: 0.25 }\n    expect: { proactive: 0.25, budget: 4 }\n  - name: wrong\n    round_budget: { last_loss: 0.25 }\n    expect: { proactive: 0.3, budget: 4, silence: 2 }\n",
+    )
+    .unwrap();
+    let policy = broadcast();
+    assert!(policy.run(&file.cases[0]).passed());
+    let report = policy.run(&file.cases[1]);
+    assert_eq!(
+        report.failures,
+        [
+            "expected proactive 0.3, got 0.25",
+            "expected silence 2 s, got 1 s"
+        ]
+    );
+    assert_eq!(report.script_pos, Some(Pos { line: 2, column: 1 }));
+}
+
+#[test]
+fn a_refused_round_budget_fails_unless_the_case_expects_the_fallback() {
+    let file = parse(
+        "cases:\n  - name: a\n    round_budget: { round: 9, rounds: 9 }\n    expect: { budget: 3 }\n  - name: b\n    round_budget: { round: 9, rounds: 9 }\n    expect: { budget: 3, time: 34.159, fallback: true }\n",
+    )
+    .unwrap();
+    let policy = broadcast();
+    let failed = policy.run(&file.cases[0]);
+    assert_eq!(failed.failures.len(), 1, "{:?}", failed.failures);
+    assert!(
+        failed.failures[0].contains("b.rhai: round_budget: budget 40 is out of range"),
+        "{:?}",
+        failed.failures
+    );
+    let passed = policy.run(&file.cases[1]);
+    assert!(passed.passed(), "{:?}", passed.failures);
+}

@@ -292,6 +292,10 @@ impl Fleet {
             &self.dir.join("cut-off-at-deadline.rhai"),
             include_str!("../../../../../policies/cut-off-at-deadline.rhai"),
         )?;
+        write(
+            &self.dir.join("broadcast.rhai"),
+            include_str!("../../../../../policies/broadcast.rhai"),
+        )?;
         let relays: Vec<String> = (1..=relays).map(|r| format!("relay-{r}")).collect();
         let wf = self.dir.join("rollout.yaml");
         write(
@@ -302,7 +306,8 @@ impl Fleet {
                  targets: {{relays: [{}]}}\n\
                  schedule: {{start: {}, deadline: {}s}}\n\
                  transports: {{broadcast: multicast, unicast: quic}}\nrate: 100Mbit/s\n\
-                 policies: {{retry: demo-retry.rhai, restrict: restrict.rhai, disconnect: cut-off-at-deadline.rhai}}\n\
+                 policies: {{retry: demo-retry.rhai, restrict: restrict.rhai, disconnect: cut-off-at-deadline.rhai, \
+                 broadcast: broadcast.rhai}}\n\
                  steps:\n  - register\n  - broadcast: {{rounds: 3}}\n  - audit\n  - delta: {{until: {}s}}\n  - disconnect\n",
                 relays.join(", "),
                 jiff::Timestamp::now(),
