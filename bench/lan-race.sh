@@ -83,12 +83,18 @@ WORK=$(mktemp -d /tmp/haifu-lan-race.XXXXXX)
 PIDS=$WORK/pids
 : >"$PIDS"
 LAN_UP=
+PY=
 
 # Every process the driver starts is in $PIDS (the daemons' own pids: `ip
 # netns exec` execs): stop those, and only those, whatever happens; then the
 # LAN (only if this run made it) and the work folder.
 cleanup() {
   local pid
+  # The driver first: it stops what it started (its `finally` blocks).
+  if [ -n "$PY" ] && kill -0 "$PY" 2>/dev/null; then
+    kill -TERM "$PY" 2>/dev/null || true
+    wait "$PY" 2>/dev/null || true
+  fi
   while read -r pid; do
     if grep -qaE 'haifu|uftp' "/proc/$pid/cmdline" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
@@ -108,7 +114,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # 2. Release binaries, copied out of the target folder (a build meanwhile
 # cannot change them).
@@ -139,6 +146,7 @@ fi
 META=$(python3 -c 'import json,sys; print(json.dumps({"date": sys.argv[1], "commit": sys.argv[2], "command": sys.argv[3], "kernel": sys.argv[4], "uftp": sys.argv[5]}))' \
   "$DATE" "$COMMIT" "$COMMAND" "$(uname -r)" "$(dpkg-query -W -f '${Version}' uftp 2>/dev/null || echo unknown)")
 echo "$DATE, commit $COMMIT: $COMMAND" >&2
+# In the background, waited for: a signal to this shell runs its trap at once.
 python3 bench/lan_race.py --bin "$WORK/bin" --work "$WORK" --lan "$LAN" --json "$JSON" --pidfile "$PIDS" \
   --size-mib "${SIZE_MIB:-64}" --clients "$CLIENTS" --rates "${RATES:-100mbit,1gbit}" \
   --losses "${LOSSES:-0,5,20}" --runs "${RUNS:-3}" --send-pct "${SEND_PCT:-95}" --dead "${DEAD:-auto}" \
@@ -146,4 +154,6 @@ python3 bench/lan_race.py --bin "$WORK/bin" --work "$WORK" --lan "$LAN" --json "
   --poll-ms "${POLL_MS:-100}" --quiet-wait "${QUIET_WAIT:-120}" --run-timeout "${RUN_TIMEOUT:-900}" \
   --port "${PORT:-31000}" --master-extra "${MASTER_EXTRA:-}" --relay-extra "${RELAY_EXTRA:-}" \
   --client-extra "${CLIENT_EXTRA:-}" --meta "$META" \
-  ${SETTLE_MS:+--settle-ms "$SETTLE_MS"} ${RETRY_POLICY:+--retry-policy "$RETRY_POLICY"}
+  ${SETTLE_MS:+--settle-ms "$SETTLE_MS"} ${RETRY_POLICY:+--retry-policy "$RETRY_POLICY"} &
+PY=$!
+wait "$PY"

@@ -97,6 +97,21 @@ class Procs:
                 f.write(f"{p.pid}\n")
         return p
 
+    def run(self, cmd, timeout, **kw):
+        """A command run to its end (`haifu run`, `uftp`), in the pidfile
+        too while it runs; killed if this driver is interrupted."""
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+        if self.pidfile:
+            with open(self.pidfile, "a") as f:
+                f.write(f"{p.pid}\n")
+        with p:
+            try:
+                out, err = p.communicate(timeout=timeout)
+            except BaseException:
+                p.kill()
+                raise
+        return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
     def stop_all(self, grace=15.0):
         for p in self.live:
             if p.poll() is None:
@@ -174,19 +189,30 @@ def prune(folder):
             p.unlink(missing_ok=True)
 
 
+def irq_cpu():
+    """CPU-seconds the machine spent in hard and soft interrupts so far
+    (/proc/stat): the kernel's packet work (veth, bridge, tbf, nftables,
+    delivery to sockets), charged to no process."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[5] + v[6]) / CLK
+
+
 class Disturbance:
     """The CPU-seconds other processes took during a run: the machine's busy
-    time minus what this run's processes used (measured by the caller)."""
+    time minus what this run's processes used (measured by the caller) and
+    minus interrupt time (this run's packets; a build takes next to none)."""
 
     def __enter__(self):
-        self.t, self.b = time.monotonic(), cpu_busy()
+        self.t, self.b, self.i = time.monotonic(), cpu_busy(), irq_cpu()
         return self
 
     def __exit__(self, *exc):
         self.wall, self.busy = time.monotonic() - self.t, cpu_busy() - self.b
+        self.irq = irq_cpu() - self.i
 
     def share(self, ours):
-        return max(0.0, self.busy - ours) / (self.wall * (os.cpu_count() or 1))
+        return max(0.0, self.busy - self.irq - ours) / (self.wall * (os.cpu_count() or 1))
 
 
 class HaifuRun:
@@ -257,6 +283,16 @@ class HaifuRun:
             f"steps:\n  - register\n  - broadcast: {{rounds: {a.rounds}}}\n  - audit\n"
             "  - delta: {until: 2s}\n  - disconnect\n")
 
+    def wait_log(self, procs, name, needle, secs):
+        """Waits for `needle` in NAME.log; stops at once if one of `procs`
+        has exited (a config it refused, a port in use)."""
+        def cond():
+            gone = [p.args[-1] for p in procs if p.poll() is not None]
+            if gone:
+                raise SystemExit(f"haifu exited before {name} logged {needle!r} ({gone})\n{tails(self.dir)}")
+            return lines_with(self.dir / f"{name}.log", needle)
+        wait_for(f"{name} to log {needle!r}", cond, secs, lambda: tails(self.dir))
+
     def known_clients(self):
         try:
             db = sqlite3.connect(f"file:{self.home / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1)
@@ -271,12 +307,12 @@ class HaifuRun:
         try:
             self.setup()
             master = self.start(SENDER_NS, "master", "master")
-            wait_for("the master to start", lambda: lines_with(d / "master.log", "master started"), 60, dump)
+            self.wait_log([master], "master", "master started", 60)
             relay = self.start(SENDER_NS, "relay", "relay-a")
-            wait_for("the relay to connect", lambda: lines_with(d / "relay-a.log", "connected to the master"), 60, dump)
+            self.wait_log([master, relay], "relay-a", "connected to the master", 60)
             clients = {c: self.start(receiver_ns(i), "client", c) for i, c in enumerate(self.clients, 1)}
             for c in self.clients:
-                wait_for(f"{c} to register", lambda: lines_with(d / "relay-a.log", f"client registered client={c}"), 90, dump)
+                self.wait_log([master, relay, *clients.values()], "relay-a", f"client registered client={c}", 90)
             wait_for("the master to record every client", lambda: self.known_clients() >= len(self.clients), 60, dump)
             stopped = self.clients[-1] if self.dead else None
             if stopped:
@@ -286,9 +322,9 @@ class HaifuRun:
             cpu0 = {k: proc_cpu(p) for k, p in pids.items()}
             drops0, link0, run0 = udp_drops(a.clients), link_stats(), children_cpu()
             with Disturbance() as dist:
-                out = subprocess.run(
+                out = self.procs.run(
                     [str(a.bin / "haifu"), "--home", str(self.home), "run", "bench.yaml", "--live", "--json"],
-                    cwd=d, env=self.env, capture_output=True, text=True, timeout=a.run_timeout)
+                    a.run_timeout, cwd=d, env=self.env)
                 cpu1 = {k: proc_cpu(p) for k, p in pids.items()}
             link1, drops1, run_cpu = link_stats(), udp_drops(a.clients), children_cpu() - run0
             dead_procs = [k for k, v in cpu1.items() if v is None]
@@ -310,7 +346,8 @@ class HaifuRun:
             rcvbuf_drops=[y - x for x, y in zip(drops0, drops1)],
             cpu_s_per_gib=(sum(cpu[c] for c in alive if res["clients"].get(c))
                            / (res["delivered"] * a.size / GIB)) if res["delivered"] else None,
-            busy_before=busy, disturbed=dist.share(ours), run_wall_s=dist.wall, stopped=stopped,
+            busy_before=busy, disturbed=dist.share(ours), run_wall_s=dist.wall, irq_cpu_s=dist.irq,
+            stopped=stopped,
         )
         self.verify(res)
         return res
@@ -408,7 +445,7 @@ def uftp_run(a, dir, rate_mbit):
         drops0, link0, c0 = udp_drops(a.clients), link_stats(), children_cpu()
         with Disturbance() as dist:
             t0 = time.time()
-            out = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=a.run_timeout)
+            out = procs.run(cmd, a.run_timeout, cwd=d)
             wall = time.time() - t0
             cpu1 = [proc_cpu(p.pid) for p in daemons]
         link1, drops1, sender_cpu = link_stats(), udp_drops(a.clients), children_cpu() - c0
@@ -433,7 +470,7 @@ def uftp_run(a, dir, rate_mbit):
         "receiver_cpu_s": rx, "sender_cpu_s": sender_cpu,
         "cpu_s_per_gib": sum(rx) / (len(ok) * a.size / GIB) if ok else None,
         "rcvbuf_drops": [y - x for x, y in zip(drops0, drops1)],
-        "busy_before": busy, "disturbed": dist.share(sum(rx) + sender_cpu),
+        "busy_before": busy, "disturbed": dist.share(sum(rx) + sender_cpu), "irq_cpu_s": dist.irq,
     }
 
 
@@ -474,6 +511,7 @@ def summarize(case, a):
         "uftp_tbf_drops": med([r["wire"]["tbf_drops"] for r in U]),
         "haifu_rcvbuf_drops": med([sum(r["rcvbuf_drops"]) for r in H]),
         "uftp_rcvbuf_drops": med([sum(r["rcvbuf_drops"]) for r in U]),
+        "haifu_irq_s": mh("irq_cpu_s"), "uftp_irq_s": mu("irq_cpu_s"),
         "fetch_s": mh("relay_fetch_s"), "first_datagram_s": mh("first_datagram_s"),
         "round1_end_s": med([r["relay_rounds"][0]["ended_s"] if r["relay_rounds"] else None for r in H]),
         "last_decoded_s": mh("last_decoded_s"),
@@ -675,7 +713,7 @@ def report(a, results):
                  "relay Mbit/s = round 1's bytes*8/elapsed from its \"round sent\" line (UDP payload).")
     lines.append("\nwhere haifu's time goes (medians, s from round-1 start): relay fetch done, first "
                  "datagram, round 1 sent, last client decoded, last client installed; drops by tbf "
-                 "on hf0 and for full receive buffers (all receivers); sender CPU s:")
+                 "on hf0 and for full receive buffers (all receivers); the senders' CPU s; the kernel's interrupt CPU s (machine-wide: the packets' work in veth, bridge, tbf, nftables); the largest share of the CPUs other processes took during a run:")
     for c in results:
         s = c["summary"]
         if not c["haifu"]:
@@ -686,7 +724,8 @@ def report(a, results):
             f"{fmt(s['last_decoded_s'])}, installed {fmt(s['haifu_s'])}; tbf drops haifu "
             f"{fmt(s['haifu_tbf_drops'], '.0f')} / uftp {fmt(s['uftp_tbf_drops'], '.0f')}; rcvbuf drops "
             f"haifu {fmt(s['haifu_rcvbuf_drops'], '.0f')} / uftp {fmt(s['uftp_rcvbuf_drops'], '.0f')}; "
-            f"relay CPU {fmt(s['relay_cpu_s'])} s, uftp CPU {fmt(s['uftp_cpu_s'])} s; "
+            f"relay CPU {fmt(s['relay_cpu_s'])} s, uftp CPU {fmt(s['uftp_cpu_s'])} s; kernel "
+            f"interrupt CPU haifu {fmt(s['haifu_irq_s'])} s / uftp {fmt(s['uftp_irq_s'])} s; "
             f"max share of CPUs taken by others {fmt(s['disturbed_max'], '.0%')}")
     dead = [c for c in results if c.get("dead_summary")]
     if dead:
@@ -702,4 +741,9 @@ def report(a, results):
 
 
 if __name__ == "__main__":
+    # lan-race.sh runs this in the background (so that its own trap runs at
+    # once on a signal), where SIGINT starts ignored: take both back, so the
+    # `finally` blocks stop every process on Ctrl-C or kill.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())
