@@ -30,7 +30,8 @@
 # ./lan-race-DATE.json), LOCK (a file to flock for the whole run), KEEP=1
 # (keep the work folder's logs), BIN (a folder with haifu and the two plugin
 # .so files; default: cargo build --release here), LAN (lan.sh's path),
-# QUIET_WAIT (120 s: wait for idle CPUs before each run), RUN_TIMEOUT (900 s),
+# QUIET_WAIT (120 s: wait for idle CPUs before each run), ATTEMPTS (2: runs of
+# a case at most while other processes take >10% of the CPUs), RUN_TIMEOUT (900 s),
 # PORT (31000). The master's knobs, as bench/fleet.sh sets them: SETTLE_MS
 # (1500 + 60/MiB), ROUND_GRACE_SECS (600), POLL_MS (100), ROUNDS (3);
 # MASTER_EXTRA, RELAY_EXTRA, CLIENT_EXTRA (YAML lines appended to each
@@ -39,7 +40,7 @@
 set -euo pipefail
 CALLER_PWD=$PWD
 KNOBS=(RATES LOSSES RUNS SIZE_MIB CLIENTS SEND_PCT DEAD TOOLS SETTLE_MS ROUND_GRACE_SECS POLL_MS
-  ROUNDS MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY QUIET_WAIT RUN_TIMEOUT PORT)
+  ROUNDS MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY QUIET_WAIT ATTEMPTS RUN_TIMEOUT PORT)
 COMMAND=
 for k in "${KNOBS[@]}"; do
   if [ -n "${!k+x}" ]; then COMMAND+="$k=$(printf %q "${!k}") "; fi
@@ -152,6 +153,7 @@ python3 bench/lan_race.py --bin "$WORK/bin" --work "$WORK" --lan "$LAN" --json "
   --losses "${LOSSES:-0,5,20}" --runs "${RUNS:-3}" --send-pct "${SEND_PCT:-95}" --dead "${DEAD:-auto}" \
   --tools "${TOOLS:-haifu,uftp}" --rounds "${ROUNDS:-3}" --round-grace-secs "${ROUND_GRACE_SECS:-600}" \
   --poll-ms "${POLL_MS:-100}" --quiet-wait "${QUIET_WAIT:-120}" --run-timeout "${RUN_TIMEOUT:-900}" \
+  --attempts "${ATTEMPTS:-2}" \
   --port "${PORT:-31000}" --master-extra "${MASTER_EXTRA:-}" --relay-extra "${RELAY_EXTRA:-}" \
   --client-extra "${CLIENT_EXTRA:-}" --meta "$META" \
   ${SETTLE_MS:+--settle-ms "$SETTLE_MS"} ${RETRY_POLICY:+--retry-policy "$RETRY_POLICY"} &

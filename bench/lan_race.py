@@ -32,8 +32,8 @@ Per run it measures:
   rate      the relay's achieved rate per round: bytes * 8 / elapsed_ms of
             its "round sent" line (UDP payload, as its pacer counts)
 Before each run it waits (up to --quiet-wait s) for idle CPUs, records the
-share of the CPUs other processes took during the run, and runs again (at
-most twice) a run they disturbed by more than 10%.
+share of the CPUs other processes took during the run, and runs again (up
+to --attempts runs in all) a run they disturbed by more than 10%.
 
 A dead receiver (--dead): the same haifu run with the last client
 SIGSTOPped from before the run starts to its end; compared with the
@@ -547,6 +547,8 @@ def main():
     p.add_argument("--client-extra", default="")
     p.add_argument("--retry-policy", type=Path, help="a .rhai retry policy instead of fleet.sh's")
     p.add_argument("--quiet-wait", type=float, default=120)
+    p.add_argument("--attempts", type=int, default=2,
+                   help="runs of a case at most, while other processes disturb it")
     p.add_argument("--run-timeout", type=float, default=900)
     p.add_argument("--port", type=int, default=31000)
     p.add_argument("--meta", default="{}", help="JSON object copied into the results (commit, command)")
@@ -594,10 +596,10 @@ def main():
     step = [0]
 
     def attempt(what, fn):
-        """A run, again (at most twice) if other processes took >10% of the
-        CPUs meanwhile; the least disturbed counts."""
+        """A run, again (up to --attempts in all) while other processes took
+        more than 10% of the CPUs meanwhile; the least disturbed counts."""
         tries = []
-        for k in range(3):
+        for k in range(max(1, a.attempts)):
             r = fn(k)
             tries.append(r)
             if r["disturbed"] <= 0.10:
