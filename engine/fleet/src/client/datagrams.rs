@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use haifu_plugin_host::DatagramGroup;
+use haifu_plugin_host::RecvBatch;
 use haifu_plugin_host::TransportError;
 
 /// A seeded loss: each datagram is dropped with probability `rate`.
@@ -42,24 +43,93 @@ impl Datagrams {
         Self { group, loss }
     }
 
-    /// The next datagram kept, into `buf`; its length.
-    pub(super) fn recv(
+    /// The datagrams that came, up to `batch`'s capacity (waiting up to
+    /// `timeout` for the first), appended to `into`: each kept datagram's
+    /// bytes to `into.data` and its length to `into.lens`.
+    pub(super) fn recv_into(
         &mut self,
-        buf: &mut [u8],
+        batch: &mut RecvBatch,
         timeout: Option<Duration>,
-    ) -> Result<usize, TransportError> {
-        loop {
-            let n = self.group.recv(buf, timeout)?;
+        into: &mut Packed,
+    ) -> Result<(), TransportError> {
+        self.group.recv_batch(batch, timeout)?;
+        for d in batch.datagrams() {
             if !self.loss.as_mut().is_some_and(Loss::drops) {
-                return Ok(n);
+                into.push(d);
             }
         }
+        Ok(())
+    }
+}
+
+/// Datagrams packed end to end in one buffer: what the reader thread hands
+/// the decoder per batch, one allocation for up to a batch of datagrams,
+/// read back in order with [`Packed::next_datagram`].
+#[derive(Debug, Default)]
+pub(super) struct Packed {
+    data: Vec<u8>,
+    lens: Vec<u16>,
+    /// The next datagram to read, and where its bytes start.
+    read: usize,
+    at: usize,
+}
+
+impl Packed {
+    /// Room for `count` datagrams of about `len` bytes.
+    pub(super) fn with_capacity(count: usize, len: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(count * len),
+            lens: Vec::with_capacity(count),
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, datagram: &[u8]) {
+        // A UDP datagram is at most 65,535 bytes; the batch's stride is
+        // far below that.
+        if let Ok(len) = u16::try_from(datagram.len()) {
+            self.data.extend_from_slice(datagram);
+            self.lens.push(len);
+        }
+    }
+
+    /// How many datagrams it holds.
+    pub(super) fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Whether it holds none.
+    pub(super) fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// The next datagram not read yet.
+    pub(super) fn next_datagram(&mut self) -> Option<&[u8]> {
+        let len = usize::from(*self.lens.get(self.read)?);
+        let start = self.at;
+        self.read += 1;
+        self.at += len;
+        Some(&self.data[start..start + len])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Loss;
+
+    #[test]
+    fn packed_datagrams_read_back_in_order() {
+        let mut p = super::Packed::with_capacity(3, 4);
+        assert!(p.is_empty());
+        for d in [&b"one"[..], b"", b"three"] {
+            p.push(d);
+        }
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.next_datagram(), Some(&b"one"[..]));
+        assert_eq!(p.next_datagram(), Some(&b""[..]));
+        assert_eq!(p.next_datagram(), Some(&b"three"[..]));
+        assert_eq!(p.next_datagram(), None);
+    }
 
     #[test]
     fn a_seeded_loss_drops_about_its_rate_and_repeats() {

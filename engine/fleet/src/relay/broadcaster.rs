@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use haifu_carousel::CarouselKey;
 use haifu_carousel::EndReason;
+use haifu_carousel::LinkOverhead;
 use haifu_carousel::Pacer;
+use haifu_carousel::PacerConfig;
 use haifu_carousel::RepairParams;
 use haifu_carousel::Report;
 use haifu_plugin_host::DatagramGroup;
@@ -193,7 +195,11 @@ fn send_one(
         session.size,
         sender.config().repair_overhead,
     );
-    let mut pacer = Pacer::new(session.rate_bps.max(1), 64 * 1024)?;
+    // The rate counts what the link carries: UDP, IP and Ethernet headers
+    // of the group's family, not just the datagram.
+    let overhead = LinkOverhead::ethernet_for(relay.cfg.multicast.group.ip());
+    let mut pacer =
+        Pacer::with_config(PacerConfig::new(session.rate_bps.max(1)).overhead(overhead))?;
     tracing::info!(run, round, feedback = params.feedback, "round starting");
     let started = Instant::now();
     let stop = || relay.shutdown.is_set();
