@@ -195,6 +195,11 @@ struct Block {
     settled_at: Option<Instant>,
     /// Repair symbols still to send.
     owed: u32,
+    /// The repair cycle in progress was ordered for this many symbols (the
+    /// largest want reported since it began): a later report asking no
+    /// more than that was already served, one asking more adds only the
+    /// difference.
+    ordered: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +261,7 @@ impl<L: Ord + Clone> RepairRound<L> {
                     first_pass_end: first + pass.max(1),
                     settled_at: None,
                     owed: 0,
+                    ordered: 0,
                 });
             }
         }
@@ -358,10 +364,21 @@ impl<L: Ord + Clone> RepairRound<L> {
             }
             let need = (block.k + DECODE_MARGIN).saturating_sub(held).max(1);
             let want = inflate(need, loss);
+            // While a cycle is going out, a report cannot reflect it yet:
+            // it adds only what it wants beyond what the cycle was ordered
+            // for. Once a cycle is out (and the holdoff passed), a report
+            // starts the next one.
+            let more = if block.owed > 0 {
+                want.saturating_sub(block.ordered)
+            } else {
+                block.ordered = 0;
+                want
+            };
             let room = block.end_esi - block.next_esi;
-            let owed = block.owed.max(want).min(room);
-            if owed > block.owed {
-                block.owed = owed;
+            let add = more.min(room - block.owed.min(room));
+            if add > 0 {
+                block.owed += add;
+                block.ordered = block.ordered.max(want);
                 self.owing.insert(i);
             }
         }

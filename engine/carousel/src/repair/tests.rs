@@ -112,6 +112,38 @@ fn a_report_orders_the_need_of_the_neediest_listener_after_the_holdoff() {
 }
 
 #[test]
+fn reports_during_a_repair_cycle_add_only_what_it_was_not_ordered_for() {
+    let t0 = Instant::now();
+    let mut r = RepairRound::<u8>::new(&plan(), 1, params(), 40, t0).unwrap();
+    let report = |held: Vec<(u32, u32)>| Report {
+        heard: 0,
+        done: false,
+        done_below: 0,
+        horizon: 3,
+        held,
+    };
+    drain(&mut r, t0);
+    // Block 0 needs 10 + 2 - 6 = 6: a cycle of 6 is ordered; 2 go out.
+    assert!(r.report(1, &report(vec![(0, 6)]), ms(t0, 100)));
+    let mut sent = 0;
+    for _ in 0..2 {
+        assert!(matches!(r.next(ms(t0, 100)), Next::Send(s) if s.repair));
+        sent += 1;
+    }
+    // Reports written before the cycle reached them: the same need (from
+    // another listener) adds nothing; a bigger one (needs 8) adds 2.
+    assert!(r.report(2, &report(vec![(0, 6)]), ms(t0, 110)));
+    assert!(r.report(3, &report(vec![(0, 4)]), ms(t0, 110)));
+    sent += drain(&mut r, ms(t0, 110)).len();
+    assert_eq!(sent, 8);
+    // The cycle is out; after the holdoff a report starts the next cycle
+    // for what is still missing.
+    assert!(r.report(3, &report(vec![(0, 10)]), ms(t0, 220)));
+    assert_eq!(drain(&mut r, ms(t0, 220)).len(), 2);
+    assert_eq!(r.outcome().repairs.0, 10);
+}
+
+#[test]
 fn repairs_alternate_with_the_first_pass() {
     let t0 = Instant::now();
     let mut r = RepairRound::<u8>::new(&plan(), 1, params(), 40, t0).unwrap();
