@@ -15,10 +15,11 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use haifu_carousel::{
-    Accepted, DecodedBlock, EncodeError, Next, OVERHEAD_LEN, ObjectEncoder, Outcome, Pacer,
-    Receiver, RepairParams, RepairRound, Report, Sender, block_hash,
+    Accepted, ArtifactHasher, DecodedBlock, EncodeError, Next, OVERHEAD_LEN, ObjectEncoder,
+    Outcome, Pacer, Receiver, RepairParams, RepairRound, Report, Sender, block_hash,
 };
-use haifu_install::{InstallError, Staging};
+use haifu_core::{Digest, Manifest, PublicKey};
+use haifu_install::{InstallError, Staging, Verified};
 use haifu_plugin_host::{DatagramGroup, TransportError};
 
 /// Why a round could not be sent or received.
@@ -247,6 +248,8 @@ pub fn air_round(
         datagrams,
         bytes,
         repair_bytes = stats.outcome.repairs.1,
+        repair_cycles = stats.outcome.cycles.0,
+        repair_top_ups = stats.outcome.cycles.1,
         elapsed_ms = stats.elapsed.as_millis() as u64,
         ended = stats.outcome.reason.as_str(),
         listeners = stats.outcome.decoded.len() + stats.outcome.undecoded.len(),
@@ -272,6 +275,61 @@ pub struct ReceiveStats {
     pub complete: bool,
 }
 
+/// Out-of-order blocks the in-order hash keeps before giving up (and
+/// leaving the whole file to be read again at the end): blocks complete
+/// nearly in order, a few behind at most.
+const LANDING_REORDER_BYTES: usize = 48 << 20;
+
+/// Where a receiver's checked blocks land: the staging file, hashed in
+/// artifact order as blocks are written (so verifying does not read the
+/// file again) and flushed block by block (so making it durable at the end
+/// is quick). Both are off the decoder's thread.
+#[derive(Debug)]
+pub struct Landing {
+    staging: Staging,
+    hasher: Option<ArtifactHasher>,
+}
+
+impl Landing {
+    /// Blocks land in `staging`.
+    pub fn new(staging: Staging) -> Self {
+        Self {
+            staging,
+            hasher: Some(ArtifactHasher::new(LANDING_REORDER_BYTES)),
+        }
+    }
+
+    /// Writes a checked block at `offset`, hashes it in order, and starts
+    /// its way to disk.
+    fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<(), InstallError> {
+        self.staging.write_at(offset, data)?;
+        if let Some(h) = &mut self.hasher
+            && !h.push(offset, data)
+        {
+            tracing::debug!(
+                offset,
+                "blocks too far out of order to hash as they land; the file is read again to verify"
+            );
+            self.hasher = None;
+        }
+        self.staging.sync_written()
+    }
+
+    /// Checks the artifact against the signed manifest
+    /// ([`Staging::verify`]), with the digest computed as blocks landed
+    /// when every byte was hashed in order.
+    pub fn verify(self, manifest: &Manifest, pinned: &PublicKey) -> Result<Verified, InstallError> {
+        let len = self.staging.expected_len();
+        match self.hasher.and_then(|h| h.finish(len)) {
+            Some(digest) => {
+                self.staging
+                    .verify_hashed(manifest, pinned, Digest::from_bytes(digest))
+            }
+            None => self.staging.verify(manifest, pinned),
+        }
+    }
+}
+
 /// A source of datagrams: fills the buffer with one and returns its length,
 /// or `None` when `timeout` passed with nothing.
 pub type DatagramSource<'a> =
@@ -282,7 +340,7 @@ pub type DatagramSource<'a> =
 const CHECKS_IN_FLIGHT: usize = 4;
 
 /// Receives from `next_datagram` until the session is complete or
-/// `deadline` passes, writing each decoded block into `staging`.
+/// `deadline` passes, landing each decoded block in `landing`.
 /// `next_datagram(buf, timeout)` returns the length of one datagram, or
 /// `None` when the timeout passed with nothing.
 ///
@@ -294,7 +352,7 @@ const CHECKS_IN_FLIGHT: usize = 4;
 pub fn receive_from(
     next_datagram: &mut DatagramSource<'_>,
     receiver: &mut Receiver,
-    staging: &mut Staging,
+    landing: &mut Landing,
     deadline: Instant,
 ) -> Result<ReceiveStats, BroadcastError> {
     receiver.defer_block_checks();
@@ -312,7 +370,7 @@ pub fn receive_from(
                 // A block that fails is never written: what the staging
                 // file holds was checked block by block.
                 if matches {
-                    staging.write_at(block.offset, &block.data)?;
+                    landing.write_block(block.offset, &block.data)?;
                 }
                 if checked_tx.send((block.object, block.sbn, matches)).is_err() {
                     break;
@@ -380,7 +438,7 @@ pub fn receive_from(
 pub fn receive(
     group: &DatagramGroup,
     receiver: &mut Receiver,
-    staging: &mut Staging,
+    landing: &mut Landing,
     deadline: Instant,
 ) -> Result<ReceiveStats, BroadcastError> {
     receive_from(
@@ -390,7 +448,7 @@ pub fn receive(
             Err(e) => Err(e),
         },
         receiver,
-        staging,
+        landing,
         deadline,
     )
 }

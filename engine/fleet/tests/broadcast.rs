@@ -13,7 +13,7 @@ use haifu_carousel::{
 use haifu_core::{
     CarouselLayout, Compression, Digest, MANIFEST_FORMAT, Manifest, ManifestBody, SigningKey,
 };
-use haifu_fleet::broadcast::{receive_from, send_round};
+use haifu_fleet::broadcast::{Landing, receive_from, send_round};
 use haifu_install::InstallRoot;
 use haifu_plugin_host::{DatagramGroup, Plugin};
 use haifu_runtime::session::{receive_plan, registration_layout};
@@ -107,7 +107,7 @@ fn a_lossy_client_completes_across_rounds_and_installs_what_the_master_signed() 
     let client_done = std::sync::Arc::clone(&done);
     let client = std::thread::spawn(move || {
         let mut receiver = Receiver::new(client_session, receive_plan(&client_manifest).unwrap());
-        let mut staging = root.stage(len).unwrap();
+        let mut landing = Landing::new(root.stage(len).unwrap());
         // The client's network loses 15% of datagrams: more than one
         // round's repair symbols cover, so it needs symbols from round 2.
         let mut n = 0u64;
@@ -125,13 +125,13 @@ fn a_lossy_client_completes_across_rounds_and_installs_what_the_master_signed() 
         let stats = receive_from(
             &mut recv,
             &mut receiver,
-            &mut staging,
+            &mut landing,
             Instant::now() + Duration::from_secs(60),
         )
         .unwrap();
         // The completion message, as far as this test needs one.
         client_done.store(true, std::sync::atomic::Ordering::SeqCst);
-        (stats, staging, root)
+        (stats, landing, root)
     });
     std::thread::sleep(Duration::from_millis(100));
 
@@ -184,13 +184,14 @@ fn a_lossy_client_completes_across_rounds_and_installs_what_the_master_signed() 
     assert!(ratio < 1.12, "round 1 sent {ratio:.3}x the artifact");
     assert!(rounds.iter().all(|r| r.datagrams == rounds[0].datagrams));
 
-    let (stats, staging, root) = client.join().unwrap();
+    let (stats, landing, root) = client.join().unwrap();
     assert!(stats.complete, "{stats:?}");
     assert!(
         stats.rejected.get("bad_tag").copied().unwrap_or(0) > 100,
         "forged datagrams are counted: {stats:?}"
     );
-    let verified = staging.verify(&manifest, &key.public_key()).unwrap();
+    // Verified with the digest computed as the blocks landed.
+    let verified = landing.verify(&manifest, &key.public_key()).unwrap();
     let installed = root.install(verified, None).unwrap();
     assert_eq!(installed.digest, manifest.body.sha3_256);
     assert_eq!(std::fs::read(&installed.path).unwrap(), data);

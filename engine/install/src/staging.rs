@@ -95,12 +95,45 @@ impl Staging {
             .at(self.file.path(), "write staged file")
     }
 
+    /// Starts making what was written so far durable (`fdatasync`), so
+    /// that [`Staging::verify`] at the end has little left to flush. A
+    /// receiver calls it after each block, off its critical path.
+    pub fn sync_written(&self) -> Result<()> {
+        self.file
+            .as_file()
+            .sync_data()
+            .at(self.file.path(), "sync staged file")
+    }
+
+    /// [`Staging::verify`] with the content's sha3-256 already computed by
+    /// the caller over exactly the bytes it wrote, in order, from offset 0
+    /// to the expected length (a receiver hashes blocks as they land): the
+    /// file is not read again.
+    pub fn verify_hashed(
+        self,
+        manifest: &Manifest,
+        pinned: &PublicKey,
+        digest: Digest,
+    ) -> Result<Verified> {
+        let size = self.expected_len;
+        self.verify_content(manifest, pinned, Some((size, digest)))
+    }
+
     /// Checks the manifest's signature against the pinned master key, then
     /// the staged bytes' size and sha3-256 against the manifest, and makes
     /// the file durable. On any mismatch the staged file is deleted and a
     /// typed error ([`InstallError::UntrustedManifest`] or
     /// [`InstallError::ContentMismatch`]) returned.
     pub fn verify(self, manifest: &Manifest, pinned: &PublicKey) -> Result<Verified> {
+        self.verify_content(manifest, pinned, None)
+    }
+
+    fn verify_content(
+        self,
+        manifest: &Manifest,
+        pinned: &PublicKey,
+        hashed: Option<(u64, Digest)>,
+    ) -> Result<Verified> {
         let path = self.path().to_owned();
         manifest
             .verify(pinned)
@@ -108,7 +141,10 @@ impl Staging {
                 path: path.clone(),
                 source,
             })?;
-        let (size, digest) = hash_file(self.file.as_file(), &path)?;
+        let (size, digest) = match hashed {
+            Some(hashed) => hashed,
+            None => hash_file(self.file.as_file(), &path)?,
+        };
         manifest
             .verify_content(size, &digest)
             .map_err(|source| InstallError::ContentMismatch {

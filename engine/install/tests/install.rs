@@ -105,6 +105,34 @@ fn wrong_digest_is_refused_staged_file_deleted_and_current_unchanged() {
 }
 
 #[test]
+fn a_digest_hashed_as_blocks_landed_is_checked_like_the_files() {
+    use sha3::{Digest as _, Sha3_256};
+    let dir = tempfile::tempdir().unwrap();
+    let root = InstallRoot::open(dir.path()).unwrap();
+    let v1 = content(1, 10_000);
+    let digest = |b: &[u8]| haifu_core::Digest::from_bytes(Sha3_256::digest(b).into());
+    let mut s = root.stage(v1.len() as u64).unwrap();
+    s.write_all(&v1).unwrap();
+    s.sync_written().unwrap();
+    let verified = s
+        .verify_hashed(&manifest("1.0.0", &v1), &key().public_key(), digest(&v1))
+        .unwrap();
+    root.install(verified, None).unwrap();
+
+    // A digest that is not the signed one is refused and the file deleted.
+    let v2 = content(2, 10_000);
+    let mut s = root.stage(v2.len() as u64).unwrap();
+    let staged = s.path().to_owned();
+    s.write_all(&v2).unwrap();
+    let e = s
+        .verify_hashed(&manifest("2.0.0", &v2), &key().public_key(), digest(&v1))
+        .unwrap_err();
+    assert!(matches!(e, InstallError::ContentMismatch { .. }), "{e}");
+    assert!(!staged.exists());
+    assert_eq!(root.installed().unwrap().unwrap().version, "1.0.0");
+}
+
+#[test]
 fn bad_signature_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let root = InstallRoot::open(dir.path()).unwrap();

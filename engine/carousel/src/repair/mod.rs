@@ -175,6 +175,11 @@ pub struct Outcome<L> {
     pub first_pass: (u64, u64),
     /// Datagrams and bytes of repairs ordered by feedback.
     pub repairs: (u64, u64),
+    /// Repair cycles ordered (a report asking for a block whose last
+    /// cycle was out) and top-ups (a report asking more than the cycle
+    /// going out was ordered for): many cycles per block mean reports
+    /// come back late or listeners' loss is underestimated.
+    pub cycles: (u64, u64),
     /// The highest loss rate measured among listeners (0 when none was).
     pub max_loss: f64,
 }
@@ -231,6 +236,8 @@ pub struct RepairRound<L> {
     listeners: BTreeMap<L, Listener>,
     first_pass_sent: (u64, u64),
     repairs_sent: (u64, u64),
+    /// New repair cycles and top-ups ordered ([`Outcome::cycles`]).
+    cycles: (u64, u64),
     ended: Option<EndReason>,
 }
 
@@ -277,6 +284,7 @@ impl<L: Ord + Clone> RepairRound<L> {
             listeners: BTreeMap::new(),
             first_pass_sent: (0, 0),
             repairs_sent: (0, 0),
+            cycles: (0, 0),
             ended: None,
         })
     }
@@ -377,6 +385,11 @@ impl<L: Ord + Clone> RepairRound<L> {
             let room = block.end_esi - block.next_esi;
             let add = more.min(room - block.owed.min(room));
             if add > 0 {
+                if block.owed == 0 {
+                    self.cycles.0 += 1;
+                } else {
+                    self.cycles.1 += 1;
+                }
                 block.owed += add;
                 block.ordered = block.ordered.max(want);
                 self.owing.insert(i);
@@ -498,6 +511,7 @@ impl<L: Ord + Clone> RepairRound<L> {
             silent: Vec::new(),
             first_pass: self.first_pass_sent,
             repairs: self.repairs_sent,
+            cycles: self.cycles,
             max_loss: 0.0,
         };
         for (id, l) in &self.listeners {

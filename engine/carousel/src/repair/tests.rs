@@ -141,6 +141,7 @@ fn reports_during_a_repair_cycle_add_only_what_it_was_not_ordered_for() {
     assert!(r.report(3, &report(vec![(0, 10)]), ms(t0, 220)));
     assert_eq!(drain(&mut r, ms(t0, 220)).len(), 2);
     assert_eq!(r.outcome().repairs.0, 10);
+    assert_eq!(r.outcome().cycles, (2, 1));
 }
 
 #[test]

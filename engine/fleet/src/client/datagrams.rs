@@ -98,11 +98,6 @@ impl Packed {
         self.lens.len()
     }
 
-    /// Whether it holds none.
-    pub(super) fn is_empty(&self) -> bool {
-        self.lens.is_empty()
-    }
-
     /// The next datagram not read yet.
     pub(super) fn next_datagram(&mut self) -> Option<&[u8]> {
         let len = usize::from(*self.lens.get(self.read)?);
@@ -120,7 +115,7 @@ mod tests {
     #[test]
     fn packed_datagrams_read_back_in_order() {
         let mut p = super::Packed::with_capacity(3, 4);
-        assert!(p.is_empty());
+        assert_eq!(p.len(), 0);
         for d in [&b"one"[..], b"", b"three"] {
             p.push(d);
         }

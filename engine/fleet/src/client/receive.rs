@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
@@ -86,10 +87,12 @@ pub(super) fn receive(
     let plan = haifu_runtime::session::receive_plan(manifest)?;
     let hashed = plan.has_block_hashes();
     let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0), plan);
-    let mut staging = client
-        .root
-        .stage(manifest.body.size)
-        .map_err(FleetError::install("staging"))?;
+    let mut landing = crate::broadcast::Landing::new(
+        client
+            .root
+            .stage(manifest.body.size)
+            .map_err(FleetError::install("staging"))?,
+    );
     tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, block_hashes = hashed, "receiving");
     let stall = Duration::from_secs(cfg.receive_stall_secs);
     let mut last_progress = Instant::now();
@@ -102,10 +105,14 @@ pub(super) fn receive(
     // A reader thread drains the socket into a queue, a batch (recvmmsg in
     // the multicast plugin) at a time, so the kernel buffer does not
     // overflow while a block decodes on this thread.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Packed>(READER_QUEUE_BATCHES);
+    // Unbounded channel, bounded by `queued`: batches vary from one
+    // datagram to RECV_BATCH, and the bound is on datagrams.
+    let (tx, rx) = std::sync::mpsc::channel::<Packed>();
+    let queued = Arc::new(AtomicUsize::new(0));
     let reading = Arc::new(AtomicBool::new(true));
     let reader = {
         let reading = Arc::clone(&reading);
+        let queued = Arc::clone(&queued);
         std::thread::Builder::new()
             .name("datagrams".into())
             .spawn(move || {
@@ -125,12 +132,17 @@ pub(super) fn receive(
                             break;
                         }
                     }
-                    if packed.is_empty() {
+                    let n = packed.len();
+                    if n == 0 {
                         continue;
                     }
-                    let n = packed.len() as u64;
-                    if tx.try_send(packed).is_err() {
-                        overflow += n;
+                    if queued.load(Ordering::Relaxed) + n > READER_QUEUE_DATAGRAMS {
+                        overflow += n as u64;
+                        continue;
+                    }
+                    queued.fetch_add(n, Ordering::Relaxed);
+                    if tx.send(packed).is_err() {
+                        break;
                     }
                 }
                 if overflow > 0 {
@@ -156,17 +168,20 @@ pub(super) fn receive(
                 return Ok(Some(n));
             }
             match rx.recv_timeout(timeout) {
-                Ok(p) => current = p,
+                Ok(p) => {
+                    queued.fetch_sub(p.len(), Ordering::Relaxed);
+                    current = p;
+                }
                 Err(_) => return Ok(None),
             }
         };
         let stats = crate::broadcast::receive_from(
             &mut next,
             &mut receiver,
-            &mut staging,
+            &mut landing,
             Instant::now() + REPORT_EVERY,
         )?;
-        listening.tick(client, s, &receiver);
+        listening.tick(client, s, &receiver, queued.load(Ordering::Relaxed));
         client.metrics.received(s.run, &stats, &receiver);
         total.accepted += stats.accepted;
         total.redundant += stats.redundant;
@@ -207,7 +222,7 @@ pub(super) fn receive(
     stop_reader(&reading);
     let _ = reader.join();
     // The relay stops repairing for this client now, not at its next tick.
-    listening.tick(client, s, &receiver);
+    listening.tick(client, s, &receiver, 0);
     // The master files the completion under the round on air now, not
     // when the install below ends.
     let decoded_at = Timestamp::now();
@@ -234,7 +249,7 @@ pub(super) fn receive(
         );
         return Ok(false);
     }
-    let verified = staging
+    let verified = landing
         .verify(manifest, &client.pinned)
         .map_err(FleetError::install("verifying the artifact"))?;
     let post = post_install(cfg);
@@ -263,10 +278,21 @@ pub(super) fn receive(
 /// Datagrams one receive call takes at most (recvmmsg).
 const RECV_BATCH: usize = 64;
 
-/// Batches queued between the reader and the decoder before the reader
-/// drops what comes (and says so): with full batches, 32,768 datagrams,
-/// about 47 MB.
-const READER_QUEUE_BATCHES: usize = 512;
+/// Datagrams queued between the reader and the decoder before the reader
+/// drops what comes (and says so): 32,768, about 47 MB, 3.8 s at
+/// 100 Mbit/s, long enough for a block to decode on a busy machine.
+const READER_QUEUE_DATAGRAMS: usize = 32_768;
+
+/// A report waits while more datagrams than this are queued for the
+/// decoder (about 30 ms at 100 Mbit/s): what it would say is that much
+/// behind what the relay sent, and the relay would order repairs for
+/// symbols already here.
+const REPORT_BACKLOG_MAX: usize = 256;
+
+/// ... unless the last report is this old: a decoder that stays behind
+/// still tells its relay it is there (asking for nothing, so that the
+/// relay does not drop it for silence).
+const REPORT_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a listening client tells its relay what it still needs.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
@@ -280,12 +306,15 @@ const REPORT_AFTER_SILENCE: Duration = Duration::from_secs(2);
 struct Listening {
     heard: Option<u64>,
     heard_at: Option<Instant>,
+    said_at: Option<Instant>,
     done_said: bool,
 }
 
 impl Listening {
-    /// Reports if something was heard lately, and once when done.
-    fn tick(&mut self, client: &Arc<Client>, s: &SessionKey, receiver: &Receiver) {
+    /// Reports if something was heard lately, and once when done; waits
+    /// while `backlog` datagrams queued for the decoder would make the
+    /// report stale.
+    fn tick(&mut self, client: &Arc<Client>, s: &SessionKey, receiver: &Receiver, backlog: usize) {
         let report = receiver.report(haifu_protocol::limits::MAX_FEEDBACK_BLOCKS);
         let now = Instant::now();
         if self.heard != Some(report.heard) {
@@ -298,6 +327,20 @@ impl Listening {
         if self.done_said || !(lately || report.done) {
             return;
         }
+        let mut report = report;
+        if !report.done && backlog > REPORT_BACKLOG_MAX {
+            let overdue = self
+                .said_at
+                .is_none_or(|t| now.duration_since(t) >= REPORT_AT_LEAST_EVERY);
+            if !overdue {
+                return;
+            }
+            // Still here, asking for nothing: what it holds is too far
+            // behind what came to be worth repairs.
+            report.held.clear();
+            report.horizon = report.done_below;
+        }
+        self.said_at = Some(now);
         self.done_said = report.done;
         client.handle(Event::Listening(haifu_protocol::Feedback {
             run: s.run,
