@@ -34,13 +34,16 @@
 # a case at most while other processes take >10% of the CPUs), RUN_TIMEOUT (900 s),
 # PORT (31000). The master's knobs, as bench/fleet.sh sets them: SETTLE_MS
 # (1500 + 60/MiB), ROUND_GRACE_SECS (600), POLL_MS (100), ROUNDS (3);
+# START_LEAD (3 s: the run's scheduled start is this far after `haifu run`,
+# so the relay fetches the artifact on instruction before round 1, as it
+# does in a real window; 0 starts round 1 at once, fetch included);
 # MASTER_EXTRA, RELAY_EXTRA, CLIENT_EXTRA (YAML lines appended to each
 # config, "\n" between lines), RETRY_POLICY (a .rhai file instead of
 # fleet.sh's policy).
 set -euo pipefail
 CALLER_PWD=$PWD
 KNOBS=(RATES LOSSES RUNS SIZE_MIB CLIENTS SEND_PCT DEAD TOOLS SETTLE_MS ROUND_GRACE_SECS POLL_MS
-  ROUNDS MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY QUIET_WAIT ATTEMPTS RUN_TIMEOUT PORT)
+  ROUNDS START_LEAD MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY QUIET_WAIT ATTEMPTS RUN_TIMEOUT PORT)
 COMMAND=
 for k in "${KNOBS[@]}"; do
   if [ -n "${!k+x}" ]; then COMMAND+="$k=$(printf %q "${!k}") "; fi
@@ -151,7 +154,7 @@ echo "$DATE, commit $COMMIT: $COMMAND" >&2
 python3 bench/lan_race.py --bin "$WORK/bin" --work "$WORK" --lan "$LAN" --json "$JSON" --pidfile "$PIDS" \
   --size-mib "${SIZE_MIB:-64}" --clients "$CLIENTS" --rates "${RATES:-100mbit,1gbit}" \
   --losses "${LOSSES:-0,5,20}" --runs "${RUNS:-3}" --send-pct "${SEND_PCT:-95}" --dead "${DEAD:-auto}" \
-  --tools "${TOOLS:-haifu,uftp}" --rounds "${ROUNDS:-3}" --round-grace-secs "${ROUND_GRACE_SECS:-600}" \
+  --tools "${TOOLS:-haifu,uftp}" --rounds "${ROUNDS:-3}" --start-lead "${START_LEAD:-3}" --round-grace-secs "${ROUND_GRACE_SECS:-600}" \
   --poll-ms "${POLL_MS:-100}" --quiet-wait "${QUIET_WAIT:-120}" --run-timeout "${RUN_TIMEOUT:-900}" \
   --attempts "${ATTEMPTS:-2}" \
   --port "${PORT:-31000}" --master-extra "${MASTER_EXTRA:-}" --relay-extra "${RELAY_EXTRA:-}" \

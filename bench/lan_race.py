@@ -43,6 +43,7 @@ Prints a table of medians on stdout, progress on stderr, and writes --json.
 """
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -275,13 +276,24 @@ class HaifuRun:
                 '  if ctx.delivered >= ctx.total { return #{ stop: true, reason: "all delivered" }; }\n'
                 '  if ctx.round >= ctx.rounds { return #{ stop: true, reason: "planned rounds sent" }; }\n'
                 "  1\n}\n")
+        self.write_workflow(None)
+
+    def write_workflow(self, start):
+        """The run's workflow, starting at `start` (a UTC datetime; None:
+        long past). Written again just before the run with `--start-lead`
+        seconds ahead: the master instructs the relay as soon as it drives
+        the run, so the relay fetches before round 1, as in a real window."""
+        a, d = self.a, self.dir
+        when = start.strftime("%Y-%m-%dT%H:%M:%SZ") if start else "2026-01-01T00:00:00Z"
         (d / "bench.yaml").write_text(
             f"name: bench\nartifact: {{name: app, version: 1.0.0, path: {a.artifact}}}\n"
-            "targets: {relays: [relay-a]}\nschedule: {start: 2026-01-01T00:00:00Z, deadline: 30m}\n"
+            f"targets: {{relays: [relay-a]}}\nschedule: {{start: {when}, deadline: 30m}}\n"
             f"transports: {{broadcast: multicast, unicast: quic}}\nrate: {self.rate_mbit:g}Mbit/s\n"
             "policies: {retry: bench.rhai}\n"
             f"steps:\n  - register\n  - broadcast: {{rounds: {a.rounds}}}\n  - audit\n"
-            "  - delta: {until: 2s}\n  - disconnect\n")
+            # With the start ahead the deadline is too: the run ends at its
+            # audit instead of waiting for a disconnect at the deadline.
+            + ("" if start else "  - delta: {until: 2s}\n  - disconnect\n"))
 
     def wait_log(self, procs, name, needle, secs):
         """Waits for `needle` in NAME.log; stops at once if one of `procs`
@@ -321,6 +333,9 @@ class HaifuRun:
             pids = {"master": master.pid, "relay": relay.pid, **{c: p.pid for c, p in clients.items()}}
             cpu0 = {k: proc_cpu(p) for k, p in pids.items()}
             drops0, link0, run0 = udp_drops(a.clients), link_stats(), children_cpu()
+            if a.start_lead > 0:
+                lead = datetime.timedelta(seconds=a.start_lead)
+                self.write_workflow(datetime.datetime.now(datetime.timezone.utc) + lead)
             with Disturbance() as dist:
                 out = self.procs.run(
                     [str(a.bin / "haifu"), "--home", str(self.home), "run", "bench.yaml", "--live", "--json"],
@@ -539,6 +554,7 @@ def main():
                    help="RATE:LOSS,... cases with one receiver stopped; auto: the first rate at 0 and 5%%; none")
     p.add_argument("--tools", default="haifu,uftp")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--start-lead", type=float, default=3.0)
     p.add_argument("--settle-ms", type=int, default=None, help="default 1500 + 60 per MiB (bench/fleet.sh)")
     p.add_argument("--round-grace-secs", type=int, default=600)
     p.add_argument("--poll-ms", type=int, default=100)
@@ -647,7 +663,7 @@ def main():
     lan("rate", "off")
 
     out = {**json.loads(a.meta), "size": a.size, "clients": a.clients, "runs": a.runs,
-           "send_pct": a.send_pct, "settle_ms": a.settle_ms, "rounds_planned": a.rounds,
+           "send_pct": a.send_pct, "settle_ms": a.settle_ms, "rounds_planned": a.rounds, "start_lead_s": a.start_lead,
            "cpus": os.cpu_count(), "cases": results}
     for c in results:
         c["summary"] = summarize(c, a)
@@ -690,8 +706,11 @@ def report(a, results):
         f"bridge), sender's link capped with tbf, loss dropped independently per receiver; "
         f"medians of {a.runs} run(s); {os.cpu_count()} CPUs.",
         f"Both tools told to send at {a.send_pct:g}% of the link rate. haifu time = master's "
-        "round-1 start to the last client's completion (includes the relay's artifact fetch; "
-        "registration is before it); uftp time = the uftp process's wall time (includes its "
+        "round-1 start to the last client's completion (registration is before it; "
+        + (f"the run's start was {a.start_lead:g} s after `haifu run`, so the relay fetched the "
+           "artifact on instruction before round 1" if a.start_lead > 0 else
+           "round 1 started at once, the relay's artifact fetch included")
+        + "); uftp time = the uftp process's wall time (includes its "
         "announce and registration).",
         "wire = bytes hf0's eth0 transmitted during the run / the file (Ethernet header "
         "included, no preamble/FCS/gap; after tbf). rounds and round-1 = each run's. "

@@ -45,6 +45,10 @@ pub trait Fleet {
         not_before: Timestamp,
         until: Timestamp,
     ) -> Vec<(String, Timestamp)>;
+    /// The artifact is registered and its manifest stored: a fleet may
+    /// ready its relays for the rounds to come (the master's instructs
+    /// them, so they fetch before the first round starts, not inside it).
+    fn registered(&mut self) {}
     /// When the client was last heard from, given the rounds so far.
     fn last_contact(
         &self,
@@ -203,6 +207,7 @@ pub fn resume(
                             "sha3_256": done.manifest.body.sha3_256, "new": done.new }),
                 );
                 machine.handle(&Input::Registered, now);
+                fleet.registered();
             }
             Command::SleepUntil(at) => {
                 if &before != machine.state() {

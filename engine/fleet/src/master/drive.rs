@@ -290,6 +290,11 @@ impl Fleet for LiveFleet {
         Vec::new()
     }
 
+    fn registered(&mut self) {
+        // Relays fetch the artifact now, while the run waits for its start.
+        self.instruct();
+    }
+
     fn broadcast_round(
         &mut self,
         round: u32,
