@@ -112,6 +112,8 @@ fn active() -> ActiveRun {
         round: None,
         starts: Vec::new(),
         relays: Vec::new(),
+        broadcast: None,
+        left_out: Default::default(),
     }
 }
 
@@ -175,6 +177,7 @@ fn register(name: &str) -> Message {
             addr: "239.1.1.1".parse().unwrap(),
             port: 5000,
         },
+        broadcast: None,
     })
 }
 
@@ -299,6 +302,7 @@ fn a_failed_write_is_written_again_with_what_came_meanwhile_and_acked_after() {
         client: "c1".into(),
         relay: "r0".into(),
         installed: None,
+        broadcast: None,
     });
     assert!(
         writes(&w.msg(RELAY, report)).is_empty(),
@@ -417,6 +421,7 @@ fn a_client_not_in_the_run_joins_only_while_it_is_on_air_for_its_relay() {
         client: "c9".into(),
         relay: "r0".into(),
         installed: None,
+        broadcast: None,
     });
     w.msg(RELAY, report);
     w.on(secs(101), Event::Committed);

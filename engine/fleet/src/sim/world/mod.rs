@@ -352,6 +352,8 @@ impl World {
             round: None,
             starts: Vec::new(),
             relays: Vec::new(),
+            broadcast: None,
+            left_out: Default::default(),
         }
     }
 
