@@ -424,6 +424,13 @@ fn a_round_with_the_control_links_over_tcp_and_tls() {
     }
     let artifact = f.artifact("app-1.bin", 1 << 20, 11);
     f.workflow("one", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "100Mbit/s");
+    // The workflow's unicast must be the master's control transport.
+    let workflow = std::fs::read_to_string(f.path("one.yaml")).unwrap();
+    std::fs::write(
+        f.path("one.yaml"),
+        workflow.replace("unicast: quic", "unicast: tls"),
+    )
+    .unwrap();
     f.start("master", "master");
     f.start("relay", "relay-a");
     f.wait_log("relay-a", "connected to the master", 1, 60);

@@ -323,7 +323,7 @@ impl LiveFleet {
             broadcast: self.broadcast.clone(),
             left_out: BTreeSet::new(),
         };
-        self.hub.handle(Event::OnAir(active.clone()));
+        self.hub.handle(Event::OnAir(Box::new(active.clone())));
         self.instructed = true;
         Some(active)
     }

@@ -149,7 +149,7 @@ pub(crate) enum Event {
     /// The clients cut off, as now in the ledger (at most one deny list).
     Denied(Vec<String>),
     /// The driver put a run on air.
-    OnAir(ActiveRun),
+    OnAir(Box<ActiveRun>),
     /// The driver started a round of the run on air, with this budget for
     /// relays with feedback repair.
     RoundStarted {
@@ -372,7 +372,7 @@ impl MasterCore {
                     }
                     out.send(*conn, Message::Instruction(active.instruction_for(name)));
                 }
-                self.active = Some(active);
+                self.active = Some(*active);
             }
             Event::RoundStarted { round, budget } => {
                 self.round_started(&mut out, now, round, budget);

@@ -238,7 +238,7 @@ fn filed_round(b: &FleetBatch) -> Option<u32> {
 
 /// Run 1 on air with rounds 1 (t0+10 s) and 2 (t0+60 s) started.
 fn on_air(w: &mut World) {
-    w.on(t0(), Event::OnAir(active()));
+    w.on(t0(), Event::OnAir(Box::new(active())));
     w.on(
         secs(10),
         Event::RoundStarted {
@@ -560,7 +560,7 @@ fn at_most_four_deltas_are_served_at_once() {
 #[test]
 fn a_rounds_budget_goes_to_relays_and_their_listeners_are_capped_by_whom_they_speak_for() {
     let mut w = World::new();
-    w.on(t0(), Event::OnAir(active()));
+    w.on(t0(), Event::OnAir(Box::new(active())));
     let budget = RoundBudget {
         proactive_permille: 20,
         bytes_permille: 3000,

@@ -372,7 +372,7 @@ impl World {
         ));
         // The driver resumes the run: it goes on air again.
         let active = self.active();
-        self.at_master(master::Event::OnAir(active));
+        self.at_master(master::Event::OnAir(Box::new(active)));
     }
 
     fn start_relay(&mut self, r: usize) {
