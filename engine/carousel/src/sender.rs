@@ -21,6 +21,7 @@
 //! then costs each of `n` blocks one symbol instead of one block `n`.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use raptorq::SourceBlockEncoder;
 use thiserror::Error;
@@ -149,25 +150,12 @@ impl Sender {
                 want: layout.len,
             });
         }
-        let oti = layout.oti();
-        let t = usize::from(layout.symbol_size);
-        let mut encoders = Vec::with_capacity(layout.blocks.len());
-        for block in &layout.blocks {
-            let start = usize::try_from(block.offset).unwrap_or(usize::MAX);
-            let real = usize::try_from(block.len).unwrap_or(usize::MAX);
-            let padded_len = block.symbols as usize * t;
-            let slice = object.get(start..start.saturating_add(real)).unwrap_or(&[]);
-            let encoder = if slice.len() == padded_len {
-                SourceBlockEncoder::new(block.sbn, &oti, slice)
-            } else {
-                // The last block's last symbol is zero-padded (RFC 6330 4.4.1.2).
-                let mut padded = Vec::with_capacity(padded_len);
-                padded.extend_from_slice(slice);
-                padded.resize(padded_len, 0);
-                SourceBlockEncoder::new(block.sbn, &oti, &padded)
-            };
-            encoders.push(encoder);
-        }
+        // A block's RaptorQ encoder (its intermediate symbols: about 20 ms
+        // for 4,000 symbols) is built when its first repair symbol is
+        // asked for: source symbols come straight from the object, so a
+        // round that needs no repair builds none, and one that does never
+        // stalls the pacer for more than one block at a time.
+        let encoders = layout.blocks.iter().map(|_| OnceLock::new()).collect();
         Ok(ObjectEncoder {
             key: self.key.clone(),
             shape: self.shape,
@@ -225,7 +213,8 @@ pub struct ObjectEncoder<'a> {
     config: CarouselConfig,
     layout: ObjectLayout,
     data: Cow<'a, [u8]>,
-    encoders: Vec<SourceBlockEncoder>,
+    /// Per block, built on first use ([`ObjectEncoder::block_encoder`]).
+    encoders: Vec<OnceLock<SourceBlockEncoder>>,
 }
 
 impl<'a> ObjectEncoder<'a> {
@@ -316,10 +305,38 @@ impl<'a> ObjectEncoder<'a> {
             let slice = self.data.get(start..end).unwrap_or(&[]);
             write_datagram(&self.key, &header, slice, out);
         } else {
-            let packets = self.encoders[b].repair_packets(esi - block.symbols, 1);
+            let packets = self.block_encoder(b).repair_packets(esi - block.symbols, 1);
             let data = packets.first().map(|p| p.data()).unwrap_or(&[]);
             write_datagram(&self.key, &header, data, out);
         }
+    }
+}
+
+impl ObjectEncoder<'_> {
+    /// Block `b`'s RaptorQ encoder, built the first time a repair symbol of
+    /// the block is written.
+    fn block_encoder(&self, b: usize) -> &SourceBlockEncoder {
+        self.encoders[b].get_or_init(|| {
+            let block = self.layout.blocks[b];
+            let oti = self.layout.oti();
+            let t = usize::from(self.layout.symbol_size);
+            let start = usize::try_from(block.offset).unwrap_or(usize::MAX);
+            let real = usize::try_from(block.len).unwrap_or(usize::MAX);
+            let padded_len = block.symbols as usize * t;
+            let slice = self
+                .data
+                .get(start..start.saturating_add(real))
+                .unwrap_or(&[]);
+            if slice.len() == padded_len {
+                SourceBlockEncoder::new(block.sbn, &oti, slice)
+            } else {
+                // The last block's last symbol is zero-padded (RFC 6330 4.4.1.2).
+                let mut padded = Vec::with_capacity(padded_len);
+                padded.extend_from_slice(slice);
+                padded.resize(padded_len, 0);
+                SourceBlockEncoder::new(block.sbn, &oti, &padded)
+            }
+        })
     }
 }
 
