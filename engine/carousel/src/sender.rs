@@ -313,8 +313,18 @@ impl<'a> ObjectEncoder<'a> {
 }
 
 impl ObjectEncoder<'_> {
+    /// Builds block `sbn`'s RaptorQ encoder now if it is not built yet: a
+    /// sender calls it from another thread ahead of the block's repairs,
+    /// so that writing them never waits for it. A block the object does
+    /// not have is ignored.
+    pub fn prepare(&self, sbn: u8) {
+        if usize::from(sbn) < self.layout.blocks.len() {
+            self.block_encoder(usize::from(sbn));
+        }
+    }
+
     /// Block `b`'s RaptorQ encoder, built the first time a repair symbol of
-    /// the block is written.
+    /// the block is written (or [`ObjectEncoder::prepare`]d).
     fn block_encoder(&self, b: usize) -> &SourceBlockEncoder {
         self.encoders[b].get_or_init(|| {
             let block = self.layout.blocks[b];

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use haifu_carousel::{
@@ -45,6 +46,9 @@ pub enum BroadcastError {
     /// The manifest's session cannot be laid out.
     #[error(transparent)]
     Session(#[from] haifu_runtime::session::SessionError),
+    /// The thread that prepares repair encoders could not start.
+    #[error("starting the encoder thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// The round was stopped before its end (shutdown).
     #[error("stopped after {datagrams} datagrams")]
     Stopped {
@@ -136,7 +140,21 @@ pub fn air_round(
     let datagram_len = OVERHEAD_LEN + usize::from(sender.shape().symbol_size);
     let mut air =
         RepairRound::new(&plan, round, params, datagram_len, started).map_err(EncodeError::from)?;
-    let mut encoders: VecDeque<(u32, ObjectEncoder<'static>)> = VecDeque::new();
+    let mut encoders: VecDeque<(u32, Arc<ObjectEncoder<'static>>)> = VecDeque::new();
+    // Repair symbols need a block's RaptorQ encoder (~20 ms for 4,000
+    // symbols): once repairs are expected, a second thread builds each
+    // block's as its first pass begins, and the next one's, so the sending
+    // thread never stalls the pacer for it.
+    let (warm, warm_jobs) = mpsc::channel::<(Arc<ObjectEncoder<'static>>, u8)>();
+    let warmer = std::thread::Builder::new()
+        .name("encoder-warmer".into())
+        .spawn(move || {
+            for (encoder, sbn) in warm_jobs {
+                encoder.prepare(sbn);
+            }
+        })
+        .map_err(BroadcastError::Thread)?;
+    let mut first_pass_block = None;
     let mut buf = Vec::with_capacity(datagram_len);
     let mut refused = 0u64;
     let mut take = |air: &mut RepairRound<String>, heard: Heard| {
@@ -195,12 +213,25 @@ pub fn air_round(
                 }
                 encoders.push_back((
                     symbol.object,
-                    sender.object_encoder_owned(symbol.object, object)?,
+                    Arc::new(sender.object_encoder_owned(symbol.object, object)?),
                 ));
             }
             let Some((_, encoder)) = encoders.iter().find(|(i, _)| *i == symbol.object) else {
                 continue;
             };
+            let block = (symbol.object, symbol.sbn);
+            if !symbol.repair && first_pass_block != Some(block) {
+                first_pass_block = Some(block);
+                if round > 1 || air.repairs_expected() {
+                    for sbn in [Some(symbol.sbn), symbol.sbn.checked_add(1)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        // The warmer ends only with this function.
+                        let _ = warm.send((Arc::clone(encoder), sbn));
+                    }
+                }
+            }
             if encoder.write_symbol(symbol.sbn, symbol.esi, &mut buf) {
                 debug_assert_eq!(buf.len(), datagram_len);
                 batch[filled * datagram_len..][..datagram_len].copy_from_slice(&buf);
@@ -234,6 +265,9 @@ pub fn air_round(
             return Err(BroadcastError::Stopped { datagrams });
         }
     }
+    drop(warm);
+    // A build in progress ends in milliseconds; nothing else holds it.
+    let _ = warmer.join();
     let (datagrams, bytes) = air.sent();
     let outcome = air.outcome();
     let stats = RoundStats {

@@ -307,6 +307,20 @@ impl<L: Ord + Clone> RepairRound<L> {
         self.first_pass >= self.blocks.len()
     }
 
+    /// Whether this round is likely to send repair symbols: a proactive
+    /// share, a loss assumed from the last round, or a listener that has
+    /// lost datagrams or asked for a repair. A sender prepares repair
+    /// encoders ahead only then (a round without loss needs none).
+    pub fn repairs_expected(&self) -> bool {
+        self.params.proactive > 0.0
+            || self.params.assumed_loss > 0.0
+            || self.cycles.0 > 0
+            || self
+                .listeners
+                .values()
+                .any(|l| l.loss.is_some_and(|x| x > 0.0))
+    }
+
     /// Listeners that have reported and are neither done nor silent.
     pub fn waiting_for(&self) -> usize {
         self.listeners
