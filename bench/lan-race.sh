@@ -39,11 +39,12 @@
 # does in a real window; 0 starts round 1 at once, fetch included);
 # MASTER_EXTRA, RELAY_EXTRA, CLIENT_EXTRA (YAML lines appended to each
 # config, "\n" between lines), RETRY_POLICY (a .rhai file instead of
-# fleet.sh's policy).
+# fleet.sh's policy), BROADCAST_POLICY (a .rhai file with round_budget;
+# default: the shipped policies/broadcast.rhai, what an operator runs).
 set -euo pipefail
 CALLER_PWD=$PWD
 KNOBS=(RATES LOSSES RUNS SIZE_MIB CLIENTS SEND_PCT DEAD TOOLS SETTLE_MS ROUND_GRACE_SECS POLL_MS
-  ROUNDS START_LEAD MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY QUIET_WAIT ATTEMPTS RUN_TIMEOUT PORT)
+  ROUNDS START_LEAD MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY BROADCAST_POLICY QUIET_WAIT ATTEMPTS RUN_TIMEOUT PORT)
 COMMAND=
 for k in "${KNOBS[@]}"; do
   if [ -n "${!k+x}" ]; then COMMAND+="$k=$(printf %q "${!k}") "; fi
@@ -147,6 +148,9 @@ if [ -n "${RETRY_POLICY:-}" ]; then
   case "$RETRY_POLICY" in /*) ;; *) RETRY_POLICY=$CALLER_PWD/$RETRY_POLICY ;; esac
   [ -f "$RETRY_POLICY" ] || die "RETRY_POLICY $RETRY_POLICY not found"
 fi
+BROADCAST_POLICY=${BROADCAST_POLICY:-$SRC/policies/broadcast.rhai}
+case "$BROADCAST_POLICY" in /*) ;; *) BROADCAST_POLICY=$CALLER_PWD/$BROADCAST_POLICY ;; esac
+[ -f "$BROADCAST_POLICY" ] || die "BROADCAST_POLICY $BROADCAST_POLICY not found"
 META=$(python3 -c 'import json,sys; print(json.dumps({"date": sys.argv[1], "commit": sys.argv[2], "command": sys.argv[3], "kernel": sys.argv[4], "uftp": sys.argv[5]}))' \
   "$DATE" "$COMMIT" "$COMMAND" "$(uname -r)" "$(dpkg-query -W -f '${Version}' uftp 2>/dev/null || echo unknown)")
 echo "$DATE, commit $COMMIT: $COMMAND" >&2
@@ -158,7 +162,7 @@ python3 bench/lan_race.py --bin "$WORK/bin" --work "$WORK" --lan "$LAN" --json "
   --poll-ms "${POLL_MS:-100}" --quiet-wait "${QUIET_WAIT:-120}" --run-timeout "${RUN_TIMEOUT:-900}" \
   --attempts "${ATTEMPTS:-2}" \
   --port "${PORT:-31000}" --master-extra "${MASTER_EXTRA:-}" --relay-extra "${RELAY_EXTRA:-}" \
-  --client-extra "${CLIENT_EXTRA:-}" --meta "$META" \
+  --client-extra "${CLIENT_EXTRA:-}" --broadcast-policy "$BROADCAST_POLICY" --meta "$META" \
   ${SETTLE_MS:+--settle-ms "$SETTLE_MS"} ${RETRY_POLICY:+--retry-policy "$RETRY_POLICY"} &
 PY=$!
 wait "$PY"

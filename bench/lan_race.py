@@ -276,6 +276,7 @@ class HaifuRun:
                 '  if ctx.delivered >= ctx.total { return #{ stop: true, reason: "all delivered" }; }\n'
                 '  if ctx.round >= ctx.rounds { return #{ stop: true, reason: "planned rounds sent" }; }\n'
                 "  1\n}\n")
+        shutil.copy(a.broadcast_policy, d / "broadcast.rhai")
         self.write_workflow(None)
 
     def write_workflow(self, start):
@@ -289,7 +290,7 @@ class HaifuRun:
             f"name: bench\nartifact: {{name: app, version: 1.0.0, path: {a.artifact}}}\n"
             f"targets: {{relays: [relay-a]}}\nschedule: {{start: {when}, deadline: 30m}}\n"
             f"transports: {{broadcast: multicast, unicast: quic}}\nrate: {self.rate_mbit:g}Mbit/s\n"
-            "policies: {retry: bench.rhai}\n"
+            "policies: {retry: bench.rhai, broadcast: broadcast.rhai}\n"
             f"steps:\n  - register\n  - broadcast: {{rounds: {a.rounds}}}\n  - audit\n"
             # With the start ahead the deadline is too: the run ends at its
             # audit instead of waiting for a disconnect at the deadline.
@@ -562,6 +563,8 @@ def main():
     p.add_argument("--relay-extra", default="")
     p.add_argument("--client-extra", default="")
     p.add_argument("--retry-policy", type=Path, help="a .rhai retry policy instead of fleet.sh's")
+    p.add_argument("--broadcast-policy", type=Path, required=True,
+                   help="the round_budget policy (the shipped policies/broadcast.rhai by default)")
     p.add_argument("--quiet-wait", type=float, default=120)
     p.add_argument("--attempts", type=int, default=2,
                    help="runs of a case at most, while other processes disturb it")

@@ -295,7 +295,7 @@ fn a_round_budget_case_that_fails_names_each_key_that_differs() {
     assert!(stdout.contains("expected budget 4, got 5\n"), "{stdout}");
     assert!(!stdout.contains("expected time"), "{stdout}");
     assert!(
-        stdout.contains("at policies/broadcast.rhai:17:1 (fn round_budget)"),
+        stdout.contains("at policies/broadcast.rhai:22:1 (fn round_budget)"),
         "{stdout}"
     );
 }

@@ -325,6 +325,13 @@ pub struct RelayMulticast {
     /// Time to live of the datagrams.
     #[serde(default = "default_ttl")]
     pub ttl: u32,
+    /// The sending link's MTU in bytes, for the pacer's count of link
+    /// bytes (a datagram larger than the MTU takes two frames). Default:
+    /// read from the interface (`/sys/class/net/NAME/mtu`; an address or
+    /// no interface is mapped through the kernel's routes), else 1,500.
+    #[serde(default)]
+    #[schemars(range(min = 68, max = 65535))]
+    pub mtu: Option<u32>,
 }
 
 fn default_ttl() -> u32 {
@@ -585,6 +592,13 @@ impl Resolve for RelayConfig {
         check_metrics(self.metrics, self.metrics_public, "")?;
         // Another broadcast plugin (unicast to a peer list, say) reads only
         // what it needs of the group, such as its port.
+        if let Some(mtu) = self.multicast.mtu
+            && !(68..=65_535).contains(&mtu)
+        {
+            return Err(format!(
+                "multicast.mtu {mtu} is not an MTU (68 to 65535 bytes)"
+            ));
+        }
         if self.transports.broadcast == "multicast" && !self.multicast.group.ip().is_multicast() {
             return Err(format!(
                 "multicast.group {} is not a multicast address",
@@ -759,6 +773,14 @@ mod tests {
             e.contains("10.0.0.1:7500 is not a multicast address"),
             "{e}"
         );
+
+        let (_d, p) = write(
+            "name: relay-a\nmaster: {address: '127.0.0.1:7400', name: master}\n\
+             listen: 127.0.0.1:7401\ntls: {ca: ca.pem, cert: r.pem, key: r.key}\n\
+             multicast: {group: '239.255.91.7:7500', mtu: 9}\ndata: cache\n",
+        );
+        let e = load::<RelayConfig>(&p).unwrap_err().to_string();
+        assert!(e.contains("multicast.mtu 9 is not an MTU"), "{e}");
     }
 }
 

@@ -105,6 +105,7 @@ fn a_relay_answers_counts_and_survives_bad_peers() {
             group: format!("239.255.94.1:{}", base + 2).parse().unwrap(),
             interface: Some("127.0.0.1".into()),
             ttl: 1,
+            mtu: None,
         },
         data: dir.path().join("data"),
         metrics: None,

@@ -247,14 +247,19 @@ fn budget_facts(round: u32, last_loss: Option<f64>) -> BudgetFacts {
 }
 
 #[test]
-fn broadcast_keeps_the_default_until_a_loss_is_measured_or_the_last_round() {
+fn broadcast_sends_no_repair_blind_until_a_loss_is_measured() {
     let set = nightly();
-    let default = Budget::safe_default(64 << 20, 20_000_000);
+    // The engine's defaults, except the proactive share: with feedback
+    // repair a loss nobody measured costs a report turn, not a blind share.
+    let blind = Budget {
+        proactive: 0.0,
+        ..Budget::safe_default(64 << 20, 20_000_000)
+    };
     let out = set.round_budget(&budget_facts(1, None));
     assert_eq!(out.fallback, None);
-    assert_eq!(out.value, default);
+    assert_eq!(out.value, blind);
     // A clean last round changes nothing either.
-    assert_eq!(set.round_budget(&budget_facts(2, Some(0.0))).value, default);
+    assert_eq!(set.round_budget(&budget_facts(2, Some(0.0))).value, blind);
 }
 
 #[test]

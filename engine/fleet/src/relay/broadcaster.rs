@@ -196,11 +196,25 @@ fn send_one(
         sender.config().repair_overhead,
     );
     // The rate counts what the link carries: UDP, IP and Ethernet headers
-    // of the group's family, not just the datagram.
-    let overhead = LinkOverhead::ethernet_for(relay.cfg.multicast.group.ip());
+    // of the group's family, with fragments at the link's MTU, not just the
+    // datagram.
+    let multicast = &relay.cfg.multicast;
+    let link = super::mtu::link_mtu(
+        multicast.mtu,
+        multicast.interface.as_deref(),
+        multicast.group.ip(),
+    );
+    let overhead = LinkOverhead::ethernet_for(multicast.group.ip()).with_mtu(link.mtu);
     let mut pacer =
         Pacer::with_config(PacerConfig::new(session.rate_bps.max(1)).overhead(overhead))?;
-    tracing::info!(run, round, feedback = params.feedback, "round starting");
+    tracing::info!(
+        run,
+        round,
+        feedback = params.feedback,
+        mtu = link.mtu,
+        mtu_from = %link.source,
+        "round starting"
+    );
     let started = Instant::now();
     let stop = || relay.shutdown.is_set();
     let stats = crate::broadcast::air_round(

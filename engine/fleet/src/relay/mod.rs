@@ -18,6 +18,7 @@ mod clients;
 mod fetch;
 pub(crate) mod machine;
 mod master_link;
+mod mtu;
 
 use std::collections::HashMap;
 use std::sync::Arc;
