@@ -56,6 +56,17 @@ pub(crate) const BLOCK_HEADER_LEN: usize = 4 * (1 + STREAM_NAMES.len());
 /// delta 0.01% smaller (the differences are mostly zeros, which need no
 /// deep search).
 const TABLE_LOG_MAX: u32 = 20;
+/// The hash and chain table log for a stream of `len` bytes: at most
+/// [`TABLE_LOG_MAX`], and at most half an entry per byte, so the tables of
+/// a small stream cost at most 4 × its size (zstd's own would take 2^20
+/// entries for a 1 MB stream: 8 MiB for a 1 MB target).
+fn table_log(len: usize) -> u32 {
+    len.max(1)
+        .ilog2()
+        .saturating_sub(1)
+        .clamp(10, TABLE_LOG_MAX)
+}
+
 /// Longest encoded control: three 10-byte varints.
 const CONTROL_MAX_LEN: usize = 30;
 
@@ -212,7 +223,7 @@ fn compress_stream(
 ) -> Result<Vec<Vec<u8>>, DeltaError> {
     cctx.reset(ResetDirective::SessionAndParameters)
         .map_err(DeltaError::zstd("reset"))?;
-    let tables = TABLE_LOG_MAX.min(u32::from(wlog) + 1);
+    let tables = table_log(data.len());
     for p in [
         CParameter::CompressionLevel(level),
         CParameter::WindowLog(u32::from(wlog)),
@@ -393,6 +404,16 @@ mod tests {
         // 64 KiB of zeros is nothing at all.
         let s = sparse(&[0; 65536]);
         assert!(s.gaps.is_empty() && s.values.is_empty());
+    }
+
+    #[test]
+    fn stream_tables_shrink_with_the_stream() {
+        assert_eq!(table_log(0), 10);
+        assert_eq!(table_log(1 << 30), TABLE_LOG_MAX);
+        assert_eq!(table_log(1_100_000), 19);
+        for len in [1usize << 14, 300_000, 1 << 21] {
+            assert!(8 << table_log(len) <= 4 * len, "{len}");
+        }
     }
 
     #[test]
