@@ -8,7 +8,8 @@
 # as a rebuilt binary's do.
 #
 # Above MakeOptions::bsdiff_max_size (512 MiB) the maker tries patch-from
-# only; at or below it, both methods, one after the other. For each side
+# only, at level 15 at most (LARGE_PATCH_FROM_LEVEL_MAX); at or below it,
+# both methods, one after the other. For each side
 # of the threshold it prints the pair's size, the delta's size and method,
 # create and apply wall/CPU time and peak RSS, and the peak as a multiple
 # of the new file.

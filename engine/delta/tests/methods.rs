@@ -9,8 +9,8 @@ mod common;
 use common::{Rng, binary_pair, text_pair};
 use haifu_delta::container::{CHUNK_RECORD_LEN, ChunkRecord, DeltaHeader, HEADER_LEN};
 use haifu_delta::{
-    DeltaError, MakeOptions, Method, MethodChoice, PatchReader, apply, apply_to_vec, digest_of,
-    make,
+    DeltaError, LARGE_PATCH_FROM_LEVEL_MAX, MakeOptions, Method, MethodChoice, PatchReader, apply,
+    apply_to_vec, digest_of, make,
 };
 
 /// A bsdiff block makes at most this much output (the crate's BLOCK_OUT).
@@ -243,6 +243,23 @@ fn bsdiff_above_the_size_limit_is_refused_or_skipped() {
         "falls back to patch-from"
     );
     assert_eq!(apply_to_vec(&old, &d.bytes).unwrap(), new);
+    // ... at a level zstd's long-distance matches survive, recorded in the
+    // header; below the limit, or asked for patch-from alone, the level
+    // asked for.
+    let high = best.with_level(MakeOptions::BACKGROUND_LEVEL);
+    let d = make(&old, &new, &high).unwrap();
+    assert_eq!(
+        (d.header.method, d.header.level),
+        (Method::PatchFrom, LARGE_PATCH_FROM_LEVEL_MAX)
+    );
+    assert_eq!(apply_to_vec(&old, &d.bytes).unwrap(), new);
+    let d = make(&old, &new, &high.with_methods(MethodChoice::PatchFrom)).unwrap();
+    assert_eq!(d.header.level, MakeOptions::BACKGROUND_LEVEL);
+    let below = MakeOptions {
+        bsdiff_max_size: 1 << 20,
+        ..high
+    };
+    assert_eq!(make(&old, &new, &below).unwrap().header.level, 19);
 }
 
 // ---- hostile bodies: each built by hand under a valid header and record.
