@@ -193,6 +193,12 @@ fn the_first_party_plugins_pass_the_checks() {
 /// the relay broadcasts through the C starter (UDP unicast to its client)
 /// with the operator's `peers` from its `transports.config` section, the
 /// client receives through it, and the audit has the client delivered.
+///
+/// The master holds each run to its workflow's `transports:` (the relay
+/// and the client name their broadcast plugin, feature `transport-names`):
+/// a workflow that says `broadcast: multicast` leaves this relay out with
+/// an error at the workflow's position, and one whose `unicast` is not the
+/// master's control transport fails, `haifu run --live` with it.
 #[test]
 fn a_daemon_configured_with_the_c_starter_carries_a_round() {
     let mut f = common::fleet::Fleet::new(3);
@@ -217,13 +223,51 @@ fn a_daemon_configured_with_the_c_starter_carries_a_round() {
         "transports: { broadcast: udp-peers }\n",
     );
     let artifact = f.artifact("app-1.bin", 1 << 20, 9);
-    f.workflow("one", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "100Mbit/s");
+    // Three workflows of one shape: the plugins named differ.
+    let workflow = |name: &str, version: &str, broadcast: &str, unicast: &str| {
+        f.workflow(name, "app-1.bin", version, &["relay-a"], 1, 1, "100Mbit/s");
+        let path = f.path(&format!("{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "transports: {broadcast: multicast, unicast: quic}",
+            &format!("transports: {{broadcast: {broadcast}, unicast: {unicast}}}"),
+        );
+        std::fs::write(&path, &text).unwrap();
+        // FILE:LINE:COLUMN of each transport's value.
+        let (n, line) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.starts_with("transports:"))
+            .unwrap();
+        let at = |v: &str| {
+            let key = format!("{v}: ");
+            let col = line.find(&key).unwrap() + key.len() + 1;
+            format!("{name}.yaml:{}:{col}", n + 1)
+        };
+        (at("broadcast"), at("unicast"))
+    };
+    let (wrong_at, _) = workflow("wrong", "0.9.0", "multicast", "quic");
+    workflow("one", "1.0.0", "udp-peers", "quic");
+    let (_, control_at) = workflow("control", "1.0.1", "udp-peers", "tls");
 
     f.start("master", "master");
     f.start("relay", "relay-a");
     f.wait_log("relay-a", "connected to the master", 1, 60);
     f.start("client", "c1");
     f.wait_log("relay-a", "client registered client=c1", 1, 60);
+
+    // The relay broadcasts with udp-peers, the workflow says multicast:
+    // left out, in the master's log and the relay's, at the position.
+    let out = f.haifu_ok(&["run", "wrong.yaml", "--live", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["undelivered"], 1, "{report:#}\n{}", f.dump());
+    let why = format!(
+        "{wrong_at}: transports.broadcast is \"multicast\" but relay \"relay-a\" broadcasts with \"udp-peers\": left out of this run"
+    );
+    assert!(f.log("master").contains(&why), "want {why}\n{}", f.dump());
+    f.wait_log("relay-a", &why, 1, 10);
+    assert!(!f.path("c1-root/current/artifact").exists());
+
+    // Held to the right plugin, the same relay carries the round.
     let out = f.haifu_ok(&["run", "one.yaml", "--live", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["status"], "done", "{report:#}\n{}", f.dump());
@@ -233,6 +277,35 @@ fn a_daemon_configured_with_the_c_starter_carries_a_round() {
         std::fs::read(&artifact).unwrap()
     );
     assert!(f.log("relay-a").contains("udp-peers"), "{}", f.dump());
+
+    // A control transport the master does not speak: the run is marked
+    // failed and `haifu run --live` ends non-zero with the position.
+    let out = f
+        .haifu()
+        .args(["run", "control.yaml", "--live"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}\n{}", f.dump());
+    let why = format!(
+        "{control_at}: transports.unicast is \"tls\" but this master's control transport is \"quic\""
+    );
+    assert!(err.contains(&why), "want {why}\n{err}");
+    assert!(err.contains("failed"), "{err}");
+    let runs = f.json(&["status", "--json"]);
+    let failed: Vec<&serde_json::Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{runs:#}");
+    let id = failed[0]["id"].to_string();
+    let detail = f.json(&["status", &id, "--json"]);
+    assert!(
+        detail["failure"].as_str().unwrap().contains(&why),
+        "{detail:#}"
+    );
 }
 
 /// `haifu check` resolves a workflow's transports against the plugins the
@@ -351,6 +424,13 @@ fn a_round_with_the_control_links_over_tcp_and_tls() {
     }
     let artifact = f.artifact("app-1.bin", 1 << 20, 11);
     f.workflow("one", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "100Mbit/s");
+    // The workflow's unicast must be the master's control transport.
+    let workflow = std::fs::read_to_string(f.path("one.yaml")).unwrap();
+    std::fs::write(
+        f.path("one.yaml"),
+        workflow.replace("unicast: quic", "unicast: tls"),
+    )
+    .unwrap();
     f.start("master", "master");
     f.start("relay", "relay-a");
     f.wait_log("relay-a", "connected to the master", 1, 60);

@@ -14,7 +14,17 @@ use common::{haifu, json, ok, repo, run};
 #[test]
 fn check_accepts_the_shipped_workflows_and_names_file_line_column() {
     let t = tempfile::tempdir().unwrap();
-    let out = ok(
+    // `check` resolves transport names against the plugins the daemons
+    // would load: the real ones, built with the tests.
+    let plugins = common::fleet::plugin_dir(t.path());
+    let run = |_: &Path, args: &[&str]| {
+        haifu(t.path())
+            .env("HAIFU_PLUGINS", &plugins)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(
         t.path(),
         &[
             "check",
@@ -22,6 +32,12 @@ fn check_accepts_the_shipped_workflows_and_names_file_line_column() {
             "workflows/urgent-security-fix.yaml",
         ],
     );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.lines().count(), 2, "{out}");
 
     let bad = t.path().join("bad.yaml");

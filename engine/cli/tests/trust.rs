@@ -140,6 +140,7 @@ fn a_fleet_member_speaks_only_for_itself() {
                 addr: "239.255.93.99".parse().unwrap(),
                 port: 9,
             },
+            broadcast: None,
         }),
     );
     // It reports a1 as behind itself (to take it out of its real relay's
@@ -150,6 +151,7 @@ fn a_fleet_member_speaks_only_for_itself() {
             client: "a1".into(),
             relay: "relay-x".into(),
             installed: None,
+            broadcast: None,
         }),
     );
     refused(
@@ -292,6 +294,7 @@ fn a_fleet_member_speaks_only_for_itself() {
             client: "a1".into(),
             relay: "relay-x".into(),
             installed: None,
+            broadcast: None,
         }),
     );
     send(&x, &Message::Ping { nonce: 6 });

@@ -472,6 +472,7 @@ fn connect_all(
                             client: id.clone(),
                             relay: RELAY.into(),
                             installed: None,
+                            broadcast: None,
                         }))
                         .map_err(|e| format!("{id}: register: {e}"))?;
                         let client: &'static Client = Box::leak(Box::new(Client {

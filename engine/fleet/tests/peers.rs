@@ -155,6 +155,7 @@ fn a_relay_answers_counts_and_survives_bad_peers() {
             client: "c2".into(),
             relay: "relay-a".into(),
             installed: None,
+            broadcast: None,
         }),
     );
     assert_eq!(error_code(recv(&conn)), ErrorCode::Unexpected);

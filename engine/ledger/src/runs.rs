@@ -251,6 +251,52 @@ impl Ledger {
         Ok(counted)
     }
 
+    /// Marks a run that cannot go on failed, with `reason` in a
+    /// `run-failed` event, in one transaction; its snapshot is kept as it
+    /// was. A run no longer running is left as it is.
+    pub fn fail_run(&mut self, run_id: i64, reason: &str) -> Result<(), LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        let now = now_text();
+        let changed = tx
+            .execute(
+                "UPDATE runs SET status = 'failed', next_wake = NULL, updated_at = ?2
+                 WHERE id = ?1 AND status = 'running'",
+                params![run_id, now],
+            )
+            .map_err(&wrap)?;
+        if changed == 1 {
+            let detail = serde_json::json!({ "reason": reason }).to_string();
+            insert_event(&tx, &now, "run-failed", &format!("run:{run_id}"), &detail)
+                .map_err(&wrap)?;
+        }
+        tx.commit().map_err(&wrap)
+    }
+
+    /// Why a failed run failed, from its last `run-failed` event.
+    pub fn failure(&self, run_id: i64) -> Result<Option<String>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let detail: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT detail FROM events WHERE kind = 'run-failed' AND subject = ?1
+                 ORDER BY id DESC LIMIT 1",
+                params![format!("run:{run_id}")],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&wrap)?;
+        Ok(detail.map(|d| {
+            serde_json::from_str::<serde_json::Value>(&d)
+                .ok()
+                .and_then(|v| v.get("reason")?.as_str().map(str::to_owned))
+                .unwrap_or(d)
+        }))
+    }
+
     /// One run, with its counts per client state.
     pub fn run(&self, run_id: i64) -> Result<Option<RunRow>, LedgerError> {
         let wrap = LedgerError::sqlite(&self.path);

@@ -20,7 +20,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::error::{DecodeError, EncodeError};
 use crate::handshake::{Hello, HelloRefused, Welcome};
 use crate::limits::{
-    Limits, MAX_CHUNK_LEN, MAX_FEEDBACK_BLOCKS, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_REASON_LEN,
+    Limits, MAX_CHUNK_LEN, MAX_FEEDBACK_BLOCKS, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_PLUGIN_NAME_LEN,
+    MAX_REASON_LEN,
 };
 use crate::message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
@@ -81,6 +82,9 @@ impl Message {
                 w.str("relay", &m.relay, MAX_ID_LEN)?;
                 w.u32(m.clients);
                 write_group(w, &m.group);
+                if let Some(b) = &m.broadcast {
+                    write_plugin_name(w, b)?;
+                }
             }
             Self::DenyList(m) => {
                 w.count("identities", m.identities.len(), crate::limits::MAX_DENIED)?;
@@ -92,6 +96,9 @@ impl Message {
                 w.str("client", &m.client, MAX_ID_LEN)?;
                 w.str("relay", &m.relay, MAX_ID_LEN)?;
                 write_opt_artifact(w, m.installed.as_ref())?;
+                if let Some(b) = &m.broadcast {
+                    write_plugin_name(w, b)?;
+                }
             }
             Self::Registered(m) => write_opt_artifact(w, m.target.as_ref())?,
             Self::Instruction(m) => {
@@ -229,11 +236,18 @@ impl Message {
             tag::HELLO => Self::Hello(Hello::read(r)?),
             tag::WELCOME => Self::Welcome(Welcome::read(r)?),
             tag::HELLO_REFUSED => Self::HelloRefused(HelloRefused::read(r)?),
-            tag::REGISTER_RELAY => Self::RegisterRelay(RegisterRelay {
-                relay: r.str("relay", MAX_ID_LEN)?,
-                clients: r.u32("clients")?,
-                group: read_group(r)?,
-            }),
+            tag::REGISTER_RELAY | tag::REGISTER_RELAY_TRANSPORT => {
+                Self::RegisterRelay(RegisterRelay {
+                    relay: r.str("relay", MAX_ID_LEN)?,
+                    clients: r.u32("clients")?,
+                    group: read_group(r)?,
+                    broadcast: if t == tag::REGISTER_RELAY_TRANSPORT {
+                        Some(read_plugin_name(r)?)
+                    } else {
+                        None
+                    },
+                })
+            }
             tag::DENY_LIST => {
                 let n = r.count("identities", crate::limits::MAX_DENIED)?;
                 let mut identities = Vec::with_capacity(n);
@@ -242,11 +256,18 @@ impl Message {
                 }
                 Self::DenyList(DenyList { identities })
             }
-            tag::REGISTER_CLIENT => Self::RegisterClient(RegisterClient {
-                client: r.str("client", MAX_ID_LEN)?,
-                relay: r.str("relay", MAX_ID_LEN)?,
-                installed: read_opt_artifact(r, "installed")?,
-            }),
+            tag::REGISTER_CLIENT | tag::REGISTER_CLIENT_TRANSPORT => {
+                Self::RegisterClient(RegisterClient {
+                    client: r.str("client", MAX_ID_LEN)?,
+                    relay: r.str("relay", MAX_ID_LEN)?,
+                    installed: read_opt_artifact(r, "installed")?,
+                    broadcast: if t == tag::REGISTER_CLIENT_TRANSPORT {
+                        Some(read_plugin_name(r)?)
+                    } else {
+                        None
+                    },
+                })
+            }
             tag::REGISTERED => Self::Registered(Registered {
                 target: read_opt_artifact(r, "target")?,
             }),
@@ -491,4 +512,35 @@ fn read_group(r: &mut Reader<'_>) -> Result<Group, DecodeError> {
         addr,
         port: r.u16("port")?,
     })
+}
+
+/// A transport plugin's name: one to [`MAX_PLUGIN_NAME_LEN`] bytes of
+/// ASCII letters, digits, `-` and `_` (what a plugin file can be named),
+/// so a peer's name is safe to compare and to print.
+fn is_plugin_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_PLUGIN_NAME_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn write_plugin_name(w: &mut Writer, name: &str) -> Result<(), EncodeError> {
+    if !is_plugin_name(name) {
+        return Err(EncodeError::Invalid {
+            field: "broadcast",
+            reason: "not a plugin name",
+        });
+    }
+    w.str("broadcast", name, MAX_PLUGIN_NAME_LEN)
+}
+
+fn read_plugin_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let name = r.str("broadcast", MAX_PLUGIN_NAME_LEN)?;
+    if !is_plugin_name(&name) {
+        return Err(DecodeError::Invalid {
+            field: "broadcast",
+            reason: "not a plugin name",
+        });
+    }
+    Ok(name)
 }

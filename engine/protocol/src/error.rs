@@ -122,4 +122,12 @@ pub enum EncodeError {
         /// The limit.
         max: usize,
     },
+    /// A field holds a value the peer would refuse.
+    #[error("field {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }

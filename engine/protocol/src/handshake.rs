@@ -44,8 +44,19 @@ pub mod features {
     /// [`RoundBudget`](crate::RoundBudget), relays answer with
     /// [`RoundListeners`](crate::RoundListeners).
     pub const FEEDBACK_REPAIR: &str = "feedback-repair";
+    /// Registrations name the sender's broadcast transport plugin
+    /// ([`RegisterRelay::broadcast`](crate::RegisterRelay::broadcast),
+    /// [`RegisterClient::broadcast`](crate::RegisterClient::broadcast)), so
+    /// the master can hold a run to its workflow's `transports:`.
+    pub const TRANSPORT_NAMES: &str = "transport-names";
     /// Every feature this crate implements, sorted.
-    pub const ALL: &[&str] = &[CHUNKED_TRANSFER, DELTA, DELTA_BSDIFF, FEEDBACK_REPAIR];
+    pub const ALL: &[&str] = &[
+        CHUNKED_TRANSFER,
+        DELTA,
+        DELTA_BSDIFF,
+        FEEDBACK_REPAIR,
+        TRANSPORT_NAMES,
+    ];
 }
 
 /// What a peer is in the fleet.

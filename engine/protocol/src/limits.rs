@@ -9,6 +9,8 @@ pub const MAX_DENIED: usize = 4096;
 pub const MAX_REASON_LEN: usize = 1024;
 /// The longest feature name, in bytes.
 pub const MAX_FEATURE_LEN: usize = 64;
+/// Longest transport plugin name in a registration.
+pub const MAX_PLUGIN_NAME_LEN: usize = 64;
 /// The most features one hello may list.
 pub const MAX_FEATURES: usize = 64;
 /// Most blocks one [`Feedback`](crate::Feedback) lists (8 bytes each: the

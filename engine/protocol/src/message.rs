@@ -29,6 +29,12 @@ pub mod tag {
     pub const REGISTERED: u8 = 0x12;
     /// [`Message::DenyList`](crate::Message::DenyList).
     pub const DENY_LIST: u8 = 0x13;
+    /// [`Message::RegisterRelay`](crate::Message::RegisterRelay) naming its
+    /// broadcast plugin (feature `transport-names`).
+    pub const REGISTER_RELAY_TRANSPORT: u8 = 0x14;
+    /// [`Message::RegisterClient`](crate::Message::RegisterClient) naming
+    /// its broadcast plugin (feature `transport-names`).
+    pub const REGISTER_CLIENT_TRANSPORT: u8 = 0x15;
     /// [`Message::Instruction`](crate::Message::Instruction).
     pub const INSTRUCTION: u8 = 0x20;
     /// [`Message::StartRound`](crate::Message::StartRound).
@@ -110,6 +116,10 @@ pub struct RegisterRelay {
     pub clients: u32,
     /// The multicast group it broadcasts to.
     pub group: Group,
+    /// The transport plugin it broadcasts with (`multicast`), for a master
+    /// with `transports-names`; a relay without the feature says nothing
+    /// and is taken to use the master's default.
+    pub broadcast: Option<String>,
 }
 
 /// client → relay → master: a client announces itself; this is also its
@@ -122,6 +132,9 @@ pub struct RegisterClient {
     pub relay: String,
     /// What it has installed, if anything.
     pub installed: Option<ArtifactRef>,
+    /// The transport plugin it receives broadcasts with, for a peer with
+    /// `transport-names`.
+    pub broadcast: Option<String>,
 }
 
 /// The answer to a registration: the version the peer should have, if the
@@ -549,7 +562,9 @@ impl Message {
             Self::Hello(_) => tag::HELLO,
             Self::Welcome(_) => tag::WELCOME,
             Self::HelloRefused(_) => tag::HELLO_REFUSED,
+            Self::RegisterRelay(m) if m.broadcast.is_some() => tag::REGISTER_RELAY_TRANSPORT,
             Self::RegisterRelay(_) => tag::REGISTER_RELAY,
+            Self::RegisterClient(m) if m.broadcast.is_some() => tag::REGISTER_CLIENT_TRANSPORT,
             Self::RegisterClient(_) => tag::REGISTER_CLIENT,
             Self::Registered(_) => tag::REGISTERED,
             Self::DenyList(_) => tag::DENY_LIST,
@@ -578,11 +593,28 @@ impl Message {
     /// take it: a `StartRound` without its budget and a `RoundDone`
     /// without its listeners for a peer without `feedback-repair` (it
     /// understands the older tag), and no `Feedback` at all (a relay that
-    /// cannot use it). Every other message is returned as it is.
+    /// cannot use it); a registration without its broadcast plugin for a
+    /// peer without `transport-names`. Every other message is returned as
+    /// it is.
     pub fn for_peer(&self, has: impl Fn(&str) -> bool) -> Option<std::borrow::Cow<'_, Message>> {
         use std::borrow::Cow;
 
-        use crate::handshake::features::FEEDBACK_REPAIR;
+        use crate::handshake::features::{FEEDBACK_REPAIR, TRANSPORT_NAMES};
+        match self {
+            Self::RegisterRelay(m) if m.broadcast.is_some() && !has(TRANSPORT_NAMES) => {
+                return Some(Cow::Owned(Self::RegisterRelay(RegisterRelay {
+                    broadcast: None,
+                    ..m.clone()
+                })));
+            }
+            Self::RegisterClient(m) if m.broadcast.is_some() && !has(TRANSPORT_NAMES) => {
+                return Some(Cow::Owned(Self::RegisterClient(RegisterClient {
+                    broadcast: None,
+                    ..m.clone()
+                })));
+            }
+            _ => {}
+        }
         if has(FEEDBACK_REPAIR) {
             return Some(Cow::Borrowed(self));
         }
@@ -607,8 +639,12 @@ impl Message {
     /// The feature a peer must have negotiated before this message may be
     /// sent to it, if any.
     pub fn required_feature(&self) -> Option<&'static str> {
-        use crate::handshake::features::{CHUNKED_TRANSFER, DELTA, FEEDBACK_REPAIR};
+        use crate::handshake::features::{
+            CHUNKED_TRANSFER, DELTA, FEEDBACK_REPAIR, TRANSPORT_NAMES,
+        };
         match self {
+            Self::RegisterRelay(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),
+            Self::RegisterClient(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),
             Self::Feedback(_) => Some(FEEDBACK_REPAIR),
             Self::StartRound(m) if m.budget.is_some() => Some(FEEDBACK_REPAIR),
             Self::RoundDone(m) if m.listeners.is_some() => Some(FEEDBACK_REPAIR),

@@ -73,3 +73,80 @@ fn fields_past_their_limit_are_refused_when_encoding() {
         })
     ));
 }
+
+/// A registration names its broadcast plugin only to a peer with
+/// `transport-names`; to an older peer it goes under the old tag.
+#[test]
+fn a_registration_names_its_broadcast_plugin_only_to_a_peer_that_knows_the_feature() {
+    use haifu_protocol::{RegisterRelay, features, tag};
+    let msg = Message::RegisterRelay(RegisterRelay {
+        relay: "relay-east".into(),
+        clients: 3,
+        group: haifu_protocol::Group {
+            addr: "239.1.1.1".parse().unwrap(),
+            port: 5000,
+        },
+        broadcast: Some("udp-peers".into()),
+    });
+    assert_eq!(msg.required_feature(), Some(features::TRANSPORT_NAMES));
+    let new = msg.for_peer(|f| f == features::TRANSPORT_NAMES).unwrap();
+    assert_eq!(new.tag(), tag::REGISTER_RELAY_TRANSPORT);
+    let old = msg.for_peer(|_| false).unwrap();
+    assert_eq!(old.tag(), tag::REGISTER_RELAY);
+    let Message::RegisterRelay(r) = old.as_ref() else {
+        panic!("not a registration");
+    };
+    assert_eq!(r.broadcast, None);
+}
+
+/// The threat: a peer names a "plugin" that is a log line, a path or a
+/// wall of bytes. Only 1–64 bytes of `[A-Za-z0-9_-]` decode; the rest is
+/// refused as invalid, never a panic, and nothing like it is sent.
+#[test]
+fn a_broadcast_plugin_name_that_is_no_plugin_name_is_refused_both_ways() {
+    use haifu_protocol::{DecodeError, RegisterClient, tag};
+    let good = Message::RegisterClient(RegisterClient {
+        client: "c1".into(),
+        relay: "r1".into(),
+        installed: None,
+        broadcast: Some("udp_peers-2".into()),
+    });
+    let bytes = good.encode().unwrap();
+    assert_eq!(bytes[0], tag::REGISTER_CLIENT_TRANSPORT);
+    assert_eq!(Message::decode(&bytes).unwrap(), good);
+    for bad in ["", "../quic", "multicast\nERROR forged", &"a".repeat(65)] {
+        let msg = Message::RegisterClient(RegisterClient {
+            client: "c1".into(),
+            relay: "r1".into(),
+            installed: None,
+            broadcast: Some(bad.to_owned()),
+        });
+        assert!(msg.encode().is_err(), "{bad:?} was encoded");
+        // Written by hand, as a hostile peer would.
+        let mut frame = vec![
+            tag::REGISTER_CLIENT_TRANSPORT,
+            0,
+            2,
+            b'c',
+            b'1',
+            0,
+            2,
+            b'r',
+            b'1',
+            0,
+        ];
+        frame.extend_from_slice(&(bad.len() as u16).to_be_bytes());
+        frame.extend_from_slice(bad.as_bytes());
+        let err = Message::decode(&frame).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Invalid {
+                    field: "broadcast",
+                    ..
+                } | DecodeError::TooLong { .. }
+            ),
+            "{bad:?}: {err:?}"
+        );
+    }
+}

@@ -1,13 +1,13 @@
 //! The endpoint: a listener whose accepted sockets each handshake on their
 //! own thread, and outgoing connections.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use haifu_transport_abi::{Config, Error, StreamEndpoint, Timeout};
@@ -27,7 +27,11 @@ const KNOWN: &[&str] = &[
     "max_frame",
     "hello_timeout_ms",
     "close_timeout_ms",
+    "max_handshakes",
 ];
+
+/// The default `max_handshakes`.
+const DEFAULT_MAX_HANDSHAKES: usize = 64;
 
 /// Live connections by peer identity, to cut when the identity is denied.
 type Live = Arc<Mutex<Vec<(String, Weak<Shared>)>>>;
@@ -37,6 +41,52 @@ struct Settings {
     max_frame: usize,
     hello_timeout: Duration,
     close_timeout: Duration,
+    max_handshakes: usize,
+}
+
+/// The accepted sockets still handshaking, oldest first, each with the id
+/// its thread removes when it ends. Bounded by `max_handshakes`: a flood of
+/// half-open connections can hold that many threads and no more, and a new
+/// socket beyond it cuts the oldest (the likeliest to be stale), so the
+/// flood never shuts out a peer that completes its handshake promptly.
+#[derive(Debug, Default)]
+struct Pending {
+    sockets: Mutex<(u64, VecDeque<(u64, TcpStream)>)>,
+    ended: Condvar,
+}
+
+impl Pending {
+    /// Waits until fewer than `max` handshakes run, cutting the oldest
+    /// when the limit is reached, then registers `sock`; returns its id.
+    fn admit(&self, sock: &TcpStream, max: usize) -> Option<u64> {
+        let copy = sock.try_clone().ok()?;
+        let mut g = lock(&self.sockets);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while g.1.len() >= max.max(1) {
+            if let Some((_, oldest)) = g.1.front() {
+                // The thread wakes with an error and removes itself.
+                let _ = oldest.shutdown(std::net::Shutdown::Both);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            g = self
+                .ended
+                .wait_timeout(g, left.min(Duration::from_millis(100)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        g.0 += 1;
+        let id = g.0;
+        g.1.push_back((id, copy));
+        Some(id)
+    }
+
+    fn end(&self, id: u64) {
+        lock(&self.sockets).1.retain(|(i, _)| *i != id);
+        self.ended.notify_all();
+    }
 }
 
 /// An endpoint.
@@ -161,6 +211,7 @@ fn serve_one(
     live: Live,
     settings: Settings,
     out: Sender<TlsConnection>,
+    handshaken: impl FnOnce(),
 ) {
     let run = || -> Result<TlsConnection, Error> {
         let server =
@@ -168,8 +219,10 @@ fn serve_one(
         let mut tls = rustls::Connection::Server(server);
         tls.set_buffer_limit(None);
         let deadline = Instant::now() + settings.hello_timeout;
-        let ((identity, role), pending) =
-            handshake(&mut tls, &mut sock, deadline, |t| peer_of(t, &deny))?;
+        let shaken = handshake(&mut tls, &mut sock, deadline, |t| peer_of(t, &deny));
+        // No longer a pending handshake the limit may cut.
+        handshaken();
+        let ((identity, role), pending) = shaken?;
         TlsConnection::start(
             tls,
             sock,
@@ -214,7 +267,11 @@ impl StreamEndpoint for TlsEndpoint {
             max_frame: config.parse_or("max_frame", DEFAULT_MAX_FRAME)?,
             hello_timeout: Duration::from_millis(config.parse_or("hello_timeout_ms", 10_000u64)?),
             close_timeout: Duration::from_millis(config.parse_or("close_timeout_ms", 2_000u64)?),
+            max_handshakes: config.parse_or("max_handshakes", DEFAULT_MAX_HANDSHAKES)?,
         };
+        if settings.max_handshakes == 0 {
+            return Err(Error::invalid("max_handshakes must be at least 1"));
+        }
         // No resumption: every connection proves its certificate again, so
         // the deny list and the role are checked on each.
         let mut client = id.client_config(ALPN)?;
@@ -239,6 +296,7 @@ impl StreamEndpoint for TlsEndpoint {
                 Arc::clone(&stop),
                 settings.clone(),
             );
+            let pending = Arc::new(Pending::default());
             std::thread::Builder::new()
                 .name("tls-accept".into())
                 .spawn(move || {
@@ -250,16 +308,31 @@ impl StreamEndpoint for TlsEndpoint {
                             Ok((sock, _)) => {
                                 // Handshake flights are small writes: no Nagle.
                                 let _ = sock.set_nodelay(true);
-                                let (cfg, deny, live, settings, tx) = (
+                                let Some(id) = pending.admit(&sock, settings.max_handshakes) else {
+                                    continue;
+                                };
+                                let (cfg, deny, live, settings, tx, pending) = (
                                     Arc::clone(&server),
                                     Arc::clone(&deny),
                                     Arc::clone(&live),
                                     settings.clone(),
                                     tx.clone(),
+                                    Arc::clone(&pending),
                                 );
-                                let _ = std::thread::Builder::new()
+                                let spawned = std::thread::Builder::new()
                                     .name("tls-handshake".into())
-                                    .spawn(move || serve_one(sock, cfg, deny, live, settings, tx));
+                                    .spawn({
+                                        let pending = Arc::clone(&pending);
+                                        move || {
+                                            let done = || pending.end(id);
+                                            serve_one(sock, cfg, deny, live, settings, tx, done);
+                                            // Again, for a handshake that failed early.
+                                            pending.end(id);
+                                        }
+                                    });
+                                if spawned.is_err() {
+                                    pending.end(id);
+                                }
                             }
                             Err(_) => std::thread::sleep(Duration::from_millis(10)),
                         }

@@ -14,7 +14,10 @@
 //! Messages are a `u32` big-endian length then that many bytes, at most
 //! `max_frame`. Each connection has one reader thread; sends are encrypted
 //! under a lock and written by the caller; each accepted socket's handshake
-//! runs on its own thread, so a slow peer delays no other.
+//! runs on its own thread, so a slow peer delays no other, and at most
+//! `max_handshakes` run at once: one more cuts the oldest, so a flood of
+//! half-open connections holds a bounded number of threads and never shuts
+//! out a peer that completes its handshake.
 //!
 //! Configuration (`key=value` lines) for `endpoint_open`:
 //!
@@ -28,6 +31,7 @@
 //! | `max_frame` | `1048608` | largest message sent or accepted, bytes |
 //! | `hello_timeout_ms` | `10000` | how long a new connection may take to handshake and say hello |
 //! | `close_timeout_ms` | `2000` | how long a close waits for the peer to finish |
+//! | `max_handshakes` | `64` | accepted sockets handshaking at once; one more cuts the oldest |
 
 #![deny(unsafe_code)]
 

@@ -541,4 +541,6 @@ fn inflate(need: u32, loss: f64) -> u32 {
 }
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;

@@ -181,5 +181,14 @@ fn live(
     } else {
         print!("{}", report.to_text());
     }
+    let failed = ledger
+        .run(id)?
+        .is_some_and(|r| r.status == haifu_ledger::RunStatus::Failed);
+    if failed {
+        let why = ledger
+            .failure(id)?
+            .unwrap_or_else(|| "no reason recorded".to_owned());
+        bail!("run {id} failed: {why}");
+    }
     Ok(ExitCode::SUCCESS)
 }

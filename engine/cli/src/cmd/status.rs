@@ -52,9 +52,11 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         let report = Report::from_ledger(&ledger, id)?
             .with_context(|| format!("run {id} does not exist"))?;
         let state = RunState::of_run(&row)?;
+        let failure = ledger.failure(id)?;
         if args.json {
             let mut v = serde_json::to_value(&row)?;
             if let Some(o) = v.as_object_mut() {
+                o.insert("failure".into(), serde_json::to_value(&failure)?);
                 o.insert("state".into(), serde_json::to_value(&state)?);
                 o.insert("report".into(), serde_json::to_value(&report)?);
             }
@@ -78,6 +80,9 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             }
             if let Some(w) = &row.next_wake {
                 println!("  next wake-up {w}");
+            }
+            if let Some(why) = &failure {
+                println!("  failed: {why}");
             }
             print!("{}", report.to_text());
         }

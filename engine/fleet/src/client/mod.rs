@@ -206,7 +206,8 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         pinned,
         installed.clone(),
         pending,
-    );
+    )
+    .with_broadcast(cfg.transports.broadcast.clone());
     let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
     let counters = Arc::new(Counters::default());

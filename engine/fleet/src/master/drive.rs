@@ -29,6 +29,7 @@ use jiff::Timestamp;
 use super::hub::Hub;
 use super::machine::ActiveRun;
 use super::machine::Event;
+use super::machine::RunBroadcast;
 use super::machine::SessionSeed;
 use crate::FleetError;
 use crate::common::Shutdown;
@@ -84,7 +85,14 @@ pub(super) fn drive_runs(
                     r.id,
                     &r.workflow,
                 ) {
-                    tracing::error!(run = r.id, "run cannot be driven: {e}");
+                    let reason = chain(&e);
+                    tracing::error!(run = r.id, "run cannot be driven: {reason}");
+                    // Marked failed with the reason, so `haifu run --live`
+                    // and `haifu status` end instead of waiting on a run
+                    // nobody drives; kept aside if even that fails.
+                    if let Err(le) = ledger.fail_run(r.id, &reason) {
+                        tracing::error!(run = r.id, "cannot mark the run failed: {le}");
+                    }
                     broken.insert(r.id);
                 }
                 hub.handle(Event::OffAir);
@@ -114,6 +122,7 @@ pub(super) fn drive_one(
     let policies = haifu_policy::PolicySet::load(&plan.policies.paths()).map_err(|errs| {
         FleetError::Workflow(errs.first().map(ToString::to_string).unwrap_or_default())
     })?;
+    check_control(cfg, &plan)?;
     tracing::info!(run = id, workflow, "driving run");
     let mut fleet = LiveFleet {
         hub: Arc::clone(hub),
@@ -122,6 +131,10 @@ pub(super) fn drive_one(
         ledger_path: ledger.path().to_owned(),
         rate_bps: plan.rate.unwrap_or(DEFAULT_RATE_BPS),
         relays: plan.targets.relays.clone(),
+        broadcast: Some(RunBroadcast {
+            plugin: plan.transports.broadcast.clone(),
+            at: format!("{}:{}", plan.file.display(), plan.transports.broadcast_at),
+        }),
         rounds: 0,
         start: plan.schedule.start,
         schedule: plan.schedule.clone(),
@@ -149,6 +162,37 @@ pub(super) fn drive_one(
     }
     driver::resume(&mut env, id, &plan, &mut fleet)
         .map_err(|source| FleetError::Run { run: id, source })
+}
+
+/// `e` and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
+}
+
+/// A workflow whose unicast (control) transport is not the one this master
+/// speaks cannot be driven: its deltas would never reach a client. The
+/// error names the workflow's `transports.unicast`.
+fn check_control(cfg: &MasterConfig, plan: &haifu_spec::Plan) -> Result<(), FleetError> {
+    let t = &plan.transports;
+    let (Some(unicast), Some(at)) = (&t.unicast, t.unicast_at) else {
+        return Ok(());
+    };
+    let same = |a: &str, b: &str| a.replace('-', "_") == b.replace('-', "_");
+    if same(unicast, &cfg.transports.control) {
+        return Ok(());
+    }
+    Err(FleetError::Workflow(format!(
+        "{}:{at}: transports.unicast is {unicast:?} but this master's control transport is {:?} (its config's transports.control)",
+        plan.file.display(),
+        cfg.transports.control
+    )))
 }
 
 /// Whether run `id`'s broadcast is still to come or under way (its rounds
@@ -226,6 +270,8 @@ pub struct LiveFleet {
     pub(super) ledger_path: std::path::PathBuf,
     pub(super) rate_bps: u64,
     pub(super) relays: Vec<String>,
+    /// The workflow's broadcast transport, which the relays must use.
+    pub(super) broadcast: Option<RunBroadcast>,
     pub(super) rounds: u32,
     pub(super) start: Timestamp,
     /// The workflow's schedule, for the broadcast policy's time facts.
@@ -274,8 +320,10 @@ impl LiveFleet {
             budget: None,
             starts: Vec::new(),
             relays: self.relays.clone(),
+            broadcast: self.broadcast.clone(),
+            left_out: BTreeSet::new(),
         };
-        self.hub.handle(Event::OnAir(active.clone()));
+        self.hub.handle(Event::OnAir(Box::new(active.clone())));
         self.instructed = true;
         Some(active)
     }

@@ -230,7 +230,8 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let relay = Arc::new(Relay {
         cfg: cfg.clone(),
         shared: Mutex::new(Shared {
-            core: RelayCore::new(cfg.name.clone(), group, Arc::clone(&counters)),
+            core: RelayCore::new(cfg.name.clone(), group, Arc::clone(&counters))
+                .with_broadcast(cfg.transports.broadcast.clone()),
             master: None,
             clients: HashMap::new(),
             next_conn: 0,

@@ -145,9 +145,10 @@ impl Rng {
 /// How many kinds of message [`random_message`] draws from.
 pub(crate) const KINDS: u64 = 23;
 
-/// Tags: `StartRound` and `RoundDone` each have a second one (with a
-/// budget, with listeners).
-pub(crate) const TAGS: u64 = KINDS + 2;
+/// Tags: `StartRound`, `RoundDone`, `RegisterRelay` and `RegisterClient`
+/// each have a second one (with a budget, with listeners, with the
+/// broadcast plugin's name).
+pub(crate) const TAGS: u64 = KINDS + 4;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
@@ -188,11 +189,13 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
             relay: rng.string(MAX_ID_LEN),
             clients: rng.u32(),
             group: rng.group(),
+            broadcast: rng.bool().then(|| "multicast".to_owned()),
         }),
         4 => Message::RegisterClient(RegisterClient {
             client: rng.string(MAX_ID_LEN),
             relay: rng.string(MAX_ID_LEN),
             installed: rng.bool().then(|| rng.artifact()),
+            broadcast: rng.bool().then(|| "udp-peers".to_owned()),
         }),
         5 => Message::Registered(Registered {
             target: rng.bool().then(|| rng.artifact()),
@@ -396,6 +399,16 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 relay: "relay-east".into(),
                 clients: 250,
                 group,
+                broadcast: None,
+            }),
+        ),
+        (
+            "register_relay_transport",
+            Message::RegisterRelay(RegisterRelay {
+                relay: "relay-east".into(),
+                clients: 250,
+                group,
+                broadcast: Some("multicast".into()),
             }),
         ),
         (
@@ -404,6 +417,16 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 client: "pos-0042".into(),
                 relay: "relay-east".into(),
                 installed: Some(pos_app()),
+                broadcast: None,
+            }),
+        ),
+        (
+            "register_client_transport",
+            Message::RegisterClient(RegisterClient {
+                client: "pos-0042".into(),
+                relay: "relay-east".into(),
+                installed: Some(pos_app()),
+                broadcast: Some("udp-peers".into()),
             }),
         ),
         (
@@ -412,6 +435,7 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 client: "pos-0043".into(),
                 relay: "relay-east".into(),
                 installed: None,
+                broadcast: None,
             }),
         ),
         (

@@ -99,6 +99,9 @@ pub(crate) struct ClientCore {
     /// report with the session again, so a second report would start a
     /// loop.
     said_current: Option<u64>,
+    /// The transport plugin this client receives broadcasts with, named in
+    /// its version report (`transport-names`).
+    broadcast: Option<String>,
 }
 
 impl ClientCore {
@@ -124,7 +127,15 @@ impl ClientCore {
             last_sent: None,
             receiving: None,
             said_current: None,
+            broadcast: None,
         }
+    }
+
+    /// Names the transport plugin this client receives broadcasts with,
+    /// for its version report.
+    pub(crate) fn with_broadcast(mut self, plugin: String) -> Self {
+        self.broadcast = Some(plugin);
+        self
     }
 
     /// Whether a completion waits for its ack.
@@ -168,6 +179,7 @@ impl ClientCore {
             client: self.id.clone(),
             relay: self.relay.clone(),
             installed: self.installed.clone(),
+            broadcast: self.broadcast.clone(),
         })
     }
 

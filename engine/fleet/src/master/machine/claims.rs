@@ -173,7 +173,33 @@ impl MasterCore {
             }),
         );
         self.relays.insert(r.relay.clone(), conn);
-        tracing::info!(relay = %r.relay, clients = r.clients, group = ?r.group, "relay registered");
+        match &r.broadcast {
+            Some(p) => self.relay_plugins.insert(r.relay.clone(), p.clone()),
+            None => self.relay_plugins.remove(&r.relay),
+        };
+        tracing::info!(
+            relay = %r.relay,
+            clients = r.clients,
+            group = ?r.group,
+            broadcast = r.broadcast.as_deref().unwrap_or("unnamed"),
+            "relay registered"
+        );
+        // Held to the run's broadcast transport: a relay on another plugin
+        // is left out (and told why); one that comes back on the right one
+        // is taken in again.
+        if let Some(active) = self.active.as_ref() {
+            let wrong = self.wrong_broadcast(active, &r.relay);
+            let targeted = active.left_out.contains(&r.relay) || active.targets(&r.relay);
+            let run = active.instruction.run;
+            if let Some(a) = self.active.as_mut() {
+                if let Some(why) = wrong.filter(|_| targeted) {
+                    a.left_out.insert(r.relay.clone());
+                    tracing::error!(run, relay = %r.relay, "{why}");
+                    return out.error(conn, ErrorCode::Unexpected, 0, why);
+                }
+                a.left_out.remove(&r.relay);
+            }
+        }
         // A relay that (re)joins mid-run gets the instruction and the round
         // on air: it resumes the broadcast.
         if let Some(active) = self.active.as_ref().filter(|a| a.targets(&r.relay)) {
@@ -235,7 +261,16 @@ impl MasterCore {
             }
             self.bound.insert(c.client.clone(), relay.to_owned());
         }
-        if let Some(a) = self.active.as_ref().filter(|a| a.targets(relay)) {
+        let held = self.active.as_ref().and_then(|a| a.broadcast.as_ref());
+        if let (Some(held), Some(theirs)) = (held, c.broadcast.as_deref())
+            && self.active.as_ref().is_some_and(|a| a.targets(relay))
+            && !held.admits(Some(theirs))
+        {
+            // It could not hear the rounds: it stays out of the run (its
+            // report is still recorded below).
+            let why = held.refusal(&format!("client {:?}", c.client), theirs);
+            tracing::warn!(client = %c.client, relay, "{why}");
+        } else if let Some(a) = self.active.as_ref().filter(|a| a.targets(relay)) {
             let run = i64::try_from(a.instruction.run).unwrap_or(i64::MAX);
             self.next
                 .joins

@@ -75,12 +75,43 @@ pub(crate) struct ActiveRun {
     pub(crate) starts: Vec<(u32, Timestamp)>,
     /// The relays the workflow targets (empty: all).
     pub(crate) relays: Vec<String>,
+    /// The workflow's `transports.broadcast`, when it is held to one: a
+    /// relay or client that names another plugin is left out.
+    pub(crate) broadcast: Option<RunBroadcast>,
+    /// Targeted relays left out because they broadcast with another plugin.
+    pub(crate) left_out: BTreeSet<String>,
+}
+
+/// The broadcast transport a run is held to, and where its workflow says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunBroadcast {
+    /// The plugin name.
+    pub(crate) plugin: String,
+    /// `FILE:LINE:COLUMN` of `transports.broadcast` in the workflow.
+    pub(crate) at: String,
+}
+
+impl RunBroadcast {
+    /// Whether a peer that named `plugin` (or nothing: a peer without
+    /// `transport-names`, taken to use the default) can take part.
+    pub(crate) fn admits(&self, plugin: Option<&str>) -> bool {
+        plugin.is_none_or(|p| p.replace('-', "_") == self.plugin.replace('-', "_"))
+    }
+
+    /// The one-line reason a `who` broadcasting with `plugin` is left out.
+    pub(crate) fn refusal(&self, who: &str, plugin: &str) -> String {
+        format!(
+            "{}: transports.broadcast is {:?} but {who} broadcasts with {plugin:?}: left out of this run",
+            self.at, self.plugin
+        )
+    }
 }
 
 impl ActiveRun {
     /// Whether the run is broadcast by `relay`.
     pub(crate) fn targets(&self, relay: &str) -> bool {
-        self.relays.is_empty() || self.relays.iter().any(|r| r == relay)
+        (self.relays.is_empty() || self.relays.iter().any(|r| r == relay))
+            && !self.left_out.contains(relay)
     }
 
     fn artifact(&self) -> &ArtifactRef {
@@ -118,7 +149,7 @@ pub(crate) enum Event {
     /// The clients cut off, as now in the ledger (at most one deny list).
     Denied(Vec<String>),
     /// The driver put a run on air.
-    OnAir(ActiveRun),
+    OnAir(Box<ActiveRun>),
     /// The driver started a round of the run on air, with this budget for
     /// relays with feedback repair.
     RoundStarted {
@@ -169,6 +200,8 @@ pub(crate) struct MasterCore {
     conns: HashMap<ConnId, Peer>,
     /// Registered relays: a reconnect replaces the entry.
     relays: BTreeMap<String, ConnId>,
+    /// The broadcast plugin each registered relay named (`transport-names`).
+    relay_plugins: HashMap<String, String>,
     /// The clients cut off, as last read from the ledger.
     denied: Vec<String>,
     active: Option<ActiveRun>,
@@ -215,6 +248,7 @@ impl MasterCore {
             relays_allowed,
             conns: HashMap::new(),
             relays: BTreeMap::new(),
+            relay_plugins: HashMap::new(),
             denied: Vec::new(),
             active: None,
             done: BTreeSet::new(),
@@ -229,6 +263,14 @@ impl MasterCore {
             in_flight: None,
             counters,
         }
+    }
+
+    /// Why `relay` cannot carry `active` (it named another broadcast
+    /// plugin than the run's workflow), if it cannot.
+    fn wrong_broadcast(&self, active: &ActiveRun, relay: &str) -> Option<String> {
+        let held = active.broadcast.as_ref()?;
+        let theirs = self.relay_plugins.get(relay)?;
+        (!held.admits(Some(theirs))).then(|| held.refusal(&format!("relay {relay:?}"), theirs))
     }
 
     /// The run on air.
@@ -304,6 +346,7 @@ impl MasterCore {
                     && self.relays.get(&p.name) == Some(&conn)
                 {
                     self.relays.remove(&p.name);
+                    self.relay_plugins.remove(&p.name);
                 }
             }
             Event::Received { conn, msg } => self.received(&mut out, now, conn, msg, facts),
@@ -316,13 +359,20 @@ impl MasterCore {
                     out.send(*conn, msg.clone());
                 }
             }
-            Event::OnAir(active) => {
+            Event::OnAir(mut active) => {
                 for (name, conn) in &self.relays {
-                    if active.targets(name) {
-                        out.send(*conn, Message::Instruction(active.instruction_for(name)));
+                    if !active.targets(name) {
+                        continue;
                     }
+                    if let Some(why) = self.wrong_broadcast(&active, name) {
+                        active.left_out.insert(name.clone());
+                        tracing::error!(run = active.instruction.run, relay = %name, "{why}");
+                        out.error(*conn, ErrorCode::Unexpected, 0, why);
+                        continue;
+                    }
+                    out.send(*conn, Message::Instruction(active.instruction_for(name)));
                 }
-                self.active = Some(active);
+                self.active = Some(*active);
             }
             Event::RoundStarted { round, budget } => {
                 self.round_started(&mut out, now, round, budget);

@@ -112,6 +112,8 @@ fn active() -> ActiveRun {
         round: None,
         starts: Vec::new(),
         relays: Vec::new(),
+        broadcast: None,
+        left_out: Default::default(),
     }
 }
 
@@ -175,6 +177,7 @@ fn register(name: &str) -> Message {
             addr: "239.1.1.1".parse().unwrap(),
             port: 5000,
         },
+        broadcast: None,
     })
 }
 
@@ -235,7 +238,7 @@ fn filed_round(b: &FleetBatch) -> Option<u32> {
 
 /// Run 1 on air with rounds 1 (t0+10 s) and 2 (t0+60 s) started.
 fn on_air(w: &mut World) {
-    w.on(t0(), Event::OnAir(active()));
+    w.on(t0(), Event::OnAir(Box::new(active())));
     w.on(
         secs(10),
         Event::RoundStarted {
@@ -299,6 +302,7 @@ fn a_failed_write_is_written_again_with_what_came_meanwhile_and_acked_after() {
         client: "c1".into(),
         relay: "r0".into(),
         installed: None,
+        broadcast: None,
     });
     assert!(
         writes(&w.msg(RELAY, report)).is_empty(),
@@ -417,6 +421,7 @@ fn a_client_not_in_the_run_joins_only_while_it_is_on_air_for_its_relay() {
         client: "c9".into(),
         relay: "r0".into(),
         installed: None,
+        broadcast: None,
     });
     w.msg(RELAY, report);
     w.on(secs(101), Event::Committed);
@@ -555,7 +560,7 @@ fn at_most_four_deltas_are_served_at_once() {
 #[test]
 fn a_rounds_budget_goes_to_relays_and_their_listeners_are_capped_by_whom_they_speak_for() {
     let mut w = World::new();
-    w.on(t0(), Event::OnAir(active()));
+    w.on(t0(), Event::OnAir(Box::new(active())));
     let budget = RoundBudget {
         proactive_permille: 20,
         bytes_permille: 3000,

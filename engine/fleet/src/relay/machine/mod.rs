@@ -119,7 +119,10 @@ pub(crate) struct RelayCore {
     /// The last version report of every client seen since start: replayed
     /// to a master that (re)connects, so a report made while it was away
     /// is not lost.
-    reports: BTreeMap<String, Option<ArtifactRef>>,
+    reports: BTreeMap<String, (Option<ArtifactRef>, Option<String>)>,
+    /// The transport plugin this relay broadcasts with, named in its
+    /// registration (`transport-names`).
+    broadcast: Option<String>,
     session: Option<Instruction>,
     /// Whether the session's artifact is here and checked.
     artifact_ready: bool,
@@ -146,6 +149,7 @@ impl RelayCore {
             clients: HashMap::new(),
             conns: HashMap::new(),
             reports: BTreeMap::new(),
+            broadcast: None,
             session: None,
             artifact_ready: false,
             fetch: None,
@@ -163,6 +167,13 @@ impl RelayCore {
         self.acked.get(&run).map_or(0, BTreeSet::len)
     }
 
+    /// Names the transport plugin this relay broadcasts with, for its
+    /// registration.
+    pub(crate) fn with_broadcast(mut self, plugin: String) -> Self {
+        self.broadcast = Some(plugin);
+        self
+    }
+
     /// Takes one event; returns what to do, in order.
     pub(crate) fn handle(&mut self, event: Event) -> Vec<Effect> {
         let mut out = Vec::new();
@@ -174,10 +185,15 @@ impl RelayCore {
                     relay: self.name.clone(),
                     clients,
                     group: self.group,
+                    broadcast: self.broadcast.clone(),
                 })));
                 // Replay the clients' version reports: the master may be new.
-                for (client, installed) in &self.reports {
-                    out.push(Effect::ToMaster(self.report(client, installed.clone())));
+                for (client, (installed, broadcast)) in &self.reports {
+                    out.push(Effect::ToMaster(self.report(
+                        client,
+                        installed.clone(),
+                        broadcast.clone(),
+                    )));
                 }
             }
             Event::MasterDown => self.master_up = false,
@@ -248,11 +264,17 @@ impl RelayCore {
         });
     }
 
-    fn report(&self, client: &str, installed: Option<ArtifactRef>) -> Message {
+    fn report(
+        &self,
+        client: &str,
+        installed: Option<ArtifactRef>,
+        broadcast: Option<String>,
+    ) -> Message {
         Message::RegisterClient(RegisterClient {
             client: client.to_owned(),
             relay: self.name.clone(),
             installed,
+            broadcast,
         })
     }
 
@@ -296,16 +318,29 @@ impl RelayCore {
                     installed = ?r.installed.as_ref().map(|i| i.version.to_string()),
                     "client registered"
                 );
-                let installed = r.installed;
+                if let (Some(theirs), Some(mine)) = (&r.broadcast, &self.broadcast)
+                    && theirs != mine
+                {
+                    // It cannot hear this relay's rounds; the master leaves
+                    // it out of runs and says why.
+                    tracing::warn!(
+                        client = %id,
+                        client_broadcast = %theirs,
+                        relay_broadcast = %mine,
+                        "client receives broadcasts with another transport plugin than this relay sends with"
+                    );
+                }
+                let (installed, broadcast) = (r.installed, r.broadcast);
                 self.clients.insert(id.clone(), conn);
-                self.reports.insert(id.clone(), installed.clone());
+                self.reports
+                    .insert(id.clone(), (installed.clone(), broadcast.clone()));
                 let target = self.session.as_ref().map(|s| s.artifact.clone());
                 out.push(to(Message::Registered(Registered { target })));
                 if let Some(s) = &self.session {
                     out.push(to(self.session_key(s)));
                 }
                 if self.master_up {
-                    out.push(Effect::ToMaster(self.report(&id, installed)));
+                    out.push(Effect::ToMaster(self.report(&id, installed, broadcast)));
                 }
             }
             Message::Completion(c) => {

@@ -225,6 +225,7 @@ fn completions_go_up_only_for_the_client_itself_and_acks_come_down() {
         client: "c0".into(),
         relay: "anything".into(),
         installed: None,
+        broadcast: None,
     });
     // Registered while the master is away: the report is replayed later.
     let e = c.handle(Event::FromClient {

@@ -352,6 +352,8 @@ impl World {
             round: None,
             starts: Vec::new(),
             relays: Vec::new(),
+            broadcast: None,
+            left_out: Default::default(),
         }
     }
 
@@ -370,7 +372,7 @@ impl World {
         ));
         // The driver resumes the run: it goes on air again.
         let active = self.active();
-        self.at_master(master::Event::OnAir(active));
+        self.at_master(master::Event::OnAir(Box::new(active)));
     }
 
     fn start_relay(&mut self, r: usize) {
