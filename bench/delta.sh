@@ -5,10 +5,14 @@
 # artifacts fetched by this script (nothing is committed), in one run and
 # one table.
 #
-# The pairs (PAIRS, default all four):
+# The pairs (PAIRS, default all five):
 #   libcrypto  native: libcrypto.so.3 from two Debian builds of libssl3
 #              (apt-get download; the two newest versions apt knows, or
 #              LIBSSL_OLD / LIBSSL_NEW)
+#   rust-bin   native: a Rust binary built here from two releases with
+#              `cargo install --locked` and stripped (RUSTBIN_CRATE,
+#              default hexyl, RUSTBIN_OLD -> RUSTBIN_NEW; a minute or two
+#              of compiling each, before that pair's measurements)
 #   ruff-bin   native: the stripped Rust binary `ruff` from two releases'
 #              wheels (PyPI, pip download --no-deps), RUFF_OLD -> RUFF_NEW
 #   ruff       archive: the same wheels unpacked and re-packed as
@@ -34,7 +38,8 @@
 #   apply   haifu (verified) <= 1.5 x bare `zstd -d --patch-from`, and
 #           <= 0.5 x bspatch
 #   memory  haifu's create peak RSS <= 8 x the new file (below the bsdiff
-#           size limit, 512 MiB)
+#           size limit, 512 MiB); also printed net of delta_tool's own RSS
+#           when idle (a constant that dominates on small files)
 #
 # Every apply is one fresh process that reads the base and the patch from
 # files and writes the result to a file (page cache). Applies run
@@ -46,11 +51,14 @@
 #   PAIRS="libcrypto ruff-bin" RUNS=5 bash bench/delta.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PAIRS=${PAIRS:-"libcrypto ruff-bin ruff django"}
+PAIRS=${PAIRS:-"libcrypto rust-bin ruff-bin ruff django"}
 RUNS=${RUNS:-3}
 LEVEL=${LEVEL:-19}
 RUFF_OLD=${RUFF_OLD:-0.6.8}
 RUFF_NEW=${RUFF_NEW:-0.6.9}
+RUSTBIN_CRATE=${RUSTBIN_CRATE:-hexyl}
+RUSTBIN_OLD=${RUSTBIN_OLD:-0.16.0}
+RUSTBIN_NEW=${RUSTBIN_NEW:-0.17.0}
 DJANGO_OLD=${DJANGO_OLD:-5.0.6}
 DJANGO_NEW=${DJANGO_NEW:-5.0.7}
 PLATFORM=${PLATFORM:-manylinux_2_17_x86_64}
@@ -99,6 +107,18 @@ fetch_libcrypto() {
   done
   echo "libcrypto.so.3 (Debian libssl3 $old -> $new)" > "$d/label"
 }
+fetch_rust-bin() {
+  local d=$WORK/rust-bin v
+  mkdir -p "$d"
+  for v in "$RUSTBIN_OLD" "$RUSTBIN_NEW"; do
+    cargo install -q --locked --root "$d/$v" --target-dir "$d/target" \
+      "$RUSTBIN_CRATE@$v" >&2
+  done
+  strip -o "$d/old" "$d/$RUSTBIN_OLD/bin/$RUSTBIN_CRATE"
+  strip -o "$d/new" "$d/$RUSTBIN_NEW/bin/$RUSTBIN_CRATE"
+  rm -rf "$d/target"
+  echo "$RUSTBIN_CRATE (Rust, cargo install --locked, stripped) $RUSTBIN_OLD -> $RUSTBIN_NEW" > "$d/label"
+}
 fetch_ruff-bin() {
   local d=$WORK/ruff-bin
   mkdir -p "$d"
@@ -131,7 +151,7 @@ fetch_django() {
   mv "$d/old.tar" "$d/old"; mv "$d/new.tar" "$d/new"
   echo "Django wheel as tar (Python source) $DJANGO_OLD -> $DJANGO_NEW" > "$d/label"
 }
-declare -A KIND=([libcrypto]=native [ruff-bin]=native [ruff]=archive [django]=source)
+declare -A KIND=([libcrypto]=native [rust-bin]=native [ruff-bin]=native [ruff]=archive [django]=source)
 
 # measure OUT_VAR command...: runs once, fails loudly on a non-zero exit;
 # OUT_VAR gets "wall cpu peak_rss_kib".
@@ -145,6 +165,11 @@ measure() {
 
 RESULTS=$WORK/results
 : > "$RESULTS"
+# delta_tool's own peak RSS doing next to nothing: what every haifu
+# process costs before it holds a byte of the pair.
+echo x > "$WORK/idle"
+measure IDLE "$TOOL" digest "$WORK/idle"
+IDLE_KIB=${IDLE##* }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for pair in $PAIRS; do
   echo "pair $pair: fetching" >&2
@@ -215,11 +240,12 @@ for pair in $PAIRS; do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$RESULTS" "$WORK" "$RUNS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" <<'PY'
+python3 - "$RESULTS" "$WORK" "$RUNS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" "$IDLE_KIB" <<'PY'
 import statistics
 import sys
 
-results, work, runs, load0, load1, cores = sys.argv[1:7]
+results, work, runs, load0, load1, cores, idle = sys.argv[1:8]
+idle = float(idle)
 
 
 def rows(path):
@@ -274,7 +300,9 @@ for pair, p in pairs.items():
     floor = med(f"{c[next(iter(c))]['times']}/floor", 0)
     ba = c["bsdiff"]["wall"]
     mem = h["crss"] * 1024 / p["b"]
-    print(f"  {pair:<10} {size}; create memory {mem:.1f}x new [{ok(mem <= 8)}: <= 8]")
+    net = (h["crss"] - idle) * 1024 / p["b"]
+    print(f"  {pair:<10} {size}; create memory {mem:.1f}x new [{ok(mem <= 8)}: <= 8], "
+          f"{net:.1f}x net of delta_tool's idle {idle/1024:.1f} MiB")
     print(f"  {'':<10} floor: sha3-256 of the new file alone {floor:.3f} s = "
           f"{floor/za:.2f}x bare zstd -d, {floor/ba:.2f}x bspatch")
     for what, d in (("known base", k), ("hashing the base", h)):

@@ -741,9 +741,36 @@ fn a_straggler_boots_and_takes_a_delta() {
     assert_eq!(t["fulls"], 0, "{t}");
     let per_delta = t["delta_bytes"].as_u64().unwrap() / t["deltas"].as_u64().unwrap();
     assert!(per_delta * 20 < full, "{t}");
+    // Each delta sent names its method in the master's log, and the audit
+    // counts the bsdiff ones apart (ledger kind delta-bsdiff).
+    let log = f.log("master");
+    let sent = |method: &str| {
+        log.lines()
+            .filter(|l| l.contains("sending a delta"))
+            .filter(|l| {
+                l.split_whitespace()
+                    .any(|w| w == format!("method={method}"))
+            })
+            .count() as u64
+    };
+    // The damaged copy's header may be what was damaged: "unreadable".
+    let (bsdiff, deltas) = (sent("bsdiff"), t["deltas"].as_u64().unwrap());
+    assert_eq!(
+        bsdiff + sent("patch-from") + sent("unreadable"),
+        deltas,
+        "every delta sent names its method:\n{log}"
+    );
+    assert_eq!(t["bsdiff_deltas"].as_u64(), Some(bsdiff), "{t}\n{log}");
     let text = f.haifu_ok(&["audit", "2"]);
     assert!(
         text.contains("traffic") && text.contains("delta(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "deltas by method         patch-from {} (",
+            deltas - bsdiff
+        )) && text.contains(&format!(", bsdiff {bsdiff} (")),
         "{text}"
     );
 }

@@ -29,7 +29,7 @@
 //! concatenated, are the target.
 //!
 //! Method bsdiff: exactly one chunk over the whole base, and its "frame" is
-//! the block body described in `bsdiff/body.rs` (three zstd streams).
+//! the block body described in `bsdiff/body.rs` (four zstd streams).
 //!
 //! Versions: a patch-from delta is written as version 1, byte for byte what
 //! builds before the bsdiff method wrote (old clients and cached deltas keep

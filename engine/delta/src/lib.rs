@@ -7,8 +7,9 @@
 //!   "patch-from" (the client's installed version as reference prefix, a
 //!   window sized to the files, long-distance matching; artifacts past one
 //!   zstd window, ~2 GiB, become chunked deltas), or bsdiff-style
-//!   approximate matching (a suffix array over the base; control,
-//!   difference and extra streams in zstd, in 1 MiB blocks), which wins on
+//!   approximate matching (a suffix array over the base; controls, the
+//!   non-zero differences as gaps and values, and extra bytes as zstd
+//!   streams, in 1 MiB blocks), which wins on
 //!   native code. Either sits in a small container ([`container`]) that
 //!   names the base and the target by sha3-256 and records the method;
 //!   [`MakeOptions`] states the memory each method needs;
@@ -72,6 +73,7 @@ pub use container::{DeltaHeader, digest_of, window_log_for};
 pub use delivery::{BudgetCheck, DataBudget, Delivery, DeliveryRule, DeltaOffer, FullReason};
 pub use error::DeltaError;
 pub use make::{
-    DEFAULT_BSDIFF_MAX_SIZE, DEFAULT_MAX_FRAME, Delta, MakeOptions, MethodChoice, make,
+    DEFAULT_BSDIFF_MAX_SIZE, DEFAULT_MAX_FRAME, Delta, LARGE_PATCH_FROM_LEVEL_MAX, MakeOptions,
+    MethodChoice, make,
 };
 pub use method::{Method, UnknownMethod};

@@ -25,6 +25,15 @@ pub const DEFAULT_MAX_FRAME: u64 = (1 << 31) - 1;
 const MIN_MAX_FRAME: u64 = 1 << 12;
 /// More chunks than this is refused (the container's limit).
 const MAX_CHUNKS: u64 = 1 << 16;
+/// The highest zstd level patch-from is made at when the bsdiff method is
+/// not tried because the pair is too large. zstd's optimal parser (levels
+/// 16 and up) keeps few of the long-distance matcher's matches on data its
+/// own match finder cannot reach: on a generated 64 MiB pair (2,000 small
+/// edits in random bytes) level 19 made 15.1 MB, level 15 44 KB (in a
+/// third of the time); on a 1 GiB pair level 19 made 910 MB in 9 minutes.
+/// Below the limit bsdiff is made too and the smaller kept, which covers
+/// it.
+pub const LARGE_PATCH_FROM_LEVEL_MAX: i32 = 15;
 /// The default [`MakeOptions::bsdiff_max_size`]: 512 MiB.
 pub const DEFAULT_BSDIFF_MAX_SIZE: u64 = 512 << 20;
 
@@ -38,7 +47,8 @@ pub enum MethodChoice {
     Bsdiff,
     /// Both, keeping the smaller delta (patch-from on a tie, as every
     /// client reads it); patch-from alone above
-    /// [`MakeOptions::bsdiff_max_size`].
+    /// [`MakeOptions::bsdiff_max_size`], at a level no higher than
+    /// [`LARGE_PATCH_FROM_LEVEL_MAX`].
     Smaller,
 }
 
@@ -50,20 +60,27 @@ pub enum MethodChoice {
 ///
 /// [`make`] holds the base and the target (the caller's) and, on top:
 ///
-/// - patch-from: the delta, and zstd's match tables, which grow with the
-///   window (the base plus the target, up to 2 GiB per chunk) and the
-///   level: tens of MiB for artifacts of a few MiB at level 19, about 4 ×
-///   the window for a GiB-sized pair;
+/// - patch-from: the delta, and zstd's match tables: zstd's own for the
+///   level, capped at 3 × the larger input (see `table_logs`; at level 19
+///   at most 80 MiB, reached by artifacts of 32 MiB and more), plus the
+///   long-distance matcher's table (1/16 of the window for a GiB-sized
+///   pair);
 /// - bsdiff (only when both sides are at most [`Self::bsdiff_max_size`]):
-///   the suffix array, 4 bytes per byte of base, while matching; then the
-///   uncompressed streams, about 1 × the target, and one zstd context
-///   sized to the largest stream (its window is capped at 128 MiB).
+///   the suffix array, 4 bytes per byte of base, while matching; the
+///   uncompressed streams (controls, gaps and values of the non-zero
+///   differences, new bytes: a few percent of the target for two builds
+///   of one program, at most about 2 × the target for unrelated inputs);
+///   then one zstd context with 8 MiB of tables and the window of the
+///   largest stream (capped at 128 MiB).
 ///
-/// So below the threshold the peak is about 5 × base + 2 × target plus
-/// zstd's tables (3.5 GiB for a 512 MiB pair); above it, bsdiff is not
-/// tried and a 1 GiB pair costs what patch-from costs. The two methods run
-/// one after the other, so [`MethodChoice::Smaller`] peaks at the larger
-/// of the two, not their sum.
+/// So below the threshold the peak is about 5 × base + 1 × target plus
+/// the streams (on libcrypto, 4.7 MB: 31 MiB, 6.9 × the target, both
+/// methods; 64 MiB: 401 MiB, 6.3 ×; about 3 GiB for a 512 MiB pair);
+/// above it, bsdiff is not tried and a pair costs what patch-from costs (a
+/// generated 1 GiB pair: 2.6 GiB, 2.6 × the target, in 30 s;
+/// `bench/delta-large.sh` measures it). The two methods run one after the
+/// other, so
+/// [`MethodChoice::Smaller`] peaks at the larger of the two, not their sum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MakeOptions {
     /// zstd level, 1..=22, for patch-from frames and bsdiff streams alike.
@@ -192,19 +209,19 @@ pub fn make(old: &[u8], new: &[u8], options: &MakeOptions) -> Result<Delta, Delt
                 ),
             });
         }
+        MethodChoice::Smaller if !bsdiff => {
+            let level = options.level.min(LARGE_PATCH_FROM_LEVEL_MAX);
+            patch_from(old, new, &from, &to, &options.with_level(level))?
+        }
         MethodChoice::Smaller => {
             let zstd = patch_from(old, new, &from, &to, options)?;
-            if bsdiff {
-                let b = bsdiff_delta(old, new, &from, &to, options)?;
-                tracing::debug!(
-                    patch_from = zstd.len(),
-                    bsdiff = b.len(),
-                    "both delta methods made"
-                );
-                if b.len() < zstd.len() { b } else { zstd }
-            } else {
-                zstd
-            }
+            let b = bsdiff_delta(old, new, &from, &to, options)?;
+            tracing::debug!(
+                patch_from = zstd.len(),
+                bsdiff = b.len(),
+                "both delta methods made"
+            );
+            if b.len() < zstd.len() { b } else { zstd }
         }
     };
     let header = &delta.header;
@@ -215,7 +232,7 @@ pub fn make(old: &[u8], new: &[u8], options: &MakeOptions) -> Result<Delta, Delt
         to_size = header.to_size,
         delta_size = delta.bytes.len(),
         method = %header.method,
-        level = options.level,
+        level = header.level,
         chunks = header.chunks,
         seconds = started.elapsed().as_secs_f64(),
         "delta made"
@@ -313,21 +330,72 @@ fn patch_from(
     Ok(Delta { header, bytes })
 }
 
+/// zstd's own chain and hash table logs for inputs above 256 KiB, by level
+/// (1..=22; `lib/compress/clevels.h` of zstd 1.5.7): what [`table_logs`]
+/// never goes above.
+const ZSTD_TABLE_LOGS: [(u32, u32); 22] = [
+    (13, 14),
+    (15, 16),
+    (16, 17),
+    (18, 18),
+    (18, 19),
+    (18, 19),
+    (19, 20),
+    (19, 20),
+    (20, 21),
+    (21, 22),
+    (21, 22),
+    (22, 23),
+    (22, 22),
+    (22, 23),
+    (23, 23),
+    (22, 22),
+    (23, 23),
+    (23, 23),
+    (24, 22),
+    (25, 23),
+    (26, 24),
+    (27, 25),
+];
+
+/// The chain and hash table logs of a patch-from frame whose larger side
+/// (base or target) is `len` bytes: zstd's own for the level, but no more
+/// than 2^(⌊log2 len⌋ - 1) chain and half as many hash entries (4 bytes
+/// each), so the tables take at most 3 × `len` (zstd shrinks them further
+/// for small inputs). zstd's tables do not scale down with the input above
+/// 256 KiB: at level 19 they are 80 MiB whatever the size, 18 × a 4.7 MB
+/// shared library. On libcrypto 3.0.19 → 3.0.20 the cap made the maker's
+/// peak 30 MiB instead of 97 MiB and the patch-from delta 0.9% larger
+/// (`zstd --zstd=clog=21,hlog=20`); a 30 MB artifact loses one chain log.
+fn table_logs(level: i32, len: u64) -> (u32, u32) {
+    let (chain, hash) = usize::try_from(level - 1)
+        .ok()
+        .and_then(|i| ZSTD_TABLE_LOGS.get(i).copied())
+        .unwrap_or(ZSTD_TABLE_LOGS[0]);
+    let cap = len.max(1).ilog2().saturating_sub(1).max(12);
+    (chain.min(cap), hash.min(cap - 1))
+}
+
 /// One zstd frame of `content` with `reference` as its prefix: the frame
 /// `zstd --patch-from=reference` would write (windowLog = highbit + 1, long
-/// distance matching, content size in the frame header).
+/// distance matching, content size in the frame header), with its match
+/// tables capped by [`table_logs`].
 fn patch_frame<'a>(
     cctx: &mut CCtx<'a>,
     reference: &'a [u8],
     content: &[u8],
     level: i32,
 ) -> Result<Vec<u8>, DeltaError> {
-    let wlog = window_log_for(reference.len().max(content.len()) as u64);
+    let larger = reference.len().max(content.len()) as u64;
+    let wlog = window_log_for(larger);
+    let (chain_log, hash_log) = table_logs(level, larger);
     cctx.reset(ResetDirective::SessionAndParameters)
         .map_err(DeltaError::zstd("reset"))?;
     for p in [
         CParameter::CompressionLevel(level),
         CParameter::WindowLog(u32::from(wlog)),
+        CParameter::ChainLog(chain_log),
+        CParameter::HashLog(hash_log),
         CParameter::EnableLongDistanceMatching(true),
         CParameter::ContentSizeFlag(true),
         // The container carries sha3-256 of the whole result; a second
@@ -453,6 +521,25 @@ mod tests {
                 assert!(s.ref_len.max(s.out_len) <= max, "{s:?}");
             }
             assert_eq!(next, new);
+        }
+    }
+
+    #[test]
+    fn patch_from_tables_are_zstds_capped_by_the_input() {
+        // Level 19's own tables for anything past 32 MiB; less below.
+        assert_eq!(table_logs(19, 1 << 30), (24, 22));
+        assert_eq!(table_logs(19, 4_734_232), (21, 20));
+        assert_eq!(table_logs(19, 1000), (12, 11));
+        // Level 3's are small: never raised.
+        assert_eq!(table_logs(3, 1 << 30), (16, 17));
+        assert_eq!(table_logs(3, 4_734_232), (16, 17));
+        // Out-of-range levels (refused before, by `make`) do not panic.
+        assert_eq!(table_logs(0, 0), (12, 11));
+        assert_eq!(table_logs(99, 5), (12, 11));
+        // At most 3 x the input in 4-byte entries, down to the floor.
+        for len in [1u64 << 20, 5_000_000, 30_000_000, 1 << 31] {
+            let (c, h) = table_logs(22, len);
+            assert!(4 * ((1u64 << c) + (1u64 << h)) <= 3 * len, "{len}: {c} {h}");
         }
     }
 

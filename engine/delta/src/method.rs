@@ -11,8 +11,9 @@ pub enum Method {
     /// prefix: `zstd --patch-from`. Best on source trees and archives.
     PatchFrom,
     /// bsdiff-style approximate matches against a suffix array of the base:
-    /// a control stream, a stream of byte differences and a stream of new
-    /// bytes, each compressed with zstd. Best on native code, where a small
+    /// a control stream, the non-zero byte differences (where, and what)
+    /// and a stream of new bytes, each compressed with zstd. Best on native
+    /// code, where a small
     /// change shifts addresses everywhere after it (the differences are
     /// mostly zeros and compress to almost nothing).
     Bsdiff,

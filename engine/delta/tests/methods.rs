@@ -9,8 +9,8 @@ mod common;
 use common::{Rng, binary_pair, text_pair};
 use haifu_delta::container::{CHUNK_RECORD_LEN, ChunkRecord, DeltaHeader, HEADER_LEN};
 use haifu_delta::{
-    DeltaError, MakeOptions, Method, MethodChoice, PatchReader, apply, apply_to_vec, digest_of,
-    make,
+    DeltaError, LARGE_PATCH_FROM_LEVEL_MAX, MakeOptions, Method, MethodChoice, PatchReader, apply,
+    apply_to_vec, digest_of, make,
 };
 
 /// A bsdiff block makes at most this much output (the crate's BLOCK_OUT).
@@ -243,25 +243,56 @@ fn bsdiff_above_the_size_limit_is_refused_or_skipped() {
         "falls back to patch-from"
     );
     assert_eq!(apply_to_vec(&old, &d.bytes).unwrap(), new);
+    // ... at a level zstd's long-distance matches survive, recorded in the
+    // header; below the limit, or asked for patch-from alone, the level
+    // asked for.
+    let high = best.with_level(MakeOptions::BACKGROUND_LEVEL);
+    let d = make(&old, &new, &high).unwrap();
+    assert_eq!(
+        (d.header.method, d.header.level),
+        (Method::PatchFrom, LARGE_PATCH_FROM_LEVEL_MAX)
+    );
+    assert_eq!(apply_to_vec(&old, &d.bytes).unwrap(), new);
+    let d = make(&old, &new, &high.with_methods(MethodChoice::PatchFrom)).unwrap();
+    assert_eq!(d.header.level, MakeOptions::BACKGROUND_LEVEL);
+    let below = MakeOptions {
+        bsdiff_max_size: 1 << 20,
+        ..high
+    };
+    assert_eq!(make(&old, &new, &below).unwrap().header.level, 19);
 }
 
 // ---- hostile bodies: each built by hand under a valid header and record.
 
-/// A bsdiff block: (out_len, ctrl, diff, extra) segments already compressed.
+/// A bsdiff block: (out_len, ctrl, gaps, values, extra) segments already
+/// compressed.
 struct Block {
     out: u32,
-    segs: [Vec<u8>; 3],
+    segs: [Vec<u8>; 4],
 }
 
 fn z(data: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(data, 3).unwrap()
 }
 
-/// A difference segment's content: `diff` as one literal run.
-fn runs(diff: &[u8]) -> Vec<u8> {
-    let mut out = varints(&[0, diff.len() as u64]);
-    out.extend_from_slice(diff);
-    out
+/// The gap and value segments' content for `diff`: where its non-zero
+/// bytes are (the zeros before each since the last) and what they are.
+fn sparse(diff: &[u8]) -> [Vec<u8>; 2] {
+    let (mut gaps, mut values, mut from) = (Vec::new(), Vec::new(), 0);
+    for (i, &d) in diff.iter().enumerate() {
+        if d != 0 {
+            gaps.push((i - from) as u64);
+            values.push(d);
+            from = i + 1;
+        }
+    }
+    [varints(&gaps), values]
+}
+
+/// A block's four segments, compressed.
+fn segs(ctrl: &[u64], diff: &[u8], extra: &[u8]) -> [Vec<u8>; 4] {
+    let [gaps, values] = sparse(diff);
+    [z(&varints(ctrl)), z(&gaps), z(&values), z(extra)]
 }
 
 fn varints(values: &[u64]) -> Vec<u8> {
@@ -331,7 +362,7 @@ fn a_hand_made_body_applies_so_the_hostile_ones_below_are_meaningful() {
     diff[2] = 1;
     let good = Block {
         out: 13,
-        segs: [z(&varints(&[0, 10, 3])), z(&runs(&diff)), z(b"xyz")],
+        segs: segs(&[0, 10, 3], &diff, b"xyz"),
     };
     let delta = hostile(&old, &new, &[good], 10);
     assert_eq!(apply_to_vec(&old, &delta).unwrap(), new);
@@ -345,7 +376,14 @@ fn hostile_bsdiff_bodies_are_refused() {
     diff[2] = 1;
     let block = |ctrl: &[u64], diff: &[u8], extra: &[u8], out: u32| Block {
         out,
-        segs: [z(&varints(ctrl)), z(&runs(diff)), z(extra)],
+        segs: segs(ctrl, diff, extra),
+    };
+    // A block with the given gap and value segments (uncompressed).
+    let gapped = |gaps: &[u8], values: &[u8]| {
+        vec![Block {
+            out: 13,
+            segs: [z(&varints(&[0, 10, 3])), z(gaps), z(values), z(b"xyz")],
+        }]
     };
     let cases: Vec<(&str, Vec<Block>, u8)> = vec![
         (
@@ -389,8 +427,13 @@ fn hostile_bsdiff_bodies_are_refused() {
             10,
         ),
         (
-            "more differences than controls need",
-            vec![block(&[0, 10, 3], &[0; 11], b"xyz", 13)],
+            "a difference one past the adds",
+            vec![block(
+                &[0, 10, 3],
+                &[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+                b"xyz",
+                13,
+            )],
             10,
         ),
         (
@@ -415,34 +458,28 @@ fn hostile_bsdiff_bodies_are_refused() {
             28,
         ),
         (
-            "runs that overflow",
-            vec![Block {
-                out: 13,
-                segs: [
-                    z(&varints(&[0, 10, 3])),
-                    z(&varints(&[u64::MAX, 0])),
-                    z(b"xyz"),
-                ],
-            }],
+            "more differences than controls add",
+            vec![block(&[0, 10, 3], &[1; 11], b"xyz", 13)],
             10,
         ),
         (
-            "runs cut short",
-            vec![Block {
-                out: 13,
-                segs: [
-                    z(&varints(&[0, 10, 3])),
-                    z(&varints(&[0, 10, 1, 2])),
-                    z(b"xyz"),
-                ],
-            }],
+            "a gap that overflows",
+            gapped(&varints(&[u64::MAX]), &[1]),
             10,
         ),
+        ("a gap past the adds", gapped(&varints(&[10]), &[1]), 10),
+        ("a gap cut short", gapped(&[0x80], &[1]), 10),
+        ("a value without a gap", gapped(&varints(&[2]), &[1, 1]), 10),
+        ("a gap without a value", gapped(&varints(&[2, 0]), &[1]), 10),
         (
             "not zstd",
             vec![Block {
                 out: 13,
-                segs: [b"garbage!".to_vec(), z(&runs(&diff)), z(b"xyz")],
+                segs: {
+                    let mut s = segs(&[0, 10, 3], &diff, b"xyz");
+                    s[0] = b"garbage!".to_vec();
+                    s
+                },
             }],
             10,
         ),
@@ -450,11 +487,11 @@ fn hostile_bsdiff_bodies_are_refused() {
             "a stream that never ends",
             vec![Block {
                 out: 13,
-                segs: [
-                    z(&varints(&[0, 10, 3])),
-                    z(&runs(&diff)),
-                    z(b"xyz")[..4].to_vec(),
-                ],
+                segs: {
+                    let mut s = segs(&[0, 10, 3], &diff, b"xyz");
+                    s[3].truncate(4);
+                    s
+                },
             }],
             10,
         ),
@@ -468,7 +505,7 @@ fn hostile_bsdiff_bodies_are_refused() {
     let good = hostile(&old, &new, &[block(&[0, 10, 3], &diff, b"xyz", 13)], 10);
     assert_eq!(apply_to_vec(&old, &good).unwrap(), new);
     let body = HEADER_LEN + CHUNK_RECORD_LEN;
-    for field in 0..4 {
+    for field in 0..5 {
         let mut m = good.clone();
         m[body + 4 * field..body + 4 * field + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         refused(&old, &m, &format!("field {field} = u32::MAX"));
@@ -485,16 +522,12 @@ fn bombs_in_bsdiff_segments_are_stopped_at_their_bound() {
     let old = b"0123456789".to_vec();
     let new = vec![7u8; 200_000];
     let bomb = z(&vec![0u8; 64 << 20]);
-    let diff = vec![0u8; 10];
-    let cases = [
-        ("control", [bomb.clone(), z(&runs(&diff)), z(b"xyz")]),
-        (
-            "difference",
-            [z(&varints(&[0, 10, 3])), bomb.clone(), z(b"xyz")],
-        ),
-        ("extra", [z(&varints(&[0, 10, 3])), z(&runs(&diff)), bomb]),
-    ];
-    for (what, segs) in cases {
+    let mut diff = vec![0u8; 10];
+    diff[2] = 1;
+    let good = segs(&[0, 10, 3], &diff, b"xyz");
+    for (stream, what) in ["control", "gap", "value", "extra"].iter().enumerate() {
+        let mut segs = good.clone();
+        segs[stream] = bomb.clone();
         let delta = hostile(&old, &new, &[Block { out: 13, segs }], 27);
         let e = refused(&old, &delta, what);
         assert!(

@@ -1,14 +1,15 @@
 //! The bsdiff body: blocks, each making at most [`BLOCK_OUT`] bytes of the
-//! target, over three zstd streams that run through all blocks.
+//! target, over four zstd streams that run through all blocks.
 //!
 //! ```text
-//! block header (16 bytes, little-endian)
+//! block header (20 bytes, little-endian)
 //!   0  out_len     u32   bytes the block makes: 1..=BLOCK_OUT (0 only for
 //!                        the single block of an empty target)
 //!   4  ctrl_len    u32   bytes of the control stream's segment
-//!   8  diff_len    u32   bytes of the difference stream's segment
-//!  12  extra_len   u32   bytes of the extra stream's segment
-//! then the three segments, in that order
+//!   8  gaps_len    u32   bytes of the gap stream's segment
+//!  12  values_len  u32   bytes of the value stream's segment
+//!  16  extra_len   u32   bytes of the extra stream's segment
+//! then the four segments, in that order
 //! ```
 //!
 //! Each stream is one zstd frame over the whole target, flushed at every
@@ -21,8 +22,22 @@
 //! three LEB128 varints, `seek` (zigzag: move in the base), `add` (that
 //! many bytes of `base + difference`, wrapping), `copy` (that many bytes
 //! from the extra stream), with `add + copy >= 1`. A block's controls make
-//! exactly its `out_len`; the difference segment decodes to the sum of the
-//! adds and the extra segment to the sum of the copies.
+//! exactly its `out_len` and the extra segment decodes to the sum of the
+//! copies.
+//!
+//! The differences of a block (the sum of its adds, as one run) are stored
+//! sparse: the gap segment holds, for each non-zero difference, the number
+//! of zero differences before it since the last one (a LEB128 varint), the
+//! value segment the differences themselves, one byte each, in the same
+//! order; everything else is zero. Why two streams: on native code the
+//! differences are ~95% zeros, and where the others fall (the bytes of
+//! moved addresses) and what they are (the same few shifts) compress far
+//! better apart than mixed, and than the plain difference bytes. On
+//! libcrypto 3.0.19 → 3.0.20 the differences took 117,108 B as plain bytes
+//! (zstd -19), 106,469 B in bsdiff's bzip2, 105,327 B as gaps and values
+//! in one stream and 102,813 B in two. A canonical varint of a gap `g`
+//! takes at most `g + 1` bytes, so either segment decodes to at most the
+//! block's adds: the client's bound.
 
 use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective as EndDirective;
 use zstd::zstd_safe::{CCtx, CParameter, InBuffer, OutBuffer, ResetDirective};
@@ -31,21 +46,27 @@ use super::{BLOCK_OUT, CTRL_MAX, STREAM_WINDOW_LOG_MAX};
 use crate::DeltaError;
 use crate::container::{WINDOW_LOG_MIN, window_log_for};
 
-/// Bytes in a block header.
-pub(crate) const BLOCK_HEADER_LEN: usize = 16;
+/// The streams, in the order their segments follow a block header.
+pub(crate) const STREAM_NAMES: [&str; 4] = ["control", "gap", "value", "extra"];
+/// Bytes in a block header: the output length and one length per stream.
+pub(crate) const BLOCK_HEADER_LEN: usize = 4 * (1 + STREAM_NAMES.len());
 /// Largest zstd hash and chain table logs for the streams (4 MiB each).
 /// Level 19's own choice for a 5 MB stream is 2^24 chain entries (64 MiB):
 /// on libcrypto 3.0.20 → 3.0.22 that tripled the maker's peak memory for a
 /// delta 0.01% smaller (the differences are mostly zeros, which need no
 /// deep search).
 const TABLE_LOG_MAX: u32 = 20;
-/// Zero differences shorter than this stay in the literal bytes. Inside
-/// code, short zero gaps between changed addresses are part of patterns
-/// zstd matches well, and cutting them into tokens breaks those patterns:
-/// on libcrypto 3.0.20 → 3.0.22 a limit of 8 made the delta 2.2% larger
-/// than no runs at all, 512 to 2048 0.3% smaller; on Django 5.0.6 → 5.0.7
-/// (25 MB, a few lines changed) runs make it 17% smaller at any limit.
-const MIN_ZERO_RUN: usize = 2048;
+/// The hash and chain table log for a stream of `len` bytes: at most
+/// [`TABLE_LOG_MAX`], and at most half an entry per byte, so the tables of
+/// a small stream cost at most 4 × its size (zstd's own would take 2^20
+/// entries for a 1 MB stream: 8 MiB for a 1 MB target).
+fn table_log(len: usize) -> u32 {
+    len.max(1)
+        .ilog2()
+        .saturating_sub(1)
+        .clamp(10, TABLE_LOG_MAX)
+}
+
 /// Longest encoded control: three 10-byte varints.
 const CONTROL_MAX_LEN: usize = 30;
 
@@ -57,36 +78,39 @@ pub(crate) fn body_bound(out_len: u64) -> u64 {
     out_len.saturating_mul(64).saturating_add(1024)
 }
 
-/// One block's share of each stream (uncompressed).
+/// One block's share of each stream (uncompressed), and the differences
+/// its adds make (`diff`, zeros included).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct BlockSizes {
     pub(crate) out: usize,
     pub(crate) ctrl: usize,
     pub(crate) diff: usize,
+    pub(crate) gaps: usize,
+    pub(crate) values: usize,
     pub(crate) extra: usize,
 }
 
-/// The three streams, uncompressed, and where the blocks cut them.
+/// The four streams, uncompressed, and where the blocks cut them.
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
     pub(crate) ctrl: Vec<u8>,
-    pub(crate) diff: Vec<u8>,
+    pub(crate) gaps: Vec<u8>,
+    pub(crate) values: Vec<u8>,
     pub(crate) extra: Vec<u8>,
     pub(crate) blocks: Vec<BlockSizes>,
     /// The block being filled.
     open: BlockSizes,
     /// Position in the base after the last control.
     old_pos: usize,
+    /// Position in the open block's differences after the last non-zero
+    /// one (where the next gap counts from).
+    gap_from: usize,
 }
 
 impl Streams {
-    /// Empty streams for a target of `new_len` bytes.
-    pub(crate) fn new(new_len: usize) -> Self {
-        Self {
-            // Most of the target is usually covered by differences.
-            diff: Vec::with_capacity(new_len),
-            ..Self::default()
-        }
+    /// Empty streams.
+    pub(crate) fn new() -> Self {
+        Self::default()
     }
 
     /// Adds `add.len()` bytes made from the base at `old_at` plus
@@ -106,15 +130,21 @@ impl Streams {
                 put_varint(&mut self.ctrl, v);
             }
             self.open.ctrl += self.ctrl.len() - before;
-            self.diff.extend(
-                add[..a]
-                    .iter()
-                    .zip(&old[old_at..old_at + a])
-                    .map(|(n, o)| n.wrapping_sub(*o)),
-            );
+            let (gaps, values) = (self.gaps.len(), self.values.len());
+            for (i, (n, o)) in add[..a].iter().zip(&old[old_at..old_at + a]).enumerate() {
+                let d = n.wrapping_sub(*o);
+                if d != 0 {
+                    let at = self.open.diff + i;
+                    put_varint(&mut self.gaps, (at - self.gap_from) as u64);
+                    self.values.push(d);
+                    self.gap_from = at + 1;
+                }
+            }
             self.extra.extend_from_slice(&copy[..c]);
             self.open.out += a + c;
             self.open.diff += a;
+            self.open.gaps += self.gaps.len() - gaps;
+            self.open.values += self.values.len() - values;
             self.open.extra += c;
             old_at += a;
             self.old_pos = old_at;
@@ -126,6 +156,7 @@ impl Streams {
     /// Ends the open block.
     fn close(&mut self) {
         self.blocks.push(std::mem::take(&mut self.open));
+        self.gap_from = 0;
     }
 
     /// Closes the last block (an empty target has one empty block, so
@@ -145,35 +176,21 @@ pub(crate) fn encode(streams: &Streams, level: i32) -> Result<(Vec<u8>, u8), Del
         op: "create context",
         detail: "out of memory".into(),
     })?;
-    // The differences as runs, block by block (a block's runs expand to
-    // exactly its adds).
-    let mut runs = Vec::with_capacity(streams.diff.len() / 4);
-    let mut run_cuts = Vec::with_capacity(blocks.len());
-    let mut at = 0usize;
-    for b in blocks {
-        let before = runs.len();
-        encode_runs(
-            streams.diff.get(at..at + b.diff).unwrap_or_default(),
-            &mut runs,
-        );
-        run_cuts.push(runs.len() - before);
-        at += b.diff;
-    }
     let mut window_log = WINDOW_LOG_MIN;
-    let mut segments = Vec::with_capacity(3);
-    let ctrl_cuts: Vec<usize> = blocks.iter().map(|b| b.ctrl).collect();
-    let extra_cuts: Vec<usize> = blocks.iter().map(|b| b.extra).collect();
+    let mut segments = Vec::with_capacity(STREAM_NAMES.len());
+    let cut = |f: fn(&BlockSizes) -> usize| blocks.iter().map(f).collect::<Vec<usize>>();
     for (data, cuts) in [
-        (&streams.ctrl, &ctrl_cuts),
-        (&runs, &run_cuts),
-        (&streams.extra, &extra_cuts),
+        (&streams.ctrl, cut(|b| b.ctrl)),
+        (&streams.gaps, cut(|b| b.gaps)),
+        (&streams.values, cut(|b| b.values)),
+        (&streams.extra, cut(|b| b.extra)),
     ] {
         let wlog = window_log_for(data.len() as u64).min(STREAM_WINDOW_LOG_MAX);
         window_log = window_log.max(wlog);
         segments.push(compress_stream(
             &mut cctx,
             data,
-            cuts.iter().copied(),
+            cuts.into_iter(),
             level,
             wlog,
         )?);
@@ -181,12 +198,7 @@ pub(crate) fn encode(streams: &Streams, level: i32) -> Result<(Vec<u8>, u8), Del
     let total: usize = segments.iter().flatten().map(Vec::len).sum();
     let mut body = Vec::with_capacity(total + blocks.len() * BLOCK_HEADER_LEN);
     for (i, b) in blocks.iter().enumerate() {
-        let lens = [
-            b.out,
-            segments[0][i].len(),
-            segments[1][i].len(),
-            segments[2][i].len(),
-        ];
+        let lens = std::iter::once(b.out).chain(segments.iter().map(|s| s[i].len()));
         for len in lens {
             let len = u32::try_from(len).map_err(|_| DeltaError::Unsupported {
                 detail: format!("a bsdiff segment of {len} bytes does not fit its block header"),
@@ -211,7 +223,7 @@ fn compress_stream(
 ) -> Result<Vec<Vec<u8>>, DeltaError> {
     cctx.reset(ResetDirective::SessionAndParameters)
         .map_err(DeltaError::zstd("reset"))?;
-    let tables = TABLE_LOG_MAX.min(u32::from(wlog) + 1);
+    let tables = table_log(data.len());
     for p in [
         CParameter::CompressionLevel(level),
         CParameter::WindowLog(u32::from(wlog)),
@@ -257,51 +269,18 @@ fn compress_stream(
     Ok(segments)
 }
 
-/// Bytes the runs of a block's differences may decode to: every byte a
-/// literal run of its own is 3 bytes per 2 differences; more is refused.
-pub(crate) const RUNS_MAX: usize = 2 * BLOCK_OUT + 64;
-
-/// Appends `diff` as runs: `zeros` (varint), `literal` (varint), then the
-/// literal bytes; zero runs shorter than [`MIN_ZERO_RUN`] stay literal.
-fn encode_runs(diff: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < diff.len() {
-        let zeros = diff[i..].iter().take_while(|&&b| b == 0).count();
-        i += zeros;
-        // Literal bytes up to the next zero run worth a token.
-        let start = i;
-        while i < diff.len() {
-            let run = diff[i..]
-                .iter()
-                .take(MIN_ZERO_RUN)
-                .take_while(|&&b| b == 0)
-                .count();
-            if run == MIN_ZERO_RUN || (run > 0 && i + run == diff.len()) {
-                break;
-            }
-            i += run.max(1);
-        }
-        put_varint(out, zeros as u64);
-        put_varint(out, (i - start) as u64);
-        out.extend_from_slice(&diff[start..i]);
+/// Fills `diff` (a block's differences) from its gap and value segments;
+/// `None` if a gap leaves it or the two do not pair up.
+pub(crate) fn decode_sparse(gaps: &[u8], values: &[u8], diff: &mut [u8]) -> Option<()> {
+    diff.fill(0);
+    let (mut at, mut next) = (0usize, 0usize);
+    for &value in values {
+        let gap = usize::try_from(get_varint(gaps, &mut at)?).ok()?;
+        let pos = next.checked_add(gap)?;
+        *diff.get_mut(pos)? = value;
+        next = pos + 1;
     }
-}
-
-/// Expands runs into `diff`, which they must fill exactly; `None` if they
-/// do not.
-pub(crate) fn decode_runs(runs: &[u8], diff: &mut [u8]) -> Option<()> {
-    let (mut at, mut o) = (0usize, 0usize);
-    while at < runs.len() {
-        let zeros = usize::try_from(get_varint(runs, &mut at)?).ok()?;
-        let lit = usize::try_from(get_varint(runs, &mut at)?).ok()?;
-        diff.get_mut(o..o.checked_add(zeros)?)?.fill(0);
-        o += zeros;
-        let src = runs.get(at..at.checked_add(lit)?)?;
-        diff.get_mut(o..o + lit)?.copy_from_slice(src);
-        o += lit;
-        at += lit;
-    }
-    (o == diff.len()).then_some(())
+    (at == gaps.len()).then_some(())
 }
 
 /// zigzag: small magnitudes of either sign become small unsigned numbers.
@@ -366,8 +345,16 @@ mod tests {
         assert_eq!(get_varint(&[0x80], &mut 0), None);
     }
 
+    /// The gap and value streams of `diff` as one block's adds.
+    fn sparse(diff: &[u8]) -> Streams {
+        let mut s = Streams::new();
+        s.push(&vec![0u8; diff.len()], 0, diff, &[]);
+        s.finish();
+        s
+    }
+
     #[test]
-    fn runs_round_trip_and_refuse_what_does_not_fill() {
+    fn sparse_differences_round_trip_and_refuse_what_does_not_fit() {
         let mut cases: Vec<Vec<u8>> = vec![vec![], vec![0], vec![5], vec![0; 1000]];
         cases.push(
             (0..3000u32)
@@ -381,41 +368,59 @@ mod tests {
         );
         cases.push((0..3000u32).map(|i| (i % 2) as u8).collect());
         cases.push([vec![0u8; 7], vec![9], vec![0; 8], vec![9, 9], vec![0; 3]].concat());
+        cases.push([vec![0u8; 200_000], vec![1], vec![0; 20_000]].concat());
         for diff in cases {
-            let mut runs = Vec::new();
-            encode_runs(&diff, &mut runs);
-            assert!(
-                runs.len() <= diff.len() * 3 / 2 + 4,
-                "{} -> {}",
-                diff.len(),
-                runs.len()
+            let s = sparse(&diff);
+            assert_eq!(s.values.len(), diff.iter().filter(|&&d| d != 0).count());
+            // The client's bound: neither segment passes the adds.
+            assert!(s.gaps.len() <= diff.len() && s.values.len() <= diff.len());
+            assert_eq!(s.blocks.len(), 1);
+            let b = s.blocks[0];
+            assert_eq!(
+                (b.diff, b.gaps, b.values),
+                (diff.len(), s.gaps.len(), s.values.len())
             );
             let mut back = vec![7u8; diff.len()];
-            assert_eq!(decode_runs(&runs, &mut back), Some(()));
+            assert_eq!(decode_sparse(&s.gaps, &s.values, &mut back), Some(()));
             assert_eq!(back, diff);
-            // One byte short or long: refused.
-            if !diff.is_empty() {
-                assert_eq!(decode_runs(&runs, &mut vec![0; diff.len() - 1]), None);
+            if s.values.is_empty() {
+                continue;
             }
-            assert_eq!(decode_runs(&runs, &mut vec![0; diff.len() + 1]), None);
+            // A value without its gap, a gap without its value, a gap
+            // past the end: refused.
+            let short = &s.values[..s.values.len() - 1];
+            assert_eq!(decode_sparse(&s.gaps, short, &mut back), None);
+            let mut more = s.values.clone();
+            more.push(1);
+            assert_eq!(decode_sparse(&s.gaps, &more, &mut back), None);
+            let last = diff.iter().rposition(|&d| d != 0).unwrap_or(0);
+            assert_eq!(decode_sparse(&s.gaps, &s.values, &mut back[..last]), None);
         }
-        // A zero run of u64::MAX, a literal past the end: refused.
+        // A gap of u64::MAX, or cut short: refused.
         let mut huge = Vec::new();
         put_varint(&mut huge, u64::MAX);
-        put_varint(&mut huge, 0);
-        assert_eq!(decode_runs(&huge, &mut [0; 4]), None);
-        assert_eq!(decode_runs(&[0, 5, 1, 2], &mut [0; 5]), None);
-        // 64 KiB of zeros is a few bytes.
-        let mut runs = Vec::new();
-        encode_runs(&[0; 65536], &mut runs);
-        assert!(runs.len() <= 5, "{runs:?}");
+        assert_eq!(decode_sparse(&huge, &[1], &mut [0; 4]), None);
+        assert_eq!(decode_sparse(&[0x80], &[1], &mut [0; 4]), None);
+        // 64 KiB of zeros is nothing at all.
+        let s = sparse(&[0; 65536]);
+        assert!(s.gaps.is_empty() && s.values.is_empty());
+    }
+
+    #[test]
+    fn stream_tables_shrink_with_the_stream() {
+        assert_eq!(table_log(0), 10);
+        assert_eq!(table_log(1 << 30), TABLE_LOG_MAX);
+        assert_eq!(table_log(1_100_000), 19);
+        for len in [1usize << 14, 300_000, 1 << 21] {
+            assert!(8 << table_log(len) <= 4 * len, "{len}");
+        }
     }
 
     #[test]
     fn blocks_are_cut_at_the_block_size() {
         let old = vec![7u8; 3 * BLOCK_OUT];
         let new = vec![9u8; 3 * BLOCK_OUT];
-        let mut s = Streams::new(new.len());
+        let mut s = Streams::new();
         s.push(
             &old,
             0,
@@ -428,7 +433,13 @@ mod tests {
         assert!(blocks.iter().all(|b| b.out == BLOCK_OUT));
         assert_eq!(blocks[2].diff, 5);
         assert_eq!(blocks[2].extra, BLOCK_OUT - 5);
-        assert_eq!(s.diff.len(), 2 * BLOCK_OUT + 5);
-        assert!(s.diff.iter().all(|&d| d == 2));
+        assert_eq!(
+            blocks.iter().map(|b| b.diff).sum::<usize>(),
+            2 * BLOCK_OUT + 5
+        );
+        // Every difference is 2: each block's gaps are all zero.
+        assert_eq!(s.values.len(), 2 * BLOCK_OUT + 5);
+        assert!(s.values.iter().all(|&v| v == 2));
+        assert!(s.gaps.iter().all(|&g| g == 0));
     }
 }

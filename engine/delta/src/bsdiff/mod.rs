@@ -1,6 +1,7 @@
 //! The bsdiff method: approximate matches against a suffix array of the
-//! base, as Colin Percival's bsdiff finds them, written as three zstd
-//! streams (controls, byte differences, new bytes) cut into blocks so that
+//! base, as Colin Percival's bsdiff finds them, written as four zstd
+//! streams (controls, where the non-zero byte differences are, what they
+//! are, new bytes) cut into blocks so that
 //! the client applies it streaming, with memory bounded by the block size.
 //!
 //! Why it wins on native code: a small change to a program moves code and
@@ -32,7 +33,7 @@ pub(crate) const BLOCK_OUT: usize = 1 << 20;
 /// control buffer whatever the delta says.
 pub(crate) const CTRL_MAX: usize = 256 << 10;
 /// Largest zstd window of a stream (128 MiB): bounds the client's decoder
-/// memory at three such windows, whatever the artifact's size.
+/// memory at four such windows, whatever the artifact's size.
 pub(crate) const STREAM_WINDOW_LOG_MAX: u8 = 27;
 
 /// A bsdiff body for `old → new` at zstd `level`, and the largest window

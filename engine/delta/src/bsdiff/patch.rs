@@ -2,7 +2,7 @@
 //! decoded and checked against the base and the block's size before the
 //! difference and extra segments are decoded into buffers of exactly the
 //! size the controls imply; then the block's output is made, written and
-//! handed to the hasher. Memory: the base, three zstd windows of at most
+//! handed to the hasher. Memory: the base, four zstd windows of at most
 //! 2^[`STREAM_WINDOW_LOG_MAX`] bytes, and a few block-sized buffers,
 //! whatever the delta declares.
 
@@ -10,14 +10,14 @@ use std::io::{Read, Write};
 
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
-use super::body::{BLOCK_HEADER_LEN, RUNS_MAX, decode_runs, get_varint, unzigzag};
+use super::body::{BLOCK_HEADER_LEN, STREAM_NAMES, decode_sparse, get_varint, unzigzag};
 use super::{BLOCK_OUT, CTRL_MAX, STREAM_WINDOW_LOG_MAX};
 use crate::DeltaError;
 use crate::apply::{read_exact, read_some};
 use crate::container::{ChunkRecord, DeltaHeader};
 use crate::hashing::PipelinedHasher;
 
-/// One of the three streams: its decoder and whether its frame has ended.
+/// One of the four streams: its decoder and whether its frame has ended.
 struct Stream {
     name: &'static str,
     dctx: DCtx<'static>,
@@ -58,8 +58,8 @@ pub(crate) fn apply_body<R: Read, W: Write>(
             header.window_log
         )));
     }
-    let mut streams = Vec::with_capacity(3);
-    for name in ["control", "difference", "extra"] {
+    let mut streams = Vec::with_capacity(STREAM_NAMES.len());
+    for name in STREAM_NAMES {
         let mut dctx = DCtx::try_create().ok_or_else(|| DeltaError::Zstd {
             op: "create context",
             detail: "out of memory".into(),
@@ -79,7 +79,8 @@ pub(crate) fn apply_body<R: Read, W: Write>(
     };
     // One byte past each limit: see `Body::segment`.
     let mut ctrl = vec![0u8; CTRL_MAX + 1];
-    let mut runs = vec![0u8; RUNS_MAX + 1];
+    let mut gaps = vec![0u8; BLOCK_OUT + 1];
+    let mut values = vec![0u8; BLOCK_OUT + 1];
     let mut diff = vec![0u8; BLOCK_OUT];
     let mut extra = vec![0u8; BLOCK_OUT + 1];
     let mut controls: Vec<Control> = Vec::new();
@@ -93,7 +94,7 @@ pub(crate) fn apply_body<R: Read, W: Write>(
         let field = |i: usize| {
             u32::from_le_bytes([hb[4 * i], hb[4 * i + 1], hb[4 * i + 2], hb[4 * i + 3]]) as usize
         };
-        let (out_len, lens) = (field(0), [field(1), field(2), field(3)]);
+        let (out_len, lens) = (field(0), [field(1), field(2), field(3), field(4)]);
         let empty_ok = header.to_size == 0;
         if out_len > BLOCK_OUT
             || (out_len == 0 && !empty_ok)
@@ -108,13 +109,15 @@ pub(crate) fn apply_body<R: Read, W: Write>(
         let n = body.segment(&mut streams[0], lens[0], &mut ctrl, CTRL_MAX, blocks)?;
         let (adds, copies) = parse(&ctrl[..n], base, &mut old_pos, out_len, &mut controls)
             .map_err(|what| corrupt(format!("block {blocks}: {what}")))?;
-        let n = body.segment(&mut streams[1], lens[1], &mut runs, RUNS_MAX, blocks)?;
-        decode_runs(&runs[..n], &mut diff[..adds]).ok_or_else(|| {
+        // Canonical gaps and the values take at most a byte per add.
+        let g = body.segment(&mut streams[1], lens[1], &mut gaps, adds, blocks)?;
+        let v = body.segment(&mut streams[2], lens[2], &mut values, adds, blocks)?;
+        decode_sparse(&gaps[..g], &values[..v], &mut diff[..adds]).ok_or_else(|| {
             corrupt(format!(
-                "block {blocks}: the difference runs do not make the {adds} bytes its controls need"
+                "block {blocks}: {v} differences and {g} bytes of gaps do not fit the {adds} bytes its controls add"
             ))
         })?;
-        let got = body.segment(&mut streams[2], lens[2], &mut extra, copies, blocks)?;
+        let got = body.segment(&mut streams[3], lens[3], &mut extra, copies, blocks)?;
         if got != copies {
             return Err(corrupt(format!(
                 "block {blocks}: the extra segment makes {got} bytes, its controls need {copies}"

@@ -22,7 +22,7 @@ pub(crate) fn diff(old: &[u8], new: &[u8]) -> Result<Streams, DeltaError> {
     }
     let mut sa = vec![0i32; old.len()];
     divsufsort::sort_in_place(old, &mut sa);
-    let mut streams = Streams::new(new.len());
+    let mut streams = Streams::new();
     scan(old, new, &sa, &mut streams);
     streams.finish();
     Ok(streams)
