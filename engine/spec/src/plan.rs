@@ -8,6 +8,7 @@ use jiff::tz::TimeZone;
 
 use crate::error::SpecWarning;
 use crate::pos::Spanned;
+use crate::stages::Stage;
 use crate::steps::Step;
 use crate::timing::Window;
 
@@ -33,6 +34,9 @@ pub struct Plan {
     pub rate: Option<u64>,
     /// `policies`.
     pub policies: Policies,
+    /// `stages`, in order: empty when the workflow has none (every target
+    /// installs at once).
+    pub stages: Vec<Stage>,
     /// `steps`, in order (the order is valid).
     pub steps: Vec<Step>,
     /// Things that will work but probably not as meant.
