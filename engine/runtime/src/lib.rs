@@ -19,3 +19,4 @@ pub mod register;
 pub mod report;
 pub mod session;
 pub mod sim;
+pub mod stage;

@@ -101,6 +101,8 @@ pub struct Policies {
     pub disconnect: Option<Spanned<PathBuf>>,
     /// `policies.broadcast`.
     pub broadcast: Option<Spanned<PathBuf>>,
+    /// `policies.advance`.
+    pub advance: Option<Spanned<PathBuf>>,
 }
 
 impl Policies {
@@ -111,6 +113,7 @@ impl Policies {
             Role::Restrict => self.restrict.as_ref(),
             Role::Disconnect => self.disconnect.as_ref(),
             Role::Broadcast => self.broadcast.as_ref(),
+            Role::Advance => self.advance.as_ref(),
         }
     }
 
@@ -121,6 +124,7 @@ impl Policies {
             restrict: self.restrict.as_ref().map(|p| p.value.clone()),
             disconnect: self.disconnect.as_ref().map(|p| p.value.clone()),
             broadcast: self.broadcast.as_ref().map(|p| p.value.clone()),
+            advance: self.advance.as_ref().map(|p| p.value.clone()),
         }
     }
 }

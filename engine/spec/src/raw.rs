@@ -102,7 +102,7 @@ pub struct RawTransports {
     pub unicast: Option<Spanned<String>>,
 }
 
-/// `policies: { retry, restrict, disconnect, broadcast }`.
+/// `policies: { retry, restrict, disconnect, broadcast, advance }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawPolicies {
     /// `retry`.
@@ -113,6 +113,8 @@ pub struct RawPolicies {
     pub disconnect: Option<Spanned<String>>,
     /// `broadcast`.
     pub broadcast: Option<Spanned<String>>,
+    /// `advance`.
+    pub advance: Option<Spanned<String>>,
 }
 
 /// Stage 1 with its errors: a raw spec (as much as could be read) and every
@@ -286,6 +288,7 @@ fn policies(node: &Node, section: &str, cx: &mut Cx) -> Option<RawPolicies> {
         restrict: text_field(&mut m, &shape::RESTRICT, cx),
         disconnect: text_field(&mut m, &shape::DISCONNECT, cx),
         broadcast: text_field(&mut m, &shape::BROADCAST_POLICY, cx),
+        advance: text_field(&mut m, &shape::ADVANCE, cx),
     };
     m.finish(shape::POLICIES, cx);
     Some(p)

@@ -180,8 +180,16 @@ pub(crate) const BROADCAST_POLICY: Key = key(
     Kind::Text,
     "Script with round_budget(ctx); default: 2% proactive repair, 3x the artifact's bytes.",
 );
+/// `policies.advance`.
+pub(crate) const ADVANCE: Key = key(
+    "advance",
+    false,
+    Kind::Text,
+    "Script with advance(ctx): after each stage, proceed, wait, pause or abort; default: \
+     the stages' gates to the letter.",
+);
 /// `policies`'s keys.
-pub(crate) const POLICIES: &[Key] = &[RETRY, RESTRICT, DISCONNECT, BROADCAST_POLICY];
+pub(crate) const POLICIES: &[Key] = &[RETRY, RESTRICT, DISCONNECT, BROADCAST_POLICY, ADVANCE];
 
 /// `stages[].gate.soak`.
 pub(crate) const SOAK: Key = key(

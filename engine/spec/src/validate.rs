@@ -110,6 +110,7 @@ pub fn validate(raw: &RawSpec) -> Result<Plan, Vec<SpecError>> {
         restrict: resolve_policy(&raw.policies.restrict),
         disconnect: resolve_policy(&raw.policies.disconnect),
         broadcast: resolve_policy(&raw.policies.broadcast),
+        advance: resolve_policy(&raw.policies.advance),
     };
     if raw.steps_pos.is_none() {
         missing(&mut cx, "steps");
@@ -133,6 +134,9 @@ pub fn validate(raw: &RawSpec) -> Result<Plan, Vec<SpecError>> {
         &mut cx,
     );
     warn_about_policies(&raw.steps, &policies, &mut cx);
+    if let (true, Some(p)) = (raw.stages.is_empty(), &policies.advance) {
+        cx.warn(p.pos, "advance policy unused: there are no stages");
+    }
 
     match (name, artifact, targets, schedule, transports) {
         (Some(name), Some(artifact), Some(targets), Some(schedule), Some(transports))
