@@ -65,12 +65,12 @@ pub struct Stage {
     /// The draw's seed.
     pub seed: u64,
     /// When the next stage may start.
-    pub gate: Gate,
+    pub gate: StageGate,
 }
 
 /// A stage's gate: the thresholds the advance policy is handed.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Gate {
+pub struct StageGate {
     /// How long after the stage's broadcast the decision waits.
     pub soak: Duration,
     /// The least share of the stage's clients, in percent (0..=100), that
@@ -317,7 +317,7 @@ pub(crate) fn validate(
     out
 }
 
-fn gate(g: &RawGate, section: &str, cx: &mut Cx) -> Gate {
+fn gate(g: &RawGate, section: &str, cx: &mut Cx) -> StageGate {
     let soak = g.soak.as_ref().and_then(|s| {
         let d = parse_duration(&s.value);
         if d.is_none() {
@@ -359,7 +359,7 @@ fn gate(g: &RawGate, section: &str, cx: &mut Cx) -> Gate {
         }
         limit
     });
-    Gate {
+    StageGate {
         soak: soak.unwrap_or_default(),
         min_success,
         max_failures,

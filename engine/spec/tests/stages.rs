@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use haifu_spec::{FailureLimit, Gate};
+use haifu_spec::{FailureLimit, StageGate};
 
 const HEAD: &str = "name: staged
 artifact: { name: app, version: 1.2.3, path: a.tar }
@@ -44,7 +44,7 @@ fn three_stages_read_with_their_targets_and_gates() {
     assert_eq!(canary.percent, None);
     assert_eq!(
         canary.gate,
-        Gate {
+        StageGate {
             soak: Duration::from_secs(1800),
             min_success: Some(95.0),
             max_failures: Some(FailureLimit::Percent(2.0)),
@@ -64,7 +64,7 @@ fn three_stages_read_with_their_targets_and_gates() {
     assert_eq!(rest.seed, 0);
     assert_eq!(
         rest.gate,
-        Gate::default(),
+        StageGate::default(),
         "no gate: no soak, no thresholds"
     );
 }
