@@ -20,14 +20,9 @@ fn check_accepts_the_shipped_workflows_and_names_file_line_column() {
             "check",
             "workflows/nightly-store-rollout.yaml",
             "workflows/urgent-security-fix.yaml",
-            "workflows/canary-rollout.yaml",
         ],
     );
-    assert_eq!(out.lines().count(), 3, "{out}");
-    assert!(
-        out.contains("canary-rollout.yaml: ok (pos-app 2.4.0, 5 steps, 3 stages)"),
-        "{out}"
-    );
+    assert_eq!(out.lines().count(), 2, "{out}");
 
     let bad = t.path().join("bad.yaml");
     fs::write(

@@ -21,6 +21,28 @@ fn secs_between(a: &Value, b: &Value) -> i64 {
 }
 
 #[test]
+fn check_accepts_the_staged_workflow_and_counts_its_stages() {
+    let t = tempfile::tempdir().unwrap();
+    // `check` resolves transport names against the real plugins.
+    let plugins = common::fleet::plugin_dir(t.path());
+    let out = common::haifu(t.path())
+        .env("HAIFU_PLUGINS", &plugins)
+        .args(["check", CANARY])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.trim_end(),
+        "workflows/canary-rollout.yaml: ok (pos-app 2.4.0, 5 steps, 3 stages)"
+    );
+}
+
+#[test]
 fn simulate_fail_10_stops_at_the_canary_with_the_shipped_policy() {
     let t = tempfile::tempdir().unwrap();
     let r = json(t.path(), &["simulate", CANARY, "--fail", "10", "--json"]);
