@@ -145,6 +145,12 @@ fn the_workflow_schema_refuses_what_the_parser_refuses() {
     // Also accepted by both: a step's null options, no optional keys.
     let lenient = workflow_with("  - audit\n", "  - audit:\n");
     assert!(accepted(&lenient) && v.is_valid(&as_json(&lenient)));
+    let staged = workflow_with(
+        "steps:",
+        "stages:\n  - { relays: [store-east], gate: { soak: 30m, max_failures: 2% } }\n  - { percent: 100, seed: 3 }\nsteps:",
+    );
+    assert!(accepted(&staged), "{staged}");
+    assert_eq!(errors(&v, &as_json(&staged)), Vec::<String>::new());
 
     for (what, text) in [
         (
@@ -194,6 +200,34 @@ fn the_workflow_schema_refuses_what_the_parser_refuses() {
         (
             "a list of relays that is text",
             workflow_with("[store-east]", "store-east"),
+        ),
+        (
+            "a stage naming no clients",
+            workflow_with("steps:", "stages:\n  - gate: { soak: 1h }\nsteps:"),
+        ),
+        (
+            "a stage with an empty list of relays",
+            workflow_with("steps:", "stages:\n  - relays: []\nsteps:"),
+        ),
+        (
+            "an unknown stage key",
+            workflow_with("steps:", "stages:\n  - { percent: 10, precent: 5 }\nsteps:"),
+        ),
+        (
+            "an unknown gate key",
+            workflow_with(
+                "steps:",
+                "stages:\n  - { percent: 10, gate: { soka: 1h } }\nsteps:",
+            ),
+        ),
+        ("no stages", workflow_with("steps:", "stages: []\nsteps:")),
+        (
+            "a percent above 100",
+            workflow_with("steps:", "stages:\n  - percent: 101\nsteps:"),
+        ),
+        (
+            "stages that are a mapping",
+            workflow_with("steps:", "stages: { percent: 10 }\nsteps:"),
         ),
     ] {
         assert!(!accepted(&text), "the parser accepts {what}:\n{text}");

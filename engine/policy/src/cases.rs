@@ -121,6 +121,16 @@ pub enum Expected {
     Cut(bool),
     /// `round_budget` answers these (the keys the case states).
     Budget(ExpectedBudget),
+    /// `advance` answers this word, with this wait and rollback when the
+    /// case states them.
+    Advance {
+        /// `proceed`, `wait`, `pause` or `abort`.
+        decide: String,
+        /// The wait, checked when given.
+        wait: Option<Duration>,
+        /// Whether an abort rolls back, checked when given.
+        rollback: Option<bool>,
+    },
 }
 
 /// The parts of a round budget a case checks; `None` is not checked.
@@ -218,6 +228,21 @@ impl fmt::Display for Expected {
                     parts.push(format!("silence {}", run::seconds(t)));
                 }
                 f.write_str(&parts.join(", "))
+            }
+            Expected::Advance {
+                decide,
+                wait,
+                rollback,
+            } => {
+                f.write_str(decide)?;
+                if let Some(w) = wait {
+                    write!(f, " {}", run::seconds(*w))?;
+                }
+                match rollback {
+                    Some(true) => f.write_str(" with rollback"),
+                    Some(false) => f.write_str(" without rollback"),
+                    None => Ok(()),
+                }
             }
         }
     }

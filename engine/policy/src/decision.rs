@@ -60,15 +60,18 @@ pub enum Role {
     Disconnect,
     /// `round_budget(ctx)`: how a broadcast round spends bytes and time.
     Broadcast,
+    /// `advance(ctx)`: whether a phased rollout's next stage starts.
+    Advance,
 }
 
 impl Role {
     /// All roles, in the order a workflow lists them.
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::Retry,
         Role::Restrict,
         Role::Disconnect,
         Role::Broadcast,
+        Role::Advance,
     ];
 
     /// The workflow key naming this role's script.
@@ -78,6 +81,7 @@ impl Role {
             Role::Restrict => "restrict",
             Role::Disconnect => "disconnect",
             Role::Broadcast => "broadcast",
+            Role::Advance => "advance",
         }
     }
 
@@ -88,6 +92,7 @@ impl Role {
             Role::Restrict => ("allow", &["client", "service"]),
             Role::Disconnect => ("disconnect", &["client"]),
             Role::Broadcast => ("round_budget", &["ctx"]),
+            Role::Advance => ("advance", &["ctx"]),
         }
     }
 
@@ -98,6 +103,7 @@ impl Role {
             Role::Restrict => 1,
             Role::Disconnect => 2,
             Role::Broadcast => 3,
+            Role::Advance => 4,
         }
     }
 }

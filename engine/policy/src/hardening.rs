@@ -148,6 +148,7 @@ pub fn hardened_engine(limits: &Limits) -> Engine {
     });
     version::register(&mut engine);
     crate::facts::register(&mut engine);
+    crate::advance::register(&mut engine);
     engine
 }
 

@@ -10,7 +10,8 @@
 //!   points exist ([`PolicySet::load`], [`LoadWarning`]);
 //! - answers the engine's questions through typed methods on [`PolicySet`]:
 //!   [`PolicySet::round_budget`], [`PolicySet::next_round`],
-//!   [`PolicySet::allow`], [`PolicySet::disconnect`], each documenting its
+//!   [`PolicySet::allow`], [`PolicySet::disconnect`], [`PolicySet::advance`],
+//!   each documenting its
 //!   safe default;
 //! - falls back to that default on any script failure, logs it with `tracing`
 //!   (script:line:column where Rhai gives one, the limit's kind otherwise) and
@@ -27,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+mod advance;
 mod budget;
 pub mod cases;
 mod decision;
@@ -38,6 +40,9 @@ mod script;
 mod set;
 pub mod version;
 
+pub use advance::{
+    Advance, DEFAULT_ADVANCE_RECHECK, FailureThreshold, StageFacts, StageSummary, follow_gate,
+};
 pub use budget::Budget;
 pub use decision::{
     CutOff, Decision, Fallback, FallbackCause, LimitKind, NextRound, Outcome, Role,

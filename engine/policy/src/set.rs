@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rhai::{Dynamic, Engine, Map};
 
+use crate::advance::{Advance, StageFacts, StageView, advance_from, follow_gate, pause_on_failure};
 use crate::budget::{Budget, budget_from};
 use crate::decision::{CutOff, Decision, Fallback, FallbackCause, NextRound, Outcome, Role};
 use crate::error::{LoadWarning, PolicyError};
@@ -33,6 +34,8 @@ pub struct PolicyPaths {
     pub disconnect: Option<PathBuf>,
     /// Script defining `round_budget(ctx)`.
     pub broadcast: Option<PathBuf>,
+    /// Script defining `advance(ctx)`.
+    pub advance: Option<PathBuf>,
 }
 
 impl PolicyPaths {
@@ -43,6 +46,7 @@ impl PolicyPaths {
             Role::Restrict => self.restrict.as_deref(),
             Role::Disconnect => self.disconnect.as_deref(),
             Role::Broadcast => self.broadcast.as_deref(),
+            Role::Advance => self.advance.as_deref(),
         }
     }
 }
@@ -279,6 +283,40 @@ impl PolicySet {
             (Dynamic::from(BudgetView(facts.clone())),),
             |d| budget_from(d, facts),
             || Budget::safe_default(facts.size, facts.rate),
+        )
+    }
+
+    /// Whether a phased rollout's next stage starts after `facts`' stage.
+    ///
+    /// The script's `advance(ctx)` returns `"proceed"`, `"pause"`,
+    /// `"abort"`, a number of seconds to wait, or `#{ decide: "proceed" |
+    /// "wait" | "pause" | "abort", wait: N, reason: "…", rollback: bool }`
+    /// (`wait` required with `"wait"`). Anything else is refused whole.
+    ///
+    /// **Default without a script:** [`follow_gate`], the workflow's gate to
+    /// the letter (pause above `max_failures`, wait out the soak and for
+    /// `min_success`, then proceed), reported as
+    /// [`FallbackCause::NotConfigured`] and not logged.
+    ///
+    /// **Safe default when the script fails:** pause. A broken policy must
+    /// never carry a release to more clients; a paused run waits for an
+    /// operator, who resumes or aborts it.
+    pub fn advance(&self, facts: &StageFacts) -> Outcome<Advance> {
+        if self.script(Role::Advance).is_none() {
+            return Outcome {
+                value: follow_gate(facts),
+                fallback: Some(Fallback {
+                    role: Role::Advance,
+                    script: None,
+                    cause: FallbackCause::NotConfigured,
+                }),
+            };
+        }
+        self.decide(
+            Role::Advance,
+            (Dynamic::from(StageView(facts.clone())),),
+            advance_from,
+            pause_on_failure,
         )
     }
 

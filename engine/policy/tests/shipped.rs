@@ -22,6 +22,7 @@ fn nightly() -> PolicySet {
         restrict: Some(policy("restrict.rhai")),
         disconnect: Some(policy("disconnect.rhai")),
         broadcast: Some(policy("broadcast.rhai")),
+        advance: None,
     })
     .unwrap();
     assert!(set.warnings().is_empty(), "{:?}", set.warnings());
@@ -272,4 +273,106 @@ fn broadcast_sends_the_measured_loss_up_front_and_more_in_the_last_round() {
     // The time follows the bigger budget: 5 x 64 MiB at 20 Mbit/s x 1.5 + 10 s.
     assert_eq!(last.time, Budget::default_time(64 << 20, 20_000_000, 5.0));
     assert_eq!(last.time, Duration::from_millis(211_326));
+}
+
+/// The shipped `advance.rhai` is the gate the engine follows without a
+/// script: the same decision and wait on every boundary of a grid of
+/// stages (percent and count thresholds, soaking or not, short of success
+/// or not).
+#[test]
+fn the_shipped_advance_policy_decides_as_the_gate_without_a_script() {
+    use haifu_policy::{Advance, FailureThreshold, StageFacts, follow_gate};
+    let set = PolicySet::load(&PolicyPaths {
+        advance: Some(policy("advance.rhai")),
+        ..PolicyPaths::default()
+    })
+    .unwrap();
+    assert!(set.warnings().is_empty(), "{:?}", set.warnings());
+    let mut compared = 0;
+    for targeted in [0u64, 1, 50, 1000] {
+        for failed in [0u64, 1, 2, 3, 21] {
+            for delivered in [0u64, 40, 47, 48, 949, 950] {
+                if failed + delivered > targeted {
+                    continue;
+                }
+                for soaked in [0u64, 600, 1800] {
+                    for (min_success, max_failures) in [
+                        (None, None),
+                        (Some(95.0), Some(FailureThreshold::Percent(2.0))),
+                        (Some(94.9), Some(FailureThreshold::Count(2))),
+                        (None, Some(FailureThreshold::Percent(0.0))),
+                    ] {
+                        let facts = StageFacts {
+                            stage: 1,
+                            stages: 3,
+                            name: "canary".into(),
+                            targeted,
+                            delivered,
+                            failed,
+                            failures: vec![("post-install".into(), failed)],
+                            in_stage: Duration::from_secs(soaked + 300),
+                            soaked: Duration::from_secs(soaked),
+                            soak: Duration::from_secs(1800),
+                            min_success,
+                            max_failures,
+                            previous: Vec::new(),
+                        };
+                        let script = set.advance(&facts);
+                        assert_eq!(script.fallback, None, "{facts:?}");
+                        let want = follow_gate(&facts);
+                        let wait = |a: &Advance| match a {
+                            Advance::Wait { wait, .. } => Some(*wait),
+                            _ => None,
+                        };
+                        assert_eq!(
+                            (script.value.word(), wait(&script.value)),
+                            (want.word(), wait(&want)),
+                            "{facts:?}"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared > 300, "{compared}");
+}
+
+/// An advance script that fails pauses the rollout; no script at all
+/// follows the gate.
+#[test]
+fn a_failing_advance_policy_pauses_and_none_follows_the_gate() {
+    use haifu_policy::{FailureThreshold, FallbackCause, StageFacts};
+    let facts = StageFacts {
+        stage: 1,
+        stages: 2,
+        name: "canary".into(),
+        targeted: 10,
+        delivered: 10,
+        failed: 0,
+        failures: Vec::new(),
+        in_stage: Duration::from_secs(60),
+        soaked: Duration::from_secs(60),
+        soak: Duration::ZERO,
+        min_success: None,
+        max_failures: Some(FailureThreshold::Count(0)),
+        previous: Vec::new(),
+    };
+    let none = PolicySet::defaults().advance(&facts);
+    assert_eq!(none.value.word(), "proceed");
+    assert_eq!(
+        none.fallback.map(|f| f.cause),
+        Some(FallbackCause::NotConfigured)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("advance.rhai");
+    std::fs::write(&broken, "fn advance(ctx) { ctx.no_such_fact }").unwrap();
+    let set = PolicySet::load(&PolicyPaths {
+        advance: Some(broken),
+        ..PolicyPaths::default()
+    })
+    .unwrap();
+    let out = set.advance(&facts);
+    assert_eq!(out.value.word(), "pause");
+    assert!(out.fallback.is_some());
 }

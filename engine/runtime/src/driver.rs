@@ -105,6 +105,17 @@ pub enum RunError {
     /// No such run.
     #[error("run {0} does not exist")]
     NoSuchRun(i64),
+    /// The workflow has stages, which runs do not enforce yet: refused
+    /// rather than sent to every target at once.
+    #[error(
+        "{}: stages are not enforced by runs yet, and a run would send the version to every target at once; see what the stages would do with: haifu simulate {}",
+        file.display(),
+        file.display()
+    )]
+    StagesNotEnforced {
+        /// The workflow.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Collects one transition's events, logging each as it is added.
@@ -138,6 +149,11 @@ pub fn create(
     fleet: &RunFleet,
     targets: &[(String, String)],
 ) -> Result<i64, RunError> {
+    if !plan.stages.is_empty() {
+        return Err(RunError::StagesNotEnforced {
+            file: plan.file.clone(),
+        });
+    }
     let state = RunState::default();
     let state_json = serde_json::to_string(&state).unwrap_or_default();
     let id = ledger.create_run(&NewRun {

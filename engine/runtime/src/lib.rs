@@ -17,5 +17,7 @@ pub mod gate;
 pub mod machine;
 pub mod register;
 pub mod report;
+pub mod rollout;
 pub mod session;
 pub mod sim;
+pub mod stage;

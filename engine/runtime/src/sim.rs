@@ -148,6 +148,13 @@ impl SimFleet {
         None
     }
 
+    /// Whether the new version fails its post-install check on `client`,
+    /// for a release that fails with probability `rate` (a draw of its
+    /// own, independent of the rounds').
+    pub fn install_fails(&self, client: u32, rate: f64) -> bool {
+        self.uniform(client, 0, 7) < rate.clamp(0.0, 1.0)
+    }
+
     /// When a straggler boots again, for a run from `start` to `deadline`.
     pub fn boot_at(&self, client: u32, start: Timestamp, deadline: Timestamp) -> Timestamp {
         let span = deadline.duration_since(start).as_secs_f64().max(0.0) * 1.5;

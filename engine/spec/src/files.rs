@@ -29,6 +29,7 @@ pub(crate) fn named(raw: &RawSpec) -> Vec<Named> {
         (Role::Restrict, &policies.restrict),
         (Role::Disconnect, &policies.disconnect),
         (Role::Broadcast, &policies.broadcast),
+        (Role::Advance, &policies.advance),
     ] {
         if let Some(p) = p {
             out.push((

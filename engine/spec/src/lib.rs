@@ -35,6 +35,7 @@ mod quantity;
 mod raw;
 mod schema;
 mod shape;
+mod stages;
 pub mod steps;
 mod suggest;
 mod timing;
@@ -52,6 +53,7 @@ pub use raw::{
     Parsed, RawArtifact, RawPolicies, RawSchedule, RawSpec, RawTargets, RawTransports, parse,
 };
 pub use schema::schema;
+pub use stages::{FailureLimit, MAX_STAGES, RawGate, RawStage, Stage, StageGate};
 pub use steps::{Step, StepKind};
 pub use timing::Window;
 pub use transports::{PluginInventory, PluginState, check_transports};

@@ -8,6 +8,7 @@ use jiff::tz::TimeZone;
 
 use crate::error::SpecWarning;
 use crate::pos::Spanned;
+use crate::stages::Stage;
 use crate::steps::Step;
 use crate::timing::Window;
 
@@ -33,6 +34,9 @@ pub struct Plan {
     pub rate: Option<u64>,
     /// `policies`.
     pub policies: Policies,
+    /// `stages`, in order: empty when the workflow has none (every target
+    /// installs at once).
+    pub stages: Vec<Stage>,
     /// `steps`, in order (the order is valid).
     pub steps: Vec<Step>,
     /// Things that will work but probably not as meant.
@@ -97,6 +101,8 @@ pub struct Policies {
     pub disconnect: Option<Spanned<PathBuf>>,
     /// `policies.broadcast`.
     pub broadcast: Option<Spanned<PathBuf>>,
+    /// `policies.advance`.
+    pub advance: Option<Spanned<PathBuf>>,
 }
 
 impl Policies {
@@ -107,6 +113,7 @@ impl Policies {
             Role::Restrict => self.restrict.as_ref(),
             Role::Disconnect => self.disconnect.as_ref(),
             Role::Broadcast => self.broadcast.as_ref(),
+            Role::Advance => self.advance.as_ref(),
         }
     }
 
@@ -117,6 +124,7 @@ impl Policies {
             restrict: self.restrict.as_ref().map(|p| p.value.clone()),
             disconnect: self.disconnect.as_ref().map(|p| p.value.clone()),
             broadcast: self.broadcast.as_ref().map(|p| p.value.clone()),
+            advance: self.advance.as_ref().map(|p| p.value.clone()),
         }
     }
 }

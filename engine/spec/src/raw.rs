@@ -7,6 +7,7 @@ use crate::error::{ErrorKind, SpecError};
 use crate::fields::{Cx, MapReader, string, string_list};
 use crate::pos::{Pos, Spanned};
 use crate::shape::{self, Key};
+use crate::stages::{self, RawStage};
 use crate::steps::{self, Step, StepKind};
 use haifu_yaml::{self, Node, Value};
 
@@ -33,6 +34,10 @@ pub struct RawSpec {
     pub rate: Option<Spanned<String>>,
     /// `policies`.
     pub policies: RawPolicies,
+    /// `stages` that parsed (empty without the key).
+    pub stages: Vec<RawStage>,
+    /// Where `stages` is, if present.
+    pub stages_pos: Option<Pos>,
     /// `steps` that parsed.
     pub steps: Vec<Step>,
     /// Where `steps` is, if present.
@@ -97,7 +102,7 @@ pub struct RawTransports {
     pub unicast: Option<Spanned<String>>,
 }
 
-/// `policies: { retry, restrict, disconnect, broadcast }`.
+/// `policies: { retry, restrict, disconnect, broadcast, advance }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawPolicies {
     /// `retry`.
@@ -108,6 +113,8 @@ pub struct RawPolicies {
     pub disconnect: Option<Spanned<String>>,
     /// `broadcast`.
     pub broadcast: Option<Spanned<String>>,
+    /// `advance`.
+    pub advance: Option<Spanned<String>>,
 }
 
 /// Stage 1 with its errors: a raw spec (as much as could be read) and every
@@ -156,6 +163,7 @@ fn parse_into(file: &Path, text: &str, cx: &mut Cx) -> Option<RawSpec> {
         transports_key,
         rate_key,
         policies_key,
+        stages_key,
         steps_key,
     ] = shape::TOP;
     let name = text_field(&mut top, name_key, cx);
@@ -171,6 +179,10 @@ fn parse_into(file: &Path, text: &str, cx: &mut Cx) -> Option<RawSpec> {
     let policies = field(&mut top, policies_key, cx)
         .and_then(|n| policies(n, policies_key.name, cx))
         .unwrap_or_default();
+    let stages_node = field(&mut top, stages_key, cx);
+    let stages = stages_node
+        .map(|n| stages::parse(n, cx))
+        .unwrap_or_default();
     let steps_node = field(&mut top, steps_key, cx);
     let (steps, kinds) = steps_node.map(|n| steps(n, cx)).unwrap_or_default();
     top.finish(shape::TOP, cx);
@@ -184,6 +196,8 @@ fn parse_into(file: &Path, text: &str, cx: &mut Cx) -> Option<RawSpec> {
         transports,
         rate,
         policies,
+        stages,
+        stages_pos: stages_node.map(|n| n.pos),
         steps,
         steps_pos: steps_node.map(|n| n.pos),
         kinds,
@@ -274,6 +288,7 @@ fn policies(node: &Node, section: &str, cx: &mut Cx) -> Option<RawPolicies> {
         restrict: text_field(&mut m, &shape::RESTRICT, cx),
         disconnect: text_field(&mut m, &shape::DISCONNECT, cx),
         broadcast: text_field(&mut m, &shape::BROADCAST_POLICY, cx),
+        advance: text_field(&mut m, &shape::ADVANCE, cx),
     };
     m.finish(shape::POLICIES, cx);
     Some(p)

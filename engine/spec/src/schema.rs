@@ -66,6 +66,15 @@ fn value(key: &Key) -> Value {
             Value::Object(m)
         }
         Kind::Steps => json!({"type": "array", "minItems": 1, "items": step()}),
+        Kind::List { keys, any_of } => {
+            let mut item = mapping(keys);
+            let one: Vec<Value> = any_of
+                .iter()
+                .map(|k| json!({"required": [k], "properties": {*k: {"minItems": 1}}}))
+                .collect();
+            item.insert("anyOf".into(), Value::Array(one));
+            json!({"type": "array", "minItems": 1, "items": item})
+        }
     };
     if let Value::Object(m) = &mut v {
         m.insert("description".into(), key.doc.into());

@@ -41,6 +41,14 @@ pub(crate) enum Kind {
     MapOfLists(&'static [Key]),
     /// The list of steps ([`crate::steps`] knows each step's options).
     Steps,
+    /// A non-empty list of mappings of these keys, each naming at least one
+    /// of the keys `any_of` holds (`stages`).
+    List {
+        /// The keys of each entry.
+        keys: &'static [Key],
+        /// At least one of these must be present in each entry.
+        any_of: &'static [&'static str],
+    },
 }
 
 /// The names of `keys`, for the unknown-key check and its suggestion.
@@ -172,11 +180,107 @@ pub(crate) const BROADCAST_POLICY: Key = key(
     Kind::Text,
     "Script with round_budget(ctx); default: 2% proactive repair, 3x the artifact's bytes.",
 );
+/// `policies.advance`.
+pub(crate) const ADVANCE: Key = key(
+    "advance",
+    false,
+    Kind::Text,
+    "Script with advance(ctx): after each stage, proceed, wait, pause or abort; default: \
+     the stages' gates to the letter.",
+);
 /// `policies`'s keys.
-pub(crate) const POLICIES: &[Key] = &[RETRY, RESTRICT, DISCONNECT, BROADCAST_POLICY];
+pub(crate) const POLICIES: &[Key] = &[RETRY, RESTRICT, DISCONNECT, BROADCAST_POLICY, ADVANCE];
+
+/// `stages[].gate.soak`.
+pub(crate) const SOAK: Key = key(
+    "soak",
+    false,
+    Kind::Text,
+    "How long the stage's clients run the new version before the advance policy \
+     decides: a duration (30m, 2h, 1d) counted from the end of the stage's broadcast. \
+     Default: no soak.",
+);
+/// `stages[].gate.min_success`.
+pub(crate) const MIN_SUCCESS: Key = key(
+    "min_success",
+    false,
+    Kind::Text,
+    "The share of the stage's clients that must have installed without failing, as a \
+     percentage (95%, 99.5%), before the next stage starts.",
+);
+/// `stages[].gate.max_failures`.
+pub(crate) const MAX_FAILURES: Key = key(
+    "max_failures",
+    false,
+    Kind::Text,
+    "The most failed installs the stage tolerates: a percentage of its clients (2%) or \
+     a count (3). Above it the run pauses.",
+);
+/// `stages[].gate`'s keys.
+pub(crate) const GATE: &[Key] = &[SOAK, MIN_SUCCESS, MAX_FAILURES];
+/// `stages[].name`.
+pub(crate) const STAGE_NAME: Key = key(
+    "name",
+    false,
+    Kind::Text,
+    "The stage's name, as the audit shows it (a name: letters, digits, '.', '_', '-'). \
+     Default: stage-N.",
+);
+/// `stages[].relays`.
+pub(crate) const STAGE_RELAYS: Key = key(
+    "relays",
+    false,
+    Kind::TextList,
+    "Every client behind these relays (not in an earlier stage) is in the stage.",
+);
+/// `stages[].clients`.
+pub(crate) const STAGE_CLIENTS: Key = key(
+    "clients",
+    false,
+    Kind::TextList,
+    "These clients, by name (not in an earlier stage), are in the stage.",
+);
+/// `stages[].percent`.
+pub(crate) const STAGE_PERCENT: Key = key(
+    "percent",
+    false,
+    Kind::Count { min: 1, max: 100 },
+    "This percentage (1 to 100, rounded up) of the clients in no earlier stage, chosen \
+     by the seed; percent: 100 takes every remaining client.",
+);
+/// `stages[].seed`.
+pub(crate) const STAGE_SEED: Key = key(
+    "seed",
+    false,
+    Kind::Count {
+        min: 0,
+        max: u32::MAX as u64,
+    },
+    "Which clients a percent draws: the same seed and fleet draw the same clients. \
+     Default: 0.",
+);
+/// `stages[].gate`.
+pub(crate) const STAGE_GATE: Key = key(
+    "gate",
+    false,
+    Kind::Map(GATE),
+    "When the next stage may start: soak, min_success, max_failures. Without a gate \
+     the next stage starts when the stage's broadcast is over.",
+);
+/// One stage's keys.
+pub(crate) const STAGE: &[Key; 6] = &[
+    STAGE_NAME,
+    STAGE_RELAYS,
+    STAGE_CLIENTS,
+    STAGE_PERCENT,
+    STAGE_SEED,
+    STAGE_GATE,
+];
+/// The keys of which a stage names at least one.
+pub(crate) const STAGE_TARGETS: &[&str] = &["relays", "clients", "percent"];
 
 /// The top-level keys.
-pub(crate) const TOP: &[Key; 9] = &[
+pub(crate) const TOP: &[Key; 10] = &[
     NAME,
     DESCRIPTION,
     key("artifact", true, Kind::Map(ARTIFACT), "What to distribute."),
@@ -209,6 +313,17 @@ pub(crate) const TOP: &[Key; 9] = &[
         false,
         Kind::Map(POLICIES),
         "Rhai scripts, relative to the workflow's folder.",
+    ),
+    key(
+        "stages",
+        false,
+        Kind::List {
+            keys: STAGE,
+            any_of: STAGE_TARGETS,
+        },
+        "A phased rollout: the broadcast goes to one stage at a time, in order, and the \
+         advance policy decides after each stage's gate whether the next one starts. \
+         Without stages every target installs at once.",
     ),
     key(
         "steps",

@@ -11,6 +11,7 @@ use crate::plan::{Artifact, Plan, Policies, Schedule, Targets, Transports, resol
 use crate::pos::{Pos, Spanned};
 use crate::quantity::parse_rate;
 use crate::raw::{RawArtifact, RawSchedule, RawSpec, RawTargets, RawTransports};
+use crate::stages;
 use crate::steps::{self, Step, StepKind};
 use crate::timing::{Window, parse_datetime, parse_duration};
 
@@ -18,7 +19,7 @@ use crate::timing::{Window, parse_datetime, parse_duration};
 /// `.`, `_`, `-`; at most this long.
 const MAX_NAME: usize = 128;
 
-fn check_name(cx: &mut Cx, name: &Spanned<String>, key: &str) {
+pub(crate) fn check_name(cx: &mut Cx, name: &Spanned<String>, key: &str) {
     let v = &name.value;
     let ok = !v.is_empty()
         && v.len() <= MAX_NAME
@@ -109,6 +110,7 @@ pub fn validate(raw: &RawSpec) -> Result<Plan, Vec<SpecError>> {
         restrict: resolve_policy(&raw.policies.restrict),
         disconnect: resolve_policy(&raw.policies.disconnect),
         broadcast: resolve_policy(&raw.policies.broadcast),
+        advance: resolve_policy(&raw.policies.advance),
     };
     if raw.steps_pos.is_none() {
         missing(&mut cx, "steps");
@@ -116,7 +118,25 @@ pub fn validate(raw: &RawSpec) -> Result<Plan, Vec<SpecError>> {
     let window = schedule.as_ref().map(|s| (s.start, s.deadline));
     steps::validate_each(&raw.steps, window, &mut cx);
     steps::validate_order(&raw.kinds, &mut cx);
+    // Relays a stage names must be targeted; with target groups (not
+    // resolved to relays here) that cannot be checked.
+    let target_relays = raw
+        .targets
+        .as_ref()
+        .filter(|t| t.groups.is_empty())
+        .map(|t| t.relays.iter().map(|r| r.value.clone()).collect::<Vec<_>>());
+    let has_broadcast = raw.kinds.iter().any(|(k, _)| *k == StepKind::Broadcast);
+    let stages = stages::validate(
+        &raw.stages,
+        target_relays.as_deref(),
+        has_broadcast,
+        raw.stages_pos,
+        &mut cx,
+    );
     warn_about_policies(&raw.steps, &policies, &mut cx);
+    if let (true, Some(p)) = (raw.stages.is_empty(), &policies.advance) {
+        cx.warn(p.pos, "advance policy unused: there are no stages");
+    }
 
     match (name, artifact, targets, schedule, transports) {
         (Some(name), Some(artifact), Some(targets), Some(schedule), Some(transports))
@@ -132,6 +152,7 @@ pub fn validate(raw: &RawSpec) -> Result<Plan, Vec<SpecError>> {
                 transports,
                 rate,
                 policies,
+                stages,
                 steps: raw.steps.clone(),
                 warnings: cx.warnings,
             })

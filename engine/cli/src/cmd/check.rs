@@ -103,8 +103,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 for w in &plan.warnings {
                     eprintln!("{w}");
                 }
+                let stages = match plan.stages.len() {
+                    0 => String::new(),
+                    n => format!(", {n} stages"),
+                };
                 println!(
-                    "{}: ok ({} {}, {} steps)",
+                    "{}: ok ({} {}, {} steps{stages})",
                     wf.display(),
                     plan.artifact.name,
                     plan.artifact.version,

@@ -19,7 +19,7 @@ const BAD_INPUT: u8 = 2;
 pub(crate) enum Command {
     /// Run a policy's table-driven cases: facts in, expected decision out.
     #[command(after_help = "Each case calls one entry point (next_round, allow, \
-disconnect or round_budget) with facts and states the decision it expects (see policies/README.md, \
+disconnect, round_budget or advance) with facts and states the decision it expects (see policies/README.md, \
 \"Testing policies\"). A case fails when the decision or the reason differs, or when the \
 script did not answer and the safe default was used (unless the case says fallback: true). \
 Prints one line per case (ok or FAIL, with FILE:LINE:COLUMN of the case), and for each \
@@ -34,12 +34,14 @@ be used (every problem printed as FILE:LINE:COLUMN: message).")]
 window\n  allow: client.id client.version client.newest client.behind client.state \
 client.last_contact service.name service.since now\n  disconnect: the client.* facts and now\n  \
 round_budget: round rounds size rate remaining last_loss last_decoded now time_zone start \
-deadline window\n\n\
+deadline window\n  advance: stage stages name targeted delivered failed failures in_stage soaked soak \
+min_success max_failures\n\n\
 Examples:\n  haifu policy eval policies/retry.rhai next_round --fact round=1 rounds=3 \
 delivered=2 total=10 time_zone=Asia/Tokyo now=2026-12-01T02:30:00+09:00\n  haifu policy eval \
 policies/disconnect.rhai disconnect --fact client.version=2.3.0 client.newest=2.4.0 \
 client.last_contact=-40d\n  haifu policy eval policies/broadcast.rhai round_budget --fact round=3 \
-rounds=3 size=64MiB rate=100Mbit/s last_loss=0.05\n\nExit status: 0 when the script answered, 1 when it did not and the \
+rounds=3 size=64MiB rate=100Mbit/s last_loss=0.05\n  haifu policy eval policies/advance.rhai \
+advance --fact targeted=50 failures=post-install=3 max_failures=2%\n\nExit status: 0 when the script answered, 1 when it did not and the \
 safe default was used (the reason is printed), 2 on a bad fact or a script that does not \
 compile."
     )]
@@ -85,6 +87,8 @@ enum Entry {
     /// round_budget(ctx): the broadcast policy, a round's budget.
     #[value(name = "round_budget")]
     RoundBudget,
+    /// advance(ctx): after a stage of a phased rollout, proceed, wait, pause or abort.
+    Advance,
 }
 
 impl Entry {
@@ -94,6 +98,7 @@ impl Entry {
             Entry::Allow => Role::Restrict,
             Entry::Disconnect => Role::Disconnect,
             Entry::RoundBudget => Role::Broadcast,
+            Entry::Advance => Role::Advance,
         }
     }
 }

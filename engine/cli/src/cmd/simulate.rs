@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use haifu_runtime::clock::VirtualClock;
 use haifu_runtime::driver::{self, Env};
 use haifu_runtime::report::Report;
+use haifu_runtime::rollout::{Ending, Rollout, RolloutReport};
 use haifu_runtime::sim::SimRun;
 
 use super::check;
@@ -23,14 +24,28 @@ offline in a round with probability --offline and loses each datagram with proba
 datagrams from all rounds add up, as with the real fountain-code broadcast. Stragglers boot again \
 at random times and take a delta; those still missing at the deadline meet the disconnect policy.
 
-Example:
-  haifu simulate workflows/nightly-store-rollout.yaml --clients 20000 --loss 5 --offline 30"
+A workflow with stages: (or any workflow with --fail) is simulated as a phased rollout: stage \
+by stage, the stage's clients get the rounds, each install fails its post-install check with \
+probability --fail, and the advance policy (or the stages' gates) decides after each stage \
+whether the next starts, waits, pauses or aborts; the report shows each stage's clients, \
+delivered, failed and pending, the decision and why, and how many clients the release reached. \
+The modelled relays take the names of targets.relays in order. A phased simulation models no \
+deltas within a stage and keeps no ledger.
+
+Examples:
+  haifu simulate workflows/nightly-store-rollout.yaml --clients 20000 --loss 5 --offline 30
+  haifu simulate workflows/canary-rollout.yaml --fail 10"
 )]
 pub(crate) struct Args {
     /// The workflow.
     workflow: PathBuf,
     #[command(flatten)]
     fleet: FleetArgs,
+    /// Percent of installs of the new version whose post-install check
+    /// fails (0-100): what a bad release would do under the workflow's
+    /// stages and advance policy.
+    #[arg(long, value_name = "PCT")]
+    fail: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -87,6 +102,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {}", plan.artifact.path.value.display()))?
         .len();
     let params = args.fleet.params(size)?;
+    if !plan.stages.is_empty() || args.fail.is_some() {
+        let fail = match &args.fail {
+            Some(f) => super::fleet_args::percent("--fail", f)?,
+            None => 0.0,
+        };
+        return phased(&args, &plan, &policies, params, fail);
+    }
 
     // A throw-away home: the simulation leaves nothing behind.
     let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
@@ -137,4 +159,103 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         print!("{}", report.to_text());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A phased rollout on the modelled fleet ([`Rollout`]).
+fn phased(
+    args: &Args,
+    plan: &haifu_spec::Plan,
+    policies: &haifu_policy::PolicySet,
+    params: haifu_runtime::sim::SimParams,
+    fail: f64,
+) -> Result<ExitCode> {
+    let fleet = haifu_runtime::sim::SimFleet::new(params);
+    let report = Rollout {
+        plan,
+        stages: &plan.stages,
+        fleet: &fleet,
+        fail,
+        policies,
+    }
+    .run();
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("workflow".into(), plan.file.display().to_string().into());
+            o.insert("clients".into(), args.fleet.clients.into());
+            o.insert("fail".into(), fail.into());
+        }
+        output::json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "simulated {} as a phased rollout ({} clients, {} relays, loss {}%, offline {}% per round, {}% of installs fail, seed {})",
+        plan.file.display(),
+        args.fleet.clients,
+        args.fleet.relays,
+        args.fleet.loss.trim_end_matches('%'),
+        args.fleet.offline.trim_end_matches('%'),
+        fail * 100.0,
+        args.fleet.seed
+    );
+    print!("{}", rollout_text(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report as a table and two summary lines.
+fn rollout_text(r: &RolloutReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let width = r
+        .stages
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "{:width$}  {:>8}  {:>9}  {:>6}  {:>7}  {:>6}  decision",
+        "stage", "clients", "delivered", "failed", "pending", "rounds"
+    );
+    for s in &r.stages {
+        let _ = writeln!(
+            out,
+            "{:width$}  {:>8}  {:>9}  {:>6}  {:>7}  {:>6}  {} at {}: {}",
+            s.name,
+            s.targeted,
+            s.delivered,
+            s.failed,
+            s.pending,
+            s.rounds,
+            s.decision,
+            s.decided,
+            s.reason
+        );
+    }
+    let last = r.stages.last().map_or("", |s| s.name.as_str());
+    let stage_no = r.stages.len();
+    let _ = match r.ending {
+        Ending::Complete => writeln!(out, "complete: every stage passed its gate"),
+        Ending::Paused => writeln!(out, "paused after stage {stage_no} ({last})"),
+        Ending::Aborted => writeln!(out, "aborted after stage {stage_no} ({last})"),
+        Ending::Deadline => writeln!(
+            out,
+            "the deadline passed while stage {stage_no} ({last}) waited"
+        ),
+    };
+    let total = r.installed + r.untouched + r.stages.iter().map(|s| s.pending).sum::<u64>();
+    let _ = write!(
+        out,
+        "the release reached {} of {} clients; {} never received it",
+        r.installed, total, r.untouched
+    );
+    if !r.not_started.is_empty() {
+        let _ = write!(out, " (stages not started: {})", r.not_started.join(", "));
+    }
+    if r.outside > 0 {
+        let _ = write!(out, "; {} are in no stage", r.outside);
+    }
+    out.push('\n');
+    out
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 
+use crate::advance::{FailureThreshold, StageFacts};
 use crate::decision::Role;
 use crate::facts::{BudgetFacts, ClientFacts, RoundFacts, ServiceFacts};
 
@@ -63,6 +64,20 @@ const DISCONNECT_KEYS: &[&str] = &[
     "client.last_contact",
     "now",
 ];
+const ADVANCE_KEYS: &[&str] = &[
+    "stage",
+    "stages",
+    "name",
+    "targeted",
+    "delivered",
+    "failed",
+    "failures",
+    "in_stage",
+    "soaked",
+    "soak",
+    "min_success",
+    "max_failures",
+];
 const STATES: &[&str] = &[
     "pending",
     "delivered",
@@ -94,6 +109,8 @@ pub enum Call {
     },
     /// `round_budget(ctx)`.
     RoundBudget(BudgetFacts),
+    /// `advance(ctx)`.
+    Advance(StageFacts),
 }
 
 /// A `--fact` that cannot be used, naming the fact.
@@ -114,6 +131,7 @@ impl Call {
             Call::Allow { .. } => Role::Restrict,
             Call::Disconnect { .. } => Role::Disconnect,
             Call::RoundBudget(_) => Role::Broadcast,
+            Call::Advance(_) => Role::Advance,
         }
     }
 
@@ -130,6 +148,7 @@ impl Call {
             Role::Restrict => ALLOW_KEYS,
             Role::Disconnect => DISCONNECT_KEYS,
             Role::Broadcast => BUDGET_KEYS,
+            Role::Advance => ADVANCE_KEYS,
         }
     }
 
@@ -261,6 +280,7 @@ pub(crate) fn build<P: Copy>(
             Call::Disconnect { client, now }
         }
         Role::Broadcast => Call::RoundBudget(budget_facts(&mut f)),
+        Role::Advance => Call::Advance(stage_facts(&mut f)),
     };
     if f.errors.is_empty() {
         Ok(call)
@@ -367,6 +387,66 @@ fn budget_facts<P: Copy>(f: &mut Facts<'_, P>) -> BudgetFacts {
         deadline: s.deadline,
         window: s.window,
     }
+}
+
+/// Defaults: stage 1 of 3, 10 targeted, all delivered, none failed, an
+/// hour in the stage, soaked, no gate.
+fn stage_facts<P: Copy>(f: &mut Facts<'_, P>) -> StageFacts {
+    let targeted: u64 = f.read("targeted", number).unwrap_or(10);
+    let failures = f.read("failures", failures).unwrap_or_default();
+    let failed: u64 = f
+        .read("failed", number)
+        .unwrap_or_else(|| failures.iter().map(|(_, n)| n).sum());
+    StageFacts {
+        stage: f.read("stage", number).unwrap_or(1),
+        stages: f.read("stages", number).unwrap_or(3),
+        name: f.read("name", text).unwrap_or_else(|| "stage-1".into()),
+        delivered: f
+            .read("delivered", number)
+            .unwrap_or_else(|| targeted.saturating_sub(failed)),
+        targeted,
+        failed,
+        failures,
+        in_stage: f
+            .read("in_stage", duration)
+            .unwrap_or(Duration::from_secs(3600)),
+        soaked: f
+            .read("soaked", duration)
+            .unwrap_or(Duration::from_secs(3600)),
+        soak: f.read("soak", duration).unwrap_or_default(),
+        min_success: f.read_optional("min_success", percent).unwrap_or(None),
+        max_failures: f
+            .read_optional("max_failures", |t| {
+                if t.ends_with('%') {
+                    percent(t).map(FailureThreshold::Percent)
+                } else {
+                    number(t).map(FailureThreshold::Count)
+                }
+            })
+            .unwrap_or(None),
+        previous: Vec::new(),
+    }
+}
+
+/// `95%` → 95.0.
+fn percent(t: &str) -> Result<f64, String> {
+    t.strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| format!("{t:?} is not a percentage like 95%"))
+}
+
+/// `post-install=2, health=1`.
+fn failures(t: &str) -> Result<Vec<(String, u64)>, String> {
+    t.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (reason, n) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not reason=count"))?;
+            Ok((reason.trim().to_string(), number(n.trim())?))
+        })
+        .collect()
 }
 
 fn client_facts<P: Copy>(f: &mut Facts<'_, P>, now: Timestamp) -> ClientFacts {

@@ -13,6 +13,7 @@ const CASE_KEYS: &[&str] = &[
     "allow",
     "disconnect",
     "round_budget",
+    "advance",
     "expect",
 ];
 
@@ -24,6 +25,14 @@ pub(super) fn expect_keys(role: Role) -> &'static [&'static str] {
         Role::Restrict => &["allow", "reason", "reason_contains", "fallback"],
         Role::Disconnect => &["cut", "reason", "reason_contains", "fallback"],
         Role::Broadcast => &["proactive", "budget", "time", "silence", "fallback"],
+        Role::Advance => &[
+            "decide",
+            "wait",
+            "rollback",
+            "reason",
+            "reason_contains",
+            "fallback",
+        ],
     }
 }
 
@@ -96,7 +105,7 @@ fn case(node: &Node, problems: &mut Problems) -> Option<Case> {
                 Some(t) if !t.trim().is_empty() => name = Some(t.trim().to_string()),
                 _ => problems.push((value.pos, "name: expected the case's name".into())),
             },
-            Some(k @ ("next_round" | "allow" | "disconnect" | "round_budget")) => {
+            Some(k @ ("next_round" | "allow" | "disconnect" | "round_budget" | "advance")) => {
                 if let Some((other, _, _)) = &call {
                     problems.push((
                         key.pos,
@@ -108,6 +117,7 @@ fn case(node: &Node, problems: &mut Problems) -> Option<Case> {
                     "next_round" => Role::Retry,
                     "allow" => Role::Restrict,
                     "round_budget" => Role::Broadcast,
+                    "advance" => Role::Advance,
                     _ => Role::Disconnect,
                 };
                 call = Some((k, role, value));
@@ -122,7 +132,7 @@ fn case(node: &Node, problems: &mut Problems) -> Option<Case> {
     let Some((entry, role, facts_node)) = call else {
         problems.push((
             node.pos,
-            "a case needs one of `next_round:`, `allow:`, `disconnect:` or `round_budget:`".into(),
+            "a case needs one of `next_round:`, `allow:`, `disconnect:`, `round_budget:` or `advance:`".into(),
         ));
         return None;
     };
@@ -207,6 +217,7 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
     let before = problems.len();
     let (mut stop, mut wait, mut decision, mut reason, mut fallback) =
         (None, None, None, None, false);
+    let (mut decide, mut rollback) = (None, None);
     let mut budget = ExpectedBudget::default();
     for (key, value) in entries {
         let k = key.scalar().unwrap_or("");
@@ -231,6 +242,17 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
             "allow" => decision = boolean(value, "expect.allow", problems).map(Expected::Allow),
             "cut" => decision = boolean(value, "expect.cut", problems).map(Expected::Cut),
             "fallback" => fallback = boolean(value, "expect.fallback", problems).unwrap_or(false),
+            "rollback" => rollback = boolean(value, "expect.rollback", problems),
+            "decide" => match value.scalar().map(str::trim) {
+                Some(w @ ("proceed" | "wait" | "pause" | "abort")) => decide = Some(w.to_string()),
+                _ => problems.push((
+                    value.pos,
+                    format!(
+                        "expect.decide: expected proceed, wait, pause or abort, found {}",
+                        found(value)
+                    ),
+                )),
+            },
             "proactive" => budget.proactive = fraction(value, "expect.proactive", problems),
             "budget" => budget.bytes = fraction(value, "expect.budget", problems),
             "time" => budget.time = seconds(value, "expect.time", problems),
@@ -263,6 +285,13 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
             (None, None) => None,
         };
     }
+    if role == Role::Advance {
+        decision = decide.map(|decide| Expected::Advance {
+            decide,
+            wait,
+            rollback,
+        });
+    }
     if role == Role::Broadcast && budget != ExpectedBudget::default() {
         decision = Some(Expected::Budget(budget));
     }
@@ -272,6 +301,7 @@ fn expect(role: Role, node: &Node, problems: &mut Problems) -> Option<Expect> {
             Role::Restrict => "`allow: true|false`",
             Role::Disconnect => "`cut: true|false`",
             Role::Broadcast => "one or more of `proactive`, `budget`, `time`, `silence`",
+            Role::Advance => "`decide: proceed|wait|pause|abort`",
         };
         problems.push((node.pos, format!("expect: state the decision with {what}")));
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Call, Case, Expected, Pos, ReadFailure};
+use crate::advance::Advance;
 use crate::budget::Budget;
 use crate::decision::{Fallback, FallbackCause, NextRound, Outcome, Role};
 use crate::error::PolicyError;
@@ -64,6 +65,19 @@ pub enum Answer {
         /// Silence that drops a listener from the wait, in seconds.
         silence: f64,
     },
+    /// `advance`.
+    Advance {
+        /// `proceed`, `wait`, `pause` or `abort`.
+        decide: &'static str,
+        /// Seconds to wait (with `wait`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wait_secs: Option<f64>,
+        /// Whether an abort rolls the stage back (with `abort`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rollback: Option<bool>,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The result of one case.
@@ -118,6 +132,23 @@ impl std::fmt::Display for Answer {
                 f,
                 "proactive {proactive}, budget {budget}, time {time} s, silence {silence} s"
             ),
+            Answer::Advance {
+                decide,
+                wait_secs,
+                rollback,
+                reason,
+            } => {
+                f.write_str(decide)?;
+                if let Some(w) = wait_secs {
+                    write!(f, " {w} s")?;
+                }
+                match rollback {
+                    Some(true) => f.write_str(" with rollback")?,
+                    Some(false) => f.write_str(" without rollback")?,
+                    None => {}
+                }
+                write!(f, " ({reason:?})")
+            }
         }
     }
 }
@@ -235,6 +266,22 @@ impl PolicyUnderTest {
                 let (answer, fallback) = self.decide_budget(facts);
                 (answer.0, fallback)
             }
+            Call::Advance(facts) => {
+                let Outcome { value, fallback } = self.set.advance(facts);
+                let answer = Answer::Advance {
+                    decide: value.word(),
+                    wait_secs: match &value {
+                        Advance::Wait { wait, .. } => Some(wait.as_secs_f64()),
+                        _ => None,
+                    },
+                    rollback: match &value {
+                        Advance::Abort { rollback, .. } => Some(*rollback),
+                        _ => None,
+                    },
+                    reason: value.reason().to_string(),
+                };
+                (answer, fallback)
+            }
         }
     }
 
@@ -285,9 +332,9 @@ impl PolicyUnderTest {
         if let Some(want) = &case.expect.reason {
             let reason = match &got {
                 Answer::NextRound { reason, .. } => reason.as_deref(),
-                Answer::Allow { reason, .. } | Answer::Disconnect { reason, .. } => {
-                    Some(reason.as_str())
-                }
+                Answer::Allow { reason, .. }
+                | Answer::Disconnect { reason, .. }
+                | Answer::Advance { reason, .. } => Some(reason.as_str()),
                 Answer::RoundBudget { .. } => None,
             };
             match reason {
@@ -364,6 +411,23 @@ fn decision_matches(expected: &Expected, got: &Answer) -> bool {
         ) => !*stop && *wait_secs == Some(d.as_secs_f64()),
         (Expected::Allow(want), Answer::Allow { allow, .. }) => want == allow,
         (Expected::Cut(want), Answer::Disconnect { cut, .. }) => want == cut,
+        (
+            Expected::Advance {
+                decide: want,
+                wait,
+                rollback: want_rollback,
+            },
+            Answer::Advance {
+                decide,
+                wait_secs,
+                rollback,
+                ..
+            },
+        ) => {
+            want == decide
+                && wait.is_none_or(|w| *wait_secs == Some(w.as_secs_f64()))
+                && want_rollback.is_none_or(|r| *rollback == Some(r))
+        }
         _ => false,
     }
 }

@@ -48,10 +48,15 @@ fn expect(role: Role) -> Value {
             "stop" => (json!("boolean"), "next_round stops"),
             "wait" => (
                 json!(["integer", "string"]),
-                "next_round waits: seconds, or a duration like 20m",
+                "next_round or advance waits: seconds, or a duration like 20m",
             ),
             "allow" => (json!("boolean"), "allow's answer"),
             "cut" => (json!("boolean"), "disconnect's answer"),
+            "decide" => (
+                json!("string"),
+                "advance's decision: proceed, wait, pause or abort",
+            ),
+            "rollback" => (json!("boolean"), "whether advance's abort rolls back"),
             "fallback" => (
                 json!("boolean"),
                 "the script must fall back to the safe default",
