@@ -74,8 +74,11 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
         assert!(broken.contains(&d["client"].as_str().unwrap()), "{r:#}");
         assert!(d["reason"].as_str().unwrap().contains("2.4.0 is required"));
     }
-    // Bytes: a round costs each relay that sends it about 1.1x the
-    // artifact; the delta is a small fraction of the artifact.
+    // Bytes: a round costs each of the 2 relays what its worst listener's
+    // loss needs (at most 1.75 × 8%: 1.034 / 0.86 ≈ 1.2 × the artifact
+    // with the datagram headers), within the repair loop's 15% (the
+    // carousel's seeded simulation): at most 2 × 1.2 × 1.15 ≈ 2.8; the
+    // delta is a small fraction of the artifact.
     let art = n("artifact_bytes");
     let rounds = r["multicast_by_round"].as_array().unwrap();
     assert!(!rounds.is_empty());
@@ -85,7 +88,7 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
     );
     for b in rounds {
         let ratio = b.as_u64().unwrap() as f64 / art as f64;
-        assert!((1.0..=2.4).contains(&ratio), "{ratio} in {r:#}");
+        assert!((1.0..=2.8).contains(&ratio), "{ratio} in {r:#}");
     }
     assert_eq!(
         n("multicast_bytes"),
