@@ -336,6 +336,31 @@ impl Ledger {
             .map_err(LedgerError::sqlite(&self.path))
     }
 
+    /// The newest live run still running that lists `client` as a
+    /// straggler: the only kind of run a delta or full copy may be served
+    /// for (the caller also checks its delta window in the snapshot). A
+    /// finished run's stragglers are never served: the fleet may have
+    /// moved past its version since.
+    pub fn running_straggler_run(&self, client: &str) -> Result<Option<RunRow>, LedgerError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT r.id FROM runs r
+                 JOIN run_clients c ON c.run_id = r.id
+                 WHERE c.client = ?1 AND c.state = 'undelivered' AND r.fleet = ?2
+                   AND r.status = 'running'
+                 ORDER BY r.id DESC LIMIT 1",
+                params![client, crate::RunFleet::Live],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))?;
+        match id {
+            Some(id) => self.run(id),
+            None => Ok(None),
+        }
+    }
+
     /// The version pairs the stragglers of running live runs may need:
     /// `(artifact, installed version, run's version)` of every client not
     /// yet delivered, each pair once, so the master can build the deltas

@@ -276,6 +276,9 @@ pub fn resume(
                 machine.handle(&Input::Audited, now);
             }
             Command::ServeDeltas { until } => {
+                // The window's end goes to the ledger as it opens: the
+                // master serves stragglers only while it is open.
+                save(env, id, &machine, Vec::new(), Emitter::new(id))?;
                 let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
                 let not_before = machine.state().audited_at().unwrap_or(now).max(now);
                 let boots = fleet.delta_boots(&stragglers, not_before, until);

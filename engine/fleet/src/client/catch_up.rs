@@ -186,9 +186,19 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
     };
     // Not even asked for when it would not move this machine forward (the
     // signed manifest is checked again below).
-    let Some(target) = target.filter(|t| client.core().wants(t)) else {
+    let Some(target) = target else {
         return Ok(Check::UpToDate);
     };
+    if !client.core().wants(&target) {
+        if client.core().is_older(&target) {
+            client.metrics.refused_older(crate::metrics::Via::Master);
+            tracing::warn!(
+                version = %target.version,
+                "the master offers a version older than the installed one; refused (versions only move forward)"
+            );
+        }
+        return Ok(Check::UpToDate);
+    }
     let base = client
         .root
         .base_for_delta()
@@ -221,6 +231,7 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
         return Err(CatchUpError::NotTarget);
     }
     if !client.core().moves_forward(&manifest) {
+        client.metrics.refused_older(crate::metrics::Via::Master);
         tracing::warn!(
             version = %manifest.body.version,
             "the master offers a version not newer than the installed one; kept (versions only move forward)"

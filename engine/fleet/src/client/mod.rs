@@ -153,6 +153,7 @@ impl Client {
                         self.metrics.acknowledged();
                         let _ = std::fs::remove_file(self.pending_path());
                     }
+                    Effect::RefusedOlder => self.metrics.refused_older(Via::Broadcast),
                     Effect::Receive { session, manifest } => receive.push((session, manifest)),
                 }
             }

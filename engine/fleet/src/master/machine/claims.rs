@@ -87,7 +87,7 @@ impl MasterCore {
                     return self.refuse(out, conn, &peer, 0, &why);
                 }
                 let target = facts
-                    .straggler_target(&c.client)
+                    .straggler_target(&c.client, now)
                     .filter(|t| c.installed.as_ref() != Some(t));
                 self.next.touches.push(touch(&c, None, now));
                 out.send(conn, Message::Registered(Registered { target }));

@@ -60,7 +60,7 @@ impl Facts for Table {
     fn client_relay(&self, client: &str) -> Option<String> {
         self.relays.get(client).cloned()
     }
-    fn straggler_target(&self, _: &str) -> Option<ArtifactRef> {
+    fn straggler_target(&self, _: &str, _: Timestamp) -> Option<ArtifactRef> {
         None
     }
 }

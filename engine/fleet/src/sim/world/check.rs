@@ -7,6 +7,17 @@ impl World {
     /// After every step: the ledger counts only clients that installed,
     /// each once, in a round that was started.
     pub(super) fn check(&mut self) {
+        for c in &mut self.clients {
+            let now = c.disk.installed.as_ref().map(|a| a.version.clone());
+            assert!(
+                now >= c.highest,
+                "seed {}: {} went back from {:?} to {now:?}",
+                self.seed,
+                c.id,
+                c.highest
+            );
+            c.highest = now;
+        }
         if !std::mem::take(&mut self.dirty) {
             return;
         }

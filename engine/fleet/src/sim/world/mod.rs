@@ -110,6 +110,10 @@ struct ClientNode {
     /// A completion being written (lost if killed first).
     persisting: Option<crate::client::outbox::Pending>,
     receiving: Option<u64>,
+    /// The newest version this client ever ran: what it runs never goes
+    /// below it (versions only move forward; the simulation has no
+    /// rollback command).
+    highest: Option<haifu_core::Version>,
 }
 
 /// What happened across seeds.
@@ -229,17 +233,28 @@ impl World {
             })
             .collect();
         let clients: Vec<ClientNode> = (0..clients)
-            .map(|i| ClientNode {
-                id: format!("c{i}"),
-                relay: i % relays.len(),
-                core: None,
-                wire: None,
-                disk: Disk {
-                    installed: Some(artifact("1.0.0", 1)),
-                    pending: None,
-                },
-                persisting: None,
-                receiving: None,
+            .map(|i| {
+                // Some clients already moved past the run's version (another
+                // run took them to 1.2.0): the run's sessions must not take
+                // them back, whatever the faults.
+                let installed = if rng.chance(20) {
+                    artifact("1.2.0", 2)
+                } else {
+                    artifact("1.0.0", 1)
+                };
+                ClientNode {
+                    id: format!("c{i}"),
+                    relay: i % relays.len(),
+                    core: None,
+                    wire: None,
+                    highest: Some(installed.version.clone()),
+                    disk: Disk {
+                        installed: Some(installed),
+                        pending: None,
+                    },
+                    persisting: None,
+                    receiving: None,
+                }
             })
             .collect();
         let listed: Vec<(String, String)> = clients

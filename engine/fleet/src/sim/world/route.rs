@@ -108,6 +108,7 @@ impl World {
                 }
                 client::Effect::Persist(p) => self.clients[c].persisting = Some(p),
                 client::Effect::Forget => self.clients[c].disk.pending = None,
+                client::Effect::RefusedOlder => {}
                 client::Effect::Receive { session, .. } => {
                     self.clients[c].receiving = Some(session.run);
                 }
