@@ -122,3 +122,188 @@ fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
         "{fleet}"
     );
 }
+
+/// How many times [`a_killed_master_or_relay_is_back_and_the_run_moving_within_seconds`]
+/// kills each daemon: `HAIFU_RECOVERY_KILLS` (default 2; the issue's
+/// figures are taken with 10).
+fn kills() -> usize {
+    std::env::var("HAIFU_RECOVERY_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+/// The median and the worst of `v`, in milliseconds.
+fn median_worst(v: &mut [u128]) -> (u128, u128) {
+    v.sort_unstable();
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+/// Fast recovery: the master is SIGKILLed while a run's rounds are on air
+/// and started again at once; the relay is back and the next round on air
+/// within a few seconds of the restart (measured from the relay's log as
+/// the test reads it: the time from the restart to the relay's next
+/// "round starting"). Then the relay is SIGKILLed and restarted: its client
+/// is back behind it within a few seconds. Each time is printed; the
+/// assertion is loose (CI machines are slow), the note reports the figures
+/// of `HAIFU_RECOVERY_KILLS=10 cargo test -p haifu-cli --test recovery --
+/// --nocapture killed`.
+#[test]
+fn a_killed_master_or_relay_is_back_and_the_run_moving_within_seconds() {
+    let mut f = Fleet::new(1);
+    f.write_master("");
+    // Rounds follow each other closely: a round with no listener ends after
+    // its pass, and the master waits only 300 ms for completions.
+    let cfg = std::fs::read_to_string(f.path("master.yaml")).unwrap();
+    std::fs::write(
+        f.path("master.yaml"),
+        cfg.replace("settle_ms: 1500", "settle_ms: 300"),
+    )
+    .unwrap();
+    let port = f.write_relay("relay-a", f.master_port + 10);
+    for id in ["away", "here"] {
+        f.write_client(id, "relay-a", port, "");
+    }
+    f.artifact("app-1.bin", 256 << 10, 3);
+    f.workflow(
+        "long",
+        "app-1.bin",
+        "1.0.0",
+        &["relay-a"],
+        100,
+        0,
+        "200Mbit/s",
+    );
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    for id in ["away", "here"] {
+        f.start("client", id);
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    // `away` is targeted but gone: the run keeps sending rounds for it.
+    assert!(f.stop("away"));
+    std::thread::sleep(Duration::from_millis(800));
+    f.haifu_ok(&["run", "long.yaml", "--live", "--detach"]);
+    let starting = |f: &Fleet| f.log("relay-a").matches("round starting").count();
+    f.wait_for(60, "the first rounds", || starting(&f) >= 2);
+
+    let (mut back, mut moving) = (Vec::new(), Vec::new());
+    for k in 0..kills() {
+        // At a different moment of the round each time.
+        let seen = starting(&f);
+        f.wait_for(30, "a round on air", || starting(&f) > seen);
+        std::thread::sleep(Duration::from_millis(97 * k as u64 % 400));
+        let connected = f.log("relay-a").matches("connected to the master").count();
+        f.kill("master");
+        f.start("master", "master");
+        let restarted = std::time::Instant::now();
+        let (mut relay_back, mut round_on_air) = (None, None);
+        while round_on_air.is_none() || relay_back.is_none() {
+            assert!(
+                restarted.elapsed() < Duration::from_secs(60),
+                "kill {k}: no recovery\n{}",
+                f.dump()
+            );
+            let log = f.log("relay-a");
+            // Only a round the relay starts after it is back with the new
+            // master counts (not one it had queued from the old one).
+            let after_back = log
+                .match_indices("connected to the master")
+                .nth(connected)
+                .map(|(at, _)| &log[at..]);
+            if relay_back.is_none() && after_back.is_some() {
+                relay_back = Some(restarted.elapsed());
+            }
+            if round_on_air.is_none() && after_back.is_some_and(|l| l.contains("round starting")) {
+                round_on_air = Some(restarted.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (relay_back, round_on_air) = (relay_back.unwrap(), round_on_air.unwrap());
+        eprintln!(
+            "recovery: master kill {k}: relay back after {} ms, next round on air after {} ms",
+            relay_back.as_millis(),
+            round_on_air.as_millis()
+        );
+        back.push(relay_back.as_millis());
+        moving.push(round_on_air.as_millis());
+    }
+    let (median, worst) = median_worst(&mut moving);
+    let (back_median, back_worst) = median_worst(&mut back);
+    eprintln!(
+        "recovery: {} master kills: relay back median {back_median} ms, worst {back_worst} ms; \
+         next round on air median {median} ms, worst {worst} ms",
+        moving.len()
+    );
+    // The issue asks for 3 s; loosely, for a loaded CI machine.
+    assert!(worst < 6_000, "{moving:?}\n{}", f.dump());
+
+    let mut client_back = Vec::new();
+    for k in 0..kills() {
+        let registered = f
+            .log("relay-a")
+            .matches("client registered client=here")
+            .count();
+        f.kill("relay-a");
+        f.start("relay", "relay-a");
+        let restarted = std::time::Instant::now();
+        f.wait_for(60, "the client behind the restarted relay", || {
+            f.log("relay-a")
+                .matches("client registered client=here")
+                .count()
+                > registered
+        });
+        let t = restarted.elapsed().as_millis();
+        eprintln!("recovery: relay kill {k}: its client back after {t} ms");
+        client_back.push(t);
+    }
+    let (median, worst) = median_worst(&mut client_back);
+    eprintln!(
+        "recovery: {} relay kills: client back median {median} ms, worst {worst} ms",
+        client_back.len()
+    );
+    assert!(worst < 6_000, "{client_back:?}\n{}", f.dump());
+}
+
+/// The master says so while a ledger commit waits: the ledger is held
+/// locked by another writer for 3 s while a client completes; the master
+/// logs the stall as it waits (not only afterwards), and the completion is
+/// recorded once the lock is gone.
+#[test]
+fn a_locked_ledger_is_logged_while_the_commit_waits() {
+    let mut f = Fleet::new(2);
+    f.write_master("");
+    let port = f.write_relay("relay-a", f.master_port + 10);
+    f.write_client("c1", "relay-a", port, "");
+    f.artifact("app-1.bin", 256 << 10, 4);
+    f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "200Mbit/s");
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    f.start("client", "c1");
+    f.wait_log("relay-a", "client registered client=c1", 1, 60);
+    std::thread::sleep(Duration::from_millis(800));
+    f.haifu_ok(&["run", "v1.yaml", "--live", "--detach"]);
+    // Another writer holds the ledger from the moment the round is on air.
+    f.wait_log("relay-a", "round starting", 1, 60);
+    let lock = rusqlite::Connection::open(f.home.join("ledger.sqlite")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let locked = std::time::Instant::now();
+    f.wait_log("c1", "installed", 1, 60);
+    f.wait_log("master", "a ledger commit is stalled", 1, 10);
+    assert!(
+        locked.elapsed() < Duration::from_secs(3),
+        "logged while the lock is held"
+    );
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(locked.elapsed()));
+    lock.execute_batch("COMMIT").unwrap();
+    f.wait_for(30, "c1's completion ack", || {
+        !f.path("c1-root/completion.json").exists()
+    });
+    f.wait_for(60, "run 1 to finish", || {
+        f.json(&["status", "1", "--json"])["status"] == "done"
+    });
+    let audit = f.json(&["audit", "1", "--json"]);
+    assert_eq!(audit["run"]["counts"]["delivered"], 1, "{audit:#}");
+}

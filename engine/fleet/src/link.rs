@@ -181,29 +181,45 @@ impl Link {
     }
 }
 
-/// Connects with `connect` until it succeeds or `shutdown` is set, waiting
-/// 200 ms after the first failure and twice as long after each next one, at
-/// most [`crate::common::RECONNECT_MAX`]. `peer` names the other side in
-/// the log line of each failure. A client is ready (its set-up done) once
-/// it reaches for its relay: this calls [`crate::Shutdown::ready`].
+/// Connects with `connect` until it succeeds or `shutdown` is set. After
+/// the first failure it waits about 100 ms, then about twice as long after
+/// each next one, at most [`crate::common::RECONNECT_MAX`]; each wait is
+/// jittered ([`jittered`]) so that the relays of a restarted master, or the
+/// clients of a restarted relay, do not all knock at once. `peer` names the
+/// other side in the log line of each failure. A client is ready (its
+/// set-up done) once it reaches for its relay: this calls
+/// [`crate::Shutdown::ready`].
 pub fn connect_with_backoff(
     shutdown: &crate::common::Shutdown,
     peer: &str,
     mut connect: impl FnMut() -> Result<Link, LinkError>,
 ) -> Option<Link> {
     shutdown.ready();
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Duration::from_millis(100);
     while !shutdown.is_set() {
         match connect() {
             Ok(l) => return Some(l),
             Err(e) => {
                 tracing::warn!("cannot reach the {peer}: {e}");
-                shutdown.sleep(backoff);
+                let mut r = [0u8; 4];
+                // No randomness (never seen on Linux) only loses the jitter.
+                let _ = getrandom::fill(&mut r);
+                shutdown.sleep(jittered(backoff, u32::from_le_bytes(r)));
                 backoff = (backoff * 2).min(crate::common::RECONNECT_MAX);
             }
         }
     }
     None
+}
+
+/// A reconnect wait: `backoff` capped at [`crate::common::RECONNECT_MAX`],
+/// then spread over its upper half by `random` ("equal jitter": never
+/// less than half the wait, so a peer that is down is not hammered, and
+/// never more than the cap, so a peer that is back is found within it).
+pub fn jittered(backoff: Duration, random: u32) -> Duration {
+    let wait = backoff.min(crate::common::RECONNECT_MAX);
+    let half = wait / 2;
+    half + half.mul_f64(f64::from(random) / f64::from(u32::MAX))
 }
 
 /// Connects to `addr` as `identity` in `role`, expecting the peer to be
@@ -334,4 +350,29 @@ pub fn accept(
         send_lock: Mutex::new(()),
         counters,
     })
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use std::time::Duration;
+
+    use super::jittered;
+    use crate::common::RECONNECT_MAX;
+
+    #[test]
+    fn reconnect_waits_are_jittered_within_half_and_whole_and_capped() {
+        let ms = Duration::from_millis;
+        assert_eq!(jittered(ms(200), 0), ms(100));
+        assert_eq!(jittered(ms(200), u32::MAX), ms(200));
+        let mid = jittered(ms(200), u32::MAX / 2);
+        assert!(mid > ms(140) && mid < ms(160), "{mid:?}");
+        // However long the backoff grew, the wait stays under the cap, so
+        // a peer that is back is found within it.
+        for r in [0, 1 << 16, u32::MAX / 3, u32::MAX] {
+            let w = jittered(Duration::from_secs(60), r);
+            assert!(w >= RECONNECT_MAX / 2 && w <= RECONNECT_MAX, "{w:?}");
+        }
+        // Two peers with different draws do not knock at the same instant.
+        assert_ne!(jittered(ms(800), 1 << 30), jittered(ms(800), 3 << 30));
+    }
 }
