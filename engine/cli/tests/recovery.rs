@@ -307,3 +307,68 @@ fn a_locked_ledger_is_logged_while_the_commit_waits() {
     let audit = f.json(&["audit", "1", "--json"]);
     assert_eq!(audit["run"]["counts"]["delivered"], 1, "{audit:#}");
 }
+
+/// A run's report is final only when it is: every client decodes round 1
+/// and installs (its post-install takes 3 s), the relay is SIGKILLed as the
+/// round ends, so the completions find no relay, and it stays down for 5 s,
+/// longer than the master waits for a round's completions. The master does
+/// not audit while the relay that carried the run is away: once it is back
+/// its clients resend, and `haifu run --live` reports every client in round
+/// 1, the round on air when they decoded.
+#[test]
+fn relays_killed_mid_round_with_every_client_installed_are_counted_in_their_round() {
+    let mut f = Fleet::new(3);
+    f.write_master("");
+    let port = f.write_relay("relay-a", f.master_port + 10);
+    let clients = ["c1", "c2", "c3"];
+    for id in clients {
+        f.write_client(
+            id,
+            "relay-a",
+            port,
+            "post_install: {program: sh, args: ['-c', 'sleep 3']}\n",
+        );
+    }
+    f.artifact("app-1.bin", 1 << 20, 8);
+    f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "200Mbit/s");
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    for id in clients {
+        f.start("client", id);
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let run = f
+        .haifu()
+        .args(["run", "v1.yaml", "--live", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    f.wait_log("relay-a", "round sent", 1, 60);
+    f.kill("relay-a");
+    for id in clients {
+        f.wait_log(id, "installed; completion sent", 1, 30);
+    }
+    // Away for longer than the master waits for a round's completions.
+    std::thread::sleep(Duration::from_secs(5));
+    f.start("relay", "relay-a");
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", f.dump());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    assert_eq!(report["delivered_by_round"][0], 3, "{report:#}");
+    let audit = f.json(&["audit", "1", "--json"]);
+    let round_1: Vec<&str> = audit["relays"][0]["delivered_by_round"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(round_1, clients, "{audit:#}");
+    let master = f.log("master");
+    assert!(
+        master.contains("waiting for completions in flight before the audit"),
+        "{master}"
+    );
+}

@@ -79,6 +79,8 @@ pub struct Link {
     session: Session,
     send_lock: Mutex<()>,
     counters: Arc<Counters>,
+    /// The highest nonce a `Pong` came back with.
+    pong: AtomicU64,
 }
 
 impl Link {
@@ -107,6 +109,18 @@ impl Link {
         Ok(())
     }
 
+    /// Asks the peer to answer `nonce` (see [`Link::answered`]).
+    pub fn ping(&self, nonce: u64) -> Result<(), LinkError> {
+        self.send(&Message::Ping { nonce })
+    }
+
+    /// Whether the peer answered a ping of `nonce` or a later one: it is
+    /// alive, and what it sent before the answer has been read (a barrier,
+    /// as the reader takes the peer's messages in the order they come).
+    pub fn answered(&self, nonce: u64) -> bool {
+        self.pong.load(Ordering::SeqCst) >= nonce
+    }
+
     /// Receives the next valid message, or `None` if `timeout` passed.
     /// Frames that do not decode are counted and answered with an `Error`,
     /// and the peer kept or dropped as the protocol says. A `Ping` is
@@ -124,7 +138,10 @@ impl Link {
                 let _ = self.send(&Message::Pong { nonce });
                 Ok(None)
             }
-            Ok(Message::Pong { .. }) => Ok(None),
+            Ok(Message::Pong { nonce }) => {
+                self.pong.fetch_max(nonce, Ordering::SeqCst);
+                Ok(None)
+            }
             Ok(m) => Ok(Some(m)),
             Err(e) => {
                 self.refuse_frame(&e)?;
@@ -266,6 +283,7 @@ pub fn connect(
         conn,
         session,
         send_lock: Mutex::new(()),
+        pong: AtomicU64::new(0),
         counters,
     })
 }
@@ -348,6 +366,7 @@ pub fn accept(
         conn,
         session,
         send_lock: Mutex::new(()),
+        pong: AtomicU64::new(0),
         counters,
     })
 }

@@ -76,7 +76,7 @@ impl MasterCore {
         let (is_relay, is_client) = (p.role == Role::Relay, p.role == Role::Client);
         let (peer, delta, chunked) = (p.name.clone(), p.delta, p.chunked);
         match msg {
-            Message::RegisterRelay(r) if is_relay => self.register_relay(out, conn, &peer, r),
+            Message::RegisterRelay(r) if is_relay => self.register_relay(out, now, conn, &peer, r),
             Message::RegisterClient(c) if is_relay => {
                 self.client_report(out, now, conn, &peer, c, facts)
             }
@@ -157,6 +157,7 @@ impl MasterCore {
     pub(super) fn register_relay(
         &mut self,
         out: &mut Out,
+        now: Timestamp,
         conn: ConnId,
         peer: &str,
         r: RegisterRelay,
@@ -173,6 +174,7 @@ impl MasterCore {
             }),
         );
         self.relays.insert(r.relay.clone(), conn);
+        self.relay_since.insert(r.relay.clone(), now);
         match &r.broadcast {
             Some(p) => self.relay_plugins.insert(r.relay.clone(), p.clone()),
             None => self.relay_plugins.remove(&r.relay),
@@ -204,6 +206,8 @@ impl MasterCore {
         // on air: it resumes the broadcast.
         if let Some(active) = self.active.as_ref().filter(|a| a.targets(&r.relay)) {
             out.send(conn, Message::Instruction(active.instruction_for(&r.relay)));
+            self.instructed
+                .insert((active.instruction.run, r.relay.clone()));
             if let Some((round, at)) = active.round {
                 let run = active.instruction.run;
                 if !self.done.contains(&(run, round, r.relay.clone())) {
