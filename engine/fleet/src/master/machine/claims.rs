@@ -286,6 +286,30 @@ impl MasterCore {
                 };
                 self.next.updates.push((run, update));
             }
+        } else if let Some(installed) = &c.installed {
+            // Off the air: a client that reports the version of a run that
+            // lists it as a straggler has it after all (its completion was
+            // lost with its disk's copy); recorded, as late once the run has
+            // ended, so every installed client is counted once.
+            let straggler = facts.straggler_run(&c.client).and_then(|run| {
+                let id = u64::try_from(run).ok()?;
+                let digest = match self.digests.get(&id) {
+                    Some(d) => *d,
+                    None => {
+                        let d = facts.run_digest(id)?;
+                        self.digests.insert(id, d);
+                        d
+                    }
+                };
+                (digest == installed.digest).then_some(run)
+            });
+            if let Some(run) = straggler {
+                let update = ClientUpdate::Current {
+                    client: c.client.clone(),
+                    at: now.to_string(),
+                };
+                self.next.updates.push((run, update));
+            }
         }
         self.next.touches.push(touch(&c, Some(relay), now));
     }

@@ -178,6 +178,11 @@ pub(super) struct World {
     /// Rounds the driver started, with their start.
     started: Vec<Timestamp>,
     faults: bool,
+    /// Whether this seed's run ends once its rounds are over.
+    finishes: bool,
+    /// The run's final record (its audit without the late records and the
+    /// fleet's live view), once it ended.
+    finished: Option<serde_json::Value>,
     /// The ledger changed since the last check.
     dirty: bool,
     totals: Totals,
@@ -274,7 +279,10 @@ impl World {
                 clients: &listed,
             })
             .unwrap();
+        let finishes = rng.chance(50);
         let mut w = Self {
+            finishes,
+            finished: None,
             seed,
             rng,
             now,
@@ -385,7 +393,10 @@ impl World {
             bound,
             Arc::new(Counters::default()),
         ));
-        // The driver resumes the run: it goes on air again.
+        // The driver resumes the run: it goes on air again, unless it ended.
+        if self.finished.is_some() {
+            return;
+        }
         let active = self.active();
         self.at_master(master::Event::OnAir(Box::new(active)));
     }
