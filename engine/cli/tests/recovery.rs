@@ -372,3 +372,85 @@ fn relays_killed_mid_round_with_every_client_installed_are_counted_in_their_roun
         "{master}"
     );
 }
+
+/// A straggler's full copy is cut after 1 MiB (`testing.cut_catch_up_at`,
+/// as a killed master or a lost link would cut it): the bytes it has are
+/// kept, the next check a second later asks only for the rest
+/// (`delta-resume`), and the version installs byte for byte.
+#[test]
+fn a_cut_catch_up_resumes_where_it_was_cut() {
+    let mut f = Fleet::new(4);
+    f.write_master("");
+    let port = f.write_relay("relay-a", f.master_port + 10);
+    let master = format!(
+        "master: {{address: '127.0.0.1:{}', name: master}}\n",
+        f.master_port
+    );
+    f.write_client("ok1", "relay-a", port, "");
+    f.write_client(
+        "s1",
+        "relay-a",
+        port,
+        &format!("{master}testing: {{cut_catch_up_at: 1048576}}\n"),
+    );
+    let v1 = std::fs::read(f.artifact("app-1.bin", 4 << 20, 6)).unwrap();
+    f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "200Mbit/s");
+    // The delta window is open for 40 s from now.
+    let yaml = std::fs::read_to_string(f.path("v1.yaml")).unwrap();
+    std::fs::write(
+        f.path("v1.yaml"),
+        yaml.replace("delta: {until: 2s}", "delta: {until: 40s}")
+            .replace(
+                "start: 2026-01-01T00:00:00Z, deadline: 10m",
+                &format!("start: {}, deadline: 45s", jiff::Timestamp::now()),
+            ),
+    )
+    .unwrap();
+    f.start("master", "master");
+    f.start("relay", "relay-a");
+    f.wait_log("relay-a", "connected to the master", 1, 60);
+    for id in ["ok1", "s1"] {
+        f.start("client", id);
+        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
+    }
+    // s1 is away for the broadcast.
+    assert!(f.stop("s1"));
+    std::thread::sleep(Duration::from_millis(800));
+    f.haifu_ok(&["run", "v1.yaml", "--live", "--detach"]);
+    f.wait_log(
+        "master",
+        r#"event="stragglers-listed" detail={"count":1}"#,
+        1,
+        60,
+    );
+    f.start("client", "s1");
+    f.wait_log("s1", "transfer cut after", 1, 60);
+    f.wait_log("s1", "installed from the master; completion sent", 1, 60);
+    let s1 = f.log("s1");
+    let resumed = s1
+        .lines()
+        .find(|l| l.contains("resuming the cut transfer from the master"))
+        .unwrap_or_else(|| panic!("{s1}"));
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    let at = field(resumed, "resume_at");
+    assert!(at >= 1 << 20, "{resumed}");
+    let master = f.log("master");
+    let sent = master
+        .lines()
+        .find(|l| l.contains("resuming a cut transfer"))
+        .unwrap_or_else(|| panic!("{master}"));
+    assert_eq!(field(sent, "resume_at"), at, "{sent}");
+    assert_eq!(field(sent, "bytes"), field(resumed, "size") - at, "{sent}");
+    assert_eq!(
+        std::fs::read(f.path("s1-root/current/artifact")).unwrap(),
+        v1,
+        "s1 runs 1.0.0 byte for byte"
+    );
+    assert!(!f.path("s1-root/catch-up.partial").exists());
+}

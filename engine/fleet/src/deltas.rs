@@ -290,16 +290,31 @@ pub(crate) fn serve(
     {
         return;
     }
-    for chunk in haifu_protocol::chunk::split(
+    // A transfer that was cut goes on where the client's bytes end (the
+    // same pair gives the same cached delta, or the same stored object),
+    // when that is inside this payload; otherwise from the start, which
+    // the client sees in the first chunk's offset.
+    let start = Some(req.resume_at).filter(|at| *at > 0 && *at < payload.len() as u64);
+    if let Some(at) = start {
+        tracing::info!(
+            client = link.peer(),
+            resume_at = at,
+            bytes = payload.len() as u64 - at,
+            "resuming a cut transfer"
+        );
+    }
+    let start = start.unwrap_or(0);
+    for chunk in haifu_protocol::chunk::split_from(
         req.transfer,
         &payload,
+        start,
         haifu_protocol::limits::MAX_CHUNK_LEN,
     ) {
         if link.send(&Message::DataChunk(chunk)).is_err() {
             return;
         }
     }
-    traffic.record(run, link.peer(), kind, None, payload.len() as u64);
+    traffic.record(run, link.peer(), kind, None, payload.len() as u64 - start);
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod catch_up;
 mod datagrams;
 pub(crate) mod machine;
 pub(crate) mod outbox;
+mod partial;
 mod receive;
 mod relay_link;
 

@@ -542,6 +542,7 @@ fn at_most_four_deltas_are_served_at_once() {
         name: "app".parse().unwrap(),
         from: Digest::from_bytes([1; 32]),
         to: D,
+        resume_at: 0,
     };
     for _ in 0..MAX_DELTAS_SERVING {
         let e = w.msg(CLIENT, Message::DeltaRequest(request.clone()));
