@@ -180,6 +180,7 @@ impl Counted {
         self.broadcast += o.broadcast;
         self.delta += o.delta;
         self.current += o.current;
+        self.late += o.late;
     }
 }
 
