@@ -889,13 +889,6 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
         1,
         "200Mbit/s",
     );
-    let yaml = std::fs::read_to_string(f.path("poison.yaml")).unwrap();
-    std::fs::write(
-        f.path("poison.yaml"),
-        yaml.replace("delta: {until: 2s}", "delta: {until: 40s}"),
-    )
-    .unwrap();
-
     f.start("master", "master");
     f.start("relay", "relay-a");
     f.wait_log("relay-a", "connected to the master", 1, 60);
@@ -919,6 +912,18 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
         std::sync::Arc::clone(&stop),
     );
     std::thread::sleep(Duration::from_millis(800));
+    // The deaf client is served while the run's delta window is open: the
+    // run starts now, and the window stays open 40 s.
+    let yaml = std::fs::read_to_string(f.path("poison.yaml")).unwrap();
+    std::fs::write(
+        f.path("poison.yaml"),
+        yaml.replace("delta: {until: 2s}", "delta: {until: 40s}")
+            .replace(
+                "start: 2026-01-01T00:00:00Z, deadline: 10m",
+                &format!("start: {}, deadline: 45s", jiff::Timestamp::now()),
+            ),
+    )
+    .unwrap();
     let run = f.haifu_ok(&["run", "poison.yaml", "--live", "--detach"]);
     assert_eq!(run.trim(), "1");
 

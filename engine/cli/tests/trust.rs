@@ -260,20 +260,19 @@ fn a_fleet_member_speaks_only_for_itself() {
     // A ledger that already holds a completion under round u32::MAX (as a
     // master that trusted its peers wrote them) still reads, over the API
     // too: the row is filed as "unknown round", nothing is sized by it.
+    // Written into the row as that master did (run 1 has finished: this
+    // build would keep a completion coming now beside its record, as late).
     {
-        let mut l = haifu_ledger::Ledger::open(&f.home.join("ledger.sqlite")).unwrap();
-        l.apply_fleet(&haifu_ledger::FleetBatch {
-            updates: vec![(
-                1,
-                haifu_ledger::ClientUpdate::Completed {
-                    client: "a2".into(),
-                    round: Some(u32::MAX),
-                    at: "2026-12-03T00:00:00Z".into(),
-                },
-            )],
-            ..haifu_ledger::FleetBatch::default()
-        })
-        .unwrap();
+        let l = rusqlite::Connection::open(f.home.join("ledger.sqlite")).unwrap();
+        let n = l
+            .execute(
+                "UPDATE run_clients SET state = 'delivered', round = 4294967295,
+                        completed_at = '2026-12-03T00:00:00Z'
+                 WHERE run_id = 1 AND client = 'a2'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     }
     let token = f.haifu_ok(&["api", "token", "create", "--name", "ops", "--scope", "read"]);
     let (status, body) = http_get(&api, token.trim(), "/v1/runs/1/audit");

@@ -234,13 +234,15 @@ pub fn endpoint(
         // A closing link waits at most 2 s for the peer to finish its side:
         // a daemon shutting down while its peer is gone (or shutting down
         // too) must not hang for the plugin's default 10 s. Keep-alives go
-        // every 2 s (a third of the idle timeout): a restarted peer answers
-        // the next one with a stateless reset, a vanished one is given up
-        // after 6 s, and either way the link is made again within a second
-        // of the peer being back (`RECONNECT_MAX`).
+        // every second (a third of the idle timeout): a restarted peer
+        // answers the next one with a stateless reset, so it is noticed
+        // within about a second; a vanished one is given up after 3 s (two
+        // keep-alives may be lost before that); and either way the link is
+        // made again within a second of the peer being back
+        // (`RECONNECT_MAX`).
         for (k, v) in [
             ("threads", "2"),
-            ("idle_timeout_ms", "6000"),
+            ("idle_timeout_ms", "3000"),
             ("close_timeout_ms", "2000"),
         ] {
             if !quic.operator_config().iter().any(|(ok, _)| ok == k) {

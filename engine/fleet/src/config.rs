@@ -417,6 +417,11 @@ pub struct Testing {
     /// Seed of the drop pattern.
     #[serde(default)]
     pub seed: u64,
+    /// Cut the first transfer of a delta or full copy from the master once
+    /// this many bytes have arrived, as a killed master or a lost link
+    /// would (0: never); the next check resumes it.
+    #[serde(default)]
+    pub cut_catch_up_at: u64,
 }
 
 /// `testing.drop_datagrams` is a fraction.

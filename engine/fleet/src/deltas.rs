@@ -20,10 +20,26 @@ use crate::common::Shutdown;
 use crate::link::Link;
 use crate::master::TrafficLog;
 
-/// The version a straggler should have: that of the newest live run that
-/// lists it as undelivered.
-pub fn target_for(ledger: &Ledger, client: &str) -> Option<(i64, Manifest)> {
-    let (run, artifact, version) = ledger.straggler_run(client).ok()??;
+/// The version a straggler should have at `now`: that of the newest live
+/// run still running that lists it as undelivered, while that run's delta
+/// window is open (`delta.until`). Outside the window nothing is offered:
+/// the fleet may have moved on, and an old run's delta would take the
+/// client back.
+pub fn target_for(ledger: &Ledger, client: &str, now: jiff::Timestamp) -> Option<(i64, Manifest)> {
+    let row = ledger.running_straggler_run(client).ok()??;
+    let open = haifu_runtime::machine::RunState::of_run(&row)
+        .ok()
+        .and_then(|s| s.delta_until())
+        .is_some_and(|until| now < until);
+    if !open {
+        tracing::debug!(
+            client,
+            run = row.id,
+            "the run's delta window is not open; nothing offered"
+        );
+        return None;
+    }
+    let (run, artifact, version) = (row.id, row.artifact, row.version);
     // A client that reported this artifact at the run's version or newer
     // (it updated some other way) is offered nothing: versions only move
     // forward.
@@ -165,8 +181,10 @@ pub(crate) fn serve(
         Ok(l) => l,
         Err(e) => return refuse(format!("ledger: {e}")),
     };
-    let Some((run, target)) = target_for(&ledger, &req.client) else {
-        return refuse("no live run lists this client as a straggler".into());
+    let Some((run, target)) = target_for(&ledger, &req.client, jiff::Timestamp::now()) else {
+        return refuse(
+            "no running live run with an open delta window lists this client as a straggler".into(),
+        );
     };
     if target.body.sha3_256 != req.to {
         return refuse(format!("the version to have is {}", target.body.version));
@@ -272,16 +290,31 @@ pub(crate) fn serve(
     {
         return;
     }
-    for chunk in haifu_protocol::chunk::split(
+    // A transfer that was cut goes on where the client's bytes end (the
+    // same pair gives the same cached delta, or the same stored object),
+    // when that is inside this payload; otherwise from the start, which
+    // the client sees in the first chunk's offset.
+    let start = Some(req.resume_at).filter(|at| *at > 0 && *at < payload.len() as u64);
+    if let Some(at) = start {
+        tracing::info!(
+            client = link.peer(),
+            resume_at = at,
+            bytes = payload.len() as u64 - at,
+            "resuming a cut transfer"
+        );
+    }
+    let start = start.unwrap_or(0);
+    for chunk in haifu_protocol::chunk::split_from(
         req.transfer,
         &payload,
+        start,
         haifu_protocol::limits::MAX_CHUNK_LEN,
     ) {
         if link.send(&Message::DataChunk(chunk)).is_err() {
             return;
         }
     }
-    traffic.record(run, link.peer(), kind, None, payload.len() as u64);
+    traffic.record(run, link.peer(), kind, None, payload.len() as u64 - start);
 }
 
 #[cfg(test)]
@@ -291,13 +324,10 @@ mod tests {
     use haifu_core::{ManifestBody, SigningKey};
     use haifu_ledger::{ClientUpdate, NewRun, RunFleet, RunStatus, Transition};
 
-    /// A straggler of a run of 1.0.0 that has since reported 2.0.0 (it was
-    /// updated another way) is offered nothing: an old delta would take it
-    /// back.
-    #[test]
-    fn a_straggler_is_never_offered_an_older_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    /// A run of 1.0.0 listing `c1` as a straggler, running, in its delta
+    /// window until `until`.
+    fn straggler_ledger(dir: &Path, until: &str) -> (Ledger, i64) {
+        let mut l = Ledger::open(&dir.join("l.sqlite")).unwrap();
         let body: ManifestBody = serde_json::from_value(serde_json::json!({
             "format": 1, "name": "app", "version": "1.0.0", "size": 3,
             "sha3_256": Digest::from_bytes([1; 32]).to_hex(),
@@ -319,10 +349,15 @@ mod tests {
                 clients: &clients,
             })
             .unwrap();
+        let state = serde_json::json!({
+            "step": 3, "finished": [],
+            "current": {"step": "delta", "until": until},
+        })
+        .to_string();
         l.transition(
             run,
             &Transition {
-                state: "{}".into(),
+                state,
                 status: RunStatus::Running,
                 next_wake: None,
                 updates: vec![ClientUpdate::AuditPending],
@@ -330,24 +365,86 @@ mod tests {
             },
         )
         .unwrap();
-        let report = |l: &mut Ledger, v: &str| {
-            l.touch_client(
-                "c1",
-                Some("relay-a"),
-                Some("app"),
-                Some(v),
-                "2026-12-02T00:00:00Z",
-            )
-            .unwrap();
-        };
+        (l, run)
+    }
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn report(l: &mut Ledger, v: &str) {
+        l.touch_client(
+            "c1",
+            Some("relay-a"),
+            Some("app"),
+            Some(v),
+            "2026-12-02T00:00:00Z",
+        )
+        .unwrap();
+    }
+
+    /// A straggler of a run of 1.0.0 that has since reported 2.0.0 (it was
+    /// updated another way) is offered nothing: an old delta would take it
+    /// back.
+    #[test]
+    fn a_straggler_is_never_offered_an_older_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut l, _) = straggler_ledger(dir.path(), "2026-12-03T00:00:00Z");
+        let now = at("2026-12-02T12:00:00Z");
         report(&mut l, "0.9.0");
         assert_eq!(
-            target_for(&l, "c1").map(|(_, m)| m.body.version),
+            target_for(&l, "c1", now).map(|(_, m)| m.body.version),
             Some("1.0.0".to_owned())
         );
         report(&mut l, "2.0.0");
-        assert!(target_for(&l, "c1").is_none());
+        assert!(target_for(&l, "c1", now).is_none());
         report(&mut l, "1.0.0");
-        assert!(target_for(&l, "c1").is_none());
+        assert!(target_for(&l, "c1", now).is_none());
+    }
+
+    /// Issue 17's downgrade: a run's stragglers are served only while the
+    /// run is running and its delta window is open; after `delta.until`,
+    /// or once the run is over, its old version is offered to nobody.
+    #[test]
+    fn a_straggler_is_served_only_inside_an_open_delta_window_of_a_running_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut l, run) = straggler_ledger(dir.path(), "2026-12-03T00:00:00Z");
+        report(&mut l, "0.9.0");
+        let offered = |l: &Ledger, now: &str| target_for(l, "c1", at(now)).map(|(r, _)| r);
+        assert_eq!(offered(&l, "2026-12-02T23:59:59Z"), Some(run));
+        assert_eq!(offered(&l, "2026-12-03T00:00:00Z"), None, "window closed");
+        assert_eq!(offered(&l, "2026-12-04T00:00:00Z"), None, "window closed");
+        // Before the delta step has begun (no window in the snapshot): no.
+        let (snapshot, done) = (r#"{"step": 2, "finished": []}"#, RunStatus::Done);
+        l.transition(
+            run,
+            &Transition {
+                state: snapshot.into(),
+                status: RunStatus::Running,
+                next_wake: None,
+                updates: Vec::new(),
+                events: Vec::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(offered(&l, "2026-12-02T12:00:00Z"), None, "no window yet");
+        // Finished, even with a window that reads as open: no.
+        let open = serde_json::json!({
+            "step": 3, "finished": [],
+            "current": {"step": "delta", "until": "2026-12-03T00:00:00Z"},
+        })
+        .to_string();
+        l.transition(
+            run,
+            &Transition {
+                state: open,
+                status: done,
+                next_wake: None,
+                updates: Vec::new(),
+                events: Vec::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(offered(&l, "2026-12-02T12:00:00Z"), None, "run is over");
     }
 }

@@ -79,6 +79,8 @@ pub struct Link {
     session: Session,
     send_lock: Mutex<()>,
     counters: Arc<Counters>,
+    /// The highest nonce a `Pong` came back with.
+    pong: AtomicU64,
 }
 
 impl Link {
@@ -107,6 +109,18 @@ impl Link {
         Ok(())
     }
 
+    /// Asks the peer to answer `nonce` (see [`Link::answered`]).
+    pub fn ping(&self, nonce: u64) -> Result<(), LinkError> {
+        self.send(&Message::Ping { nonce })
+    }
+
+    /// Whether the peer answered a ping of `nonce` or a later one: it is
+    /// alive, and what it sent before the answer has been read (a barrier,
+    /// as the reader takes the peer's messages in the order they come).
+    pub fn answered(&self, nonce: u64) -> bool {
+        self.pong.load(Ordering::SeqCst) >= nonce
+    }
+
     /// Receives the next valid message, or `None` if `timeout` passed.
     /// Frames that do not decode are counted and answered with an `Error`,
     /// and the peer kept or dropped as the protocol says. A `Ping` is
@@ -124,7 +138,10 @@ impl Link {
                 let _ = self.send(&Message::Pong { nonce });
                 Ok(None)
             }
-            Ok(Message::Pong { .. }) => Ok(None),
+            Ok(Message::Pong { nonce }) => {
+                self.pong.fetch_max(nonce, Ordering::SeqCst);
+                Ok(None)
+            }
             Ok(m) => Ok(Some(m)),
             Err(e) => {
                 self.refuse_frame(&e)?;
@@ -181,29 +198,45 @@ impl Link {
     }
 }
 
-/// Connects with `connect` until it succeeds or `shutdown` is set, waiting
-/// 200 ms after the first failure and twice as long after each next one, at
-/// most [`crate::common::RECONNECT_MAX`]. `peer` names the other side in
-/// the log line of each failure. A client is ready (its set-up done) once
-/// it reaches for its relay: this calls [`crate::Shutdown::ready`].
+/// Connects with `connect` until it succeeds or `shutdown` is set. After
+/// the first failure it waits about 100 ms, then about twice as long after
+/// each next one, at most [`crate::common::RECONNECT_MAX`]; each wait is
+/// jittered ([`jittered`]) so that the relays of a restarted master, or the
+/// clients of a restarted relay, do not all knock at once. `peer` names the
+/// other side in the log line of each failure. A client is ready (its
+/// set-up done) once it reaches for its relay: this calls
+/// [`crate::Shutdown::ready`].
 pub fn connect_with_backoff(
     shutdown: &crate::common::Shutdown,
     peer: &str,
     mut connect: impl FnMut() -> Result<Link, LinkError>,
 ) -> Option<Link> {
     shutdown.ready();
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Duration::from_millis(100);
     while !shutdown.is_set() {
         match connect() {
             Ok(l) => return Some(l),
             Err(e) => {
                 tracing::warn!("cannot reach the {peer}: {e}");
-                shutdown.sleep(backoff);
+                let mut r = [0u8; 4];
+                // No randomness (never seen on Linux) only loses the jitter.
+                let _ = getrandom::fill(&mut r);
+                shutdown.sleep(jittered(backoff, u32::from_le_bytes(r)));
                 backoff = (backoff * 2).min(crate::common::RECONNECT_MAX);
             }
         }
     }
     None
+}
+
+/// A reconnect wait: `backoff` capped at [`crate::common::RECONNECT_MAX`],
+/// then spread over its upper half by `random` ("equal jitter": never
+/// less than half the wait, so a peer that is down is not hammered, and
+/// never more than the cap, so a peer that is back is found within it).
+pub fn jittered(backoff: Duration, random: u32) -> Duration {
+    let wait = backoff.min(crate::common::RECONNECT_MAX);
+    let half = wait / 2;
+    half + half.mul_f64(f64::from(random) / f64::from(u32::MAX))
 }
 
 /// Connects to `addr` as `identity` in `role`, expecting the peer to be
@@ -250,6 +283,7 @@ pub fn connect(
         conn,
         session,
         send_lock: Mutex::new(()),
+        pong: AtomicU64::new(0),
         counters,
     })
 }
@@ -332,6 +366,32 @@ pub fn accept(
         conn,
         session,
         send_lock: Mutex::new(()),
+        pong: AtomicU64::new(0),
         counters,
     })
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use std::time::Duration;
+
+    use super::jittered;
+    use crate::common::RECONNECT_MAX;
+
+    #[test]
+    fn reconnect_waits_are_jittered_within_half_and_whole_and_capped() {
+        let ms = Duration::from_millis;
+        assert_eq!(jittered(ms(200), 0), ms(100));
+        assert_eq!(jittered(ms(200), u32::MAX), ms(200));
+        let mid = jittered(ms(200), u32::MAX / 2);
+        assert!(mid > ms(140) && mid < ms(160), "{mid:?}");
+        // However long the backoff grew, the wait stays under the cap, so
+        // a peer that is back is found within it.
+        for r in [0, 1 << 16, u32::MAX / 3, u32::MAX] {
+            let w = jittered(Duration::from_secs(60), r);
+            assert!(w >= RECONNECT_MAX / 2 && w <= RECONNECT_MAX, "{w:?}");
+        }
+        // Two peers with different draws do not knock at the same instant.
+        assert_ne!(jittered(ms(800), 1 << 30), jittered(ms(800), 3 << 30));
+    }
 }

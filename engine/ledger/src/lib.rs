@@ -32,7 +32,9 @@ pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
-pub use run_clients::{ClientState, ClientUpdate, Counted, RelayAudit, RunAudit, RunClient};
+pub use run_clients::{
+    ClientState, ClientUpdate, Counted, LateRecord, RelayAudit, RunAudit, RunClient,
+};
 pub use runs::{NewRun, RunFleet, RunRow, RunStatus, Transition};
 pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};

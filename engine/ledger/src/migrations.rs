@@ -137,6 +137,14 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE run_traffic;
     ALTER TABLE run_traffic_6 RENAME TO run_traffic;
     CREATE INDEX run_traffic_by_run ON run_traffic (run_id, kind);",
+    // 7: a completion (or a report of already having the version) recorded
+    // after its run finished is kept beside the run's final record, never
+    // in it: the run's audit stays what it was when the run ended, plus
+    // these marked late records.
+    "ALTER TABLE run_clients ADD COLUMN late_state TEXT
+         CHECK (late_state IN ('delivered', 'delta', 'current'));
+    ALTER TABLE run_clients ADD COLUMN late_round INTEGER;
+    ALTER TABLE run_clients ADD COLUMN late_at TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -96,6 +96,23 @@ pub struct RunClient {
     pub completed_at: Option<String>,
     /// Why it was cut off or kept.
     pub reason: Option<String>,
+    /// What was recorded for it after the run had finished, if anything.
+    pub late: Option<LateRecord>,
+}
+
+/// A completion, or a report of already having the version, recorded after
+/// its run had finished: shown beside the run's final record, which it
+/// does not change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LateRecord {
+    /// The client.
+    pub client: String,
+    /// `delivered` (by a round), `delta` or `current`.
+    pub state: String,
+    /// The round it was filed under (by a round only).
+    pub round: Option<u32>,
+    /// When it was recorded.
+    pub at: String,
 }
 
 /// A change to one or many clients of a run, applied with a transition.
@@ -149,18 +166,21 @@ pub struct Counted {
     pub delta: u64,
     /// Reports of already having the version.
     pub current: u64,
+    /// Any of these recorded after the run had finished (late records).
+    pub late: u64,
 }
 
 impl Counted {
     /// Every client changed.
     pub fn total(&self) -> u64 {
-        self.broadcast + self.delta + self.current
+        self.broadcast + self.delta + self.current + self.late
     }
 
     pub(crate) fn add(&mut self, o: Counted) {
         self.broadcast += o.broadcast;
         self.delta += o.delta;
         self.current += o.current;
+        self.late += o.late;
     }
 }
 
@@ -190,6 +210,10 @@ pub struct RelayAudit {
     /// Each undelivered or pending client with what the fleet table knows
     /// of it: last contact and installed version.
     pub stragglers: Vec<ClientRow>,
+    /// What was recorded after the run had finished, marked as such; the
+    /// lists above are the run's final record and do not change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<LateRecord>,
 }
 
 /// The audit of a run, per relay.
@@ -210,7 +234,8 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT client, relay, state, round, completed_at, reason FROM run_clients
+                "SELECT client, relay, state, round, completed_at, reason,
+                        late_state, late_round, late_at FROM run_clients
                  WHERE run_id = ?1 ORDER BY client",
             )
             .map_err(&wrap)?;
@@ -224,6 +249,20 @@ impl Ledger {
                     .map(|n| u32::try_from(n).unwrap_or(0)),
                 completed_at: r.get(4)?,
                 reason: r.get(5)?,
+                late: match (
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(8)?,
+                ) {
+                    (Some(state), Some(at)) => Some(LateRecord {
+                        client: r.get(0)?,
+                        state,
+                        round: r
+                            .get::<_, Option<i64>>(7)?
+                            .and_then(|n| u32::try_from(n).ok()),
+                        at,
+                    }),
+                    _ => None,
+                },
             })
         })
         .and_then(|r| r.collect())
@@ -260,6 +299,9 @@ impl Ledger {
                 relay: c.relay.clone(),
                 ..RelayAudit::default()
             });
+            if let Some(late) = c.late.clone() {
+                a.late.push(late);
+            }
             match c.state {
                 ClientState::Delivered => {
                     // Never sized by a stored number: the index is bounded by
@@ -336,6 +378,31 @@ impl Ledger {
             .map_err(LedgerError::sqlite(&self.path))
     }
 
+    /// The newest live run still running that lists `client` as a
+    /// straggler: the only kind of run a delta or full copy may be served
+    /// for (the caller also checks its delta window in the snapshot). A
+    /// finished run's stragglers are never served: the fleet may have
+    /// moved past its version since.
+    pub fn running_straggler_run(&self, client: &str) -> Result<Option<RunRow>, LedgerError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT r.id FROM runs r
+                 JOIN run_clients c ON c.run_id = r.id
+                 WHERE c.client = ?1 AND c.state = 'undelivered' AND r.fleet = ?2
+                   AND r.status = 'running'
+                 ORDER BY r.id DESC LIMIT 1",
+                params![client, crate::RunFleet::Live],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))?;
+        match id {
+            Some(id) => self.run(id),
+            None => Ok(None),
+        }
+    }
+
     /// The version pairs the stragglers of running live runs may need:
     /// `(artifact, installed version, run's version)` of every client not
     /// yet delivered, each pair once, so the master can build the deltas
@@ -372,15 +439,27 @@ pub(crate) fn apply_updates(
     }
     // A round can carry tens of thousands of completions: prepare each
     // statement once per transaction, not once per row.
-    let (artifact, version): (String, String) = tx.query_row(
-        "SELECT artifact, version FROM runs WHERE id = ?1",
+    let (artifact, version, running): (String, String, bool) = tx.query_row(
+        "SELECT artifact, version, status = 'running' FROM runs WHERE id = ?1",
         params![run_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let mut complete = tx.prepare_cached(
-        "UPDATE run_clients SET state = ?3, round = ?4, completed_at = ?5
-         WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
-    )?;
+    // A finished run's record is final: what comes after it is kept beside
+    // it as a late record (once, like any completion), never in it.
+    // Completions inside the run's delta window are not late: the run is
+    // still running then.
+    let mut complete = if running {
+        tx.prepare_cached(
+            "UPDATE run_clients SET state = ?3, round = ?4, completed_at = ?5
+             WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
+        )?
+    } else {
+        tx.prepare_cached(
+            "UPDATE run_clients SET late_state = ?3, late_round = ?4, late_at = ?5
+             WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')
+               AND late_at IS NULL",
+        )?
+    };
     let mut now_runs = tx.prepare_cached(
         "UPDATE clients SET artifact = ?2, version = ?3, last_contact = ?4 WHERE id = ?1",
     )?;
@@ -395,7 +474,18 @@ pub(crate) fn apply_updates(
                 // Only a client that has not completed or been cut off
                 // changes: repeats are no-ops, so nothing counts twice.
                 let n = complete.execute(params![run_id, client, state, round, at])?;
-                if round.is_some() {
+                if !running {
+                    counted.late += n as u64;
+                    if n > 0 {
+                        tracing::warn!(
+                            run = run_id,
+                            client = %client,
+                            state,
+                            round = ?round,
+                            "a completion came after the run finished: recorded as late, beside the run's final record"
+                        );
+                    }
+                } else if round.is_some() {
                     counted.broadcast += n as u64;
                 } else {
                     counted.delta += n as u64;
@@ -406,13 +496,22 @@ pub(crate) fn apply_updates(
                 }
             }
             ClientUpdate::Current { client, at } => {
+                let sql = if running {
+                    "UPDATE run_clients SET state = 'current', completed_at = ?3
+                     WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')"
+                } else {
+                    "UPDATE run_clients SET late_state = 'current', late_at = ?3
+                     WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')
+                       AND late_at IS NULL"
+                };
                 let n = tx
-                    .prepare_cached(
-                        "UPDATE run_clients SET state = 'current', completed_at = ?3
-                         WHERE run_id = ?1 AND client = ?2 AND state IN ('pending', 'undelivered')",
-                    )?
+                    .prepare_cached(sql)?
                     .execute(params![run_id, client, at])?;
-                counted.current += n as u64;
+                if running {
+                    counted.current += n as u64;
+                } else {
+                    counted.late += n as u64;
+                }
                 if n > 0 {
                     now_runs.execute(params![client, artifact, version, at])?;
                 }

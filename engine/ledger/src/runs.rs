@@ -517,6 +517,83 @@ mod tests {
         assert_eq!(r.counts["pending"], 2);
     }
 
+    /// Issue 17: a completion recorded after its run finished does not
+    /// change the run's final record; it is kept beside it as a late record
+    /// (once, however often it arrives), and the audit shows it as such.
+    /// While the run runs (its delta window included) nothing is late.
+    #[test]
+    fn a_completion_after_the_run_finished_is_a_late_record_beside_the_final_one() {
+        let (_d, mut l) = ledger();
+        let run = new_run(&mut l, 3);
+        // In the delta window the run is still running: counted as usual.
+        l.transition(
+            run,
+            &step(vec![done("c00", Some(1)), ClientUpdate::AuditPending]),
+        )
+        .unwrap();
+        l.transition(run, &step(vec![done("c01", None)])).unwrap();
+        l.transition(
+            run,
+            &Transition {
+                status: RunStatus::Done,
+                ..step(vec![])
+            },
+        )
+        .unwrap();
+        let before = l.audit(run).unwrap().unwrap();
+        let counts = l.run(run).unwrap().unwrap().counts;
+        l.touch_client(
+            "c02",
+            Some("relay-0"),
+            Some("app"),
+            Some("0.9.0"),
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap();
+        // c02's completion comes after the end, through the master's group
+        // commit, twice.
+        let late = FleetBatch {
+            updates: vec![(run, done("c02", Some(1)))],
+            ..FleetBatch::default()
+        };
+        assert_eq!(l.apply_fleet_counted(&late).unwrap().late, 1);
+        assert_eq!(l.apply_fleet_counted(&late).unwrap().total(), 0, "once");
+        let after = l.audit(run).unwrap().unwrap();
+        assert_eq!(l.run(run).unwrap().unwrap().counts, counts);
+        // The final record: who is in which list (late records aside).
+        let lists = |a: &crate::RunAudit| -> Vec<String> {
+            a.relays
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:?} {:?} {:?}",
+                        r.delivered_by_round, r.delta, r.undelivered
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            lists(&after),
+            lists(&before),
+            "the final record is unchanged"
+        );
+        let marked: Vec<&crate::LateRecord> = after.relays.iter().flat_map(|r| &r.late).collect();
+        assert_eq!(marked.len(), 1);
+        assert_eq!(
+            (
+                marked[0].client.as_str(),
+                marked[0].state.as_str(),
+                marked[0].round
+            ),
+            ("c02", "delivered", Some(1))
+        );
+        let json = serde_json::to_value(&after).unwrap();
+        assert_eq!(json["relays"][0]["late"][0]["client"], "c02", "{json}");
+        // The fleet table knows c02 runs the version now (the gate sees it).
+        let c02 = l.client("c02").unwrap().unwrap();
+        assert_eq!(c02.version.as_deref(), Some("1.0.0"));
+    }
+
     /// A word this build does not know (written by a newer haifu, or by
     /// hand) is an error naming it, not a default.
     #[test]

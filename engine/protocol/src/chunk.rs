@@ -37,6 +37,24 @@ pub fn split(transfer: u64, payload: &[u8], max_chunk: usize) -> Vec<DataChunk> 
         .collect()
 }
 
+/// The chunks of `payload` from byte `start` on, for a transfer resumed
+/// there (offsets as in the whole payload); the whole payload when `start`
+/// is not inside it.
+pub fn split_from(transfer: u64, payload: &[u8], start: u64, max_chunk: usize) -> Vec<DataChunk> {
+    let Some(rest) = usize::try_from(start)
+        .ok()
+        .filter(|s| *s > 0 && *s < payload.len())
+        .map(|s| &payload[s..])
+    else {
+        return split(transfer, payload, max_chunk);
+    };
+    let mut chunks = split(transfer, rest, max_chunk);
+    for c in &mut chunks {
+        c.offset += start;
+    }
+    chunks
+}
+
 /// Why a chunk was refused; the transfer is abandoned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {
@@ -120,6 +138,14 @@ impl ChunkCursor {
             received: 0,
             done: false,
         })
+    }
+
+    /// Like [`ChunkCursor::new`], for a transfer resumed at byte `at`:
+    /// the first chunk must start there (`at` is bounded by `size`).
+    pub fn resumed(transfer: u64, size: u64, max: u64, at: u64) -> Result<Self, TransferError> {
+        let mut c = Self::new(transfer, size, max)?;
+        c.received = at.min(size);
+        Ok(c)
     }
 
     /// The announced size.

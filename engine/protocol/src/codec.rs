@@ -184,6 +184,10 @@ impl Message {
                 w.name("name", &m.name)?;
                 w.digest(&m.from);
                 w.digest(&m.to);
+                // Tag 0x45 (`delta-resume`) carries it; 0x40 means 0.
+                if m.resume_at > 0 {
+                    w.u64(m.resume_at);
+                }
             }
             Self::DeltaResponse(m) => {
                 w.u64(m.transfer);
@@ -368,13 +372,20 @@ impl Message {
                 client: r.str("client", MAX_ID_LEN)?,
                 digest: r.digest("digest")?,
             }),
-            tag::DELTA_REQUEST => Self::DeltaRequest(DeltaRequest {
-                transfer: r.u64("transfer")?,
-                client: r.str("client", MAX_ID_LEN)?,
-                name: r.name("name")?,
-                from: r.digest("from")?,
-                to: r.digest("to")?,
-            }),
+            t @ (tag::DELTA_REQUEST | tag::DELTA_REQUEST_RESUME) => {
+                Self::DeltaRequest(DeltaRequest {
+                    transfer: r.u64("transfer")?,
+                    client: r.str("client", MAX_ID_LEN)?,
+                    name: r.name("name")?,
+                    from: r.digest("from")?,
+                    to: r.digest("to")?,
+                    resume_at: if t == tag::DELTA_REQUEST_RESUME {
+                        r.u64("resume_at")?
+                    } else {
+                        0
+                    },
+                })
+            }
             tag::DELTA_RESPONSE => Self::DeltaResponse(DeltaResponse {
                 transfer: r.u64("transfer")?,
                 to: r.digest("to")?,

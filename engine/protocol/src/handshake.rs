@@ -49,11 +49,16 @@ pub mod features {
     /// [`RegisterClient::broadcast`](crate::RegisterClient::broadcast)), so
     /// the master can hold a run to its workflow's `transports:`.
     pub const TRANSPORT_NAMES: &str = "transport-names";
+    /// A straggler whose delta or full copy was cut asks for the rest
+    /// ([`DeltaRequest::resume_at`](crate::DeltaRequest::resume_at), tag
+    /// `0x45`) and keeps the bytes it already has.
+    pub const DELTA_RESUME: &str = "delta-resume";
     /// Every feature this crate implements, sorted.
     pub const ALL: &[&str] = &[
         CHUNKED_TRANSFER,
         DELTA,
         DELTA_BSDIFF,
+        DELTA_RESUME,
         FEEDBACK_REPAIR,
         TRANSPORT_NAMES,
     ];

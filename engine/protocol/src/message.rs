@@ -67,6 +67,9 @@ pub mod tag {
     pub const ARTIFACT_HEADER: u8 = 0x43;
     /// [`Message::DataChunk`](crate::Message::DataChunk).
     pub const DATA_CHUNK: u8 = 0x44;
+    /// [`Message::DeltaRequest`](crate::Message::DeltaRequest) resuming a
+    /// cut transfer (`resume_at` > 0; `delta-resume`).
+    pub const DELTA_REQUEST_RESUME: u8 = 0x45;
     /// [`Message::Error`](crate::Message::Error).
     pub const ERROR: u8 = 0x50;
     /// [`Message::Ping`](crate::Message::Ping).
@@ -353,6 +356,12 @@ pub struct DeltaRequest {
     pub from: Digest,
     /// What it wants.
     pub to: Digest,
+    /// How many bytes of the payload the client already holds from an
+    /// earlier transfer of the same `from → to` that was cut (0: none).
+    /// The master sends the rest only when its payload is as long; a
+    /// first chunk at offset 0 means "from the start". Sent only to a peer
+    /// with `delta-resume` (tag `0x45`); 0 otherwise.
+    pub resume_at: u64,
 }
 
 /// What the master sends for a delta request.
@@ -578,6 +587,7 @@ impl Message {
             Self::Feedback(_) => tag::FEEDBACK,
             Self::Completion(_) => tag::COMPLETION,
             Self::CompletionAck(_) => tag::COMPLETION_ACK,
+            Self::DeltaRequest(m) if m.resume_at > 0 => tag::DELTA_REQUEST_RESUME,
             Self::DeltaRequest(_) => tag::DELTA_REQUEST,
             Self::DeltaResponse(_) => tag::DELTA_RESPONSE,
             Self::ArtifactFetch(_) => tag::ARTIFACT_FETCH,
@@ -599,8 +609,14 @@ impl Message {
     pub fn for_peer(&self, has: impl Fn(&str) -> bool) -> Option<std::borrow::Cow<'_, Message>> {
         use std::borrow::Cow;
 
-        use crate::handshake::features::{FEEDBACK_REPAIR, TRANSPORT_NAMES};
+        use crate::handshake::features::{DELTA_RESUME, FEEDBACK_REPAIR, TRANSPORT_NAMES};
         match self {
+            Self::DeltaRequest(m) if m.resume_at > 0 && !has(DELTA_RESUME) => {
+                return Some(Cow::Owned(Self::DeltaRequest(DeltaRequest {
+                    resume_at: 0,
+                    ..m.clone()
+                })));
+            }
             Self::RegisterRelay(m) if m.broadcast.is_some() && !has(TRANSPORT_NAMES) => {
                 return Some(Cow::Owned(Self::RegisterRelay(RegisterRelay {
                     broadcast: None,
@@ -640,9 +656,10 @@ impl Message {
     /// sent to it, if any.
     pub fn required_feature(&self) -> Option<&'static str> {
         use crate::handshake::features::{
-            CHUNKED_TRANSFER, DELTA, FEEDBACK_REPAIR, TRANSPORT_NAMES,
+            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, TRANSPORT_NAMES,
         };
         match self {
+            Self::DeltaRequest(m) if m.resume_at > 0 => Some(DELTA_RESUME),
             Self::RegisterRelay(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),
             Self::RegisterClient(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),
             Self::Feedback(_) => Some(FEEDBACK_REPAIR),

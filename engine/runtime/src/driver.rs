@@ -49,6 +49,12 @@ pub trait Fleet {
     /// ready its relays for the rounds to come (the master's instructs
     /// them, so they fetch before the first round starts, not inside it).
     fn registered(&mut self) {}
+    /// The rounds are over and the audit comes next: a fleet whose
+    /// completions travel (through relays, to a master that may have
+    /// restarted) waits here until none from the `pending` clients can
+    /// still be on the way, or their loss is known, so the audit that
+    /// follows is final. Nothing to wait for by default.
+    fn drain(&mut self, _pending: &[String]) {}
     /// When the client was last heard from, given the rounds so far.
     fn last_contact(
         &self,
@@ -287,11 +293,16 @@ pub fn resume(
             }
             Command::Audit => {
                 let pending = clients_in(env.ledger, id, ClientState::Pending)?;
+                fleet.drain(&pending);
+                let pending = clients_in(env.ledger, id, ClientState::Pending)?;
                 ev.emit("stragglers-listed", json!({ "count": pending.len() }));
                 updates.push(ClientUpdate::AuditPending);
                 machine.handle(&Input::Audited, now);
             }
             Command::ServeDeltas { until } => {
+                // The window's end goes to the ledger as it opens: the
+                // master serves stragglers only while it is open.
+                save(env, id, &machine, Vec::new(), Emitter::new(id))?;
                 let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
                 let not_before = machine.state().audited_at().unwrap_or(now).max(now);
                 let boots = fleet.delta_boots(&stragglers, not_before, until);

@@ -74,6 +74,17 @@ impl RunState {
         })
     }
 
+    /// When the run's delta window closes, once its delta step has begun
+    /// (the driver saves the snapshot as the window opens). The master
+    /// serves a straggler only before this: after it, a delta for this
+    /// run could only take a client back to an older version.
+    pub fn delta_until(&self) -> Option<Timestamp> {
+        self.all().find_map(|s| match s {
+            StepState::Delta(d) => d.until,
+            _ => None,
+        })
+    }
+
     /// When the audit listed the stragglers.
     pub fn audited_at(&self) -> Option<Timestamp> {
         self.all().find_map(|s| match s {

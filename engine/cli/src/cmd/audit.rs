@@ -12,8 +12,10 @@ pub(crate) struct Args {
     /// The run.
     run: i64,
     /// Print JSON: per relay, the clients delivered in each round, by delta,
-    /// undelivered, pending and disconnected (with reasons); and the run's
-    /// traffic (bytes multicast per round, relay fetches, deltas, full copies).
+    /// undelivered, pending and disconnected (with reasons), and `late`: what
+    /// was recorded after the run had finished (client, state, round, when),
+    /// kept beside the run's final record; and the run's traffic (bytes
+    /// multicast per round, relay fetches, deltas, full copies).
     #[arg(long)]
     json: bool,
     /// List every client by name (the default shows counts and the first few).
@@ -78,6 +80,18 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             .map(|(c, why)| format!("{c} ({why})"))
             .collect();
         println!("  disconnected  {:>6}  {}", cut.len(), names(&cut));
+        // After the run had finished: beside its final record, not in it.
+        let late: Vec<String> = r
+            .late
+            .iter()
+            .map(|l| match l.round {
+                Some(n) => format!("{} ({} in round {n}, recorded {})", l.client, l.state, l.at),
+                None => format!("{} ({}, recorded {})", l.client, l.state, l.at),
+            })
+            .collect();
+        if !late.is_empty() {
+            println!("  late          {:>6}  {}", late.len(), names(&late));
+        }
         let shown = if args.full { usize::MAX } else { 5 };
         for c in r.stragglers.iter().take(shown) {
             let has = match (&c.artifact, &c.version) {

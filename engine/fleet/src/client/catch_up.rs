@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use super::Client;
 use super::machine::Event;
 use super::outbox::Pending;
+use super::partial::Partial;
 use crate::config::ClientConfig;
 use crate::link;
 
@@ -61,7 +62,13 @@ pub(super) fn boot_checks(client: &Arc<Client>, ep: &Endpoint) {
                         "boot check: {}; the installed version is unchanged, retrying",
                         haifu_plugin_host::error_chain(&e)
                     );
-                    Duration::from_secs(10)
+                    // A cut transfer goes on soon (a restarted master is
+                    // back within a second); anything else waits longer.
+                    if e.is_cut() {
+                        Duration::from_secs(1)
+                    } else {
+                        Duration::from_secs(10)
+                    }
                 }
             }
         };
@@ -127,9 +134,28 @@ pub(super) enum CatchUpError {
     /// The completion could not be kept.
     #[error("completion")]
     Outbox(#[from] crate::FleetError),
+    /// The transfer was cut on purpose (`testing.cut_catch_up_at`) after
+    /// this many bytes.
+    #[error("transfer cut after {0} bytes (testing.cut_catch_up_at)")]
+    Cut(u64),
+}
+
+/// Removes a partial transfer once its payload is used.
+struct Used<'a>(&'a Partial);
+
+impl Drop for Used<'_> {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
 }
 
 impl CatchUpError {
+    /// Whether the transfer was cut (the link, a silent master, fault
+    /// injection): its bytes are kept and the next check resumes it.
+    fn is_cut(&self) -> bool {
+        matches!(self, Self::Link(_) | Self::Silent(_) | Self::Cut(_))
+    }
+
     /// Whether what the master sent did not apply, verify or install (the
     /// others are the link's, the master's or this machine's).
     fn is_install_failure(&self) -> bool {
@@ -186,9 +212,19 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
     };
     // Not even asked for when it would not move this machine forward (the
     // signed manifest is checked again below).
-    let Some(target) = target.filter(|t| client.core().wants(t)) else {
+    let Some(target) = target else {
         return Ok(Check::UpToDate);
     };
+    if !client.core().wants(&target) {
+        if client.core().is_older(&target) {
+            client.metrics.refused_older(crate::metrics::Via::Master);
+            tracing::warn!(
+                version = %target.version,
+                "the master offers a version older than the installed one; refused (versions only move forward)"
+            );
+        }
+        return Ok(Check::UpToDate);
+    }
     let base = client
         .root
         .base_for_delta()
@@ -200,12 +236,16 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
     let transfer = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
+    // What an earlier transfer of the same pair left, if it was cut.
+    let mut partial = Partial::at(client.root.path(), from, target.digest);
+    let held = partial.held();
     link.send(&Message::DeltaRequest(DeltaRequest {
         transfer,
         client: cfg.id.clone(),
         name: target.name.clone(),
         from,
         to: target.digest,
+        resume_at: held,
     }))?;
     let (size, manifest, is_delta) = match next("delta response")? {
         Message::DeltaResponse(r) if r.transfer == transfer => match r.body {
@@ -221,6 +261,7 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
         return Err(CatchUpError::NotTarget);
     }
     if !client.core().moves_forward(&manifest) {
+        client.metrics.refused_older(crate::metrics::Via::Master);
         tracing::warn!(
             version = %manifest.body.version,
             "the master offers a version not newer than the installed one; kept (versions only move forward)"
@@ -239,20 +280,45 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
         }
         .into());
     }
-    // Streamed to a staging file (sparse, removed when dropped), never
-    // held in memory.
-    let mut payload = client
-        .root
-        .stage(size)
-        .map_err(install("staging the transfer"))?;
-    let mut incoming = ChunkCursor::new(transfer, size, cap)?;
+    // Streamed to a file under the install root, never held in memory; kept
+    // if the transfer is cut, so the next check asks only for the rest.
+    let kept = partial
+        .open(is_delta, size, held)
+        .map_err(io(partial.path()))?;
+    let mut incoming: Option<ChunkCursor> = None;
+    let cut_at = cfg.testing.cut_catch_up_at;
     loop {
         match next("data")? {
             Message::DataChunk(c) => {
-                let last = incoming.check(&c)?;
-                payload
+                let cursor = match &mut incoming {
+                    Some(cursor) => cursor,
+                    None => {
+                        // The first chunk says where the master starts: where
+                        // the kept bytes end, or (another payload, an older
+                        // master) at 0.
+                        let at = if kept > 0 && c.offset == kept {
+                            tracing::info!(
+                                resume_at = kept,
+                                size,
+                                "resuming the cut transfer from the master"
+                            );
+                            kept
+                        } else {
+                            partial.restart().map_err(io(partial.path()))?;
+                            0
+                        };
+                        incoming.insert(ChunkCursor::resumed(transfer, size, cap, at)?)
+                    }
+                };
+                let last = cursor.check(&c)?;
+                partial
                     .write_at(c.offset, &c.bytes)
-                    .map_err(install("staging the transfer"))?;
+                    .map_err(io(partial.path()))?;
+                // Fault injection: a fresh transfer is cut once this much
+                // has arrived.
+                if cut_at > 0 && kept == 0 && !last && cursor.received() >= cut_at {
+                    return Err(CatchUpError::Cut(cursor.received()));
+                }
                 if last {
                     break;
                 }
@@ -260,7 +326,10 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
             other => return Err(CatchUpError::Unexpected(other.tag())),
         }
     }
-    let payload_file = std::fs::File::open(payload.path()).map_err(io(payload.path()))?;
+    // Whole: used now, whatever comes of it (a refused payload is not
+    // resumed, it is asked for again).
+    let used = Used(&partial);
+    let payload_file = std::fs::File::open(partial.path()).map_err(io(partial.path()))?;
     let payload_reader = std::io::BufReader::with_capacity(1 << 20, payload_file);
     // The output goes straight to the artifact's staging file, which
     // refuses any byte past the signed size.
@@ -307,7 +376,7 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
             },
         )?;
     }
-    drop(payload);
+    drop(used);
     let _installing = client.installing.lock().unwrap_or_else(|p| p.into_inner());
     let verified = staging
         .verify(&manifest, &client.pinned)

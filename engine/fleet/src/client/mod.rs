@@ -23,6 +23,7 @@ mod catch_up;
 mod datagrams;
 pub(crate) mod machine;
 pub(crate) mod outbox;
+mod partial;
 mod receive;
 mod relay_link;
 
@@ -153,6 +154,7 @@ impl Client {
                         self.metrics.acknowledged();
                         let _ = std::fs::remove_file(self.pending_path());
                     }
+                    Effect::RefusedOlder => self.metrics.refused_older(Via::Broadcast),
                     Effect::Receive { session, manifest } => receive.push((session, manifest)),
                 }
             }

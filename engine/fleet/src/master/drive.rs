@@ -31,6 +31,7 @@ use super::machine::ActiveRun;
 use super::machine::Event;
 use super::machine::RunBroadcast;
 use super::machine::SessionSeed;
+use super::machine::drain::Drain;
 use crate::FleetError;
 use crate::common::Shutdown;
 use crate::config::MasterConfig;
@@ -454,6 +455,53 @@ impl Fleet for LiveFleet {
         // Deltas on boot are served by the master's unicast path (the
         // recorder files their completions); the live fleet reports none.
         Vec::new()
+    }
+
+    fn drain(&mut self, pending: &[String]) {
+        let (Ok(run), false) = (u64::try_from(self.run), pending.is_empty()) else {
+            return;
+        };
+        // The relays the clients still to hear from are behind.
+        let relays: BTreeSet<String> =
+            match Ledger::open(&self.ledger_path).and_then(|l| l.run_clients(self.run)) {
+                Ok(rows) => rows
+                    .into_iter()
+                    .filter(|c| pending.contains(&c.client))
+                    .map(|c| c.relay)
+                    .collect(),
+                Err(e) => {
+                    tracing::error!(run, "cannot read the run's clients to drain: {e}");
+                    return;
+                }
+            };
+        // Bounded: a relay that stays away is given up after the grace a
+        // round gets, and what comes through it later is recorded late.
+        let bound = Instant::now() + self.round_grace;
+        let nonce = self.hub.drain_nonce();
+        let mut said = false;
+        loop {
+            let state = self.hub.drain(run, &relays, nonce);
+            if state == Drain::Drained || self.shutdown.is_set() {
+                if said {
+                    tracing::info!(run, "no completion is in flight any more; auditing");
+                }
+                return;
+            }
+            if Instant::now() >= bound {
+                tracing::warn!(
+                    run,
+                    state = ?state,
+                    grace_s = self.round_grace.as_secs(),
+                    "relays that carried the run are not back; completions that come through them later are recorded as late"
+                );
+                return;
+            }
+            if !said {
+                tracing::info!(run, state = ?state, "waiting for completions in flight before the audit");
+                said = true;
+            }
+            self.shutdown.sleep(Duration::from_millis(100));
+        }
     }
 
     fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {

@@ -34,9 +34,10 @@ pub(crate) trait Facts {
     /// The relay the ledger has `client` behind (the operator's last word,
     /// after `haifu fleet move`).
     fn client_relay(&self, client: &str) -> Option<String>;
-    /// What a straggler reporting in should be moved to (a newer version
-    /// of a run that lists it as undelivered), if anything.
-    fn straggler_target(&self, client: &str) -> Option<ArtifactRef>;
+    /// What a straggler reporting in at `now` should be moved to (a newer
+    /// version of a running run that lists it as undelivered, inside that
+    /// run's delta window), if anything.
+    fn straggler_target(&self, client: &str, now: Timestamp) -> Option<ArtifactRef>;
 }
 
 impl Facts for Ledger {
@@ -72,8 +73,9 @@ impl Facts for Ledger {
         self.client(client).ok().flatten().and_then(|row| row.relay)
     }
 
-    fn straggler_target(&self, client: &str) -> Option<ArtifactRef> {
-        crate::deltas::target_for(self, client).and_then(|(_, m)| crate::deltas::artifact_ref(&m))
+    fn straggler_target(&self, client: &str, now: Timestamp) -> Option<ArtifactRef> {
+        crate::deltas::target_for(self, client, now)
+            .and_then(|(_, m)| crate::deltas::artifact_ref(&m))
     }
 }
 

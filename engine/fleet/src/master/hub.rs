@@ -4,6 +4,7 @@
 //! order the core chose, under the lock), writes handed to the recorder
 //! thread, fetches and deltas run on threads of their own.
 
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use super::machine::ConnId;
 use super::machine::Effect;
 use super::machine::Event;
 use super::machine::MasterCore;
+use super::machine::drain;
+use super::machine::drain::Drain;
 use crate::common::Shutdown;
 use crate::link::Link;
 use crate::metrics::{MasterMetrics, PeerView};
@@ -52,6 +55,11 @@ pub(super) struct Hub {
     store: Store,
     ledger_path: PathBuf,
     metrics: Arc<MasterMetrics>,
+    /// When this master started: the relays of its last life take a moment
+    /// to come back, and their completions with them.
+    started: Instant,
+    /// The last drain's ping nonce (each drain asks with a higher one).
+    drains: AtomicU64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -81,6 +89,8 @@ impl Hub {
             store,
             ledger_path,
             metrics,
+            started: Instant::now(),
+            drains: AtomicU64::new(0),
         }
     }
 
@@ -286,6 +296,40 @@ impl Hub {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// What stands between run `run` and its final report, given the
+    /// relays its undelivered clients are behind
+    /// ([`super::machine::drain`]). Each of those relays connected now is
+    /// pinged with `nonce` until it answers. Right after this master
+    /// started, its relays are not back yet, which counts as settling.
+    pub(super) fn drain(&self, run: u64, relays: &BTreeSet<String>, nonce: u64) -> Drain {
+        if self.started.elapsed() < drain::SETTLE {
+            return Drain::Settling(Vec::new());
+        }
+        let sh = self.lock();
+        let answered: BTreeSet<String> = relays
+            .iter()
+            .filter(|r| {
+                let Some(link) = sh.core.relay_conn(r).and_then(|c| sh.links.get(&c)) else {
+                    return false;
+                };
+                let yes = link.answered(nonce);
+                if !yes {
+                    // Best effort: a relay that went away shows as gone.
+                    let _ = link.ping(nonce);
+                }
+                yes
+            })
+            .cloned()
+            .collect();
+        sh.core.drain(run, relays, &answered, Timestamp::now())
+    }
+
+    /// A ping nonce for a new drain, higher than every one before in this
+    /// master's life (a relay's link is new after a master restart).
+    pub(super) fn drain_nonce(&self) -> u64 {
+        self.drains.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// The relays connected now that `active` targets.

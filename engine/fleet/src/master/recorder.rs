@@ -39,7 +39,68 @@ pub(super) fn recorder(
             return;
         }
     };
+    let watch = CommitWatch::default();
+    std::thread::scope(|scope| {
+        // Logged while it waits, not only once the commit is through: a
+        // ledger locked for minutes must not leave the master silent.
+        scope.spawn(|| watch.watch());
+        record(&mut ledger, rx, hub, metrics, shutdown, &watch);
+        watch.over();
+    });
+}
+
+/// The commit in flight, for the thread that logs a stall while it lasts.
+#[derive(Default)]
+struct CommitWatch {
+    /// The commit's number and when it began (`None`: none in flight).
+    current: std::sync::Mutex<Option<(u64, Instant)>>,
+    over: std::sync::atomic::AtomicBool,
+}
+
+impl CommitWatch {
+    fn begin(&self, n: u64) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((n, Instant::now()));
+    }
+
+    fn end(&self) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn over(&self) {
+        self.over.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every quarter second: a commit in flight for more than
+    /// [`COMMIT_STALL`] is logged once, while it still waits.
+    fn watch(&self) {
+        let mut told = None;
+        while !self.over.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(250));
+            let current = *self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((n, began)) = current
+                && told != Some(n)
+                && began.elapsed() > COMMIT_STALL
+            {
+                told = Some(n);
+                tracing::warn!(
+                    waiting_ms = began.elapsed().as_millis() as u64,
+                    "a ledger commit is stalled (the ledger is locked or slow); completions wait for it"
+                );
+            }
+        }
+    }
+}
+
+fn record(
+    ledger: &mut Ledger,
+    rx: &Receiver<FleetBatch>,
+    hub: &Arc<Hub>,
+    metrics: &MasterMetrics,
+    shutdown: &Shutdown,
+    watch: &CommitWatch,
+) {
     let mut total = 0u64;
+    let mut commits = 0u64;
     loop {
         let batch = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(b) => b,
@@ -48,13 +109,16 @@ pub(super) fn recorder(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let started = Instant::now();
+        commits += 1;
+        watch.begin(commits);
         let result = ledger.apply_fleet_counted(&batch);
+        watch.end();
         let took = started.elapsed();
         metrics.committed(took, result.as_ref().ok().copied());
         if took > COMMIT_STALL {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
-                "a ledger commit stalled; completions wait for it"
+                "a ledger commit stalled; it is through now"
             );
         }
         match result {

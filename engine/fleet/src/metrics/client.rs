@@ -64,6 +64,12 @@ struct Install {
     outcome: &'static str,
 }
 
+/// `via="broadcast"|"master"` of an older version refused.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Offered {
+    via: &'static str,
+}
+
 /// Where a version came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -91,6 +97,7 @@ pub struct ClientMetrics {
     decoded_bytes: Counter,
     installs: Family<Install, Counter>,
     acked: Counter,
+    older: Family<Offered, Counter>,
     /// The session last seen and its blocks and bytes decoded then: the
     /// receiver's progress is per session, the counters are not.
     seen: Mutex<(u64, u64, u64)>,
@@ -158,12 +165,21 @@ impl ClientMetrics {
             "Completions the master acknowledged (recorded in its ledger)",
             acked.clone(),
         );
+        let older = Family::<Offered, Counter>::default();
+        r.register(
+            "haifu_client_older_versions_refused",
+            "Versions older than the installed one that were offered and refused (versions \
+             only move forward), by where the offer came from (broadcast: a session; master: \
+             the straggler path)",
+            older.clone(),
+        );
         // Every series from the start at 0, so rate() and alerts see the
         // first increment.
         for reason in REJECTED {
             let _ = rejected.get_or_create(&Reason { reason });
         }
         for via in [Via::Broadcast, Via::Master] {
+            let _ = older.get_or_create(&Offered { via: via.as_str() });
             for outcome in ["ok", "failed"] {
                 let _ = installs.get_or_create(&Install {
                     via: via.as_str(),
@@ -181,6 +197,7 @@ impl ClientMetrics {
             decoded_bytes,
             installs,
             acked,
+            older,
             seen: Mutex::new((0, 0, 0)),
             view,
             exporter: Exporter::new(r),
@@ -243,6 +260,13 @@ impl ClientMetrics {
         if matches!(e, crate::FleetError::Install { .. }) {
             self.installed(Via::Broadcast, false);
         }
+    }
+
+    /// A version older than the installed one was offered and refused.
+    pub fn refused_older(&self, via: Via) {
+        self.older
+            .get_or_create(&Offered { via: via.as_str() })
+            .inc();
     }
 
     /// The master acknowledged a completion.

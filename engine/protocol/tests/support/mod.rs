@@ -145,10 +145,10 @@ impl Rng {
 /// How many kinds of message [`random_message`] draws from.
 pub(crate) const KINDS: u64 = 23;
 
-/// Tags: `StartRound`, `RoundDone`, `RegisterRelay` and `RegisterClient`
-/// each have a second one (with a budget, with listeners, with the
-/// broadcast plugin's name).
-pub(crate) const TAGS: u64 = KINDS + 4;
+/// Tags: `StartRound`, `RoundDone`, `RegisterRelay`, `RegisterClient` and
+/// `DeltaRequest` each have a second one (with a budget, with listeners,
+/// with the broadcast plugin's name, resuming a cut transfer).
+pub(crate) const TAGS: u64 = KINDS + 5;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
@@ -253,6 +253,7 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
             name: rng.name(),
             from: rng.digest(),
             to: rng.digest(),
+            resume_at: if rng.below(2) == 0 { 0 } else { rng.next() },
         }),
         13 => Message::DeltaResponse(DeltaResponse {
             transfer: rng.next(),
@@ -579,6 +580,18 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 name: "pos-app".parse().unwrap(),
                 from: fixed_digest(0x10),
                 to: fixed_digest(0xa0),
+                resume_at: 0,
+            }),
+        ),
+        (
+            "delta_request_resume",
+            Message::DeltaRequest(DeltaRequest {
+                transfer: 12,
+                client: "pos-0043".into(),
+                name: "pos-app".parse().unwrap(),
+                from: fixed_digest(0x10),
+                to: fixed_digest(0xa0),
+                resume_at: 1 << 20,
             }),
         ),
         (

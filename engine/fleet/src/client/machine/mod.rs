@@ -71,6 +71,9 @@ pub(crate) enum Effect {
     Persist(Pending),
     /// The master has the completion: remove it from disk.
     Forget,
+    /// A session of a version older than the installed one was refused
+    /// (once per run): counted.
+    RefusedOlder,
     /// Receive this session's broadcast (a new receiver replaces any
     /// other), then report `ReceiverEnded`.
     Receive {
@@ -99,6 +102,9 @@ pub(crate) struct ClientCore {
     /// report with the session again, so a second report would start a
     /// loop.
     said_current: Option<u64>,
+    /// The run whose older session was last refused, so a session offered
+    /// again is not counted again.
+    refused_older: Option<u64>,
     /// The transport plugin this client receives broadcasts with, named in
     /// its version report (`transport-names`).
     broadcast: Option<String>,
@@ -127,6 +133,7 @@ impl ClientCore {
             last_sent: None,
             receiving: None,
             said_current: None,
+            refused_older: None,
             broadcast: None,
         }
     }
@@ -158,6 +165,16 @@ impl ClientCore {
                 self.installed.as_ref().map(|i| &i.version),
                 &target.version,
             )
+    }
+
+    /// Whether `target` is this client's artifact at a version older
+    /// than the installed one (what [`Self::wants`] refuses and counts).
+    pub(crate) fn is_older(&self, target: &ArtifactRef) -> bool {
+        target.name.as_str() == self.artifact
+            && self
+                .installed
+                .as_ref()
+                .is_some_and(|i| target.version < i.version)
     }
 
     /// Whether `manifest`'s version may replace what is installed.
@@ -328,11 +345,16 @@ impl ClientCore {
             return;
         }
         if !self.moves_forward(&manifest) {
-            tracing::info!(
-                run = s.run,
-                version = %manifest.body.version,
-                "older than the installed version; taking no part (versions only move forward)"
-            );
+            if self.refused_older != Some(s.run) {
+                self.refused_older = Some(s.run);
+                tracing::warn!(
+                    run = s.run,
+                    version = %manifest.body.version,
+                    installed = ?self.installed.as_ref().map(|i| i.version.to_string()),
+                    "older than the installed version; refused (versions only move forward)"
+                );
+                out.push(Effect::RefusedOlder);
+            }
             return;
         }
         self.receiving = Some(s.run);

@@ -94,13 +94,18 @@ fn only_a_newer_signed_version_of_this_artifact_is_received_once() {
         t(0),
         Event::FromRelay(session(1, "other", "1.2.0", 2, &key()))
     )));
-    assert!(
-        !receives(&c.handle(
-            t(0),
-            Event::FromRelay(session(1, "app", "1.0.0", 3, &key()))
-        )),
-        "older"
+    // Older: refused, and counted once however often it is offered.
+    let refused = |e: &[Effect]| e.iter().any(|e| matches!(e, Effect::RefusedOlder));
+    let e = c.handle(
+        t(0),
+        Event::FromRelay(session(1, "app", "1.0.0", 3, &key())),
     );
+    assert!(!receives(&e) && refused(&e), "older: {e:?}");
+    let e = c.handle(
+        t(0),
+        Event::FromRelay(session(1, "app", "1.0.0", 3, &key())),
+    );
+    assert!(!receives(&e) && !refused(&e), "counted once: {e:?}");
     // Already installed: no receiving, the version report says so.
     let e = c.handle(
         t(0),

@@ -76,7 +76,7 @@ impl MasterCore {
         let (is_relay, is_client) = (p.role == Role::Relay, p.role == Role::Client);
         let (peer, delta, chunked) = (p.name.clone(), p.delta, p.chunked);
         match msg {
-            Message::RegisterRelay(r) if is_relay => self.register_relay(out, conn, &peer, r),
+            Message::RegisterRelay(r) if is_relay => self.register_relay(out, now, conn, &peer, r),
             Message::RegisterClient(c) if is_relay => {
                 self.client_report(out, now, conn, &peer, c, facts)
             }
@@ -87,7 +87,7 @@ impl MasterCore {
                     return self.refuse(out, conn, &peer, 0, &why);
                 }
                 let target = facts
-                    .straggler_target(&c.client)
+                    .straggler_target(&c.client, now)
                     .filter(|t| c.installed.as_ref() != Some(t));
                 self.next.touches.push(touch(&c, None, now));
                 out.send(conn, Message::Registered(Registered { target }));
@@ -157,6 +157,7 @@ impl MasterCore {
     pub(super) fn register_relay(
         &mut self,
         out: &mut Out,
+        now: Timestamp,
         conn: ConnId,
         peer: &str,
         r: RegisterRelay,
@@ -173,6 +174,7 @@ impl MasterCore {
             }),
         );
         self.relays.insert(r.relay.clone(), conn);
+        self.relay_since.insert(r.relay.clone(), now);
         match &r.broadcast {
             Some(p) => self.relay_plugins.insert(r.relay.clone(), p.clone()),
             None => self.relay_plugins.remove(&r.relay),
@@ -204,6 +206,8 @@ impl MasterCore {
         // on air: it resumes the broadcast.
         if let Some(active) = self.active.as_ref().filter(|a| a.targets(&r.relay)) {
             out.send(conn, Message::Instruction(active.instruction_for(&r.relay)));
+            self.instructed
+                .insert((active.instruction.run, r.relay.clone()));
             if let Some((round, at)) = active.round {
                 let run = active.instruction.run;
                 if !self.done.contains(&(run, round, r.relay.clone())) {
@@ -276,6 +280,30 @@ impl MasterCore {
                 .joins
                 .push((run, c.client.clone(), relay.to_owned()));
             if c.installed.as_ref() == Some(a.artifact()) {
+                let update = ClientUpdate::Current {
+                    client: c.client.clone(),
+                    at: now.to_string(),
+                };
+                self.next.updates.push((run, update));
+            }
+        } else if let Some(installed) = &c.installed {
+            // Off the air: a client that reports the version of a run that
+            // lists it as a straggler has it after all (its completion was
+            // lost with its disk's copy); recorded, as late once the run has
+            // ended, so every installed client is counted once.
+            let straggler = facts.straggler_run(&c.client).and_then(|run| {
+                let id = u64::try_from(run).ok()?;
+                let digest = match self.digests.get(&id) {
+                    Some(d) => *d,
+                    None => {
+                        let d = facts.run_digest(id)?;
+                        self.digests.insert(id, d);
+                        d
+                    }
+                };
+                (digest == installed.digest).then_some(run)
+            });
+            if let Some(run) = straggler {
                 let update = ClientUpdate::Current {
                     client: c.client.clone(),
                     at: now.to_string(),

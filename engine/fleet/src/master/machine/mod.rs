@@ -200,6 +200,11 @@ pub(crate) struct MasterCore {
     conns: HashMap<ConnId, Peer>,
     /// Registered relays: a reconnect replaces the entry.
     relays: BTreeMap<String, ConnId>,
+    /// When each registered relay registered last.
+    relay_since: HashMap<String, Timestamp>,
+    /// `(run, relay)`: relays this master sent a run's instruction, so
+    /// completions of that run may come through them.
+    instructed: BTreeSet<(u64, String)>,
     /// The broadcast plugin each registered relay named (`transport-names`).
     relay_plugins: HashMap<String, String>,
     /// The clients cut off, as last read from the ledger.
@@ -248,6 +253,8 @@ impl MasterCore {
             relays_allowed,
             conns: HashMap::new(),
             relays: BTreeMap::new(),
+            relay_since: HashMap::new(),
+            instructed: BTreeSet::new(),
             relay_plugins: HashMap::new(),
             denied: Vec::new(),
             active: None,
@@ -346,6 +353,7 @@ impl MasterCore {
                     && self.relays.get(&p.name) == Some(&conn)
                 {
                     self.relays.remove(&p.name);
+                    self.relay_since.remove(&p.name);
                     self.relay_plugins.remove(&p.name);
                 }
             }
@@ -371,7 +379,11 @@ impl MasterCore {
                         continue;
                     }
                     out.send(*conn, Message::Instruction(active.instruction_for(name)));
+                    self.instructed
+                        .insert((active.instruction.run, name.clone()));
                 }
+                let run = active.instruction.run;
+                self.instructed.retain(|(r, _)| *r == run);
                 self.active = Some(*active);
             }
             Event::RoundStarted { round, budget } => {
@@ -486,6 +498,7 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
 }
 
 mod claims;
+pub(crate) mod drain;
 
 #[cfg(test)]
 mod tests;

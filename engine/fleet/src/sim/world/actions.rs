@@ -187,7 +187,20 @@ impl World {
             .started
             .last()
             .is_none_or(|t| self.now.duration_since(*t) >= SignedDuration::from_secs(10));
-        if self.master.is_none() || !due || self.started.len() >= ROUNDS as usize {
+        if self.master.is_none() || !due || self.finished.is_some() {
+            return;
+        }
+        if self.started.len() >= ROUNDS as usize {
+            // A while after the last round, in some seeds, the run ends
+            // (audit, done): its record is final from then on, and what
+            // comes later is recorded as late.
+            let long = self
+                .started
+                .last()
+                .is_some_and(|t| self.now.duration_since(*t) >= SignedDuration::from_secs(30));
+            if long && self.finishes && self.drained() {
+                self.finish();
+            }
             return;
         }
         self.started.push(self.now);
@@ -218,6 +231,72 @@ impl World {
             round,
             budget: Some(crate::master::default_budget(SIZE, 100_000_000, 0)),
         });
+    }
+
+    /// What the master's drain says before the audit: the relays of the
+    /// clients still pending are back, settled and have nothing on its way
+    /// up (the ping's answer would come after it), and nothing waits to be
+    /// written.
+    fn drained(&self) -> bool {
+        let Some(core) = self.master.as_ref() else {
+            return false;
+        };
+        let pending: Vec<String> = self
+            .ledger
+            .run_clients(RUN as i64)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.state == haifu_ledger::ClientState::Pending)
+            .map(|c| c.relay)
+            .collect();
+        let relays: std::collections::BTreeSet<String> = pending.into_iter().collect();
+        let answered = relays
+            .iter()
+            .filter(|name| {
+                self.relays.iter().any(|r| {
+                    &r.name == *name
+                        && r.wire
+                            .is_some_and(|i| self.wires[i].up && self.wires[i].upward.is_empty())
+                })
+            })
+            .cloned()
+            .collect();
+        self.write.is_none()
+            && core.drain(RUN, &relays, &answered, self.now)
+                == crate::master::machine::drain::Drain::Drained
+    }
+
+    /// The driver audits and ends the run; the master takes it off the
+    /// air. The run's record as it stands now is final.
+    fn finish(&mut self) {
+        let broadcast = StepState::Broadcast(Broadcast {
+            phase: Phase::RoundOpen {
+                round: self.started.len() as u32,
+            },
+            started: self.started.clone(),
+            stopped_early: None,
+        });
+        let state = RunState {
+            step: 5,
+            current: None,
+            finished: vec![broadcast],
+            finished_at: Some(self.now),
+        };
+        self.ledger
+            .transition(
+                RUN as i64,
+                &Transition {
+                    state: serde_json::to_string(&state).unwrap(),
+                    status: RunStatus::Done,
+                    next_wake: None,
+                    updates: vec![haifu_ledger::ClientUpdate::AuditPending],
+                    events: Vec::new(),
+                },
+            )
+            .unwrap();
+        self.at_master(master::Event::OffAir);
+        self.finished = Some(self.record());
+        self.dirty = true;
     }
 
     /// A relay's round ends: each of its clients receiving the run

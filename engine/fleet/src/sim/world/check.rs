@@ -7,12 +7,44 @@ impl World {
     /// After every step: the ledger counts only clients that installed,
     /// each once, in a round that was started.
     pub(super) fn check(&mut self) {
+        for c in &mut self.clients {
+            let now = c.disk.installed.as_ref().map(|a| a.version.clone());
+            assert!(
+                now >= c.highest,
+                "seed {}: {} went back from {:?} to {now:?}",
+                self.seed,
+                c.id,
+                c.highest
+            );
+            c.highest = now;
+        }
         if !std::mem::take(&mut self.dirty) {
             return;
         }
         let rows = self.ledger.run_clients(RUN as i64).unwrap();
         for row in &rows {
             let c = self.clients.iter().find(|c| c.id == row.client).unwrap();
+            assert!(
+                !(row.state.is_complete() && row.late.is_some()),
+                "seed {}: {} counted in the run and late",
+                self.seed,
+                row.client
+            );
+            if row.late.is_some() {
+                assert!(
+                    self.finished.is_some(),
+                    "seed {}: a late record for {} while the run runs",
+                    self.seed,
+                    row.client
+                );
+                assert_eq!(
+                    c.disk.installed.as_ref(),
+                    Some(&self.target),
+                    "seed {}: {} recorded late but never installed",
+                    self.seed,
+                    row.client
+                );
+            }
             if row.state.is_complete() {
                 assert_eq!(
                     c.disk.installed.as_ref(),
@@ -40,6 +72,31 @@ impl World {
         seen.sort();
         seen.dedup();
         assert_eq!(n, seen.len(), "a client counted twice: {audit:?}");
+        // A finished run's record never changes; only late records are
+        // added beside it.
+        if let Some(done) = &self.finished {
+            assert_eq!(
+                &self.record(),
+                done,
+                "seed {}: the finished run's record changed",
+                self.seed
+            );
+        }
+    }
+
+    /// The run's record as its audit shows it, without the late records
+    /// and the fleet's live view of each straggler.
+    pub(super) fn record(&self) -> serde_json::Value {
+        let audit = self.ledger.audit(RUN as i64).unwrap().unwrap();
+        let mut v = serde_json::to_value(&audit).unwrap();
+        for r in v["relays"].as_array_mut().unwrap() {
+            let r = r.as_object_mut().unwrap();
+            r.remove("late");
+            r.remove("stragglers");
+        }
+        // When the row was last written is not part of the record.
+        v["run"].as_object_mut().unwrap().remove("updated_at");
+        v
     }
 
     /// Whether nothing is left to do: no write, no message in flight, no
@@ -69,7 +126,7 @@ impl World {
             let row = rows.iter().find(|r| r.client == c.id).unwrap();
             if c.disk.installed.as_ref() == Some(&self.target) {
                 assert!(
-                    row.state.is_complete(),
+                    row.state.is_complete() || row.late.is_some(),
                     "seed {}: {} installed but the ledger says {:?}",
                     self.seed,
                     c.id,
@@ -81,7 +138,7 @@ impl World {
                     c.id
                 );
             } else {
-                assert!(!row.state.is_complete());
+                assert!(!row.state.is_complete() && row.late.is_none());
             }
         }
     }

@@ -110,6 +110,10 @@ struct ClientNode {
     /// A completion being written (lost if killed first).
     persisting: Option<crate::client::outbox::Pending>,
     receiving: Option<u64>,
+    /// The newest version this client ever ran: what it runs never goes
+    /// below it (versions only move forward; the simulation has no
+    /// rollback command).
+    highest: Option<haifu_core::Version>,
 }
 
 /// What happened across seeds.
@@ -174,6 +178,11 @@ pub(super) struct World {
     /// Rounds the driver started, with their start.
     started: Vec<Timestamp>,
     faults: bool,
+    /// Whether this seed's run ends once its rounds are over.
+    finishes: bool,
+    /// The run's final record (its audit without the late records and the
+    /// fleet's live view), once it ended.
+    finished: Option<serde_json::Value>,
     /// The ledger changed since the last check.
     dirty: bool,
     totals: Totals,
@@ -229,17 +238,28 @@ impl World {
             })
             .collect();
         let clients: Vec<ClientNode> = (0..clients)
-            .map(|i| ClientNode {
-                id: format!("c{i}"),
-                relay: i % relays.len(),
-                core: None,
-                wire: None,
-                disk: Disk {
-                    installed: Some(artifact("1.0.0", 1)),
-                    pending: None,
-                },
-                persisting: None,
-                receiving: None,
+            .map(|i| {
+                // Some clients already moved past the run's version (another
+                // run took them to 1.2.0): the run's sessions must not take
+                // them back, whatever the faults.
+                let installed = if rng.chance(20) {
+                    artifact("1.2.0", 2)
+                } else {
+                    artifact("1.0.0", 1)
+                };
+                ClientNode {
+                    id: format!("c{i}"),
+                    relay: i % relays.len(),
+                    core: None,
+                    wire: None,
+                    highest: Some(installed.version.clone()),
+                    disk: Disk {
+                        installed: Some(installed),
+                        pending: None,
+                    },
+                    persisting: None,
+                    receiving: None,
+                }
             })
             .collect();
         let listed: Vec<(String, String)> = clients
@@ -259,7 +279,10 @@ impl World {
                 clients: &listed,
             })
             .unwrap();
+        let finishes = rng.chance(50);
         let mut w = Self {
+            finishes,
+            finished: None,
             seed,
             rng,
             now,
@@ -370,7 +393,10 @@ impl World {
             bound,
             Arc::new(Counters::default()),
         ));
-        // The driver resumes the run: it goes on air again.
+        // The driver resumes the run: it goes on air again, unless it ended.
+        if self.finished.is_some() {
+            return;
+        }
         let active = self.active();
         self.at_master(master::Event::OnAir(Box::new(active)));
     }

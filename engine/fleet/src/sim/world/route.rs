@@ -19,7 +19,8 @@ impl World {
             match e {
                 master::Effect::Send { conn, msg } => {
                     if let Message::CompletionAck(a) = &msg {
-                        // Nothing is acknowledged before it is durable.
+                        // Nothing is acknowledged before it is durable (in
+                        // the run's record, or beside it as a late record).
                         let row = self
                             .ledger
                             .run_clients(a.run as i64)
@@ -27,7 +28,7 @@ impl World {
                             .into_iter()
                             .find(|c| c.client == a.client);
                         assert!(
-                            row.is_some_and(|r| r.state.is_complete()),
+                            row.is_some_and(|r| r.state.is_complete() || r.late.is_some()),
                             "ack for {} of run {} before the ledger has it",
                             a.client,
                             a.run
@@ -108,6 +109,7 @@ impl World {
                 }
                 client::Effect::Persist(p) => self.clients[c].persisting = Some(p),
                 client::Effect::Forget => self.clients[c].disk.pending = None,
+                client::Effect::RefusedOlder => {}
                 client::Effect::Receive { session, .. } => {
                     self.clients[c].receiving = Some(session.run);
                 }
