@@ -42,7 +42,7 @@
 //! // Master: name, make (once per pair, cached), decide.
 //! let options = MakeOptions::background();
 //! let key = cache_key(&digest_of(&old), &digest_of(&new), &options);
-//! assert!(key.file_name().ends_with(".f2-l19-best.hdelta"));
+//! assert!(key.file_name().ends_with(".f3-l19-best.hdelta"));
 //! let delta = make(&old, &new, &options)?;
 //! let full = zstd::bulk::compress(&new, 3)?.len() as u64;
 //! let decision = DeliveryRule::default().choose(DeltaOffer::Delta { bytes: delta.len() }, full);
