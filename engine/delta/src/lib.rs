@@ -63,6 +63,7 @@ mod error;
 mod hashing;
 mod make;
 mod method;
+mod read;
 
 pub use apply::{
     Applied, BaseCheck, PatchReader, apply, apply_reading_base, apply_to_vec, apply_to_vec_capped,
@@ -77,3 +78,4 @@ pub use make::{
     MethodChoice, make,
 };
 pub use method::{Method, UnknownMethod};
+pub use read::read_base;

@@ -266,7 +266,10 @@ fn a_version_2_bsdiff_delta_is_refused_as_retired_and_its_cache_name_is_gone() {
     assert!(matches!(e, DeltaError::RetiredVersion { .. }), "{e}");
     // Versions above this build's are unsupported, not retired.
     let e = refused(&old, &as_version(&b, 4), "version 4");
-    assert!(matches!(e, DeltaError::UnsupportedVersion { found: 4, .. }), "{e}");
+    assert!(
+        matches!(e, DeltaError::UnsupportedVersion { found: 4, .. }),
+        "{e}"
+    );
     // The names a master caches under: none is a version-2 name.
     let (from, to) = (digest_of(&old), digest_of(&new));
     for methods in [MethodChoice::Smaller, MethodChoice::Bsdiff] {

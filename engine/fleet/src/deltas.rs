@@ -98,7 +98,9 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
         // build would refuse, make it again.
         match cached_header(&b) {
             Ok(()) => return Ok(b),
-            Err(e) => tracing::warn!(file = %path.display(), "cached delta not served, made again: {e}"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "cached delta not served, made again: {e}")
+            }
         }
     }
     let old = read_object(store, from)?;
