@@ -74,8 +74,10 @@ pub enum MethodChoice {
 ///   largest stream (capped at 128 MiB).
 ///
 /// So below the threshold the peak is about 5 × base + 1 × target plus
-/// the streams (on libcrypto, 4.7 MB: 31 MiB, 6.9 × the target, both
-/// methods; 64 MiB: 401 MiB, 6.3 ×; about 3 GiB for a 512 MiB pair);
+/// the streams and the process itself (on hexyl, 1.1 MB: 8.2 MiB, 7.9 ×
+/// the target, 2.1 MiB of it the idle process; libcrypto, 4.7 MB:
+/// 30.5 MiB, 6.8 ×; 64 MiB: 401 MiB, 6.3 ×; about 3 GiB for a 512 MiB
+/// pair);
 /// above it, bsdiff is not tried and a pair costs what patch-from costs (a
 /// generated 1 GiB pair: 2.6 GiB, 2.6 × the target, in 30 s;
 /// `bench/delta-large.sh` measures it). The two methods run one after the
