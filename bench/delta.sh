@@ -49,6 +49,7 @@
 #
 #   flock /work/bench.lock bash bench/delta.sh
 #   PAIRS="libcrypto ruff-bin" RUNS=5 bash bench/delta.sh
+#   WORK=/tmp/pairs bash bench/delta.sh   # keeps the pairs for the next run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${PAIRS:-"libcrypto rust-bin ruff-bin ruff django"}
@@ -62,9 +63,14 @@ RUSTBIN_NEW=${RUSTBIN_NEW:-0.17.0}
 DJANGO_OLD=${DJANGO_OLD:-5.0.6}
 DJANGO_NEW=${DJANGO_NEW:-5.0.7}
 PLATFORM=${PLATFORM:-manylinux_2_17_x86_64}
-WORK=${WORK:-$(mktemp -d /tmp/haifu-bench-delta.XXXXXX)}
-mkdir -p "$WORK"
-trap 'rm -rf "$WORK"' EXIT
+# WORK: where the pairs are fetched; a given WORK is kept, and pairs
+# already in it are not fetched (or built) again.
+if [ -n "${WORK:-}" ]; then
+  mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d /tmp/haifu-bench-delta.XXXXXX)
+  trap 'rm -rf "$WORK"' EXIT
+fi
 
 need=()
 command -v zstd >/dev/null || need+=(zstd)
@@ -172,8 +178,12 @@ measure IDLE "$TOOL" digest "$WORK/idle"
 IDLE_KIB=${IDLE##* }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for pair in $PAIRS; do
-  echo "pair $pair: fetching" >&2
-  "fetch_$pair"
+  if [ -s "$WORK/$pair/old" ] && [ -s "$WORK/$pair/new" ] && [ -s "$WORK/$pair/label" ]; then
+    echo "pair $pair: already in $WORK" >&2
+  else
+    echo "pair $pair: fetching" >&2
+    "fetch_$pair"
+  fi
   P=$WORK/$pair
   A=$P/old
   B=$P/new

@@ -114,8 +114,10 @@ fn run_digest(file: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every file, the floor's included, is read as the client reads its base.
 fn read(path: &str) -> Result<Vec<u8>> {
-    Ok(std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?)
+    Ok(haifu_delta::read_base(std::path::Path::new(path))
+        .map_err(|e| format!("cannot read {path}: {e}"))?)
 }
 
 fn usage() -> ExitCode {

@@ -48,7 +48,7 @@ pub fn cache_key(from: &Digest, to: &Digest, options: &MakeOptions) -> CacheKey 
 
 impl CacheKey {
     /// A file name for the delta: `FROM-TO.f1-l19.hdelta` for patch-from
-    /// (as before methods existed), `FROM-TO.f2-l19-best.hdelta` when both
+    /// (as before methods existed), `FROM-TO.f3-l19-best.hdelta` when both
     /// methods are tried (`-bsdiff` for bsdiff alone), plus `-mN` when the
     /// chunking limit and `-bN` when the bsdiff limit is not the default.
     /// Only hex digits, dashes, dots and letters: safe in any file system
@@ -92,7 +92,7 @@ mod tests {
         let k = cache_key(&a, &b, &MakeOptions::background());
         assert_eq!(
             k.file_name(),
-            format!("{}-{}.f2-l19-best.hdelta", "aa".repeat(32), "bb".repeat(32))
+            format!("{}-{}.f3-l19-best.hdelta", "aa".repeat(32), "bb".repeat(32))
         );
         assert_eq!(k, cache_key(&a, &b, &MakeOptions::background()), "pure");
         assert_ne!(
@@ -108,7 +108,7 @@ mod tests {
         assert!(
             cache_key(&a, &b, &bsdiff)
                 .file_name()
-                .ends_with(".f2-l19-bsdiff.hdelta")
+                .ends_with(".f3-l19-bsdiff.hdelta")
         );
         let small = MakeOptions {
             bsdiff_max_size: 1 << 20,
@@ -117,7 +117,7 @@ mod tests {
         assert!(
             cache_key(&a, &b, &small)
                 .file_name()
-                .ends_with(".f2-l19-best-b1048576.hdelta")
+                .ends_with(".f3-l19-best-b1048576.hdelta")
         );
         let chunked = MakeOptions {
             max_frame: 1 << 20,

@@ -4,9 +4,9 @@
 //! ```text
 //! header (112 bytes, little-endian)
 //!   0  magic "HAIFUDLT"          8
-//!   8  format version (1)      u16
+//!   8  format version         u16   1 or 3 (2 is retired)
 //!  10  window log (max)         u8   10..=31
-//!  11  method                   u8   0 patch-from (version 1), 1 bsdiff (version 2)
+//!  11  method                   u8   0 patch-from (version 1), 1 bsdiff (version 3)
 //!  12  zstd level              i32   informative: what made it
 //!  16  chunk count             u32   >= 1
 //!  20  reserved (0)            u32
@@ -33,9 +33,17 @@
 //!
 //! Versions: a patch-from delta is written as version 1, byte for byte what
 //! builds before the bsdiff method wrote (old clients and cached deltas keep
-//! working); a bsdiff delta as version 2, so an older client refuses it as
+//! working); a bsdiff delta as version 3, so an older client refuses it as
 //! an unsupported version rather than as a corrupt header. Version 1 must
 //! have method 0.
+//!
+//! Version 2 is retired: it was the bsdiff method while its body changed
+//! (plain differences, then zero runs, then sparse differences) without a
+//! new version, so a version-2 delta may hold any of three bodies and only
+//! the last one decodes here. It is refused as
+//! [`DeltaError::RetiredVersion`]; the cache key carries the version, so a
+//! master holding one makes the delta again. The version changes whenever
+//! the bytes of a body do.
 
 use haifu_core::Digest;
 use sha3::{Digest as _, Sha3_256};
@@ -45,8 +53,11 @@ use crate::{DeltaError, Method};
 /// The first eight bytes of every delta.
 pub const MAGIC: [u8; 8] = *b"HAIFUDLT";
 /// The newest container format this build writes and reads (it reads
-/// every version from 1 up to this one).
-pub const FORMAT_VERSION: u16 = 2;
+/// every version from 1 up to this one except [`RETIRED_VERSIONS`]).
+pub const FORMAT_VERSION: u16 = 3;
+/// Versions this build refuses although they are older than
+/// [`FORMAT_VERSION`]: 2, the bsdiff method's body before it settled.
+pub const RETIRED_VERSIONS: [u16; 1] = [2];
 /// The format of patch-from deltas: the version before methods existed.
 pub const FORMAT_VERSION_PATCH_FROM: u16 = 1;
 /// Bytes in the fixed header.
@@ -132,6 +143,9 @@ impl DeltaHeader {
             return Err(DeltaError::BadMagic { found: magic });
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
+        if RETIRED_VERSIONS.contains(&version) {
+            return Err(DeltaError::RetiredVersion { found: version });
+        }
         if !(FORMAT_VERSION_PATCH_FROM..=FORMAT_VERSION).contains(&version) {
             return Err(DeltaError::UnsupportedVersion {
                 found: version,
@@ -186,7 +200,7 @@ impl DeltaHeader {
     }
 
     /// The format version this header is written as: 1 for patch-from (as
-    /// before methods existed), 2 for anything else.
+    /// before methods existed), [`FORMAT_VERSION`] for anything else.
     pub fn version(&self) -> u16 {
         match self.method {
             Method::PatchFrom => FORMAT_VERSION_PATCH_FROM,
@@ -364,7 +378,7 @@ mod tests {
         let e = DeltaHeader::decode(&b).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unsupported delta format version 9 (this build reads versions 1 to 2)"
+            "unsupported delta format version 9 (this build reads versions 1 to 3)"
         );
         let mut b = header().encode();
         b[90] ^= 0x40;

@@ -25,6 +25,15 @@ pub enum DeltaError {
         /// The newest version this build reads and writes.
         supported: u16,
     },
+    /// A delta written in a format version this build no longer reads (see
+    /// `container::RETIRED_VERSIONS`): make it again.
+    #[error(
+        "delta format version {found} is retired (the bsdiff method's body before it settled); make the delta again"
+    )]
+    RetiredVersion {
+        /// The version in the header.
+        found: u16,
+    },
     /// The header's own check failed or its fields contradict each other.
     #[error("delta header is corrupt: {detail}")]
     CorruptHeader {
@@ -152,6 +161,7 @@ impl DeltaError {
             self,
             Self::BadMagic { .. }
                 | Self::UnsupportedVersion { .. }
+                | Self::RetiredVersion { .. }
                 | Self::CorruptHeader { .. }
                 | Self::Truncated { .. }
                 | Self::Corrupt { .. }

@@ -42,7 +42,7 @@
 //! // Master: name, make (once per pair, cached), decide.
 //! let options = MakeOptions::background();
 //! let key = cache_key(&digest_of(&old), &digest_of(&new), &options);
-//! assert!(key.file_name().ends_with(".f2-l19-best.hdelta"));
+//! assert!(key.file_name().ends_with(".f3-l19-best.hdelta"));
 //! let delta = make(&old, &new, &options)?;
 //! let full = zstd::bulk::compress(&new, 3)?.len() as u64;
 //! let decision = DeliveryRule::default().choose(DeltaOffer::Delta { bytes: delta.len() }, full);
@@ -63,6 +63,7 @@ mod error;
 mod hashing;
 mod make;
 mod method;
+mod read;
 
 pub use apply::{
     Applied, BaseCheck, PatchReader, apply, apply_reading_base, apply_to_vec, apply_to_vec_capped,
@@ -77,3 +78,4 @@ pub use make::{
     MethodChoice, make,
 };
 pub use method::{Method, UnknownMethod};
+pub use read::read_base;

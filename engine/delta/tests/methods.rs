@@ -10,7 +10,7 @@ use common::{Rng, binary_pair, text_pair};
 use haifu_delta::container::{CHUNK_RECORD_LEN, ChunkRecord, DeltaHeader, HEADER_LEN};
 use haifu_delta::{
     DeltaError, LARGE_PATCH_FROM_LEVEL_MAX, MakeOptions, Method, MethodChoice, PatchReader, apply,
-    apply_to_vec, digest_of, make,
+    apply_to_vec, cache_key, digest_of, make,
 };
 
 /// A bsdiff block makes at most this much output (the crate's BLOCK_OUT).
@@ -218,9 +218,65 @@ fn versions_are_written_so_older_clients_refuse_bsdiff_cleanly() {
         .unwrap()
         .bytes;
     let b = make(&old, &new, &with(MethodChoice::Bsdiff)).unwrap().bytes;
-    // Patch-from deltas are byte for byte what version 1 wrote.
+    // Patch-from deltas are byte for byte what version 1 wrote; bsdiff
+    // deltas are version 3 (2 is retired: see the test below).
     assert_eq!((&p[8..10], p[11]), (&1u16.to_le_bytes()[..], 0));
-    assert_eq!((&b[8..10], b[11]), (&2u16.to_le_bytes()[..], 1));
+    assert_eq!((&b[8..10], b[11]), (&3u16.to_le_bytes()[..], 1));
+}
+
+/// The header of `delta` rewritten as format `version`, its check made
+/// again, as a build that wrote that version would have.
+fn as_version(delta: &[u8], version: u16) -> Vec<u8> {
+    use sha3::{Digest as _, Sha3_256};
+    let mut d = delta.to_vec();
+    d[8..10].copy_from_slice(&version.to_le_bytes());
+    let check = Sha3_256::digest(&d[..104]);
+    d[104..112].copy_from_slice(&check[..8]);
+    d
+}
+
+/// Issue 16: the bsdiff body changed three times under format version 2
+/// (plain differences, zero runs, sparse differences), so a cached
+/// version-2 delta may hold a body this build cannot read. Version 2 is
+/// refused as retired, before anything is decoded or written, with a
+/// message that says to make it again; and the cache key moved with the
+/// version, so a master never finds an old delta under the name it looks
+/// up.
+#[test]
+fn a_version_2_bsdiff_delta_is_refused_as_retired_and_its_cache_name_is_gone() {
+    let (old, new) = binary_pair(69, 30_000);
+    let b = make(&old, &new, &with(MethodChoice::Bsdiff)).unwrap().bytes;
+    assert_eq!(apply_to_vec(&old, &b).unwrap(), new, "version 3 applies");
+    let v2 = as_version(&b, 2);
+    let e = PatchReader::new(&v2[..]).map(|_| ()).unwrap_err();
+    assert!(matches!(e, DeltaError::RetiredVersion { found: 2 }), "{e}");
+    assert!(e.is_damaged_delta());
+    assert_eq!(
+        e.to_string(),
+        "delta format version 2 is retired (the bsdiff method's body before it settled); make the delta again"
+    );
+    let e = refused(&old, &v2, "a version-2 delta");
+    assert!(matches!(e, DeltaError::RetiredVersion { .. }), "{e}");
+    // A patch-from delta relabelled 2 is refused the same way: the version
+    // says nothing reliable about its body.
+    let p = make(&old, &new, &with(MethodChoice::PatchFrom))
+        .unwrap()
+        .bytes;
+    let e = refused(&old, &as_version(&p, 2), "a patch-from delta as version 2");
+    assert!(matches!(e, DeltaError::RetiredVersion { .. }), "{e}");
+    // Versions above this build's are unsupported, not retired.
+    let e = refused(&old, &as_version(&b, 4), "version 4");
+    assert!(
+        matches!(e, DeltaError::UnsupportedVersion { found: 4, .. }),
+        "{e}"
+    );
+    // The names a master caches under: none is a version-2 name.
+    let (from, to) = (digest_of(&old), digest_of(&new));
+    for methods in [MethodChoice::Smaller, MethodChoice::Bsdiff] {
+        let name = cache_key(&from, &to, &with(methods)).file_name();
+        assert!(name.contains(".f3-l"), "{name}");
+        assert!(!name.contains(".f2-"), "{name}");
+    }
 }
 
 #[test]

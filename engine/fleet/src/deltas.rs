@@ -91,7 +91,17 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
     };
     let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
     if let Ok(b) = std::fs::read(&path) {
-        return Ok(b);
+        // The name carries the format version, so a delta of an older
+        // format is not found under it; this catches the rest (a file
+        // copied in by hand, one written by a build whose body format
+        // differed under the same version): never serve a delta this
+        // build would refuse, make it again.
+        match cached_header(&b) {
+            Ok(()) => return Ok(b),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "cached delta not served, made again: {e}")
+            }
+        }
     }
     let old = read_object(store, from)?;
     let new = read_object(store, to)?;
@@ -107,6 +117,12 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
     haifu_store::write_atomic(&path, &d.bytes, false)
         .map_err(|e| format!("caching the delta: {e}"))?;
     Ok(d.bytes)
+}
+
+/// Checks a cached delta's header as a client will: magic, format version
+/// (retired ones refused), header check and fields.
+fn cached_header(bytes: &[u8]) -> Result<(), haifu_delta::DeltaError> {
+    haifu_delta::PatchReader::new(bytes).map(|_| ())
 }
 
 /// Builds, in the background, the deltas the stragglers of running live
@@ -446,5 +462,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(offered(&l, "2026-12-02T12:00:00Z"), None, "run is over");
+    }
+
+    /// Issue 16: a cached delta this build's clients would refuse (here a
+    /// version-2 bsdiff delta, whose body format changed under that
+    /// version) is never served from the cache: it is made again and the
+    /// cache file replaced. A current one is served as cached.
+    #[test]
+    fn a_cached_delta_clients_would_refuse_is_made_again() {
+        use sha3::{Digest as _, Sha3_256};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let old: Vec<u8> = (0..40_000u32).map(|i| (i * 7 / 3) as u8).collect();
+        let mut new = old.clone();
+        new[1000..1010].copy_from_slice(b"changed!!!");
+        let put = |b: &[u8]| {
+            store
+                .put_reader(b, Path::new("v"), &mut |_| {})
+                .unwrap()
+                .digest
+        };
+        let (from, to) = (put(&old), put(&new));
+        let cache = dir.path().join("deltas");
+        let made = delta_bytes(&store, &cache, &from, &to).unwrap();
+        assert_eq!(haifu_delta::apply_to_vec(&old, &made).unwrap(), new);
+        let name = cache_key(&from, &to, &MakeOptions::background()).file_name();
+        let path = cache.join(name);
+        assert_eq!(std::fs::read(&path).unwrap(), made, "cached");
+        // What a build of the retired format left under this name.
+        let mut stale = made.clone();
+        stale[8..10].copy_from_slice(&2u16.to_le_bytes());
+        let check = Sha3_256::digest(&stale[..104]);
+        stale[104..112].copy_from_slice(&check[..8]);
+        std::fs::write(&path, &stale).unwrap();
+        let served = delta_bytes(&store, &cache, &from, &to).unwrap();
+        assert_eq!(served, made, "made again, not the stale bytes");
+        assert_eq!(std::fs::read(&path).unwrap(), made, "cache file replaced");
+        assert_eq!(delta_bytes(&store, &cache, &from, &to).unwrap(), made);
     }
 }

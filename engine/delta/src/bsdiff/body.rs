@@ -269,18 +269,34 @@ fn compress_stream(
     Ok(segments)
 }
 
-/// Fills `diff` (a block's differences) from its gap and value segments;
-/// `None` if a gap leaves it or the two do not pair up.
-pub(crate) fn decode_sparse(gaps: &[u8], values: &[u8], diff: &mut [u8]) -> Option<()> {
-    diff.fill(0);
+/// Calls `each(position, value)` for every non-zero difference of a block,
+/// in increasing position, from its gap and value segments; `None` if a
+/// gap does not decode, the two do not pair up, or `each` refuses a
+/// position (one past the block's adds).
+pub(crate) fn sparse_differences(
+    gaps: &[u8],
+    values: &[u8],
+    mut each: impl FnMut(usize, u8) -> Option<()>,
+) -> Option<()> {
     let (mut at, mut next) = (0usize, 0usize);
     for &value in values {
         let gap = usize::try_from(get_varint(gaps, &mut at)?).ok()?;
         let pos = next.checked_add(gap)?;
-        *diff.get_mut(pos)? = value;
+        each(pos, value)?;
         next = pos + 1;
     }
     (at == gaps.len()).then_some(())
+}
+
+/// Fills `diff` (a block's differences) from its gap and value segments;
+/// `None` if a gap leaves it or the two do not pair up.
+#[cfg(test)]
+fn decode_sparse(gaps: &[u8], values: &[u8], diff: &mut [u8]) -> Option<()> {
+    diff.fill(0);
+    sparse_differences(gaps, values, |pos, value| {
+        *diff.get_mut(pos)? = value;
+        Some(())
+    })
 }
 
 /// zigzag: small magnitudes of either sign become small unsigned numbers.

@@ -1,8 +1,9 @@
 //! Applying a bsdiff body on the client, block by block: the controls are
 //! decoded and checked against the base and the block's size before the
-//! difference and extra segments are decoded into buffers of exactly the
-//! size the controls imply; then the block's output is made, written and
-//! handed to the hasher. Memory: the base, four zstd windows of at most
+//! difference and extra segments are decoded into buffers of at most the
+//! size the controls imply; then the block's output is made (the base's
+//! bytes and the extra bytes copied in, the non-zero differences added in
+//! place), written and handed to the hasher. Memory: the base, four zstd windows of at most
 //! 2^[`STREAM_WINDOW_LOG_MAX`] bytes, and a few block-sized buffers,
 //! whatever the delta declares.
 
@@ -10,7 +11,7 @@ use std::io::{Read, Write};
 
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
-use super::body::{BLOCK_HEADER_LEN, STREAM_NAMES, decode_sparse, get_varint, unzigzag};
+use super::body::{BLOCK_HEADER_LEN, STREAM_NAMES, get_varint, sparse_differences, unzigzag};
 use super::{BLOCK_OUT, CTRL_MAX, STREAM_WINDOW_LOG_MAX};
 use crate::DeltaError;
 use crate::apply::{read_exact, read_some};
@@ -81,7 +82,6 @@ pub(crate) fn apply_body<R: Read, W: Write>(
     let mut ctrl = vec![0u8; CTRL_MAX + 1];
     let mut gaps = vec![0u8; BLOCK_OUT + 1];
     let mut values = vec![0u8; BLOCK_OUT + 1];
-    let mut diff = vec![0u8; BLOCK_OUT];
     let mut extra = vec![0u8; BLOCK_OUT + 1];
     let mut controls: Vec<Control> = Vec::new();
     let mut old_pos = 0usize;
@@ -112,11 +112,6 @@ pub(crate) fn apply_body<R: Read, W: Write>(
         // Canonical gaps and the values take at most a byte per add.
         let g = body.segment(&mut streams[1], lens[1], &mut gaps, adds, blocks)?;
         let v = body.segment(&mut streams[2], lens[2], &mut values, adds, blocks)?;
-        decode_sparse(&gaps[..g], &values[..v], &mut diff[..adds]).ok_or_else(|| {
-            corrupt(format!(
-                "block {blocks}: {v} differences and {g} bytes of gaps do not fit the {adds} bytes its controls add"
-            ))
-        })?;
         let got = body.segment(&mut streams[3], lens[3], &mut extra, copies, blocks)?;
         if got != copies {
             return Err(corrupt(format!(
@@ -124,7 +119,13 @@ pub(crate) fn apply_body<R: Read, W: Write>(
             )));
         }
         let mut output = hasher.buffer();
-        make_block(&controls, base, &diff, &extra, &mut output[..out_len]);
+        let block = &mut output[..out_len];
+        copy_block(&controls, base, &extra[..got], block);
+        add_differences(&controls, &gaps[..g], &values[..v], block).ok_or_else(|| {
+            corrupt(format!(
+                "block {blocks}: {v} differences and {g} bytes of gaps do not fit the {adds} bytes its controls add"
+            ))
+        })?;
         out.write_all(&output[..out_len])
             .map_err(|source| DeltaError::Write { source })?;
         hasher.submit(output, out_len);
@@ -261,23 +262,23 @@ fn parse(
     Ok((adds, copies))
 }
 
-/// Makes a block's output from checked controls.
-fn make_block(controls: &[Control], base: &[u8], diff: &[u8], extra: &[u8], out: &mut [u8]) {
-    let (mut o, mut d, mut e) = (0usize, 0usize, 0usize);
+/// Lays out a block from checked controls: each add's bytes of the base,
+/// then each copy's extra bytes. The differences are added after, in
+/// place ([`add_differences`]): on native code most are zero, so a plain
+/// copy and a few hundred additions beat adding a difference buffer byte
+/// by byte (and need no such buffer).
+fn copy_block(controls: &[Control], base: &[u8], extra: &[u8], out: &mut [u8]) {
+    let (mut o, mut e) = (0usize, 0usize);
     for c in controls {
         // `parse` checked every range; `get` keeps a bug from panicking.
-        let (Some(dst), Some(old), Some(dif)) = (
+        let (Some(dst), Some(old)) = (
             out.get_mut(o..o + c.add),
             base.get(c.old_at..c.old_at + c.add),
-            diff.get(d..d + c.add),
         ) else {
             return;
         };
-        for ((x, a), b) in dst.iter_mut().zip(old).zip(dif) {
-            *x = a.wrapping_add(*b);
-        }
+        dst.copy_from_slice(old);
         o += c.add;
-        d += c.add;
         let (Some(dst), Some(src)) = (out.get_mut(o..o + c.copy), extra.get(e..e + c.copy)) else {
             return;
         };
@@ -287,6 +288,145 @@ fn make_block(controls: &[Control], base: &[u8], diff: &[u8], extra: &[u8], out:
     }
 }
 
+/// Adds a block's non-zero differences (its gap and value segments) to
+/// the bytes [`copy_block`] laid out: difference `i` belongs to the
+/// `i`-th byte of the block's adds, taken in order across its controls.
+/// `None` if the segments do not decode or a difference falls past the
+/// adds.
+fn add_differences(controls: &[Control], gaps: &[u8], values: &[u8], out: &mut [u8]) -> Option<()> {
+    // Where each add lies in the block's output, skipping empty ones.
+    let mut adds = controls
+        .iter()
+        .scan(0usize, |o, c| {
+            let at = *o;
+            *o += c.add + c.copy;
+            Some((at, c.add))
+        })
+        .filter(|&(_, add)| add > 0);
+    // The add being filled: its output offset and length, and the
+    // difference index of its first byte.
+    let (mut add_out, mut add_len, mut add_first) = (0usize, 0usize, 0usize);
+    sparse_differences(gaps, values, |pos, value| {
+        while pos >= add_first + add_len {
+            add_first += add_len;
+            (add_out, add_len) = adds.next()?;
+        }
+        let byte = out.get_mut(add_out + (pos - add_first))?;
+        *byte = byte.wrapping_add(value);
+        Some(())
+    })
+}
+
 fn corrupt(detail: String) -> DeltaError {
     DeltaError::Corrupt { detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The block as the format defines it: base plus the dense differences
+    /// over the adds, then the copies.
+    fn reference(controls: &[Control], base: &[u8], diff: &[u8], extra: &[u8]) -> Vec<u8> {
+        let (mut out, mut d, mut e) = (Vec::new(), 0, 0);
+        for c in controls {
+            for i in 0..c.add {
+                out.push(base[c.old_at + i].wrapping_add(diff[d + i]));
+            }
+            d += c.add;
+            out.extend_from_slice(&extra[e..e + c.copy]);
+            e += c.copy;
+        }
+        out
+    }
+
+    /// Gaps and values of dense differences, as the maker writes them.
+    fn sparse(diff: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let (mut gaps, mut values, mut from) = (Vec::new(), Vec::new(), 0);
+        for (i, &d) in diff.iter().enumerate() {
+            if d != 0 {
+                let mut g = (i - from) as u64;
+                while g >= 0x80 {
+                    gaps.push(g as u8 | 0x80);
+                    g >>= 7;
+                }
+                gaps.push(g as u8);
+                values.push(d);
+                from = i + 1;
+            }
+        }
+        (gaps, values)
+    }
+
+    #[test]
+    fn differences_added_in_place_make_the_dense_block() {
+        let base: Vec<u8> = (0..500u32).map(|i| (i * 31 % 251) as u8).collect();
+        let extra: Vec<u8> = (0..60u8).collect();
+        // Adds crossed by differences, an empty add between copies, a
+        // control that only copies, one that goes back in the base.
+        let controls = [
+            Control {
+                old_at: 10,
+                add: 7,
+                copy: 3,
+            },
+            Control {
+                old_at: 17,
+                add: 0,
+                copy: 5,
+            },
+            Control {
+                old_at: 17,
+                add: 100,
+                copy: 0,
+            },
+            Control {
+                old_at: 3,
+                add: 1,
+                copy: 0,
+            },
+            Control {
+                old_at: 200,
+                add: 250,
+                copy: 52,
+            },
+        ];
+        let adds: usize = controls.iter().map(|c| c.add).sum();
+        let out_len: usize = controls.iter().map(|c| c.add + c.copy).sum();
+        for pattern in [0usize, 1, 2, 3] {
+            let diff: Vec<u8> = (0..adds)
+                .map(|i| match pattern {
+                    0 => 0,
+                    1 => 1,
+                    2 => u8::from(i % 7 == 6 || i == adds - 1) * (i as u8 | 1),
+                    _ => u8::from(i == 6 || i == 7 || i == 107) * 200,
+                })
+                .collect();
+            let (gaps, values) = sparse(&diff);
+            let mut out = vec![0xEE; out_len];
+            copy_block(&controls, &base, &extra, &mut out);
+            assert_eq!(
+                add_differences(&controls, &gaps, &values, &mut out),
+                Some(())
+            );
+            assert_eq!(out, reference(&controls, &base, &diff, &extra), "{pattern}");
+        }
+        // A difference one past the adds is refused, as are unpaired ones.
+        let mut past = vec![0u8; adds + 1];
+        past[adds] = 1;
+        let (gaps, values) = sparse(&past);
+        let mut out = vec![0; out_len];
+        assert_eq!(add_differences(&controls, &gaps, &values, &mut out), None);
+        let (gaps, values) = sparse(&[0, 0, 5, 0, 9]);
+        assert_eq!(
+            add_differences(&controls, &gaps, &values[..1], &mut out),
+            None
+        );
+        assert_eq!(
+            add_differences(&controls, &gaps[..1], &values, &mut out),
+            None
+        );
+        assert_eq!(add_differences(&[], &gaps, &values, &mut []), None);
+        assert_eq!(add_differences(&[], &[], &[], &mut []), Some(()));
+    }
 }

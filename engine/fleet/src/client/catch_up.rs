@@ -341,7 +341,7 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
         let Some((installed, base_path)) = &base else {
             return Err(CatchUpError::NoBase);
         };
-        let old = std::fs::read(base_path).map_err(io(base_path))?;
+        let old = haifu_delta::read_base(base_path).map_err(io(base_path))?;
         // The installed version's digest was checked when it was installed:
         // the base is not hashed again (a damaged base still cannot pass,
         // the result is checked against the delta's target and then against
