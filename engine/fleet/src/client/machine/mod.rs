@@ -127,6 +127,10 @@ pub(crate) struct ClientCore {
     rollbacks: RollbackState,
     /// The order being carried out by the shell, with the hold it sets.
     rolling_back: Option<(u64, Option<rollback::Hold>)>,
+    /// An order that came while a completion waited for its ack: carried
+    /// out once the master has the completion, so the run records the
+    /// install and the rollback follows it.
+    deferred: Option<haifu_protocol::Rollback>,
 }
 
 impl ClientCore {
@@ -156,6 +160,7 @@ impl ClientCore {
             broadcast: None,
             rollbacks: RollbackState::default(),
             rolling_back: None,
+            deferred: None,
         }
     }
 
@@ -265,6 +270,7 @@ impl ClientCore {
                     self.pending = None;
                     out.push(Effect::Forget);
                     tracing::info!(run = a.run, "completion acknowledged by the master");
+                    self.deferred_rollback(&mut out, now);
                 }
             }
             Event::FromRelay(Message::Rollback(o)) => self.rollback_order(&mut out, now, o),
@@ -297,6 +303,7 @@ impl ClientCore {
                 tracing::error!(
                     "the completion could not be kept; the version report says what is installed"
                 );
+                self.deferred_rollback(&mut out, now);
             }
             Event::ReceiverEnded { run } => {
                 if self.receiving == Some(run) {

@@ -21,13 +21,39 @@ use super::Effect;
 /// What the client keeps on disk of its rollbacks (`rollback.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RollbackState {
-    /// The newest order handled: an order up to it is not carried out
-    /// again (its kept report is resent instead).
+    /// The order carried out last (its intent is written before the
+    /// switch, so a crash between the two is told apart on the resend).
     pub(crate) last_order: u64,
+    /// The orders handled lately (at most [`MAX_HANDLED`]): one of them
+    /// is not carried out again (its kept report is resent instead).
+    /// Orders may come in any order: one sent while the client was away
+    /// comes again after a later one.
+    #[serde(default)]
+    pub(crate) handled: Vec<u64>,
     /// Set by a rollback until a newer version is installed.
     pub(crate) hold: Option<Hold>,
-    /// The report of `last_order`, until the master acks it.
-    pub(crate) report: Option<KeptReport>,
+    /// The reports the master has not acked yet, oldest first (at most
+    /// [`MAX_REPORTS`]).
+    #[serde(default)]
+    pub(crate) reports: Vec<KeptReport>,
+}
+
+/// Most reports kept unacked: orders come one at a time from an operator,
+/// so more means a master that never acks; the oldest is dropped (its
+/// order stays open in the ledger, and says so in `haifu fleet list`).
+pub(crate) const MAX_REPORTS: usize = 16;
+
+/// Most order ids remembered as handled.
+pub(crate) const MAX_HANDLED: usize = 64;
+
+/// `handled` with `order` added, the oldest dropped past [`MAX_HANDLED`].
+fn with_handled(handled: &[u64], order: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = handled.iter().copied().filter(|o| *o != order).collect();
+    out.push(order);
+    if out.len() > MAX_HANDLED {
+        out.remove(0);
+    }
+    out
 }
 
 /// Held back after a rollback.
@@ -110,11 +136,17 @@ impl ClientCore {
         if self.rolling_back.is_some() {
             return;
         }
-        if o.order <= self.rollbacks.last_order {
+        if self.has_pending() && !self.rollbacks.handled.contains(&o.order) {
+            tracing::info!(
+                order = o.order,
+                "rollback order waits for the completion's ack"
+            );
+            self.deferred = Some(o);
+            return;
+        }
+        if self.rollbacks.handled.contains(&o.order) {
             // Handled already: the kept report again, if not yet acked.
-            if let Some(r) = &self.rollbacks.report
-                && r.order == o.order
-            {
+            if self.rollbacks.reports.iter().any(|r| r.order == o.order) {
                 self.send_rollback_report(out, now);
                 return;
             }
@@ -129,9 +161,10 @@ impl ClientCore {
                 }
                 return;
             }
-            if o.order < self.rollbacks.last_order {
+            if o.order != self.rollbacks.last_order {
                 return;
             }
+            // Its intent is on disk but the switch did not happen: again.
         }
         let Some(installed) = self.installed.clone() else {
             let why = "nothing is installed".to_owned();
@@ -150,11 +183,12 @@ impl ClientCore {
         // apart by what is current when the order comes again.
         let intent = super::rollback::RollbackState {
             last_order: o.order,
+            handled: with_handled(&self.rollbacks.handled, o.order),
             hold: Some(Hold {
                 from: installed.version.to_string(),
                 through_run: o.through_run,
             }),
-            report: None,
+            reports: self.rollbacks.reports.clone(),
         };
         self.rolling_back = Some((o.order, intent.hold.clone()));
         out.push(Effect::RollBack {
@@ -162,6 +196,14 @@ impl ClientCore {
             artifact: self.artifact.clone(),
             to: o.to.map(|v| v.to_string()),
         });
+    }
+
+    /// The completion is acked (or could not be kept): a deferred order
+    /// is carried out now.
+    pub(super) fn deferred_rollback(&mut self, out: &mut Vec<Effect>, now: Timestamp) {
+        if let Some(o) = self.deferred.take() {
+            self.rollback_order(out, now, o);
+        }
     }
 
     /// What the shell's switch for the order being carried out did
@@ -222,10 +264,25 @@ impl ClientCore {
             Err(_) if self.rollbacks.last_order == order => None,
             Err(_) => self.rollbacks.hold.clone(),
         };
+        let mut reports = std::mem::take(&mut self.rollbacks.reports);
+        reports.retain(|r| r.order != order);
+        reports.push(report);
+        if reports.len() > MAX_REPORTS {
+            let dropped = reports.remove(0);
+            tracing::error!(
+                order = dropped.order,
+                "too many rollback reports unacknowledged; the oldest is dropped"
+            );
+        }
+        let last_order = match &result {
+            Ok(_) => order,
+            Err(_) => self.rollbacks.last_order,
+        };
         self.rollbacks = RollbackState {
-            last_order: order.max(self.rollbacks.last_order),
+            last_order,
+            handled: with_handled(&self.rollbacks.handled, order),
             hold,
-            report: Some(report),
+            reports,
         };
         out.push(Effect::KeepRollbacks(self.rollbacks.clone()));
         self.send_rollback_report(out, now);
@@ -235,32 +292,28 @@ impl ClientCore {
         }
     }
 
-    /// Sends the kept report, if any and the relay is there.
+    /// Sends the kept reports, if any and the relay is there.
     pub(super) fn send_rollback_report(&mut self, out: &mut Vec<Effect>, now: Timestamp) {
-        if !self.relay_up {
+        if !self.relay_up || self.rollbacks.reports.is_empty() {
             return;
         }
-        if let Some(msg) = self
+        self.last_sent = Some(now);
+        for msg in self
             .rollbacks
-            .report
-            .as_ref()
-            .and_then(|r| r.message(&self.id))
+            .reports
+            .iter()
+            .filter_map(|r| r.message(&self.id))
         {
-            self.last_sent = Some(now);
             out.push(Effect::ToRelay(msg));
         }
     }
 
     /// The master's ack of a report: forgotten, on disk too.
     pub(super) fn rollback_acked(&mut self, out: &mut Vec<Effect>, a: &RollbackAck) {
-        let matches = a.client == self.id
-            && self
-                .rollbacks
-                .report
-                .as_ref()
-                .is_some_and(|r| r.order == a.order);
+        let matches =
+            a.client == self.id && self.rollbacks.reports.iter().any(|r| r.order == a.order);
         if matches {
-            self.rollbacks.report = None;
+            self.rollbacks.reports.retain(|r| r.order != a.order);
             tracing::info!(
                 order = a.order,
                 "rollback report acknowledged by the master"

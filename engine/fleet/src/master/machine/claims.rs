@@ -117,7 +117,9 @@ impl MasterCore {
                 self.completion(out, now, conn, &peer, is_relay, c, facts);
             }
             Message::RoundDone(d) if is_relay => self.round_done(out, conn, &peer, d),
-            Message::RollbackReport(r) if is_relay => self.rollback_report(out, conn, &peer, r),
+            Message::RollbackReport(r) if is_relay => {
+                self.rollback_report(out, conn, &peer, r, facts)
+            }
             Message::ArtifactFetch(f) if is_relay && chunked => {
                 // Only the artifact of a run this relay is instructed for.
                 let instructed = self.active.as_ref().is_some_and(|a| {

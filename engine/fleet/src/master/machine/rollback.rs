@@ -16,6 +16,7 @@ use haifu_protocol::RollbackAck;
 use haifu_protocol::RollbackOutcome;
 use haifu_protocol::RollbackReport;
 
+use super::super::filing::Facts;
 use super::ConnId;
 use super::MasterCore;
 use super::Out;
@@ -103,13 +104,16 @@ impl MasterCore {
         conn: ConnId,
         relay: &str,
         r: RollbackReport,
+        facts: &dyn Facts,
     ) {
         let bound = self.bound.get(&r.client).map(String::as_str);
         if let Err(why) = trust::relay_completes_for(bound, relay, &r.client) {
             return self.refuse(out, conn, relay, r.order, &why);
         }
         let Some((order, reported)) = self.orders.waiting.get_mut(&r.order) else {
-            if self.orders.finished.contains(&r.order) {
+            if self.orders.finished.contains(&r.order)
+                || facts.rollback_recorded(r.order, &r.client)
+            {
                 // Recorded already: the ack was lost; say it again.
                 let ack = RollbackAck {
                     order: r.order,
