@@ -115,6 +115,10 @@ enum Command {
     /// The clients the master knows; lift a cut-off.
     #[command(subcommand)]
     Fleet(cmd::fleet::Command),
+    /// Order clients back to the version they keep before their current
+    /// one (recorded in the ledger, carried out through their relays,
+    /// audited as such).
+    Rollback(cmd::rollback::Args),
     /// Run the master daemon: drives live runs, instructs relays, records
     /// completions.
     Master(cmd::daemon::MasterArgs),
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
         Command::Plugins(a) => cmd::plugins::run(a),
         Command::Ca(c) => cmd::ca::run(&home, c),
         Command::Fleet(c) => cmd::fleet::run(&home, c),
+        Command::Rollback(a) => cmd::rollback::run(&home, a),
         Command::Master(a) => cmd::daemon::master(a),
         Command::Relay(a) => cmd::daemon::relay(a),
         Command::Client(a) => cmd::daemon::client(a),

@@ -98,6 +98,14 @@ pub(crate) enum Refusal {
         /// The relay.
         relay: String,
     },
+    /// A rollback report for an order this master did not send that client.
+    #[error("no rollback order {order} is waiting for client {client:?}")]
+    NoSuchOrder {
+        /// The order named.
+        order: u64,
+        /// The client named.
+        client: String,
+    },
     /// A relay that the master's `relays:` list does not name.
     #[error("relay {relay:?} is not one of this master's relays")]
     UnknownRelay {

@@ -78,6 +78,16 @@ pub enum InstallError {
         /// The `previous` link.
         path: PathBuf,
     },
+    /// The kept previous version is not one a rollback may go to (another
+    /// artifact, not the version asked for, or not older than the current
+    /// one: a rollback never moves forward). Nothing changed.
+    #[error("{}: {reason}", path.display())]
+    RollbackRefused {
+        /// The `previous` link.
+        path: PathBuf,
+        /// Why, naming both versions.
+        reason: String,
+    },
 }
 
 /// Shorthand for this crate's results.

@@ -225,16 +225,53 @@ impl InstallRoot {
         Ok(new)
     }
 
-    /// Makes `previous` current again and the current version previous, so
-    /// a second rollback rolls forward. Errors with
-    /// [`InstallError::NoPrevious`] when there is nothing to go back to.
-    pub fn rollback(&self) -> Result<Installed> {
+    /// Makes `previous` current again and the current version previous:
+    /// the operator's explicit way back, and the only switch to an older
+    /// version. Refused, changing nothing, unless `previous` is of
+    /// `artifact`, older than the current version, and `to` when given
+    /// ([`InstallError::NoPrevious`] when nothing is kept,
+    /// [`InstallError::RollbackRefused`] otherwise): so a second rollback
+    /// does not roll forward. Both links are durable when it returns.
+    pub fn rollback(&self, artifact: &str, to: Option<&str>) -> Result<Installed> {
         let Some(prev) = self.previous()? else {
             return Err(InstallError::NoPrevious {
                 path: self.root.join(PREVIOUS),
             });
         };
         let current = self.installed().ok().flatten();
+        let refused = |reason: String| InstallError::RollbackRefused {
+            path: self.root.join(PREVIOUS),
+            reason,
+        };
+        if prev.name != artifact {
+            return Err(refused(format!(
+                "the kept version is of {:?}, not {artifact:?}",
+                prev.name
+            )));
+        }
+        if let Some(to) = to
+            && prev.version != to
+        {
+            return Err(refused(format!(
+                "the kept previous version is {}, not {to}",
+                prev.version
+            )));
+        }
+        if let Some(cur) = &current {
+            let older = match (
+                prev.version.parse::<haifu_core::Version>(),
+                cur.version.parse::<haifu_core::Version>(),
+            ) {
+                (Ok(p), Ok(c)) => p < c,
+                _ => false,
+            };
+            if !older {
+                return Err(refused(format!(
+                    "the kept version {} is not older than the current {}: a rollback never moves forward",
+                    prev.version, cur.version
+                )));
+            }
+        }
         let prev_name = layout::dir_name_of(&prev).unwrap_or_default();
         // `current` first: a crash after it leaves the rolled-back version
         // running, which is what was asked.

@@ -266,16 +266,26 @@ fn post_install_parses_from_config() {
 }
 
 #[test]
-fn rollback_swaps_current_and_previous() {
+fn rollback_swaps_current_and_previous_and_never_moves_forward() {
     let dir = tempfile::tempdir().unwrap();
     let root = InstallRoot::open(dir.path()).unwrap();
-    let e = root.rollback().unwrap_err();
+    let e = root.rollback("pos-app", None).unwrap_err();
     assert!(matches!(e, InstallError::NoPrevious { .. }), "{e}");
     let v1 = content(1, 1000);
     let v2 = content(2, 1000);
     root.install(stage(&root, "1.0.0", &v1), None).unwrap();
     root.install(stage(&root, "2.0.0", &v2), None).unwrap();
-    let back = root.rollback().unwrap();
+    // Not the version asked for, or another artifact: nothing changes.
+    let e = root.rollback("pos-app", Some("0.9.0")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the kept previous version is 1.0.0, not 0.9.0"),
+        "{e}"
+    );
+    let e = root.rollback("other", None).unwrap_err();
+    assert!(matches!(e, InstallError::RollbackRefused { .. }), "{e}");
+    assert_eq!(root.installed().unwrap().unwrap().version, "2.0.0");
+    let back = root.rollback("pos-app", Some("1.0.0")).unwrap();
     assert_eq!(back.version, "1.0.0");
     assert_eq!(root.installed().unwrap().unwrap().version, "1.0.0");
     assert_eq!(root.previous().unwrap().unwrap().version, "2.0.0");
@@ -283,8 +293,10 @@ fn rollback_swaps_current_and_previous() {
         fs::read(root.installed().unwrap().unwrap().path).unwrap(),
         v1
     );
-    // And forward again.
-    assert_eq!(root.rollback().unwrap().version, "2.0.0");
+    // A second rollback would move forward: refused, nothing changes.
+    let e = root.rollback("pos-app", None).unwrap_err();
+    assert!(e.to_string().contains("never moves forward"), "{e}");
+    assert_eq!(root.installed().unwrap().unwrap().version, "1.0.0");
     // Reinstalling the version kept as previous works too.
     root.install(stage(&root, "1.0.0", &v1), None).unwrap();
     assert_eq!(root.installed().unwrap().unwrap().version, "1.0.0");

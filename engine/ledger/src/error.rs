@@ -41,6 +41,12 @@ pub enum LedgerError {
         /// The digest offered now.
         offered: String,
     },
+    /// A client the fleet table does not know (nothing was recorded).
+    #[error("client {client:?} is not known to this master; nothing recorded")]
+    UnknownClient {
+        /// The id.
+        client: String,
+    },
     /// A row that does not read back as what was written.
     #[error("ledger {} is damaged: {detail}", path.display())]
     Damaged {

@@ -59,6 +59,8 @@ pub struct FleetBatch {
     pub events: Vec<(String, String, String)>,
     /// Bytes sent (a record whose run does not exist is skipped).
     pub traffic: Vec<crate::Traffic>,
+    /// Clients' reports on rollback orders.
+    pub rollbacks: Vec<crate::RollbackResult>,
 }
 
 impl FleetBatch {
@@ -69,6 +71,7 @@ impl FleetBatch {
             && self.updates.is_empty()
             && self.events.is_empty()
             && self.traffic.is_empty()
+            && self.rollbacks.is_empty()
     }
 }
 
@@ -144,6 +147,7 @@ impl Ledger {
         for t in &batch.traffic {
             crate::traffic::insert(&tx, &now, t).map_err(&wrap)?;
         }
+        crate::rollbacks::apply_results(&tx, &now, &batch.rollbacks).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(counted)
     }

@@ -16,6 +16,7 @@ mod census;
 mod error;
 mod fleet;
 mod migrations;
+mod rollbacks;
 mod run_clients;
 mod runs;
 mod services;
@@ -32,6 +33,7 @@ pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
+pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
 pub use run_clients::{
     ClientState, ClientUpdate, Counted, LateRecord, RelayAudit, RunAudit, RunClient,
 };

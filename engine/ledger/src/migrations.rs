@@ -145,6 +145,26 @@ pub const MIGRATIONS: &[&str] = &[
          CHECK (late_state IN ('delivered', 'delta', 'current'));
     ALTER TABLE run_clients ADD COLUMN late_round INTEGER;
     ALTER TABLE run_clients ADD COLUMN late_at TEXT;",
+    // 8: rollback orders (`haifu rollback`) and what each client did with
+    // its order: the one way a client's version moves back, recorded and
+    // audited as such.
+    "CREATE TABLE rollbacks (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        client        TEXT NOT NULL,
+        relay         TEXT,
+        artifact      TEXT NOT NULL,
+        from_version  TEXT,
+        to_version    TEXT,
+        by            TEXT NOT NULL,
+        through_run   INTEGER NOT NULL,
+        ordered_at    TEXT NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN ('ordered', 'done', 'refused')),
+        version       TEXT,
+        reason        TEXT,
+        finished_at   TEXT
+    );
+    CREATE INDEX rollbacks_by_state ON rollbacks (state, id);
+    CREATE INDEX rollbacks_by_client ON rollbacks (client, id);",
 ];
 
 /// The schema version this build writes.

@@ -225,6 +225,11 @@ pub struct RunAudit {
     pub relays: Vec<RelayAudit>,
     /// The bytes the run cost on the wire.
     pub traffic: crate::TrafficTotals,
+    /// Clients of the run an operator rolled back from the run's version
+    /// afterwards (`haifu rollback`): the lists above say what the run
+    /// delivered, these what was undone since.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back: Vec<crate::RollbackRow>,
 }
 
 impl Ledger {
@@ -341,6 +346,7 @@ impl Ledger {
         }
         Ok(Some(RunAudit {
             traffic: self.traffic(run_id)?,
+            rolled_back: self.run_rollbacks(run_id)?,
             run,
             relays: relays.into_values().collect(),
         }))

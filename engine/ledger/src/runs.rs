@@ -758,6 +758,7 @@ mod tests {
                     bytes: 1,
                 },
             ],
+            rollbacks: Vec::new(),
         };
         assert_eq!(l.apply_fleet(&batch).unwrap(), 2, "the repeat counts zero");
         assert_eq!(

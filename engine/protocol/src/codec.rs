@@ -26,8 +26,9 @@ use crate::limits::{
 use crate::message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
     DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group, Instruction,
-    Message, RegisterClient, RegisterRelay, Registered, RoundBudget, RoundDone, RoundListeners,
-    SessionKey, SessionSecret, StartRound, StopRounds, Via, tag,
+    Message, RegisterClient, RegisterRelay, Registered, Rollback, RollbackAck, RollbackOutcome,
+    RollbackReport, RoundBudget, RoundDone, RoundListeners, SessionKey, SessionSecret, StartRound,
+    StopRounds, Via, tag,
 };
 use crate::wire::{Reader, Writer};
 
@@ -224,6 +225,39 @@ impl Message {
                 w.u64(m.offset);
                 w.bytes("bytes", &m.bytes, MAX_CHUNK_LEN)?;
                 w.bool(m.last);
+            }
+            Self::Rollback(m) => {
+                w.u64(m.order);
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                w.name("artifact", &m.artifact)?;
+                match &m.to {
+                    None => w.u8(0),
+                    Some(v) => {
+                        w.u8(1);
+                        w.version("to", v)?;
+                    }
+                }
+                w.u64(m.through_run);
+            }
+            Self::RollbackReport(m) => {
+                w.u64(m.order);
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                match &m.outcome {
+                    RollbackOutcome::Done { version, digest } => {
+                        w.u8(1);
+                        w.version("version", version)?;
+                        w.digest(digest);
+                    }
+                    RollbackOutcome::Refused { reason } => {
+                        w.u8(2);
+                        w.str("reason", reason, MAX_REASON_LEN)?;
+                    }
+                }
+                w.time(&m.at);
+            }
+            Self::RollbackAck(m) => {
+                w.u64(m.order);
+                w.str("client", &m.client, MAX_ID_LEN)?;
             }
             Self::Error(m) => {
                 w.u16(m.code.to_wire());
@@ -424,6 +458,41 @@ impl Message {
                 offset: r.u64("offset")?,
                 bytes: r.bytes("bytes", MAX_CHUNK_LEN)?,
                 last: r.bool("last")?,
+            }),
+            tag::ROLLBACK => Self::Rollback(Rollback {
+                order: r.u64("order")?,
+                client: r.str("client", MAX_ID_LEN)?,
+                artifact: r.name("artifact")?,
+                to: if r.present("to")? {
+                    Some(r.version("to")?)
+                } else {
+                    None
+                },
+                through_run: r.u64("through_run")?,
+            }),
+            tag::ROLLBACK_REPORT => Self::RollbackReport(RollbackReport {
+                order: r.u64("order")?,
+                client: r.str("client", MAX_ID_LEN)?,
+                outcome: match r.u8("outcome")? {
+                    1 => RollbackOutcome::Done {
+                        version: r.version("version")?,
+                        digest: r.digest("digest")?,
+                    },
+                    2 => RollbackOutcome::Refused {
+                        reason: r.str("reason", MAX_REASON_LEN)?,
+                    },
+                    _ => {
+                        return Err(DecodeError::Invalid {
+                            field: "outcome",
+                            reason: "must be 1 (done) or 2 (refused)",
+                        });
+                    }
+                },
+                at: r.time("at")?,
+            }),
+            tag::ROLLBACK_ACK => Self::RollbackAck(RollbackAck {
+                order: r.u64("order")?,
+                client: r.str("client", MAX_ID_LEN)?,
             }),
             tag::ERROR => Self::Error(ErrorMessage {
                 code: ErrorCode::from_wire(r.u16("code")?),

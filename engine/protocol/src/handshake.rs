@@ -53,6 +53,12 @@ pub mod features {
     /// ([`DeltaRequest::resume_at`](crate::DeltaRequest::resume_at), tag
     /// `0x45`) and keeps the bytes it already has.
     pub const DELTA_RESUME: &str = "delta-resume";
+    /// An operator's rollback order reaches a client through its relay,
+    /// and the client's report comes back the same way
+    /// ([`Rollback`](crate::Rollback),
+    /// [`RollbackReport`](crate::RollbackReport),
+    /// [`RollbackAck`](crate::RollbackAck), tags `0x60`-`0x62`).
+    pub const ROLLBACK: &str = "rollback";
     /// Every feature this crate implements, sorted.
     pub const ALL: &[&str] = &[
         CHUNKED_TRANSFER,
@@ -60,6 +66,7 @@ pub mod features {
         DELTA_BSDIFF,
         DELTA_RESUME,
         FEEDBACK_REPAIR,
+        ROLLBACK,
         TRANSPORT_NAMES,
     ];
 }

@@ -41,6 +41,7 @@ pub use limits::Limits;
 pub use message::{
     ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
     DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group, Instruction,
-    Message, RegisterClient, RegisterRelay, Registered, RoundBudget, RoundDone, RoundListeners,
-    SessionKey, SessionSecret, StartRound, StopRounds, Via, tag,
+    Message, RegisterClient, RegisterRelay, Registered, Rollback, RollbackAck, RollbackOutcome,
+    RollbackReport, RoundBudget, RoundDone, RoundListeners, SessionKey, SessionSecret, StartRound,
+    StopRounds, Via, tag,
 };

@@ -72,6 +72,14 @@ pub mod tag {
     pub const DELTA_REQUEST_RESUME: u8 = 0x45;
     /// [`Message::Error`](crate::Message::Error).
     pub const ERROR: u8 = 0x50;
+    /// [`Message::Rollback`](crate::Message::Rollback) (feature `rollback`).
+    pub const ROLLBACK: u8 = 0x60;
+    /// [`Message::RollbackReport`](crate::Message::RollbackReport) (feature
+    /// `rollback`).
+    pub const ROLLBACK_REPORT: u8 = 0x61;
+    /// [`Message::RollbackAck`](crate::Message::RollbackAck) (feature
+    /// `rollback`).
+    pub const ROLLBACK_ACK: u8 = 0x62;
     /// [`Message::Ping`](crate::Message::Ping).
     pub const PING: u8 = 0x51;
     /// [`Message::Pong`](crate::Message::Pong).
@@ -400,6 +408,67 @@ pub struct DeltaResponse {
     pub body: DeltaBody,
 }
 
+/// master → relay → client: an operator's order to go back to the version
+/// the client keeps before its current one (`haifu rollback`; feature
+/// `rollback`). The only way a client's version moves back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    /// The order's id in the master's ledger; the report and ack carry it.
+    pub order: u64,
+    /// The client ordered back.
+    pub client: String,
+    /// The artifact to roll back.
+    pub artifact: ArtifactName,
+    /// The version to go back to: the kept previous version must be this
+    /// one (`None`: whatever the client keeps).
+    pub to: Option<Version>,
+    /// The newest run the master had when the order was given: a run of
+    /// this id or older does not move the client forward again.
+    pub through_run: u64,
+}
+
+/// What a client did with a [`Rollback`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackOutcome {
+    /// `current` is now this version, durably.
+    Done {
+        /// The version now current.
+        version: Version,
+        /// Its sha3-256.
+        digest: Digest,
+    },
+    /// Nothing changed: why (no kept previous version, not the one asked
+    /// for, another artifact).
+    Refused {
+        /// Why, for a person.
+        reason: String,
+    },
+}
+
+/// client → relay → master: what became of a [`Rollback`]; durable on the
+/// client before it is sent, resent until acked (like a completion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackReport {
+    /// The order's id.
+    pub order: u64,
+    /// The client.
+    pub client: String,
+    /// What it did.
+    pub outcome: RollbackOutcome,
+    /// By the client's clock: when.
+    pub at: Timestamp,
+}
+
+/// master → relay → client: the report of this order is durable in the
+/// master's ledger. Never sent before it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackAck {
+    /// The order's id.
+    pub order: u64,
+    /// The client.
+    pub client: String,
+}
+
 /// relay → master: send me this run's artifact and manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactFetch {
@@ -550,6 +619,12 @@ pub enum Message {
     ArtifactHeader(ArtifactHeader),
     /// A piece of a transfer.
     DataChunk(DataChunk),
+    /// An operator's order to roll a client back.
+    Rollback(Rollback),
+    /// What a client did with a rollback order.
+    RollbackReport(RollbackReport),
+    /// A rollback report is durable.
+    RollbackAck(RollbackAck),
     /// Something went wrong.
     Error(ErrorMessage),
     /// Are you there?
@@ -593,6 +668,9 @@ impl Message {
             Self::ArtifactFetch(_) => tag::ARTIFACT_FETCH,
             Self::ArtifactHeader(_) => tag::ARTIFACT_HEADER,
             Self::DataChunk(_) => tag::DATA_CHUNK,
+            Self::Rollback(_) => tag::ROLLBACK,
+            Self::RollbackReport(_) => tag::ROLLBACK_REPORT,
+            Self::RollbackAck(_) => tag::ROLLBACK_ACK,
             Self::Error(_) => tag::ERROR,
             Self::Ping { .. } => tag::PING,
             Self::Pong { .. } => tag::PONG,
@@ -604,13 +682,20 @@ impl Message {
     /// without its listeners for a peer without `feedback-repair` (it
     /// understands the older tag), and no `Feedback` at all (a relay that
     /// cannot use it); a registration without its broadcast plugin for a
-    /// peer without `transport-names`. Every other message is returned as
-    /// it is.
+    /// peer without `transport-names`; no rollback message at all for a
+    /// peer without `rollback`. Every other message is returned as it is.
     pub fn for_peer(&self, has: impl Fn(&str) -> bool) -> Option<std::borrow::Cow<'_, Message>> {
         use std::borrow::Cow;
 
-        use crate::handshake::features::{DELTA_RESUME, FEEDBACK_REPAIR, TRANSPORT_NAMES};
+        use crate::handshake::features::{
+            DELTA_RESUME, FEEDBACK_REPAIR, ROLLBACK, TRANSPORT_NAMES,
+        };
         match self {
+            Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_)
+                if !has(ROLLBACK) =>
+            {
+                return None;
+            }
             Self::DeltaRequest(m) if m.resume_at > 0 && !has(DELTA_RESUME) => {
                 return Some(Cow::Owned(Self::DeltaRequest(DeltaRequest {
                     resume_at: 0,
@@ -656,9 +741,10 @@ impl Message {
     /// sent to it, if any.
     pub fn required_feature(&self) -> Option<&'static str> {
         use crate::handshake::features::{
-            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, TRANSPORT_NAMES,
+            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, ROLLBACK, TRANSPORT_NAMES,
         };
         match self {
+            Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_) => Some(ROLLBACK),
             Self::DeltaRequest(m) if m.resume_at > 0 => Some(DELTA_RESUME),
             Self::RegisterRelay(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),
             Self::RegisterClient(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),

@@ -295,6 +295,12 @@ pub fn resume(
                 let pending = clients_in(env.ledger, id, ClientState::Pending)?;
                 fleet.drain(&pending);
                 let pending = clients_in(env.ledger, id, ClientState::Pending)?;
+                // Now final: each round's count as the audit will show it
+                // (`round-finished` logged what had arrived by the round's
+                // end; completions in flight were filed under their round
+                // since).
+                let rounds = machine.state().rounds_started().len();
+                emit_round_totals(&mut ev, &final_round_counts(env.ledger, id, rounds)?);
                 ev.emit("stragglers-listed", json!({ "count": pending.len() }));
                 updates.push(ClientUpdate::AuditPending);
                 machine.handle(&Input::Audited, now);
@@ -377,6 +383,32 @@ pub fn resume(
     }
 }
 
+/// Completions per round, `rounds` of them (the rounds started), as the
+/// run's audit counts them: its `delivered_by_round` summed over relays.
+fn final_round_counts(ledger: &Ledger, id: i64, rounds: usize) -> Result<Vec<u64>, RunError> {
+    let mut counts = vec![0u64; rounds];
+    if let Some(audit) = ledger.audit(id)? {
+        for relay in &audit.relays {
+            for (i, clients) in relay.delivered_by_round.iter().enumerate() {
+                if let Some(c) = counts.get_mut(i) {
+                    *c += clients.len() as u64;
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// One `round-final` event per round: its final count of completions.
+fn emit_round_totals(ev: &mut Emitter, counts: &[u64]) {
+    for (i, completed) in counts.iter().enumerate() {
+        ev.emit(
+            "round-final",
+            json!({ "round": i + 1, "completed": completed }),
+        );
+    }
+}
+
 fn note_fallback<T>(ev: &mut Emitter, outcome: &Outcome<T>) {
     // A role the workflow left without a script uses its documented default
     // by design: that is not worth a warning per client.
@@ -448,4 +480,80 @@ fn delivered(ledger: &Ledger, id: i64) -> Result<(u64, u64), RunError> {
         .map(|k| counts.get(*k).copied().unwrap_or(0))
         .sum();
     Ok((have, counts.values().sum()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use haifu_ledger::{NewRun, RunFleet, RunStatus, Transition};
+
+    use super::*;
+
+    /// Two relays, eight clients; the rounds' ends saw none complete, the
+    /// drain then recorded seven in round 1 and one in round 3: the final
+    /// per-round events say so, as the audit does.
+    #[test]
+    fn the_round_totals_at_the_audit_match_the_audit_not_the_rounds_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        let clients: Vec<(String, String)> = (0..8)
+            .map(|i| (format!("c{i}"), format!("relay-{}", i % 2)))
+            .collect();
+        let id = l
+            .create_run(&NewRun {
+                workflow: "w.yaml",
+                name: "w",
+                artifact: "app",
+                version: "1.0.0",
+                fleet: &RunFleet::Live,
+                state: "{}",
+                next_wake: None,
+                clients: &clients,
+            })
+            .unwrap();
+        let at = "2026-12-04T10:00:00Z".to_owned();
+        let updates = (0..8)
+            .map(|i| ClientUpdate::Completed {
+                client: format!("c{i}"),
+                round: Some(if i == 7 { 3 } else { 1 }),
+                at: at.clone(),
+            })
+            .collect();
+        l.transition(
+            id,
+            &Transition {
+                state: "{}".into(),
+                status: RunStatus::Running,
+                next_wake: None,
+                updates,
+                events: Vec::new(),
+            },
+        )
+        .unwrap();
+        let counts = final_round_counts(&l, id, 3).unwrap();
+        assert_eq!(counts, vec![7, 0, 1]);
+        let audit = l.audit(id).unwrap().unwrap();
+        let by_audit: u64 = audit
+            .relays
+            .iter()
+            .map(|r| r.delivered_by_round.first().map_or(0, Vec::len) as u64)
+            .sum();
+        assert_eq!(counts[0], by_audit);
+        let mut ev = Emitter::new(id);
+        emit_round_totals(&mut ev, &counts);
+        let events: Vec<(&str, serde_json::Value)> = ev
+            .events
+            .iter()
+            .map(|(k, d)| (k.as_str(), serde_json::from_str(d).unwrap()))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ("round-final", json!({ "round": 1, "completed": 7 })),
+                ("round-final", json!({ "round": 2, "completed": 0 })),
+                ("round-final", json!({ "round": 3, "completed": 1 })),
+            ]
+        );
+    }
 }

@@ -14,8 +14,10 @@ pub(crate) struct Args {
     /// Print JSON: per relay, the clients delivered in each round, by delta,
     /// undelivered, pending and disconnected (with reasons), and `late`: what
     /// was recorded after the run had finished (client, state, round, when),
-    /// kept beside the run's final record; and the run's traffic (bytes
-    /// multicast per round, relay fetches, deltas, full copies).
+    /// kept beside the run's final record; `rolled_back`: the clients of
+    /// the run an operator rolled back from its version since (`haifu
+    /// rollback`); and the run's traffic (bytes multicast per round, relay
+    /// fetches, deltas, full copies).
     #[arg(long)]
     json: bool,
     /// List every client by name (the default shows counts and the first few).
@@ -103,6 +105,13 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
                 c.id,
                 c.last_contact.as_deref().unwrap_or("never"),
             );
+        }
+    }
+    // Undone since, by an operator: beside the run's record, not in it.
+    if !audit.rolled_back.is_empty() {
+        println!("rolled back since ({})", audit.rolled_back.len());
+        for o in &audit.rolled_back {
+            println!("  {}", super::rollback::describe(o));
         }
     }
     print_traffic(&audit.traffic);

@@ -9,10 +9,11 @@ use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Every client: relay, installed version, last contact, and whether it
-    /// is cut off (with the reason).
+    /// Every client: relay, installed version, last contact, whether it
+    /// is cut off (with the reason), and its latest rollback order (`haifu
+    /// rollback`) with what became of it.
     List {
-        /// Print JSON: one object per client.
+        /// Print JSON: one object per client (`rollback`: its latest order).
         #[arg(long)]
         json: bool,
     },
@@ -38,9 +39,29 @@ pub(crate) enum Command {
 pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::List { json } => {
-            let clients = home.ledger_existing()?.clients()?;
+            let ledger = home.ledger_existing()?;
+            let clients = ledger.clients()?;
+            // The latest order per client (ids grow).
+            let mut latest = std::collections::BTreeMap::new();
+            for o in ledger.rollbacks()? {
+                latest.insert(o.client.clone(), o);
+            }
             if json {
-                output::json(&clients)?;
+                #[derive(serde::Serialize)]
+                struct Entry<'a> {
+                    #[serde(flatten)]
+                    client: &'a haifu_ledger::ClientRow,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    rollback: Option<&'a haifu_ledger::RollbackRow>,
+                }
+                let out: Vec<Entry<'_>> = clients
+                    .iter()
+                    .map(|c| Entry {
+                        client: c,
+                        rollback: latest.get(&c.id),
+                    })
+                    .collect();
+                output::json(&out)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if clients.is_empty() {
@@ -56,10 +77,28 @@ pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
                     (Some(a), Some(v)) => format!("{a} {v}"),
                     _ => "-".into(),
                 };
-                let state = match &c.denied_reason {
+                let mut state = match &c.denied_reason {
                     Some(why) => format!("cut off: {why}"),
                     None => "admitted".into(),
                 };
+                if let Some(o) = latest.get(&c.id) {
+                    state.push_str(&match o.state {
+                        haifu_ledger::RollbackState::Done => format!(
+                            "; rolled back to {} (order {}, by {})",
+                            o.version.as_deref().unwrap_or("?"),
+                            o.id,
+                            o.by
+                        ),
+                        haifu_ledger::RollbackState::Ordered => {
+                            format!("; rollback ordered (order {})", o.id)
+                        }
+                        haifu_ledger::RollbackState::Refused => format!(
+                            "; rollback refused (order {}): {}",
+                            o.id,
+                            o.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                    });
+                }
                 println!(
                     "{:<24} {:<16} {:<24} {:<32} {state}",
                     c.id,

@@ -18,6 +18,7 @@ pub(crate) mod metrics;
 pub(crate) mod plugins;
 pub(crate) mod policy;
 pub(crate) mod register;
+pub(crate) mod rollback;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod service;

@@ -116,6 +116,29 @@ impl Client {
         self.cfg.install_root.join(PENDING)
     }
 
+    fn rollbacks_path(&self) -> PathBuf {
+        self.cfg.install_root.join(outbox::ROLLBACKS)
+    }
+
+    /// Carries out a rollback order: its intent on disk first, then the
+    /// switch (with the install root's own guards: the kept previous
+    /// version, older, of this artifact, `to` if given); not while an
+    /// install runs.
+    fn roll_back(
+        &self,
+        intent: &machine::RollbackState,
+        artifact: &str,
+        to: Option<&str>,
+    ) -> Result<ArtifactRef, String> {
+        let _one = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        outbox::write_rollbacks(&self.rollbacks_path(), intent)
+            .map_err(|e| format!("cannot keep the rollback's record: {e}"))?;
+        self.root
+            .rollback(artifact, to)
+            .map_err(|e| e.to_string())?;
+        installed_ref(&self.root).ok_or_else(|| "nothing current after the switch".to_owned())
+    }
+
     fn core(&self) -> MutexGuard<'_, ClientCore> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -155,6 +178,20 @@ impl Client {
                         let _ = std::fs::remove_file(self.pending_path());
                     }
                     Effect::RefusedOlder => self.metrics.refused_older(Via::Broadcast),
+                    Effect::KeepRollbacks(r) => {
+                        if let Err(e) = outbox::write_rollbacks(&self.rollbacks_path(), &r) {
+                            tracing::error!("keeping the rollbacks' record: {e}");
+                        }
+                    }
+                    Effect::RollBack {
+                        intent,
+                        artifact,
+                        to,
+                    } => events.push(Event::RolledBack(self.roll_back(
+                        &intent,
+                        &artifact,
+                        to.as_deref(),
+                    ))),
                     Effect::Receive { session, manifest } => receive.push((session, manifest)),
                 }
             }
@@ -201,6 +238,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let root = InstallRoot::open(&cfg.install_root).map_err(FleetError::install("install_root"))?;
     let installed = installed_ref(&root);
     let pending = outbox::read_pending(&cfg.install_root.join(PENDING));
+    let rollbacks = outbox::read_rollbacks(&cfg.install_root.join(outbox::ROLLBACKS));
     let core = ClientCore::new(
         cfg.id.clone(),
         cfg.relay.name.clone(),
@@ -209,7 +247,8 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         installed.clone(),
         pending,
     )
-    .with_broadcast(cfg.transports.broadcast.clone());
+    .with_broadcast(cfg.transports.broadcast.clone())
+    .with_rollbacks(rollbacks);
     let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
     let counters = Arc::new(Counters::default());

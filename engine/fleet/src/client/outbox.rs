@@ -34,3 +34,29 @@ pub(super) fn read_pending(path: &std::path::Path) -> Option<Pending> {
     let text = std::fs::read(path).ok()?;
     serde_json::from_slice(&text).ok()
 }
+
+/// The file, in the install root, holding the rollbacks' record.
+pub(super) const ROLLBACKS: &str = "rollback.json";
+
+/// Writes the rollbacks' record atomically (temp file, fsync, rename).
+pub(super) fn write_rollbacks(
+    path: &std::path::Path,
+    r: &super::machine::RollbackState,
+) -> Result<(), FleetError> {
+    let text = serde_json::to_vec(r)?;
+    haifu_store::write_atomic(path, &text, true).map_err(FleetError::store("the rollbacks' record"))
+}
+
+/// The rollbacks' record kept by an earlier run of the client; none when
+/// there is no file. One that does not read is logged and taken as none
+/// (its order, if still waiting, is carried out or refused again by what
+/// is on disk).
+pub(super) fn read_rollbacks(path: &std::path::Path) -> super::machine::RollbackState {
+    match std::fs::read(path) {
+        Ok(text) => serde_json::from_slice(&text).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), "the rollbacks' record does not read: {e}");
+            super::machine::RollbackState::default()
+        }),
+        Err(_) => super::machine::RollbackState::default(),
+    }
+}

@@ -38,9 +38,22 @@ pub(crate) trait Facts {
     /// version of a running run that lists it as undelivered, inside that
     /// run's delta window), if anything.
     fn straggler_target(&self, client: &str, now: Timestamp) -> Option<ArtifactRef>;
+    /// Whether rollback order `order` is `client`'s and its outcome is
+    /// recorded (a report resent after this master restarted is acked).
+    fn rollback_recorded(&self, order: u64, client: &str) -> bool;
 }
 
 impl Facts for Ledger {
+    fn rollback_recorded(&self, order: u64, client: &str) -> bool {
+        let Ok(id) = i64::try_from(order) else {
+            return false;
+        };
+        matches!(
+            self.rollback(id),
+            Ok(Some(o)) if o.client == client && o.state != haifu_ledger::RollbackState::Ordered
+        )
+    }
+
     fn run_digest(&self, run: u64) -> Option<Digest> {
         let id = i64::try_from(run).ok()?;
         let row = self.run(id).ok()??;

@@ -22,6 +22,7 @@ mod fetch;
 pub(crate) mod filing;
 mod hub;
 pub(crate) mod machine;
+mod orders;
 mod peer;
 mod recorder;
 
@@ -147,6 +148,16 @@ pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             .name("deny-list".into())
             .spawn(move || deny_list(&path, &ep, &hub, &shutdown, every))
             .map_err(FleetError::thread("deny-list"))?;
+    }
+    {
+        let hub = Arc::clone(&hub);
+        let shutdown = shutdown.clone();
+        let path = ledger_path.clone();
+        let every = Duration::from_millis(cfg.poll_ms);
+        std::thread::Builder::new()
+            .name("rollback-orders".into())
+            .spawn(move || orders::rollback_orders(&path, &hub, &shutdown, every))
+            .map_err(FleetError::thread("rollback-orders"))?;
     }
     {
         let hub = Arc::clone(&hub);

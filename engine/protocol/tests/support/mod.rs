@@ -143,7 +143,7 @@ impl Rng {
 }
 
 /// How many kinds of message [`random_message`] draws from.
-pub(crate) const KINDS: u64 = 23;
+pub(crate) const KINDS: u64 = 26;
 
 /// Tags: `StartRound`, `RoundDone`, `RegisterRelay`, `RegisterClient` and
 /// `DeltaRequest` each have a second one (with a budget, with listeners,
@@ -338,6 +338,36 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
             })
                 .map(|_| (rng.u32(), rng.u32()))
                 .collect(),
+        }),
+        23 => {
+            let a = rng.artifact();
+            Message::Rollback(Rollback {
+                order: rng.next(),
+                client: rng.string(MAX_ID_LEN),
+                artifact: a.name,
+                to: rng.bool().then_some(a.version),
+                through_run: rng.next(),
+            })
+        }
+        24 => Message::RollbackReport(RollbackReport {
+            order: rng.next(),
+            client: rng.string(MAX_ID_LEN),
+            outcome: if rng.bool() {
+                let a = rng.artifact();
+                RollbackOutcome::Done {
+                    version: a.version,
+                    digest: a.digest,
+                }
+            } else {
+                RollbackOutcome::Refused {
+                    reason: rng.string(MAX_REASON_LEN),
+                }
+            },
+            at: rng.time(),
+        }),
+        25 => Message::RollbackAck(RollbackAck {
+            order: rng.next(),
+            client: rng.string(MAX_ID_LEN),
         }),
         _ => Message::Pong { nonce: rng.next() },
     }
@@ -657,6 +687,56 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 code: ErrorCode::UnknownRun,
                 about: 8,
                 reason: "run 8 is unknown".into(),
+            }),
+        ),
+        (
+            "rollback",
+            Message::Rollback(Rollback {
+                order: 3,
+                client: "pos-0042".into(),
+                artifact: "pos-app".parse().unwrap(),
+                to: Some("2.3.0".parse().unwrap()),
+                through_run: 7,
+            }),
+        ),
+        (
+            "rollback_previous",
+            Message::Rollback(Rollback {
+                order: 4,
+                client: "pos-0042".into(),
+                artifact: "pos-app".parse().unwrap(),
+                to: None,
+                through_run: 7,
+            }),
+        ),
+        (
+            "rollback_report_done",
+            Message::RollbackReport(RollbackReport {
+                order: 3,
+                client: "pos-0042".into(),
+                outcome: RollbackOutcome::Done {
+                    version: "2.3.0".parse().unwrap(),
+                    digest: fixed_digest(0x10),
+                },
+                at: time(),
+            }),
+        ),
+        (
+            "rollback_report_refused",
+            Message::RollbackReport(RollbackReport {
+                order: 4,
+                client: "pos-0042".into(),
+                outcome: RollbackOutcome::Refused {
+                    reason: "no previous version kept".into(),
+                },
+                at: time(),
+            }),
+        ),
+        (
+            "rollback_ack",
+            Message::RollbackAck(RollbackAck {
+                order: 3,
+                client: "pos-0042".into(),
             }),
         ),
         ("ping", Message::Ping { nonce: 42 }),

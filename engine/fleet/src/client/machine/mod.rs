@@ -28,6 +28,7 @@ use jiff::SignedDuration;
 use jiff::Timestamp;
 
 use super::outbox::Pending;
+pub(crate) use rollback::RollbackState;
 
 /// How often an unacknowledged completion is sent again.
 pub(crate) const RESEND: Duration = Duration::from_secs(2);
@@ -59,6 +60,9 @@ pub(crate) enum Event {
     ReceiverEnded { run: u64 },
     /// The receiver's report of what it holds, for the relay's repairs.
     Listening(Feedback),
+    /// The shell's switch for the rollback order being carried out:
+    /// `Ok(now current)` or why it changed nothing.
+    RolledBack(Result<ArtifactRef, String>),
 }
 
 /// What the shell must do.
@@ -80,6 +84,17 @@ pub(crate) enum Effect {
         session: Box<SessionKey>,
         manifest: Box<Manifest>,
     },
+    /// Carry out a rollback order: write `intent` to disk, then make the
+    /// kept previous version of `artifact` current (`to`, when given,
+    /// must be it), then report `RolledBack`.
+    RollBack {
+        intent: RollbackState,
+        artifact: String,
+        to: Option<String>,
+    },
+    /// Write the rollbacks' record to disk atomically (after a rollback,
+    /// an ack, or a hold lifted).
+    KeepRollbacks(RollbackState),
 }
 
 /// The client's state and rules.
@@ -108,6 +123,14 @@ pub(crate) struct ClientCore {
     /// The transport plugin this client receives broadcasts with, named in
     /// its version report (`transport-names`).
     broadcast: Option<String>,
+    /// The rollbacks' record, as on disk.
+    rollbacks: RollbackState,
+    /// The order being carried out by the shell, with the hold it sets.
+    rolling_back: Option<(u64, Option<rollback::Hold>)>,
+    /// An order that came while a completion waited for its ack: carried
+    /// out once the master has the completion, so the run records the
+    /// install and the rollback follows it.
+    deferred: Option<haifu_protocol::Rollback>,
 }
 
 impl ClientCore {
@@ -135,7 +158,16 @@ impl ClientCore {
             said_current: None,
             refused_older: None,
             broadcast: None,
+            rollbacks: RollbackState::default(),
+            rolling_back: None,
+            deferred: None,
         }
+    }
+
+    /// Takes the rollbacks' record the shell found on disk at start.
+    pub(crate) fn with_rollbacks(mut self, rollbacks: RollbackState) -> Self {
+        self.rollbacks = rollbacks;
+        self
     }
 
     /// Names the transport plugin this client receives broadcasts with,
@@ -159,6 +191,10 @@ impl ClientCore {
     /// says this client should run): only this client's artifact, and only
     /// forward.
     pub(crate) fn wants(&self, target: &ArtifactRef) -> bool {
+        if target.name.as_str() == self.artifact && self.held_target(target) {
+            tracing::info!(version = %target.version, "held back by a rollback: not fetched");
+            return false;
+        }
         target.name.as_str() == self.artifact
             && Some(target) != self.installed.as_ref()
             && haifu_core::moves_forward(
@@ -210,6 +246,7 @@ impl ClientCore {
                 // that follows must not make it look as if the client
                 // already had it.
                 self.send_pending(&mut out, now);
+                self.send_rollback_report(&mut out, now);
                 out.push(Effect::ToRelay(self.report()));
             }
             Event::RelayDown => self.relay_up = false,
@@ -219,6 +256,7 @@ impl ClientCore {
                 });
                 if due {
                     self.send_pending(&mut out, now);
+                    self.send_rollback_report(&mut out, now);
                 }
             }
             Event::FromRelay(Message::SessionKey(s)) => self.session(&mut out, s),
@@ -232,8 +270,12 @@ impl ClientCore {
                     self.pending = None;
                     out.push(Effect::Forget);
                     tracing::info!(run = a.run, "completion acknowledged by the master");
+                    self.deferred_rollback(&mut out, now);
                 }
             }
+            Event::FromRelay(Message::Rollback(o)) => self.rollback_order(&mut out, now, o),
+            Event::FromRelay(Message::RollbackAck(a)) => self.rollback_acked(&mut out, &a),
+            Event::RolledBack(result) => self.rolled_back(&mut out, now, result),
             Event::FromRelay(Message::Registered(_)) => {}
             Event::FromRelay(Message::Error(e)) => {
                 tracing::warn!(code = ?e.code, about = e.about, "relay reports: {}", e.reason);
@@ -246,6 +288,7 @@ impl ClientCore {
             }
             Event::Installed { installed, pending } => {
                 self.installed = Some(installed);
+                self.lift_hold(&mut out);
                 self.persisting = Some(pending.clone());
                 out.push(Effect::Persist(pending));
             }
@@ -260,6 +303,7 @@ impl ClientCore {
                 tracing::error!(
                     "the completion could not be kept; the version report says what is installed"
                 );
+                self.deferred_rollback(&mut out, now);
             }
             Event::ReceiverEnded { run } => {
                 if self.receiving == Some(run) {
@@ -330,6 +374,17 @@ impl ClientCore {
         if completing || self.receiving == Some(s.run) {
             return;
         }
+        if self.held_run(s.run) {
+            if self.refused_older != Some(s.run) {
+                self.refused_older = Some(s.run);
+                tracing::info!(
+                    run = s.run,
+                    version = %manifest.body.version,
+                    "held back by a rollback: the run it undid does not move this client forward"
+                );
+            }
+            return;
+        }
         if self
             .installed
             .as_ref()
@@ -364,6 +419,8 @@ impl ClientCore {
         });
     }
 }
+
+mod rollback;
 
 #[cfg(test)]
 mod tests;

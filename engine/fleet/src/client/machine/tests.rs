@@ -232,3 +232,155 @@ fn a_session_for_the_installed_version_is_answered_with_one_report_not_a_loop() 
         assert!(c.handle(t(i), offer()).is_empty());
     }
 }
+
+fn order(n: u64, client: &str, through_run: u64) -> Message {
+    Message::Rollback(haifu_protocol::Rollback {
+        order: n,
+        client: client.into(),
+        artifact: "app".parse().unwrap(),
+        to: Some("1.1.0".parse().unwrap()),
+        through_run,
+    })
+}
+
+fn reports(e: &[Effect]) -> Vec<&haifu_protocol::RollbackReport> {
+    e.iter()
+        .filter_map(|e| match e {
+            Effect::ToRelay(Message::RollbackReport(r)) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rollback_order_is_carried_out_once_kept_reported_and_forgotten_on_its_ack() {
+    let mut c = core(Some(version("1.2.0", 2)), None);
+    c.handle(t(0), Event::RelayUp);
+    // Another client's order is not this one's business.
+    assert!(
+        c.handle(t(1), Event::FromRelay(order(3, "c9", 1)))
+            .is_empty()
+    );
+    let e = c.handle(t(1), Event::FromRelay(order(3, "c0", 1)));
+    let Some(Effect::RollBack { intent, to, .. }) = e.first() else {
+        panic!("{e:?}");
+    };
+    assert_eq!(to.as_deref(), Some("1.1.0"));
+    assert_eq!(intent.last_order, 3);
+    assert_eq!(intent.hold.as_ref().unwrap().from, "1.2.0");
+    // The same order again while the switch runs: nothing more.
+    assert!(
+        c.handle(t(1), Event::FromRelay(order(3, "c0", 1)))
+            .is_empty()
+    );
+    let e = c.handle(t(2), Event::RolledBack(Ok(version("1.1.0", 1))));
+    assert!(matches!(&e[0], Effect::KeepRollbacks(s) if s.reports.len() == 1 && s.hold.is_some()));
+    let r = reports(&e);
+    assert_eq!(r.len(), 1);
+    assert!(
+        matches!(&r[0].outcome, haifu_protocol::RollbackOutcome::Done { version, .. } if version.to_string() == "1.1.0")
+    );
+    // Its version report follows: it runs 1.1.0 now.
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Effect::ToRelay(Message::RegisterClient(r))
+        if r.installed.as_ref().is_some_and(|i| i.version.to_string() == "1.1.0")))
+    );
+    // Resent on a tick until acked, and for a repeated order, never
+    // carried out twice.
+    assert_eq!(reports(&c.handle(t(5), Event::Tick)).len(), 1);
+    let e = c.handle(t(5), Event::FromRelay(order(3, "c0", 1)));
+    assert!(!e.iter().any(|e| matches!(e, Effect::RollBack { .. })));
+    assert_eq!(reports(&e).len(), 1);
+    let ack = |order, client: &str| {
+        Event::FromRelay(Message::RollbackAck(haifu_protocol::RollbackAck {
+            order,
+            client: client.into(),
+        }))
+    };
+    assert!(c.handle(t(6), ack(4, "c0")).is_empty(), "not its order");
+    let e = c.handle(t(6), ack(3, "c0"));
+    assert!(matches!(&e[0], Effect::KeepRollbacks(s) if s.reports.is_empty()));
+    assert!(reports(&c.handle(t(10), Event::Tick)).is_empty());
+}
+
+#[test]
+fn after_a_rollback_the_run_it_undid_does_not_move_the_client_forward_but_a_later_one_does() {
+    let mut c = core(Some(version("1.2.0", 2)), None);
+    c.handle(t(0), Event::RelayUp);
+    c.handle(t(1), Event::FromRelay(order(3, "c0", 2)));
+    c.handle(t(2), Event::RolledBack(Ok(version("1.1.0", 1))));
+    // Run 2 (1.2.0) is still on air: held back, not received.
+    let e = c.handle(
+        t(3),
+        Event::FromRelay(session(2, "app", "1.2.0", 2, &key())),
+    );
+    assert!(
+        !e.iter().any(|e| matches!(e, Effect::Receive { .. })),
+        "{e:?}"
+    );
+    // Nor fetched from the master as a straggler.
+    assert!(!c.wants(&version("1.2.0", 2)));
+    // Run 3 moves it forward, and its install lifts the hold.
+    let e = c.handle(
+        t(4),
+        Event::FromRelay(session(3, "app", "1.3.0", 3, &key())),
+    );
+    assert!(
+        e.iter().any(|e| matches!(e, Effect::Receive { .. })),
+        "{e:?}"
+    );
+    assert!(c.wants(&version("1.3.0", 3)));
+    let e = c.handle(
+        t(5),
+        Event::Installed {
+            installed: version("1.3.0", 3),
+            pending: pending(3, 3),
+        },
+    );
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Effect::KeepRollbacks(s) if s.hold.is_none()))
+    );
+}
+
+#[test]
+fn a_refused_rollback_changes_nothing_and_says_why() {
+    let mut c = core(Some(version("1.2.0", 2)), None);
+    c.handle(t(0), Event::RelayUp);
+    c.handle(t(1), Event::FromRelay(order(3, "c0", 1)));
+    let why = "the kept previous version is 1.0.0, not 1.1.0".to_owned();
+    let e = c.handle(t(2), Event::RolledBack(Err(why.clone())));
+    let r = reports(&e);
+    assert!(
+        matches!(&r[0].outcome, haifu_protocol::RollbackOutcome::Refused { reason } if *reason == why)
+    );
+    assert!(matches!(&e[0], Effect::KeepRollbacks(s) if s.hold.is_none()));
+    // Not held back: run 2 of 1.3.0 moves it forward as usual.
+    let e = c.handle(
+        t(4),
+        Event::FromRelay(session(2, "app", "1.3.0", 3, &key())),
+    );
+    assert!(
+        e.iter().any(|e| matches!(e, Effect::Receive { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_rollback_order_waits_for_the_completion_before_it() {
+    let mut c = core(Some(version("1.2.0", 2)), Some(pending(2, 2)));
+    c.handle(t(0), Event::RelayUp);
+    let e = c.handle(t(1), Event::FromRelay(order(3, "c0", 2)));
+    assert!(!e.iter().any(|e| matches!(e, Effect::RollBack { .. })));
+    let ack = Event::FromRelay(Message::CompletionAck(CompletionAck {
+        run: 2,
+        client: "c0".into(),
+        digest: Digest::from_bytes([2; 32]),
+    }));
+    let e = c.handle(t(2), ack);
+    assert!(
+        e.iter().any(|e| matches!(e, Effect::RollBack { .. })),
+        "{e:?}"
+    );
+}

@@ -117,6 +117,9 @@ impl MasterCore {
                 self.completion(out, now, conn, &peer, is_relay, c, facts);
             }
             Message::RoundDone(d) if is_relay => self.round_done(out, conn, &peer, d),
+            Message::RollbackReport(r) if is_relay => {
+                self.rollback_report(out, conn, &peer, r, facts)
+            }
             Message::ArtifactFetch(f) if is_relay && chunked => {
                 // Only the artifact of a run this relay is instructed for.
                 let instructed = self.active.as_ref().is_some_and(|a| {
@@ -175,6 +178,7 @@ impl MasterCore {
         );
         self.relays.insert(r.relay.clone(), conn);
         self.relay_since.insert(r.relay.clone(), now);
+        self.orders_behind(out, &r.relay);
         match &r.broadcast {
             Some(p) => self.relay_plugins.insert(r.relay.clone(), p.clone()),
             None => self.relay_plugins.remove(&r.relay),
@@ -312,6 +316,7 @@ impl MasterCore {
             }
         }
         self.next.touches.push(touch(&c, Some(relay), now));
+        self.orders_for(out, &c.client);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -363,7 +368,7 @@ impl MasterCore {
             } => {
                 self.next.joins.extend(join);
                 self.next.updates.push((run, update));
-                self.next_acks.push((conn, ack));
+                self.next_acks.push((conn, Message::CompletionAck(ack)));
             }
             // Nothing to write: acknowledged now, so the client stops.
             Filed::AckOnly(ack) => out.send(conn, Message::CompletionAck(ack)),

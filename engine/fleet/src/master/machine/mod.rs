@@ -20,7 +20,6 @@ use haifu_ledger::FleetBatch;
 use haifu_ledger::Traffic;
 use haifu_protocol::ArtifactFetch;
 use haifu_protocol::ArtifactRef;
-use haifu_protocol::CompletionAck;
 use haifu_protocol::DeltaRequest;
 use haifu_protocol::DenyList;
 use haifu_protocol::ErrorCode;
@@ -148,6 +147,9 @@ pub(crate) enum Event {
     Received { conn: ConnId, msg: Message },
     /// The clients cut off, as now in the ledger (at most one deny list).
     Denied(Vec<String>),
+    /// The rollback orders not yet reported on, as now in the ledger
+    /// (bounded by the reader).
+    Rollbacks(Vec<haifu_protocol::Rollback>),
     /// The driver put a run on air.
     OnAir(Box<ActiveRun>),
     /// The driver started a round of the run on air, with this budget for
@@ -230,10 +232,13 @@ pub(crate) struct MasterCore {
     deltas_serving: usize,
     /// Rows for the next write, and the acks they carry.
     next: FleetBatch,
-    next_acks: Vec<(ConnId, CompletionAck)>,
+    /// The acks (completions' and rollback reports') the next write holds.
+    next_acks: Vec<(ConnId, Message)>,
     /// The write in flight and the acks it carries (`None`: no write in
     /// flight); kept so a failed write is written again.
-    in_flight: Option<(FleetBatch, Vec<(ConnId, CompletionAck)>)>,
+    in_flight: Option<(FleetBatch, Vec<(ConnId, Message)>)>,
+    /// Rollback orders not yet reported on, as last read from the ledger.
+    orders: rollback::Orders,
     counters: Arc<Counters>,
 }
 
@@ -268,6 +273,7 @@ impl MasterCore {
             next: FleetBatch::default(),
             next_acks: Vec::new(),
             in_flight: None,
+            orders: rollback::Orders::default(),
             counters,
         }
     }
@@ -367,6 +373,7 @@ impl MasterCore {
                     out.send(*conn, msg.clone());
                 }
             }
+            Event::Rollbacks(orders) => self.rollback_orders(&mut out, orders),
             Event::OnAir(mut active) => {
                 for (name, conn) in &self.relays {
                     if !active.targets(name) {
@@ -403,8 +410,12 @@ impl MasterCore {
                 // Durable: now, and only now, the acks.
                 let (_, acks) = self.in_flight.take().unwrap_or_default();
                 for (conn, ack) in acks {
-                    *self.recorded.entry(ack.run).or_default() += 1;
-                    out.send(conn, Message::CompletionAck(ack));
+                    match &ack {
+                        Message::CompletionAck(a) => *self.recorded.entry(a.run).or_default() += 1,
+                        Message::RollbackAck(a) => self.orders.recorded(a.order),
+                        _ => {}
+                    }
+                    out.send(conn, ack);
                 }
             }
             Event::CommitFailed => {
@@ -489,16 +500,19 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
         updates,
         events,
         traffic,
+        rollbacks,
     } = more;
     batch.touches.extend(touches);
     batch.joins.extend(joins);
     batch.updates.extend(updates);
     batch.events.extend(events);
     batch.traffic.extend(traffic);
+    batch.rollbacks.extend(rollbacks);
 }
 
 mod claims;
 pub(crate) mod drain;
+mod rollback;
 
 #[cfg(test)]
 mod tests;

@@ -354,6 +354,18 @@ impl RelayCore {
                     tracing::debug!(client = %id, "completion held back: no master connection");
                 }
             }
+            Message::RollbackReport(r) => {
+                // Only about itself; a rollback order from a client (or
+                // anything else it may not say) is refused below.
+                if r.client != id {
+                    let why = "rollback report for another client".to_owned();
+                    out.push(to(error(ErrorCode::Unexpected, r.order, why)));
+                } else if self.master_up {
+                    out.push(Effect::ToMaster(Message::RollbackReport(r)));
+                } else {
+                    tracing::debug!(client = %id, "rollback report held back: no master connection");
+                }
+            }
             Message::Feedback(f) => {
                 // Only a registered client's, about the session on air; a
                 // report between rounds has nobody to act on it.
@@ -414,6 +426,29 @@ impl RelayCore {
                     out.push(Effect::ToClient {
                         conn,
                         msg: Message::CompletionAck(a),
+                    });
+                }
+            }
+            // The master's order for one of this relay's clients, and the
+            // ack of its report: passed on to that client if connected
+            // (the master sends the order again when it registers).
+            Message::Rollback(r) => match self.clients.get(&r.client) {
+                Some(&conn) => {
+                    tracing::info!(order = r.order, client = %r.client, "rollback order passed on");
+                    out.push(Effect::ToClient {
+                        conn,
+                        msg: Message::Rollback(r),
+                    });
+                }
+                None => {
+                    tracing::debug!(order = r.order, client = %r.client, "rollback order for a client not connected")
+                }
+            },
+            Message::RollbackAck(a) => {
+                if let Some(&conn) = self.clients.get(&a.client) {
+                    out.push(Effect::ToClient {
+                        conn,
+                        msg: Message::RollbackAck(a),
                     });
                 }
             }

@@ -265,3 +265,107 @@ fn completions_go_up_only_for_the_client_itself_and_acks_come_down() {
     assert!(matches!(e[..], [Effect::ToClient { conn: 5, .. }]));
     assert_eq!(c.acked(1), 1);
 }
+
+#[test]
+fn a_rollback_order_goes_only_from_the_master_to_its_client_and_the_report_back() {
+    let mut c = core();
+    c.handle(Event::MasterUp);
+    for (conn, id) in [(1, "c0"), (2, "c1")] {
+        c.handle(Event::ClientUp {
+            conn,
+            client: id.into(),
+        });
+        c.handle(Event::FromClient {
+            conn,
+            msg: Message::RegisterClient(RegisterClient {
+                client: id.into(),
+                relay: "r0".into(),
+                installed: None,
+                broadcast: None,
+            }),
+        });
+    }
+    let order = |client: &str| {
+        Message::Rollback(haifu_protocol::Rollback {
+            order: 3,
+            client: client.into(),
+            artifact: "app".parse().unwrap(),
+            to: None,
+            through_run: 1,
+        })
+    };
+    let e = master(&mut c, order("c1"), false);
+    assert!(
+        matches!(
+            &e[..],
+            [Effect::ToClient {
+                conn: 2,
+                msg: Message::Rollback(_)
+            }]
+        ),
+        "{e:?}"
+    );
+    // A client that sends an order is refused; nothing goes anywhere else.
+    let e = c.handle(Event::FromClient {
+        conn: 1,
+        msg: order("c1"),
+    });
+    assert!(
+        matches!(
+            &e[..],
+            [Effect::ToClient {
+                conn: 1,
+                msg: Message::Error(_)
+            }]
+        ),
+        "{e:?}"
+    );
+    let report = |client: &str| {
+        Message::RollbackReport(haifu_protocol::RollbackReport {
+            order: 3,
+            client: client.into(),
+            outcome: haifu_protocol::RollbackOutcome::Refused {
+                reason: "no previous version kept".into(),
+            },
+            at: "2026-12-04T10:00:00Z".parse().unwrap(),
+        })
+    };
+    // c0 may not report for c1; c1's own report goes up.
+    let e = c.handle(Event::FromClient {
+        conn: 1,
+        msg: report("c1"),
+    });
+    assert!(
+        matches!(
+            &e[..],
+            [Effect::ToClient {
+                conn: 1,
+                msg: Message::Error(_)
+            }]
+        ),
+        "{e:?}"
+    );
+    let e = c.handle(Event::FromClient {
+        conn: 2,
+        msg: report("c1"),
+    });
+    assert!(
+        matches!(&e[..], [Effect::ToMaster(Message::RollbackReport(_))]),
+        "{e:?}"
+    );
+    let ack = Message::RollbackAck(haifu_protocol::RollbackAck {
+        order: 3,
+        client: "c1".into(),
+    });
+    let e = master(&mut c, ack, false);
+    assert!(
+        matches!(
+            &e[..],
+            [Effect::ToClient {
+                conn: 2,
+                msg: Message::RollbackAck(_)
+            }]
+        ),
+        "{e:?}"
+    );
+}

@@ -115,8 +115,12 @@ impl World {
         };
         let Some(msg) = msg else { return };
         if std::env::var_os("HAIFU_SIM_TRACE").is_some() {
+            let why = match &msg {
+                haifu_protocol::Message::Error(e) => e.reason.as_str(),
+                _ => "",
+            };
             eprintln!(
-                "{} {link:?} upward={upward} tag={:#04x}",
+                "{} {link:?} upward={upward} tag={:#04x} {why}",
                 self.now,
                 msg.tag()
             );
@@ -346,6 +350,13 @@ impl World {
     /// Client `c` decoded `run`: it installs (the truth), then tells its
     /// core, which keeps the completion and sends it.
     pub(super) fn install(&mut self, c: usize, run: u64) {
+        // The run a rollback undid never moves its client forward again
+        // (every order here is given during run 1: `through_run` is 1).
+        assert!(
+            !self.clients[c].rolled_back,
+            "seed {}: {} rolled back, then moved forward again by run {run}",
+            self.seed, self.clients[c].id
+        );
         let before = self.clients[c].disk.installed.clone();
         let version = |a: &Option<ArtifactRef>| a.as_ref().map(|a| a.version.clone());
         assert!(
@@ -354,7 +365,12 @@ impl World {
             self.clients[c].id,
             self.target.version
         );
+        if std::env::var_os("HAIFU_SIM_TRACE").is_some() {
+            eprintln!("{} client {c} installs {}", self.now, self.target.version);
+        }
+        self.clients[c].disk.previous = before;
         self.clients[c].disk.installed = Some(self.target.clone());
+        self.clients[c].got_target = true;
         // The receiver ends with the install.
         self.clients[c].receiving = None;
         let pending = crate::client::outbox::Pending {

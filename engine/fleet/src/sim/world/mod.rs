@@ -36,6 +36,7 @@ use crate::relay::machine::RelayCore;
 mod actions;
 mod check;
 mod faults;
+mod rollback;
 mod route;
 
 const RUN: u64 = 1;
@@ -98,7 +99,11 @@ struct RelayNode {
 #[derive(Default, Clone)]
 struct Disk {
     installed: Option<ArtifactRef>,
+    /// The version kept before the installed one (for a rollback).
+    previous: Option<ArtifactRef>,
     pending: Option<crate::client::outbox::Pending>,
+    /// The rollbacks' record (`rollback.json`).
+    rollbacks: client::RollbackState,
 }
 
 struct ClientNode {
@@ -110,10 +115,15 @@ struct ClientNode {
     /// A completion being written (lost if killed first).
     persisting: Option<crate::client::outbox::Pending>,
     receiving: Option<u64>,
-    /// The newest version this client ever ran: what it runs never goes
-    /// below it (versions only move forward; the simulation has no
-    /// rollback command).
+    /// The newest version this client ran since its last rollback: what
+    /// it runs never goes below it except by a rollback order (versions
+    /// only move forward otherwise).
     highest: Option<haifu_core::Version>,
+    /// Whether it ever installed the run's version (the truth the run's
+    /// record is checked against; a rollback later does not undo it).
+    got_target: bool,
+    /// Whether a rollback order took it back since.
+    rolled_back: bool,
 }
 
 /// What happened across seeds.
@@ -127,6 +137,8 @@ pub(super) struct Totals {
     pub(super) installed: u64,
     pub(super) delivered: u64,
     pub(super) steps: u64,
+    pub(super) rollbacks_done: u64,
+    pub(super) rollbacks_refused: u64,
 }
 
 impl Totals {
@@ -139,6 +151,8 @@ impl Totals {
         self.installed += o.installed;
         self.delivered += o.delivered;
         self.steps += o.steps;
+        self.rollbacks_done += o.rollbacks_done;
+        self.rollbacks_refused += o.rollbacks_refused;
     }
 }
 
@@ -146,7 +160,7 @@ impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted",
+            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted, rollbacks done/refused {}/{}",
             self.steps,
             self.master_kills,
             self.relay_kills,
@@ -154,7 +168,9 @@ impl std::fmt::Display for Totals {
             self.failed_writes,
             self.cuts,
             self.installed,
-            self.delivered
+            self.delivered,
+            self.rollbacks_done,
+            self.rollbacks_refused
         )
     }
 }
@@ -253,9 +269,11 @@ impl World {
                     core: None,
                     wire: None,
                     highest: Some(installed.version.clone()),
+                    got_target: false,
+                    rolled_back: false,
                     disk: Disk {
                         installed: Some(installed),
-                        pending: None,
+                        ..Disk::default()
                     },
                     persisting: None,
                     receiving: None,
@@ -349,11 +367,14 @@ impl World {
             .filter(|c| c.state == ClientState::Delivered)
             .count();
         self.totals.delivered = delivered as u64;
-        self.totals.installed = self
-            .clients
-            .iter()
-            .filter(|c| c.disk.installed.as_ref() == Some(&self.target))
-            .count() as u64;
+        self.totals.installed = self.clients.iter().filter(|c| c.got_target).count() as u64;
+        for o in self.ledger.rollbacks().unwrap() {
+            match o.state {
+                haifu_ledger::RollbackState::Done => self.totals.rollbacks_done += 1,
+                haifu_ledger::RollbackState::Refused => self.totals.rollbacks_refused += 1,
+                haifu_ledger::RollbackState::Ordered => {}
+            }
+        }
         self.totals
     }
 
@@ -393,6 +414,8 @@ impl World {
             bound,
             Arc::new(Counters::default()),
         ));
+        // The orders waiting in the ledger, as its reader hands them over.
+        self.orders_to_master();
         // The driver resumes the run: it goes on air again, unless it ended.
         if self.finished.is_some() {
             return;
@@ -412,14 +435,17 @@ impl World {
 
     fn start_client(&mut self, c: usize) {
         let n = &mut self.clients[c];
-        n.core = Some(ClientCore::new(
-            n.id.clone(),
-            format!("r{}", n.relay),
-            "app".into(),
-            self.key.public_key(),
-            n.disk.installed.clone(),
-            n.disk.pending.clone(),
-        ));
+        n.core = Some(
+            ClientCore::new(
+                n.id.clone(),
+                format!("r{}", n.relay),
+                "app".into(),
+                self.key.public_key(),
+                n.disk.installed.clone(),
+                n.disk.pending.clone(),
+            )
+            .with_rollbacks(n.disk.rollbacks.clone()),
+        );
     }
 
     /// One step: something the fleet does, or (while faults are on) a fault.
@@ -433,7 +459,8 @@ impl World {
             50..=59 => self.tick(),
             60..=67 => self.commit(),
             68..=73 => self.persist(),
-            74..=79 => self.drive(),
+            74..=78 => self.drive(),
+            79 => self.order_rollback(),
             80..=87 => self.round_ends(),
             _ if self.faults => self.fault(),
             _ => self.deliver(),

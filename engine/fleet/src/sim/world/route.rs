@@ -34,6 +34,15 @@ impl World {
                             a.run
                         );
                     }
+                    if let Message::RollbackAck(a) = &msg {
+                        let state = self.ledger.rollback(a.order as i64).unwrap().map(|o| o.state);
+                        assert!(
+                            state.is_some_and(|s| s != haifu_ledger::RollbackState::Ordered),
+                            "seed {}: rollback ack for order {} before the ledger has it",
+                            self.seed,
+                            a.order
+                        );
+                    }
                     let wire = self.wires.iter_mut().find(|w| {
                         w.up && matches!(w.link, Link::Master { master_conn, .. } if master_conn == conn)
                     });
@@ -100,8 +109,13 @@ impl World {
             return;
         };
         let effects = core.handle(now, event);
+        let mut then = Vec::new();
         for e in effects {
             match e {
+                client::Effect::RollBack { intent, to, .. } => {
+                    then.push(client::Event::RolledBack(self.roll_back(c, intent, to)));
+                }
+                client::Effect::KeepRollbacks(r) => self.clients[c].disk.rollbacks = r,
                 client::Effect::ToRelay(msg) => {
                     if let Some(i) = self.clients[c].wire {
                         self.wires[i].upward.push_back(msg);
@@ -114,6 +128,9 @@ impl World {
                     self.clients[c].receiving = Some(session.run);
                 }
             }
+        }
+        for event in then {
+            self.at_client(c, event);
         }
     }
 }
