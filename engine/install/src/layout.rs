@@ -132,28 +132,63 @@ pub(crate) fn read_link(root: &Path, name: &str) -> Result<Link> {
     }
 }
 
+/// Why a version folder is not a usable version; reads after the folder's
+/// name ("versions/x, which is not a folder").
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotAVersion {
+    /// The folder cannot be read.
+    #[error("cannot be read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    /// A file or link where a folder should be.
+    #[error("is not a folder")]
+    NotAFolder,
+    /// Its manifest is missing or unreadable.
+    #[error("has no readable {}: {}", MANIFEST, .0)]
+    NoManifest(#[source] std::io::Error),
+    /// Its manifest does not parse.
+    #[error("has a bad {}: {}", MANIFEST, .0)]
+    BadManifest(#[source] haifu_core::ManifestError),
+    /// The manifest is for another version than the folder's name.
+    #[error("holds a manifest for {0}")]
+    OtherVersion(String),
+    /// The artifact is missing or unreadable.
+    #[error("has no readable {}: {}", ARTIFACT, .0)]
+    NoArtifact(#[source] std::io::Error),
+    /// The artifact is not the manifest's size.
+    #[error(
+        "has an {} of {size} bytes where the manifest says {expected}",
+        ARTIFACT
+    )]
+    WrongSize {
+        /// Its size on disk.
+        size: u64,
+        /// The manifest's.
+        expected: u64,
+    },
+}
+
 /// Reads a version folder; `Err` says why it is not a usable version.
-pub(crate) fn read_version(dir: &Path) -> std::result::Result<Installed, String> {
-    let meta = fs::symlink_metadata(dir).map_err(|e| format!("cannot be read: {e}"))?;
+pub(crate) fn read_version(dir: &Path) -> std::result::Result<Installed, NotAVersion> {
+    let meta = fs::symlink_metadata(dir).map_err(NotAVersion::Unreadable)?;
     if !meta.is_dir() {
-        return Err("is not a folder".into());
+        return Err(NotAVersion::NotAFolder);
     }
     let manifest_path = dir.join(MANIFEST);
-    let bytes = fs::read(&manifest_path).map_err(|e| format!("has no readable {MANIFEST}: {e}"))?;
-    let manifest = Manifest::from_json(&bytes).map_err(|e| format!("has a bad {MANIFEST}: {e}"))?;
+    let bytes = fs::read(&manifest_path).map_err(NotAVersion::NoManifest)?;
+    let manifest = Manifest::from_json(&bytes).map_err(NotAVersion::BadManifest)?;
     let expected_name = version_dir_name(&manifest);
     if dir.file_name().and_then(|n| n.to_str()) != Some(expected_name.as_str()) {
-        return Err(format!("holds a manifest for {expected_name}"));
+        return Err(NotAVersion::OtherVersion(expected_name));
     }
     let path = dir.join(ARTIFACT);
     let size = fs::symlink_metadata(&path)
-        .map_err(|e| format!("has no readable {ARTIFACT}: {e}"))?
+        .map_err(NotAVersion::NoArtifact)?
         .len();
     if size != manifest.body.size {
-        return Err(format!(
-            "has an {ARTIFACT} of {size} bytes where the manifest says {}",
-            manifest.body.size
-        ));
+        return Err(NotAVersion::WrongSize {
+            size,
+            expected: manifest.body.size,
+        });
     }
     Ok(Installed {
         name: manifest.body.name.clone(),

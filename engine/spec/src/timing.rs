@@ -45,19 +45,41 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
 /// Parses an RFC 3339 date-time with an offset (`2026-12-01T02:00:00+09:00`,
 /// or `Z`), also accepting an RFC 9557 zone annotation
 /// (`…+09:00[Asia/Tokyo]`). Returns the instant and the written offset.
-pub(crate) fn parse_datetime(text: &str) -> Result<(Timestamp, Offset), String> {
+pub(crate) fn parse_datetime(text: &str) -> Result<(Timestamp, Offset), TimeError> {
     let text = text.trim();
-    let pieces = Pieces::parse(text).map_err(|e| lower(&e.to_string()))?;
+    let pieces = Pieces::parse(text).map_err(TimeError::Syntax)?;
     let Some(offset) = pieces.to_numeric_offset() else {
-        return Err("needs an offset, e.g. 2026-12-01T02:00:00+09:00 or …Z".into());
+        return Err(TimeError::NoOffset);
     };
     if pieces.time().is_none() {
-        return Err("needs a time of day, e.g. 2026-12-01T02:00:00+09:00".into());
+        return Err(TimeError::NoTimeOfDay);
     }
-    let ts: Timestamp = text
-        .parse()
-        .map_err(|e: jiff::Error| lower(&e.to_string()))?;
+    let ts: Timestamp = text.parse().map_err(TimeError::Syntax)?;
     Ok((ts, offset))
+}
+
+/// Why a date-time or a daily window is refused; the caller names the key
+/// and the text.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TimeError {
+    /// Not RFC 3339 (jiff's message, lower-cased to follow the key).
+    #[error("{}", lower(&.0.to_string()))]
+    Syntax(#[source] jiff::Error),
+    /// A date-time without an offset names no instant.
+    #[error("needs an offset, e.g. 2026-12-01T02:00:00+09:00 or …Z")]
+    NoOffset,
+    /// A date alone.
+    #[error("needs a time of day, e.g. 2026-12-01T02:00:00+09:00")]
+    NoTimeOfDay,
+    /// A window without its `-`.
+    #[error("expected HH:MM-HH:MM, e.g. 02:00-05:00")]
+    NotAWindow,
+    /// A window of no length.
+    #[error("opens and closes at the same time")]
+    EmptyWindow,
+    /// One end of a window is not `HH:MM`.
+    #[error("{0:?} is not a time of day HH:MM")]
+    NotATimeOfDay(String),
 }
 
 fn lower(message: &str) -> String {
@@ -80,14 +102,12 @@ pub struct Window {
 
 impl Window {
     /// Parses `HH:MM-HH:MM`.
-    pub(crate) fn parse(text: &str) -> Result<Window, String> {
-        let (a, b) = text
-            .split_once('-')
-            .ok_or_else(|| "expected HH:MM-HH:MM, e.g. 02:00-05:00".to_string())?;
+    pub(crate) fn parse(text: &str) -> Result<Window, TimeError> {
+        let (a, b) = text.split_once('-').ok_or(TimeError::NotAWindow)?;
         let open = minutes(a.trim())?;
         let close = minutes(b.trim())?;
         if open == close {
-            return Err("opens and closes at the same time".into());
+            return Err(TimeError::EmptyWindow);
         }
         Ok(Window { open, close })
     }
@@ -102,8 +122,8 @@ impl Window {
     }
 }
 
-fn minutes(text: &str) -> Result<u16, String> {
-    let bad = || format!("{text:?} is not a time of day HH:MM");
+fn minutes(text: &str) -> Result<u16, TimeError> {
+    let bad = || TimeError::NotATimeOfDay(text.to_owned());
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
     if h.is_empty() || h.len() > 2 || m.len() != 2 {
         return Err(bad());
@@ -166,6 +186,7 @@ mod tests {
         assert!(
             parse_datetime("2026-12-01T02:00:00")
                 .unwrap_err()
+                .to_string()
                 .contains("needs an offset")
         );
         assert!(parse_datetime("2026-12-01").is_err());

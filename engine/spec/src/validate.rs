@@ -224,7 +224,7 @@ fn schedule(s: &RawSchedule, cx: &mut Cx) -> Option<Schedule> {
                     ErrorKind::BadDateTime {
                         key: "schedule.start".into(),
                         text: st.value.clone(),
-                        reason,
+                        reason: reason.to_string(),
                     },
                 );
                 None
@@ -290,7 +290,7 @@ fn deadline(d: &Spanned<String>, start: Timestamp, cx: &mut Cx) -> Option<Timest
                     ErrorKind::BadDateTime {
                         key: "schedule.deadline".into(),
                         text: d.value.clone(),
-                        reason,
+                        reason: reason.to_string(),
                     },
                 );
                 return None;

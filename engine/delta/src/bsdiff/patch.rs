@@ -226,30 +226,31 @@ fn parse(
     old_pos: &mut usize,
     out_len: usize,
     controls: &mut Vec<Control>,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), BadControl> {
     controls.clear();
     let (mut at, mut made, mut adds, mut copies) = (0usize, 0usize, 0usize, 0usize);
     while at < ctrl.len() {
-        let mut next = || get_varint(ctrl, &mut at).ok_or("a control is cut short or overflows");
+        let mut next = || get_varint(ctrl, &mut at).ok_or(BadControl::CutShort);
         let (seek, add, copy) = (unzigzag(next()?), next()?, next()?);
         let old_at = i64::try_from(*old_pos)
             .ok()
             .and_then(|p| p.checked_add(seek))
             .and_then(|p| usize::try_from(p).ok())
             .filter(|&p| p <= base.len())
-            .ok_or_else(|| format!("a seek of {seek} leaves the {}-byte base", base.len()))?;
+            .ok_or(BadControl::SeekOut {
+                seek,
+                base: base.len(),
+            })?;
         let fits = |n: u64, made: usize| usize::try_from(n).ok().filter(|&n| n <= out_len - made);
-        let add = fits(add, made).ok_or("a control makes more than the block")?;
+        let add = fits(add, made).ok_or(BadControl::TooLong)?;
         made += add;
-        let copy = fits(copy, made).ok_or("a control makes more than the block")?;
+        let copy = fits(copy, made).ok_or(BadControl::TooLong)?;
         made += copy;
         if add + copy == 0 {
-            return Err("a control makes nothing".into());
+            return Err(BadControl::Empty);
         }
         if add > base.len() - old_at {
-            return Err(format!(
-                "a control adds past the end of the base at {old_at}"
-            ));
+            return Err(BadControl::AddPastBase { old_at });
         }
         *old_pos = old_at + add;
         adds += add;
@@ -257,9 +258,27 @@ fn parse(
         controls.push(Control { old_at, add, copy });
     }
     if made != out_len {
-        return Err(format!("controls make {made} bytes, the block {out_len}"));
+        return Err(BadControl::WrongLength { made, out_len });
     }
     Ok((adds, copies))
+}
+
+/// Why a block's controls are refused (inside [`DeltaError::Corrupt`],
+/// after the block's number).
+#[derive(Debug, thiserror::Error)]
+enum BadControl {
+    #[error("a control is cut short or overflows")]
+    CutShort,
+    #[error("a seek of {seek} leaves the {base}-byte base")]
+    SeekOut { seek: i64, base: usize },
+    #[error("a control makes more than the block")]
+    TooLong,
+    #[error("a control makes nothing")]
+    Empty,
+    #[error("a control adds past the end of the base at {old_at}")]
+    AddPastBase { old_at: usize },
+    #[error("controls make {made} bytes, the block {out_len}")]
+    WrongLength { made: usize, out_len: usize },
 }
 
 /// Lays out a block from checked controls: each add's bytes of the base,

@@ -109,30 +109,40 @@ pub(super) async fn fleet(State(api): State<Api>) -> Response {
     .await
 }
 
+/// Why `GET /gate`'s query is refused (a 400 with this message).
+#[derive(Debug, thiserror::Error)]
+enum BadGateQuery {
+    #[error("parameter {0:?} is not valid percent-encoding")]
+    Encoding(String),
+    #[error("unknown parameter {0:?} (expected client and service)")]
+    Unknown(String),
+    #[error("parameter {0:?} given twice")]
+    Twice(String),
+    #[error("both client and service are required and must not be empty")]
+    Missing,
+}
+
 /// `client=C&service=S`, each exactly once and non-empty.
-fn gate_params(query: Option<&str>) -> Result<(String, String), String> {
+fn gate_params(query: Option<&str>) -> Result<(String, String), BadGateQuery> {
     let mut client = None;
     let mut service = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v)
-            .ok_or_else(|| format!("parameter {k:?} is not valid percent-encoding"))?;
+        let v = percent_decode(v).ok_or_else(|| BadGateQuery::Encoding(k.to_owned()))?;
         let slot = match k {
             "client" => &mut client,
             "service" => &mut service,
             other => {
-                return Err(format!(
-                    "unknown parameter {other:?} (expected client and service)"
-                ));
+                return Err(BadGateQuery::Unknown(other.to_owned()));
             }
         };
         if slot.replace(v).is_some() {
-            return Err(format!("parameter {k:?} given twice"));
+            return Err(BadGateQuery::Twice(k.to_owned()));
         }
     }
     match (client, service) {
         (Some(c), Some(s)) if !c.is_empty() && !s.is_empty() => Ok((c, s)),
-        _ => Err("both client and service are required and must not be empty".into()),
+        _ => Err(BadGateQuery::Missing),
     }
 }
 
@@ -193,7 +203,7 @@ fn gate_policies(api: &Api, l: &Ledger) -> Result<Arc<PolicySet>, String> {
 pub(super) async fn gate(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
     let (client, service) = match gate_params(query.as_deref()) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     blocking(api, move |api| {
         let l = ledger(api)?;
@@ -241,7 +251,9 @@ mod tests {
         for bad in ["%+1", "%-1", "%", "%4", "x%4", "%g0", "% 1", "%ff"] {
             assert_eq!(percent_decode(bad), None, "{bad:?}");
         }
-        let e = gate_params(Some("client=pos%+1&service=x")).unwrap_err();
+        let e = gate_params(Some("client=pos%+1&service=x"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("\"client\""),
             "the error names the parameter: {e}"

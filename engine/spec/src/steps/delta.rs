@@ -134,7 +134,7 @@ fn parse_until(text: &str) -> Result<Until, KindFor> {
         return parse_datetime(text)
             .map(|(t, _)| Until::At(t))
             .map_err(|reason| {
-                let text = text.to_string();
+                let (text, reason) = (text.to_string(), reason.to_string());
                 Box::new(move |key| ErrorKind::BadDateTime { key, text, reason }) as KindFor
             });
     }

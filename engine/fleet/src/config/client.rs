@@ -1,0 +1,158 @@
+//! A client's config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{
+    Invalid, PeerAddr, Resolve, TlsFiles, TransportsConfig, check_metrics, check_name, fix,
+};
+
+/// The multicast side of a client.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMulticast {
+    /// Interface to join on (name or address), e.g. `127.0.0.1`.
+    #[serde(default)]
+    pub interface: Option<String>,
+}
+
+/// A post-install command: run after the new version is in place and
+/// before the completion is sent; a failure rolls back.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostInstallConfig {
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Seconds it may take.
+    #[serde(default = "default_post_install_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_receive_stall_secs() -> u64 {
+    60
+}
+
+fn default_post_install_secs() -> u64 {
+    300
+}
+
+/// Fault injection for tests and drills; never set in production.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Testing {
+    /// Fraction of received datagrams dropped on purpose (0 to 1).
+    #[serde(default)]
+    #[schemars(range(min = *DROP_FRACTION.start(), max = *DROP_FRACTION.end()))]
+    pub drop_datagrams: f64,
+    /// Seed of the drop pattern.
+    #[serde(default)]
+    pub seed: u64,
+    /// Cut the first transfer of a delta or full copy from the master once
+    /// this many bytes have arrived, as a killed master or a lost link
+    /// would (0: never); the next check resumes it.
+    #[serde(default)]
+    pub cut_catch_up_at: u64,
+}
+
+/// `testing.drop_datagrams` is a fraction.
+const DROP_FRACTION: std::ops::RangeInclusive<f64> = 0.0..=1.0;
+
+/// A client's config, `haifu client --config FILE`. Relative paths are
+/// taken from the file's folder.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client's id, also its certificate's CN.
+    pub id: String,
+    /// The artifact this client runs.
+    pub artifact: String,
+    /// Its relay.
+    pub relay: PeerAddr,
+    /// The master, asked directly on boot for a delta when a finished
+    /// broadcast left this client behind. Without it the client only
+    /// receives broadcasts.
+    #[serde(default)]
+    pub master: Option<PeerAddr>,
+    /// Certificate files.
+    pub tls: TlsFiles,
+    /// The master's public key file (`master.pub`), pinned: manifests
+    /// signed by any other key are refused.
+    pub master_key: PathBuf,
+    /// Where versions are installed (`current` points at the live one).
+    pub install_root: PathBuf,
+    /// Receiving side of the broadcast.
+    #[serde(default)]
+    pub multicast: ClientMulticast,
+    /// The progress watchdog: a session whose bytes in hand (blocks decoded
+    /// and checked, symbols held) reach no new high for this many seconds
+    /// (nothing arrives, only refused datagrams, or blocks that keep being
+    /// poisoned) stops holding back the boot check, so a client whose
+    /// broadcast was poisoned or lost still asks the master for a delta. Longer than the
+    /// pause between two rounds, so a client waiting for the next round
+    /// does not give up on it.
+    #[serde(default = "default_receive_stall_secs")]
+    #[schemars(range(min = 1))]
+    pub receive_stall_secs: u64,
+    /// Run after installing, before reporting completion.
+    #[serde(default)]
+    pub post_install: Option<PostInstallConfig>,
+    /// Where `GET /metrics` is served (Prometheus text; OpenMetrics when
+    /// asked), e.g. `127.0.0.1:9464`; absent: no metrics listener. An
+    /// address that is not loopback is refused unless `metrics_public:
+    /// true`.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Serve `metrics:` on an address that is not loopback. The listener
+    /// has no authentication and the metrics name relays, clients and
+    /// versions: say so only for a trusted segment or behind a proxy.
+    #[serde(default)]
+    pub metrics_public: bool,
+    /// Folder of transport plugins (default as for the master).
+    #[serde(default)]
+    pub plugins: Option<PathBuf>,
+    /// The transport plugins by name, and their sections.
+    #[serde(default)]
+    pub transports: TransportsConfig,
+    /// Fault injection.
+    #[serde(default)]
+    pub testing: Testing,
+}
+
+impl Resolve for ClientConfig {
+    fn resolve(&mut self, base: &Path) {
+        self.tls.resolve(base);
+        fix(&mut self.master_key, base);
+        fix(&mut self.install_root, base);
+        if let Some(p) = &mut self.plugins {
+            fix(p, base);
+        }
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        check_name("id", &self.id)?;
+        check_name("relay.name", &self.relay.name)?;
+        self.transports.check()?;
+        if let Some(m) = &self.master {
+            check_name("master.name", &m.name)?;
+        }
+        self.artifact
+            .parse::<haifu_core::ArtifactName>()
+            .map_err(|e| Invalid(format!("artifact {:?}: {e}", self.artifact)))?;
+        if !DROP_FRACTION.contains(&self.testing.drop_datagrams) {
+            return Err(Invalid(format!(
+                "testing.drop_datagrams {} is not between 0 and 1",
+                self.testing.drop_datagrams
+            )));
+        }
+        if self.receive_stall_secs == 0 {
+            return Err(Invalid("receive_stall_secs must be at least 1".into()));
+        }
+        check_metrics(self.metrics, self.metrics_public, "")
+    }
+}

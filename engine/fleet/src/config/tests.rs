@@ -1,0 +1,137 @@
+//! Loading config files: places in errors, defaults, checks, and the
+//! shipped examples.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("c.yaml");
+    std::fs::write(&p, text).unwrap();
+    (d, p)
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let (_d, p) = write("home: h\nlisten: 127.0.0.1:7400\nlisen: 1\n");
+    let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}:3:", p.display())), "{e}");
+    assert!(e.contains("unknown field `lisen`"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+
+    let (_d, p) = write("home: h\nlisten: nowhere\n");
+    let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}:2:", p.display())), "{e}");
+}
+
+#[test]
+fn transports_are_named_with_sections_for_the_plugins_in_use() {
+    let base = "home: h\nlisten: 127.0.0.1:7400\n";
+    let (_d, p) = write(base);
+    let t = load::<MasterConfig>(&p).unwrap().transports;
+    assert_eq!(
+        (t.control.as_str(), t.broadcast.as_str()),
+        ("quic", "multicast")
+    );
+    let (_d, p) = write(&format!(
+        "{base}transports: {{broadcast: udp-peers, config: {{udp-peers: {{peers: '10.0.0.5', ttl: 3, join: true}}}}}}\n"
+    ));
+    let t = load::<MasterConfig>(&p).unwrap().transports;
+    assert_eq!(
+        t.section("udp-peers"),
+        [
+            ("join".into(), "true".into()),
+            ("peers".into(), "10.0.0.5".into()),
+            ("ttl".into(), "3".into())
+        ]
+    );
+    let (_d, p) = write(&format!(
+        "{base}transports: {{config: {{udp-peer: {{peers: x}}}}}}\n"
+    ));
+    let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "transports.config.udp-peer: no transport of this daemon uses plugin \"udp-peer\""
+        ),
+        "{e}"
+    );
+    let (_d, p) = write(&format!("{base}transports: {{control: ../quic}}\n"));
+    let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("transports.control \"../quic\" is not a plugin name"),
+        "{e}"
+    );
+    let (_d, p) = write(&format!("{base}transports: {{contrl: quic}}\n"));
+    let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:3:", p.display())) && e.contains("contrl"),
+        "{e}"
+    );
+}
+
+#[test]
+fn api_limits_default_and_are_checked() {
+    let (_d, p) = write("home: h\nlisten: 127.0.0.1:7400\napi: 127.0.0.1:7480\n");
+    assert_eq!(
+        load::<MasterConfig>(&p).unwrap().api_limits,
+        ApiLimits::default()
+    );
+    let (_d, p) = write(
+        "home: h\nlisten: 127.0.0.1:7400\napi_limits: {max_connections: 64, header_timeout_secs: 2}\n",
+    );
+    let l = load::<MasterConfig>(&p).unwrap().api_limits;
+    assert_eq!((l.max_connections, l.header_timeout_secs), (64, 2));
+    assert_eq!(l.request_timeout_secs, 30, "the others keep their defaults");
+    let (_d, p) = write("home: h\nlisten: 127.0.0.1:7400\napi_limits: {max_connections: 0}\n");
+    let e = load::<MasterConfig>(&p).unwrap_err().to_string();
+    assert!(e.contains("api_limits.max_connections 0"), "{e}");
+}
+
+#[test]
+fn relative_paths_follow_the_file_and_values_are_checked() {
+    let (d, p) = write(
+        "name: relay-a\nmaster: {address: '127.0.0.1:7400', name: master}\n\
+         listen: 127.0.0.1:7401\ntls: {ca: ca.pem, cert: r.pem, key: r.key}\n\
+         multicast: {group: '239.255.91.7:7500', interface: 127.0.0.1}\ndata: cache\n",
+    );
+    let c = load::<RelayConfig>(&p).unwrap();
+    assert_eq!(c.data, d.path().join("cache"));
+    assert_eq!(c.tls.ca, d.path().join("ca.pem"));
+
+    let (_d, p) = write(
+        "name: relay-a\nmaster: {address: '127.0.0.1:7400', name: master}\n\
+         listen: 127.0.0.1:7401\ntls: {ca: ca.pem, cert: r.pem, key: r.key}\n\
+         multicast: {group: '10.0.0.1:7500'}\ndata: cache\n",
+    );
+    let e = load::<RelayConfig>(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("10.0.0.1:7500 is not a multicast address"),
+        "{e}"
+    );
+
+    let (_d, p) = write(
+        "name: relay-a\nmaster: {address: '127.0.0.1:7400', name: master}\n\
+         listen: 127.0.0.1:7401\ntls: {ca: ca.pem, cert: r.pem, key: r.key}\n\
+         multicast: {group: '239.255.91.7:7500', mtu: 9}\ndata: cache\n",
+    );
+    let e = load::<RelayConfig>(&p).unwrap_err().to_string();
+    assert!(e.contains("multicast.mtu 9 is not an MTU"), "{e}");
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/fleet")
+        .join(name)
+}
+
+#[test]
+fn the_shipped_example_configs_load() {
+    let m = load::<MasterConfig>(&example("master.yaml")).unwrap();
+    assert_eq!(m.name, "master");
+    let r = load::<RelayConfig>(&example("relay-east.yaml")).unwrap();
+    assert_eq!(r.name, "store-east");
+    let c = load::<ClientConfig>(&example("pos-0001.yaml")).unwrap();
+    assert_eq!(c.artifact, "pos-app");
+    assert!(c.post_install.is_some());
+}
