@@ -63,7 +63,7 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: TableFault,
     },
     /// `init` returned an error or panicked.
     #[error("{}: plugin {name:?} failed to initialise: {message}", path.display())]
@@ -127,6 +127,45 @@ pub enum LoadError {
         /// The file loaded first.
         first: PathBuf,
     },
+}
+
+/// What is wrong with a plugin's function table (see `SPEC.md`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableFault {
+    /// A string field points nowhere although its length is not zero.
+    #[error("{field} is a null pointer")]
+    NullString {
+        /// `name` or `version`.
+        field: &'static str,
+    },
+    /// A string field is longer than the spec allows.
+    #[error("{field} is {len} bytes long (limit {limit})")]
+    LongString {
+        /// `name` or `version`.
+        field: &'static str,
+        /// Its declared length.
+        len: usize,
+        /// The most the spec allows.
+        limit: usize,
+    },
+    /// A string field is not UTF-8.
+    #[error("{field} is not utf-8")]
+    NotUtf8 {
+        /// `name` or `version`.
+        field: &'static str,
+    },
+    /// The name breaks the naming rule.
+    #[error("name {0:?} must be 1-64 characters of a-z, 0-9, '-' or '_'")]
+    BadName(String),
+    /// Shape bits this host does not know.
+    #[error("unknown shape bits {0:#x}")]
+    UnknownShapes(u32),
+    /// No shape at all.
+    #[error("declares no shape")]
+    NoShape,
+    /// Functions the declared shapes need are null.
+    #[error("declared shapes need functions that are null: {}", .0.join(", "))]
+    MissingFunctions(Vec<&'static str>),
 }
 
 impl LoadError {

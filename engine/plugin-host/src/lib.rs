@@ -54,7 +54,7 @@ mod stream;
 mod trust;
 
 pub use datagram::{DatagramGroup, RecvBatch};
-pub use error::{DirError, ErrorKind, LoadError, TransportError, error_chain};
+pub use error::{DirError, ErrorKind, LoadError, TableFault, TransportError, error_chain};
 pub use haifu_transport_abi::{ABI_VERSION, BATCH_MAX};
 pub use listing::{PluginEntry, PluginListing, list_plugins};
 pub use loader::{

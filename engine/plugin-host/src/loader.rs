@@ -12,7 +12,7 @@ use haifu_transport_abi::{
 };
 use libloading::Library;
 
-use crate::error::{DirError, ErrorKind, LoadError, TransportError};
+use crate::error::{DirError, ErrorKind, LoadError, TableFault, TransportError};
 use crate::probe::Stage;
 use crate::trust::Refusal;
 
@@ -302,19 +302,27 @@ pub(crate) fn host_error(message: &str) -> TransportError {
 ///
 /// # Safety
 /// `b.ptr` is valid for `b.len` bytes (a plugin's static string).
-unsafe fn table_str(b: haifu_transport_abi::Bytes, what: &str) -> Result<String, String> {
+unsafe fn table_str(
+    b: haifu_transport_abi::Bytes,
+    field: &'static str,
+) -> Result<String, TableFault> {
+    const LIMIT: usize = 256;
     if b.len == 0 {
         return Ok(String::new());
     }
     if b.ptr.is_null() {
-        return Err(format!("{what} is a null pointer"));
+        return Err(TableFault::NullString { field });
     }
-    if b.len > 256 {
-        return Err(format!("{what} is {} bytes long (limit 256)", b.len));
+    if b.len > LIMIT {
+        return Err(TableFault::LongString {
+            field,
+            len: b.len,
+            limit: LIMIT,
+        });
     }
     // SAFETY: by the caller's contract.
     let bytes = unsafe { std::slice::from_raw_parts(b.ptr, b.len) };
-    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not utf-8"))
+    String::from_utf8(bytes.to_vec()).map_err(|_| TableFault::NotUtf8 { field })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -327,24 +335,19 @@ fn valid_name(name: &str) -> bool {
 
 /// Checks everything in the table except the version and size, which the
 /// caller checked before the table could be read as a whole.
-fn check_table(vt: &PluginVTable) -> Result<(String, String, Shapes), String> {
+fn check_table(vt: &PluginVTable) -> Result<(String, String, Shapes), TableFault> {
     // SAFETY: name and version point at the plugin's static strings.
     let name = unsafe { table_str(vt.name, "name") }?;
     // SAFETY: as above.
     let version = unsafe { table_str(vt.version, "version") }?;
     if !valid_name(&name) {
-        return Err(format!(
-            "name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"
-        ));
+        return Err(TableFault::BadName(name));
     }
     if vt.shapes & !SHAPES_KNOWN != 0 {
-        return Err(format!(
-            "unknown shape bits {:#x}",
-            vt.shapes & !SHAPES_KNOWN
-        ));
+        return Err(TableFault::UnknownShapes(vt.shapes & !SHAPES_KNOWN));
     }
     if vt.shapes == 0 {
-        return Err("declares no shape".to_owned());
+        return Err(TableFault::NoShape);
     }
     let mut missing = Vec::new();
     let mut need = |present: bool, f: &'static str| {
@@ -373,10 +376,7 @@ fn check_table(vt: &PluginVTable) -> Result<(String, String, Shapes), String> {
         need(vt.conn_close.is_some(), "conn_close");
     }
     if !missing.is_empty() {
-        return Err(format!(
-            "declared shapes need functions that are null: {}",
-            missing.join(", ")
-        ));
+        return Err(TableFault::MissingFunctions(missing));
     }
     Ok((name, version, Shapes::from_bits(vt.shapes)))
 }

@@ -482,8 +482,14 @@ pub struct InventoryEntry {
     /// does not load.
     pub name: String,
     /// Its shapes, or the one-line reason it does not load.
-    pub state: Result<crate::Shapes, String>,
+    pub state: Result<crate::Shapes, NotLoadable>,
 }
+
+/// Why a plugin file does not load, as one printable line: a probe child
+/// reports it as text, so the cause's type does not cross the process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotLoadable(pub String);
 
 /// What each plugin file of `dir` is, as a daemon would find it, without
 /// loading any into this process when a prober is registered (each is
@@ -502,7 +508,7 @@ pub fn inventory(dir: &Path) -> Result<Vec<InventoryEntry>, crate::DirError> {
             .collect();
         out.extend(set.failed.iter().map(|e| InventoryEntry {
             name: file_name_of(e.path()),
-            state: Err(crate::error_chain(e)),
+            state: Err(NotLoadable(crate::error_chain(e))),
         }));
         return Ok(out);
     };
@@ -515,7 +521,7 @@ pub fn inventory(dir: &Path) -> Result<Vec<InventoryEntry>, crate::DirError> {
                 s.spawn(move || {
                     let name = file_name_of(path);
                     let state = match crate::loader::trusted(path) {
-                        Err(e) => Err(crate::error_chain(&e)),
+                        Err(e) => Err(NotLoadable(crate::error_chain(&e))),
                         Ok(_) => match prober.probe(path) {
                             Ok(Probed {
                                 plugin: Some((declared, shapes)),
@@ -526,8 +532,10 @@ pub fn inventory(dir: &Path) -> Result<Vec<InventoryEntry>, crate::DirError> {
                                     state: Ok(shapes),
                                 };
                             }
-                            Ok(p) => Err(p.error.unwrap_or_else(|| "did not load".into())),
-                            Err(fault) => Err(format!("{}: {fault}", path.display())),
+                            Ok(p) => Err(NotLoadable(
+                                p.error.unwrap_or_else(|| "did not load".into()),
+                            )),
+                            Err(fault) => Err(NotLoadable(format!("{}: {fault}", path.display()))),
                         },
                     };
                     InventoryEntry { name, state }

@@ -134,10 +134,12 @@ fn unit_from_an_if_without_else_is_the_wrong_type() {
 #[test]
 fn a_limit_falls_back_naming_the_limit() {
     let (line, path) = fallback("fn round_budget(ctx) { loop {} }");
-    assert_eq!(
-        line,
-        format!("{path}: round_budget: operations limit hit; safe default used")
-    );
+    // Whichever limit stops the loop first: the operations limit on an idle
+    // machine, the 50 ms wall clock on a loaded one (seen in a debug build
+    // beside five compilers).
+    let named = ["operations", "wall-clock"]
+        .map(|limit| format!("{path}: round_budget: {limit} limit hit; safe default used"));
+    assert!(named.contains(&line), "{line}");
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl Inventory {
                                 datagram: s.datagram,
                                 stream: s.stream,
                             },
-                            Err(why) => haifu_spec::PluginState::Bad(why),
+                            Err(why) => haifu_spec::PluginState::Bad(why.0),
                         };
                         (e.name, state)
                     })

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Check, Seen, T, expect_kind, rule, run};
+use super::{Check, Seen, T, Violation, expect_kind, rule, run};
 use crate::{DatagramGroup, ErrorKind, Plugin, RecvBatch};
 
 /// Datagram-group rules with one configuration for both members. `config`
@@ -38,7 +38,7 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
         (Err(e), _) | (_, Err(e)) => {
             out.push(rule(
                 "datagram.open",
-                Err(format!("with the engine's keys: {e}")),
+                Err(format!("with the engine's keys: {e}").into()),
             ));
             return out;
         }
@@ -58,7 +58,7 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
                     .recv(&mut buf, T)
                     .map_err(|e| format!("{who} member: {e}"))?;
                 if buf.get(..n) != Some(&b"conformance"[..]) {
-                    return Err(format!("{who} member got {n} other bytes"));
+                    return Err(format!("{who} member got {n} other bytes").into());
                 }
             }
             Ok("both members received the datagram intact".into())
@@ -76,14 +76,14 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
             )?;
             let took = t.elapsed();
             if took < Duration::from_millis(190) || took > Duration::from_millis(1200) {
-                return Err(format!("a 200 ms timeout took {took:?}"));
+                return Err(format!("a 200 ms timeout took {took:?}").into());
             }
             let t = Instant::now();
             expect_kind(b.recv(&mut buf, Some(Duration::ZERO)), ErrorKind::Timeout)
                 .map_err(|e| format!("a poll (timeout 0): {e}"))?;
             let poll = t.elapsed();
             if poll > Duration::from_millis(100) {
-                return Err(format!("a poll (timeout 0) took {poll:?}"));
+                return Err(format!("a poll (timeout 0) took {poll:?}").into());
             }
             a.send(b"after").map_err(|e| e.to_string())?;
             let n = b.recv(&mut buf, T).map_err(|e| e.to_string())?;
@@ -108,7 +108,7 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
             let mut buf = [0u8; 64];
             let n = b.recv(&mut buf, T).map_err(|e| e.to_string())?;
             if buf.get(..n) != Some(&b"next"[..]) {
-                return Err(format!("after a too-small buffer, got {n} other bytes"));
+                return Err(format!("after a too-small buffer, got {n} other bytes").into());
             }
             drain(&a);
             Ok(format!("{r}; the next datagram came whole"))
@@ -123,7 +123,7 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
                 Err(e) if e.kind == ErrorKind::TooLarge => {
                     Ok(format!("70,000 bytes refused: {}", e.message))
                 }
-                Err(e) => Err(format!("70,000 bytes: expected TooLarge, got {e}")),
+                Err(e) => Err(format!("70,000 bytes: expected TooLarge, got {e}").into()),
                 Ok(()) => {
                     // A limit above UDP's is allowed if nothing is cut.
                     let mut buf = vec![0u8; 131_072];
@@ -134,7 +134,7 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
                     if n == big.len() && buf.get(..n) == Some(&big[..]) {
                         Ok("70,000 bytes accepted and received whole".into())
                     } else {
-                        Err(format!("70,000 bytes sent, {n} received (truncated)"))
+                        Err(format!("70,000 bytes sent, {n} received (truncated)").into())
                     }
                 }
             }
@@ -169,7 +169,7 @@ pub fn check_datagram_pair(plugin: &Plugin, config_a: &str, config_b: &str) -> V
                     "8 threads x 50 sends while another thread received ({got} of 400 arrived)"
                 )),
                 None => Err("8 threads x 50 sends, none received".into()),
-                Some(e) => Err(e.clone()),
+                Some(e) => Err(e.clone().into()),
             }
         }),
     ));
@@ -196,7 +196,7 @@ fn eight() -> Vec<Vec<u8>> {
 
 /// Receives `n` datagrams on `g` one call at a time, sorted (SPEC 5.2
 /// allows reordering).
-fn receive_sorted(g: &DatagramGroup, n: usize) -> Result<Vec<Vec<u8>>, String> {
+fn receive_sorted(g: &DatagramGroup, n: usize) -> Result<Vec<Vec<u8>>, Violation> {
     let mut buf = vec![0u8; 65_536];
     let mut got = Vec::with_capacity(n);
     for i in 0..n {
@@ -242,7 +242,7 @@ fn send_batch(a: &DatagramGroup, b: &DatagramGroup) -> Seen {
             "group_send_batch not offered (or UNSUPPORTED): the host sends one datagram per call"
                 .into(),
         ),
-        Err(e) => Seen::Fail(e),
+        Err(e) => Seen::Fail(e.0),
         Ok(d) => Seen::Pass(d),
     }
 }
@@ -268,10 +268,7 @@ fn recv_batch(a: &DatagramGroup, b: &DatagramGroup) -> Seen {
         got.sort();
         drain(a);
         if got != sent {
-            return Err(format!(
-                "{} datagrams received, not the 8 sent intact",
-                got.len()
-            ));
+            return Err(format!("{} datagrams received, not the 8 sent intact", got.len()).into());
         }
         let t = Instant::now();
         expect_kind(
@@ -281,7 +278,7 @@ fn recv_batch(a: &DatagramGroup, b: &DatagramGroup) -> Seen {
         .map_err(|e| format!("with nothing sent: {e}"))?;
         let took = t.elapsed();
         if took < Duration::from_millis(190) || took > Duration::from_millis(1200) {
-            return Err(format!("a 200 ms timeout took {took:?}"));
+            return Err(format!("a 200 ms timeout took {took:?}").into());
         }
         expect_kind(
             b.recv_batch(&mut batch, Some(Duration::ZERO)),
@@ -297,7 +294,8 @@ fn recv_batch(a: &DatagramGroup, b: &DatagramGroup) -> Seen {
                 "100 bytes into slots of 10: {} too large, {} handed on (expected 1 and 0)",
                 small.too_large(),
                 small.datagrams().count()
-            ));
+            )
+            .into());
         }
         drain(a);
         Ok(format!(
@@ -311,7 +309,7 @@ fn recv_batch(a: &DatagramGroup, b: &DatagramGroup) -> Seen {
             "group_recv_batch not offered (or UNSUPPORTED): the host receives one datagram per call"
                 .into(),
         ),
-        Err(e) => Seen::Fail(e),
+        Err(e) => Seen::Fail(e.0),
         Ok(d) => Seen::Pass(d),
     }
 }

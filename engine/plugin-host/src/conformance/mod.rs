@@ -65,17 +65,40 @@ pub(crate) enum Seen {
     Skip(String),
 }
 
-impl From<Result<String, String>> for Seen {
-    fn from(r: Result<String, String>) -> Self {
+/// How a rule's body ends: what was seen when the plugin followed it, or
+/// the [`Violation`].
+pub(crate) type Outcome = Result<String, Violation>;
+
+/// How a plugin broke a rule, in words for the report: the check reports
+/// what it observed, so a violation is its description (a plugin's own
+/// error becomes part of it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Violation(pub(crate) String);
+
+impl From<String> for Violation {
+    fn from(seen: String) -> Self {
+        Self(seen)
+    }
+}
+
+impl From<&str> for Violation {
+    fn from(seen: &str) -> Self {
+        Self(seen.to_owned())
+    }
+}
+
+impl From<Outcome> for Seen {
+    fn from(r: Outcome) -> Self {
         match r {
             Ok(d) => Self::Pass(d),
-            Err(d) => Self::Fail(d),
+            Err(Violation(d)) => Self::Fail(d),
         }
     }
 }
 
 /// Runs one rule's body (a closure, so `?` works inside).
-pub(crate) fn run(f: impl FnOnce() -> Result<String, String>) -> Result<String, String> {
+pub(crate) fn run(f: impl FnOnce() -> Outcome) -> Outcome {
     f()
 }
 
@@ -96,14 +119,11 @@ pub(crate) fn rule(name: &'static str, seen: impl Into<Seen>) -> Check {
 pub(crate) fn expect_kind(
     r: Result<impl std::fmt::Debug, TransportError>,
     kind: ErrorKind,
-) -> Result<String, String> {
+) -> Outcome {
     match r {
         Err(e) if e.kind == kind => Ok(format!("{kind:?}: {}", e.message)),
-        Err(e) => Err(format!(
-            "expected {kind:?}, got {:?}: {}",
-            e.kind, e.message
-        )),
-        Ok(v) => Err(format!("expected {kind:?}, got success ({v:?})")),
+        Err(e) => Err(format!("expected {kind:?}, got {:?}: {}", e.kind, e.message).into()),
+        Ok(v) => Err(format!("expected {kind:?}, got success ({v:?})").into()),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Check, Seen, T, expect_kind, rule, run};
+use super::{Check, Seen, T, Violation, expect_kind, rule, run};
 use crate::{Connection, Endpoint, ErrorKind, Plugin, TransportError};
 
 /// Connects `cli` to `srv` (at `addr`, proving `name`), accepting on a
@@ -55,7 +55,7 @@ pub fn check_stream(
         (Err(e), _) | (_, Err(e)) => {
             out.push(rule(
                 "stream.open",
-                Err(format!("with the engine's keys: {e}")),
+                Err(format!("with the engine's keys: {e}").into()),
             ));
             return out;
         }
@@ -63,7 +63,10 @@ pub fn check_stream(
     let addr = match srv.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            out.push(rule("stream.local_addr", Err(e.to_string())));
+            out.push(rule(
+                "stream.local_addr",
+                Err(Violation::from(e.to_string())),
+            ));
             return out;
         }
     };
@@ -76,7 +79,10 @@ pub fn check_stream(
     let (c, a) = match pair(&srv, &cli, &addr, server_name) {
         Ok(p) => p,
         Err(e) => {
-            out.push(rule("stream.connect_accept", Err(e.to_string())));
+            out.push(rule(
+                "stream.connect_accept",
+                Err(Violation::from(e.to_string())),
+            ));
             return out;
         }
     };
@@ -90,7 +96,7 @@ pub fn check_stream(
                 "server sees {:?} (want {client_identity:?}), client sees {:?} (want {server_name:?})",
                 a.peer_identity(),
                 c.peer_identity()
-            ))
+            ).into())
         },
     ));
     out.push(rule(
@@ -121,7 +127,7 @@ pub fn check_stream(
                 c.send(m, T).map_err(|e| e.to_string())?;
                 let got = a.recv(T).map_err(|e| e.to_string())?;
                 if got != m {
-                    return Err(format!("sent {} bytes, received {}", m.len(), got.len()));
+                    return Err(format!("sent {} bytes, received {}", m.len(), got.len()).into());
                 }
                 a.send(m, T).map_err(|e| e.to_string())?;
                 if c.recv(T).map_err(|e| e.to_string())? != m {
@@ -139,22 +145,22 @@ pub fn check_stream(
             expect_kind(a.recv(Some(Duration::from_millis(200))), ErrorKind::Timeout)?;
             let took = t.elapsed();
             if took < Duration::from_millis(190) || took > Duration::from_millis(1200) {
-                return Err(format!("a 200 ms timeout took {took:?}"));
+                return Err(format!("a 200 ms timeout took {took:?}").into());
             }
             let t = Instant::now();
             expect_kind(a.recv(Some(Duration::ZERO)), ErrorKind::Timeout)
                 .map_err(|e| format!("a poll (timeout 0): {e}"))?;
             let poll = t.elapsed();
             if poll > Duration::from_millis(100) {
-                return Err(format!("a poll (timeout 0) took {poll:?}"));
+                return Err(format!("a poll (timeout 0) took {poll:?}").into());
             }
             c.send(b"after", T).map_err(|e| e.to_string())?;
             match a.recv(T) {
                 Ok(m) if m == b"after" => Ok(format!(
                     "200 ms took {took:?}, a poll {poll:?}; the message after a timeout intact"
                 )),
-                Ok(m) => Err(format!("got {} other bytes", m.len())),
-                Err(e) => Err(e.to_string()),
+                Ok(m) => Err(format!("got {} other bytes", m.len()).into()),
+                Err(e) => Err(Violation::from(e.to_string())),
             }
         }),
     ));
@@ -193,7 +199,7 @@ pub fn check_stream(
                 (seen, fault.or(sent.map(|e| e.to_string())))
             });
             if let (_, Some(e)) = both {
-                return Err(format!("send beside recv: {e}"));
+                return Err(format!("send beside recv: {e}").into());
             }
             for _ in 0..200 {
                 c.recv(T).map_err(|e| format!("acks: {e}"))?;
@@ -221,14 +227,14 @@ pub fn check_stream(
                     .map(|k| {
                         let cli = &cli;
                         let addr = &addr;
-                        s.spawn(move || -> Result<(), String> {
+                        s.spawn(move || -> Result<(), Violation> {
                             let conn = cli
                                 .connect(addr, server_name, T)
                                 .map_err(|e| e.to_string())?;
                             for i in 0..20u8 {
                                 conn.send(&[k, i], T).map_err(|e| e.to_string())?;
                                 if conn.recv(T).map_err(|e| e.to_string())? != [k, i] {
-                                    return Err(format!("connection {k}: echo {i} differs"));
+                                    return Err(format!("connection {k}: echo {i} differs").into());
                                 }
                             }
                             Ok(())
@@ -238,6 +244,7 @@ pub fn check_stream(
                 let mut faults: Vec<String> = hs
                     .into_iter()
                     .filter_map(|h| h.join().unwrap_or(Err("thread panicked".into())).err())
+                    .map(|Violation(seen)| seen)
                     .collect();
                 if let Ok(Err(e)) = acc.join() {
                     faults.push(e);
@@ -248,7 +255,7 @@ pub fn check_stream(
                 None => Ok("send beside recv on one connection (200 each way); \
                             8 connections x 20 echoes from 8 threads"
                     .into()),
-                Some(e) => Err(e.clone()),
+                Some(e) => Err(e.clone().into()),
             }
         }),
     ));
@@ -270,7 +277,7 @@ pub fn check_stream(
                     close_pair(c2, a2);
                     Ok(format!("refused while denied ({r}), admitted after"))
                 }
-                Err(e) => Err(format!("not readmitted: {e}")),
+                Err(e) => Err(format!("not readmitted: {e}").into()),
             }
         }),
     ));
@@ -289,7 +296,7 @@ pub fn check_stream(
             let r = expect_kind(r, ErrorKind::Closed)?;
             let took = t.elapsed();
             if took > Duration::from_secs(5) {
-                return Err(format!("the peer's close reached recv after {took:?}"));
+                return Err(format!("the peer's close reached recv after {took:?}").into());
             }
             Ok(format!("{r} after {took:?}, the peer closed at 200 ms"))
         }),

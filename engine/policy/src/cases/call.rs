@@ -198,7 +198,11 @@ impl<'a, P: Copy> Facts<'a, P> {
 
     /// Reads `key` with `parse`; `None` when absent or malformed (the
     /// latter recorded as an error).
-    fn read<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn read<T>(
+        &mut self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, FactValueError>,
+    ) -> Option<T> {
         let (value, at) = self.get(key)?;
         let Some(text) = value else {
             self.errors
@@ -207,8 +211,8 @@ impl<'a, P: Copy> Facts<'a, P> {
         };
         match parse(text.trim()) {
             Ok(v) => Some(v),
-            Err(message) => {
-                self.errors.push((key.to_string(), at, message));
+            Err(e) => {
+                self.errors.push((key.to_string(), at, e.to_string()));
                 None
             }
         }
@@ -219,7 +223,7 @@ impl<'a, P: Copy> Facts<'a, P> {
     fn read_optional<T>(
         &mut self,
         key: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, FactValueError>,
     ) -> Option<Option<T>> {
         match self.get(key)? {
             (None, _) => Some(None),
@@ -311,7 +315,10 @@ fn schedule<P: Copy>(f: &mut Facts<'_, P>) -> Schedule {
     let zone_given = f.get("time_zone").is_some();
     let zone = f
         .read("time_zone", |t| {
-            TimeZone::get(t).map_err(|e| format!("unknown time zone {t:?} ({e})"))
+            TimeZone::get(t).map_err(|source| FactValueError::TimeZone {
+                text: t.to_owned(),
+                source,
+            })
         })
         .unwrap_or(TimeZone::UTC);
     let now = f
@@ -319,11 +326,9 @@ fn schedule<P: Copy>(f: &mut Facts<'_, P>) -> Schedule {
             // RFC 9557 (`…+09:00[Asia/Tokyo]`) carries its own zone.
             if t.contains('[') {
                 if zone_given {
-                    return Err("carries its own time zone; drop time_zone".into());
+                    return Err(FactValueError::TwoZones);
                 }
-                return t
-                    .parse::<ZonedDateTime>()
-                    .map_err(|e| format!("not an RFC 9557 time ({e})"));
+                return t.parse::<ZonedDateTime>().map_err(FactValueError::ZonedNow);
             }
             timestamp(t, None).map(|at| at.to_zoned_datetime(zone.clone()))
         })
@@ -429,21 +434,21 @@ fn stage_facts<P: Copy>(f: &mut Facts<'_, P>) -> StageFacts {
 }
 
 /// `95%` → 95.0.
-fn percent(t: &str) -> Result<f64, String> {
+fn percent(t: &str) -> Result<f64, FactValueError> {
     t.strip_suffix('%')
         .and_then(|n| n.trim().parse::<f64>().ok())
         .filter(|p| (0.0..=100.0).contains(p))
-        .ok_or_else(|| format!("{t:?} is not a percentage like 95%"))
+        .ok_or_else(|| FactValueError::Percent(t.to_owned()))
 }
 
 /// `post-install=2, health=1`.
-fn failures(t: &str) -> Result<Vec<(String, u64)>, String> {
+fn failures(t: &str) -> Result<Vec<(String, u64)>, FactValueError> {
     t.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
             let (reason, n) = pair
                 .split_once('=')
-                .ok_or_else(|| format!("{pair:?} is not reason=count"))?;
+                .ok_or_else(|| FactValueError::ReasonCount(pair.to_owned()))?;
             Ok((reason.trim().to_string(), number(n.trim())?))
         })
         .collect()
@@ -471,10 +476,7 @@ fn client_facts<P: Copy>(f: &mut Facts<'_, P>, now: Timestamp) -> ClientFacts {
                 if STATES.contains(&t) {
                     Ok(t.to_string())
                 } else {
-                    Err(format!(
-                        "unknown state {t:?}; one of: {}",
-                        STATES.join(", ")
-                    ))
+                    Err(FactValueError::State(t.to_owned()))
                 }
             })
             .unwrap_or_else(|| "pending".into()),
@@ -486,17 +488,16 @@ fn client_facts<P: Copy>(f: &mut Facts<'_, P>, now: Timestamp) -> ClientFacts {
     }
 }
 
-fn text(t: &str) -> Result<String, String> {
+fn text(t: &str) -> Result<String, FactValueError> {
     Ok(t.to_string())
 }
 
-fn number<T: std::str::FromStr>(t: &str) -> Result<T, String> {
-    t.parse()
-        .map_err(|_| format!("{t:?} is not a whole number in range"))
+fn number<T: std::str::FromStr>(t: &str) -> Result<T, FactValueError> {
+    t.parse().map_err(|_| FactValueError::Number(t.to_owned()))
 }
 
 /// `67108864`, `64MiB`, `512KiB`, `2GiB`.
-fn bytes(t: &str) -> Result<u64, String> {
+fn bytes(t: &str) -> Result<u64, FactValueError> {
     scaled(
         t,
         &[
@@ -507,12 +508,12 @@ fn bytes(t: &str) -> Result<u64, String> {
             ("", 1),
         ],
     )
-    .ok_or_else(|| format!("{t:?} is not a size like 67108864, 64MiB or 2GiB"))
+    .ok_or_else(|| FactValueError::Size(t.to_owned()))
 }
 
 /// `100000000`, `100Mbit/s`, `800kbit/s`, `1Gbit/s`, as `rate:` is written
 /// in a workflow; a rate of 0 is refused (nothing would ever be sent).
-fn bits_per_second(t: &str) -> Result<u64, String> {
+fn bits_per_second(t: &str) -> Result<u64, FactValueError> {
     scaled(
         t,
         &[
@@ -524,7 +525,7 @@ fn bits_per_second(t: &str) -> Result<u64, String> {
         ],
     )
     .filter(|&r| r > 0)
-    .ok_or_else(|| format!("{t:?} is not a rate above 0 like 100000000, 20Mbit/s or 1Gbit/s"))
+    .ok_or_else(|| FactValueError::Rate(t.to_owned()))
 }
 
 /// A whole number followed by one of `units` (tried in order), scaled.
@@ -539,25 +540,28 @@ fn scaled(t: &str, units: &[(&str, u64)]) -> Option<u64> {
 }
 
 /// A loss rate from 0 to 1 (`0.05`, not `5%`).
-fn loss(t: &str) -> Result<f64, String> {
+fn loss(t: &str) -> Result<f64, FactValueError> {
     match t.parse::<f64>() {
         Ok(l) if (0.0..=1.0).contains(&l) => Ok(l),
-        _ => Err(format!("{t:?} is not a loss rate from 0 to 1, like 0.05")),
+        _ => Err(FactValueError::Loss(t.to_owned())),
     }
 }
 
-fn version(t: &str) -> Result<semver::Version, String> {
-    semver::Version::parse(t).map_err(|e| format!("{t:?} is not a semantic version ({e})"))
+fn version(t: &str) -> Result<semver::Version, FactValueError> {
+    semver::Version::parse(t).map_err(|source| FactValueError::Version {
+        text: t.to_owned(),
+        source,
+    })
 }
 
 /// `HH:MM-HH:MM` → minutes after midnight, as `schedule.window` is written.
-fn window(t: &str) -> Result<Option<(u16, u16)>, String> {
+fn window(t: &str) -> Result<Option<(u16, u16)>, FactValueError> {
     let minutes = |hm: &str| -> Option<u16> {
         let (h, m) = hm.trim().split_once(':')?;
         let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
         (h < 24 && m < 60).then_some(h * 60 + m)
     };
-    let bad = || format!("{t:?} is not a window like 02:00-05:00");
+    let bad = || FactValueError::Window(t.to_owned());
     let (open, close) = t.split_once('-').ok_or_else(bad)?;
     Ok(Some((
         minutes(open).ok_or_else(bad)?,
@@ -567,34 +571,34 @@ fn window(t: &str) -> Result<Option<(u16, u16)>, String> {
 
 /// An RFC 3339 time, or (when `relative_to` is given) an offset from it:
 /// `-40d`, `+2h`, `-90m`, `-30s`.
-fn timestamp(t: &str, relative_to: Option<Timestamp>) -> Result<Timestamp, String> {
+fn timestamp(t: &str, relative_to: Option<Timestamp>) -> Result<Timestamp, FactValueError> {
     if let (Some(base), Some(sign @ ('+' | '-'))) = (relative_to, t.chars().next()) {
+        let out_of_range = || FactValueError::OutOfRange(t.to_owned());
         let span = duration(&t[1..])?;
-        let secs = i64::try_from(span.as_secs()).map_err(|_| format!("{t:?} is too far"))?;
+        let secs = i64::try_from(span.as_secs()).map_err(|_| out_of_range())?;
         let offset = SignedDuration::from_secs(if sign == '-' { -secs } else { secs });
-        return base
-            .checked_add(offset)
-            .map_err(|_| format!("{t:?} is out of range"));
+        return base.checked_add(offset).map_err(|_| out_of_range());
     }
     if t.contains('[') {
         return t
             .parse::<ZonedDateTime>()
             .map(|z| z.timestamp())
-            .map_err(|e| format!("{t:?} is not an RFC 9557 time ({e})"));
+            .map_err(|source| FactValueError::Zoned {
+                text: t.to_owned(),
+                source,
+            });
     }
-    t.parse::<Timestamp>().map_err(|e| {
-        let relative = if relative_to.is_some() {
-            ", or an offset from now such as -40d, +2h"
-        } else {
-            ""
-        };
-        format!("{t:?} is not an RFC 3339 time like 2026-12-10T00:00:00Z{relative} ({e})")
-    })
+    t.parse::<Timestamp>()
+        .map_err(|source| FactValueError::Time {
+            text: t.to_owned(),
+            relative: relative_to.is_some(),
+            source,
+        })
 }
 
 /// `120` (seconds), `90s`, `20m`, `2h`, `3d`.
-pub(crate) fn duration(t: &str) -> Result<Duration, String> {
-    let bad = || format!("{t:?} is not a duration like 120, 90s, 20m, 2h or 3d");
+pub(crate) fn duration(t: &str) -> Result<Duration, FactValueError> {
+    let bad = || FactValueError::Duration(t.to_owned());
     let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => t.split_at(i),
         None => (t, "s"),
@@ -609,5 +613,50 @@ pub(crate) fn duration(t: &str) -> Result<Duration, String> {
     };
     n.checked_mul(scale)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("{t:?} is too long"))
+        .ok_or_else(|| FactValueError::OutOfRange(t.to_owned()))
+}
+
+/// Why a fact's value does not parse; each message names the value and
+/// shows what is expected.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FactValueError {
+    #[error("{0:?} is not a percentage like 95%")]
+    Percent(String),
+    #[error("{0:?} is not reason=count")]
+    ReasonCount(String),
+    #[error("unknown state {0:?}; one of: {states}", states = STATES.join(", "))]
+    State(String),
+    #[error("{0:?} is not a whole number in range")]
+    Number(String),
+    #[error("{0:?} is not a size like 67108864, 64MiB or 2GiB")]
+    Size(String),
+    #[error("{0:?} is not a rate above 0 like 100000000, 20Mbit/s or 1Gbit/s")]
+    Rate(String),
+    #[error("{0:?} is not a loss rate from 0 to 1, like 0.05")]
+    Loss(String),
+    #[error("{text:?} is not a semantic version ({source})")]
+    Version { text: String, source: semver::Error },
+    #[error("{0:?} is not a window like 02:00-05:00")]
+    Window(String),
+    #[error("{0:?} is out of range")]
+    OutOfRange(String),
+    #[error("{text:?} is not an RFC 9557 time ({source})")]
+    Zoned { text: String, source: jiff::Error },
+    #[error(
+        "{text:?} is not an RFC 3339 time like 2026-12-10T00:00:00Z{} ({source})",
+        if *relative { ", or an offset from now such as -40d, +2h" } else { "" }
+    )]
+    Time {
+        text: String,
+        relative: bool,
+        source: jiff::Error,
+    },
+    #[error("{0:?} is not a duration like 120, 90s, 20m, 2h or 3d")]
+    Duration(String),
+    #[error("unknown time zone {text:?} ({source})")]
+    TimeZone { text: String, source: jiff::Error },
+    #[error("carries its own time zone; drop time_zone")]
+    TwoZones,
+    #[error("not an RFC 9557 time ({0})")]
+    ZonedNow(jiff::Error),
 }
