@@ -67,17 +67,100 @@ pub fn artifact_ref(m: &Manifest) -> Option<ArtifactRef> {
     })
 }
 
-fn read_object(store: &Store, digest: &Digest) -> Result<Vec<u8>, String> {
-    let mut r = store.open_object(digest).map_err(|e| e.to_string())?;
+/// Why a pair has no delta to serve.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoDelta {
+    /// A version's object could not be read back from the store.
+    #[error("reading {digest} from the store: {source}")]
+    Store {
+        /// The object.
+        digest: Digest,
+        /// What the store said.
+        #[source]
+        source: haifu_store::StoreError,
+    },
+    /// A version's object could not be read back from the store.
+    #[error("reading {digest} from the store: {source}")]
+    Read {
+        /// The object.
+        digest: Digest,
+        /// What reading said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The delta could not be made.
+    #[error("making the delta: {0}")]
+    Make(#[from] haifu_delta::DeltaError),
+    /// The delta was made but could not be cached (it is not served
+    /// uncached: a cut transfer resumes from the cached bytes).
+    #[error("caching the delta in {}: {source}", dir.display())]
+    Cache {
+        /// The cache folder.
+        dir: PathBuf,
+        /// What writing said.
+        #[source]
+        source: CacheWrite,
+    },
+}
+
+/// Creating the cache folder or writing the file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CacheWrite {
+    /// The folder could not be made.
+    #[error("{0}")]
+    Folder(#[from] std::io::Error),
+    /// The file could not be written durably.
+    #[error("{0}")]
+    File(#[from] haifu_store::StoreError),
+}
+
+fn read_object(store: &Store, digest: &Digest) -> Result<Vec<u8>, NoDelta> {
+    let mut r = store.open_object(digest).map_err(|source| NoDelta::Store {
+        digest: *digest,
+        source,
+    })?;
     let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut r, &mut out).map_err(|e| e.to_string())?;
+    std::io::Read::read_to_end(&mut r, &mut out).map_err(|source| NoDelta::Read {
+        digest: *digest,
+        source,
+    })?;
     Ok(out)
 }
 
-/// The cached delta `from → to`, built (and cached) if needed.
-fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<Vec<u8>, String> {
-    let options = MakeOptions::background();
-    let name = cache_key(from, to, &options).file_name();
+/// The delta `from → to` for a client: the cached smaller of both methods
+/// ([`MakeOptions::background`]); for a client from before the bsdiff
+/// method when bsdiff made the smaller, a patch-from delta instead, made
+/// at the fast level when first needed and cached too, so an old client
+/// still gets a delta rather than the full copy.
+fn delta_for(
+    store: &Store,
+    dir: &Path,
+    from: &Digest,
+    to: &Digest,
+    knows_bsdiff: bool,
+) -> Result<Vec<u8>, NoDelta> {
+    let best = delta_bytes(store, dir, from, to, &MakeOptions::background())?;
+    let bsdiff = matches!(
+        haifu_delta::PatchReader::new(&best[..]).map(|r| r.header().method),
+        Ok(haifu_delta::Method::Bsdiff)
+    );
+    if knows_bsdiff || !bsdiff {
+        return Ok(best);
+    }
+    tracing::info!(%from, %to, "the client cannot apply bsdiff deltas: a patch-from one instead");
+    delta_bytes(store, dir, from, to, &MakeOptions::fast())
+}
+
+/// The cached delta `from → to` made with `options`, built (and cached) if
+/// needed.
+fn delta_bytes(
+    store: &Store,
+    dir: &Path,
+    from: &Digest,
+    to: &Digest,
+    options: &MakeOptions,
+) -> Result<Vec<u8>, NoDelta> {
+    let name = cache_key(from, to, options).file_name();
     let path: PathBuf = dir.join(&name);
     // One build per pair: stragglers asking at once wait for the first
     // build, then read the cache.
@@ -106,16 +189,19 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
     let old = read_object(store, from)?;
     let new = read_object(store, to)?;
     let started = std::time::Instant::now();
-    let d = haifu_delta::make(&old, &new, &options).map_err(|e| e.to_string())?;
+    let d = haifu_delta::make(&old, &new, options)?;
     tracing::info!(
         from = %from, to = %to, bytes = d.len(), artifact_bytes = new.len(),
         method = %d.header.method, ms = started.elapsed().as_millis() as u64, "delta built"
     );
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let cache = |source: CacheWrite| NoDelta::Cache {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| cache(e.into()))?;
     // Durable before it is served: a crash must not leave a cached delta
     // that is only partly on disk.
-    haifu_store::write_atomic(&path, &d.bytes, false)
-        .map_err(|e| format!("caching the delta: {e}"))?;
+    haifu_store::write_atomic(&path, &d.bytes, false).map_err(|e| cache(e.into()))?;
     Ok(d.bytes)
 }
 
@@ -157,7 +243,7 @@ pub(crate) fn prebuild(store: &Store, ledger_path: &Path, dir: &Path, shutdown: 
             if let (Some(f), Some(t)) = (digest(from), digest(to))
                 && store.contains(&f)
             {
-                match delta_bytes(store, dir, &f, &t) {
+                match delta_bytes(store, dir, &f, &t, &MakeOptions::background()) {
                     Ok(d) => tracing::debug!(%artifact, %from, %to, bytes = d.len(), "delta ready"),
                     Err(e) => tracing::warn!(%artifact, %from, %to, "no delta: {e}"),
                 }
@@ -226,23 +312,14 @@ pub(crate) fn serve(
         ));
     }
     let from_known = store.contains(&req.from);
+    let knows_bsdiff = link.session().has(haifu_protocol::features::DELTA_BSDIFF);
     let delta = if from_known {
-        delta_bytes(store, dir, &req.from, &req.to)
+        delta_for(store, dir, &req.from, &req.to, knows_bsdiff)
             .map_err(|e| tracing::warn!("no delta {} → {}: {e}", req.from, req.to))
             .ok()
     } else {
         None
     };
-    // A client from before the bsdiff method cannot apply its deltas: it
-    // gets the full copy rather than a delta it refuses every time.
-    let knows_bsdiff = link.session().has(haifu_protocol::features::DELTA_BSDIFF);
-    let delta = delta.filter(|d| {
-        knows_bsdiff
-            || !matches!(
-                haifu_delta::PatchReader::new(&d[..]).map(|r| r.header().method),
-                Ok(haifu_delta::Method::Bsdiff)
-            )
-    });
     let offer = match (&delta, from_known) {
         (Some(d), _) => DeltaOffer::Delta {
             bytes: d.len() as u64,
@@ -484,7 +561,7 @@ mod tests {
         };
         let (from, to) = (put(&old), put(&new));
         let cache = dir.path().join("deltas");
-        let made = delta_bytes(&store, &cache, &from, &to).unwrap();
+        let made = delta_bytes(&store, &cache, &from, &to, &MakeOptions::background()).unwrap();
         assert_eq!(haifu_delta::apply_to_vec(&old, &made).unwrap(), new);
         let name = cache_key(&from, &to, &MakeOptions::background()).file_name();
         let path = cache.join(name);
@@ -495,9 +572,84 @@ mod tests {
         let check = Sha3_256::digest(&stale[..104]);
         stale[104..112].copy_from_slice(&check[..8]);
         std::fs::write(&path, &stale).unwrap();
-        let served = delta_bytes(&store, &cache, &from, &to).unwrap();
+        let served = delta_bytes(&store, &cache, &from, &to, &MakeOptions::background()).unwrap();
         assert_eq!(served, made, "made again, not the stale bytes");
         assert_eq!(std::fs::read(&path).unwrap(), made, "cache file replaced");
-        assert_eq!(delta_bytes(&store, &cache, &from, &to).unwrap(), made);
+        assert_eq!(
+            delta_bytes(&store, &cache, &from, &to, &MakeOptions::background()).unwrap(),
+            made
+        );
+    }
+
+    /// Code-like bytes: 16-byte records, each a call to an absolute
+    /// address among filler; the new version has 64 bytes more in front,
+    /// so every target moves by 64, the case bsdiff is made for.
+    fn shifted_code(records: u32) -> (Vec<u8>, Vec<u8>) {
+        let mut x = 0x9e37_79b9u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let (mut old, mut new) = (Vec::new(), vec![0x90; 64]);
+        for _ in 0..records {
+            let target = next() % 1_000_000;
+            let filler: Vec<u8> = (0..11).map(|_| (next() % 7) as u8).collect();
+            old.push(0xe8);
+            old.extend(target.to_le_bytes());
+            old.extend(&filler);
+            new.push(0xe8);
+            new.extend((target + 64).to_le_bytes());
+            new.extend(&filler);
+        }
+        (old, new)
+    }
+
+    /// Issue 16: where bsdiff makes the smaller delta, a client from before
+    /// the bsdiff method gets a patch-from delta in the format it reads
+    /// (made once and cached), not the full copy; a current client gets
+    /// the bsdiff one.
+    #[test]
+    fn a_client_without_bsdiff_gets_a_patch_from_delta() {
+        use haifu_delta::Method;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let (old, new) = shifted_code(4000);
+        let put = |b: &[u8]| {
+            store
+                .put_reader(b, Path::new("v"), &mut |_| {})
+                .unwrap()
+                .digest
+        };
+        let (from, to) = (put(&old), put(&new));
+        let cache = dir.path().join("deltas");
+        let method = |d: &[u8]| haifu_delta::PatchReader::new(d).unwrap().header().method;
+
+        let current = delta_for(&store, &cache, &from, &to, true).unwrap();
+        assert_eq!(
+            method(&current),
+            Method::Bsdiff,
+            "the pair is bsdiff's case"
+        );
+        let for_old = delta_for(&store, &cache, &from, &to, false).unwrap();
+        assert_eq!(method(&for_old), Method::PatchFrom);
+        assert_eq!(
+            for_old[8..10],
+            1u16.to_le_bytes(),
+            "format 1: patch-from only"
+        );
+        assert!(
+            for_old.len() * 2 < new.len(),
+            "still a delta: {} of {} bytes",
+            for_old.len(),
+            new.len()
+        );
+        assert_eq!(haifu_delta::apply_to_vec(&old, &for_old).unwrap(), new);
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "both cached");
+        assert_eq!(
+            delta_for(&store, &cache, &from, &to, false).unwrap(),
+            for_old
+        );
     }
 }
