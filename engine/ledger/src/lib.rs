@@ -20,6 +20,8 @@ mod rollbacks;
 mod run_clients;
 mod runs;
 mod services;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod tokens;
 mod traffic;
 mod versions;
