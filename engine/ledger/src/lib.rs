@@ -35,7 +35,7 @@ pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
-pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
+pub use rollbacks::{RollbackOutcome, RollbackResult, RollbackRow, RollbackState};
 pub use run_clients::{
     ClientState, ClientUpdate, Counted, LateRecord, RelayAudit, RunAudit, RunClient,
 };

@@ -72,7 +72,12 @@ fn a_rollback_report_is_acked_only_once_durable_and_recorded_once() {
     let batch = writes(&e);
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].rollbacks.len(), 1);
-    assert_eq!(batch[0].rollbacks[0].outcome, Ok("1.0.0".to_owned()));
+    assert_eq!(
+        batch[0].rollbacks[0].outcome,
+        haifu_ledger::RollbackOutcome::Done {
+            version: "1.0.0".to_owned()
+        }
+    );
     let rollback_acks = |e: &[Effect]| {
         sends(e)
             .into_iter()
