@@ -73,7 +73,7 @@ pub(super) fn drive_runs(
                     r.id,
                     &r.workflow,
                 ) {
-                    let reason = chain(&e);
+                    let reason = haifu_plugin_host::error_chain(&e);
                     tracing::error!(run = r.id, "run cannot be driven: {reason}");
                     // Marked failed with the reason, so `haifu run --live`
                     // and `haifu status` end instead of waiting on a run
@@ -150,18 +150,6 @@ pub(super) fn drive_one(
     }
     driver::resume(&mut env, id, &plan, &mut fleet)
         .map_err(|source| FleetError::Run { run: id, source })
-}
-
-/// `e` and its sources on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
-    }
-    out
 }
 
 /// A workflow whose unicast (control) transport is not the one this master
