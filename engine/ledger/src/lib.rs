@@ -20,11 +20,14 @@ mod rollbacks;
 mod run_clients;
 mod runs;
 mod services;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 mod tokens;
 mod traffic;
 mod versions;
+
+// Fixtures for tests, this crate's and (through the `testing` feature)
+// other crates'.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,7 +38,8 @@ pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
-pub use rollbacks::{RollbackOutcome, RollbackResult, RollbackRow, RollbackState};
+pub use rollbacks::RollbackOutcome;
+pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
 pub use run_clients::{
     ClientState, ClientUpdate, Counted, LateRecord, RelayAudit, RunAudit, RunClient,
 };
