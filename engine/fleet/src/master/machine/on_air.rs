@@ -87,6 +87,7 @@ impl ActiveRun {
             && !self.left_out.contains(relay)
     }
 
+    /// The artifact the run broadcasts.
     pub(super) fn artifact(&self) -> &ArtifactRef {
         &self.instruction.artifact
     }
@@ -144,6 +145,9 @@ impl MasterCore {
         }
     }
 
+    /// The driver started `round` at `now` with `budget`: the targeted
+    /// relays are told to start it, and which relays have reported a
+    /// round done starts over for it.
     pub(super) fn round_started(
         &mut self,
         out: &mut Out,
