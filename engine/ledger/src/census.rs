@@ -168,24 +168,12 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientUpdate, FleetBatch, NewRun, RunFleet, Traffic, TrafficKind};
+    use crate::testing::TestRun;
+    use crate::{ClientUpdate, FleetBatch, RunFleet, Traffic, TrafficKind};
 
     fn new_run(l: &mut Ledger, fleet: RunFleet, clients: &[(&str, &str)]) -> i64 {
-        let clients: Vec<(String, String)> = clients
-            .iter()
-            .map(|(c, r)| ((*c).to_owned(), (*r).to_owned()))
-            .collect();
-        l.create_run(&NewRun {
-            workflow: "w.yaml",
-            name: "w",
-            artifact: "app",
-            version: "1.0.0",
-            fleet: &fleet,
-            state: "{}",
-            next_wake: None,
-            clients: &clients,
-        })
-        .unwrap()
+        let run = TestRun::new().fleet(fleet).clients(clients.iter().copied());
+        run.create(l).unwrap()
     }
 
     #[test]

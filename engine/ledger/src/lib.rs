@@ -24,6 +24,11 @@ mod tokens;
 mod traffic;
 mod versions;
 
+// Fixtures for tests, this crate's and (through the `testing` feature)
+// other crates'.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +38,7 @@ pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
+pub use rollbacks::RollbackOutcome;
 pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
 pub use run_clients::{
     ClientState, ClientUpdate, Counted, LateRecord, RelayAudit, RunAudit, RunClient,

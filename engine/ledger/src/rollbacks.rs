@@ -86,10 +86,25 @@ pub struct RollbackResult {
     pub order: i64,
     /// The client (the row must name the same one).
     pub client: String,
-    /// `Ok(version now current)` or `Err(reason)`.
-    pub outcome: Result<String, String>,
+    /// What the client did.
+    pub outcome: RollbackOutcome,
     /// When, by the client's clock (RFC 3339).
     pub at: String,
+}
+
+/// What a client did with its order, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackOutcome {
+    /// It made the kept previous version current (the order is `done`).
+    Done {
+        /// The version now current.
+        version: String,
+    },
+    /// It changed nothing (the order is `refused`).
+    Refused {
+        /// The client's reason.
+        reason: String,
+    },
 }
 
 const COLUMNS: &str = "id, client, relay, artifact, from_version, to_version, by, through_run,
@@ -247,8 +262,12 @@ pub(crate) fn apply_results(
     let mut n = 0;
     for r in results {
         let (state, version, reason) = match &r.outcome {
-            Ok(v) => (RollbackState::Done, Some(v.as_str()), None),
-            Err(why) => (RollbackState::Refused, None, Some(why.as_str())),
+            RollbackOutcome::Done { version } => {
+                (RollbackState::Done, Some(version.as_str()), None)
+            }
+            RollbackOutcome::Refused { reason } => {
+                (RollbackState::Refused, None, Some(reason.as_str()))
+            }
         };
         let changed = tx.execute(
             "UPDATE rollbacks SET state = ?3, version = ?4, reason = ?5, finished_at = ?6
@@ -266,13 +285,13 @@ pub(crate) fn apply_results(
             )?;
         }
         let (kind, detail) = match &r.outcome {
-            Ok(v) => (
+            RollbackOutcome::Done { version } => (
                 "rolled-back",
-                serde_json::json!({ "order": r.order, "version": v }),
+                serde_json::json!({ "order": r.order, "version": version }),
             ),
-            Err(why) => (
+            RollbackOutcome::Refused { reason } => (
                 "rollback-refused",
-                serde_json::json!({ "order": r.order, "reason": why }),
+                serde_json::json!({ "order": r.order, "reason": reason }),
             ),
         };
         insert_event(
@@ -313,7 +332,19 @@ mod tests {
         l.apply_fleet(&batch).unwrap();
     }
 
-    fn result(order: i64, client: &str, outcome: Result<String, String>) -> FleetBatch {
+    fn done(version: &str) -> RollbackOutcome {
+        RollbackOutcome::Done {
+            version: version.into(),
+        }
+    }
+
+    fn refused(reason: &str) -> RollbackOutcome {
+        RollbackOutcome::Refused {
+            reason: reason.into(),
+        }
+    }
+
+    fn result(order: i64, client: &str, outcome: RollbackOutcome) -> FleetBatch {
         FleetBatch {
             rollbacks: vec![RollbackResult {
                 order,
@@ -357,17 +388,14 @@ mod tests {
         assert_eq!(o1.state, RollbackState::Ordered);
         assert_eq!(l.pending_rollbacks(10).unwrap().len(), 2);
         // Another client's report on c1's order changes nothing.
-        l.apply_fleet(&result(o1.id, "c2", Ok("1.1.0".into())))
-            .unwrap();
+        l.apply_fleet(&result(o1.id, "c2", done("1.1.0"))).unwrap();
         assert_eq!(
             l.rollback(o1.id).unwrap().unwrap().state,
             RollbackState::Ordered
         );
-        l.apply_fleet(&result(o1.id, "c1", Ok("1.1.0".into())))
-            .unwrap();
+        l.apply_fleet(&result(o1.id, "c1", done("1.1.0"))).unwrap();
         // A resend (even saying otherwise) changes nothing.
-        l.apply_fleet(&result(o1.id, "c1", Err("no".into())))
-            .unwrap();
+        l.apply_fleet(&result(o1.id, "c1", refused("no"))).unwrap();
         let done = l.rollback(o1.id).unwrap().unwrap();
         assert_eq!(done.state, RollbackState::Done);
         assert_eq!(done.version.as_deref(), Some("1.1.0"));
@@ -376,7 +404,7 @@ mod tests {
             Some("1.1.0")
         );
         let o2 = &orders[1];
-        l.apply_fleet(&result(o2.id, "c2", Err("no previous version kept".into())))
+        l.apply_fleet(&result(o2.id, "c2", refused("no previous version kept")))
             .unwrap();
         let refused = l.rollback(o2.id).unwrap().unwrap();
         assert_eq!(refused.state, RollbackState::Refused);

@@ -397,20 +397,10 @@ mod tests {
     }
 
     fn new_run(l: &mut Ledger, n: usize) -> i64 {
-        let clients: Vec<(String, String)> = (0..n)
-            .map(|i| (format!("c{i:02}"), format!("relay-{}", i % 2)))
-            .collect();
-        l.create_run(&NewRun {
-            workflow: "w.yaml",
-            name: "w",
-            artifact: "app",
-            version: "1.0.0",
-            fleet: &RunFleet::Modelled("sim".into()),
-            state: "{}",
-            next_wake: None,
-            clients: &clients,
-        })
-        .unwrap()
+        let clients = (0..n).map(|i| (format!("c{i:02}"), format!("relay-{}", i % 2)));
+        let run = crate::testing::TestRun::new().clients(clients);
+        let run = run.fleet(RunFleet::Modelled("sim".into()));
+        run.create(l).unwrap()
     }
 
     fn step(updates: Vec<ClientUpdate>) -> Transition {
@@ -434,22 +424,9 @@ mod tests {
     #[test]
     fn straggler_pairs_list_each_needed_delta_once() {
         let (_d, mut l) = ledger();
-        let clients: Vec<(String, String)> = ["a", "b", "c", "d", "e"]
-            .iter()
-            .map(|c| ((*c).to_owned(), "relay-0".to_owned()))
-            .collect();
-        let id = l
-            .create_run(&NewRun {
-                workflow: "w.yaml",
-                name: "w",
-                artifact: "app",
-                version: "2.0.0",
-                fleet: &RunFleet::Live,
-                state: "{}",
-                next_wake: None,
-                clients: &clients,
-            })
-            .unwrap();
+        let clients = ["a", "b", "c", "d", "e"].map(|c| (c, "relay-0"));
+        let run = crate::testing::TestRun::new().clients(clients);
+        let id = run.version("2.0.0").create(&mut l).unwrap();
         for (c, v) in [
             ("a", "1.0.0"),
             ("b", "1.0.0"),

@@ -486,7 +486,8 @@ fn delivered(ledger: &Ledger, id: i64) -> Result<(u64, u64), RunError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use haifu_ledger::{NewRun, RunFleet, RunStatus, Transition};
+    use haifu_ledger::testing::TestRun;
+    use haifu_ledger::{RunStatus, Transition};
 
     use super::*;
 
@@ -500,18 +501,7 @@ mod tests {
         let clients: Vec<(String, String)> = (0..8)
             .map(|i| (format!("c{i}"), format!("relay-{}", i % 2)))
             .collect();
-        let id = l
-            .create_run(&NewRun {
-                workflow: "w.yaml",
-                name: "w",
-                artifact: "app",
-                version: "1.0.0",
-                fleet: &RunFleet::Live,
-                state: "{}",
-                next_wake: None,
-                clients: &clients,
-            })
-            .unwrap();
+        let id = TestRun::new().clients(clients).create(&mut l).unwrap();
         let at = "2026-12-04T10:00:00Z".to_owned();
         let updates = (0..8)
             .map(|i| ClientUpdate::Completed {

@@ -111,13 +111,56 @@ struct Run {
     reason: Option<EndReason>,
 }
 
-fn run(seed: u64, trace: bool) -> Result<Run, String> {
+/// A promise a seeded round broke; the message names the seed.
+#[derive(Debug, thiserror::Error)]
+enum Broken {
+    #[error(transparent)]
+    Layout(#[from] crate::LayoutError),
+    #[error("seed {0}: a truthful report was refused")]
+    ReportRefused(u64),
+    #[error("seed {seed}: {symbol} sent twice")]
+    SentTwice { seed: u64, symbol: String },
+    #[error("seed {0}: asked to wait for the past")]
+    WaitInPast(u64),
+    #[error("seed {0}: the round never ended")]
+    NeverEnded(u64),
+    #[error(
+        "seed {seed}: listener {listener} (loss {loss:.3}) did not decode; {reason:?} after {datagrams} datagrams"
+    )]
+    NotDecoded {
+        seed: u64,
+        listener: usize,
+        loss: f64,
+        reason: EndReason,
+        datagrams: u64,
+    },
+    #[error("seed {seed}: ended by {reason:?}")]
+    EndedBy { seed: u64, reason: EndReason },
+    #[error("seed {seed}: {datagrams} datagrams overrun the budget")]
+    OverBudget { seed: u64, datagrams: u64 },
+    #[error("seed {seed}: the round went on {tail:?} after the last survivor decoded")]
+    LongTail { seed: u64, tail: Duration },
+    #[error("seed {seed}: dead listener {listener} still held the round")]
+    DeadHeld { seed: u64, listener: usize },
+    #[error(
+        "seed {seed}: {datagrams} datagrams for {k_total} symbols ({overhead:.3}×) at worst loss {max_loss:.3} (necessary {necessary:.3}×)"
+    )]
+    Overhead {
+        seed: u64,
+        datagrams: u64,
+        k_total: u64,
+        overhead: f64,
+        max_loss: f64,
+        necessary: f64,
+    },
+}
+
+fn run(seed: u64, trace: bool) -> Result<Run, Broken> {
     let mut rng = Rng(seed);
     // 1–6 MiB: one to a few blocks of up to ~1,000 symbols each.
     let size = (1 << 20) + rng.below(5 << 20);
     let block_symbols = [256, 512, 1024][rng.below(3) as usize];
-    let plan = ReceivePlan::new(SessionShape::new(size, 26, SYMBOL).unwrap(), block_symbols)
-        .map_err(|e| e.to_string())?;
+    let plan = ReceivePlan::new(SessionShape::new(size, 26, SYMBOL).unwrap(), block_symbols)?;
     let t0 = Instant::now();
     let params = RepairParams {
         proactive: [0.0, 0.0, 0.02, 0.05][rng.below(4) as usize],
@@ -203,14 +246,15 @@ fn run(seed: u64, trace: bool) -> Result<Run, String> {
         while wire.front().is_some_and(|(at, _, _)| *at <= now) {
             let (_, i, report) = wire.pop_front().unwrap();
             if !r.report(i, &report, now) {
-                return Err(format!("seed {seed}: a truthful report was refused"));
+                return Err(Broken::ReportRefused(seed));
             }
         }
         match r.next(now) {
             Next::Send(s) => {
                 datagrams += 1;
                 if !sent_ids.entry((s.object, s.sbn)).or_default().insert(s.esi) {
-                    return Err(format!("seed {seed}: {s:?} sent twice"));
+                    let symbol = format!("{s:?}");
+                    return Err(Broken::SentTwice { seed, symbol });
                 }
                 let b = index_of[&(s.object, s.sbn)];
                 for l in listeners.iter_mut() {
@@ -239,14 +283,14 @@ fn run(seed: u64, trace: bool) -> Result<Run, String> {
                     wake = wake.min(a);
                 }
                 if wake <= now {
-                    return Err(format!("seed {seed}: asked to wait for the past"));
+                    return Err(Broken::WaitInPast(seed));
                 }
                 now = wake;
             }
             Next::End => break now,
         }
         if now > t0 + Duration::from_secs(120) {
-            return Err(format!("seed {seed}: the round never ended"));
+            return Err(Broken::NeverEnded(seed));
         }
     };
     let o = r.outcome();
@@ -269,20 +313,24 @@ fn run(seed: u64, trace: bool) -> Result<Run, String> {
     // Every listener that stayed up decoded in the round, and says so.
     for &i in &survivors {
         if !listeners[i].done() || !o.decoded.contains(&i) {
-            return Err(format!(
-                "seed {seed}: listener {i} (loss {:.3}) did not decode; {:?} after {datagrams} datagrams",
-                listeners[i].loss, o.reason
-            ));
+            return Err(Broken::NotDecoded {
+                seed,
+                listener: i,
+                loss: listeners[i].loss,
+                reason: o.reason,
+                datagrams,
+            });
         }
     }
     if o.reason != EndReason::AllDecoded {
-        return Err(format!("seed {seed}: ended by {:?}", o.reason));
+        return Err(Broken::EndedBy {
+            seed,
+            reason: o.reason,
+        });
     }
     // The bytes stay within the budget.
     if datagrams * DATAGRAM > (size as f64 * BUDGET) as u64 {
-        return Err(format!(
-            "seed {seed}: {datagrams} datagrams overrun the budget"
-        ));
+        return Err(Broken::OverBudget { seed, datagrams });
     }
     // No dead time: the round ends within a report turn (interval, delay,
     // holdoff) of the last survivor's decode, or, if the last listener to
@@ -301,16 +349,12 @@ fn run(seed: u64, trace: bool) -> Result<Run, String> {
     let allowed = (REPORT_EVERY + Duration::from_millis(25))
         .max((last_death + SILENCE + REPORT_EVERY).saturating_duration_since(last_decode));
     if tail > allowed + Duration::from_millis(300) {
-        return Err(format!(
-            "seed {seed}: the round went on {tail:?} after the last survivor decoded"
-        ));
+        return Err(Broken::LongTail { seed, tail });
     }
     // Dead listeners that had spoken are let go as silent.
     for (i, l) in listeners.iter().enumerate() {
         if l.dies_at.is_some() && !l.done() && o.undecoded.contains(&i) && !o.silent.contains(&i) {
-            return Err(format!(
-                "seed {seed}: dead listener {i} still held the round"
-            ));
+            return Err(Broken::DeadHeld { seed, listener: i });
         }
     }
     // Near what the worst listener's loss makes necessary: within 15% of
@@ -320,9 +364,14 @@ fn run(seed: u64, trace: bool) -> Result<Run, String> {
     let overhead = datagrams as f64 / k_total as f64;
     let necessary = 1.0 / (1.0 - max_loss);
     if overhead > necessary * 1.15 {
-        return Err(format!(
-            "seed {seed}: {datagrams} datagrams for {k_total} symbols ({overhead:.3}×) at worst loss {max_loss:.3} (necessary {necessary:.3}×)"
-        ));
+        return Err(Broken::Overhead {
+            seed,
+            datagrams,
+            k_total,
+            overhead,
+            max_loss,
+            necessary,
+        });
     }
     Ok(Run {
         listeners: count,
@@ -353,7 +402,7 @@ fn seeded_rounds_deliver_every_listener_that_stays_up() {
     for seed in 0..seeds {
         match run(seed, false) {
             Ok(r) => runs.push(r),
-            Err(e) => failures.push(e),
+            Err(e) => failures.push(e.to_string()),
         }
     }
     assert!(

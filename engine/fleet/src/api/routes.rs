@@ -182,8 +182,10 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn gate_policies(api: &Api, l: &Ledger) -> Result<Arc<PolicySet>, String> {
-    let source = haifu_runtime::gate::RestrictSource::newest(l).map_err(|e| e.to_string())?;
+/// The newest run's restriction policies, compiled once per workflow; a
+/// failure is the API's internal error, naming the first problem.
+fn gate_policies(api: &Api, l: &Ledger) -> Result<Arc<PolicySet>, ApiError> {
+    let source = haifu_runtime::gate::RestrictSource::newest(l).map_err(internal)?;
     let workflow = source.workflow;
     let mut cache = api.gate.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((w, set)) = cache.as_ref()
@@ -192,8 +194,10 @@ fn gate_policies(api: &Api, l: &Ledger) -> Result<Arc<PolicySet>, String> {
         return Ok(Arc::clone(set));
     }
     let set = haifu_runtime::gate::restrict_policies(source.script).map_err(|errs| {
-        errs.first()
-            .map_or_else(|| "policy error".to_owned(), ToString::to_string)
+        internal(
+            errs.first()
+                .map_or_else(|| "policy error".to_owned(), ToString::to_string),
+        )
     })?;
     let set = Arc::new(set);
     *cache = Some((workflow, Arc::clone(&set)));
@@ -207,7 +211,7 @@ pub(super) async fn gate(State(api): State<Api>, RawQuery(query): RawQuery) -> R
     };
     blocking(api, move |api| {
         let l = ledger(api)?;
-        let policies = gate_policies(api, &l).map_err(internal)?;
+        let policies = gate_policies(api, &l)?;
         let answer =
             haifu_runtime::gate::decide(&l, &policies, &client, &service, jiff::Timestamp::now())
                 .map_err(internal)?;

@@ -129,14 +129,12 @@ impl Client {
         intent: &machine::RollbackState,
         artifact: &str,
         to: Option<&str>,
-    ) -> Result<ArtifactRef, String> {
+    ) -> Result<ArtifactRef, machine::Refusal> {
         let _one = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         outbox::write_rollbacks(&self.rollbacks_path(), intent)
-            .map_err(|e| format!("cannot keep the rollback's record: {e}"))?;
-        self.root
-            .rollback(artifact, to)
-            .map_err(|e| e.to_string())?;
-        installed_ref(&self.root).ok_or_else(|| "nothing current after the switch".to_owned())
+            .map_err(machine::Refusal::Record)?;
+        self.root.rollback(artifact, to)?;
+        installed_ref(&self.root).ok_or(machine::Refusal::NothingCurrent)
     }
 
     fn core(&self) -> MutexGuard<'_, ClientCore> {

@@ -36,6 +36,7 @@ pub(super) fn find(text: &str, key: &str) -> Option<Pos> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConfigError, MasterConfig};
 
     #[test]
     fn a_dotted_key_is_found_at_its_value() {
@@ -54,26 +55,34 @@ mod tests {
         assert_eq!(find("{", "name"), None, "not YAML: no place");
     }
 
-    fn load_master(extra: &str) -> Result<super::super::MasterConfig, String> {
+    /// A master config of two valid lines and then `extra`, loaded from
+    /// a file; the file's path, to be named in an error.
+    fn load(extra: &str) -> (Result<MasterConfig, ConfigError>, String) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("master.yaml");
         std::fs::write(&p, format!("home: h\nlisten: 127.0.0.1:7400\n{extra}")).unwrap();
-        super::super::load(&p).map_err(|e| {
-            let e = e.to_string();
-            assert!(!e.contains('\n'), "{e}");
-            e.replace(&p.display().to_string(), "FILE")
-        })
+        (super::super::load(&p), p.display().to_string())
+    }
+
+    /// The config of `extra`, which must load.
+    fn master(extra: &str) -> MasterConfig {
+        load(extra).0.unwrap()
+    }
+
+    /// Why `extra` is refused: the error's one line, the file as `FILE`.
+    fn refusal(extra: &str) -> String {
+        let (loaded, path) = load(extra);
+        let e = loaded.unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e.replace(&path, "FILE")
     }
 
     #[test]
     fn metrics_off_loopback_need_metrics_public_and_the_error_names_the_place() {
-        let c = load_master("metrics: 127.0.0.1:9464\n").unwrap();
+        let c = master("metrics: 127.0.0.1:9464\n");
         assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
-        assert!(
-            load_master("").unwrap().metrics.is_none(),
-            "off when absent"
-        );
-        let e = load_master("metrics: 0.0.0.0:9464\n").unwrap_err();
+        assert!(master("").metrics.is_none(), "off when absent");
+        let e = refusal("metrics: 0.0.0.0:9464\n");
         assert!(
             e.starts_with("FILE:3:10: metrics: 0.0.0.0:9464 is not a loopback address"),
             "{e}"
@@ -82,25 +91,25 @@ mod tests {
             e.contains("metrics_public: true") && e.contains("read token"),
             "{e}"
         );
-        let c = load_master("metrics: '[::]:9464'\nmetrics_public: true\n").unwrap();
+        let c = master("metrics: '[::]:9464'\nmetrics_public: true\n");
         assert!(c.metrics_public);
-        let e = load_master("\nmetrics_public: true\n").unwrap_err();
+        let e = refusal("\nmetrics_public: true\n");
         assert!(
             e.starts_with("FILE:4:17: metrics_public: true without"),
             "{e}"
         );
-        let e = load_master("metrics: nowhere\n").unwrap_err();
+        let e = refusal("metrics: nowhere\n");
         assert!(e.starts_with("FILE:3:"), "{e}");
     }
 
     #[test]
     fn older_checks_name_their_place_too() {
-        let e = load_master("poll_ms: 0\n").unwrap_err();
+        let e = refusal("poll_ms: 0\n");
         assert!(
             e.starts_with("FILE:3:10: poll_ms must be at least 1"),
             "{e}"
         );
-        let e = load_master("name: 'bad name'\n").unwrap_err();
+        let e = refusal("name: 'bad name'\n");
         assert!(e.starts_with("FILE:3:7: name \"bad name\""), "{e}");
     }
 }

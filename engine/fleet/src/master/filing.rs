@@ -251,10 +251,9 @@ pub(crate) fn file_completion(
 mod fuzz {
     use super::*;
     use haifu_ledger::FleetBatch;
-    use haifu_ledger::NewRun;
-    use haifu_ledger::RunFleet;
     use haifu_ledger::Traffic;
     use haifu_ledger::TrafficKind;
+    use haifu_ledger::testing::TestRun;
     use haifu_runtime::machine::RunState;
     use haifu_spec::steps::broadcast::{Phase, State as Broadcast};
     use haifu_spec::steps::machine::StepState;
@@ -327,22 +326,10 @@ mod fuzz {
             finished: Vec::new(),
             finished_at: None,
         };
-        let clients: Vec<(String, String)> =
-            [("c0", "relay-0"), ("c1", "relay-0"), ("c2", "relay-1")]
-                .iter()
-                .map(|(c, r)| ((*c).to_owned(), (*r).to_owned()))
-                .collect();
-        let run = l
-            .create_run(&NewRun {
-                workflow: "w.yaml",
-                name: "w",
-                artifact: "app",
-                version: "1.0.0",
-                fleet: &RunFleet::Live,
-                state: &serde_json::to_string(&state).unwrap(),
-                next_wake: None,
-                clients: &clients,
-            })
+        let run = TestRun::new()
+            .clients([("c0", "relay-0"), ("c1", "relay-0"), ("c2", "relay-1")])
+            .state(serde_json::to_string(&state).unwrap())
+            .create(&mut l)
             .unwrap();
         (dir, l, run)
     }

@@ -21,6 +21,7 @@ mod drive;
 mod fetch;
 pub(crate) mod filing;
 mod hub;
+mod live_fleet;
 pub(crate) mod machine;
 mod orders;
 mod peer;
@@ -53,10 +54,10 @@ use machine::MasterCore;
 use peer::serve_peer;
 use recorder::recorder;
 
-#[cfg(test)]
-pub(crate) use drive::default_budget;
-pub use drive::{LiveFleet, create_live_run};
 pub(crate) use hub::TrafficLog;
+#[cfg(test)]
+pub(crate) use live_fleet::default_budget;
+pub use live_fleet::{LiveFleet, create_live_run};
 
 /// Runs the master until `shutdown` is set.
 pub fn run(cfg: MasterConfig, shutdown: Shutdown) -> Result<(), FleetError> {

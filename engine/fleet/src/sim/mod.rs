@@ -25,13 +25,21 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Runs one seed; a broken invariant comes back as its message.
-fn run_seed(seed: u64) -> Result<world::Totals, String> {
+/// An invariant a seed broke: the failed check's message (the world's
+/// checks are assertions, so that a seed replayed alone stops where it
+/// broke).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Broken(String);
+
+/// Runs one seed; a broken invariant comes back with its message.
+fn run_seed(seed: u64) -> Result<world::Totals, Broken> {
     std::panic::catch_unwind(|| World::new(seed).run()).map_err(|e| {
-        e.downcast_ref::<String>()
+        let message = e
+            .downcast_ref::<String>()
             .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()));
+        Broken(message.unwrap_or_default())
     })
 }
 
@@ -44,7 +52,7 @@ fn the_fleet_keeps_its_invariants_under_faults_for_every_seed() {
     let started = std::time::Instant::now();
     // Seeds are independent: one thread per CPU, each taking every n-th.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results: Vec<(u64, Result<world::Totals, String>)> = std::thread::scope(|s| {
+    let results: Vec<(u64, Result<world::Totals, Broken>)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();

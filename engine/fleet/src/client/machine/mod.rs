@@ -28,7 +28,7 @@ use jiff::SignedDuration;
 use jiff::Timestamp;
 
 use super::outbox::Pending;
-pub(crate) use rollback::RollbackState;
+pub(crate) use rollback::{Refusal, RollbackState};
 
 /// How often an unacknowledged completion is sent again.
 pub(crate) const RESEND: Duration = Duration::from_secs(2);
@@ -62,7 +62,7 @@ pub(crate) enum Event {
     Listening(Feedback),
     /// The shell's switch for the rollback order being carried out:
     /// `Ok(now current)` or why it changed nothing.
-    RolledBack(Result<ArtifactRef, String>),
+    RolledBack(Result<ArtifactRef, Refusal>),
 }
 
 /// What the shell must do.

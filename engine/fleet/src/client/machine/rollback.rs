@@ -17,6 +17,33 @@ use serde::Serialize;
 
 use super::ClientCore;
 use super::Effect;
+use crate::FleetError;
+
+/// Why a rollback order changed nothing. The report's reason is its
+/// message with its sources, on one line and bounded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// Nothing is installed to roll back from.
+    #[error("nothing is installed")]
+    NothingInstalled,
+    /// The order names another artifact than the one this client runs.
+    #[error("this client runs {runs:?}, not {ordered:?}")]
+    OtherArtifact {
+        /// The artifact this client runs.
+        runs: String,
+        /// The order's.
+        ordered: String,
+    },
+    /// The order's intent could not be kept on disk, so nothing switched.
+    #[error("cannot keep the rollback's record")]
+    Record(#[source] FleetError),
+    /// The install root refused the switch or failed in it.
+    #[error(transparent)]
+    Switch(#[from] haifu_install::InstallError),
+    /// The switch returned, but no version reads as current.
+    #[error("nothing current after the switch")]
+    NothingCurrent,
+}
 
 /// What the client keeps on disk of its rollbacks (`rollback.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,15 +194,14 @@ impl ClientCore {
             // Its intent is on disk but the switch did not happen: again.
         }
         let Some(installed) = self.installed.clone() else {
-            let why = "nothing is installed".to_owned();
+            let why = Refusal::NothingInstalled;
             return self.finish_rollback(out, now, o.order, Err(why), None);
         };
         if o.artifact.as_str() != self.artifact {
-            let why = format!(
-                "this client runs {:?}, not {:?}",
-                self.artifact,
-                o.artifact.as_str()
-            );
+            let why = Refusal::OtherArtifact {
+                runs: self.artifact.clone(),
+                ordered: o.artifact.as_str().to_owned(),
+            };
             return self.finish_rollback(out, now, o.order, Err(why), None);
         }
         tracing::info!(order = o.order, from = %installed.version, to = ?o.to.as_ref().map(ToString::to_string), "rollback ordered by the master");
@@ -212,7 +238,7 @@ impl ClientCore {
         &mut self,
         out: &mut Vec<Effect>,
         now: Timestamp,
-        result: Result<ArtifactRef, String>,
+        result: Result<ArtifactRef, Refusal>,
     ) {
         let Some((order, hold)) = self.rolling_back.take() else {
             return;
@@ -227,7 +253,7 @@ impl ClientCore {
         out: &mut Vec<Effect>,
         now: Timestamp,
         order: u64,
-        result: Result<ArtifactRef, String>,
+        result: Result<ArtifactRef, Refusal>,
         hold: Option<Hold>,
     ) {
         let at = now.to_string();
@@ -244,6 +270,7 @@ impl ClientCore {
                 }
             }
             Err(why) => {
+                let why = haifu_plugin_host::error_chain(why);
                 tracing::warn!(order, "rollback refused: {why}");
                 KeptReport {
                     order,

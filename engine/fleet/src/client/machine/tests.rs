@@ -349,8 +349,12 @@ fn a_refused_rollback_changes_nothing_and_says_why() {
     let mut c = core(Some(version("1.2.0", 2)), None);
     c.handle(t(0), Event::RelayUp);
     c.handle(t(1), Event::FromRelay(order(3, "c0", 1)));
-    let why = "the kept previous version is 1.0.0, not 1.1.0".to_owned();
-    let e = c.handle(t(2), Event::RolledBack(Err(why.clone())));
+    let why = haifu_install::InstallError::RollbackRefused {
+        path: "previous".into(),
+        reason: "the kept previous version is 1.0.0, not 1.1.0".into(),
+    };
+    let e = c.handle(t(2), Event::RolledBack(Err(why.into())));
+    let why = "previous: the kept previous version is 1.0.0, not 1.1.0";
     let r = reports(&e);
     assert!(
         matches!(&r[0].outcome, haifu_protocol::RollbackOutcome::Refused { reason } if *reason == why)

@@ -19,22 +19,16 @@ use haifu_core::Digest;
 use haifu_ledger::FleetBatch;
 use haifu_ledger::Traffic;
 use haifu_protocol::ArtifactFetch;
-use haifu_protocol::ArtifactRef;
 use haifu_protocol::DeltaRequest;
 use haifu_protocol::DenyList;
 use haifu_protocol::ErrorCode;
 use haifu_protocol::ErrorMessage;
-use haifu_protocol::Instruction;
 use haifu_protocol::Message;
 use haifu_protocol::Role;
 use haifu_protocol::RoundBudget;
-use haifu_protocol::SessionSecret;
-use haifu_protocol::StartRound;
-use haifu_protocol::StopRounds;
 use jiff::Timestamp;
 
 use super::filing::Facts;
-use crate::common::session_key;
 use crate::link::Counters;
 use crate::trust;
 
@@ -45,89 +39,6 @@ pub(crate) const MAX_DELTAS_SERVING: usize = 4;
 
 /// A connection, as the shell numbers them (never reused).
 pub(crate) type ConnId = u64;
-
-/// The master key's seed, from which every relay's session key is derived;
-/// never printed.
-#[derive(Clone)]
-pub(crate) struct SessionSeed(pub(crate) [u8; 32]);
-
-impl std::fmt::Debug for SessionSeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionSeed(..)")
-    }
-}
-
-/// The run being broadcast.
-#[derive(Debug, Clone)]
-pub(crate) struct ActiveRun {
-    /// The instruction without its session: each relay gets its own key
-    /// ([`ActiveRun::instruction_for`]).
-    pub(crate) instruction: Instruction,
-    pub(crate) seed: SessionSeed,
-    /// The round on air (or the last one), and when it started.
-    pub(crate) round: Option<(u32, Timestamp)>,
-    /// The budget of the round on air, for relays with feedback repair.
-    pub(crate) budget: Option<RoundBudget>,
-    /// Every round this master started for the run, in order, with its
-    /// start: a completion is recorded in the round on air when the client
-    /// finished decoding, not when its (maybe long) install ended.
-    pub(crate) starts: Vec<(u32, Timestamp)>,
-    /// The relays the workflow targets (empty: all).
-    pub(crate) relays: Vec<String>,
-    /// The workflow's `transports.broadcast`, when it is held to one: a
-    /// relay or client that names another plugin is left out.
-    pub(crate) broadcast: Option<RunBroadcast>,
-    /// Targeted relays left out because they broadcast with another plugin.
-    pub(crate) left_out: BTreeSet<String>,
-}
-
-/// The broadcast transport a run is held to, and where its workflow says so.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RunBroadcast {
-    /// The plugin name.
-    pub(crate) plugin: String,
-    /// `FILE:LINE:COLUMN` of `transports.broadcast` in the workflow.
-    pub(crate) at: String,
-}
-
-impl RunBroadcast {
-    /// Whether a peer that named `plugin` (or nothing: a peer without
-    /// `transport-names`, taken to use the default) can take part.
-    pub(crate) fn admits(&self, plugin: Option<&str>) -> bool {
-        plugin.is_none_or(|p| p.replace('-', "_") == self.plugin.replace('-', "_"))
-    }
-
-    /// The one-line reason a `who` broadcasting with `plugin` is left out.
-    pub(crate) fn refusal(&self, who: &str, plugin: &str) -> String {
-        format!(
-            "{}: transports.broadcast is {:?} but {who} broadcasts with {plugin:?}: left out of this run",
-            self.at, self.plugin
-        )
-    }
-}
-
-impl ActiveRun {
-    /// Whether the run is broadcast by `relay`.
-    pub(crate) fn targets(&self, relay: &str) -> bool {
-        (self.relays.is_empty() || self.relays.iter().any(|r| r == relay))
-            && !self.left_out.contains(relay)
-    }
-
-    fn artifact(&self) -> &ArtifactRef {
-        &self.instruction.artifact
-    }
-
-    /// The instruction for `relay`, with the session key of that relay.
-    pub(crate) fn instruction_for(&self, relay: &str) -> Instruction {
-        let i = &self.instruction;
-        let (session_id, secret) = session_key(&self.seed.0, i.run, &i.artifact.digest, relay);
-        Instruction {
-            session_id,
-            session_key: SessionSecret(secret),
-            ..i.clone()
-        }
-    }
-}
 
 /// What happened, as the shell tells the core.
 #[derive(Debug)]
@@ -278,14 +189,6 @@ impl MasterCore {
         }
     }
 
-    /// Why `relay` cannot carry `active` (it named another broadcast
-    /// plugin than the run's workflow), if it cannot.
-    fn wrong_broadcast(&self, active: &ActiveRun, relay: &str) -> Option<String> {
-        let held = active.broadcast.as_ref()?;
-        let theirs = self.relay_plugins.get(relay)?;
-        (!held.admits(Some(theirs))).then(|| held.refusal(&format!("relay {relay:?}"), theirs))
-    }
-
     /// The run on air.
     pub(crate) fn active(&self) -> Option<&ActiveRun> {
         self.active.as_ref()
@@ -374,103 +277,18 @@ impl MasterCore {
                 }
             }
             Event::Rollbacks(orders) => self.rollback_orders(&mut out, orders),
-            Event::OnAir(mut active) => {
-                for (name, conn) in &self.relays {
-                    if !active.targets(name) {
-                        continue;
-                    }
-                    if let Some(why) = self.wrong_broadcast(&active, name) {
-                        active.left_out.insert(name.clone());
-                        tracing::error!(run = active.instruction.run, relay = %name, "{why}");
-                        out.error(*conn, ErrorCode::Unexpected, 0, why);
-                        continue;
-                    }
-                    out.send(*conn, Message::Instruction(active.instruction_for(name)));
-                    self.instructed
-                        .insert((active.instruction.run, name.clone()));
-                }
-                let run = active.instruction.run;
-                self.instructed.retain(|(r, _)| *r == run);
-                self.active = Some(*active);
-            }
+            Event::OnAir(active) => self.on_air(&mut out, active),
             Event::RoundStarted { round, budget } => {
                 self.round_started(&mut out, now, round, budget);
             }
-            Event::OffAir => {
-                if let Some(a) = self.active.take() {
-                    let run = a.instruction.run;
-                    for conn in self.relays.values() {
-                        out.send(*conn, Message::StopRounds(StopRounds { run }));
-                    }
-                }
-            }
+            Event::OffAir => self.off_air(&mut out),
             Event::Traffic(t) => self.next.traffic.push(t),
             Event::DeltaDone => self.deltas_serving = self.deltas_serving.saturating_sub(1),
-            Event::Committed => {
-                // Durable: now, and only now, the acks.
-                let (_, acks) = self.in_flight.take().unwrap_or_default();
-                for (conn, ack) in acks {
-                    match &ack {
-                        Message::CompletionAck(a) => *self.recorded.entry(a.run).or_default() += 1,
-                        Message::RollbackAck(a) => self.orders.recorded(a.order),
-                        _ => {}
-                    }
-                    out.send(conn, ack);
-                }
-            }
-            Event::CommitFailed => {
-                // The transaction rolled back: written again, first, with
-                // whatever arrived meanwhile. Version reports and round
-                // figures are sent once; dropping them would lose them.
-                if let Some((mut batch, mut acks)) = self.in_flight.take() {
-                    tracing::error!(
-                        completions = acks.len(),
-                        "a ledger write failed; writing it again"
-                    );
-                    append(&mut batch, std::mem::take(&mut self.next));
-                    acks.append(&mut self.next_acks);
-                    self.next = batch;
-                    self.next_acks = acks;
-                }
-            }
+            Event::Committed => self.committed(&mut out),
+            Event::CommitFailed => self.commit_failed(),
         }
-        if self.in_flight.is_none() && !self.next.is_empty() {
-            let batch = std::mem::take(&mut self.next);
-            let acks = std::mem::take(&mut self.next_acks);
-            self.in_flight = Some((batch.clone(), acks));
-            out.0.push(Effect::Write(batch));
-        }
+        self.write_next(&mut out);
         out.0
-    }
-
-    fn round_started(
-        &mut self,
-        out: &mut Out,
-        now: Timestamp,
-        round: u32,
-        budget: Option<RoundBudget>,
-    ) {
-        let Some(a) = self.active.as_mut() else {
-            return;
-        };
-        a.round = Some((round, now));
-        a.budget = budget;
-        a.starts.retain(|(n, _)| *n != round);
-        a.starts.push((round, now));
-        let run = a.instruction.run;
-        self.done.retain(|(r, n, _)| *r == run && *n == round);
-        self.listeners.retain(|(r, _), _| *r == run);
-        let start = Message::StartRound(StartRound {
-            run,
-            round,
-            at: now,
-            budget,
-        });
-        for (name, conn) in &self.relays {
-            if a.targets(name) {
-                out.send(*conn, start.clone());
-            }
-        }
     }
 }
 
@@ -492,27 +310,13 @@ impl Out {
     }
 }
 
-/// Appends `more`'s rows after `batch`'s.
-fn append(batch: &mut FleetBatch, more: FleetBatch) {
-    let FleetBatch {
-        touches,
-        joins,
-        updates,
-        events,
-        traffic,
-        rollbacks,
-    } = more;
-    batch.touches.extend(touches);
-    batch.joins.extend(joins);
-    batch.updates.extend(updates);
-    batch.events.extend(events);
-    batch.traffic.extend(traffic);
-    batch.rollbacks.extend(rollbacks);
-}
-
 mod claims;
+mod commit;
 pub(crate) mod drain;
+mod on_air;
 mod rollback;
+
+pub(crate) use on_air::{ActiveRun, RunBroadcast, SessionSeed};
 
 #[cfg(test)]
 mod tests;

@@ -142,11 +142,15 @@ impl MasterCore {
         let outcome = match &r.outcome {
             RollbackOutcome::Done { version, .. } => {
                 tracing::info!(order = r.order, client = %r.client, version = %version, "client rolled back");
-                Ok(version.to_string())
+                haifu_ledger::RollbackOutcome::Done {
+                    version: version.to_string(),
+                }
             }
             RollbackOutcome::Refused { reason } => {
                 tracing::warn!(order = r.order, client = %r.client, "client refused the rollback: {reason}");
-                Err(reason.clone())
+                haifu_ledger::RollbackOutcome::Refused {
+                    reason: reason.clone(),
+                }
             }
         };
         self.next.rollbacks.push(RollbackResult {

@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use haifu_protocol::ArtifactFetch;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::ChunkCursor;
 use haifu_protocol::ErrorCode;
@@ -27,7 +26,6 @@ use haifu_protocol::Instruction;
 use haifu_protocol::Message;
 use haifu_protocol::RegisterClient;
 use haifu_protocol::RegisterRelay;
-use haifu_protocol::Registered;
 use haifu_protocol::RoundBudget;
 use haifu_protocol::RoundDone;
 use haifu_protocol::SessionKey;
@@ -300,277 +298,6 @@ impl RelayCore {
             manifest: i.manifest.clone(),
         })
     }
-
-    fn client_said(&mut self, out: &mut Vec<Effect>, conn: ConnId, msg: Message) {
-        let Some(id) = self.conns.get(&conn).cloned() else {
-            return;
-        };
-        let to = |msg| Effect::ToClient { conn, msg };
-        match msg {
-            Message::RegisterClient(r) => {
-                if r.client != id {
-                    let why = format!("client id {:?} is not the certificate's {id:?}", r.client);
-                    out.push(to(error(ErrorCode::Unexpected, 0, why)));
-                    return;
-                }
-                tracing::info!(
-                    client = %id,
-                    installed = ?r.installed.as_ref().map(|i| i.version.to_string()),
-                    "client registered"
-                );
-                if let (Some(theirs), Some(mine)) = (&r.broadcast, &self.broadcast)
-                    && theirs != mine
-                {
-                    // It cannot hear this relay's rounds; the master leaves
-                    // it out of runs and says why.
-                    tracing::warn!(
-                        client = %id,
-                        client_broadcast = %theirs,
-                        relay_broadcast = %mine,
-                        "client receives broadcasts with another transport plugin than this relay sends with"
-                    );
-                }
-                let (installed, broadcast) = (r.installed, r.broadcast);
-                self.clients.insert(id.clone(), conn);
-                self.reports
-                    .insert(id.clone(), (installed.clone(), broadcast.clone()));
-                let target = self.session.as_ref().map(|s| s.artifact.clone());
-                out.push(to(Message::Registered(Registered { target })));
-                if let Some(s) = &self.session {
-                    out.push(to(self.session_key(s)));
-                }
-                if self.master_up {
-                    out.push(Effect::ToMaster(self.report(&id, installed, broadcast)));
-                }
-            }
-            Message::Completion(c) => {
-                if c.client != id {
-                    let why = "completion for another client".to_owned();
-                    out.push(to(error(ErrorCode::Unexpected, c.run, why)));
-                } else if self.master_up {
-                    out.push(Effect::ToMaster(Message::Completion(c)));
-                } else {
-                    // No master now: the client resends until acked.
-                    tracing::debug!(client = %id, "completion held back: no master connection");
-                }
-            }
-            Message::RollbackReport(r) => {
-                // Only about itself; a rollback order from a client (or
-                // anything else it may not say) is refused below.
-                if r.client != id {
-                    let why = "rollback report for another client".to_owned();
-                    out.push(to(error(ErrorCode::Unexpected, r.order, why)));
-                } else if self.master_up {
-                    out.push(Effect::ToMaster(Message::RollbackReport(r)));
-                } else {
-                    tracing::debug!(client = %id, "rollback report held back: no master connection");
-                }
-            }
-            Message::Feedback(f) => {
-                // Only a registered client's, about the session on air; a
-                // report between rounds has nobody to act on it.
-                let on_air = self.session.as_ref().is_some_and(|s| {
-                    s.run == f.run
-                        && s.session_id == f.session_id
-                        && self.sending.is_some_and(|(run, _)| run == s.run)
-                });
-                if on_air && self.clients.get(&id) == Some(&conn) {
-                    out.push(Effect::Feedback {
-                        client: id,
-                        feedback: f,
-                    });
-                }
-            }
-            Message::Error(e) => {
-                tracing::warn!(client = %id, code = ?e.code, "client reports: {}", e.reason);
-            }
-            other => out.push(to(self.unexpected(&other))),
-        }
-    }
-
-    fn master_said(&mut self, out: &mut Vec<Effect>, msg: Message, on_disk: bool) {
-        match msg {
-            Message::Registered(_) => {}
-            Message::DenyList(d) => {
-                for id in &d.identities {
-                    self.clients.remove(id);
-                }
-                out.push(Effect::Deny(d.identities));
-            }
-            Message::Instruction(i) => self.instruction(out, i, on_disk),
-            Message::StartRound(s) => {
-                if let Some(done) = self.sent.get(&(s.run, s.round)) {
-                    // Already sent (the master restarted and asks again).
-                    out.push(Effect::ToMaster(Message::RoundDone(done.clone())));
-                } else if self.sending != Some((s.run, s.round))
-                    && !self.queue.iter().any(|q| (q.0, q.1) == (s.run, s.round))
-                {
-                    tracing::info!(run = s.run, round = s.round, budget = ?s.budget, "round queued");
-                    self.queue.push((s.run, s.round, s.budget));
-                }
-            }
-            Message::StopRounds(s) => {
-                self.queue.retain(|(run, _, _)| *run != s.run);
-                if self.session.as_ref().is_some_and(|i| i.run == s.run) {
-                    tracing::info!(run = s.run, acked = self.acked(s.run), "rounds stopped");
-                    self.session = None;
-                    self.artifact_ready = false;
-                }
-            }
-            Message::CompletionAck(a) => {
-                self.acked
-                    .entry(a.run)
-                    .or_default()
-                    .insert(a.client.clone());
-                if let Some(&conn) = self.clients.get(&a.client) {
-                    out.push(Effect::ToClient {
-                        conn,
-                        msg: Message::CompletionAck(a),
-                    });
-                }
-            }
-            // The master's order for one of this relay's clients, and the
-            // ack of its report: passed on to that client if connected
-            // (the master sends the order again when it registers).
-            Message::Rollback(r) => match self.clients.get(&r.client) {
-                Some(&conn) => {
-                    tracing::info!(order = r.order, client = %r.client, "rollback order passed on");
-                    out.push(Effect::ToClient {
-                        conn,
-                        msg: Message::Rollback(r),
-                    });
-                }
-                None => {
-                    tracing::debug!(order = r.order, client = %r.client, "rollback order for a client not connected")
-                }
-            },
-            Message::RollbackAck(a) => {
-                if let Some(&conn) = self.clients.get(&a.client) {
-                    out.push(Effect::ToClient {
-                        conn,
-                        msg: Message::RollbackAck(a),
-                    });
-                }
-            }
-            Message::ArtifactHeader(h) => {
-                if self.fetch.as_ref().is_none_or(|f| f.transfer != h.transfer) {
-                    out.push(Effect::ToMaster(
-                        self.unexpected(&Message::ArtifactHeader(h)),
-                    ));
-                    return;
-                }
-                let expected = self.session.as_ref().map(|i| i.size);
-                if expected != Some(h.size) {
-                    tracing::warn!(
-                        transfer = h.transfer,
-                        size = h.size,
-                        "artifact size differs from the instruction"
-                    );
-                    self.fetch = None;
-                    out.push(Effect::FetchDrop {
-                        transfer: h.transfer,
-                    });
-                    return;
-                }
-                if let Some(f) = self.fetch.as_mut() {
-                    f.cursor = ChunkCursor::new(h.transfer, h.size, h.size).ok();
-                }
-            }
-            Message::DataChunk(c) => {
-                let Some(f) = self.fetch.as_mut().filter(|f| f.transfer == c.transfer) else {
-                    out.push(Effect::ToMaster(self.unexpected(&Message::DataChunk(c))));
-                    return;
-                };
-                // The protocol's rules for a transfer's chunks (order,
-                // bounds, the last one exact), before a byte is written.
-                let checked = match f.cursor.as_mut() {
-                    Some(cursor) => cursor.check(&c).map_err(|e| e.to_string()),
-                    None => Err("a chunk before the artifact's header".to_owned()),
-                };
-                let transfer = c.transfer;
-                if let Err(why) = checked {
-                    out.push(Effect::ToMaster(error(
-                        ErrorCode::TransferFailed,
-                        transfer,
-                        why,
-                    )));
-                    self.fetch = None;
-                    out.push(Effect::FetchDrop { transfer });
-                    return;
-                }
-                out.push(Effect::FetchWrite {
-                    transfer,
-                    bytes: c.bytes,
-                });
-                if c.last
-                    && let Some(s) = &self.session
-                {
-                    out.push(Effect::FetchFinish {
-                        transfer,
-                        artifact: s.artifact.clone(),
-                    });
-                }
-            }
-            Message::Error(e) => {
-                tracing::warn!(code = ?e.code, about = e.about, "master reports: {}", e.reason);
-                if self.fetch.as_ref().is_some_and(|f| f.transfer == e.about) {
-                    self.fetch = None;
-                    out.push(Effect::FetchDrop { transfer: e.about });
-                }
-            }
-            other => out.push(Effect::ToMaster(self.unexpected(&other))),
-        }
-    }
-
-    fn instruction(&mut self, out: &mut Vec<Effect>, i: Instruction, on_disk: bool) {
-        tracing::info!(
-            run = i.run,
-            artifact = %i.artifact.name,
-            version = %i.artifact.version,
-            size = i.size,
-            rounds = i.rounds,
-            rate_bps = i.rate_bps,
-            "instruction"
-        );
-        let same = self
-            .session
-            .as_ref()
-            .is_some_and(|s| s.run == i.run && s.artifact == i.artifact);
-        if !same {
-            self.artifact_ready = false;
-            if let Some(f) = self.fetch.take() {
-                out.push(Effect::FetchDrop {
-                    transfer: f.transfer,
-                });
-            }
-        }
-        if on_disk {
-            self.artifact_ready = true;
-        } else if !self.artifact_ready && self.fetch.is_none() {
-            let transfer = self.next_transfer;
-            self.next_transfer += 1;
-            self.fetch = Some(Fetch {
-                transfer,
-                cursor: None,
-            });
-            out.push(Effect::FetchStart { transfer });
-            out.push(Effect::ToMaster(Message::ArtifactFetch(ArtifactFetch {
-                transfer,
-                run: i.run,
-                artifact: i.artifact.clone(),
-            })));
-            tracing::info!(transfer, "fetching the artifact from the master");
-        }
-        // Every connected client learns the session.
-        let key = self.session_key(&i);
-        for &conn in self.clients.values() {
-            out.push(Effect::ToClient {
-                conn,
-                msg: key.clone(),
-            });
-        }
-        self.session = Some(i);
-    }
 }
 
 fn error(code: ErrorCode, about: u64, reason: String) -> Message {
@@ -580,6 +307,9 @@ fn error(code: ErrorCode, about: u64, reason: String) -> Message {
         reason,
     })
 }
+
+mod clients;
+mod master;
 
 #[cfg(test)]
 mod tests;

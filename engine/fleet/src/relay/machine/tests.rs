@@ -48,6 +48,28 @@ fn master(c: &mut RelayCore, msg: Message, on_disk: bool) -> Vec<Effect> {
     c.handle(Event::FromMaster { msg, on_disk })
 }
 
+fn client(c: &mut RelayCore, conn: ConnId, msg: Message) -> Vec<Effect> {
+    c.handle(Event::FromClient { conn, msg })
+}
+
+/// Client `id`'s registration, with nothing installed.
+fn registration(id: &str) -> RegisterClient {
+    RegisterClient {
+        client: id.into(),
+        relay: "r0".into(),
+        installed: None,
+        broadcast: None,
+    }
+}
+
+/// The one effect in `e`, which must be a message to a client.
+fn only_to_client(e: &[Effect]) -> (ConnId, &Message) {
+    match e {
+        [Effect::ToClient { conn, msg }] => (*conn, msg),
+        _ => panic!("not one message to a client: {e:?}"),
+    }
+}
+
 fn start(run: u64, round: u32) -> Message {
     Message::StartRound(StartRound {
         run,
@@ -221,17 +243,13 @@ fn completions_go_up_only_for_the_client_itself_and_acks_come_down() {
         conn: 5,
         client: "c0".into(),
     });
+    // Registered (naming another relay) while the master is away: the
+    // report is replayed later, naming this one.
     let report = Message::RegisterClient(RegisterClient {
-        client: "c0".into(),
         relay: "anything".into(),
-        installed: None,
-        broadcast: None,
+        ..registration("c0")
     });
-    // Registered while the master is away: the report is replayed later.
-    let e = c.handle(Event::FromClient {
-        conn: 5,
-        msg: report,
-    });
+    let e = client(&mut c, 5, report);
     assert!(to_master(&e).is_empty());
     let e = c.handle(Event::MasterUp);
     let m = to_master(&e);
@@ -246,15 +264,9 @@ fn completions_go_up_only_for_the_client_itself_and_acks_come_down() {
             at: Timestamp::UNIX_EPOCH,
         })
     };
-    let e = c.handle(Event::FromClient {
-        conn: 5,
-        msg: completion("c1"),
-    });
+    let e = client(&mut c, 5, completion("c1"));
     assert!(to_master(&e).is_empty(), "for another client: {e:?}");
-    let e = c.handle(Event::FromClient {
-        conn: 5,
-        msg: completion("c0"),
-    });
+    let e = client(&mut c, 5, completion("c0"));
     assert_eq!(to_master(&e).len(), 1);
     let ack = Message::CompletionAck(CompletionAck {
         run: 1,
@@ -275,15 +287,7 @@ fn a_rollback_order_goes_only_from_the_master_to_its_client_and_the_report_back(
             conn,
             client: id.into(),
         });
-        c.handle(Event::FromClient {
-            conn,
-            msg: Message::RegisterClient(RegisterClient {
-                client: id.into(),
-                relay: "r0".into(),
-                installed: None,
-                broadcast: None,
-            }),
-        });
+        client(&mut c, conn, Message::RegisterClient(registration(id)));
     }
     let order = |client: &str| {
         Message::Rollback(haifu_protocol::Rollback {
@@ -295,31 +299,10 @@ fn a_rollback_order_goes_only_from_the_master_to_its_client_and_the_report_back(
         })
     };
     let e = master(&mut c, order("c1"), false);
-    assert!(
-        matches!(
-            &e[..],
-            [Effect::ToClient {
-                conn: 2,
-                msg: Message::Rollback(_)
-            }]
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(only_to_client(&e), (2, Message::Rollback(_))));
     // A client that sends an order is refused; nothing goes anywhere else.
-    let e = c.handle(Event::FromClient {
-        conn: 1,
-        msg: order("c1"),
-    });
-    assert!(
-        matches!(
-            &e[..],
-            [Effect::ToClient {
-                conn: 1,
-                msg: Message::Error(_)
-            }]
-        ),
-        "{e:?}"
-    );
+    let e = client(&mut c, 1, order("c1"));
+    assert!(matches!(only_to_client(&e), (1, Message::Error(_))));
     let report = |client: &str| {
         Message::RollbackReport(haifu_protocol::RollbackReport {
             order: 3,
@@ -331,24 +314,9 @@ fn a_rollback_order_goes_only_from_the_master_to_its_client_and_the_report_back(
         })
     };
     // c0 may not report for c1; c1's own report goes up.
-    let e = c.handle(Event::FromClient {
-        conn: 1,
-        msg: report("c1"),
-    });
-    assert!(
-        matches!(
-            &e[..],
-            [Effect::ToClient {
-                conn: 1,
-                msg: Message::Error(_)
-            }]
-        ),
-        "{e:?}"
-    );
-    let e = c.handle(Event::FromClient {
-        conn: 2,
-        msg: report("c1"),
-    });
+    let e = client(&mut c, 1, report("c1"));
+    assert!(matches!(only_to_client(&e), (1, Message::Error(_))));
+    let e = client(&mut c, 2, report("c1"));
     assert!(
         matches!(&e[..], [Effect::ToMaster(Message::RollbackReport(_))]),
         "{e:?}"
@@ -358,14 +326,5 @@ fn a_rollback_order_goes_only_from_the_master_to_its_client_and_the_report_back(
         client: "c1".into(),
     });
     let e = master(&mut c, ack, false);
-    assert!(
-        matches!(
-            &e[..],
-            [Effect::ToClient {
-                conn: 2,
-                msg: Message::RollbackAck(_)
-            }]
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(only_to_client(&e), (2, Message::RollbackAck(_))));
 }

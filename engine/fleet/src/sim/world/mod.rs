@@ -12,8 +12,7 @@ use haifu_core::SigningKey;
 use haifu_ledger::ClientState;
 use haifu_ledger::FleetBatch;
 use haifu_ledger::Ledger;
-use haifu_ledger::NewRun;
-use haifu_ledger::RunFleet;
+use haifu_ledger::testing::TestRun;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::Group;
 use haifu_protocol::Instruction;
@@ -284,18 +283,12 @@ impl World {
             .iter()
             .map(|c| (c.id.clone(), relays[c.relay].name.clone()))
             .collect();
-        let state = serde_json::to_string(&RunState::default()).unwrap();
-        ledger
-            .create_run(&NewRun {
-                workflow: "sim.yaml",
-                name: "sim",
-                artifact: "app",
-                version: "1.1.0",
-                fleet: &RunFleet::Live,
-                state: &state,
-                next_wake: None,
-                clients: &listed,
-            })
+        TestRun::new()
+            .workflow("sim.yaml", "sim")
+            .version("1.1.0")
+            .state(serde_json::to_string(&RunState::default()).unwrap())
+            .clients(listed)
+            .create(&mut ledger)
             .unwrap();
         let finishes = rng.chance(50);
         let mut w = Self {

@@ -3,6 +3,7 @@
 //! over, and a client's disk switches to the version it keeps under the
 //! same rules as `haifu_install::InstallRoot::rollback`.
 
+use haifu_install::InstallError;
 use haifu_ledger::RollbackState;
 use haifu_protocol::ArtifactRef;
 
@@ -50,13 +51,14 @@ impl World {
     }
 
     /// Client `c`'s shell carries out an order: its intent on disk, then
-    /// the switch if the kept version may be gone back to.
+    /// the switch if the kept version may be gone back to (refused with
+    /// the install root's errors).
     pub(super) fn roll_back(
         &mut self,
         c: usize,
         intent: client::RollbackState,
         to: Option<String>,
-    ) -> Result<ArtifactRef, String> {
+    ) -> Result<ArtifactRef, client::Refusal> {
         // Only ever for an order the ledger has and that waits for it.
         let order = self
             .ledger
@@ -66,14 +68,19 @@ impl World {
         assert_eq!(order.client, self.clients[c].id, "seed {}", self.seed);
         let disk = &mut self.clients[c].disk;
         disk.rollbacks = intent;
+        let path = std::path::PathBuf::from("previous");
         let (Some(prev), Some(cur)) = (disk.previous.clone(), disk.installed.clone()) else {
-            return Err("no previous version to roll back to".into());
+            return Err(InstallError::NoPrevious { path }.into());
+        };
+        let refused = |reason: &str| InstallError::RollbackRefused {
+            path: path.clone(),
+            reason: reason.into(),
         };
         if to.is_some_and(|v| v != prev.version.to_string()) {
-            return Err("not the version asked for".into());
+            return Err(refused("not the version asked for").into());
         }
         if prev.version >= cur.version {
-            return Err("a rollback never moves forward".into());
+            return Err(refused("a rollback never moves forward").into());
         }
         disk.installed = Some(prev.clone());
         disk.previous = Some(cur);
