@@ -40,6 +40,7 @@ pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
 pub use run_clients::{ClientState, ClientUpdate, Counted, LateRecord, RunClient};
 pub use runs::{NewRun, RunFleet, RunRow, RunStatus, Transition};
+pub use services::ServiceRow;
 pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};

@@ -1,7 +1,7 @@
 //! The fleet table and the master's group commit.
 
 use super::{done, ledger, new_run};
-use crate::{ClientTouch, ClientUpdate, FleetBatch};
+use crate::{ClientTouch, ClientUpdate, FleetBatch, ServiceRow};
 
 #[test]
 fn clients_and_services_are_remembered() {
@@ -25,7 +25,10 @@ fn clients_and_services_are_remembered() {
     l.set_service("refund", "app", "2.4.0").unwrap();
     assert_eq!(
         l.service("refund").unwrap(),
-        Some(("app".into(), "2.4.0".into()))
+        Some(ServiceRow {
+            artifact: "app".into(),
+            since: "2.4.0".into()
+        })
     );
     assert_eq!(l.service("nope").unwrap(), None);
 }
