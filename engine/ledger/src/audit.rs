@@ -79,8 +79,9 @@ impl Ledger {
             match c.state {
                 ClientState::Delivered => {
                     // Never sized by a stored number: the index is bounded by
-                    // MAX_ROUNDS, anything else is filed as unknown.
-                    match haifu_core::round_index(c.round.unwrap_or(1)) {
+                    // MAX_ROUNDS, anything else (a missing round included)
+                    // is filed as unknown, never under a round it may not be.
+                    match c.round.and_then(haifu_core::round_index) {
                         Some(i) => {
                             if a.delivered_by_round.len() <= i {
                                 a.delivered_by_round.resize(i + 1, Vec::new());

@@ -199,6 +199,9 @@ impl Ledger {
                 client: r.get(0)?,
                 relay: r.get(1)?,
                 state: r.get(2)?,
+                // A stored round outside u32 reads as round 0, which no
+                // run has: the audit files it as an unknown round rather
+                // than dropping the delivery.
                 round: r
                     .get::<_, Option<i64>>(3)?
                     .map(|n| u32::try_from(n).unwrap_or(0)),

@@ -64,3 +64,29 @@ fn audit_groups_by_relay_round_delta_and_cut_off() {
         Some("silent 9 days")
     );
 }
+
+/// A delivered row with no round (written by hand or by a broken build)
+/// is filed as an unknown round, not under round 1.
+#[test]
+fn a_delivery_stored_without_a_round_is_an_unknown_round_not_round_one() {
+    let (_d, mut l) = ledger();
+    let run = new_run(&mut l, 2);
+    l.transition(run, &step(vec![done("c00", Some(1))]))
+        .unwrap();
+    l.conn
+        .execute(
+            "UPDATE run_clients SET state = 'delivered', round = NULL WHERE client = 'c01'",
+            [],
+        )
+        .unwrap();
+    let a = l.audit(run).unwrap().unwrap();
+    let r1 = a.relays.iter().find(|r| r.relay == "relay-1").unwrap();
+    assert_eq!(r1.delivered_unknown_round, ["c01"]);
+    assert!(
+        r1.delivered_by_round.is_empty(),
+        "{:?}",
+        r1.delivered_by_round
+    );
+    let r0 = a.relays.iter().find(|r| r.relay == "relay-0").unwrap();
+    assert_eq!(r0.delivered_by_round, vec![vec!["c00".to_owned()]]);
+}
