@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::fleet::{Fleet, http_get};
+use common::fleet::{Fleet, Layout, base_port, http_get};
 use serde_json::Value;
 
 fn names(v: &Value) -> BTreeSet<String> {
@@ -111,12 +111,14 @@ fn forger(
 /// repair); the later rounds are for those that were offline.
 #[test]
 fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
-    let mut f = Fleet::new(0);
-    f.write_master("");
-    let group_a = f.master_port + 10;
-    let group_b = f.master_port + 11;
-    let port_a = f.write_relay("relay-a", group_a);
-    let port_b = f.write_relay("relay-b", group_b);
+    let mut f = Fleet::with(
+        0,
+        &Layout {
+            relays: &[("relay-a", &[]), ("relay-b", &[])],
+            ..Layout::default()
+        },
+    );
+    let (port_a, port_b) = (f.relay_port("relay-a"), f.relay_port("relay-b"));
     let all: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
     // Groups of clients (see the doc comment): A online throughout; B
     // registered, then off for every round; C started after round 1; D
@@ -153,31 +155,19 @@ fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
         "100Mbit/s",
     );
 
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.start("relay", "relay-b");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    f.wait_log("relay-b", "connected to the master", 1, 60);
-    for id in a.iter().chain(&b).chain(&d).chain(&e) {
-        f.start("client", id);
-    }
-    for id in a.iter().chain(&b).chain(&d).chain(&e) {
-        let relay = if *id < "c10" { "relay-a" } else { "relay-b" };
-        f.wait_log(relay, &format!("client registered client={id}"), 1, 60);
-    }
+    f.start_master_and_relays();
+    let online: Vec<&str> = a.iter().chain(&b).chain(&d).chain(&e).copied().collect();
+    f.start_clients(&online);
     // B goes offline before the run.
     for id in b {
         assert!(f.stop(id), "{id} stops cleanly on SIGTERM");
     }
-    std::thread::sleep(Duration::from_millis(800));
+    f.settle();
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let forging = forger(
         f.plugins.clone(),
-        vec![
-            format!("239.255.93.{}:{group_a}", 1 + group_a % 200),
-            format!("239.255.93.{}:{group_b}", 1 + group_b % 200),
-        ],
+        vec![f.group_addr("relay-a"), f.group_addr("relay-b")],
         std::sync::Arc::clone(&stop),
     );
 
@@ -289,10 +279,14 @@ fn three_rounds_with_loss_and_offline_clients_audit_lists_exactly_the_others() {
 /// counted twice.
 #[test]
 fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
-    let mut f = Fleet::new(1);
-    f.write_master("");
-    let group = f.master_port + 10;
-    let port = f.write_relay("relay-a", group);
+    let mut f = Fleet::with(
+        1,
+        &Layout {
+            relays: &[("relay-a", &[])],
+            ..Layout::default()
+        },
+    );
+    let port = f.relay_port("relay-a");
     let clients = ["k1", "n1", "n2", "n3"];
     let marker = f.path("k1-post-install.log");
     for id in clients {
@@ -312,16 +306,7 @@ fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
     f.artifact("app-2.bin", 16 << 20, 2);
     f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 3, 2, "200Mbit/s");
     f.workflow("v2", "app-2.bin", "2.0.0", &["relay-a"], 5, 2, "40Mbit/s");
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in clients {
-        f.start("client", id);
-    }
-    for id in clients {
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
-    std::thread::sleep(Duration::from_millis(800));
+    f.start_fleet(&clients);
     let out = f.haifu_ok(&["run", "v1.yaml", "--live", "--json"]);
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["status"], "done", "{report:#}");
@@ -429,14 +414,15 @@ fn relay_restart_client_killed_mid_install_and_master_sigkill_lose_nothing() {
 /// budget: checked on the way.)
 #[test]
 fn a_cut_off_client_is_refused_until_readmitted() {
-    let mut f = Fleet::new(2);
-    let api = format!("127.0.0.1:{}", f.master_port + 15);
-    f.write_master(&format!("api: {api}\n"));
-    let group = f.master_port + 10;
-    let port = f.write_relay("relay-a", group);
-    for id in ["ok1", "gone1"] {
-        f.write_client(id, "relay-a", port, "");
-    }
+    let api = format!("127.0.0.1:{}", base_port(2) + 15);
+    let mut f = Fleet::with(
+        2,
+        &Layout {
+            master: &format!("api: {api}\n"),
+            relays: &[("relay-a", &["ok1", "gone1"])],
+            ..Layout::default()
+        },
+    );
     f.artifact("app-1.bin", 1 << 20, 5);
     f.workflow("cut", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "100Mbit/s");
     // Cut off whoever did not get it.
@@ -463,16 +449,10 @@ fn a_cut_off_client_is_refused_until_readmitted() {
         ),
     )
     .unwrap();
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    f.start("client", "ok1");
-    f.start("client", "gone1");
-    for id in ["ok1", "gone1"] {
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
+    f.start_master_and_relays();
+    f.start_clients(&["ok1", "gone1"]);
     assert!(f.stop("gone1"));
-    std::thread::sleep(Duration::from_millis(800));
+    f.settle();
     let out = f.haifu_ok(&["run", "cut.yaml", "--live", "--json"]);
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["disconnected"], 1, "{report:#}\n{}", f.dump());
@@ -585,17 +565,14 @@ fn a_cut_off_client_is_refused_until_readmitted() {
 /// for byte and the audit records it as delivered by delta.
 #[test]
 fn a_straggler_boots_and_takes_a_delta() {
-    let mut f = Fleet::new(3);
-    f.write_master("");
-    let group = f.master_port + 10;
-    let port = f.write_relay("relay-a", group);
-    let master = format!(
-        "master: {{address: '127.0.0.1:{}', name: master}}\n",
-        f.master_port
+    let mut f = Fleet::with(
+        3,
+        &Layout {
+            relays: &[("relay-a", &["ok1", "s1", "s2"])],
+            boot_check: true,
+            ..Layout::default()
+        },
     );
-    for id in ["ok1", "s1", "s2"] {
-        f.write_client(id, "relay-a", port, &master);
-    }
     let v1 = f.artifact("app-1.bin", 2 << 20, 9);
     // 2.0.0: a small change in the middle and a little more at the end.
     let mut new = std::fs::read(&v1).unwrap();
@@ -622,14 +599,7 @@ fn a_straggler_boots_and_takes_a_delta() {
         ),
     )
     .unwrap();
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["ok1", "s1", "s2"] {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
-    std::thread::sleep(Duration::from_millis(800));
+    f.start_fleet(&["ok1", "s1", "s2"]);
     let out = f.haifu_ok(&["run", "v1.yaml", "--live", "--json"]);
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
@@ -861,23 +831,18 @@ fn key_holder_forger(
 #[test]
 fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
     use sha3::Digest as _;
-    let mut f = Fleet::new(4);
-    f.write_master("");
-    let group = f.master_port + 10;
-    let port = f.write_relay("relay-a", group);
-    let master = format!(
-        "master: {{address: '127.0.0.1:{}', name: master}}\n",
-        f.master_port
+    let mut f = Fleet::with(
+        4,
+        &Layout {
+            relays: &[("relay-a", &["h1", "h2"])],
+            ..Layout::default()
+        },
     );
-    for id in ["h1", "h2"] {
-        f.write_client(id, "relay-a", port, "");
-    }
-    f.write_client(
-        "deaf",
-        "relay-a",
-        port,
-        &format!("{master}receive_stall_secs: 2\ntesting: {{drop_datagrams: 1.0}}\n"),
+    let deaf = format!(
+        "{}receive_stall_secs: 2\ntesting: {{drop_datagrams: 1.0}}\n",
+        f.master_line()
     );
+    f.write_client("deaf", "relay-a", f.relay_port("relay-a"), &deaf);
     // 12 MiB: one object of three blocks at the default layout.
     let data = std::fs::read(f.artifact("app-1.bin", 12 << 20, 21)).unwrap();
     f.workflow(
@@ -889,13 +854,8 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
         1,
         "200Mbit/s",
     );
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["h1", "h2", "deaf"] {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
+    f.start_master_and_relays();
+    f.start_clients(&["h1", "h2", "deaf"]);
     // The session key every client of relay-a in run 1 gets, as a key
     // holder has it.
     let seed = haifu_store::load_or_create_master_key(&f.home.join("keys"))
@@ -906,24 +866,14 @@ fn a_key_holder_poisons_round_one_and_costs_only_its_blocks() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let forging = key_holder_forger(
         f.plugins.clone(),
-        format!("239.255.93.{}:{group}", 1 + group % 200),
+        f.group_addr("relay-a"),
         haifu_carousel::CarouselKey::new(id, secret),
         data.len() as u64,
         std::sync::Arc::clone(&stop),
     );
-    std::thread::sleep(Duration::from_millis(800));
-    // The deaf client is served while the run's delta window is open: the
-    // run starts now, and the window stays open 40 s.
-    let yaml = std::fs::read_to_string(f.path("poison.yaml")).unwrap();
-    std::fs::write(
-        f.path("poison.yaml"),
-        yaml.replace("delta: {until: 2s}", "delta: {until: 40s}")
-            .replace(
-                "start: 2026-01-01T00:00:00Z, deadline: 10m",
-                &format!("start: {}, deadline: 45s", jiff::Timestamp::now()),
-            ),
-    )
-    .unwrap();
+    f.settle();
+    // The deaf client is served while the run's delta window is open.
+    f.open_delta_window("poison");
     let run = f.haifu_ok(&["run", "poison.yaml", "--live", "--detach"]);
     assert_eq!(run.trim(), "1");
 

@@ -7,10 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::time::Duration;
 
-use common::fleet::{Fleet, http_get};
+use common::fleet::{Fleet, Layout, base_port, http_get};
 use serde_json::Value;
 
 /// Every sample of a scrape: (name, labels as `k="v",…` sorted) → value;
@@ -86,22 +84,20 @@ fn audit_states(relay: &Value) -> BTreeMap<&'static str, usize> {
 
 #[test]
 fn every_daemons_metrics_agree_with_the_audit() {
-    let mut f = Fleet::new(0);
-    let api = format!("127.0.0.1:{}", f.master_port + 15);
-    f.write_master(&format!("api: {api}\nmetrics: 127.0.0.1:0\n"));
-    let relays = [
-        ("relay-a", f.master_port + 10),
-        ("relay-b", f.master_port + 11),
-    ];
-    let mut clients: Vec<(String, &str)> = Vec::new();
-    for (i, (relay, group)) in relays.iter().enumerate() {
-        let port = f.write_relay(relay, *group);
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(f.path(&format!("{relay}.yaml")))
-            .unwrap()
-            .write_all(b"metrics: 127.0.0.1:0\n")
-            .unwrap();
+    const RELAYS: [&str; 2] = ["relay-a", "relay-b"];
+    let api = format!("127.0.0.1:{}", base_port(0) + 15);
+    let mut f = Fleet::with(
+        0,
+        &Layout {
+            master: &format!("api: {api}\nmetrics: 127.0.0.1:0\n"),
+            relays: &[(RELAYS[0], &[]), (RELAYS[1], &[])],
+            relay: "metrics: 127.0.0.1:0\n",
+            ..Layout::default()
+        },
+    );
+    let mut clients: Vec<String> = Vec::new();
+    for (i, relay) in RELAYS.into_iter().enumerate() {
+        let port = f.relay_port(relay);
         for j in 0..3 {
             let id = format!("c{i}{j}");
             f.write_client(
@@ -113,7 +109,7 @@ fn every_daemons_metrics_agree_with_the_audit() {
                     i * 3 + j
                 ),
             );
-            clients.push((id, relay));
+            clients.push(id);
         }
     }
     let size = 2usize << 20;
@@ -127,20 +123,11 @@ fn every_daemons_metrics_agree_with_the_audit() {
         2,
         "100Mbit/s",
     );
-    f.start("master", "master");
-    for (relay, _) in relays {
-        f.start("relay", relay);
-        f.wait_log(relay, "connected to the master", 1, 60);
-    }
-    for (id, _) in &clients {
-        f.start("client", id);
-    }
-    for (id, relay) in &clients {
-        f.wait_log(relay, &format!("client registered client={id}"), 1, 60);
-    }
+    f.start_master_and_relays();
+    f.start_clients(&clients.iter().map(String::as_str).collect::<Vec<_>>());
     // c12 is known to the master but off for the whole run: undelivered.
     assert!(f.stop("c12"));
-    std::thread::sleep(Duration::from_millis(800));
+    f.settle();
 
     let master = metrics_addr(&f, "master");
     let before = scrape(&master);
@@ -158,11 +145,11 @@ fn every_daemons_metrics_agree_with_the_audit() {
     f.wait_for(180, "run 1 to finish", || {
         f.json(&["status", "1", "--json"])["status"] == "done"
     });
-    let online: Vec<&(String, &str)> = clients.iter().filter(|(id, _)| id != "c12").collect();
     // Every online client has its completion acknowledged.
-    let client_addrs: BTreeMap<String, String> = online
+    let client_addrs: BTreeMap<String, String> = clients
         .iter()
-        .map(|(id, _)| (id.clone(), metrics_addr(&f, id)))
+        .filter(|id| *id != "c12")
+        .map(|id| (id.clone(), metrics_addr(&f, id)))
         .collect();
     f.wait_for(60, "every completion acknowledged", || {
         client_addrs.values().all(|a| {
@@ -279,7 +266,7 @@ fn every_daemons_metrics_agree_with_the_audit() {
     // clients' links.
     let rounds = traffic["multicast_by_round"].as_array().unwrap().len() as f64;
     let mut relay_bytes = 0.0;
-    for (relay, _) in relays {
+    for relay in RELAYS {
         let s = scrape(&metrics_addr(&f, relay));
         let sent = get(&s, "haifu_relay_multicast_sent_bytes_total", "");
         assert!(sent >= size as f64, "{relay}: {sent}");
@@ -349,7 +336,7 @@ fn every_daemons_metrics_agree_with_the_audit() {
     }
     assert_eq!(installs, delivered_total as f64);
 
-    for (id, _) in &online {
+    for id in client_addrs.keys() {
         assert!(f.stop(id), "{id} exits 0 on SIGTERM");
     }
     assert!(f.stop("relay-a") && f.stop("relay-b") && f.stop("master"));

@@ -7,6 +7,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::fleet::{Fleet, Layout};
+
 /// Builds the C source `src` into `dir` as plugin `name`, linking `libs`;
 /// `None` without a C compiler.
 fn cc(dir: &Path, name: &str, src: &Path, libs: &[&str]) -> Option<std::path::PathBuf> {
@@ -201,27 +203,20 @@ fn the_first_party_plugins_pass_the_checks() {
 /// master's control transport fails, `haifu run --live` with it.
 #[test]
 fn a_daemon_configured_with_the_c_starter_carries_a_round() {
-    let mut f = common::fleet::Fleet::new(3);
+    let mut f = Fleet::with(
+        3,
+        &Layout {
+            relays: &[("relay-a", &["c1"])],
+            relay: "transports:\n  broadcast: udp-peers\n  config:\n    udp-peers: { peers: '127.0.0.1' }\n",
+            client: "transports: { broadcast: udp-peers }\n",
+            ..Layout::default()
+        },
+    );
     let starter = common::repo().join("plugins/starters/c/udp_peers.c");
     if cc(&f.plugins, "udp_peers", &starter, &["-lpthread"]).is_none() {
         eprintln!("no C compiler: skipped");
         return;
     }
-    f.write_master("");
-    let group = f.master_port + 10;
-    let port = f.write_relay("relay-a", group);
-    let relay_yaml = f.path("relay-a.yaml");
-    let mut relay = std::fs::read_to_string(&relay_yaml).unwrap();
-    relay.push_str(
-        "transports:\n  broadcast: udp-peers\n  config:\n    udp-peers: { peers: '127.0.0.1' }\n",
-    );
-    std::fs::write(&relay_yaml, &relay).unwrap();
-    f.write_client(
-        "c1",
-        "relay-a",
-        port,
-        "transports: { broadcast: udp-peers }\n",
-    );
     let artifact = f.artifact("app-1.bin", 1 << 20, 9);
     // Three workflows of one shape: the plugins named differ.
     let workflow = |name: &str, version: &str, broadcast: &str, unicast: &str| {
@@ -249,11 +244,8 @@ fn a_daemon_configured_with_the_c_starter_carries_a_round() {
     workflow("one", "1.0.0", "udp-peers", "quic");
     let (_, control_at) = workflow("control", "1.0.1", "udp-peers", "tls");
 
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    f.start("client", "c1");
-    f.wait_log("relay-a", "client registered client=c1", 1, 60);
+    f.start_master_and_relays();
+    f.start_clients(&["c1"]);
 
     // The relay broadcasts with udp-peers, the workflow says multicast:
     // left out, in the master's log and the relay's, at the position.
@@ -364,14 +356,17 @@ fn a_workflow_naming_an_unknown_transport_fails_check_at_its_position() {
 /// name sits in the folder unopened and the daemon starts.
 #[test]
 fn a_daemon_refuses_to_start_only_when_a_plugin_it_needs_is_bad() {
-    let mut f = common::fleet::Fleet::new(4);
+    let mut f = Fleet::with(
+        4,
+        &Layout {
+            relays: &[("relay-a", &[])],
+            ..Layout::default()
+        },
+    );
     if c_plugin(&f.plugins, "segv", "*(volatile int *)0 = 1;").is_none() {
         eprintln!("no C compiler: skipped");
         return;
     }
-    f.write_master("");
-    let group = f.master_port + 10;
-    f.write_relay("relay-a", group);
     let yaml = f.path("relay-a.yaml");
     let good = std::fs::read_to_string(&yaml).unwrap();
     std::fs::write(&yaml, format!("{good}transports: {{broadcast: segv}}\n")).unwrap();
@@ -400,9 +395,7 @@ fn a_daemon_refuses_to_start_only_when_a_plugin_it_needs_is_bad() {
     );
     // Not named: never opened, and the relay runs.
     std::fs::write(&yaml, good).unwrap();
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
+    f.start_master_and_relays();
     assert!(!f.log("relay-a").contains("segv"), "{}", f.log("relay-a"));
 }
 
@@ -411,17 +404,17 @@ fn a_daemon_refuses_to_start_only_when_a_plugin_it_needs_is_bad() {
 /// (the fleet CA, identities and roles as over QUIC).
 #[test]
 fn a_round_with_the_control_links_over_tcp_and_tls() {
-    let mut f = common::fleet::Fleet::new(2);
-    f.write_master("transports: { control: tls }\n");
-    let group = f.master_port + 10;
-    let port = f.write_relay("relay-a", group);
-    let relay_yaml = f.path("relay-a.yaml");
-    let mut relay = std::fs::read_to_string(&relay_yaml).unwrap();
-    relay.push_str("transports: { control: tls }\n");
-    std::fs::write(&relay_yaml, &relay).unwrap();
-    for id in ["c1", "c2"] {
-        f.write_client(id, "relay-a", port, "transports: { control: tls }\n");
-    }
+    let tls = "transports: { control: tls }\n";
+    let mut f = Fleet::with(
+        2,
+        &Layout {
+            master: tls,
+            relays: &[("relay-a", &["c1", "c2"])],
+            relay: tls,
+            client: tls,
+            ..Layout::default()
+        },
+    );
     let artifact = f.artifact("app-1.bin", 1 << 20, 11);
     f.workflow("one", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "100Mbit/s");
     // The workflow's unicast must be the master's control transport.
@@ -431,15 +424,8 @@ fn a_round_with_the_control_links_over_tcp_and_tls() {
         workflow.replace("unicast: quic", "unicast: tls"),
     )
     .unwrap();
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["c1", "c2"] {
-        f.start("client", id);
-    }
-    for id in ["c1", "c2"] {
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
+    f.start_master_and_relays();
+    f.start_clients(&["c1", "c2"]);
     let out = f.haifu_ok(&["run", "one.yaml", "--live", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["status"], "done", "{report:#}\n{}", f.dump());

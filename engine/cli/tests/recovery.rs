@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::Fleet;
+use common::fleet::{Fleet, Layout};
 use serde_json::Value;
 
 /// `v` with a few bytes changed at `at`, so deltas between versions are
@@ -27,16 +27,14 @@ fn edited(v: &[u8], at: usize, xor: u8) -> Vec<u8> {
 /// full copy at any point, and run 2's audit never changes.
 #[test]
 fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
-    let mut f = Fleet::new(0);
-    f.write_master("");
-    let port = f.write_relay("relay-a", f.master_port + 10);
-    let master = format!(
-        "master: {{address: '127.0.0.1:{}', name: master}}\n",
-        f.master_port
+    let mut f = Fleet::with(
+        0,
+        &Layout {
+            relays: &[("relay-a", &["ok1", "s1"])],
+            boot_check: true,
+            ..Layout::default()
+        },
     );
-    for id in ["ok1", "s1"] {
-        f.write_client(id, "relay-a", port, &master);
-    }
     let v1 = std::fs::read(f.artifact("app-1.bin", 1 << 20, 5)).unwrap();
     let v2 = edited(&v1, 300_000, 0x5a);
     let v3 = edited(&v2, 600_000, 0xa5);
@@ -47,14 +45,7 @@ fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
     f.workflow("v1", "app-1.bin", "1.1.0", &["relay-a"], 2, 1, "200Mbit/s");
     f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 1, 1, "200Mbit/s");
     f.workflow("v3", "app-3.bin", "1.3.0", &["relay-a"], 2, 1, "200Mbit/s");
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["ok1", "s1"] {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
-    std::thread::sleep(Duration::from_millis(800));
+    f.start_fleet(&["ok1", "s1"]);
     let report: Value =
         serde_json::from_str(&f.haifu_ok(&["run", "v1.yaml", "--live", "--json"])).unwrap();
     assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
@@ -70,8 +61,7 @@ fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
     assert_eq!(f.json(&["status", "2", "--json"])["status"], "done");
     let audit2 = f.json(&["audit", "2", "--json"]);
     // Back after run 2 ended: its window is closed, nothing is served.
-    f.start("client", "s1");
-    f.wait_log("relay-a", "client registered client=s1", 2, 60);
+    f.start_clients(&["s1"]);
     f.wait_log("master", "peer connected peer=s1", 1, 30);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(current(&f, "s1"), v1, "s1 stays on 1.1.0\n{}", f.dump());
@@ -84,8 +74,7 @@ fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
     // s1 restarts: its boot check asks the master, which has nothing for it.
     assert!(f.stop("s1"));
     let asked = f.log("master").matches("peer connected peer=s1").count();
-    f.start("client", "s1");
-    f.wait_log("relay-a", "client registered client=s1", 3, 60);
+    f.start_clients(&["s1"]);
     f.wait_for(30, "s1's boot check at the master", || {
         f.log("master").matches("peer connected peer=s1").count() > asked
     });
@@ -150,8 +139,13 @@ fn median_worst(v: &mut [u128]) -> (u128, u128) {
 /// --nocapture killed`.
 #[test]
 fn a_killed_master_or_relay_is_back_and_the_run_moving_within_seconds() {
-    let mut f = Fleet::new(1);
-    f.write_master("");
+    let mut f = Fleet::with(
+        1,
+        &Layout {
+            relays: &[("relay-a", &["away", "here"])],
+            ..Layout::default()
+        },
+    );
     // Rounds follow each other closely: a round with no listener ends after
     // its pass, and the master waits only 300 ms for completions.
     let cfg = std::fs::read_to_string(f.path("master.yaml")).unwrap();
@@ -160,10 +154,6 @@ fn a_killed_master_or_relay_is_back_and_the_run_moving_within_seconds() {
         cfg.replace("settle_ms: 1500", "settle_ms: 300"),
     )
     .unwrap();
-    let port = f.write_relay("relay-a", f.master_port + 10);
-    for id in ["away", "here"] {
-        f.write_client(id, "relay-a", port, "");
-    }
     f.artifact("app-1.bin", 256 << 10, 3);
     f.workflow(
         "long",
@@ -174,16 +164,11 @@ fn a_killed_master_or_relay_is_back_and_the_run_moving_within_seconds() {
         0,
         "200Mbit/s",
     );
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["away", "here"] {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
+    f.start_master_and_relays();
+    f.start_clients(&["away", "here"]);
     // `away` is targeted but gone: the run keeps sending rounds for it.
     assert!(f.stop("away"));
-    std::thread::sleep(Duration::from_millis(800));
+    f.settle();
     f.haifu_ok(&["run", "long.yaml", "--live", "--detach"]);
     let starting = |f: &Fleet| f.log("relay-a").matches("round starting").count();
     f.wait_for(60, "the first rounds", || starting(&f) >= 2);
@@ -272,18 +257,16 @@ fn a_killed_master_or_relay_is_back_and_the_run_moving_within_seconds() {
 /// recorded once the lock is gone.
 #[test]
 fn a_locked_ledger_is_logged_while_the_commit_waits() {
-    let mut f = Fleet::new(2);
-    f.write_master("");
-    let port = f.write_relay("relay-a", f.master_port + 10);
-    f.write_client("c1", "relay-a", port, "");
+    let mut f = Fleet::with(
+        2,
+        &Layout {
+            relays: &[("relay-a", &["c1"])],
+            ..Layout::default()
+        },
+    );
     f.artifact("app-1.bin", 256 << 10, 4);
     f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 2, 1, "200Mbit/s");
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    f.start("client", "c1");
-    f.wait_log("relay-a", "client registered client=c1", 1, 60);
-    std::thread::sleep(Duration::from_millis(800));
+    f.start_fleet(&["c1"]);
     f.haifu_ok(&["run", "v1.yaml", "--live", "--detach"]);
     // Another writer holds the ledger from the moment the round is on air.
     f.wait_log("relay-a", "round starting", 1, 60);
@@ -317,28 +300,18 @@ fn a_locked_ledger_is_logged_while_the_commit_waits() {
 /// 1, the round on air when they decoded.
 #[test]
 fn relays_killed_mid_round_with_every_client_installed_are_counted_in_their_round() {
-    let mut f = Fleet::new(3);
-    f.write_master("");
-    let port = f.write_relay("relay-a", f.master_port + 10);
     let clients = ["c1", "c2", "c3"];
-    for id in clients {
-        f.write_client(
-            id,
-            "relay-a",
-            port,
-            "post_install: {program: sh, args: ['-c', 'sleep 3']}\n",
-        );
-    }
+    let mut f = Fleet::with(
+        3,
+        &Layout {
+            relays: &[("relay-a", &clients)],
+            client: "post_install: {program: sh, args: ['-c', 'sleep 3']}\n",
+            ..Layout::default()
+        },
+    );
     f.artifact("app-1.bin", 1 << 20, 8);
     f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "200Mbit/s");
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in clients {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
-    std::thread::sleep(Duration::from_millis(800));
+    f.start_fleet(&clients);
     let run = f
         .haifu()
         .args(["run", "v1.yaml", "--live", "--json"])
@@ -379,43 +352,23 @@ fn relays_killed_mid_round_with_every_client_installed_are_counted_in_their_roun
 /// (`delta-resume`), and the version installs byte for byte.
 #[test]
 fn a_cut_catch_up_resumes_where_it_was_cut() {
-    let mut f = Fleet::new(4);
-    f.write_master("");
-    let port = f.write_relay("relay-a", f.master_port + 10);
-    let master = format!(
-        "master: {{address: '127.0.0.1:{}', name: master}}\n",
-        f.master_port
+    let mut f = Fleet::with(
+        4,
+        &Layout {
+            relays: &[("relay-a", &["ok1"])],
+            ..Layout::default()
+        },
     );
-    f.write_client("ok1", "relay-a", port, "");
-    f.write_client(
-        "s1",
-        "relay-a",
-        port,
-        &format!("{master}testing: {{cut_catch_up_at: 1048576}}\n"),
-    );
+    let s1 = format!("{}testing: {{cut_catch_up_at: 1048576}}\n", f.master_line());
+    f.write_client("s1", "relay-a", f.relay_port("relay-a"), &s1);
     let v1 = std::fs::read(f.artifact("app-1.bin", 4 << 20, 6)).unwrap();
     f.workflow("v1", "app-1.bin", "1.0.0", &["relay-a"], 1, 1, "200Mbit/s");
-    // The delta window is open for 40 s from now.
-    let yaml = std::fs::read_to_string(f.path("v1.yaml")).unwrap();
-    std::fs::write(
-        f.path("v1.yaml"),
-        yaml.replace("delta: {until: 2s}", "delta: {until: 40s}")
-            .replace(
-                "start: 2026-01-01T00:00:00Z, deadline: 10m",
-                &format!("start: {}, deadline: 45s", jiff::Timestamp::now()),
-            ),
-    )
-    .unwrap();
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["ok1", "s1"] {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
+    f.open_delta_window("v1");
+    f.start_master_and_relays();
+    f.start_clients(&["ok1", "s1"]);
     // s1 is away for the broadcast.
     assert!(f.stop("s1"));
-    std::thread::sleep(Duration::from_millis(800));
+    f.settle();
     f.haifu_ok(&["run", "v1.yaml", "--live", "--detach"]);
     f.wait_log(
         "master",

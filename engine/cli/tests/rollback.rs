@@ -8,21 +8,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::Fleet;
+use common::fleet::{Fleet, Layout};
 use serde_json::Value;
 
 #[test]
 fn a_rollback_moves_a_client_back_is_audited_and_is_not_undone_by_the_old_run() {
-    let mut f = Fleet::new(3);
-    f.write_master("");
-    let port = f.write_relay("relay-a", f.master_port + 10);
-    let master = format!(
-        "master: {{address: '127.0.0.1:{}', name: master}}\n",
-        f.master_port
+    let mut f = Fleet::with(
+        3,
+        &Layout {
+            relays: &[("relay-a", &["c1", "c2"])],
+            boot_check: true,
+            ..Layout::default()
+        },
     );
-    for id in ["c1", "c2"] {
-        f.write_client(id, "relay-a", port, &master);
-    }
     let v1 = std::fs::read(f.artifact("app-1.bin", 1 << 20, 7)).unwrap();
     let mut v2 = v1.clone();
     for b in &mut v2[1000..2000] {
@@ -31,14 +29,7 @@ fn a_rollback_moves_a_client_back_is_audited_and_is_not_undone_by_the_old_run() 
     std::fs::write(f.path("app-2.bin"), &v2).unwrap();
     f.workflow("v1", "app-1.bin", "1.1.0", &["relay-a"], 2, 1, "200Mbit/s");
     f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 2, 1, "200Mbit/s");
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["c1", "c2"] {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
-    std::thread::sleep(Duration::from_millis(800));
+    f.start_fleet(&["c1", "c2"]);
     for wf in ["v1.yaml", "v2.yaml"] {
         let report: Value =
             serde_json::from_str(&f.haifu_ok(&["run", wf, "--live", "--json"])).unwrap();
@@ -101,8 +92,7 @@ fn a_rollback_moves_a_client_back_is_audited_and_is_not_undone_by_the_old_run() 
     // Run 2's session is still offered by the relay, and c1 restarts
     // (its boot check asks the master): it is not moved forward again.
     assert!(f.stop("c1"));
-    f.start("client", "c1");
-    f.wait_log("relay-a", "client registered client=c1", 2, 60);
+    f.start_clients(&["c1"]);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(current(&f, "c1"), v1, "c1 stays on 1.1.0\n{}", f.dump());
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::{Fleet, http_get};
+use common::fleet::{Fleet, Layout, base_port, http_get};
 use haifu_plugin_host::{Connection, Endpoint, Plugin};
 use haifu_protocol::{
     ArtifactFetch, ArtifactRef, Completion, ErrorCode, Group, Hello, Message, RefusalCode,
@@ -73,27 +73,23 @@ fn audit(f: &Fleet) -> Value {
 
 #[test]
 fn a_fleet_member_speaks_only_for_itself() {
-    let mut f = Fleet::new(7);
-    let api = format!("127.0.0.1:{}", f.master_port + 50);
-    f.write_master(&format!("api: {api}\n"));
-    let group = f.master_port + 10;
-    let port = f.write_relay("relay-a", group);
-    for id in ["a1", "a2"] {
-        f.write_client(id, "relay-a", port, "");
-    }
+    let api = format!("127.0.0.1:{}", base_port(7) + 50);
+    let mut f = Fleet::with(
+        7,
+        &Layout {
+            master: &format!("api: {api}\n"),
+            relays: &[("relay-a", &["a1", "a2"])],
+            ..Layout::default()
+        },
+    );
     // The attackers' certificates: a terminal, and a relay of the fleet that
     // the run does not target.
     f.issue("mallory", "client");
     f.issue("relay-x", "relay");
     let art = f.artifact("app.bin", 1 << 20, 5);
     f.workflow("v1", "app.bin", "1.0.0", &["relay-a"], 3, 3, "20Mbit/s");
-    f.start("master", "master");
-    f.start("relay", "relay-a");
-    f.wait_log("relay-a", "connected to the master", 1, 60);
-    for id in ["a1", "a2"] {
-        f.start("client", id);
-        f.wait_log("relay-a", &format!("client registered client={id}"), 1, 60);
-    }
+    f.start_master_and_relays();
+    f.start_clients(&["a1", "a2"]);
     // a2 is off for the whole run: nothing may mark it delivered.
     assert!(f.stop("a2"));
     let id = f.haifu_ok(&["run", "v1.yaml", "--live", "--detach"]);

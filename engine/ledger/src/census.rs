@@ -8,7 +8,7 @@
 use rusqlite::params;
 
 use crate::run_clients::ClientState;
-use crate::runs::RunStatus;
+use crate::runs::{RunFleet, RunStatus};
 use crate::{Ledger, LedgerError};
 
 /// The most versions [`Census::versions`] lists (the most installed first).
@@ -71,22 +71,26 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT status, count(*) FROM runs WHERE fleet = 'live' GROUP BY status ORDER BY status",
+                "SELECT status, count(*) FROM runs WHERE fleet = ?1 GROUP BY status ORDER BY status",
             )
             .map_err(&wrap)?;
         c.runs = stmt
-            .query_map([], |r| Ok((r.get::<_, RunStatus>(0)?, count(r.get(1)?))))
+            .query_map(params![RunFleet::Live], |r| {
+                Ok((r.get::<_, RunStatus>(0)?, count(r.get(1)?)))
+            })
             .and_then(|r| r.collect())
             .map_err(&wrap)?;
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id FROM runs WHERE fleet = 'live'
-                 ORDER BY (status = 'running') DESC, id DESC LIMIT ?1",
+                "SELECT id FROM runs WHERE fleet = ?2
+                 ORDER BY (status = ?3) DESC, id DESC LIMIT ?1",
             )
             .map_err(&wrap)?;
         c.counted_runs = stmt
-            .query_map(params![limit], |r| r.get(0))
+            .query_map(params![limit, RunFleet::Live, RunStatus::Running], |r| {
+                r.get(0)
+            })
             .and_then(|r| r.collect())
             .map_err(&wrap)?;
         for &run in &c.counted_runs {

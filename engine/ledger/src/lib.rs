@@ -12,6 +12,7 @@
 //! anything (the engine does). It records and answers.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod census;
 mod error;
 mod fleet;
@@ -20,6 +21,8 @@ mod rollbacks;
 mod run_clients;
 mod runs;
 mod services;
+#[cfg(test)]
+mod tests;
 mod tokens;
 mod traffic;
 mod versions;
@@ -34,16 +37,16 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use audit::{RelayAudit, RunAudit};
 pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use rollbacks::RollbackOutcome;
 pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
-pub use run_clients::{
-    ClientState, ClientUpdate, Counted, LateRecord, RelayAudit, RunAudit, RunClient,
-};
+pub use run_clients::{ClientState, ClientUpdate, Counted, LateRecord, RunClient};
 pub use runs::{NewRun, RunFleet, RunRow, RunStatus, Transition};
+pub use services::ServiceRow;
 pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};

@@ -1,4 +1,5 @@
-//! The clients of a run, their completions, and the audit.
+//! The clients of a run and their completions (the audit that reads them
+//! is [`crate::audit`]).
 //!
 //! One row per client and run, so a completion is a single conditional
 //! update: it changes a row only if the client had not completed yet. That
@@ -6,13 +7,10 @@
 //! crash, is counted once — and lets a restarted master rebuild its counts
 //! from the rows. The readers never size anything by a stored number.
 
-use std::collections::BTreeMap;
-
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::fleet::ClientRow;
-use crate::runs::RunRow;
+use crate::runs::{RunRow, RunStatus};
 use crate::{Ledger, LedgerError};
 
 /// A client's state within one run.
@@ -184,54 +182,6 @@ impl Counted {
     }
 }
 
-/// The audit of one relay's clients.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RelayAudit {
-    /// Relay name.
-    pub relay: String,
-    /// Clients delivered in each round: index 0 is round 1 (never longer
-    /// than [`haifu_core::MAX_ROUNDS`]).
-    pub delivered_by_round: Vec<Vec<String>>,
-    /// Clients delivered by broadcast under a round number no run can have
-    /// (written by a master that took a peer's word for it); empty on any
-    /// ledger this version wrote.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub delivered_unknown_round: Vec<String>,
-    /// Clients delivered by delta.
-    pub delta: Vec<String>,
-    /// Clients that already had the version when they reported in.
-    pub current: Vec<String>,
-    /// Clients that never completed and were not cut off.
-    pub undelivered: Vec<String>,
-    /// Clients still pending (the audit has not run yet).
-    pub pending: Vec<String>,
-    /// Clients cut off, with the reason.
-    pub disconnected: Vec<(String, String)>,
-    /// Each undelivered or pending client with what the fleet table knows
-    /// of it: last contact and installed version.
-    pub stragglers: Vec<ClientRow>,
-    /// What was recorded after the run had finished, marked as such; the
-    /// lists above are the run's final record and do not change.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub late: Vec<LateRecord>,
-}
-
-/// The audit of a run, per relay.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunAudit {
-    /// The run.
-    pub run: RunRow,
-    /// One entry per relay, by name.
-    pub relays: Vec<RelayAudit>,
-    /// The bytes the run cost on the wire.
-    pub traffic: crate::TrafficTotals,
-    /// Clients of the run an operator rolled back from the run's version
-    /// afterwards (`haifu rollback`): the lists above say what the run
-    /// delivered, these what was undone since.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rolled_back: Vec<crate::RollbackRow>,
-}
-
 impl Ledger {
     /// Every client of a run, by id.
     pub fn run_clients(&self, run_id: i64) -> Result<Vec<RunClient>, LedgerError> {
@@ -249,6 +199,9 @@ impl Ledger {
                 client: r.get(0)?,
                 relay: r.get(1)?,
                 state: r.get(2)?,
+                // A stored round outside u32 reads as round 0, which no
+                // run has: the audit files it as an unknown round rather
+                // than dropping the delivery.
                 round: r
                     .get::<_, Option<i64>>(3)?
                     .map(|n| u32::try_from(n).unwrap_or(0)),
@@ -290,66 +243,6 @@ impl Ledger {
         stmt.query_map(params![run_id, state], |r| r.get(0))
             .and_then(|r| r.collect())
             .map_err(&wrap)
-    }
-
-    /// The audit of a run: per relay, who completed in which round, by
-    /// delta, who never did, and who was cut off.
-    pub fn audit(&self, run_id: i64) -> Result<Option<RunAudit>, LedgerError> {
-        let Some(run) = self.run(run_id)? else {
-            return Ok(None);
-        };
-        let mut relays: BTreeMap<String, RelayAudit> = BTreeMap::new();
-        for c in self.run_clients(run_id)? {
-            let a = relays.entry(c.relay.clone()).or_insert_with(|| RelayAudit {
-                relay: c.relay.clone(),
-                ..RelayAudit::default()
-            });
-            if let Some(late) = c.late.clone() {
-                a.late.push(late);
-            }
-            match c.state {
-                ClientState::Delivered => {
-                    // Never sized by a stored number: the index is bounded by
-                    // MAX_ROUNDS, anything else is filed as unknown.
-                    match haifu_core::round_index(c.round.unwrap_or(1)) {
-                        Some(i) => {
-                            if a.delivered_by_round.len() <= i {
-                                a.delivered_by_round.resize(i + 1, Vec::new());
-                            }
-                            a.delivered_by_round[i].push(c.client);
-                        }
-                        None => a.delivered_unknown_round.push(c.client),
-                    }
-                }
-                ClientState::Delta => a.delta.push(c.client),
-                ClientState::Current => a.current.push(c.client),
-                ClientState::Undelivered | ClientState::Pending => {
-                    let row = self.client(&c.client)?.unwrap_or_else(|| ClientRow {
-                        id: c.client.clone(),
-                        relay: Some(c.relay.clone()),
-                        artifact: None,
-                        version: None,
-                        last_contact: None,
-                        denied_reason: None,
-                    });
-                    a.stragglers.push(row);
-                    if c.state == ClientState::Pending {
-                        a.pending.push(c.client);
-                    } else {
-                        a.undelivered.push(c.client);
-                    }
-                }
-                ClientState::Disconnected => a
-                    .disconnected
-                    .push((c.client, c.reason.unwrap_or_default())),
-            }
-        }
-        Ok(Some(RunAudit {
-            traffic: self.traffic(run_id)?,
-            rolled_back: self.run_rollbacks(run_id)?,
-            run,
-            relays: relays.into_values().collect(),
-        }))
     }
 
     /// The relay a run lists `client` behind, or `None` when the run does
@@ -396,9 +289,9 @@ impl Ledger {
                 "SELECT r.id FROM runs r
                  JOIN run_clients c ON c.run_id = r.id
                  WHERE c.client = ?1 AND c.state = 'undelivered' AND r.fleet = ?2
-                   AND r.status = 'running'
+                   AND r.status = ?3
                  ORDER BY r.id DESC LIMIT 1",
-                params![client, crate::RunFleet::Live],
+                params![client, crate::RunFleet::Live, RunStatus::Running],
                 |r| r.get(0),
             )
             .optional()
@@ -421,12 +314,12 @@ impl Ledger {
                 "SELECT DISTINCT r.artifact, f.version, r.version FROM runs r
                  JOIN run_clients c ON c.run_id = r.id
                  JOIN clients f ON f.id = c.client
-                 WHERE r.status = 'running' AND r.fleet = ?1 AND c.state IN ('pending', 'undelivered')
+                 WHERE r.status = ?2 AND r.fleet = ?1 AND c.state IN ('pending', 'undelivered')
                    AND f.artifact = r.artifact AND f.version IS NOT NULL AND f.version != r.version
                  ORDER BY r.artifact, f.version, r.version",
             )
             .map_err(&wrap)?;
-        stmt.query_map(params![crate::RunFleet::Live], |r| {
+        stmt.query_map(params![crate::RunFleet::Live, RunStatus::Running], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .and_then(|rows| rows.collect())
@@ -446,8 +339,8 @@ pub(crate) fn apply_updates(
     // A round can carry tens of thousands of completions: prepare each
     // statement once per transaction, not once per row.
     let (artifact, version, running): (String, String, bool) = tx.query_row(
-        "SELECT artifact, version, status = 'running' FROM runs WHERE id = ?1",
-        params![run_id],
+        "SELECT artifact, version, status = ?2 FROM runs WHERE id = ?1",
+        params![run_id, RunStatus::Running],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     // A finished run's record is final: what comes after it is kept beside

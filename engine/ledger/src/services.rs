@@ -4,6 +4,15 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{Ledger, LedgerError};
 
+/// Where a service appeared: the first version of an artifact that has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRow {
+    /// The artifact.
+    pub artifact: String,
+    /// The version it appeared in, as declared (the gate parses it).
+    pub since: String,
+}
+
 impl Ledger {
     /// Declares that `service` appeared in `since` of `artifact`.
     pub fn set_service(
@@ -23,12 +32,17 @@ impl Ledger {
     }
 
     /// The artifact and version a service appeared in, if declared.
-    pub fn service(&self, name: &str) -> Result<Option<(String, String)>, LedgerError> {
+    pub fn service(&self, name: &str) -> Result<Option<ServiceRow>, LedgerError> {
         self.conn
             .query_row(
                 "SELECT artifact, since FROM services WHERE name = ?1",
                 params![name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(ServiceRow {
+                        artifact: r.get(0)?,
+                        since: r.get(1)?,
+                    })
+                },
             )
             .optional()
             .map_err(LedgerError::sqlite(&self.path))

@@ -100,6 +100,10 @@ pub enum RunError {
     /// The run's stored state cannot be read.
     #[error(transparent)]
     State(#[from] crate::machine::SnapshotError),
+    /// The run's state cannot be written as a snapshot: nothing is stored
+    /// rather than a snapshot that would not read back.
+    #[error("the run's state cannot be encoded")]
+    Encode(#[source] serde_json::Error),
     /// The plan the run follows cannot be carried out.
     #[error("run {id}: {reason}")]
     InvalidPlan {
@@ -160,8 +164,9 @@ pub fn create(
             file: plan.file.clone(),
         });
     }
-    let state = RunState::default();
-    let state_json = serde_json::to_string(&state).unwrap_or_default();
+    let state_json = RunState::default()
+        .to_snapshot()
+        .map_err(RunError::Encode)?;
     let id = ledger.create_run(&NewRun {
         // Absolute, so `haifu run --resume` works from any folder.
         workflow: &std::fs::canonicalize(&plan.file)
@@ -458,7 +463,7 @@ fn save_with(
     env.ledger.transition(
         id,
         &Transition {
-            state: serde_json::to_string(m.state()).unwrap_or_default(),
+            state: m.state().to_snapshot().map_err(RunError::Encode)?,
             status,
             next_wake: m.next_wake(now).map(|t| t.to_string()),
             updates,

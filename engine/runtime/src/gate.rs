@@ -148,7 +148,7 @@ pub fn decide(
     if let Some(why) = &c.denied_reason {
         return Ok(deny(format!("client {client} is disconnected: {why}")));
     }
-    let Some((artifact, since)) = ledger.service(service)? else {
+    let Some(haifu_ledger::ServiceRow { artifact, since }) = ledger.service(service)? else {
         return Ok(deny(format!("unknown service {service:?}")));
     };
     let Ok(since) = semver::Version::parse(&since) else {

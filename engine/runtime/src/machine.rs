@@ -52,6 +52,12 @@ impl RunState {
         })
     }
 
+    /// The snapshot the ledger stores: the one encoder, beside
+    /// [`RunState::of_run`].
+    pub fn to_snapshot(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
     fn all(&self) -> impl Iterator<Item = &StepState> {
         self.finished.iter().chain(self.current.iter())
     }

@@ -135,30 +135,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         "simulation finished"
     );
 
-    if args.json {
-        let mut v = serde_json::to_value(&report)?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("workflow".into(), plan.file.display().to_string().into());
-            o.insert(
-                "symbols_per_round".into(),
-                fleet.fleet().symbols_per_round().into(),
-            );
-            o.insert("blocks".into(), fleet.fleet().blocks().into());
-        }
-        output::json(&v)?;
-    } else {
-        println!(
-            "simulated {} ({} clients, {} relays, loss {}%, offline {}% per round, seed {})",
-            plan.file.display(),
-            args.fleet.clients,
-            args.fleet.relays,
-            args.fleet.loss.trim_end_matches('%'),
-            args.fleet.offline.trim_end_matches('%'),
-            args.fleet.seed
-        );
-        print!("{}", report.to_text());
-    }
-    Ok(ExitCode::SUCCESS)
+    let extra = [
+        (
+            "symbols_per_round",
+            fleet.fleet().symbols_per_round().into(),
+        ),
+        ("blocks", fleet.fleet().blocks().into()),
+    ];
+    print_report(&args, &plan, &report, extra, None, Report::to_text)
 }
 
 /// A phased rollout on the modelled fleet ([`Rollout`]).
@@ -178,27 +162,53 @@ fn phased(
         policies,
     }
     .run();
+    let extra = [
+        ("clients", args.fleet.clients.into()),
+        ("fail", fail.into()),
+    ];
+    print_report(args, plan, &report, extra, Some(fail), rollout_text)
+}
+
+/// Prints a simulation's report: one JSON object (the report, the workflow
+/// and `extra`), or a line naming the workflow and the modelled fleet
+/// (and, for a phased rollout, the share of installs that fail) followed
+/// by `text` of the report.
+fn print_report<R: serde::Serialize, const N: usize>(
+    args: &Args,
+    plan: &haifu_spec::Plan,
+    report: &R,
+    extra: [(&str, serde_json::Value); N],
+    phased_fail: Option<f64>,
+    text: impl FnOnce(&R) -> String,
+) -> Result<ExitCode> {
     if args.json {
-        let mut v = serde_json::to_value(&report)?;
+        let mut v = serde_json::to_value(report)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("workflow".into(), plan.file.display().to_string().into());
-            o.insert("clients".into(), args.fleet.clients.into());
-            o.insert("fail".into(), fail.into());
+            for (k, x) in extra {
+                o.insert(k.into(), x);
+            }
         }
         output::json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let (how, fail) = match phased_fail {
+        Some(f) => (
+            " as a phased rollout",
+            format!(", {}% of installs fail", f * 100.0),
+        ),
+        None => ("", String::new()),
+    };
     println!(
-        "simulated {} as a phased rollout ({} clients, {} relays, loss {}%, offline {}% per round, {}% of installs fail, seed {})",
+        "simulated {}{how} ({} clients, {} relays, loss {}%, offline {}% per round{fail}, seed {})",
         plan.file.display(),
         args.fleet.clients,
         args.fleet.relays,
         args.fleet.loss.trim_end_matches('%'),
         args.fleet.offline.trim_end_matches('%'),
-        fail * 100.0,
         args.fleet.seed
     );
-    print!("{}", rollout_text(&report));
+    print!("{}", text(report));
     Ok(ExitCode::SUCCESS)
 }
 

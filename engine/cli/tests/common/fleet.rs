@@ -42,10 +42,34 @@ pub(crate) fn plugin_dir(into: &Path) -> PathBuf {
     out
 }
 
+/// The multicast group (`address:port`) of a relay whose group port is
+/// `port`: the address follows the port as well.
+fn group_addr(port: u16) -> String {
+    format!("239.255.93.{}:{port}", 1 + port % 200)
+}
+
 /// Ports for one test process: distinct per process so tests in parallel
 /// binaries do not collide.
 pub(crate) fn base_port(slot: u16) -> u16 {
     20_000 + ((std::process::id() % 400) as u16) * 100 + slot * 20
+}
+
+/// What [`Fleet::with`] writes: a master, relays with the clients behind
+/// each, certificates and configs for all of them.
+#[derive(Default)]
+pub(crate) struct Layout<'a> {
+    /// Lines added to `master.yaml` (`api: ...`).
+    pub master: &'a str,
+    /// Each relay with its clients. Relay `i`'s multicast group is on port
+    /// `master_port + 10 + i`.
+    pub relays: &'a [(&'a str, &'a [&'a str])],
+    /// Lines added to every relay's config.
+    pub relay: &'a str,
+    /// Lines added to every client's config.
+    pub client: &'a str,
+    /// Whether the clients know the master's address, so that their boot
+    /// check may ask it for a delta or full copy.
+    pub boot_check: bool,
 }
 
 pub(crate) struct Fleet {
@@ -55,6 +79,10 @@ pub(crate) struct Fleet {
     pub master_port: u16,
     procs: BTreeMap<String, Child>,
     port: u16,
+    /// Each relay written: its multicast group port and its client port.
+    relays: BTreeMap<String, (u16, u16)>,
+    /// Each client written: its relay.
+    relay_of: BTreeMap<String, String>,
 }
 
 impl Fleet {
@@ -68,12 +96,100 @@ impl Fleet {
             master_port: base_port(slot),
             procs: BTreeMap::new(),
             port: base_port(slot),
+            relays: BTreeMap::new(),
+            relay_of: BTreeMap::new(),
             dir,
         };
         f.haifu_ok(&["ca", "init"]);
         // The master key, so clients can pin master.pub before the master runs.
         f.haifu_ok(&["keys", "show"]);
         f
+    }
+
+    /// A fleet in `slot` with everything in `layout` written, nothing
+    /// started yet.
+    pub(crate) fn with(slot: u16, layout: &Layout<'_>) -> Self {
+        let mut f = Self::new(slot);
+        f.write_master(layout.master);
+        let client = if layout.boot_check {
+            format!("{}{}", f.master_line(), layout.client)
+        } else {
+            layout.client.to_owned()
+        };
+        for (i, (relay, clients)) in (0u16..).zip(layout.relays) {
+            let port = f.write_relay(relay, f.master_port + 10 + i);
+            if !layout.relay.is_empty() {
+                let path = f.path(&format!("{relay}.yaml"));
+                let config = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(&path, config + layout.relay).unwrap();
+            }
+            for id in *clients {
+                f.write_client(id, relay, port, &client);
+            }
+        }
+        f
+    }
+
+    /// The client config line that names the master, for the boot check.
+    pub(crate) fn master_line(&self) -> String {
+        format!(
+            "master: {{address: '127.0.0.1:{}', name: master}}\n",
+            self.master_port
+        )
+    }
+
+    /// The multicast group (`address:port`) of a relay written before.
+    pub(crate) fn group_addr(&self, relay: &str) -> String {
+        group_addr(self.relays[relay].0)
+    }
+
+    /// The port a relay written before listens for its clients on.
+    pub(crate) fn relay_port(&self, relay: &str) -> u16 {
+        self.relays[relay].1
+    }
+
+    /// Starts the master and every relay written, and waits until each
+    /// relay is connected to the master.
+    pub(crate) fn start_master_and_relays(&mut self) {
+        self.start("master", "master");
+        let relays: Vec<String> = self.relays.keys().cloned().collect();
+        for relay in &relays {
+            self.start("relay", relay);
+        }
+        for relay in &relays {
+            self.wait_log(relay, "connected to the master", 1, 60);
+        }
+    }
+
+    /// Starts (or starts again) the clients `ids` and waits until each one's
+    /// relay has registered it once more.
+    pub(crate) fn start_clients(&mut self, ids: &[&str]) {
+        let mut waits = Vec::new();
+        for id in ids {
+            let relay = self.relay_of[*id].clone();
+            let needle = format!("client registered client={id}");
+            let seen = self.log(&relay).matches(&needle).count();
+            self.start("client", id);
+            waits.push((relay, needle, seen + 1));
+        }
+        for (relay, needle, n) in waits {
+            self.wait_log(&relay, &needle, n, 60);
+        }
+    }
+
+    /// Starts the master, the relays and the clients `ids`, then lets the
+    /// relays' reports of their clients reach the master's ledger, so that
+    /// a run created next targets them.
+    pub(crate) fn start_fleet(&mut self, ids: &[&str]) {
+        self.start_master_and_relays();
+        self.start_clients(ids);
+        self.settle();
+    }
+
+    /// Waits for what the relays reported of their clients to be in the
+    /// master's ledger (its group commit), before a run targets them.
+    pub(crate) fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(800));
     }
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
@@ -133,17 +249,19 @@ impl Fleet {
             format!(
                 "name: {name}\nmaster: {{address: '127.0.0.1:{}', name: master}}\nlisten: 127.0.0.1:{listen}\n\
                  tls: {{ca: home/ca/ca.crt, cert: home/certs/{name}.crt, key: home/certs/{name}.key}}\n\
-                 multicast: {{group: '239.255.93.{}:{group_port}', interface: 127.0.0.1}}\ndata: {name}-data\n",
+                 multicast: {{group: '{}', interface: 127.0.0.1}}\ndata: {name}-data\n",
                 self.master_port,
-                1 + (group_port % 200),
+                group_addr(group_port),
             ),
         )
         .unwrap();
+        self.relays.insert(name.to_owned(), (group_port, listen));
         listen
     }
 
-    pub(crate) fn write_client(&self, id: &str, relay: &str, relay_port: u16, extra: &str) {
+    pub(crate) fn write_client(&mut self, id: &str, relay: &str, relay_port: u16, extra: &str) {
         self.issue(id, "client");
+        self.relay_of.insert(id.to_owned(), relay.to_owned());
         std::fs::write(
             self.path(&format!("{id}.yaml")),
             format!(
@@ -301,6 +419,23 @@ impl Fleet {
                  steps:\n  - register\n  - broadcast: {{rounds: {rounds}}}\n  - audit\n  - delta: {{until: 2s}}\n  - disconnect\n",
                 relays.join(", ")
             ),
+        )
+        .unwrap();
+    }
+
+    /// Makes workflow `name` (written by [`Fleet::workflow`]) start now
+    /// with its delta window open for 40 s (deadline 45 s), so that a
+    /// straggler asking during the test is served.
+    pub(crate) fn open_delta_window(&self, name: &str) {
+        let path = self.path(&format!("{name}.yaml"));
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            yaml.replace("delta: {until: 2s}", "delta: {until: 40s}")
+                .replace(
+                    "start: 2026-01-01T00:00:00Z, deadline: 10m",
+                    &format!("start: {}, deadline: 45s", jiff::Timestamp::now()),
+                ),
         )
         .unwrap();
     }

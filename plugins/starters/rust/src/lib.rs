@@ -16,6 +16,10 @@
 //! | `bind` | the address to receive on (default `0.0.0.0:<group port>`) |
 //! | `max_datagram` | larger sends are refused with `TOO_LARGE` (default 65,507) |
 
+// The ABI crate's `export_transport!` holds the only `unsafe` a plugin
+// needs, and allows it there.
+#![deny(unsafe_code)]
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -11,6 +11,8 @@ static VTABLE: PluginVTable = PluginVTable {
 };
 
 /// The entry symbol.
+// `no_mangle` is an unsafe attribute (two exported symbols of one name
+// would be undefined behaviour); this is the only one the library exports.
 #[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn haifu_transport_entry() -> *const PluginVTable {
