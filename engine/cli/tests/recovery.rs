@@ -46,8 +46,7 @@ fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
     f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 1, 1, "200Mbit/s");
     f.workflow("v3", "app-3.bin", "1.3.0", &["relay-a"], 2, 1, "200Mbit/s");
     f.start_fleet(&["ok1", "s1"]);
-    let report: Value =
-        serde_json::from_str(&f.haifu_ok(&["run", "v1.yaml", "--live", "--json"])).unwrap();
+    let report = f.json(&["run", "v1.yaml", "--live", "--json"]);
     assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
     let current = |f: &Fleet, id: &str| {
         std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap()
@@ -55,8 +54,7 @@ fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
 
     // s1 misses run 2.
     assert!(f.stop("s1"));
-    let report: Value =
-        serde_json::from_str(&f.haifu_ok(&["run", "v2.yaml", "--live", "--json"])).unwrap();
+    let report = f.json(&["run", "v2.yaml", "--live", "--json"]);
     assert_eq!(report["undelivered"], 1, "{report:#}\n{}", f.dump());
     assert_eq!(f.json(&["status", "2", "--json"])["status"], "done");
     let audit2 = f.json(&["audit", "2", "--json"]);
@@ -67,8 +65,7 @@ fn a_client_that_missed_a_run_and_then_moved_on_is_never_taken_back() {
     assert_eq!(current(&f, "s1"), v1, "s1 stays on 1.1.0\n{}", f.dump());
 
     // Run 3 takes everyone to 1.3.0.
-    let report: Value =
-        serde_json::from_str(&f.haifu_ok(&["run", "v3.yaml", "--live", "--json"])).unwrap();
+    let report = f.json(&["run", "v3.yaml", "--live", "--json"]);
     assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
     assert_eq!(current(&f, "s1"), v3);
     // s1 restarts: its boot check asks the master, which has nothing for it.

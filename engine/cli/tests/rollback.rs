@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use common::fleet::{Fleet, Layout};
-use serde_json::Value;
 
 #[test]
 fn a_rollback_moves_a_client_back_is_audited_and_is_not_undone_by_the_old_run() {
@@ -31,8 +30,7 @@ fn a_rollback_moves_a_client_back_is_audited_and_is_not_undone_by_the_old_run() 
     f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 2, 1, "200Mbit/s");
     f.start_fleet(&["c1", "c2"]);
     for wf in ["v1.yaml", "v2.yaml"] {
-        let report: Value =
-            serde_json::from_str(&f.haifu_ok(&["run", wf, "--live", "--json"])).unwrap();
+        let report = f.json(&["run", wf, "--live", "--json"]);
         assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
     }
     let current = |f: &Fleet, id: &str| {
@@ -63,11 +61,10 @@ fn a_rollback_moves_a_client_back_is_audited_and_is_not_undone_by_the_old_run() 
     );
 
     // The order, carried out through the relay; waited for.
-    let orders: Value = serde_json::from_str(&f.haifu_ok(&[
+    let orders = f.json(&[
         "rollback", "app", "--client", "c1", "--to", "1.1.0", "--by", "alice", "--wait", "60",
         "--json",
-    ]))
-    .unwrap();
+    ]);
     assert_eq!(orders[0]["state"], "done", "{orders:#}\n{}", f.dump());
     assert_eq!(orders[0]["version"], "1.1.0");
     assert_eq!(orders[0]["from_version"], "1.2.0");
