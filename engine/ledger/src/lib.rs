@@ -44,7 +44,7 @@ pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use rollbacks::RollbackOutcome;
 pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
-pub use run_clients::{ClientState, ClientUpdate, Counted, LateRecord, RunClient};
+pub use run_clients::{ClientState, ClientUpdate, Counted, LateRecord, RunClient, StragglerPair};
 pub use runs::{NewRun, RunFleet, RunRow, RunStatus, Transition};
 pub use services::ServiceRow;
 pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};

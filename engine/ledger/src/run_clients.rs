@@ -182,6 +182,17 @@ impl Counted {
     }
 }
 
+/// A delta a straggler may need: from the version it runs to its run's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StragglerPair {
+    /// The artifact.
+    pub artifact: String,
+    /// The version the straggler reported running.
+    pub from: String,
+    /// The run's version.
+    pub to: String,
+}
+
 impl Ledger {
     /// Every client of a run, by id.
     pub fn run_clients(&self, run_id: i64) -> Result<Vec<RunClient>, LedgerError> {
@@ -303,10 +314,10 @@ impl Ledger {
     }
 
     /// The version pairs the stragglers of running live runs may need:
-    /// `(artifact, installed version, run's version)` of every client not
-    /// yet delivered, each pair once, so the master can build the deltas
+    /// the installed version and the run's of every client not yet
+    /// delivered, each pair once, so the master can build the deltas
     /// during the rounds, before any straggler asks.
-    pub fn straggler_pairs(&self) -> Result<Vec<(String, String, String)>, LedgerError> {
+    pub fn straggler_pairs(&self) -> Result<Vec<StragglerPair>, LedgerError> {
         let wrap = LedgerError::sqlite(&self.path);
         let mut stmt = self
             .conn
@@ -320,7 +331,11 @@ impl Ledger {
             )
             .map_err(&wrap)?;
         stmt.query_map(params![crate::RunFleet::Live, RunStatus::Running], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok(StragglerPair {
+                artifact: r.get(0)?,
+                from: r.get(1)?,
+                to: r.get(2)?,
+            })
         })
         .and_then(|rows| rows.collect())
         .map_err(&wrap)

@@ -270,6 +270,17 @@ pub struct SimRun {
     deadline: Timestamp,
 }
 
+/// Why a stored fleet description cannot be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum BadDescription {
+    /// Not the JSON [`Fleet::describe`] writes.
+    #[error("damaged: {0}")]
+    Damaged(#[source] serde_json::Error),
+    /// Another kind of fleet.
+    #[error("a {0:?} fleet, not a simulated one")]
+    NotSimulated(String),
+}
+
 /// The stored description of a simulated fleet.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Description {
@@ -292,24 +303,29 @@ impl SimRun {
         }
     }
 
-    /// Rebuilds the fleet a run stored with [`Fleet::describe`]; `None` if
-    /// the description is not a simulated fleet's.
-    pub fn from_description(text: &str, start: Timestamp, deadline: Timestamp) -> Option<Self> {
-        let d: Description = serde_json::from_str(text).ok()?;
-        (d.kind == "sim").then(|| {
-            Self::new(
-                SimParams {
-                    clients: d.clients,
-                    relays: d.relays,
-                    loss: d.loss,
-                    offline: d.offline,
-                    seed: d.seed,
-                    artifact_size: d.artifact_size,
-                },
-                start,
-                deadline,
-            )
-        })
+    /// Rebuilds the fleet a run stored with [`Fleet::describe`]; an error
+    /// if the description is damaged or not a simulated fleet's.
+    pub fn from_description(
+        text: &str,
+        start: Timestamp,
+        deadline: Timestamp,
+    ) -> Result<Self, BadDescription> {
+        let d: Description = serde_json::from_str(text).map_err(BadDescription::Damaged)?;
+        if d.kind != "sim" {
+            return Err(BadDescription::NotSimulated(d.kind));
+        }
+        Ok(Self::new(
+            SimParams {
+                clients: d.clients,
+                relays: d.relays,
+                loss: d.loss,
+                offline: d.offline,
+                seed: d.seed,
+                artifact_size: d.artifact_size,
+            },
+            start,
+            deadline,
+        ))
     }
 
     /// The model.

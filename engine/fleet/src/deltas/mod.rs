@@ -222,7 +222,7 @@ pub(crate) fn prebuild(store: &Store, ledger_path: &Path, dir: &Path, shutdown: 
             return;
         }
     };
-    let mut seen: HashSet<(String, String, String)> = HashSet::new();
+    let mut seen: HashSet<haifu_ledger::StragglerPair> = HashSet::new();
     while !shutdown.is_set() {
         let pairs = ledger.straggler_pairs().unwrap_or_else(|e| {
             tracing::warn!("delta prebuild: {e}");
@@ -232,7 +232,7 @@ pub(crate) fn prebuild(store: &Store, ledger_path: &Path, dir: &Path, shutdown: 
             if shutdown.is_set() || seen.contains(&pair) {
                 continue;
             }
-            let (artifact, from, to) = &pair;
+            let haifu_ledger::StragglerPair { artifact, from, to } = &pair;
             let digest = |v: &str| {
                 ledger
                     .manifest(artifact, v)

@@ -4,6 +4,14 @@
 use super::{done, ledger, new_run, step};
 use crate::{ClientUpdate, FleetBatch, RunStatus, Transition};
 
+fn pair(from: &str, to: &str) -> crate::StragglerPair {
+    crate::StragglerPair {
+        artifact: "app".into(),
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
 #[test]
 fn straggler_pairs_list_each_needed_delta_once() {
     let (_d, mut l) = ledger();
@@ -25,10 +33,7 @@ fn straggler_pairs_list_each_needed_delta_once() {
         )
         .unwrap();
     }
-    let all = vec![
-        ("app".to_owned(), "1.0.0".to_owned(), "2.0.0".to_owned()),
-        ("app".to_owned(), "1.5.0".to_owned(), "2.0.0".to_owned()),
-    ];
+    let all = vec![pair("1.0.0", "2.0.0"), pair("1.5.0", "2.0.0")];
     assert_eq!(l.straggler_pairs().unwrap(), all, "pending: may need one");
     l.transition(id, &step(vec![done("b", Some(1)), done("c", Some(1))]))
         .unwrap();
