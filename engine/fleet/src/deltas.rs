@@ -107,6 +107,7 @@ fn delta_bytes(store: &Store, dir: &Path, from: &Digest, to: &Digest) -> Result<
     let new = read_object(store, to)?;
     let started = std::time::Instant::now();
     let d = haifu_delta::make(&old, &new, &options).map_err(|e| e.to_string())?;
+    crate::metrics::delta_built(d.bytes.len());
     tracing::info!(
         from = %from, to = %to, bytes = d.len(), artifact_bytes = new.len(),
         method = %d.header.method, ms = started.elapsed().as_millis() as u64, "delta built"
@@ -179,6 +180,7 @@ pub(crate) fn serve(
 ) {
     let refuse = |reason: String| {
         tracing::warn!(client = link.peer(), "delta refused: {reason}");
+        crate::metrics::delta_refused();
         let _ = link.send(&Message::DeltaResponse(DeltaResponse {
             transfer: req.transfer,
             to: req.to,

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod census;
+mod completions;
 mod error;
 mod fleet;
 mod migrations;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
+pub use completions::{CompletionCount, CompletionKind};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};

@@ -76,6 +76,8 @@ pub(super) fn drive_runs(
             .min_by_key(|r| r.id);
         match next {
             Some(r) => {
+                // Every line of the run, its rounds' included, names it.
+                let _run = tracing::info_span!("run", run = r.id).entered();
                 if let Err(e) = drive_one(
                     cfg,
                     &mut ledger,
@@ -350,6 +352,7 @@ impl Fleet for LiveFleet {
         pending: &[String],
         clock: &dyn Clock,
     ) -> Vec<String> {
+        let _round = tracing::info_span!("round", round).entered();
         let Some(active) = self.instruct() else {
             tracing::error!(
                 run = self.run,
