@@ -7,13 +7,11 @@ use std::time::Instant;
 use super::super::*;
 use super::{parse, value};
 
-#[test]
-fn the_masters_census_counts_live_runs_from_the_ledger_and_is_cached() {
-    use haifu_ledger::{ClientUpdate, FleetBatch, Ledger, NewRun, RunFleet};
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("ledger.sqlite");
-    let mut l = Ledger::open(&path).unwrap();
-    let clients: Vec<(String, String)> = [("c1", "east"), ("c2", "east"), ("c3", "west")]
+/// A ledger at `path` with one live run of `clients` (id, relay).
+fn live_run(path: &std::path::Path, clients: &[(&str, &str)]) -> (haifu_ledger::Ledger, i64) {
+    use haifu_ledger::{Ledger, NewRun, RunFleet};
+    let mut l = Ledger::open(path).unwrap();
+    let clients: Vec<(String, String)> = clients
         .iter()
         .map(|(c, r)| ((*c).to_owned(), (*r).to_owned()))
         .collect();
@@ -29,6 +27,15 @@ fn the_masters_census_counts_live_runs_from_the_ledger_and_is_cached() {
             clients: &clients,
         })
         .unwrap();
+    (l, run)
+}
+
+#[test]
+fn the_masters_census_counts_live_runs_from_the_ledger_and_is_cached() {
+    use haifu_ledger::{ClientUpdate, FleetBatch, Ledger};
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("ledger.sqlite");
+    let (mut l, run) = live_run(&path, &[("c1", "east"), ("c2", "east"), ("c3", "west")]);
     let complete = |l: &mut Ledger, c: &str| {
         let mut b = FleetBatch::default();
         b.updates.push((
@@ -91,29 +98,11 @@ fn the_masters_census_counts_live_runs_from_the_ledger_and_is_cached() {
 /// started, late completions and deltas are counted as they happen.
 #[test]
 fn completions_rounds_and_rollbacks_agree_with_the_ledger() {
-    use haifu_ledger::{
-        ClientTouch, ClientUpdate, FleetBatch, Ledger, NewRun, RunFleet, Traffic, TrafficKind,
-    };
+    use haifu_ledger::{ClientTouch, ClientUpdate, FleetBatch, Traffic, TrafficKind};
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("ledger.sqlite");
-    let mut l = Ledger::open(&path).unwrap();
     let names = ["c1", "c2", "c3", "c4"];
-    let clients: Vec<(String, String)> = names
-        .iter()
-        .map(|c| ((*c).to_owned(), "east".to_owned()))
-        .collect();
-    let run = l
-        .create_run(&NewRun {
-            workflow: "w.yaml",
-            name: "w",
-            artifact: "app",
-            version: "1.0.0",
-            fleet: &RunFleet::Live,
-            state: "{}",
-            next_wake: None,
-            clients: &clients,
-        })
-        .unwrap();
+    let (mut l, run) = live_run(&path, &names.map(|c| (c, "east")));
     let at = "2026-01-01T00:00:00Z".to_owned();
     let mut b = FleetBatch::default();
     for c in names {
