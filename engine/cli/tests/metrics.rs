@@ -1,7 +1,8 @@
 //! `/metrics` on real daemons: a master, two relays and their clients as
 //! processes on loopback run a rollout; every daemon's metrics are scraped
 //! over a socket, read with a Prometheus text parser, and held to the run's
-//! audit (`haifu audit --json`).
+//! audit (`haifu audit --json`). The master logs in JSON meanwhile, and its
+//! lines carry the run, round and peer they are about.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -41,11 +42,18 @@ fn get(s: &Samples, name: &str, labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The address a daemon's log says its metrics listener bound.
+/// The address a daemon's log says its metrics listener bound (a text
+/// or a JSON log).
 fn metrics_addr(f: &Fleet, name: &str) -> String {
     let mut addr = None;
     f.wait_for(60, &format!("{name}'s metrics listener"), || {
         addr = f.log(name).lines().find_map(|l| {
+            if let Ok(v) = serde_json::from_str::<Value>(l) {
+                let fields = &v["fields"];
+                return (fields["message"] == "metrics serving")
+                    .then(|| fields["listen"].as_str().map(str::to_owned))
+                    .flatten();
+            }
             let at = l.find("metrics serving listen=")?;
             let rest = &l[at + "metrics serving listen=".len()..];
             Some(rest.split_whitespace().next()?.to_owned())
@@ -123,7 +131,11 @@ fn every_daemons_metrics_agree_with_the_audit() {
         2,
         "100Mbit/s",
     );
-    f.start_master_and_relays();
+    f.start_logging("master", "master", "json");
+    for relay in RELAYS {
+        f.start("relay", relay);
+        f.wait_log(relay, "connected to the master", 1, 60);
+    }
     f.start_clients(&clients.iter().map(String::as_str).collect::<Vec<_>>());
     // c12 is known to the master but off for the whole run: undelivered.
     assert!(f.stop("c12"));
@@ -233,6 +245,67 @@ fn every_daemons_metrics_agree_with_the_audit() {
         get(&m, "haifu_build_info", "role=\"master\",version=\"0.1.0\""),
         1.0
     );
+    // Completions by kind and round, and the rounds with their bytes, as
+    // the audit has them.
+    let mut by_round: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut deltas = 0;
+    for r in audit["relays"].as_array().unwrap() {
+        for (i, clients) in r["delivered_by_round"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            *by_round.entry(i + 1).or_default() += clients.as_array().unwrap().len();
+        }
+        deltas += r["delta"].as_array().unwrap().len();
+    }
+    for (round, n) in &by_round {
+        let labels = format!("kind=\"round\",round=\"{round}\",run=\"1\"");
+        assert_eq!(
+            get(&m, "haifu_master_run_completions", &labels),
+            *n as f64,
+            "{labels}\n{audit:#}"
+        );
+    }
+    let by_master = get(
+        &m,
+        "haifu_master_run_completions",
+        "kind=\"delta\",round=\"\",run=\"1\"",
+    ) + get(
+        &m,
+        "haifu_master_run_completions",
+        "kind=\"full\",round=\"\",run=\"1\"",
+    );
+    assert_eq!(by_master, deltas as f64, "{audit:#}");
+    let audit_rounds: Vec<u64> = traffic["multicast_by_round"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap())
+        .collect();
+    for (i, bytes) in audit_rounds.iter().enumerate() {
+        let labels = format!("round=\"{}\",run=\"1\"", i + 1);
+        assert_eq!(
+            get(&m, "haifu_master_run_round_bytes", &labels),
+            *bytes as f64,
+            "{labels}"
+        );
+    }
+    let started = get(&m, "haifu_master_rounds_started_total", "");
+    assert_eq!(
+        started,
+        audit_rounds.iter().filter(|b| **b > 0).count() as f64,
+        "the master ran throughout: every round it started went on air"
+    );
+    // No rollback was ordered: every state is listed, at 0.
+    for state in ["ordered", "done", "refused"] {
+        let key = (
+            "haifu_master_rollbacks".to_owned(),
+            format!("state=\"{state}\""),
+        );
+        assert_eq!(m.get(&key), Some(&0.0), "{state}");
+    }
 
     // The same text on the API, behind a read token only.
     let (status, _) = http_get(&api, "hfu_nope", "/metrics");
@@ -266,11 +339,25 @@ fn every_daemons_metrics_agree_with_the_audit() {
     // clients' links.
     let rounds = traffic["multicast_by_round"].as_array().unwrap().len() as f64;
     let mut relay_bytes = 0.0;
+    let mut relay_round_bytes: BTreeMap<usize, f64> = BTreeMap::new();
     for relay in RELAYS {
         let s = scrape(&metrics_addr(&f, relay));
         let sent = get(&s, "haifu_relay_multicast_sent_bytes_total", "");
         assert!(sent >= size as f64, "{relay}: {sent}");
         relay_bytes += sent;
+        for round in 1..=audit_rounds.len() {
+            *relay_round_bytes.entry(round).or_default() += get(
+                &s,
+                "haifu_relay_round_sent_bytes_total",
+                &format!("round=\"{round}\""),
+            );
+        }
+        // Repair symbols are datagrams of the rounds.
+        assert!(
+            get(&s, "haifu_relay_repair_symbols_sent_total", "")
+                <= get(&s, "haifu_relay_datagrams_sent_total", ""),
+            "{relay}"
+        );
         assert_eq!(
             get(&s, "haifu_relay_rounds_total", "outcome=\"sent\""),
             rounds
@@ -291,6 +378,13 @@ fn every_daemons_metrics_agree_with_the_audit() {
         );
     }
     assert_eq!(relay_bytes, multicast, "the relays' bytes are the audit's");
+    for (round, bytes) in &relay_round_bytes {
+        assert_eq!(
+            *bytes,
+            audit_rounds[round - 1] as f64,
+            "round {round}: the relays' bytes are the audit's"
+        );
+    }
 
     // The clients: each decoded the artifact from the broadcast, installed
     // it once, and runs it.
@@ -305,8 +399,20 @@ fn every_daemons_metrics_agree_with_the_audit() {
             get(&s, "haifu_client_decoded_bytes_total", "") >= size as f64,
             "{id}"
         );
+        let accepted = get(&s, "haifu_client_datagrams_accepted_total", "");
+        assert!(accepted > 0.0, "{id}");
+        // Every datagram taken in was read from the group first.
+        let rejected: f64 = s
+            .iter()
+            .filter(|((n, l), _)| {
+                n == "haifu_client_datagrams_rejected_total"
+                    && l != "reason=\"block_hash_mismatch\""
+            })
+            .map(|(_, v)| v)
+            .sum();
         assert!(
-            get(&s, "haifu_client_datagrams_accepted_total", "") > 0.0,
+            get(&s, "haifu_client_datagrams_received_total", "")
+                >= accepted + get(&s, "haifu_client_datagrams_redundant_total", "") + rejected,
             "{id}"
         );
         installs += get(
@@ -340,6 +446,39 @@ fn every_daemons_metrics_agree_with_the_audit() {
         assert!(f.stop(id), "{id} exits 0 on SIGTERM");
     }
     assert!(f.stop("relay-a") && f.stop("relay-b") && f.stop("master"));
+    json_lines_name_their_run_round_and_peer(&f.log("master"));
+}
+
+/// The master's `--log-format json` lines: each one JSON object; the
+/// driver's say which run and round they are about, a connection's which
+/// peer, in the span fields a log shipper indexes.
+fn json_lines_name_their_run_round_and_peer(log: &str) {
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let spans = |v: &Value| v["spans"].as_array().cloned().unwrap_or_default();
+    let has = |v: &Value, name: &str, key: &str, want: &Value| {
+        spans(v)
+            .iter()
+            .any(|s| s["name"] == name && &s[key] == want)
+    };
+    let started = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "round started")
+        .unwrap_or_else(|| panic!("no round started line:\n{log}"));
+    assert!(
+        has(started, "run", "run", &Value::from(1))
+            && has(started, "round", "round", &Value::from(1)),
+        "{started}"
+    );
+    assert_eq!(started["span"]["name"], "round", "{started}");
+    assert!(
+        lines
+            .iter()
+            .any(|v| has(v, "peer", "peer", &Value::from("relay-a"))),
+        "a line of relay-a's connection names it:\n{log}"
+    );
 }
 
 #[test]

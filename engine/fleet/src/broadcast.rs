@@ -298,6 +298,8 @@ pub fn air_round(
 /// What a client took in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceiveStats {
+    /// Datagrams read from the group, whatever became of them.
+    pub received: u64,
     /// Datagrams that carried a new symbol of the session.
     pub accepted: u64,
     /// Authentic datagrams that added nothing (repeats, decoded blocks).
@@ -440,6 +442,7 @@ pub fn receive_from(
                 Duration::from_millis(200)
             };
             if let Some(n) = next_datagram(&mut buf, left.min(wait))? {
+                stats.received += 1;
                 match receiver.handle_datagram(&buf[..n]) {
                     Ok(Accepted::Held | Accepted::BlockDecoded) => stats.accepted += 1,
                     Ok(_) => stats.redundant += 1,

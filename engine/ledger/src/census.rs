@@ -55,6 +55,13 @@ pub struct Census {
     /// Clients per installed artifact and version (the
     /// [`CENSUS_VERSIONS`] most common).
     pub versions: Vec<(String, String, u64)>,
+    /// The counted runs' completions by kind and round.
+    pub completions: Vec<crate::CompletionCount>,
+    /// The counted runs' rounds that went on air: (run, round, multicast
+    /// bytes of every relay), as the audit's `multicast_by_round`.
+    pub rounds: Vec<(i64, u32, u64)>,
+    /// Rollback orders by state, every state listed.
+    pub rollbacks: Vec<(crate::RollbackState, u64)>,
 }
 
 fn count(n: i64) -> u64 {
@@ -133,7 +140,16 @@ impl Ledger {
             }
             c.run_traffic
                 .extend(sums.into_iter().map(|(kind, bytes)| (run, kind, bytes)));
+            c.completions.extend(self.completion_counts(run)?);
+            let by_round = self.traffic(run)?.multicast_by_round;
+            c.rounds.extend(
+                (1u32..)
+                    .zip(by_round)
+                    .filter(|(_, bytes)| *bytes > 0)
+                    .map(|(round, bytes)| (run, round, bytes)),
+            );
         }
+        c.rollbacks = self.rollback_counts()?;
         let mut stmt = self
             .conn
             .prepare_cached(

@@ -14,6 +14,7 @@
 
 mod audit;
 mod census;
+mod completions;
 mod error;
 mod fleet;
 mod migrations;
@@ -39,6 +40,7 @@ use rusqlite::Connection;
 
 pub use audit::{RelayAudit, RunAudit};
 pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
+pub use completions::{CompletionCount, CompletionKind};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};

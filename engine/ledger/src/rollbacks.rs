@@ -26,6 +26,9 @@ pub enum RollbackState {
 }
 
 impl RollbackState {
+    /// Every state.
+    pub const ALL: [Self; 3] = [Self::Ordered, Self::Done, Self::Refused];
+
     /// The stored word.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -276,6 +276,11 @@ impl Fleet {
 
     /// Starts `haifu ROLE --config NAME.yaml`, logging to NAME.log.
     pub(crate) fn start(&mut self, role: &str, name: &str) {
+        self.start_logging(role, name, "text");
+    }
+
+    /// [`Fleet::start`] with `--log-format FORMAT`.
+    pub(crate) fn start_logging(&mut self, role: &str, name: &str, format: &str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -284,6 +289,7 @@ impl Fleet {
         let child = self
             .haifu()
             .env("RUST_LOG", "info")
+            .args(["--log-format", format])
             .args([role, "--config", &format!("{name}.yaml")])
             .stdout(Stdio::null())
             .stderr(log)

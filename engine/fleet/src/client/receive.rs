@@ -39,6 +39,9 @@ pub(super) fn start(client: &Arc<Client>, s: SessionKey, manifest: Manifest) {
         .name("receiver".into())
         .spawn(move || {
             let client = receiver;
+            // The receiver's lines, and the install they lead to, name
+            // the run.
+            let _run = tracing::info_span!("run", run).entered();
             match receive(&client, &s, &manifest, &cancel) {
                 Ok(true) => {}
                 Ok(false) => tracing::info!(run, "receiving stopped"),
@@ -183,6 +186,7 @@ pub(super) fn receive(
         )?;
         listening.tick(client, s, &receiver, queued.load(Ordering::Relaxed));
         client.metrics.received(s.run, &stats, &receiver);
+        total.received += stats.received;
         total.accepted += stats.accepted;
         total.redundant += stats.redundant;
         note_hostile(client, s, &stats.rejected);

@@ -13,6 +13,7 @@ use crate::link;
 pub(super) fn relay_link(client: &Arc<Client>, ep: &Endpoint) {
     let cfg = &client.cfg;
     let peer = format!("relay at {}", cfg.relay.address);
+    let _peer = tracing::info_span!("peer", peer = %cfg.relay.name).entered();
     while !client.shutdown.is_set() {
         let Some(link) = link::connect_with_backoff(&client.shutdown, &peer, || {
             link::connect(

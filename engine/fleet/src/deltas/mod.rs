@@ -190,6 +190,7 @@ fn delta_bytes(
     let new = read_object(store, to)?;
     let started = std::time::Instant::now();
     let d = haifu_delta::make(&old, &new, options)?;
+    crate::metrics::delta_built(d.bytes.len());
     tracing::info!(
         from = %from, to = %to, bytes = d.len(), artifact_bytes = new.len(),
         method = %d.header.method, ms = started.elapsed().as_millis() as u64, "delta built"
@@ -265,6 +266,7 @@ pub(crate) fn serve(
 ) {
     let refuse = |reason: String| {
         tracing::warn!(client = link.peer(), "delta refused: {reason}");
+        crate::metrics::delta_refused();
         let _ = link.send(&Message::DeltaResponse(DeltaResponse {
             transfer: req.transfer,
             to: req.to,

@@ -63,6 +63,8 @@ pub(super) fn drive_runs(
             .min_by_key(|r| r.id);
         match next {
             Some(r) => {
+                // Every line of the run, its rounds' included, names it.
+                let _run = tracing::info_span!("run", run = r.id).entered();
                 if let Err(e) = drive_one(
                     cfg,
                     &mut ledger,

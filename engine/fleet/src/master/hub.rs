@@ -105,6 +105,9 @@ impl Hub {
 
     /// Takes `event` at `now` (the driver's clock).
     pub(super) fn handle_at(self: &Arc<Self>, now: Timestamp, event: Event) {
+        if matches!(event, Event::RoundStarted { .. }) {
+            self.metrics.round_started();
+        }
         let mut sh = self.lock();
         let Shared { core, facts, .. } = &mut *sh;
         let effects = core.handle(now, event, facts);

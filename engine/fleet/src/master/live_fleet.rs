@@ -123,6 +123,7 @@ impl Fleet for LiveFleet {
         pending: &[String],
         clock: &dyn Clock,
     ) -> Vec<String> {
+        let _round = tracing::info_span!("round", round).entered();
         let Some(active) = self.instruct() else {
             tracing::error!(
                 run = self.run,

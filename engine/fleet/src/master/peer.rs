@@ -24,6 +24,9 @@ pub(super) fn serve_peer(
     shutdown: &Shutdown,
 ) {
     let who = conn.peer_identity().to_owned();
+    // Every line this connection causes names the peer (JSON logs carry
+    // the span's fields).
+    let _peer = tracing::info_span!("peer", peer = %who).entered();
     let link = match link::accept(conn, local, &[Role::Relay, Role::Client], counters) {
         Ok(l) => Arc::new(l),
         Err(e) => {

@@ -1,5 +1,5 @@
-//! A client's metrics: the datagrams it took in (accepted, redundant,
-//! rejected by reason), the blocks it decoded, its installs and
+//! A client's metrics: the datagrams it took in (received; accepted,
+//! redundant, rejected by reason), the blocks it decoded, its installs and
 //! acknowledged completions, and at scrape time its link, its outbox, what
 //! it runs and how often its progress watchdog fired.
 
@@ -90,6 +90,7 @@ impl Via {
 
 /// A client's registry and the counters its threads bump.
 pub struct ClientMetrics {
+    received: Counter,
     accepted: Counter,
     redundant: Counter,
     rejected: Family<Reason, Counter>,
@@ -116,6 +117,14 @@ impl ClientMetrics {
     pub fn new(links: Arc<Counters>) -> Self {
         let mut r = Registry::default();
         super::process::register(&mut r, Daemon::Client, links);
+        let received = Counter::default();
+        r.register(
+            "haifu_client_datagrams_received",
+            "Broadcast datagrams read from the multicast group, whatever became of them \
+             (accepted, redundant or rejected; a datagram may also arrive after its session \
+             decoded and be counted here alone)",
+            received.clone(),
+        );
         let accepted = Counter::default();
         r.register(
             "haifu_client_datagrams_accepted",
@@ -190,6 +199,7 @@ impl ClientMetrics {
         let view: Arc<OnceLock<ViewFn>> = Arc::default();
         r.register_collector(Box::new(Now(Arc::clone(&view))));
         Self {
+            received,
             accepted,
             redundant,
             rejected,
@@ -218,6 +228,7 @@ impl ClientMetrics {
     /// A stretch of session `run`'s broadcast was taken in: its datagrams,
     /// and the receiver's progress since the last call.
     pub fn received(&self, run: u64, stats: &ReceiveStats, receiver: &Receiver) {
+        self.received.inc_by(stats.received);
         self.accepted.inc_by(stats.accepted);
         self.redundant.inc_by(stats.redundant);
         for (reason, n) in &stats.rejected {

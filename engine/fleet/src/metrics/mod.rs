@@ -30,7 +30,9 @@
 //! by the census), fixed reasons and kinds, and the versions the fleet runs
 //! (the 64 most common).
 
+mod census;
 mod client;
+mod deltas;
 mod families;
 mod master;
 mod process;
@@ -46,6 +48,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 
 pub use client::{ClientMetrics, ClientView, Via};
+pub(crate) use deltas::{delta_built, delta_refused};
 pub use master::{CENSUS_RUNS, CENSUS_TTL, MasterMetrics, PeerView};
 pub use relay::{RelayMetrics, RelayView};
 

@@ -1,6 +1,6 @@
-//! A relay's metrics: the rounds it sent (datagrams, bytes, duration), its
-//! fetches from the master, and at scrape time its links (master, clients)
-//! and deny list.
+//! A relay's metrics: the rounds it sent (datagrams, bytes by round, repair
+//! symbols, duration), its fetches from the master, and at scrape time its
+//! links (master, clients) and deny list.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -39,11 +39,30 @@ struct Listeners {
     outcome: &'static str,
 }
 
+/// `round="n"` of a round's bytes: rounds a run can have
+/// ([`haifu_core::MAX_ROUNDS`]), anything else as `other`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Round {
+    round: String,
+}
+
+impl Round {
+    fn of(round: u32) -> Self {
+        let round = match haifu_core::round_index(round) {
+            Some(_) => round.to_string(),
+            None => "other".to_owned(),
+        };
+        Self { round }
+    }
+}
+
 /// A relay's registry and the counters its threads bump.
 pub struct RelayMetrics {
     rounds: Family<Outcome, Counter>,
     datagrams: Counter,
     bytes: Counter,
+    round_bytes: Family<Round, Counter>,
+    repairs: Counter,
     round_seconds: Histogram,
     repair_bytes: Counter,
     listeners: Family<Listeners, Counter>,
@@ -84,6 +103,21 @@ impl RelayMetrics {
              master's audit counts as multicast)",
             Unit::Bytes,
             bytes.clone(),
+        );
+        let round_bytes = Family::<Round, Counter>::default();
+        r.register_with_unit(
+            "haifu_relay_round_sent",
+            "Bytes sent to the multicast group, by the round of its run they were sent in \
+             (round 1 is every run's first pass; later rounds carry stragglers)",
+            Unit::Bytes,
+            round_bytes.clone(),
+        );
+        let repairs = Counter::default();
+        r.register(
+            "haifu_relay_repair_symbols_sent",
+            "Repair symbols (datagrams) sent because listening clients reported what they \
+             missed (feedback repair), included in haifu_relay_datagrams_sent_total",
+            repairs.clone(),
         );
         // 0.1 s to 27 min: a round is paced to the workflow's rate.
         let round_seconds = Histogram::new(exponential_buckets(0.1, 2.0, 15));
@@ -129,6 +163,8 @@ impl RelayMetrics {
         for outcome in ["ok", "failed"] {
             let _ = fetches.get_or_create(&Outcome { outcome });
         }
+        // Every run has a round 1; the others appear as runs reach them.
+        let _ = round_bytes.get_or_create(&Round::of(1));
         for outcome in ["decoded", "undecoded", "silent"] {
             let _ = listeners.get_or_create(&Listeners { outcome });
         }
@@ -139,6 +175,8 @@ impl RelayMetrics {
             rounds,
             datagrams,
             bytes,
+            round_bytes,
+            repairs,
             round_seconds,
             repair_bytes,
             listeners,
@@ -168,6 +206,9 @@ impl RelayMetrics {
             .inc();
         self.datagrams.inc_by(done.datagrams);
         self.bytes.inc_by(done.bytes);
+        self.round_bytes
+            .get_or_create(&Round::of(done.round))
+            .inc_by(done.bytes);
         self.round_seconds.observe(done.elapsed_ms as f64 / 1000.0);
         if let Some(l) = &done.listeners {
             self.repair_bytes.inc_by(l.repair_bytes);
@@ -185,6 +226,12 @@ impl RelayMetrics {
                     .inc_by(u64::from(n));
             }
         }
+    }
+
+    /// `n` repair symbols went out in a round (told by the broadcaster,
+    /// which alone knows them: `RoundDone` carries their bytes only).
+    pub fn repairs_sent(&self, n: u64) {
+        self.repairs.inc_by(n);
     }
 
     /// A round failed (its datagrams so far are not counted: the relay

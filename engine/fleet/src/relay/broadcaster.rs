@@ -123,6 +123,9 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Recei
                 }),
             }
         };
+        // Every line about this round, here and in what it leads to,
+        // names its run and round.
+        let _round = tracing::info_span!("round", run, round).entered();
         match send_one(relay, &group, &order, &path, &mut reports) {
             Ok(d) => {
                 tracing::info!(
@@ -228,6 +231,7 @@ fn send_one(
         &stop,
     )?;
     let o = &stats.outcome;
+    relay.metrics.repairs_sent(o.repairs.0);
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let listeners = order.budget.map(|_| RoundListeners {
         listening: count(o.decoded.len() + o.undecoded.len()),

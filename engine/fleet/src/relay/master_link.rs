@@ -16,6 +16,7 @@ use crate::link;
 pub(super) fn master_link(relay: &Arc<Relay>) {
     let cfg = &relay.cfg;
     let peer = format!("master at {}", cfg.master.address);
+    let _peer = tracing::info_span!("peer", peer = %cfg.master.name).entered();
     while !relay.shutdown.is_set() {
         let Some(link) = link::connect_with_backoff(&relay.shutdown, &peer, || {
             link::connect(

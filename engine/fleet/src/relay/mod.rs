@@ -275,6 +275,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         let local = local.clone();
         let _ = spawn("client", move || {
             let who = conn.peer_identity().to_owned();
+            let _peer = tracing::info_span!("peer", peer = %who).entered();
             match link::accept(conn, local, &[Role::Client], Arc::clone(&relay.counters)) {
                 Ok(l) => serve_client(&relay, Arc::new(l)),
                 Err(e) => tracing::warn!(peer = %who, "client handshake failed: {e}"),

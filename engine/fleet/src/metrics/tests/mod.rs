@@ -1,10 +1,15 @@
 //! The encoders' output (read back with a parser that is not ours), the
-//! catalogue, the master's census from a real ledger, the listener against
-//! hostile callers over real sockets, and the Grafana dashboard.
+//! catalogue and the listener against hostile callers over real sockets;
+//! by subject in the files beside: the master's census from a real ledger
+//! (`census`), a round's figures on both ends (`rounds`), and the
+//! examples that use the metrics (`examples`).
+
+mod census;
+mod examples;
+mod rounds;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -265,85 +270,6 @@ fn the_catalogue_lists_every_family_once_with_help_and_conventional_names() {
     }
 }
 
-#[test]
-fn the_masters_census_counts_live_runs_from_the_ledger_and_is_cached() {
-    use haifu_ledger::{ClientUpdate, FleetBatch, Ledger, NewRun, RunFleet};
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("ledger.sqlite");
-    let mut l = Ledger::open(&path).unwrap();
-    let clients: Vec<(String, String)> = [("c1", "east"), ("c2", "east"), ("c3", "west")]
-        .iter()
-        .map(|(c, r)| ((*c).to_owned(), (*r).to_owned()))
-        .collect();
-    let run = l
-        .create_run(&NewRun {
-            workflow: "w.yaml",
-            name: "w",
-            artifact: "app",
-            version: "1.0.0",
-            fleet: &RunFleet::Live,
-            state: "{}",
-            next_wake: None,
-            clients: &clients,
-        })
-        .unwrap();
-    let complete = |l: &mut Ledger, c: &str| {
-        let mut b = FleetBatch::default();
-        b.updates.push((
-            run,
-            ClientUpdate::Completed {
-                client: c.into(),
-                round: Some(1),
-                at: "2026-01-01T00:00:00Z".into(),
-            },
-        ));
-        l.apply_fleet(&b).unwrap();
-    };
-    complete(&mut l, "c1");
-    let m = MasterMetrics::new(
-        std::sync::Arc::default(),
-        vec!["east".into(), "north".into()],
-        Some(path.clone()),
-    );
-    m.watch(|| PeerView {
-        relays: vec!["east".into()],
-        clients: 0,
-    });
-    let delivered = |text: &str, relay: &str| {
-        value(
-            &parse(text),
-            "haifu_master_run_clients",
-            &format!("relay=\"{relay}\",run=\"{run}\",state=\"delivered\""),
-        )
-    };
-    let first = m.exporter().text().unwrap();
-    assert_eq!(delivered(&first, "east"), Some(1.0), "{first}");
-    let samples = parse(&first);
-    assert_eq!(
-        value(&samples, "haifu_master_runs", "status=\"running\""),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(&samples, "haifu_master_relay_connected", "relay=\"east\""),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(&samples, "haifu_master_relay_connected", "relay=\"north\""),
-        Some(0.0),
-        "a configured relay that is not connected is listed as 0"
-    );
-    // Within the TTL the ledger is not read again; after it, it is.
-    complete(&mut l, "c2");
-    let started = Instant::now();
-    let again = m.exporter().text().unwrap();
-    if started.elapsed() < CENSUS_TTL / 2 {
-        assert_eq!(delivered(&again, "east"), Some(1.0), "cached");
-    }
-    std::thread::sleep(CENSUS_TTL);
-    let later = m.exporter().text().unwrap();
-    assert_eq!(delivered(&later, "east"), Some(2.0), "{later}");
-}
-
 /// A metrics listener on an ephemeral loopback port, with a 1 s header
 /// timeout; stopped when the returned flag is set.
 fn listener() -> (SocketAddr, crate::Shutdown) {
@@ -505,89 +431,4 @@ fn idle_connections_past_the_cap_do_not_keep_a_scraper_out() {
     assert_eq!(status, 200, "{text}");
     drop(idle);
     stop.trigger();
-}
-
-/// Every `haifu_…` name in `text`.
-fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while let Some(at) = text[i..].find("haifu_") {
-        let start = i + at;
-        let before_ok =
-            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
-        let mut end = start;
-        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
-            end += 1;
-        }
-        if before_ok {
-            out.insert(text[start..end].to_owned());
-        }
-        i = end;
-    }
-    out
-}
-
-#[test]
-fn the_grafana_dashboard_uses_only_metrics_the_daemons_export() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/grafana/haifu.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
-    let exported: std::collections::BTreeSet<String> = Daemon::ALL
-        .into_iter()
-        .flat_map(catalogue)
-        .flat_map(|m| m.series())
-        .collect();
-    // Every query of every panel.
-    let mut exprs = Vec::new();
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(o) => {
-                for (k, v) in o {
-                    if (k == "expr" || k == "query") && v.is_string() {
-                        out.push(v.as_str().unwrap_or_default().to_owned());
-                    } else {
-                        walk(v, out);
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    walk(&dashboard, &mut exprs);
-    assert_eq!(
-        metric_names("sum(rate(haifu_x_total[5m])) / up{job=\"haifu-relay\"}"),
-        ["haifu_x_total".to_owned()].into(),
-        "the names are found"
-    );
-    assert!(exprs.len() >= 10, "{exprs:?}");
-    let used: std::collections::BTreeSet<String> =
-        exprs.iter().flat_map(|e| metric_names(e)).collect();
-    let unknown: Vec<&String> = used.difference(&exported).collect();
-    assert!(unknown.is_empty(), "not exported: {unknown:?}");
-    // Each daemon has a panel.
-    for prefix in ["haifu_master_", "haifu_relay_", "haifu_client_"] {
-        assert!(used.iter().any(|u| u.starts_with(prefix)), "{prefix}");
-    }
-}
-
-#[test]
-fn the_prometheus_example_alerts_use_only_exported_metrics() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/grafana");
-    let exported: std::collections::BTreeSet<String> = Daemon::ALL
-        .into_iter()
-        .flat_map(catalogue)
-        .flat_map(|m| m.series())
-        .collect();
-    for file in ["prometheus.yml", "alerts.yml"] {
-        let text = std::fs::read_to_string(path.join(file)).unwrap();
-        let _: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        let unknown: Vec<String> = metric_names(&text)
-            .into_iter()
-            .filter(|n| !exported.contains(n))
-            .collect();
-        assert!(unknown.is_empty(), "{file}: not exported: {unknown:?}");
-    }
 }
