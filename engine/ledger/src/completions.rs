@@ -160,27 +160,16 @@ impl Ledger {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::{ClientUpdate, FleetBatch, NewRun, RunFleet, Traffic, TrafficKind};
+    use crate::{ClientUpdate, FleetBatch, Traffic, TrafficKind};
 
     #[test]
     fn completions_split_by_round_delta_full_and_late() {
         let d = tempfile::tempdir().unwrap();
         let mut l = Ledger::open(&d.path().join("l.sqlite")).unwrap();
-        let clients: Vec<(String, String)> = ["a", "b", "c", "d", "e"]
-            .iter()
-            .map(|c| ((*c).to_owned(), "east".to_owned()))
-            .collect();
-        let run = l
-            .create_run(&NewRun {
-                workflow: "w.yaml",
-                name: "w",
-                artifact: "app",
-                version: "1.0.0",
-                fleet: &RunFleet::Live,
-                state: "{}",
-                next_wake: None,
-                clients: &clients,
-            })
+        let clients = ["a", "b", "c", "d", "e"].map(|c| (c, "east"));
+        let run = crate::testing::TestRun::new()
+            .clients(clients)
+            .create(&mut l)
             .unwrap();
         let at = "2026-01-01T00:00:00Z".to_owned();
         let mut batch = FleetBatch::default();

@@ -2,7 +2,7 @@
 
 use super::*;
 use haifu_core::{ManifestBody, SigningKey};
-use haifu_ledger::{ClientUpdate, NewRun, RunFleet, RunStatus, Transition};
+use haifu_ledger::{ClientUpdate, RunStatus, Transition};
 
 /// A run of 1.0.0 listing `c1` as a straggler, running, in its delta
 /// window until `until`.
@@ -16,18 +16,9 @@ fn straggler_ledger(dir: &Path, until: &str) -> (Ledger, i64) {
     .unwrap();
     l.record_version(&Manifest::sign(body, &SigningKey::from_seed([7; 32])))
         .unwrap();
-    let clients = vec![("c1".to_owned(), "relay-a".to_owned())];
-    let run = l
-        .create_run(&NewRun {
-            workflow: "w.yaml",
-            name: "w",
-            artifact: "app",
-            version: "1.0.0",
-            fleet: &RunFleet::Live,
-            state: "{}",
-            next_wake: None,
-            clients: &clients,
-        })
+    let run = haifu_ledger::testing::TestRun::new()
+        .clients([("c1", "relay-a")])
+        .create(&mut l)
         .unwrap();
     let state = serde_json::json!({
         "step": 3, "finished": [],

@@ -9,23 +9,10 @@ use super::{parse, value};
 
 /// A ledger at `path` with one live run of `clients` (id, relay).
 fn live_run(path: &std::path::Path, clients: &[(&str, &str)]) -> (haifu_ledger::Ledger, i64) {
-    use haifu_ledger::{Ledger, NewRun, RunFleet};
-    let mut l = Ledger::open(path).unwrap();
-    let clients: Vec<(String, String)> = clients
-        .iter()
-        .map(|(c, r)| ((*c).to_owned(), (*r).to_owned()))
-        .collect();
-    let run = l
-        .create_run(&NewRun {
-            workflow: "w.yaml",
-            name: "w",
-            artifact: "app",
-            version: "1.0.0",
-            fleet: &RunFleet::Live,
-            state: "{}",
-            next_wake: None,
-            clients: &clients,
-        })
+    let mut l = haifu_ledger::Ledger::open(path).unwrap();
+    let run = haifu_ledger::testing::TestRun::new()
+        .clients(clients.iter().copied())
+        .create(&mut l)
         .unwrap();
     (l, run)
 }
