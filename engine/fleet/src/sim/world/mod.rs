@@ -36,9 +36,13 @@ use crate::relay::machine::RelayCore;
 mod actions;
 mod air;
 mod check;
+mod ear;
 mod faults;
+mod rng;
 mod rollback;
 mod route;
+
+use rng::Rng;
 
 const RUN: u64 = 1;
 /// The artifact: four blocks of 16 symbols of 256 bytes, so that a round
@@ -53,33 +57,6 @@ const ROUNDS: u32 = 3;
 /// Steps with faults, then quiet steps for everything to settle.
 const STEPS: usize = 300;
 const SETTLE: usize = 3000;
-
-/// A small deterministic generator (splitmix64): the seed is the whole
-/// story of a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Who is at an end of a link.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,7 +110,7 @@ struct ClientNode {
     /// A completion being written (lost if killed first).
     persisting: Option<crate::client::outbox::Pending>,
     /// The receiver of the run it receives (lost if killed).
-    ear: Option<Box<air::Ear>>,
+    ear: Option<Box<ear::Ear>>,
     /// The share of the relay's datagrams it misses.
     loss: f64,
     /// Bumped when it is killed: a round it listened to from before is

@@ -127,7 +127,7 @@ impl World {
                 client::Effect::RefusedOlder => {}
                 client::Effect::Receive { session, .. } => {
                     let ear =
-                        super::air::Ear::new(*session, &self.ks, self.instant(), &mut self.air_rng);
+                        super::ear::Ear::new(*session, &self.ks, self.instant(), &mut self.air_rng);
                     self.clients[c].ear = Some(Box::new(ear));
                 }
             }
