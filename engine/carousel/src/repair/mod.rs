@@ -64,8 +64,9 @@ pub struct RepairParams {
     /// How long after a block's symbols went out a report is taken as
     /// reflecting them (a report interval and a round trip).
     pub holdoff: Duration,
-    /// How long the round waits after its first pass for a first report
-    /// when nobody has reported yet.
+    /// How long after its first pass the round waits for listeners that
+    /// have not reported yet, before it may end (a report interval and a
+    /// round trip, with some to spare).
     pub linger: Duration,
     /// The loss rate assumed for a listener until its own is measured
     /// (e.g. the worst seen in the previous round).
@@ -214,6 +215,8 @@ struct Listener {
     silent: bool,
     /// `(heard, sent)` at its first report: the base of its loss rate.
     base: Option<(u64, u64)>,
+    /// Its count of datagrams heard in its last report.
+    heard: u64,
     loss: Option<f64>,
 }
 
@@ -355,11 +358,19 @@ impl<L: Ord + Clone> RepairRound<L> {
             done: false,
             silent: false,
             base: None,
+            heard: 0,
             loss: None,
         });
         l.last_report = now;
         l.silent = false;
         l.done = report.done;
+        // A count lower than its last: the listener's receiver started over
+        // (a client restarted mid-round counts from nothing). Its loss is
+        // measured again from here, not taken as every datagram lost.
+        if report.heard < l.heard {
+            l.base = None;
+        }
+        l.heard = report.heard;
         match l.base {
             None => l.base = Some((report.heard, sent)),
             Some((heard0, sent0)) => {
@@ -488,15 +499,17 @@ impl<L: Ord + Clone> RepairRound<L> {
         if !self.params.feedback {
             return self.end(EndReason::Blind);
         }
-        let done_at = self.first_pass_done_at.unwrap_or(now);
-        if self.listeners.is_empty() {
-            if now >= done_at + self.params.linger {
+        // Nobody waits by name for a listener that has not spoken yet: the
+        // round gives every one `linger` after its first pass to speak, or
+        // a first pass shorter than a report interval would end when the
+        // fastest listeners say they are done, before a slower one said it
+        // is there.
+        let spoken = self.first_pass_done_at.unwrap_or(now) + self.params.linger;
+        if self.listeners.is_empty() || self.waiting_for() == 0 {
+            if now >= spoken {
                 return self.end(EndReason::AllDecoded);
             }
-            return Next::Wait(done_at + self.params.linger);
-        }
-        if self.waiting_for() == 0 {
-            return self.end(EndReason::AllDecoded);
+            return Next::Wait(spoken);
         }
         // Wake for the next silence deadline, the time budget, or a report.
         let silence = self

@@ -326,3 +326,66 @@ fn repairs_never_leave_the_rounds_ids() {
     }
     assert!(top < first + span);
 }
+
+#[test]
+fn a_short_round_waits_for_listeners_that_have_not_spoken_before_it_ends() {
+    // A first pass shorter than a report interval: one listener decoded
+    // from it and says so at once; another, which lost some, has not
+    // reported yet. The round must give it the linger to ask.
+    let t0 = Instant::now();
+    let mut r = RepairRound::<u8>::new(&plan(), 1, params(), 40, t0).unwrap();
+    drain(&mut r, t0);
+    let done = Report {
+        heard: 36,
+        done: true,
+        done_below: 3,
+        horizon: 3,
+        held: vec![],
+    };
+    assert!(r.report(1, &done, ms(t0, 1)));
+    assert_eq!(r.next(ms(t0, 1)), Next::Wait(ms(t0, 50)));
+    // The slow one speaks within the linger: its need is served.
+    let short = Report {
+        heard: 30,
+        done: false,
+        done_below: 0,
+        horizon: 3,
+        held: vec![(0, 8), (1, 12), (2, 10)],
+    };
+    assert!(r.report(2, &short, ms(t0, 110)));
+    assert!(
+        matches!(r.next(ms(t0, 110)), Next::Send(s) if s.repair && s.sbn == 0),
+        "block 0 repaired"
+    );
+    assert_eq!(r.waiting_for(), 1);
+}
+
+#[test]
+fn a_listener_that_starts_counting_again_is_not_taken_for_one_that_lost_everything() {
+    // 4 blocks of 50 symbols: enough datagrams to measure a loss.
+    let plan = ReceivePlan::new(SessionShape::new(16 * 200, 12, 16).unwrap(), 50).unwrap();
+    let t0 = Instant::now();
+    let mut r = RepairRound::<u8>::new(&plan, 1, params(), 40, t0).unwrap();
+    let heard = |heard: u64| Report {
+        heard,
+        done: false,
+        done_below: 0,
+        horizon: 0,
+        held: vec![],
+    };
+    let send = |r: &mut RepairRound<u8>, n: usize| {
+        for _ in 0..n {
+            assert!(matches!(r.next(t0), Next::Send(_)));
+        }
+    };
+    assert!(r.report(1, &heard(0), t0));
+    send(&mut r, 70);
+    assert!(r.report(1, &heard(63), t0));
+    // The client restarts: its new receiver has heard 7 of the next 70.
+    send(&mut r, 70);
+    assert!(r.report(1, &heard(7), t0));
+    send(&mut r, 70);
+    assert!(r.report(1, &heard(70), t0));
+    let loss = r.outcome().max_loss;
+    assert!((0.05..0.15).contains(&loss), "loss {loss}");
+}

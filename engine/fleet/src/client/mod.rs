@@ -21,6 +21,7 @@
 
 mod catch_up;
 mod datagrams;
+pub(crate) mod listening;
 pub(crate) mod machine;
 pub(crate) mod outbox;
 mod partial;

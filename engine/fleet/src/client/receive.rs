@@ -19,6 +19,9 @@ use super::Client;
 use super::catch_up::post_install;
 use super::datagrams::Datagrams;
 use super::datagrams::Packed;
+use super::listening::Listening;
+use super::listening::REPORT_EVERY;
+use super::listening::feedback;
 use super::machine::Event;
 use super::outbox::Pending;
 use crate::FleetError;
@@ -184,7 +187,13 @@ pub(super) fn receive(
             &mut landing,
             Instant::now() + REPORT_EVERY,
         )?;
-        listening.tick(client, s, &receiver, queued.load(Ordering::Relaxed));
+        report(
+            client,
+            s,
+            &mut listening,
+            &receiver,
+            queued.load(Ordering::Relaxed),
+        );
         client.metrics.received(s.run, &stats, &receiver);
         total.received += stats.received;
         total.accepted += stats.accepted;
@@ -226,7 +235,7 @@ pub(super) fn receive(
     stop_reader(&reading);
     let _ = reader.join();
     // The relay stops repairing for this client now, not at its next tick.
-    listening.tick(client, s, &receiver, 0);
+    report(client, s, &mut listening, &receiver, 0);
     // The master files the completion under the round on air now, not
     // when the install below ends.
     let decoded_at = Timestamp::now();
@@ -287,74 +296,17 @@ const RECV_BATCH: usize = 64;
 /// 100 Mbit/s, long enough for a block to decode on a busy machine.
 const READER_QUEUE_DATAGRAMS: usize = 32_768;
 
-/// A report waits while more datagrams than this are queued for the
-/// decoder (about 30 ms at 100 Mbit/s): what it would say is that much
-/// behind what the relay sent, and the relay would order repairs for
-/// symbols already here.
-const REPORT_BACKLOG_MAX: usize = 256;
-
-/// ... unless the last report is this old: a decoder that stays behind
-/// still tells its relay it is there (asking for nothing, so that the
-/// relay does not drop it for silence).
-const REPORT_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
-
-/// How often a listening client tells its relay what it still needs.
-const REPORT_EVERY: Duration = Duration::from_millis(100);
-/// How long it goes on reporting after the last datagram it heard: long
-/// enough for the relay to order repairs after the round's first pass, and
-/// it stops between rounds (which may be hours apart).
-const REPORT_AFTER_SILENCE: Duration = Duration::from_secs(2);
-
-/// When the receiver reports to its relay.
-#[derive(Debug, Default)]
-struct Listening {
-    heard: Option<u64>,
-    heard_at: Option<Instant>,
-    said_at: Option<Instant>,
-    done_said: bool,
-}
-
-impl Listening {
-    /// Reports if something was heard lately, and once when done; waits
-    /// while `backlog` datagrams queued for the decoder would make the
-    /// report stale.
-    fn tick(&mut self, client: &Arc<Client>, s: &SessionKey, receiver: &Receiver, backlog: usize) {
-        let report = receiver.report(haifu_protocol::limits::MAX_FEEDBACK_BLOCKS);
-        let now = Instant::now();
-        if self.heard != Some(report.heard) {
-            self.heard = Some(report.heard);
-            self.heard_at = Some(now);
-        }
-        let lately = self
-            .heard_at
-            .is_some_and(|t| report.heard > 0 && now.duration_since(t) < REPORT_AFTER_SILENCE);
-        if self.done_said || !(lately || report.done) {
-            return;
-        }
-        let mut report = report;
-        if !report.done && backlog > REPORT_BACKLOG_MAX {
-            let overdue = self
-                .said_at
-                .is_none_or(|t| now.duration_since(t) >= REPORT_AT_LEAST_EVERY);
-            if !overdue {
-                return;
-            }
-            // Still here, asking for nothing: what it holds is too far
-            // behind what came to be worth repairs.
-            report.held.clear();
-            report.horizon = report.done_below;
-        }
-        self.said_at = Some(now);
-        self.done_said = report.done;
-        client.handle(Event::Listening(haifu_protocol::Feedback {
-            run: s.run,
-            session_id: s.session_id,
-            heard: report.heard,
-            done: report.done,
-            done_below: report.done_below,
-            horizon: report.horizon,
-            held: report.held,
-        }));
+/// Tells the core what `receiver` holds, when `listening` says it is time.
+fn report(
+    client: &Arc<Client>,
+    s: &SessionKey,
+    listening: &mut Listening,
+    receiver: &Receiver,
+    backlog: usize,
+) {
+    let report = receiver.report(haifu_protocol::limits::MAX_FEEDBACK_BLOCKS);
+    if let Some(report) = listening.tick(Instant::now(), report, backlog) {
+        client.handle(Event::Listening(feedback(s, report)));
     }
 }
 

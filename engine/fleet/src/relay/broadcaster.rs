@@ -12,18 +12,14 @@ use std::time::Duration;
 use std::time::Instant;
 
 use haifu_carousel::CarouselKey;
-use haifu_carousel::EndReason;
 use haifu_carousel::LinkOverhead;
 use haifu_carousel::Pacer;
 use haifu_carousel::PacerConfig;
-use haifu_carousel::RepairParams;
-use haifu_carousel::Report;
 use haifu_plugin_host::DatagramGroup;
 use haifu_plugin_host::Plugin;
 use haifu_protocol::Instruction;
 use haifu_protocol::RoundBudget;
 use haifu_protocol::RoundDone;
-use haifu_protocol::RoundListeners;
 
 use super::Relay;
 use super::ToAir;
@@ -31,13 +27,6 @@ use super::fetch::artifact_path;
 use super::machine::Event;
 use crate::FleetError;
 use crate::broadcast::Heard;
-
-/// How long after a block's symbols went out a listener's report is taken
-/// as reflecting them: its report interval (100 ms) and a LAN round trip.
-const HOLDOFF: Duration = Duration::from_millis(150);
-/// How long a round with nobody reporting waits after its first pass for
-/// a first report (a client whose receiver starts late).
-const LINGER: Duration = Duration::from_millis(300);
 
 /// A round the core ordered.
 struct Order {
@@ -100,13 +89,7 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Recei
                 } if feedback.run == run => {
                     return Some(Heard {
                         listener: client,
-                        report: Report {
-                            heard: feedback.heard,
-                            done: feedback.done,
-                            done_below: feedback.done_below,
-                            horizon: feedback.horizon,
-                            held: feedback.held,
-                        },
+                        report: super::repair::report(feedback),
                         at,
                     });
                 }
@@ -149,27 +132,6 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Recei
     }
 }
 
-/// What a budget from the master means for the carousel; a blind pass of
-/// the manifest's layout without one.
-fn repair_params(budget: Option<&RoundBudget>, size: u64, blind_overhead: f64) -> RepairParams {
-    let Some(b) = budget else {
-        return RepairParams::blind(blind_overhead);
-    };
-    let permille = |v: u32| f64::from(v) / 1000.0;
-    RepairParams {
-        // Bounded whatever the master sent: at most 16 x K per block.
-        proactive: permille(b.proactive_permille).min(15.0),
-        budget_bytes: u64::try_from(u128::from(size) * u128::from(b.bytes_permille) / 1000)
-            .unwrap_or(u64::MAX),
-        budget_time: Duration::from_millis(b.time_ms),
-        silence: Duration::from_millis(u64::from(b.silence_ms)),
-        holdoff: HOLDOFF,
-        linger: LINGER,
-        assumed_loss: permille(b.assumed_loss_permille).min(0.5),
-        feedback: true,
-    }
-}
-
 fn send_one(
     relay: &Relay,
     group: &DatagramGroup,
@@ -193,7 +155,7 @@ fn send_one(
         file.read_exact_at(&mut buf, r.start)?;
         Ok(buf)
     };
-    let params = repair_params(
+    let params = super::repair::repair_params(
         order.budget.as_ref(),
         session.size,
         sender.config().repair_overhead,
@@ -230,22 +192,10 @@ fn send_one(
         reports,
         &stop,
     )?;
-    let o = &stats.outcome;
-    relay.metrics.repairs_sent(o.repairs.0);
-    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let listeners = order.budget.map(|_| RoundListeners {
-        listening: count(o.decoded.len() + o.undecoded.len()),
-        decoded: count(o.decoded.len()),
-        silent: count(o.silent.len()),
-        repair_bytes: o.repairs.1,
-        max_loss_permille: (o.max_loss * 1000.0).round() as u32,
-        ended: match o.reason {
-            EndReason::AllDecoded => 0,
-            EndReason::ByteBudget => 1,
-            EndReason::TimeBudget => 2,
-            EndReason::Blind => 3,
-        },
-    });
+    relay.metrics.repairs_sent(stats.outcome.repairs.0);
+    let listeners = order
+        .budget
+        .map(|_| super::repair::listeners(&stats.outcome));
     Ok(RoundDone {
         run,
         round,

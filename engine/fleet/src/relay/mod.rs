@@ -19,6 +19,7 @@ mod fetch;
 pub(crate) mod machine;
 mod master_link;
 mod mtu;
+pub(crate) mod repair;
 
 use std::collections::HashMap;
 use std::sync::Arc;

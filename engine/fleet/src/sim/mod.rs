@@ -82,10 +82,21 @@ fn the_fleet_keeps_its_invariants_under_faults_for_every_seed() {
         seeds.len(),
         started.elapsed().as_secs_f64()
     );
+    eprintln!(
+        "fleet simulation rounds: {} seeds; {}",
+        seeds.len(),
+        totals.rounds
+    );
     // The faults really happened, and clients really completed.
     if seeds.len() >= 100 {
         assert!(totals.master_kills > 0 && totals.relay_kills > 0 && totals.client_kills > 0);
         assert!(totals.failed_writes > 0 && totals.cuts > 0);
         assert!(totals.installed > 0 && totals.delivered > 0);
+        let r = &totals.rounds;
+        assert!(r.delivered > 0 && r.whole > 0);
+        // About one seed in seventy drops a listener for silence.
+        if seeds.len() >= 1000 {
+            assert!(r.silent > 0 && r.by_budget > 0);
+        }
     }
 }

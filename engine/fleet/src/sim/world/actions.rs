@@ -8,8 +8,6 @@ use haifu_ledger::RunStatus;
 use haifu_ledger::Transition;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::Role;
-use haifu_protocol::RoundDone;
-use haifu_protocol::RoundListeners;
 use haifu_runtime::machine::RunState;
 use haifu_spec::steps::broadcast::Phase;
 use haifu_spec::steps::broadcast::State as Broadcast;
@@ -52,6 +50,8 @@ impl World {
                     master_conn,
                 },
                 up: true,
+                held: false,
+                holds: 0,
                 upward: VecDeque::new(),
                 downward: VecDeque::new(),
             });
@@ -75,6 +75,8 @@ impl World {
                     relay_conn,
                 },
                 up: true,
+                held: false,
+                holds: 0,
                 upward: VecDeque::new(),
                 downward: VecDeque::new(),
             });
@@ -98,6 +100,7 @@ impl World {
         let busy: Vec<usize> = (0..self.wires.len())
             .filter(|&i| {
                 self.wires[i].up
+                    && !self.wires[i].held
                     && (!self.wires[i].upward.is_empty() || !self.wires[i].downward.is_empty())
             })
             .collect();
@@ -233,7 +236,7 @@ impl World {
             .unwrap();
         self.at_master(master::Event::RoundStarted {
             round,
-            budget: Some(crate::master::default_budget(SIZE, 100_000_000, 0)),
+            budget: Some(crate::master::default_budget(SIZE, super::RATE_BPS, 0)),
         });
     }
 
@@ -303,50 +306,6 @@ impl World {
         self.dirty = true;
     }
 
-    /// A relay's round ends: each of its clients receiving the run
-    /// decodes it or not (loss), and the relay reports the round.
-    pub(super) fn round_ends(&mut self) {
-        let on_air: Vec<usize> = (0..self.relays.len())
-            .filter(|&r| self.relays[r].on_air.is_some())
-            .collect();
-        if on_air.is_empty() {
-            return;
-        }
-        let r = on_air[self.rng.below(on_air.len())];
-        let Some((run, round)) = self.relays[r].on_air.take() else {
-            return;
-        };
-        let mut decoded = 0;
-        for c in 0..self.clients.len() {
-            let n = &self.clients[c];
-            if n.relay != r || n.receiving != Some(run) || n.core.is_none() || !self.rng.chance(60)
-            {
-                continue;
-            }
-            self.install(c, run);
-            decoded += 1;
-        }
-        // A relay with feedback repair says how many of its listeners
-        // decoded; the master then waits for their completions.
-        let listeners = self.rng.chance(80).then_some(RoundListeners {
-            listening: decoded,
-            decoded,
-            silent: 0,
-            repair_bytes: SIZE / 20,
-            max_loss_permille: 50,
-            ended: 0,
-        });
-        let done = RoundDone {
-            run,
-            round,
-            datagrams: 800,
-            bytes: SIZE * 11 / 10,
-            elapsed_ms: 900,
-            listeners,
-        };
-        self.at_relay(r, relay::Event::RoundSent(done));
-    }
-
     /// Client `c` decoded `run`: it installs (the truth), then tells its
     /// core, which keeps the completion and sends it.
     pub(super) fn install(&mut self, c: usize, run: u64) {
@@ -372,7 +331,7 @@ impl World {
         self.clients[c].disk.installed = Some(self.target.clone());
         self.clients[c].got_target = true;
         // The receiver ends with the install.
-        self.clients[c].receiving = None;
+        self.clients[c].ear = None;
         let pending = crate::client::outbox::Pending {
             run,
             digest: self.target.digest.to_hex(),

@@ -9,7 +9,7 @@ use super::relay;
 
 impl World {
     pub(super) fn fault(&mut self) {
-        match self.rng.below(6) {
+        match self.rng.below(7) {
             0 => {
                 // Cut a link: both ends learn it.
                 let up: Vec<usize> = (0..self.wires.len())
@@ -30,7 +30,25 @@ impl World {
                 let c = self.rng.below(self.clients.len());
                 self.kill_client(c);
             }
+            4 => self.partition(),
             _ => self.restart_someone(),
+        }
+    }
+
+    /// A client's link to its relay is partitioned (it stays up, nothing
+    /// gets through), or a partition heals.
+    fn partition(&mut self) {
+        if let Some(i) = self.wires.iter().position(|w| w.up && w.held) {
+            self.wires[i].held = false;
+            return;
+        }
+        let links: Vec<usize> = (0..self.wires.len())
+            .filter(|&i| self.wires[i].up && matches!(self.wires[i].link, Link::Relay { .. }))
+            .collect();
+        if !links.is_empty() {
+            let i = links[self.rng.below(links.len())];
+            self.wires[i].held = true;
+            self.wires[i].holds += 1;
         }
     }
 
@@ -97,7 +115,8 @@ impl World {
         let n = &mut self.clients[c];
         n.core = None;
         n.persisting = None;
-        n.receiving = None;
+        n.ear = None;
+        n.life += 1;
     }
 
     /// Cuts wire `i`; each end that is alive learns it.

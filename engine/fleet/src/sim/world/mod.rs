@@ -33,39 +33,29 @@ use crate::relay::machine as relay;
 use crate::relay::machine::RelayCore;
 
 mod actions;
+mod air;
 mod check;
+mod ear;
 mod faults;
+mod rng;
 mod rollback;
 mod route;
 
+use rng::Rng;
+
 const RUN: u64 = 1;
-const SIZE: u64 = 1 << 20;
+/// The artifact: four blocks of 16 symbols of 256 bytes, so that a round
+/// is a few hundred datagrams and thousands of seeds stay quick.
+const SIZE: u64 = 16 << 10;
+const SYMBOL_SIZE: u16 = 256;
+const BLOCK_SYMBOLS: u32 = 16;
+/// The broadcast's rate: slow enough that a round spans several steps,
+/// and faults land in the middle of rounds.
+const RATE_BPS: u64 = 500_000;
 const ROUNDS: u32 = 3;
 /// Steps with faults, then quiet steps for everything to settle.
 const STEPS: usize = 300;
 const SETTLE: usize = 3000;
-
-/// A small deterministic generator (splitmix64): the seed is the whole
-/// story of a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// Who is at an end of a link.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,6 +71,11 @@ enum Link {
 struct Wire {
     link: Link,
     up: bool,
+    /// Partitioned: up, but nothing gets through either way until it heals
+    /// (what was sent waits).
+    held: bool,
+    /// How often it was partitioned.
+    holds: u64,
     /// Towards the master (from a relay) or the relay (from a client).
     upward: VecDeque<Message>,
     downward: VecDeque<Message>,
@@ -91,7 +86,7 @@ struct RelayNode {
     core: Option<RelayCore>,
     wire: Option<usize>,
     /// The round on air.
-    on_air: Option<(u64, u32)>,
+    on_air: Option<Box<air::OnAir>>,
 }
 
 /// A client's disk: what survives a kill.
@@ -113,7 +108,13 @@ struct ClientNode {
     disk: Disk,
     /// A completion being written (lost if killed first).
     persisting: Option<crate::client::outbox::Pending>,
-    receiving: Option<u64>,
+    /// The receiver of the run it receives (lost if killed).
+    ear: Option<Box<ear::Ear>>,
+    /// The share of the relay's datagrams it misses.
+    loss: f64,
+    /// Bumped when it is killed: a round it listened to from before is
+    /// not one it heard whole.
+    life: u64,
     /// The newest version this client ran since its last rollback: what
     /// it runs never goes below it except by a rollback order (versions
     /// only move forward otherwise).
@@ -138,6 +139,7 @@ pub(super) struct Totals {
     pub(super) steps: u64,
     pub(super) rollbacks_done: u64,
     pub(super) rollbacks_refused: u64,
+    pub(super) rounds: air::RoundTotals,
 }
 
 impl Totals {
@@ -152,6 +154,7 @@ impl Totals {
         self.steps += o.steps;
         self.rollbacks_done += o.rollbacks_done;
         self.rollbacks_refused += o.rollbacks_refused;
+        self.rounds.add(&o.rounds);
     }
 }
 
@@ -177,7 +180,15 @@ impl std::fmt::Display for Totals {
 pub(super) struct World {
     seed: u64,
     rng: Rng,
+    /// The datagrams' losses, apart from the steps' draws.
+    air_rng: Rng,
     now: Timestamp,
+    /// The start, as a timestamp and as the carousel's instant.
+    epoch: (Timestamp, std::time::Instant),
+    /// The relays' multicast group.
+    group: Group,
+    /// Source symbols of each block of the artifact.
+    ks: Vec<u32>,
     _dir: tempfile::TempDir,
     ledger: Ledger,
     master: Option<MasterCore>,
@@ -230,7 +241,7 @@ impl World {
         let target = artifact("1.1.0", 7);
         let now: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
         let body = ManifestBody {
-            format: haifu_core::MANIFEST_FORMAT_V1,
+            format: haifu_core::MANIFEST_FORMAT,
             name: "app".into(),
             version: "1.1.0".into(),
             size: SIZE,
@@ -238,7 +249,12 @@ impl World {
             created_at: now,
             compression: haifu_core::Compression::Zstd,
             stored_size: SIZE,
-            carousel: None,
+            carousel: Some(haifu_core::CarouselLayout {
+                symbol_size: SYMBOL_SIZE,
+                object_shift: haifu_carousel::CarouselConfig::default().object_shift,
+                block_symbols: BLOCK_SYMBOLS,
+                block_hashes: String::new(),
+            }),
         };
         let signed = Manifest::sign(body, &key);
         let dir = ram_dir();
@@ -252,8 +268,16 @@ impl World {
                 on_air: None,
             })
             .collect();
+        // Most clients lose up to 25% of the datagrams; in some seeds one
+        // loses more than the round's budget can make up for.
+        let beyond = rng.chance(10).then(|| rng.below(clients));
         let clients: Vec<ClientNode> = (0..clients)
             .map(|i| {
+                let loss = if beyond == Some(i) {
+                    0.7 + rng.unit() * 0.2
+                } else {
+                    rng.unit() * 0.25
+                };
                 // Some clients already moved past the run's version (another
                 // run took them to 1.2.0): the run's sessions must not take
                 // them back, whatever the faults.
@@ -275,7 +299,9 @@ impl World {
                         ..Disk::default()
                     },
                     persisting: None,
-                    receiving: None,
+                    ear: None,
+                    loss,
+                    life: 0,
                 }
             })
             .collect();
@@ -291,7 +317,19 @@ impl World {
             .create(&mut ledger)
             .unwrap();
         let finishes = rng.chance(50);
+        let plan = haifu_runtime::session::receive_plan(&signed).unwrap();
+        let ks = (0..plan.shape().object_count())
+            .flat_map(|o| plan.object_layout(o).unwrap().blocks)
+            .map(|b| b.symbols)
+            .collect();
         let mut w = Self {
+            air_rng: Rng(seed ^ 0x5eed_0fa1),
+            epoch: (now, std::time::Instant::now()),
+            group: Group {
+                addr: "239.1.1.1".parse().unwrap(),
+                port: 5000,
+            },
+            ks,
             finishes,
             finished: None,
             seed,
@@ -331,6 +369,9 @@ impl World {
             self.check();
         }
         self.faults = false;
+        for w in &mut self.wires {
+            w.held = false;
+        }
         if self.master.is_none() {
             self.start_master();
         }
@@ -381,7 +422,7 @@ impl World {
                 manifest: self.manifest.clone(),
                 start: self.now,
                 rounds: ROUNDS,
-                rate_bps: 100_000_000,
+                rate_bps: RATE_BPS,
                 session_id: 0,
                 session_key: SessionSecret([0; 32]),
             },
@@ -418,12 +459,12 @@ impl World {
     }
 
     fn start_relay(&mut self, r: usize) {
-        let group = Group {
-            addr: "239.1.1.1".parse().unwrap(),
-            port: 5000,
-        };
         let name = self.relays[r].name.clone();
-        self.relays[r].core = Some(RelayCore::new(name, group, Arc::new(Counters::default())));
+        self.relays[r].core = Some(RelayCore::new(
+            name,
+            self.group,
+            Arc::new(Counters::default()),
+        ));
     }
 
     fn start_client(&mut self, c: usize) {
@@ -444,7 +485,9 @@ impl World {
     /// One step: something the fleet does, or (while faults are on) a fault.
     fn step(&mut self) {
         self.totals.steps += 1;
-        self.now += SignedDuration::from_millis(self.rng.below(400) as i64);
+        let to = self.now
+            + SignedDuration::from_millis(self.rng.below(air::STEP.as_millis() as usize) as i64);
+        self.air_until(to);
         let roll = self.rng.below(100);
         match roll {
             0..=39 => self.deliver(),
@@ -454,7 +497,8 @@ impl World {
             68..=73 => self.persist(),
             74..=78 => self.drive(),
             79 => self.order_rollback(),
-            80..=87 => self.round_ends(),
+            80..=83 => self.tick(),
+            84..=87 => self.deliver(),
             _ if self.faults => self.fault(),
             _ => self.deliver(),
         }

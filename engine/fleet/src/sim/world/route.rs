@@ -87,13 +87,14 @@ impl World {
                         w.downward.push_back(msg);
                     }
                 }
-                relay::Effect::Broadcast { round, session, .. } => {
-                    self.relays[r].on_air = Some((session.run, round));
+                relay::Effect::Broadcast {
+                    round,
+                    session,
+                    budget,
+                } => self.go_on_air(r, round, &session, budget),
+                relay::Effect::Feedback { client, feedback } => {
+                    self.air_report(r, client, feedback);
                 }
-                // What a listener holds is the carousel's business
-                // (`haifu_carousel::RepairRound`, simulated in its tests);
-                // here a round's outcome is drawn at its end.
-                relay::Effect::Feedback { .. } => {}
                 relay::Effect::Deny(_)
                 | relay::Effect::FetchStart { .. }
                 | relay::Effect::FetchWrite { .. }
@@ -125,7 +126,9 @@ impl World {
                 client::Effect::Forget => self.clients[c].disk.pending = None,
                 client::Effect::RefusedOlder => {}
                 client::Effect::Receive { session, .. } => {
-                    self.clients[c].receiving = Some(session.run);
+                    let ear =
+                        super::ear::Ear::new(*session, &self.ks, self.instant(), &mut self.air_rng);
+                    self.clients[c].ear = Some(Box::new(ear));
                 }
             }
         }
