@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::fleet::{Fleet, Layout};
+use common::fleet::{Fleet, Layout, http_get};
 
 /// Builds the C source `src` into `dir` as plugin `name`, linking `libs`;
 /// `None` without a C compiler.
@@ -353,7 +353,8 @@ fn a_workflow_naming_an_unknown_transport_fails_check_at_its_position() {
 
 /// A daemon refuses to start, in one line naming the file and its fault,
 /// when a plugin it needs crashes at load; a crashing plugin it does not
-/// name sits in the folder unopened and the daemon starts.
+/// name is never loaded into it, the daemon starts, and its metrics count
+/// the plugin as one that does not load.
 #[test]
 fn a_daemon_refuses_to_start_only_when_a_plugin_it_needs_is_bad() {
     let mut f = Fleet::with(
@@ -393,10 +394,32 @@ fn a_daemon_refuses_to_start_only_when_a_plugin_it_needs_is_bad() {
             && line.ends_with("libhaifu_transport_segv.so: killed by SIGSEGV in init"),
         "{err}"
     );
-    // Not named: never opened, and the relay runs.
-    std::fs::write(&yaml, good).unwrap();
+    // Not named: never opened in the relay's process, and the relay runs;
+    // its check of the folder (each file probed in a child) names it in
+    // the log and in the relay's metrics.
+    std::fs::write(&yaml, format!("{good}metrics: 127.0.0.1:0\n")).unwrap();
     f.start_master_and_relays();
-    assert!(!f.log("relay-a").contains("segv"), "{}", f.log("relay-a"));
+    let mut addr = None;
+    f.wait_for(60, "the relay's metrics listener", || {
+        addr = f.log("relay-a").lines().find_map(|l| {
+            let at = l.find("metrics serving listen=")?;
+            let rest = &l[at + "metrics serving listen=".len()..];
+            Some(rest.split_whitespace().next()?.to_owned())
+        });
+        addr.is_some()
+    });
+    let addr = addr.unwrap();
+    let mut body = String::new();
+    f.wait_for(60, "the segv plugin in the relay's metrics", || {
+        body = http_get(&addr, "", "/metrics").1;
+        body.contains("haifu_plugin_load_failures{plugin=\"segv\"} 1")
+    });
+    assert!(body.contains("haifu_plugins_found "), "{body}");
+    let log = f.log("relay-a");
+    assert!(
+        log.contains("a plugin in the folder does not load") && log.contains("killed by SIGSEGV"),
+        "{log}"
+    );
 }
 
 /// The control links over the TCP+TLS plugin: master, relay and client

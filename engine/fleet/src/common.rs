@@ -160,6 +160,7 @@ pub fn plugins(
     let broadcast = get("transports.broadcast", &transports.broadcast, false)?
         .with_config(transports.section(&transports.broadcast));
     tracing::info!(control = %control.name(), broadcast = %broadcast.name(), "transport plugins loaded");
+    crate::metrics::watch_plugin_folder(dir);
     Ok((control, broadcast))
 }
 

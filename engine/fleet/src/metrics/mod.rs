@@ -50,6 +50,7 @@ use prometheus_client::registry::Registry;
 pub use client::{ClientMetrics, ClientView, Via};
 pub(crate) use deltas::{delta_built, delta_refused};
 pub use master::{CENSUS_RUNS, CENSUS_TTL, MasterMetrics, PeerView};
+pub(crate) use process::watch_plugin_folder;
 pub use relay::{RelayMetrics, RelayView};
 
 use crate::common::Shutdown;

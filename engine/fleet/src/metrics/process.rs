@@ -15,8 +15,8 @@ use super::Daemon;
 use super::families::{Labels, counters, label};
 use crate::link::Counters;
 
-/// Registers `haifu_build_info`, `haifu_start_time_seconds` and the control
-/// links' counters.
+/// Registers `haifu_build_info`, `haifu_start_time_seconds`, the control
+/// links' counters and what the plugins folder holds.
 pub(super) fn register(registry: &mut Registry, daemon: Daemon, links: Arc<Counters>) {
     registry.register(
         "haifu_build",
@@ -39,6 +39,7 @@ pub(super) fn register(registry: &mut Registry, daemon: Daemon, links: Arc<Count
         start,
     );
     registry.register_collector(Box::new(Links(links, daemon)));
+    registry.register_collector(Box::new(PluginFolder));
 }
 
 /// The control links' refusal counters.
@@ -82,6 +83,96 @@ impl Collector for Links {
              artifact it has no part in (SECURITY.md).",
             None,
             &[(Vec::new(), get(&c.refused))],
+        )
+    }
+}
+
+/// Most plugin files reported: a folder of more is a mistake, and each is
+/// a label value.
+const MAX_PLUGIN_FILES: usize = 64;
+
+/// What the last check of the daemon's plugins folder found: per file,
+/// the plugin's name and why it does not load (`None`: it loads). `None`
+/// until the first check ends.
+type FolderState = Option<Vec<(String, Option<String>)>>;
+
+fn plugin_folder() -> &'static std::sync::Mutex<FolderState> {
+    static STATE: std::sync::OnceLock<std::sync::Mutex<FolderState>> = std::sync::OnceLock::new();
+    STATE.get_or_init(Default::default)
+}
+
+/// Checks every plugin file of `dir` now and then as the daemon found it
+/// at start would (each probed in a child process, never loaded into this
+/// one), so a plugin dropped into the folder that would not load shows in
+/// `haifu_plugin_load_failures` before a daemon needs it; the two a
+/// daemon uses refuse its start instead when they fail. Without a prober
+/// (a daemon not started by the `haifu` binary) nothing is checked:
+/// loading foreign libraries into a daemon is what the probe avoids.
+pub(crate) fn watch_plugin_folder(dir: std::path::PathBuf) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+    if haifu_plugin_host::probe::prober().is_none() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("plugin-folder".into())
+        .spawn(move || {
+            loop {
+                let found = match haifu_plugin_host::probe::inventory(&dir) {
+                    Ok(entries) => entries
+                        .into_iter()
+                        .take(MAX_PLUGIN_FILES)
+                        .map(|e| (e.name, e.state.err().map(|why| why.0)))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), "checking the plugins folder: {e}");
+                        Vec::new()
+                    }
+                };
+                for (name, why) in &found {
+                    if let Some(why) = why {
+                        tracing::warn!(plugin = %name, "a plugin in the folder does not load: {why}");
+                    }
+                }
+                *plugin_folder().lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
+                std::thread::sleep(EVERY);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the plugins folder check: {e}");
+    }
+}
+
+/// `haifu_plugin_load_failures` and `haifu_plugins_found` from the last
+/// check of the plugins folder.
+#[derive(Debug)]
+struct PluginFolder;
+
+impl Collector for PluginFolder {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let state = plugin_folder()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let found = state.unwrap_or_default();
+        let failures: Vec<(Labels, i64)> = found
+            .iter()
+            .filter(|(_, why)| why.is_some())
+            .map(|(name, _)| (label("plugin", name.clone()), 1))
+            .collect();
+        super::families::gauges(
+            &mut enc,
+            "haifu_plugin_load_failures",
+            "Plugin files in the daemon's plugins folder that do not load (1 each, by plugin; \
+             probed in a child process at start and every 10 minutes; the reason is in the log)",
+            None,
+            &failures,
+        )?;
+        super::families::gauges(
+            &mut enc,
+            "haifu_plugins_found",
+            "Plugin files the last check of the plugins folder found",
+            None,
+            &[(Vec::new(), super::families::gauge_value(found.len() as u64))],
         )
     }
 }
