@@ -1,12 +1,12 @@
 //! What the three daemons share: shutdown on a signal, plugin loading, the
 //! QUIC endpoint's configuration, and derived session keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use haifu_plugin_host::{Connection, Endpoint, Plugin, error_chain};
+use haifu_plugin_host::{Connection, Endpoint, Plugin};
 
 use crate::FleetError;
 use crate::config::TlsFiles;
@@ -118,6 +118,51 @@ impl Shutdown {
     }
 }
 
+/// Why a daemon cannot use the transport plugins its config names.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginProblem {
+    /// The plugins folder cannot be used.
+    #[error("plugins")]
+    Dir(#[source] haifu_plugin_host::DirError),
+    /// The plugin's file is there and failed (the source names the file
+    /// and the fault).
+    #[error("{what} plugin {name:?}")]
+    Failed {
+        /// The config key naming it (`transports.broadcast`).
+        what: &'static str,
+        /// The plugin.
+        name: String,
+        /// Why it did not load.
+        #[source]
+        source: haifu_plugin_host::LoadError,
+    },
+    /// No file for the plugin in the folder.
+    #[error(
+        "no {name} plugin in {} (looked for {file}; build it with: cargo build --release -p haifu-transport-{name})",
+        dir.display()
+    )]
+    Missing {
+        /// The plugin.
+        name: String,
+        /// The folder.
+        dir: PathBuf,
+        /// The file name looked for.
+        file: String,
+    },
+    /// The plugin offers another shape than the transport needs.
+    #[error("{what} plugin {name:?} offers {offers}, not the {needs} this transport needs")]
+    WrongShape {
+        /// The config key naming it.
+        what: &'static str,
+        /// The plugin.
+        name: String,
+        /// What it offers.
+        offers: String,
+        /// What the transport needs.
+        needs: &'static str,
+    },
+}
+
 /// The control (stream) and broadcast (datagram) plugins from `dir` (or
 /// the default folder), by the names the daemon config's `transports:`
 /// gives (`quic` and `multicast` unless it says otherwise), each carrying
@@ -130,28 +175,41 @@ pub fn plugins(
     transports: &crate::config::TransportsConfig,
 ) -> Result<(Plugin, Plugin), FleetError> {
     let dir = haifu_plugin_host::plugin_dir(dir);
-    let set = haifu_plugin_host::load_named(&dir, &[&transports.control, &transports.broadcast])
-        .map_err(|e| FleetError::Plugin(format!("plugins: {}", error_chain(&e))))?;
-    let get = |what: &str, name: &str, stream: bool| {
-        let p = set.get(name).cloned().ok_or_else(|| match set.failure_of(name) {
-            Some(e) => FleetError::Plugin(format!("{what} plugin {name:?}: {}", error_chain(e))),
-            None => FleetError::Plugin(format!(
-                "no {name} plugin in {} (looked for {}; build it with: cargo build --release -p haifu-transport-{name})",
-                dir.display(),
-                haifu_plugin_host::plugin_file_name(name),
-            )),
-        })?;
+    let mut set =
+        haifu_plugin_host::load_named(&dir, &[&transports.control, &transports.broadcast])
+            .map_err(PluginProblem::Dir)?;
+    let mut get = |what: &'static str, name: &str, stream: bool| {
+        let Some(p) = set.get(name).cloned() else {
+            let file = haifu_plugin_host::plugin_file_name(name);
+            let failed = set
+                .failed
+                .iter()
+                .position(|e| e.path().file_name().and_then(|n| n.to_str()) == Some(file.as_str()));
+            return Err(match failed {
+                Some(i) => PluginProblem::Failed {
+                    what,
+                    name: name.to_owned(),
+                    source: set.failed.swap_remove(i),
+                },
+                None => PluginProblem::Missing {
+                    name: name.to_owned(),
+                    dir: dir.clone(),
+                    file,
+                },
+            });
+        };
         let shapes = p.info().shapes;
         if (stream && !shapes.stream) || (!stream && !shapes.datagram) {
-            return Err(FleetError::Plugin(format!(
-                "{what} plugin {name:?} offers {}, not the {} this transport needs",
-                shapes.names().join(" and "),
-                if stream {
+            return Err(PluginProblem::WrongShape {
+                what,
+                name: name.to_owned(),
+                offers: shapes.names().join(" and "),
+                needs: if stream {
                     "peer streams"
                 } else {
                     "datagram groups"
-                }
-            )));
+                },
+            });
         }
         Ok(p)
     };

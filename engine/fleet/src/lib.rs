@@ -90,8 +90,8 @@ pub enum FleetError {
     },
     /// A plugin the daemon needs is absent or refused (the message names
     /// the file and the fault).
-    #[error("{0}")]
-    Plugin(String),
+    #[error(transparent)]
+    Plugin(#[from] crate::common::PluginProblem),
     /// The install root failed (open, stage, verify, install).
     #[error("{what}")]
     Install {
@@ -113,10 +113,30 @@ pub enum FleetError {
     /// The pacer refused the rate.
     #[error("pacer")]
     Pacer(#[from] haifu_carousel::PacingError),
-    /// A live run's workflow or policies are invalid (the first problem,
-    /// with its file and position).
-    #[error("{0}")]
-    Workflow(String),
+    /// A live run's workflow is invalid (the first problem, with its file
+    /// and position).
+    #[error(transparent)]
+    Workflow(#[from] haifu_spec::SpecError),
+    /// A live run's policies are invalid (the first problem, with its file
+    /// and position).
+    #[error(transparent)]
+    Policy(#[from] haifu_policy::PolicyError),
+    /// A load failed without naming a problem (a bug where it happens).
+    #[error("{0} did not load, and no problem was named")]
+    Unexplained(&'static str),
+    /// A live run's workflow names a control transport this master does not
+    /// speak: its deltas would never reach a client.
+    #[error(
+        "{at}: transports.unicast is {unicast:?} but this master's control transport is {control:?} (its config's transports.control)"
+    )]
+    ControlMismatch {
+        /// The workflow file and position of `transports.unicast`.
+        at: String,
+        /// What the workflow says.
+        unicast: String,
+        /// What this master's config says.
+        control: String,
+    },
     /// A live run could not be driven.
     #[error("run {run}")]
     Run {

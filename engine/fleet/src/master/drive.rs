@@ -106,12 +106,10 @@ pub(super) fn drive_one(
     workflow: &str,
 ) -> Result<(), FleetError> {
     // The first problem names its own file and position.
-    let plan = haifu_spec::load_and_validate(std::path::Path::new(workflow)).map_err(|errs| {
-        FleetError::Workflow(errs.first().map(ToString::to_string).unwrap_or_default())
-    })?;
-    let policies = haifu_policy::PolicySet::load(&plan.policies.paths()).map_err(|errs| {
-        FleetError::Workflow(errs.first().map(ToString::to_string).unwrap_or_default())
-    })?;
+    let plan = haifu_spec::load_and_validate(std::path::Path::new(workflow))
+        .map_err(|errs| first_of(errs, FleetError::Workflow, "the workflow"))?;
+    let policies = haifu_policy::PolicySet::load(&plan.policies.paths())
+        .map_err(|errs| first_of(errs, FleetError::Policy, "the policies"))?;
     check_control(cfg, &plan)?;
     tracing::info!(run = id, workflow, "driving run");
     let mut fleet = LiveFleet {
@@ -166,11 +164,19 @@ fn check_control(cfg: &MasterConfig, plan: &haifu_spec::Plan) -> Result<(), Flee
     if same(unicast, &cfg.transports.control) {
         return Ok(());
     }
-    Err(FleetError::Workflow(format!(
-        "{}:{at}: transports.unicast is {unicast:?} but this master's control transport is {:?} (its config's transports.control)",
-        plan.file.display(),
-        cfg.transports.control
-    )))
+    Err(FleetError::ControlMismatch {
+        at: format!("{}:{at}", plan.file.display()),
+        unicast: unicast.clone(),
+        control: cfg.transports.control.clone(),
+    })
+}
+
+/// The first of a failed load's problems, each naming its file and
+/// position.
+fn first_of<E>(errs: Vec<E>, wrap: impl FnOnce(E) -> FleetError, what: &'static str) -> FleetError {
+    errs.into_iter()
+        .next()
+        .map_or(FleetError::Unexplained(what), wrap)
 }
 
 /// Whether run `id`'s broadcast is still to come or under way (its rounds
