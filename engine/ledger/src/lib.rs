@@ -15,6 +15,7 @@
 mod census;
 mod error;
 mod fleet;
+mod labels;
 mod migrations;
 mod rollbacks;
 mod run_clients;
@@ -32,6 +33,7 @@ use rusqlite::Connection;
 pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
+pub use labels::LabelReport;
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
 pub use run_clients::{

@@ -759,6 +759,7 @@ mod tests {
                 },
             ],
             rollbacks: Vec::new(),
+            labels: Vec::new(),
         };
         assert_eq!(l.apply_fleet(&batch).unwrap(), 2, "the repeat counts zero");
         assert_eq!(

@@ -501,6 +501,7 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
         events,
         traffic,
         rollbacks,
+        labels,
     } = more;
     batch.touches.extend(touches);
     batch.joins.extend(joins);
@@ -508,10 +509,12 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
     batch.events.extend(events);
     batch.traffic.extend(traffic);
     batch.rollbacks.extend(rollbacks);
+    batch.labels.extend(labels);
 }
 
 mod claims;
 pub(crate) mod drain;
+mod labels;
 mod rollback;
 
 #[cfg(test)]

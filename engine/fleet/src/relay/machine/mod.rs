@@ -19,6 +19,7 @@ use std::sync::Arc;
 use haifu_protocol::ArtifactFetch;
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::ChunkCursor;
+use haifu_protocol::ClientLabels;
 use haifu_protocol::ErrorCode;
 use haifu_protocol::ErrorMessage;
 use haifu_protocol::Feedback;
@@ -120,6 +121,9 @@ pub(crate) struct RelayCore {
     /// to a master that (re)connects, so a report made while it was away
     /// is not lost.
     reports: BTreeMap<String, (Option<ArtifactRef>, Option<String>)>,
+    /// The last labels of every client that sent some, replayed after the
+    /// reports.
+    labels: BTreeMap<String, ClientLabels>,
     /// The transport plugin this relay broadcasts with, named in its
     /// registration (`transport-names`).
     broadcast: Option<String>,
@@ -149,6 +153,7 @@ impl RelayCore {
             clients: HashMap::new(),
             conns: HashMap::new(),
             reports: BTreeMap::new(),
+            labels: BTreeMap::new(),
             broadcast: None,
             session: None,
             artifact_ready: false,
@@ -194,6 +199,9 @@ impl RelayCore {
                         installed.clone(),
                         broadcast.clone(),
                     )));
+                }
+                for l in self.labels.values() {
+                    out.push(Effect::ToMaster(Message::ClientLabels(l.clone())));
                 }
             }
             Event::MasterDown => self.master_up = false,
@@ -341,6 +349,19 @@ impl RelayCore {
                 }
                 if self.master_up {
                     out.push(Effect::ToMaster(self.report(&id, installed, broadcast)));
+                }
+            }
+            Message::ClientLabels(l) => {
+                // Only its own, and only checked by the master: a relay
+                // forwards, it never authors.
+                if l.client != id {
+                    let why = format!("labels for {:?}, not the certificate's {id:?}", l.client);
+                    out.push(to(error(ErrorCode::Unexpected, 0, why)));
+                    return;
+                }
+                self.labels.insert(id, l.clone());
+                if self.master_up {
+                    out.push(Effect::ToMaster(Message::ClientLabels(l)));
                 }
             }
             Message::Completion(c) => {
