@@ -123,16 +123,7 @@ impl Rollout<'_> {
         let plan = self.plan;
         let all_in_one;
         let stages = if self.stages.is_empty() {
-            all_in_one = [Stage {
-                pos: plan.name.pos,
-                name: "all".into(),
-                relays: Vec::new(),
-                clients: Vec::new(),
-                labels: haifu_core::Labels::new(),
-                percent: Some(100),
-                seed: 0,
-                gate: haifu_spec::StageGate::default(),
-            }];
+            all_in_one = [Stage::everyone(plan.name.pos)];
             &all_in_one[..]
         } else {
             self.stages

@@ -77,6 +77,23 @@ pub struct Stage {
     pub gate: StageGate,
 }
 
+impl Stage {
+    /// The one stage a workflow without `stages:` amounts to: every
+    /// target at once (`all`, percent 100, no gate), written at `pos`.
+    pub fn everyone(pos: Pos) -> Stage {
+        Stage {
+            pos,
+            name: "all".into(),
+            relays: Vec::new(),
+            clients: Vec::new(),
+            labels: Labels::new(),
+            percent: Some(100),
+            seed: 0,
+            gate: StageGate::default(),
+        }
+    }
+}
+
 /// A stage's gate: the thresholds the advance policy is handed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StageGate {

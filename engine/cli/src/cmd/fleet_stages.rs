@@ -59,16 +59,7 @@ pub(crate) fn run(home: &Home, workflow: &Path, json: bool) -> Result<ExitCode> 
         })
         .collect();
     let stages = if plan.stages.is_empty() {
-        vec![haifu_spec::Stage {
-            pos: plan.name.pos,
-            name: "all".into(),
-            relays: Vec::new(),
-            clients: Vec::new(),
-            labels: haifu_core::Labels::new(),
-            percent: Some(100),
-            seed: 0,
-            gate: haifu_spec::StageGate::default(),
-        }]
+        vec![haifu_spec::Stage::everyone(plan.name.pos)]
     } else {
         plan.stages.clone()
     };
