@@ -131,8 +131,9 @@ pub(crate) struct ClientCore {
     /// out once the master has the completion, so the run records the
     /// install and the rollback follows it.
     deferred: Option<haifu_protocol::Rollback>,
-    /// The config's labels, told after every version report (none: not
-    /// sent at all).
+    /// The config's labels, told after the version report on every
+    /// connect (an empty set too, so labels dropped from the config are
+    /// dropped by the master).
     labels: haifu_core::Labels,
 }
 
@@ -258,14 +259,13 @@ impl ClientCore {
                 self.send_pending(&mut out, now);
                 self.send_rollback_report(&mut out, now);
                 out.push(Effect::ToRelay(self.report()));
-                if !self.labels.is_empty() {
-                    out.push(Effect::ToRelay(Message::ClientLabels(
-                        haifu_protocol::ClientLabels {
-                            client: self.id.clone(),
-                            labels: self.labels.clone(),
-                        },
-                    )));
-                }
+                // Even an empty set: it clears what an earlier config said.
+                out.push(Effect::ToRelay(Message::ClientLabels(
+                    haifu_protocol::ClientLabels {
+                        client: self.id.clone(),
+                        labels: self.labels.clone(),
+                    },
+                )));
             }
             Event::RelayDown => self.relay_up = false,
             Event::Tick => {
