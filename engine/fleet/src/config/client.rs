@@ -126,6 +126,11 @@ pub struct ClientConfig {
     /// '-', starting with a letter; values: letters, digits, '.', '_',
     /// '-'; each 1 to 63 characters; at most 16 pairs.
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = haifu_core::MAX_LABELS,
+        "propertyNames" = {"pattern": "^[a-z][a-z0-9_-]{0,62}$"},
+        "additionalProperties" = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"}
+    ))]
     pub labels: haifu_core::Labels,
     /// Fault injection.
     #[serde(default)]
