@@ -311,6 +311,9 @@ fn the_config_schemas_refuse_what_the_daemons_refuse() {
     let v = config_schema("client");
     assert!(loads::<ClientConfig>(client).is_ok());
     assert!(v.is_valid(&as_json(client)));
+    let labelled = format!("{client}labels: {{site: store-12, ring: canary}}\n");
+    assert!(loads::<ClientConfig>(&labelled).is_ok());
+    assert!(v.is_valid(&as_json(&labelled)));
     for (what, text) in [
         (
             "a drop rate above 1",
@@ -320,6 +323,28 @@ fn the_config_schemas_refuse_what_the_daemons_refuse() {
         (
             "a post-install without a program",
             format!("{client}post_install: {{args: [x]}}\n"),
+        ),
+        (
+            "a label key in capitals",
+            format!("{client}labels: {{Ring: a}}\n"),
+        ),
+        (
+            "a label value with a space",
+            format!("{client}labels: {{ring: 'a b'}}\n"),
+        ),
+        (
+            "a label value too long",
+            format!("{client}labels: {{ring: {}}}\n", "v".repeat(64)),
+        ),
+        (
+            "17 labels",
+            format!(
+                "{client}labels: {{{}}}\n",
+                (0..17)
+                    .map(|i| format!("k{i}: v"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
     ] {
         assert!(

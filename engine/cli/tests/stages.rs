@@ -162,3 +162,45 @@ fn run_refuses_a_staged_workflow_and_creates_no_run() {
         assert_eq!(runs, serde_json::json!([]), "no run in the ledger");
     }
 }
+
+#[test]
+fn simulate_gives_labels_to_a_share_of_the_fleet_and_a_stage_finds_them() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = format!("{}/", common::repo().display());
+    let text = std::fs::read_to_string(common::repo().join(CANARY))
+        .unwrap()
+        .replace("../", &repo)
+        .replace("relays: [store-east]\n", "labels: { ring: canary }\n");
+    let wf = t.path().join("labelled.yaml");
+    std::fs::write(&wf, text).unwrap();
+    let wf = wf.to_str().unwrap();
+    let args = [
+        "simulate",
+        wf,
+        "--label-share",
+        "ring=canary:5%",
+        "--fail",
+        "10",
+        "--json",
+    ];
+    let r = json(t.path(), &args);
+    assert_eq!(stages(&r)[0]["name"], "canary", "{r:#}");
+    assert_eq!(stages(&r)[0]["targeted"], 50, "5% of 1,000: {r:#}");
+    let none = json(t.path(), &["simulate", wf, "--fail", "10", "--json"]);
+    assert_eq!(
+        stages(&none)[0]["targeted"],
+        0,
+        "no labels, nobody: {none:#}"
+    );
+    for (bad, says) in [
+        ("ring=canary", "write KEY=VALUE:PCT"),
+        ("Ring=canary:5", "label key \"Ring\""),
+        ("ring=canary:200", "not a percentage"),
+    ] {
+        let out = run(t.path(), &["simulate", wf, "--label-share", bad]);
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}

@@ -12,12 +12,17 @@
 
 mod digest;
 mod key;
+mod label;
 mod manifest;
 mod name;
 mod round;
 
 pub use digest::{Digest, DigestError};
 pub use key::{KeyError, PublicKey, SigningKey};
+pub use label::{
+    LabelError, Labels, MAX_LABEL_KEY_LEN, MAX_LABEL_VALUE_LEN, MAX_LABELS, check_label_key,
+    check_label_value, check_labels, matches_all, parse_label,
+};
 pub use manifest::{
     BLOCK_HASH_LEN, CarouselLayout, Compression, MANIFEST_FORMAT, MANIFEST_FORMAT_V1,
     MAX_BLOCK_HASHES, Manifest, ManifestBody, ManifestError,

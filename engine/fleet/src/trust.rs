@@ -106,6 +106,15 @@ pub(crate) enum Refusal {
         /// The client named.
         client: String,
     },
+    /// A client's labels outside the label rules.
+    #[error("labels of client {client:?}: {source}")]
+    BadLabels {
+        /// The client, cut to 80 characters.
+        client: String,
+        /// Which pair and why.
+        #[source]
+        source: haifu_core::LabelError,
+    },
     /// A relay that the master's `relays:` list does not name.
     #[error("relay {relay:?} is not one of this master's relays")]
     UnknownRelay {

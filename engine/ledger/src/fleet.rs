@@ -61,6 +61,8 @@ pub struct FleetBatch {
     pub traffic: Vec<crate::Traffic>,
     /// Clients' reports on rollback orders.
     pub rollbacks: Vec<crate::RollbackResult>,
+    /// Clients' labels, each replacing that client's whole set.
+    pub labels: Vec<crate::LabelReport>,
 }
 
 impl FleetBatch {
@@ -72,6 +74,7 @@ impl FleetBatch {
             && self.events.is_empty()
             && self.traffic.is_empty()
             && self.rollbacks.is_empty()
+            && self.labels.is_empty()
     }
 }
 
@@ -148,6 +151,7 @@ impl Ledger {
             crate::traffic::insert(&tx, &now, t).map_err(&wrap)?;
         }
         crate::rollbacks::apply_results(&tx, &now, &batch.rollbacks).map_err(&wrap)?;
+        crate::labels::apply(&tx, &batch.labels).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(counted)
     }

@@ -165,6 +165,17 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rollbacks_by_state ON rollbacks (state, id);
     CREATE INDEX rollbacks_by_client ON rollbacks (client, id);",
+    // 9: the labels each client reports of itself (its config's `labels:`),
+    // one row per pair, so that a stage or `haifu rollback --label` finds
+    // the clients of a pair by the index. A client's report replaces its
+    // whole set; a client that never reported any has no rows.
+    "CREATE TABLE client_labels (
+        client  TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        PRIMARY KEY (client, key)
+    );
+    CREATE INDEX client_labels_by_pair ON client_labels (key, value, client);",
 ];
 
 /// The schema version this build writes.

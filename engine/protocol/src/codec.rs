@@ -24,11 +24,11 @@ use crate::limits::{
     MAX_REASON_LEN,
 };
 use crate::message::{
-    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
-    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group, Instruction,
-    Message, RegisterClient, RegisterRelay, Registered, Rollback, RollbackAck, RollbackOutcome,
-    RollbackReport, RoundBudget, RoundDone, RoundListeners, SessionKey, SessionSecret, StartRound,
-    StopRounds, Via, tag,
+    ArtifactFetch, ArtifactHeader, ArtifactRef, ClientLabels, Completion, CompletionAck, DataChunk,
+    DeltaBody, DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group,
+    Instruction, Message, RegisterClient, RegisterRelay, Registered, Rollback, RollbackAck,
+    RollbackOutcome, RollbackReport, RoundBudget, RoundDone, RoundListeners, SessionKey,
+    SessionSecret, StartRound, StopRounds, Via, tag,
 };
 use crate::wire::{Reader, Writer};
 
@@ -99,6 +99,14 @@ impl Message {
                 write_opt_artifact(w, m.installed.as_ref())?;
                 if let Some(b) = &m.broadcast {
                     write_plugin_name(w, b)?;
+                }
+            }
+            Self::ClientLabels(m) => {
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                w.count("labels", m.labels.len(), haifu_core::MAX_LABELS)?;
+                for (k, v) in &m.labels {
+                    w.str("label key", k, haifu_core::MAX_LABEL_KEY_LEN)?;
+                    w.str("label value", v, haifu_core::MAX_LABEL_VALUE_LEN)?;
                 }
             }
             Self::Registered(m) => write_opt_artifact(w, m.target.as_ref())?,
@@ -293,6 +301,25 @@ impl Message {
                     identities.push(r.str("identity", MAX_ID_LEN)?);
                 }
                 Self::DenyList(DenyList { identities })
+            }
+            tag::CLIENT_LABELS => {
+                let client = r.str("client", MAX_ID_LEN)?;
+                let n = r.count("labels", haifu_core::MAX_LABELS)?;
+                let mut labels = haifu_core::Labels::new();
+                for _ in 0..n {
+                    let k = r.str("label key", haifu_core::MAX_LABEL_KEY_LEN)?;
+                    let v = r.str("label value", haifu_core::MAX_LABEL_VALUE_LEN)?;
+                    // One spelling: keys strictly ascending, as a sorted
+                    // map writes them.
+                    if labels.last_key_value().is_some_and(|(last, _)| *last >= k) {
+                        return Err(DecodeError::Invalid {
+                            field: "labels",
+                            reason: "keys must be strictly ascending",
+                        });
+                    }
+                    labels.insert(k, v);
+                }
+                Self::ClientLabels(ClientLabels { client, labels })
             }
             tag::REGISTER_CLIENT | tag::REGISTER_CLIENT_TRANSPORT => {
                 Self::RegisterClient(RegisterClient {

@@ -59,6 +59,10 @@ pub mod features {
     /// [`RollbackReport`](crate::RollbackReport),
     /// [`RollbackAck`](crate::RollbackAck), tags `0x60`-`0x62`).
     pub const ROLLBACK: &str = "rollback";
+    /// A client tells the master its config's labels through its relay
+    /// ([`ClientLabels`](crate::ClientLabels), tag `0x16`), so stages and
+    /// rollbacks can name clients by label. A client without it has none.
+    pub const LABELS: &str = "labels";
     /// Every feature this crate implements, sorted.
     pub const ALL: &[&str] = &[
         CHUNKED_TRANSFER,
@@ -66,6 +70,7 @@ pub mod features {
         DELTA_BSDIFF,
         DELTA_RESUME,
         FEEDBACK_REPAIR,
+        LABELS,
         ROLLBACK,
         TRANSPORT_NAMES,
     ];

@@ -39,9 +39,9 @@ pub use handshake::{
 };
 pub use limits::Limits;
 pub use message::{
-    ArtifactFetch, ArtifactHeader, ArtifactRef, Completion, CompletionAck, DataChunk, DeltaBody,
-    DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group, Instruction,
-    Message, RegisterClient, RegisterRelay, Registered, Rollback, RollbackAck, RollbackOutcome,
-    RollbackReport, RoundBudget, RoundDone, RoundListeners, SessionKey, SessionSecret, StartRound,
-    StopRounds, Via, tag,
+    ArtifactFetch, ArtifactHeader, ArtifactRef, ClientLabels, Completion, CompletionAck, DataChunk,
+    DeltaBody, DeltaRequest, DeltaResponse, DenyList, ErrorCode, ErrorMessage, Feedback, Group,
+    Instruction, Message, RegisterClient, RegisterRelay, Registered, Rollback, RollbackAck,
+    RollbackOutcome, RollbackReport, RoundBudget, RoundDone, RoundListeners, SessionKey,
+    SessionSecret, StartRound, StopRounds, Via, tag,
 };

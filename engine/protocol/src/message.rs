@@ -35,6 +35,9 @@ pub mod tag {
     /// [`Message::RegisterClient`](crate::Message::RegisterClient) naming
     /// its broadcast plugin (feature `transport-names`).
     pub const REGISTER_CLIENT_TRANSPORT: u8 = 0x15;
+    /// [`Message::ClientLabels`](crate::Message::ClientLabels) (feature
+    /// `labels`).
+    pub const CLIENT_LABELS: u8 = 0x16;
     /// [`Message::Instruction`](crate::Message::Instruction).
     pub const INSTRUCTION: u8 = 0x20;
     /// [`Message::StartRound`](crate::Message::StartRound).
@@ -146,6 +149,20 @@ pub struct RegisterClient {
     /// The transport plugin it receives broadcasts with, for a peer with
     /// `transport-names`.
     pub broadcast: Option<String>,
+}
+
+/// client → relay → master: the labels of the client's config (`site:
+/// store-12`), after its registration and on every reconnect; the whole
+/// set, replacing the last one (feature `labels`). A relay forwards only a
+/// client's own, and the master holds each pair to
+/// `haifu_core::check_labels` before it records any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLabels {
+    /// The client's id.
+    pub client: String,
+    /// Its labels, sorted by key, at most
+    /// [`MAX_LABELS`](haifu_core::MAX_LABELS).
+    pub labels: haifu_core::Labels,
 }
 
 /// The answer to a registration: the version the peer should have, if the
@@ -589,6 +606,8 @@ pub enum Message {
     RegisterRelay(RegisterRelay),
     /// A client announces itself and reports its version.
     RegisterClient(RegisterClient),
+    /// A client's labels.
+    ClientLabels(ClientLabels),
     /// The answer to a registration.
     Registered(Registered),
     /// The clients cut off.
@@ -650,6 +669,7 @@ impl Message {
             Self::RegisterRelay(_) => tag::REGISTER_RELAY,
             Self::RegisterClient(m) if m.broadcast.is_some() => tag::REGISTER_CLIENT_TRANSPORT,
             Self::RegisterClient(_) => tag::REGISTER_CLIENT,
+            Self::ClientLabels(_) => tag::CLIENT_LABELS,
             Self::Registered(_) => tag::REGISTERED,
             Self::DenyList(_) => tag::DENY_LIST,
             Self::Instruction(_) => tag::INSTRUCTION,
@@ -683,12 +703,13 @@ impl Message {
     /// understands the older tag), and no `Feedback` at all (a relay that
     /// cannot use it); a registration without its broadcast plugin for a
     /// peer without `transport-names`; no rollback message at all for a
-    /// peer without `rollback`. Every other message is returned as it is.
+    /// peer without `rollback`, and no labels for a peer without `labels`.
+    /// Every other message is returned as it is.
     pub fn for_peer(&self, has: impl Fn(&str) -> bool) -> Option<std::borrow::Cow<'_, Message>> {
         use std::borrow::Cow;
 
         use crate::handshake::features::{
-            DELTA_RESUME, FEEDBACK_REPAIR, ROLLBACK, TRANSPORT_NAMES,
+            DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK, TRANSPORT_NAMES,
         };
         match self {
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_)
@@ -696,6 +717,7 @@ impl Message {
             {
                 return None;
             }
+            Self::ClientLabels(_) if !has(LABELS) => return None,
             Self::DeltaRequest(m) if m.resume_at > 0 && !has(DELTA_RESUME) => {
                 return Some(Cow::Owned(Self::DeltaRequest(DeltaRequest {
                     resume_at: 0,
@@ -741,9 +763,11 @@ impl Message {
     /// sent to it, if any.
     pub fn required_feature(&self) -> Option<&'static str> {
         use crate::handshake::features::{
-            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, ROLLBACK, TRANSPORT_NAMES,
+            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK,
+            TRANSPORT_NAMES,
         };
         match self {
+            Self::ClientLabels(_) => Some(LABELS),
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_) => Some(ROLLBACK),
             Self::DeltaRequest(m) if m.resume_at > 0 => Some(DELTA_RESUME),
             Self::RegisterRelay(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),

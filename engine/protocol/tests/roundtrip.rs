@@ -150,3 +150,40 @@ fn a_broadcast_plugin_name_that_is_no_plugin_name_is_refused_both_ways() {
         );
     }
 }
+
+/// A peer without `labels` is sent no labels at all (an old master or
+/// relay keeps working, its clients have none); a frame whose keys are
+/// out of order or over the bounds is refused before it sizes anything.
+#[test]
+fn labels_go_only_to_a_peer_with_the_feature_and_decode_in_one_spelling() {
+    use haifu_protocol::{ClientLabels, DecodeError, features};
+    let msg = Message::ClientLabels(ClientLabels {
+        client: "c1".into(),
+        labels: [
+            ("ring".to_owned(), "canary".to_owned()),
+            ("site".to_owned(), "s1".to_owned()),
+        ]
+        .into(),
+    });
+    assert_eq!(msg.required_feature(), Some(features::LABELS));
+    assert!(msg.for_peer(|_| false).is_none());
+    assert!(msg.for_peer(|f| f == features::LABELS).is_some());
+    let frame = msg.encode().unwrap();
+    assert_eq!(Message::decode(&frame).unwrap(), msg);
+    // Swap the two pairs: the same labels, another spelling.
+    let (head, pairs) = frame.split_at(frame.len() - (2 + 4 + 2 + 6) - (2 + 4 + 2 + 2));
+    let (first, second) = pairs.split_at(2 + 4 + 2 + 6);
+    let swapped = [head, second, first].concat();
+    assert!(matches!(
+        Message::decode(&swapped),
+        Err(DecodeError::Invalid {
+            field: "labels",
+            ..
+        })
+    ));
+    // A count over the bound: refused by its count.
+    let mut many = frame[..head.len()].to_vec();
+    let at = many.len() - 2;
+    many[at..].copy_from_slice(&u16::MAX.to_be_bytes());
+    assert!(Message::decode(&many).is_err());
+}

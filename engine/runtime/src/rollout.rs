@@ -29,7 +29,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::sim::SimFleet;
-use crate::stage::{Membership, StageCount, facts};
+use crate::stage::{LabelShare, Member, Membership, StageCount, facts, share_labels};
 
 /// The reason a simulated failed install reports.
 pub const POST_INSTALL: &str = "post-install";
@@ -104,6 +104,8 @@ pub struct Rollout<'a> {
     pub fleet: &'a SimFleet,
     /// The probability that an install fails its post-install check.
     pub fail: f64,
+    /// Labels given to shares of the modelled fleet (none by default).
+    pub labels: &'a [LabelShare],
     /// The workflow's policies.
     pub policies: &'a PolicySet,
 }
@@ -121,15 +123,7 @@ impl Rollout<'_> {
         let plan = self.plan;
         let all_in_one;
         let stages = if self.stages.is_empty() {
-            all_in_one = [Stage {
-                pos: plan.name.pos,
-                name: "all".into(),
-                relays: Vec::new(),
-                clients: Vec::new(),
-                percent: Some(100),
-                seed: 0,
-                gate: haifu_spec::StageGate::default(),
-            }];
+            all_in_one = [Stage::everyone(plan.name.pos)];
             &all_in_one[..]
         } else {
             self.stages
@@ -137,7 +131,7 @@ impl Rollout<'_> {
         // The modelled relays take the workflow's relay names in order, so
         // a stage that names a relay finds its clients.
         let names = &plan.targets.relays;
-        let targets: Vec<(String, String)> = self
+        let mut targets: Vec<Member> = self
             .fleet
             .targets()
             .into_iter()
@@ -146,9 +140,10 @@ impl Rollout<'_> {
                     .strip_prefix("relay-")
                     .and_then(|n| n.parse::<usize>().ok())
                     .and_then(|n| names.get(n.checked_sub(1)?));
-                (client, named.cloned().unwrap_or(relay))
+                Member::new(client, named.cloned().unwrap_or(relay))
             })
             .collect();
+        share_labels(&mut targets, self.labels, self.fleet.params().seed);
         let membership = Membership::assign(&targets, stages);
         let rounds = plan
             .steps
@@ -361,6 +356,7 @@ steps:
             stages: &plan.stages,
             fleet: &fleet,
             fail,
+            labels: &[],
             policies: &PolicySet::defaults(),
         }
         .run()

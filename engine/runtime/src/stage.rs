@@ -3,8 +3,8 @@
 //! in as arguments; time is an argument.
 //!
 //! Membership, stage by stage in the workflow's order: the clients behind
-//! the stage's relays and the clients it names (not in an earlier stage),
-//! then, with `percent: N`, N % (rounded up) of the clients left over, in
+//! the stage's relays, the clients it names and the clients whose labels
+//! hold all of the stage's `labels` (not in an earlier stage), then, with `percent: N`, N % (rounded up) of the clients left over, in
 //! the order of their rank. A client's rank is a hash of the stage's seed
 //! and the client's name, so the same seed draws the same clients whatever
 //! the order the fleet is listed in, and a client that joins the fleet
@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use haifu_core::{Labels, matches_all};
 use haifu_policy::{FailureThreshold, StageFacts, StageSummary};
 use haifu_spec::{FailureLimit, Stage};
 
@@ -28,13 +29,39 @@ pub struct Membership {
     pub unknown: Vec<(usize, String)>,
 }
 
+/// One client of the fleet, as membership sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Member {
+    /// Its name.
+    pub client: String,
+    /// Its relay.
+    pub relay: String,
+    /// Its labels (empty when it reported none).
+    pub labels: Labels,
+}
+
+impl Member {
+    /// A client without labels.
+    pub fn new(client: impl Into<String>, relay: impl Into<String>) -> Member {
+        Member {
+            client: client.into(),
+            relay: relay.into(),
+            labels: Labels::new(),
+        }
+    }
+}
+
 impl Membership {
-    /// Assigns `fleet`'s clients (`(client, relay)`; a client listed twice
-    /// counts once, behind its first relay) to `stages`.
-    pub fn assign(fleet: &[(String, String)], stages: &[Stage]) -> Membership {
+    /// Assigns `fleet`'s clients (a client listed twice counts once, as
+    /// first listed) to `stages`.
+    pub fn assign(fleet: &[Member], stages: &[Stage]) -> Membership {
         let mut relay_of: BTreeMap<&str, &str> = BTreeMap::new();
-        for (client, relay) in fleet {
-            relay_of.entry(client.as_str()).or_insert(relay.as_str());
+        let mut labels_of: BTreeMap<&str, &Labels> = BTreeMap::new();
+        for m in fleet {
+            relay_of
+                .entry(m.client.as_str())
+                .or_insert(m.relay.as_str());
+            labels_of.entry(m.client.as_str()).or_insert(&m.labels);
         }
         let mut left: BTreeSet<&str> = relay_of.keys().copied().collect();
         let mut out = Membership::default();
@@ -48,6 +75,9 @@ impl Membership {
                         .iter()
                         .any(|r| Some(&r.as_str()) == relay_of.get(c))
                         || stage.clients.iter().any(|n| n == c)
+                        || labels_of
+                            .get(c)
+                            .is_some_and(|l| matches_all(l, &stage.labels))
                 })
                 .collect();
             for named in &stage.clients {
@@ -82,6 +112,45 @@ impl Membership {
         self.stages
             .iter()
             .position(|s| s.binary_search_by(|c| c.as_str().cmp(client)).is_ok())
+    }
+}
+
+/// A share of a modelled fleet that carries one label (`haifu simulate
+/// --label-share ring=canary:10%`), so that stages naming labels find
+/// clients in a simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelShare {
+    /// The label's key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+    /// The share of the fleet, 0 to 1 (rounded up to whole clients).
+    pub share: f64,
+}
+
+/// Gives each share's label to its share of `fleet`, drawn by [`rank`]
+/// of `seed` and the label (the same seed and fleet, the same clients).
+/// Shares of one key are drawn from the clients that do not carry that
+/// key yet, so `ring=canary:5%` and `ring=early:20%` never overlap.
+pub fn share_labels(fleet: &mut [Member], shares: &[LabelShare], seed: u64) {
+    for share in shares {
+        let salt = rank(seed, &format!("{}={}", share.key, share.value));
+        let mut free: Vec<(u64, usize)> = fleet
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.labels.contains_key(&share.key))
+            .map(|(i, m)| (rank(salt, &m.client), i))
+            .collect();
+        free.sort_unstable();
+        let want = (fleet.len() as f64 * share.share.clamp(0.0, 1.0)).ceil();
+        // Whole clients, at most the fleet: the cast cannot wrap.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let want = want as usize;
+        for (_, i) in free.into_iter().take(want) {
+            if let Some(m) = fleet.get_mut(i) {
+                m.labels.insert(share.key.clone(), share.value.clone());
+            }
+        }
     }
 }
 
@@ -183,9 +252,9 @@ mod tests {
             .stages
     }
 
-    fn fleet(n: u32) -> Vec<(String, String)> {
+    fn fleet(n: u32) -> Vec<Member> {
         (0..n)
-            .map(|i| (format!("pos-{i:04}"), format!("r{}", i % 3 + 1)))
+            .map(|i| Member::new(format!("pos-{i:04}"), format!("r{}", i % 3 + 1)))
             .collect()
     }
 
@@ -225,7 +294,7 @@ mod tests {
         reversed.reverse();
         assert_eq!(a, Membership::assign(&reversed, &s), "order of the fleet");
         let mut grown = f.clone();
-        grown.push(("pos-9999".into(), "r1".into()));
+        grown.push(Member::new("pos-9999", "r1"));
         let b = Membership::assign(&grown, &s);
         let kept = a.stages[0]
             .iter()
@@ -253,6 +322,54 @@ mod tests {
         assert_eq!(m.stages[0], ["pos-0001"]);
         assert_eq!(m.stages[1].len(), 9, "r2's clients and then everyone left");
         assert_eq!(m.unknown, [(0, "pos-0404".to_string())]);
+    }
+
+    #[test]
+    fn labels_name_a_stage_when_every_pair_matches() {
+        let s = stages(
+            "stages:\n  - labels: { ring: canary }\n  - labels: { ring: early, site: s1 }\n  - percent: 100\n",
+        );
+        let mut f = fleet(6);
+        let label = |m: &mut Member, pairs: &[(&str, &str)]| {
+            m.labels = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+        };
+        label(&mut f[1], &[("ring", "canary"), ("site", "s2")]);
+        label(&mut f[2], &[("ring", "early"), ("site", "s1")]);
+        label(&mut f[3], &[("ring", "early")]);
+        label(&mut f[4], &[("ring", "canary")]);
+        let m = Membership::assign(&f, &s);
+        assert_eq!(m.stages[0], ["pos-0001", "pos-0004"]);
+        assert_eq!(m.stages[1], ["pos-0002"], "both pairs must match");
+        assert_eq!(m.stages[2], ["pos-0000", "pos-0003", "pos-0005"]);
+        assert!(m.outside.is_empty());
+    }
+
+    #[test]
+    fn label_shares_are_drawn_by_the_seed_and_never_overlap_on_a_key() {
+        let share = |v: &str, p: f64| LabelShare {
+            key: "ring".into(),
+            value: v.into(),
+            share: p,
+        };
+        let shares = [share("canary", 0.05), share("early", 0.2)];
+        let mut f = fleet(100);
+        share_labels(&mut f, &shares, 1);
+        let count = |f: &[Member], v: &str| {
+            f.iter()
+                .filter(|m| m.labels.get("ring").map(String::as_str) == Some(v))
+                .count()
+        };
+        let with = |f: &[Member]| f.iter().filter(|m| !m.labels.is_empty()).count();
+        assert_eq!((count(&f, "canary"), count(&f, "early")), (5, 20));
+        assert_eq!(with(&f), 25);
+        let mut again = fleet(100);
+        share_labels(&mut again, &shares, 1);
+        assert_eq!(f, again, "the same seed, the same clients");
+        let s = stages("stages:\n  - labels: { ring: canary }\n  - percent: 100\n");
+        assert_eq!(Membership::assign(&f, &s).stages[0].len(), 5);
     }
 
     /// The gate on virtual time: a stage with failures above its

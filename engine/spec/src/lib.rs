@@ -53,7 +53,7 @@ pub use raw::{
     Parsed, RawArtifact, RawPolicies, RawSchedule, RawSpec, RawTargets, RawTransports, parse,
 };
 pub use schema::schema;
-pub use stages::{FailureLimit, MAX_STAGES, RawGate, RawStage, Stage, StageGate};
+pub use stages::{FailureLimit, MAX_STAGES, RawGate, RawLabel, RawStage, Stage, StageGate};
 pub use steps::{Step, StepKind};
 pub use timing::Window;
 pub use transports::{PluginInventory, PluginState, check_transports};

@@ -55,6 +55,7 @@ fn value(key: &Key) -> Value {
             json!({"type": "integer", "minimum": min, "maximum": max})
         }
         Kind::TextList => json!({"type": "array", "items": text()}),
+        Kind::TextMap => json!({"type": "object", "additionalProperties": text()}),
         Kind::Map(keys) => Value::Object(mapping(keys)),
         Kind::MapOfLists(keys) => {
             let mut m = mapping(keys);
@@ -70,7 +71,13 @@ fn value(key: &Key) -> Value {
             let mut item = mapping(keys);
             let one: Vec<Value> = any_of
                 .iter()
-                .map(|k| json!({"required": [k], "properties": {*k: {"minItems": 1}}}))
+                .map(|k| {
+                    let map = keys
+                        .iter()
+                        .any(|key| key.name == *k && matches!(key.kind, Kind::TextMap));
+                    let least = if map { "minProperties" } else { "minItems" };
+                    json!({"required": [k], "properties": {*k: {least: 1}}})
+                })
                 .collect();
             item.insert("anyOf".into(), Value::Array(one));
             json!({"type": "array", "minItems": 1, "items": item})

@@ -34,6 +34,8 @@ pub(crate) enum Kind {
     },
     /// A list of text values (`fields::string_list`).
     TextList,
+    /// A mapping of text keys to text values (`labels`).
+    TextMap,
     /// A mapping of these keys, no others.
     Map(&'static [Key]),
     /// A mapping of these keys, of which at least one holds a non-empty
@@ -240,6 +242,15 @@ pub(crate) const STAGE_CLIENTS: Key = key(
     Kind::TextList,
     "These clients, by name (not in an earlier stage), are in the stage.",
 );
+/// `stages[].labels`.
+pub(crate) const STAGE_LABELS: Key = key(
+    "labels",
+    false,
+    Kind::TextMap,
+    "Every client (not in an earlier stage) whose config's labels hold all these pairs \
+     (ring: canary) is in the stage. Keys: lowercase letters, digits, '_', '-'; values: \
+     letters, digits, '.', '_', '-'; at most 16 pairs.",
+);
 /// `stages[].percent`.
 pub(crate) const STAGE_PERCENT: Key = key(
     "percent",
@@ -268,16 +279,17 @@ pub(crate) const STAGE_GATE: Key = key(
      the next stage starts when the stage's broadcast is over.",
 );
 /// One stage's keys.
-pub(crate) const STAGE: &[Key; 6] = &[
+pub(crate) const STAGE: &[Key; 7] = &[
     STAGE_NAME,
     STAGE_RELAYS,
     STAGE_CLIENTS,
+    STAGE_LABELS,
     STAGE_PERCENT,
     STAGE_SEED,
     STAGE_GATE,
 ];
 /// The keys of which a stage names at least one.
-pub(crate) const STAGE_TARGETS: &[&str] = &["relays", "clients", "percent"];
+pub(crate) const STAGE_TARGETS: &[&str] = &["relays", "clients", "labels", "percent"];
 
 /// The top-level keys.
 pub(crate) const TOP: &[Key; 10] = &[

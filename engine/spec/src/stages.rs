@@ -1,6 +1,6 @@
 //! `stages:`: a phased rollout. The broadcast goes to one stage at a time;
-//! each stage names its clients (relays, clients by name, or a percentage
-//! of the clients in no earlier stage) and its gate (a soak, the least
+//! each stage names its clients (relays, clients by name, labels, or a
+//! percentage of the clients in no earlier stage) and its gate (a soak, the least
 //! success and the most failures it tolerates).
 //!
 //! This module reads and validates the list (stages 1 and 2 of the
@@ -14,6 +14,7 @@ use crate::fields::{Cx, MapReader, join, string, string_list, uint};
 use crate::pos::{Pos, Spanned};
 use crate::shape::{self, Key};
 use crate::timing::parse_duration;
+use haifu_core::Labels;
 use haifu_yaml::{Node, Value};
 
 /// One stage as written.
@@ -27,6 +28,8 @@ pub struct RawStage {
     pub relays: Vec<Spanned<String>>,
     /// `clients`.
     pub clients: Vec<Spanned<String>>,
+    /// `labels`, in the order written.
+    pub labels: Vec<RawLabel>,
     /// `percent`.
     pub percent: Option<Spanned<u64>>,
     /// `seed`.
@@ -34,6 +37,9 @@ pub struct RawStage {
     /// `gate`.
     pub gate: Option<RawGate>,
 }
+
+/// One `key: value` of a stage's `labels`, as written.
+pub type RawLabel = (Spanned<String>, Spanned<String>);
 
 /// `gate: { soak, min_success, max_failures }` as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +65,9 @@ pub struct Stage {
     pub relays: Vec<String>,
     /// These clients are in the stage.
     pub clients: Vec<String>,
+    /// Every client whose labels hold all these pairs is in the stage
+    /// (empty: none is named by label).
+    pub labels: Labels,
     /// This percentage (1..=100, rounded up) of the clients in no earlier
     /// stage and not named by this one, drawn by `seed`.
     pub percent: Option<u8>,
@@ -66,6 +75,23 @@ pub struct Stage {
     pub seed: u64,
     /// When the next stage may start.
     pub gate: StageGate,
+}
+
+impl Stage {
+    /// The one stage a workflow without `stages:` amounts to: every
+    /// target at once (`all`, percent 100, no gate), written at `pos`.
+    pub fn everyone(pos: Pos) -> Stage {
+        Stage {
+            pos,
+            name: "all".into(),
+            relays: Vec::new(),
+            clients: Vec::new(),
+            labels: Labels::new(),
+            percent: Some(100),
+            seed: 0,
+            gate: StageGate::default(),
+        }
+    }
 }
 
 /// A stage's gate: the thresholds the advance policy is handed.
@@ -125,38 +151,67 @@ pub(crate) fn parse(node: &Node, cx: &mut Cx) -> Vec<RawStage> {
         .collect()
 }
 
+/// Takes `key` from `m` and reads it with `read`: the one shape every
+/// key of a stage and of its gate is read in.
+fn take<T>(
+    m: &mut MapReader<'_>,
+    key: &Key,
+    cx: &mut Cx,
+    read: impl FnOnce(&Node, &str, &mut Cx) -> Option<T>,
+) -> Taken<T> {
+    match m.take(key.name) {
+        None => Taken::Absent,
+        Some(n) => match read(n, &m.key(key.name), cx) {
+            Some(v) => Taken::Read(v),
+            None => Taken::Wrong,
+        },
+    }
+}
+
+/// A key as [`take`] found it.
+enum Taken<T> {
+    /// Not written (or null).
+    Absent,
+    /// Written but of the wrong type (reported).
+    Wrong,
+    /// Read.
+    Read(T),
+}
+
+impl<T> Taken<T> {
+    fn value(self) -> Option<T> {
+        match self {
+            Taken::Read(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 fn stage(node: &Node, section: &str, cx: &mut Cx) -> Option<RawStage> {
     let mut m = MapReader::new(node, section, cx)?;
-    let [name, relays, clients, percent, seed, gate] = shape::STAGE;
-    let text = |m: &mut MapReader<'_>, k: &Key, cx: &mut Cx| {
-        m.take(k.name).and_then(|n| string(n, &m.key(k.name), cx))
-    };
-    let list = |m: &mut MapReader<'_>, k: &Key, cx: &mut Cx| {
-        let node = m.take(k.name);
-        node.map(|n| (string_list(n, &m.key(k.name), cx), n.pos))
-    };
-    let name = text(&mut m, name, cx);
-    let relays = list(&mut m, relays, cx);
-    let clients = list(&mut m, clients, cx);
-    let percent_node = m.take(percent.name);
-    let percent = percent_node.and_then(|n| uint(n, &m.key(percent.name), cx));
-    let seed = m
-        .take(seed.name)
-        .and_then(|n| uint(n, &m.key(seed.name), cx));
-    let gate = m
-        .take(gate.name)
-        .and_then(|n| raw_gate(n, &m.key(gate.name), cx));
-    // "At least one" only when no list was of the wrong type (reported).
+    let [name, relays, clients, labels, percent, seed, gate] = shape::STAGE;
+    let name = take(&mut m, name, cx, string).value();
+    let relays = take(&mut m, relays, cx, string_list);
+    let clients = take(&mut m, clients, cx, string_list);
+    let labels = take(&mut m, labels, cx, label_map);
+    let percent = take(&mut m, percent, cx, uint);
+    let seed = take(&mut m, seed, cx, uint).value();
+    let gate = take(&mut m, gate, cx, raw_gate).value();
+    // "At least one" only when nothing was of the wrong type (reported).
     let wrong = [&relays, &clients]
         .iter()
-        .any(|l| matches!(l, Some((None, _))));
-    let relays = relays.and_then(|l| l.0).unwrap_or_default();
-    let clients = clients.and_then(|l| l.0).unwrap_or_default();
-    if !wrong && relays.is_empty() && clients.is_empty() && percent_node.is_none() {
+        .any(|t| matches!(t, Taken::Wrong))
+        || matches!(labels, Taken::Wrong)
+        || matches!(percent, Taken::Wrong);
+    let named = !matches!(percent, Taken::Absent);
+    let relays = relays.value().unwrap_or_default();
+    let clients = clients.value().unwrap_or_default();
+    let labels = labels.value().unwrap_or_default();
+    if !wrong && !named && relays.is_empty() && clients.is_empty() && labels.is_empty() {
         cx.invalid(
             m.pos,
             section,
-            "name its clients: relays, clients or a percent",
+            "name its clients: relays, clients, labels or a percent",
         );
     }
     let s = RawStage {
@@ -164,7 +219,8 @@ fn stage(node: &Node, section: &str, cx: &mut Cx) -> Option<RawStage> {
         name,
         relays,
         clients,
-        percent,
+        labels,
+        percent: percent.value(),
         seed,
         gate,
     };
@@ -172,17 +228,38 @@ fn stage(node: &Node, section: &str, cx: &mut Cx) -> Option<RawStage> {
     Some(s)
 }
 
+/// `labels: { key: value, ... }`: text keys and values, as written.
+fn label_map(node: &Node, key: &str, cx: &mut Cx) -> Option<Vec<RawLabel>> {
+    let Value::Map(entries) = &node.value else {
+        cx.error(
+            node.pos,
+            crate::error::ErrorKind::WrongType {
+                key: key.into(),
+                expected: "a mapping",
+                found: crate::fields::found(node),
+            },
+        );
+        return None;
+    };
+    Some(
+        entries
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = string(k, key, cx)?;
+                let value = string(v, &join(key, &name.value), cx)?;
+                Some((name, value))
+            })
+            .collect(),
+    )
+}
+
 fn raw_gate(node: &Node, section: &str, cx: &mut Cx) -> Option<RawGate> {
     let mut m = MapReader::new(node, section, cx)?;
-    let mut text = |k: &Key| m.take(k.name).map(|n| (n, join(section, k.name)));
-    let soak = text(&shape::SOAK);
-    let min_success = text(&shape::MIN_SUCCESS);
-    let max_failures = text(&shape::MAX_FAILURES);
     let g = RawGate {
         pos: m.pos,
-        soak: soak.and_then(|(n, k)| string(n, &k, cx)),
-        min_success: min_success.and_then(|(n, k)| string(n, &k, cx)),
-        max_failures: max_failures.and_then(|(n, k)| string(n, &k, cx)),
+        soak: take(&mut m, &shape::SOAK, cx, string).value(),
+        min_success: take(&mut m, &shape::MIN_SUCCESS, cx, string).value(),
+        max_failures: take(&mut m, &shape::MAX_FAILURES, cx, string).value(),
     };
     m.finish(shape::GATE, cx);
     Some(g)
@@ -254,6 +331,7 @@ pub(crate) fn validate(
         };
         let relays = unique(&raw.relays, "relays", &mut relays_seen, cx);
         let clients = unique(&raw.clients, "clients", &mut clients_seen, cx);
+        let labels = labels(&raw.labels, &join(&section, "labels"), cx);
         if let Some(targets) = target_relays {
             for r in &raw.relays {
                 if !targets.contains(&r.value) {
@@ -297,6 +375,7 @@ pub(crate) fn validate(
             name,
             relays,
             clients,
+            labels,
             percent,
             seed,
             gate,
@@ -313,6 +392,31 @@ pub(crate) fn validate(
                 last.name
             ),
         );
+    }
+    out
+}
+
+/// A stage's labels: each key and value by `haifu_core`'s check (the one
+/// a client's config is held to), each error at its place.
+fn labels(raw: &[RawLabel], key: &str, cx: &mut Cx) -> Labels {
+    let mut out = Labels::new();
+    if raw.len() > haifu_core::MAX_LABELS {
+        let e = haifu_core::LabelError::TooMany { count: raw.len() };
+        if let Some((first, _)) = raw.first() {
+            cx.invalid(first.pos, key, e.to_string());
+        }
+        return out;
+    }
+    for (k, v) in raw {
+        if let Err(e) = haifu_core::check_label_key(&k.value) {
+            cx.invalid(k.pos, key, e.to_string());
+        } else if let Err(e) = haifu_core::check_label_value(&v.value) {
+            cx.invalid(v.pos, &join(key, &k.value), e.to_string());
+        } else if out.contains_key(&k.value) {
+            cx.invalid(k.pos, key, format!("{:?} is written twice", k.value));
+        } else {
+            out.insert(k.value.clone(), v.value.clone());
+        }
     }
     out
 }

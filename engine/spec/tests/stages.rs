@@ -91,3 +91,25 @@ fn stage_relays_are_not_checked_against_target_groups() {
         .replace("relays: [r1, r2, r3]", "groups: [east]");
     assert!(haifu_spec::check_text(Path::new("w.yaml"), &text).is_ok());
 }
+
+#[test]
+fn a_stage_names_its_clients_by_labels() {
+    let plan = plan(
+        "stages:\n  - labels: { ring: canary, site: store-12 }\n  - labels: { ring: early }\n    percent: 100\n",
+    );
+    let want: haifu_core::Labels = [
+        ("ring".to_owned(), "canary".to_owned()),
+        ("site".to_owned(), "store-12".to_owned()),
+    ]
+    .into();
+    assert_eq!(plan.stages[0].labels, want);
+    assert!(plan.stages[0].relays.is_empty() && plan.stages[0].percent.is_none());
+    assert_eq!(plan.stages[1].labels.len(), 1);
+    assert_eq!(plan.stages[1].percent, Some(100));
+    let text = format!("{HEAD}stages:\n  - labels: {{ ring: a, ring: b }}\n{STEPS}");
+    let e = haifu_spec::check_text(Path::new("w.yaml"), &text).unwrap_err();
+    assert!(
+        format!("{e:?}").contains("written twice") || format!("{e:?}").contains("uplicate"),
+        "{e:?}"
+    );
+}

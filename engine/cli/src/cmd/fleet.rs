@@ -1,4 +1,5 @@
-//! `haifu fleet`: the clients the master knows, and lifting a cut-off.
+//! `haifu fleet`: the clients the master knows (with their labels), the
+//! stages a workflow would make of them, and lifting a cut-off.
 
 use std::process::ExitCode;
 
@@ -10,10 +11,11 @@ use crate::output;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Every client: relay, installed version, last contact, whether it
-    /// is cut off (with the reason), and its latest rollback order (`haifu
-    /// rollback`) with what became of it.
+    /// is cut off (with the reason), its latest rollback order (`haifu
+    /// rollback`) with what became of it, and the labels it reported.
     List {
-        /// Print JSON: one object per client (`rollback`: its latest order).
+        /// Print JSON: one object per client (`rollback`: its latest order;
+        /// `labels`: its labels, when it has any).
         #[arg(long)]
         json: bool,
     },
@@ -22,6 +24,16 @@ pub(crate) enum Command {
     Readmit {
         /// The client's id.
         client: String,
+    },
+    /// Which of the known clients each stage of a workflow would target
+    /// now (by relay, name, label and percent), before running it.
+    Stages {
+        /// The workflow.
+        workflow: std::path::PathBuf,
+        /// Print JSON: the stages with their clients, the clients in no
+        /// stage, and the named clients the master does not know.
+        #[arg(long)]
+        json: bool,
     },
     /// Register a client behind another relay (it was moved to another
     /// segment): the new relay may speak for it from then on, and the old
@@ -41,6 +53,7 @@ pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
         Command::List { json } => {
             let ledger = home.ledger_existing()?;
             let clients = ledger.clients()?;
+            let labels = ledger.client_labels()?;
             // The latest order per client (ids grow).
             let mut latest = std::collections::BTreeMap::new();
             for o in ledger.rollbacks()? {
@@ -53,12 +66,15 @@ pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
                     client: &'a haifu_ledger::ClientRow,
                     #[serde(skip_serializing_if = "Option::is_none")]
                     rollback: Option<&'a haifu_ledger::RollbackRow>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    labels: Option<&'a haifu_core::Labels>,
                 }
                 let out: Vec<Entry<'_>> = clients
                     .iter()
                     .map(|c| Entry {
                         client: c,
                         rollback: latest.get(&c.id),
+                        labels: labels.get(&c.id),
                     })
                     .collect();
                 output::json(&out)?;
@@ -99,6 +115,10 @@ pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
                         ),
                     });
                 }
+                if let Some(l) = labels.get(&c.id) {
+                    let pairs: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    state.push_str(&format!("; labels {}", pairs.join(",")));
+                }
                 println!(
                     "{:<24} {:<16} {:<24} {:<32} {state}",
                     c.id,
@@ -107,6 +127,9 @@ pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
                     c.last_contact.as_deref().unwrap_or("never"),
                 );
             }
+        }
+        Command::Stages { workflow, json } => {
+            return super::fleet_stages::run(home, &workflow, json);
         }
         Command::Readmit { client } => {
             let mut ledger = home.ledger_existing()?;

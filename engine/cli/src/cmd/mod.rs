@@ -10,6 +10,7 @@ pub(crate) mod demo;
 pub(crate) mod export;
 pub(crate) mod fleet;
 pub(crate) mod fleet_args;
+mod fleet_stages;
 pub(crate) mod fsck;
 pub(crate) mod gate;
 pub(crate) mod keys;

@@ -18,6 +18,7 @@ use crate::output;
 #[command(after_help = "Examples:
   haifu rollback pos-app --client pos-0042
   haifu rollback pos-app --relay store-17 --to 2.3.0 --by alice --wait 60
+  haifu rollback pos-app --label ring=canary --wait 60
 
 Each client makes the version it keeps before its current one current again
 (haifu install keeps one), and holds back from the version it left: the run
@@ -33,6 +34,10 @@ pub(crate) struct Args {
     /// Roll back every client the master has behind this relay.
     #[arg(long, value_name = "RELAY")]
     relay: Option<String>,
+    /// Roll back every client whose reported labels hold KEY=VALUE
+    /// (repeatable: all must match), one order per client.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
     /// The version to go back to; a client whose kept previous version is
     /// another refuses (default: whatever previous version it keeps).
     #[arg(long, value_name = "VERSION")]
@@ -62,9 +67,23 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         .as_deref()
         .map(|v| v.parse::<Version>().map_err(|e| anyhow!("--to {v:?}: {e}")))
         .transpose()?;
-    if args.clients.is_empty() && args.relay.is_none() {
-        bail!("name the clients to roll back: --client ID (repeatable) or --relay RELAY");
+    if args.clients.is_empty() && args.relay.is_none() && args.labels.is_empty() {
+        bail!(
+            "name the clients to roll back: --client ID (repeatable), --relay RELAY or --label KEY=VALUE"
+        );
     }
+    if args.labels.len() > haifu_core::MAX_LABELS {
+        bail!(
+            "{} --label options, at most {}",
+            args.labels.len(),
+            haifu_core::MAX_LABELS
+        );
+    }
+    let wanted = args
+        .labels
+        .iter()
+        .map(|l| haifu_core::parse_label(l).map_err(|e| anyhow!("--label {l:?}: {e}")))
+        .collect::<Result<haifu_core::Labels>>()?;
     let by = args
         .by
         .clone()
@@ -103,6 +122,22 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             bail!("relay {relay:?} has no client known to this master; nothing ordered");
         }
         clients.extend(behind.into_iter().map(str::to_owned));
+    }
+    if !wanted.is_empty() {
+        let labelled: Vec<String> = ledger
+            .client_labels()?
+            .into_iter()
+            .filter(|(_, l)| haifu_core::matches_all(l, &wanted))
+            .map(|(c, _)| c)
+            .collect();
+        if labelled.is_empty() {
+            let pairs: Vec<String> = wanted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            bail!(
+                "no client known to this master has the labels {}; nothing ordered",
+                pairs.join(",")
+            );
+        }
+        clients.extend(labelled);
     }
     let clients: Vec<String> = clients.into_iter().collect();
     let to_text = to.as_ref().map(ToString::to_string);

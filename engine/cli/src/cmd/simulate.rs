@@ -10,6 +10,7 @@ use haifu_runtime::driver::{self, Env};
 use haifu_runtime::report::Report;
 use haifu_runtime::rollout::{Ending, Rollout, RolloutReport};
 use haifu_runtime::sim::SimRun;
+use haifu_runtime::stage::LabelShare;
 
 use super::check;
 use super::fleet_args::FleetArgs;
@@ -30,11 +31,13 @@ probability --fail, and the advance policy (or the stages' gates) decides after 
 whether the next starts, waits, pauses or aborts; the report shows each stage's clients, \
 delivered, failed and pending, the decision and why, and how many clients the release reached. \
 The modelled relays take the names of targets.relays in order. A phased simulation models no \
-deltas within a stage and keeps no ledger.
+deltas within a stage and keeps no ledger. Modelled clients carry no labels unless \
+--label-share gives one to a share of them, so that stages naming labels find clients.
 
 Examples:
   haifu simulate workflows/nightly-store-rollout.yaml --clients 20000 --loss 5 --offline 30
-  haifu simulate workflows/canary-rollout.yaml --fail 10"
+  haifu simulate workflows/canary-rollout.yaml --fail 10
+  haifu simulate workflows/canary-rollout.yaml --label-share ring=canary:5% --fail 10"
 )]
 pub(crate) struct Args {
     /// The workflow.
@@ -46,6 +49,10 @@ pub(crate) struct Args {
     /// stages and advance policy.
     #[arg(long, value_name = "PCT")]
     fail: Option<String>,
+    /// Give the label KEY=VALUE to PCT percent of the modelled clients,
+    /// drawn by --seed (repeatable; shares of one key never overlap).
+    #[arg(long = "label-share", value_name = "KEY=VALUE:PCT")]
+    label_shares: Vec<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -102,12 +109,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {}", plan.artifact.path.value.display()))?
         .len();
     let params = args.fleet.params(size)?;
-    if !plan.stages.is_empty() || args.fail.is_some() {
+    let labels = label_shares(&args.label_shares)?;
+    if !plan.stages.is_empty() || args.fail.is_some() || !labels.is_empty() {
         let fail = match &args.fail {
             Some(f) => super::fleet_args::percent("--fail", f)?,
             None => 0.0,
         };
-        return phased(&args, &plan, &policies, params, fail);
+        return phased(&args, &plan, &policies, params, fail, &labels);
     }
 
     // A throw-away home: the simulation leaves nothing behind.
@@ -145,6 +153,31 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     print_report(&args, &plan, &report, extra, None, Report::to_text)
 }
 
+/// The most `--label-share`s: each is a pass over the modelled fleet.
+const MAX_LABEL_SHARES: usize = 64;
+
+/// `--label-share ring=canary:10%`, each checked like a client's label.
+fn label_shares(texts: &[String]) -> Result<Vec<LabelShare>> {
+    if texts.len() > MAX_LABEL_SHARES {
+        anyhow::bail!(
+            "{} --label-share options, at most {MAX_LABEL_SHARES}",
+            texts.len()
+        );
+    }
+    texts
+        .iter()
+        .map(|t| {
+            let (label, pct) = t.rsplit_once(':').with_context(|| {
+                format!("--label-share {t:?}: write KEY=VALUE:PCT (ring=canary:10%)")
+            })?;
+            let (key, value) = haifu_core::parse_label(label)
+                .map_err(|e| anyhow::anyhow!("--label-share {t:?}: {e}"))?;
+            let share = super::fleet_args::percent("--label-share", pct)?;
+            Ok(LabelShare { key, value, share })
+        })
+        .collect()
+}
+
 /// A phased rollout on the modelled fleet ([`Rollout`]).
 fn phased(
     args: &Args,
@@ -152,6 +185,7 @@ fn phased(
     policies: &haifu_policy::PolicySet,
     params: haifu_runtime::sim::SimParams,
     fail: f64,
+    labels: &[LabelShare],
 ) -> Result<ExitCode> {
     let fleet = haifu_runtime::sim::SimFleet::new(params);
     let report = Rollout {
@@ -159,6 +193,7 @@ fn phased(
         stages: &plan.stages,
         fleet: &fleet,
         fail,
+        labels,
         policies,
     }
     .run();

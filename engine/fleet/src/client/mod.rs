@@ -247,7 +247,8 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         pending,
     )
     .with_broadcast(cfg.transports.broadcast.clone())
-    .with_rollbacks(rollbacks);
+    .with_rollbacks(rollbacks)
+    .with_labels(cfg.labels.clone());
     let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
     let counters = Arc::new(Counters::default());

@@ -119,6 +119,19 @@ pub struct ClientConfig {
     /// The transport plugins by name, and their sections.
     #[serde(default)]
     pub transports: TransportsConfig,
+    /// What this client is, for the operator: `key: value` pairs (`site:
+    /// store-12`, `ring: canary`) told to the master through the relay, so
+    /// that a workflow's stages (`labels:`) and `haifu rollback --label`
+    /// can name groups of clients. Keys: lowercase letters, digits, '_',
+    /// '-', starting with a letter; values: letters, digits, '.', '_',
+    /// '-'; each 1 to 63 characters; at most 16 pairs.
+    #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = haifu_core::MAX_LABELS,
+        "propertyNames" = {"pattern": "^[a-z][a-z0-9_-]{0,62}$"},
+        "additionalProperties" = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"}
+    ))]
+    pub labels: haifu_core::Labels,
     /// Fault injection.
     #[serde(default)]
     pub testing: Testing,
@@ -150,9 +163,26 @@ impl Resolve for ClientConfig {
                 self.testing.drop_datagrams
             )));
         }
+        check_labels(&self.labels)?;
         if self.receive_stall_secs == 0 {
             return Err(Invalid("receive_stall_secs must be at least 1".into()));
         }
         check_metrics(self.metrics, self.metrics_public, "")
     }
+}
+
+/// `labels:` by `haifu_core`'s check, the message starting with the key
+/// whose value is wrong (`labels.ring …`) so the error names its line.
+fn check_labels(labels: &haifu_core::Labels) -> Result<(), Invalid> {
+    if let Err(e) = haifu_core::check_labels(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        let at = match &e {
+            haifu_core::LabelError::BadValue(_) => labels
+                .iter()
+                .find(|(_, v)| haifu_core::check_label_value(v).is_err())
+                .map_or_else(|| "labels".to_owned(), |(k, _)| format!("labels.{k}")),
+            _ => "labels".to_owned(),
+        };
+        return Err(Invalid(format!("{at}: {e}")));
+    }
+    Ok(())
 }

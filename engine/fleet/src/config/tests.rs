@@ -135,3 +135,47 @@ fn the_shipped_example_configs_load() {
     assert_eq!(c.artifact, "pos-app");
     assert!(c.post_install.is_some());
 }
+
+#[test]
+fn client_labels_are_read_and_each_bad_one_is_one_line_at_its_place() {
+    let base = "id: pos-1\nartifact: pos-app\nrelay: {address: '127.0.0.1:7401', name: r1}\n\
+                tls: {ca: ca.pem, cert: c.pem, key: c.key}\nmaster_key: m.pub\ninstall_root: i\n";
+    let (_d, p) = write(&format!(
+        "{base}labels:\n  site: store-12\n  ring: canary\n"
+    ));
+    let c = load::<ClientConfig>(&p).unwrap();
+    assert_eq!(c.labels.len(), 2);
+    assert_eq!(c.labels["ring"], "canary");
+    let (_d, p) = write(base);
+    assert!(
+        load::<ClientConfig>(&p).unwrap().labels.is_empty(),
+        "none by default"
+    );
+
+    let err = |extra: &str| {
+        let (_d, p) = write(&format!("{base}{extra}"));
+        let e = load::<ClientConfig>(&p).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e.replace(&p.display().to_string(), "FILE")
+    };
+    let e = err("labels:\n  site: store-12\n  ring: 'two words'\n");
+    assert!(
+        e.starts_with("FILE:9:9: labels.ring: label value \"two words\" must be"),
+        "{e}"
+    );
+    let e = err("labels:\n  Ring: canary\n");
+    assert!(
+        e.starts_with("FILE:8:3: labels: label key \"Ring\" must be"),
+        "{e}"
+    );
+    let e = err(&format!("labels:\n  ring: {}\n", "x".repeat(64)));
+    assert!(e.starts_with("FILE:8:9: labels.ring: label value"), "{e}");
+    let many: String = (0..17).map(|i| format!("  k{i}: v\n")).collect();
+    let e = err(&format!("labels:\n{many}"));
+    assert!(
+        e.starts_with("FILE:8:3: labels: 17 labels, at most 16"),
+        "{e}"
+    );
+    let e = err("labels: [ring]\n");
+    assert!(e.starts_with("FILE:7:"), "{e}");
+}

@@ -78,6 +78,7 @@ fn fleet_batches_count_completions_once_and_join_late_clients() {
             },
         ],
         rollbacks: Vec::new(),
+        labels: Vec::new(),
     };
     assert_eq!(l.apply_fleet(&batch).unwrap(), 2, "the repeat counts zero");
     assert_eq!(

@@ -143,7 +143,7 @@ impl Rng {
 }
 
 /// How many kinds of message [`random_message`] draws from.
-pub(crate) const KINDS: u64 = 26;
+pub(crate) const KINDS: u64 = 27;
 
 /// Tags: `StartRound`, `RoundDone`, `RegisterRelay`, `RegisterClient` and
 /// `DeltaRequest` each have a second one (with a budget, with listeners,
@@ -368,6 +368,17 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
         25 => Message::RollbackAck(RollbackAck {
             order: rng.next(),
             client: rng.string(MAX_ID_LEN),
+        }),
+        26 => Message::ClientLabels(ClientLabels {
+            client: rng.string(MAX_ID_LEN),
+            labels: (0..rng.below(haifu_core::MAX_LABELS as u64 + 1))
+                .map(|_| {
+                    (
+                        rng.string(haifu_core::MAX_LABEL_KEY_LEN),
+                        rng.string(haifu_core::MAX_LABEL_VALUE_LEN),
+                    )
+                })
+                .collect(),
         }),
         _ => Message::Pong { nonce: rng.next() },
     }
@@ -737,6 +748,17 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
             Message::RollbackAck(RollbackAck {
                 order: 3,
                 client: "pos-0042".into(),
+            }),
+        ),
+        (
+            "client_labels",
+            Message::ClientLabels(ClientLabels {
+                client: "pos-0042".into(),
+                labels: [
+                    ("ring".to_owned(), "canary".to_owned()),
+                    ("site".to_owned(), "store-12".to_owned()),
+                ]
+                .into(),
             }),
         ),
         ("ping", Message::Ping { nonce: 42 }),

@@ -131,6 +131,10 @@ pub(crate) struct ClientCore {
     /// out once the master has the completion, so the run records the
     /// install and the rollback follows it.
     deferred: Option<haifu_protocol::Rollback>,
+    /// The config's labels, told after the version report on every
+    /// connect (an empty set too, so labels dropped from the config are
+    /// dropped by the master).
+    labels: haifu_core::Labels,
 }
 
 impl ClientCore {
@@ -161,7 +165,14 @@ impl ClientCore {
             rollbacks: RollbackState::default(),
             rolling_back: None,
             deferred: None,
+            labels: haifu_core::Labels::new(),
         }
+    }
+
+    /// Takes the config's labels, told to the master through the relay.
+    pub(crate) fn with_labels(mut self, labels: haifu_core::Labels) -> Self {
+        self.labels = labels;
+        self
     }
 
     /// Takes the rollbacks' record the shell found on disk at start.
@@ -248,6 +259,13 @@ impl ClientCore {
                 self.send_pending(&mut out, now);
                 self.send_rollback_report(&mut out, now);
                 out.push(Effect::ToRelay(self.report()));
+                // Even an empty set: it clears what an earlier config said.
+                out.push(Effect::ToRelay(Message::ClientLabels(
+                    haifu_protocol::ClientLabels {
+                        client: self.id.clone(),
+                        labels: self.labels.clone(),
+                    },
+                )));
             }
             Event::RelayDown => self.relay_up = false,
             Event::Tick => {

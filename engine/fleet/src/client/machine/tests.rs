@@ -175,7 +175,8 @@ fn a_pending_completion_survives_a_restart_and_goes_first_on_connect() {
         e[..],
         [
             Effect::ToRelay(Message::Completion(_)),
-            Effect::ToRelay(Message::RegisterClient(_))
+            Effect::ToRelay(Message::RegisterClient(_)),
+            Effect::ToRelay(Message::ClientLabels(_))
         ]
     ));
     // And while it waits, the run's session is not taken for "already
@@ -386,5 +387,27 @@ fn a_rollback_order_waits_for_the_completion_before_it() {
     assert!(
         e.iter().any(|e| matches!(e, Effect::RollBack { .. })),
         "{e:?}"
+    );
+}
+
+#[test]
+fn the_configs_labels_follow_the_version_report_on_every_connect() {
+    let labels: haifu_core::Labels = [("ring".to_owned(), "canary".to_owned())].into();
+    let mut c = core(None, None).with_labels(labels.clone());
+    for _ in 0..2 {
+        let e = c.handle(t(0), Event::RelayUp);
+        assert!(
+            matches!(&e[..], [
+                Effect::ToRelay(Message::RegisterClient(_)),
+                Effect::ToRelay(Message::ClientLabels(l)),
+            ] if l.labels == labels && l.client == "c0"),
+            "{e:?}"
+        );
+        c.handle(t(1), Event::RelayDown);
+    }
+    let e = core(None, None).handle(t(0), Event::RelayUp);
+    assert!(
+        matches!(&e[..], [_, Effect::ToRelay(Message::ClientLabels(l))] if l.labels.is_empty()),
+        "an empty set clears the master's: {e:?}"
     );
 }

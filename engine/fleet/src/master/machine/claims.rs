@@ -116,6 +116,9 @@ impl MasterCore {
             Message::Completion(c) if is_relay || is_client => {
                 self.completion(out, now, conn, &peer, is_relay, c, facts);
             }
+            Message::ClientLabels(l) if is_relay || is_client => {
+                self.client_labels(out, conn, &peer, is_relay, l, facts)
+            }
             Message::RoundDone(d) if is_relay => self.round_done(out, conn, &peer, d),
             Message::RollbackReport(r) if is_relay => {
                 self.rollback_report(out, conn, &peer, r, facts)

@@ -60,6 +60,7 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
         events,
         traffic,
         rollbacks,
+        labels,
     } = more;
     batch.touches.extend(touches);
     batch.joins.extend(joins);
@@ -67,4 +68,5 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
     batch.events.extend(events);
     batch.traffic.extend(traffic);
     batch.rollbacks.extend(rollbacks);
+    batch.labels.extend(labels);
 }

@@ -55,6 +55,19 @@ impl RelayCore {
                     out.push(Effect::ToMaster(self.report(&id, installed, broadcast)));
                 }
             }
+            Message::ClientLabels(l) => {
+                // Only its own, and only checked by the master: a relay
+                // forwards, it never authors.
+                if l.client != id {
+                    let why = format!("labels for {:?}, not the certificate's {id:?}", l.client);
+                    out.push(to(error(ErrorCode::Unexpected, 0, why)));
+                    return;
+                }
+                self.labels.insert(id, l.clone());
+                if self.master_up {
+                    out.push(Effect::ToMaster(Message::ClientLabels(l)));
+                }
+            }
             Message::Completion(c) => {
                 if c.client != id {
                     let why = "completion for another client".to_owned();

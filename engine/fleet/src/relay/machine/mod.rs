@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use haifu_protocol::ArtifactRef;
 use haifu_protocol::ChunkCursor;
+use haifu_protocol::ClientLabels;
 use haifu_protocol::ErrorCode;
 use haifu_protocol::ErrorMessage;
 use haifu_protocol::Feedback;
@@ -118,6 +119,9 @@ pub(crate) struct RelayCore {
     /// to a master that (re)connects, so a report made while it was away
     /// is not lost.
     reports: BTreeMap<String, (Option<ArtifactRef>, Option<String>)>,
+    /// The last labels of every client that sent some, replayed after the
+    /// reports.
+    labels: BTreeMap<String, ClientLabels>,
     /// The transport plugin this relay broadcasts with, named in its
     /// registration (`transport-names`).
     broadcast: Option<String>,
@@ -147,6 +151,7 @@ impl RelayCore {
             clients: HashMap::new(),
             conns: HashMap::new(),
             reports: BTreeMap::new(),
+            labels: BTreeMap::new(),
             broadcast: None,
             session: None,
             artifact_ready: false,
@@ -192,6 +197,9 @@ impl RelayCore {
                         installed.clone(),
                         broadcast.clone(),
                     )));
+                }
+                for l in self.labels.values() {
+                    out.push(Effect::ToMaster(Message::ClientLabels(l.clone())));
                 }
             }
             Event::MasterDown => self.master_up = false,

@@ -328,3 +328,56 @@ fn a_rollback_order_goes_only_from_the_master_to_its_client_and_the_report_back(
     let e = master(&mut c, ack, false);
     assert!(matches!(only_to_client(&e), (2, Message::RollbackAck(_))));
 }
+
+/// A client's labels go up only when they are its own, and are replayed
+/// after its report to a master that reconnects.
+#[test]
+fn labels_go_up_only_for_the_client_itself_and_are_replayed() {
+    let mut c = core();
+    c.handle(Event::ClientUp {
+        conn: 5,
+        client: "c0".into(),
+    });
+    let labels = |client: &str| {
+        Message::ClientLabels(haifu_protocol::ClientLabels {
+            client: client.into(),
+            labels: [("ring".to_owned(), "canary".to_owned())].into(),
+        })
+    };
+    let e = c.handle(Event::FromClient {
+        conn: 5,
+        msg: labels("c1"),
+    });
+    assert!(to_master(&e).is_empty());
+    assert!(
+        e.iter().any(
+            |e| matches!(e, Effect::ToClient { msg: Message::Error(m), .. }
+            if m.reason.contains("not the certificate's"))
+        ),
+        "{e:?}"
+    );
+    c.handle(Event::FromClient {
+        conn: 5,
+        msg: Message::RegisterClient(RegisterClient {
+            client: "c0".into(),
+            relay: "r0".into(),
+            installed: None,
+            broadcast: None,
+        }),
+    });
+    let e = c.handle(Event::FromClient {
+        conn: 5,
+        msg: labels("c0"),
+    });
+    assert!(to_master(&e).is_empty(), "no master yet");
+    let e = c.handle(Event::MasterUp);
+    let m = to_master(&e);
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert!(matches!(m[1], Message::RegisterClient(_)));
+    assert!(matches!(m[2], Message::ClientLabels(l) if l.client == "c0"));
+    let e = c.handle(Event::FromClient {
+        conn: 5,
+        msg: labels("c0"),
+    });
+    assert!(matches!(to_master(&e)[..], [Message::ClientLabels(_)]));
+}

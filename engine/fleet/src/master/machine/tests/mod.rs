@@ -266,5 +266,6 @@ fn on_air(w: &mut World) {
 mod claims;
 mod commit;
 mod drain;
+mod labels;
 mod relays;
 mod rollback;
