@@ -91,7 +91,7 @@ pub enum FleetError {
     /// A plugin the daemon needs is absent or refused (the message names
     /// the file and the fault).
     #[error(transparent)]
-    Plugin(#[from] crate::common::PluginProblem),
+    Plugin(Box<crate::common::PluginProblem>),
     /// The install root failed (open, stage, verify, install).
     #[error("{what}")]
     Install {
@@ -116,11 +116,11 @@ pub enum FleetError {
     /// A live run's workflow is invalid (the first problem, with its file
     /// and position).
     #[error(transparent)]
-    Workflow(#[from] haifu_spec::SpecError),
+    Workflow(Box<haifu_spec::SpecError>),
     /// A live run's policies are invalid (the first problem, with its file
     /// and position).
     #[error(transparent)]
-    Policy(#[from] haifu_policy::PolicyError),
+    Policy(Box<haifu_policy::PolicyError>),
     /// A load failed without naming a problem (a bug where it happens).
     #[error("{0} did not load, and no problem was named")]
     Unexplained(&'static str),
@@ -158,6 +158,14 @@ pub enum FleetError {
     /// A record could not be encoded.
     #[error("encoding")]
     Json(#[from] serde_json::Error),
+}
+
+// Boxed: these errors are large, and every `Result<_, FleetError>` would
+// carry their size.
+impl From<crate::common::PluginProblem> for FleetError {
+    fn from(p: crate::common::PluginProblem) -> Self {
+        Self::Plugin(Box::new(p))
+    }
 }
 
 impl FleetError {

@@ -107,9 +107,9 @@ pub(super) fn drive_one(
 ) -> Result<(), FleetError> {
     // The first problem names its own file and position.
     let plan = haifu_spec::load_and_validate(std::path::Path::new(workflow))
-        .map_err(|errs| first_of(errs, FleetError::Workflow, "the workflow"))?;
+        .map_err(|errs| first_of(errs, |e| FleetError::Workflow(Box::new(e)), "the workflow"))?;
     let policies = haifu_policy::PolicySet::load(&plan.policies.paths())
-        .map_err(|errs| first_of(errs, FleetError::Policy, "the policies"))?;
+        .map_err(|errs| first_of(errs, |e| FleetError::Policy(Box::new(e)), "the policies"))?;
     check_control(cfg, &plan)?;
     tracing::info!(run = id, workflow, "driving run");
     let mut fleet = LiveFleet {
