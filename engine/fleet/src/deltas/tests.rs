@@ -119,6 +119,21 @@ fn a_straggler_is_served_only_inside_an_open_delta_window_of_a_running_run() {
     assert_eq!(offered(&l, "2026-12-02T12:00:00Z"), None, "run is over");
 }
 
+/// A store in a fresh folder holding `old` and `new`: the folder, the
+/// store and their digests.
+fn stored_pair(old: &[u8], new: &[u8]) -> (tempfile::TempDir, Store, Digest, Digest) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let put = |b: &[u8]| {
+        store
+            .put_reader(b, Path::new("v"), &mut |_| {})
+            .unwrap()
+            .digest
+    };
+    let (from, to) = (put(old), put(new));
+    (dir, store, from, to)
+}
+
 /// Issue 16: a cached delta this build's clients would refuse (here a
 /// version-2 bsdiff delta, whose body format changed under that
 /// version) is never served from the cache: it is made again and the
@@ -126,18 +141,10 @@ fn a_straggler_is_served_only_inside_an_open_delta_window_of_a_running_run() {
 #[test]
 fn a_cached_delta_clients_would_refuse_is_made_again() {
     use sha3::{Digest as _, Sha3_256};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("store")).unwrap();
     let old: Vec<u8> = (0..40_000u32).map(|i| (i * 7 / 3) as u8).collect();
     let mut new = old.clone();
     new[1000..1010].copy_from_slice(b"changed!!!");
-    let put = |b: &[u8]| {
-        store
-            .put_reader(b, Path::new("v"), &mut |_| {})
-            .unwrap()
-            .digest
-    };
-    let (from, to) = (put(&old), put(&new));
+    let (dir, store, from, to) = stored_pair(&old, &new);
     let cache = dir.path().join("deltas");
     let made = delta_bytes(&store, &cache, &from, &to, &MakeOptions::background()).unwrap();
     assert_eq!(haifu_delta::apply_to_vec(&old, &made).unwrap(), new);
@@ -191,16 +198,8 @@ fn shifted_code(records: u32) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn a_client_without_bsdiff_gets_a_patch_from_delta() {
     use haifu_delta::Method;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("store")).unwrap();
     let (old, new) = shifted_code(4000);
-    let put = |b: &[u8]| {
-        store
-            .put_reader(b, Path::new("v"), &mut |_| {})
-            .unwrap()
-            .digest
-    };
-    let (from, to) = (put(&old), put(&new));
+    let (dir, store, from, to) = stored_pair(&old, &new);
     let cache = dir.path().join("deltas");
     let method = |d: &[u8]| haifu_delta::PatchReader::new(d).unwrap().header().method;
 
