@@ -47,6 +47,15 @@ pub enum LedgerError {
         /// The id.
         client: String,
     },
+    /// A run's step was not written: the run had already ended (an
+    /// operator aborted it, or it failed).
+    #[error("run {run} is {}; the step was not written", status.as_str())]
+    RunEnded {
+        /// The run.
+        run: i64,
+        /// Its status.
+        status: crate::RunStatus,
+    },
     /// A row that does not read back as what was written.
     #[error("ledger {} is damaged: {detail}", path.display())]
     Damaged {
