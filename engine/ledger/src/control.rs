@@ -194,16 +194,19 @@ impl Ledger {
             insert_event(&tx, &now, "run-failed", &subject, &detail).map_err(&wrap)?;
         }
         tx.commit().map_err(&wrap)?;
-        tracing::info!(run = id, order = order.as_str(), by, ?reason, "operator's order recorded");
+        tracing::info!(
+            run = id,
+            order = order.as_str(),
+            by,
+            ?reason,
+            "operator's order recorded"
+        );
         Ok(())
     }
 
     /// Run `id`'s status and pause (`None` for an unknown run): what a
     /// driver reads between its steps, without the run's counts.
-    pub fn run_standing(
-        &self,
-        id: i64,
-    ) -> Result<Option<(RunStatus, Option<Pause>)>, LedgerError> {
+    pub fn run_standing(&self, id: i64) -> Result<Option<(RunStatus, Option<Pause>)>, LedgerError> {
         let wrap = LedgerError::sqlite(&self.path);
         type Row = (RunStatus, Option<String>, Option<String>, Option<String>);
         let row: Option<Row> = self

@@ -49,13 +49,8 @@ pub enum LedgerError {
     },
     /// A run's step was not written: the run had already ended (an
     /// operator aborted it, or it failed).
-    #[error("run {run} is {}; the step was not written", status.as_str())]
-    RunEnded {
-        /// The run.
-        run: i64,
-        /// Its status.
-        status: crate::RunStatus,
-    },
+    #[error("run {0} has ended; the step was not written")]
+    RunEnded(i64),
     /// A row that does not read back as what was written.
     #[error("ledger {} is damaged: {detail}", path.display())]
     Damaged {

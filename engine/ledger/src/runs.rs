@@ -239,7 +239,14 @@ impl Ledger {
             .execute(
                 "UPDATE runs SET state = ?2, status = ?3, next_wake = ?4, updated_at = ?5
                  WHERE id = ?1 AND status = ?6",
-                params![run_id, t.state, t.status, t.next_wake, now, RunStatus::Running],
+                params![
+                    run_id,
+                    t.state,
+                    t.status,
+                    t.next_wake,
+                    now,
+                    RunStatus::Running
+                ],
             )
             .map_err(&wrap)?;
         if changed != 1 {
@@ -247,16 +254,15 @@ impl Ledger {
             // driver was at work: the driver's step is dropped whole, never
             // written over the end.
             let status: Option<RunStatus> = tx
-                .query_row("SELECT status FROM runs WHERE id = ?1", params![run_id], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT status FROM runs WHERE id = ?1",
+                    params![run_id],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(&wrap)?;
             return Err(match status {
-                Some(status) => LedgerError::RunEnded {
-                    run: run_id,
-                    status,
-                },
+                Some(_) => LedgerError::RunEnded(run_id),
                 None => LedgerError::Damaged {
                     path: self.path.clone(),
                     detail: format!("run {run_id} does not exist"),

@@ -205,8 +205,8 @@ pub fn resume(
     fleet: &mut dyn Fleet,
 ) -> Result<(), RunError> {
     match drive(env, id, plan, fleet) {
-        Err(RunError::Ledger(LedgerError::RunEnded { run, status })) => {
-            tracing::info!(run, status = status.as_str(), "run ended by an operator's order");
+        Err(RunError::Ledger(LedgerError::RunEnded(run))) => {
+            tracing::info!(run, "run ended by an operator's order");
             Ok(())
         }
         other => other,
@@ -256,7 +256,8 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
                 let Some(poll) = env.clock.order_poll() else {
                     return Ok(());
                 };
-                env.clock.sleep_until(now.saturating_add(poll).unwrap_or(now));
+                env.clock
+                    .sleep_until(now.saturating_add(poll).unwrap_or(now));
                 continue;
             }
             Standing::Go => paused = false,
@@ -580,6 +581,7 @@ mod orders;
 
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
 
     use haifu_ledger::testing::TestRun;

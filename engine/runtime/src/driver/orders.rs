@@ -67,12 +67,22 @@ impl Fleet for RoundLog {
     fn targets(&self) -> Vec<(String, String)> {
         (1..=4).map(|i| (format!("c{i}"), "r".to_owned())).collect()
     }
-    fn broadcast_round(&mut self, round: u32, pending: &[String], clock: &dyn Clock) -> Vec<String> {
+    fn broadcast_round(
+        &mut self,
+        round: u32,
+        pending: &[String],
+        clock: &dyn Clock,
+    ) -> Vec<String> {
         self.rounds.push((round, clock.now()));
         let me = format!("c{round}");
         pending.iter().filter(|c| **c == me).cloned().collect()
     }
-    fn delta_boots(&mut self, _: &[String], _: Timestamp, _: Timestamp) -> Vec<(String, Timestamp)> {
+    fn delta_boots(
+        &mut self,
+        _: &[String],
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
         Vec::new()
     }
     fn last_contact(&self, _: &str, _: &[Timestamp], _: Timestamp) -> Option<Timestamp> {
@@ -149,13 +159,22 @@ fn a_paused_run_starts_no_round_and_cuts_nobody_off_until_resumed() {
     let mut s = setup();
     let paused = "2026-12-01T00:05:00Z";
     let resumed = "2026-12-05T00:00:00Z";
-    drive_with(&mut s, vec![(paused, RunOrder::Pause), (resumed, RunOrder::Resume)]);
+    drive_with(
+        &mut s,
+        vec![(paused, RunOrder::Pause), (resumed, RunOrder::Resume)],
+    );
     let rounds = &s.fleet.rounds;
     assert_eq!(rounds.first().map(|r| r.0), Some(1));
     assert!(rounds[0].1 < ts(paused));
-    assert!(rounds.len() > 1, "the run went on after its resume: {rounds:?}");
+    assert!(
+        rounds.len() > 1,
+        "the run went on after its resume: {rounds:?}"
+    );
     for (n, at) in &rounds[1..] {
-        assert!(*at >= ts(resumed), "round {n} went out at {at}, while paused");
+        assert!(
+            *at >= ts(resumed),
+            "round {n} went out at {at}, while paused"
+        );
     }
     let row = s.ledger.run(s.id).unwrap().unwrap();
     assert_eq!(row.status, RunStatus::Done);
@@ -168,7 +187,10 @@ fn a_paused_run_starts_no_round_and_cuts_nobody_off_until_resumed() {
     assert!(c4.reason.is_some(), "the cut-off never looked at c4");
     let state = crate::machine::RunState::of_run(&row).unwrap();
     let finished = state.finished_at.unwrap();
-    assert!(finished >= ts(resumed), "the run ended at {finished}, while paused");
+    assert!(
+        finished >= ts(resumed),
+        "the run ended at {finished}, while paused"
+    );
     assert_eq!(orders(&s.ledger, s.id), [RunOrder::Pause, RunOrder::Resume]);
 }
 
