@@ -47,6 +47,10 @@ pub enum LedgerError {
         /// The id.
         client: String,
     },
+    /// A run's step was not written: the run had already ended (an
+    /// operator aborted it, or it failed).
+    #[error("run {0} has ended; the step was not written")]
+    RunEnded(i64),
     /// A row that does not read back as what was written.
     #[error("ledger {} is damaged: {detail}", path.display())]
     Damaged {

@@ -15,6 +15,7 @@
 mod audit;
 mod census;
 mod completions;
+mod control;
 mod error;
 mod fleet;
 mod labels;
@@ -42,6 +43,7 @@ use rusqlite::Connection;
 pub use audit::{RelayAudit, RunAudit};
 pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use completions::{CompletionCount, CompletionKind};
+pub use control::{MAX_ORDERS, MAX_REASON, MAX_WHO, OrderError, OrderRecord, Pause, RunOrder};
 pub use error::LedgerError;
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use labels::LabelReport;

@@ -176,6 +176,15 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (client, key)
     );
     CREATE INDEX client_labels_by_pair ON client_labels (key, value, client);",
+    // 10: an operator's pause of a running run (`haifu run pause`): who,
+    // when and why, cleared by `haifu run resume`. A column, not a status:
+    // a paused run is still running (its deltas, completions and late
+    // records go on), it only starts nothing new; the CHECK on `status`
+    // stays as it is. Each order is also an event, so the audit keeps the
+    // history after the columns are cleared.
+    "ALTER TABLE runs ADD COLUMN paused_at TEXT;
+    ALTER TABLE runs ADD COLUMN paused_by TEXT;
+    ALTER TABLE runs ADD COLUMN paused_reason TEXT;",
 ];
 
 /// The schema version this build writes.

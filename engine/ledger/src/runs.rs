@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
+use crate::control::Pause;
 use crate::run_clients::{ClientUpdate, apply_updates};
 use crate::{Ledger, LedgerError, now_text};
 
@@ -159,6 +160,8 @@ pub struct RunRow {
     pub updated_at: String,
     /// Clients per state.
     pub counts: BTreeMap<String, u64>,
+    /// An operator's pause, while the run is paused.
+    pub paused: Option<Pause>,
 }
 
 /// One atomic step of a run: the new snapshot, the client changes and the
@@ -234,14 +237,36 @@ impl Ledger {
             .total();
         let changed = tx
             .execute(
-                "UPDATE runs SET state = ?2, status = ?3, next_wake = ?4, updated_at = ?5 WHERE id = ?1",
-                params![run_id, t.state, t.status, t.next_wake, now],
+                "UPDATE runs SET state = ?2, status = ?3, next_wake = ?4, updated_at = ?5
+                 WHERE id = ?1 AND status = ?6",
+                params![
+                    run_id,
+                    t.state,
+                    t.status,
+                    t.next_wake,
+                    now,
+                    RunStatus::Running
+                ],
             )
             .map_err(&wrap)?;
         if changed != 1 {
-            return Err(LedgerError::Damaged {
-                path: self.path.clone(),
-                detail: format!("run {run_id} does not exist"),
+            // An operator's abort (or a failure) ended the run while its
+            // driver was at work: the driver's step is dropped whole, never
+            // written over the end.
+            let status: Option<RunStatus> = tx
+                .query_row(
+                    "SELECT status FROM runs WHERE id = ?1",
+                    params![run_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&wrap)?;
+            return Err(match status {
+                Some(_) => LedgerError::RunEnded(run_id),
+                None => LedgerError::Damaged {
+                    path: self.path.clone(),
+                    detail: format!("run {run_id} does not exist"),
+                },
             });
         }
         for (kind, detail) in &t.events {
@@ -303,7 +328,8 @@ impl Ledger {
         let row = self
             .conn
             .query_row(
-                "SELECT id, workflow, name, artifact, version, fleet, state, status, next_wake, created_at, updated_at
+                "SELECT id, workflow, name, artifact, version, fleet, state, status, next_wake, created_at, updated_at,
+                        paused_at, paused_by, paused_reason
                  FROM runs WHERE id = ?1",
                 params![run_id],
                 run_from_row,
@@ -323,7 +349,8 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, workflow, name, artifact, version, fleet, state, status, next_wake, created_at, updated_at
+                "SELECT id, workflow, name, artifact, version, fleet, state, status, next_wake, created_at, updated_at,
+                        paused_at, paused_by, paused_reason
                  FROM runs ORDER BY id DESC",
             )
             .map_err(&wrap)?;
@@ -382,5 +409,13 @@ pub(crate) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
         counts: BTreeMap::new(),
+        paused: match r.get::<_, Option<String>>(11)? {
+            Some(at) => Some(Pause {
+                at,
+                by: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                reason: r.get(13)?,
+            }),
+            None => None,
+        },
     })
 }

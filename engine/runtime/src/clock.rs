@@ -15,6 +15,14 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
     /// Returns once `now() >= at` (at once if it already is).
     fn sleep_until(&self, at: Timestamp);
+    /// The longest a run driven on this clock sleeps before it looks in
+    /// the ledger for an operator's order (pause, resume, abort): a
+    /// second of real time, so the master notices one within about a
+    /// second. `None` on a clock that jumps, where no order can arrive
+    /// inside a sleep.
+    fn order_poll(&self) -> Option<jiff::SignedDuration> {
+        Some(jiff::SignedDuration::from_secs(1))
+    }
 }
 
 /// The wall clock.
@@ -70,6 +78,10 @@ impl Clock for VirtualClock {
 
     fn sleep_until(&self, at: Timestamp) {
         self.advance_to(at);
+    }
+
+    fn order_poll(&self) -> Option<jiff::SignedDuration> {
+        None
     }
 }
 

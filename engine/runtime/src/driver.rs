@@ -185,19 +185,83 @@ pub fn create(
     Ok(id)
 }
 
-/// Drives run `id` until it finishes (or fails), resuming from whatever the
-/// ledger holds.
+/// Drives run `id` until it finishes (or fails, or an operator aborts it),
+/// resuming from whatever the ledger holds.
+///
+/// Between its steps the driver reads the operator's orders from the
+/// ledger (`haifu run pause|resume|abort`), and on a real clock it sleeps
+/// no longer than [`Clock::order_poll`] at a time to do so. While the run
+/// is paused it starts nothing: no round, no cut-off at a deadline that
+/// passes meanwhile (that waits for the resume); a round already on air
+/// ends as it would. Resumed, the same snapshot yields the same next
+/// command, so the run goes on where it was. Aborted, it returns: the step
+/// it was in is not written over the end ([`LedgerError::RunEnded`]).
+/// On a clock that jumps no order can come, so a paused run returns as it
+/// is, to be resumed later.
 pub fn resume(
     env: &mut Env<'_>,
     id: i64,
     plan: &Plan,
     fleet: &mut dyn Fleet,
 ) -> Result<(), RunError> {
+    match drive(env, id, plan, fleet) {
+        Err(RunError::Ledger(LedgerError::RunEnded(run))) => {
+            tracing::info!(run, "run ended by an operator's order");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Whether the driver may take its next step.
+enum Standing {
+    Go,
+    Paused,
+    Ended,
+}
+
+fn standing(env: &Env<'_>, id: i64, paused_before: bool) -> Result<Standing, RunError> {
+    let (status, pause) = env
+        .ledger
+        .run_standing(id)?
+        .ok_or(RunError::NoSuchRun(id))?;
+    Ok(match (status, pause) {
+        (RunStatus::Running, None) => {
+            if paused_before {
+                tracing::info!(run = id, "run resumed");
+            }
+            Standing::Go
+        }
+        (RunStatus::Running, Some(p)) => {
+            if !paused_before {
+                tracing::info!(run = id, by = p.by, reason = ?p.reason, "run paused: nothing new starts until it is resumed");
+            }
+            Standing::Paused
+        }
+        _ => Standing::Ended,
+    })
+}
+
+fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Result<(), RunError> {
     let row = env.ledger.run(id)?.ok_or(RunError::NoSuchRun(id))?;
     let state = RunState::of_run(&row)?;
     let mut machine = RunMachine::new(plan, state);
+    let mut paused = false;
     loop {
         let now = env.clock.now();
+        match standing(env, id, paused)? {
+            Standing::Ended => return Ok(()),
+            Standing::Paused => {
+                paused = true;
+                let Some(poll) = env.clock.order_poll() else {
+                    return Ok(());
+                };
+                env.clock
+                    .sleep_until(now.saturating_add(poll).unwrap_or(now));
+                continue;
+            }
+            Standing::Go => paused = false,
+        }
         let before = machine.state().clone();
         let cmd = machine.poll(now);
         let mut ev = Emitter::new(id);
@@ -241,6 +305,13 @@ pub fn resume(
                     save(env, id, &machine, Vec::new(), ev)?;
                 }
                 tracing::debug!(run = id, until = %at, "waiting");
+                // Woken at least every `order_poll` to read orders; the
+                // machine asks for the same sleep again.
+                let at = env
+                    .clock
+                    .order_poll()
+                    .and_then(|p| now.saturating_add(p).ok())
+                    .map_or(at, |poll| at.min(poll));
                 env.clock.sleep_until(at);
                 continue;
             }
@@ -336,7 +407,7 @@ pub fn resume(
                     });
                 }
                 flush_deltas(env, id, &machine, &mut batch)?;
-                env.clock.sleep_until(until);
+                sleep_watching(env, id, until)?;
                 continue;
             }
             Command::CutOff => {
@@ -385,6 +456,24 @@ pub fn resume(
             }
         }
         save(env, id, &machine, updates, ev)?;
+    }
+}
+
+/// Sleeps until `until`, on a real clock in `order_poll` steps that end
+/// early once an operator paused or ended the run (the caller's loop then
+/// honours the order).
+fn sleep_watching(env: &Env<'_>, id: i64, until: Timestamp) -> Result<(), RunError> {
+    let Some(poll) = env.clock.order_poll() else {
+        env.clock.sleep_until(until);
+        return Ok(());
+    };
+    loop {
+        let now = env.clock.now();
+        if now >= until || !matches!(standing(env, id, false)?, Standing::Go) {
+            return Ok(());
+        }
+        env.clock
+            .sleep_until(now.saturating_add(poll).map_or(until, |p| p.min(until)));
     }
 }
 
@@ -488,7 +577,11 @@ fn delivered(ledger: &Ledger, id: i64) -> Result<(u64, u64), RunError> {
 }
 
 #[cfg(test)]
+mod orders;
+
+#[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
 
     use haifu_ledger::testing::TestRun;

@@ -30,8 +30,14 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let audit = ledger
         .audit(args.run)?
         .with_context(|| format!("run {} does not exist", args.run))?;
+    // Operators' orders on the run (pause, resume, abort), oldest first.
+    let orders = ledger.orders(args.run)?;
     if args.json {
-        output::json(&audit)?;
+        let mut v = serde_json::to_value(&audit)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("orders".into(), serde_json::to_value(&orders)?);
+        }
+        output::json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
     let names = |v: &[String]| -> String {
@@ -112,6 +118,17 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         println!("rolled back since ({})", audit.rolled_back.len());
         for o in &audit.rolled_back {
             println!("  {}", super::rollback::describe(o));
+        }
+    }
+    if !orders.is_empty() {
+        println!("orders ({})", orders.len());
+        for o in &orders {
+            let why = o
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            println!("  {} {} by {}{why}", o.at, o.order.as_str(), o.by);
         }
     }
     print_traffic(&audit.traffic);

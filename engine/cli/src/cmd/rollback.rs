@@ -54,9 +54,6 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// The longest `--by` kept.
-const MAX_BY_LEN: usize = 128;
-
 pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let artifact: ArtifactName = args
         .artifact
@@ -84,14 +81,7 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         .iter()
         .map(|l| haifu_core::parse_label(l).map_err(|e| anyhow!("--label {l:?}: {e}")))
         .collect::<Result<haifu_core::Labels>>()?;
-    let by = args
-        .by
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "operator".to_owned());
-    if by.is_empty() || by.len() > MAX_BY_LEN || by.chars().any(char::is_control) {
-        bail!("--by {by:?}: must be 1 to {MAX_BY_LEN} printable characters");
-    }
+    let by = super::operator::who(args.by.clone())?;
     let mut ledger = home.ledger_existing()?;
     if ledger.versions(Some(artifact.as_str()))?.is_empty() {
         bail!("artifact {artifact} is not registered");

@@ -25,11 +25,27 @@ Until the fleet daemons land, a run drives a simulated fleet (see `haifu simulat
 model) in real time, waiting for schedule.start and the retry policy's gaps; --virtual-time runs \
 the schedule at once.
 
+Operators act on a running run with `haifu run pause|resume|abort RUN [--by WHO] [--reason \
+TEXT]`: a paused run starts no new round and its deadline cuts nobody off until it is resumed \
+(then it goes on where it was; a deadline passed meanwhile cuts off at once); completions \
+and deltas go on being recorded. An aborted run ends as failed with the reason \"aborted by \
+WHO: TEXT\", relays stop offering its rounds and no straggler is served a delta for it. Each \
+order is checked and recorded with who, when and why (`haifu audit RUN`, `haifu status`); the \
+master notices it within about a second. A run not running, a pause of a paused run or a resume \
+of a running one is refused and nothing is written.
+
 Examples:
   haifu run workflows/urgent-security-fix.yaml --clients 500
-  haifu run --resume 3"
+  haifu run --resume 3
+  haifu run pause 3 --reason \"shop opening hours\"
+  haifu run resume 3
+  haifu run abort 3 --by alice --reason \"bad build\""
 )]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct Args {
+    /// An operator's order on a run, instead of starting one.
+    #[command(subcommand)]
+    order: Option<super::run_order::Order>,
     /// The workflow (not with --resume).
     #[arg(required_unless_present = "resume", conflicts_with = "resume")]
     workflow: Option<PathBuf>,
@@ -55,6 +71,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
+    if let Some(order) = args.order {
+        return super::run_order::run(home, order);
+    }
     let mut ledger = home.ledger()?;
     let (plan, id, mut fleet) = match (args.resume, &args.workflow) {
         (Some(id), _) => {

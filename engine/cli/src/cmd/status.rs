@@ -81,6 +81,17 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             if let Some(w) = &row.next_wake {
                 println!("  next wake-up {w}");
             }
+            if let Some(p) = &row.paused {
+                let why = p
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                println!(
+                    "  paused by {} at {}{why}; resume with: haifu run resume {id}",
+                    p.by, p.at
+                );
+            }
             if let Some(why) = &failure {
                 println!("  failed: {why}");
             }
@@ -106,7 +117,11 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         println!(
             "{:>4}  {:<8} {:<24} {:<16} {:>8} {:>9} {:>7} {:>8}  {}",
             r.id,
-            serde_json::to_string(&r.status)?.trim_matches('"'),
+            if r.paused.is_some() {
+                "paused"
+            } else {
+                r.status.as_str()
+            },
             r.name,
             format!("{} {}", r.artifact, r.version),
             r.counts.values().sum::<u64>(),

@@ -3,6 +3,7 @@
 
 mod audit;
 mod fleet;
+mod orders;
 mod runs;
 
 use crate::{ClientUpdate, Ledger, RunFleet, RunStatus, Transition};
