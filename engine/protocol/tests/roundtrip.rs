@@ -214,15 +214,15 @@ fn a_staged_instruction_goes_only_to_a_relay_with_the_stages_feature() {
     assert_eq!(staged.tag(), tag::INSTRUCTION_STAGED);
     assert_eq!(staged.required_feature(), Some(features::STAGES));
     assert!(staged.for_peer(|f| f != features::STAGES).is_none());
-    assert_eq!(
-        *staged.for_peer(|f| f == features::STAGES).unwrap(),
-        staged
-    );
+    assert_eq!(*staged.for_peer(|f| f == features::STAGES).unwrap(), staged);
     // Staged with nobody admitted yet is still staged: the relay withholds
     // the key from everyone.
     let none_yet = staged_instruction(Some(Vec::new()));
     assert_eq!(none_yet.tag(), tag::INSTRUCTION_STAGED);
-    assert_eq!(Message::decode(&none_yet.encode().unwrap()).unwrap(), none_yet);
+    assert_eq!(
+        Message::decode(&none_yet.encode().unwrap()).unwrap(),
+        none_yet
+    );
     let unstaged = staged_instruction(None);
     assert_eq!(unstaged.tag(), tag::INSTRUCTION);
     assert_eq!(unstaged.required_feature(), None);
@@ -236,7 +236,9 @@ fn a_staged_instruction_goes_only_to_a_relay_with_the_stages_feature() {
 #[test]
 fn a_staged_instruction_past_its_bounds_is_refused_both_ways() {
     use haifu_protocol::{DecodeError, EncodeError};
-    let too_many: Vec<String> = (0..=limits::MAX_ADMITTED).map(|i| format!("c{i}")).collect();
+    let too_many: Vec<String> = (0..=limits::MAX_ADMITTED)
+        .map(|i| format!("c{i}"))
+        .collect();
     assert!(matches!(
         staged_instruction(Some(too_many)).encode(),
         Err(EncodeError::TooLong { .. })
@@ -253,11 +255,16 @@ fn a_staged_instruction_past_its_bounds_is_refused_both_ways() {
     let full = staged_instruction(Some(most));
     assert_eq!(Message::decode(&full.encode().unwrap()).unwrap(), full);
     // By hand: one admitted client, then its count raised past the bound.
-    let frame = staged_instruction(Some(vec!["c1".into()])).encode().unwrap();
+    let frame = staged_instruction(Some(vec!["c1".into()]))
+        .encode()
+        .unwrap();
     let count_at = frame.len() - (2 + 2) - 2;
     let mut many = frame.clone();
-    many[count_at..count_at + 2]
-        .copy_from_slice(&u16::try_from(limits::MAX_ADMITTED + 1).unwrap().to_be_bytes());
+    many[count_at..count_at + 2].copy_from_slice(
+        &u16::try_from(limits::MAX_ADMITTED + 1)
+            .unwrap()
+            .to_be_bytes(),
+    );
     assert!(matches!(
         Message::decode(&many),
         Err(DecodeError::TooLong {

@@ -86,6 +86,7 @@ impl LiveFleet {
             rate_bps: self.rate_bps,
             session_id: 0,
             session_key: SessionSecret([0; 32]),
+            admitted: None,
         };
         let active = ActiveRun {
             instruction,

@@ -425,6 +425,7 @@ impl World {
                 rate_bps: RATE_BPS,
                 session_id: 0,
                 session_key: SessionSecret([0; 32]),
+                admitted: None,
             },
             seed: SessionSeed([5; 32]),
             round: None,

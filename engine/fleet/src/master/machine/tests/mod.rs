@@ -115,6 +115,7 @@ fn active() -> ActiveRun {
             rate_bps: 1_000_000,
             session_id: 0,
             session_key: SessionSecret([0; 32]),
+            admitted: None,
         },
         seed: SessionSeed([9; 32]),
         round: None,
