@@ -49,6 +49,13 @@ pub trait Fleet {
     /// ready its relays for the rounds to come (the master's instructs
     /// them, so they fetch before the first round starts, not inside it).
     fn registered(&mut self) {}
+    /// Lets `clients` receive the run's broadcast from now on (a staged
+    /// run's stage, before its first round; the list holds every client
+    /// admitted so far). An unstaged run never calls it: all its targets
+    /// are admitted from the start.
+    fn admit(&mut self, clients: &[String]) {
+        let _ = clients;
+    }
     /// The rounds are over and the audit comes next: a fleet whose
     /// completions travel (through relays, to a master that may have
     /// restarted) waits here until none from the `pending` clients can

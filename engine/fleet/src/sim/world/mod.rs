@@ -433,6 +433,7 @@ impl World {
             relays: Vec::new(),
             broadcast: None,
             left_out: Default::default(),
+            staged: false,
         }
     }
 

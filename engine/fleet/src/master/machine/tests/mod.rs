@@ -123,6 +123,7 @@ fn active() -> ActiveRun {
         relays: Vec::new(),
         broadcast: None,
         left_out: Default::default(),
+        staged: false,
     }
 }
 
@@ -154,6 +155,7 @@ impl World {
                     role,
                     delta: true,
                     chunked: true,
+                    stages: true,
                 },
             );
         }
@@ -270,3 +272,4 @@ mod drain;
 mod labels;
 mod relays;
 mod rollback;
+mod stages;
