@@ -49,6 +49,12 @@ pub trait Fleet {
     /// ready its relays for the rounds to come (the master's instructs
     /// them, so they fetch before the first round starts, not inside it).
     fn registered(&mut self) {}
+    /// The rounds are over and the audit comes next: a fleet whose
+    /// completions travel (through relays, to a master that may have
+    /// restarted) waits here until none from the `pending` clients can
+    /// still be on the way, or their loss is known, so the audit that
+    /// follows is final. Nothing to wait for by default.
+    fn drain(&mut self, _pending: &[String]) {}
     /// Lets `clients` receive the run's broadcast from now on (a staged
     /// run's stage, before its first round; the list holds every client
     /// admitted so far). An unstaged run never calls it: all its targets
@@ -56,12 +62,6 @@ pub trait Fleet {
     fn admit(&mut self, clients: &[String]) {
         let _ = clients;
     }
-    /// The rounds are over and the audit comes next: a fleet whose
-    /// completions travel (through relays, to a master that may have
-    /// restarted) waits here until none from the `pending` clients can
-    /// still be on the way, or their loss is known, so the audit that
-    /// follows is final. Nothing to wait for by default.
-    fn drain(&mut self, _pending: &[String]) {}
     /// When the client was last heard from, given the rounds so far.
     fn last_contact(
         &self,
