@@ -5,9 +5,12 @@
 //! client outside them cannot claim: a round completion (it was never
 //! handed the key) or a delta.
 //!
-//! Held in memory only: a restarted master admits nobody until its driver
-//! resumes the run and admits the stages reached again, so it errs towards
-//! withholding, never towards a version installed outside its stage.
+//! Held in memory only: a restarted master instructs a staged run's relays
+//! with nobody admitted until its driver resumes the run and admits the
+//! stages reached again, so it errs towards withholding, never towards a
+//! version installed outside its stage. A completion is held to the
+//! admissions once the run is known to be staged (it went on air or was
+//! admitted since the start); one resent before that is filed as before.
 
 use std::collections::BTreeSet;
 
