@@ -479,3 +479,29 @@ pub(crate) fn http_get(addr: &str, token: &str, path: &str) -> (u16, String) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
 }
+
+/// A bare HTTP/1.1 POST of `body` with a bearer token if given: (status,
+/// body).
+pub(crate) fn http_post(addr: &str, token: Option<&str>, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}

@@ -1,0 +1,160 @@
+//! Operators' orders through the master's HTTP API, against real `haifu
+//! master`, relay and client processes: who may give them, what each
+//! answers, and that the master honours them on a live run (a pause
+//! between rounds holds the next round back, an abort stops the round on
+//! air within about a second).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::fleet::{Fleet, http_post};
+use serde_json::Value;
+
+fn token(f: &Fleet, name: &str, scope: &str) -> String {
+    f.haifu_ok(&["api", "token", "create", "--name", name, "--scope", scope])
+        .trim()
+        .to_owned()
+}
+
+/// `POST path` with `token` and `body`: the status and the JSON answer.
+fn post(api: &str, token: Option<&str>, path: &str, body: &str) -> (u16, Value) {
+    let (code, text) = http_post(api, token, path, body);
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {code} {text:?}"));
+    (code, v)
+}
+
+/// The orders the audit lists for `run`: (order, by, reason).
+fn orders(f: &Fleet, run: &str) -> Vec<(String, String, Option<String>)> {
+    let audit = f.json(&["audit", run, "--json"]);
+    audit["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["order"].as_str().unwrap().to_owned(),
+                o["by"].as_str().unwrap().to_owned(),
+                o["reason"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// With no relay and a start years ahead, the master drives a run that
+/// only waits: every answer of the three endpoints, and that a refused
+/// order (no token, a read token, an order the run's standing does not
+/// allow) writes nothing.
+#[test]
+fn orders_need_an_admin_token_and_answer_with_the_run_s_standing() {
+    let mut f = Fleet::new(0);
+    let api = format!("127.0.0.1:{}", f.master_port + 15);
+    f.write_master(&format!("api: {api}\n"));
+    f.start("master", "master");
+    f.wait_for(30, "the API", || std::net::TcpStream::connect(&api).is_ok());
+    let read = token(&f, "dashboard", "read");
+    let admin = token(&f, "ops", "admin");
+    std::fs::write(f.path("a.tar"), b"the artifact").unwrap();
+    std::fs::write(
+        f.path("later.yaml"),
+        "name: later\nartifact: {name: app, version: 1.0.0, path: a.tar}\ntargets: {relays: [r]}\n\
+         schedule: {start: 2030-12-01T00:00:00Z, deadline: 72h}\n\
+         transports: {broadcast: multicast, unicast: quic}\n\
+         steps:\n  - register\n  - broadcast: {rounds: 3}\n  - audit\n  - delta: {until: deadline}\n  - disconnect\n",
+    )
+    .unwrap();
+    let run = f.haifu_ok(&["run", "later.yaml", "--live", "--detach"]);
+    let run = run.trim();
+    let path = |order: &str| format!("/v1/runs/{run}/{order}");
+
+    let (code, body) = post(&api, None, &path("pause"), "");
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = post(&api, Some(&read), &path("abort"), "");
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("needs admin"),
+        "{body}"
+    );
+    let (code, body) = post(&api, Some(&admin), &path("pause"), "{\"reason\": 7}");
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(orders(&f, run), [], "a refused order writes nothing");
+
+    let (code, body) = post(
+        &api,
+        Some(&admin),
+        &path("pause"),
+        "{\"reason\": \"shop hours\"}",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "running");
+    assert_eq!(body["by"], "api:ops");
+    assert_eq!(body["paused"]["by"], "api:ops");
+    assert_eq!(body["paused"]["reason"], "shop hours");
+    let (code, body) = post(&api, Some(&admin), &path("pause"), "");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("is already paused (by api:ops"),
+        "{body}"
+    );
+    let status = f.json(&["status", run, "--json"]);
+    assert_eq!(status["paused"]["by"], "api:ops", "{status}");
+
+    let (code, body) = post(&api, Some(&admin), &path("resume"), "");
+    assert_eq!((code, &body["paused"]), (200, &Value::Null), "{body}");
+    let (code, body) = post(&api, Some(&admin), &path("resume"), "");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("is not paused"),
+        "{body}"
+    );
+
+    let (code, body) = post(
+        &api,
+        Some(&admin),
+        &path("abort"),
+        "{\"reason\": \"bad build\"}",
+    );
+    assert_eq!(
+        (code, &body["status"]),
+        (200, &Value::from("failed")),
+        "{body}"
+    );
+    for order in ["pause", "resume", "abort"] {
+        let (code, body) = post(&api, Some(&admin), &path(order), "");
+        assert_eq!(code, 409, "{order}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("it is failed, not running"),
+            "{body}"
+        );
+    }
+    let (code, body) = post(&api, Some(&admin), "/v1/runs/99/pause", "");
+    assert_eq!(code, 404, "{body}");
+    let (code, _) = post(&api, Some(&admin), "/v1/runs/x/pause", "");
+    assert_eq!(code, 400);
+
+    let status = f.json(&["status", run, "--json"]);
+    assert_eq!(
+        status["failure"], "aborted by api:ops: bad build",
+        "{status}"
+    );
+    let by = |o: &str, r: Option<&str>| {
+        (
+            "".to_owned() + o,
+            "api:ops".to_owned(),
+            r.map(str::to_owned),
+        )
+    };
+    assert_eq!(
+        orders(&f, run),
+        [
+            by("pause", Some("shop hours")),
+            by("resume", None),
+            by("abort", Some("bad build")),
+        ]
+    );
+}
