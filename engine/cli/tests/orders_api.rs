@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::fleet::{Fleet, http_post};
+use std::time::{Duration, Instant};
+
+use common::fleet::{Fleet, Layout, http_post};
 use serde_json::Value;
 
 fn token(f: &Fleet, name: &str, scope: &str) -> String {
@@ -157,4 +159,129 @@ fn orders_need_an_admin_token_and_answer_with_the_run_s_standing() {
             by("abort", Some("bad build")),
         ]
     );
+}
+
+/// `haifu status RUN --json`.
+fn status(f: &Fleet, run: &str) -> Value {
+    f.json(&["status", run, "--json"])
+}
+
+/// A live fleet (one relay, a client listening and one away, so a run
+/// needs more than one round): paused through the API as its first round
+/// ends, no second round starts while paused and a read token cannot
+/// resume it; resumed, the run goes on and completes. Then a run whose
+/// round takes many seconds is aborted through the API while the round is
+/// on air: the relay stops it within a couple of seconds, never finishing
+/// it, and the run is failed in the token's name.
+#[test]
+fn a_live_run_is_paused_between_rounds_resumed_and_aborted_on_air_through_the_api() {
+    let api_port = common::fleet::base_port(1) + 15;
+    let api = format!("127.0.0.1:{api_port}");
+    let mut f = Fleet::with(
+        1,
+        &Layout {
+            master: &format!("api: {api}\n"),
+            relays: &[("relay-a", &["c1", "c2"])],
+            ..Layout::default()
+        },
+    );
+    let read = token(&f, "dashboard", "read");
+    let admin = token(&f, "ops", "admin");
+    f.artifact("small.bin", 256 << 10, 3);
+    f.workflow(
+        "small",
+        "small.bin",
+        "1.0.0",
+        &["relay-a"],
+        3,
+        3,
+        "100Mbit/s",
+    );
+    f.start_fleet(&["c1", "c2"]);
+    // c2 is away: round 1 does not deliver everyone, so round 2 is due.
+    assert!(f.stop("c2"));
+    let run = f.haifu_ok(&["run", "small.yaml", "--live", "--detach"]);
+    let run = run.trim().to_owned();
+    let path = |run: &str, order: &str| format!("/v1/runs/{run}/{order}");
+
+    f.wait_log("relay-a", &format!("round sent run={run} round=1"), 1, 90);
+    let (code, body) = post(
+        &api,
+        Some(&admin),
+        &path(&run, "pause"),
+        "{\"reason\": \"shop hours\"}",
+    );
+    assert_eq!(code, 200, "{body}");
+    // The retry policy asks for round 2 three seconds after round 1; the
+    // pause holds it back however long it lasts.
+    let round2 = format!("round starting run={run} round=2");
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        !f.log("relay-a").contains(&round2),
+        "round 2 started while paused\n{}",
+        f.dump()
+    );
+    let (code, body) = post(&api, Some(&read), &path(&run, "resume"), "");
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        status(&f, &run)["paused"]["by"],
+        "api:ops",
+        "nothing changed"
+    );
+    let (code, body) = post(&api, Some(&admin), &path(&run, "resume"), "");
+    assert_eq!(code, 200, "{body}");
+    f.wait_log("relay-a", &round2, 1, 30);
+    f.wait_for(90, "the resumed run to complete", || {
+        status(&f, &run)["status"] == "done"
+    });
+
+    // A round of about 14 s: 6 MiB at 4 Mbit/s.
+    f.artifact("big.bin", 6 << 20, 5);
+    f.workflow("big", "big.bin", "1.1.0", &["relay-a"], 1, 1, "4Mbit/s");
+    let run = f.haifu_ok(&["run", "big.yaml", "--live", "--detach"]);
+    let run = run.trim().to_owned();
+    f.wait_log(
+        "relay-a",
+        &format!("round starting run={run} round=1"),
+        1,
+        90,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, body) = post(&api, Some(&read), &path(&run, "abort"), "");
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(status(&f, &run)["status"], "running", "nothing changed");
+    let aborted = Instant::now();
+    let (code, body) = post(
+        &api,
+        Some(&admin),
+        &path(&run, "abort"),
+        "{\"reason\": \"bad build\"}",
+    );
+    assert_eq!(
+        (code, &body["status"]),
+        (200, &Value::from("failed")),
+        "{body}"
+    );
+    let stopped = format!("round stopped: its run left the air run={run} round=1");
+    f.wait_log("relay-a", &stopped, 1, 10);
+    let took = aborted.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the round stopped {took:?} after the abort"
+    );
+    assert!(
+        !f.log("relay-a")
+            .contains(&format!("round sent run={run} round=1")),
+        "the round ran to its end\n{}",
+        f.dump()
+    );
+    f.wait_log(
+        "master",
+        "run aborted: its round is stopped on the relays",
+        1,
+        5,
+    );
+    let st = status(&f, &run);
+    assert_eq!(st["status"], "failed", "{st}");
+    assert_eq!(st["failure"], "aborted by api:ops: bad build", "{st}");
 }
