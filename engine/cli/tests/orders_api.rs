@@ -161,6 +161,38 @@ fn orders_need_an_admin_token_and_answer_with_the_run_s_standing() {
     );
 }
 
+/// `haifu status --watch --interval 0.3` into a pipe, read on a thread.
+fn watcher(f: &Fleet) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = f
+        .haifu()
+        .args(["status", "--watch", "--interval", "0.3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let read = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+        text
+    });
+    (child, read)
+}
+
+/// What the watch drew, once it ended by itself (every run it showed has
+/// ended) within `secs`.
+fn watched(
+    f: &Fleet,
+    w: (std::process::Child, std::thread::JoinHandle<String>),
+    secs: u64,
+) -> String {
+    let (mut child, read) = w;
+    f.wait_for(secs, "the watch to end with its runs", || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(child.wait().unwrap().success());
+    read.join().unwrap()
+}
+
 /// `haifu status RUN --json`.
 fn status(f: &Fleet, run: &str) -> Value {
     f.json(&["status", run, "--json"])
@@ -212,6 +244,7 @@ fn a_live_run_is_paused_between_rounds_resumed_and_aborted_on_air_through_the_ap
         "{\"reason\": \"shop hours\"}",
     );
     assert_eq!(code, 200, "{body}");
+    let watch = watcher(&f);
     // The retry policy asks for round 2 three seconds after round 1; the
     // pause holds it back however long it lasts.
     let round2 = format!("round starting run={run} round=2");
@@ -234,6 +267,25 @@ fn a_live_run_is_paused_between_rounds_resumed_and_aborted_on_air_through_the_ap
     f.wait_for(90, "the resumed run to complete", || {
         status(&f, &run)["status"] == "done"
     });
+    // Not a terminal: one plain frame after another, the run PAUSED in
+    // some with who and why, then on with its rounds, and done in the last.
+    let frames = watched(&f, watch, 10);
+    assert!(frames.starts_with("--- "), "{frames}");
+    assert!(
+        frames.contains("PAUSED by api:ops at ")
+            && frames.contains(&format!(": shop hours (haifu run resume {run})")),
+        "{frames}"
+    );
+    assert!(
+        frames.contains("round 3 on air") || frames.contains("round 3 in "),
+        "{frames}"
+    );
+    let last = frames.rsplit("--- ").next().unwrap();
+    assert!(
+        last.contains(&format!("run {run}  small  app 1.0.0  done")),
+        "{frames}"
+    );
+    assert!(!frames.contains('\x1b'), "no screen clearing into a pipe");
 
     // A round of about 14 s: 6 MiB at 4 Mbit/s.
     f.artifact("big.bin", 6 << 20, 5);
@@ -246,6 +298,7 @@ fn a_live_run_is_paused_between_rounds_resumed_and_aborted_on_air_through_the_ap
         1,
         90,
     );
+    let watch = watcher(&f);
     std::thread::sleep(Duration::from_secs(2));
     let (code, body) = post(&api, Some(&read), &path(&run, "abort"), "");
     assert_eq!(code, 403, "{body}");
@@ -284,4 +337,11 @@ fn a_live_run_is_paused_between_rounds_resumed_and_aborted_on_air_through_the_ap
     let st = status(&f, &run);
     assert_eq!(st["status"], "failed", "{st}");
     assert_eq!(st["failure"], "aborted by api:ops: bad build", "{st}");
+    let frames = watched(&f, watch, 10);
+    assert!(frames.contains("round 1 on air for"), "{frames}");
+    let last = frames.rsplit("--- ").next().unwrap();
+    assert!(
+        last.contains("failed: aborted by api:ops: bad build"),
+        "{frames}"
+    );
 }
