@@ -186,8 +186,12 @@ impl Fleet for LiveFleet {
         // (a relay that reconnects gets the round again on registering),
         // unless an operator aborts the run meanwhile: then its round
         // leaves the air now rather than at its end.
-        let ledger = Ledger::open(&self.ledger_path);
-        let mut ended = || run_ended(ledger.as_ref().ok(), self.run);
+        let ledger = Ledger::open(&self.ledger_path)
+            .inspect_err(|e| {
+                tracing::warn!(run, "orders are not read during this round: {e}");
+            })
+            .ok();
+        let mut ended = || run_ended(ledger.as_ref(), self.run);
         let Some(waiting) = self
             .hub
             .wait_round(run, round, deadline, &self.shutdown, &mut ended)
@@ -302,7 +306,7 @@ impl Fleet for LiveFleet {
 
 /// Whether run `id` has ended under the driver (an operator aborted it),
 /// as `ledger` says; a ledger that cannot be read says nothing, and the
-/// round goes on.
+/// round goes on (the driver reads the order again after it).
 fn run_ended(ledger: Option<&Ledger>, id: i64) -> bool {
     let standing = ledger.map(|l| l.run_standing(id));
     match standing {
