@@ -318,6 +318,9 @@ fn a_live_run_is_paused_between_rounds_resumed_and_aborted_on_air_through_the_ap
     let stopped = format!("round stopped: its run left the air run={run} round=1");
     f.wait_log("relay-a", &stopped, 1, 10);
     let took = aborted.elapsed();
+    eprintln!(
+        "the relay stopped the round {took:?} after the abort was sent (log polled every 100 ms)"
+    );
     assert!(
         took < Duration::from_secs(3),
         "the round stopped {took:?} after the abort"
