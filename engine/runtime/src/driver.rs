@@ -400,6 +400,7 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
                 let early = round.is_some();
                 let (decision, tally) =
                     stages::ask(env, id, plan, machine.state(), stage, early, &mut ev)?;
+                let decision = stages::by_deadline(decision, stage, now, plan.schedule.deadline);
                 // While the broadcast goes on only a pause or an abort is
                 // a decision; anything else lets the rounds go on.
                 if !early || matches!(decision, Advance::Pause { .. } | Advance::Abort { .. }) {

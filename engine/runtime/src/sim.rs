@@ -282,6 +282,19 @@ pub struct SimRun {
     admitted: Option<BTreeSet<String>>,
     admissions: Vec<Vec<String>>,
     failing: Option<Failing>,
+    relay_names: Vec<String>,
+}
+
+/// A modelled relay's name under a workflow whose `targets.relays` are
+/// `names`: `relay-N` takes the N-th name (and keeps its own past the
+/// list), so a stage that names a relay finds its clients in a model.
+pub fn relay_name(relay: &str, names: &[String]) -> String {
+    relay
+        .strip_prefix("relay-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| names.get(n.checked_sub(1)?))
+        .cloned()
+        .unwrap_or_else(|| relay.to_owned())
 }
 
 /// Where and how often a simulated release fails.
@@ -326,7 +339,15 @@ impl SimRun {
             admitted: None,
             admissions: Vec::new(),
             failing: None,
+            relay_names: Vec::new(),
         }
+    }
+
+    /// Names the modelled relays after the workflow's `targets.relays`
+    /// ([`relay_name`]).
+    pub fn with_relay_names(mut self, names: &[String]) -> Self {
+        self.relay_names = names.to_vec();
+        self
     }
 
     /// Makes installs of run `run` fail with probability `rate` (the
@@ -436,7 +457,14 @@ impl Fleet for SimRun {
     }
 
     fn targets(&self) -> Vec<(String, String)> {
-        self.fleet.targets()
+        self.fleet
+            .targets()
+            .into_iter()
+            .map(|(c, r)| {
+                let relay = relay_name(&r, &self.relay_names);
+                (c, relay)
+            })
+            .collect()
     }
 
     fn broadcast_round(

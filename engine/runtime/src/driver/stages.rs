@@ -16,8 +16,8 @@ use std::time::Duration;
 use haifu_core::Labels;
 use haifu_ledger::{ClientState, Ledger, OrderError, RunOrder, StageTally};
 use haifu_policy::{Advance, Outcome};
-use haifu_spec::Plan;
-use jiff::Timestamp;
+use haifu_spec::{FailureLimit, Plan, StageGate};
+use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use super::{Emitter, Env, Fleet, RunError, note_fallback};
@@ -141,13 +141,41 @@ pub(super) fn start(
         .stage_tallies(id)?
         .get(ki)
         .map_or(0, |t| t.targeted);
-    let name = plan.stages.get(ki).map_or("", |s| s.name.as_str());
+    let (name, gate) = plan
+        .stages
+        .get(ki)
+        .map_or((String::new(), String::new()), |s| {
+            (s.name.clone(), gate_text(&s.gate))
+        });
     ev.emit(
         "stage-started",
-        json!({ "stage": k + 1, "name": name, "clients": clients,
-                "at": env.clock.now().to_string() }),
+        json!({ "stage": k + 1, "stages": plan.stages.len(), "name": name,
+                "clients": clients, "gate": gate, "at": env.clock.now().to_string() }),
     );
     Ok(())
+}
+
+/// A gate as the audit and status show it: `soak 30m, min_success 95%,
+/// max_failures 2%`, or `none`.
+pub fn gate_text(g: &StageGate) -> String {
+    let mut parts = Vec::new();
+    if !g.soak.is_zero() {
+        let soak = SignedDuration::try_from(g.soak).unwrap_or(SignedDuration::MAX);
+        parts.push(format!("soak {soak:#}"));
+    }
+    if let Some(p) = g.min_success {
+        parts.push(format!("min_success {p}%"));
+    }
+    match g.max_failures {
+        Some(FailureLimit::Percent(p)) => parts.push(format!("max_failures {p}%")),
+        Some(FailureLimit::Count(n)) => parts.push(format!("max_failures {n}")),
+        None => {}
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Admits again the clients of stages `0..=k` (a driver that starts
@@ -271,6 +299,31 @@ pub(super) fn ask(
     let outcome: Outcome<Advance> = env.policies.advance(&f);
     note_fallback(ev, &outcome);
     Ok((outcome.value, tally))
+}
+
+/// A `wait` that would pass the schedule's deadline pauses the run
+/// instead: the stages not started are never sent the version on their
+/// own, and an operator decides (readmit and resume, which asks the
+/// policy again, or abort).
+pub(super) fn by_deadline(d: Advance, k: u32, now: Timestamp, deadline: Timestamp) -> Advance {
+    match d {
+        Advance::Wait { wait, reason } => {
+            let until = SignedDuration::try_from(wait)
+                .ok()
+                .and_then(|w| now.checked_add(w).ok())
+                .unwrap_or(Timestamp::MAX);
+            if until <= deadline {
+                return Advance::Wait { wait, reason };
+            }
+            Advance::Pause {
+                reason: format!(
+                    "the deadline {deadline} passes while stage {} waits: {reason}",
+                    k + 1
+                ),
+            }
+        }
+        other => other,
+    }
 }
 
 /// The `stage-decided` event's detail (`at`: the run's clock, which a
