@@ -218,6 +218,7 @@ impl World {
                 phase: Phase::RoundOpen { round },
                 started: self.started.clone(),
                 stopped_early: None,
+                stage: None,
             })),
             finished: Vec::new(),
             finished_at: None,
@@ -282,6 +283,7 @@ impl World {
             },
             started: self.started.clone(),
             stopped_early: None,
+            stage: None,
         });
         let state = RunState {
             step: 5,
