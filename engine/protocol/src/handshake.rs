@@ -63,6 +63,11 @@ pub mod features {
     /// ([`ClientLabels`](crate::ClientLabels), tag `0x16`), so stages and
     /// rollbacks can name clients by label. A client without it has none.
     pub const LABELS: &str = "labels";
+    /// A staged run's instruction lists the relay's clients admitted so
+    /// far ([`Instruction::admitted`](crate::Instruction::admitted), tag
+    /// `0x19`); the relay hands the session key to those only. A relay
+    /// without it is never instructed for a staged run.
+    pub const STAGES: &str = "stages";
     /// Every feature this crate implements, sorted.
     pub const ALL: &[&str] = &[
         CHUNKED_TRANSFER,
@@ -72,6 +77,7 @@ pub mod features {
         FEEDBACK_REPAIR,
         LABELS,
         ROLLBACK,
+        STAGES,
         TRANSPORT_NAMES,
     ];
 }

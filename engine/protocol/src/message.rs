@@ -38,6 +38,10 @@ pub mod tag {
     /// [`Message::ClientLabels`](crate::Message::ClientLabels) (feature
     /// `labels`).
     pub const CLIENT_LABELS: u8 = 0x16;
+    /// [`Message::Instruction`](crate::Message::Instruction) of a staged
+    /// run, with the clients behind the relay admitted so far (feature
+    /// `stages`).
+    pub const INSTRUCTION_STAGED: u8 = 0x19;
     /// [`Message::Instruction`](crate::Message::Instruction).
     pub const INSTRUCTION: u8 = 0x20;
     /// [`Message::StartRound`](crate::Message::StartRound).
@@ -203,6 +207,12 @@ pub struct Instruction {
     pub session_id: u32,
     /// The carousel session key.
     pub session_key: SessionSecret,
+    /// For a staged run, the clients behind this relay admitted so far:
+    /// the only ones the relay hands the session key to (sent only to
+    /// relays with the `stages` feature, tag `0x19`; at most
+    /// [`MAX_ADMITTED`](crate::limits::MAX_ADMITTED)). `None`: an
+    /// unstaged run, every client of the relay receives it.
+    pub admitted: Option<Vec<String>>,
 }
 
 /// master → relay: start round `round` of `run` at `at`.
@@ -672,6 +682,7 @@ impl Message {
             Self::ClientLabels(_) => tag::CLIENT_LABELS,
             Self::Registered(_) => tag::REGISTERED,
             Self::DenyList(_) => tag::DENY_LIST,
+            Self::Instruction(m) if m.admitted.is_some() => tag::INSTRUCTION_STAGED,
             Self::Instruction(_) => tag::INSTRUCTION,
             Self::StartRound(m) if m.budget.is_some() => tag::START_ROUND_BUDGET,
             Self::StartRound(_) => tag::START_ROUND,
@@ -703,15 +714,18 @@ impl Message {
     /// understands the older tag), and no `Feedback` at all (a relay that
     /// cannot use it); a registration without its broadcast plugin for a
     /// peer without `transport-names`; no rollback message at all for a
-    /// peer without `rollback`, and no labels for a peer without `labels`.
+    /// peer without `rollback`, and no labels for a peer without `labels`;
+    /// no instruction of a staged run for a peer without `stages` (it
+    /// would hand the session key to every client, admitted or not).
     /// Every other message is returned as it is.
     pub fn for_peer(&self, has: impl Fn(&str) -> bool) -> Option<std::borrow::Cow<'_, Message>> {
         use std::borrow::Cow;
 
         use crate::handshake::features::{
-            DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK, TRANSPORT_NAMES,
+            DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK, STAGES, TRANSPORT_NAMES,
         };
         match self {
+            Self::Instruction(m) if m.admitted.is_some() && !has(STAGES) => return None,
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_)
                 if !has(ROLLBACK) =>
             {
@@ -763,10 +777,11 @@ impl Message {
     /// sent to it, if any.
     pub fn required_feature(&self) -> Option<&'static str> {
         use crate::handshake::features::{
-            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK,
+            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK, STAGES,
             TRANSPORT_NAMES,
         };
         match self {
+            Self::Instruction(m) if m.admitted.is_some() => Some(STAGES),
             Self::ClientLabels(_) => Some(LABELS),
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_) => Some(ROLLBACK),
             Self::DeltaRequest(m) if m.resume_at > 0 => Some(DELTA_RESUME),

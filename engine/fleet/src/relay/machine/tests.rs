@@ -18,7 +18,7 @@ use super::*;
 
 const D: Digest = Digest::from_bytes([7; 32]);
 
-fn core() -> RelayCore {
+pub(super) fn core() -> RelayCore {
     let group = Group {
         addr: "239.1.1.1".parse().unwrap(),
         port: 5000,
@@ -26,7 +26,7 @@ fn core() -> RelayCore {
     RelayCore::new("r0".into(), group, Arc::new(Counters::default()))
 }
 
-fn instruction(run: u64) -> Instruction {
+pub(super) fn instruction(run: u64) -> Instruction {
     Instruction {
         run,
         artifact: ArtifactRef {
@@ -41,19 +41,20 @@ fn instruction(run: u64) -> Instruction {
         rate_bps: 1_000_000,
         session_id: 1,
         session_key: SessionSecret([1; 32]),
+        admitted: None,
     }
 }
 
-fn master(c: &mut RelayCore, msg: Message, on_disk: bool) -> Vec<Effect> {
+pub(super) fn master(c: &mut RelayCore, msg: Message, on_disk: bool) -> Vec<Effect> {
     c.handle(Event::FromMaster { msg, on_disk })
 }
 
-fn client(c: &mut RelayCore, conn: ConnId, msg: Message) -> Vec<Effect> {
+pub(super) fn client(c: &mut RelayCore, conn: ConnId, msg: Message) -> Vec<Effect> {
     c.handle(Event::FromClient { conn, msg })
 }
 
 /// Client `id`'s registration, with nothing installed.
-fn registration(id: &str) -> RegisterClient {
+pub(super) fn registration(id: &str) -> RegisterClient {
     RegisterClient {
         client: id.into(),
         relay: "r0".into(),
@@ -164,6 +165,36 @@ fn stopped_rounds_and_rounds_of_another_run_are_dropped() {
     master(&mut c, Message::Instruction(instruction(2)), true);
     assert!(broadcasts(&master(&mut c, start(1, 2), false)).is_empty());
     assert_eq!(broadcasts(&master(&mut c, start(2, 1), false)), vec![1]);
+}
+
+/// An abort on the master stops the round on air, not only the rounds to
+/// come: the broadcaster is told to cut it short, and once it has, the
+/// run's rounds still queued are gone and a new run's go out.
+#[test]
+fn stopping_a_run_cuts_its_round_on_air_short() {
+    let mut c = core();
+    c.handle(Event::MasterUp);
+    master(&mut c, Message::Instruction(instruction(1)), true);
+    assert_eq!(broadcasts(&master(&mut c, start(1, 1), false)), vec![1]);
+    master(&mut c, start(1, 2), false);
+    let stop = |c: &mut RelayCore, run| master(c, Message::StopRounds(StopRounds { run }), false);
+    // Another run's stop leaves the round on air alone.
+    assert!(stop(&mut c, 9).is_empty());
+    let e = stop(&mut c, 1);
+    assert!(
+        matches!(e[..], [Effect::StopAir { run: 1, round: 1 }]),
+        "{e:?}"
+    );
+    let e = c.handle(Event::RoundStopped { run: 1, round: 1 });
+    assert!(broadcasts(&e).is_empty(), "round 2 was dropped: {e:?}");
+    assert!(
+        to_master(&e).is_empty(),
+        "a stopped round is not reported done"
+    );
+    master(&mut c, Message::Instruction(instruction(2)), true);
+    assert_eq!(broadcasts(&master(&mut c, start(2, 1), false)), vec![1]);
+    // Nothing on air of run 1 any more: a late stop orders nothing.
+    assert!(stop(&mut c, 1).is_empty());
 }
 
 #[test]

@@ -115,6 +115,7 @@ fn active() -> ActiveRun {
             rate_bps: 1_000_000,
             session_id: 0,
             session_key: SessionSecret([0; 32]),
+            admitted: None,
         },
         seed: SessionSeed([9; 32]),
         round: None,
@@ -122,6 +123,7 @@ fn active() -> ActiveRun {
         relays: Vec::new(),
         broadcast: None,
         left_out: Default::default(),
+        staged: false,
     }
 }
 
@@ -153,6 +155,7 @@ impl World {
                     role,
                     delta: true,
                     chunked: true,
+                    stages: true,
                 },
             );
         }
@@ -269,3 +272,4 @@ mod drain;
 mod labels;
 mod relays;
 mod rollback;
+mod stages;
