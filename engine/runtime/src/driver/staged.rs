@@ -155,20 +155,23 @@ fn a_healthy_release_goes_through_three_stages_each_soak_respected() {
         .filter(|e| e.detail["decide"] == "proceed")
         .collect();
     assert_eq!(proceeded.len(), 3, "{proceeded:?}");
-    // Each next stage starts after the previous stage's broadcast ended
-    // and its soak went by: its rounds (two, by the default retry gap)
-    // end no earlier than its start.
-    for (k, soak) in [(0usize, 30), (1, 20)] {
-        let soaked_until = at(&started[k])
+    // Each next stage starts once the previous stage's soak has gone by
+    // since its broadcast ended: the first decision on a stage is taken
+    // as its rounds end (nothing failed during them).
+    let decided = events(&s, "stage-decided");
+    for (k, soak) in [(0u64, 30), (1, 20)] {
+        let first = decided.iter().find(|e| e.detail["stage"] == k + 1).unwrap();
+        assert_eq!(first.detail["decide"], "wait", "{first:?}");
+        let soaked_until = at(first)
             .checked_add(SignedDuration::from_mins(soak))
             .unwrap();
+        let next = at(&started[k as usize + 1]);
         assert!(
-            at(&started[k + 1]) >= soaked_until,
-            "stage {} started at {}, before {soaked_until}",
-            k + 2,
-            at(&started[k + 1])
+            next >= soaked_until,
+            "stage {} started at {next}, before {soaked_until}",
+            k + 2
         );
-        assert!(at(&started[k + 1]) >= at(&proceeded[k]));
+        assert!(next >= at(&proceeded[k as usize]));
     }
     for k in 0..3 {
         assert_eq!(in_stage(&s, k, ClientState::Delivered).len(), 10);
@@ -299,4 +302,76 @@ fn a_driver_killed_mid_stage_resumes_in_the_same_stage() {
     assert_eq!(started, [1, 2, 3], "stage 2 is not started twice");
     let row = s.ledger.run(s.id).unwrap().unwrap();
     assert_eq!(row.status, RunStatus::Done);
+}
+
+/// A client joins the run (through another ledger connection, as a live
+/// master records a registration) while the canary's round is on air.
+struct JoinsInRound1 {
+    inner: SimRun,
+    ledger: PathBuf,
+    run: i64,
+}
+
+impl Fleet for JoinsInRound1 {
+    fn describe(&self) -> RunFleet {
+        self.inner.describe()
+    }
+    fn targets(&self) -> Vec<(String, String)> {
+        self.inner.targets()
+    }
+    fn broadcast_round(
+        &mut self,
+        round: u32,
+        pending: &[String],
+        clock: &dyn Clock,
+    ) -> Vec<String> {
+        if round == 1 {
+            let mut l = Ledger::open(&self.ledger).unwrap();
+            let batch = haifu_ledger::FleetBatch {
+                joins: vec![(self.run, "late-1".into(), "relay-1".into())],
+                ..Default::default()
+            };
+            l.apply_fleet(&batch).unwrap();
+        }
+        self.inner.broadcast_round(round, pending, clock)
+    }
+    fn admit(&mut self, clients: &[String]) {
+        self.inner.admit(clients);
+    }
+    fn delta_boots(
+        &mut self,
+        s: &[String],
+        a: Timestamp,
+        b: Timestamp,
+    ) -> Vec<(String, Timestamp)> {
+        self.inner.delta_boots(s, a, b)
+    }
+    fn last_contact(&self, c: &str, r: &[Timestamp], now: Timestamp) -> Option<Timestamp> {
+        self.inner.last_contact(c, r, now)
+    }
+}
+
+/// Joined during the canary, behind the canary's relay: placed when the
+/// next stage starts, in it (the canary was already under way), and
+/// admitted with it.
+#[test]
+fn a_client_that_joins_mid_run_is_placed_in_the_next_stage_to_start() {
+    let mut s = setup(None);
+    let mut f = JoinsInRound1 {
+        inner: fleet(s.dir.path(), s.id, 0.0),
+        ledger: ledger_path(s.dir.path()),
+        run: s.id,
+    };
+    drive_from(&mut s, &mut f, "2026-11-30T23:00:00Z").unwrap();
+    let admitted = f.inner.admissions();
+    assert!(!admitted[0].contains(&"late-1".to_owned()));
+    assert!(admitted[1].contains(&"late-1".to_owned()), "{admitted:?}");
+    let row = s
+        .ledger
+        .run_clients(s.id)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.client == "late-1")
+        .unwrap();
+    assert_eq!(row.stage, Some(1), "not into the canary already begun");
 }

@@ -120,11 +120,14 @@ pub(super) fn start(
         .stage_clients_in(id, None, ClientState::Pending)?;
     if !joined.is_empty() && ki < plan.stages.len() {
         let labels = env.ledger.client_labels()?;
-        let mut members = Vec::with_capacity(joined.len());
-        for c in &joined {
-            let relay = env.ledger.client(c)?.and_then(|r| r.relay);
-            members.push(member(c, relay.as_deref().unwrap_or(""), &labels));
-        }
+        // The relay each joined through, as the run recorded it.
+        let members: Vec<Member> = env
+            .ledger
+            .run_clients(id)?
+            .into_iter()
+            .filter(|c| c.stage.is_none() && joined.binary_search(&c.client).is_ok())
+            .map(|c| member(&c.client, &c.relay, &labels))
+            .collect();
         let m = Membership::assign(&members, &plan.stages[ki..]);
         let placed = placement(&m, ki);
         tracing::info!(
