@@ -101,6 +101,15 @@ impl RunState {
         })
     }
 
+    /// The stage a staged run is in while its broadcast step goes on
+    /// (none before and after it).
+    pub fn current_stage(&self) -> Option<&StageProgress> {
+        match &self.current {
+            Some(StepState::Broadcast(b)) => b.stage.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Round `round`'s number within its stage (the run's own number in
     /// an unstaged run): what the retry policy is asked about.
     pub fn round_in_stage(&self, round: u32) -> u32 {

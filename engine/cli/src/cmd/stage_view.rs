@@ -130,7 +130,7 @@ pub(crate) fn status_line(
     state: &RunState,
     now: Timestamp,
 ) -> Result<Option<String>> {
-    let Some(progress) = state.stage().filter(|_| state.finished_at.is_none()) else {
+    let Some(progress) = state.current_stage() else {
         return Ok(None);
     };
     let index = u64::from(progress.index) + 1;

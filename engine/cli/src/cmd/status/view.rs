@@ -75,7 +75,7 @@ pub(crate) fn run_block(run: &RunFacts, now: Timestamp) -> String {
 /// A staged run's stage while it broadcasts (its name and gate are in
 /// `haifu status RUN`; the soak's countdown is the run's wait).
 fn stage_line(state: &RunState) -> Option<String> {
-    let stage = state.stage().filter(|_| state.finished_at.is_none())?;
+    let stage = state.current_stage()?;
     Some(match stage.began {
         Some(at) => format!("stage {} since {at}", stage.index + 1),
         None => format!("stage {} about to start", stage.index + 1),
