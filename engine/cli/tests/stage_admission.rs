@@ -12,7 +12,6 @@ use std::process::Stdio;
 use common::fleet::{Fleet, Layout};
 
 #[test]
-#[ignore = "needs the stages driver (branch s18s): until it lands, runs refuse `stages:`"]
 fn during_the_first_stage_only_its_relays_clients_install() {
     let mut f = Fleet::with(
         0,

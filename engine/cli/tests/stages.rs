@@ -1,6 +1,6 @@
 //! Phased rollouts through the real binary: `haifu simulate` models the
-//! stages, a failure rate and the advance policy; `haifu run` refuses a
-//! staged workflow rather than send it to every target at once.
+//! stages, a failure rate and the advance policy; `haifu run` goes stage
+//! by stage.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
@@ -140,27 +140,52 @@ fn fail_without_stages_shows_one_stage_of_everyone() {
     );
 }
 
+/// A staged run through the binary, in virtual time: the canary on
+/// store-east, then half, then the rest, each started after the previous
+/// one proceeded; the audit shows the stages and their decisions.
 #[test]
-fn run_refuses_a_staged_workflow_and_creates_no_run() {
+fn run_goes_stage_by_stage_and_the_audit_shows_each_stage() {
     let t = tempfile::tempdir().unwrap();
     let home = t.path().join("home");
-    for args in [&["run", CANARY][..], &["run", CANARY, "--live"]] {
-        let out = run(&home, args);
-        assert!(!out.status.success(), "{args:?}");
-        let err = String::from_utf8(out.stderr).unwrap();
-        let last = err.lines().last().unwrap_or_default();
-        assert!(
-            last.starts_with("haifu: error: ")
-                && last.contains("canary-rollout.yaml: stages are not enforced by runs yet"),
-            "{args:?}: {err}"
-        );
+    let repo = format!("{}/", common::repo().display());
+    let text = std::fs::read_to_string(common::repo().join(CANARY))
+        .unwrap()
+        .replace("../", &repo)
+        .replace("2026-12-01T10:00:00+09:00", "2030-01-07T10:00:00+09:00")
+        .replace("min_success: 95%, ", "");
+    let wf = t.path().join("staged.yaml");
+    std::fs::write(&wf, text).unwrap();
+    let wf = wf.display().to_string();
+    ok(
+        &home,
+        &[
+            "run",
+            &wf,
+            "--virtual-time",
+            "--clients",
+            "200",
+            "--offline",
+            "0",
+        ],
+    );
+    let audit = json(&home, &["audit", "1", "--json"]);
+    let stages = stages(&audit);
+    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["canary", "half", "rest"], "{audit:#}");
+    for s in stages {
+        let last = s["decisions"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["decide"], "proceed", "{s:#}");
+        assert_eq!(s["pending"], 0, "{s:#}");
     }
-    // Either no ledger at all, or one without a run.
-    let status = run(&home, &["status", "--json"]);
-    if status.status.success() {
-        let runs: Value = serde_json::from_slice(&status.stdout).unwrap();
-        assert_eq!(runs, serde_json::json!([]), "no run in the ledger");
-    }
+    assert_eq!(stages[0]["targeted"], 100, "store-east's half of 200");
+    let after = |k: usize| secs_between(&stages[k]["started"], &stages[k + 1]["started"]);
+    assert!(after(0) >= 3600, "the canary soaked an hour: {}", after(0));
+    assert!(after(1) >= 1800, "half soaked 30 min: {}", after(1));
+    let text = ok(&home, &["audit", "1"]);
+    assert!(
+        text.contains("stages (3)") && text.contains("gate: soak 1h"),
+        "{text}"
+    );
 }
 
 #[test]

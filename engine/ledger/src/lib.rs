@@ -58,7 +58,7 @@ pub use rollbacks::{RollbackResult, RollbackRow, RollbackState};
 pub use run_clients::{ClientState, ClientUpdate, Counted, LateRecord, RunClient, StragglerPair};
 pub use runs::{NewRun, RunFleet, RunRow, RunStatus, Transition};
 pub use services::ServiceRow;
-pub use stages::{MAX_STAGES, StageTally};
+pub use stages::{MAX_STAGE_EVENTS, MAX_STAGES, StageEvent, StageTally};
 pub use tokens::{TokenDigest, TokenRow, TokenScope, UnknownScope};
 pub use traffic::{Traffic, TrafficKind, TrafficTotals};
 pub use versions::{Recorded, VersionRow};

@@ -148,3 +148,58 @@ pub(crate) fn place(
     }
     Ok(())
 }
+
+/// The most events of each kind [`Ledger::stage_events`] returns: the
+/// latest ones, so a stage that waited on its gate for days is still
+/// listed with its start and its last decisions.
+pub const MAX_STAGE_EVENTS: usize = 1000;
+
+/// One `stage-started` or `stage-decided` event of a run, as the driver
+/// wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageEvent {
+    /// When it was written.
+    pub at: String,
+    /// `stage-started` or `stage-decided`.
+    pub kind: String,
+    /// Its detail (stage from 1, and what the driver recorded).
+    pub detail: serde_json::Value,
+}
+
+impl Ledger {
+    /// Run `run`'s `stage-started` and `stage-decided` events, oldest
+    /// first: the latest [`MAX_STAGE_EVENTS`] of each kind. A detail that is not JSON
+    /// is damage, named with the run.
+    pub fn stage_events(&self, run: i64) -> Result<Vec<StageEvent>, LedgerError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        // Every start (one per stage), and the latest decisions.
+        let mut rows: Vec<(i64, String, String, String)> = Vec::new();
+        for kind in ["stage-started", "stage-decided"] {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, at, kind, detail FROM events
+                     WHERE subject = ?1 AND kind = ?2 ORDER BY id DESC LIMIT ?3",
+                )
+                .map_err(&wrap)?;
+            let found: Vec<(i64, String, String, String)> = stmt
+                .query_map(
+                    params![format!("run:{run}"), kind, MAX_STAGE_EVENTS as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .and_then(|r| r.collect())
+                .map_err(&wrap)?;
+            rows.extend(found);
+        }
+        rows.sort_unstable_by_key(|r| r.0);
+        rows.into_iter()
+            .map(|(_, at, kind, detail)| {
+                let detail = serde_json::from_str(&detail).map_err(|e| LedgerError::Damaged {
+                    path: self.path.clone(),
+                    detail: format!("run {run}: {kind} event: {e}"),
+                })?;
+                Ok(StageEvent { at, kind, detail })
+            })
+            .collect()
+    }
+}

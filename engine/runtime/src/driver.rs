@@ -14,7 +14,7 @@ use haifu_ledger::RunFleet;
 use haifu_ledger::{
     ClientRow, ClientState, ClientUpdate, Ledger, LedgerError, NewRun, RunStatus, Transition,
 };
-use haifu_policy::{FallbackCause, NextRound, Outcome, PolicySet, RoundFacts};
+use haifu_policy::{Advance, FallbackCause, NextRound, Outcome, PolicySet, RoundFacts};
 use haifu_spec::Plan;
 use haifu_store::Store;
 use jiff::{SignedDuration, Timestamp};
@@ -122,17 +122,9 @@ pub enum RunError {
     /// No such run.
     #[error("run {0} does not exist")]
     NoSuchRun(i64),
-    /// The workflow has stages, which runs do not enforce yet: refused
-    /// rather than sent to every target at once.
-    #[error(
-        "{}: stages are not enforced by runs yet, and a run would send the version to every target at once; see what the stages would do with: haifu simulate {}",
-        file.display(),
-        file.display()
-    )]
-    StagesNotEnforced {
-        /// The workflow.
-        file: std::path::PathBuf,
-    },
+    /// The advance policy's pause or abort could not be given.
+    #[error(transparent)]
+    Order(#[from] haifu_ledger::OrderError),
 }
 
 /// Collects one transition's events, logging each as it is added.
@@ -159,18 +151,21 @@ impl Emitter {
 }
 
 /// Creates a run of `plan` in the ledger, driven as `fleet` says, listing
-/// `targets` (`(client, relay)`); returns its id.
+/// `targets` (`(client, relay)`); returns its id. A workflow with stages
+/// places the targets in them (see [`stages`]) and targets only those in a
+/// stage.
 pub fn create(
     ledger: &mut Ledger,
     plan: &Plan,
     fleet: &RunFleet,
     targets: &[(String, String)],
 ) -> Result<i64, RunError> {
-    if !plan.stages.is_empty() {
-        return Err(RunError::StagesNotEnforced {
-            file: plan.file.clone(),
-        });
-    }
+    let (targets, placed) = if plan.stages.is_empty() {
+        (targets.to_vec(), Vec::new())
+    } else {
+        stages::place_targets(ledger, plan, targets)?
+    };
+    let targets = &targets[..];
     let state_json = RunState::default()
         .to_snapshot()
         .map_err(RunError::Encode)?;
@@ -187,7 +182,7 @@ pub fn create(
         state: &state_json,
         next_wake: None,
         clients: targets,
-        stages: &[],
+        stages: &placed,
     })?;
     tracing::info!(run = id, clients = targets.len(), workflow = %plan.file.display(), "run created");
     Ok(id)
@@ -254,6 +249,11 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
     let row = env.ledger.run(id)?.ok_or(RunError::NoSuchRun(id))?;
     let state = RunState::of_run(&row)?;
     let mut machine = RunMachine::new(plan, state);
+    // A driver started again (a restart, a resume) re-admits the stages
+    // already started: a fleet keeps no admission of its own across one.
+    if let Some(k) = machine.state().stage().filter(|s| s.began.is_some()) {
+        stages::readmit(env.ledger, id, fleet, k.index)?;
+    }
     let mut paused = false;
     loop {
         let now = env.clock.now();
@@ -330,7 +330,14 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
                     start.emit("round-started", json!({ "round": round }));
                     save(env, id, &machine, Vec::new(), start)?;
                 }
-                let pending = clients_in(env.ledger, id, ClientState::Pending)?;
+                let stage = machine.state().stage().map(|s| s.index);
+                let (pending, failed_before) = match stage {
+                    Some(k) => (
+                        stages::pending(env.ledger, id, k)?,
+                        stages::failed(env.ledger, id, k)?,
+                    ),
+                    None => (clients_in(env.ledger, id, ClientState::Pending)?, 0),
+                };
                 let done = fleet.broadcast_round(round, &pending, env.clock);
                 let at = env.clock.now().to_string();
                 // A live fleet records completions as they arrive; a
@@ -347,13 +354,23 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
                     })
                     .collect();
                 machine.handle(&Input::RoundFinished, now);
+                // Failures the fleet recorded during the round: the
+                // advance policy hears of them before another round.
+                if let Some(k) = stage
+                    && stages::failed(env.ledger, id, k)? > failed_before
+                {
+                    machine.handle(&Input::Failures, now);
+                }
             }
             Command::AskNextRound(round) => {
                 // Clients of a live fleet can join while the run goes on.
-                let (delivered, total) = delivered(env.ledger, id)?;
+                let (delivered, total) = match machine.state().stage() {
+                    Some(s) => stages::delivered(env.ledger, id, s.index)?,
+                    None => delivered(env.ledger, id)?,
+                };
                 let c = machine.cx();
                 let facts = RoundFacts {
-                    round,
+                    round: machine.state().round_in_stage(round),
                     rounds: machine.planned_rounds(),
                     delivered,
                     total,
@@ -375,6 +392,30 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
                 ev.emit("next-round", detail);
                 machine.handle(&Input::NextRound(outcome.value), now);
             }
+            Command::StartStage(k) => {
+                stages::start(env, id, plan, fleet, k, &mut ev)?;
+                machine.handle(&Input::StageStarted, now);
+            }
+            Command::AskAdvance { stage, round } => {
+                let early = round.is_some();
+                let (decision, tally) =
+                    stages::ask(env, id, plan, machine.state(), stage, early, &mut ev)?;
+                let decision = stages::by_deadline(decision, stage, now, plan.schedule.deadline);
+                // While the broadcast goes on only a pause or an abort is
+                // a decision; anything else lets the rounds go on.
+                if !early || matches!(decision, Advance::Pause { .. } | Advance::Abort { .. }) {
+                    ev.emit(
+                        "stage-decided",
+                        stages::decided(stage, &decision, &tally, now),
+                    );
+                }
+                machine.handle(&Input::Advance(decision.clone()), now);
+                // The decision is durable before it is carried out: a
+                // driver killed in between asks again in the same stage.
+                save(env, id, &machine, Vec::new(), ev)?;
+                stages::order(env, id, &decision)?;
+                continue;
+            }
             Command::Audit => {
                 let pending = clients_in(env.ledger, id, ClientState::Pending)?;
                 fleet.drain(&pending);
@@ -393,7 +434,7 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
                 // The window's end goes to the ledger as it opens: the
                 // master serves stragglers only while it is open.
                 save(env, id, &machine, Vec::new(), Emitter::new(id))?;
-                let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
+                let stragglers = stragglers(env.ledger, id, plan)?;
                 let not_before = machine.state().audited_at().unwrap_or(now).max(now);
                 let boots = fleet.delta_boots(&stragglers, not_before, until);
                 // Record delta completions as they happen, an hour of
@@ -419,7 +460,7 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
                 continue;
             }
             Command::CutOff => {
-                let stragglers = clients_in(env.ledger, id, ClientState::Undelivered)?;
+                let stragglers = stragglers(env.ledger, id, plan)?;
                 let registered = RegisteredVersions::of(env.ledger, &plan.artifact.name)?;
                 let rounds_started = machine.state().rounds_started();
                 let mut cut = 0usize;
@@ -570,6 +611,15 @@ fn save_with(
     Ok(())
 }
 
+/// The clients the audit left undelivered; a staged run's placed ones.
+fn stragglers(ledger: &Ledger, id: i64, plan: &Plan) -> Result<Vec<String>, RunError> {
+    let all = clients_in(ledger, id, ClientState::Undelivered)?;
+    if plan.stages.is_empty() {
+        return Ok(all);
+    }
+    stages::placed_only(ledger, id, ClientState::Undelivered, all)
+}
+
 fn clients_in(ledger: &Ledger, id: i64, state: ClientState) -> Result<Vec<String>, RunError> {
     Ok(ledger.run_clients_in(id, state)?)
 }
@@ -584,8 +634,12 @@ fn delivered(ledger: &Ledger, id: i64) -> Result<(u64, u64), RunError> {
     Ok((have, counts.values().sum()))
 }
 
+pub mod stages;
+
 #[cfg(test)]
 mod orders;
+#[cfg(test)]
+mod staged;
 
 #[cfg(test)]
 mod tests {

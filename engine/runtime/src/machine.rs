@@ -12,6 +12,7 @@
 //! counted once by the ledger, and a repeated broadcast round only adds
 //! symbols).
 
+use haifu_spec::steps::broadcast::{Phase, StageProgress};
 use haifu_spec::steps::machine::{Command, Input, Poll, RunCx, StepState};
 use haifu_spec::{Plan, Step};
 use jiff::Timestamp;
@@ -91,6 +92,46 @@ impl RunState {
         })
     }
 
+    /// A staged run's progress through its stages, once its broadcast
+    /// has begun.
+    pub fn stage(&self) -> Option<&StageProgress> {
+        self.all().find_map(|s| match s {
+            StepState::Broadcast(b) => b.stage.as_ref(),
+            _ => None,
+        })
+    }
+
+    /// The stage a staged run is in while its broadcast step goes on
+    /// (none before and after it).
+    pub fn current_stage(&self) -> Option<&StageProgress> {
+        match &self.current {
+            Some(StepState::Broadcast(b)) => b.stage.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Round `round`'s number within its stage (the run's own number in
+    /// an unstaged run): what the retry policy is asked about.
+    pub fn round_in_stage(&self, round: u32) -> u32 {
+        self.all()
+            .find_map(|s| match s {
+                StepState::Broadcast(b) => Some(b.round_in_stage(round)),
+                _ => None,
+            })
+            .unwrap_or(round)
+    }
+
+    /// Whether the broadcast is soaking a stage, and until when.
+    pub fn soaking_until(&self) -> Option<Timestamp> {
+        self.all().find_map(|s| match s {
+            StepState::Broadcast(b) => match b.phase {
+                Phase::Soaking { at } => Some(at),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
     /// When the audit listed the stragglers.
     pub fn audited_at(&self) -> Option<Timestamp> {
         self.all().find_map(|s| match s {
@@ -119,6 +160,7 @@ impl RunMachine {
                 deadline: s.deadline,
                 time_zone: s.time_zone.clone(),
                 window: s.window,
+                stages: u32::try_from(plan.stages.len()).unwrap_or(u32::MAX),
             },
             state,
         )

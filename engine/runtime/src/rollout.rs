@@ -28,7 +28,7 @@ use haifu_spec::{Plan, Stage};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::sim::SimFleet;
+use crate::sim::{SimFleet, relay_name};
 use crate::stage::{LabelShare, Member, Membership, StageCount, facts, share_labels};
 
 /// The reason a simulated failed install reports.
@@ -135,13 +135,7 @@ impl Rollout<'_> {
             .fleet
             .targets()
             .into_iter()
-            .map(|(client, relay)| {
-                let named = relay
-                    .strip_prefix("relay-")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .and_then(|n| names.get(n.checked_sub(1)?));
-                Member::new(client, named.cloned().unwrap_or(relay))
-            })
+            .map(|(client, relay)| Member::new(client, relay_name(&relay, names)))
             .collect();
         share_labels(&mut targets, self.labels, self.fleet.params().seed);
         let membership = Membership::assign(&targets, stages);

@@ -17,9 +17,13 @@
 //! order of calls, so a run interrupted and resumed draws exactly what an
 //! uninterrupted one does.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
 use jiff::{SignedDuration, Timestamp};
 
 use haifu_carousel::{CarouselConfig, loss};
+use haifu_ledger::{Failure, FailureKind, Ledger};
 
 use crate::clock::Clock;
 use crate::driver::Fleet;
@@ -263,11 +267,43 @@ mod tests {
 }
 
 /// A [`SimFleet`] bound to a run's schedule, as the driver's [`Fleet`].
+///
+/// In a staged run only the clients [`Fleet::admit`]ted receive the
+/// broadcast, and every admission is kept ([`SimRun::admissions`]). With
+/// [`SimRun::failing`], a client that completes may fail its post-install
+/// check, and the failure reaches the ledger through a connection of its
+/// own, as a live fleet's reports do; a failed client that an operator
+/// readmits has its fix and does not fail again.
 #[derive(Debug, Clone)]
 pub struct SimRun {
     fleet: SimFleet,
     start: Timestamp,
     deadline: Timestamp,
+    admitted: Option<BTreeSet<String>>,
+    admissions: Vec<Vec<String>>,
+    failing: Option<Failing>,
+    relay_names: Vec<String>,
+}
+
+/// A modelled relay's name under a workflow whose `targets.relays` are
+/// `names`: `relay-N` takes the N-th name (and keeps its own past the
+/// list), so a stage that names a relay finds its clients in a model.
+pub fn relay_name(relay: &str, names: &[String]) -> String {
+    relay
+        .strip_prefix("relay-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| names.get(n.checked_sub(1)?))
+        .cloned()
+        .unwrap_or_else(|| relay.to_owned())
+}
+
+/// Where and how often a simulated release fails.
+#[derive(Debug, Clone)]
+struct Failing {
+    ledger: PathBuf,
+    run: i64,
+    rate: f64,
+    reported: BTreeSet<String>,
 }
 
 /// Why a stored fleet description cannot be rebuilt.
@@ -300,7 +336,77 @@ impl SimRun {
             fleet: SimFleet::new(params),
             start,
             deadline,
+            admitted: None,
+            admissions: Vec::new(),
+            failing: None,
+            relay_names: Vec::new(),
         }
+    }
+
+    /// Names the modelled relays after the workflow's `targets.relays`
+    /// ([`relay_name`]).
+    pub fn with_relay_names(mut self, names: &[String]) -> Self {
+        self.relay_names = names.to_vec();
+        self
+    }
+
+    /// Makes installs of run `run` fail with probability `rate` (the
+    /// model's [`SimFleet::install_fails`] draw), each failure recorded in
+    /// the ledger at `ledger` as a post-install failure.
+    pub fn failing(mut self, ledger: &Path, run: i64, rate: f64) -> Self {
+        self.failing = Some(Failing {
+            ledger: ledger.to_path_buf(),
+            run,
+            rate,
+            reported: BTreeSet::new(),
+        });
+        self
+    }
+
+    /// Each admission the driver made, in order (empty for an unstaged
+    /// run).
+    pub fn admissions(&self) -> &[Vec<String>] {
+        &self.admissions
+    }
+
+    /// Records the failures among `completed` in the ledger; returns the
+    /// clients that completed and are healthy.
+    fn report_failures(&mut self, completed: Vec<String>, clock: &dyn Clock) -> Vec<String> {
+        let Some(f) = &mut self.failing else {
+            return completed;
+        };
+        let at = clock.now().to_string();
+        let mut ledger = match Ledger::open(&f.ledger) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "the simulated fleet cannot report failures");
+                return completed;
+            }
+        };
+        let mut healthy = Vec::with_capacity(completed.len());
+        for client in completed {
+            let fails = !f.reported.contains(&client)
+                && self
+                    .fleet
+                    .index_of(&client)
+                    .is_some_and(|c| self.fleet.install_fails(c, f.rate));
+            if !fails {
+                healthy.push(client);
+                continue;
+            }
+            let report = Failure {
+                run: f.run,
+                client: &client,
+                kind: FailureKind::PostInstall,
+                reason: "post-install check failed (simulated)",
+                at: &at,
+            };
+            if let Err(e) = ledger.record_failure(&report) {
+                tracing::warn!(client, error = %e, "a simulated failure was not recorded");
+            }
+            f.reported.insert(client);
+        }
+        healthy
     }
 
     /// Rebuilds the fleet a run stored with [`Fleet::describe`]; an error
@@ -351,24 +457,38 @@ impl Fleet for SimRun {
     }
 
     fn targets(&self) -> Vec<(String, String)> {
-        self.fleet.targets()
+        self.fleet
+            .targets()
+            .into_iter()
+            .map(|(c, r)| {
+                let relay = relay_name(&r, &self.relay_names);
+                (c, relay)
+            })
+            .collect()
     }
 
     fn broadcast_round(
         &mut self,
         round: u32,
         pending: &[String],
-        _clock: &dyn Clock,
+        clock: &dyn Clock,
     ) -> Vec<String> {
-        pending
+        let completed = pending
             .iter()
+            .filter(|id| self.admitted.as_ref().is_none_or(|a| a.contains(*id)))
             .filter(|id| {
                 self.fleet
                     .index_of(id)
                     .is_some_and(|c| self.fleet.completes_in(c, round).is_some())
             })
             .cloned()
-            .collect()
+            .collect();
+        self.report_failures(completed, clock)
+    }
+
+    fn admit(&mut self, clients: &[String]) {
+        self.admissions.push(clients.to_vec());
+        self.admitted = Some(clients.iter().cloned().collect());
     }
 
     fn delta_boots(

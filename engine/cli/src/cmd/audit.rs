@@ -17,7 +17,9 @@ pub(crate) struct Args {
     /// kept beside the run's final record; `rolled_back`: the clients of
     /// the run an operator rolled back from its version since (`haifu
     /// rollback`); and the run's traffic (bytes multicast per round, relay
-    /// fetches, deltas, full copies).
+    /// fetches, deltas, full copies); `stages`: a staged run's stages
+    /// (targeted, delivered, failed, pending, failures by kind, gate, and
+    /// the advance policy's decisions).
     #[arg(long)]
     json: bool,
     /// List every client by name (the default shows counts and the first few).
@@ -32,10 +34,13 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         .with_context(|| format!("run {} does not exist", args.run))?;
     // Operators' orders on the run (pause, resume, abort), oldest first.
     let orders = ledger.orders(args.run)?;
+    // A staged run's stages: counts and the advance policy's decisions.
+    let stages = super::stage_view::stages(&ledger, args.run)?;
     if args.json {
         let mut v = serde_json::to_value(&audit)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("orders".into(), serde_json::to_value(&orders)?);
+            o.insert("stages".into(), serde_json::to_value(&stages)?);
         }
         output::json(&v)?;
         return Ok(ExitCode::SUCCESS);
@@ -120,6 +125,7 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             println!("  {}", super::rollback::describe(o));
         }
     }
+    super::stage_view::print(&stages, if args.full { usize::MAX } else { 5 });
     if !orders.is_empty() {
         println!("orders ({})", orders.len());
         for o in &orders {

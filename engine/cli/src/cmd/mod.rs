@@ -26,5 +26,6 @@ mod run_order;
 pub(crate) mod schema;
 pub(crate) mod service;
 pub(crate) mod simulate;
+pub(crate) mod stage_view;
 pub(crate) mod status;
 pub(crate) mod versions;

@@ -95,10 +95,9 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             }
             let plan = check::load(std::path::Path::new(&row.workflow))?;
             let s = &plan.schedule;
-            let fleet =
-                SimRun::from_description(&description, s.start, s.deadline).with_context(|| {
-                    format!("run {id}: its fleet {description:?} cannot be rebuilt")
-                })?;
+            let fleet = SimRun::from_description(&description, s.start, s.deadline)
+                .with_context(|| format!("run {id}: its fleet {description:?} cannot be rebuilt"))?
+                .with_relay_names(modelled_relay_names(&plan));
             eprintln!("resuming run {id} ({})", row.workflow);
             (plan, id, fleet)
         }
@@ -124,7 +123,8 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", plan.artifact.path.value.display()))?
                 .len();
             let s = &plan.schedule;
-            let fleet = SimRun::new(args.fleet.params(size)?, s.start, s.deadline);
+            let fleet = SimRun::new(args.fleet.params(size)?, s.start, s.deadline)
+                .with_relay_names(modelled_relay_names(&plan));
             let id = driver::create(&mut ledger, &plan, &fleet.describe(), &fleet.targets())?;
             eprintln!("started run {id} ({})", plan.file.display());
             (plan, id, fleet)
@@ -160,6 +160,17 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         print!("{}", report.to_text());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The names a modelled fleet's relays take: a staged workflow's
+/// `targets.relays`, so its stages that name relays find clients (as in
+/// `haifu simulate`); an unstaged run keeps the model's own names.
+fn modelled_relay_names(plan: &haifu_spec::Plan) -> &[String] {
+    if plan.stages.is_empty() {
+        &[]
+    } else {
+        &plan.targets.relays
+    }
 }
 
 /// `--live`: the run is created here and driven by the master daemon.

@@ -86,6 +86,11 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
                 }
                 None => println!("  step {} not begun", state.step + 1),
             }
+            if let Some(line) =
+                super::stage_view::status_line(&ledger, id, &state, jiff::Timestamp::now())?
+            {
+                println!("{line}");
+            }
             if let Some(w) = &row.next_wake {
                 println!("  next wake-up {w}");
             }

@@ -322,6 +322,7 @@ mod fuzz {
                 phase: Phase::RoundOpen { round: 2 },
                 started: vec![t0, t0 + jiff::SignedDuration::from_secs(60)],
                 stopped_early: None,
+                stage: None,
             })),
             finished: Vec::new(),
             finished_at: None,

@@ -201,3 +201,33 @@ fn a_ledger_from_before_stages_migrates_with_its_runs() {
     let f = failure(1, "a", FailureKind::RolledBack, "went back");
     assert_eq!(l.record_failure(&f).unwrap(), FailureRecorded::Recorded);
 }
+
+#[test]
+fn stage_events_are_read_back_in_order_and_others_are_left_out() {
+    let (_d, mut l) = ledger();
+    let run = staged_run(&mut l);
+    let mut t = step(Vec::new());
+    t.events = vec![
+        ("stage-started".into(), r#"{"stage":1,"clients":2}"#.into()),
+        ("round-started".into(), r#"{"round":1}"#.into()),
+        (
+            "stage-decided".into(),
+            r#"{"stage":1,"decide":"proceed"}"#.into(),
+        ),
+    ];
+    l.transition(run, &t).unwrap();
+    let events = l.stage_events(run).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["stage-started", "stage-decided"]);
+    assert_eq!(events[1].detail["decide"], "proceed");
+    assert!(l.stage_events(run + 1).unwrap().is_empty(), "another run's");
+
+    let mut bad = step(Vec::new());
+    bad.events = vec![("stage-started".into(), "not json".into())];
+    l.transition(run, &bad).unwrap();
+    let err = l.stage_events(run).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("run {run}: stage-started event")),
+        "{err}"
+    );
+}

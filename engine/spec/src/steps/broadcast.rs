@@ -1,10 +1,15 @@
 //! `broadcast: { rounds: N }`: multicast the artifact N times in all
 //! (patent steps 103-105); the retry policy decides the gaps and may stop
 //! early.
+//!
+//! In a staged run (`stages:` in the workflow) the broadcast goes stage by
+//! stage: each stage is admitted, gets up to N rounds of its own (round
+//! numbers count on across stages: one run), and the advance policy
+//! decides when the next stage starts.
 
 use std::time::Duration;
 
-use haifu_policy::NextRound;
+use haifu_policy::{Advance, NextRound};
 use jiff::{SignedDuration, Timestamp};
 
 use serde::{Deserialize, Serialize};
@@ -110,8 +115,42 @@ pub enum Phase {
         /// The round that finished.
         round: u32,
     },
+    /// Staged: the advance policy decides on the current stage, after
+    /// round `round` brought failures, or (`None`) once the stage's
+    /// broadcast is over.
+    Gating {
+        /// The round that brought failures, while the stage's broadcast
+        /// goes on.
+        round: Option<u32>,
+    },
+    /// Staged: the stage soaks until `at`, then the advance policy is
+    /// asked again.
+    Soaking {
+        /// When.
+        at: Timestamp,
+    },
     /// No more rounds.
     Done,
+}
+
+/// Where a staged run stands among its stages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageProgress {
+    /// The current stage, from 0.
+    pub index: u32,
+    /// When it started; `None` until the driver admitted its clients.
+    pub began: Option<Timestamp>,
+    /// Rounds started before it: its own rounds are numbered on from
+    /// there, and the plan's `rounds` bounds each stage's.
+    pub rounds_before: u32,
+    /// When its broadcast was over: its soak counts from there.
+    pub broadcast_over: Option<Timestamp>,
+    /// The advance policy paused the run in this stage: once resumed, a
+    /// `wait` on a stage whose broadcast is over sends the stage's rounds
+    /// again (to the clients pending then: readmitted ones), and its soak
+    /// starts again after them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Run state of `broadcast`.
@@ -124,6 +163,24 @@ pub enum Phase {
 /// | deciding after n | `AskNextRound(n)`                   | `NextRound(wait or stop)`     |
 /// | done             | step over                           | —                             |
 ///
+/// Staged (`cx.stages > 0`), each stage goes through the same table,
+/// with three more rows:
+///
+/// | phase              | `poll(now)`                        | input that moves it           |
+/// |--------------------|------------------------------------|-------------------------------|
+/// | ready, stage not begun | `StartStage(k)`                | `StageStarted`                |
+/// | deciding after n   | (as above)                         | `Failures` → gating after n   |
+/// | gating             | `AskAdvance { stage, round }`      | `Advance(..)`                 |
+/// | soaking `at`       | `SleepUntil(at)`, then gating      | —                             |
+///
+/// Gating after round n (failures came in): a pause or an abort holds the
+/// stage, anything else lets the broadcast go on. Gating once the stage's
+/// rounds are over (planned count reached, or the retry policy stopped
+/// them): `proceed` begins the next stage (or ends the step after the
+/// last), `wait` soaks, `pause` and `abort` hold the state, so the policy
+/// is asked again when the run is resumed. The first `wait` after a
+/// pause sends the stage's rounds again (see [`StageProgress::held`]).
+///
 /// Rounds start only inside the schedule's daily window, and never more
 /// than planned, whatever the policy says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,8 +190,12 @@ pub struct State {
     pub phase: Phase,
     /// When each round started.
     pub started: Vec<Timestamp>,
-    /// Why rounds stopped before the planned count, if they did.
+    /// Why rounds stopped before the planned count, if they did (in a
+    /// staged run, the last stage whose rounds stopped early).
     pub stopped_early: Option<String>,
+    /// A staged run's progress through its stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageProgress>,
 }
 
 impl State {
@@ -142,6 +203,12 @@ impl State {
         loop {
             match self.phase.clone() {
                 Phase::Ready => {
+                    if cx.stages > 0 {
+                        let stage = self.stage.get_or_insert_with(StageProgress::default);
+                        if stage.began.is_none() {
+                            return Poll::Do(Command::StartStage(stage.index));
+                        }
+                    }
                     self.phase = Phase::Waiting {
                         at: cx.round_time(cx.start.max(now)),
                     };
@@ -154,18 +221,95 @@ impl State {
                     };
                 }
                 Phase::RoundOpen { round } => return Poll::Do(Command::StartRound(round)),
-                Phase::Deciding { round } if round >= spec.rounds.value => self.phase = Phase::Done,
+                Phase::Deciding { round } if self.round_in_stage(round) >= spec.rounds.value => {
+                    self.broadcast_over(now);
+                }
                 Phase::Deciding { round } => return Poll::Do(Command::AskNextRound(round)),
+                Phase::Gating { round } => {
+                    let stage = self.stage.as_ref().map_or(0, |s| s.index);
+                    return Poll::Do(Command::AskAdvance { stage, round });
+                }
+                Phase::Soaking { at } if now < at => return Poll::Do(Command::SleepUntil(at)),
+                Phase::Soaking { .. } => self.phase = Phase::Gating { round: None },
                 Phase::Done => return Poll::Done,
             }
         }
     }
 
+    /// Round `round`'s number within its stage (the run's number in an
+    /// unstaged run).
+    pub fn round_in_stage(&self, round: u32) -> u32 {
+        round.saturating_sub(self.stage.as_ref().map_or(0, |s| s.rounds_before))
+    }
+
+    /// No more rounds for this stage (or, unstaged, at all).
+    fn broadcast_over(&mut self, now: Timestamp) {
+        match &mut self.stage {
+            Some(stage) => {
+                stage.broadcast_over.get_or_insert(now);
+                self.phase = Phase::Gating { round: None };
+            }
+            None => self.phase = Phase::Done,
+        }
+    }
+
     pub(crate) fn handle(&mut self, input: &Input, cx: &RunCx, now: Timestamp) {
         match (self.phase.clone(), input) {
+            (Phase::Ready, Input::StageStarted) => {
+                let before = u32::try_from(self.started.len()).unwrap_or(u32::MAX);
+                if let Some(stage) = self.stage.as_mut().filter(|s| s.began.is_none()) {
+                    stage.began = Some(now);
+                    stage.rounds_before = before;
+                }
+            }
             (Phase::RoundOpen { round }, Input::RoundFinished) => {
                 self.phase = Phase::Deciding { round };
             }
+            (Phase::Deciding { round }, Input::Failures) if self.stage.is_some() => {
+                self.phase = Phase::Gating { round: Some(round) };
+            }
+            (Phase::Gating { .. }, Input::Advance(Advance::Pause { .. })) => {
+                if let Some(stage) = &mut self.stage {
+                    stage.held = true;
+                }
+            }
+            (Phase::Gating { round: Some(round) }, Input::Advance(a)) => {
+                if matches!(a, Advance::Proceed { .. } | Advance::Wait { .. }) {
+                    self.phase = Phase::Deciding { round };
+                }
+            }
+            (Phase::Gating { round: None }, Input::Advance(Advance::Wait { .. }))
+                if self.stage.as_ref().is_some_and(|s| s.held) =>
+            {
+                let before = u32::try_from(self.started.len()).unwrap_or(u32::MAX);
+                if let Some(stage) = &mut self.stage {
+                    stage.held = false;
+                    stage.rounds_before = before;
+                    stage.broadcast_over = None;
+                }
+                self.phase = Phase::Ready;
+            }
+            (Phase::Gating { round: None }, Input::Advance(a)) => match a {
+                Advance::Proceed { .. } => {
+                    let next = self.stage.as_ref().map_or(u32::MAX, |s| s.index + 1);
+                    if next >= cx.stages {
+                        self.phase = Phase::Done;
+                    } else {
+                        self.stage = Some(StageProgress {
+                            index: next,
+                            ..StageProgress::default()
+                        });
+                        self.phase = Phase::Ready;
+                    }
+                }
+                // A zero wait would ask again at the same instant forever.
+                Advance::Wait { wait, .. } => {
+                    self.phase = Phase::Soaking {
+                        at: after(now, (*wait).max(Duration::from_secs(1))),
+                    };
+                }
+                Advance::Pause { .. } | Advance::Abort { .. } => {}
+            },
             (Phase::Deciding { .. }, Input::NextRound(NextRound::Wait(gap))) => {
                 self.phase = Phase::Waiting {
                     at: cx.round_time(after(now, *gap)),
@@ -173,7 +317,7 @@ impl State {
             }
             (Phase::Deciding { .. }, Input::NextRound(NextRound::Stop { reason })) => {
                 self.stopped_early = Some(reason.clone());
-                self.phase = Phase::Done;
+                self.broadcast_over(now);
             }
             _ => {}
         }

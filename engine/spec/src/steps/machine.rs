@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use haifu_policy::NextRound;
+use haifu_policy::{Advance, NextRound};
 
 use super::{Step, StepKind, audit, broadcast, delta, disconnect, register};
 use crate::timing::Window;
@@ -26,6 +26,8 @@ pub struct RunCx {
     pub time_zone: TimeZone,
     /// Rounds start only inside this daily window, if set.
     pub window: Option<Window>,
+    /// The workflow's stages (0: an unstaged run).
+    pub stages: u32,
 }
 
 impl RunCx {
@@ -68,6 +70,18 @@ pub enum Command {
     StartRound(u32),
     /// Ask the retry policy about round `n`; report `NextRound`.
     AskNextRound(u32),
+    /// Staged: place the clients that joined since, admit stage `k` (from
+    /// 0) with the stages before it; report `StageStarted`.
+    StartStage(u32),
+    /// Staged: ask the advance policy about stage `stage` (from 0), after
+    /// round `round` brought failures or (`None`) once its broadcast is
+    /// over; report `Advance`.
+    AskAdvance {
+        /// The stage, from 0.
+        stage: u32,
+        /// The round that brought failures, while the broadcast goes on.
+        round: Option<u32>,
+    },
     /// Mark every pending client undelivered and list them; report `Audited`.
     Audit,
     /// Serve deltas to stragglers until `until`, then poll again.
@@ -88,6 +102,12 @@ pub enum Input {
     RoundFinished,
     /// The retry policy's answer.
     NextRound(NextRound),
+    /// Staged: the stage's clients are admitted.
+    StageStarted,
+    /// Staged: the round just finished brought failures in the stage.
+    Failures,
+    /// Staged: the advance policy's answer.
+    Advance(Advance),
     /// The stragglers are listed.
     Audited,
     /// Every straggler met the disconnect policy.
@@ -192,6 +212,7 @@ mod tests {
             deadline: ts("2026-12-04T00:00:00Z"),
             time_zone: TimeZone::UTC,
             window,
+            stages: 0,
         }
     }
 
@@ -239,6 +260,70 @@ mod tests {
         assert_eq!(s.poll(&step, &c, t1), Poll::Done);
         let StepState::Broadcast(b) = s else { panic!() };
         assert_eq!(b.started, vec![c.start, t1]);
+    }
+
+    /// Two stages of one round each: admitted, gated after failures,
+    /// held by a pause, sent again after the resume, then the next stage
+    /// with its round numbered on.
+    #[test]
+    fn a_staged_broadcast_goes_stage_by_stage_through_its_gates() {
+        let step = broadcast(1);
+        let mut c = cx(None);
+        c.stages = 2;
+        let mut s = step.begin();
+        let t = c.start;
+        let proceed = Advance::Proceed {
+            reason: "ok".into(),
+        };
+        let pause = Advance::Pause {
+            reason: "bad".into(),
+        };
+        let wait = Advance::Wait {
+            wait: Duration::from_secs(600),
+            reason: "soak".into(),
+        };
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(Command::StartStage(0)));
+        s.handle(&Input::StageStarted, &c, t);
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(Command::StartRound(1)));
+        s.handle(&Input::RoundFinished, &c, t);
+        s.handle(&Input::Failures, &c, t);
+        let early = Command::AskAdvance {
+            stage: 0,
+            round: Some(1),
+        };
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(early.clone()));
+        s.handle(&Input::Advance(pause.clone()), &c, t);
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(early), "held until resumed");
+        s.handle(&Input::Advance(wait.clone()), &c, t);
+        let gate = Command::AskAdvance {
+            stage: 0,
+            round: None,
+        };
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(gate.clone()));
+        // The first wait after the pause sends the stage's round again.
+        s.handle(&Input::Advance(wait.clone()), &c, t);
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(Command::StartRound(2)));
+        s.handle(&Input::RoundFinished, &c, t);
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(gate.clone()));
+        s.handle(&Input::Advance(wait), &c, t);
+        let soaked = ts("2026-12-01T00:10:00Z");
+        assert_eq!(s.poll(&step, &c, t), Poll::Do(Command::SleepUntil(soaked)));
+        assert_eq!(s.poll(&step, &c, soaked), Poll::Do(gate));
+        s.handle(&Input::Advance(proceed.clone()), &c, soaked);
+        assert_eq!(s.poll(&step, &c, soaked), Poll::Do(Command::StartStage(1)));
+        s.handle(&Input::StageStarted, &c, soaked);
+        assert_eq!(s.poll(&step, &c, soaked), Poll::Do(Command::StartRound(3)));
+        s.handle(&Input::RoundFinished, &c, soaked);
+        s.poll(&step, &c, soaked);
+        s.handle(&Input::Advance(proceed), &c, soaked);
+        assert_eq!(
+            s.poll(&step, &c, soaked),
+            Poll::Done,
+            "after the last stage"
+        );
+        let StepState::Broadcast(b) = s else { panic!() };
+        assert_eq!(b.started.len(), 3);
+        assert_eq!(b.stage.map(|p| (p.index, p.rounds_before)), Some((1, 2)));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub(crate) fn run_block(run: &RunFacts, now: Timestamp) -> String {
         row.version,
         step_name(state)
     );
-    if let Some(line) = stage_line(row) {
+    if let Some(line) = stage_line(state) {
         let _ = writeln!(t, "  {line}");
     }
     if row.status == RunStatus::Running {
@@ -72,10 +72,14 @@ pub(crate) fn run_block(run: &RunFacts, now: Timestamp) -> String {
     t
 }
 
-/// Where a phased rollout's stage goes (which stage, its gate, the time
-/// left in its soak) once runs carry stages; nothing until then.
-fn stage_line(_row: &RunRow) -> Option<String> {
-    None
+/// A staged run's stage while it broadcasts (its name and gate are in
+/// `haifu status RUN`; the soak's countdown is the run's wait).
+fn stage_line(state: &RunState) -> Option<String> {
+    let stage = state.current_stage()?;
+    Some(match stage.began {
+        Some(at) => format!("stage {} since {at}", stage.index + 1),
+        None => format!("stage {} about to start", stage.index + 1),
+    })
 }
 
 /// "step 2 (broadcast)", "finished", "step 1 not begun".
@@ -111,6 +115,8 @@ fn waiting_for(row: &RunRow, state: &RunState, now: Timestamp) -> Option<String>
             Phase::Deciding { round } => {
                 format!("round {round} over; the retry policy decides what follows")
             }
+            Phase::Gating { .. } => "the advance policy decides on the stage".to_owned(),
+            Phase::Soaking { at } => countdown("stage's soak ends", *at, now, row),
             Phase::Done => "rounds over".to_owned(),
         },
         StepState::Delta(d) => match d.until {

@@ -219,6 +219,7 @@ impl World {
                 phase: Phase::RoundOpen { round },
                 started: self.started.clone(),
                 stopped_early: None,
+                stage: None,
             })),
             finished: Vec::new(),
             finished_at: None,
@@ -283,6 +284,7 @@ impl World {
             },
             started: self.started.clone(),
             stopped_early: None,
+            stage: None,
         });
         let state = RunState {
             step: 5,
