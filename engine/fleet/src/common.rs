@@ -218,7 +218,11 @@ pub fn plugins(
     let broadcast = get("transports.broadcast", &transports.broadcast, false)?
         .with_config(transports.section(&transports.broadcast));
     tracing::info!(control = %control.name(), broadcast = %broadcast.name(), "transport plugins loaded");
-    crate::metrics::watch_plugin_folder(dir);
+    let in_use = [&control, &broadcast].map(|p| haifu_plugin_host::probe::InventoryEntry {
+        name: p.name().to_owned(),
+        state: Ok(p.info().shapes),
+    });
+    crate::metrics::watch_plugin_folder(dir, in_use.to_vec());
     Ok((control, broadcast))
 }
 

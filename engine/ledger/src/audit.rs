@@ -35,6 +35,10 @@ pub struct RelayAudit {
     pub pending: Vec<String>,
     /// Clients cut off, with the reason.
     pub disconnected: Vec<(String, String)>,
+    /// Clients whose install failed after it was in place (post-install,
+    /// health, or a rollback of their own), with what and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<crate::FailureRow>,
     /// Each undelivered or pending client with what the fleet table knows
     /// of it: last contact and installed version.
     pub stragglers: Vec<ClientRow>,
@@ -112,7 +116,18 @@ impl Ledger {
                 ClientState::Disconnected => a
                     .disconnected
                     .push((c.client, c.reason.unwrap_or_default())),
+                ClientState::Failed => {}
             }
+        }
+        for f in self.run_failures(run_id)? {
+            relays
+                .entry(f.relay.clone())
+                .or_insert_with(|| RelayAudit {
+                    relay: f.relay.clone(),
+                    ..RelayAudit::default()
+                })
+                .failed
+                .push(f);
         }
         Ok(Some(RunAudit {
             traffic: self.traffic(run_id)?,

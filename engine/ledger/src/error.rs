@@ -51,6 +51,15 @@ pub enum LedgerError {
     /// operator aborted it, or it failed).
     #[error("run {0} has ended; the step was not written")]
     RunEnded(i64),
+    /// A client placed in a stage past the most a run may have: nothing
+    /// was written.
+    #[error("client {client:?}: stage {stage} is past the most a run may have ({max})", max = crate::MAX_STAGES)]
+    StageOutOfRange {
+        /// The client.
+        client: String,
+        /// The stage asked for (from 0).
+        stage: u32,
+    },
     /// A row that does not read back as what was written.
     #[error("ledger {} is damaged: {detail}", path.display())]
     Damaged {

@@ -185,6 +185,38 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN paused_at TEXT;
     ALTER TABLE runs ADD COLUMN paused_by TEXT;
     ALTER TABLE runs ADD COLUMN paused_reason TEXT;",
+    // 11: phased rollouts. A client's stage within its run (NULL: the run
+    // has no stages, or the client joined and is not placed yet), and a
+    // failure after install ('failed': the post-install command or the
+    // health command failed, or the client rolled back on its own), which
+    // counts against the stage's gate. The failure's detail is in
+    // `reason`; `round` and `completed_at` stay as they were when a
+    // delivered client fails later. SQLite cannot change a CHECK, so the
+    // table is rebuilt.
+    "CREATE TABLE run_clients_v11 (
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        client        TEXT NOT NULL,
+        relay         TEXT NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN
+                        ('pending', 'delivered', 'delta', 'current', 'undelivered', 'disconnected', 'failed')),
+        round         INTEGER,
+        completed_at  TEXT,
+        reason        TEXT,
+        late_state    TEXT CHECK (late_state IN ('delivered', 'delta', 'current')),
+        late_round    INTEGER,
+        late_at       TEXT,
+        stage         INTEGER CHECK (stage >= 0),
+        failure       TEXT CHECK (failure IN ('post-install', 'health', 'rolled-back')),
+        failed_at     TEXT,
+        CHECK ((state = 'failed') = (failure IS NOT NULL)),
+        PRIMARY KEY (run_id, client)
+    ) WITHOUT ROWID;
+    INSERT INTO run_clients_v11 (run_id, client, relay, state, round, completed_at, reason, late_state, late_round, late_at)
+        SELECT run_id, client, relay, state, round, completed_at, reason, late_state, late_round, late_at FROM run_clients;
+    DROP TABLE run_clients;
+    ALTER TABLE run_clients_v11 RENAME TO run_clients;
+    CREATE INDEX run_clients_by_state ON run_clients (run_id, state);
+    CREATE INDEX run_clients_by_stage ON run_clients (run_id, stage, state);",
 ];
 
 /// The schema version this build writes.

@@ -29,6 +29,11 @@ pub enum ClientState {
     Undelivered,
     /// Cut off at the deadline.
     Disconnected,
+    /// Installed, then its post-install or health check failed, or it
+    /// rolled back on its own ([`crate::FailureKind`]); it runs its old
+    /// version. Counts against a stage's gate; an operator's readmission
+    /// makes it pending again.
+    Failed,
 }
 
 impl ClientState {
@@ -41,6 +46,7 @@ impl ClientState {
             Self::Current => "current",
             Self::Undelivered => "undelivered",
             Self::Disconnected => "disconnected",
+            Self::Failed => "failed",
         }
     }
 
@@ -52,13 +58,14 @@ impl ClientState {
 
 impl ClientState {
     /// Every state, in the order they are shown.
-    pub const ALL: [ClientState; 6] = [
+    pub const ALL: [ClientState; 7] = [
         Self::Pending,
         Self::Delivered,
         Self::Delta,
         Self::Current,
         Self::Undelivered,
         Self::Disconnected,
+        Self::Failed,
     ];
 }
 
@@ -92,8 +99,12 @@ pub struct RunClient {
     pub round: Option<u32>,
     /// When it completed or was cut off.
     pub completed_at: Option<String>,
-    /// Why it was cut off or kept.
+    /// Why it was cut off or kept, or what failed.
     pub reason: Option<String>,
+    /// Its stage (from 0), in a staged run.
+    pub stage: Option<u32>,
+    /// What failed, for a failed client.
+    pub failure: Option<crate::FailureKind>,
     /// What was recorded for it after the run had finished, if anything.
     pub late: Option<LateRecord>,
 }
@@ -201,7 +212,7 @@ impl Ledger {
             .conn
             .prepare(
                 "SELECT client, relay, state, round, completed_at, reason,
-                        late_state, late_round, late_at FROM run_clients
+                        late_state, late_round, late_at, stage, failure FROM run_clients
                  WHERE run_id = ?1 ORDER BY client",
             )
             .map_err(&wrap)?;
@@ -218,6 +229,8 @@ impl Ledger {
                     .map(|n| u32::try_from(n).unwrap_or(0)),
                 completed_at: r.get(4)?,
                 reason: r.get(5)?,
+                stage: crate::failures::stage_of(r.get(9)?),
+                failure: r.get(10)?,
                 late: match (
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, Option<String>>(8)?,

@@ -130,6 +130,10 @@ pub struct NewRun<'a> {
     pub next_wake: Option<&'a str>,
     /// Targeted clients and their relays.
     pub clients: &'a [(String, String)],
+    /// Each staged client's stage (from 0), for a phased rollout; empty
+    /// for a run without stages. Written with the run, as
+    /// [`Ledger::set_client_stages`] would.
+    pub stages: &'a [(String, u32)],
 }
 
 /// A run as stored.
@@ -183,6 +187,7 @@ pub struct Transition {
 impl Ledger {
     /// Creates a run with its targeted clients, in one transaction.
     pub fn create_run(&mut self, run: &NewRun<'_>) -> Result<i64, LedgerError> {
+        crate::stages::check_stages(run.stages)?;
         let wrap = LedgerError::sqlite(&self.path);
         let tx = self
             .conn
@@ -218,6 +223,7 @@ impl Ledger {
                     .map_err(&wrap)?;
             }
         }
+        crate::stages::place(&tx, id, run.stages).map_err(&wrap)?;
         insert_event(&tx, &now, "run-created", &format!("run:{id}"), "{}").map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(id)

@@ -17,6 +17,7 @@ pub struct TestRun {
     fleet: RunFleet,
     state: String,
     clients: Vec<(String, String)>,
+    stages: Vec<(String, u32)>,
 }
 
 impl Default for TestRun {
@@ -28,6 +29,7 @@ impl Default for TestRun {
             fleet: RunFleet::Live,
             state: "{}".into(),
             clients: Vec::new(),
+            stages: Vec::new(),
         }
     }
 }
@@ -47,6 +49,12 @@ impl TestRun {
             .into_iter()
             .map(|(c, r)| (c.into(), r.into()))
             .collect();
+        self
+    }
+
+    /// Places its clients in stages: `(client, stage)`.
+    pub fn stages<C: Into<String>>(mut self, placed: impl IntoIterator<Item = (C, u32)>) -> Self {
+        self.stages = placed.into_iter().map(|(c, s)| (c.into(), s)).collect();
         self
     }
 
@@ -86,6 +94,7 @@ impl TestRun {
             state: &self.state,
             next_wake: None,
             clients: &self.clients,
+            stages: &self.stages,
         })
     }
 }

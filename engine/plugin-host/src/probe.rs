@@ -476,7 +476,7 @@ pub fn serve(path: &Path, out: &mut dyn Write) -> i32 {
 }
 
 /// One plugin file of a folder as [`inventory`] sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct InventoryEntry {
     /// The declared name, or the name its file name stands for when it
     /// does not load.
@@ -496,6 +496,20 @@ pub struct NotLoadable(pub String);
 /// loaded in a child; without a prober they are loaded here): what `haifu
 /// check` resolves a workflow's transports against.
 pub fn inventory(dir: &Path) -> Result<Vec<InventoryEntry>, crate::DirError> {
+    inventory_except(dir, &[], usize::MAX)
+}
+
+/// [`inventory`] for a daemon that already runs some plugins of `dir`:
+/// the files of the plugins in `in_use` are reported as given, not probed
+/// again, and at most `most` other files are probed (in name order), so a
+/// folder full of files costs a bounded number of children. Without a
+/// registered prober this is [`inventory`] (nothing is probed then; every
+/// file is loaded here).
+pub fn inventory_except(
+    dir: &Path,
+    in_use: &[InventoryEntry],
+    most: usize,
+) -> Result<Vec<InventoryEntry>, crate::DirError> {
     let Some(prober) = prober() else {
         let set = crate::load_dir(dir)?;
         let mut out: Vec<InventoryEntry> = set
@@ -513,8 +527,20 @@ pub fn inventory(dir: &Path) -> Result<Vec<InventoryEntry>, crate::DirError> {
         return Ok(out);
     };
     crate::loader::check_folder(dir)?;
-    let files = crate::candidates(dir)?;
-    Ok(std::thread::scope(|s| {
+    let used: Vec<String> = in_use
+        .iter()
+        .map(|e| crate::plugin_file_name(&e.name))
+        .collect();
+    let files: Vec<std::path::PathBuf> = crate::candidates(dir)?
+        .into_iter()
+        .filter(|path| {
+            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !used.iter().any(|u| u == file)
+        })
+        .take(most)
+        .collect();
+    let mut out = in_use.to_vec();
+    out.extend(std::thread::scope(|s| {
         let hs: Vec<_> = files
             .iter()
             .map(|path| {
@@ -544,8 +570,9 @@ pub fn inventory(dir: &Path) -> Result<Vec<InventoryEntry>, crate::DirError> {
             .collect();
         hs.into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    }))
+            .collect::<Vec<_>>()
+    }));
+    Ok(out)
 }
 
 /// The plugin name a file's name stands for (or the file name itself).

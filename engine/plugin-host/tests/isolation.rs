@@ -12,7 +12,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use haifu_plugin_host::probe::{Prober, serve, set_prober};
+use haifu_plugin_host::probe::{
+    InventoryEntry, NotLoadable, Prober, inventory_except, serve, set_prober,
+};
 use haifu_plugin_host::{LoadError, error_chain, list_plugins, load_dir, load_named};
 
 /// A C plugin whose `init` runs `body`, built into `dir` as plugin `name`;
@@ -133,6 +135,34 @@ fn a_folder_of_crashing_plugins_lists_the_good_ones() {
     assert!(table.contains("no answer in 2 s in init"), "{table}");
 }
 
+/// A daemon's check of its folder: the plugins it runs are not probed
+/// again, and a folder of many files costs at most `most` probes.
+fn a_daemons_folder_check_skips_what_it_runs_and_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::install("haifu-transport-multicast", d);
+    for n in ["junka", "junkb", "junkc"] {
+        let file = d.join(haifu_plugin_host::plugin_file_name(n));
+        std::fs::write(&file, b"not a library").unwrap();
+    }
+    // Reported as the daemon says, which a probe would never say: the
+    // file was not probed.
+    let running = InventoryEntry {
+        name: "multicast".into(),
+        state: Err(NotLoadable("in use, as the daemon loaded it".into())),
+    };
+    let found = inventory_except(d, std::slice::from_ref(&running), 2).unwrap();
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found[0].name, "multicast");
+    assert_eq!(
+        found[0].state.as_ref().unwrap_err().0,
+        "in use, as the daemon loaded it"
+    );
+    let probed: Vec<&str> = found[1..].iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(probed, ["junka", "junkb"], "name order, at most 2");
+    assert!(found[1..].iter().all(|e| e.state.is_err()), "{found:?}");
+}
+
 fn a_probe_that_cannot_start_is_named() {
     let p = Prober::new("/nonexistent/haifu", ["plugins", "probe"]);
     let e = p.probe(Path::new("/tmp/x.so")).unwrap_err();
@@ -157,4 +187,6 @@ fn main() {
     println!("test a_probe_that_cannot_start_is_named ... ok");
     a_folder_of_crashing_plugins_lists_the_good_ones();
     println!("test a_folder_of_crashing_plugins_lists_the_good_ones ... ok");
+    a_daemons_folder_check_skips_what_it_runs_and_is_bounded();
+    println!("test a_daemons_folder_check_skips_what_it_runs_and_is_bounded ... ok");
 }

@@ -180,6 +180,7 @@ pub fn create(
         state: &state_json,
         next_wake: None,
         clients: targets,
+        stages: &[],
     })?;
     tracing::info!(run = id, clients = targets.len(), workflow = %plan.file.display(), "run created");
     Ok(id)

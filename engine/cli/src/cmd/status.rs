@@ -177,15 +177,15 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
             .map_or(0, |i| i + 1),
     );
     // Per relay: [done in round 1..n], then pending, undelivered, by delta
-    // or already current, cut off, total.
-    let mut table: BTreeMap<&str, (Vec<u64>, [u64; 5])> = BTreeMap::new();
+    // or already current, cut off, failed after install, total.
+    let mut table: BTreeMap<&str, (Vec<u64>, [u64; 6])> = BTreeMap::new();
     let now = jiff::Timestamp::now();
     let minute_ago = now - jiff::SignedDuration::from_secs(60);
     let mut last_minute = 0u64;
     for c in &clients {
         let e = table
             .entry(c.relay.as_str())
-            .or_insert_with(|| (vec![0; rounds], [0; 5]));
+            .or_insert_with(|| (vec![0; rounds], [0; 6]));
         match c.state {
             ClientState::Delivered => {
                 if let Some(i) = haifu_core::round_index(c.round.unwrap_or(1)) {
@@ -199,8 +199,9 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
             ClientState::Undelivered => e.1[1] += 1,
             ClientState::Delta | ClientState::Current => e.1[2] += 1,
             ClientState::Disconnected => e.1[3] += 1,
+            ClientState::Failed => e.1[4] += 1,
         }
-        e.1[4] += 1;
+        e.1[5] += 1;
         let recent = c
             .completed_at
             .as_deref()
@@ -228,11 +229,11 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
         head.push_str(&format!(" {:>8}", format!("round {r}")));
     }
     head.push_str(&format!(
-        " {:>8} {:>11} {:>9} {:>5} {:>6}\n",
-        "pending", "undelivered", "delta/had", "cut", "total"
+        " {:>8} {:>11} {:>9} {:>5} {:>6} {:>6}\n",
+        "pending", "undelivered", "delta/had", "cut", "failed", "total"
     ));
     t.push_str(&head);
-    let mut sum = (vec![0u64; rounds.max(1)], [0u64; 5]);
+    let mut sum = (vec![0u64; rounds.max(1)], [0u64; 6]);
     for (relay, (by_round, rest)) in &table {
         let mut line = format!("{relay:<16}");
         for r in 0..rounds.max(1) {
@@ -244,8 +245,8 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
             sum.1[i] += n;
         }
         line.push_str(&format!(
-            " {:>8} {:>11} {:>9} {:>5} {:>6}\n",
-            rest[0], rest[1], rest[2], rest[3], rest[4]
+            " {:>8} {:>11} {:>9} {:>5} {:>6} {:>6}\n",
+            rest[0], rest[1], rest[2], rest[3], rest[4], rest[5]
         ));
         t.push_str(&line);
     }
@@ -254,8 +255,8 @@ fn live_view(ledger: &haifu_ledger::Ledger, id: i64) -> Result<LiveView> {
         line.push_str(&format!(" {n:>8}"));
     }
     line.push_str(&format!(
-        " {:>8} {:>11} {:>9} {:>5} {:>6}\n",
-        sum.1[0], sum.1[1], sum.1[2], sum.1[3], sum.1[4]
+        " {:>8} {:>11} {:>9} {:>5} {:>6} {:>6}\n",
+        sum.1[0], sum.1[1], sum.1[2], sum.1[3], sum.1[4], sum.1[5]
     ));
     t.push_str(&line);
     t.push_str(&format!("\ncompletions in the last minute: {last_minute}"));

@@ -108,7 +108,13 @@ fn plugin_folder() -> &'static std::sync::Mutex<FolderState> {
 /// daemon uses refuse its start instead when they fail. Without a prober
 /// (a daemon not started by the `haifu` binary) nothing is checked:
 /// loading foreign libraries into a daemon is what the probe avoids.
-pub(crate) fn watch_plugin_folder(dir: std::path::PathBuf) {
+///
+/// The plugins the daemon runs (`in_use`) are reported as loaded, not
+/// probed again: it has just probed and loaded them.
+pub(crate) fn watch_plugin_folder(
+    dir: std::path::PathBuf,
+    in_use: Vec<haifu_plugin_host::probe::InventoryEntry>,
+) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
     if haifu_plugin_host::probe::prober().is_none() {
         return;
@@ -117,10 +123,11 @@ pub(crate) fn watch_plugin_folder(dir: std::path::PathBuf) {
         .name("plugin-folder".into())
         .spawn(move || {
             loop {
-                let found = match haifu_plugin_host::probe::inventory(&dir) {
+                let others = MAX_PLUGIN_FILES.saturating_sub(in_use.len());
+                let found = match haifu_plugin_host::probe::inventory_except(&dir, &in_use, others)
+                {
                     Ok(entries) => entries
                         .into_iter()
-                        .take(MAX_PLUGIN_FILES)
                         .map(|e| (e.name, e.state.err().map(|why| why.0)))
                         .collect(),
                     Err(e) => {

@@ -5,6 +5,7 @@ mod audit;
 mod fleet;
 mod orders;
 mod runs;
+mod stages;
 
 use crate::{ClientUpdate, Ledger, RunFleet, RunStatus, Transition};
 
