@@ -47,7 +47,9 @@ pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use completions::{CompletionCount, CompletionKind};
 pub use control::{MAX_ORDERS, MAX_REASON, MAX_WHO, OrderError, OrderRecord, Pause, RunOrder};
 pub use error::LedgerError;
-pub use failures::{Failure, FailureKind, FailureRecorded, FailureRow, UnknownFailureKind};
+pub use failures::{
+    Failure, FailureKind, FailureRecorded, FailureReport, FailureRow, UnknownFailureKind,
+};
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use labels::LabelReport;
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
