@@ -269,6 +269,23 @@ impl Ledger {
             .map_err(&wrap)
     }
 
+    /// What run `run` has `client` as now, or `None` when the run does
+    /// not target the client.
+    pub fn run_client_state(
+        &self,
+        run: i64,
+        client: &str,
+    ) -> Result<Option<ClientState>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT state FROM run_clients WHERE run_id = ?1 AND client = ?2",
+                params![run, client],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))
+    }
+
     /// The relay a run lists `client` behind, or `None` when the run does
     /// not target the client.
     pub fn run_client_relay(&self, run: i64, client: &str) -> Result<Option<String>, LedgerError> {

@@ -141,6 +141,15 @@ fn failures_ride_in_the_group_commit_recorded_once_and_only_for_the_runs_clients
     let failed = l.run_failures(id).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(
+        l.run_client_state(id, "c01").unwrap(),
+        Some(crate::ClientState::Failed)
+    );
+    assert_eq!(
+        l.run_client_state(id, "c02").unwrap(),
+        Some(crate::ClientState::Pending)
+    );
+    assert_eq!(l.run_client_state(id, "stranger").unwrap(), None);
+    assert_eq!(
         (
             failed[0].client.as_str(),
             failed[0].kind,
