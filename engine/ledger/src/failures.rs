@@ -233,15 +233,21 @@ impl FailureReport {
 
 /// Records the group commit's failures in its transaction, each as
 /// [`Ledger::record_failure`] would (one for a run that ended meanwhile,
-/// or a client it does not target, writes nothing).
+/// or a client it does not target, writes nothing); returns how many were
+/// recorded, by kind in [`FailureKind::ALL`] order.
 pub(crate) fn apply(
     tx: &rusqlite::Transaction<'_>,
     reports: &[FailureReport],
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<[u64; 3]> {
+    let mut recorded = [0u64; 3];
     for r in reports {
-        record_in(tx, &r.as_failure())?;
+        if record_in(tx, &r.as_failure())? == FailureRecorded::Recorded
+            && let Some(i) = FailureKind::ALL.iter().position(|k| *k == r.kind)
+        {
+            recorded[i] += 1;
+        }
     }
-    Ok(())
+    Ok(recorded)
 }
 
 /// [`Ledger::record_failure`]'s checks and writes, in `tx`.

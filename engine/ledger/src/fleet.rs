@@ -156,7 +156,7 @@ impl Ledger {
         }
         crate::rollbacks::apply_results(&tx, &now, &batch.rollbacks).map_err(&wrap)?;
         crate::labels::apply(&tx, &batch.labels).map_err(&wrap)?;
-        crate::failures::apply(&tx, &batch.failures).map_err(&wrap)?;
+        counted.failed = crate::failures::apply(&tx, &batch.failures).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(counted)
     }

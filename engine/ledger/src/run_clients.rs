@@ -177,6 +177,10 @@ pub struct Counted {
     pub current: u64,
     /// Any of these recorded after the run had finished (late records).
     pub late: u64,
+    /// Failures after install recorded, by kind in
+    /// [`FailureKind::ALL`](crate::FailureKind::ALL) order (not in
+    /// [`Counted::total`]: no completion).
+    pub failed: [u64; 3],
 }
 
 impl Counted {
@@ -190,6 +194,17 @@ impl Counted {
         self.delta += o.delta;
         self.current += o.current;
         self.late += o.late;
+        for (a, b) in self.failed.iter_mut().zip(o.failed) {
+            *a += b;
+        }
+    }
+
+    /// Failures of `kind` recorded.
+    pub fn failed(&self, kind: crate::FailureKind) -> u64 {
+        crate::FailureKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.failed[i])
     }
 }
 

@@ -136,8 +136,11 @@ fn failures_ride_in_the_group_commit_recorded_once_and_only_for_the_runs_clients
         ..FleetBatch::default()
     };
     assert!(!batch.is_empty());
-    l.apply_fleet(&batch).unwrap();
-    l.apply_fleet(&batch).unwrap();
+    let first = l.apply_fleet_counted(&batch).unwrap();
+    assert_eq!(first.failed(crate::FailureKind::PostInstall), 1);
+    assert_eq!(first.failed, [1, 0, 0], "only what was recorded counts");
+    let again = l.apply_fleet_counted(&batch).unwrap();
+    assert_eq!(again.failed, [0, 0, 0], "a resend counts nothing");
     let failed = l.run_failures(id).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(

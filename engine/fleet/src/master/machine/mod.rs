@@ -313,6 +313,7 @@ impl Out {
 mod claims;
 mod commit;
 pub(crate) mod drain;
+mod failures;
 mod labels;
 mod on_air;
 mod rollback;
