@@ -129,3 +129,71 @@ fn a_failed_post_install_is_audited_and_a_readmitted_client_installs_in_a_later_
     assert!(later.contains(&"c2"), "a later round: {audit:#}");
     assert!(f.log("c2").contains("readmitted by the master"));
 }
+
+/// A version that does not come up: the health command fails a second
+/// after the switch, the client switches back to its previous version and
+/// the master records `health` with the reason, though the client had
+/// completed.
+#[test]
+fn a_failed_health_check_switches_back_and_is_audited() {
+    let clients = ["h1", "h2"];
+    let mut f = Fleet::with(
+        1,
+        &Layout {
+            relays: &[("relay-a", &clients)],
+            ..Layout::default()
+        },
+    );
+    std::fs::write(
+        f.path("health.sh"),
+        "[ \"$HAIFU_VERSION\" = 1.1.0 ] || { echo 'no listener on :8080' >&2; exit 4; }\n",
+    )
+    .unwrap();
+    let config = f.path("h2.yaml");
+    let h2 = std::fs::read_to_string(&config).unwrap();
+    let health = f.path("health.sh");
+    std::fs::write(
+        &config,
+        format!(
+            "{h2}health: {{program: sh, args: ['{}'], delay_secs: 1, timeout_secs: 10}}\n",
+            health.display()
+        ),
+    )
+    .unwrap();
+    let v1 = std::fs::read(f.artifact("app-1.bin", 128 << 10, 3)).unwrap();
+    let mut v2 = v1.clone();
+    v2[7] ^= 0xff;
+    std::fs::write(f.path("app-2.bin"), &v2).unwrap();
+    f.workflow("v1", "app-1.bin", "1.1.0", &["relay-a"], 2, 1, "200Mbit/s");
+    f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 2, 1, "200Mbit/s");
+    // The run stays open long enough for the check after the switch.
+    f.open_delta_window("v2");
+    f.start_fleet(&clients);
+    let report = f.json(&["run", "v1.yaml", "--live", "--json"]);
+    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    f.wait_log("h2", "health check passed", 1, 30);
+
+    f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
+    let failed = |f: &Fleet| -> Value {
+        let out = f.haifu().args(["audit", "2", "--json"]).output().unwrap();
+        if !out.status.success() {
+            return Value::Null;
+        }
+        let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+        audit["relays"][0]["failed"].clone()
+    };
+    f.wait_for(60, "h2's failure in the audit", || failed(&f).is_array());
+    let list = failed(&f);
+    assert_eq!(list[0]["client"], "h2", "{list:#}");
+    assert_eq!(list[0]["kind"], "health", "{list:#}");
+    let reason = list[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exit status: 4")
+            && reason.contains("no listener on :8080")
+            && reason.contains("switched back to 1.1.0"),
+        "{reason}"
+    );
+    let current = |id: &str| std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap();
+    assert_eq!(current("h2"), v1, "switched back");
+    assert_eq!(current("h1"), v2);
+}
