@@ -95,6 +95,11 @@ fn a_failed_post_install_is_audited_and_a_readmitted_client_installs_in_a_later_
             && l.contains("c2 (post-install: exited with exit status: 3")),
         "{text}"
     );
+    // `haifu status` counts it.
+    let runs = f.json(&["status", "--json"]);
+    let run2 = runs.as_array().unwrap().iter().find(|r| r["id"] == 2);
+    assert_eq!(run2.unwrap()["counts"]["failed"], 1, "{runs:#}");
+    assert!(f.haifu_ok(&["status"]).contains("FAILED"));
     // The client holds the version back: several rounds pass and it does
     // not try again.
     std::thread::sleep(Duration::from_secs(5));
