@@ -186,6 +186,18 @@ impl ClientCore {
         }
     }
 
+    /// `digest` was installed and held (a later run of a version that
+    /// failed here, which the operator chose to send again): its failure
+    /// is over.
+    pub(super) fn forget_failure(&mut self, out: &mut Vec<Effect>, digest: &Digest) {
+        let hex = digest.to_hex();
+        let before = self.failures.failures.len();
+        self.failures.failures.retain(|f| f.digest != hex);
+        if self.failures.failures.len() != before {
+            out.push(Effect::KeepFailures(self.failures.clone()));
+        }
+    }
+
     /// The master's word on a failure: durable (kept, held, no longer
     /// sent), or readmitted (forgotten, and the report goes again so the
     /// relay offers the session again). A readmission of a failure the

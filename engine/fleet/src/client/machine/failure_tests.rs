@@ -185,6 +185,22 @@ fn a_failure_from_the_masters_copy_is_filed_under_the_run_the_ack_names() {
         t(5),
         Event::FromRelay(session(8, "app", "1.2.0", 2, &key()))
     )));
+    // Installed from that later run: the failure is over, and the master's
+    // copy of that version is no longer refused.
+    let e = c.handle(
+        t(6),
+        Event::Installed {
+            installed: version("1.2.0", 2),
+            pending: super::super::outbox::Pending {
+                run: 8,
+                digest: Digest::from_bytes([2; 32]).to_hex(),
+                round: 1,
+                at: t(6).to_string(),
+                delta: false,
+            },
+        },
+    );
+    assert!(kept(&e).unwrap().failures.is_empty(), "{e:?}");
 }
 
 #[test]

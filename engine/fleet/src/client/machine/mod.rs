@@ -334,6 +334,7 @@ impl ClientCore {
                 );
             }
             Event::Installed { installed, pending } => {
+                self.forget_failure(&mut out, &installed.digest);
                 self.installed = Some(installed);
                 self.lift_hold(&mut out);
                 self.persisting = Some(pending.clone());
