@@ -135,10 +135,11 @@ fn a_failed_post_install_is_audited_and_a_readmitted_client_installs_in_a_later_
     assert!(f.log("c2").contains("readmitted by the master"));
 }
 
-/// A version that does not come up: the health command fails a second
-/// after the switch, the client switches back to its previous version and
-/// the master records `health` with the reason, though the client had
-/// completed.
+/// A version that does not come up: the client is killed and restarted
+/// during the health check's delay (as a version that restarts the
+/// machine would have it), runs the check when it starts again, it fails,
+/// the client switches back to its previous version and the master records
+/// `health` with the reason, though the client had completed.
 #[test]
 fn a_failed_health_check_switches_back_and_is_audited() {
     let clients = ["h1", "h2"];
@@ -160,7 +161,7 @@ fn a_failed_health_check_switches_back_and_is_audited() {
     std::fs::write(
         &config,
         format!(
-            "{h2}health: {{program: sh, args: ['{}'], delay_secs: 1, timeout_secs: 10}}\n",
+            "{h2}health: {{program: sh, args: ['{}'], delay_secs: 3, timeout_secs: 10}}\n",
             health.display()
         ),
     )
@@ -179,6 +180,9 @@ fn a_failed_health_check_switches_back_and_is_audited() {
     f.wait_log("h2", "health check passed", 1, 30);
 
     f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
+    f.wait_log("h2", "installed; completion sent", 2, 60);
+    f.kill("h2");
+    f.start("client", "h2");
     let failed = |f: &Fleet| -> Value {
         let out = f.haifu().args(["audit", "2", "--json"]).output().unwrap();
         if !out.status.success() {
@@ -201,4 +205,9 @@ fn a_failed_health_check_switches_back_and_is_audited() {
     let current = |id: &str| std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap();
     assert_eq!(current("h2"), v1, "switched back");
     assert_eq!(current("h1"), v2);
+    assert!(
+        f.log("h2").contains("a health check was still to run"),
+        "{}",
+        f.log("h2")
+    );
 }

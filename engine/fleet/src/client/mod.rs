@@ -303,6 +303,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             .spawn(move || boot_checks(&client, &ep))
             .map_err(FleetError::thread("boot-check"))?;
     }
+    health::resume(&client);
     relay_link(&client, &ep);
     client
         .cancel
