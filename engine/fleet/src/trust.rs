@@ -92,6 +92,17 @@ pub(crate) enum Refusal {
         /// The id, cut to 80 characters.
         client: String,
     },
+    /// A client of a staged run that its stages have not admitted: it was
+    /// never handed the session key, so it cannot have decoded a round.
+    #[error(
+        "client {client:?} is not admitted to staged run {run}: it cannot have decoded its rounds"
+    )]
+    NotAdmitted {
+        /// The run.
+        run: u64,
+        /// The client.
+        client: String,
+    },
     /// A relay registering more clients than any segment has.
     #[error("relay {relay:?} already has {MAX_CLIENTS_PER_RELAY} clients")]
     TooManyClients {

@@ -121,6 +121,9 @@ impl Message {
                 w.u64(m.rate_bps);
                 w.u32(m.session_id);
                 w.raw32(&m.session_key.0);
+                if let Some(admitted) = &m.admitted {
+                    write_admitted(w, admitted)?;
+                }
             }
             Self::StartRound(m) => {
                 w.u64(m.run);
@@ -351,7 +354,7 @@ impl Message {
             tag::REGISTERED => Self::Registered(Registered {
                 target: read_opt_artifact(r, "target")?,
             }),
-            tag::INSTRUCTION => Self::Instruction(Instruction {
+            tag::INSTRUCTION | tag::INSTRUCTION_STAGED => Self::Instruction(Instruction {
                 run: r.u64("run")?,
                 artifact: read_artifact(r)?,
                 size: r.u64("size")?,
@@ -361,6 +364,11 @@ impl Message {
                 rate_bps: r.u64("rate_bps")?,
                 session_id: r.u32("session_id")?,
                 session_key: SessionSecret(r.raw32("session_key")?),
+                admitted: if t == tag::INSTRUCTION_STAGED {
+                    Some(read_admitted(r)?)
+                } else {
+                    None
+                },
             }),
             tag::START_ROUND | tag::START_ROUND_BUDGET => Self::StartRound(StartRound {
                 run: r.u64("run")?,
@@ -682,4 +690,24 @@ fn read_plugin_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
         });
     }
     Ok(name)
+}
+
+/// A staged instruction's admitted clients: a count, then each id.
+fn write_admitted(w: &mut Writer, admitted: &[String]) -> Result<(), EncodeError> {
+    w.count("admitted", admitted.len(), crate::limits::MAX_ADMITTED)?;
+    for client in admitted {
+        w.str("admitted client", client, MAX_ID_LEN)?;
+    }
+    Ok(())
+}
+
+/// The count is held to [`MAX_ADMITTED`](crate::limits::MAX_ADMITTED)
+/// and each id to [`MAX_ID_LEN`] before anything is allocated for it.
+fn read_admitted(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
+    let n = r.count("admitted", crate::limits::MAX_ADMITTED)?;
+    let mut admitted = Vec::with_capacity(n);
+    for _ in 0..n {
+        admitted.push(r.str("admitted client", MAX_ID_LEN)?);
+    }
+    Ok(admitted)
 }

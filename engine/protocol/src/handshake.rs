@@ -69,6 +69,11 @@ pub mod features {
     /// readmitted ([`InstallFailed`](crate::InstallFailed),
     /// [`FailureAck`](crate::FailureAck), tags `0x17`-`0x18`).
     pub const FAILURE_REPORTS: &str = "failure-reports";
+    /// A staged run's instruction lists the relay's clients admitted so
+    /// far ([`Instruction::admitted`](crate::Instruction::admitted), tag
+    /// `0x19`); the relay hands the session key to those only. A relay
+    /// without it is never instructed for a staged run.
+    pub const STAGES: &str = "stages";
     /// Every feature this crate implements, sorted.
     pub const ALL: &[&str] = &[
         CHUNKED_TRANSFER,
@@ -79,6 +84,7 @@ pub mod features {
         FEEDBACK_REPAIR,
         LABELS,
         ROLLBACK,
+        STAGES,
         TRANSPORT_NAMES,
     ];
 }

@@ -5,6 +5,10 @@
 pub const MAX_ID_LEN: usize = 128;
 /// Most identities in one deny list (4,096 × 130 bytes fits a default frame).
 pub const MAX_DENIED: usize = 4096;
+/// Most clients one staged [`Instruction`](crate::Instruction) admits
+/// behind its relay (4,096 × 130 bytes and a manifest at its largest fit a
+/// default frame); a longer list is refused whole.
+pub const MAX_ADMITTED: usize = 4096;
 /// The longest free-text reason (errors, refusals), in bytes.
 pub const MAX_REASON_LEN: usize = 1024;
 /// The longest feature name, in bytes.

@@ -44,6 +44,10 @@ pub mod tag {
     /// [`Message::FailureAck`](crate::Message::FailureAck) (feature
     /// `failure-reports`).
     pub const FAILURE_ACK: u8 = 0x18;
+    /// [`Message::Instruction`](crate::Message::Instruction) of a staged
+    /// run, with the clients behind the relay admitted so far (feature
+    /// `stages`).
+    pub const INSTRUCTION_STAGED: u8 = 0x19;
     /// [`Message::Instruction`](crate::Message::Instruction).
     pub const INSTRUCTION: u8 = 0x20;
     /// [`Message::StartRound`](crate::Message::StartRound).
@@ -209,6 +213,12 @@ pub struct Instruction {
     pub session_id: u32,
     /// The carousel session key.
     pub session_key: SessionSecret,
+    /// For a staged run, the clients behind this relay admitted so far:
+    /// the only ones the relay hands the session key to (sent only to
+    /// relays with the `stages` feature, tag `0x19`; at most
+    /// [`MAX_ADMITTED`](crate::limits::MAX_ADMITTED)). `None`: an
+    /// unstaged run, every client of the relay receives it.
+    pub admitted: Option<Vec<String>>,
 }
 
 /// master → relay: start round `round` of `run` at `at`.
@@ -682,6 +692,7 @@ impl Message {
             Self::ClientLabels(_) => tag::CLIENT_LABELS,
             Self::Registered(_) => tag::REGISTERED,
             Self::DenyList(_) => tag::DENY_LIST,
+            Self::Instruction(m) if m.admitted.is_some() => tag::INSTRUCTION_STAGED,
             Self::Instruction(_) => tag::INSTRUCTION,
             Self::StartRound(m) if m.budget.is_some() => tag::START_ROUND_BUDGET,
             Self::StartRound(_) => tag::START_ROUND,
@@ -716,15 +727,19 @@ impl Message {
     /// cannot use it); a registration without its broadcast plugin for a
     /// peer without `transport-names`; no rollback message at all for a
     /// peer without `rollback`, no labels for a peer without `labels`, and
-    /// no failure report or its ack for a peer without `failure-reports`.
+    /// no failure report or its ack for a peer without `failure-reports`;
+    /// no instruction of a staged run for a peer without `stages` (it
+    /// would hand the session key to every client, admitted or not).
     /// Every other message is returned as it is.
     pub fn for_peer(&self, has: impl Fn(&str) -> bool) -> Option<std::borrow::Cow<'_, Message>> {
         use std::borrow::Cow;
 
         use crate::handshake::features::{
-            DELTA_RESUME, FAILURE_REPORTS, FEEDBACK_REPAIR, LABELS, ROLLBACK, TRANSPORT_NAMES,
+            DELTA_RESUME, FAILURE_REPORTS, FEEDBACK_REPAIR, LABELS, ROLLBACK, STAGES,
+            TRANSPORT_NAMES,
         };
         match self {
+            Self::Instruction(m) if m.admitted.is_some() && !has(STAGES) => return None,
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_)
                 if !has(ROLLBACK) =>
             {
@@ -778,9 +793,10 @@ impl Message {
     pub fn required_feature(&self) -> Option<&'static str> {
         use crate::handshake::features::{
             CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FAILURE_REPORTS, FEEDBACK_REPAIR, LABELS,
-            ROLLBACK, TRANSPORT_NAMES,
+            ROLLBACK, STAGES, TRANSPORT_NAMES,
         };
         match self {
+            Self::Instruction(m) if m.admitted.is_some() => Some(STAGES),
             Self::ClientLabels(_) => Some(LABELS),
             Self::InstallFailed(_) | Self::FailureAck(_) => Some(FAILURE_REPORTS),
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_) => Some(ROLLBACK),

@@ -187,3 +187,100 @@ fn labels_go_only_to_a_peer_with_the_feature_and_decode_in_one_spelling() {
     many[at..].copy_from_slice(&u16::MAX.to_be_bytes());
     assert!(Message::decode(&many).is_err());
 }
+
+fn staged_instruction(admitted: Option<Vec<String>>) -> Message {
+    use haifu_protocol::Instruction;
+    let unstaged = samples()
+        .into_iter()
+        .find_map(|(name, m)| match m {
+            Message::Instruction(i) if name == "instruction" => Some(i),
+            _ => None,
+        })
+        .unwrap();
+    Message::Instruction(Instruction {
+        admitted,
+        ..unstaged
+    })
+}
+
+/// The threat: a relay that cannot tell a staged run hands every client the
+/// key, so clients outside the stage install. A staged instruction is
+/// never sent to a peer without `stages` (not even stripped of its list),
+/// and an unstaged one is sent as before.
+#[test]
+fn a_staged_instruction_goes_only_to_a_relay_with_the_stages_feature() {
+    use haifu_protocol::{features, tag};
+    let staged = staged_instruction(Some(vec!["c1".into()]));
+    assert_eq!(staged.tag(), tag::INSTRUCTION_STAGED);
+    assert_eq!(staged.required_feature(), Some(features::STAGES));
+    assert!(staged.for_peer(|f| f != features::STAGES).is_none());
+    assert_eq!(*staged.for_peer(|f| f == features::STAGES).unwrap(), staged);
+    // Staged with nobody admitted yet is still staged: the relay withholds
+    // the key from everyone.
+    let none_yet = staged_instruction(Some(Vec::new()));
+    assert_eq!(none_yet.tag(), tag::INSTRUCTION_STAGED);
+    assert_eq!(
+        Message::decode(&none_yet.encode().unwrap()).unwrap(),
+        none_yet
+    );
+    let unstaged = staged_instruction(None);
+    assert_eq!(unstaged.tag(), tag::INSTRUCTION);
+    assert_eq!(unstaged.required_feature(), None);
+    assert!(unstaged.for_peer(|_| false).is_some());
+}
+
+/// A hostile master (or a corrupted frame) names more clients than one
+/// relay's instruction may list, or an id past its bound: refused whole by
+/// the count or the length, before anything is allocated for it; and the
+/// encoder refuses to produce either.
+#[test]
+fn a_staged_instruction_past_its_bounds_is_refused_both_ways() {
+    use haifu_protocol::{DecodeError, EncodeError};
+    let too_many: Vec<String> = (0..=limits::MAX_ADMITTED)
+        .map(|i| format!("c{i}"))
+        .collect();
+    assert!(matches!(
+        staged_instruction(Some(too_many)).encode(),
+        Err(EncodeError::TooLong { .. })
+    ));
+    let long_id = "c".repeat(limits::MAX_ID_LEN + 1);
+    assert!(matches!(
+        staged_instruction(Some(vec![long_id])).encode(),
+        Err(EncodeError::TooLong { .. })
+    ));
+    // The most a relay's list may hold fits a default frame.
+    let most: Vec<String> = (0..limits::MAX_ADMITTED)
+        .map(|i| format!("{i:0>128}"))
+        .collect();
+    let full = staged_instruction(Some(most));
+    assert_eq!(Message::decode(&full.encode().unwrap()).unwrap(), full);
+    // By hand: one admitted client, then its count raised past the bound.
+    let frame = staged_instruction(Some(vec!["c1".into()]))
+        .encode()
+        .unwrap();
+    let count_at = frame.len() - (2 + 2) - 2;
+    let mut many = frame.clone();
+    many[count_at..count_at + 2].copy_from_slice(
+        &u16::try_from(limits::MAX_ADMITTED + 1)
+            .unwrap()
+            .to_be_bytes(),
+    );
+    assert!(matches!(
+        Message::decode(&many),
+        Err(DecodeError::TooLong {
+            field: "admitted",
+            ..
+        })
+    ));
+    // An id whose length is past its bound.
+    let mut long = frame.clone();
+    let len_at = frame.len() - (2 + 2);
+    long[len_at..len_at + 2]
+        .copy_from_slice(&u16::try_from(limits::MAX_ID_LEN + 1).unwrap().to_be_bytes());
+    assert!(matches!(
+        Message::decode(&long),
+        Err(DecodeError::TooLong { .. })
+    ));
+    // Cut short: an error, never a panic.
+    assert!(Message::decode(&frame[..frame.len() - 1]).is_err());
+}

@@ -55,6 +55,13 @@ pub trait Fleet {
     /// still be on the way, or their loss is known, so the audit that
     /// follows is final. Nothing to wait for by default.
     fn drain(&mut self, _pending: &[String]) {}
+    /// Lets `clients` receive the run's broadcast from now on (a staged
+    /// run's stage, before its first round; the list holds every client
+    /// admitted so far). An unstaged run never calls it: all its targets
+    /// are admitted from the start.
+    fn admit(&mut self, clients: &[String]) {
+        let _ = clients;
+    }
     /// When the client was last heard from, given the rounds so far.
     fn last_contact(
         &self,

@@ -131,6 +131,7 @@ pub(super) fn drive_one(
         settle: Duration::from_millis(cfg.settle_ms),
         shutdown: shutdown.clone(),
         instructed: false,
+        staged: !plan.stages.is_empty(),
     };
     fleet.rounds = plan_rounds(&plan);
     let clock = StoppableClock {

@@ -205,6 +205,7 @@ impl Hub {
             role: session.peer_role,
             delta: session.has("delta"),
             chunked: session.has("chunked-transfer"),
+            stages: session.has(haifu_protocol::features::STAGES),
         });
         self.lock().links.contains_key(&conn).then_some(conn)
     }

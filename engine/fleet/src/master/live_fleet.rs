@@ -57,6 +57,9 @@ pub struct LiveFleet {
     pub(super) settle: Duration,
     pub(super) shutdown: Shutdown,
     pub(super) instructed: bool,
+    /// Whether the workflow has stages: only the clients the driver admits
+    /// receive the broadcast.
+    pub(super) staged: bool,
 }
 
 impl LiveFleet {
@@ -86,6 +89,7 @@ impl LiveFleet {
             rate_bps: self.rate_bps,
             session_id: 0,
             session_key: SessionSecret([0; 32]),
+            admitted: None,
         };
         let active = ActiveRun {
             instruction,
@@ -96,6 +100,7 @@ impl LiveFleet {
             relays: self.relays.clone(),
             broadcast: self.broadcast.clone(),
             left_out: BTreeSet::new(),
+            staged: self.staged,
         };
         self.hub.handle(Event::OnAir(Box::new(active.clone())));
         self.instructed = true;
@@ -115,6 +120,18 @@ impl Fleet for LiveFleet {
     fn registered(&mut self) {
         // Relays fetch the artifact now, while the run waits for its start.
         self.instruct();
+    }
+
+    fn admit(&mut self, clients: &[String]) {
+        let Ok(run) = u64::try_from(self.run) else {
+            return;
+        };
+        // Before the run goes on air too: the core keeps the admissions for
+        // the instructions it sends then.
+        self.hub.handle(Event::Admit {
+            run,
+            clients: clients.to_vec(),
+        });
     }
 
     fn broadcast_round(

@@ -145,10 +145,11 @@ impl Rng {
 /// How many kinds of message [`random_message`] draws from.
 pub(crate) const KINDS: u64 = 29;
 
-/// Tags: `StartRound`, `RoundDone`, `RegisterRelay`, `RegisterClient` and
-/// `DeltaRequest` each have a second one (with a budget, with listeners,
-/// with the broadcast plugin's name, resuming a cut transfer).
-pub(crate) const TAGS: u64 = KINDS + 5;
+/// Tags: `StartRound`, `RoundDone`, `RegisterRelay`, `RegisterClient`,
+/// `DeltaRequest` and `Instruction` each have a second one (with a budget,
+/// with listeners, with the broadcast plugin's name, resuming a cut
+/// transfer, a staged run's admitted clients).
+pub(crate) const TAGS: u64 = KINDS + 6;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
@@ -210,6 +211,9 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
             rate_bps: rng.next(),
             session_id: rng.u32(),
             session_key: SessionSecret(rng.arr32()),
+            admitted: rng
+                .bool()
+                .then(|| (0..rng.below(20)).map(|_| rng.string(MAX_ID_LEN)).collect()),
         }),
         7 => Message::StartRound(StartRound {
             run: rng.next(),
@@ -512,6 +516,22 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 rate_bps: 100_000_000,
                 session_id: 0xdead_beef,
                 session_key: SessionSecret([0x5a; 32]),
+                admitted: None,
+            }),
+        ),
+        (
+            "instruction_staged",
+            Message::Instruction(Instruction {
+                run: 7,
+                artifact: pos_app(),
+                size: 268_435_456,
+                manifest: MANIFEST.to_vec(),
+                start: time(),
+                rounds: 3,
+                rate_bps: 100_000_000,
+                session_id: 0xdead_beef,
+                session_key: SessionSecret([0x5a; 32]),
+                admitted: Some(vec!["pos-0042".into(), "pos-0107".into()]),
             }),
         ),
         (

@@ -88,7 +88,8 @@ impl MasterCore {
                 }
                 let target = facts
                     .straggler_target(&c.client, now)
-                    .filter(|t| c.installed.as_ref() != Some(t));
+                    .filter(|t| c.installed.as_ref() != Some(t))
+                    .filter(|_| self.stages.refuses_delta(&c.client).is_none());
                 self.next.touches.push(touch(&c, None, now));
                 out.send(conn, Message::Registered(Registered { target }));
             }
@@ -97,12 +98,17 @@ impl MasterCore {
                     return self.refuse(out, conn, &peer, r.transfer, &why);
                 }
                 // A slot, or "busy": the client asks again on its next check.
-                if self.deltas_serving >= MAX_DELTAS_SERVING {
-                    let body = DeltaBody::Refused {
-                        reason: format!(
-                            "busy: {MAX_DELTAS_SERVING} deltas are being served; ask again"
-                        ),
-                    };
+                // A client a staged run has not admitted is offered nothing.
+                let refused = match self.stages.refuses_delta(&r.client) {
+                    Some(run) => Some(format!(
+                        "not admitted to staged run {run} yet: nothing to install"
+                    )),
+                    None => (self.deltas_serving >= MAX_DELTAS_SERVING).then(|| {
+                        format!("busy: {MAX_DELTAS_SERVING} deltas are being served; ask again")
+                    }),
+                };
+                if let Some(reason) = refused {
+                    let body = DeltaBody::Refused { reason };
                     let (transfer, to) = (r.transfer, r.to);
                     out.send(
                         conn,
@@ -214,8 +220,16 @@ impl MasterCore {
         }
         // A relay that (re)joins mid-run gets the instruction and the round
         // on air: it resumes the broadcast.
+        if self.active.as_ref().is_some_and(|a| a.targets(&r.relay))
+            && let Some(mut a) = self.active.take()
+        {
+            let instructed = self.instruct(out, &mut a, &r.relay, conn);
+            self.active = Some(a);
+            if !instructed {
+                return;
+            }
+        }
         if let Some(active) = self.active.as_ref().filter(|a| a.targets(&r.relay)) {
-            out.send(conn, Message::Instruction(active.instruction_for(&r.relay)));
             self.instructed
                 .insert((active.instruction.run, r.relay.clone()));
             if let Some((round, at)) = active.round {
@@ -274,6 +288,9 @@ impl MasterCore {
                 *old = old.saturating_sub(1);
             }
             self.bound.insert(c.client.clone(), relay.to_owned());
+            // An admitted client of a staged run now behind this relay: the
+            // relay's list grows.
+            self.admitted_moved(out, relay, &c.client);
         }
         let held = self.active.as_ref().and_then(|a| a.broadcast.as_ref());
         if let (Some(held), Some(theirs)) = (held, c.broadcast.as_deref())
@@ -356,6 +373,13 @@ impl MasterCore {
             let tag = Message::Completion(c).tag();
             let reason = format!("message {tag:#04x} is not expected here");
             return out.error(conn, ErrorCode::Unexpected, 0, reason);
+        }
+        if c.via != Via::Delta && !self.stages.admits(c.run, &c.client) {
+            let why = trust::Refusal::NotAdmitted {
+                run: c.run,
+                client: c.client.clone(),
+            };
+            return self.refuse(out, conn, peer, c.run, &why);
         }
         let on_air = self.active.as_ref().filter(|a| a.instruction.run == c.run);
         let round = on_air.and_then(|a| trust::completion_round(c.run, &a.starts, c.at).ok());

@@ -44,13 +44,15 @@ pub(crate) type ConnId = u64;
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A peer finished its handshake with this certificate identity and
-    /// role; `delta` and `chunked` are the features both sides have.
+    /// role; `delta`, `chunked` and `stages` are the features both sides
+    /// have.
     Connected {
         conn: ConnId,
         peer: String,
         role: Role,
         delta: bool,
         chunked: bool,
+        stages: bool,
     },
     /// The connection ended.
     Closed { conn: ConnId },
@@ -71,6 +73,9 @@ pub(crate) enum Event {
     },
     /// The run's rounds are over: relays stop offering it.
     OffAir,
+    /// The driver admitted these clients of staged run `run` (every one
+    /// admitted so far).
+    Admit { run: u64, clients: Vec<String> },
     /// Bytes sent by a fetch or delta transfer the shell carried out.
     Traffic(Traffic),
     /// A delta transfer the shell carried out ended (its slot is free).
@@ -103,6 +108,8 @@ struct Peer {
     role: Role,
     delta: bool,
     chunked: bool,
+    /// Whether it may be instructed for a staged run (feature `stages`).
+    stages: bool,
 }
 
 /// The master's state and rules.
@@ -150,6 +157,8 @@ pub(crate) struct MasterCore {
     in_flight: Option<(FleetBatch, Vec<(ConnId, Message)>)>,
     /// Rollback orders not yet reported on, as last read from the ledger.
     orders: rollback::Orders,
+    /// The staged run on air (or about to be) and who it admits.
+    stages: stages::Admissions,
     counters: Arc<Counters>,
 }
 
@@ -185,6 +194,7 @@ impl MasterCore {
             next_acks: Vec::new(),
             in_flight: None,
             orders: rollback::Orders::default(),
+            stages: stages::Admissions::default(),
             counters,
         }
     }
@@ -240,6 +250,7 @@ impl MasterCore {
                 role,
                 delta,
                 chunked,
+                stages,
             } => {
                 if role == Role::Relay
                     && let Err(why) = trust::relay_allowed(&self.relays_allowed, &peer)
@@ -253,6 +264,7 @@ impl MasterCore {
                         role,
                         delta,
                         chunked,
+                        stages,
                     };
                     self.conns.insert(conn, p);
                 }
@@ -282,6 +294,7 @@ impl MasterCore {
                 self.round_started(&mut out, now, round, budget);
             }
             Event::OffAir => self.off_air(&mut out),
+            Event::Admit { run, clients } => self.admit(&mut out, run, clients),
             Event::Traffic(t) => self.next.traffic.push(t),
             Event::DeltaDone => self.deltas_serving = self.deltas_serving.saturating_sub(1),
             Event::Committed => self.committed(&mut out),
@@ -317,6 +330,7 @@ mod failures;
 mod labels;
 mod on_air;
 mod rollback;
+mod stages;
 
 pub(crate) use on_air::{ActiveRun, RunBroadcast, SessionSeed};
 

@@ -16,6 +16,7 @@ use haifu_protocol::StartRound;
 use haifu_protocol::StopRounds;
 use jiff::Timestamp;
 
+use super::ConnId;
 use super::MasterCore;
 use super::Out;
 use crate::common::session_key;
@@ -51,8 +52,12 @@ pub(crate) struct ActiveRun {
     /// The workflow's `transports.broadcast`, when it is held to one: a
     /// relay or client that names another plugin is left out.
     pub(crate) broadcast: Option<RunBroadcast>,
-    /// Targeted relays left out because they broadcast with another plugin.
+    /// Targeted relays left out because they broadcast with another plugin
+    /// (or cannot hold a staged run to its admissions).
     pub(crate) left_out: BTreeSet<String>,
+    /// Whether the run has stages: only the clients the driver admits may
+    /// receive it (`super::stages`).
+    pub(crate) staged: bool,
 }
 
 /// The broadcast transport a run is held to, and where its workflow says so.
@@ -116,21 +121,27 @@ impl MasterCore {
     /// The driver put `active` on air: every targeted relay that
     /// broadcasts with the run's plugin gets its instruction.
     pub(super) fn on_air(&mut self, out: &mut Out, mut active: Box<ActiveRun>) {
-        for (name, conn) in &self.relays {
-            if !active.targets(name) {
-                continue;
-            }
-            if let Some(why) = self.wrong_broadcast(&active, name) {
-                active.left_out.insert(name.clone());
-                tracing::error!(run = active.instruction.run, relay = %name, "{why}");
-                out.error(*conn, ErrorCode::Unexpected, 0, why);
-                continue;
-            }
-            out.send(*conn, Message::Instruction(active.instruction_for(name)));
-            self.instructed
-                .insert((active.instruction.run, name.clone()));
-        }
         let run = active.instruction.run;
+        self.stages.on_air(run, active.staged);
+        let relays: Vec<(String, ConnId)> = self
+            .relays
+            .iter()
+            .map(|(name, conn)| (name.clone(), *conn))
+            .collect();
+        for (name, conn) in relays {
+            if !active.targets(&name) {
+                continue;
+            }
+            if let Some(why) = self.wrong_broadcast(&active, &name) {
+                active.left_out.insert(name.clone());
+                tracing::error!(run, relay = %name, "{why}");
+                out.error(conn, ErrorCode::Unexpected, 0, why);
+                continue;
+            }
+            if self.instruct(out, &mut active, &name, conn) {
+                self.instructed.insert((run, name));
+            }
+        }
         self.instructed.retain(|(r, _)| *r == run);
         self.active = Some(*active);
     }

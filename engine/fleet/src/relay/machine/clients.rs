@@ -46,9 +46,15 @@ impl RelayCore {
                 self.clients.insert(id.clone(), conn);
                 self.reports
                     .insert(id.clone(), (installed.clone(), broadcast.clone()));
-                let target = self.session.as_ref().map(|s| s.artifact.clone());
+                // A client outside a staged run's stages is told of no
+                // target: it has no version to want yet.
+                let target = self
+                    .session
+                    .as_ref()
+                    .filter(|s| Self::admitted(s, &id))
+                    .map(|s| s.artifact.clone());
                 out.push(to(Message::Registered(Registered { target })));
-                if let Some(s) = &self.session {
+                if let Some(s) = self.session.as_ref().filter(|s| Self::admitted(s, &id)) {
                     out.push(to(self.session_key(s)));
                 }
                 if self.master_up {

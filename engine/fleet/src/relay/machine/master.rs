@@ -199,9 +199,10 @@ impl RelayCore {
             })));
             tracing::info!(transfer, "fetching the artifact from the master");
         }
-        // Every connected client learns the session.
+        // Every connected client learns the session (of a staged run, only
+        // those admitted).
         let key = self.session_key(&i);
-        for &conn in self.clients.values() {
+        for conn in self.keys_due(&i) {
             out.push(Effect::ToClient {
                 conn,
                 msg: key.clone(),

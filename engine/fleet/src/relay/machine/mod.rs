@@ -316,6 +316,7 @@ fn error(code: ErrorCode, about: u64, reason: String) -> Message {
     })
 }
 
+mod admission;
 mod clients;
 mod master;
 

@@ -18,7 +18,7 @@ use super::*;
 
 const D: Digest = Digest::from_bytes([7; 32]);
 
-fn core() -> RelayCore {
+pub(super) fn core() -> RelayCore {
     let group = Group {
         addr: "239.1.1.1".parse().unwrap(),
         port: 5000,
@@ -26,7 +26,7 @@ fn core() -> RelayCore {
     RelayCore::new("r0".into(), group, Arc::new(Counters::default()))
 }
 
-fn instruction(run: u64) -> Instruction {
+pub(super) fn instruction(run: u64) -> Instruction {
     Instruction {
         run,
         artifact: ArtifactRef {
@@ -41,19 +41,20 @@ fn instruction(run: u64) -> Instruction {
         rate_bps: 1_000_000,
         session_id: 1,
         session_key: SessionSecret([1; 32]),
+        admitted: None,
     }
 }
 
-fn master(c: &mut RelayCore, msg: Message, on_disk: bool) -> Vec<Effect> {
+pub(super) fn master(c: &mut RelayCore, msg: Message, on_disk: bool) -> Vec<Effect> {
     c.handle(Event::FromMaster { msg, on_disk })
 }
 
-fn client(c: &mut RelayCore, conn: ConnId, msg: Message) -> Vec<Effect> {
+pub(super) fn client(c: &mut RelayCore, conn: ConnId, msg: Message) -> Vec<Effect> {
     c.handle(Event::FromClient { conn, msg })
 }
 
 /// Client `id`'s registration, with nothing installed.
-fn registration(id: &str) -> RegisterClient {
+pub(super) fn registration(id: &str) -> RegisterClient {
     RegisterClient {
         client: id.into(),
         relay: "r0".into(),

@@ -63,6 +63,7 @@ impl World {
                 role: Role::Relay,
                 delta: false,
                 chunked: true,
+                stages: true,
             });
             self.at_relay(r, relay::Event::MasterUp);
         } else if !clients.is_empty() {

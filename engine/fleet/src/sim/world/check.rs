@@ -8,6 +8,7 @@ impl World {
     /// order (the rollback resets its high mark); the ledger counts only
     /// clients that installed, each once, in a round that was started.
     pub(super) fn check(&mut self) {
+        self.check_stages();
         for c in &mut self.clients {
             let now = c.disk.installed.as_ref().map(|a| a.version.clone());
             assert!(

@@ -40,6 +40,7 @@ mod faults;
 mod rng;
 mod rollback;
 mod route;
+mod stages;
 
 use rng::Rng;
 
@@ -139,6 +140,8 @@ pub(super) struct Totals {
     pub(super) steps: u64,
     pub(super) rollbacks_done: u64,
     pub(super) rollbacks_refused: u64,
+    /// Clients a staged run never admitted (none of them installed).
+    pub(super) withheld: u64,
     pub(super) rounds: air::RoundTotals,
 }
 
@@ -154,6 +157,7 @@ impl Totals {
         self.steps += o.steps;
         self.rollbacks_done += o.rollbacks_done;
         self.rollbacks_refused += o.rollbacks_refused;
+        self.withheld += o.withheld;
         self.rounds.add(&o.rounds);
     }
 }
@@ -162,7 +166,7 @@ impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted, rollbacks done/refused {}/{}",
+            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted, rollbacks done/refused {}/{}, {} withheld by a stage",
             self.steps,
             self.master_kills,
             self.relay_kills,
@@ -172,7 +176,8 @@ impl std::fmt::Display for Totals {
             self.installed,
             self.delivered,
             self.rollbacks_done,
-            self.rollbacks_refused
+            self.rollbacks_refused,
+            self.withheld
         )
     }
 }
@@ -212,6 +217,8 @@ pub(super) struct World {
     /// The ledger changed since the last check.
     dirty: bool,
     totals: Totals,
+    /// The clients a staged run admits (`None`: unstaged).
+    admitted: Option<Vec<String>>,
 }
 
 fn artifact(version: &str, digest: u8) -> ArtifactRef {
@@ -317,6 +324,7 @@ impl World {
             .create(&mut ledger)
             .unwrap();
         let finishes = rng.chance(50);
+        let admitted = stages::admitted(seed, &clients, relays.len());
         let plan = haifu_runtime::session::receive_plan(&signed).unwrap();
         let ks = (0..plan.shape().object_count())
             .flat_map(|o| plan.object_layout(o).unwrap().blocks)
@@ -350,6 +358,7 @@ impl World {
             faults: true,
             dirty: true,
             totals: Totals::default(),
+            admitted,
         };
         w.start_master();
         for r in 0..w.relays.len() {
@@ -402,6 +411,7 @@ impl World {
             .count();
         self.totals.delivered = delivered as u64;
         self.totals.installed = self.clients.iter().filter(|c| c.got_target).count() as u64;
+        self.totals.withheld = self.withheld();
         for o in self.ledger.rollbacks().unwrap() {
             match o.state {
                 haifu_ledger::RollbackState::Done => self.totals.rollbacks_done += 1,
@@ -425,6 +435,7 @@ impl World {
                 rate_bps: RATE_BPS,
                 session_id: 0,
                 session_key: SessionSecret([0; 32]),
+                admitted: None,
             },
             seed: SessionSeed([5; 32]),
             round: None,
@@ -432,6 +443,7 @@ impl World {
             relays: Vec::new(),
             broadcast: None,
             left_out: Default::default(),
+            staged: self.admitted.is_some(),
         }
     }
 
@@ -456,6 +468,7 @@ impl World {
         }
         let active = self.active();
         self.at_master(master::Event::OnAir(Box::new(active)));
+        self.admit();
     }
 
     fn start_relay(&mut self, r: usize) {

@@ -40,6 +40,7 @@ fn a_run_is_not_final_while_a_relay_that_carried_it_is_away_or_just_back() {
             role: Role::Relay,
             delta: false,
             chunked: true,
+            stages: true,
         },
     );
     w.on(

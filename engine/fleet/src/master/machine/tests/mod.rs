@@ -128,6 +128,7 @@ fn active() -> ActiveRun {
             rate_bps: 1_000_000,
             session_id: 0,
             session_key: SessionSecret([0; 32]),
+            admitted: None,
         },
         seed: SessionSeed([9; 32]),
         round: None,
@@ -135,6 +136,7 @@ fn active() -> ActiveRun {
         relays: Vec::new(),
         broadcast: None,
         left_out: Default::default(),
+        staged: false,
     }
 }
 
@@ -166,6 +168,7 @@ impl World {
                     role,
                     delta: true,
                     chunked: true,
+                    stages: true,
                 },
             );
         }
@@ -283,3 +286,4 @@ mod failures;
 mod labels;
 mod relays;
 mod rollback;
+mod stages;

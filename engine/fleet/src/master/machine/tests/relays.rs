@@ -15,6 +15,7 @@ fn a_relay_not_listed_is_refused_and_closed() {
             role: Role::Relay,
             delta: false,
             chunked: true,
+            stages: true,
         },
         &Table::default(),
     );
@@ -40,6 +41,7 @@ fn a_relay_that_reconnects_mid_round_gets_the_instruction_and_the_round() {
             role: Role::Relay,
             delta: false,
             chunked: true,
+            stages: true,
         },
     );
     let e = w.msg(11, register("r0"));
