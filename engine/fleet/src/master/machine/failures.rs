@@ -1,7 +1,8 @@
 //! Clients' failures after install (`InstallFailed`, feature
 //! `failure-reports`): taken only from the relay the client is registered
 //! behind or from the client itself, only for a run of that digest that
-//! targets the client, recorded in the next group commit and acked once
+//! targets the client (of a staged run, only from a client its stages
+//! admitted: no other was handed the key), recorded in the next group commit and acked once
 //! durable. A client an operator readmitted is told so in answer to its
 //! next version report during the run.
 
@@ -46,6 +47,13 @@ impl MasterCore {
             };
             return self.refuse(out, conn, peer, f.run, &why);
         };
+        if !self.stages.admits(run, &f.client) {
+            let why = trust::Refusal::NotAdmitted {
+                run,
+                client: f.client.clone(),
+            };
+            return self.refuse(out, conn, peer, run, &why);
+        }
         let id = i64::try_from(run).unwrap_or(i64::MAX);
         let ack = Message::FailureAck(FailureAck {
             run,
