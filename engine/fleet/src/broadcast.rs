@@ -49,7 +49,8 @@ pub enum BroadcastError {
     /// The thread that prepares repair encoders could not start.
     #[error("starting the encoder thread: {0}")]
     Thread(#[source] std::io::Error),
-    /// The round was stopped before its end (shutdown).
+    /// The round was stopped before its end (shutdown, or its run left
+    /// the air).
     #[error("stopped after {datagrams} datagrams")]
     Stopped {
         /// Datagrams sent before the stop.
@@ -122,8 +123,10 @@ const ENCODERS_KEPT: usize = 2;
 /// Sends round `round` of `sender`'s session through `group` with feedback
 /// repair ([`RepairRound`]): the first pass block by block, the repairs
 /// the reports from `reports` ask for, until the round's `params` end it.
-/// Checks `stop()` every few hundred datagrams and gives up with
-/// [`BroadcastError::Stopped`] when it says so.
+/// Checks `stop()` after every batch sent and every wait (so it must be
+/// cheap: a flag), and gives up with [`BroadcastError::Stopped`] when it
+/// says so; at a slow rate a count of datagrams would leave an aborted
+/// run on air for seconds.
 #[allow(clippy::too_many_arguments)]
 pub fn air_round(
     group: &DatagramGroup,
@@ -259,9 +262,8 @@ pub fn air_round(
         }
         batch.copy_within(sent * datagram_len..filled * datagram_len, 0);
         filled -= sent;
-        let before = datagrams;
         datagrams += sent as u64;
-        if before / 256 != datagrams / 256 && stop() {
+        if stop() {
             return Err(BroadcastError::Stopped { datagrams });
         }
     }

@@ -114,6 +114,14 @@ pub const MAX_WHO: usize = 128;
 /// See [`MAX_WHO`].
 pub const MAX_REASON: usize = 1024;
 
+/// Whether an operator's reason may be stored as given: at most
+/// [`MAX_REASON`] bytes without control characters, since every reader
+/// shows it on one line. The one rule the CLI's `--reason` and the API's
+/// `{"reason": …}` are both held to.
+pub fn printable_reason(reason: &str) -> bool {
+    reason.len() <= MAX_REASON && !reason.chars().any(char::is_control)
+}
+
 impl Ledger {
     /// Carries out `order` on run `id` for `by`, with `reason`; refused
     /// (nothing written) for an unknown run, a run not running, a pause of

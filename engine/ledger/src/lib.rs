@@ -45,7 +45,9 @@ use rusqlite::Connection;
 pub use audit::{RelayAudit, RunAudit};
 pub use census::{CENSUS_VERSIONS, Census, RelayCount, RunCount};
 pub use completions::{CompletionCount, CompletionKind};
-pub use control::{MAX_ORDERS, MAX_REASON, MAX_WHO, OrderError, OrderRecord, Pause, RunOrder};
+pub use control::{
+    MAX_ORDERS, MAX_REASON, MAX_WHO, OrderError, OrderRecord, Pause, RunOrder, printable_reason,
+};
 pub use error::LedgerError;
 pub use failures::{
     Failure, FailureKind, FailureRecorded, FailureReport, FailureRow, UnknownFailureKind,

@@ -23,7 +23,8 @@ use crate::{Ledger, LedgerError, now_text};
 pub enum TokenScope {
     /// Every read-only endpoint: runs, audits, the fleet, the gate.
     Read,
-    /// Everything `read` may, and the write endpoints to come (none yet).
+    /// Everything `read` may, and the write endpoints: operators' orders
+    /// on a run (`POST /v1/runs/{id}/pause|resume|abort`).
     Admin,
 }
 

@@ -28,9 +28,9 @@ pub(crate) enum TokenCommand {
         /// A name to list and revoke it by: letters, digits, `.`, `_`, `-`.
         #[arg(long)]
         name: String,
-        /// `read`: every endpoint of today (runs, audits, the fleet, the
-        /// gate). `admin`: everything `read` may, and the write endpoints
-        /// to come.
+        /// `read`: every read endpoint (runs, audits, the fleet, the
+        /// gate, metrics). `admin`: everything `read` may, and operators'
+        /// orders on a run (`POST /v1/runs/ID/pause|resume|abort`).
         #[arg(long, value_parser = parse_scope)]
         scope: TokenScope,
     },

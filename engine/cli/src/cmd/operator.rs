@@ -23,7 +23,7 @@ pub(crate) fn who(by: Option<String>) -> Result<String> {
 pub(crate) fn reason(reason: Option<String>) -> Result<Option<String>> {
     let max = haifu_ledger::MAX_REASON;
     match reason {
-        Some(r) if r.len() > max || r.chars().any(char::is_control) => {
+        Some(r) if !haifu_ledger::printable_reason(&r) => {
             bail!("--reason: must be at most {max} bytes on one line, without control characters")
         }
         other => Ok(other),

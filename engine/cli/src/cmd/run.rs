@@ -27,9 +27,10 @@ the schedule at once.
 
 Operators act on a running run with `haifu run pause|resume|abort RUN [--by WHO] [--reason \
 TEXT]`: a paused run starts no new round and its deadline cuts nobody off until it is resumed \
-(then it goes on where it was; a deadline passed meanwhile cuts off at once); completions \
-and deltas go on being recorded. An aborted run ends as failed with the reason \"aborted by \
-WHO: TEXT\", relays stop offering its rounds and no straggler is served a delta for it. Each \
+(then it goes on where it was; a deadline passed meanwhile cuts off at once) and no straggler \
+is served a delta meanwhile; completions go on being recorded. An aborted run ends as failed \
+with the reason \"aborted by WHO: TEXT\", its round on air stops, relays stop offering its \
+rounds and no straggler is served a delta for it. Each \
 order is checked and recorded with who, when and why (`haifu audit RUN`, `haifu status`); the \
 master notices it within about a second. A run not running, a pause of a paused run or a resume \
 of a running one is refused and nothing is written.

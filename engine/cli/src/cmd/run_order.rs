@@ -14,16 +14,17 @@ use crate::home::Home;
 /// An operator's order on a run.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Order {
-    /// Pause a running run: no new round starts and its deadline cuts
-    /// nobody off until it is resumed (a round on air ends as it would;
-    /// completions and deltas go on being recorded).
+    /// Pause a running run: no new round starts, no straggler is served a
+    /// delta and its deadline cuts nobody off until it is resumed (a round
+    /// on air ends as it would; completions go on being recorded).
     Pause(OrderArgs),
     /// Resume a paused run where it was (a deadline that passed while
     /// paused cuts off now).
     Resume(OrderArgs),
     /// End a running or paused run now: it is marked failed with the
-    /// reason "aborted by WHO: WHY", relays stop offering its rounds and
-    /// no straggler is served a delta for it.
+    /// reason "aborted by WHO: WHY", its round on air stops within about
+    /// a second, relays stop offering its rounds and no straggler is
+    /// served a delta for it.
     Abort(OrderArgs),
 }
 

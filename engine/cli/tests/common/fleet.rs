@@ -462,11 +462,40 @@ impl Drop for Fleet {
 
 /// A bare HTTP/1.1 GET with a bearer token: (status, body).
 pub(crate) fn http_get(addr: &str, token: &str, path: &str) -> (u16, String) {
+    http(addr, "GET", Some(token), path, None)
+}
+
+/// A bare HTTP/1.1 POST of `body` with a bearer token if given: (status,
+/// body).
+pub(crate) fn http_post(addr: &str, token: Option<&str>, path: &str, body: &str) -> (u16, String) {
+    http(addr, "POST", token, path, Some(body))
+}
+
+/// One request on a new connection: (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    token: Option<&str>,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let content = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or("")
     )
     .unwrap();
     let mut text = String::new();

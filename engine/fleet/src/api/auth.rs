@@ -11,9 +11,11 @@
 //! its hash is compared with every stored hash in constant time, all of them
 //! every time, so timing tells nothing about which stored hash came close.
 //!
-//! Scopes: `read` passes every endpoint of today (all read-only); `admin`
-//! passes everything `read` does and is the scope the write endpoints to
-//! come will demand ([`TokenScope::allows`]).
+//! Scopes: `read` passes every read-only endpoint; `admin` passes
+//! everything `read` does and the write endpoints (operators' orders on a
+//! run), which no other scope passes ([`TokenScope::allows`]). The token's
+//! name goes with the request to the endpoint ([`Caller`]), so an order
+//! is recorded in its name.
 //!
 //! What it does not do: rate-limit or lock out (the connection cap and the
 //! timeouts bound what a caller can hold), or expire tokens (revoke them).
@@ -187,12 +189,28 @@ fn unauthorized(msg: &str, bad_token: bool) -> Response {
     r
 }
 
+/// The name of the token a request was let through with.
+#[derive(Debug, Clone)]
+pub(super) struct Caller(String);
+
+impl Caller {
+    /// Who the audit says gave an order: `api:NAME`.
+    pub(super) fn by(&self) -> String {
+        format!("api:{}", self.0)
+    }
+}
+
 /// Lets the request through if it carries a token of scope `read` or more.
 pub(super) async fn require_read(State(api): State<Api>, req: Request, next: Next) -> Response {
     require(&api, TokenScope::Read, req, next).await
 }
 
-async fn require(api: &Api, needed: TokenScope, req: Request, next: Next) -> Response {
+/// Lets the request through if it carries a token of scope `admin`.
+pub(super) async fn require_admin(State(api): State<Api>, req: Request, next: Next) -> Response {
+    require(&api, TokenScope::Admin, req, next).await
+}
+
+async fn require(api: &Api, needed: TokenScope, mut req: Request, next: Next) -> Response {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return unauthorized(
             "missing bearer token: send `Authorization: Bearer hfu_…` \
@@ -222,6 +240,7 @@ async fn require(api: &Api, needed: TokenScope, req: Request, next: Next) -> Res
         )
         .into_response();
     }
+    req.extensions_mut().insert(Caller(name.clone()));
     if api.tokens.use_due(&name) {
         let tokens = Arc::clone(&api.tokens);
         // Not awaited: the answer does not wait for the bookkeeping.

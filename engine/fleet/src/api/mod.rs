@@ -1,6 +1,8 @@
 //! The master's HTTP JSON API (axum over hyper, HTTP/1.1), for the
-//! operator's own servers and dashboards. Read-only: everything comes from
-//! the ledger.
+//! operator's own servers and dashboards. Everything comes from the
+//! ledger; the only writes are operators' orders on a run, which the
+//! master's driver reads from there like those of `haifu run
+//! pause|resume|abort`.
 //!
 //! | route | scope | answer |
 //! |---|---|---|
@@ -11,11 +13,22 @@
 //! | `GET /v1/fleet` | read | every client: relay, version, last contact, cut-off |
 //! | `GET /v1/gate?client=C&service=S` | read | `{"allow": bool, "reason": "…"}` |
 //! | `GET /metrics` | read | the master's metrics, Prometheus text ([`crate::metrics`]) |
+//! | `POST /v1/runs/{id}/pause` | admin | pause a running run: no new round, no cut-off, no delta ([`orders`]) |
+//! | `POST /v1/runs/{id}/resume` | admin | resume a paused run where it was |
+//! | `POST /v1/runs/{id}/abort` | admin | end a running or paused run now, failed; its round on air stops |
+//!
+//! An order's body is nothing or `{"reason": "…"}`; it is given in the
+//! token's name (`api:NAME`) and answered with the run's new standing
+//! (`{"run", "order", "by", "status", "paused"}`), 404 for an unknown run,
+//! 409 with the refusal for an order the run's standing does not allow
+//! (not running, already paused, not paused); a refused order writes
+//! nothing.
 //!
 //! Every route but `/healthz`, unknown ones included, needs
 //! `Authorization: Bearer hfu_…` with a token from `haifu api token create`
 //! (see [`auth`]): none or a bad one gets 401 with `WWW-Authenticate:
-//! Bearer`, a token whose scope is too small 403. Bad parameters get 400,
+//! Bearer`, a token whose scope is too small 403 (a `read` token on a
+//! write endpoint). Bad parameters or bodies get 400,
 //! unknown runs 404, each with `{"error": "…"}`. The gate answers from the
 //! restriction policy of the newest run's workflow (compiled once per
 //! workflow), else the built-in default; unknown and cut-off clients are
@@ -28,6 +41,7 @@
 //! the master's config).
 
 pub mod auth;
+mod orders;
 mod routes;
 
 use std::net::SocketAddr;
@@ -39,7 +53,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use haifu_ledger::Ledger;
 use haifu_policy::PolicySet;
 
@@ -85,8 +99,17 @@ pub enum StartError {
     Listen(#[from] crate::http::ListenError),
 }
 
-/// The API's routes and layers: limits, then auth (all but `/healthz`).
+/// The API's routes and layers: limits, then auth (all but `/healthz`):
+/// `admin` on the writes, `read` on the rest.
 fn router(api: Api) -> Router {
+    let orders = Router::new()
+        .route("/v1/runs/{id}/pause", post(orders::pause))
+        .route("/v1/runs/{id}/resume", post(orders::resume))
+        .route("/v1/runs/{id}/abort", post(orders::abort))
+        .layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_admin,
+        ));
     let data = Router::new()
         .route("/v1/runs", get(routes::runs))
         .route("/v1/runs/{id}", get(routes::run))
@@ -100,25 +123,24 @@ fn router(api: Api) -> Router {
                 "no such route (see /v1/runs, /v1/fleet, /v1/gate, /metrics)",
             )
         })
-        // Every endpoint today only reads. A write endpoint goes in its own
-        // router, behind a twin of `require_read` asking for
-        // `TokenScope::Admin`.
         .layer(middleware::from_fn_with_state(
             api.clone(),
             auth::require_read,
         ));
-    data.route("/healthz", get(routes::healthz))
+    orders
+        .merge(data)
+        .route("/healthz", get(routes::healthz))
         .layer(middleware::from_fn_with_state(api.clone(), limit_body))
-        // For any extractor that reads a body one day (none does yet).
+        // For a body sent without a length (chunked), as orders read it.
         .layer(DefaultBodyLimit::max(
             usize::try_from(api.max_body).unwrap_or(usize::MAX),
         ))
         .with_state(api)
 }
 
-/// 413 for a request announcing a body over the limit. Bodies are never
-/// read by today's endpoints, and hyper closes a connection whose request
-/// body was left unread rather than draining it.
+/// 413 for a request announcing a body over the limit, before anything
+/// reads it (only orders read theirs; hyper closes a connection whose
+/// request body was left unread rather than draining it).
 async fn limit_body(State(api): State<Api>, req: Request, next: Next) -> Response {
     let announced = req
         .headers()

@@ -41,7 +41,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
 }
 
 /// Runs `f` on the blocking pool (SQLite and Rhai are synchronous).
-async fn blocking(
+pub(super) async fn blocking(
     api: Api,
     f: impl FnOnce(&Api) -> Result<Response, ApiError> + Send + 'static,
 ) -> Response {
@@ -56,7 +56,7 @@ pub(super) async fn runs(State(api): State<Api>) -> Response {
     blocking(api, |api| to_json(&ledger(api)?.runs().map_err(internal)?)).await
 }
 
-fn run_id(text: &str) -> Result<i64, ApiError> {
+pub(super) fn run_id(text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>().map_err(|_| {
         error(
             StatusCode::BAD_REQUEST,

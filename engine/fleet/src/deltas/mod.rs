@@ -22,11 +22,22 @@ use crate::master::TrafficLog;
 
 /// The version a straggler should have at `now`: that of the newest live
 /// run still running that lists it as undelivered, while that run's delta
-/// window is open (`delta.until`). Outside the window nothing is offered:
-/// the fleet may have moved on, and an old run's delta would take the
-/// client back.
+/// window is open (`delta.until`) and no operator has paused it. Outside
+/// the window nothing is offered: the fleet may have moved on, and an old
+/// run's delta would take the client back. While paused nothing is
+/// either: a pause means nothing new installs, and after the resume the
+/// same question is answered again.
 pub fn target_for(ledger: &Ledger, client: &str, now: jiff::Timestamp) -> Option<(i64, Manifest)> {
     let row = ledger.running_straggler_run(client).ok()??;
+    if let Some(p) = &row.paused {
+        tracing::debug!(
+            client,
+            run = row.id,
+            by = p.by,
+            "the run is paused; nothing offered"
+        );
+        return None;
+    }
     let open = haifu_runtime::machine::RunState::of_run(&row)
         .ok()
         .and_then(|s| s.delta_until())

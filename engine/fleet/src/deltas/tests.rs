@@ -119,6 +119,27 @@ fn a_straggler_is_served_only_inside_an_open_delta_window_of_a_running_run() {
     assert_eq!(offered(&l, "2026-12-02T12:00:00Z"), None, "run is over");
 }
 
+/// A pause means nothing new installs: a paused run's straggler is
+/// offered nothing inside its open window, and offered again once the run
+/// is resumed; aborted, never again.
+#[test]
+fn a_paused_run_offers_its_stragglers_nothing_until_resumed() {
+    use haifu_ledger::RunOrder;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut l, run) = straggler_ledger(dir.path(), "2026-12-03T00:00:00Z");
+    report(&mut l, "0.9.0");
+    let now = "2026-12-02T12:00:00Z";
+    let offered = |l: &Ledger| target_for(l, "c1", at(now)).map(|(r, _)| r);
+    assert_eq!(offered(&l), Some(run));
+    l.order_run(run, RunOrder::Pause, "ops", Some("shop hours"))
+        .unwrap();
+    assert_eq!(offered(&l), None, "paused");
+    l.order_run(run, RunOrder::Resume, "ops", None).unwrap();
+    assert_eq!(offered(&l), Some(run), "resumed");
+    l.order_run(run, RunOrder::Abort, "ops", None).unwrap();
+    assert_eq!(offered(&l), None, "aborted");
+}
+
 /// A store in a fresh folder holding `old` and `new`: the folder, the
 /// store and their digests.
 fn stored_pair(old: &[u8], new: &[u8]) -> (tempfile::TempDir, Store, Digest, Digest) {

@@ -37,6 +37,10 @@ use crate::link::Link;
 use crate::metrics::{MasterMetrics, PeerView};
 use haifu_protocol::Role;
 
+/// How often a round's wait asks whether its run has ended: an abort
+/// stops the round on the relays within about this.
+pub(super) const ORDER_POLL: Duration = Duration::from_millis(500);
+
 struct Shared {
     core: MasterCore,
     /// What the core reads (the recorder writes on a connection of its own).
@@ -242,26 +246,44 @@ impl Hub {
 
     /// Waits until every targeted relay connected now has reported `round`
     /// done (and at least one has), until `deadline`, or until shutdown.
-    /// Returns the relays still waiting.
+    /// Returns the relays still waiting; `None` as soon as `ended()` says
+    /// the run has ended meanwhile (an operator aborted it), which is asked
+    /// at least every [`ORDER_POLL`], never under the hub's lock (it reads
+    /// the ledger).
     pub(super) fn wait_round(
         &self,
         run: u64,
         round: u32,
         deadline: Instant,
         shutdown: &Shutdown,
-    ) -> Vec<String> {
-        let mut sh = self.lock();
+        ended: &mut dyn FnMut() -> bool,
+    ) -> Option<Vec<String>> {
         loop {
-            let (waiting, any_done) = sh.core.round_waiting(run, round);
-            let now = Instant::now();
-            if (waiting.is_empty() && any_done) || shutdown.is_set() || now >= deadline {
-                return waiting;
+            let poll = Instant::now() + ORDER_POLL;
+            {
+                let mut sh = self.lock();
+                loop {
+                    let (waiting, any_done) = sh.core.round_waiting(run, round);
+                    let now = Instant::now();
+                    if (waiting.is_empty() && any_done) || shutdown.is_set() || now >= deadline {
+                        return Some(waiting);
+                    }
+                    if now >= poll {
+                        break;
+                    }
+                    sh = self
+                        .changed
+                        .wait_timeout(
+                            sh,
+                            (deadline.min(poll) - now).min(Duration::from_millis(500)),
+                        )
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
             }
-            sh = self
-                .changed
-                .wait_timeout(sh, (deadline - now).min(Duration::from_millis(500)))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+            if ended() {
+                return None;
+            }
         }
     }
 

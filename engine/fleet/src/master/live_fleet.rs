@@ -200,8 +200,27 @@ impl Fleet for LiveFleet {
             "round started"
         );
         // Wait for every targeted relay connected now to report the round
-        // (a relay that reconnects gets the round again on registering).
-        let waiting = self.hub.wait_round(run, round, deadline, &self.shutdown);
+        // (a relay that reconnects gets the round again on registering),
+        // unless an operator aborts the run meanwhile: then its round
+        // leaves the air now rather than at its end.
+        let ledger = Ledger::open(&self.ledger_path)
+            .inspect_err(|e| {
+                tracing::warn!(run, "orders are not read during this round: {e}");
+            })
+            .ok();
+        let mut ended = || run_ended(ledger.as_ref(), self.run);
+        let Some(waiting) = self
+            .hub
+            .wait_round(run, round, deadline, &self.shutdown, &mut ended)
+        else {
+            self.hub.handle(Event::OffAir);
+            tracing::info!(
+                run,
+                round,
+                "run aborted: its round is stopped on the relays"
+            );
+            return Vec::new();
+        };
         if !waiting.is_empty() && !self.shutdown.is_set() {
             tracing::warn!(run, round, waiting = ?waiting, "round timed out waiting for relays");
         }
@@ -299,6 +318,24 @@ impl Fleet for LiveFleet {
         // The recorder writes every contact to the ledger, which the driver
         // reads already.
         None
+    }
+}
+
+/// Whether run `id` has ended under the driver (an operator aborted it),
+/// as `ledger` says; a ledger that cannot be read says nothing, and the
+/// round goes on (the driver reads the order again after it).
+fn run_ended(ledger: Option<&Ledger>, id: i64) -> bool {
+    let standing = ledger.map(|l| l.run_standing(id));
+    match standing {
+        Some(Ok(Some((status, _)))) => status != haifu_ledger::RunStatus::Running,
+        Some(Err(e)) => {
+            tracing::warn!(
+                run = id,
+                "cannot read the run's standing during its round: {e}"
+            );
+            false
+        }
+        Some(Ok(None)) | None => false,
     }
 }
 

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use super::ToAir;
 use super::fetch::artifact_path;
 use super::machine::Event;
 use crate::FleetError;
+use crate::broadcast::BroadcastError;
 use crate::broadcast::Heard;
 
 /// A round the core ordered.
@@ -124,6 +126,12 @@ pub(super) fn broadcaster(relay: &Arc<Relay>, multicast: &Plugin, orders: &Recei
                 );
                 relay.handle(Event::RoundSent(d));
             }
+            Err(FleetError::Broadcast(BroadcastError::Stopped { datagrams }))
+                if !relay.shutdown.is_set() =>
+            {
+                tracing::info!(run, round, datagrams, "round stopped: its run left the air");
+                relay.handle(Event::RoundStopped { run, round });
+            }
             Err(e) => {
                 tracing::error!(run, round, "round failed: {e}");
                 relay.handle(Event::RoundFailed { run, round });
@@ -181,7 +189,8 @@ fn send_one(
         "round starting"
     );
     let started = Instant::now();
-    let stop = || relay.shutdown.is_set();
+    // On shutdown, or when the master takes the run off the air.
+    let stop = || relay.shutdown.is_set() || relay.stop_air.load(Ordering::SeqCst) == run;
     let stats = crate::broadcast::air_round(
         group,
         &sender,

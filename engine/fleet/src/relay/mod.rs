@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use haifu_plugin_host::Endpoint;
@@ -88,6 +89,10 @@ struct Relay {
     shutdown: Shutdown,
     ep: Arc<Endpoint>,
     on_air: mpsc::Sender<ToAir>,
+    /// The run whose round on air the core's `StopAir` cut short (0:
+    /// none; runs count from 1), cleared by its next `Broadcast`: the
+    /// broadcaster ends a round of that run when it sees it.
+    stop_air: AtomicU64,
 }
 
 impl Relay {
@@ -140,11 +145,20 @@ impl Relay {
                         round,
                         session,
                         budget,
-                    } => to_air.push(ToAir::Round {
-                        round,
-                        session,
-                        budget,
-                    }),
+                    } => {
+                        // The core orders a round only once the last one
+                        // ended, so a stop still set was meant for that one.
+                        self.stop_air.store(0, Ordering::SeqCst);
+                        to_air.push(ToAir::Round {
+                            round,
+                            session,
+                            budget,
+                        });
+                    }
+                    Effect::StopAir { run, round } => {
+                        tracing::debug!(run, round, "the broadcaster is told to stop");
+                        self.stop_air.store(run, Ordering::SeqCst);
+                    }
                     Effect::Feedback { client, feedback } => to_air.push(ToAir::Feedback {
                         client,
                         feedback,
@@ -243,6 +257,7 @@ pub fn run(cfg: RelayConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         shutdown: shutdown.clone(),
         ep: Arc::clone(&ep),
         on_air,
+        stop_air: AtomicU64::new(0),
     });
     {
         let weak = Arc::downgrade(&relay);

@@ -150,6 +150,11 @@ impl MasterCore {
     pub(super) fn off_air(&mut self, out: &mut Out) {
         if let Some(a) = self.active.take() {
             let run = a.instruction.run;
+            tracing::info!(
+                run,
+                relays = self.relays.len(),
+                "off the air: relays stop its rounds"
+            );
             for conn in self.relays.values() {
                 out.send(*conn, Message::StopRounds(StopRounds { run }));
             }

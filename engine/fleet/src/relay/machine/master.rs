@@ -38,6 +38,10 @@ impl RelayCore {
             }
             Message::StopRounds(s) => {
                 self.queue.retain(|(run, _, _)| *run != s.run);
+                if let Some((run, round)) = self.sending.filter(|(run, _)| *run == s.run) {
+                    tracing::info!(run, round, "stopping the round on air");
+                    out.push(Effect::StopAir { run, round });
+                }
                 if self.session.as_ref().is_some_and(|i| i.run == s.run) {
                     tracing::info!(run = s.run, acked = self.acked(s.run), "rounds stopped");
                     self.session = None;

@@ -61,6 +61,8 @@ pub(crate) enum Event {
     RoundSent(RoundDone),
     /// A round could not be sent.
     RoundFailed { run: u64, round: u32 },
+    /// A round was cut short by [`Effect::StopAir`].
+    RoundStopped { run: u64, round: u32 },
 }
 
 /// What the shell must do.
@@ -94,6 +96,10 @@ pub(crate) enum Effect {
     },
     /// A listening client's needs, for the round on air.
     Feedback { client: String, feedback: Feedback },
+    /// Cut the round on air short (its run left the air: the master
+    /// stopped its rounds, an operator aborted it); the broadcaster
+    /// reports `RoundStopped`. Undone by the next `Broadcast`.
+    StopAir { run: u64, round: u32 },
 }
 
 /// The fetch of the session's artifact.
@@ -238,7 +244,7 @@ impl RelayCore {
                     out.push(Effect::ToMaster(Message::RoundDone(done)));
                 }
             }
-            Event::RoundFailed { run, round } => {
+            Event::RoundFailed { run, round } | Event::RoundStopped { run, round } => {
                 if self.sending == Some((run, round)) {
                     self.sending = None;
                 }

@@ -167,6 +167,36 @@ fn stopped_rounds_and_rounds_of_another_run_are_dropped() {
     assert_eq!(broadcasts(&master(&mut c, start(2, 1), false)), vec![1]);
 }
 
+/// An abort on the master stops the round on air, not only the rounds to
+/// come: the broadcaster is told to cut it short, and once it has, the
+/// run's rounds still queued are gone and a new run's go out.
+#[test]
+fn stopping_a_run_cuts_its_round_on_air_short() {
+    let mut c = core();
+    c.handle(Event::MasterUp);
+    master(&mut c, Message::Instruction(instruction(1)), true);
+    assert_eq!(broadcasts(&master(&mut c, start(1, 1), false)), vec![1]);
+    master(&mut c, start(1, 2), false);
+    let stop = |c: &mut RelayCore, run| master(c, Message::StopRounds(StopRounds { run }), false);
+    // Another run's stop leaves the round on air alone.
+    assert!(stop(&mut c, 9).is_empty());
+    let e = stop(&mut c, 1);
+    assert!(
+        matches!(e[..], [Effect::StopAir { run: 1, round: 1 }]),
+        "{e:?}"
+    );
+    let e = c.handle(Event::RoundStopped { run: 1, round: 1 });
+    assert!(broadcasts(&e).is_empty(), "round 2 was dropped: {e:?}");
+    assert!(
+        to_master(&e).is_empty(),
+        "a stopped round is not reported done"
+    );
+    master(&mut c, Message::Instruction(instruction(2)), true);
+    assert_eq!(broadcasts(&master(&mut c, start(2, 1), false)), vec![1]);
+    // Nothing on air of run 1 any more: a late stop orders nothing.
+    assert!(stop(&mut c, 1).is_empty());
+}
+
 #[test]
 fn a_chunk_out_of_order_or_before_the_header_ends_the_fetch() {
     let mut c = core();

@@ -352,6 +352,19 @@ impl World {
         }
     }
 
+    /// Relay `r`'s `StopAir`: its round on air of `run` ends now, cut
+    /// short, with none of a finished round's promises.
+    pub(super) fn stop_air(&mut self, r: usize, run: u64, round: u32) {
+        if self.relays[r]
+            .on_air
+            .as_ref()
+            .is_some_and(|a| (a.run, a.round) == (run, round))
+        {
+            self.relays[r].on_air = None;
+            self.at_relay(r, relay::Event::RoundStopped { run, round });
+        }
+    }
+
     /// Relay `r`'s round is over: the invariants of a round, then its
     /// `RoundDone` from the round's own outcome.
     fn end_round(&mut self, r: usize, now: Instant) {

@@ -95,6 +95,7 @@ impl World {
                 relay::Effect::Feedback { client, feedback } => {
                     self.air_report(r, client, feedback);
                 }
+                relay::Effect::StopAir { run, round } => self.stop_air(r, run, round),
                 relay::Effect::Deny(_)
                 | relay::Effect::FetchStart { .. }
                 | relay::Effect::FetchWrite { .. }
