@@ -47,7 +47,7 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
     let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r:#}"));
     assert_eq!(n("clients"), 7);
     assert_eq!(r["problems"], serde_json::json!([]), "{r:#}");
-    // Every client ends delivered or disconnected.
+    // Every client ends delivered, failed or disconnected.
     let by_round: u64 = r["delivered_by_round"]
         .as_array()
         .unwrap()
@@ -55,15 +55,22 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(
-        by_round + n("delivered_by_delta") + n("delivered_full_copy") + n("disconnected"),
+        by_round
+            + n("delivered_by_delta")
+            + n("delivered_full_copy")
+            + n("failed")
+            + n("disconnected"),
         7,
         "{r:#}"
     );
     assert_eq!(n("undelivered"), 0);
     // 30% of 7 offline = 2: one back after round 1, one straggler that
-    // takes a delta; the two broken ones are cut off.
+    // takes a delta; of the two broken ones, the one whose post-install
+    // check fails reports it (failed, with its reason) and the one that
+    // never comes back is cut off.
     assert_eq!(n("delivered_by_delta"), 1, "{r:#}");
-    assert_eq!(n("disconnected"), 2, "{r:#}");
+    assert_eq!(n("failed"), 1, "{r:#}");
+    assert_eq!(n("disconnected"), 1, "{r:#}");
     let broken: Vec<&str> = r["broken"]
         .as_array()
         .unwrap()
@@ -74,6 +81,19 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
         assert!(broken.contains(&d["client"].as_str().unwrap()), "{r:#}");
         assert!(d["reason"].as_str().unwrap().contains("2.4.0 is required"));
     }
+    let failed = &r["failed_clients"][0];
+    assert!(
+        broken.contains(&failed["client"].as_str().unwrap()),
+        "{r:#}"
+    );
+    assert_eq!(failed["kind"], "post-install", "{r:#}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit status: 1"),
+        "{r:#}"
+    );
     // Bytes: a round costs each of the 2 relays what its worst listener's
     // loss needs (at most 1.75 × 8%: 1.034 / 0.86 ≈ 1.2 × the artifact
     // with the datagram headers), within the repair loop's 15% (the
@@ -94,8 +114,8 @@ fn the_demo_delivers_everyone_or_cuts_them_off_and_reports_its_bytes() {
         n("multicast_bytes"),
         rounds.iter().map(|b| b.as_u64().unwrap()).sum::<u64>()
     );
-    // One delta per straggler, and one each time the broken client whose
-    // post-install check fails asks again.
+    // One delta per straggler (the client whose post-install check failed
+    // does not ask again for the version that failed).
     let deltas = n("deltas_sent");
     assert!(deltas >= 1, "{r:#}");
     assert!(

@@ -225,6 +225,21 @@ impl InstallRoot {
         Ok(new)
     }
 
+    /// Runs `cmd` for the current version, as the post-install command
+    /// ran for it (same environment, its folder as working directory, the
+    /// previous version as the one it replaced): the client's health
+    /// check. Returns the version it ran for (none when nothing is
+    /// current); a failure is [`InstallError::PostInstall`] and changes
+    /// nothing.
+    pub fn check_current(&self, cmd: &PostInstall) -> Result<Option<Installed>> {
+        let Some(current) = self.installed()? else {
+            return Ok(None);
+        };
+        let previous = self.previous().ok().flatten();
+        cmd.run(&current, previous.as_ref())?;
+        Ok(Some(current))
+    }
+
     /// Makes `previous` current again and the current version previous:
     /// the operator's explicit way back, and the only switch to an older
     /// version. Refused, changing nothing, unless `previous` is of

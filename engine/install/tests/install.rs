@@ -302,3 +302,34 @@ fn rollback_swaps_current_and_previous_and_never_moves_forward() {
     assert_eq!(root.installed().unwrap().unwrap().version, "1.0.0");
     assert_eq!(root.previous().unwrap().unwrap().version, "2.0.0");
 }
+
+#[test]
+fn a_health_check_runs_for_the_current_version_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = InstallRoot::open(dir.path()).unwrap();
+    let ok = PostInstall::new("true");
+    assert!(
+        root.check_current(&ok).unwrap().is_none(),
+        "nothing current"
+    );
+    root.install(stage(&root, "1.0.0", &content(1, 100)), None)
+        .unwrap();
+    root.install(stage(&root, "2.0.0", &content(2, 100)), None)
+        .unwrap();
+    let checked = root.check_current(&ok).unwrap().unwrap();
+    assert_eq!(checked.version, "2.0.0");
+    // It sees the version it checks and the one before it.
+    let mut cmd = PostInstall::new("sh");
+    cmd.args = vec![
+        "-c".into(),
+        "echo \"down: $HAIFU_VERSION after $HAIFU_CURRENT_VERSION\" >&2; exit 7".into(),
+    ];
+    let e = root.check_current(&cmd).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, InstallError::PostInstall { .. }), "{msg}");
+    assert!(msg.contains("exit status: 7"), "{msg}");
+    assert!(msg.contains("down: 2.0.0 after 1.0.0"), "{msg}");
+    // A failure switches nothing: that is the caller's choice.
+    assert_eq!(root.installed().unwrap().unwrap().version, "2.0.0");
+    assert_eq!(root.previous().unwrap().unwrap().version, "1.0.0");
+}

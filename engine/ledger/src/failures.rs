@@ -132,55 +132,11 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&wrap)?;
-        let running: Option<bool> = tx
-            .query_row(
-                "SELECT status = ?2 FROM runs WHERE id = ?1",
-                params![f.run, RunStatus::Running],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(&wrap)?;
-        if running != Some(true) {
-            return Ok(FailureRecorded::RunEnded);
+        let recorded = record_in(&tx, f).map_err(&wrap)?;
+        if recorded == FailureRecorded::Recorded {
+            tx.commit().map_err(&wrap)?;
         }
-        let state: Option<String> = tx
-            .query_row(
-                "SELECT state FROM run_clients WHERE run_id = ?1 AND client = ?2",
-                params![f.run, f.client],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(&wrap)?;
-        let Some(state) = state else {
-            return Ok(FailureRecorded::NotInRun);
-        };
-        if !matches!(
-            state.as_str(),
-            "pending" | "undelivered" | "delivered" | "delta"
-        ) {
-            return Ok(FailureRecorded::Already);
-        }
-        let reason = cut(f.reason, MAX_REASON);
-        let at = cut(f.at, MAX_WHO);
-        tx.execute(
-            "UPDATE run_clients SET state = 'failed', failure = ?3, reason = ?4, failed_at = ?5
-             WHERE run_id = ?1 AND client = ?2",
-            params![f.run, f.client, f.kind, reason, at],
-        )
-        .map_err(&wrap)?;
-        let detail = serde_json::json!({
-            "client": f.client, "kind": f.kind.as_str(), "reason": reason, "at": at,
-        });
-        insert_event(
-            &tx,
-            &now_text(),
-            "client-failed",
-            &format!("run:{}", f.run),
-            &detail.to_string(),
-        )
-        .map_err(&wrap)?;
-        tx.commit().map_err(&wrap)?;
-        Ok(FailureRecorded::Recorded)
+        Ok(recorded)
     }
 
     /// An operator's readmission of a client that failed in run `run` (its
@@ -246,6 +202,100 @@ impl Ledger {
         .and_then(|r| r.collect())
         .map_err(&wrap)
     }
+}
+
+/// A failure as the master's group commit carries it ([`crate::FleetBatch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureReport {
+    /// The run.
+    pub run: i64,
+    /// The client that failed.
+    pub client: String,
+    /// What failed.
+    pub kind: FailureKind,
+    /// Why, in the client's words.
+    pub reason: String,
+    /// When, as the client reported it.
+    pub at: String,
+}
+
+impl FailureReport {
+    fn as_failure(&self) -> Failure<'_> {
+        Failure {
+            run: self.run,
+            client: &self.client,
+            kind: self.kind,
+            reason: &self.reason,
+            at: &self.at,
+        }
+    }
+}
+
+/// Records the group commit's failures in its transaction, each as
+/// [`Ledger::record_failure`] would (one for a run that ended meanwhile,
+/// or a client it does not target, writes nothing); returns how many were
+/// recorded, by kind in [`FailureKind::ALL`] order.
+pub(crate) fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    reports: &[FailureReport],
+) -> rusqlite::Result<[u64; 3]> {
+    let mut recorded = [0u64; 3];
+    for r in reports {
+        if record_in(tx, &r.as_failure())? == FailureRecorded::Recorded
+            && let Some(i) = FailureKind::ALL.iter().position(|k| *k == r.kind)
+        {
+            recorded[i] += 1;
+        }
+    }
+    Ok(recorded)
+}
+
+/// [`Ledger::record_failure`]'s checks and writes, in `tx`.
+fn record_in(tx: &rusqlite::Transaction<'_>, f: &Failure<'_>) -> rusqlite::Result<FailureRecorded> {
+    let running: Option<bool> = tx
+        .query_row(
+            "SELECT status = ?2 FROM runs WHERE id = ?1",
+            params![f.run, RunStatus::Running],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if running != Some(true) {
+        return Ok(FailureRecorded::RunEnded);
+    }
+    let state: Option<String> = tx
+        .query_row(
+            "SELECT state FROM run_clients WHERE run_id = ?1 AND client = ?2",
+            params![f.run, f.client],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(state) = state else {
+        return Ok(FailureRecorded::NotInRun);
+    };
+    if !matches!(
+        state.as_str(),
+        "pending" | "undelivered" | "delivered" | "delta"
+    ) {
+        return Ok(FailureRecorded::Already);
+    }
+    let reason = cut(f.reason, MAX_REASON);
+    let at = cut(f.at, MAX_WHO);
+    tx.execute(
+        "UPDATE run_clients SET state = 'failed', failure = ?3, reason = ?4, failed_at = ?5
+         WHERE run_id = ?1 AND client = ?2",
+        params![f.run, f.client, f.kind, reason, at],
+    )?;
+    let detail = serde_json::json!({
+        "client": f.client, "kind": f.kind.as_str(), "reason": reason, "at": at,
+    });
+    insert_event(
+        tx,
+        &now_text(),
+        "client-failed",
+        &format!("run:{}", f.run),
+        &detail.to_string(),
+    )?;
+    Ok(FailureRecorded::Recorded)
 }
 
 /// A stored stage index, read without trusting it: anything outside u32

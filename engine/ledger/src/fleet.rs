@@ -63,6 +63,9 @@ pub struct FleetBatch {
     pub rollbacks: Vec<crate::RollbackResult>,
     /// Clients' labels, each replacing that client's whole set.
     pub labels: Vec<crate::LabelReport>,
+    /// Clients' failures after install, each recorded as
+    /// [`Ledger::record_failure`] would.
+    pub failures: Vec<crate::FailureReport>,
 }
 
 impl FleetBatch {
@@ -75,6 +78,7 @@ impl FleetBatch {
             && self.traffic.is_empty()
             && self.rollbacks.is_empty()
             && self.labels.is_empty()
+            && self.failures.is_empty()
     }
 }
 
@@ -152,6 +156,7 @@ impl Ledger {
         }
         crate::rollbacks::apply_results(&tx, &now, &batch.rollbacks).map_err(&wrap)?;
         crate::labels::apply(&tx, &batch.labels).map_err(&wrap)?;
+        counted.failed = crate::failures::apply(&tx, &batch.failures).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(counted)
     }

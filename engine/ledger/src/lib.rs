@@ -49,7 +49,9 @@ pub use control::{
     MAX_ORDERS, MAX_REASON, MAX_WHO, OrderError, OrderRecord, Pause, RunOrder, printable_reason,
 };
 pub use error::LedgerError;
-pub use failures::{Failure, FailureKind, FailureRecorded, FailureRow, UnknownFailureKind};
+pub use failures::{
+    Failure, FailureKind, FailureRecorded, FailureReport, FailureRow, UnknownFailureKind,
+};
 pub use fleet::{ClientRow, ClientTouch, FleetBatch};
 pub use labels::LabelReport;
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};

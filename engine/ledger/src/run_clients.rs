@@ -177,6 +177,10 @@ pub struct Counted {
     pub current: u64,
     /// Any of these recorded after the run had finished (late records).
     pub late: u64,
+    /// Failures after install recorded, by kind in
+    /// [`FailureKind::ALL`](crate::FailureKind::ALL) order (not in
+    /// [`Counted::total`]: no completion).
+    pub failed: [u64; 3],
 }
 
 impl Counted {
@@ -190,6 +194,17 @@ impl Counted {
         self.delta += o.delta;
         self.current += o.current;
         self.late += o.late;
+        for (a, b) in self.failed.iter_mut().zip(o.failed) {
+            *a += b;
+        }
+    }
+
+    /// Failures of `kind` recorded.
+    pub fn failed(&self, kind: crate::FailureKind) -> u64 {
+        crate::FailureKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.failed[i])
     }
 }
 
@@ -267,6 +282,23 @@ impl Ledger {
         stmt.query_map(params![run_id, state], |r| r.get(0))
             .and_then(|r| r.collect())
             .map_err(&wrap)
+    }
+
+    /// What run `run` has `client` as now, or `None` when the run does
+    /// not target the client.
+    pub fn run_client_state(
+        &self,
+        run: i64,
+        client: &str,
+    ) -> Result<Option<ClientState>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT state FROM run_clients WHERE run_id = ?1 AND client = ?2",
+                params![run, client],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite(&self.path))
     }
 
     /// The relay a run lists `client` behind, or `None` when the run does

@@ -18,6 +18,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{DecodeError, EncodeError};
+use crate::failure::{FailureAck, FailureKind, InstallFailed};
 use crate::handshake::{Hello, HelloRefused, Welcome};
 use crate::limits::{
     Limits, MAX_CHUNK_LEN, MAX_FEEDBACK_BLOCKS, MAX_ID_LEN, MAX_MANIFEST_LEN, MAX_PLUGIN_NAME_LEN,
@@ -189,6 +190,20 @@ impl Message {
                 w.u64(m.run);
                 w.str("client", &m.client, MAX_ID_LEN)?;
                 w.digest(&m.digest);
+            }
+            Self::InstallFailed(m) => {
+                w.u64(m.run);
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                w.digest(&m.digest);
+                w.u8(m.kind.to_wire());
+                w.str("reason", &m.reason, MAX_REASON_LEN)?;
+                w.time(&m.at);
+            }
+            Self::FailureAck(m) => {
+                w.u64(m.run);
+                w.str("client", &m.client, MAX_ID_LEN)?;
+                w.digest(&m.digest);
+                w.bool(m.readmitted);
             }
             Self::DeltaRequest(m) => {
                 w.u64(m.transfer);
@@ -440,6 +455,23 @@ impl Message {
                 run: r.u64("run")?,
                 client: r.str("client", MAX_ID_LEN)?,
                 digest: r.digest("digest")?,
+            }),
+            tag::INSTALL_FAILED => Self::InstallFailed(InstallFailed {
+                run: r.u64("run")?,
+                client: r.str("client", MAX_ID_LEN)?,
+                digest: r.digest("digest")?,
+                kind: FailureKind::from_wire(r.u8("kind")?).ok_or(DecodeError::Invalid {
+                    field: "kind",
+                    reason: "must be 1 (post-install), 2 (health) or 3 (rolled-back)",
+                })?,
+                reason: r.str("reason", MAX_REASON_LEN)?,
+                at: r.time("at")?,
+            }),
+            tag::FAILURE_ACK => Self::FailureAck(FailureAck {
+                run: r.u64("run")?,
+                client: r.str("client", MAX_ID_LEN)?,
+                digest: r.digest("digest")?,
+                readmitted: r.bool("readmitted")?,
             }),
             t @ (tag::DELTA_REQUEST | tag::DELTA_REQUEST_RESUME) => {
                 Self::DeltaRequest(DeltaRequest {

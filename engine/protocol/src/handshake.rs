@@ -63,6 +63,12 @@ pub mod features {
     /// ([`ClientLabels`](crate::ClientLabels), tag `0x16`), so stages and
     /// rollbacks can name clients by label. A client without it has none.
     pub const LABELS: &str = "labels";
+    /// A client reports a version that failed after install (its
+    /// post-install or health command, or a rollback of its own) through
+    /// its relay, and the master acks it once durable or says it was
+    /// readmitted ([`InstallFailed`](crate::InstallFailed),
+    /// [`FailureAck`](crate::FailureAck), tags `0x17`-`0x18`).
+    pub const FAILURE_REPORTS: &str = "failure-reports";
     /// A staged run's instruction lists the relay's clients admitted so
     /// far ([`Instruction::admitted`](crate::Instruction::admitted), tag
     /// `0x19`); the relay hands the session key to those only. A relay
@@ -74,6 +80,7 @@ pub mod features {
         DELTA,
         DELTA_BSDIFF,
         DELTA_RESUME,
+        FAILURE_REPORTS,
         FEEDBACK_REPAIR,
         LABELS,
         ROLLBACK,

@@ -6,7 +6,7 @@
 //!   a feature list, and its rule as a pure helper ([`Handshake`]);
 //! - every control message ([`Message`]): registrations and version reports,
 //!   the instruction and its rounds, session keys, completions and their
-//!   acks, delta requests, artifact fetches, chunked transfers ([`chunk`]),
+//!   acks, failures after install and theirs, delta requests, artifact fetches, chunked transfers ([`chunk`]),
 //!   errors and keepalives;
 //! - their compact, deterministic binary encoding ([`Message::encode`],
 //!   [`Message::decode`]), where every length read from the wire is bounded
@@ -26,6 +26,7 @@
 pub mod chunk;
 mod codec;
 mod error;
+mod failure;
 mod handshake;
 pub mod limits;
 mod message;
@@ -33,6 +34,7 @@ mod wire;
 
 pub use chunk::{ChunkCursor, Reassembly, TransferError};
 pub use error::{DecodeError, EncodeError};
+pub use failure::{FailureAck, FailureKind, InstallFailed};
 pub use handshake::{
     Handshake, HandshakeError, Hello, HelloRefused, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     RefusalCode, Role, Session, Welcome, common_features, features, negotiate_version,

@@ -38,6 +38,12 @@ pub mod tag {
     /// [`Message::ClientLabels`](crate::Message::ClientLabels) (feature
     /// `labels`).
     pub const CLIENT_LABELS: u8 = 0x16;
+    /// [`Message::InstallFailed`](crate::Message::InstallFailed) (feature
+    /// `failure-reports`).
+    pub const INSTALL_FAILED: u8 = 0x17;
+    /// [`Message::FailureAck`](crate::Message::FailureAck) (feature
+    /// `failure-reports`).
+    pub const FAILURE_ACK: u8 = 0x18;
     /// [`Message::Instruction`](crate::Message::Instruction) of a staged
     /// run, with the clients behind the relay admitted so far (feature
     /// `stages`).
@@ -638,6 +644,10 @@ pub enum Message {
     Completion(Completion),
     /// A completion is durable.
     CompletionAck(CompletionAck),
+    /// A client's installed version failed.
+    InstallFailed(crate::InstallFailed),
+    /// A failure is durable, or its client was readmitted.
+    FailureAck(crate::FailureAck),
     /// A client asks for a delta.
     DeltaRequest(DeltaRequest),
     /// The master answers a delta request.
@@ -693,6 +703,8 @@ impl Message {
             Self::Feedback(_) => tag::FEEDBACK,
             Self::Completion(_) => tag::COMPLETION,
             Self::CompletionAck(_) => tag::COMPLETION_ACK,
+            Self::InstallFailed(_) => tag::INSTALL_FAILED,
+            Self::FailureAck(_) => tag::FAILURE_ACK,
             Self::DeltaRequest(m) if m.resume_at > 0 => tag::DELTA_REQUEST_RESUME,
             Self::DeltaRequest(_) => tag::DELTA_REQUEST,
             Self::DeltaResponse(_) => tag::DELTA_RESPONSE,
@@ -714,7 +726,8 @@ impl Message {
     /// understands the older tag), and no `Feedback` at all (a relay that
     /// cannot use it); a registration without its broadcast plugin for a
     /// peer without `transport-names`; no rollback message at all for a
-    /// peer without `rollback`, and no labels for a peer without `labels`;
+    /// peer without `rollback`, no labels for a peer without `labels`, and
+    /// no failure report or its ack for a peer without `failure-reports`;
     /// no instruction of a staged run for a peer without `stages` (it
     /// would hand the session key to every client, admitted or not).
     /// Every other message is returned as it is.
@@ -722,7 +735,8 @@ impl Message {
         use std::borrow::Cow;
 
         use crate::handshake::features::{
-            DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK, STAGES, TRANSPORT_NAMES,
+            DELTA_RESUME, FAILURE_REPORTS, FEEDBACK_REPAIR, LABELS, ROLLBACK, STAGES,
+            TRANSPORT_NAMES,
         };
         match self {
             Self::Instruction(m) if m.admitted.is_some() && !has(STAGES) => return None,
@@ -732,6 +746,7 @@ impl Message {
                 return None;
             }
             Self::ClientLabels(_) if !has(LABELS) => return None,
+            Self::InstallFailed(_) | Self::FailureAck(_) if !has(FAILURE_REPORTS) => return None,
             Self::DeltaRequest(m) if m.resume_at > 0 && !has(DELTA_RESUME) => {
                 return Some(Cow::Owned(Self::DeltaRequest(DeltaRequest {
                     resume_at: 0,
@@ -777,12 +792,13 @@ impl Message {
     /// sent to it, if any.
     pub fn required_feature(&self) -> Option<&'static str> {
         use crate::handshake::features::{
-            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FEEDBACK_REPAIR, LABELS, ROLLBACK, STAGES,
-            TRANSPORT_NAMES,
+            CHUNKED_TRANSFER, DELTA, DELTA_RESUME, FAILURE_REPORTS, FEEDBACK_REPAIR, LABELS,
+            ROLLBACK, STAGES, TRANSPORT_NAMES,
         };
         match self {
             Self::Instruction(m) if m.admitted.is_some() => Some(STAGES),
             Self::ClientLabels(_) => Some(LABELS),
+            Self::InstallFailed(_) | Self::FailureAck(_) => Some(FAILURE_REPORTS),
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_) => Some(ROLLBACK),
             Self::DeltaRequest(m) if m.resume_at > 0 => Some(DELTA_RESUME),
             Self::RegisterRelay(m) if m.broadcast.is_some() => Some(TRANSPORT_NAMES),

@@ -12,7 +12,9 @@ pub(crate) struct Args {
     /// The run.
     run: i64,
     /// Print JSON: per relay, the clients delivered in each round, by delta,
-    /// undelivered, pending and disconnected (with reasons), and `late`: what
+    /// undelivered, pending and disconnected (with reasons), `failed`: the
+    /// clients whose installed version failed (client, relay, stage, kind:
+    /// post-install, health or rolled-back, reason, at), and `late`: what
     /// was recorded after the run had finished (client, state, round, when),
     /// kept beside the run's final record; `rolled_back`: the clients of
     /// the run an operator rolled back from its version since (`haifu
@@ -93,6 +95,15 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             .map(|(c, why)| format!("{c} ({why})"))
             .collect();
         println!("  disconnected  {:>6}  {}", cut.len(), names(&cut));
+        // Failed after install: the version did not hold on these clients.
+        let failed: Vec<String> = r
+            .failed
+            .iter()
+            .map(|f| format!("{} ({}: {})", f.client, f.kind, f.reason))
+            .collect();
+        if !failed.is_empty() {
+            println!("  failed        {:>6}  {}", failed.len(), names(&failed));
+        }
         // After the run had finished: beside its final record, not in it.
         let late: Vec<String> = r
             .late

@@ -89,6 +89,8 @@ Config (YAML):
   install_root: /opt/pos-app
   multicast: { interface: eth0 }
   post_install: { program: /usr/bin/systemctl, args: [restart, pos-app], timeout_secs: 120 }
+  health: { program: /usr/bin/curl, args: [-fsS, 'http://127.0.0.1:8080/health'], delay_secs: 30 }
+                                         # optional: a failure switches back; both report failures
   metrics: 127.0.0.1:9464                # optional: GET /metrics for Prometheus (haifu metrics
                                          # list); not loopback only with metrics_public: true
   transports: { control: quic, broadcast: multicast }   # optional; plus config: {NAME: {..}}

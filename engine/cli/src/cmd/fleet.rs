@@ -21,9 +21,15 @@ pub(crate) enum Command {
     },
     /// Lift a client's cut-off: the master and its relays accept it again
     /// within a poll interval, and the gate stops denying it for that reason.
+    /// A client whose installed version failed in a running run (its fix is
+    /// in) is made pending in that run again: the master tells it on its
+    /// next version report, and the run's next round or delta reaches it.
     Readmit {
         /// The client's id.
         client: String,
+        /// Who readmits it, for the audit (default: $USER).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
     /// Which of the known clients each stage of a workflow would target
     /// now (by relay, name, label and percent), before running it.
@@ -131,15 +137,34 @@ pub(crate) fn run(home: &Home, cmd: Command) -> Result<ExitCode> {
         Command::Stages { workflow, json } => {
             return super::fleet_stages::run(home, &workflow, json);
         }
-        Command::Readmit { client } => {
+        Command::Readmit { client, by } => {
+            let by = super::operator::who(by)?;
             let mut ledger = home.ledger_existing()?;
             if ledger.client(&client)?.is_none() {
                 bail!("client {client:?} is not known to this master");
             }
+            let mut changed = false;
             if ledger.readmit(&client)? {
                 println!("{client} readmitted");
-            } else {
-                println!("{client} was not cut off; nothing changed");
+                changed = true;
+            }
+            let running = ledger
+                .runs()?
+                .into_iter()
+                .filter(|r| r.status == haifu_ledger::RunStatus::Running);
+            for r in running {
+                if ledger.readmit_failed(r.id, &client, &by)? {
+                    println!(
+                        "{client} readmitted to run {}: its failure is cleared",
+                        r.id
+                    );
+                    changed = true;
+                }
+            }
+            if !changed {
+                println!(
+                    "{client} was neither cut off nor failed in a running run; nothing changed"
+                );
             }
         }
         Command::Move { client, relay } => {

@@ -122,13 +122,13 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:>4}  {:<8} {:<24} {:<16} {:>8} {:>9} {:>7} {:>8}  NEXT WAKE",
-        "RUN", "STATUS", "NAME", "VERSION", "CLIENTS", "DELIVERED", "DELTA", "CUT"
+        "{:>4}  {:<8} {:<24} {:<16} {:>8} {:>9} {:>7} {:>8} {:>6}  NEXT WAKE",
+        "RUN", "STATUS", "NAME", "VERSION", "CLIENTS", "DELIVERED", "DELTA", "CUT", "FAILED"
     );
     for r in runs {
         let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
         println!(
-            "{:>4}  {:<8} {:<24} {:<16} {:>8} {:>9} {:>7} {:>8}  {}",
+            "{:>4}  {:<8} {:<24} {:<16} {:>8} {:>9} {:>7} {:>8} {:>6}  {}",
             r.id,
             if r.paused.is_some() {
                 "paused"
@@ -141,6 +141,7 @@ pub(crate) fn run(home: &Home, args: Args) -> Result<ExitCode> {
             n("delivered"),
             n("delta"),
             n("disconnected"),
+            n(haifu_ledger::ClientState::Failed.as_str()),
             r.next_wake.as_deref().unwrap_or("-")
         );
     }

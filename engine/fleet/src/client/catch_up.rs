@@ -382,10 +382,13 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
         .verify(&manifest, &client.pinned)
         .map_err(install("verifying the artifact"))?;
     let post = post_install(cfg);
-    let done = client
-        .root
-        .install(verified, post.as_ref())
-        .map_err(install("installing"))?;
+    let done = match client.root.install(verified, post.as_ref()) {
+        Ok(d) => d,
+        Err(e) => {
+            super::health::install_error(client, 0, manifest.body.sha3_256, &e);
+            return Err(install("installing")(e));
+        }
+    };
     let pending = Pending {
         run: 0,
         digest: done.digest.to_hex(),
@@ -421,6 +424,7 @@ pub(super) fn boot_check(client: &Arc<Client>, ep: &Endpoint) -> Result<Check, C
     if let Ok(Message::CompletionAck(a)) = next("ack") {
         client.handle(Event::MasterAck(a));
     }
+    super::health::watch(client, 0, done.digest);
     let _ = client.root.gc();
     Ok(Check::Installed)
 }

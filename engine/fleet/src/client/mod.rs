@@ -12,6 +12,10 @@
 //!   version kept), runs the post-install command, and only then sends its
 //!   completion, resending until the master's ack arrives. The pending
 //!   completion is kept on disk, so a restart resends it;
+//! - reports a version that failed after install (its post-install
+//!   command, or its health command after the configured delay, which
+//!   switches back) the same way, and does not install it again until the
+//!   master says it was readmitted (module `health`);
 //! - a session whose bytes in hand reach no new high for
 //!   `receive_stall_secs` stops holding back the boot check (the progress
 //!   watchdog), so a straggler still asks the master for a delta (module
@@ -21,6 +25,7 @@
 
 mod catch_up;
 mod datagrams;
+mod health;
 pub(crate) mod listening;
 pub(crate) mod machine;
 pub(crate) mod outbox;
@@ -177,6 +182,12 @@ impl Client {
                         let _ = std::fs::remove_file(self.pending_path());
                     }
                     Effect::RefusedOlder => self.metrics.refused_older(Via::Broadcast),
+                    Effect::KeepFailures(f) => {
+                        let path = self.cfg.install_root.join(outbox::FAILURES);
+                        if let Err(e) = outbox::write_failures(&path, &f) {
+                            tracing::error!("keeping the failures' record: {e}");
+                        }
+                    }
                     Effect::KeepRollbacks(r) => {
                         if let Err(e) = outbox::write_rollbacks(&self.rollbacks_path(), &r) {
                             tracing::error!("keeping the rollbacks' record: {e}");
@@ -238,6 +249,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let installed = installed_ref(&root);
     let pending = outbox::read_pending(&cfg.install_root.join(PENDING));
     let rollbacks = outbox::read_rollbacks(&cfg.install_root.join(outbox::ROLLBACKS));
+    let failures = outbox::read_failures(&cfg.install_root.join(outbox::FAILURES));
     let core = ClientCore::new(
         cfg.id.clone(),
         cfg.relay.name.clone(),
@@ -248,6 +260,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     )
     .with_broadcast(cfg.transports.broadcast.clone())
     .with_rollbacks(rollbacks)
+    .with_failures(failures)
     .with_labels(cfg.labels.clone());
     let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
@@ -290,6 +303,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
             .spawn(move || boot_checks(&client, &ep))
             .map_err(FleetError::thread("boot-check"))?;
     }
+    health::resume(&client);
     relay_link(&client, &ep);
     client
         .cancel

@@ -1,4 +1,5 @@
-//! The completion outbox: kept on disk until the master acknowledges it.
+//! The client's outbox: its completion, rollback reports and failures, kept
+//! on disk until the master acknowledges them.
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -58,5 +59,30 @@ pub(super) fn read_rollbacks(path: &std::path::Path) -> super::machine::Rollback
             super::machine::RollbackState::default()
         }),
         Err(_) => super::machine::RollbackState::default(),
+    }
+}
+
+/// The file, in the install root, holding the versions that failed here.
+pub(super) const FAILURES: &str = "failure.json";
+
+/// Writes the failures' record atomically (temp file, fsync, rename).
+pub(super) fn write_failures(
+    path: &std::path::Path,
+    f: &super::machine::FailureState,
+) -> Result<(), FleetError> {
+    let text = serde_json::to_vec(f)?;
+    haifu_store::write_atomic(path, &text, true).map_err(FleetError::store("the failures' record"))
+}
+
+/// The failures' record kept by an earlier run of the client; none when
+/// there is no file. One that does not read is logged and taken as none
+/// (the master still has every failure it acked).
+pub(super) fn read_failures(path: &std::path::Path) -> super::machine::FailureState {
+    match std::fs::read(path) {
+        Ok(text) => serde_json::from_slice(&text).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), "the failures' record does not read: {e}");
+            super::machine::FailureState::default()
+        }),
+        Err(_) => super::machine::FailureState::default(),
     }
 }

@@ -266,10 +266,13 @@ pub(super) fn receive(
         .verify(manifest, &client.pinned)
         .map_err(FleetError::install("verifying the artifact"))?;
     let post = post_install(cfg);
-    let installed = client
-        .root
-        .install(verified, post.as_ref())
-        .map_err(FleetError::install("installing"))?;
+    let installed = match client.root.install(verified, post.as_ref()) {
+        Ok(i) => i,
+        Err(e) => {
+            super::health::install_error(client, s.run, manifest.body.sha3_256, &e);
+            return Err(FleetError::install("installing")(e));
+        }
+    };
     let pending = Pending {
         run: s.run,
         digest: installed.digest.to_hex(),
@@ -284,6 +287,7 @@ pub(super) fn receive(
             pending,
         });
     }
+    super::health::watch(client, s.run, installed.digest);
     let _ = client.root.gc();
     Ok(true)
 }

@@ -34,6 +34,57 @@ pub struct PostInstallConfig {
     pub timeout_secs: u64,
 }
 
+/// A health command: run `delay_secs` after a new version became current
+/// (from a round or from the master); a failure (non-zero exit, past
+/// `timeout_secs`, cannot start) switches back to the previous version
+/// and is reported to the master as `health` with its reason.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The program, run in the new version's folder with the
+    /// post-install command's environment.
+    pub program: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Seconds after the switch before it runs (the version coming up).
+    #[serde(default)]
+    #[schemars(range(max = MAX_HEALTH_SECS))]
+    pub delay_secs: u64,
+    /// Seconds it may take.
+    #[serde(default = "default_health_secs")]
+    #[schemars(range(min = 1, max = MAX_HEALTH_SECS))]
+    pub timeout_secs: u64,
+}
+
+/// A day: longer delays and timeouts are mistakes.
+const MAX_HEALTH_SECS: u64 = 86_400;
+
+fn default_health_secs() -> u64 {
+    60
+}
+
+impl HealthConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        if self.program.trim().is_empty() {
+            return Err(Invalid("health.program is empty".into()));
+        }
+        if self.delay_secs > MAX_HEALTH_SECS {
+            return Err(Invalid(format!(
+                "health.delay_secs {} is more than a day ({MAX_HEALTH_SECS})",
+                self.delay_secs
+            )));
+        }
+        if !(1..=MAX_HEALTH_SECS).contains(&self.timeout_secs) {
+            return Err(Invalid(format!(
+                "health.timeout_secs {} is not between 1 and {MAX_HEALTH_SECS}",
+                self.timeout_secs
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn default_receive_stall_secs() -> u64 {
     60
 }
@@ -102,6 +153,11 @@ pub struct ClientConfig {
     /// Run after installing, before reporting completion.
     #[serde(default)]
     pub post_install: Option<PostInstallConfig>,
+    /// Run a while after a new version became current; a failure switches
+    /// back and is reported. A failed post-install command is reported
+    /// too (`post-install`).
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
     /// Where `GET /metrics` is served (Prometheus text; OpenMetrics when
     /// asked), e.g. `127.0.0.1:9464`; absent: no metrics listener. An
     /// address that is not loopback is refused unless `metrics_public:
@@ -164,6 +220,9 @@ impl Resolve for ClientConfig {
             )));
         }
         check_labels(&self.labels)?;
+        if let Some(h) = &self.health {
+            h.check()?;
+        }
         if self.receive_stall_secs == 0 {
             return Err(Invalid("receive_stall_secs must be at least 1".into()));
         }

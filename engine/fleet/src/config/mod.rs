@@ -24,7 +24,7 @@ mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use client::{ClientConfig, ClientMulticast, PostInstallConfig, Testing};
+pub use client::{ClientConfig, ClientMulticast, HealthConfig, PostInstallConfig, Testing};
 pub use master::{ApiLimits, MasterConfig};
 pub use relay::{RelayConfig, RelayMulticast};
 pub use shared::{PeerAddr, Scalar, TlsFiles, TransportsConfig};

@@ -179,3 +179,36 @@ fn client_labels_are_read_and_each_bad_one_is_one_line_at_its_place() {
     let e = err("labels: [ring]\n");
     assert!(e.starts_with("FILE:7:"), "{e}");
 }
+
+#[test]
+fn a_client_health_command_is_read_and_each_bad_value_is_one_line_at_its_place() {
+    let base = "id: pos-1\nartifact: pos-app\nrelay: {address: '127.0.0.1:7401', name: r1}\n\
+                tls: {ca: ca.pem, cert: c.pem, key: c.key}\nmaster_key: m.pub\ninstall_root: i\n";
+    let (_d, p) = write(&format!(
+        "{base}health:\n  program: /usr/bin/curl\n  args: [-fs, http://localhost:8080/health]\n  delay_secs: 30\n"
+    ));
+    let c = load::<ClientConfig>(&p).unwrap();
+    let h = c.health.unwrap();
+    assert_eq!((h.delay_secs, h.timeout_secs), (30, 60), "timeout defaults");
+    assert_eq!(h.args.len(), 2);
+    let (_d, p) = write(base);
+    assert!(load::<ClientConfig>(&p).unwrap().health.is_none());
+
+    let err = |extra: &str| {
+        let (_d, p) = write(&format!("{base}{extra}"));
+        let e = load::<ClientConfig>(&p).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e.replace(&p.display().to_string(), "FILE")
+    };
+    let e = err("health:\n  program: check\n  timeout_secs: 0\n");
+    assert!(
+        e.starts_with("FILE:9:17: health.timeout_secs 0 is not between 1 and 86400"),
+        "{e}"
+    );
+    let e = err("health:\n  program: check\n  delay_secs: 90000\n");
+    assert!(e.starts_with("FILE:9:15: health.delay_secs 90000"), "{e}");
+    let e = err("health:\n  program: ''\n");
+    assert!(e.starts_with("FILE:8:12: health.program is empty"), "{e}");
+    let e = err("health:\n  program: check\n  delay: 5\n");
+    assert!(e.contains("delay"), "an unknown key is refused: {e}");
+}

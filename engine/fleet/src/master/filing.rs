@@ -41,6 +41,9 @@ pub(crate) trait Facts {
     /// Whether rollback order `order` is `client`'s and its outcome is
     /// recorded (a report resent after this master restarted is acked).
     fn rollback_recorded(&self, order: u64, client: &str) -> bool;
+    /// What run `run` has `client` as (`None`: not in the run, or the
+    /// ledger could not say).
+    fn run_client_state(&self, run: i64, client: &str) -> Option<haifu_ledger::ClientState>;
 }
 
 impl Facts for Ledger {
@@ -52,6 +55,10 @@ impl Facts for Ledger {
             self.rollback(id),
             Ok(Some(o)) if o.client == client && o.state != haifu_ledger::RollbackState::Ordered
         )
+    }
+
+    fn run_client_state(&self, run: i64, client: &str) -> Option<haifu_ledger::ClientState> {
+        Ledger::run_client_state(self, run, client).ok().flatten()
     }
 
     fn run_digest(&self, run: u64) -> Option<Digest> {

@@ -1,5 +1,5 @@
 //! The master's metrics: what its threads count as it happens (completions
-//! recorded, rounds started, ledger commits and their latency, unicast
+//! and failures after install recorded, rounds started, ledger commits and their latency, unicast
 //! transfers, deltas built and refused, the gate's answers), and at scrape
 //! time its peers and its ledger's census ([`super::census`]).
 
@@ -53,6 +53,7 @@ struct Outcome {
 /// The master's registry and the counters its threads bump.
 pub struct MasterMetrics {
     completions: Family<Kind, Counter>,
+    failures: Family<Kind, Counter>,
     rounds_started: Counter,
     commits: Family<Outcome, Counter>,
     commit_seconds: Histogram,
@@ -84,6 +85,15 @@ impl MasterMetrics {
              kind: broadcast (a round), delta (a delta or full copy from the master), late \
              (after the run had finished; beside its final record)",
             completions.clone(),
+        );
+        let failures = Family::<Kind, Counter>::default();
+        r.register(
+            "haifu_master_install_failures",
+            "Clients' failures after install recorded in the ledger (counted once however \
+             often they arrive), by kind: post-install (its command failed, never switched), \
+             health (its health command failed, switched back), rolled-back (switched back \
+             on its own)",
+            failures.clone(),
         );
         let rounds_started = Counter::default();
         r.register(
@@ -131,6 +141,11 @@ impl MasterMetrics {
         for kind in ["broadcast", "delta", "late"] {
             let _ = completions.get_or_create(&Kind { kind });
         }
+        for kind in haifu_ledger::FailureKind::ALL {
+            let _ = failures.get_or_create(&Kind {
+                kind: kind.as_str(),
+            });
+        }
         for outcome in ["ok", "failed"] {
             let _ = commits.get_or_create(&Outcome { outcome });
         }
@@ -160,6 +175,7 @@ impl MasterMetrics {
         }));
         Self {
             completions,
+            failures,
             rounds_started,
             commits,
             commit_seconds,
@@ -197,6 +213,13 @@ impl MasterMetrics {
             self.completions
                 .get_or_create(&Kind { kind: "late" })
                 .inc_by(c.late);
+            for kind in haifu_ledger::FailureKind::ALL {
+                self.failures
+                    .get_or_create(&Kind {
+                        kind: kind.as_str(),
+                    })
+                    .inc_by(c.failed(kind));
+            }
         }
     }
 

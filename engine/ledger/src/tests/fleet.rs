@@ -79,6 +79,7 @@ fn fleet_batches_count_completions_once_and_join_late_clients() {
         ],
         rollbacks: Vec::new(),
         labels: Vec::new(),
+        failures: Vec::new(),
     };
     assert_eq!(l.apply_fleet(&batch).unwrap(), 2, "the repeat counts zero");
     assert_eq!(
@@ -104,5 +105,64 @@ fn fleet_batches_count_completions_once_and_join_late_clients() {
         l.client("c01").unwrap().unwrap().version.as_deref(),
         Some("1.0.0"),
         "a client that reports the version has it"
+    );
+}
+
+#[test]
+fn failures_ride_in_the_group_commit_recorded_once_and_only_for_the_runs_clients() {
+    let (_d, mut l) = ledger();
+    let id = new_run(&mut l, 3);
+    let report = |client: &str, kind, reason: &str| crate::FailureReport {
+        run: id,
+        client: client.into(),
+        kind,
+        reason: reason.into(),
+        at: "2026-12-05T10:00:00Z".into(),
+    };
+    let batch = FleetBatch {
+        updates: vec![(id, done("c00", Some(1)))],
+        failures: vec![
+            report("c01", crate::FailureKind::PostInstall, "exited with 3"),
+            // A second story in the same batch: the first wins.
+            report("c01", crate::FailureKind::Health, "later"),
+            // Not in the run, and a run that does not exist: nothing, and
+            // the batch still commits.
+            report("stranger", crate::FailureKind::Health, "x"),
+            crate::FailureReport {
+                run: id + 1000,
+                ..report("c02", crate::FailureKind::Health, "x")
+            },
+        ],
+        ..FleetBatch::default()
+    };
+    assert!(!batch.is_empty());
+    let first = l.apply_fleet_counted(&batch).unwrap();
+    assert_eq!(first.failed(crate::FailureKind::PostInstall), 1);
+    assert_eq!(first.failed, [1, 0, 0], "only what was recorded counts");
+    let again = l.apply_fleet_counted(&batch).unwrap();
+    assert_eq!(again.failed, [0, 0, 0], "a resend counts nothing");
+    let failed = l.run_failures(id).unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        l.run_client_state(id, "c01").unwrap(),
+        Some(crate::ClientState::Failed)
+    );
+    assert_eq!(
+        l.run_client_state(id, "c02").unwrap(),
+        Some(crate::ClientState::Pending)
+    );
+    assert_eq!(l.run_client_state(id, "stranger").unwrap(), None);
+    assert_eq!(
+        (
+            failed[0].client.as_str(),
+            failed[0].kind,
+            failed[0].reason.as_str()
+        ),
+        ("c01", crate::FailureKind::PostInstall, "exited with 3")
+    );
+    let audit = l.audit(id).unwrap().unwrap();
+    assert_eq!(
+        audit.relays[0].delivered_by_round,
+        vec![vec!["c00".to_owned()]]
     );
 }

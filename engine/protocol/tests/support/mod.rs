@@ -143,7 +143,7 @@ impl Rng {
 }
 
 /// How many kinds of message [`random_message`] draws from.
-pub(crate) const KINDS: u64 = 27;
+pub(crate) const KINDS: u64 = 29;
 
 /// Tags: `StartRound`, `RoundDone`, `RegisterRelay`, `RegisterClient`,
 /// `DeltaRequest` and `Instruction` each have a second one (with a budget,
@@ -383,6 +383,20 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
                     )
                 })
                 .collect(),
+        }),
+        27 => Message::InstallFailed(InstallFailed {
+            run: rng.next(),
+            client: rng.string(MAX_ID_LEN),
+            digest: rng.digest(),
+            kind: FailureKind::ALL[rng.below(3) as usize],
+            reason: rng.string(MAX_REASON_LEN),
+            at: rng.time(),
+        }),
+        28 => Message::FailureAck(FailureAck {
+            run: rng.next(),
+            client: rng.string(MAX_ID_LEN),
+            digest: rng.digest(),
+            readmitted: rng.bool(),
         }),
         _ => Message::Pong { nonce: rng.next() },
     }
@@ -779,6 +793,26 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                     ("site".to_owned(), "store-12".to_owned()),
                 ]
                 .into(),
+            }),
+        ),
+        (
+            "install_failed",
+            Message::InstallFailed(InstallFailed {
+                run: 7,
+                client: "pos-0042".into(),
+                digest: fixed_digest(0xa0),
+                kind: FailureKind::PostInstall,
+                reason: "exited with exit status: 3: migrate: schema is newer".into(),
+                at: time(),
+            }),
+        ),
+        (
+            "failure_ack",
+            Message::FailureAck(FailureAck {
+                run: 7,
+                client: "pos-0042".into(),
+                digest: fixed_digest(0xa0),
+                readmitted: true,
             }),
         ),
         ("ping", Message::Ping { nonce: 42 }),

@@ -185,8 +185,9 @@ impl Fleet {
             // 1.75 times the mean loss.
             let drop = plan.loss / 100.0 * (0.25 + 1.5 * (rng.below(1001) as f64 / 1000.0));
             let check = if *role == Role::FailingCheck {
-                // A health check that always fails: the new version is never
-                // switched to, and the old one stays current and intact.
+                // A check that always fails: the new version is never
+                // switched to, the old one stays current and intact, and the
+                // client reports the failure.
                 "post_install: {program: 'false', timeout_secs: 10}\n"
             } else {
                 ""

@@ -32,8 +32,9 @@ use report::{Gate, Report};
   5. runs the rollout: up to 3 broadcast rounds 2 s apart, the audit, deltas
      for the stragglers as they boot, and at the deadline the cut-off of
      whoever is still behind (policies/cut-off-at-deadline.rhai); --broken
-     clients are kept broken on purpose (a post-install check that fails, a
-     machine that never comes back) and end up disconnected;
+     clients are kept broken on purpose: one whose post-install check
+     fails reports the failure and is recorded as failed with its reason,
+     one that never comes back is cut off;
   6. asks the master's HTTP gate whether an old and a new client may use a
      service that 2.4.0 brings, before and after the stragglers update;
   7. checks every updated client's install byte for byte, prints the report
@@ -61,7 +62,8 @@ pub(crate) struct Args {
     /// Percent of the clients offline during the broadcast (0-90).
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     offline: f64,
-    /// Clients kept broken on purpose, to be cut off.
+    /// Clients kept broken on purpose: every other one's post-install check
+    /// fails (recorded as failed), the rest never come back (cut off).
     #[arg(long, default_value_t = 2)]
     broken: u32,
     /// Size of the artifact in MiB (1-512).

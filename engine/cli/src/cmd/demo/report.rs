@@ -30,6 +30,16 @@ pub(super) struct Disconnected {
     pub reason: String,
 }
 
+/// A client whose new version failed after install, as the master
+/// recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Failed {
+    pub client: String,
+    /// `post-install`, `health` or `rolled-back`.
+    pub kind: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct Report {
     pub run: i64,
@@ -42,8 +52,11 @@ pub(super) struct Report {
     pub delivered_by_delta: usize,
     pub delivered_full_copy: usize,
     pub disconnected: usize,
-    /// Clients that ended neither delivered nor disconnected (0 when the
-    /// method held).
+    /// Clients whose new version failed after install (reported by them,
+    /// recorded by the master, never cut off).
+    pub failed: usize,
+    /// Clients that ended neither delivered, failed nor disconnected (0
+    /// when the method held).
     pub undelivered: usize,
     pub artifact_bytes: u64,
     /// Every byte the relays multicast, all rounds.
@@ -53,12 +66,13 @@ pub(super) struct Report {
     pub unicast_bytes: u64,
     pub fetch_bytes: u64,
     pub delta_bytes: u64,
-    /// Deltas sent (a broken client that asks again is sent one again).
+    /// Deltas sent.
     pub deltas_sent: u64,
     pub full_bytes: u64,
     /// What unicast alone would have cost: the artifact to every client.
     pub unicast_only_bytes: u64,
     pub disconnected_clients: Vec<Disconnected>,
+    pub failed_clients: Vec<Failed>,
     pub stragglers: Vec<String>,
     pub broken: Vec<String>,
     pub gate: Vec<Gate>,
@@ -106,7 +120,7 @@ impl Report {
         let undelivered = sum(&|r| r.undelivered.len() + r.pending.len());
         if undelivered > 0 {
             problems.push(format!(
-                "{undelivered} client(s) ended neither delivered nor disconnected"
+                "{undelivered} client(s) ended neither delivered, failed nor disconnected"
             ));
         }
         if current > 0 {
@@ -142,6 +156,7 @@ impl Report {
             delivered_by_delta: by_delta.saturating_sub(t.fulls as usize),
             delivered_full_copy: t.fulls as usize,
             disconnected: sum(&|r| r.disconnected.len()),
+            failed: sum(&|r| r.failed.len()),
             undelivered,
             artifact_bytes,
             multicast_bytes: t.multicast_bytes,
@@ -159,6 +174,16 @@ impl Report {
                 .map(|(c, why)| Disconnected {
                     client: c.clone(),
                     reason: why.clone(),
+                })
+                .collect(),
+            failed_clients: a
+                .relays
+                .iter()
+                .flat_map(|r| &r.failed)
+                .map(|f| Failed {
+                    client: f.client.clone(),
+                    kind: f.kind.as_str().to_owned(),
+                    reason: f.reason.clone(),
                 })
                 .collect(),
             stragglers: plan
@@ -209,6 +234,10 @@ impl Report {
         let _ = writeln!(s, "  disconnected      {:>4}", self.disconnected);
         for d in &self.disconnected_clients {
             let _ = writeln!(s, "    {}: {}", d.client, d.reason);
+        }
+        let _ = writeln!(s, "  failed            {:>4}", self.failed);
+        for f in &self.failed_clients {
+            let _ = writeln!(s, "    {}: {}: {}", f.client, f.kind, f.reason);
         }
         let _ = writeln!(s, "  neither           {:>4}", self.undelivered);
         let _ = writeln!(
@@ -284,7 +313,7 @@ impl Report {
         if self.problems.is_empty() {
             let _ = writeln!(
                 s,
-                "every client ended delivered or disconnected; every updated install matches 2.4.0 byte for byte"
+                "every client ended delivered, failed or disconnected; every updated install matches 2.4.0 byte for byte"
             );
         } else {
             for p in &self.problems {

@@ -10,7 +10,7 @@
 //! for exactly it arrives, and survives restarts (the shell loads it).
 //! The admission's rule: only this client's artifact, signed by the pinned
 //! master key, newer than what is installed (versions only move forward),
-//! and one receiver per run.
+//! not a version that failed here (`failure`), and one receiver per run.
 
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use jiff::SignedDuration;
 use jiff::Timestamp;
 
 use super::outbox::Pending;
+pub(crate) use failure::{FailureState, KeptFailure};
 pub(crate) use rollback::{Refusal, RollbackState};
 
 /// How often an unacknowledged completion is sent again.
@@ -63,6 +64,13 @@ pub(crate) enum Event {
     /// The shell's switch for the rollback order being carried out:
     /// `Ok(now current)` or why it changed nothing.
     RolledBack(Result<ArtifactRef, Refusal>),
+    /// A version failed after install (its post-install command; its
+    /// health command, after which the shell switched back): `installed`
+    /// is what is current now.
+    InstallFailed {
+        failure: KeptFailure,
+        installed: Option<ArtifactRef>,
+    },
 }
 
 /// What the shell must do.
@@ -95,6 +103,9 @@ pub(crate) enum Effect {
     /// Write the rollbacks' record to disk atomically (after a rollback,
     /// an ack, or a hold lifted).
     KeepRollbacks(RollbackState),
+    /// Write the failures' record to disk atomically, before anything
+    /// that follows it is sent.
+    KeepFailures(FailureState),
 }
 
 /// The client's state and rules.
@@ -135,6 +146,10 @@ pub(crate) struct ClientCore {
     /// connect (an empty set too, so labels dropped from the config are
     /// dropped by the master).
     labels: haifu_core::Labels,
+    /// The versions that failed here, as on disk.
+    failures: FailureState,
+    /// When the version report last went to ask for a readmission.
+    asked_at: Option<Timestamp>,
 }
 
 impl ClientCore {
@@ -166,6 +181,8 @@ impl ClientCore {
             rolling_back: None,
             deferred: None,
             labels: haifu_core::Labels::new(),
+            failures: FailureState::default(),
+            asked_at: None,
         }
     }
 
@@ -204,6 +221,10 @@ impl ClientCore {
     pub(crate) fn wants(&self, target: &ArtifactRef) -> bool {
         if target.name.as_str() == self.artifact && self.held_target(target) {
             tracing::info!(version = %target.version, "held back by a rollback: not fetched");
+            return false;
+        }
+        if target.name.as_str() == self.artifact && self.failed_target(target) {
+            tracing::info!(version = %target.version, "failed here before: not fetched until readmitted");
             return false;
         }
         target.name.as_str() == self.artifact
@@ -258,6 +279,7 @@ impl ClientCore {
                 // already had it.
                 self.send_pending(&mut out, now);
                 self.send_rollback_report(&mut out, now);
+                self.send_failures(&mut out, now);
                 out.push(Effect::ToRelay(self.report()));
                 // Even an empty set: it clears what an earlier config said.
                 out.push(Effect::ToRelay(Message::ClientLabels(
@@ -275,7 +297,9 @@ impl ClientCore {
                 if due {
                     self.send_pending(&mut out, now);
                     self.send_rollback_report(&mut out, now);
+                    self.send_failures(&mut out, now);
                 }
+                self.ask_readmission(&mut out, now);
             }
             Event::FromRelay(Message::SessionKey(s)) => self.session(&mut out, s),
             Event::FromRelay(Message::CompletionAck(a)) | Event::MasterAck(a) => {
@@ -294,6 +318,11 @@ impl ClientCore {
             Event::FromRelay(Message::Rollback(o)) => self.rollback_order(&mut out, now, o),
             Event::FromRelay(Message::RollbackAck(a)) => self.rollback_acked(&mut out, &a),
             Event::RolledBack(result) => self.rolled_back(&mut out, now, result),
+            Event::FromRelay(Message::FailureAck(a)) => self.failure_acked(&mut out, &a),
+            Event::InstallFailed { failure, installed } => {
+                self.installed = installed;
+                self.install_failed(&mut out, now, failure);
+            }
             Event::FromRelay(Message::Registered(_)) => {}
             Event::FromRelay(Message::Error(e)) => {
                 tracing::warn!(code = ?e.code, about = e.about, "relay reports: {}", e.reason);
@@ -305,6 +334,7 @@ impl ClientCore {
                 );
             }
             Event::Installed { installed, pending } => {
+                self.forget_failure(&mut out, &installed.digest);
                 self.installed = Some(installed);
                 self.lift_hold(&mut out);
                 self.persisting = Some(pending.clone());
@@ -392,6 +422,17 @@ impl ClientCore {
         if completing || self.receiving == Some(s.run) {
             return;
         }
+        if self.failed_session(s.run, &manifest.body.sha3_256) {
+            if self.refused_older != Some(s.run) {
+                self.refused_older = Some(s.run);
+                tracing::info!(
+                    run = s.run,
+                    version = %manifest.body.version,
+                    "this version failed here: not received until the master readmits this client"
+                );
+            }
+            return;
+        }
         if self.held_run(s.run) {
             if self.refused_older != Some(s.run) {
                 self.refused_older = Some(s.run);
@@ -438,7 +479,10 @@ impl ClientCore {
     }
 }
 
+mod failure;
 mod rollback;
 
+#[cfg(test)]
+mod failure_tests;
 #[cfg(test)]
 mod tests;

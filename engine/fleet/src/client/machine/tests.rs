@@ -10,15 +10,15 @@ use haifu_protocol::SessionSecret;
 
 use super::*;
 
-fn key() -> SigningKey {
+pub(super) fn key() -> SigningKey {
     SigningKey::from_seed([4; 32])
 }
 
-fn t(secs: i64) -> Timestamp {
+pub(super) fn t(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).unwrap()
 }
 
-fn version(v: &str, d: u8) -> ArtifactRef {
+pub(super) fn version(v: &str, d: u8) -> ArtifactRef {
     ArtifactRef {
         name: "app".parse().unwrap(),
         version: v.parse().unwrap(),
@@ -26,7 +26,7 @@ fn version(v: &str, d: u8) -> ArtifactRef {
     }
 }
 
-fn session(run: u64, name: &str, v: &str, d: u8, signer: &SigningKey) -> Message {
+pub(super) fn session(run: u64, name: &str, v: &str, d: u8, signer: &SigningKey) -> Message {
     let body = ManifestBody {
         format: haifu_core::MANIFEST_FORMAT_V1,
         name: name.into(),
@@ -51,7 +51,7 @@ fn session(run: u64, name: &str, v: &str, d: u8, signer: &SigningKey) -> Message
     })
 }
 
-fn core(installed: Option<ArtifactRef>, pending: Option<Pending>) -> ClientCore {
+pub(super) fn core(installed: Option<ArtifactRef>, pending: Option<Pending>) -> ClientCore {
     ClientCore::new(
         "c0".into(),
         "r0".into(),
@@ -78,7 +78,7 @@ fn completions(e: &[Effect]) -> usize {
         .count()
 }
 
-fn receives(e: &[Effect]) -> bool {
+pub(super) fn receives(e: &[Effect]) -> bool {
     e.iter().any(|e| matches!(e, Effect::Receive { .. }))
 }
 

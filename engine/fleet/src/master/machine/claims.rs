@@ -122,6 +122,9 @@ impl MasterCore {
             Message::Completion(c) if is_relay || is_client => {
                 self.completion(out, now, conn, &peer, is_relay, c, facts);
             }
+            Message::InstallFailed(f) if is_relay || is_client => {
+                self.install_failed(out, conn, &peer, is_relay, f, facts)
+            }
             Message::ClientLabels(l) if is_relay || is_client => {
                 self.client_labels(out, conn, &peer, is_relay, l, facts)
             }
@@ -310,6 +313,7 @@ impl MasterCore {
                 };
                 self.next.updates.push((run, update));
             }
+            self.readmission(out, conn, a.instruction.run, &c, facts);
         } else if let Some(installed) = &c.installed {
             // Off the air: a client that reports the version of a run that
             // lists it as a straggler has it after all (its completion was

@@ -61,6 +61,7 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
         traffic,
         rollbacks,
         labels,
+        failures,
     } = more;
     batch.touches.extend(touches);
     batch.joins.extend(joins);
@@ -69,4 +70,5 @@ fn append(batch: &mut FleetBatch, more: FleetBatch) {
     batch.traffic.extend(traffic);
     batch.rollbacks.extend(rollbacks);
     batch.labels.extend(labels);
+    batch.failures.extend(failures);
 }

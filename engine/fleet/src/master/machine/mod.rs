@@ -326,6 +326,7 @@ impl Out {
 mod claims;
 mod commit;
 pub(crate) mod drain;
+mod failures;
 mod labels;
 mod on_air;
 mod rollback;

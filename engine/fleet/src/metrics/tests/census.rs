@@ -140,6 +140,7 @@ fn completions_rounds_and_rollbacks_agree_with_the_ledger() {
             delta: 1,
             current: 0,
             late: 1,
+            failed: [1, 0, 2],
         }),
     );
     delta_built(1234);
@@ -186,6 +187,25 @@ fn completions_rounds_and_rollbacks_agree_with_the_ledger() {
     assert_eq!(
         get("haifu_master_completions_recorded_total", "kind=\"late\""),
         Some(1.0)
+    );
+    assert_eq!(
+        get(
+            "haifu_master_install_failures_total",
+            "kind=\"post-install\""
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("haifu_master_install_failures_total", "kind=\"health\""),
+        Some(0.0),
+        "every kind from the start"
+    );
+    assert_eq!(
+        get(
+            "haifu_master_install_failures_total",
+            "kind=\"rolled-back\""
+        ),
+        Some(2.0)
     );
     // Process-wide: other tests in this process may build deltas too.
     assert!(get("haifu_master_deltas_built_total", "").unwrap() >= 1.0);

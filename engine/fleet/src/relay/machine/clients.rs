@@ -1,7 +1,7 @@
 //! What the relay's clients say: a registration (held to the
-//! certificate's identity), a completion or a rollback report (only about
-//! the client itself, passed up while the master is there), feedback for
-//! the round on air.
+//! certificate's identity), a completion, a failure report or a rollback
+//! report (only about the client itself, passed up while the master is
+//! there), feedback for the round on air.
 
 use haifu_protocol::ErrorCode;
 use haifu_protocol::Message;
@@ -83,6 +83,19 @@ impl RelayCore {
                 } else {
                     // No master now: the client resends until acked.
                     tracing::debug!(client = %id, "completion held back: no master connection");
+                }
+            }
+            Message::InstallFailed(f) => {
+                // Only about itself, like a completion: a relay never
+                // speaks for a client of another relay, nor lets one client
+                // speak for another.
+                if f.client != id {
+                    let why = "failure report for another client".to_owned();
+                    out.push(to(error(ErrorCode::Unexpected, f.run, why)));
+                } else if self.master_up {
+                    out.push(Effect::ToMaster(Message::InstallFailed(f)));
+                } else {
+                    tracing::debug!(client = %id, "failure report held back: no master connection");
                 }
             }
             Message::RollbackReport(r) => {

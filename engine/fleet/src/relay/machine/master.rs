@@ -75,6 +75,17 @@ impl RelayCore {
                     tracing::debug!(order = r.order, client = %r.client, "rollback order for a client not connected")
                 }
             },
+            // The master's word on a client's failure (recorded, or
+            // readmitted): to that client only, if connected (it resends
+            // or reports again otherwise).
+            Message::FailureAck(a) => {
+                if let Some(&conn) = self.clients.get(&a.client) {
+                    out.push(Effect::ToClient {
+                        conn,
+                        msg: Message::FailureAck(a),
+                    });
+                }
+            }
             Message::RollbackAck(a) => {
                 if let Some(&conn) = self.clients.get(&a.client) {
                     out.push(Effect::ToClient {

@@ -412,3 +412,50 @@ fn labels_go_up_only_for_the_client_itself_and_are_replayed() {
     });
     assert!(matches!(to_master(&e)[..], [Message::ClientLabels(_)]));
 }
+
+#[test]
+fn a_failure_goes_up_only_for_the_client_itself_and_its_ack_comes_down_to_it() {
+    let mut c = core();
+    for (conn, id) in [(5, "c0"), (6, "c1")] {
+        c.handle(Event::ClientUp {
+            conn,
+            client: id.into(),
+        });
+        client(&mut c, conn, Message::RegisterClient(registration(id)));
+    }
+    c.handle(Event::MasterUp);
+    let failed = |client: &str| {
+        Message::InstallFailed(haifu_protocol::InstallFailed {
+            run: 1,
+            client: client.into(),
+            digest: D,
+            kind: haifu_protocol::FailureKind::PostInstall,
+            reason: "exited with exit status: 1".into(),
+            at: Timestamp::UNIX_EPOCH,
+        })
+    };
+    // c0 forging c1's failure: refused to c0, nothing goes up.
+    let e = client(&mut c, 5, failed("c1"));
+    assert!(to_master(&e).is_empty(), "forged: {e:?}");
+    let (conn, msg) = only_to_client(&e);
+    assert_eq!(conn, 5);
+    assert!(matches!(msg, Message::Error(m) if m.code == ErrorCode::Unexpected));
+    // Its own goes up as it is.
+    let e = client(&mut c, 5, failed("c0"));
+    assert_eq!(to_master(&e), vec![&failed("c0")]);
+    // No master: held back (the client resends).
+    c.handle(Event::MasterDown);
+    assert!(to_master(&client(&mut c, 5, failed("c0"))).is_empty());
+    // The master's word goes to the client it names, and only to it.
+    let ack = |client: &str| {
+        Message::FailureAck(haifu_protocol::FailureAck {
+            run: 1,
+            client: client.into(),
+            digest: D,
+            readmitted: false,
+        })
+    };
+    let e = master(&mut c, ack("c1"), false);
+    assert_eq!(only_to_client(&e), (6, &ack("c1")));
+    assert!(master(&mut c, ack("nobody"), false).is_empty());
+}

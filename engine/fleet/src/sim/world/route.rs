@@ -125,7 +125,8 @@ impl World {
                 }
                 client::Effect::Persist(p) => self.clients[c].persisting = Some(p),
                 client::Effect::Forget => self.clients[c].disk.pending = None,
-                client::Effect::RefusedOlder => {}
+                // Versions never fail after install in the simulation.
+                client::Effect::RefusedOlder | client::Effect::KeepFailures(_) => {}
                 client::Effect::Receive { session, .. } => {
                     let ear =
                         super::ear::Ear::new(*session, &self.ks, self.instant(), &mut self.air_rng);

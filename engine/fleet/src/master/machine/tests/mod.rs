@@ -46,6 +46,9 @@ struct Table {
     relays: HashMap<String, String>,
     /// `(order, client)` whose outcome the ledger has.
     rollbacks_recorded: Vec<(u64, String)>,
+    /// `(run, client)` whose state is not pending (every listed client
+    /// is pending otherwise).
+    states: HashMap<(i64, String), haifu_ledger::ClientState>,
 }
 
 impl Facts for Table {
@@ -70,6 +73,16 @@ impl Facts for Table {
     fn rollback_recorded(&self, order: u64, client: &str) -> bool {
         self.rollbacks_recorded
             .contains(&(order, client.to_owned()))
+    }
+    fn run_client_state(&self, run: i64, client: &str) -> Option<haifu_ledger::ClientState> {
+        let key = (run, client.to_owned());
+        self.listed.get(&key)?;
+        Some(
+            self.states
+                .get(&key)
+                .copied()
+                .unwrap_or(haifu_ledger::ClientState::Pending),
+        )
     }
 }
 
@@ -269,6 +282,7 @@ fn on_air(w: &mut World) {
 mod claims;
 mod commit;
 mod drain;
+mod failures;
 mod labels;
 mod relays;
 mod rollback;

@@ -32,6 +32,28 @@ fn instructions(e: &[Effect]) -> Vec<(ConnId, Vec<String>)> {
         .collect()
 }
 
+#[test]
+fn a_client_not_admitted_cannot_report_a_failure_of_the_staged_run() {
+    let mut w = World::new();
+    admit(&mut w, &["c0"]);
+    w.on(t0(), Event::OnAir(staged()));
+    let failed = |client: &str| {
+        Message::InstallFailed(haifu_protocol::InstallFailed {
+            run: 1,
+            client: client.into(),
+            digest: D,
+            kind: haifu_protocol::FailureKind::Health,
+            reason: "exited with exit status: 1".into(),
+            at: secs(6),
+        })
+    };
+    let e = w.msg(RELAY, failed("c1"));
+    assert!(writes(&e).is_empty(), "{e:?}");
+    assert_eq!(w.refused(), 1);
+    let e = w.msg(RELAY, failed("c0"));
+    assert_eq!(writes(&e)[0].failures.len(), 1, "{e:?}");
+}
+
 fn names(n: &[&str]) -> Vec<String> {
     n.iter().map(|c| (*c).to_owned()).collect()
 }
