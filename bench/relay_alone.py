@@ -36,7 +36,6 @@ import datetime
 import json
 import os
 import signal
-import statistics
 import sys
 import threading
 import time
@@ -47,7 +46,7 @@ from fleet_bench import (  # noqa: E402
     MIB, fields, lines_with, log, make_artifact, sha256, tails, wait_for, wait_quiet,
 )
 from lan_race import (  # noqa: E402
-    CLK, SEED, SENDER_IF, SENDER_NS, HaifuRun, in_ns, parse_rate, proc_cpu, prune,
+    CLK, SEED, SENDER_IF, SENDER_NS, HaifuRun, fmt, in_ns, med, parse_rate, proc_cpu, prune, table,
 )
 
 SAMPLE_S = 0.010
@@ -173,27 +172,16 @@ class AloneRun(HaifuRun):
         }
 
 
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def fmt(x, spec=".2f"):
-    return "-" if x is None else format(x, spec)
-
-
 def report(a, cases):
     head = ["configured", "wire Gbit/s", "send s", "wire/file", "kpkt/s", "relay CPU s",
             "relay CPU/wall", "Gbit per CPU-s", "core busy s", "core softirq s"]
-    rows = [head]
+    rows = []
     for c in cases:
         m = lambda k: med([r[k] for r in c["runs"]])
         rows.append([f"{c['configured_mbit']:g} Mbit/s", fmt(m("wire_gbit_s")), fmt(m("send_s")),
                      fmt(m("wire_ratio"), ".3f"), fmt(m("packets_per_s") / 1e3, ".0f"),
                      fmt(m("relay_cpu_s")), fmt(m("relay_cpu_share")), fmt(m("gbit_per_cpu_s")),
                      fmt(m("core_busy_s")), fmt(m("core_irq_s"))])
-    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    table = "\n".join("  ".join(x.rjust(w[i]) for i, x in enumerate(r)) for r in rows)
     each = "\n".join(
         f"  {c['configured_mbit']:g} Mbit/s run {i}: {r['wire_gbit_s']:.2f} Gbit/s in {r['send_s']:.2f} s, "
         f"relay CPU {r['relay_cpu_s']:.2f} s ({fmt(r['gbit_per_cpu_s'])} Gbit per CPU-s), core busy "
@@ -204,7 +192,7 @@ def report(a, cases):
             f"pinned to CPU {a.relay_cpu}, master and driver on CPU {a.master_cpu}; medians of {a.runs}; "
             f"{os.cpu_count()} CPUs.\nwire = hf0's eth0 tx bytes over the round's sending time (Ethernet "
             "header included); relay CPU = its utime+stime over that time; core = CPU "
-            f"{a.relay_cpu}'s busy time (any process and the kernel's packet work).\n\n{table}\n\n{each}")
+            f"{a.relay_cpu}'s busy time (any process and the kernel's packet work).\n\n{table(head, rows)}\n\n{each}")
 
 
 def main():
