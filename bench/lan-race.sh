@@ -25,12 +25,13 @@
 #   DEAD=none TOOLS=haifu RATES=1gbit bash bench/lan-race.sh
 #   RELAY_ALONE=1 bash bench/lan-race.sh             # the relay alone on one core
 # RELAY_ALONE=1: instead of the race, the relay alone on one core as one
-# process (bench/relay_alone.py): master and relay in hf0, one client in hf1
-# stopped for the round (nothing receives), no tbf, the relay pinned to CPU RELAY_CPU (1) with
-# taskset and told to send at each of RELAY_RATES (2000,4000 Mbit/s); prints
-# the rate on hf0's wire over the round's sending time, the relay's CPU
-# seconds over it and Gbit per CPU-second. SIZE_MIB is 256 there, RUNS,
-# QUIET_WAIT, START_LEAD, BIN, JSON, KEEP, LOCK, PORT as below.
+# process (bench/relay_alone.py): master and relay in hf0, one client in
+# hf1 stopped for the round (nothing receives), no tbf, the relay pinned to
+# CPU RELAY_CPU (1) with taskset (the others on another CPU) and told to
+# send at each of RELAY_RATES (2000,4000 Mbit/s); prints the rate on hf0's
+# wire over the round's sending time, the relay's CPU seconds over it and
+# Gbit per CPU-second. SIZE_MIB is 256 there; RUNS, QUIET_WAIT, START_LEAD,
+# BIN, JSON, KEEP, LOCK and PORT as below.
 # Knobs: RATES (100mbit,1gbit: tc rates of hf0's link), LOSSES (0,5,20 %),
 # RUNS (3), SIZE_MIB (64), CLIENTS (8), SEND_PCT (95: both tools' send rate,
 # % of the link), DEAD (auto = the first rate at 0 and 5% loss; RATE:LOSS,...;

@@ -18,9 +18,10 @@ proactive share: none in round 1), then the silent client's bound.
 Every 10 ms during `haifu run` it samples hf0's eth0 tx bytes and packets
 (/proc/RELAY/net/dev: the relay's namespace), the relay's utime+stime
 (/proc/RELAY/stat, every thread) and the relay's CPU's counters (/proc/stat
-cpuN). The round's sending time runs from the last sample before its first
-datagram to the first sample after its last, so the linger and the set-up
-before the first datagram are outside it. Per run:
+cpuN). The round's sending time runs from the sample before the first
+10 ms that carried a burst of the round to the end of the last one, so the
+linger, the set-up before the first datagram and control traffic after are
+outside it. Per run:
   wire        tx bytes over the sending time (Ethernet header included, as
               the race counts them), and / the artifact
   relay CPU   the relay's CPU seconds over the same window
@@ -43,16 +44,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_bench import (  # noqa: E402
-    MIB, fields, lines_with, log, make_artifact, sha256, tails, wait_for, wait_quiet,
+    MIB, fields, lines_with, log, make_artifact, sha256, tails, wait_quiet,
 )
 from lan_race import (  # noqa: E402
-    CLK, SEED, SENDER_IF, SENDER_NS, HaifuRun, fmt, in_ns, med, parse_rate, proc_cpu, prune, table,
+    CLK, SEED, SENDER_IF, HaifuRun, fmt, in_ns, med, parse_rate, proc_cpu, prune, table,
 )
 
 SAMPLE_S = 0.010
-# Below this many bytes over the run's first sample, eth0 has carried only
-# ARP and IGMP, not a datagram of the round (each is ~1.5 KB on the wire).
-QUIET_BYTES = 1024
+# A sample interval that carried more than this was the round sending
+# (64 KiB in 10 ms is 52 Mbit/s); less is control traffic (ARP, IGMP, the
+# QUIC link to the stopped client), which may go on after the round.
+BURST_BYTES = 64 * 1024
 
 
 def net_dev(pid, dev):
@@ -97,14 +99,13 @@ class Sampler(threading.Thread):
 
 
 def sending_window(rows):
-    """The samples that bracket the round's datagrams: the last one before
-    eth0's bytes rose past QUIET_BYTES, the first one at its final count."""
-    base, final = rows[0][1], rows[-1][1]
-    if final - base <= QUIET_BYTES:
+    """The samples that bracket the round's datagrams: the one before the
+    first interval that carried more than BURST_BYTES, the one ending the
+    last such interval."""
+    busy = [i for i in range(1, len(rows)) if rows[i][1] - rows[i - 1][1] > BURST_BYTES]
+    if not busy:
         return None
-    first = max(i for i, r in enumerate(rows) if r[1] - base <= QUIET_BYTES)
-    last = min(i for i, r in enumerate(rows) if r[1] >= final)
-    return rows[first], rows[last]
+    return rows[busy[0] - 1], rows[busy[-1]]
 
 
 class AloneRun(HaifuRun):
@@ -121,15 +122,9 @@ class AloneRun(HaifuRun):
         a, d = self.a, self.dir
         try:
             self.setup()
-            master = self.start(SENDER_NS, "master", "master")
-            self.wait_log([master], "master", "master started", 60)
-            relay = self.start(SENDER_NS, "relay", "relay-a")
-            self.wait_log([master, relay], "relay-a", "connected to the master", 60)
-            client = self.start("hf1", "client", self.clients[0])
-            self.wait_log([master, relay, client], "relay-a", f"client registered client={self.clients[0]}", 90)
-            wait_for("the master to record the client", lambda: self.known_clients() >= 1, 60,
-                     lambda: tails(d))
-            client.send_signal(signal.SIGSTOP)
+            _, relay, clients = self.start_fleet()
+            for client in clients.values():
+                client.send_signal(signal.SIGSTOP)
             busy = wait_quiet(a.quiet_wait)
             lead = datetime.timedelta(seconds=a.start_lead)
             self.write_workflow(datetime.datetime.now(datetime.timezone.utc) + lead)
