@@ -23,6 +23,15 @@
 #   LOCK=/work/bench.lock bash bench/lan-race.sh     # all of it (~45 min)
 #   RATES=100mbit LOSSES=0,5 RUNS=1 SIZE_MIB=16 CLIENTS=4 bash bench/lan-race.sh
 #   DEAD=none TOOLS=haifu RATES=1gbit bash bench/lan-race.sh
+#   RELAY_ALONE=1 bash bench/lan-race.sh             # the relay alone on one core
+# RELAY_ALONE=1: instead of the race, the relay alone on one core as one
+# process (bench/relay_alone.py): master and relay in hf0, one client in
+# hf1 stopped for the round (nothing receives), no tbf, the relay pinned to
+# CPU RELAY_CPU (1) with taskset (the others on another CPU) and told to
+# send at each of RELAY_RATES (2000,4000 Mbit/s); prints the rate on hf0's
+# wire over the round's sending time, the relay's CPU seconds over it and
+# Gbit per CPU-second. SIZE_MIB is 256 there; RUNS, QUIET_WAIT, START_LEAD,
+# BIN, JSON, KEEP, LOCK and PORT as below.
 # Knobs: RATES (100mbit,1gbit: tc rates of hf0's link), LOSSES (0,5,20 %),
 # RUNS (3), SIZE_MIB (64), CLIENTS (8), SEND_PCT (95: both tools' send rate,
 # % of the link), DEAD (auto = the first rate at 0 and 5% loss; RATE:LOSS,...;
@@ -44,7 +53,8 @@
 set -euo pipefail
 CALLER_PWD=$PWD
 KNOBS=(RATES LOSSES RUNS SIZE_MIB CLIENTS SEND_PCT DEAD TOOLS SETTLE_MS ROUND_GRACE_SECS POLL_MS
-  ROUNDS START_LEAD MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY BROADCAST_POLICY QUIET_WAIT ATTEMPTS RUN_TIMEOUT PORT)
+  ROUNDS START_LEAD MASTER_EXTRA RELAY_EXTRA CLIENT_EXTRA RETRY_POLICY BROADCAST_POLICY QUIET_WAIT ATTEMPTS RUN_TIMEOUT PORT
+  RELAY_ALONE RELAY_RATES RELAY_CPU)
 COMMAND=
 for k in "${KNOBS[@]}"; do
   if [ -n "${!k+x}" ]; then COMMAND+="$k=$(printf %q "${!k}") "; fi
@@ -60,9 +70,13 @@ die() { echo "lan-race.sh: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null || die "$1 not found (apt-get install $2)"; }
 need ip iproute2
 need tc iproute2
-need nft nftables
-need uftp uftp
-need uftpd uftp
+if [ -z "${RELAY_ALONE:-}" ]; then
+  need nft nftables
+  need uftp uftp
+  need uftpd uftp
+else
+  need taskset util-linux
+fi
 need python3 python3
 LAN=${LAN:-$SRC/../shared/bench/lan.sh}
 [ -f "$LAN" ] || die "lan.sh not found at $LAN (set LAN=path/to/lan.sh)"
@@ -133,8 +147,10 @@ if [ -z "${BIN:-}" ]; then
 fi
 cp "$BIN/haifu" "$BIN/libhaifu_transport_quic.so" "$BIN/libhaifu_transport_multicast.so" "$WORK/bin/"
 
-# 3. The LAN: the sender and CLIENTS receivers, checked before use.
+# 3. The LAN: the sender and CLIENTS receivers, checked before use (the
+# relay alone: one, stopped during the round).
 CLIENTS=${CLIENTS:-8}
+[ -z "${RELAY_ALONE:-}" ] || CLIENTS=1
 LAN_UP=1
 bash "$LAN" up "$CLIENTS" >/dev/null || die "'lan.sh up $CLIENTS' failed (needs the bridge and veth kernel modules)"
 bash "$LAN" check >"$WORK/lan-check.log" 2>&1 || die "multicast does not cross the LAN: $(tail -1 "$WORK/lan-check.log")"
@@ -155,6 +171,16 @@ META=$(python3 -c 'import json,sys; print(json.dumps({"date": sys.argv[1], "comm
   "$DATE" "$COMMIT" "$COMMAND" "$(uname -r)" "$(dpkg-query -W -f '${Version}' uftp 2>/dev/null || echo unknown)")
 echo "$DATE, commit $COMMIT: $COMMAND" >&2
 # In the background, waited for: a signal to this shell runs its trap at once.
+if [ -n "${RELAY_ALONE:-}" ]; then
+  python3 bench/relay_alone.py --bin "$WORK/bin" --work "$WORK" --json "$JSON" --pidfile "$PIDS" \
+    --size-mib "${SIZE_MIB:-256}" --rates "${RELAY_RATES:-2000,4000}" --runs "${RUNS:-3}" \
+    --relay-cpu "${RELAY_CPU:-1}" --master-cpu "$([ "${RELAY_CPU:-1}" = 0 ] && echo 1 || echo 0)" \
+    --start-lead "${START_LEAD:-3}" --quiet-wait "${QUIET_WAIT:-120}" --run-timeout "${RUN_TIMEOUT:-300}" \
+    --port "${PORT:-31000}" --broadcast-policy "$BROADCAST_POLICY" --meta "$META" &
+  PY=$!
+  wait "$PY"
+  exit
+fi
 python3 bench/lan_race.py --bin "$WORK/bin" --work "$WORK" --lan "$LAN" --json "$JSON" --pidfile "$PIDS" \
   --size-mib "${SIZE_MIB:-64}" --clients "$CLIENTS" --rates "${RATES:-100mbit,1gbit}" \
   --losses "${LOSSES:-0,5,20}" --runs "${RUNS:-3}" --send-pct "${SEND_PCT:-95}" --dead "${DEAD:-auto}" \

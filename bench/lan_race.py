@@ -314,19 +314,27 @@ class HaifuRun:
         except sqlite3.Error:
             return 0
 
+    def start_fleet(self):
+        """Master, relay and every client started, the clients registered
+        with the relay and recorded by the master: (master, relay,
+        {client: process})."""
+        master = self.start(SENDER_NS, "master", "master")
+        self.wait_log([master], "master", "master started", 60)
+        relay = self.start(SENDER_NS, "relay", "relay-a")
+        self.wait_log([master, relay], "relay-a", "connected to the master", 60)
+        clients = {c: self.start(receiver_ns(i), "client", c) for i, c in enumerate(self.clients, 1)}
+        for c in self.clients:
+            self.wait_log([master, relay, *clients.values()], "relay-a", f"client registered client={c}", 90)
+        wait_for("the master to record every client", lambda: self.known_clients() >= len(self.clients), 60,
+                 lambda: tails(self.dir))
+        return master, relay, clients
+
     def run(self):
         d, a = self.dir, self.a
         dump = lambda: tails(d)
         try:
             self.setup()
-            master = self.start(SENDER_NS, "master", "master")
-            self.wait_log([master], "master", "master started", 60)
-            relay = self.start(SENDER_NS, "relay", "relay-a")
-            self.wait_log([master, relay], "relay-a", "connected to the master", 60)
-            clients = {c: self.start(receiver_ns(i), "client", c) for i, c in enumerate(self.clients, 1)}
-            for c in self.clients:
-                self.wait_log([master, relay, *clients.values()], "relay-a", f"client registered client={c}", 90)
-            wait_for("the master to record every client", lambda: self.known_clients() >= len(self.clients), 60, dump)
+            master, relay, clients = self.start_fleet()
             stopped = self.clients[-1] if self.dead else None
             if stopped:
                 clients[stopped].send_signal(signal.SIGSTOP)
