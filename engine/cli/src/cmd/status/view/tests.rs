@@ -160,8 +160,14 @@ fn the_relay_table_counts_each_round_and_the_last_minute() {
     let text = relay_table(&run.state, &clients, now());
     let lines: Vec<&str> = text.lines().collect();
     let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(cells(lines[1]), ["relay-a", "1", "1", "0", "0", "0", "0", "2"]);
-    assert_eq!(cells(lines[2]), ["relay-b", "0", "1", "0", "0", "0", "0", "1"]);
+    assert_eq!(
+        cells(lines[1]),
+        ["relay-a", "1", "1", "0", "0", "0", "0", "2"]
+    );
+    assert_eq!(
+        cells(lines[2]),
+        ["relay-b", "0", "1", "0", "0", "0", "0", "1"]
+    );
     assert_eq!(cells(lines[3]), ["all", "1", "2", "0", "0", "0", "0", "3"]);
     assert_eq!(lines[4], "completions in the last minute: 1");
     // A minute later, none.
