@@ -14,7 +14,7 @@
 //! Scopes: `read` passes every read-only endpoint; `admin` passes
 //! everything `read` does and the write endpoints (operators' orders on a
 //! run), which no other scope passes ([`TokenScope::allows`]). The token's
-//! name goes with the request to the endpoint ([`Caller`]), so an order
+//! name goes with the request to the endpoint (as its caller), so an order
 //! is recorded in its name.
 //!
 //! What it does not do: rate-limit or lock out (the connection cap and the

@@ -13,7 +13,7 @@
 //! | `GET /v1/fleet` | read | every client: relay, version, last contact, cut-off |
 //! | `GET /v1/gate?client=C&service=S` | read | `{"allow": bool, "reason": "…"}` |
 //! | `GET /metrics` | read | the master's metrics, Prometheus text ([`crate::metrics`]) |
-//! | `POST /v1/runs/{id}/pause` | admin | pause a running run: no new round, no cut-off, no delta ([`orders`]) |
+//! | `POST /v1/runs/{id}/pause` | admin | pause a running run: no new round, no cut-off, no delta |
 //! | `POST /v1/runs/{id}/resume` | admin | resume a paused run where it was |
 //! | `POST /v1/runs/{id}/abort` | admin | end a running or paused run now, failed; its round on air stops |
 //!
