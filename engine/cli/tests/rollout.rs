@@ -219,7 +219,10 @@ fn a_bad_release_pauses_after_the_canary_and_a_readmitted_fix_goes_through_every
         assert_eq!((row.3, row.4), (0, 0), "{audit:#}");
     }
     assert_eq!(rows[1].2 + rows[2].2, 4, "relay-b's and relay-c's clients");
-    assert_eq!(audit["stages"][0]["failures"]["post-install"], 2, "{audit:#}");
+    assert_eq!(
+        audit["stages"][0]["failures"]["post-install"], 2,
+        "{audit:#}"
+    );
     let last = audit["stages"][0]["decisions"]
         .as_array()
         .unwrap()
@@ -283,7 +286,10 @@ fn a_bad_release_pauses_after_the_canary_and_a_readmitted_fix_goes_through_every
     for id in ["a2", "a3"] {
         std::fs::write(f.path(&format!("{id}-fixed")), b"").unwrap();
         let out = f.haifu_ok(&["fleet", "readmit", id, "--by", "ops"]);
-        assert!(out.contains(&format!("{id} readmitted to run {run}")), "{out}");
+        assert!(
+            out.contains(&format!("{id} readmitted to run {run}")),
+            "{out}"
+        );
     }
     f.haifu_ok(&["run", "resume", run, "--by", "ops"]);
     let audit = wait_rolled_out(&f, run, 90);
@@ -291,7 +297,10 @@ fn a_bad_release_pauses_after_the_canary_and_a_readmitted_fix_goes_through_every
         ALL.iter().all(|id| current(&f, id) == v2)
     });
     let st = status(&f, run);
-    assert!(st["paused"].is_null() && st["status"] == "running", "{st:#}");
+    assert!(
+        st["paused"].is_null() && st["status"] == "running",
+        "{st:#}"
+    );
     let rows = stage_rows(&audit);
     assert_eq!(
         rows.iter().map(|r| (r.1, r.3, r.4)).collect::<Vec<_>>(),

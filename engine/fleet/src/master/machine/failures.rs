@@ -70,6 +70,7 @@ impl MasterCore {
             // A resend while the first is being written: its ack follows.
             return;
         }
+        self.held.insert((run, f.client.clone()), f.digest);
         if facts.run_client_state(id, &f.client) == Some(ClientState::Failed) {
             // Recorded already (the ack was lost, or this master
             // restarted): said again, nothing written.
@@ -164,6 +165,51 @@ impl MasterCore {
                 readmitted: true,
             };
             out.send(conn, Message::FailureAck(ack));
+        }
+    }
+}
+
+impl MasterCore {
+    /// A round of the run on air starts: each client whose failure in it
+    /// this master recorded and whom the ledger has pending again (an
+    /// operator readmitted it) is told so through its relay now, so it
+    /// hears this round. Its own version report asks only every
+    /// `ASK_READMISSION`, which may fall outside a short broadcast (a
+    /// resumed stage's few rounds). Told once; a client not behind a
+    /// connected relay it targets is told at its next report instead.
+    pub(super) fn tell_readmitted(&mut self, out: &mut Out, facts: &dyn Facts) {
+        let Some(a) = self.active.as_ref() else {
+            return;
+        };
+        let run = a.instruction.run;
+        // Only the run on air's: another run's failures are over.
+        self.held.retain(|(r, _), _| *r == run);
+        let id = i64::try_from(run).unwrap_or(i64::MAX);
+        let mut told = Vec::new();
+        for ((_, client), digest) in &self.held {
+            if facts.run_client_state(id, client) != Some(ClientState::Pending) {
+                continue;
+            }
+            let Some(relay) = self.bound.get(client).filter(|r| a.targets(r)) else {
+                continue;
+            };
+            let Some(&conn) = self.relays.get(relay) else {
+                continue;
+            };
+            tracing::info!(run, client = %client, relay = %relay, "readmitted client told at the round's start");
+            out.send(
+                conn,
+                Message::FailureAck(FailureAck {
+                    run,
+                    client: client.clone(),
+                    digest: *digest,
+                    readmitted: true,
+                }),
+            );
+            told.push((run, client.clone()));
+        }
+        for k in told {
+            self.held.remove(&k);
         }
     }
 }

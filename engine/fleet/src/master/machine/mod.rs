@@ -159,6 +159,10 @@ pub(crate) struct MasterCore {
     orders: rollback::Orders,
     /// The staged run on air (or about to be) and who it admits.
     stages: stages::Admissions,
+    /// Clients whose failure in a run this master recorded (or acked
+    /// again), by run: each holds the version back until told it was
+    /// readmitted, which a round's start tells it (`failures.rs`).
+    held: BTreeMap<(u64, String), haifu_core::Digest>,
     counters: Arc<Counters>,
 }
 
@@ -195,6 +199,7 @@ impl MasterCore {
             in_flight: None,
             orders: rollback::Orders::default(),
             stages: stages::Admissions::default(),
+            held: BTreeMap::new(),
             counters,
         }
     }
@@ -292,6 +297,7 @@ impl MasterCore {
             Event::OnAir(active) => self.on_air(&mut out, active),
             Event::RoundStarted { round, budget } => {
                 self.round_started(&mut out, now, round, budget);
+                self.tell_readmitted(&mut out, facts);
             }
             Event::OffAir => self.off_air(&mut out),
             Event::Admit { run, clients } => self.admit(&mut out, run, clients),

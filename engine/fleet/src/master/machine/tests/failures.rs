@@ -138,3 +138,39 @@ fn a_readmitted_client_is_told_on_its_next_version_report() {
     w.msg(RELAY, failed(1, "c1", D));
     assert!(failure_acks(&w.msg(RELAY, report(None))).is_empty());
 }
+
+/// A resumed stage's broadcast can be shorter than the client's period of
+/// asking: the next round's start tells a readmitted client at once.
+#[test]
+fn a_readmitted_client_is_told_when_the_next_round_starts() {
+    let mut w = World::new();
+    on_air(&mut w);
+    w.msg(RELAY, failed(1, "c1", D));
+    w.on(secs(101), Event::Committed);
+    w.facts.states.insert((1, "c1".into()), ClientState::Failed);
+    let round = |w: &mut World, at: i64, round: u32| {
+        w.on(
+            secs(at),
+            Event::RoundStarted {
+                round,
+                budget: None,
+            },
+        )
+    };
+    // Still failed: a round's start says nothing of it.
+    assert!(failure_acks(&round(&mut w, 110, 3)).is_empty());
+    // Readmitted by an operator (pending again): told, through its relay,
+    // with the round's start.
+    w.facts.states.remove(&(1, "c1".into()));
+    let e = round(&mut w, 120, 4);
+    let acks = failure_acks(&e);
+    assert_eq!(acks.len(), 1, "{e:?}");
+    assert_eq!(acks[0].0, RELAY);
+    assert!(acks[0].1.readmitted);
+    assert_eq!(
+        (acks[0].1.run, acks[0].1.client.as_str(), acks[0].1.digest),
+        (1, "c1", D)
+    );
+    // Once.
+    assert!(failure_acks(&round(&mut w, 130, 5)).is_empty());
+}
