@@ -204,7 +204,7 @@ fn a_bad_release_pauses_after_the_canary_and_a_readmitted_fix_goes_through_every
     );
     let text = f.haifu_ok(&["status", run]);
     assert!(
-        text.contains(&format!("paused by advance policy at"))
+        text.contains("paused by advance policy at")
             && text.contains(why)
             && text.contains(&format!("haifu run resume {run}")),
         "{text}"
