@@ -3,8 +3,9 @@
 //! behind or from the client itself, only for a run of that digest that
 //! targets the client (of a staged run, only from a client its stages
 //! admitted: no other was handed the key), recorded in the next group commit and acked once
-//! durable. A client an operator readmitted is told so in answer to its
-//! next version report during the run.
+//! durable. A client an operator readmitted is told so when the run's
+//! next round starts (a failure this master recorded), or in answer to
+//! its next version report during the run.
 
 use haifu_ledger::ClientState;
 use haifu_ledger::FailureReport;
