@@ -126,7 +126,9 @@ impl World {
                 client::Effect::Persist(p) => self.clients[c].persisting = Some(p),
                 client::Effect::Forget => self.clients[c].disk.pending = None,
                 // Versions never fail after install in the simulation.
-                client::Effect::RefusedOlder | client::Effect::KeepFailures(_) => {}
+                client::Effect::RefusedOlder
+                | client::Effect::KeepFailures(_)
+                | client::Effect::KeepSwitched(_) => {}
                 client::Effect::Receive { session, .. } => {
                     let ear =
                         super::ear::Ear::new(*session, &self.ks, self.instant(), &mut self.air_rng);
