@@ -77,7 +77,11 @@ impl ClientCore {
     /// The completion of `digest` was acked for `run`: a version switched
     /// to from the master's copy is filed under that run from now on.
     pub(super) fn switched_run(&mut self, out: &mut Vec<Effect>, run: u64, digest: &str) {
-        if let Some(s) = self.switched.as_mut().filter(|s| s.run == 0 && s.digest == digest) {
+        if let Some(s) = self
+            .switched
+            .as_mut()
+            .filter(|s| s.run == 0 && s.digest == digest)
+        {
             s.run = run;
             out.push(Effect::KeepSwitched(self.switched.clone()));
         }
@@ -119,7 +123,11 @@ impl ClientCore {
         }
         // A rollback the master ordered, stopped between its switch and
         // its report: the version it left is the one switched to.
-        let ordered = self.rollbacks.hold.as_ref().is_some_and(|h| h.from == s.version);
+        let ordered = self
+            .rollbacks
+            .hold
+            .as_ref()
+            .is_some_and(|h| h.from == s.version);
         // Kept already (a crash before the record was cleared): once.
         let kept = self.failures.failures.iter().any(|f| f.digest == s.digest);
         self.installed = current.clone();

@@ -75,7 +75,11 @@ fn a_version_put_back_while_the_client_was_away_is_reported_once_naming_both_ver
         "{}",
         f.reason
     );
-    assert_eq!(kept_switched(&e), Some(None), "the record is cleared: {e:?}");
+    assert_eq!(
+        kept_switched(&e),
+        Some(None),
+        "the record is cleared: {e:?}"
+    );
     // Kept before the record is cleared (a crash between the two reports
     // it still, and once: see below).
     let keep = e
@@ -168,7 +172,10 @@ fn a_rollback_the_master_ordered_is_never_reported() {
             about: None,
         },
     );
-    assert!(failures(&e).is_empty() && kept_failures(&e).is_none(), "{e:?}");
+    assert!(
+        failures(&e).is_empty() && kept_failures(&e).is_none(),
+        "{e:?}"
+    );
 }
 
 #[test]
