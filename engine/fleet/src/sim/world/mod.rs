@@ -99,6 +99,10 @@ struct Disk {
     pending: Option<crate::client::outbox::Pending>,
     /// The rollbacks' record (`rollback.json`).
     rollbacks: client::RollbackState,
+    /// The failures' record (`failure.json`).
+    failures: client::FailureState,
+    /// The version the client last switched to (`switched.json`).
+    switched: Option<client::Switched>,
 }
 
 struct ClientNode {
@@ -125,6 +129,11 @@ struct ClientNode {
     got_target: bool,
     /// Whether a rollback order took it back since.
     rolled_back: bool,
+    /// Times its previous version was put back outside haifu (while it
+    /// was down, as an A/B slot would at boot).
+    fell_back: u32,
+    /// The distinct `rolled-back` reports it sent (by when it made each).
+    put_back_reports: std::collections::BTreeSet<String>,
 }
 
 /// What happened across seeds.
@@ -301,6 +310,8 @@ impl World {
                     highest: Some(installed.version.clone()),
                     got_target: false,
                     rolled_back: false,
+                    fell_back: 0,
+                    put_back_reports: Default::default(),
                     disk: Disk {
                         installed: Some(installed),
                         ..Disk::default()
@@ -491,7 +502,19 @@ impl World {
                 n.disk.installed.clone(),
                 n.disk.pending.clone(),
             )
-            .with_rollbacks(n.disk.rollbacks.clone()),
+            .with_rollbacks(n.disk.rollbacks.clone())
+            .with_failures(n.disk.failures.clone())
+            .with_switched(n.disk.switched.clone()),
+        );
+        // As the shell does before anything else: is what it switched to
+        // still current?
+        let current = n.disk.installed.clone();
+        self.at_client(
+            c,
+            client::Event::Looked {
+                current,
+                about: None,
+            },
         );
     }
 
