@@ -151,6 +151,8 @@ pub(super) struct Totals {
     pub(super) rollbacks_refused: u64,
     /// Clients a staged run never admitted (none of them installed).
     pub(super) withheld: u64,
+    /// Versions put back outside haifu while their client was down.
+    pub(super) put_back: u64,
     pub(super) rounds: air::RoundTotals,
 }
 
@@ -167,6 +169,7 @@ impl Totals {
         self.rollbacks_done += o.rollbacks_done;
         self.rollbacks_refused += o.rollbacks_refused;
         self.withheld += o.withheld;
+        self.put_back += o.put_back;
         self.rounds.add(&o.rounds);
     }
 }
@@ -175,7 +178,7 @@ impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted, rollbacks done/refused {}/{}, {} withheld by a stage",
+            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted, rollbacks done/refused {}/{}, {} withheld by a stage, {} put back outside haifu",
             self.steps,
             self.master_kills,
             self.relay_kills,
@@ -186,7 +189,8 @@ impl std::fmt::Display for Totals {
             self.delivered,
             self.rollbacks_done,
             self.rollbacks_refused,
-            self.withheld
+            self.withheld,
+            self.put_back
         )
     }
 }
@@ -423,6 +427,7 @@ impl World {
         self.totals.delivered = delivered as u64;
         self.totals.installed = self.clients.iter().filter(|c| c.got_target).count() as u64;
         self.totals.withheld = self.withheld();
+        self.totals.put_back = self.clients.iter().map(|c| u64::from(c.fell_back)).sum();
         for o in self.ledger.rollbacks().unwrap() {
             match o.state {
                 haifu_ledger::RollbackState::Done => self.totals.rollbacks_done += 1,
