@@ -211,3 +211,90 @@ fn a_failed_health_check_switches_back_and_is_audited() {
         f.log("h2")
     );
 }
+
+/// A version put back outside haifu: after both clients switched to 1.2.0,
+/// p1 is rolled back by the operator's order and p2's `current` is pointed
+/// at its previous version by hand while it is down (as an A/B slot or a
+/// watchdog would). Started again, p2 reports `rolled-back` naming both
+/// versions, once however often it starts; p1's ordered rollback is no
+/// failure.
+#[test]
+fn a_version_put_back_outside_haifu_is_reported_once_and_an_ordered_rollback_never() {
+    let clients = ["p1", "p2"];
+    let mut f = Fleet::with(
+        2,
+        &Layout {
+            relays: &[("relay-a", &clients)],
+            ..Layout::default()
+        },
+    );
+    let v1 = std::fs::read(f.artifact("app-1.bin", 128 << 10, 4)).unwrap();
+    let mut v2 = v1.clone();
+    v2[9] ^= 0xff;
+    std::fs::write(f.path("app-2.bin"), &v2).unwrap();
+    f.workflow("v1", "app-1.bin", "1.1.0", &["relay-a"], 2, 1, "200Mbit/s");
+    f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 2, 1, "200Mbit/s");
+    // Run 2 stays open while the failure comes in.
+    f.open_delta_window("v2");
+    f.start_fleet(&clients);
+    let report = f.json(&["run", "v1.yaml", "--live", "--json"]);
+    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
+    for id in clients {
+        f.wait_log(id, "installed; completion sent", 2, 60);
+    }
+    let orders = f.json(&[
+        "rollback", "app", "--client", "p1", "--to", "1.1.0", "--by", "ops", "--wait", "60",
+        "--json",
+    ]);
+    assert_eq!(orders[0]["state"], "done", "{orders:#}\n{}", f.dump());
+
+    // p2 is down; its previous version is put back by hand.
+    f.kill("p2");
+    let root = f.path("p2-root");
+    let previous = std::fs::read_link(root.join("previous")).unwrap();
+    std::os::unix::fs::symlink(&previous, root.join("current.new")).unwrap();
+    std::fs::rename(root.join("current.new"), root.join("current")).unwrap();
+    // Both start again.
+    f.kill("p1");
+    f.start("client", "p1");
+    f.start("client", "p2");
+    let failed = |f: &Fleet| -> Value {
+        let out = f.haifu().args(["audit", "2", "--json"]).output().unwrap();
+        if !out.status.success() {
+            return Value::Null;
+        }
+        let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+        audit["relays"][0]["failed"].clone()
+    };
+    f.wait_for(60, "p2's failure in the audit", || failed(&f).is_array());
+    let list = failed(&f);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!(list[0]["client"], "p2", "{list:#}");
+    assert_eq!(list[0]["kind"], "rolled-back", "{list:#}");
+    let reason = list[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("switched to 1.2.0") && reason.contains("found 1.1.0 current"),
+        "{reason}"
+    );
+    f.wait_log("p2", "failure acknowledged by the master", 1, 30);
+    // Once: not again when it starts again.
+    f.kill("p2");
+    f.start("client", "p2");
+    f.wait_log("p2", "client started", 3, 30);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        f.log("p2").matches("put back outside haifu").count(),
+        1,
+        "{}",
+        f.log("p2")
+    );
+    assert!(
+        !f.log("p1").contains("put back outside haifu"),
+        "{}",
+        f.log("p1")
+    );
+    let current = |id: &str| std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap();
+    assert_eq!(current("p2"), v1, "not installed again by itself");
+    assert_eq!(current("p1"), v1);
+}

@@ -5,7 +5,9 @@
 //! The core keeps each failure on disk before it is sent. A check still to
 //! run is kept on disk too (`health.json`), so a client restarted during
 //! the delay (the new version may well restart the machine) runs it when
-//! it starts.
+//! it starts. A check that finds another version current than the one
+//! it was for asks the core whether it was put back outside haifu
+//! (`machine::fallback`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,7 +151,14 @@ fn check(
         let _one = client.installing.lock().unwrap_or_else(|p| p.into_inner());
         let current = installed_ref(&client.root);
         if current.as_ref().map(|c| c.digest) != Some(digest) {
-            tracing::info!(run, "another version is current now; its own check follows");
+            // Put back outside haifu, or switched since by this client:
+            // the core tells which (not beside the install lock, which an
+            // order takes inside the core's).
+            drop(_one);
+            client.handle(Event::Looked {
+                current,
+                about: Some(digest),
+            });
             return true;
         }
         let reason = match client.root.check_current(&cmd) {

@@ -15,7 +15,9 @@
 //! - reports a version that failed after install (its post-install
 //!   command, or its health command after the configured delay, which
 //!   switches back) the same way, and does not install it again until the
-//!   master says it was readmitted (module `health`);
+//!   master says it was readmitted (module `health`), and a version it
+//!   switched to that it finds put back outside haifu when it starts or
+//!   its health check is due (`rolled-back`, module `machine::fallback`);
 //! - a session whose bytes in hand reach no new high for
 //!   `receive_stall_secs` stops holding back the boot check (the progress
 //!   watchdog), so a straggler still asks the master for a delta (module
@@ -188,6 +190,12 @@ impl Client {
                             tracing::error!("keeping the failures' record: {e}");
                         }
                     }
+                    Effect::KeepSwitched(sw) => {
+                        let path = self.cfg.install_root.join(outbox::SWITCHED);
+                        if let Err(e) = outbox::write_switched(&path, sw.as_ref()) {
+                            tracing::error!("keeping the version switched to: {e}");
+                        }
+                    }
                     Effect::KeepRollbacks(r) => {
                         if let Err(e) = outbox::write_rollbacks(&self.rollbacks_path(), &r) {
                             tracing::error!("keeping the rollbacks' record: {e}");
@@ -250,6 +258,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     let pending = outbox::read_pending(&cfg.install_root.join(PENDING));
     let rollbacks = outbox::read_rollbacks(&cfg.install_root.join(outbox::ROLLBACKS));
     let failures = outbox::read_failures(&cfg.install_root.join(outbox::FAILURES));
+    let switched = outbox::read_switched(&cfg.install_root.join(outbox::SWITCHED));
     let core = ClientCore::new(
         cfg.id.clone(),
         cfg.relay.name.clone(),
@@ -261,6 +270,7 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
     .with_broadcast(cfg.transports.broadcast.clone())
     .with_rollbacks(rollbacks)
     .with_failures(failures)
+    .with_switched(switched)
     .with_labels(cfg.labels.clone());
     let (quic, multicast) = plugins(cfg.plugins.as_deref(), &cfg.transports)?;
     let ep = Arc::new(endpoint(&quic, &cfg.tls, None)?);
@@ -295,6 +305,12 @@ pub fn run(cfg: ClientConfig, shutdown: Shutdown) -> Result<(), FleetError> {
         installed = ?installed.as_ref().map(|i| i.version.to_string()),
         "client started"
     );
+    // Before any other thread: whether what this client switched to is
+    // still current, or was put back outside haifu while it was away.
+    client.handle(Event::Looked {
+        current: installed.clone(),
+        about: None,
+    });
     if cfg.master.is_some() {
         let client = Arc::clone(&client);
         let ep = Arc::clone(&ep);

@@ -86,3 +86,43 @@ pub(super) fn read_failures(path: &std::path::Path) -> super::machine::FailureSt
         Err(_) => super::machine::FailureState::default(),
     }
 }
+
+/// The file, in the install root, holding the version this client last
+/// made current.
+pub(super) const SWITCHED: &str = "switched.json";
+
+/// Writes what this client switched to atomically, or removes the file.
+pub(super) fn write_switched(
+    path: &std::path::Path,
+    s: Option<&super::machine::Switched>,
+) -> Result<(), FleetError> {
+    let Some(s) = s else {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(FleetError::store("the version switched to")(
+                    haifu_store::StoreError::Io {
+                        op: "remove",
+                        path: path.to_owned(),
+                        source: e,
+                    },
+                ))
+            }
+            _ => Ok(()),
+        };
+    };
+    let text = serde_json::to_vec(s)?;
+    haifu_store::write_atomic(path, &text, true)
+        .map_err(FleetError::store("the version switched to"))
+}
+
+/// What an earlier run of the client switched to; none when there is no
+/// file. One that does not read is logged and taken as none (nothing is
+/// then reported as put back until the next install).
+pub(super) fn read_switched(path: &std::path::Path) -> Option<super::machine::Switched> {
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice(&text)
+        .map_err(|e| {
+            tracing::error!(path = %path.display(), "the version switched to does not read: {e}");
+        })
+        .ok()
+}

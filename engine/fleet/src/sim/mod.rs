@@ -97,6 +97,7 @@ fn the_fleet_keeps_its_invariants_under_faults_for_every_seed() {
         // About one seed in seventy drops a listener for silence.
         if seeds.len() >= 1000 {
             assert!(r.silent > 0 && r.by_budget > 0);
+            assert!(totals.put_back > 0, "no version was put back outside haifu");
         }
     }
 }

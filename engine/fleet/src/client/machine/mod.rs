@@ -29,6 +29,7 @@ use jiff::Timestamp;
 
 use super::outbox::Pending;
 pub(crate) use failure::{FailureState, KeptFailure};
+pub(crate) use fallback::Switched;
 pub(crate) use rollback::{Refusal, RollbackState};
 
 /// How often an unacknowledged completion is sent again.
@@ -71,6 +72,12 @@ pub(crate) enum Event {
         failure: KeptFailure,
         installed: Option<ArtifactRef>,
     },
+    /// The shell read the install root's current version: at start
+    /// (`about` none), or when the health check of `about` was due.
+    Looked {
+        current: Option<ArtifactRef>,
+        about: Option<haifu_core::Digest>,
+    },
 }
 
 /// What the shell must do.
@@ -106,6 +113,8 @@ pub(crate) enum Effect {
     /// Write the failures' record to disk atomically, before anything
     /// that follows it is sent.
     KeepFailures(FailureState),
+    /// Write what this client switched to (`None`: remove it) to disk.
+    KeepSwitched(Option<Switched>),
 }
 
 /// The client's state and rules.
@@ -150,6 +159,8 @@ pub(crate) struct ClientCore {
     failures: FailureState,
     /// When the version report last went to ask for a readmission.
     asked_at: Option<Timestamp>,
+    /// The version this client last made current, as on disk.
+    switched: Option<Switched>,
 }
 
 impl ClientCore {
@@ -183,6 +194,7 @@ impl ClientCore {
             labels: haifu_core::Labels::new(),
             failures: FailureState::default(),
             asked_at: None,
+            switched: None,
         }
     }
 
@@ -309,6 +321,7 @@ impl ClientCore {
                         && p.digest == a.digest.to_hex()
                 });
                 if matches {
+                    self.switched_run(&mut out, a.run, &a.digest.to_hex());
                     self.pending = None;
                     out.push(Effect::Forget);
                     tracing::info!(run = a.run, "completion acknowledged by the master");
@@ -320,9 +333,11 @@ impl ClientCore {
             Event::RolledBack(result) => self.rolled_back(&mut out, now, result),
             Event::FromRelay(Message::FailureAck(a)) => self.failure_acked(&mut out, &a),
             Event::InstallFailed { failure, installed } => {
+                self.switched_away(&mut out, installed.as_ref());
                 self.installed = installed;
                 self.install_failed(&mut out, now, failure);
             }
+            Event::Looked { current, about } => self.looked(&mut out, now, current, about),
             Event::FromRelay(Message::Registered(_)) => {}
             Event::FromRelay(Message::Error(e)) => {
                 tracing::warn!(code = ?e.code, about = e.about, "relay reports: {}", e.reason);
@@ -335,6 +350,7 @@ impl ClientCore {
             }
             Event::Installed { installed, pending } => {
                 self.forget_failure(&mut out, &installed.digest);
+                self.switched_to(&mut out, pending.run, &installed);
                 self.installed = Some(installed);
                 self.lift_hold(&mut out);
                 self.persisting = Some(pending.clone());
@@ -480,9 +496,12 @@ impl ClientCore {
 }
 
 mod failure;
+mod fallback;
 mod rollback;
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod fallback_tests;
 #[cfg(test)]
 mod tests;

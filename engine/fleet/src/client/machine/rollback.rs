@@ -260,6 +260,7 @@ impl ClientCore {
         let report = match &result {
             Ok(now_current) => {
                 tracing::info!(order, version = %now_current.version, "rolled back by order of the master");
+                self.switched_away(out, Some(now_current));
                 self.installed = Some(now_current.clone());
                 KeptReport {
                     order,

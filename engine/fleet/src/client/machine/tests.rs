@@ -62,7 +62,7 @@ pub(super) fn core(installed: Option<ArtifactRef>, pending: Option<Pending>) -> 
     )
 }
 
-fn pending(run: u64, d: u8) -> Pending {
+pub(super) fn pending(run: u64, d: u8) -> Pending {
     Pending {
         run,
         digest: Digest::from_bytes([d; 32]).to_hex(),
@@ -143,8 +143,9 @@ fn a_completion_is_sent_only_once_on_disk_and_again_until_acknowledged() {
             pending: pending(2, 2),
         },
     );
+    // The version switched to is kept too (`fallback`), nothing is sent.
     assert!(
-        matches!(e[..], [Effect::Persist(_)]),
+        matches!(e[..], [Effect::KeepSwitched(Some(_)), Effect::Persist(_)]),
         "written before sent: {e:?}"
     );
     assert_eq!(completions(&e), 0);
@@ -234,7 +235,7 @@ fn a_session_for_the_installed_version_is_answered_with_one_report_not_a_loop() 
     }
 }
 
-fn order(n: u64, client: &str, through_run: u64) -> Message {
+pub(super) fn order(n: u64, client: &str, through_run: u64) -> Message {
     Message::Rollback(haifu_protocol::Rollback {
         order: n,
         client: client.into(),

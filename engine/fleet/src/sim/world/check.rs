@@ -132,7 +132,10 @@ impl World {
             // since reports the older version, and may stay uncounted.
             if c.got_target {
                 assert!(
-                    row.state.is_complete() || row.late.is_some() || c.rolled_back,
+                    row.state.is_complete()
+                        || row.late.is_some()
+                        || c.rolled_back
+                        || c.fell_back > 0,
                     "seed {}: {} installed but the ledger says {:?}",
                     self.seed,
                     c.id,
@@ -148,5 +151,17 @@ impl World {
             }
         }
         self.check_rollbacks_settled();
+        // Each version put back was reported, once, when it started again.
+        for c in &self.clients {
+            assert_eq!(
+                c.put_back_reports.len(),
+                c.fell_back as usize,
+                "seed {}: {} was put back {} times and reported {:?}",
+                self.seed,
+                c.id,
+                c.fell_back,
+                c.put_back_reports
+            );
+        }
     }
 }

@@ -29,6 +29,9 @@ impl World {
             3 => {
                 let c = self.rng.below(self.clients.len());
                 self.kill_client(c);
+                if self.rng.chance(25) {
+                    self.put_back(c);
+                }
             }
             4 => self.partition(),
             _ => self.restart_someone(),
@@ -117,6 +120,22 @@ impl World {
         n.persisting = None;
         n.ear = None;
         n.life += 1;
+    }
+
+    /// While client `c` is down, its machine puts the previous version
+    /// back (an A/B slot, a watchdog): only after the run's version was
+    /// installed and is still current.
+    fn put_back(&mut self, c: usize) {
+        let n = &mut self.clients[c];
+        if n.core.is_some() || n.disk.installed.as_ref() != Some(&self.target) {
+            return;
+        }
+        let Some(prev) = n.disk.previous.clone() else {
+            return;
+        };
+        n.disk.previous = n.disk.installed.replace(prev.clone());
+        n.highest = Some(prev.version);
+        n.fell_back += 1;
     }
 
     /// Cuts wire `i`; each end that is alive learns it.

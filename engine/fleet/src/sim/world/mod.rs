@@ -99,6 +99,10 @@ struct Disk {
     pending: Option<crate::client::outbox::Pending>,
     /// The rollbacks' record (`rollback.json`).
     rollbacks: client::RollbackState,
+    /// The failures' record (`failure.json`).
+    failures: client::FailureState,
+    /// The version the client last switched to (`switched.json`).
+    switched: Option<client::Switched>,
 }
 
 struct ClientNode {
@@ -125,6 +129,11 @@ struct ClientNode {
     got_target: bool,
     /// Whether a rollback order took it back since.
     rolled_back: bool,
+    /// Times its previous version was put back outside haifu (while it
+    /// was down, as an A/B slot would at boot).
+    fell_back: u32,
+    /// The distinct `rolled-back` reports it sent (by when it made each).
+    put_back_reports: std::collections::BTreeSet<String>,
 }
 
 /// What happened across seeds.
@@ -142,6 +151,8 @@ pub(super) struct Totals {
     pub(super) rollbacks_refused: u64,
     /// Clients a staged run never admitted (none of them installed).
     pub(super) withheld: u64,
+    /// Versions put back outside haifu while their client was down.
+    pub(super) put_back: u64,
     pub(super) rounds: air::RoundTotals,
 }
 
@@ -158,6 +169,7 @@ impl Totals {
         self.rollbacks_done += o.rollbacks_done;
         self.rollbacks_refused += o.rollbacks_refused;
         self.withheld += o.withheld;
+        self.put_back += o.put_back;
         self.rounds.add(&o.rounds);
     }
 }
@@ -166,7 +178,7 @@ impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted, rollbacks done/refused {}/{}, {} withheld by a stage",
+            "{} steps, kills master/relay/client {}/{}/{}, {} failed writes, {} links cut, {} installs, {} counted, rollbacks done/refused {}/{}, {} withheld by a stage, {} put back outside haifu",
             self.steps,
             self.master_kills,
             self.relay_kills,
@@ -177,7 +189,8 @@ impl std::fmt::Display for Totals {
             self.delivered,
             self.rollbacks_done,
             self.rollbacks_refused,
-            self.withheld
+            self.withheld,
+            self.put_back
         )
     }
 }
@@ -301,6 +314,8 @@ impl World {
                     highest: Some(installed.version.clone()),
                     got_target: false,
                     rolled_back: false,
+                    fell_back: 0,
+                    put_back_reports: Default::default(),
                     disk: Disk {
                         installed: Some(installed),
                         ..Disk::default()
@@ -412,6 +427,7 @@ impl World {
         self.totals.delivered = delivered as u64;
         self.totals.installed = self.clients.iter().filter(|c| c.got_target).count() as u64;
         self.totals.withheld = self.withheld();
+        self.totals.put_back = self.clients.iter().map(|c| u64::from(c.fell_back)).sum();
         for o in self.ledger.rollbacks().unwrap() {
             match o.state {
                 haifu_ledger::RollbackState::Done => self.totals.rollbacks_done += 1,
@@ -491,7 +507,19 @@ impl World {
                 n.disk.installed.clone(),
                 n.disk.pending.clone(),
             )
-            .with_rollbacks(n.disk.rollbacks.clone()),
+            .with_rollbacks(n.disk.rollbacks.clone())
+            .with_failures(n.disk.failures.clone())
+            .with_switched(n.disk.switched.clone()),
+        );
+        // As the shell does before anything else: is what it switched to
+        // still current?
+        let current = n.disk.installed.clone();
+        self.at_client(
+            c,
+            client::Event::Looked {
+                current,
+                about: None,
+            },
         );
     }
 

@@ -20,7 +20,9 @@ impl World {
                 master::Effect::Send { conn, msg } => {
                     if let Message::CompletionAck(a) = &msg {
                         // Nothing is acknowledged before it is durable (in
-                        // the run's record, or beside it as a late record).
+                        // the run's record, or beside it as a late record;
+                        // or superseded by the client's failure, recorded
+                        // first, of the version it completed).
                         let row = self
                             .ledger
                             .run_clients(a.run as i64)
@@ -28,7 +30,9 @@ impl World {
                             .into_iter()
                             .find(|c| c.client == a.client);
                         assert!(
-                            row.is_some_and(|r| r.state.is_complete() || r.late.is_some()),
+                            row.is_some_and(|r| r.state.is_complete()
+                                || r.late.is_some()
+                                || r.state == haifu_ledger::ClientState::Failed),
                             "ack for {} of run {} before the ledger has it",
                             a.client,
                             a.run
@@ -119,6 +123,26 @@ impl World {
                 }
                 client::Effect::KeepRollbacks(r) => self.clients[c].disk.rollbacks = r,
                 client::Effect::ToRelay(msg) => {
+                    if let Message::InstallFailed(f) = &msg {
+                        // Versions fail here only by being put back
+                        // outside haifu; an ordered rollback never is one.
+                        let n = &mut self.clients[c];
+                        assert!(
+                            f.kind == haifu_protocol::FailureKind::RolledBack && n.fell_back > 0,
+                            "seed {}: {} reported {} ({}) but was never put back",
+                            self.seed,
+                            n.id,
+                            f.kind,
+                            f.reason
+                        );
+                        n.put_back_reports.insert(f.at.to_string());
+                        assert!(
+                            n.put_back_reports.len() <= n.fell_back as usize,
+                            "seed {}: {} reported a put-back version twice",
+                            self.seed,
+                            n.id
+                        );
+                    }
                     if let Some(i) = self.clients[c].wire {
                         self.wires[i].upward.push_back(msg);
                     }
@@ -126,7 +150,9 @@ impl World {
                 client::Effect::Persist(p) => self.clients[c].persisting = Some(p),
                 client::Effect::Forget => self.clients[c].disk.pending = None,
                 // Versions never fail after install in the simulation.
-                client::Effect::RefusedOlder | client::Effect::KeepFailures(_) => {}
+                client::Effect::KeepFailures(f) => self.clients[c].disk.failures = f,
+                client::Effect::KeepSwitched(s) => self.clients[c].disk.switched = s,
+                client::Effect::RefusedOlder => {}
                 client::Effect::Receive { session, .. } => {
                     let ear =
                         super::ear::Ear::new(*session, &self.ks, self.instant(), &mut self.air_rng);
