@@ -421,6 +421,48 @@ mod tests {
         l.apply_fleet(&batch).unwrap();
     }
 
+    /// The abort and its orders are one transaction: a second abort (a
+    /// driver that asks again after a restart) is refused and orders
+    /// nobody twice; only clients that installed the run's version are
+    /// ordered back.
+    #[test]
+    fn an_abort_rolling_back_orders_the_installed_clients_once() {
+        let (_d, mut l) = ledger();
+        for c in ["c1", "c2", "c3"] {
+            known(&mut l, c, "1.0.0");
+        }
+        let run = crate::testing::TestRun::new()
+            .clients([("c1", "relay-a"), ("c2", "relay-a"), ("c3", "relay-a")])
+            .stages([("c1", 0), ("c2", 0), ("c3", 1)])
+            .create(&mut l)
+            .unwrap();
+        l.conn
+            .execute(
+                "UPDATE run_clients SET state = 'delivered' WHERE client IN ('c1', 'c3')",
+                [],
+            )
+            .unwrap();
+        let rows = l
+            .abort_rolling_back(run, "advance policy", Some("bad"))
+            .unwrap();
+        let clients: Vec<&str> = rows.iter().map(|r| r.client.as_str()).collect();
+        assert_eq!(clients, ["c1", "c3"]);
+        assert!(rows.iter().all(|r| r.by == "advance policy"
+            && r.state == RollbackState::Ordered
+            && r.to_version.is_none()
+            && r.from_version.as_deref() == Some("1.0.0")));
+        assert_eq!(
+            l.run(run).unwrap().unwrap().status,
+            crate::RunStatus::Failed
+        );
+        let again = l.abort_rolling_back(run, "advance policy", Some("bad"));
+        assert!(
+            matches!(again, Err(OrderError::NotRunning { .. })),
+            "{again:?}"
+        );
+        assert_eq!(l.rollbacks().unwrap().len(), 2, "no order twice");
+    }
+
     fn done(version: &str) -> RollbackOutcome {
         RollbackOutcome::Done {
             version: version.into(),
