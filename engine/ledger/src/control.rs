@@ -135,72 +135,11 @@ impl Ledger {
         reason: Option<&str>,
     ) -> Result<(), OrderError> {
         let wrap = LedgerError::sqlite(&self.path);
-        let by = cut(by, MAX_WHO);
-        let reason = reason.map(|r| cut(r, MAX_REASON));
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&wrap)?;
-        let row: Option<(RunStatus, Option<String>, Option<String>)> = tx
-            .query_row(
-                "SELECT status, paused_at, paused_by FROM runs WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(&wrap)?;
-        let (status, paused_at, paused_by) = row.ok_or(OrderError::NoSuchRun(id))?;
-        if status != RunStatus::Running {
-            return Err(OrderError::NotRunning {
-                run: id,
-                order,
-                status,
-            });
-        }
-        let now = now_text();
-        match (order, paused_at) {
-            (RunOrder::Pause, Some(at)) => {
-                return Err(OrderError::AlreadyPaused {
-                    run: id,
-                    by: paused_by.unwrap_or_default(),
-                    at,
-                });
-            }
-            (RunOrder::Resume, None) => return Err(OrderError::NotPaused(id)),
-            (RunOrder::Pause, None) => {
-                tx.execute(
-                    "UPDATE runs SET paused_at = ?2, paused_by = ?3, paused_reason = ?4 WHERE id = ?1",
-                    params![id, now, by, reason],
-                )
-                .map_err(&wrap)?;
-            }
-            (RunOrder::Resume, Some(_)) => {
-                tx.execute(
-                    "UPDATE runs SET paused_at = NULL, paused_by = NULL, paused_reason = NULL WHERE id = ?1",
-                    params![id],
-                )
-                .map_err(&wrap)?;
-            }
-            (RunOrder::Abort, _) => {
-                tx.execute(
-                    "UPDATE runs SET status = ?2, next_wake = NULL, updated_at = ?3,
-                     paused_at = NULL, paused_by = NULL, paused_reason = NULL WHERE id = ?1",
-                    params![id, RunStatus::Failed, now],
-                )
-                .map_err(&wrap)?;
-            }
-        }
-        let subject = format!("run:{id}");
-        let detail = serde_json::json!({ "by": by, "reason": reason }).to_string();
-        insert_event(&tx, &now, order.event(), &subject, &detail).map_err(&wrap)?;
-        if order == RunOrder::Abort {
-            let why = match reason {
-                Some(r) => format!("aborted by {by}: {r}"),
-                None => format!("aborted by {by}"),
-            };
-            let detail = serde_json::json!({ "reason": why }).to_string();
-            insert_event(&tx, &now, "run-failed", &subject, &detail).map_err(&wrap)?;
-        }
+        order_in(&tx, &wrap, id, order, by, reason)?;
         tx.commit().map_err(&wrap)?;
         tracing::info!(
             run = id,
@@ -235,6 +174,82 @@ impl Ledger {
             (status, pause)
         }))
     }
+}
+
+/// Checks and writes `order` on run `id` with its events in `tx` (the
+/// caller commits): [`Ledger::order_run`]'s work, shared with an abort
+/// that writes rollback orders in the same transaction.
+pub(crate) fn order_in(
+    tx: &rusqlite::Connection,
+    wrap: &impl Fn(rusqlite::Error) -> LedgerError,
+    id: i64,
+    order: RunOrder,
+    by: &str,
+    reason: Option<&str>,
+) -> Result<(), OrderError> {
+    let by = cut(by, MAX_WHO);
+    let reason = reason.map(|r| cut(r, MAX_REASON));
+    let row: Option<(RunStatus, Option<String>, Option<String>)> = tx
+        .query_row(
+            "SELECT status, paused_at, paused_by FROM runs WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(wrap)?;
+    let (status, paused_at, paused_by) = row.ok_or(OrderError::NoSuchRun(id))?;
+    if status != RunStatus::Running {
+        return Err(OrderError::NotRunning {
+            run: id,
+            order,
+            status,
+        });
+    }
+    let now = now_text();
+    match (order, paused_at) {
+        (RunOrder::Pause, Some(at)) => {
+            return Err(OrderError::AlreadyPaused {
+                run: id,
+                by: paused_by.unwrap_or_default(),
+                at,
+            });
+        }
+        (RunOrder::Resume, None) => return Err(OrderError::NotPaused(id)),
+        (RunOrder::Pause, None) => {
+            tx.execute(
+                "UPDATE runs SET paused_at = ?2, paused_by = ?3, paused_reason = ?4 WHERE id = ?1",
+                params![id, now, by, reason],
+            )
+            .map_err(wrap)?;
+        }
+        (RunOrder::Resume, Some(_)) => {
+            tx.execute(
+                    "UPDATE runs SET paused_at = NULL, paused_by = NULL, paused_reason = NULL WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(wrap)?;
+        }
+        (RunOrder::Abort, _) => {
+            tx.execute(
+                "UPDATE runs SET status = ?2, next_wake = NULL, updated_at = ?3,
+                     paused_at = NULL, paused_by = NULL, paused_reason = NULL WHERE id = ?1",
+                params![id, RunStatus::Failed, now],
+            )
+            .map_err(wrap)?;
+        }
+    }
+    let subject = format!("run:{id}");
+    let detail = serde_json::json!({ "by": by, "reason": reason }).to_string();
+    insert_event(tx, &now, order.event(), &subject, &detail).map_err(wrap)?;
+    if order == RunOrder::Abort {
+        let why = match reason {
+            Some(r) => format!("aborted by {by}: {r}"),
+            None => format!("aborted by {by}"),
+        };
+        let detail = serde_json::json!({ "reason": why }).to_string();
+        insert_event(tx, &now, "run-failed", &subject, &detail).map_err(wrap)?;
+    }
+    Ok(())
 }
 
 impl Ledger {

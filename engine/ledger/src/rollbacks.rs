@@ -10,8 +10,9 @@
 use rusqlite::params;
 use serde::Serialize;
 
+use crate::control::{MAX_WHO, cut, order_in};
 use crate::runs::insert_event;
-use crate::{Ledger, LedgerError, now_text};
+use crate::{Ledger, LedgerError, OrderError, RunOrder, now_text};
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -154,36 +155,88 @@ impl Ledger {
             .map_err(&wrap)?;
         let mut ids = Vec::with_capacity(clients.len());
         for client in clients {
-            let inserted = tx.execute(
-                "INSERT INTO rollbacks (client, relay, artifact, from_version, to_version, by,
-                                        through_run, ordered_at, state)
-                 SELECT id, relay, ?2, version, ?3, ?4, ?5, ?6, 'ordered' FROM clients WHERE id = ?1",
-                params![client, artifact, to, by, through, now],
-            )
-            .map_err(&wrap)?;
-            if inserted != 1 {
+            let Some(id) =
+                insert_order(&tx, client, artifact, to, by, through, &now).map_err(&wrap)?
+            else {
                 // Dropped with the transaction: nothing of the order stays.
                 return Err(LedgerError::UnknownClient {
                     client: client.clone(),
                 });
-            }
-            let id = tx.last_insert_rowid();
+            };
             ids.push(id);
-            let detail =
-                serde_json::json!({ "order": id, "artifact": artifact, "to": to, "by": by });
-            insert_event(
-                &tx,
-                &now,
-                "rollback-ordered",
-                &format!("client:{client}"),
-                &detail.to_string(),
-            )
-            .map_err(&wrap)?;
         }
         tx.commit().map_err(&wrap)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(row) = self.rollback(id)? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Aborts run `id` (as [`Ledger::order_run`] does) and, in the same
+    /// transaction, orders back to the version each keeps every client of
+    /// the run's started stages that installed the run's version
+    /// (`delivered` or `delta`; a client that already had it is left
+    /// alone). An abort refused writes no order, and a run already ended
+    /// is refused: a driver that asks again after a restart never orders
+    /// twice. Returns the orders, by client.
+    pub fn abort_rolling_back(
+        &mut self,
+        id: i64,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<RollbackRow>, OrderError> {
+        let wrap = LedgerError::sqlite(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        order_in(&tx, &wrap, id, RunOrder::Abort, by, reason)?;
+        let by = cut(by, MAX_WHO);
+        let artifact: String = tx
+            .query_row(
+                "SELECT artifact FROM runs WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(&wrap)?;
+        let clients: Vec<String> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT client FROM run_clients WHERE run_id = ?1
+                     AND state IN ('delivered', 'delta') AND stage IS NOT NULL ORDER BY client",
+                )
+                .map_err(&wrap)?;
+            stmt.query_map(params![id], |r| r.get(0))
+                .and_then(|r| r.collect())
+                .map_err(&wrap)?
+        };
+        let now = now_text();
+        let through: i64 = tx
+            .query_row("SELECT coalesce(max(id), 0) FROM runs", [], |r| r.get(0))
+            .map_err(&wrap)?;
+        let mut ids = Vec::with_capacity(clients.len());
+        for client in &clients {
+            // A client the fleet table lost cannot be reached: skipped,
+            // never a reason to keep the run going.
+            if let Some(order) =
+                insert_order(&tx, client, &artifact, None, by, through, &now).map_err(&wrap)?
+            {
+                ids.push(order);
+            }
+        }
+        tx.commit().map_err(&wrap)?;
+        tracing::info!(
+            run = id,
+            by,
+            orders = ids.len(),
+            "run aborted; clients ordered back"
+        );
+        let mut out = Vec::with_capacity(ids.len());
+        for order in ids {
+            if let Some(row) = self.rollback(order)? {
                 out.push(row);
             }
         }
@@ -251,6 +304,39 @@ impl Ledger {
             .and_then(|r| r.collect())
             .map_err(&wrap)
     }
+}
+
+/// Inserts one order for `client` with its `rollback-ordered` event, the
+/// relay and version taken from the fleet table; `None` for a client not
+/// in it.
+fn insert_order(
+    tx: &rusqlite::Connection,
+    client: &str,
+    artifact: &str,
+    to: Option<&str>,
+    by: &str,
+    through: i64,
+    now: &str,
+) -> rusqlite::Result<Option<i64>> {
+    let inserted = tx.execute(
+        "INSERT INTO rollbacks (client, relay, artifact, from_version, to_version, by,
+                                through_run, ordered_at, state)
+         SELECT id, relay, ?2, version, ?3, ?4, ?5, ?6, 'ordered' FROM clients WHERE id = ?1",
+        params![client, artifact, to, by, through, now],
+    )?;
+    if inserted != 1 {
+        return Ok(None);
+    }
+    let id = tx.last_insert_rowid();
+    let detail = serde_json::json!({ "order": id, "artifact": artifact, "to": to, "by": by });
+    insert_event(
+        tx,
+        now,
+        "rollback-ordered",
+        &format!("client:{client}"),
+        &detail.to_string(),
+    )?;
+    Ok(Some(id))
 }
 
 /// Records each report in `tx` (only an order still `ordered` and naming
@@ -333,6 +419,48 @@ mod tests {
             ..FleetBatch::default()
         };
         l.apply_fleet(&batch).unwrap();
+    }
+
+    /// The abort and its orders are one transaction: a second abort (a
+    /// driver that asks again after a restart) is refused and orders
+    /// nobody twice; only clients that installed the run's version are
+    /// ordered back.
+    #[test]
+    fn an_abort_rolling_back_orders_the_installed_clients_once() {
+        let (_d, mut l) = ledger();
+        for c in ["c1", "c2", "c3"] {
+            known(&mut l, c, "1.0.0");
+        }
+        let run = crate::testing::TestRun::new()
+            .clients([("c1", "relay-a"), ("c2", "relay-a"), ("c3", "relay-a")])
+            .stages([("c1", 0), ("c2", 0), ("c3", 1)])
+            .create(&mut l)
+            .unwrap();
+        l.conn
+            .execute(
+                "UPDATE run_clients SET state = 'delivered' WHERE client IN ('c1', 'c3')",
+                [],
+            )
+            .unwrap();
+        let rows = l
+            .abort_rolling_back(run, "advance policy", Some("bad"))
+            .unwrap();
+        let clients: Vec<&str> = rows.iter().map(|r| r.client.as_str()).collect();
+        assert_eq!(clients, ["c1", "c3"]);
+        assert!(rows.iter().all(|r| r.by == "advance policy"
+            && r.state == RollbackState::Ordered
+            && r.to_version.is_none()
+            && r.from_version.as_deref() == Some("1.0.0")));
+        assert_eq!(
+            l.run(run).unwrap().unwrap().status,
+            crate::RunStatus::Failed
+        );
+        let again = l.abort_rolling_back(run, "advance policy", Some("bad"));
+        assert!(
+            matches!(again, Err(OrderError::NotRunning { .. })),
+            "{again:?}"
+        );
+        assert_eq!(l.rollbacks().unwrap().len(), 2, "no order twice");
     }
 
     fn done(version: &str) -> RollbackOutcome {

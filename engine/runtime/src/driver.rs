@@ -195,7 +195,9 @@ pub fn create(
 /// ledger (`haifu run pause|resume|abort`), and on a real clock it sleeps
 /// no longer than [`Clock::order_poll`] at a time to do so. While the run
 /// is paused it starts nothing: no round, no cut-off at a deadline that
-/// passes meanwhile (that waits for the resume); a round already on air
+/// passes meanwhile (that waits for the resume, unless the workflow sets
+/// `schedule.cut_off_while_paused`: see [`cuts_off_while_paused`]); a
+/// round already on air
 /// ends as it would. Resumed, the same snapshot yields the same next
 /// command, so the run goes on where it was. Aborted, it returns: the step
 /// it was in is not written over the end ([`LedgerError::RunEnded`]).
@@ -259,6 +261,16 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
         let now = env.clock.now();
         match standing(env, id, paused)? {
             Standing::Ended => return Ok(()),
+            Standing::Paused if cuts_off_while_paused(plan, &machine, now) => {
+                // The cut-off alone goes on (the machine's next step): the
+                // run stays paused, and its end waits for the resume.
+                paused = true;
+                tracing::info!(
+                    run = id,
+                    deadline = %plan.schedule.deadline,
+                    "the deadline passed while the run is paused: cutting off as schedule.cut_off_while_paused says"
+                );
+            }
             Standing::Paused => {
                 paused = true;
                 let Some(poll) = env.clock.order_poll() else {
@@ -506,6 +518,17 @@ fn drive(env: &mut Env<'_>, id: i64, plan: &Plan, fleet: &mut dyn Fleet) -> Resu
         }
         save(env, id, &machine, updates, ev)?;
     }
+}
+
+/// Whether a paused run cuts off now: the workflow says so
+/// (`schedule.cut_off_while_paused`), the deadline has passed, and the
+/// cut-off is the machine's next command (a run paused in its delta step;
+/// one paused earlier, in a stage or a broadcast, has steps before it that
+/// only a resume carries out).
+fn cuts_off_while_paused(plan: &Plan, machine: &RunMachine, now: Timestamp) -> bool {
+    plan.schedule.cut_off_while_paused
+        && now >= plan.schedule.deadline
+        && machine.clone().poll(now) == Some(Command::CutOff)
 }
 
 /// Sleeps until `until`, on a real clock in `order_poll` steps that end

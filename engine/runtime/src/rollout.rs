@@ -90,6 +90,10 @@ pub struct RolloutReport {
     pub installed: u64,
     /// Clients the rollout never sent the version to.
     pub untouched: u64,
+    /// Clients ordered back to their previous version because the advance
+    /// policy aborted with `rollback: true`: every healthy install of the
+    /// started stages (a failed one went back on its own).
+    pub rolled_back: u64,
 }
 
 /// The modelled rollout's inputs.
@@ -153,6 +157,7 @@ impl Rollout<'_> {
         let mut counts: Vec<StageCount> = Vec::new();
         let mut out = Vec::new();
         let mut ending = Ending::Complete;
+        let mut rollback = false;
         for (k, members) in membership.stages.iter().enumerate() {
             let started = now;
             // A failure reported during the broadcast asks the policy at
@@ -221,7 +226,10 @@ impl Rollout<'_> {
             counts.push(count);
             match decision {
                 Some(Advance::Pause { .. }) => ending = Ending::Paused,
-                Some(Advance::Abort { .. }) => ending = Ending::Aborted,
+                Some(Advance::Abort { rollback: back, .. }) => {
+                    ending = Ending::Aborted;
+                    rollback = back;
+                }
                 _ => {}
             }
             if ending != Ending::Complete {
@@ -230,12 +238,18 @@ impl Rollout<'_> {
         }
         let installed: u64 = out.iter().map(|s| s.delivered + s.failed).sum();
         let reached: u64 = out.iter().map(|s| s.targeted).sum();
+        let rolled_back = if rollback {
+            out.iter().map(|s| s.delivered).sum()
+        } else {
+            0
+        };
         RolloutReport {
             not_started: stages[out.len()..].iter().map(|s| s.name.clone()).collect(),
             ending,
             outside: membership.outside.len() as u64,
             installed,
             untouched: (targets.len() as u64).saturating_sub(reached),
+            rolled_back,
             stages: out,
         }
     }
@@ -336,6 +350,10 @@ steps:
     }
 
     fn rollout(fail: f64) -> RolloutReport {
+        rollout_with(fail, &PolicySet::defaults())
+    }
+
+    fn rollout_with(fail: f64, policies: &PolicySet) -> RolloutReport {
         let plan = plan();
         let fleet = SimFleet::new(SimParams {
             clients: 400,
@@ -351,9 +369,35 @@ steps:
             fleet: &fleet,
             fail,
             labels: &[],
-            policies: &PolicySet::defaults(),
+            policies,
         }
         .run()
+    }
+
+    #[test]
+    fn an_abort_with_rollback_reports_the_installs_ordered_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("advance.rhai");
+        std::fs::write(
+            &script,
+            "fn advance(ctx) {\n\
+               if ctx.stage == 2 { return #{ decide: \"abort\", rollback: true, reason: \"no\" }; }\n\
+               \"proceed\"\n}\n",
+        )
+        .unwrap();
+        let policies = PolicySet::load(&haifu_policy::PolicyPaths {
+            advance: Some(script),
+            ..Default::default()
+        })
+        .unwrap();
+        let r = rollout_with(0.0, &policies);
+        assert_eq!(r.ending, Ending::Aborted);
+        assert_eq!(r.stages.len(), 2);
+        let healthy: u64 = r.stages.iter().map(|s| s.delivered).sum();
+        assert!(healthy > 0);
+        assert_eq!(r.rolled_back, healthy);
+        // The same abort without rollback orders nobody back.
+        assert_eq!(rollout(0.0).rolled_back, 0);
     }
 
     #[test]

@@ -238,6 +238,20 @@ pub(crate) fn uint(node: &Node, key: &str, cx: &mut Cx) -> Option<Spanned<u64>> 
     }
 }
 
+/// An unquoted `true` or `false`.
+pub(crate) fn flag(node: &Node, key: &str, cx: &mut Cx) -> Option<Spanned<bool>> {
+    match &node.value {
+        Value::Scalar {
+            text,
+            quoted: false,
+        } if text == "true" || text == "false" => Some(Spanned::new(text == "true", node.pos)),
+        _ => {
+            cx.wrong_type(node, key, "true or false");
+            None
+        }
+    }
+}
+
 /// A list of strings.
 pub(crate) fn string_list(node: &Node, key: &str, cx: &mut Cx) -> Option<Vec<Spanned<String>>> {
     let Value::Seq(items) = &node.value else {

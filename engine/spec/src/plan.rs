@@ -74,6 +74,10 @@ pub struct Schedule {
     pub time_zone: TimeZone,
     /// Rounds start only inside this daily window, if set.
     pub window: Option<Window>,
+    /// Whether a run paused at the deadline still cuts off its stragglers
+    /// then (`schedule.cut_off_while_paused`); otherwise the cut-off waits
+    /// for the resume.
+    pub cut_off_while_paused: bool,
 }
 
 /// Which transport plugins carry the bytes.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{ErrorKind, SpecError};
-use crate::fields::{Cx, MapReader, string, string_list};
+use crate::fields::{Cx, MapReader, flag, string, string_list};
 use crate::pos::{Pos, Spanned};
 use crate::shape::{self, Key};
 use crate::stages::{self, RawStage};
@@ -89,6 +89,8 @@ pub struct RawSchedule {
     pub time_zone: Option<Spanned<String>>,
     /// `window`.
     pub window: Option<Spanned<String>>,
+    /// `cut_off_while_paused`.
+    pub cut_off_while_paused: Option<Spanned<bool>>,
 }
 
 /// `transports: { broadcast, unicast }`.
@@ -265,6 +267,9 @@ fn schedule(node: &Node, section: &str, cx: &mut Cx) -> Option<RawSchedule> {
         deadline: text_field(&mut m, &shape::DEADLINE, cx),
         time_zone: text_field(&mut m, &shape::TIME_ZONE, cx),
         window: text_field(&mut m, &shape::WINDOW, cx),
+        cut_off_while_paused: m
+            .take(shape::CUT_OFF_WHILE_PAUSED.name)
+            .and_then(|n| flag(n, &m.key(shape::CUT_OFF_WHILE_PAUSED.name), cx)),
     };
     m.finish(shape::SCHEDULE, cx);
     Some(s)

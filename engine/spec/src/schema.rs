@@ -54,6 +54,7 @@ fn value(key: &Key) -> Value {
         Kind::Count { min, max } => {
             json!({"type": "integer", "minimum": min, "maximum": max})
         }
+        Kind::Flag => json!({"type": "boolean"}),
         Kind::TextList => json!({"type": "array", "items": text()}),
         Kind::TextMap => json!({"type": "object", "additionalProperties": text()}),
         Kind::Map(keys) => Value::Object(mapping(keys)),

@@ -32,6 +32,8 @@ pub(crate) enum Kind {
         /// The most allowed.
         max: u64,
     },
+    /// An unquoted `true` or `false` (`fields::flag`).
+    Flag,
     /// A list of text values (`fields::string_list`).
     TextList,
     /// A mapping of text keys to text values (`labels`).
@@ -136,8 +138,16 @@ pub(crate) const WINDOW: Key = key(
     "Daily window in local time, HH:MM-HH:MM (02:00-05:00); may wrap midnight. The retry \
      policy sees it and decides.",
 );
+/// `schedule.cut_off_while_paused`.
+pub(crate) const CUT_OFF_WHILE_PAUSED: Key = key(
+    "cut_off_while_paused",
+    false,
+    Kind::Flag,
+    "Whether a run paused when the deadline passes still cuts off its stragglers then (true), \
+     or the cut-off waits for the resume (false, the default).",
+);
 /// `schedule`'s keys.
-pub(crate) const SCHEDULE: &[Key] = &[START, DEADLINE, TIME_ZONE, WINDOW];
+pub(crate) const SCHEDULE: &[Key] = &[START, DEADLINE, TIME_ZONE, WINDOW, CUT_OFF_WHILE_PAUSED];
 /// `transports.broadcast`.
 pub(crate) const BROADCAST: Key = key(
     "broadcast",

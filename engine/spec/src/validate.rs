@@ -275,6 +275,7 @@ fn schedule(s: &RawSchedule, cx: &mut Cx) -> Option<Schedule> {
             (Some(_), None) => return None,
             (_, w) => w,
         },
+        cut_off_while_paused: s.cut_off_while_paused.as_ref().is_some_and(|f| f.value),
     })
 }
 

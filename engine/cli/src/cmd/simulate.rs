@@ -301,6 +301,13 @@ fn rollout_text(r: &RolloutReport) -> String {
     if r.outside > 0 {
         let _ = write!(out, "; {} are in no stage", r.outside);
     }
+    if r.rolled_back > 0 {
+        let _ = write!(
+            out,
+            "; the abort ordered {} back to their previous version",
+            r.rolled_back
+        );
+    }
     out.push('\n');
     out
 }

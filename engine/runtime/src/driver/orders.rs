@@ -101,14 +101,19 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with("")
+}
+
+/// [`setup`] with more keys in `schedule` (`, key: value`).
+fn setup_with(schedule: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.tar"), b"the artifact's bytes").unwrap();
     let wf = dir.path().join("t.yaml");
     std::fs::write(
         &wf,
-        "name: t\nartifact: { name: app, version: 1.0.0, path: a.tar }\ntargets: { relays: [r] }\n\
-schedule: { start: 2026-12-01T00:00:00Z, deadline: 72h }\ntransports: { broadcast: multicast, unicast: quic }\n\
-steps:\n  - register\n  - broadcast: { rounds: 3 }\n  - audit\n  - delta: { until: deadline }\n  - disconnect\n",
+        format!("name: t\nartifact: {{ name: app, version: 1.0.0, path: a.tar }}\ntargets: {{ relays: [r] }}\n\
+schedule: {{ start: 2026-12-01T00:00:00Z, deadline: 72h{schedule} }}\ntransports: {{ broadcast: multicast, unicast: quic }}\n\
+steps:\n  - register\n  - broadcast: {{ rounds: 3 }}\n  - audit\n  - delta: {{ until: deadline }}\n  - disconnect\n"),
     )
     .unwrap();
     let plan = haifu_spec::load_and_validate(&wf).unwrap();
@@ -226,4 +231,39 @@ fn a_paused_run_can_be_aborted() {
     assert_eq!(s.fleet.rounds.len(), 1);
     let row = s.ledger.run(s.id).unwrap().unwrap();
     assert_eq!(row.status, RunStatus::Failed);
+}
+
+/// Paused in its delta step and aborted after the deadline: by default
+/// the deadline cuts nobody off while paused; with
+/// `schedule.cut_off_while_paused` the cut-off is decided at the deadline
+/// though the run stays paused (it does not finish).
+#[test]
+fn a_paused_run_cuts_off_at_the_deadline_only_when_the_workflow_says_so() {
+    let script = || {
+        vec![
+            ("2026-12-02T00:00:00Z", RunOrder::Pause),
+            ("2026-12-05T00:00:00Z", RunOrder::Abort),
+        ]
+    };
+    let c4_reason = |s: &Setup| {
+        let clients = s.ledger.run_clients(s.id).unwrap();
+        clients
+            .into_iter()
+            .find(|c| c.client == "c4")
+            .unwrap()
+            .reason
+    };
+    for (schedule, cuts) in [("", false), (", cut_off_while_paused: true", true)] {
+        let mut s = setup_with(schedule);
+        assert_eq!(s.plan.schedule.cut_off_while_paused, cuts);
+        drive_with(&mut s, script());
+        assert_eq!(s.fleet.rounds.len(), 3, "{schedule}");
+        let row = s.ledger.run(s.id).unwrap().unwrap();
+        assert_eq!(row.status, RunStatus::Failed, "aborted while paused");
+        let state = crate::machine::RunState::of_run(&row).unwrap();
+        assert_eq!(state.finished_at, None, "a paused run does not finish");
+        // The default disconnect policy keeps a straggler, with a reason:
+        // the reason shows the cut-off decided.
+        assert_eq!(c4_reason(&s).is_some(), cuts, "{schedule}");
+    }
 }

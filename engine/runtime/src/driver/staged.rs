@@ -236,6 +236,57 @@ fn an_abort_decision_ends_the_run() {
     assert_eq!(in_stage(&s, 1, ClientState::Pending).len(), 10);
 }
 
+/// Aborts with `rollback` in stage 2 once its broadcast is over; waits
+/// out the canary's soak, then lets it pass.
+const ABORT_ROLLING_BACK: &str = "fn advance(ctx) {
+    if ctx.stage == 2 && ctx.soaked > 0 {
+        return #{ decide: \"abort\", rollback: true, reason: \"stage 2 looks wrong\" };
+    }
+    if ctx.soak_left > 0 { return #{ decide: \"wait\", wait: ctx.soak_left, reason: \"soaking\" }; }
+    #{ decide: \"proceed\", reason: \"fine\" }
+}
+";
+
+#[test]
+fn an_abort_with_rollback_orders_the_started_stages_back_once() {
+    let mut s = setup(Some(ABORT_ROLLING_BACK));
+    // The sim's clients are in the fleet table, as a live master's are.
+    for (client, relay) in fleet(s.dir.path(), s.id, 0.0).targets() {
+        s.ledger
+            .touch_client(&client, Some(&relay), Some("app"), Some("0.9.0"), START)
+            .unwrap();
+    }
+    let mut f = fleet(s.dir.path(), s.id, 0.0);
+    drive_from(&mut s, &mut f, "2026-11-30T23:00:00Z").unwrap();
+    let row = s.ledger.run(s.id).unwrap().unwrap();
+    assert_eq!(row.status, RunStatus::Failed);
+    let installed: Vec<String> = [0, 1]
+        .into_iter()
+        .flat_map(|k| in_stage(&s, k, ClientState::Delivered))
+        .collect();
+    assert_eq!(installed.len(), 20, "the canary and stage 2 installed");
+    let orders = s.ledger.rollbacks().unwrap();
+    let mut ordered: Vec<String> = orders.iter().map(|o| o.client.clone()).collect();
+    ordered.sort();
+    let mut want = installed.clone();
+    want.sort();
+    assert_eq!(ordered, want, "every client that installed, nobody else");
+    assert!(
+        orders
+            .iter()
+            .all(|o| o.by == ADVANCE_POLICY && o.artifact == "app" && o.to_version.is_none())
+    );
+    assert_eq!(s.ledger.pending_rollbacks(100).unwrap().len(), 20);
+    assert_eq!(in_stage(&s, 2, ClientState::Pending).len(), 10);
+
+    // A driver started again finds the run ended: no order twice.
+    let mut f = fleet(s.dir.path(), s.id, 0.0);
+    let _ended = drive_from(&mut s, &mut f, "2026-12-01T06:00:00Z");
+    let row = s.ledger.run(s.id).unwrap().unwrap();
+    assert_eq!(row.status, RunStatus::Failed);
+    assert_eq!(s.ledger.rollbacks().unwrap().len(), 20);
+}
+
 /// Dies in the given round, as a killed driver would.
 struct KilledIn {
     inner: SimRun,

@@ -343,16 +343,44 @@ pub(super) fn decided(k: u32, d: &Advance, t: &StageTally, at: Timestamp) -> ser
 /// [`ADVANCE_POLICY`]); nothing for its other decisions. A pause that
 /// meets an operator's pause leaves theirs; a run that ended meanwhile
 /// ends the driver as an operator's abort does.
+///
+/// An abort with `rollback` also orders back, in the abort's own
+/// transaction, every client of the started stages that installed the
+/// run's version ([`haifu_ledger::Ledger::abort_rolling_back`]); the live
+/// master carries the orders out as it does `haifu rollback`'s. A driver
+/// that resumes after a crash finds the run ended (or not aborted and no
+/// order written), so the orders are never written twice.
 pub(super) fn order(env: &mut Env<'_>, id: i64, d: &Advance) -> Result<(), RunError> {
     let order = match d {
         Advance::Pause { .. } => RunOrder::Pause,
+        Advance::Abort { rollback: true, .. } => {
+            // The ledger writes `run-aborted` and a `rollback-ordered`
+            // event per client in the same transaction: that is the audit.
+            let done = env
+                .ledger
+                .abort_rolling_back(id, ADVANCE_POLICY, Some(d.reason()));
+            if let Ok(rows) = &done {
+                tracing::info!(
+                    run = id,
+                    orders = rows.len(),
+                    "the advance policy aborted the run and ordered its stages back"
+                );
+            }
+            return settled(id, done.map(|_| ()));
+        }
         Advance::Abort { .. } => RunOrder::Abort,
         _ => return Ok(()),
     };
-    match env
-        .ledger
-        .order_run(id, order, ADVANCE_POLICY, Some(d.reason()))
-    {
+    settled(
+        id,
+        env.ledger
+            .order_run(id, order, ADVANCE_POLICY, Some(d.reason())),
+    )
+}
+
+/// An order's result as the driver takes it (see [`order`]).
+fn settled(id: i64, r: Result<(), OrderError>) -> Result<(), RunError> {
+    match r {
         Ok(()) | Err(OrderError::AlreadyPaused { .. }) => Ok(()),
         Err(OrderError::NotRunning { .. }) => {
             Err(RunError::Ledger(haifu_ledger::LedgerError::RunEnded(id)))
