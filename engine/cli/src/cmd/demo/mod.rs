@@ -49,8 +49,8 @@ marker exists: it reports the failure, the advance policy pauses the run
 before any other stage starts, and the demo checks on disk that every
 client of the later stages still runs 2.3.0. It then plays the operator:
 writes the fix, runs `haifu fleet readmit CLIENT` and `haifu run resume
-RUN`; the canary's rounds reach the readmitted client, the stages proceed
-and every client ends on 2.4.0. The report adds the audit's per-stage
+RUN`; the stages proceed, the readmitted client installs 2.4.0 in a
+later round and every client ends on 2.4.0. The report adds the audit's per-stage
 table (targeted, delivered, failed, pending, each decision and its
 reason). --offline and --broken do not apply.
 
