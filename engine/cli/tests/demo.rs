@@ -173,3 +173,82 @@ fn the_demo_refuses_impossible_settings_in_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--loss 70"));
     assert!(!out.status.success());
 }
+
+/// `haifu demo --stages`: the canary's refusing client pauses the run
+/// after stage 1 with its reason, no client of stages 2-3 installs before
+/// the operator's resume, and every client ends on 2.4.0.
+#[test]
+fn the_staged_demo_pauses_on_the_canary_then_resumes_to_everyone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(tmp.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_haifu"))
+        .args([
+            "demo",
+            "--stages",
+            "--clients",
+            "8",
+            "--relays",
+            "2",
+            "--size",
+            "1",
+            "--seed",
+            "3",
+            "--json",
+        ])
+        .env("HAIFU_PLUGINS", &plugins)
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(r["problems"], serde_json::json!([]), "{r:#}\n{stderr}");
+
+    // Paused after stage 1 by the advance policy, the refusing client's
+    // reason recorded.
+    let p = &r["paused"];
+    assert_eq!(p["after_stage"], 1, "{r:#}");
+    assert_eq!(p["by"], "advance policy", "{r:#}");
+    let failed = p["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{r:#}");
+    assert_eq!(failed[0]["kind"], "post-install");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refuses to start: the receipt-printer migration is missing"),
+        "{r:#}"
+    );
+    // Relay-2's four clients (stages 2-3) were on 2.3.0 on disk while paused.
+    assert_eq!(
+        p["later_stages_on_old"].as_array().unwrap().len(),
+        4,
+        "{r:#}"
+    );
+    assert_eq!(p["later_stages_installed"], serde_json::json!([]), "{r:#}");
+    assert!(stderr.contains("haifu fleet readmit"), "{stderr}");
+    assert!(stderr.contains("haifu run resume"), "{stderr}");
+
+    // The stages as the audit shows them: the canary's first decision was
+    // the pause, and stage 2 started only after it.
+    let stages = r["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["canary", "half", "rest"], "{r:#}");
+    let first = &stages[0]["decisions"][0];
+    assert_eq!(first["decide"], "pause", "{r:#}");
+    let at = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(at(&stages[1]["started"]) > at(&first["at"]), "{r:#}");
+    let targeted: u64 = stages.iter().map(|s| s["targeted"].as_u64().unwrap()).sum();
+    assert_eq!(targeted, 8, "{r:#}");
+    for s in stages {
+        assert_eq!(s["delivered"], s["targeted"], "{s:#}");
+        assert_eq!(
+            (s["failed"].as_u64(), s["pending"].as_u64()),
+            (Some(0), Some(0)),
+            "{s:#}"
+        );
+    }
+    // Every client ends on 2.4.0, checked on disk.
+    assert_eq!(p["ended_on_new"].as_array().unwrap().len(), 8, "{r:#}");
+}

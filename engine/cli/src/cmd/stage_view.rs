@@ -4,6 +4,7 @@
 //! run is in now.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use anyhow::Result;
 use haifu_ledger::{Ledger, StageEvent};
@@ -15,25 +16,25 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub(crate) struct StageView {
     /// From 1.
-    stage: u64,
-    name: String,
-    gate: String,
-    started: Option<String>,
-    targeted: u64,
-    delivered: u64,
-    failed: u64,
-    pending: u64,
+    pub(crate) stage: u64,
+    pub(crate) name: String,
+    pub(crate) gate: String,
+    pub(crate) started: Option<String>,
+    pub(crate) targeted: u64,
+    pub(crate) delivered: u64,
+    pub(crate) failed: u64,
+    pub(crate) pending: u64,
     /// Failed clients by kind.
-    failures: BTreeMap<String, u64>,
+    pub(crate) failures: BTreeMap<String, u64>,
     /// The advance policy's decisions, oldest first.
-    decisions: Vec<Decision>,
+    pub(crate) decisions: Vec<Decision>,
 }
 
 #[derive(Debug, Serialize)]
-struct Decision {
-    at: String,
-    decide: String,
-    reason: String,
+pub(crate) struct Decision {
+    pub(crate) at: String,
+    pub(crate) decide: String,
+    pub(crate) reason: String,
 }
 
 fn text(v: &serde_json::Value, key: &str) -> String {
@@ -93,33 +94,42 @@ pub(crate) fn stages(ledger: &Ledger, run: i64) -> Result<Vec<StageView>> {
 /// Prints the audit's stage section, with each stage's last `shown`
 /// decisions.
 pub(crate) fn print(stages: &[StageView], shown: usize) {
+    print!("{}", render(stages, shown));
+}
+
+/// The audit's stage section as text (`haifu demo --stages` prints it in
+/// its report too).
+pub(crate) fn render(stages: &[StageView], shown: usize) -> String {
+    let mut out = String::new();
     if stages.is_empty() {
-        return;
+        return out;
     }
-    println!("stages ({})", stages.len());
+    let _ = writeln!(out, "stages ({})", stages.len());
     for s in stages {
         let started = s
             .started
             .as_deref()
             .map_or("not started".to_owned(), |at| format!("started {at}"));
-        println!(
+        let _ = writeln!(
+            out,
             "  stage {} {:<12} targeted {:>6}  delivered {:>6}  failed {:>6}  pending {:>6}  {started}",
             s.stage, s.name, s.targeted, s.delivered, s.failed, s.pending
         );
         if !s.gate.is_empty() {
-            println!("    gate: {}", s.gate);
+            let _ = writeln!(out, "    gate: {}", s.gate);
         }
         for (kind, n) in &s.failures {
-            println!("    failed {kind}: {n}");
+            let _ = writeln!(out, "    failed {kind}: {n}");
         }
         let earlier = s.decisions.len().saturating_sub(shown);
         if earlier > 0 {
-            println!("    … {earlier} earlier decisions");
+            let _ = writeln!(out, "    … {earlier} earlier decisions");
         }
         for d in &s.decisions[earlier..] {
-            println!("    {} {}: {}", d.at, d.decide, d.reason);
+            let _ = writeln!(out, "    {} {}: {}", d.at, d.decide, d.reason);
         }
     }
+    out
 }
 
 /// The line `haifu status RUN` shows for a staged run in its broadcast:

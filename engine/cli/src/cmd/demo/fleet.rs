@@ -28,24 +28,29 @@ pub(crate) enum Role {
     FailingCheck,
     /// Broken on purpose: off for good after reporting in once.
     NeverBack,
+    /// `--stages`: its post-install check refuses 2.4.0 until the
+    /// operator's fix (a marker file) is in.
+    RefusesUntilFixed,
 }
 
 /// The service 2.4.0 brings, which the gate keeps from 2.3.0 clients.
 pub(super) const SERVICE: &str = "loyalty-points";
 const NAME: &str = "pos-app";
-const OLD: &str = "2.3.0";
-const NEW: &str = "2.4.0";
+pub(super) const OLD: &str = "2.3.0";
+pub(super) const NEW: &str = "2.4.0";
+/// The marker the `--stages` refusing client's check looks for.
+pub(super) const FIX: &str = "receipt-printer-fix";
 
 pub(super) struct Fleet {
-    dir: PathBuf,
-    home: PathBuf,
+    pub dir: PathBuf,
+    pub home: PathBuf,
     pub procs: Procs,
     api: SocketAddr,
     /// A read token made for the demo: the API answers nobody without one.
     api_token: String,
     pub new_len: u64,
-    new_digest: haifu_core::Digest,
-    old_digest: haifu_core::Digest,
+    pub new_digest: haifu_core::Digest,
+    pub old_digest: haifu_core::Digest,
     pub deadline_secs: u64,
 }
 
@@ -184,13 +189,28 @@ impl Fleet {
             // Links differ: each client drops between a quarter of and
             // 1.75 times the mean loss.
             let drop = plan.loss / 100.0 * (0.25 + 1.5 * (rng.below(1001) as f64 / 1000.0));
-            let check = if *role == Role::FailingCheck {
+            let check = match role {
                 // A check that always fails: the new version is never
                 // switched to, the old one stays current and intact, and the
                 // client reports the failure.
-                "post_install: {program: 'false', timeout_secs: 10}\n"
-            } else {
-                ""
+                Role::FailingCheck => {
+                    "post_install: {program: 'false', timeout_secs: 10}\n".to_owned()
+                }
+                Role::RefusesUntilFixed => {
+                    write(
+                        &dir.join("refuse.sh"),
+                        &format!(
+                            "[ \"$HAIFU_VERSION\" = {OLD} ] || [ -f '{}' ] || \
+                             {{ echo '{NAME} {NEW} refuses to start: the receipt-printer migration is missing' >&2; exit 3; }}\n",
+                            dir.join(FIX).display()
+                        ),
+                    )?;
+                    format!(
+                        "post_install: {{program: sh, args: ['{}'], timeout_secs: 10}}\n",
+                        dir.join("refuse.sh").display()
+                    )
+                }
+                _ => String::new(),
             };
             write(
                 &dir.join(format!("{id}.yaml")),
@@ -222,7 +242,7 @@ impl Fleet {
         })
     }
 
-    fn ledger(&self) -> Result<Ledger> {
+    pub(super) fn ledger(&self) -> Result<Ledger> {
         Ok(Ledger::open(&self.home.join("ledger.sqlite"))?)
     }
 
@@ -275,8 +295,11 @@ impl Fleet {
         Ok(())
     }
 
-    /// Writes the workflow and hands the run to the master.
-    pub(super) fn start_run(&self, relays: u32) -> Result<i64> {
+    /// Writes the workflow and hands the run to the master. `stages`: the
+    /// `stages:` block of a phased rollout (its advance policy is the
+    /// shipped one); the run then ends after its last stage's audit, with
+    /// no straggler to wait for.
+    pub(super) fn start_run(&self, relays: u32, stages: Option<&str>) -> Result<i64> {
         write(
             &self.dir.join("demo-retry.rhai"),
             "// Rounds 2 s apart until everyone has it or 3 rounds are sent.\n\
@@ -297,6 +320,25 @@ impl Fleet {
             &self.dir.join("broadcast.rhai"),
             include_str!("../../../../../policies/broadcast.rhai"),
         )?;
+        write(
+            &self.dir.join("advance.rhai"),
+            include_str!("../../../../../policies/advance.rhai"),
+        )?;
+        let (advance, steps) = match stages {
+            Some(s) => (
+                ", advance: advance.rhai".to_owned(),
+                format!(
+                    "stages:\n{s}steps:\n  - register\n  - broadcast: {{rounds: 3}}\n  - audit\n"
+                ),
+            ),
+            None => (
+                String::new(),
+                format!(
+                    "steps:\n  - register\n  - broadcast: {{rounds: 3}}\n  - audit\n  - delta: {{until: {}s}}\n  - disconnect\n",
+                    self.deadline_secs - 1
+                ),
+            ),
+        };
         let relays: Vec<String> = (1..=relays).map(|r| format!("relay-{r}")).collect();
         let wf = self.dir.join("rollout.yaml");
         write(
@@ -308,12 +350,10 @@ impl Fleet {
                  schedule: {{start: {}, deadline: {}s}}\n\
                  transports: {{broadcast: multicast, unicast: quic}}\nrate: 100Mbit/s\n\
                  policies: {{retry: demo-retry.rhai, restrict: restrict.rhai, disconnect: cut-off-at-deadline.rhai, \
-                 broadcast: broadcast.rhai}}\n\
-                 steps:\n  - register\n  - broadcast: {{rounds: 3}}\n  - audit\n  - delta: {{until: {}s}}\n  - disconnect\n",
+                 broadcast: broadcast.rhai{advance}}}\n{steps}",
                 relays.join(", "),
                 jiff::Timestamp::now(),
                 self.deadline_secs,
-                self.deadline_secs - 1,
             ),
         )?;
         let plan = super::super::check::load(&wf)?;

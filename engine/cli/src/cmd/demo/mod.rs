@@ -6,6 +6,7 @@ mod artifact;
 mod fleet;
 mod procs;
 mod report;
+mod stages;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +41,19 @@ use report::{Gate, Report};
   7. checks every updated client's install byte for byte, prints the report
      and stops every process.
 
+With --stages the same fleet is rolled out in stages instead (the
+workflow's `stages:` and policies/advance.rhai): canary = relay-1's
+clients (soak 3 s, max_failures 0), then half of the rest (soak 2 s), then
+the rest. One canary client's post-install check refuses 2.4.0 until a fix
+marker exists: it reports the failure, the advance policy pauses the run
+before any other stage starts, and the demo checks on disk that every
+client of the later stages still runs 2.3.0. It then plays the operator:
+writes the fix, runs `haifu fleet readmit CLIENT` and `haifu run resume
+RUN`; the stages proceed, the readmitted client installs 2.4.0 in a
+later round and every client ends on 2.4.0. The report adds the audit's per-stage
+table (targeted, delivered, failed, pending, each decision and its
+reason). --offline and --broken do not apply.
+
 Everything runs under a new folder in the temporary directory, removed at
 the end unless --keep (or the demo fails): it holds every process's config
 and log, the ledger and the clients' install roots.
@@ -48,6 +62,8 @@ Examples:
   haifu demo
   haifu demo --clients 30 --relays 3 --loss 5 --offline 20 --size 32
   haifu demo --json | jq .delivered_by_round
+  haifu demo --stages             # canary, pause on a failure, fix, resume (well under a minute)
+  haifu demo --stages --json | jq .stages
   haifu demo --deadline 60        # a slow or busy machine: more time before the cut-off")]
 pub(crate) struct Args {
     /// Clients in the fleet (2-200).
@@ -78,6 +94,11 @@ pub(crate) struct Args {
     /// the defaults; give more on a slow or busy machine).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(10..=3600))]
     deadline: Option<u64>,
+    /// Roll out in stages (canary = relay-1's clients, then half, then the
+    /// rest) with a canary client that fails until the operator's fix:
+    /// the pause, the readmission and the resume (see below).
+    #[arg(long)]
+    stages: bool,
     /// Print the report as one JSON object (progress still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -102,6 +123,9 @@ pub(crate) struct Plan {
 
 impl Plan {
     fn new(a: &Args) -> Result<Self> {
+        if a.stages {
+            return Self::staged(a);
+        }
         if !(0.0..=50.0).contains(&a.loss) {
             bail!("--loss {}: give a percentage from 0 to 50", a.loss);
         }
@@ -156,6 +180,46 @@ impl Plan {
         })
     }
 
+    /// `--stages`: everyone online, one client behind relay-1 (the canary)
+    /// chosen by the seed refuses 2.4.0 until fixed.
+    fn staged(a: &Args) -> Result<Self> {
+        if a.relays < 2 {
+            bail!(
+                "--stages needs at least 2 relays: the canary is relay-1's clients, the later stages the others'"
+            );
+        }
+        if a.clients < 2 * a.relays {
+            bail!(
+                "--stages needs at least 2 clients per relay ({} for --relays {})",
+                2 * a.relays,
+                a.relays
+            );
+        }
+        // Client i (in name order) is behind relay-(i % relays + 1).
+        let canary = a.clients.div_ceil(a.relays) as usize;
+        let mut rng = artifact::Rng::new(a.seed ^ 0x0D15_EA5E);
+        let refusing = rng.below(canary) * a.relays as usize;
+        let roles = (1..=a.clients)
+            .enumerate()
+            .map(|(i, n)| {
+                let role = if i == refusing {
+                    Role::RefusesUntilFixed
+                } else {
+                    Role::Online
+                };
+                (format!("pos-{n:04}"), role)
+            })
+            .collect();
+        Ok(Self {
+            clients: a.clients,
+            relays: a.relays,
+            loss: a.loss,
+            size: (a.size as usize) << 20,
+            seed: a.seed,
+            roles,
+        })
+    }
+
     pub(crate) fn with(&self, role: Role) -> Vec<&str> {
         self.roles
             .iter()
@@ -178,7 +242,11 @@ pub(crate) fn run(_home: &Home, args: Args) -> Result<ExitCode> {
     // Ctrl-C (or SIGTERM) stops the demo cleanly: processes stopped, folder
     // removed unless --keep.
     let stop = haifu_fleet::Shutdown::on_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let outcome = drive(&plan, &args, work.path(), &say, &stop);
+    let outcome = if args.stages {
+        stages::drive(&plan, &args, work.path(), &say, &stop)
+    } else {
+        drive(&plan, &args, work.path(), &say, &stop)
+    };
     let keep = args.keep || (outcome.is_err() && !stop.is_set());
     let where_ = if keep {
         let dir = work.keep();
@@ -243,7 +311,7 @@ fn drive(
         if offline.len() == 1 { "es" } else { "" },
         offline.join(", ")
     ));
-    let run = f.start_run(plan.relays)?;
+    let run = f.start_run(plan.relays, None)?;
     say(format!(
         "run {run}: pos-app 2.3.0 -> 2.4.0, up to 3 rounds 2 s apart, deadline in {} s",
         f.deadline_secs

@@ -40,7 +40,7 @@ pub(super) struct Failed {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub(super) struct Report {
     pub run: i64,
     pub clients: u32,
@@ -79,6 +79,12 @@ pub(super) struct Report {
     /// Anything that did not hold (every updated install is checked byte
     /// for byte); empty on success.
     pub problems: Vec<String>,
+    /// `--stages`: each stage as `haifu audit` shows it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::cmd::stage_view::StageView>,
+    /// `--stages`: the pause on the canary's failure and what was on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<super::stages::Paused>,
     pub elapsed_secs: f64,
     /// The demo's folder, when kept.
     pub folder: Option<PathBuf>,
@@ -199,6 +205,8 @@ impl Report {
                 .collect(),
             gate,
             problems,
+            stages: Vec::new(),
+            paused: None,
             elapsed_secs: 0.0,
             folder: None,
         }
@@ -222,12 +230,14 @@ impl Report {
         for (i, n) in self.delivered_by_round.iter().enumerate() {
             let _ = writeln!(s, "  round {:<2}          {n:>4}", i + 1);
         }
-        let _ = writeln!(
-            s,
-            "  by delta          {:>4}  (stragglers: {})",
-            self.delivered_by_delta,
-            self.stragglers.join(", ")
-        );
+        if !self.stragglers.is_empty() || self.delivered_by_delta > 0 {
+            let _ = writeln!(
+                s,
+                "  by delta          {:>4}  (stragglers: {})",
+                self.delivered_by_delta,
+                self.stragglers.join(", ")
+            );
+        }
         if self.delivered_full_copy > 0 {
             let _ = writeln!(s, "  by full copy      {:>4}", self.delivered_full_copy);
         }
@@ -283,6 +293,42 @@ impl Report {
             bytes(self.unicast_only_bytes),
             total as f64 / self.unicast_only_bytes.max(1) as f64
         );
+        if !self.stages.is_empty() {
+            let _ = write!(
+                s,
+                "\n{}",
+                crate::cmd::stage_view::render(&self.stages, usize::MAX)
+            );
+        }
+        if let Some(p) = &self.paused {
+            let _ = writeln!(
+                s,
+                "\npaused after stage {} by {}: {}",
+                p.after_stage, p.by, p.reason
+            );
+            for f in &p.failed {
+                let _ = writeln!(s, "  {}: {}: {}", f.client, f.kind, f.reason);
+            }
+            let _ = writeln!(
+                s,
+                "  later stages on disk then: {} client(s) still on 2.3.0, {} on anything else",
+                p.later_stages_on_old.len(),
+                p.later_stages_installed.len()
+            );
+            let _ = writeln!(
+                s,
+                "  the operator wrote the fix, readmitted the failed client(s) and resumed the run"
+            );
+            let _ = writeln!(
+                s,
+                "  at the end: {} of {} clients on 2.4.0 on disk",
+                p.ended_on_new.len(),
+                self.clients
+            );
+        }
+        if self.gate.is_empty() {
+            return self.finish(s);
+        }
         let _ = writeln!(
             s,
             "\nservice gate ({})",
@@ -306,6 +352,11 @@ impl Report {
                 g.url
             );
         }
+        self.finish(s)
+    }
+
+    /// The report's last lines: time, folder, problems.
+    fn finish(&self, mut s: String) -> String {
         let _ = writeln!(s, "\nfinished in {:.1} s", self.elapsed_secs);
         if let Some(dir) = &self.folder {
             let _ = writeln!(s, "folder kept: {}", dir.display());
