@@ -208,6 +208,8 @@ fn every_shipped_script_compiles_with_its_entry_point() {
         (Role::Restrict, "restrict.rhai"),
         (Role::Disconnect, "disconnect.rhai"),
         (Role::Broadcast, "broadcast.rhai"),
+        (Role::Advance, "advance.rhai"),
+        (Role::Advance, "roll-back-on-failures.rhai"),
     ] {
         let warning = haifu_policy::check_script(role, &policy(file)).unwrap();
         assert_eq!(warning, None, "{file}");
