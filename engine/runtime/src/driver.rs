@@ -196,9 +196,8 @@ pub fn create(
 /// no longer than [`Clock::order_poll`] at a time to do so. While the run
 /// is paused it starts nothing: no round, no cut-off at a deadline that
 /// passes meanwhile (that waits for the resume, unless the workflow sets
-/// `schedule.cut_off_while_paused`: see [`cuts_off_while_paused`]); a
-/// round already on air
-/// ends as it would. Resumed, the same snapshot yields the same next
+/// `schedule.cut_off_while_paused`, which cuts off only from the delta
+/// step); a round already on air ends as it would. Resumed, the same snapshot yields the same next
 /// command, so the run goes on where it was. Aborted, it returns: the step
 /// it was in is not written over the end ([`LedgerError::RunEnded`]).
 /// On a clock that jumps no order can come, so a paused run returns as it
