@@ -213,6 +213,20 @@ pub fn write_datagram(key: &CarouselKey, header: &SymbolHeader, data: &[u8], out
 /// Cheap structural checks come first, so that garbage and foreign sessions
 /// cost no hashing; the tag is checked before the symbol is handed out.
 pub fn parse_datagram(bytes: &[u8], key: &CarouselKey) -> Result<Symbol, DatagramError> {
+    let (header, data, tag) = authenticate(bytes, key)?;
+    Ok(Symbol {
+        header,
+        data: data.to_vec(),
+        tag,
+    })
+}
+
+/// [`parse_datagram`] without copying the symbol out: its header, its
+/// bytes where they lie in `bytes`, and its tag.
+pub(crate) fn authenticate<'a>(
+    bytes: &'a [u8],
+    key: &CarouselKey,
+) -> Result<(SymbolHeader, &'a [u8], [u8; TAG_LEN]), DatagramError> {
     let len = bytes.len();
     if len > MAX_DATAGRAM_LEN {
         return Err(DatagramError::TooLong(len));
@@ -237,11 +251,7 @@ pub fn parse_datagram(bytes: &[u8], key: &CarouselKey) -> Result<Symbol, Datagra
     if !tags_equal(&expected, tag) {
         return Err(DatagramError::BadTag);
     }
-    Ok(Symbol {
-        header,
-        data: data.to_vec(),
-        tag: expected,
-    })
+    Ok((header, data, expected))
 }
 
 fn decode_header(

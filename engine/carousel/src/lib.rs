@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod datagram;
+mod gather;
 pub mod hasher;
 pub mod layout;
 pub mod loss;

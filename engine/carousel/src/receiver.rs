@@ -28,17 +28,20 @@
 //! sends) would otherwise spoil that round's decode too. The round of a
 //! symbol is read from its id ([`ReceivePlan::round_of`]); a wrong guess
 //! only costs symbols, never accepts bytes. Memory: each block being
-//! decoded holds its received symbols; a decoded block is handed out and
+//! decoded holds room for its source symbols from its first symbol on
+//! (each lands there directly, see `gather`) and the repair symbols it
+//! received; a decoded block is handed out and
 //! forgotten, so memory stays near the size of the objects in flight, not
 //! the artifact.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
+use raptorq::ObjectTransmissionInformation;
 use thiserror::Error;
 
-use crate::datagram::{CarouselKey, DatagramError, Symbol, TAG_LEN, parse_datagram};
-use crate::layout::{BlockLayout, MAX_ESI, ObjectLayout, SessionShape};
+use crate::datagram::{CarouselKey, DatagramError, Symbol, SymbolHeader, TAG_LEN, authenticate};
+use crate::gather::Gather;
+use crate::layout::{MAX_ESI, ObjectLayout, SessionShape};
 use crate::plan::{BlockHash, ReceivePlan, block_hash};
 use crate::repair::Report;
 
@@ -183,8 +186,8 @@ struct ObjectRx {
 #[derive(Debug)]
 enum BlockRx {
     Receiving {
-        decoder: Box<SourceBlockDecoder>,
-        /// The tag of every symbol the decoder holds, by ESI.
+        gather: Gather,
+        /// The tag of every symbol the block holds, by ESI.
         esis: HashMap<u32, [u8; TAG_LEN]>,
         guard: Guard,
     },
@@ -298,17 +301,27 @@ impl Receiver {
 
     /// Authenticates and takes one datagram. Never panics, whatever the bytes.
     pub fn handle_datagram(&mut self, bytes: &[u8]) -> Result<Accepted, ReceiveError> {
-        let symbol = parse_datagram(bytes, &self.key)?;
-        self.handle_symbol(symbol)
+        // The symbol's bytes are read where they lie in the datagram: a
+        // source symbol is copied once, into its block.
+        let (header, data, tag) = authenticate(bytes, &self.key)?;
+        self.take(header, data, tag)
     }
 
-    /// Takes one symbol that [`parse_datagram`] authenticated.
+    /// Takes one symbol that [`crate::parse_datagram`] authenticated.
     pub fn handle_symbol(&mut self, symbol: Symbol) -> Result<Accepted, ReceiveError> {
-        let h = symbol.header;
+        self.take(symbol.header, &symbol.data, symbol.tag)
+    }
+
+    fn take(
+        &mut self,
+        h: SymbolHeader,
+        data: &[u8],
+        tag: [u8; TAG_LEN],
+    ) -> Result<Accepted, ReceiveError> {
         if h.session_id != self.key.id() {
             return Err(DatagramError::ForeignSession(h.session_id).into());
         }
-        if symbol.data.len() != usize::from(h.shape.symbol_size) || h.esi > MAX_ESI {
+        if data.len() != usize::from(h.shape.symbol_size) || h.esi > MAX_ESI {
             return Err(DatagramError::Malformed("symbol").into());
         }
         // Everything a datagram says about the layout must be the signed
@@ -339,7 +352,7 @@ impl Receiver {
                 .blocks
                 .iter()
                 .map(|b| BlockRx::Receiving {
-                    decoder: Box::new(block_decoder(b, &oti, layout.symbol_size)),
+                    gather: Gather::new(b, &oti, layout.symbol_size),
                     esis: HashMap::new(),
                     guard: Guard::default(),
                 })
@@ -367,7 +380,7 @@ impl Receiver {
             .get_mut(usize::from(h.sbn))
             .ok_or(DatagramError::Malformed("source block number"))?;
         let BlockRx::Receiving {
-            decoder,
+            gather,
             esis,
             guard,
         } = block
@@ -379,13 +392,13 @@ impl Receiver {
         }
         let round = self.plan.round_of(h.esi, block_layout.symbols);
         match esis.get(&h.esi) {
-            Some(tag) if *tag == symbol.tag => return Ok(Accepted::Duplicate),
+            Some(held) if *held == tag => return Ok(Accepted::Duplicate),
             Some(_) => {
                 // Which of the two is forged cannot be told, and the
                 // decoder cannot give one symbol back: the block starts
                 // over and the id is refused from now on.
                 self.held -= esis.len() as u64;
-                **decoder = block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                *gather = Gather::new(&block_layout, &object.oti, object.layout.symbol_size);
                 esis.clear();
                 if guard.refused.len() < MAX_REFUSED {
                     guard.refused.insert(h.esi);
@@ -409,17 +422,15 @@ impl Receiver {
             guard.round = round;
             if guard.suspect.is_some_and(|r| round > r) {
                 self.held -= esis.len() as u64;
-                **decoder = block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                *gather = Gather::new(&block_layout, &object.oti, object.layout.symbol_size);
                 esis.clear();
                 guard.suspect = None;
             }
         }
-        esis.insert(h.esi, symbol.tag);
+        esis.insert(h.esi, tag);
         self.held += 1;
         self.accepted += 1;
-        // Below K symbols this returns at once; from K on it tries to solve.
-        let packet = EncodingPacket::new(PayloadId::new(h.sbn, h.esi), symbol.data);
-        let Some(mut data) = decoder.decode(std::iter::once(packet)) else {
+        let Some(mut data) = gather.push(h.esi, data) else {
             return Ok(Accepted::Held);
         };
         self.held -= esis.len() as u64;
@@ -431,8 +442,7 @@ impl Receiver {
                     // of them go; the block starts over with the symbols
                     // that follow (the rest of this round's and every later
                     // round's fresh ESIs).
-                    **decoder =
-                        block_decoder(&block_layout, &object.oti, object.layout.symbol_size);
+                    *gather = Gather::new(&block_layout, &object.oti, object.layout.symbol_size);
                     esis.clear();
                     guard.suspect = Some(guard.round);
                     self.discarded += 1;
@@ -493,7 +503,7 @@ impl Receiver {
         };
         guard.suspect = Some(guard.round);
         *block = BlockRx::Receiving {
-            decoder: Box::new(block_decoder(&layout, &rx.oti, rx.layout.symbol_size)),
+            gather: Gather::new(&layout, &rx.oti, rx.layout.symbol_size),
             esis: HashMap::new(),
             guard,
         };
@@ -645,18 +655,4 @@ impl Receiver {
             }
         }
     }
-}
-
-/// A fresh decoder for one block. The padded length, so even an empty block
-/// has one symbol; the output is cut to the real length.
-fn block_decoder(
-    block: &BlockLayout,
-    oti: &ObjectTransmissionInformation,
-    symbol_size: u16,
-) -> SourceBlockDecoder {
-    SourceBlockDecoder::new(
-        block.sbn,
-        oti,
-        u64::from(block.symbols) * u64::from(symbol_size),
-    )
 }

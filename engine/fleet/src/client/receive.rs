@@ -11,7 +11,6 @@ use std::time::Instant;
 use haifu_carousel::CarouselKey;
 use haifu_carousel::Receiver;
 use haifu_core::Manifest;
-use haifu_plugin_host::RecvBatch;
 use haifu_protocol::SessionKey;
 use jiff::Timestamp;
 
@@ -104,15 +103,14 @@ pub(super) fn receive(
     let mut last_progress = Instant::now();
     let mut best = 0u64;
     let seed = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
-    let mut source = Datagrams::new(group, cfg.testing.drop_datagrams, seed);
+    let source = Datagrams::new(group, cfg.testing.drop_datagrams, seed);
     let started = Instant::now();
     let mut total = crate::broadcast::ReceiveStats::default();
     let mut listening = Listening::default();
-    // A reader thread drains the socket into a queue, a batch (recvmmsg in
-    // the multicast plugin) at a time, so the kernel buffer does not
-    // overflow while a block decodes on this thread.
-    // Unbounded channel, bounded by `queued`: batches vary from one
-    // datagram to RECV_BATCH, and the bound is on datagrams.
+    // A reader thread drains the socket into a queue (`Datagrams::pump`),
+    // so the kernel buffer does not overflow while a block decodes on this
+    // thread. Unbounded channel, bounded by `queued`: batches vary in
+    // size, and the bound is on datagrams.
     let (tx, rx) = std::sync::mpsc::channel::<Packed>();
     let queued = Arc::new(AtomicUsize::new(0));
     let reading = Arc::new(AtomicBool::new(true));
@@ -121,40 +119,7 @@ pub(super) fn receive(
         let queued = Arc::clone(&queued);
         std::thread::Builder::new()
             .name("datagrams".into())
-            .spawn(move || {
-                let mut batch = RecvBatch::new(RECV_BATCH, 2048);
-                let mut overflow = 0u64;
-                while reading.load(Ordering::Relaxed) {
-                    let mut packed = Packed::with_capacity(RECV_BATCH, 1500);
-                    match source.recv_into(
-                        &mut batch,
-                        Some(Duration::from_millis(200)),
-                        &mut packed,
-                    ) {
-                        Ok(()) => {}
-                        Err(e) if e.is_timeout() => continue,
-                        Err(e) => {
-                            tracing::warn!("multicast receive: {e}");
-                            break;
-                        }
-                    }
-                    let n = packed.len();
-                    if n == 0 {
-                        continue;
-                    }
-                    if queued.load(Ordering::Relaxed) + n > READER_QUEUE_DATAGRAMS {
-                        overflow += n as u64;
-                        continue;
-                    }
-                    queued.fetch_add(n, Ordering::Relaxed);
-                    if tx.send(packed).is_err() {
-                        break;
-                    }
-                }
-                if overflow > 0 {
-                    tracing::warn!(overflow, "datagrams dropped: the decoder fell behind");
-                }
-            })
+            .spawn(move || source.pump(&reading, &queued, READER_QUEUE_DATAGRAMS, &tx))
             .map_err(FleetError::thread("datagram reader"))?
     };
     let stop_reader = |reading: &AtomicBool| reading.store(false, Ordering::Relaxed);
@@ -291,9 +256,6 @@ pub(super) fn receive(
     let _ = client.root.gc();
     Ok(true)
 }
-
-/// Datagrams one receive call takes at most (recvmmsg).
-const RECV_BATCH: usize = 64;
 
 /// Datagrams queued between the reader and the decoder before the reader
 /// drops what comes (and says so): 32,768, about 47 MB, 3.8 s at
