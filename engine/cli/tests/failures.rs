@@ -166,17 +166,8 @@ fn a_failed_health_check_switches_back_and_is_audited() {
         ),
     )
     .unwrap();
-    let v1 = std::fs::read(f.artifact("app-1.bin", 128 << 10, 3)).unwrap();
-    let mut v2 = v1.clone();
-    v2[7] ^= 0xff;
-    std::fs::write(f.path("app-2.bin"), &v2).unwrap();
-    f.workflow("v1", "app-1.bin", "1.1.0", &["relay-a"], 2, 1, "200Mbit/s");
-    f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 2, 1, "200Mbit/s");
     // The run stays open long enough for the check after the switch.
-    f.open_delta_window("v2");
-    f.start_fleet(&clients);
-    let report = f.json(&["run", "v1.yaml", "--live", "--json"]);
-    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    let (v1, v2) = v1_delivered_v2_kept_open(&mut f, &clients, 3, 7);
     f.wait_log("h2", "health check passed", 1, 30);
 
     f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
@@ -228,17 +219,8 @@ fn a_version_put_back_outside_haifu_is_reported_once_and_an_ordered_rollback_nev
             ..Layout::default()
         },
     );
-    let v1 = std::fs::read(f.artifact("app-1.bin", 128 << 10, 4)).unwrap();
-    let mut v2 = v1.clone();
-    v2[9] ^= 0xff;
-    std::fs::write(f.path("app-2.bin"), &v2).unwrap();
-    f.workflow("v1", "app-1.bin", "1.1.0", &["relay-a"], 2, 1, "200Mbit/s");
-    f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 2, 1, "200Mbit/s");
     // Run 2 stays open while the failure comes in.
-    f.open_delta_window("v2");
-    f.start_fleet(&clients);
-    let report = f.json(&["run", "v1.yaml", "--live", "--json"]);
-    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    let (v1, _) = v1_delivered_v2_kept_open(&mut f, &clients, 4, 9);
     f.haifu_ok(&["run", "v2.yaml", "--live", "--detach"]);
     for id in clients {
         f.wait_log(id, "installed; completion sent", 2, 60);
@@ -297,4 +279,26 @@ fn a_version_put_back_outside_haifu_is_reported_once_and_an_ordered_rollback_nev
     let current = |id: &str| std::fs::read(f.path(&format!("{id}-root/current/artifact"))).unwrap();
     assert_eq!(current("p2"), v1, "not installed again by itself");
     assert_eq!(current("p1"), v1);
+}
+
+/// Version 1.1.0 (an artifact from `seed`) delivered to `clients` behind
+/// relay-a, and 1.2.0 (the same with byte `flipped` changed) registered as
+/// workflow `v2`, whose delta window stays open; returns both versions' bytes.
+fn v1_delivered_v2_kept_open(
+    f: &mut Fleet,
+    clients: &[&str],
+    seed: u64,
+    flipped: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    let v1 = std::fs::read(f.artifact("app-1.bin", 128 << 10, seed)).unwrap();
+    let mut v2 = v1.clone();
+    v2[flipped] ^= 0xff;
+    std::fs::write(f.path("app-2.bin"), &v2).unwrap();
+    f.workflow("v1", "app-1.bin", "1.1.0", &["relay-a"], 2, 1, "200Mbit/s");
+    f.workflow("v2", "app-2.bin", "1.2.0", &["relay-a"], 2, 1, "200Mbit/s");
+    f.open_delta_window("v2");
+    f.start_fleet(clients);
+    let report = f.json(&["run", "v1.yaml", "--live", "--json"]);
+    assert_eq!(report["undelivered"], 0, "{report:#}\n{}", f.dump());
+    (v1, v2)
 }

@@ -50,6 +50,21 @@ fn switched_to_1_2() -> (ClientCore, Switched) {
     (c, on_disk)
 }
 
+/// [`switched_to_1_2`], its completion made durable and acknowledged.
+fn switched_and_acknowledged() -> (ClientCore, Switched) {
+    let (mut c, on_disk) = switched_to_1_2();
+    c.handle(t(2), Event::Persisted);
+    c.handle(
+        t(3),
+        Event::FromRelay(Message::CompletionAck(CompletionAck {
+            run: 2,
+            client: "c0".into(),
+            digest: version("1.2.0", 2).digest,
+        })),
+    );
+    (c, on_disk)
+}
+
 fn restarted(installed: ArtifactRef, switched: Option<Switched>) -> ClientCore {
     core(Some(installed), None).with_switched(switched)
 }
@@ -147,16 +162,7 @@ fn a_crash_between_keeping_the_failure_and_clearing_the_record_reports_it_once()
 
 #[test]
 fn a_rollback_the_master_ordered_is_never_reported() {
-    let (mut c, _) = switched_to_1_2();
-    c.handle(t(2), Event::Persisted);
-    c.handle(
-        t(3),
-        Event::FromRelay(Message::CompletionAck(CompletionAck {
-            run: 2,
-            client: "c0".into(),
-            digest: version("1.2.0", 2).digest,
-        })),
-    );
+    let (mut c, _) = switched_and_acknowledged();
     c.handle(t(4), Event::RelayUp);
     let e = c.handle(t(5), Event::FromRelay(order(1, "c0", 2)));
     let Some(Effect::RollBack { .. }) = e.iter().find(|e| matches!(e, Effect::RollBack { .. }))
@@ -180,16 +186,7 @@ fn a_rollback_the_master_ordered_is_never_reported() {
 
 #[test]
 fn an_ordered_rollback_stopped_between_its_switch_and_its_report_is_not_reported() {
-    let (mut c, on_disk) = switched_to_1_2();
-    c.handle(t(2), Event::Persisted);
-    c.handle(
-        t(3),
-        Event::FromRelay(Message::CompletionAck(CompletionAck {
-            run: 2,
-            client: "c0".into(),
-            digest: version("1.2.0", 2).digest,
-        })),
-    );
+    let (mut c, on_disk) = switched_and_acknowledged();
     let e = c.handle(t(5), Event::FromRelay(order(1, "c0", 2)));
     let intent = e
         .iter()
