@@ -189,6 +189,8 @@ enum BlockRx {
         gather: Gather,
         /// The tag of every symbol the block holds, by ESI.
         esis: HashMap<u32, [u8; TAG_LEN]>,
+        /// The highest ESI heard of the block (held or not), for reports.
+        newest: Option<u32>,
         guard: Guard,
     },
     /// Decoded, handed out, its hash being checked by the caller.
@@ -354,6 +356,7 @@ impl Receiver {
                 .map(|b| BlockRx::Receiving {
                     gather: Gather::new(b, &oti, layout.symbol_size),
                     esis: HashMap::new(),
+                    newest: None,
                     guard: Guard::default(),
                 })
                 .collect();
@@ -382,11 +385,13 @@ impl Receiver {
         let BlockRx::Receiving {
             gather,
             esis,
+            newest,
             guard,
         } = block
         else {
             return Ok(Accepted::AlreadyDecoded);
         };
+        *newest = (*newest).max(Some(h.esi));
         if guard.refused.contains(&h.esi) {
             return Ok(Accepted::Duplicate);
         }
@@ -505,6 +510,7 @@ impl Receiver {
         *block = BlockRx::Receiving {
             gather: Gather::new(&layout, &rx.oti, rx.layout.symbol_size),
             esis: HashMap::new(),
+            newest: None,
             guard,
         };
         self.discarded += 1;
@@ -576,6 +582,7 @@ impl Receiver {
             done_below: 0,
             horizon: self.top_block.map_or(0, |b| b + 1),
             held: Vec::new(),
+            newest: Vec::new(),
         };
         if out.done {
             out.done_below = u32::try_from(self.plan.block_count()).unwrap_or(u32::MAX);
@@ -592,10 +599,10 @@ impl Receiver {
                 }
                 let held = match slot {
                     ObjectSlot::Done { .. } => None,
-                    ObjectSlot::Waiting => Some(0),
+                    ObjectSlot::Waiting => Some((0, None)),
                     ObjectSlot::Receiving(rx) => match rx.blocks.get(sbn as usize) {
-                        Some(BlockRx::Receiving { esis, .. }) => {
-                            Some(u32::try_from(esis.len()).unwrap_or(u32::MAX))
+                        Some(BlockRx::Receiving { esis, newest, .. }) => {
+                            Some((u32::try_from(esis.len()).unwrap_or(u32::MAX), *newest))
                         }
                         _ => None,
                     },
@@ -603,13 +610,14 @@ impl Receiver {
                 match held {
                     None if all_done_so_far => out.done_below = index + 1,
                     None => {}
-                    Some(held) => {
+                    Some((held, newest)) => {
                         all_done_so_far = false;
                         if out.held.len() >= max_entries {
                             out.horizon = index;
                             break 'objects;
                         }
                         out.held.push((index, held));
+                        out.newest.push(newest);
                     }
                 }
                 index += 1;

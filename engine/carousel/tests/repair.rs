@@ -92,8 +92,11 @@ fn run(case: Case) -> Result {
         for (id, l) in listeners.iter_mut().enumerate() {
             let alive = now >= l.joins && l.dies.is_none_or(|d| now < d);
             while alive && l.next_report <= now {
+                // As a client's `Listening`: nothing to say before it heard.
                 let report = l.rx.report(4096);
-                assert!(round.report(id, &report, t0 + l.next_report));
+                if report.heard > 0 {
+                    assert!(round.report(id, &report, t0 + l.next_report));
+                }
                 l.next_report += REPORT_EVERY;
             }
             if !alive && l.next_report <= now {
@@ -189,9 +192,9 @@ fn eight_listeners_decode_in_one_round_near_the_loss_floor() {
 
 #[test]
 fn a_late_listener_is_repaired_within_the_round() {
-    // Joins when a third of the first pass is out.
+    // Joins when a third of the first pass (about 350 ms) is out.
     let mut listeners = eight(0.05);
-    listeners[3].1 = 400;
+    listeners[3].1 = 120;
     let r = run(Case {
         len: 4 << 20,
         config: config(),

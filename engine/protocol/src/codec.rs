@@ -33,6 +33,10 @@ use crate::message::{
 };
 use crate::wire::{Reader, Writer};
 
+/// `Feedback::newest` on the wire for a block none of whose symbols was
+/// heard: symbol ids are 24 bits, so it is never a real one.
+const NOTHING_HEARD: u32 = u32::MAX;
+
 impl Message {
     /// Encodes under the default [`Limits`].
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
@@ -145,9 +149,23 @@ impl Message {
                 w.u32(m.done_below);
                 w.u32(m.horizon);
                 w.count("held", m.held.len(), MAX_FEEDBACK_BLOCKS)?;
-                for &(block, held) in &m.held {
-                    w.u32(block);
-                    w.u32(held);
+                if m.newest.is_empty() {
+                    for &(block, held) in &m.held {
+                        w.u32(block);
+                        w.u32(held);
+                    }
+                } else {
+                    if !m.newest_fits() || m.newest.contains(&Some(NOTHING_HEARD)) {
+                        return Err(EncodeError::Invalid {
+                            field: "newest",
+                            reason: "not one entry per held block",
+                        });
+                    }
+                    for (&(block, held), newest) in m.held.iter().zip(&m.newest) {
+                        w.u32(block);
+                        w.u32(held);
+                        w.u32(newest.unwrap_or(NOTHING_HEARD));
+                    }
                 }
             }
             Self::StopRounds(m) => w.u64(m.run),
@@ -386,7 +404,7 @@ impl Message {
                     None
                 },
             }),
-            tag::FEEDBACK => {
+            tag::FEEDBACK | tag::FEEDBACK_NEWEST => {
                 let run = r.u64("run")?;
                 let session_id = r.u32("session_id")?;
                 let heard = r.u64("heard")?;
@@ -394,9 +412,15 @@ impl Message {
                 let done_below = r.u32("done_below")?;
                 let horizon = r.u32("horizon")?;
                 let n = r.count("held", MAX_FEEDBACK_BLOCKS)?;
+                let with_newest = t == tag::FEEDBACK_NEWEST;
                 let mut held = Vec::with_capacity(n);
+                let mut newest = Vec::with_capacity(if with_newest { n } else { 0 });
                 for _ in 0..n {
                     held.push((r.u32("block")?, r.u32("symbols")?));
+                    if with_newest {
+                        let esi = r.u32("newest")?;
+                        newest.push((esi != NOTHING_HEARD).then_some(esi));
+                    }
                 }
                 Self::Feedback(Feedback {
                     run,
@@ -406,6 +430,7 @@ impl Message {
                     done_below,
                     horizon,
                     held,
+                    newest,
                 })
             }
             tag::STOP_ROUNDS => Self::StopRounds(StopRounds { run: r.u64("run")? }),

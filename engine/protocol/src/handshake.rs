@@ -44,6 +44,11 @@ pub mod features {
     /// [`RoundBudget`](crate::RoundBudget), relays answer with
     /// [`RoundListeners`](crate::RoundListeners).
     pub const FEEDBACK_REPAIR: &str = "feedback-repair";
+    /// Feedback says the newest symbol id heard of each block
+    /// ([`Feedback::newest`](crate::Feedback::newest), tag `0x28`), so the
+    /// relay can order repairs from a report at once, even during a
+    /// block's first pass, instead of waiting for it to catch up.
+    pub const FEEDBACK_NEWEST: &str = "feedback-newest";
     /// Registrations name the sender's broadcast transport plugin
     /// ([`RegisterRelay::broadcast`](crate::RegisterRelay::broadcast),
     /// [`RegisterClient::broadcast`](crate::RegisterClient::broadcast)), so
@@ -81,6 +86,7 @@ pub mod features {
         DELTA_BSDIFF,
         DELTA_RESUME,
         FAILURE_REPORTS,
+        FEEDBACK_NEWEST,
         FEEDBACK_REPAIR,
         LABELS,
         ROLLBACK,

@@ -17,7 +17,7 @@ pub const MAX_FEATURE_LEN: usize = 64;
 pub const MAX_PLUGIN_NAME_LEN: usize = 64;
 /// The most features one hello may list.
 pub const MAX_FEATURES: usize = 64;
-/// Most blocks one [`Feedback`](crate::Feedback) lists (8 bytes each: the
+/// Most blocks one [`Feedback`](crate::Feedback) lists (8 or 12 bytes each: the
 /// largest fits a minimal frame with room to spare).
 pub const MAX_FEEDBACK_BLOCKS: usize = 4096;
 /// The largest signed manifest carried inline, in bytes.

@@ -66,6 +66,9 @@ pub mod tag {
     pub const ROUND_DONE_LISTENERS: u8 = 0x26;
     /// [`Message::Feedback`](crate::Message::Feedback).
     pub const FEEDBACK: u8 = 0x27;
+    /// [`Message::Feedback`](crate::Message::Feedback) with the newest
+    /// symbol id heard of each block (feature `feedback-newest`).
+    pub const FEEDBACK_NEWEST: u8 = 0x28;
     /// [`Message::Completion`](crate::Message::Completion).
     pub const COMPLETION: u8 = 0x30;
     /// [`Message::CompletionAck`](crate::Message::CompletionAck).
@@ -275,6 +278,19 @@ pub struct Feedback {
     /// `done_below..horizon`, increasing; at most
     /// [`MAX_FEEDBACK_BLOCKS`](crate::limits::MAX_FEEDBACK_BLOCKS).
     pub held: Vec<(u32, u32)>,
+    /// For each entry of `held`, in the same order, the highest symbol id
+    /// heard of that block (`None`: none heard yet); empty when the client
+    /// does not say (a client or relay without `feedback-newest`). With it
+    /// the relay knows which symbols a report cannot reflect yet, so it
+    /// need not wait before acting on one.
+    pub newest: Vec<Option<u32>>,
+}
+
+impl Feedback {
+    /// `newest` is either empty or one entry per `held` block.
+    pub fn newest_fits(&self) -> bool {
+        self.newest.is_empty() || self.newest.len() == self.held.len()
+    }
 }
 
 /// What a relay knows of its listeners at the end of a round.
@@ -700,6 +716,7 @@ impl Message {
             Self::SessionKey(_) => tag::SESSION_KEY,
             Self::RoundDone(m) if m.listeners.is_some() => tag::ROUND_DONE_LISTENERS,
             Self::RoundDone(_) => tag::ROUND_DONE,
+            Self::Feedback(m) if !m.newest.is_empty() => tag::FEEDBACK_NEWEST,
             Self::Feedback(_) => tag::FEEDBACK,
             Self::Completion(_) => tag::COMPLETION,
             Self::CompletionAck(_) => tag::COMPLETION_ACK,
@@ -735,11 +752,19 @@ impl Message {
         use std::borrow::Cow;
 
         use crate::handshake::features::{
-            DELTA_RESUME, FAILURE_REPORTS, FEEDBACK_REPAIR, LABELS, ROLLBACK, STAGES,
-            TRANSPORT_NAMES,
+            DELTA_RESUME, FAILURE_REPORTS, FEEDBACK_NEWEST, FEEDBACK_REPAIR, LABELS, ROLLBACK,
+            STAGES, TRANSPORT_NAMES,
         };
         match self {
             Self::Instruction(m) if m.admitted.is_some() && !has(STAGES) => return None,
+            Self::Feedback(m)
+                if !m.newest.is_empty() && has(FEEDBACK_REPAIR) && !has(FEEDBACK_NEWEST) =>
+            {
+                return Some(Cow::Owned(Self::Feedback(Feedback {
+                    newest: Vec::new(),
+                    ..m.clone()
+                })));
+            }
             Self::Rollback(_) | Self::RollbackReport(_) | Self::RollbackAck(_)
                 if !has(ROLLBACK) =>
             {

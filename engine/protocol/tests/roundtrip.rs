@@ -284,3 +284,44 @@ fn a_staged_instruction_past_its_bounds_is_refused_both_ways() {
     // Cut short: an error, never a panic.
     assert!(Message::decode(&frame[..frame.len() - 1]).is_err());
 }
+
+/// A relay without `feedback-newest` gets the report it knows (tag 0x27,
+/// no newest ids); one with it gets them; a newest list that does not
+/// match the held blocks, or holds the wire's "nothing heard" value as an
+/// id, is refused at encoding rather than sent ambiguous.
+#[test]
+fn feedback_newest_goes_only_to_a_relay_with_the_feature() {
+    use haifu_protocol::{Feedback, features};
+    let msg = Message::Feedback(Feedback {
+        run: 1,
+        session_id: 2,
+        heard: 300,
+        done: false,
+        done_below: 0,
+        horizon: 2,
+        held: vec![(0, 250), (1, 3)],
+        newest: vec![Some(299), None],
+    });
+    let both = |f: &str| f == features::FEEDBACK_REPAIR || f == features::FEEDBACK_NEWEST;
+    assert_eq!(*msg.for_peer(both).unwrap(), msg);
+    let old = msg
+        .for_peer(|f| f == features::FEEDBACK_REPAIR)
+        .unwrap()
+        .into_owned();
+    let Message::Feedback(f) = &old else {
+        panic!("{old:?}")
+    };
+    assert!(f.newest.is_empty() && f.held == vec![(0, 250), (1, 3)]);
+    assert_eq!(
+        old.encode().unwrap()[..].len() + 8,
+        msg.encode().unwrap().len()
+    );
+    assert!(msg.for_peer(|f| f == features::FEEDBACK_NEWEST).is_none());
+    for bad in [vec![Some(1)], vec![Some(1), Some(u32::MAX)]] {
+        let Message::Feedback(mut f) = msg.clone() else {
+            unreachable!()
+        };
+        f.newest = bad;
+        assert!(Message::Feedback(f).encode().is_err());
+    }
+}

@@ -158,6 +158,10 @@ pub struct Report {
     /// `(block index, symbols held)` of every block in
     /// `done_below..horizon` that is not decoded, in increasing order.
     pub held: Vec<(u32, u32)>,
+    /// For each entry of `held`, in order, the highest symbol id heard of
+    /// that block (`None`: none yet); empty from a listener that does not
+    /// say. With it a report is acted on at once (see [`RepairRound::report`]).
+    pub newest: Vec<Option<u32>>,
 }
 
 /// What a round did, for the relay's log and the master.
@@ -190,8 +194,12 @@ struct Block {
     object: u32,
     sbn: u8,
     k: u32,
+    /// The round's first symbol id for this block.
+    first_esi: u32,
     /// Next symbol id to send.
     next_esi: u32,
+    /// When its latest symbol went out.
+    last_sent: Option<Instant>,
     /// First id past the round's range.
     end_esi: u32,
     /// First id past the first pass.
@@ -206,6 +214,27 @@ struct Block {
     /// more than that was already served, one asking more adds only the
     /// difference.
     ordered: u32,
+}
+
+impl Block {
+    /// Symbols of this block a listener whose newest heard id is `newest`
+    /// has still to hear from the round (or lose) at `now`: those sent
+    /// after it (unless the block's latest went out `holdoff` ago: then
+    /// they are lost, not on their way), the rest of the first pass and
+    /// the repairs owed. `None` when a report cannot say: nothing of this
+    /// round heard though some went out lately (lost, or on its way?), or
+    /// an id not sent yet.
+    fn coming(&self, newest: Option<u32>, now: Instant, holdoff: Duration) -> Option<u32> {
+        let arrived = self.last_sent.is_none_or(|t| now >= t + holdoff);
+        let in_flight = match newest {
+            Some(e) if e >= self.next_esi => return None,
+            _ if arrived => 0,
+            Some(e) if e >= self.first_esi => self.next_esi - 1 - e,
+            _ => return None,
+        };
+        let unsent = self.first_pass_end.saturating_sub(self.next_esi);
+        Some(in_flight + unsent + self.owed)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -266,7 +295,9 @@ impl<L: Ord + Clone> RepairRound<L> {
                     object,
                     sbn: b.sbn,
                     k: b.symbols,
+                    first_esi: first,
                     next_esi: first,
+                    last_sent: None,
                     end_esi: first + span,
                     first_pass_end: first + pass.max(1),
                     settled_at: None,
@@ -290,6 +321,16 @@ impl<L: Ord + Clone> RepairRound<L> {
             cycles: (0, 0),
             ended: None,
         })
+    }
+
+    /// The mean time between datagrams so far (zero before any), to tell
+    /// when a block's first pass will end.
+    fn mean_gap(&self, now: Instant) -> Duration {
+        let sent = self.sent().0;
+        if sent == 0 {
+            return Duration::ZERO;
+        }
+        now.saturating_duration_since(self.started) / u32::try_from(sent).unwrap_or(u32::MAX)
     }
 
     /// Blocks in the session.
@@ -385,9 +426,48 @@ impl<L: Ord + Clone> RepairRound<L> {
             return true;
         }
         let loss = l.loss.unwrap_or(assumed).clamp(0.0, MAX_INFLATE_LOSS);
-        for &(index, held) in &report.held {
+        let newest = (report.newest.len() == report.held.len()).then_some(&report.newest);
+        let gap = self.mean_gap(now);
+        for (j, &(index, held)) in report.held.iter().enumerate() {
             let i = index as usize;
             let block = &mut self.blocks[i];
+            let need = (block.k + DECODE_MARGIN).saturating_sub(held).max(1);
+            let want = inflate(need, loss);
+            let holdoff = self.params.holdoff;
+            if let Some(coming) = newest.and_then(|n| block.coming(n[j], now, holdoff)) {
+                // The listener said what it heard last: what it cannot
+                // reflect yet is known, so no holdoff. During the block's
+                // first pass, only once the pass is about to end (earlier,
+                // the need is a guess that later luck may undo).
+                let unsent = block.first_pass_end.saturating_sub(block.next_esi);
+                if unsent > 0 && gap.saturating_mul(unsent) > self.params.holdoff {
+                    continue;
+                }
+                // A listener that loses nothing gets every source symbol
+                // and decodes without the margin.
+                let want = if loss > 0.0 {
+                    want
+                } else {
+                    block.k.saturating_sub(held).max(1)
+                };
+                let room = block
+                    .end_esi
+                    .saturating_sub(block.next_esi.max(block.first_pass_end));
+                let add = want
+                    .saturating_sub(coming)
+                    .min(room.saturating_sub(block.owed));
+                if add > 0 {
+                    if block.owed == 0 {
+                        self.cycles.0 += 1;
+                    } else {
+                        self.cycles.1 += 1;
+                    }
+                    block.owed += add;
+                    block.ordered = block.ordered.max(want);
+                    self.owing.insert(i);
+                }
+                continue;
+            }
             // Only blocks whose symbols had time to arrive and be reported.
             let Some(settled) = block.settled_at else {
                 continue;
@@ -395,8 +475,6 @@ impl<L: Ord + Clone> RepairRound<L> {
             if now < settled + self.params.holdoff {
                 continue;
             }
-            let need = (block.k + DECODE_MARGIN).saturating_sub(held).max(1);
-            let want = inflate(need, loss);
             // While a cycle is going out, a report cannot reflect it yet:
             // it adds only what it wants beyond what the cycle was ordered
             // for. Once a cycle is out (and the holdoff passed), a report
@@ -447,7 +525,12 @@ impl<L: Ord + Clone> RepairRound<L> {
                 }
             }
         }
-        let repair = self.owing.first().copied();
+        // A block ordered repairs in its first pass sends them after it.
+        let repair = self
+            .owing
+            .iter()
+            .copied()
+            .find(|&i| self.blocks[i].next_esi >= self.blocks[i].first_pass_end);
         let take_repair = match repair {
             Some(_) if first_pass_done => true,
             Some(_) => self.repair_turn,
@@ -458,6 +541,7 @@ impl<L: Ord + Clone> RepairRound<L> {
             let block = &mut self.blocks[i];
             let esi = block.next_esi;
             block.next_esi += 1;
+            block.last_sent = Some(now);
             block.owed -= 1;
             if block.owed == 0 || block.next_esi >= block.end_esi {
                 block.owed = 0;
@@ -480,6 +564,7 @@ impl<L: Ord + Clone> RepairRound<L> {
             let block = &mut self.blocks[i];
             let esi = block.next_esi;
             block.next_esi += 1;
+            block.last_sent = Some(now);
             if block.next_esi >= block.first_pass_end {
                 block.settled_at = Some(now);
                 self.first_pass += 1;

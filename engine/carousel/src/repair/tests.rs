@@ -78,6 +78,7 @@ fn a_report_orders_the_need_of_the_neediest_listener_after_the_holdoff() {
         done_below: 0,
         horizon: 3,
         held,
+        newest: Vec::new(),
     };
     assert!(r.report(1, &report(vec![(0, 0), (1, 0), (2, 0)]), t0));
     drain(&mut r, t0);
@@ -101,6 +102,7 @@ fn a_report_orders_the_need_of_the_neediest_listener_after_the_holdoff() {
         done_below: 3,
         horizon: 3,
         held: Vec::new(),
+        newest: Vec::new(),
     };
     assert!(r.report(1, &done, ms(t0, 220)));
     assert!(r.report(2, &done, ms(t0, 220)));
@@ -121,6 +123,7 @@ fn reports_during_a_repair_cycle_add_only_what_it_was_not_ordered_for() {
         done_below: 0,
         horizon: 3,
         held,
+        newest: Vec::new(),
     };
     drain(&mut r, t0);
     // Block 0 needs 10 + 2 - 6 = 6: a cycle of 6 is ordered; 2 go out.
@@ -158,6 +161,7 @@ fn repairs_alternate_with_the_first_pass() {
         done_below: 0,
         horizon: 1,
         held: vec![(0, 8)],
+        newest: Vec::new(),
     };
     assert!(r.report(1, &report, ms(t0, 100)));
     let next: Vec<_> = (0..4)
@@ -179,6 +183,7 @@ fn loss_measured_from_a_listeners_counts_inflates_its_repairs() {
         done_below: 0,
         horizon: 3,
         held,
+        newest: Vec::new(),
     };
     assert!(r.report(1, &report(0, vec![]), t0));
     drain(&mut r, t0);
@@ -210,6 +215,7 @@ fn a_silent_listener_stops_holding_the_round() {
         done_below: 0,
         horizon: 0,
         held: vec![],
+        newest: Vec::new(),
     };
     assert!(r.report(1, &waiting, t0));
     drain(&mut r, t0);
@@ -238,6 +244,7 @@ fn budgets_end_the_round() {
         done_below: 0,
         horizon: 0,
         held: vec![],
+        newest: Vec::new(),
     };
     assert!(r.report(1, &waiting, t0));
     drain(&mut r, t0);
@@ -316,6 +323,7 @@ fn repairs_never_leave_the_rounds_ids() {
         done_below: 0,
         horizon: 3,
         held: vec![(0, 0)],
+        newest: Vec::new(),
     };
     let mut top = 0;
     for i in 0..100 {
@@ -341,6 +349,7 @@ fn a_short_round_waits_for_listeners_that_have_not_spoken_before_it_ends() {
         done_below: 3,
         horizon: 3,
         held: vec![],
+        newest: Vec::new(),
     };
     assert!(r.report(1, &done, ms(t0, 1)));
     assert_eq!(r.next(ms(t0, 1)), Next::Wait(ms(t0, 50)));
@@ -351,6 +360,7 @@ fn a_short_round_waits_for_listeners_that_have_not_spoken_before_it_ends() {
         done_below: 0,
         horizon: 3,
         held: vec![(0, 8), (1, 12), (2, 10)],
+        newest: Vec::new(),
     };
     assert!(r.report(2, &short, ms(t0, 110)));
     assert!(
@@ -372,6 +382,7 @@ fn a_listener_that_starts_counting_again_is_not_taken_for_one_that_lost_everythi
         done_below: 0,
         horizon: 0,
         held: vec![],
+        newest: Vec::new(),
     };
     let send = |r: &mut RepairRound<u8>, n: usize| {
         for _ in 0..n {
@@ -388,4 +399,88 @@ fn a_listener_that_starts_counting_again_is_not_taken_for_one_that_lost_everythi
     assert!(r.report(1, &heard(70), t0));
     let loss = r.outcome().max_loss;
     assert!((0.05..0.15).contains(&loss), "loss {loss}");
+}
+
+/// A report from a listener that says the newest id it heard of each block.
+fn with_newest(held: Vec<(u32, u32)>, newest: Vec<Option<u32>>) -> Report {
+    Report {
+        heard: 0,
+        done: false,
+        done_below: 0,
+        horizon: 3,
+        held,
+        newest,
+    }
+}
+
+#[test]
+fn a_report_with_newest_ids_orders_at_once_counting_what_is_on_its_way() {
+    let t0 = Instant::now();
+    let mut r = RepairRound::<u8>::new(&plan(), 1, params(), 40, t0).unwrap();
+    drain(&mut r, t0);
+    // Within the holdoff: block 0 went out as ids 0..12; the listener heard
+    // up to id 9 and holds 5, so ids 10 and 11 are still on their way. It
+    // loses nothing (no margin): 10 - 5 = 5 needed, 2 coming, 3 ordered.
+    assert!(r.report(1, &with_newest(vec![(0, 5)], vec![Some(9)]), ms(t0, 10)));
+    let repairs = drain(&mut r, ms(t0, 10));
+    assert_eq!(repairs.len(), 3);
+    assert!(
+        repairs
+            .iter()
+            .all(|s| s.sbn == 0 && s.repair && s.esi >= 12)
+    );
+    // Another listener holding 9 of them, having heard id 11: the 3 repairs
+    // on their way cover its 1.
+    assert!(r.report(2, &with_newest(vec![(0, 9)], vec![Some(11)]), ms(t0, 20)));
+    assert!(matches!(r.next(ms(t0, 20)), Next::Wait(_)));
+    // Once the block's latest symbol went out a holdoff ago, what was not
+    // heard is lost, not on its way: still holding 9, newest id 13, so
+    // repair 14 was lost and 1 more goes.
+    assert!(r.report(2, &with_newest(vec![(0, 9)], vec![Some(13)]), ms(t0, 120)));
+    assert_eq!(drain(&mut r, ms(t0, 120)).len(), 1);
+    assert_eq!(r.outcome().cycles, (2, 0));
+}
+
+#[test]
+fn a_report_with_newest_ids_orders_a_blocks_repair_before_its_first_pass_ends() {
+    let t0 = Instant::now();
+    let mut p = params();
+    p.holdoff = Duration::from_millis(5);
+    p.assumed_loss = 0.2;
+    let mut r = RepairRound::<u8>::new(&plan(), 1, p, 40, t0).unwrap();
+    // One datagram a millisecond: block 0's first pass is ids 0..12.
+    let mut t = 0;
+    let mut send = |r: &mut RepairRound<u8>, n: usize| {
+        (0..n)
+            .map(|_| {
+                let s = match r.next(ms(t0, t)) {
+                    Next::Send(s) => s,
+                    other => panic!("{other:?}"),
+                };
+                t += 1;
+                (s.sbn, s.esi, s.repair)
+            })
+            .collect::<Vec<_>>()
+    };
+    send(&mut r, 3);
+    // 9 of the pass to go, 9 ms away: too early to judge.
+    assert!(r.report(1, &with_newest(vec![(0, 1)], vec![Some(2)]), ms(t0, 3)));
+    assert_eq!(r.outcome().cycles, (0, 0));
+    send(&mut r, 5);
+    // 4 to go, 4 ms away: 12 - 4 = 8 needed at 20% loss is 13 symbols, 4
+    // of them the rest of the pass: 9 ordered, sent after the pass.
+    assert!(r.report(1, &with_newest(vec![(0, 4)], vec![Some(7)]), ms(t0, 8)));
+    assert_eq!(r.outcome().cycles, (1, 0));
+    let next = send(&mut r, 6);
+    assert_eq!(
+        next,
+        vec![
+            (0, 8, false),
+            (0, 9, false),
+            (0, 10, false),
+            (0, 11, false),
+            (0, 12, true),
+            (1, 0, false)
+        ]
+    );
 }

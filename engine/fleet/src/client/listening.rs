@@ -68,6 +68,7 @@ impl Listening {
             // Still here, asking for nothing: what it holds is too far
             // behind what came to be worth repairs.
             report.held.clear();
+            report.newest.clear();
             report.horizon = report.done_below;
         }
         self.said_at = Some(now);
@@ -86,6 +87,7 @@ pub(crate) fn feedback(s: &SessionKey, report: Report) -> Feedback {
         done_below: report.done_below,
         horizon: report.horizon,
         held: report.held,
+        newest: report.newest,
     }
 }
 
@@ -100,6 +102,7 @@ mod tests {
             done_below: u32::from(done),
             horizon: 1,
             held: if done { Vec::new() } else { vec![(0, 3)] },
+            newest: if done { Vec::new() } else { vec![Some(7)] },
         }
     }
 
@@ -136,7 +139,8 @@ mod tests {
         let first = l
             .tick(t0, holding(5, false), REPORT_BACKLOG_MAX + 1)
             .unwrap();
-        assert!(first.held.is_empty() && first.horizon == first.done_below);
+        assert!(first.held.is_empty() && first.newest.is_empty());
+        assert_eq!(first.horizon, first.done_below);
         assert_eq!(
             l.tick(t0 + REPORT_EVERY, holding(6, false), REPORT_BACKLOG_MAX + 1),
             None

@@ -56,6 +56,7 @@ pub(crate) fn report(feedback: Feedback) -> Report {
         done_below: feedback.done_below,
         horizon: feedback.horizon,
         held: feedback.held,
+        newest: feedback.newest,
     }
 }
 

@@ -146,10 +146,11 @@ impl Rng {
 pub(crate) const KINDS: u64 = 29;
 
 /// Tags: `StartRound`, `RoundDone`, `RegisterRelay`, `RegisterClient`,
-/// `DeltaRequest` and `Instruction` each have a second one (with a budget,
-/// with listeners, with the broadcast plugin's name, resuming a cut
-/// transfer, a staged run's admitted clients).
-pub(crate) const TAGS: u64 = KINDS + 6;
+/// `DeltaRequest`, `Instruction` and `Feedback` each have a second one
+/// (with a budget, with listeners, with the broadcast plugin's name,
+/// resuming a cut transfer, a staged run's admitted clients, with the
+/// newest symbol ids heard).
+pub(crate) const TAGS: u64 = KINDS + 7;
 
 /// A random message of kind `kind` (0..KINDS), with every field drawn over
 /// its whole domain, lengths up to their limits.
@@ -328,21 +329,33 @@ pub(crate) fn random_message(rng: &mut Rng, kind: u64) -> Message {
                 ended: rng.u32() as u8,
             }),
         }),
-        21 => Message::Feedback(Feedback {
-            run: rng.next(),
-            session_id: rng.u32(),
-            heard: rng.next(),
-            done: rng.bool(),
-            done_below: rng.u32(),
-            horizon: rng.u32(),
-            held: (0..if big {
+        21 => {
+            let held: Vec<(u32, u32)> = (0..if big {
                 MAX_FEEDBACK_BLOCKS as u64
             } else {
                 rng.below(50)
             })
                 .map(|_| (rng.u32(), rng.u32()))
-                .collect(),
-        }),
+                .collect();
+            // Newest ids below 2^24 (what symbol ids are) or none heard.
+            let newest = if rng.bool() {
+                held.iter()
+                    .map(|_| rng.bool().then(|| rng.u32() >> 8))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Message::Feedback(Feedback {
+                run: rng.next(),
+                session_id: rng.u32(),
+                heard: rng.next(),
+                done: rng.bool(),
+                done_below: rng.u32(),
+                horizon: rng.u32(),
+                held,
+                newest,
+            })
+        }
         23 => {
             let a = rng.artifact();
             Message::Rollback(Rollback {
@@ -568,6 +581,20 @@ pub(crate) fn samples() -> Vec<(&'static str, Message)> {
                 done_below: 3,
                 horizon: 6,
                 held: vec![(3, 3900), (5, 12)],
+                newest: Vec::new(),
+            }),
+        ),
+        (
+            "feedback_newest",
+            Message::Feedback(Feedback {
+                run: 7,
+                session_id: 0xdead_beef,
+                heard: 190_000,
+                done: false,
+                done_below: 3,
+                horizon: 6,
+                held: vec![(3, 3900), (5, 12)],
+                newest: vec![Some(4012), None],
             }),
         ),
         ("stop_rounds", Message::StopRounds(StopRounds { run: 7 })),

@@ -243,7 +243,7 @@ impl World {
                     }
                     let b = air.blocks[&(s.object, s.sbn)];
                     let run = air.run;
-                    self.hear(r, run, b, now);
+                    self.hear(r, run, b, s.esi, now);
                 }
                 Next::Wait(until) => {
                     // Not before the next instant: a report wakes it sooner.
@@ -255,9 +255,10 @@ impl World {
         }
     }
 
-    /// A datagram of block `b` of `run` from relay `r`: each of its clients
-    /// receiving the run hears it unless its loss takes it.
-    fn hear(&mut self, r: usize, run: u64, b: usize, now: Instant) {
+    /// A datagram (symbol `esi` of block `b` of `run`) from relay `r`:
+    /// each of its clients receiving the run hears it unless its loss
+    /// takes it.
+    fn hear(&mut self, r: usize, run: u64, b: usize, esi: u32, now: Instant) {
         let mut finished = Vec::new();
         for c in 0..self.clients.len() {
             let n = &mut self.clients[c];
@@ -267,7 +268,7 @@ impl World {
             if n.relay != r || n.core.is_none() || self.air_rng.unit() < n.loss {
                 continue;
             }
-            if ear.hear(b) {
+            if ear.hear(b, esi) {
                 finished.push(c);
             }
         }

@@ -17,10 +17,12 @@ pub(super) struct Ear {
     pub(super) run: u64,
     pub(super) session: SessionKey,
     heard: u64,
-    /// Per block: symbols held, symbols it takes, decoded.
+    /// Per block: symbols held, symbols it takes, decoded, the highest
+    /// symbol id heard.
     held: Vec<u32>,
     needs: Vec<u32>,
     decoded: Vec<bool>,
+    newest: Vec<Option<u32>>,
     top_block: Option<u32>,
     pub(super) listening: Listening,
     pub(super) next_report: Instant,
@@ -48,6 +50,7 @@ impl Ear {
                 })
                 .collect(),
             decoded: vec![false; ks.len()],
+            newest: vec![None; ks.len()],
             top_block: None,
             listening: Listening::default(),
             next_report: now + Duration::from_millis(rng.below(100) as u64),
@@ -67,7 +70,7 @@ impl Ear {
         if done {
             horizon = blocks;
         }
-        let mut held = Vec::new();
+        let (mut held, mut newest) = (Vec::new(), Vec::new());
         for b in done_below..horizon {
             if self.decoded[b as usize] {
                 continue;
@@ -77,6 +80,7 @@ impl Ear {
                 break;
             }
             held.push((b, self.held[b as usize]));
+            newest.push(self.newest[b as usize]);
         }
         Report {
             heard: self.heard,
@@ -84,12 +88,14 @@ impl Ear {
             done_below: if done { blocks } else { done_below },
             horizon,
             held,
+            newest,
         }
     }
 
-    /// Hears a symbol of block `b`; true once every block is decoded.
-    pub(super) fn hear(&mut self, b: usize) -> bool {
+    /// Hears symbol `esi` of block `b`; true once every block is decoded.
+    pub(super) fn hear(&mut self, b: usize, esi: u32) -> bool {
         self.heard += 1;
+        self.newest[b] = self.newest[b].max(Some(esi));
         self.top_block = Some(self.top_block.map_or(b as u32, |t| t.max(b as u32)));
         if !self.decoded[b] {
             self.held[b] += 1;
