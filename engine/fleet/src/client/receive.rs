@@ -197,13 +197,14 @@ pub(super) fn receive(
             );
         }
     }
-    stop_reader(&reading);
-    let _ = reader.join();
-    // The relay stops repairing for this client now, not at its next tick.
-    report(client, s, &mut listening, &receiver, 0);
     // The master files the completion under the round on air now, not
     // when the install below ends.
     let decoded_at = Timestamp::now();
+    // The relay stops repairing for this client now, not at its next tick.
+    report(client, s, &mut listening, &receiver, 0);
+    // The reader notices within its receive timeout (up to 200 ms once the
+    // air is quiet): it is joined after the install, not waited for here.
+    stop_reader(&reading);
     tracing::info!(
         run = s.run,
         accepted = total.accepted,
@@ -254,6 +255,7 @@ pub(super) fn receive(
     }
     super::health::watch(client, s.run, installed.digest);
     let _ = client.root.gc();
+    let _ = reader.join();
     Ok(true)
 }
 
