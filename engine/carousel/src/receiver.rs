@@ -240,6 +240,11 @@ pub struct Receiver {
     discarded: u64,
     conflicts: u64,
     defer_checks: bool,
+    /// Blocks are checked by the artifact's digest, not one by one
+    /// ([`Receiver::check_blocks_by_digest`]), but for these, reopened
+    /// after the digest failed.
+    by_digest: bool,
+    reopened: HashSet<(u32, u8)>,
     in_flight: u32,
     max_in_flight: u32,
     /// Authentic datagrams of the session that agreed with the plan.
@@ -281,6 +286,8 @@ impl Receiver {
             discarded: 0,
             conflicts: 0,
             defer_checks: false,
+            by_digest: false,
+            reopened: HashSet::new(),
             heard: 0,
             top_block: None,
         }
@@ -294,6 +301,69 @@ impl Receiver {
     /// [`Receiver::is_complete`] is false.
     pub fn defer_block_checks(&mut self) {
         self.defer_checks = true;
+    }
+
+    /// Hands decoded blocks out unchecked and counts them decoded at once,
+    /// as if the plan had no block hashes: the caller checks them all in one
+    /// pass, by the artifact's sha3-256, and each byte is hashed once
+    /// instead of twice (its block's hash and the artifact's). Only if that
+    /// digest fails does the caller hash the blocks one by one, and
+    /// [`Receiver::reopen_block`] the ones that do not match theirs: those
+    /// are gathered again and, from then on, checked as they decode (with
+    /// [`Receiver::defer_block_checks`] or inline). A poisoner still costs
+    /// one block per forgery, found at the end instead of at once.
+    pub fn check_blocks_by_digest(&mut self) {
+        self.by_digest = true;
+    }
+
+    /// Puts a decoded block back to be gathered from nothing, because its
+    /// bytes failed the signed hash after it was counted decoded (see
+    /// [`Receiver::check_blocks_by_digest`]); it is checked as it decodes
+    /// from now on. Returns false, and changes nothing, for a block the
+    /// session does not have or one not decoded.
+    pub fn reopen_block(&mut self, object: u32, sbn: u8) -> bool {
+        let Ok(layout) = self.plan.object_layout(object) else {
+            return false;
+        };
+        let Some(block_layout) = layout.blocks.get(usize::from(sbn)).copied() else {
+            return false;
+        };
+        let Some(slot) = self.objects.get_mut(object as usize) else {
+            return false;
+        };
+        if let ObjectSlot::Done { blocks } = *slot {
+            // The object comes back in flight with its other blocks done.
+            let oti = layout.oti();
+            *slot = ObjectSlot::Receiving(Box::new(ObjectRx {
+                blocks: (0..blocks).map(|_| BlockRx::Done).collect(),
+                blocks_done: blocks,
+                layout,
+                oti,
+            }));
+            self.objects_done -= 1;
+            self.in_flight += 1;
+        }
+        let ObjectSlot::Receiving(rx) = slot else {
+            return false;
+        };
+        let Some(block) = rx.blocks.get_mut(usize::from(sbn)) else {
+            return false;
+        };
+        if !matches!(block, BlockRx::Done) {
+            return false;
+        }
+        *block = BlockRx::Receiving {
+            gather: Gather::new(&block_layout, &rx.oti, rx.layout.symbol_size),
+            esis: HashMap::new(),
+            newest: None,
+            guard: Guard::default(),
+        };
+        rx.blocks_done -= 1;
+        self.needed += u64::from(block_layout.symbols);
+        self.bytes_done -= block_layout.len;
+        self.discarded += 1;
+        self.reopened.insert((object, sbn));
+        true
     }
 
     /// The plan the session is held to.
@@ -440,7 +510,9 @@ impl Receiver {
         };
         self.held -= esis.len() as u64;
         data.truncate(usize::try_from(block_layout.len).unwrap_or(usize::MAX));
+        let by_digest = self.by_digest && !self.reopened.contains(&(h.object, h.sbn));
         let check = match self.plan.block_hash(h.object, h.sbn).copied() {
+            _ if by_digest => None,
             Some(want) if !self.defer_checks => {
                 if block_hash(&data) != want {
                     // Which symbols were forged cannot be told apart, so all

@@ -432,3 +432,96 @@ fn deferred_checks_hold_the_object_until_confirmed_and_restart_a_refused_block()
     assert!(rx.is_complete(), "{:?}", rx.progress());
     assert!(out == artifact);
 }
+
+/// Checked by the artifact's digest (each byte hashed once): a block a key
+/// holder poisoned with fresh ids decodes wrong and counts as decoded; the
+/// caller's digest fails, the block is found by its signed hash and
+/// reopened, gathered again from the next round and, from then on, checked
+/// as it decodes, so the poisoner's later garbage is thrown away at once.
+#[test]
+fn a_block_poisoned_under_digest_checks_is_reopened_and_gathered_again() {
+    let len = 600_000;
+    let artifact = Rng(17).bytes(len);
+    let sender = Sender::new(key(), len as u64, small_config()).unwrap();
+    let round1 = sender.encode_round(&artifact, 1).unwrap();
+    let round2 = sender.encode_round(&artifact, 2).unwrap();
+    let plan = hashed_plan(&artifact);
+    let poisoned = (1u32, 0u8);
+    let mut rng = Rng(18);
+    let garbage_for = |d: &[u8], rng: &mut Rng| {
+        let h = parse_datagram(d, &key()).unwrap().header;
+        ((h.object, h.sbn) == poisoned).then(|| {
+            // An id the relay does not use: it does not clash with a real one.
+            let header = SymbolHeader {
+                esi: 1_000_000 + h.esi,
+                ..h
+            };
+            let mut g = Vec::new();
+            write_datagram(
+                &key(),
+                &header,
+                &rng.bytes(usize::from(h.shape.symbol_size)),
+                &mut g,
+            );
+            g
+        })
+    };
+    let mut rx = Receiver::new(key(), plan.clone());
+    rx.check_blocks_by_digest();
+    let mut out = vec![0u8; len];
+    let mut kinds = std::collections::BTreeMap::new();
+    for d in &round1 {
+        if let Some(g) = garbage_for(d, &mut rng) {
+            take(&mut rx, &g, &mut out, &mut kinds);
+        }
+        take(&mut rx, d, &mut out, &mut kinds);
+    }
+    // Every block counted decoded, none checked: the poisoned one is wrong.
+    assert!(rx.is_complete(), "{kinds:?}");
+    assert!(kinds.is_empty(), "{kinds:?}");
+    assert!(out != artifact);
+    let bad: Vec<(u32, u8)> = (0..plan.shape().object_count())
+        .flat_map(|o| {
+            plan.object_layout(o)
+                .unwrap()
+                .blocks
+                .into_iter()
+                .map(move |b| (o, b))
+        })
+        .filter(|(o, b)| {
+            let start = (plan.object_layout(*o).unwrap().offset + b.offset) as usize;
+            let want = plan.block_hash(*o, b.sbn).unwrap();
+            haifu_carousel::block_hash(&out[start..start + b.len as usize]) != *want
+        })
+        .map(|(o, b)| (o, b.sbn))
+        .collect();
+    assert_eq!(bad, vec![poisoned]);
+    assert!(rx.reopen_block(poisoned.0, poisoned.1));
+    assert!(
+        !rx.reopen_block(poisoned.0, poisoned.1),
+        "not decoded: nothing to reopen"
+    );
+    assert!(
+        !rx.reopen_block(0, 200),
+        "a block the session does not have"
+    );
+    assert!(!rx.is_complete());
+    let report = rx.report(64);
+    assert_eq!(report.held.len(), 1);
+    // Round 2, poisoned again: the garbage now fails the block's hash as
+    // the block decodes (inline here), and round 3 brings it in.
+    for d in &round2 {
+        if let Some(g) = garbage_for(d, &mut rng) {
+            take(&mut rx, &g, &mut out, &mut kinds);
+        }
+        take(&mut rx, d, &mut out, &mut kinds);
+    }
+    let caught = kinds.get("block_hash_mismatch").copied().unwrap_or(0);
+    assert!(caught >= 1, "{kinds:?}");
+    for d in &sender.encode_round(&artifact, 3).unwrap() {
+        take(&mut rx, d, &mut out, &mut kinds);
+    }
+    assert!(rx.is_complete(), "{kinds:?}");
+    assert!(out == artifact);
+    assert_eq!(rx.progress().blocks_discarded, 1 + caught);
+}

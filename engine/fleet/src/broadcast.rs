@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use haifu_carousel::{
     Accepted, ArtifactHasher, DecodedBlock, EncodeError, Next, OVERHEAD_LEN, ObjectEncoder,
-    Outcome, Pacer, Receiver, RepairParams, RepairRound, Report, Sender, block_hash,
+    Outcome, Pacer, ReceivePlan, Receiver, RepairParams, RepairRound, Report, Sender, block_hash,
 };
 use haifu_core::{Digest, Manifest, PublicKey};
 use haifu_install::{InstallError, Staging, Verified};
@@ -326,6 +326,9 @@ const LANDING_REORDER_BYTES: usize = 48 << 20;
 pub struct Landing {
     staging: Staging,
     hasher: Option<ArtifactHasher>,
+    /// The file's digest when it had to be read to compute it, until the
+    /// next write.
+    read_digest: Option<Digest>,
 }
 
 impl Landing {
@@ -334,13 +337,16 @@ impl Landing {
         Self {
             staging,
             hasher: Some(ArtifactHasher::new(LANDING_REORDER_BYTES)),
+            read_digest: None,
         }
     }
 
-    /// Writes a checked block at `offset`, hashes it in order, and starts
-    /// its way to disk.
+    /// Writes a block at `offset`, hashes it in order, and starts its way
+    /// to disk, but for the block that completes the hashed file: verifying
+    /// makes that durable next, so it is not flushed twice.
     fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<(), InstallError> {
         self.staging.write_at(offset, data)?;
+        self.read_digest = None;
         if let Some(h) = &mut self.hasher
             && !h.push(offset, data)
         {
@@ -350,7 +356,58 @@ impl Landing {
             );
             self.hasher = None;
         }
+        let len = self.staging.expected_len();
+        if self.hasher.as_ref().is_some_and(|h| h.hashed() == len) {
+            return Ok(());
+        }
         self.staging.sync_written()
+    }
+
+    /// The landed file's sha3-256: from the blocks as they were hashed in
+    /// order, or else read from the file.
+    fn digest(&mut self) -> Result<Digest, InstallError> {
+        let len = self.staging.expected_len();
+        if let Some(d) = self.hasher.clone().and_then(|h| h.finish(len)) {
+            return Ok(Digest::from_bytes(d));
+        }
+        if let Some(d) = self.read_digest {
+            return Ok(d);
+        }
+        let (_, d) = self.staging.digest()?;
+        self.read_digest = Some(d);
+        Ok(d)
+    }
+
+    /// Whether the blocks landed so far make the artifact `manifest`
+    /// signs (its sha3-256; the signature is checked by
+    /// [`Landing::verify`]).
+    pub fn matches(&mut self, manifest: &Manifest) -> Result<bool, InstallError> {
+        Ok(self.digest()? == manifest.body.sha3_256)
+    }
+
+    /// The blocks of `plan` whose landed bytes differ from their signed
+    /// hash (after [`Landing::matches`] said no): each block is read back
+    /// and hashed. The in-order hash is spent: verifying reads the file.
+    pub fn blame(&mut self, plan: &ReceivePlan) -> Result<Vec<(u32, u8)>, InstallError> {
+        self.hasher = None;
+        let mut bad = Vec::new();
+        let mut buf = Vec::new();
+        for object in 0..plan.shape().object_count() {
+            let Ok(layout) = plan.object_layout(object) else {
+                continue;
+            };
+            for b in &layout.blocks {
+                let Some(want) = plan.block_hash(object, b.sbn) else {
+                    continue;
+                };
+                buf.resize(usize::try_from(b.len).unwrap_or(usize::MAX), 0);
+                self.staging.read_at(layout.offset + b.offset, &mut buf)?;
+                if block_hash(&buf) != *want {
+                    bad.push((object, b.sbn));
+                }
+            }
+        }
+        Ok(bad)
     }
 
     /// Checks the artifact against the signed manifest
@@ -358,12 +415,16 @@ impl Landing {
     /// when every byte was hashed in order.
     pub fn verify(self, manifest: &Manifest, pinned: &PublicKey) -> Result<Verified, InstallError> {
         let len = self.staging.expected_len();
-        match self.hasher.and_then(|h| h.finish(len)) {
-            Some(digest) => {
-                self.staging
-                    .verify_hashed(manifest, pinned, Digest::from_bytes(digest))
-            }
-            None => self.staging.verify(manifest, pinned),
+        match self
+            .hasher
+            .and_then(|h| h.finish(len))
+            .map(Digest::from_bytes)
+        {
+            Some(digest) => self.staging.verify_hashed(manifest, pinned, digest),
+            None => match self.read_digest {
+                Some(digest) => self.staging.verify_hashed(manifest, pinned, digest),
+                None => self.staging.verify(manifest, pinned),
+            },
         }
     }
 }
@@ -382,11 +443,13 @@ const CHECKS_IN_FLIGHT: usize = 4;
 /// `next_datagram(buf, timeout)` returns the length of one datagram, or
 /// `None` when the timeout passed with nothing.
 ///
-/// Decoding runs on this thread; each decoded block's signed hash (when the
-/// receiver's plan has them) is checked on a second thread, which writes
-/// the block only if it matches: sha3-256 is slower than decoding, so the
-/// two overlap instead of adding up. Every block handed to the checker is
-/// settled before this returns.
+/// Decoding runs on this thread; each decoded block goes to a second
+/// thread that checks its signed hash when it carries one (the receiver's
+/// plan has them and the block is not left to the artifact's digest, see
+/// [`Receiver::check_blocks_by_digest`]), writes it only if it matches and
+/// hashes it into the artifact's digest: sha3-256 is slower than decoding,
+/// so the two overlap instead of adding up. Every block handed to the
+/// checker is settled before this returns.
 pub fn receive_from(
     next_datagram: &mut DatagramSource<'_>,
     receiver: &mut Receiver,

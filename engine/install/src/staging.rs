@@ -95,6 +95,20 @@ impl Staging {
             .at(self.file.path(), "write staged file")
     }
 
+    /// Reads `buf.len()` bytes at `offset` of what was written (a receiver
+    /// checks a block it wrote against its signed hash).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file
+            .as_file()
+            .read_exact_at(buf, offset)
+            .at(self.file.path(), "read staged file")
+    }
+
+    /// Size and sha3-256 of the staged file as it is now.
+    pub fn digest(&self) -> Result<(u64, Digest)> {
+        hash_file(self.file.as_file(), self.file.path())
+    }
+
     /// Starts making what was written so far durable (`fdatasync`), so
     /// that [`Staging::verify`] at the end has little left to flush. A
     /// receiver calls it after each block, off its critical path.

@@ -91,7 +91,15 @@ pub(super) fn receive(
     // a datagram: every client of every relay holds the session key.
     let plan = haifu_runtime::session::receive_plan(manifest)?;
     let hashed = plan.has_block_hashes();
+    // With block hashes, the blocks are checked all at once by the
+    // artifact's digest, computed as they land: each byte is hashed once.
+    // Only if it fails are the blocks hashed one by one, to find and
+    // gather again the ones a key holder poisoned.
+    let blame_plan = hashed.then(|| plan.clone());
     let mut receiver = Receiver::new(CarouselKey::new(s.session_id, s.key.0), plan);
+    if hashed {
+        receiver.check_blocks_by_digest();
+    }
     let mut landing = crate::broadcast::Landing::new(
         client
             .root
@@ -126,82 +134,104 @@ pub(super) fn receive(
     // Whatever way this function returns, the reader stops.
     let _stop_on_return = StopOnDrop(Arc::clone(&reading));
     let mut current = Packed::default();
-    while !receiver_done(&receiver) {
-        if cancel.load(Ordering::SeqCst) || client.shutdown.is_set() {
-            stop_reader(&reading);
-            let _ = reader.join();
-            return Ok(false);
-        }
-        let mut next = |buf: &mut [u8], timeout: Duration| loop {
-            if let Some(d) = current.next_datagram() {
-                let n = d.len().min(buf.len());
-                buf[..n].copy_from_slice(&d[..n]);
-                return Ok(Some(n));
+    // Until the digest says the blocks are right, the relay is not told
+    // they are all decoded.
+    let mut digest_pending = hashed;
+    'session: loop {
+        while !receiver_done(&receiver) {
+            if cancel.load(Ordering::SeqCst) || client.shutdown.is_set() {
+                stop_reader(&reading);
+                let _ = reader.join();
+                return Ok(false);
             }
-            match rx.recv_timeout(timeout) {
-                Ok(p) => {
-                    queued.fetch_sub(p.len(), Ordering::Relaxed);
-                    current = p;
+            let mut next = |buf: &mut [u8], timeout: Duration| loop {
+                if let Some(d) = current.next_datagram() {
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    return Ok(Some(n));
                 }
-                Err(_) => return Ok(None),
-            }
-        };
-        let stats = crate::broadcast::receive_from(
-            &mut next,
-            &mut receiver,
-            &mut landing,
-            Instant::now() + REPORT_EVERY,
-        )?;
-        report(
-            client,
-            s,
-            &mut listening,
-            &receiver,
-            queued.load(Ordering::Relaxed),
-        );
-        client.metrics.received(s.run, &stats, &receiver);
-        total.received += stats.received;
-        total.accepted += stats.accepted;
-        total.redundant += stats.redundant;
-        note_hostile(client, s, &stats.rejected);
-        for (k, v) in stats.rejected {
-            *total.rejected.entry(k).or_default() += v;
-            client
-                .counters
-                .rejected_datagrams
-                .fetch_add(v, Ordering::Relaxed);
-        }
-        // The progress watchdog. Progress is a new high of the bytes in
-        // hand (blocks decoded and checked, plus symbols held): silence,
-        // refused datagrams and repeats do not raise it, and neither does a
-        // key holder who keeps poisoning blocks, since each poisoned block
-        // starts over from nothing.
-        let p = receiver.progress();
-        let in_hand = p.bytes_done + p.symbols_held * u64::from(p.shape.symbol_size);
-        if in_hand > best {
-            best = in_hand;
-            last_progress = Instant::now();
-            if client.stalled.swap(false, Ordering::SeqCst) {
-                tracing::info!(run = s.run, "the session makes progress again");
-            }
-        } else if last_progress.elapsed() >= stall && !client.stalled.swap(true, Ordering::SeqCst) {
-            client.hostile.stalls.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                run = s.run,
-                relay = %cfg.relay.address,
-                stall_secs = cfg.receive_stall_secs,
-                bytes_in_hand = in_hand,
-                accepted = p.symbols_accepted,
-                rejected = ?total.rejected,
-                "the session made no progress; letting the boot check ask the master"
+                match rx.recv_timeout(timeout) {
+                    Ok(p) => {
+                        queued.fetch_sub(p.len(), Ordering::Relaxed);
+                        current = p;
+                    }
+                    Err(_) => return Ok(None),
+                }
+            };
+            let stats = crate::broadcast::receive_from(
+                &mut next,
+                &mut receiver,
+                &mut landing,
+                Instant::now() + REPORT_EVERY,
+            )?;
+            report(
+                client,
+                s,
+                &mut listening,
+                &receiver,
+                queued.load(Ordering::Relaxed),
+                digest_pending,
             );
+            client.metrics.received(s.run, &stats, &receiver);
+            total.received += stats.received;
+            total.accepted += stats.accepted;
+            total.redundant += stats.redundant;
+            note_hostile(client, s, &stats.rejected);
+            for (k, v) in stats.rejected {
+                *total.rejected.entry(k).or_default() += v;
+                client
+                    .counters
+                    .rejected_datagrams
+                    .fetch_add(v, Ordering::Relaxed);
+            }
+            // The progress watchdog. Progress is a new high of the bytes in
+            // hand (blocks decoded and checked, plus symbols held): silence,
+            // refused datagrams and repeats do not raise it, and neither does a
+            // key holder who keeps poisoning blocks, since each poisoned block
+            // starts over from nothing.
+            let p = receiver.progress();
+            let in_hand = p.bytes_done + p.symbols_held * u64::from(p.shape.symbol_size);
+            if in_hand > best {
+                best = in_hand;
+                last_progress = Instant::now();
+                if client.stalled.swap(false, Ordering::SeqCst) {
+                    tracing::info!(run = s.run, "the session makes progress again");
+                }
+            } else if last_progress.elapsed() >= stall
+                && !client.stalled.swap(true, Ordering::SeqCst)
+            {
+                client.hostile.stalls.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    run = s.run,
+                    relay = %cfg.relay.address,
+                    stall_secs = cfg.receive_stall_secs,
+                    bytes_in_hand = in_hand,
+                    accepted = p.symbols_accepted,
+                    rejected = ?total.rejected,
+                    "the session made no progress; letting the boot check ask the master"
+                );
+            }
+        }
+        let Some(plan) = &blame_plan else {
+            break 'session;
+        };
+        match check_by_digest(client, s, manifest, &mut landing, &mut receiver, plan)? {
+            Verdict::Right => {
+                digest_pending = false;
+                break 'session;
+            }
+            // The verification below refuses it.
+            Verdict::Wrong => break 'session,
+            Verdict::Reopened(n) => {
+                *total.rejected.entry("block_hash_mismatch").or_default() += n;
+            }
         }
     }
     // The master files the completion under the round on air now, not
     // when the install below ends.
     let decoded_at = Timestamp::now();
     // The relay stops repairing for this client now, not at its next tick.
-    report(client, s, &mut listening, &receiver, 0);
+    report(client, s, &mut listening, &receiver, 0, digest_pending);
     // The reader notices within its receive timeout (up to 200 ms once the
     // air is quiet): it is joined after the install, not waited for here.
     stop_reader(&reading);
@@ -259,20 +289,67 @@ pub(super) fn receive(
     Ok(true)
 }
 
+/// What the artifact's digest says of the blocks landed.
+enum Verdict {
+    /// The artifact is the one signed.
+    Right,
+    /// This many blocks differ from their signed hash: they were put back
+    /// to be gathered again.
+    Reopened(u64),
+    /// The whole differs but no block does: nothing to gather again.
+    Wrong,
+}
+
+/// Checks every landed block at once by the artifact's sha3-256; if that
+/// fails, hashes the blocks one by one and reopens in `receiver` those a
+/// key holder poisoned (logged and counted as hostile).
+fn check_by_digest(
+    client: &Arc<Client>,
+    s: &SessionKey,
+    manifest: &Manifest,
+    landing: &mut crate::broadcast::Landing,
+    receiver: &mut Receiver,
+    plan: &haifu_carousel::ReceivePlan,
+) -> Result<Verdict, FleetError> {
+    if landing
+        .matches(manifest)
+        .map_err(FleetError::install("hashing the artifact"))?
+    {
+        return Ok(Verdict::Right);
+    }
+    let bad = landing
+        .blame(plan)
+        .map_err(FleetError::install("hashing the artifact's blocks"))?;
+    if bad.is_empty() {
+        return Ok(Verdict::Wrong);
+    }
+    for &(object, sbn) in &bad {
+        receiver.reopen_block(object, sbn);
+    }
+    let n = bad.len() as u64;
+    let blamed = std::collections::BTreeMap::from([("block_hash_mismatch", n)]);
+    note_hostile(client, s, &blamed);
+    Ok(Verdict::Reopened(n))
+}
+
 /// Datagrams queued between the reader and the decoder before the reader
 /// drops what comes (and says so): 32,768, about 47 MB, 3.8 s at
 /// 100 Mbit/s, long enough for a block to decode on a busy machine.
 const READER_QUEUE_DATAGRAMS: usize = 32_768;
 
-/// Tells the core what `receiver` holds, when `listening` says it is time.
+/// Tells the core what `receiver` holds, when `listening` says it is time;
+/// while `digest_pending`, a receiver with every block decoded is not
+/// reported done (it asks for nothing, but the round waits for its verdict).
 fn report(
     client: &Arc<Client>,
     s: &SessionKey,
     listening: &mut Listening,
     receiver: &Receiver,
     backlog: usize,
+    digest_pending: bool,
 ) {
-    let report = receiver.report(haifu_protocol::limits::MAX_FEEDBACK_BLOCKS);
+    let mut report = receiver.report(haifu_protocol::limits::MAX_FEEDBACK_BLOCKS);
+    report.done &= !digest_pending;
     if let Some(report) = listening.tick(Instant::now(), report, backlog) {
         client.handle(Event::Listening(feedback(s, report)));
     }
