@@ -432,7 +432,7 @@ impl<L: Ord + Clone> RepairRound<L> {
             let i = index as usize;
             let block = &mut self.blocks[i];
             let need = (block.k + DECODE_MARGIN).saturating_sub(held).max(1);
-            let want = inflate(need, loss);
+            let want = inflate(need, loss, SPREAD);
             let holdoff = self.params.holdoff;
             if let Some(coming) = newest.and_then(|n| block.coming(n[j], now, holdoff)) {
                 // The listener said what it heard last: what it cannot
@@ -445,8 +445,13 @@ impl<L: Ord + Clone> RepairRound<L> {
                 }
                 // A listener that loses nothing gets every source symbol
                 // and decodes without the margin.
+                // During the pass, the listener's mean need: the spread
+                // is left to its reports after the pass, or a run of bad
+                // luck early on would be paid for even when later luck
+                // evens it out (over 8 listeners at 5%: 0.2% more bytes).
+                let spread = if unsent > 0 { 0.0 } else { SPREAD };
                 let want = if loss > 0.0 {
-                    want
+                    inflate(need, loss, spread)
                 } else {
                     block.k.saturating_sub(held).max(1)
                 };
@@ -641,15 +646,18 @@ impl<L: Ord + Clone> RepairRound<L> {
     }
 }
 
+/// Standard deviations of a listener's loss a repair is ordered with, to
+/// spare: most blocks then take one repair cycle, not several.
+const SPREAD: f64 = 1.5;
+
 /// Symbols to send so that a listener losing `loss` of them gets `need`,
-/// with one and a half standard deviations to spare: most blocks then take
-/// one repair cycle, not several.
-fn inflate(need: u32, loss: f64) -> u32 {
+/// with `spread` standard deviations to spare.
+fn inflate(need: u32, loss: f64, spread: f64) -> u32 {
     let n = f64::from(need);
     let keep = 1.0 - loss;
     let mean = n / keep;
-    let spread = 1.5 * (n * loss).sqrt() / keep;
-    (mean + spread).ceil().min(f64::from(u32::MAX)) as u32
+    let spare = spread * (n * loss).sqrt() / keep;
+    (mean + spare).ceil().min(f64::from(u32::MAX)) as u32
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ fn loss_measured_from_a_listeners_counts_inflates_its_repairs() {
     assert!(r3.report(1, &report(sent * 3 / 4, vec![(2, 10)]), ms(t0, 100)));
     let repairs = drain(&mut r3, ms(t0, 100)).len() as u32;
     // Need 2, at 25% loss: 2 / 0.75 + 1.5 sd = 2.67 + 1.63 → 5.
-    assert_eq!(repairs, inflate(2, 0.25));
+    assert_eq!(repairs, inflate(2, 0.25, SPREAD));
     assert_eq!(repairs, 5);
     drop((r, r2));
 }
@@ -467,8 +467,9 @@ fn a_report_with_newest_ids_orders_a_blocks_repair_before_its_first_pass_ends() 
     assert!(r.report(1, &with_newest(vec![(0, 1)], vec![Some(2)]), ms(t0, 3)));
     assert_eq!(r.outcome().cycles, (0, 0));
     send(&mut r, 5);
-    // 4 to go, 4 ms away: 12 - 4 = 8 needed at 20% loss is 13 symbols, 4
-    // of them the rest of the pass: 9 ordered, sent after the pass.
+    // 4 to go, 4 ms away: 12 - 4 = 8 needed at 20% loss is 10 symbols on
+    // average (the spread waits for reports after the pass), 4 of them the
+    // rest of the pass: 6 ordered, sent after the pass.
     assert!(r.report(1, &with_newest(vec![(0, 4)], vec![Some(7)]), ms(t0, 8)));
     assert_eq!(r.outcome().cycles, (1, 0));
     let next = send(&mut r, 6);
@@ -483,4 +484,6 @@ fn a_report_with_newest_ids_orders_a_blocks_repair_before_its_first_pass_ends() 
             (1, 0, false)
         ]
     );
+    let rest = send(&mut r, 28);
+    assert_eq!(rest.iter().filter(|s| s.0 == 0).count(), 5);
 }
