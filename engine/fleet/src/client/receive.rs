@@ -107,9 +107,7 @@ pub(super) fn receive(
             .map_err(FleetError::install("staging"))?,
     );
     tracing::info!(run = s.run, version = %manifest.body.version, size = manifest.body.size, block_hashes = hashed, "receiving");
-    let stall = Duration::from_secs(cfg.receive_stall_secs);
-    let mut last_progress = Instant::now();
-    let mut best = 0u64;
+    let mut watchdog = Watchdog::new(Duration::from_secs(cfg.receive_stall_secs));
     let seed = cfg.testing.seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(s.session_id);
     let source = Datagrams::new(group, cfg.testing.drop_datagrams, seed);
     let started = Instant::now();
@@ -172,59 +170,21 @@ pub(super) fn receive(
                 queued.load(Ordering::Relaxed),
                 digest_pending,
             );
-            client.metrics.received(s.run, &stats, &receiver);
-            total.received += stats.received;
-            total.accepted += stats.accepted;
-            total.redundant += stats.redundant;
-            note_hostile(client, s, &stats.rejected);
-            for (k, v) in stats.rejected {
-                *total.rejected.entry(k).or_default() += v;
-                client
-                    .counters
-                    .rejected_datagrams
-                    .fetch_add(v, Ordering::Relaxed);
-            }
-            // The progress watchdog. Progress is a new high of the bytes in
-            // hand (blocks decoded and checked, plus symbols held): silence,
-            // refused datagrams and repeats do not raise it, and neither does a
-            // key holder who keeps poisoning blocks, since each poisoned block
-            // starts over from nothing.
-            let p = receiver.progress();
-            let in_hand = p.bytes_done + p.symbols_held * u64::from(p.shape.symbol_size);
-            if in_hand > best {
-                best = in_hand;
-                last_progress = Instant::now();
-                if client.stalled.swap(false, Ordering::SeqCst) {
-                    tracing::info!(run = s.run, "the session makes progress again");
-                }
-            } else if last_progress.elapsed() >= stall
-                && !client.stalled.swap(true, Ordering::SeqCst)
-            {
-                client.hostile.stalls.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    run = s.run,
-                    relay = %cfg.relay.address,
-                    stall_secs = cfg.receive_stall_secs,
-                    bytes_in_hand = in_hand,
-                    accepted = p.symbols_accepted,
-                    rejected = ?total.rejected,
-                    "the session made no progress; letting the boot check ask the master"
-                );
-            }
+            tally(client, s, &stats, &receiver, &mut total);
+            watchdog.look(client, s, &receiver, &total);
         }
         let Some(plan) = &blame_plan else {
             break 'session;
         };
-        match check_by_digest(client, s, manifest, &mut landing, &mut receiver, plan)? {
+        let landed = (&mut landing, &mut receiver, &mut total);
+        match check_by_digest(client, s, manifest, plan, landed)? {
             Verdict::Right => {
                 digest_pending = false;
                 break 'session;
             }
             // The verification below refuses it.
             Verdict::Wrong => break 'session,
-            Verdict::Reopened(n) => {
-                *total.rejected.entry("block_hash_mismatch").or_default() += n;
-            }
+            Verdict::Reopened => {}
         }
     }
     // The master files the completion under the round on air now, not
@@ -289,27 +249,107 @@ pub(super) fn receive(
     Ok(true)
 }
 
+/// Adds what one stretch of receiving took in to the session's `total`,
+/// the client's metrics and counters, and logs forgery.
+fn tally(
+    client: &Arc<Client>,
+    s: &SessionKey,
+    stats: &crate::broadcast::ReceiveStats,
+    receiver: &Receiver,
+    total: &mut crate::broadcast::ReceiveStats,
+) {
+    client.metrics.received(s.run, stats, receiver);
+    total.received += stats.received;
+    total.accepted += stats.accepted;
+    total.redundant += stats.redundant;
+    note_hostile(client, s, &stats.rejected);
+    for (&k, &v) in &stats.rejected {
+        *total.rejected.entry(k).or_default() += v;
+        client
+            .counters
+            .rejected_datagrams
+            .fetch_add(v, Ordering::Relaxed);
+    }
+}
+
+/// The progress watchdog. Progress is a new high of the bytes in hand
+/// (blocks decoded and checked, plus symbols held): silence, refused
+/// datagrams and repeats do not raise it, and neither does a key holder who
+/// keeps poisoning blocks, since each poisoned block starts over from
+/// nothing. After `stall` without progress the client is marked stalled
+/// (its boot check then asks the master), until progress resumes.
+struct Watchdog {
+    stall: Duration,
+    best: u64,
+    last_progress: Instant,
+}
+
+impl Watchdog {
+    fn new(stall: Duration) -> Self {
+        Self {
+            stall,
+            best: 0,
+            last_progress: Instant::now(),
+        }
+    }
+
+    fn look(
+        &mut self,
+        client: &Client,
+        s: &SessionKey,
+        receiver: &Receiver,
+        total: &crate::broadcast::ReceiveStats,
+    ) {
+        let p = receiver.progress();
+        let in_hand = p.bytes_done + p.symbols_held * u64::from(p.shape.symbol_size);
+        if in_hand > self.best {
+            self.best = in_hand;
+            self.last_progress = Instant::now();
+            if client.stalled.swap(false, Ordering::SeqCst) {
+                tracing::info!(run = s.run, "the session makes progress again");
+            }
+        } else if self.last_progress.elapsed() >= self.stall
+            && !client.stalled.swap(true, Ordering::SeqCst)
+        {
+            client.hostile.stalls.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                run = s.run,
+                relay = %client.cfg.relay.address,
+                stall_secs = self.stall.as_secs(),
+                bytes_in_hand = in_hand,
+                accepted = p.symbols_accepted,
+                rejected = ?total.rejected,
+                "the session made no progress; letting the boot check ask the master"
+            );
+        }
+    }
+}
+
 /// What the artifact's digest says of the blocks landed.
 enum Verdict {
     /// The artifact is the one signed.
     Right,
-    /// This many blocks differ from their signed hash: they were put back
-    /// to be gathered again.
-    Reopened(u64),
+    /// Blocks differ from their signed hash: they were put back to be
+    /// gathered again.
+    Reopened,
     /// The whole differs but no block does: nothing to gather again.
     Wrong,
 }
 
 /// Checks every landed block at once by the artifact's sha3-256; if that
-/// fails, hashes the blocks one by one and reopens in `receiver` those a
-/// key holder poisoned (logged and counted as hostile).
+/// fails, hashes the blocks one by one and reopens in the receiver those a
+/// key holder poisoned (logged, and counted in the session's total and the
+/// client's metrics as `block_hash_mismatch`).
 fn check_by_digest(
     client: &Arc<Client>,
     s: &SessionKey,
     manifest: &Manifest,
-    landing: &mut crate::broadcast::Landing,
-    receiver: &mut Receiver,
     plan: &haifu_carousel::ReceivePlan,
+    (landing, receiver, total): (
+        &mut crate::broadcast::Landing,
+        &mut Receiver,
+        &mut crate::broadcast::ReceiveStats,
+    ),
 ) -> Result<Verdict, FleetError> {
     if landing
         .matches(manifest)
@@ -329,7 +369,13 @@ fn check_by_digest(
     let n = bad.len() as u64;
     let blamed = std::collections::BTreeMap::from([("block_hash_mismatch", n)]);
     note_hostile(client, s, &blamed);
-    Ok(Verdict::Reopened(n))
+    *total.rejected.entry("block_hash_mismatch").or_default() += n;
+    client.metrics.blocks_reopened(s.run, n, receiver);
+    client
+        .counters
+        .rejected_datagrams
+        .fetch_add(n, Ordering::Relaxed);
+    Ok(Verdict::Reopened)
 }
 
 /// Datagrams queued between the reader and the decoder before the reader

@@ -235,10 +235,7 @@ impl ClientMetrics {
             self.rejected.get_or_create(&Reason { reason }).inc_by(*n);
         }
         let p = receiver.progress();
-        let blocks: u64 = (0..p.objects)
-            .filter_map(|i| receiver.object_progress(i))
-            .map(|o| u64::from(o.blocks_done))
-            .sum();
+        let blocks = blocks_done(receiver);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let (last_run, last_blocks, last_bytes) = *seen;
         // A new session, or a new receiver for the same run, starts from
@@ -252,6 +249,20 @@ impl ClientMetrics {
         self.blocks.inc_by(blocks - b0);
         self.decoded_bytes.inc_by(p.bytes_done - y0);
         *seen = (run, blocks, p.bytes_done);
+    }
+
+    /// `n` blocks of session `run` failed their signed hash once the
+    /// artifact's digest had failed, and were put back in `receiver`: they
+    /// count as `block_hash_mismatch`, and what was decoded before is not
+    /// counted again (the blocks gathered again are, when they decode).
+    pub fn blocks_reopened(&self, run: u64, n: u64, receiver: &Receiver) {
+        self.rejected
+            .get_or_create(&Reason {
+                reason: "block_hash_mismatch",
+            })
+            .inc_by(n);
+        let bytes = receiver.progress().bytes_done;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = (run, blocks_done(receiver), bytes);
     }
 
     /// An install ended.
@@ -339,4 +350,12 @@ impl Collector for Now {
         }
         Ok(())
     }
+}
+
+/// Blocks `receiver` has decoded, over all objects.
+fn blocks_done(receiver: &Receiver) -> u64 {
+    (0..receiver.progress().objects)
+        .filter_map(|i| receiver.object_progress(i))
+        .map(|o| u64::from(o.blocks_done))
+        .sum()
 }
