@@ -415,16 +415,13 @@ impl Landing {
     /// when every byte was hashed in order.
     pub fn verify(self, manifest: &Manifest, pinned: &PublicKey) -> Result<Verified, InstallError> {
         let len = self.staging.expected_len();
-        match self
+        let hashed = self
             .hasher
             .and_then(|h| h.finish(len))
-            .map(Digest::from_bytes)
-        {
+            .map(Digest::from_bytes);
+        match hashed.or(self.read_digest) {
             Some(digest) => self.staging.verify_hashed(manifest, pinned, digest),
-            None => match self.read_digest {
-                Some(digest) => self.staging.verify_hashed(manifest, pinned, digest),
-                None => self.staging.verify(manifest, pinned),
-            },
+            None => self.staging.verify(manifest, pinned),
         }
     }
 }

@@ -432,66 +432,61 @@ impl<L: Ord + Clone> RepairRound<L> {
             let i = index as usize;
             let block = &mut self.blocks[i];
             let need = (block.k + DECODE_MARGIN).saturating_sub(held).max(1);
-            let want = inflate(need, loss, SPREAD);
             let holdoff = self.params.holdoff;
-            if let Some(coming) = newest.and_then(|n| block.coming(n[j], now, holdoff)) {
-                // The listener said what it heard last: what it cannot
-                // reflect yet is known, so no holdoff. During the block's
-                // first pass, only once the pass is about to end (earlier,
-                // the need is a guess that later luck may undo).
-                let unsent = block.first_pass_end.saturating_sub(block.next_esi);
-                if unsent > 0 && gap.saturating_mul(unsent) > self.params.holdoff {
-                    continue;
-                }
-                // A listener that loses nothing gets every source symbol
-                // and decodes without the margin.
-                // During the pass, the listener's mean need: the spread
-                // is left to its reports after the pass, or a run of bad
-                // luck early on would be paid for even when later luck
-                // evens it out (over 8 listeners at 5%: 0.2% more bytes).
-                let spread = if unsent > 0 { 0.0 } else { SPREAD };
-                let want = if loss > 0.0 {
-                    inflate(need, loss, spread)
-                } else {
-                    block.k.saturating_sub(held).max(1)
-                };
-                let room = block
-                    .end_esi
-                    .saturating_sub(block.next_esi.max(block.first_pass_end));
-                let add = want
-                    .saturating_sub(coming)
-                    .min(room.saturating_sub(block.owed));
-                if add > 0 {
-                    if block.owed == 0 {
-                        self.cycles.0 += 1;
-                    } else {
-                        self.cycles.1 += 1;
+            // What the listener wants sent from now on, how much of it is
+            // not covered yet, and the ids left for it.
+            let (want, more, room) = match newest.and_then(|n| block.coming(n[j], now, holdoff)) {
+                Some(coming) => {
+                    // The listener said what it heard last: what it cannot
+                    // reflect yet is known, so no holdoff. During the
+                    // block's first pass, only once the pass is about to
+                    // end (earlier, the need is a guess that later luck may
+                    // undo), and for the listener's mean need: the spread
+                    // is left to its reports after the pass, or a run of
+                    // bad luck early on would be paid for even when later
+                    // luck evens it out (over 8 listeners at 5%: 0.2% more
+                    // bytes).
+                    let unsent = block.first_pass_end.saturating_sub(block.next_esi);
+                    if unsent > 0 && gap.saturating_mul(unsent) > holdoff {
+                        continue;
                     }
-                    block.owed += add;
-                    block.ordered = block.ordered.max(want);
-                    self.owing.insert(i);
+                    let spread = if unsent > 0 { 0.0 } else { SPREAD };
+                    // A listener that loses nothing gets every source
+                    // symbol and decodes without the margin.
+                    let want = if loss > 0.0 {
+                        inflate(need, loss, spread)
+                    } else {
+                        block.k.saturating_sub(held).max(1)
+                    };
+                    let room = block
+                        .end_esi
+                        .saturating_sub(block.next_esi.max(block.first_pass_end));
+                    (want, want.saturating_sub(coming), room)
                 }
-                continue;
-            }
-            // Only blocks whose symbols had time to arrive and be reported.
-            let Some(settled) = block.settled_at else {
-                continue;
+                None => {
+                    // Only blocks whose symbols had time to arrive and be
+                    // reported.
+                    let Some(settled) = block.settled_at else {
+                        continue;
+                    };
+                    if now < settled + holdoff {
+                        continue;
+                    }
+                    let want = inflate(need, loss, SPREAD);
+                    // While a cycle is going out, a report cannot reflect
+                    // it yet: it adds only what it wants beyond what the
+                    // cycle was ordered for. Once a cycle is out (and the
+                    // holdoff passed), a report starts the next one.
+                    let more = if block.owed > 0 {
+                        want.saturating_sub(block.ordered)
+                    } else {
+                        block.ordered = 0;
+                        want
+                    };
+                    (want, more, block.end_esi - block.next_esi)
+                }
             };
-            if now < settled + self.params.holdoff {
-                continue;
-            }
-            // While a cycle is going out, a report cannot reflect it yet:
-            // it adds only what it wants beyond what the cycle was ordered
-            // for. Once a cycle is out (and the holdoff passed), a report
-            // starts the next one.
-            let more = if block.owed > 0 {
-                want.saturating_sub(block.ordered)
-            } else {
-                block.ordered = 0;
-                want
-            };
-            let room = block.end_esi - block.next_esi;
-            let add = more.min(room - block.owed.min(room));
+            let add = more.min(room.saturating_sub(block.owed));
             if add > 0 {
                 if block.owed == 0 {
                     self.cycles.0 += 1;

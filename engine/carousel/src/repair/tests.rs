@@ -487,3 +487,27 @@ fn a_report_with_newest_ids_orders_a_blocks_repair_before_its_first_pass_ends() 
     let rest = send(&mut r, 28);
     assert_eq!(rest.iter().filter(|s| s.0 == 0).count(), 5);
 }
+
+#[test]
+fn a_newest_id_not_sent_yet_is_not_believed() {
+    let t0 = Instant::now();
+    let mut r = RepairRound::<u8>::new(&plan(), 1, params(), 40, t0).unwrap();
+    drain(&mut r, t0);
+    // Within the holdoff a listener claims to have heard id 10,000 of block
+    // 0 (only 0..12 went out): the claim sizes nothing, and the report is
+    // taken as one without newest ids (too early to act on).
+    assert!(r.report(
+        1,
+        &with_newest(vec![(0, 0)], vec![Some(10_000)]),
+        ms(t0, 10)
+    ));
+    assert!(matches!(r.next(ms(t0, 10)), Next::Wait(_)));
+    assert_eq!(r.outcome().cycles, (0, 0));
+    // A newest list that does not match the held blocks is ignored too.
+    assert!(r.report(
+        1,
+        &with_newest(vec![(0, 0)], vec![Some(3), Some(4)]),
+        ms(t0, 20)
+    ));
+    assert!(matches!(r.next(ms(t0, 20)), Next::Wait(_)));
+}
